@@ -1,0 +1,1 @@
+"""tandem node agent: acts on one bare-metal node through narrow drivers."""
