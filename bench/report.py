@@ -1,0 +1,64 @@
+"""Shared output of every benchmark: JSON to a file or stdout, and a readable table."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def percentiles(samples: Sequence[float]) -> dict[str, float]:
+    """p50/p90/p99/max/mean of a list of seconds (nearest-rank percentiles)."""
+    if not samples:
+        raise ValueError("no samples: the benchmark measured nothing")
+    ordered = sorted(samples)
+
+    def rank(p: float) -> float:
+        index = max(0, min(len(ordered) - 1, int(round(p / 100 * len(ordered) + 0.5)) - 1))
+        return ordered[index]
+
+    return {
+        "n": len(ordered),
+        "p50_s": rank(50),
+        "p90_s": rank(90),
+        "p99_s": rank(99),
+        "max_s": ordered[-1],
+        "mean_s": statistics.fmean(ordered),
+    }
+
+
+def emit(name: str, results: Mapping[str, Mapping[str, Any]], json_path: str | None) -> None:
+    """Print a table of `results` (row name -> metrics) and write them as JSON."""
+    document = {
+        "benchmark": name,
+        "machine": {"python": platform.python_version(), "cpus": _cpus()},
+        "results": results,
+    }
+    text = json.dumps(document, indent=2, sort_keys=True)
+    if json_path:
+        Path(json_path).write_text(text + "\n")
+    else:
+        print(text)
+    columns = sorted({key for row in results.values() for key in row})
+    widths = [max(len(c), 10) for c in columns]
+    print(f"\n{name}", file=sys.stderr)
+    print("  " + f"{'case':<28}" + "".join(f"{c:>{w + 2}}" for c, w in zip(columns, widths, strict=True)), file=sys.stderr)
+    for row_name, row in results.items():
+        cells = "".join(f"{_fmt(row.get(c)):>{w + 2}}" for c, w in zip(columns, widths, strict=True))
+        print(f"  {row_name:<28}{cells}", file=sys.stderr)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "-" if value is None else str(value)
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 0

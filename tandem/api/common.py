@@ -1,0 +1,120 @@
+"""Pieces every tandem kind shares: the model base, bounded string types, conditions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "tandem.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+
+
+def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+    """One CEL validation rule in the form the CRD schema wants (`x-kubernetes-validations`)."""
+    entry = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+def validations(*rules: dict[str, str]) -> dict[str, Any]:
+    return {"x-kubernetes-validations": list(rules)}
+
+
+def immutable(what: str) -> dict[str, Any]:
+    """A transition rule: the field keeps the value it was created with."""
+    return validations(
+        cel(
+            "self == oldSelf",
+            f"{what} is immutable: delete and recreate the object to change it",
+        )
+    )
+
+
+NodeName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=63,
+        pattern=DNS_SUBDOMAIN,
+        description="A Kubernetes Node name (lower-case DNS name, at most 63 characters).",
+    ),
+]
+ObjectName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=63,
+        pattern=DNS_LABEL,
+        description="Name of another tandem object in the same namespace.",
+    ),
+]
+AbsolutePath = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=255,
+        pattern=r"^/",
+        description="An absolute path on the node.",
+        json_schema_extra=validations(
+            cel(
+                "!self.contains('/../') && !self.endsWith('/..')",
+                "must be an absolute path without '..' segments, e.g. /srv/data",
+            )
+        ),
+    ),
+]
+IPAddress = Annotated[
+    str,
+    Field(
+        min_length=2,
+        max_length=45,
+        description="An IPv4 or IPv6 address, without prefix length.",
+        json_schema_extra=validations(
+            cel("isIP(self)", "must be a valid IPv4 or IPv6 address such as 198.18.0.10 or 2001:db8::10")
+        ),
+    ),
+]
+Message = Annotated[str, Field(max_length=1024)]
+Reason = Annotated[str, Field(max_length=128)]
+
+
+class Model(BaseModel):
+    """Base of every API model: camelCase on the wire, unknown fields refused, immutable."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+class Condition(Model):
+    """A condition in the Kubernetes API convention (metav1.Condition)."""
+
+    type: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Z][A-Za-z]*$")]
+    status: Literal["True", "False", "Unknown"]
+    reason: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
+    message: Message = ""
+    observed_generation: Annotated[int, Field(ge=0)] | None = None
+    last_transition_time: datetime
+
+
+Conditions = Annotated[
+    list[Condition],
+    Field(
+        max_length=16,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    ),
+]
