@@ -1,0 +1,293 @@
+"""HACluster: an active/standby pair, its ordered resource chain and its failover policy."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from tandem.api.common import (
+    AbsolutePath,
+    Conditions,
+    IPAddress,
+    Message,
+    Model,
+    NodeName,
+    ObjectName,
+    Reason,
+    cel,
+    validations,
+)
+from tandem.api.drbdvolume import DRBDNodeStatus
+
+ServiceName = Annotated[
+    str, Field(min_length=1, max_length=63, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9@._-]*$")
+]
+Argument = Annotated[str, Field(max_length=512)]
+
+
+class ClusterNode(Model):
+    """A data node: a Kubernetes Node that can be primary."""
+
+    name: NodeName
+    replication_address: IPAddress | None = Field(
+        default=None,
+        description="Address on the replication network (PostgreSQL streaming connects here).",
+    )
+
+
+class LeaseTimings(Model):
+    """Timings of the primary Lease; the CRD refuses values that break the safety inequality.
+
+    renewDeadline + demotionTimeout + maxStall + margin < leaseDuration x (1 - clockRateError),
+    so the old holder has stopped writing before anyone may take the Lease.
+    """
+
+    model_config = Model.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "self.renewIntervalMs < self.renewDeadlineMs",
+                "spec.leases.renewIntervalMs must be less than renewDeadlineMs so a holder "
+                "gets at least one retry before it demotes",
+                ".renewIntervalMs",
+            ),
+            cel(
+                "(self.renewDeadlineMs + self.demotionTimeoutMs + self.maxStallMs + self.marginMs)"
+                " * 1000 < self.leaseDurationMs * (1000 - self.clockRateErrorPermille)",
+                "spec.leases: renewDeadlineMs + demotionTimeoutMs + maxStallMs + marginMs must be "
+                "less than leaseDurationMs x (1 - clockRateErrorPermille/1000): raise "
+                "leaseDurationMs or lower the others, or two nodes could both act as primary",
+                ".leaseDurationMs",
+            ),
+        )
+    }
+
+    lease_duration_ms: Annotated[int, Field(ge=500, le=300_000)] = 3000
+    renew_interval_ms: Annotated[int, Field(ge=100, le=60_000)] = 1000
+    renew_deadline_ms: Annotated[int, Field(ge=200, le=120_000)] = 1500
+    demotion_timeout_ms: Annotated[
+        int, Field(ge=50, le=120_000, description="Worst-case time to tear the chain down.")
+    ] = 800
+    max_stall_ms: Annotated[
+        int, Field(ge=0, le=60_000, description="Worst scheduling stall the agent must survive.")
+    ] = 200
+    margin_ms: Annotated[int, Field(ge=0, le=60_000)] = 200
+    clock_rate_error_permille: Annotated[int, Field(ge=0, le=500)] = 10
+
+
+class FencePolicy(Model):
+    """What the agent does when a demotion cannot finish before the Lease could be taken."""
+
+    method: Literal["SysrqReboot", "Watchdog", "LabKill"] = "SysrqReboot"
+    watchdog_device: AbsolutePath = "/dev/watchdog"
+
+
+class FailoverPolicy(Model):
+    auto_failback: bool = Field(
+        default=False, description="Move back to spec.primary once it is healthy again."
+    )
+    max_lag_seconds: Annotated[int, Field(ge=0, le=86_400)] = Field(
+        default=0,
+        description="A standby further behind than this never takes over automatically.",
+    )
+    restart_limit: Annotated[int, Field(ge=0, le=100)] = Field(
+        default=3, description="Restarts of a failed service in place before failing over."
+    )
+    restart_window_seconds: Annotated[int, Field(ge=1, le=86_400)] = 300
+    min_failover_interval_seconds: Annotated[int, Field(ge=0, le=86_400)] = Field(
+        default=10, description="Rate limit: no automatic failover sooner than this after one."
+    )
+    api_server_outage: Literal["Demote", "KeepServingWhilePeerConfirms"] = Field(
+        default="Demote",
+        description="Demote: the holder stops at renewDeadline like any failed renew. "
+        "KeepServingWhilePeerConfirms: it keeps serving while its peer confirms it is "
+        "still a standby over the replication network.",
+    )
+    fence: FencePolicy = FencePolicy()
+
+
+class FilesystemMount(Model):
+    volume: ObjectName = Field(description="DRBDVolume whose device is mounted.")
+    mount_point: AbsolutePath
+    fs_type: Literal["xfs", "ext4"] = "xfs"
+    options: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=16)] = []
+
+
+class BindMount(Model):
+    source: AbsolutePath = Field(description="Directory under a mounted volume.")
+    target: AbsolutePath = Field(description="Standard path of the service's data.")
+
+
+class PostgresSpec(Model):
+    """PostgreSQL streaming replication between the nodes (not on DRBD)."""
+
+    data_directory: AbsolutePath = "/var/lib/postgresql/15/main"
+    bin_directory: AbsolutePath | None = None
+    port: Annotated[int, Field(ge=1024, le=65535)] = 5432
+    replication_user: Annotated[str, Field(min_length=1, max_length=63)] = "replicator"
+    credentials_secret: ObjectName | None = Field(
+        default=None, description="Secret with the replication password (key: password)."
+    )
+    synchronous: bool = Field(
+        default=False,
+        description="Synchronous replication: an isolated primary cannot acknowledge writes.",
+    )
+
+
+class ServiceSpec(Model):
+    name: ServiceName
+    unit: Annotated[str, Field(max_length=128)] | None = Field(
+        default=None, description="systemd unit (production backend)."
+    )
+    command: Annotated[list[Argument], Field(max_length=32)] | None = Field(
+        default=None, description="Argument list (lab process backend)."
+    )
+    run_on: Literal["Primary", "AllNodes"] = Field(
+        default="Primary", description="AllNodes: runs everywhere and never fails over."
+    )
+
+
+class ResourceChain(Model):
+    """Brought up in this order on the primary and down in reverse."""
+
+    model_config = Model.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "self.services.all(s, self.services.exists_one(t, t.name == s.name))",
+                "spec.chain.services[*].name must be unique",
+                ".services",
+            ),
+            cel(
+                "self.services.all(s, has(s.unit) || has(s.command))",
+                "every spec.chain.services entry needs a unit (systemd) or a command (lab)",
+                ".services",
+            ),
+        )
+    }
+
+    volumes: Annotated[list[ObjectName], Field(max_length=8)] = []
+    mounts: Annotated[list[FilesystemMount], Field(max_length=8)] = []
+    bind_mounts: Annotated[list[BindMount], Field(max_length=32)] = []
+    floating_ips: Annotated[list[ObjectName], Field(max_length=8)] = Field(
+        default=[], alias="floatingIPs"
+    )
+    postgres: PostgresSpec | None = None
+    services: Annotated[list[ServiceSpec], Field(max_length=32)] = []
+
+
+class Dependency(Model):
+    name: ObjectName = Field(description="HACluster that must be Ready on the same node first.")
+
+
+class HAClusterSpec(Model):
+    model_config = Model.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "size(self.nodes) >= 2",
+                "spec.nodes must list at least two distinct nodes (Kubernetes Node names)",
+                ".nodes",
+            ),
+            cel(
+                "!has(self.primary) || self.nodes.exists(n, n.name == self.primary)",
+                "spec.primary must be one of spec.nodes[*].name",
+                ".primary",
+            ),
+            cel(
+                "self.standbyNodes.all(s, self.nodes.exists(n, n.name == s))",
+                "spec.standbyNodes may only name nodes listed in spec.nodes",
+                ".standbyNodes",
+            ),
+            cel(
+                "self.standbyNodes.size() < self.nodes.size()",
+                "spec.standbyNodes must leave at least one node able to be primary",
+                ".standbyNodes",
+            ),
+        )
+    }
+
+    nodes: Annotated[
+        list[ClusterNode],
+        Field(
+            max_length=5,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+            },
+        ),
+    ]
+    primary: NodeName | None = Field(
+        default=None, description="Desired primary; changing it starts a planned switchover."
+    )
+    standby_nodes: Annotated[
+        list[NodeName],
+        Field(
+            max_length=5,
+            description="Nodes in standby: they never take the Lease.",
+            json_schema_extra={"x-kubernetes-list-type": "set"},
+        ),
+    ] = []
+    chain: ResourceChain = ResourceChain()
+    leases: LeaseTimings = LeaseTimings()
+    failover: FailoverPolicy = FailoverPolicy()
+    depends_on: Dependency | None = None
+
+
+class PostgresReport(Model):
+    role: Literal["Primary", "Standby", "Stopped", "Unknown"] = "Unknown"
+    timeline: Annotated[int, Field(ge=0)] | None = None
+    lsn: Annotated[str, Field(max_length=32)] | None = None
+    streaming_standbys: Annotated[int, Field(ge=0, le=64)] | None = None
+    lag_seconds: Annotated[int, Field(ge=0)] | None = None
+
+
+class ServiceReport(Model):
+    name: ServiceName
+    state: Literal["Running", "Stopped", "Failed", "Starting", "Unknown"] = "Unknown"
+    restarts: Annotated[int, Field(ge=0)] = 0
+    exit_status: Annotated[str, Field(max_length=64)] | None = None
+
+
+class NodeReport(Model):
+    """What one node's agent says about itself; written only by that node's agent."""
+
+    name: NodeName
+    role: Literal["Primary", "Standby", "Demoting", "Fenced", "Unknown"] = "Unknown"
+    epoch: Annotated[int, Field(ge=0)] = 0
+    heartbeat_time: datetime | None = None
+    drbd: Annotated[list[DRBDNodeStatus], Field(max_length=8)] = []
+    postgres: PostgresReport | None = None
+    services: Annotated[list[ServiceReport], Field(max_length=32)] = []
+    message: Message = ""
+
+
+class FailoverRecord(Model):
+    from_node: NodeName | None = Field(default=None, alias="from")
+    to_node: NodeName = Field(alias="to")
+    reason: Reason
+    duration_ms: Annotated[int, Field(ge=0)] | None = None
+    time: datetime
+    planned: bool = False
+
+
+class HAClusterStatus(Model):
+    observed_generation: Annotated[int, Field(ge=0)] | None = None
+    primary: NodeName | None = None
+    epoch: Annotated[int, Field(ge=0)] | None = None
+    nodes: Annotated[
+        list[NodeReport],
+        Field(
+            max_length=5,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+            },
+        ),
+    ] = []
+    conditions: Conditions = []
+    last_failover: FailoverRecord | None = None
+
+
+class HACluster(Model):
+    spec: HAClusterSpec
+    status: HAClusterStatus | None = None

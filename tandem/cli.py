@@ -1,0 +1,90 @@
+"""The `tandem` command line: one entry point whose subcommands grow with the project."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tandem import crdgen
+
+
+def default_lab_dir() -> Path:
+    return Path(os.environ.get("TANDEM_LAB_DIR", Path.cwd() / ".lab"))
+
+
+def cmd_gen_crds(args: argparse.Namespace) -> int:
+    directory = Path(args.dir)
+    if args.check:
+        stale = crdgen.drift(directory)
+        if stale:
+            print(
+                f"CRDs in {directory}/ differ from the models: {', '.join(stale)}. "
+                "Run `tandem gen-crds` and commit the result.",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"CRDs in {directory}/ match the models")
+        return 0
+    for path in crdgen.write_crds(directory):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    from tandem.lab.controlplane import ControlPlane, ControlPlaneError
+
+    plane = ControlPlane(Path(args.lab_dir))
+    try:
+        if args.lab_command == "up":
+            state = plane.start()
+            print(f"control plane ready at {state.server}")
+            print(f"export KUBECONFIG={plane.kubeconfig}")
+        elif args.lab_command == "down":
+            stopped = plane.stop()
+            print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+        elif args.lab_command == "kubeconfig":
+            if not plane.kubeconfig.exists():
+                print(f"no lab in {plane.lab_dir}: run `tandem lab up` first", file=sys.stderr)
+                return 1
+            print(plane.kubeconfig)
+        elif args.lab_command == "kubectl-path":
+            print(plane.kubectl())
+        elif args.lab_command == "status":
+            print("running" if plane.running() else "stopped")
+            return 0 if plane.running() else 3
+    except ControlPlaneError as exc:
+        print(f"tandem lab {args.lab_command}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tandem", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("gen-crds", help="write crds/*.yaml from the typed models")
+    gen.add_argument("--dir", default="crds", help="output directory (default: crds)")
+    gen.add_argument("--check", action="store_true", help="fail if the files differ")
+    gen.set_defaults(func=cmd_gen_crds)
+
+    lab = sub.add_parser("lab", help="the local control plane (etcd + kube-apiserver)")
+    lab.add_argument(
+        "--lab-dir", default=str(default_lab_dir()),
+        help="where certificates, data, logs and the kubeconfig live (env TANDEM_LAB_DIR)",
+    )
+    lab.add_argument("lab_command", choices=["up", "down", "kubeconfig", "kubectl-path", "status"])
+    lab.set_defaults(func=cmd_lab)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

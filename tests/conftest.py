@@ -1,0 +1,68 @@
+"""Fixtures shared by every tier; the control plane is the real etcd + kube-apiserver."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tandem.lab.controlplane import ControlPlane
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Kubectl:
+    """The real kubectl, pointed at the lab's kubeconfig."""
+
+    binary: Path
+    kubeconfig: Path
+
+    def run(
+        self, args: Sequence[str], stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [str(self.binary), f"--kubeconfig={self.kubeconfig}", *args]
+        proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed:\n{proc.stderr}")
+        return proc
+
+    def json(self, args: Sequence[str]) -> dict:
+        return json.loads(self.run([*args, "-o", "json"]).stdout)
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """One real control plane for the whole session, stopped at the end even on failure."""
+    plane = ControlPlane(tmp_path_factory.mktemp("lab"))
+    try:
+        plane.start()
+        yield plane
+    finally:
+        plane.stop()
+    assert not plane.running(), "the control plane left a process behind"
+
+
+@pytest.fixture(scope="session")
+def kubectl(control_plane: ControlPlane) -> Kubectl:
+    return Kubectl(control_plane.kubectl(), control_plane.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def crds_installed(kubectl: Kubectl) -> Kubectl:
+    """Install the generated CRDs and wait until the API server serves them."""
+    kubectl.run(["apply", "--server-side", "-k", str(REPO / "crds")])
+    kubectl.run(
+        ["wait", "--for=condition=Established", "--timeout=60s", "crd",
+         "haclusters.tandem.dev", "drbdvolumes.tandem.dev", "floatingips.tandem.dev"]
+    )
+    deadline = time.monotonic() + 30
+    while kubectl.run(["get", "hac", "-A"], check=False).returncode != 0:
+        assert time.monotonic() < deadline, "CRDs established but not served"
+        time.sleep(0.2)
+    return kubectl

@@ -1,0 +1,101 @@
+"""The typed models: defaults, validation, and the CRD schema generated from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from tandem import crdgen
+from tandem.api.floatingip import FloatingIPSpec
+from tandem.api.hacluster import HAClusterSpec, LeaseTimings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_satisfy_the_lease_safety_inequality() -> None:
+    t = LeaseTimings()
+    used = t.renew_deadline_ms + t.demotion_timeout_ms + t.max_stall_ms + t.margin_ms
+    assert used * 1000 < t.lease_duration_ms * (1000 - t.clock_rate_error_permille)
+    assert t.renew_interval_ms < t.renew_deadline_ms
+
+
+def test_models_speak_camel_case_and_refuse_unknown_fields() -> None:
+    spec = HAClusterSpec.model_validate({"nodes": [{"name": "a"}, {"name": "b"}], "primary": "a"})
+    dumped = spec.model_dump(by_alias=True, exclude_none=True)
+    assert dumped["leases"]["leaseDurationMs"] == 3000
+    assert "standbyNodes" in dumped
+    with pytest.raises(ValidationError, match="primaryNode"):
+        HAClusterSpec.model_validate({"nodes": [{"name": "a"}], "primaryNode": "a"})
+
+
+def test_floating_ip_interface_name_is_bounded() -> None:
+    with pytest.raises(ValidationError, match="interface"):
+        FloatingIPSpec.model_validate(
+            {"cluster": "c", "addresses": [{"start": "198.18.0.2"}], "prefixLength": 24,
+             "interface": "an-interface-name-too-long"}
+        )
+
+
+def _walk(node: object, path: str = "") -> list[tuple[str, dict]]:
+    found = []
+    if isinstance(node, dict):
+        found.append((path, node))
+        for key, value in node.items():
+            found.extend(_walk(value, f"{path}.{key}"))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found.extend(_walk(value, f"{path}[{i}]"))
+    return found
+
+
+@pytest.mark.parametrize("kind", crdgen.KINDS, ids=lambda k: k.kind)
+def test_generated_schema_is_structural_and_bounded(kind: crdgen.Kind) -> None:
+    schema = crdgen.crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    ours = {k: schema["properties"][k] for k in ("spec", "status")}
+    for path, node in _walk(ours):
+        if path.endswith(".properties") or path.endswith("x-kubernetes-validations"):
+            continue
+        for banned in ("$ref", "anyOf", "allOf", "title", "$defs"):
+            assert banned not in node, f"{kind.kind}{path} still has {banned}"
+        if node.get("type") == "string" and "enum" not in node and "format" not in node:
+            assert "maxLength" in node, f"{kind.kind}{path}: unbounded string"
+        if node.get("type") == "array":
+            assert "maxItems" in node, f"{kind.kind}{path}: unbounded list"
+        if "default" in node:
+            assert node["default"] is not None, f"{kind.kind}{path}: null default"
+
+
+@pytest.mark.parametrize("kind", crdgen.KINDS, ids=lambda k: k.kind)
+def test_conditions_are_a_map_list_keyed_by_type(kind: crdgen.Kind) -> None:
+    status = crdgen.crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    conditions = status["properties"]["status"]["properties"]["conditions"]
+    assert conditions["x-kubernetes-list-type"] == "map"
+    assert conditions["x-kubernetes-list-map-keys"] == ["type"]
+    required = set(conditions["items"]["required"])
+    assert {"type", "status", "reason", "lastTransitionTime"} <= required
+
+
+def test_checked_in_crds_match_the_models() -> None:
+    assert crdgen.drift(REPO / "crds") == [], "run `tandem gen-crds` and commit the result"
+
+
+def test_drift_is_detected(tmp_path: Path) -> None:
+    crdgen.write_crds(tmp_path)
+    assert crdgen.drift(tmp_path) == []
+    (tmp_path / "hacluster.yaml").write_text("# edited by hand\n")
+    (tmp_path / "stray.yaml").write_text("{}\n")
+    assert crdgen.drift(tmp_path) == ["hacluster.yaml", "stray.yaml"]
+
+
+def test_samples_parse_with_the_models() -> None:
+    models = {"HACluster": HAClusterSpec, "FloatingIP": FloatingIPSpec}
+    seen = 0
+    for path in sorted((REPO / "deploy" / "samples").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc["kind"] in models:
+                models[doc["kind"]].model_validate(doc["spec"])
+                seen += 1
+    assert seen >= 6
