@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import sys
@@ -46,7 +47,8 @@ def emit(name: str, results: Mapping[str, Mapping[str, Any]], json_path: str | N
     columns = sorted({key for row in results.values() for key in row})
     widths = [max(len(c), 10) for c in columns]
     print(f"\n{name}", file=sys.stderr)
-    print("  " + f"{'case':<28}" + "".join(f"{c:>{w + 2}}" for c, w in zip(columns, widths, strict=True)), file=sys.stderr)
+    header = "".join(f"{c:>{w + 2}}" for c, w in zip(columns, widths, strict=True))
+    print("  " + f"{'case':<28}" + header, file=sys.stderr)
     for row_name, row in results.items():
         cells = "".join(f"{_fmt(row.get(c)):>{w + 2}}" for c, w in zip(columns, widths, strict=True))
         print(f"  {row_name:<28}{cells}", file=sys.stderr)
@@ -59,6 +61,4 @@ def _fmt(value: Any) -> str:
 
 
 def _cpus() -> int:
-    import os
-
     return os.cpu_count() or 0

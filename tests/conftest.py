@@ -27,7 +27,7 @@ class Kubectl:
         self, args: Sequence[str], stdin: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         argv = [str(self.binary), f"--kubeconfig={self.kubeconfig}", *args]
-        proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60, check=False)
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed:\n{proc.stderr}")
         return proc

@@ -89,7 +89,8 @@ class DRBDVolumeSpec(Model):
             ),
             cel(
                 "!has(self.tiebreaker) || self.quorum.mode != 'off'",
-                "spec.quorum.mode must be majority or all when spec.tiebreaker is set: a witness only helps with quorum",
+                "spec.quorum.mode must be majority or all when spec.tiebreaker is set: "
+                "a witness only helps with quorum",
                 ".quorum.mode",
             ),
         )

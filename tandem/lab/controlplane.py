@@ -9,6 +9,7 @@ process) ends exactly those processes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -303,7 +304,5 @@ def _terminate(proc: ManagedProcess, timeout: float) -> None:
 
 def _reap(pid: int) -> None:
     """Collect the exit status if the process is our child, so it does not linger as a zombie."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass

@@ -1,0 +1,178 @@
+"""The API server itself accepts every sample and refuses bad specs with a message naming the field."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import Kubectl
+
+pytestmark = pytest.mark.apiserver
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "deploy" / "samples"
+NAMESPACE = "tandem-validation"
+_names = itertools.count()
+
+
+def sample(kind: str, name: str) -> dict[str, Any]:
+    for path in sorted(SAMPLES.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc["kind"] == kind and doc["metadata"]["name"] == name:
+                return copy.deepcopy(doc)
+    raise LookupError(f"no {kind} {name} in {SAMPLES}")
+
+
+@pytest.fixture(scope="module")
+def api(crds_installed: Kubectl) -> Kubectl:
+    crds_installed.run(["create", "namespace", NAMESPACE])
+    return crds_installed
+
+
+def apply(api: Kubectl, doc: dict[str, Any]) -> tuple[int, str]:
+    doc = copy.deepcopy(doc)
+    doc["metadata"]["namespace"] = NAMESPACE
+    doc["metadata"]["name"] = f"{doc['metadata']['name']}-{next(_names)}"
+    proc = api.run(["apply", "-f", "-"], stdin=yaml.safe_dump(doc), check=False)
+    return proc.returncode, proc.stderr
+
+
+def test_every_sample_is_accepted(crds_installed: Kubectl) -> None:
+    out = crds_installed.run(["apply", "-f", str(SAMPLES)]).stdout
+    created = [line for line in out.splitlines() if "tandem.dev/" in line]
+    assert len(created) >= 12, out
+    listed = crds_installed.run(["get", "tandem", "-n", "tandem-demo", "-o", "name"]).stdout
+    for expected in ("hacluster.tandem.dev/mail", "hacluster.tandem.dev/groupware",
+                     "hacluster.tandem.dev/db", "hacluster.tandem.dev/app",
+                     "drbdvolume.tandem.dev/groupware-data", "floatingip.tandem.dev/mail-vips"):
+        assert expected in listed
+
+
+def test_defaults_are_applied_by_the_api_server(api: Kubectl) -> None:
+    doc = sample("HACluster", "mail")
+    doc["metadata"]["namespace"] = NAMESPACE
+    doc["metadata"]["name"] = "defaults"
+    api.run(["apply", "-f", "-"], stdin=yaml.safe_dump(doc))
+    spec = api.json(["get", "hac", "defaults", "-n", NAMESPACE])["spec"]
+    assert spec["leases"]["leaseDurationMs"] == 3000
+    assert spec["failover"]["apiServerOutage"] == "Demote"
+    assert spec["failover"]["fence"]["method"] == "SysrqReboot"
+
+
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def _set(path: str, value: Any) -> Mutation:
+    def mutate(doc: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node: Any = doc
+        for part in parents:
+            node = node[int(part)] if part.isdigit() else node[part]
+        if last.isdigit():
+            node[int(last)] = value
+        else:
+            node[last] = value
+    return mutate
+
+
+BAD: list[tuple[str, tuple[str, str], Mutation, list[str]]] = [
+    ("one-node", ("HACluster", "mail"),
+     _set("spec.nodes", [{"name": "mail1"}]), ["spec.nodes", "at least two distinct nodes"]),
+    ("duplicate-node", ("HACluster", "mail"),
+     _set("spec.nodes", [{"name": "mail1"}, {"name": "mail1"}]), ["spec.nodes[1]", "Duplicate"]),
+    ("primary-not-a-node", ("HACluster", "mail"),
+     _set("spec.primary", "mail3"), ["spec.primary", "must be one of spec.nodes"]),
+    ("standby-not-a-node", ("HACluster", "mail"),
+     _set("spec.standbyNodes", ["mail9"]), ["spec.standbyNodes", "only name nodes"]),
+    ("every-node-standby", ("HACluster", "mail"),
+     _set("spec.standbyNodes", ["mail1", "mail2"]), ["spec.standbyNodes", "at least one node"]),
+    ("lease-inequality", ("HACluster", "mail"),
+     _set("spec.leases", {"leaseDurationMs": 2000, "renewDeadlineMs": 1900, "renewIntervalMs": 500}),
+     ["spec.leases.leaseDurationMs", "two nodes could both act as primary"]),
+    ("renew-interval-too-long", ("HACluster", "mail"),
+     _set("spec.leases", {"renewIntervalMs": 1500, "renewDeadlineMs": 1500}),
+     ["spec.leases.renewIntervalMs", "less than renewDeadlineMs"]),
+    ("node-name-not-dns", ("HACluster", "mail"),
+     _set("spec.nodes.0.name", "Mail_1"), ["spec.nodes[0].name"]),
+    ("service-without-unit-or-command", ("HACluster", "mail"),
+     _set("spec.chain.services", [{"name": "postfix"}]), ["spec.chain.services", "needs a unit"]),
+    ("duplicate-service", ("HACluster", "mail"),
+     _set("spec.chain.services", [{"name": "a", "unit": "a.service"}, {"name": "a", "unit": "b"}]),
+     ["spec.chain.services", "must be unique"]),
+    ("relative-bind-mount", ("HACluster", "groupware"),
+     _set("spec.chain.bindMounts.0.source", "srv/groupware/mysql"),
+     ["spec.chain.bindMounts[0].source"]),
+    ("dotdot-bind-mount", ("HACluster", "groupware"),
+     _set("spec.chain.bindMounts.0.target", "/var/lib/../../etc"),
+     ["spec.chain.bindMounts[0].target", "without '..'"]),
+    ("unknown-field", ("HACluster", "mail"),
+     _set("spec.primaryNode", "mail1"), ['unknown field "spec.primaryNode"']),
+    ("bad-replication-address", ("HACluster", "mail"),
+     _set("spec.nodes.0.replicationAddress", "2001:db8::zz"),
+     ["spec.nodes[0].replicationAddress", "valid IPv4 or IPv6"]),
+    ("too-many-failover-restarts", ("HACluster", "mail"),
+     _set("spec.failover.restartLimit", 1000), ["spec.failover.restartLimit"]),
+    ("bad-ipv4", ("FloatingIP", "mail-vips"),
+     _set("spec.addresses.0.start", "198.18.0.300"),
+     ["spec.addresses[0].start", "valid IPv4 or IPv6"]),
+    ("mixed-family-range", ("FloatingIP", "mail-vips"),
+     _set("spec.addresses.0.end", "2001:db8::10"), ["spec.addresses[0].end", "both be IPv4"]),
+    ("ipv4-prefix-33", ("FloatingIP", "mail-vips"),
+     _set("spec.prefixLength", 33), ["spec.prefixLength", "at most 32"]),
+    ("interface-with-space", ("FloatingIP", "mail-vips"),
+     _set("spec.interface", "eth 0"), ["spec.interface"]),
+    ("interface-too-long", ("FloatingIP", "mail-vips"),
+     _set("spec.interface", "a-very-long-interface"), ["spec.interface"]),
+    ("port-out-of-range", ("DRBDVolume", "mail-store"),
+     _set("spec.port", 70000), ["spec.port"]),
+    ("protocol-d", ("DRBDVolume", "mail-store"),
+     _set("spec.protocol", "D"), ["spec.protocol", "Unsupported value"]),
+    ("tiebreaker-is-a-data-node", ("DRBDVolume", "groupware-data"),
+     _set("spec.tiebreaker.name", "gw1"), ["spec.tiebreaker.name", "witness holds no data"]),
+    ("duplicate-node-id", ("DRBDVolume", "mail-store"),
+     _set("spec.nodes.1.nodeId", 0), ["spec.nodes", "must be distinct"]),
+    ("tiebreaker-without-quorum", ("DRBDVolume", "groupware-data"),
+     _set("spec.quorum.mode", "off"), ["spec.quorum.mode", "majority or all"]),
+    ("bad-resource-name", ("DRBDVolume", "mail-store"),
+     _set("spec.resourceName", "mail store"), ["spec.resourceName"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("obj", "mutate", "expected"), [(o, m, e) for _, o, m, e in BAD], ids=[b[0] for b in BAD]
+)
+def test_bad_spec_is_refused_naming_the_field(
+    api: Kubectl, obj: tuple[str, str], mutate: Mutation, expected: list[str]
+) -> None:
+    doc = sample(*obj)
+    mutate(doc)
+    code, stderr = apply(api, doc)
+    assert code != 0, f"accepted a bad {obj[0]}"
+    for fragment in expected:
+        assert fragment in stderr, f"{fragment!r} missing from: {stderr}"
+
+
+def test_at_least_fifteen_distinct_refusals() -> None:
+    assert len({name for name, *_ in BAD}) >= 15
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("resourceName", "renamed"), ("minor", 7)], ids=["resourceName", "minor"]
+)
+def test_drbd_identity_is_immutable(api: Kubectl, field: str, value: Any) -> None:
+    doc = sample("DRBDVolume", "mail-store")
+    doc["metadata"]["namespace"] = NAMESPACE
+    doc["metadata"]["name"] = f"immutable-{field.lower()}"
+    api.run(["apply", "-f", "-"], stdin=yaml.safe_dump(doc))
+    doc["spec"][field] = value
+    proc = api.run(["apply", "-f", "-"], stdin=yaml.safe_dump(doc), check=False)
+    assert proc.returncode != 0
+    assert f"spec.{field}" in proc.stderr and "immutable" in proc.stderr, proc.stderr
+    stored = api.json(["get", "drbdvol", doc["metadata"]["name"], "-n", NAMESPACE])
+    assert stored["spec"][field] != value, "a refused update changed the object"

@@ -1,0 +1,121 @@
+"""kubectl get/describe show what an operator reads: printer columns fed by the status subresource."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import Kubectl
+
+pytestmark = pytest.mark.apiserver
+
+REPO = Path(__file__).resolve().parents[2]
+NAMESPACE = "tandem-columns"
+
+HAC_STATUS = {
+    "primary": "mail1",
+    "epoch": 7,
+    "observedGeneration": 1,
+    "conditions": [{
+        "type": "Ready", "status": "True", "reason": "Replicating",
+        "message": "mail1 primary, mail2 streaming 0 s behind",
+        "lastTransitionTime": "2026-11-22T03:00:00Z", "observedGeneration": 1,
+    }],
+    "nodes": [
+        {"name": "mail1", "role": "Primary", "epoch": 7,
+         "drbd": [{"name": "mail-store", "role": "Primary", "diskState": "UpToDate",
+                   "connectionState": "Connected", "peerRole": "Secondary",
+                   "peerDiskState": "UpToDate", "replicationState": "Established"}],
+         "postgres": {"role": "Primary", "timeline": 3, "streamingStandbys": 1}},
+        {"name": "mail2", "role": "Standby", "epoch": 7,
+         "postgres": {"role": "Standby", "timeline": 3, "lagSeconds": 0}},
+    ],
+    "lastFailover": {"from": "mail2", "to": "mail1", "reason": "LeaseExpired",
+                     "durationMs": 4200, "time": "2026-11-22T02:59:00Z"},
+}
+
+
+@pytest.fixture(scope="module")
+def api(crds_installed: Kubectl) -> Kubectl:
+    crds_installed.run(["create", "namespace", NAMESPACE])
+    docs = [d for d in yaml.safe_load_all((REPO / "deploy/samples/mail.yaml").read_text()) if d]
+    for doc in docs:
+        doc["metadata"]["namespace"] = NAMESPACE
+    crds_installed.run(["apply", "-f", "-"], stdin=yaml.safe_dump_all(docs))
+    return crds_installed
+
+
+def patch_status(api: Kubectl, resource: str, status: dict) -> None:
+    api.run(["patch", resource, "-n", NAMESPACE, "--subresource=status", "--type=merge",
+             "-p", json.dumps({"status": status})])
+
+
+def row(table: str, name: str) -> list[str]:
+    for line in table.splitlines():
+        if line.split() and line.split()[0].endswith(name):
+            return line.split()
+    raise AssertionError(f"no row {name} in:\n{table}")
+
+
+def test_hac_columns_show_the_status_written_through_the_subresource(api: Kubectl) -> None:
+    patch_status(api, "hac/mail", HAC_STATUS)
+    table = api.run(["get", "hac", "-n", NAMESPACE]).stdout
+    assert table.split()[:6] == ["NAME", "PRIMARY", "READY", "STATUS", "EPOCH", "AGE"]
+    assert row(table, "mail")[1:5] == ["mail1", "True", "Replicating", "7"]
+
+
+def test_status_is_not_writable_through_the_main_resource(api: Kubectl) -> None:
+    api.run(["patch", "hac/mail", "-n", NAMESPACE, "--type=merge",
+             "-p", json.dumps({"status": {"primary": "mail2"}})])
+    assert api.json(["get", "hac/mail", "-n", NAMESPACE])["status"]["primary"] == "mail1"
+
+
+def test_status_is_validated_too(api: Kubectl) -> None:
+    proc = api.run(["patch", "hac/mail", "-n", NAMESPACE, "--subresource=status", "--type=merge",
+                    "-p", json.dumps({"status": {"conditions": [{"type": "Ready", "status": "Maybe",
+                                      "reason": "X", "lastTransitionTime": "2026-11-22T03:00:00Z"}]}})],
+                   check=False)
+    assert proc.returncode != 0 and "status.conditions[0].status" in proc.stderr, proc.stderr
+
+
+def test_get_tandem_category_lists_every_kind(api: Kubectl) -> None:
+    patch_status(api, "drbdvol/mail-store", {
+        "roles": "Primary/Secondary", "disks": "UpToDate/UpToDate", "connection": "Connected"})
+    patch_status(api, "fip/mail-vips", {
+        "holder": "mail1", "summary": "99 addresses 198.18.0.2-198.18.0.100", "addressCount": 99})
+    table = api.run(["get", "tandem", "-n", NAMESPACE]).stdout
+    assert row(table, "hacluster.tandem.dev/mail")[1:5] == ["mail1", "True", "Replicating", "7"]
+    assert row(table, "drbdvolume.tandem.dev/mail-store")[1:6] == [
+        "mail", "mail-store", "Primary/Secondary", "UpToDate/UpToDate", "Connected"]
+    fip = row(table, "floatingip.tandem.dev/mail-vips")
+    assert fip[1] == "mail" and "198.18.0.2-198.18.0.100" in " ".join(fip) and fip[-2] == "mail1"
+
+
+def test_short_names(api: Kubectl) -> None:
+    for short, name in (("hac", "mail"), ("drbdvol", "mail-store"), ("fip", "mail-vips")):
+        assert name in api.run(["get", short, "-n", NAMESPACE, "-o", "name"]).stdout
+
+
+def test_describe_shows_per_node_reports_and_conditions(api: Kubectl) -> None:
+    patch_status(api, "hac/mail", HAC_STATUS)
+    text = api.run(["describe", "hac", "mail", "-n", NAMESPACE]).stdout
+    for fragment in ("Primary:", "mail1", "Epoch:", "7", "Replicating", "Streaming Standbys:",
+                     "Lag Seconds:", "Disk State:", "UpToDate", "LeaseExpired"):
+        assert fragment in text, f"{fragment!r} missing from describe:\n{text}"
+
+
+def test_deploy_base_applies_to_the_real_api_server(crds_installed: Kubectl) -> None:
+    crds_installed.run(["apply", "--server-side", "-k", str(REPO / "deploy")])
+    dry = crds_installed.run(["apply", "--server-side", "--dry-run=server", "-k", str(REPO / "deploy")])
+    assert "daemonset.apps/tandem-agent" in dry.stdout
+    ds = crds_installed.json(["get", "ds/tandem-agent", "-n", "tandem-system"])
+    security = ds["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+    assert security["privileged"] is False and "NET_ADMIN" in security["capabilities"]["add"]
+    assert ds["spec"]["template"]["spec"]["hostNetwork"] is True
+    for kind, name in (("clusterrole", "tandem-agent"), ("clusterrole", "tandem-operator")):
+        rules = crds_installed.json(["get", kind, name])["rules"]
+        for rule in rules:
+            assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
