@@ -1,0 +1,503 @@
+"""Pure logic of the Mounts and Services drivers: parsing, ordering, validation, argv building.
+
+Nothing here needs root or changes the machine; the few tests that read /proc read only this
+test process's own entries.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_AGENT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "node-agent"))
+if _AGENT not in sys.path:  # the node agent is its own deployable, not installed in dev
+    sys.path.insert(0, _AGENT)
+
+import pytest  # noqa: E402
+from tandem_agent.drivers.base import DriverError  # noqa: E402
+from tandem_agent.drivers.mounts import (  # noqa: E402
+    BindMount,
+    FilesystemMount,
+    MountBusyError,
+    MountConflictError,
+    MountEntry,
+    MountHolder,
+    MountSpecError,
+    bind_origin,
+    containing_mount,
+    filesystem_matches,
+    is_under,
+    maps_line_path_under,
+    mounts_beneath,
+    parse_mountinfo,
+    parse_mountinfo_line,
+    plan_chain,
+    process_uses,
+    read_mountinfo,
+    top_mount,
+    unescape,
+    validate_chain,
+)
+from tandem_agent.drivers.services import (  # noqa: E402
+    ProcessService,
+    ServiceChain,
+    ServiceChainError,
+    ServiceError,
+    ServiceState,
+    ServiceStatus,
+    SystemdBackend,
+    decode_returncode,
+    parse_proc_stat,
+    parse_show,
+    proc_start_time,
+    read_proc_stat,
+    status_from_show,
+    validate_name,
+)
+
+# ---------------------------------------------------------------------------------------------
+# mountinfo parsing
+
+# Shapes taken from proc(5) and from this kernel's /proc/self/mountinfo.
+PROC5_EXAMPLE = (
+    "36 35 98:0 /mnt1 /mnt/parent rw,noatime master:1 - ext3 /dev/root rw,errors=continue"
+)
+TWO_OPTIONAL = "61 27 0:39 / /srv/a rw,relatime shared:5 master:2 - tmpfs tmpfs rw,size=1024k"
+NO_OPTIONAL = "44 27 0:39 / /tmp/x/a\\040b rw,relatime - tmpfs x\\040y rw,size=1024k"
+BIND_LINE = (
+    "45 27 254:0 /tmp/x/a\\040b /tmp/x/c rw,relatime - ext4 /dev/vda "
+    "rw,discard,resv_strict"
+)
+
+
+def entry(
+    mount_id: int, parent: int, dev: str, root: str, point: str, *,
+    fstype: str = "ext4", source: str = "/dev/vda",
+) -> MountEntry:
+    major, minor = (int(x) for x in dev.split(":"))
+    return MountEntry(mount_id, parent, major, minor, root, point, ("rw",), (), fstype, source,
+                      ("rw",))
+
+
+@pytest.mark.parametrize(
+    ("raw", "decoded"),
+    [
+        ("/plain/path", "/plain/path"),
+        ("/a\\040b", "/a b"),
+        ("\\011tab\\012nl", "\ttab\nnl"),
+        ("back\\134slash", "back\\slash"),
+        ("/x\\040\\040y", "/x  y"),
+        ("not\\9escape", "not\\9escape"),  # 9 is not an octal digit: kept as it is
+        ("trailing\\04", "trailing\\04"),  # too short to be an escape
+        ("end\\", "end\\"),
+    ],
+)
+def test_unescape_decodes_octal_escapes_only(raw: str, decoded: str) -> None:
+    assert unescape(raw) == decoded
+
+
+def test_parse_proc5_example_with_one_optional_field() -> None:
+    e = parse_mountinfo_line(PROC5_EXAMPLE)
+    assert (e.mount_id, e.parent_id, e.major, e.minor) == (36, 35, 98, 0)
+    assert e.root == "/mnt1"
+    assert e.mount_point == "/mnt/parent"
+    assert e.options == ("rw", "noatime")
+    assert e.optional == ("master:1",)
+    assert (e.fstype, e.source) == ("ext3", "/dev/root")
+    assert e.super_options == ("rw", "errors=continue")
+    assert not e.read_only
+
+
+def test_parse_zero_and_two_optional_fields() -> None:
+    assert parse_mountinfo_line(TWO_OPTIONAL).optional == ("shared:5", "master:2")
+    e = parse_mountinfo_line(NO_OPTIONAL)
+    assert e.optional == ()
+    assert e.fstype == "tmpfs"
+
+
+def test_parse_escaped_spaces_in_mount_point_source_and_root() -> None:
+    e = parse_mountinfo_line(NO_OPTIONAL)
+    assert e.mount_point == "/tmp/x/a b"
+    assert e.source == "x y"
+    bind = parse_mountinfo_line(BIND_LINE)
+    assert bind.root == "/tmp/x/a b"
+    assert bind.mount_point == "/tmp/x/c"
+    assert bind.describe() == "/dev/vda [/tmp/x/a b] (ext4)"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "36 35 98:0 /mnt1 /mnt/parent rw,noatime master:1 ext3 /dev/root rw",  # no separator
+        "36 35 98:0 /mnt1 - ext3 /dev/root rw",  # separator too early
+        "36 35 98:0 / /m rw - ext3",  # no source
+        "x 35 98:0 / /m rw - ext3 /dev/root rw",  # id not a number
+    ],
+)
+def test_parse_rejects_malformed_lines(bad: str) -> None:
+    with pytest.raises(ValueError):
+        parse_mountinfo_line(bad)
+
+
+def test_parse_this_process_mountinfo() -> None:
+    entries = read_mountinfo()
+    assert entries, "mountinfo is never empty"
+    root = top_mount(entries, "/")
+    assert root is not None
+    assert os.stat("/").st_dev == os.makedev(root.major, root.minor)
+    assert parse_mountinfo("\n" + PROC5_EXAMPLE + "\n\n")[0].mount_id == 36
+
+
+def test_read_only_flag() -> None:
+    e = parse_mountinfo_line("50 27 7:0 / /data ro,relatime - xfs /dev/loop0 ro,attr2")
+    assert e.read_only
+
+
+# ---------------------------------------------------------------------------------------------
+# Lookups over mount tables
+
+
+@pytest.mark.parametrize(
+    ("path", "top", "expected"),
+    [
+        ("/a/b", "/a/b", True),
+        ("/a/b/c", "/a/b", True),
+        ("/a/bc", "/a/b", False),
+        ("/a", "/a/b", False),
+        ("/anything", "/", True),
+        ("/a/b/c", "/a/b/", True),
+    ],
+)
+def test_is_under(path: str, top: str, expected: bool) -> None:
+    assert is_under(path, top) is expected
+
+
+def test_top_mount_picks_the_uppermost_of_stacked_mounts() -> None:
+    entries = [
+        entry(1, 0, "254:0", "/", "/"),
+        entry(10, 1, "7:0", "/", "/data", fstype="xfs", source="/dev/loop0"),
+        entry(11, 10, "0:40", "/", "/data", fstype="tmpfs", source="tmpfs"),
+    ]
+    top = top_mount(entries, "/data")
+    assert top is not None
+    assert top.mount_id == 11
+    assert top_mount(entries, "/elsewhere") is None
+
+
+def test_mounts_beneath_lists_only_strict_descendants() -> None:
+    entries = [
+        entry(1, 0, "254:0", "/", "/"),
+        entry(10, 1, "7:0", "/", "/data"),
+        entry(11, 10, "7:0", "/pg", "/data/x"),
+        entry(12, 1, "7:0", "/pg", "/database"),
+    ]
+    assert [e.mount_id for e in mounts_beneath(entries, "/data")] == [11]
+
+
+def test_bind_origin_is_device_and_path_inside_the_filesystem() -> None:
+    entries = [
+        entry(1, 0, "254:0", "/", "/"),
+        entry(10, 1, "7:0", "/", "/srv/data root"),
+        entry(11, 1, "7:0", "/sub", "/mnt/sub"),  # itself a bind of /sub
+    ]
+    assert containing_mount(entries, "/srv/data root/pg").mount_id == 10
+    assert bind_origin(entries, "/srv/data root/pg") == (7, 0, "/pg")
+    assert bind_origin(entries, "/srv/data root") == (7, 0, "/")
+    assert bind_origin(entries, "/mnt/sub/x/y") == (7, 0, "/sub/x/y")
+    assert bind_origin(entries, "/etc/app") == (254, 0, "/etc/app")
+
+
+def test_filesystem_matches_block_device_by_number_and_others_by_name() -> None:
+    loop = entry(10, 1, "7:3", "/", "/data", fstype="xfs", source="/dev/loop3")
+    spec = FilesystemMount("/dev/disk/by-id/whatever", "/data", "xfs")
+    assert filesystem_matches(loop, spec, (7, 3))
+    assert not filesystem_matches(loop, spec, (7, 4))
+    assert not filesystem_matches(loop, FilesystemMount("/dev/loop3", "/data", "ext4"), (7, 3))
+    assert filesystem_matches(loop, FilesystemMount("/dev/loop3", "/data", "auto"), (7, 3))
+    tmp = entry(11, 1, "0:50", "/", "/run/x", fstype="tmpfs", source="tandem-a")
+    assert filesystem_matches(tmp, FilesystemMount("tandem-a", "/run/x", "tmpfs"), None)
+    assert not filesystem_matches(tmp, FilesystemMount("tandem-b", "/run/x", "tmpfs"), None)
+    # a bind of a subdirectory is not the filesystem itself
+    sub = entry(12, 1, "7:3", "/pg", "/data", fstype="xfs", source="/dev/loop3")
+    assert not filesystem_matches(sub, spec, (7, 3))
+
+
+# ---------------------------------------------------------------------------------------------
+# Specs and chains
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        FilesystemMount("/dev/sdb1", "relative/target", "xfs"),
+        FilesystemMount("/dev/sdb1", "/data", "xfs", ("noatime,ro",)),
+        FilesystemMount("/dev/sdb1", "/data", "xfs", ("",)),
+        FilesystemMount("/dev/sdb1", "/data", "x fs"),
+        FilesystemMount("-o", "/data", "xfs"),
+        FilesystemMount("", "/data", "xfs"),
+    ],
+)
+def test_invalid_filesystem_specs(spec: FilesystemMount) -> None:
+    with pytest.raises(MountSpecError):
+        spec.validate()
+
+
+def test_bind_source_resolution_and_escape() -> None:
+    assert BindMount("pg", "/var/lib/pg").resolve("/data") == "/data/pg"
+    assert BindMount("a/./b/", "/x").resolve("/data") == "/data/a/b"
+    assert BindMount("/etc/app", "/x").resolve("/data") == "/etc/app"
+    with pytest.raises(MountSpecError):
+        BindMount("../etc", "/x").validate()
+    with pytest.raises(MountSpecError):
+        BindMount("pg", "relative").validate()
+    with pytest.raises(MountSpecError):
+        BindMount("pg", "/x").resolve(None)
+
+
+def test_chain_validation_order_and_duplicates() -> None:
+    fs = FilesystemMount("/dev/loop0", "/data", "xfs")
+    ok = [BindMount("www", "/srv/www"), BindMount("static", "/srv/www/static")]
+    validate_chain(fs, ok)
+    with pytest.raises(MountSpecError, match="mounted after it"):
+        validate_chain(fs, list(reversed(ok)))
+    with pytest.raises(MountSpecError, match="share the target"):
+        validate_chain(fs, [BindMount("a", "/srv/x"), BindMount("b", "/srv/x/")])
+    with pytest.raises(MountSpecError, match="data root itself"):
+        validate_chain(fs, [BindMount("a", "/data")])
+
+
+def test_plan_resolves_relative_sources_under_the_data_root() -> None:
+    fs = FilesystemMount("/dev/loop0", "/data", "xfs")
+    plan = plan_chain(fs, [BindMount("pg", "/var/lib/postgresql"), BindMount("/etc/x", "/y")])
+    assert plan.binds == [("/data/pg", "/var/lib/postgresql"), ("/etc/x", "/y")]
+    other = plan_chain(fs, [BindMount("pg", "/v")], data_root="/data/root")
+    assert other.binds == [("/data/root/pg", "/v")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Busy detection
+
+
+def test_maps_lines() -> None:
+    line = "7f00-7f10 r-xp 00000000 07:00 1234                       /data/my lib.so"
+    assert maps_line_path_under(line, ["/data"])
+    assert not maps_line_path_under(line, ["/dat"])
+    assert maps_line_path_under("7f-80 r--p 0 07:00 5  /data/x (deleted)", ["/data/x"])
+    assert not maps_line_path_under("7f-80 rw-p 00000000 00:00 0  [heap]", ["/"])
+    assert not maps_line_path_under("7f-80 rw-p 00000000 00:00 0", ["/"])
+
+
+def test_process_uses_sees_an_open_file_of_this_process(tmp_path: object) -> None:
+    top = str(tmp_path)
+    with open(os.path.join(top, "held"), "w", encoding="utf-8") as fh:
+        uses = process_uses("/proc/self", [top])
+        assert f"fd {fh.fileno()}" in uses
+    assert not any(u.startswith("fd") for u in process_uses("/proc/self", [top]))
+
+
+def test_busy_error_names_pids_commands_and_submounts() -> None:
+    err = MountBusyError(
+        "/data", [MountHolder(4242, "sleep", ("cwd",)), MountHolder(7, "postgres", ("fd 5",))],
+        ["/data/x"],
+    )
+    text = str(err)
+    assert "pid 4242 (sleep: cwd)" in text
+    assert "pid 7 (postgres: fd 5)" in text
+    assert "/data/x" in text
+    assert [h.pid for h in err.holders] == [4242, 7]
+    conflict = MountConflictError("/data", "/dev/loop0 (xfs)", "/dev/loop1 (ext4)")
+    assert "/dev/loop0 (xfs)" in str(conflict) and "/dev/loop1 (ext4)" in str(conflict)
+
+
+# ---------------------------------------------------------------------------------------------
+# systemd: argument lists and `systemctl show` output
+
+# `systemctl show --property=...` prints key=value lines in the bus's property order (service
+# properties before unit properties), not in the order asked for; these are of that format.
+SHOW_KILLED = """MainPID=0
+ExecMainPID=23117
+ExecMainCode=2
+ExecMainStatus=9
+Result=signal
+Id=tandem-web.service
+LoadState=loaded
+ActiveState=failed
+SubState=failed
+"""
+SHOW_EXITED = """MainPID=0
+ExecMainPID=1888
+ExecMainCode=1
+ExecMainStatus=3
+Result=exit-code
+Id=postgresql@15-main.service
+LoadState=loaded
+ActiveState=failed
+SubState=failed
+"""
+SHOW_RUNNING = """MainPID=901
+ExecMainPID=901
+ExecMainCode=0
+ExecMainStatus=0
+Result=success
+Id=nginx.service
+LoadState=loaded
+ActiveState=active
+SubState=running
+"""
+SHOW_STOPPED = """MainPID=0
+ExecMainPID=901
+ExecMainCode=2
+ExecMainStatus=15
+Result=success
+Id=nginx.service
+LoadState=loaded
+ActiveState=inactive
+SubState=dead
+"""
+SHOW_DUMPED = """MainPID=0
+ExecMainPID=77
+ExecMainCode=3
+ExecMainStatus=11
+Result=core-dump
+Id=app.service
+LoadState=loaded
+ActiveState=failed
+SubState=failed
+"""
+SHOW_MISSING = """MainPID=0
+ExecMainPID=0
+ExecMainCode=0
+ExecMainStatus=0
+Result=success
+Id=nope.service
+LoadState=not-found
+ActiveState=inactive
+SubState=dead
+"""
+
+
+def test_systemctl_argument_lists() -> None:
+    b = SystemdBackend()
+    assert b.argv("start", "tandem-web.service") == [
+        "systemctl", "--no-ask-password", "start", "--", "tandem-web.service"]
+    assert b.argv("stop", "pg") == ["systemctl", "--no-ask-password", "stop", "--", "pg"]
+    assert b.argv("reset-failed", "pg") == [
+        "systemctl", "--no-ask-password", "reset-failed", "--", "pg"]
+    assert b.argv("is-active", "pg", "--quiet") == [
+        "systemctl", "--no-ask-password", "is-active", "--quiet", "--", "pg"]
+    assert b.show_argv("postgresql@15-main.service") == [
+        "systemctl", "--no-ask-password", "show",
+        "--property=Id,LoadState,ActiveState,SubState,Result,MainPID,ExecMainPID,"
+        "ExecMainCode,ExecMainStatus",
+        "--", "postgresql@15-main.service"]
+    assert SystemdBackend(systemctl="/bin/systemctl").argv("start", "x")[0] == "/bin/systemctl"
+
+
+@pytest.mark.parametrize("bad", ["", "-H", "--all", "a b", "a;b", "x/../y", "a\nb"])
+def test_systemctl_refuses_odd_unit_names(bad: str) -> None:
+    with pytest.raises(DriverError):
+        SystemdBackend().argv("start", bad)
+
+
+def test_systemctl_refuses_unknown_verbs() -> None:
+    with pytest.raises(DriverError):
+        SystemdBackend().argv("kill", "pg")
+
+
+def test_parse_show_keeps_equals_in_values() -> None:
+    props = parse_show("ExecStart={ path=/bin/x ; argv[]=/bin/x a=b }\nId=x.service\n\nnoise\n")
+    assert props["ExecStart"] == "{ path=/bin/x ; argv[]=/bin/x a=b }"
+    assert props["Id"] == "x.service"
+    assert "noise" not in props
+
+
+def test_status_killed_by_signal() -> None:
+    st = status_from_show("tandem-web.service", parse_show(SHOW_KILLED))
+    assert st.state is ServiceState.FAILED
+    assert (st.signal, st.exit_status, st.pid) == (9, None, None)
+    assert st.describe().startswith("killed by SIGKILL")
+    assert "result signal" in st.describe()
+
+
+def test_status_exited_with_code() -> None:
+    st = status_from_show("pg", parse_show(SHOW_EXITED))
+    assert (st.state, st.exit_status, st.signal) == (ServiceState.FAILED, 3, None)
+    assert st.describe().startswith("exited with status 3")
+
+
+def test_status_running_and_stopped() -> None:
+    running = status_from_show("nginx", parse_show(SHOW_RUNNING))
+    assert running.active and running.pid == 901
+    assert running.exit_status is None and running.signal is None
+    stopped = status_from_show("nginx", parse_show(SHOW_STOPPED))
+    assert stopped.state is ServiceState.INACTIVE and not stopped.active
+    assert stopped.signal == 15
+
+
+def test_status_core_dump_and_missing_unit() -> None:
+    dumped = status_from_show("app", parse_show(SHOW_DUMPED))
+    assert dumped.signal == 11 and dumped.core_dumped
+    assert "killed by SIGSEGV (core dumped)" in dumped.describe()
+    with pytest.raises(ServiceError, match="not-found"):
+        status_from_show("nope", parse_show(SHOW_MISSING))
+
+
+def test_unknown_active_state_is_unknown() -> None:
+    st = status_from_show("x", {"LoadState": "loaded", "ActiveState": "reloading-ish"})
+    assert st.state is ServiceState.UNKNOWN
+
+
+# ---------------------------------------------------------------------------------------------
+# Process backend helpers
+
+
+def test_parse_proc_stat_with_awkward_command_names() -> None:
+    line = "4242 (my) (odd prog) S 1 4242 4242 0 -1 4194560 " + " ".join(["0"] * 12) + " 98765 1"
+    st = parse_proc_stat(line)
+    assert (st.pid, st.comm, st.state) == (4242, "my) (odd prog", "S")
+    assert (st.pgrp, st.session) == (4242, 4242)
+    assert st.start_time == 98765
+
+
+def test_read_this_process_stat() -> None:
+    st = read_proc_stat(os.getpid())
+    assert st is not None and st.pid == os.getpid()
+    assert proc_start_time(os.getpid()) == st.start_time
+    assert read_proc_stat(2**22 + 7) is None  # above pid_max: never exists
+
+
+def test_decode_returncode() -> None:
+    assert decode_returncode(0) == (0, None)
+    assert decode_returncode(3) == (3, None)
+    assert decode_returncode(-9) == (None, 9)
+
+
+def test_status_descriptions() -> None:
+    assert ServiceStatus("a", ServiceState.ACTIVE, pid=5).describe() == "running as pid 5"
+    assert ServiceStatus("a", ServiceState.FAILED, signal=9).describe() == "killed by SIGKILL"
+    assert ServiceStatus("a", ServiceState.FAILED, signal=200).describe() == "killed by signal 200"
+    assert ServiceStatus("a", ServiceState.INACTIVE).describe() == "inactive"
+
+
+def test_names_and_service_definitions_are_validated() -> None:
+    assert validate_name("postgresql@15-main.service") == "postgresql@15-main.service"
+    with pytest.raises(DriverError):
+        validate_name("../x")
+    with pytest.raises(DriverError):
+        ProcessService("ok", ()).validate()
+    with pytest.raises(DriverError):
+        ProcessService("ok", ("true",), ready_check=()).validate()
+
+
+def test_chain_rejects_empty_and_duplicate_names() -> None:
+    with pytest.raises(DriverError):
+        ServiceChain(SystemdBackend(), [])
+    with pytest.raises(DriverError, match="more than once"):
+        ServiceChain(SystemdBackend(), ["a", "b", "a"])
+
+
+def test_chain_error_names_the_failing_service() -> None:
+    err = ServiceChainError("pg", "start", ["drbd"], ServiceError("pg", "exited with status 1"))
+    assert "could not start service pg" in str(err)
+    assert "running before it: drbd" in str(err)
+    assert err.done == ("drbd",)
