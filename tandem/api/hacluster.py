@@ -258,6 +258,12 @@ class NodeReport(Model):
     drbd: Annotated[list[DRBDNodeStatus], Field(max_length=8)] = []
     postgres: PostgresReport | None = None
     services: Annotated[list[ServiceReport], Field(max_length=32)] = []
+    eligible: bool | None = Field(
+        default=None, description="Whether this node may take the Lease now."
+    )
+    ineligible_reason: Reason = Field(
+        default="", description="Why not, e.g. StandbyMode, DiskNotUpToDate, LagTooHigh."
+    )
     message: Message = ""
 
 
@@ -268,6 +274,20 @@ class FailoverRecord(Model):
     duration_ms: Annotated[int, Field(ge=0)] | None = None
     time: datetime
     planned: bool = False
+
+
+class Switchover(Model):
+    """A planned switchover requested by a change of spec.primary; written by the operator.
+
+    The holder acts only on phase Pending with fromEpoch equal to the current epoch.
+    """
+
+    target: NodeName
+    from_epoch: Annotated[int, Field(ge=0)]
+    phase: Literal["Pending", "Completed", "Refused"] = "Pending"
+    reason: Reason = ""
+    message: Message = ""
+    requested_at: datetime
 
 
 class HAClusterStatus(Model):
@@ -286,6 +306,7 @@ class HAClusterStatus(Model):
     ] = []
     conditions: Conditions = []
     last_failover: FailoverRecord | None = None
+    switchover: Switchover | None = None
 
 
 class HACluster(Model):
