@@ -1,0 +1,294 @@
+"""The agent's pure core: a snapshot of the world in, one decision with a reason out.
+
+Two decisions run side by side, each in its own thread of the agent, so that a slow step of the
+chain (say, a PostgreSQL promotion) can never delay a Lease renewal:
+
+- `lease_decision` (the Lease keeper): renew, take an expired Lease, or fence when a demotion
+  overran. It is the only place that applies the single-primary timing rule.
+- `chain_decision` (the chain runner): bring the chain up when this node may act as primary,
+  tear it down when it may not, hand over, release, restart a failed service, or rejoin as a
+  standby.
+
+All times are seconds on the agent's monotonic clock. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Action(enum.Enum):
+    WAIT = "Wait"
+    RENEW = "Renew"
+    ACQUIRE = "Acquire"
+    FENCE = "Fence"
+    BRING_UP = "BringUp"
+    TEAR_DOWN = "TearDown"
+    HAND_OVER = "HandOver"
+    RELEASE = "Release"
+    RESTART_SERVICE = "RestartService"
+    REJOIN = "Rejoin"
+    FORGET_HOLDING = "ForgetHolding"
+
+
+class ChainState(enum.Enum):
+    DOWN = "Down"
+    UP = "Up"
+    UNKNOWN = "Unknown"  # partly up, or not yet observed since the agent started
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str
+    epoch: int | None = None
+    target: str | None = None
+
+
+@dataclass(frozen=True)
+class Timings:
+    """HACluster.spec.leases, in seconds."""
+
+    lease_duration: float = 3.0
+    renew_interval: float = 1.0
+    renew_deadline: float = 1.5
+    demotion_timeout: float = 0.8
+
+    @classmethod
+    def from_ms(
+        cls, lease_duration: int, renew_interval: int, renew_deadline: int, demotion_timeout: int
+    ) -> Timings:
+        return cls(lease_duration / 1000, renew_interval / 1000, renew_deadline / 1000,
+                   demotion_timeout / 1000)
+
+
+@dataclass(frozen=True)
+class LeaseView:
+    """The Lease as this agent last read it, and when it first saw this version of it."""
+
+    holder: str | None
+    epoch: int
+    resource_version: str
+    observed_at: float
+
+
+@dataclass(frozen=True)
+class Holding:
+    """This agent's own record of holding the Lease: the epoch it won and when it last *sent*
+    a renew that succeeded (acquiring counts as a renew)."""
+
+    epoch: int
+    last_renew_sent_at: float
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    eligible: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class LocalHealth:
+    """What the chain runner observed on this node, as inputs to eligibility."""
+
+    in_standby_mode: bool = False
+    disks_up_to_date: bool = True
+    disk_detail: str = ""
+    postgres_lag_seconds: float | None = None
+    restart_backoff_until: float | None = None
+    dependency_ready: bool | None = None
+    dependency_detail: str = ""
+
+
+def eligibility(health: LocalHealth, max_lag_seconds: float, now: float) -> Eligibility:
+    """May this node take the Lease? The reason is one CamelCase word, then details."""
+    if health.in_standby_mode:
+        return Eligibility(False, "StandbyMode: this node is listed in spec.standbyNodes")
+    if not health.disks_up_to_date:
+        return Eligibility(False, f"DiskNotUpToDate: {health.disk_detail}")
+    if health.postgres_lag_seconds is not None and health.postgres_lag_seconds > max_lag_seconds:
+        return Eligibility(
+            False,
+            f"LagTooHigh: PostgreSQL replay lag {health.postgres_lag_seconds:.1f}s exceeds "
+            f"spec.failover.maxLagSeconds={max_lag_seconds:g}",
+        )
+    if health.restart_backoff_until is not None and now < health.restart_backoff_until:
+        return Eligibility(
+            False, f"RestartBackoff: services failed here; eligible again in "
+            f"{health.restart_backoff_until - now:.0f}s",
+        )
+    if health.dependency_ready is False:
+        return Eligibility(False, f"DependencyNotReady: {health.dependency_detail}")
+    return Eligibility(True)
+
+
+# --- the Lease keeper --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LeaseSnapshot:
+    now: float
+    node: str
+    timings: Timings
+    lease: LeaseView | None
+    holding: Holding | None
+    chain_down: bool
+    eligibility: Eligibility
+    preferred_primary: str | None = None
+    min_failover_interval: float = 0.0
+    last_takeover_seen_at: float | None = None
+    deleting: bool = False
+
+
+def may_act(
+    holding: Holding | None, lease: LeaseView | None, node: str, timings: Timings, now: float
+) -> bool:
+    """True while this node may act as primary: it won the Lease, the last read still shows it
+    as holder of that epoch, and a renew succeeded within renewDeadline."""
+    return (
+        holding is not None
+        and lease is not None
+        and lease.holder == node
+        and lease.epoch == holding.epoch
+        and now - holding.last_renew_sent_at <= timings.renew_deadline
+    )
+
+
+def lease_decision(s: LeaseSnapshot) -> Decision:
+    """Renew, take, fence or wait. Applies the single-primary rule of docs/failover-protocol.md."""
+    t = s.timings
+    if s.holding is not None:
+        since_renew = s.now - s.holding.last_renew_sent_at
+        if not s.chain_down and since_renew > t.renew_deadline + t.demotion_timeout:
+            return Decision(
+                Action.FENCE,
+                f"demotion not finished {since_renew:.2f}s after the last successful renew "
+                f"(renewDeadline {t.renew_deadline:g}s + demotionTimeout {t.demotion_timeout:g}s)",
+                epoch=s.holding.epoch,
+            )
+        if s.lease is not None and (s.lease.holder != s.node or s.lease.epoch != s.holding.epoch):
+            lost = f"the Lease passed to {s.lease.holder or 'nobody'} at epoch {s.lease.epoch}"
+            if s.chain_down:
+                return Decision(Action.FORGET_HOLDING, lost, epoch=s.holding.epoch)
+            return Decision(Action.WAIT, f"{lost}; waiting for the chain to go down",
+                            epoch=s.holding.epoch)
+        if since_renew >= t.renew_interval:
+            return Decision(Action.RENEW, f"{since_renew:.2f}s since the last renew",
+                            epoch=s.holding.epoch)
+        return Decision(Action.WAIT, "holding the Lease", epoch=s.holding.epoch)
+
+    lease = s.lease
+    if lease is None:
+        return Decision(Action.WAIT, "the Lease does not exist yet (the operator creates it)")
+    if lease.holder == s.node:
+        # We hold it in the API but have no record of winning it (agent restart, or our
+        # renewals failed past the deadline): a guarded renew proves it is still ours.
+        return Decision(Action.RENEW, "the Lease names this node; reclaiming it with a guarded "
+                        "update", epoch=lease.epoch)
+    if s.deleting:
+        return Decision(Action.WAIT, "the HACluster is being deleted")
+    if not s.eligibility.eligible:
+        return Decision(Action.WAIT, f"not eligible: {s.eligibility.reason}")
+    if not s.chain_down:
+        return Decision(Action.WAIT, "the local chain is not down yet")
+    waited = s.now - lease.observed_at
+    if lease.holder is None:
+        if s.preferred_primary not in (None, s.node) and waited < t.lease_duration:
+            return Decision(Action.WAIT, f"the Lease is free; giving the preferred primary "
+                            f"{s.preferred_primary} {t.lease_duration - waited:.1f}s to take it")
+        return Decision(Action.ACQUIRE, "the Lease is free", epoch=lease.epoch + 1)
+    if waited < t.lease_duration:
+        return Decision(Action.WAIT, f"{lease.holder} holds the Lease; unchanged for {waited:.2f}s "
+                        f"of {t.lease_duration:g}s")
+    if (s.last_takeover_seen_at is not None
+            and s.now - s.last_takeover_seen_at < s.min_failover_interval):
+        return Decision(Action.WAIT, f"failover rate limit: the last takeover was "
+                        f"{s.now - s.last_takeover_seen_at:.0f}s ago "
+                        f"(minFailoverIntervalSeconds {s.min_failover_interval:g})")
+    return Decision(Action.ACQUIRE, f"the Lease of {lease.holder} expired: unchanged for "
+                    f"{waited:.2f}s >= leaseDuration {t.lease_duration:g}s",
+                    epoch=lease.epoch + 1)
+
+
+# --- the chain runner --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Switchover:
+    target: str
+    from_epoch: int
+
+
+@dataclass(frozen=True)
+class ChainSnapshot:
+    now: float
+    node: str
+    acting_epoch: int | None  # epoch this node may act under now (None: it may not act)
+    lease_holder: str | None
+    lease_epoch: int | None
+    chain: ChainState
+    chain_epoch: int | None  # epoch under which the chain was brought up
+    replicating: bool  # standby side is set up (DRBD secondary + connected, PG standby)
+    failed_services: tuple[str, ...] = ()
+    restarts_in_window: int = 0
+    restart_limit: int = 3
+    in_standby_mode: bool = False
+    switchover: Switchover | None = None
+    deleting: bool = False
+    dependency_ready: bool | None = None
+    dependency_detail: str = ""
+    nodes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def chain_decision(s: ChainSnapshot) -> Decision:
+    """What the chain runner does next on this node, and why."""
+    if s.acting_epoch is None:
+        if s.chain is not ChainState.DOWN:
+            why = ("this node does not hold the Lease" if s.lease_holder != s.node
+                   else "no renew succeeded within renewDeadline")
+            return Decision(Action.TEAR_DOWN, f"{why}: stopping the chain in reverse order")
+        if s.lease_holder and s.lease_holder != s.node and not s.replicating and not s.deleting:
+            return Decision(Action.REJOIN, f"rejoining as a standby of {s.lease_holder}",
+                            target=s.lease_holder)
+        return Decision(Action.WAIT, "standby" if s.replicating else "waiting for a primary")
+
+    epoch = s.acting_epoch
+    handoff = _handoff_reason(s)
+    if handoff is not None:
+        reason, target = handoff
+        if s.chain is not ChainState.DOWN:
+            return Decision(Action.TEAR_DOWN, f"{reason}: demoting fully first", epoch=epoch)
+        if target is None:
+            return Decision(Action.RELEASE, f"{reason}: releasing the Lease", epoch=epoch)
+        return Decision(Action.HAND_OVER, f"{reason}: handing the Lease to {target}",
+                        epoch=epoch, target=target)
+    if s.dependency_ready is False:
+        if s.chain is not ChainState.DOWN:
+            return Decision(Action.TEAR_DOWN, f"dependency not ready: {s.dependency_detail}",
+                            epoch=epoch)
+        return Decision(Action.WAIT, f"dependency not ready: {s.dependency_detail}", epoch=epoch)
+    if s.chain is not ChainState.UP or s.chain_epoch != epoch:
+        return Decision(Action.BRING_UP, f"holding the Lease at epoch {epoch}: bringing the chain "
+                        "up in order", epoch=epoch)
+    if s.failed_services:
+        name = s.failed_services[0]
+        return Decision(Action.RESTART_SERVICE, f"service {name} failed; restart "
+                        f"{s.restarts_in_window + 1} of {s.restart_limit}", epoch=epoch,
+                        target=name)
+    return Decision(Action.WAIT, f"primary at epoch {epoch}", epoch=epoch)
+
+
+def _handoff_reason(s: ChainSnapshot) -> tuple[str, str | None] | None:
+    """Why the primary must step down, and to whom (None: release for any eligible node)."""
+    if s.deleting:
+        return "the HACluster is being deleted", None
+    if s.in_standby_mode:
+        return "this node is in standby mode", None
+    if s.failed_services and s.restarts_in_window >= s.restart_limit:
+        return (f"service {s.failed_services[0]} failed {s.restarts_in_window} times "
+                f"(restartLimit {s.restart_limit})", None)
+    sw = s.switchover
+    if sw is not None and sw.target != s.node and sw.from_epoch == s.acting_epoch:
+        return f"planned switchover to {sw.target}", sw.target
+    return None

@@ -1,0 +1,202 @@
+"""The agent's pure decisions, fed with snapshots: the single-primary rule and the chain."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from tandem_agent.core import (
+    Action,
+    ChainSnapshot,
+    ChainState,
+    Eligibility,
+    Holding,
+    LeaseSnapshot,
+    LeaseView,
+    LocalHealth,
+    Switchover,
+    Timings,
+    chain_decision,
+    eligibility,
+    lease_decision,
+    may_act,
+)
+
+T = Timings(lease_duration=3.0, renew_interval=1.0, renew_deadline=1.5, demotion_timeout=0.8)
+OK = Eligibility(True)
+
+
+def lease_snap(**kw: object) -> LeaseSnapshot:
+    base = LeaseSnapshot(now=100.0, node="n1", timings=T, lease=None, holding=None,
+                         chain_down=True, eligibility=OK)
+    return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
+
+
+def view(holder: str | None, epoch: int = 4, observed_at: float = 100.0) -> LeaseView:
+    return LeaseView(holder=holder, epoch=epoch, resource_version="7", observed_at=observed_at)
+
+
+class TestLeaseKeeper:
+    def test_holder_renews_after_the_interval_only(self) -> None:
+        held = Holding(epoch=4, last_renew_sent_at=99.5)
+        assert lease_decision(lease_snap(lease=view("n1"), holding=held)).action is Action.WAIT
+        later = lease_snap(now=100.6, lease=view("n1"), holding=held)
+        assert lease_decision(later).action is Action.RENEW
+
+    def test_holder_fences_when_demotion_overruns_the_deadline(self) -> None:
+        held = Holding(epoch=4, last_renew_sent_at=100.0)
+        just_in_time = lease_snap(now=102.29, lease=view("n1"), holding=held, chain_down=False)
+        assert lease_decision(just_in_time).action is not Action.FENCE
+        overdue = dataclasses.replace(just_in_time, now=102.31)
+        decision = lease_decision(overdue)
+        assert decision.action is Action.FENCE and "demotion" in decision.reason
+
+    def test_no_fence_once_the_chain_is_down(self) -> None:
+        held = Holding(epoch=4, last_renew_sent_at=90.0)
+        decision = lease_decision(lease_snap(lease=view("n1"), holding=held, chain_down=True))
+        assert decision.action is Action.RENEW
+
+    def test_challenger_waits_a_full_lease_duration_from_its_own_observation(self) -> None:
+        observed = view("n2", observed_at=98.0)
+        assert lease_decision(lease_snap(now=100.99, lease=observed)).action is Action.WAIT
+        decision = lease_decision(lease_snap(now=101.0, lease=observed))
+        assert decision.action is Action.ACQUIRE and decision.epoch == 5
+        assert "expired" in decision.reason
+
+    def test_ineligible_challenger_never_takes(self) -> None:
+        lagging = Eligibility(False, "LagTooHigh: 12s")
+        decision = lease_decision(lease_snap(now=200.0, lease=view("n2", observed_at=0.0),
+                                             eligibility=lagging))
+        assert decision.action is Action.WAIT and "LagTooHigh" in decision.reason
+
+    def test_challenger_with_its_chain_still_up_does_not_take(self) -> None:
+        snap = lease_snap(now=200.0, lease=view("n2", observed_at=0.0), chain_down=False)
+        assert lease_decision(snap).action is Action.WAIT
+
+    def test_free_lease_goes_to_the_preferred_primary_first(self) -> None:
+        free = view(None, epoch=0, observed_at=100.0)
+        assert lease_decision(lease_snap(lease=free, preferred_primary="n1")).action is Action.ACQUIRE
+        other = lease_snap(node="n2", lease=free, preferred_primary="n1")
+        assert lease_decision(other).action is Action.WAIT
+        late = dataclasses.replace(other, now=103.0)
+        assert lease_decision(late).action is Action.ACQUIRE
+
+    def test_failover_rate_limit(self) -> None:
+        snap = lease_snap(now=200.0, lease=view("n2", observed_at=150.0),
+                          min_failover_interval=60.0, last_takeover_seen_at=150.0)
+        decision = lease_decision(snap)
+        assert decision.action is Action.WAIT and "rate limit" in decision.reason
+        assert lease_decision(dataclasses.replace(snap, now=211.0)).action is Action.ACQUIRE
+
+    def test_lost_lease_is_forgotten_only_after_the_chain_is_down(self) -> None:
+        held = Holding(epoch=4, last_renew_sent_at=99.9)
+        up = lease_snap(lease=view("n2", epoch=5), holding=held, chain_down=False)
+        assert lease_decision(up).action is Action.WAIT
+        down = dataclasses.replace(up, chain_down=True)
+        assert lease_decision(down).action is Action.FORGET_HOLDING
+
+    def test_restarted_agent_reclaims_a_lease_naming_it_with_a_guarded_renew(self) -> None:
+        decision = lease_decision(lease_snap(lease=view("n1", epoch=9)))
+        assert decision.action is Action.RENEW and decision.epoch == 9
+
+    def test_may_act_needs_holding_matching_view_and_a_recent_renew(self) -> None:
+        held = Holding(epoch=4, last_renew_sent_at=100.0)
+        assert may_act(held, view("n1"), "n1", T, 101.5)
+        assert not may_act(held, view("n1"), "n1", T, 101.51)
+        assert not may_act(held, view("n2", epoch=5), "n1", T, 100.1)
+        assert not may_act(held, view("n1", epoch=5), "n1", T, 100.1)
+        assert not may_act(None, view("n1"), "n1", T, 100.1)
+
+    @pytest.mark.parametrize("stall", [0.0, 0.1, 0.2])
+    def test_timing_rule_holds_for_the_default_timings(self, stall: float) -> None:
+        """Walk a partition: the holder's last renew is sent at t=0 and observed by the
+        challenger at once. Whenever the challenger may take the Lease, the holder has stopped
+        acting, for any stall up to maxStall and the clock-rate error the defaults allow."""
+        rate_error = 0.01
+        held = Holding(epoch=4, last_renew_sent_at=0.0)
+        t = 0.0
+        while t < 5.0:
+            challenger_clock = t * (1 - rate_error)
+            snap = lease_snap(node="n2", now=challenger_clock, lease=view("n1", observed_at=0.0))
+            if lease_decision(snap).action is Action.ACQUIRE:
+                holder_clock = t - stall  # the holder's view, delayed by a scheduling stall
+                assert not may_act(held, view("n1"), "n1", T, holder_clock)
+                assert holder_clock > T.renew_deadline + T.demotion_timeout, "demotion may overlap"
+                break
+            t += 0.01
+        else:
+            pytest.fail("the challenger never took the Lease")
+
+
+def test_eligibility_reasons() -> None:
+    assert eligibility(LocalHealth(), 0, 0).eligible
+    assert "StandbyMode" in eligibility(LocalHealth(in_standby_mode=True), 0, 0).reason
+    assert "DiskNotUpToDate" in eligibility(
+        LocalHealth(disks_up_to_date=False, disk_detail="mail-store Outdated"), 0, 0).reason
+    lag = eligibility(LocalHealth(postgres_lag_seconds=7.0), 5, 0)
+    assert not lag.eligible and "LagTooHigh" in lag.reason and "maxLagSeconds=5" in lag.reason
+    assert eligibility(LocalHealth(postgres_lag_seconds=5.0), 5, 0).eligible
+    assert not eligibility(LocalHealth(restart_backoff_until=10.0), 0, 5.0).eligible
+    assert eligibility(LocalHealth(restart_backoff_until=10.0), 0, 10.0).eligible
+    assert "DependencyNotReady" in eligibility(
+        LocalHealth(dependency_ready=False, dependency_detail="db not here"), 0, 0).reason
+
+
+def chain_snap(**kw: object) -> ChainSnapshot:
+    base = ChainSnapshot(now=100.0, node="n1", acting_epoch=4, lease_holder="n1", lease_epoch=4,
+                         chain=ChainState.UP, chain_epoch=4, replicating=False,
+                         nodes=("n1", "n2"))
+    return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
+
+
+class TestChainRunner:
+    def test_holder_brings_the_chain_up_for_its_epoch(self) -> None:
+        assert chain_decision(chain_snap(chain=ChainState.DOWN)).action is Action.BRING_UP
+        assert chain_decision(chain_snap(chain_epoch=3)).action is Action.BRING_UP
+        assert chain_decision(chain_snap()).action is Action.WAIT
+
+    def test_not_acting_means_tear_down_whatever_is_up(self) -> None:
+        for state in (ChainState.UP, ChainState.UNKNOWN):
+            decision = chain_decision(chain_snap(acting_epoch=None, chain=state))
+            assert decision.action is Action.TEAR_DOWN
+        stale = chain_decision(chain_snap(acting_epoch=None))
+        assert "renewDeadline" in stale.reason
+        lost = chain_decision(chain_snap(acting_epoch=None, lease_holder="n2"))
+        assert "does not hold" in lost.reason
+
+    def test_standby_rejoins_the_new_primary_once(self) -> None:
+        snap = chain_snap(acting_epoch=None, lease_holder="n2", chain=ChainState.DOWN)
+        decision = chain_decision(snap)
+        assert decision.action is Action.REJOIN and decision.target == "n2"
+        assert chain_decision(dataclasses.replace(snap, replicating=True)).action is Action.WAIT
+
+    def test_failed_service_is_restarted_in_place_until_the_limit(self) -> None:
+        decision = chain_decision(chain_snap(failed_services=("web",), restarts_in_window=1))
+        assert decision.action is Action.RESTART_SERVICE and decision.target == "web"
+        over = chain_snap(failed_services=("web",), restarts_in_window=3, restart_limit=3)
+        assert chain_decision(over).action is Action.TEAR_DOWN
+        down = dataclasses.replace(over, chain=ChainState.DOWN)
+        decision = chain_decision(down)
+        assert decision.action is Action.RELEASE and "restartLimit 3" in decision.reason
+
+    def test_planned_switchover_demotes_fully_then_hands_over(self) -> None:
+        sw = Switchover(target="n2", from_epoch=4)
+        assert chain_decision(chain_snap(switchover=sw)).action is Action.TEAR_DOWN
+        decision = chain_decision(chain_snap(switchover=sw, chain=ChainState.DOWN))
+        assert decision.action is Action.HAND_OVER and decision.target == "n2"
+
+    def test_switchover_for_an_older_epoch_is_ignored(self) -> None:
+        stale = Switchover(target="n2", from_epoch=3)
+        assert chain_decision(chain_snap(switchover=stale)).action is Action.WAIT
+
+    def test_standby_mode_and_deletion_release_the_lease(self) -> None:
+        for snap in (chain_snap(in_standby_mode=True, chain=ChainState.DOWN),
+                     chain_snap(deleting=True, chain=ChainState.DOWN)):
+            assert chain_decision(snap).action is Action.RELEASE
+
+    def test_dependency_gates_the_chain(self) -> None:
+        snap = chain_snap(chain=ChainState.DOWN, dependency_ready=False, dependency_detail="db")
+        assert chain_decision(snap).action is Action.WAIT
+        assert chain_decision(dataclasses.replace(snap, dependency_ready=True)).action \
+            is Action.BRING_UP
