@@ -249,11 +249,19 @@ class ControlPlane:
         _openssl(*args)
 
     def _write_kubeconfig(self, state: ControlPlaneState) -> None:
+        self.write_kubeconfig(self.kubeconfig, state.server)
+
+    def write_kubeconfig(self, path: Path, server: str) -> Path:
+        """A kubeconfig for the admin user that reaches the API server at `server` (e.g. the
+        management bridge address through the lab's forwarder), verifying the serving
+        certificate by the name `kubernetes` whatever address is used."""
+        cluster: dict[str, str] = {"server": server, "certificate-authority": str(self.pki / "ca.crt")}
+        if not server.startswith("https://127.0.0.1:"):
+            cluster["tls-server-name"] = "kubernetes"
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "tandem-lab", "cluster": {
-                "server": state.server, "certificate-authority": str(self.pki / "ca.crt")}}],
+            "clusters": [{"name": "tandem-lab", "cluster": cluster}],
             "users": [{"name": "tandem-admin", "user": {
                 "client-certificate": str(self.pki / "admin.crt"),
                 "client-key": str(self.pki / "admin.key")}}],
@@ -261,7 +269,8 @@ class ControlPlane:
                 "cluster": "tandem-lab", "user": "tandem-admin", "namespace": "default"}}],
             "current-context": "tandem-lab",
         }
-        self.kubeconfig.write_text(json.dumps(config, indent=2))
+        path.write_text(json.dumps(config, indent=2))
+        return path
 
     def kubectl(self) -> Path:
         """The kubectl built with the control plane (matches its version)."""

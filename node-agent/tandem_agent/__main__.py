@@ -1,0 +1,204 @@
+"""`python -m tandem_agent`: the node agent process.
+
+It finds every HACluster in its namespace that lists this node, resolves the DRBDVolumes and
+FloatingIPs each chain names, and runs one `ClusterAgent` per cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from tandem.api.drbdvolume import DRBDVolumeSpec
+from tandem.api.floatingip import FloatingIPSpec
+from tandem.api.hacluster import HAClusterSpec, PostgresSpec
+from tandem_agent.agent import ClusterAgent, ClusterIntent, intent_of, with_dependency
+from tandem_agent.chain import ChainRunner, NodeEnvironment, ResolvedCluster
+from tandem_agent.core import ChainState
+from tandem_agent.drivers.postgres import PostgresConfig
+from tandem_agent.drivers.services import ProcessBackend, ProcessService, SystemdBackend
+from tandem_agent.fence import fencer
+from tandem_agent.kube import ApiUnavailable, Kube, load_client
+from tandem_agent.volumes import drbd_volume_factory
+
+log = logging.getLogger("tandem_agent")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m tandem_agent", description=__doc__)
+    p.add_argument("--node", default=os.environ.get("NODE_NAME"),
+                   help="this node's Kubernetes Node name (env NODE_NAME)")
+    p.add_argument("--namespace", default=os.environ.get("TANDEM_NAMESPACE", "default"),
+                   help="namespace of the HAClusters to run (env TANDEM_NAMESPACE)")
+    p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"),
+                   help="kubeconfig file; in-cluster service account when unset")
+    p.add_argument("--state-dir", default="/var/lib/tandem", type=Path)
+    p.add_argument("--services", choices=["systemd", "process"], default="systemd",
+                   help="service backend: systemd units, or lab processes from `command`")
+    p.add_argument("--fence", choices=["spec", "lab-kill"], default="spec",
+                   help="lab-kill overrides spec.failover.fence.method for the lab")
+    p.add_argument("--drbd-config-dir", default="/etc/drbd.d", type=Path)
+    p.add_argument("--drbdsetup", default=None, help="drbdsetup replacement (lab stand-in)")
+    p.add_argument("--drbdmeta", default=None, help="drbdmeta replacement (lab stand-in)")
+    p.add_argument("--drbd-sim-state", type=Path, default=None,
+                   help="lab only: state directory of this node's DRBD stand-in")
+    p.add_argument("--device", action="append", default=[], metavar="VOLUME=PATH",
+                   help="block device to mount for a DRBDVolume (default /dev/drbd<minor>)")
+    p.add_argument("--pg-data-dir", type=Path, default=None,
+                   help="override spec.chain.postgres.dataDirectory on this node")
+    p.add_argument("--pg-bin-dir", type=Path, default=None)
+    p.add_argument("--pg-trust-network", action="append", default=[],
+                   help="lab only: trust replication from this CIDR without a password")
+    p.add_argument("--poll-interval", type=float, default=0.1)
+    p.add_argument("--log-level", default="INFO")
+    args = p.parse_args(argv)
+    if not args.node:
+        p.error("--node (or env NODE_NAME) is required: the Kubernetes Node this agent runs on")
+    for item in args.device:
+        if "=" not in item:
+            p.error(f"--device {item!r}: expected VOLUME=PATH, e.g. mail-store=/dev/loop3")
+    return args
+
+
+def resolve(kube: Kube, obj: dict[str, Any]) -> ResolvedCluster:
+    spec = HAClusterSpec.model_validate(obj["spec"])
+    volumes = {v["metadata"]["name"]: DRBDVolumeSpec.model_validate(v["spec"])
+               for v in kube.read_objects("drbdvolumes")
+               if v["metadata"]["name"] in spec.chain.volumes}
+    fips = {f["metadata"]["name"]: FloatingIPSpec.model_validate(f["spec"])
+            for f in kube.read_objects("floatingips")
+            if f["metadata"]["name"] in spec.chain.floating_ips}
+    missing = [n for n in spec.chain.volumes if n not in volumes] + \
+              [n for n in spec.chain.floating_ips if n not in fips]
+    if missing:
+        raise LookupError(f"HACluster {obj['metadata']['name']} names missing objects: "
+                          f"{', '.join(missing)}")
+    return ResolvedCluster(obj["metadata"]["name"], spec, volumes, fips)
+
+
+class Agent:
+    """All clusters of this node."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.kube = Kube(load_client(args.kubeconfig), args.namespace, args.node)
+        self.clusters: dict[str, ClusterAgent] = {}
+        self.stopping = threading.Event()
+        self.devices = dict(item.split("=", 1) for item in args.device)
+
+    def environment(self) -> NodeEnvironment:
+        args = self.args
+
+        def services(cluster: ResolvedCluster) -> Any:
+            if args.services == "systemd":
+                return SystemdBackend()
+            defined = [ProcessService(name=s.name, argv=tuple(s.command or ()),
+                                      env={"NODE_NAME": args.node, "TANDEM_CLUSTER": cluster.name})
+                       for s in cluster.spec.chain.services]
+            return ProcessBackend.of(str(args.state_dir / cluster.name / "services"), defined)
+
+        def postgres(spec: PostgresSpec) -> PostgresConfig:
+            data_dir = args.pg_data_dir or Path(spec.data_directory)
+            trusted = tuple(args.pg_trust_network)
+            return PostgresConfig(
+                node_name=args.node, data_dir=data_dir, port=spec.port,
+                listen_addresses=("*",), bin_dir=args.pg_bin_dir or
+                (Path(spec.bin_directory) if spec.bin_directory else None),
+                replication_user=spec.replication_user,
+                replication_networks=trusted or ("127.0.0.1/32",),
+                extra_hba=tuple(f"host all all {cidr} trust" for cidr in trusted),
+            )
+
+        return NodeEnvironment(
+            node=args.node, state_dir=args.state_dir,
+            volume_driver=self._volume_factory(),
+            service_backend=services, postgres_config=postgres,
+            device_for_volume=self.devices,
+        )
+
+    def _volume_factory(self) -> Any:
+        args = self.args
+        if args.drbd_sim_state is None:
+            return drbd_volume_factory(args.node, args.drbd_config_dir, args.drbdsetup,
+                                       args.drbdmeta)
+        from tandem.lab.drbdsim import control
+
+        return drbd_volume_factory(args.node, args.drbd_config_dir, str(control.DRBDSETUP),
+                                   str(control.DRBDMETA), control.lab_env(args.drbd_sim_state))
+
+    def sync(self) -> None:
+        """Start a ClusterAgent for every HACluster naming this node; refresh the others."""
+        objs = {o["metadata"]["name"]: o for o in self.kube.read_objects("haclusters")}
+        for name, obj in objs.items():
+            nodes = [n["name"] for n in obj["spec"].get("nodes", [])]
+            if self.args.node not in nodes:
+                continue
+            intent = self._with_dependency(obj, intent_of(obj, self.args.node))
+            agent = self.clusters.get(name)
+            if agent is None:
+                try:
+                    cluster = resolve(self.kube, obj)
+                except (LookupError, ValueError) as exc:
+                    log.warning("%s: not started: %s", name, exc)
+                    continue
+                runner = ChainRunner(cluster, self.environment())
+                fence_method = "LabKill" if self.args.fence == "lab-kill" \
+                    else cluster.spec.failover.fence.method
+                agent = ClusterAgent(self.kube, cluster, runner, intent,
+                                     fencer(fence_method, runner, cluster.spec.failover.fence),
+                                     poll_interval=self.args.poll_interval)
+                self.clusters[name] = agent
+                agent.start()
+                log.info("%s: running (nodes %s)", name, ", ".join(nodes))
+            else:
+                agent.update_intent(intent)
+
+    def _with_dependency(self, obj: dict[str, Any], intent: ClusterIntent) -> ClusterIntent:
+        dependency = (obj["spec"].get("dependsOn") or {}).get("name")
+        if not dependency:
+            return intent
+        other = self.clusters.get(dependency)
+        if other is None:
+            return with_dependency(intent, False, f"{dependency} does not run on this node")
+        if other.runner.state is not ChainState.UP or other.acting_epoch() is None:
+            return with_dependency(intent, False, f"{dependency} is not primary on this node")
+        return with_dependency(intent, True, f"{dependency} is up on this node")
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.sync()
+            except ApiUnavailable as exc:
+                log.debug("listing HAClusters failed: %s", exc)
+            self.stopping.wait(0.5)
+        for agent in self.clusters.values():
+            agent.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level,
+                        format=f"%(asctime)s {args.node} %(levelname)s %(message)s")
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
+    agent = Agent(args)
+    signal.signal(signal.SIGTERM, lambda *_: agent.stopping.set())
+    started = time.monotonic()
+    log.info("agent for node %s in namespace %s", args.node, args.namespace)
+    try:
+        agent.run()
+    except KeyboardInterrupt:
+        agent.stopping.set()
+    log.info("agent stopped after %.0fs", time.monotonic() - started)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

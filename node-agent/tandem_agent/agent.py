@@ -1,0 +1,406 @@
+"""One HACluster on one node: the Lease keeper and the chain runner, each in its own thread.
+
+Both loops follow the same shape: observe into an immutable snapshot, ask the pure core
+(`tandem_agent.core`) for a decision with a reason, execute it with a few driver calls. The
+keeper owns the Lease timing; the runner never writes the Lease except to hand it over or
+release it after a complete tear-down.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from tandem_agent.chain import Aborted, ChainRunner, ResolvedCluster, StepFailed
+from tandem_agent.core import (
+    Action,
+    ChainSnapshot,
+    ChainState,
+    Decision,
+    Eligibility,
+    Holding,
+    LeaseSnapshot,
+    LeaseView,
+    LocalHealth,
+    Switchover,
+    Timings,
+    chain_decision,
+    eligibility,
+    lease_decision,
+    may_act,
+)
+from tandem_agent.kube import ApiUnavailable, Kube, LeaseConflict, LeaseRecord
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class ClusterIntent:
+    """What the agent reads of the HACluster besides the chain: intent written by people or
+    the operator."""
+
+    preferred_primary: str | None
+    standby_nodes: tuple[str, ...]
+    switchover: Switchover | None
+    deleting: bool
+    generation: int
+    dependency_ready: bool | None = None
+    dependency_detail: str = ""
+
+
+def intent_of(obj: dict[str, Any], node: str) -> ClusterIntent:
+    spec, status, meta = obj.get("spec", {}), obj.get("status") or {}, obj["metadata"]
+    sw = status.get("switchover")
+    switchover = (Switchover(target=sw["target"], from_epoch=int(sw["fromEpoch"]))
+                  if sw and sw.get("phase") == "Pending" else None)
+    return ClusterIntent(
+        preferred_primary=spec.get("primary"),
+        standby_nodes=tuple(spec.get("standbyNodes", [])),
+        switchover=switchover,
+        deleting=bool(meta.get("deletionTimestamp")),
+        generation=int(meta.get("generation", 0)),
+    )
+
+
+class ClusterAgent:
+    """Runs one HACluster on this node until `stop()`."""
+
+    def __init__(  # noqa: PLR0917
+        self,
+        kube: Kube,
+        cluster: ResolvedCluster,
+        runner: ChainRunner,
+        intent: ClusterIntent,
+        fence: Callable[[str], None],
+        poll_interval: float = 0.1,
+    ) -> None:
+        self.kube = kube
+        self.node = kube.node
+        self.cluster = cluster
+        self.runner = runner
+        self.intent = intent
+        self.fence = fence
+        self.poll_interval = poll_interval
+        leases = cluster.spec.leases
+        self.timings = Timings.from_ms(leases.lease_duration_ms, leases.renew_interval_ms,
+                                       leases.renew_deadline_ms, leases.demotion_timeout_ms)
+        self.policy = cluster.spec.failover
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.lease: LeaseView | None = None
+        self.holding: Holding | None = None
+        self.eligibility = Eligibility(False, "Starting: not observed yet")
+        self.last_takeover_seen_at: float | None = None
+        self.restarts: list[float] = []
+        self.backoff_until: float | None = None
+        self.last_decisions: dict[str, Decision] = {}
+        self._last_report: dict[str, Any] | None = None
+        self._last_report_at = 0.0
+        self._threads = [
+            threading.Thread(target=self._loop, args=("keeper", self.keeper_tick),
+                             name=f"keeper-{cluster.name}", daemon=True),
+            threading.Thread(target=self._loop, args=("runner", self.runner_tick),
+                             name=f"runner-{cluster.name}", daemon=True),
+        ]
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        """Stop the loops; a primary steps down cleanly (tear down, then release the Lease),
+        because once this agent stops renewing, the other node will take over."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        epoch = self.acting_epoch()
+        try:
+            if self.runner.state is not ChainState.DOWN:
+                self.runner.tear_down()
+            if epoch is not None:
+                self._give_lease(None, epoch)
+        except Exception as exc:
+            log.error("%s: clean step-down failed: %s", self.cluster.name, exc)
+
+    def update_intent(self, intent: ClusterIntent) -> None:
+        with self._lock:
+            self.intent = intent
+
+    def _loop(self, name: str, tick: Callable[[], None]) -> None:
+        while not self._stop.is_set():
+            try:
+                tick()
+            except Exception:
+                log.exception("%s %s: unexpected error", self.cluster.name, name)
+            self._stop.wait(self.poll_interval)
+
+    def _note(self, loop: str, decision: Decision) -> None:
+        previous = self.last_decisions.get(loop)
+        changed = previous is None or (previous.action, previous.reason) != (
+            decision.action, decision.reason)
+        quiet = previous is not None and previous.action is Action.WAIT \
+            and decision.action is Action.WAIT
+        if changed and not quiet:
+            log.info("%s %s: %s (%s)", self.cluster.name, loop, decision.action.value,
+                     decision.reason)
+        self.last_decisions[loop] = decision
+
+    # --- the Lease keeper -----------------------------------------------------------------
+    def _observe(self, record: LeaseRecord | None, now: float) -> None:
+        """Remember the Lease, restarting the observation timer only when it changed."""
+        with self._lock:
+            if record is None:
+                self.lease = None
+                return
+            old = self.lease
+            same = old is not None and (old.holder, old.epoch, old.resource_version) == (
+                record.holder, record.epoch, record.resource_version)
+            if old is not None and record.epoch > old.epoch and record.holder:
+                self.last_takeover_seen_at = now
+            self.lease = old if same else LeaseView(record.holder, record.epoch,
+                                                    record.resource_version, now)
+
+    def keeper_tick(self) -> None:
+        now = time.monotonic()
+        needs_read = self.holding is None or self.lease is None or \
+            self.lease.holder != self.node
+        if needs_read:
+            try:
+                self._observe(self.kube.read_lease(self.cluster.name), now)
+            except ApiUnavailable as exc:
+                log.debug("lease read failed: %s", exc)
+        with self._lock:
+            snapshot = LeaseSnapshot(
+                now=time.monotonic(), node=self.node, timings=self.timings, lease=self.lease,
+                holding=self.holding, chain_down=self.runner.state is ChainState.DOWN,
+                eligibility=self.eligibility, preferred_primary=self.intent.preferred_primary,
+                min_failover_interval=float(self.policy.min_failover_interval_seconds),
+                last_takeover_seen_at=self.last_takeover_seen_at, deleting=self.intent.deleting,
+            )
+        decision = lease_decision(snapshot)
+        self._note("keeper", decision)
+        if decision.action is Action.RENEW:
+            self._write_lease(decision.epoch or 0, acquire=False)
+        elif decision.action is Action.ACQUIRE:
+            self._write_lease(decision.epoch or 0, acquire=True)
+        elif decision.action is Action.FORGET_HOLDING:
+            with self._lock:
+                self.holding = None
+        elif decision.action is Action.FENCE:
+            self.fence(decision.reason)
+
+    def _write_lease(self, epoch: int, acquire: bool) -> None:
+        sent_at = time.monotonic()
+        try:
+            record = self.kube.write_lease(self.cluster.name, self.node, epoch, acquire=acquire)
+        except LeaseConflict:
+            # Someone else wrote the Lease since we read it: read again before anything else.
+            self._observe(self._safe_read(), time.monotonic())
+            return
+        except ApiUnavailable as exc:
+            log.debug("lease write failed: %s", exc)
+            return
+        with self._lock:
+            self.holding = Holding(epoch=record.epoch, last_renew_sent_at=sent_at)
+            self.lease = LeaseView(record.holder, record.epoch, record.resource_version, sent_at)
+        if acquire:
+            log.info("%s: took the Lease at epoch %d", self.cluster.name, record.epoch)
+
+    def _safe_read(self) -> LeaseRecord | None:
+        try:
+            return self.kube.read_lease(self.cluster.name)
+        except ApiUnavailable:
+            return None
+
+    def acting_epoch(self) -> int | None:
+        with self._lock:
+            if may_act(self.holding, self.lease, self.node, self.timings, time.monotonic()):
+                assert self.holding is not None
+                return self.holding.epoch
+        return None
+
+    # --- the chain runner -----------------------------------------------------------------
+    def runner_tick(self) -> None:
+        now = time.monotonic()
+        health = self._health(now)
+        with self._lock:
+            self.eligibility = eligibility(health, float(self.policy.max_lag_seconds), now)
+            lease, intent = self.lease, self.intent
+        self.restarts = [t for t in self.restarts
+                         if now - t < self.policy.restart_window_seconds]
+        failed = tuple(self.runner.failed_services())
+        snapshot = ChainSnapshot(
+            now=now, node=self.node, acting_epoch=self.acting_epoch(),
+            lease_holder=lease.holder if lease else None,
+            lease_epoch=lease.epoch if lease else None,
+            chain=self.runner.state, chain_epoch=self.runner.epoch,
+            replicating=lease is not None and lease.holder is not None
+            and self.runner.following == (lease.holder, lease.epoch),
+            failed_services=failed,
+            restarts_in_window=len(self.restarts), restart_limit=self.policy.restart_limit,
+            in_standby_mode=self.node in intent.standby_nodes, switchover=intent.switchover,
+            deleting=intent.deleting, dependency_ready=intent.dependency_ready,
+            dependency_detail=intent.dependency_detail,
+            nodes=tuple(n.name for n in self.cluster.spec.nodes),
+        )
+        decision = chain_decision(snapshot)
+        self._note("runner", decision)
+        message = decision.reason
+        try:
+            self._execute(decision)
+        except (StepFailed, Aborted) as exc:
+            message = f"{decision.action.value} stopped: {exc}"
+            log.warning("%s: %s", self.cluster.name, message)
+        except Exception as exc:
+            message = f"{decision.action.value} failed: {exc}"
+            log.warning("%s: %s", self.cluster.name, message)
+        self.runner.ensure_everywhere_services()
+        self._report(decision, message)
+
+    def _execute(self, decision: Decision) -> None:
+        action = decision.action
+        if action is Action.BRING_UP:
+            epoch = decision.epoch
+            started = time.monotonic()
+            steps = self.runner.bring_up(
+                epoch or 0, lambda: self.acting_epoch() == epoch)
+            log.info("%s: chain up at epoch %s in %.2fs: %s", self.cluster.name, epoch,
+                     time.monotonic() - started, "; ".join(steps))
+        elif action is Action.TEAR_DOWN:
+            started = time.monotonic()
+            steps = self.runner.tear_down()
+            log.info("%s: chain down in %.2fs (%s): %s", self.cluster.name,
+                     time.monotonic() - started, decision.reason, "; ".join(steps))
+        elif action is Action.HAND_OVER:
+            self._give_lease(decision.target, (decision.epoch or 0) + 1)
+        elif action is Action.RELEASE:
+            if "failed" in decision.reason:
+                self.backoff_until = time.monotonic() + self.policy.restart_window_seconds
+                self.restarts.clear()
+            self._give_lease(None, decision.epoch or 0)
+        elif action is Action.RESTART_SERVICE:
+            assert decision.target is not None
+            self.restarts.append(time.monotonic())
+            self.runner.restart(decision.target)
+        elif action is Action.REJOIN:
+            primary = decision.target or ""
+            lease = self.lease
+            address = next((n.replication_address for n in self.cluster.spec.nodes
+                            if n.name == primary), None)
+            steps = self.runner.rejoin(primary, lease.epoch if lease else 0, address)
+            log.info("%s: rejoined as standby of %s: %s", self.cluster.name, primary,
+                     "; ".join(steps))
+
+    def _give_lease(self, target: str | None, epoch: int) -> None:
+        """Hand the Lease to `target` (None: release it), guarded by resourceVersion."""
+        record = self.kube.write_lease(self.cluster.name, target, epoch, acquire=target is not None)
+        with self._lock:
+            self.holding = None
+            self.lease = LeaseView(record.holder, record.epoch, record.resource_version,
+                                   time.monotonic())
+        log.info("%s: Lease %s at epoch %d", self.cluster.name,
+                 f"handed to {target}" if target else "released", record.epoch)
+
+    # --- observation and reporting ----------------------------------------------------------
+    def _health(self, now: float) -> LocalHealth:
+        disks_ok, disk_detail = self.runner.disks()
+        lag = None
+        pg = self._postgres_status()
+        if pg is not None and pg.role == "standby":
+            lag = pg.replay_lag_s if pg.replay_lag_s is not None else float("inf")
+            if not pg.receiving:
+                lag = max(lag, float("inf"))
+        with self._lock:
+            intent = self.intent
+        return LocalHealth(
+            in_standby_mode=self.node in intent.standby_nodes,
+            disks_up_to_date=disks_ok, disk_detail=disk_detail,
+            postgres_lag_seconds=lag if self.runner.state is not ChainState.UP else None,
+            restart_backoff_until=self.backoff_until,
+            dependency_ready=intent.dependency_ready,
+            dependency_detail=intent.dependency_detail,
+        )
+
+    def _postgres_status(self) -> Any:
+        try:
+            return self.runner.postgres_status()
+        except Exception as exc:
+            log.debug("postgres status failed: %s", exc)
+            return None
+
+    def _report(self, decision: Decision, message: str) -> None:
+        """Apply this node's own status entry when it changed, or as a slow heartbeat."""
+        epoch = self.acting_epoch()
+        lease = self.lease
+        role = "Primary" if epoch is not None and self.runner.state is ChainState.UP else (
+            "Demoting" if self.runner.state is not ChainState.DOWN else "Standby")
+        entry: dict[str, Any] = {
+            "name": self.node,
+            "role": role,
+            "epoch": epoch if epoch is not None else (lease.epoch if lease else 0),
+            "drbd": [d.report() | {"name": name} for name, d in self.runner.volumes.items()],
+            "services": self._service_reports(),
+            "eligible": self.eligibility.eligible,
+            "ineligibleReason": self.eligibility.reason[:128],
+            "message": message[:1024],
+        }
+        pg = self._postgres_status()
+        if self.runner.postgres is not None:
+            entry["postgres"] = _postgres_report(pg)
+        now = time.monotonic()
+        if entry == self._last_report and now - self._last_report_at < HEARTBEAT_SECONDS:
+            return
+        body = entry | {"heartbeatTime": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        try:
+            self.kube.report(self.cluster.name, body)
+        except ApiUnavailable as exc:
+            log.debug("report failed: %s", exc)
+            return
+        self._last_report, self._last_report_at = entry, now
+
+    def _service_reports(self) -> list[dict[str, Any]]:
+        reports = []
+        for name in self.runner.primary_services + self.runner.everywhere_services:
+            try:
+                status = self.runner.backend.status(name)
+            except Exception as exc:
+                reports.append({"name": name, "state": "Unknown", "exitStatus": str(exc)[:64]})
+                continue
+            state = {"active": "Running", "activating": "Starting", "failed": "Failed",
+                     "inactive": "Stopped"}.get(status.state.value, "Unknown")
+            report: dict[str, Any] = {"name": name, "state": state,
+                                      "restarts": len(self.restarts)}
+            if state == "Failed":
+                report["exitStatus"] = status.describe()[:64]
+            reports.append(report)
+        return reports
+
+
+def _postgres_report(pg: Any) -> dict[str, Any]:
+    if pg is None:
+        return {"role": "Unknown"}
+    if not pg.running:
+        return {"role": "Stopped"} | ({"timeline": pg.timeline} if pg.timeline else {})
+    report: dict[str, Any] = {"role": "Primary" if pg.role == "primary" else "Standby"}
+    if pg.timeline:
+        report["timeline"] = pg.timeline
+    if pg.role == "primary":
+        report["lsn"] = pg.current_lsn
+        report["streamingStandbys"] = pg.streaming_standbys
+    else:
+        report["lsn"] = pg.replay_lsn
+        if pg.replay_lag_s is not None:
+            report["lagSeconds"] = int(pg.replay_lag_s)
+    return report
+
+
+def with_dependency(intent: ClusterIntent, ready: bool | None, detail: str) -> ClusterIntent:
+    return replace(intent, dependency_ready=ready, dependency_detail=detail)

@@ -1,0 +1,267 @@
+"""The executor: one HACluster's resource chain on this node, built from the drivers.
+
+Bring-up runs the steps in order (DRBD primary → mount → bind mounts → floating IPs →
+PostgreSQL promote → services) and re-checks before every step that this node may still act
+under the epoch it started with; tear-down runs them in reverse. Every step is idempotent, so
+after an agent restart the runner simply tears down (or brings up) again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from tandem.api.drbdvolume import DRBDVolumeSpec
+from tandem.api.floatingip import FloatingIPSpec
+from tandem.api.hacluster import HAClusterSpec, PostgresSpec
+from tandem_agent.core import ChainState
+from tandem_agent.drivers import addresses, mounts
+from tandem_agent.drivers.base import DriverError, Outcome
+from tandem_agent.drivers.postgres import Postgres, PostgresConfig
+from tandem_agent.drivers.services import Monitor, ServiceBackend, ServiceChain
+
+log = logging.getLogger(__name__)
+
+
+class Aborted(Exception):
+    """Bring-up stopped because this node may no longer act under its epoch."""
+
+
+class StepFailed(DriverError):
+    def __init__(self, step: str, cause: Exception) -> None:
+        self.step = step
+        super().__init__(f"{step}: {cause}")
+
+
+class VolumeDriver(Protocol):
+    """What the chain needs of the DRBD driver for one volume."""
+
+    def primary(self) -> Outcome: ...
+    def secondary(self) -> Outcome: ...
+    def join(self) -> Outcome: ...
+    def report(self) -> dict[str, Any]: ...
+    def up_to_date(self) -> tuple[bool, str]: ...
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    up: Callable[[], Outcome]
+    down: Callable[[], Outcome]
+
+
+@dataclass
+class ResolvedCluster:
+    """An HACluster with the DRBDVolumes and FloatingIPs its chain names."""
+
+    name: str
+    spec: HAClusterSpec
+    volumes: dict[str, DRBDVolumeSpec]
+    floating_ips: dict[str, FloatingIPSpec]
+
+
+@dataclass
+class NodeEnvironment:
+    """How this node does things; the agent's command line fills it in.
+
+    `device_for_volume` maps a DRBDVolume name to the block device to mount (production:
+    /dev/drbd<minor>; the lab points it at a loop device, since its DRBD is simulated).
+    """
+
+    node: str
+    state_dir: Path
+    volume_driver: Callable[[str, DRBDVolumeSpec], VolumeDriver]
+    service_backend: Callable[[ResolvedCluster], ServiceBackend]
+    postgres_config: Callable[[PostgresSpec], PostgresConfig]
+    device_for_volume: dict[str, str] = field(default_factory=dict)
+    address_netns: str | None = None
+
+    def device(self, name: str, spec: DRBDVolumeSpec) -> str:
+        return self.device_for_volume.get(name, f"/dev/drbd{spec.minor}")
+
+
+def floating_addresses(spec: FloatingIPSpec) -> tuple[addresses.IPInterface, ...]:
+    entries = [f"{a.start}-{a.end}" if a.end else a.start for a in spec.addresses]
+    return addresses.parse_addresses(entries, spec.prefix_length)
+
+
+class ChainRunner:
+    """Brings one cluster's chain up and down on this node and observes it."""
+
+    def __init__(self, cluster: ResolvedCluster, env: NodeEnvironment) -> None:
+        self.cluster = cluster
+        self.env = env
+        spec = cluster.spec
+        self.volumes = {name: env.volume_driver(name, cluster.volumes[name])
+                        for name in spec.chain.volumes}
+        self.postgres = Postgres(env.postgres_config(spec.chain.postgres)) \
+            if spec.chain.postgres else None
+        self.backend = env.service_backend(cluster)
+        self.primary_services = [s.name for s in spec.chain.services if s.run_on == "Primary"]
+        self.everywhere_services = [s.name for s in spec.chain.services if s.run_on == "AllNodes"]
+        self.steps = self._steps()
+        self.state = ChainState.UNKNOWN
+        self.epoch: int | None = None
+        self.following: tuple[str, int] | None = None  # (primary, epoch) this node rejoined
+        self._announcers: list[threading.Thread] = []
+
+    # --- steps ----------------------------------------------------------------------------
+    def _steps(self) -> list[Step]:
+        spec, env = self.cluster.spec, self.env
+        steps: list[Step] = []
+        for name, driver in self.volumes.items():
+            steps.append(Step(f"drbd {name} primary", driver.primary, driver.secondary))
+        for m in spec.chain.mounts:
+            fs = mounts.FilesystemMount(
+                device=env.device(m.volume, self.cluster.volumes[m.volume]),
+                target=m.mount_point, fstype=m.fs_type, options=tuple(m.options))
+            steps.append(Step(f"mount {m.mount_point}",
+                              _bind(mounts.ensure_mounted, fs, create_target=True),
+                              _bind(mounts.ensure_unmounted, fs)))
+        for b in spec.chain.bind_mounts:
+            bm = mounts.BindMount(source=b.source, target=b.target)
+            steps.append(Step(f"bind {b.source} -> {b.target}",
+                              _bind(mounts.ensure_bind_mounted, bm, create_target=True),
+                              _bind(mounts.ensure_unmounted, bm)))
+        for name in spec.chain.floating_ips:
+            fip = self.cluster.floating_ips[name]
+            steps.append(Step(f"floating IPs {name}", _bind(self._addresses_up, fip),
+                              _bind(self._addresses_down, fip)))
+        if self.postgres is not None:
+            steps.append(Step("postgres primary", self._postgres_up, self._postgres_down))
+        if self.primary_services:
+            services = ServiceChain(self.backend, self.primary_services)
+            steps.append(Step("services", services.start_all, services.stop_all))
+        return steps
+
+    def _addresses_up(self, fip: FloatingIPSpec) -> Outcome:
+        wanted = floating_addresses(fip)
+        result = addresses.ensure_present(self.env.address_netns, fip.interface, wanted,
+                                          announce=None)
+        if result.changed:
+            # Announce in the background so PostgreSQL and the services need not wait for
+            # the spaced repeats; the first round goes out at once.
+            settings = addresses.Announce(count=fip.announce.count,
+                                          interval=fip.announce.interval_ms / 1000)
+            thread = threading.Thread(
+                target=_announce_quietly,
+                args=(self.env.address_netns, fip.interface, result.added, settings),
+                daemon=True, name=f"announce-{fip.interface}")
+            thread.start()
+            self._announcers.append(thread)
+        return result
+
+    def _addresses_down(self, fip: FloatingIPSpec) -> Outcome:
+        return addresses.ensure_absent(self.env.address_netns, fip.interface,
+                                       floating_addresses(fip))
+
+    def _postgres_up(self) -> Outcome:
+        assert self.postgres is not None
+        pg = self.postgres
+        if not pg.initialized:
+            return pg.init_primary()
+        if pg.is_running():
+            return pg.promote()
+        return pg.start_primary()
+
+    def _postgres_down(self) -> Outcome:
+        assert self.postgres is not None
+        return self.postgres.stop("fast") if self.postgres.is_running() else Outcome(False)
+
+    # --- transitions ----------------------------------------------------------------------
+    def bring_up(self, epoch: int, may_continue: Callable[[], bool]) -> list[str]:
+        """Run every step in order; stop (and raise Aborted) as soon as this node may not act."""
+        done = []
+        self.state = ChainState.UNKNOWN
+        self.following = None
+        for step in self.steps:
+            if not may_continue():
+                raise Aborted(f"lost the right to act at epoch {epoch} before {step.name}")
+            try:
+                outcome = step.up()
+            except Exception as exc:
+                raise StepFailed(step.name, exc) from exc
+            done.append(f"{step.name}: {outcome.detail or ('done' if outcome.changed else 'ok')}")
+        self.state = ChainState.UP
+        self.epoch = epoch
+        return done
+
+    def tear_down(self) -> list[str]:
+        """Run every step's `down` in reverse order; stops at the first failure (state Unknown)."""
+        done = []
+        self.state = ChainState.UNKNOWN
+        for step in reversed(self.steps):
+            try:
+                outcome = step.down()
+            except Exception as exc:
+                raise StepFailed(step.name, exc) from exc
+            done.append(f"{step.name}: {outcome.detail or 'down'}")
+        self.state = ChainState.DOWN
+        self.epoch = None
+        return done
+
+    def rejoin(self, primary: str, epoch: int, primary_address: str | None) -> list[str]:
+        """Become a standby of `primary`: DRBD secondary and connected, PostgreSQL following."""
+        done = [f"drbd {name}: {driver.join().detail}" for name, driver in self.volumes.items()]
+        if self.postgres is not None:
+            if primary_address is None:
+                raise DriverError(f"spec.nodes[{primary}].replicationAddress is needed to "
+                                  "stream PostgreSQL from it")
+            port = self.cluster.spec.chain.postgres.port if self.cluster.spec.chain.postgres else 5432
+            pg = self.postgres
+            if not pg.initialized:
+                done.append(pg.clone_standby(primary_address, port).detail)
+                done.append(pg.start_standby(primary_address, port).detail)
+            else:
+                done.append(pg.rewind_as_standby(primary_address, port).detail)
+        self.following = (primary, epoch)
+        return done
+
+    def ensure_everywhere_services(self) -> None:
+        for name in self.everywhere_services:
+            self.backend.start(name)
+
+    def restart(self, service: str) -> Outcome:
+        self.backend.stop(service)
+        self.backend.reset_failed(service)
+        return self.backend.start(service)
+
+    # --- observation ----------------------------------------------------------------------
+    def failed_services(self) -> list[str]:
+        names = self.primary_services if self.state is ChainState.UP else []
+        names = names + self.everywhere_services
+        return [f.name for f in Monitor(self.backend, names).check()]
+
+    def disks(self) -> tuple[bool, str]:
+        problems = []
+        for name, driver in self.volumes.items():
+            ok, detail = driver.up_to_date()
+            if not ok:
+                problems.append(f"{name} {detail}")
+        return (not problems, "; ".join(problems))
+
+    def postgres_status(self) -> Any:
+        return self.postgres.status() if self.postgres is not None else None
+
+    def stop_announcers(self) -> None:
+        for thread in self._announcers:
+            thread.join(timeout=5)
+        self._announcers.clear()
+
+
+def _bind(fn: Callable[..., Outcome], *args: Any, **kwargs: Any) -> Callable[[], Outcome]:
+    def call() -> Outcome:
+        return fn(*args, **kwargs)
+    return call
+
+
+def _announce_quietly(netns: str | None, interface: str,
+                      added: Sequence[addresses.IPInterface], settings: addresses.Announce) -> None:
+    try:
+        addresses.announce(netns, interface, added, settings)
+    except DriverError as exc:
+        log.warning("announcing %s failed: %s", ", ".join(map(str, added)), exc)

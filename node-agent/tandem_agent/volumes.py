@@ -1,0 +1,73 @@
+"""The chain's view of one DRBDVolume on this node, over the DRBD driver."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from tandem.api.drbdvolume import DRBDVolumeSpec
+from tandem_agent.drivers.base import Outcome
+from tandem_agent.drivers.drbd import Drbd
+
+
+class DrbdVolume:
+    """Config, metadata and resource brought up on demand; every call idempotent."""
+
+    def __init__(self, drbd: Drbd, spec: DRBDVolumeSpec) -> None:
+        self.drbd = drbd
+        self.spec = spec
+        self.resource = spec.resource_name
+
+    def _ensure_up(self) -> list[str]:
+        done = []
+        for outcome in (self.drbd.apply_config(self.spec), self.drbd.create_md(self.resource),
+                        self.drbd.up(self.resource)):
+            if outcome.changed:
+                done.append(outcome.detail)
+        return done
+
+    def primary(self) -> Outcome:
+        done = self._ensure_up()
+        outcome = self.drbd.primary(self.resource)
+        return Outcome(outcome.changed or bool(done), "; ".join([*done, outcome.detail]))
+
+    def secondary(self) -> Outcome:
+        if self.drbd.status(self.resource) is None:
+            return Outcome(False, f"{self.resource} is not up")
+        return self.drbd.secondary(self.resource)
+
+    def join(self) -> Outcome:
+        """Secondary and connected to every peer, so the Primary resyncs this node."""
+        done = self._ensure_up()
+        for outcome in (self.drbd.secondary(self.resource), self.drbd.connect(self.resource)):
+            if outcome.changed:
+                done.append(outcome.detail)
+        return Outcome(bool(done), "; ".join(done) or f"{self.resource} secondary and connected")
+
+    def report(self) -> dict[str, Any]:
+        status = self.drbd.node_status(self.resource)
+        return status.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+    def up_to_date(self) -> tuple[bool, str]:
+        status = self.drbd.status(self.resource)
+        if status is None:
+            return False, "not up"
+        if status.disk_state != "UpToDate":
+            return False, status.disk_state
+        return True, ""
+
+
+def drbd_volume_factory(
+    node: str,
+    config_dir: Path,
+    drbdsetup: str | None,
+    drbdmeta: str | None,
+    env: Mapping[str, str] | None = None,
+) -> Callable[[str, DRBDVolumeSpec], DrbdVolume]:
+    drbd = Drbd(config_dir, node_name=node, drbdsetup=drbdsetup, drbdmeta=drbdmeta, env=env)
+
+    def make(_name: str, spec: DRBDVolumeSpec) -> DrbdVolume:
+        return DrbdVolume(drbd, spec)
+
+    return make
