@@ -27,6 +27,7 @@ from tandem_agent.drivers.services import ProcessBackend, ProcessService, System
 from tandem_agent.fence import fencer
 from tandem_agent.kube import ApiUnavailable, Kube, load_client
 from tandem_agent.volumes import drbd_volume_factory
+from tandem_agent.watchdog import DeviceWatchdog, LabWatchdog, NoWatchdog, Watchdog
 
 log = logging.getLogger("tandem_agent")
 
@@ -56,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pg-bin-dir", type=Path, default=None)
     p.add_argument("--pg-trust-network", action="append", default=[],
                    help="lab only: trust replication from this CIDR without a password")
+    p.add_argument("--watchdog", default="none",
+                   help="none, device (/dev/watchdog) or lab:<socket> (the lab node supervisor)")
     p.add_argument("--poll-interval", type=float, default=0.1)
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
@@ -151,14 +154,24 @@ class Agent:
                 runner = ChainRunner(cluster, self.environment())
                 fence_method = "LabKill" if self.args.fence == "lab-kill" \
                     else cluster.spec.failover.fence.method
-                agent = ClusterAgent(self.kube, cluster, runner, intent,
-                                     fencer(fence_method, runner, cluster.spec.failover.fence),
-                                     poll_interval=self.args.poll_interval)
+                watchdog = self.watchdog()
+                agent = ClusterAgent(
+                    self.kube, cluster, runner, intent,
+                    fencer(fence_method, runner, cluster.spec.failover.fence, watchdog),
+                    watchdog, poll_interval=self.args.poll_interval)
                 self.clusters[name] = agent
                 agent.start()
                 log.info("%s: running (nodes %s)", name, ", ".join(nodes))
             else:
                 agent.update_intent(intent)
+
+    def watchdog(self) -> Watchdog:
+        choice = self.args.watchdog
+        if choice == "device":
+            return DeviceWatchdog(Path("/dev/watchdog"))
+        if choice.startswith("lab:"):
+            return LabWatchdog(Path(choice.removeprefix("lab:")))
+        return NoWatchdog()
 
     def _with_dependency(self, obj: dict[str, Any], intent: ClusterIntent) -> ClusterIntent:
         dependency = (obj["spec"].get("dependsOn") or {}).get("name")

@@ -35,10 +35,12 @@ from tandem_agent.core import (
     may_act,
 )
 from tandem_agent.kube import ApiUnavailable, Kube, LeaseConflict, LeaseRecord
+from tandem_agent.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 30.0
+DRBD_OBSERVE_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class ClusterAgent:
         runner: ChainRunner,
         intent: ClusterIntent,
         fence: Callable[[str], None],
+        watchdog: Watchdog,
         poll_interval: float = 0.1,
     ) -> None:
         self.kube = kube
@@ -87,6 +90,7 @@ class ClusterAgent:
         self.runner = runner
         self.intent = intent
         self.fence = fence
+        self.watchdog = watchdog
         self.poll_interval = poll_interval
         leases = cluster.spec.leases
         self.timings = Timings.from_ms(leases.lease_duration_ms, leases.renew_interval_ms,
@@ -125,6 +129,7 @@ class ClusterAgent:
         try:
             if self.runner.state is not ChainState.DOWN:
                 self.runner.tear_down()
+                self.watchdog.disarm()
             if epoch is not None:
                 self._give_lease(None, epoch)
         except Exception as exc:
@@ -146,8 +151,8 @@ class ClusterAgent:
         previous = self.last_decisions.get(loop)
         changed = previous is None or (previous.action, previous.reason) != (
             decision.action, decision.reason)
-        quiet = previous is not None and previous.action is Action.WAIT \
-            and decision.action is Action.WAIT
+        routine = {Action.WAIT, Action.RENEW}
+        quiet = decision.action in routine and (previous is None or previous.action in routine)
         if changed and not quiet:
             log.info("%s %s: %s (%s)", self.cluster.name, loop, decision.action.value,
                      decision.reason)
@@ -170,6 +175,8 @@ class ClusterAgent:
 
     def keeper_tick(self) -> None:
         now = time.monotonic()
+        if self.runner.state is not ChainState.DOWN:
+            self.watchdog.pet()
         needs_read = self.holding is None or self.lease is None or \
             self.lease.holder != self.node
         if needs_read:
@@ -230,6 +237,7 @@ class ClusterAgent:
     # --- the chain runner -----------------------------------------------------------------
     def runner_tick(self) -> None:
         now = time.monotonic()
+        self.runner.observe_volumes(now, max_age=DRBD_OBSERVE_SECONDS)
         health = self._health(now)
         with self._lock:
             self.eligibility = eligibility(health, float(self.policy.max_lag_seconds), now)
@@ -244,6 +252,7 @@ class ClusterAgent:
             chain=self.runner.state, chain_epoch=self.runner.epoch,
             replicating=lease is not None and lease.holder is not None
             and self.runner.following == (lease.holder, lease.epoch),
+            volumes_joined=self.runner.volumes_joined(),
             failed_services=failed,
             restarts_in_window=len(self.restarts), restart_limit=self.policy.restart_limit,
             in_standby_mode=self.node in intent.standby_nodes, switchover=intent.switchover,
@@ -270,6 +279,7 @@ class ClusterAgent:
         if action is Action.BRING_UP:
             epoch = decision.epoch
             started = time.monotonic()
+            self.watchdog.arm(self.timings.renew_deadline + self.timings.demotion_timeout)
             steps = self.runner.bring_up(
                 epoch or 0, lambda: self.acting_epoch() == epoch)
             log.info("%s: chain up at epoch %s in %.2fs: %s", self.cluster.name, epoch,
@@ -277,6 +287,7 @@ class ClusterAgent:
         elif action is Action.TEAR_DOWN:
             started = time.monotonic()
             steps = self.runner.tear_down()
+            self.watchdog.disarm()
             log.info("%s: chain down in %.2fs (%s): %s", self.cluster.name,
                      time.monotonic() - started, decision.reason, "; ".join(steps))
         elif action is Action.HAND_OVER:
@@ -290,6 +301,9 @@ class ClusterAgent:
             assert decision.target is not None
             self.restarts.append(time.monotonic())
             self.runner.restart(decision.target)
+        elif action is Action.REJOIN and decision.target is None:
+            log.info("%s: standby volumes: %s", self.cluster.name,
+                     "; ".join(self.runner.join_volumes()))
         elif action is Action.REJOIN:
             primary = decision.target or ""
             lease = self.lease
@@ -346,7 +360,7 @@ class ClusterAgent:
             "name": self.node,
             "role": role,
             "epoch": epoch if epoch is not None else (lease.epoch if lease else 0),
-            "drbd": [d.report() | {"name": name} for name, d in self.runner.volumes.items()],
+            "drbd": self.runner.volume_reports(),
             "services": self._service_reports(),
             "eligible": self.eligibility.eligible,
             "ineligibleReason": self.eligibility.reason[:128],

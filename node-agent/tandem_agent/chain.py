@@ -21,8 +21,10 @@ from tandem.api.hacluster import HAClusterSpec, PostgresSpec
 from tandem_agent.core import ChainState
 from tandem_agent.drivers import addresses, mounts
 from tandem_agent.drivers.base import DriverError, Outcome
+from tandem_agent.drivers.drbd import ResourceStatus
 from tandem_agent.drivers.postgres import Postgres, PostgresConfig
 from tandem_agent.drivers.services import Monitor, ServiceBackend, ServiceChain
+from tandem_agent.volumes import joined, up_to_date
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +45,8 @@ class VolumeDriver(Protocol):
     def primary(self) -> Outcome: ...
     def secondary(self) -> Outcome: ...
     def join(self) -> Outcome: ...
-    def report(self) -> dict[str, Any]: ...
-    def up_to_date(self) -> tuple[bool, str]: ...
+    def observe(self) -> ResourceStatus | None: ...
+    def report(self, status: ResourceStatus | None) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,8 @@ class ChainRunner:
         self.state = ChainState.UNKNOWN
         self.epoch: int | None = None
         self.following: tuple[str, int] | None = None  # (primary, epoch) this node rejoined
+        self.drbd: dict[str, ResourceStatus | None] = {}
+        self._drbd_observed_at = float("-inf")
         self._announcers: list[threading.Thread] = []
 
     # --- steps ----------------------------------------------------------------------------
@@ -204,9 +208,15 @@ class ChainRunner:
         self.epoch = None
         return done
 
+    def join_volumes(self) -> list[str]:
+        """DRBD up as Secondary and connected: the standby side, with or without a primary."""
+        done = [f"drbd {name}: {driver.join().detail}" for name, driver in self.volumes.items()]
+        self._drbd_observed_at = float("-inf")
+        return done
+
     def rejoin(self, primary: str, epoch: int, primary_address: str | None) -> list[str]:
         """Become a standby of `primary`: DRBD secondary and connected, PostgreSQL following."""
-        done = [f"drbd {name}: {driver.join().detail}" for name, driver in self.volumes.items()]
+        done = self.join_volumes()
         if self.postgres is not None:
             if primary_address is None:
                 raise DriverError(f"spec.nodes[{primary}].replicationAddress is needed to "
@@ -234,15 +244,29 @@ class ChainRunner:
     def failed_services(self) -> list[str]:
         names = self.primary_services if self.state is ChainState.UP else []
         names = names + self.everywhere_services
-        return [f.name for f in Monitor(self.backend, names).check()]
+        return [f.name for f in Monitor(self.backend, names).check()] if names else []
+
+    def observe_volumes(self, now: float, max_age: float) -> None:
+        """Refresh the DRBD status of every volume when it is older than `max_age` seconds
+        (each look is a drbdsetup call, too costly for every tick)."""
+        if now - self._drbd_observed_at >= max_age:
+            self.drbd = {name: driver.observe() for name, driver in self.volumes.items()}
+            self._drbd_observed_at = now
 
     def disks(self) -> tuple[bool, str]:
         problems = []
-        for name, driver in self.volumes.items():
-            ok, detail = driver.up_to_date()
+        for name in self.volumes:
+            ok, detail = up_to_date(self.drbd.get(name))
             if not ok:
                 problems.append(f"{name} {detail}")
         return (not problems, "; ".join(problems))
+
+    def volumes_joined(self) -> bool:
+        return all(joined(self.drbd.get(name)) for name in self.volumes)
+
+    def volume_reports(self) -> list[dict[str, Any]]:
+        return [driver.report(self.drbd.get(name)) | {"name": name}
+                for name, driver in self.volumes.items()]
 
     def postgres_status(self) -> Any:
         return self.postgres.status() if self.postgres is not None else None

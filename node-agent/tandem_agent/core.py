@@ -230,6 +230,7 @@ class ChainSnapshot:
     chain: ChainState
     chain_epoch: int | None  # epoch under which the chain was brought up
     replicating: bool  # standby side is set up (DRBD secondary + connected, PG standby)
+    volumes_joined: bool = True  # every DRBD volume up as Secondary and connected
     failed_services: tuple[str, ...] = ()
     restarts_in_window: int = 0
     restart_limit: int = 3
@@ -251,6 +252,8 @@ def chain_decision(s: ChainSnapshot) -> Decision:
         if s.lease_holder and s.lease_holder != s.node and not s.replicating and not s.deleting:
             return Decision(Action.REJOIN, f"rejoining as a standby of {s.lease_holder}",
                             target=s.lease_holder)
+        if not s.volumes_joined and not s.deleting:
+            return Decision(Action.REJOIN, "bringing the DRBD volumes up as Secondary")
         return Decision(Action.WAIT, "standby" if s.replicating else "waiting for a primary")
 
     epoch = s.acting_epoch

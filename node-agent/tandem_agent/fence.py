@@ -17,20 +17,23 @@ from pathlib import Path
 from tandem.api.hacluster import FencePolicy
 from tandem_agent.chain import ChainRunner, floating_addresses
 from tandem_agent.drivers import addresses
+from tandem_agent.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
 SYSRQ = Path("/proc/sysrq-trigger")
 
 
-def fencer(method: str, runner: ChainRunner, policy: FencePolicy) -> Callable[[str], None]:
+def fencer(
+    method: str, runner: ChainRunner, policy: FencePolicy, watchdog: Watchdog
+) -> Callable[[str], None]:
     """The fence function for `method` (FencePolicy.method, or LabKill for the lab)."""
     if method == "SysrqReboot":
         return _sysrq_reboot
     if method == "Watchdog":
         return lambda reason: _watchdog(reason, Path(policy.watchdog_device))
     if method == "LabKill":
-        return lambda reason: _lab_kill(reason, runner)
+        return lambda reason: _lab_kill(reason, runner, watchdog)
     raise ValueError(f"unknown fence method {method!r}: use SysrqReboot, Watchdog or LabKill")
 
 
@@ -47,10 +50,14 @@ def _watchdog(reason: str, device: Path) -> None:
         time.sleep(3600)
 
 
-def _lab_kill(reason: str, runner: ChainRunner) -> None:
-    """The lab's power-off: drop the floating IPs, then kill every process of this node's
-    network namespace (PostgreSQL, services, this agent) with SIGKILL."""
+def _lab_kill(reason: str, runner: ChainRunner, watchdog: Watchdog) -> None:
+    """The lab's power-off: the node supervisor kills every process of the node and drops its
+    addresses, then "reboots" it. Without a supervisor: drop the floating IPs, then kill every
+    process of this node's network namespace (PostgreSQL, services, this agent)."""
     log.critical("FENCING (lab kill): %s", reason)
+    if watchdog.fence(reason):
+        while True:
+            time.sleep(3600)  # the supervisor is killing us
     for fip in runner.cluster.floating_ips.values():
         try:
             addresses.ensure_absent(runner.env.address_netns, fip.interface,

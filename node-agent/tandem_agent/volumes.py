@@ -6,9 +6,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from tandem.api.drbdvolume import DRBDVolumeSpec
+from tandem.api.drbdvolume import DRBDNodeStatus, DRBDVolumeSpec
 from tandem_agent.drivers.base import Outcome
-from tandem_agent.drivers.drbd import Drbd
+from tandem_agent.drivers.drbd import Drbd, ResourceStatus
 
 
 class DrbdVolume:
@@ -45,17 +45,27 @@ class DrbdVolume:
                 done.append(outcome.detail)
         return Outcome(bool(done), "; ".join(done) or f"{self.resource} secondary and connected")
 
-    def report(self) -> dict[str, Any]:
-        status = self.drbd.node_status(self.resource)
-        return status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    def observe(self) -> ResourceStatus | None:
+        return self.drbd.status(self.resource)
 
-    def up_to_date(self) -> tuple[bool, str]:
-        status = self.drbd.status(self.resource)
-        if status is None:
-            return False, "not up"
-        if status.disk_state != "UpToDate":
-            return False, status.disk_state
-        return True, ""
+    def report(self, status: ResourceStatus | None) -> dict[str, Any]:
+        node = self.drbd.node_name or ""
+        api = status.to_api(node) if status else DRBDNodeStatus.model_validate({"name": node})
+        return api.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def up_to_date(status: ResourceStatus | None) -> tuple[bool, str]:
+    if status is None:
+        return False, "not up"
+    if status.disk_state != "UpToDate":
+        return False, status.disk_state
+    return True, ""
+
+
+def joined(status: ResourceStatus | None) -> bool:
+    """Up as Secondary with no StandAlone connection: ready to be resynced by a Primary."""
+    return status is not None and status.role == "Secondary" and all(
+        p.connection_state != "StandAlone" for p in status.peers)
 
 
 def drbd_volume_factory(

@@ -50,7 +50,7 @@ def poll_http(vip: str, port: int, interval: float, log: Log, stop: threading.Ev
         stop.wait(interval)
 
 
-def write_loop(vip: str, port: int, interval: float, log: Log, stop: threading.Event,
+def write_loop(vip: str, port: int, interval: float, log: Log, stop: threading.Event, *,
                start_id: int) -> None:
     next_id = start_id
     conn: psycopg.Connection[Any] | None = None
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                                 args=(args.vip, args.http_port, args.interval, log, stop))]
     if args.pg_port:
         threads.append(threading.Thread(target=write_loop, daemon=True, args=(
-            args.vip, args.pg_port, args.interval, log, stop, args.start_id)))
+            args.vip, args.pg_port, args.interval, log, stop), kwargs={"start_id": args.start_id}))
     for thread in threads:
         thread.start()
     while not stop.is_set():

@@ -9,10 +9,7 @@ process) ends exactly those processes.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import socket
 import ssl
 import subprocess
@@ -20,6 +17,8 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from tandem.lab.processes import ManagedProcess, spawn, terminate
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "build-controlplane.sh"
@@ -50,28 +49,6 @@ def _openssl(*args: str) -> None:
     proc = subprocess.run(["openssl", *args], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise ControlPlaneError(f"openssl {' '.join(args)}: {proc.stderr.strip()}")
-
-
-def _process_start_time(pid: int) -> str | None:
-    """Start time of a live process from /proc, to tell it from a later one with the same pid.
-
-    A zombie counts as gone: it has exited and only waits to be reaped.
-    """
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return None if fields[0] == "Z" else fields[19]
-
-
-@dataclass
-class ManagedProcess:
-    name: str
-    pid: int
-    start_time: str
-
-    def alive(self) -> bool:
-        return _process_start_time(self.pid) == self.start_time
 
 
 @dataclass
@@ -135,21 +112,7 @@ class ControlPlane:
         return state
 
     def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:
-        log = (self.lab_dir / f"{name}.log").open("ab")
-        proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=self.lab_dir,
-        )
-        log.close()
-        start_time = None
-        for _ in range(50):
-            start_time = _process_start_time(proc.pid)
-            if start_time:
-                break
-            time.sleep(0.01)
-        if start_time is None:
-            raise ControlPlaneError(f"{name} exited at once; see {self.lab_dir / name}.log")
-        return ManagedProcess(name, proc.pid, start_time)
+        return spawn(name, argv, self.lab_dir / f"{name}.log", cwd=self.lab_dir)
 
     def _start_etcd(self, binaries: Path, state: ControlPlaneState) -> ManagedProcess:
         peer = f"http://127.0.0.1:{free_port()}"
@@ -288,30 +251,8 @@ class ControlPlane:
         stopped = []
         for proc in reversed(state.processes):
             if proc.alive():
-                _terminate(proc, timeout)
+                terminate(proc, timeout)
                 stopped.append(proc.name)
         state.processes = []
         self._save(state)
         return stopped
-
-
-def _terminate(proc: ManagedProcess, timeout: float) -> None:
-    """SIGTERM the process group, then SIGKILL it if it has not gone within `timeout`."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            _reap(proc.pid)
-            if not proc.alive():
-                return
-            time.sleep(0.05)
-    raise ControlPlaneError(f"{proc.name} (pid {proc.pid}) survived SIGKILL")
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status if the process is our child, so it does not linger as a zombie."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)

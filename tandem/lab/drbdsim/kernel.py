@@ -104,6 +104,7 @@ class Runtime:
     dialers: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     listening: set[tuple[str, int]] = field(default_factory=set)
     listen_errors: set[tuple[str, int]] = field(default_factory=set)
+    retry_after: dict[int, float] = field(default_factory=dict)
 
 
 def _split_args(argv: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -370,7 +371,8 @@ class Kernel:
                 self.log(f"{res.name} {peer.name}: handshake failed: {exc!r}")
             if not ok:
                 writer.close()
-                await asyncio.sleep(CONNECT_RETRY)
+                delay = rt.retry_after.pop(peer_id, 0.0) - time.monotonic()
+                await asyncio.sleep(max(CONNECT_RETRY, delay))
             else:
                 return
 
@@ -445,6 +447,8 @@ class Kernel:
         writer: asyncio.StreamWriter,
     ) -> bool:
         self.log(*model.apply_verdict(res, peer_id, verdict, peer_report))
+        if verdict.kind == "two-primaries":
+            self.rt[res.name].retry_after[peer_id] = time.monotonic() + 1.0
         if verdict.kind == "split-brain":
             self.log(f"{res.name} {res.peers[peer_id].name}: helper command: split-brain")
         self.dirty = True

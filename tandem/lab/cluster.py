@@ -1,0 +1,372 @@
+"""A whole HA pair in the lab: node namespaces, supervisors, agents, DRBD, PostgreSQL, operator.
+
+`LabCluster.up(manifests)` reads HAClusters, DRBDVolumes and FloatingIPs (the lab samples in
+deploy/samples/lab/), builds one network namespace per node at the addresses the manifests
+give (198.18.<s>.<i> management, 198.19.<s>.<i> replication), gives every data node a loop
+device per volume (the local replica to mount: the lab's DRBD moves no blocks), bootstraps
+each DRBD volume once (as an administrator does: `primary --force` on one node, full sync),
+applies the manifests, and starts the operator and one supervisor per node that runs the
+node's DRBD stand-in and agent. Everything started is recorded in `cluster.json` so `down()`
+from any process removes it all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tandem.api.drbdvolume import DRBDVolumeSpec
+from tandem.lab.controlplane import ControlPlane
+from tandem.lab.drbdsim import control as drbdsim
+from tandem.lab.netns import LabNetwork, run_ip
+from tandem.lab.processes import ManagedProcess, spawn, terminate
+
+CLIENT_INDEX = 250
+REPO = Path(__file__).resolve().parents[2]
+LAB_SAMPLES = REPO / "deploy" / "samples" / "lab"
+
+
+class LabClusterError(RuntimeError):
+    pass
+
+
+@dataclass
+class NodeRecord:
+    name: str
+    index: int
+    data: bool  # False: a DRBD tiebreaker (witness) that runs no agent
+    devices: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ClusterState:
+    prefix: str
+    subnet: int
+    namespace: str
+    nodes: list[NodeRecord]
+    processes: list[ManagedProcess]
+    loops: list[str]
+
+
+def lab_manifests(paths: list[Path], subnet: int) -> list[dict[str, Any]]:
+    """Load manifests, moving the lab addresses 198.18.0.x / 198.19.0.x to subnet `subnet`."""
+    docs: list[dict[str, Any]] = []
+    for path in paths:
+        text = path.read_text()
+        if subnet:
+            text = text.replace("198.18.0.", f"198.18.{subnet}.").replace(
+                "198.19.0.", f"198.19.{subnet}.")
+        docs.extend(d for d in yaml.safe_load_all(text) if d)
+    return docs
+
+
+class LabCluster:
+    def __init__(self, plane: ControlPlane, work_dir: Path, prefix: str = "tdl",
+                 subnet: int = 0, namespace: str = "tandem-lab") -> None:
+        self.plane = plane
+        self.work_dir = work_dir.resolve()
+        self.state_file = self.work_dir / "cluster.json"
+        self.prefix, self.subnet, self.namespace = prefix, subnet, namespace
+        self.network = LabNetwork(prefix, subnet)
+        self.docs: list[dict[str, Any]] = []
+
+    # --- bookkeeping ----------------------------------------------------------------------
+    def state(self) -> ClusterState | None:
+        if not self.state_file.exists():
+            return None
+        raw = json.loads(self.state_file.read_text())
+        raw["nodes"] = [NodeRecord(**n) for n in raw["nodes"]]
+        raw["processes"] = [ManagedProcess(**p) for p in raw["processes"]]
+        return ClusterState(**raw)
+
+    def _save(self, state: ClusterState) -> None:
+        self.state_file.write_text(json.dumps(asdict(state), indent=2))
+
+    def node_dir(self, name: str) -> Path:
+        return self.work_dir / "nodes" / name
+
+    def netns(self, name: str) -> str:
+        return f"{self.prefix}-{name}"
+
+    def address(self, index: int, link: str = "mgmt") -> str:
+        return f"198.{18 if link == 'mgmt' else 19}.{self.subnet}.{index}"
+
+    @property
+    def client_netns(self) -> str:
+        return self.netns("client")
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
+        argv = [str(self.plane.kubectl()), f"--kubeconfig={self.plane.kubeconfig}", *args]
+        proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60,
+                              check=False)
+        if check and proc.returncode != 0:
+            raise LabClusterError(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
+        return proc.stdout
+
+    # --- up -------------------------------------------------------------------------------
+    def up(self, manifests: list[Path], operator: bool = True) -> ClusterState:
+        if self.state() is not None:
+            self.down()
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.work_dir, 0o755)  # PostgreSQL runs as its own user below it
+        self.docs = lab_manifests(manifests, self.subnet)
+        nodes = self._nodes()
+        state = ClusterState(self.prefix, self.subnet, self.namespace, nodes, [], [])
+        self._save(state)
+        try:
+            self._network(state)
+            self._kubernetes(state)
+            self._volumes(state)
+            self.apply()
+            if operator:
+                self.start_operator(state)
+            for node in nodes:
+                state.processes.append(self._supervisor(node))
+                self._save(state)
+        except BaseException:
+            self.down()
+            raise
+        return state
+
+    def _nodes(self) -> list[NodeRecord]:
+        nodes: dict[str, NodeRecord] = {}
+        for doc in self.docs:
+            if doc["kind"] == "HACluster":
+                for n in doc["spec"]["nodes"]:
+                    if "replicationAddress" not in n:
+                        raise LabClusterError(f"lab sample: HACluster {doc['metadata']['name']} "
+                                              f"node {n['name']} needs a replicationAddress")
+                    index = int(ipaddress.ip_address(n["replicationAddress"]).packed[-1])
+                    nodes.setdefault(n["name"], NodeRecord(n["name"], index, True))
+            elif doc["kind"] == "DRBDVolume" and doc["spec"].get("tiebreaker"):
+                tb = doc["spec"]["tiebreaker"]
+                index = int(ipaddress.ip_address(tb["address"]).packed[-1])
+                nodes.setdefault(tb["name"], NodeRecord(tb["name"], index, False))
+        return list(nodes.values())
+
+    def _network(self, state: ClusterState) -> None:
+        cleanup_namespaces(self.prefix)
+        self.network.create()
+        for node in state.nodes:
+            self.network.add_host(node.name, node.index, replication=True)
+        self.network.add_host("client", CLIENT_INDEX, replication=False)
+        api = self.plane.state()
+        assert api is not None
+        forwarder = spawn("forwarder", [
+            sys.executable, "-m", "tandem.lab.forward", "--listen", self.network.mgmt_gateway,
+            "--port", str(api.api_port), "--target-port", str(api.api_port)],
+            self.work_dir / "forwarder.log")
+        state.processes.append(forwarder)
+        self._save(state)
+        self.plane.write_kubeconfig(self.agent_kubeconfig,
+                                    f"https://{self.network.mgmt_gateway}:{api.api_port}")
+
+    @property
+    def agent_kubeconfig(self) -> Path:
+        return self.work_dir / "agent-kubeconfig"
+
+    def _kubernetes(self, state: ClusterState) -> None:
+        self.kubectl("apply", "--server-side", "-k", str(REPO / "crds"))
+        self.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                     "crd/haclusters.tandem.dev", "crd/drbdvolumes.tandem.dev",
+                     "crd/floatingips.tandem.dev")
+        nodes = [{"apiVersion": "v1", "kind": "Node", "metadata": {
+            "name": n.name, "labels": {"tandem.dev/agent": "true"}}} for n in state.nodes]
+        namespace = {"apiVersion": "v1", "kind": "Namespace",
+                     "metadata": {"name": self.namespace}}
+        self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([namespace, *nodes]))
+
+    def _volumes(self, state: ClusterState) -> None:
+        volumes = {d["metadata"]["name"]: DRBDVolumeSpec.model_validate(d["spec"])
+                   for d in self.docs if d["kind"] == "DRBDVolume"}
+        preferred = {d["metadata"]["name"]: d["spec"].get("primary")
+                     for d in self.docs if d["kind"] == "HACluster"}
+        for node in state.nodes:
+            drbdsim.start(self.node_dir(node.name) / "drbd", netns=self.netns(node.name))
+            if node.data:
+                for name in volumes:
+                    node.devices[name] = self._loop_device(state, node.name, name)
+            self._save(state)
+        for name, spec in volumes.items():
+            self._bootstrap(spec, preferred.get(spec.cluster) or spec.nodes[0].name)
+        self._save(state)
+
+    def _loop_device(self, state: ClusterState, node: str, volume: str) -> str:
+        image = self.node_dir(node) / f"{volume}.img"
+        image.parent.mkdir(parents=True, exist_ok=True)
+        with image.open("wb") as f:
+            f.truncate(32 * 1024 * 1024)
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
+        device = subprocess.run(["losetup", "--find", "--show", str(image)], check=True,
+                                capture_output=True, text=True).stdout.strip()
+        state.loops.append(device)
+        return device
+
+    def drbd(self, node: str) -> Any:
+        from tandem_agent.drivers.drbd import Drbd
+
+        return Drbd(self.node_dir(node) / "drbd.d", node_name=node, netns=self.netns(node),
+                    drbdsetup=drbdsim.DRBDSETUP, drbdmeta=drbdsim.DRBDMETA,
+                    env=drbdsim.lab_env(self.node_dir(node) / "drbd"))
+
+    def _bootstrap(self, spec: DRBDVolumeSpec, first: str) -> None:
+        """The one-time initial sync an administrator does when creating a DRBD resource."""
+        members = [n.name for n in spec.nodes] + ([spec.tiebreaker.name] if spec.tiebreaker else [])
+        for node in members:
+            drbd = self.drbd(node)
+            drbd.apply_config(spec)
+            drbd.create_md(spec.resource_name)
+            drbd.up(spec.resource_name)
+        source = self.drbd(first)
+        source.primary(spec.resource_name, force=True)
+        deadline = time.monotonic() + 60
+        while True:
+            status = source.status(spec.resource_name)
+            peers = status.data_peers if status else ()
+            if peers and all(p.disk_state == "UpToDate" for p in peers):
+                break
+            if time.monotonic() > deadline:
+                raise LabClusterError(f"initial sync of {spec.resource_name} did not finish")
+            time.sleep(0.1)
+        source.secondary(spec.resource_name)
+        for node in members:
+            self.drbd(node).down(spec.resource_name)
+
+    def apply(self) -> None:
+        for doc in self.docs:
+            doc["metadata"]["namespace"] = self.namespace
+        self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(self.docs))
+
+    def start_operator(self, state: ClusterState | None = None) -> None:
+        state = state or self.state()
+        assert state is not None
+        proc = spawn("operator", [sys.executable, "-m", "tandem_operator",
+                                  "--kubeconfig", str(self.plane.kubeconfig),
+                                  "--namespace", self.namespace],
+                     self.work_dir / "operator.log")
+        state.processes.append(proc)
+        self._save(state)
+
+    def stop_operator(self, kill: bool = False) -> None:
+        self._stop_named("operator", kill)
+
+    def _stop_named(self, name: str, kill: bool) -> None:
+        state = self.state()
+        assert state is not None
+        for proc in [p for p in state.processes if p.name == name]:
+            if kill:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, 9)
+            terminate(proc, 15)
+            state.processes.remove(proc)
+        self._save(state)
+
+    def _supervisor(self, node: NodeRecord) -> ManagedProcess:
+        directory = self.node_dir(node.name)
+        directory.mkdir(parents=True, exist_ok=True)
+        agent: list[str] = []
+        if node.data:
+            agent = [
+                sys.executable, "-m", "tandem_agent", "--node", node.name,
+                "--namespace", self.namespace, "--kubeconfig", str(self.agent_kubeconfig),
+                "--state-dir", str(directory / "agent"), "--services", "process",
+                "--fence", "lab-kill", "--watchdog", f"lab:{directory / 'watchdog.sock'}",
+                "--drbd-config-dir", str(directory / "drbd.d"),
+                "--drbd-sim-state", str(directory / "drbd"),
+                "--pg-data-dir", str(directory / "pg" / "data"),
+                "--pg-trust-network", f"198.18.{self.subnet}.0/24",
+                "--pg-trust-network", f"198.19.{self.subnet}.0/24",
+                *[arg for vol, dev in node.devices.items() for arg in ("--device", f"{vol}={dev}")],
+            ]
+        argv = ["ip", "netns", "exec", self.netns(node.name), sys.executable, "-m",
+                "tandem.lab.node", "--name", node.name, "--netns", self.netns(node.name),
+                "--state-dir", str(directory), "--mgmt-address", self.address(node.index),
+                "--repl-address", self.address(node.index, "repl"), "--", *agent]
+        return spawn(f"node-{node.name}", argv, directory / "supervisor.log")
+
+    # --- faults and observation -----------------------------------------------------------
+    def agent_pid(self, node: str) -> int:
+        return int((self.node_dir(node) / "agent.pid").read_text())
+
+    def kill_agent(self, node: str) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.agent_pid(node), 9)
+
+    def cut(self, node: str, *links: str) -> None:
+        for link in links or ("mgmt", "repl"):
+            self.network.cut(node, link)
+
+    def heal(self, node: str, *links: str) -> None:
+        for link in links or ("mgmt", "repl"):
+            self.network.heal(node, link)
+
+    def lease(self, cluster: str) -> dict[str, Any]:
+        out = self.kubectl("get", "lease", f"{cluster}-primary", "-n", self.namespace,
+                           "-o", "json", check=False)
+        spec: dict[str, Any] = json.loads(out)["spec"] if out else {}
+        return spec
+
+    def hacluster(self, cluster: str) -> dict[str, Any]:
+        obj: dict[str, Any] = json.loads(
+            self.kubectl("get", "hac", cluster, "-n", self.namespace, "-o", "json"))
+        return obj
+
+    def fences(self, node: str) -> list[str]:
+        path = self.node_dir(node) / "fences.log"
+        return path.read_text().splitlines() if path.exists() else []
+
+    # --- down -----------------------------------------------------------------------------
+    def down(self) -> None:
+        state = self.state()
+        if state is None:
+            return
+        self.network = LabNetwork(state.prefix, state.subnet)
+        for proc in state.processes:
+            with contextlib.suppress(Exception):
+                terminate(proc, 20)
+        cleanup_namespaces(state.prefix)
+        for device in state.loops:
+            subprocess.run(["losetup", "-d", device], check=False, capture_output=True)
+        for bridge in (self.network.mgmt_bridge, self.network.repl_bridge):
+            run_ip(["link", "del", bridge], check=False)
+        if self.plane.running():
+            names = [n.name for n in state.nodes]
+            self.kubectl("delete", "node", "--ignore-not-found", "--wait=false", *names,
+                         check=False)
+        self.state_file.unlink()
+
+
+def cleanup_namespaces(prefix: str) -> None:
+    """Kill every process in, then delete, each network namespace named `<prefix>-*`.
+
+    Also removes the host-side veths and bridges of a lab that died without cleaning up.
+    """
+    listed = run_ip(["netns", "list"], check=False).stdout.split("\n")
+    for line in listed:
+        name = line.split(" ")[0]
+        if not name.startswith(f"{prefix}-"):
+            continue
+        for _ in range(50):
+            pids = run_ip(["netns", "pids", name], check=False).stdout.split()
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), 9)
+            time.sleep(0.05)
+        run_ip(["netns", "del", name], check=False)
+    links = run_ip(["-o", "link", "show"], check=False).stdout.splitlines()
+    for line in links:
+        ifname = line.split(":")[1].strip().split("@")[0] if ":" in line else ""
+        if ifname.startswith(prefix):
+            run_ip(["link", "del", ifname], check=False)
