@@ -102,6 +102,7 @@ class ClusterAgent:
         self.holding: Holding | None = None
         self.eligibility = Eligibility(False, "Starting: not observed yet")
         self.last_takeover_seen_at: float | None = None
+        self.first_lease_attempt_done = threading.Event()
         self.restarts: list[float] = []
         self.backoff_until: float | None = None
         self.last_decisions: dict[str, Decision] = {}
@@ -175,7 +176,9 @@ class ClusterAgent:
 
     def keeper_tick(self) -> None:
         now = time.monotonic()
-        if self.runner.state is not ChainState.DOWN:
+        if self.acting_epoch() is not None:
+            # Pet only while this node may act: a holder that stops renewing must be fenced
+            # if its tear-down overruns, so nothing else may keep the watchdog quiet.
             self.watchdog.pet()
         needs_read = self.holding is None or self.lease is None or \
             self.lease.holder != self.node
@@ -261,6 +264,11 @@ class ClusterAgent:
             nodes=tuple(n.name for n in self.cluster.spec.nodes),
         )
         decision = chain_decision(snapshot)
+        if not self.first_lease_attempt_done.is_set() and decision.action is Action.TEAR_DOWN:
+            # Just started: let the keeper reclaim a Lease that still names this node before
+            # tearing down a chain that a previous agent process left up. The watchdog armed
+            # by that process still guards the node meanwhile.
+            decision = Decision(Action.WAIT, "waiting for the first Lease read")
         self._note("runner", decision)
         message = decision.reason
         try:

@@ -79,6 +79,14 @@ class LabCluster:
         self.prefix, self.subnet, self.namespace = prefix, subnet, namespace
         self.network = LabNetwork(prefix, subnet)
         self.docs: list[dict[str, Any]] = []
+        existing = self.state()
+        if existing is not None:
+            self.network = LabNetwork(existing.prefix, existing.subnet)
+            self.prefix, self.subnet, self.namespace = (existing.prefix, existing.subnet,
+                                                        existing.namespace)
+            for node in existing.nodes:
+                self.network.describe_host(node.name, node.index)
+            self.network.describe_host("client", CLIENT_INDEX, replication=False)
 
     # --- bookkeeping ----------------------------------------------------------------------
     def state(self) -> ClusterState | None:
@@ -193,11 +201,11 @@ class LabCluster:
                      for d in self.docs if d["kind"] == "HACluster"}
         for node in state.nodes:
             drbdsim.start(self.node_dir(node.name) / "drbd", netns=self.netns(node.name))
-            if node.data:
-                for name in volumes:
+            for name, spec in volumes.items():
+                if node.name in {n.name for n in spec.nodes}:
                     node.devices[name] = self._loop_device(state, node.name, name)
             self._save(state)
-        for name, spec in volumes.items():
+        for spec in volumes.values():
             self._bootstrap(spec, preferred.get(spec.cluster) or spec.nodes[0].name)
         self._save(state)
 

@@ -99,24 +99,32 @@ class LabNetwork:
 
         `index` (2..250) is the host part of both addresses.
         """
+        host = self.describe_host(name, index, replication)
+        run_ip(["netns", "add", host.namespace])
+        run_ip(["-n", host.namespace, "link", "set", "lo", "up"])
+        self._plug(host.namespace, host.mgmt_host_veth, MGMT, self.mgmt_bridge, host.mgmt_address)
+        if host.repl_host_veth and host.repl_address:
+            self._plug(host.namespace, host.repl_host_veth, REPL, self.repl_bridge,
+                       host.repl_address)
+        return host
+
+    def describe_host(self, name: str, index: int, replication: bool = True) -> LabHost:
+        """Record a host's names and addresses (all derived from `index`) without creating it,
+        so another process can act on a lab that is already running."""
         if not 2 <= index <= 250:
             raise ValueError(f"host index must be within 2..250, got {index}")
-        namespace = f"{self.prefix}-{name}"
-        run_ip(["netns", "add", namespace])
-        run_ip(["-n", namespace, "link", "set", "lo", "up"])
-        mgmt_addr = f"198.18.{self.subnet}.{index}"
-        mgmt_veth = self._plug(namespace, index, MGMT, self.mgmt_bridge, mgmt_addr)
-        repl_addr = repl_veth = None
-        if replication:
-            repl_addr = f"198.19.{self.subnet}.{index}"
-            repl_veth = self._plug(namespace, index, REPL, self.repl_bridge, repl_addr)
-        host = LabHost(name, namespace, index, mgmt_addr, repl_addr, mgmt_veth, repl_veth)
+        host = LabHost(
+            name, f"{self.prefix}-{name}", index,
+            f"198.18.{self.subnet}.{index}",
+            f"198.19.{self.subnet}.{index}" if replication else None,
+            f"{self.prefix}{index}{MGMT}",
+            f"{self.prefix}{index}{REPL}" if replication else None,
+        )
         self.hosts[name] = host
         return host
 
-    def _plug(self, namespace: str, index: int, link: str, bridge: str, address: str) -> str:
-        host_side = f"{self.prefix}{index}{link}"
-        peer_tmp = f"{self.prefix}{index}{link}p"
+    def _plug(self, namespace: str, host_side: str, link: str, bridge: str, address: str) -> None:
+        peer_tmp = f"{host_side}p"
         run_ip(["link", "add", host_side, "type", "veth", "peer", "name", peer_tmp])
         run_ip(["link", "set", peer_tmp, "netns", namespace])
         run_ip(["-n", namespace, "link", "set", peer_tmp, "name", link])
@@ -124,7 +132,6 @@ class LabNetwork:
         run_ip(["-n", namespace, "link", "set", link, "up"])
         run_ip(["link", "set", host_side, "master", bridge])
         run_ip(["link", "set", host_side, "up"])
-        return host_side
 
     def cut(self, name: str, link: str) -> None:
         """Partition one host's link (``mgmt`` or ``repl``) by taking its bridge port down."""
