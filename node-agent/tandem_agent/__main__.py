@@ -7,6 +7,7 @@ FloatingIPs each chain names, and runs one `ClusterAgent` per cluster.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -70,14 +71,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def resolve(kube: Kube, obj: dict[str, Any]) -> ResolvedCluster:
+def resolve(obj: dict[str, Any], world: dict[str, list[dict[str, Any]]]) -> ResolvedCluster:
     spec = HAClusterSpec.model_validate(obj["spec"])
     volumes = {v["metadata"]["name"]: DRBDVolumeSpec.model_validate(v["spec"])
-               for v in kube.read_objects("drbdvolumes")
-               if v["metadata"]["name"] in spec.chain.volumes}
+               for v in world["drbdvolumes"] if v["metadata"]["name"] in spec.chain.volumes}
     fips = {f["metadata"]["name"]: FloatingIPSpec.model_validate(f["spec"])
-            for f in kube.read_objects("floatingips")
-            if f["metadata"]["name"] in spec.chain.floating_ips}
+            for f in world["floatingips"] if f["metadata"]["name"] in spec.chain.floating_ips}
     missing = [n for n in spec.chain.volumes if n not in volumes] + \
               [n for n in spec.chain.floating_ips if n not in fips]
     if missing:
@@ -136,9 +135,37 @@ class Agent:
         return drbd_volume_factory(args.node, args.drbd_config_dir, str(control.DRBDSETUP),
                                    str(control.DRBDMETA), control.lab_env(args.drbd_sim_state))
 
+    @property
+    def cache_file(self) -> Path:
+        state_dir: Path = self.args.state_dir
+        return state_dir / "objects.json"
+
+    def read_world(self) -> dict[str, list[dict[str, Any]]]:
+        """The tandem objects of the namespace; cached on disk so that an agent restarted
+        while the API server is unreachable still knows which chains may be up here, and
+        can tear them down."""
+        try:
+            world = {plural: self.kube.read_objects(plural)
+                     for plural in ("haclusters", "drbdvolumes", "floatingips")}
+        except ApiUnavailable:
+            if self.clusters or not self.cache_file.exists():
+                raise
+            log.warning("API server unreachable: using the objects cached in %s",
+                        self.cache_file)
+            cached: dict[str, list[dict[str, Any]]] = json.loads(self.cache_file.read_text())
+            return cached
+        text = json.dumps(world, sort_keys=True)
+        if not self.cache_file.exists() or self.cache_file.read_text() != text:
+            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.cache_file.with_suffix(".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, self.cache_file)
+        return world
+
     def sync(self) -> None:
         """Start a ClusterAgent for every HACluster naming this node; refresh the others."""
-        objs = {o["metadata"]["name"]: o for o in self.kube.read_objects("haclusters")}
+        world = self.read_world()
+        objs = {o["metadata"]["name"]: o for o in world["haclusters"]}
         for name, obj in objs.items():
             nodes = [n["name"] for n in obj["spec"].get("nodes", [])]
             if self.args.node not in nodes:
@@ -147,7 +174,7 @@ class Agent:
             agent = self.clusters.get(name)
             if agent is None:
                 try:
-                    cluster = resolve(self.kube, obj)
+                    cluster = resolve(obj, world)
                 except (LookupError, ValueError) as exc:
                     log.warning("%s: not started: %s", name, exc)
                     continue
