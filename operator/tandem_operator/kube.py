@@ -1,0 +1,214 @@
+"""The operator's small I/O layer: the reads a reconcile needs and its few writes.
+
+Reads: the HACluster, its Lease, the DRBDVolumes, FloatingIPs and HAClusters of the namespace,
+and the cluster's Nodes. Writes: create or delete the Lease, and one server-side apply of the
+operator-owned status fields (field manager `tandem-operator`, status subresource). Everything
+is parsed into the typed models of `tandem.api` here, so the core sees no raw dicts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from tandem.api.common import API_VERSION, GROUP, VERSION
+from tandem.api.drbdvolume import DRBDVolume
+from tandem.api.floatingip import FloatingIP
+from tandem.api.hacluster import HACluster, HAClusterStatus, NodeReport
+from tandem_operator.core import FIELD_MANAGER, MAINTENANCE_ANNOTATION, LeaseState, NodeInfo
+
+log = logging.getLogger("tandem_operator")
+TIMEOUT = (3.0, 10.0)
+APPLY = "application/apply-patch+yaml"
+
+
+def load_client(kubeconfig: str | None) -> client.ApiClient:
+    """An API client from a kubeconfig file, or the in-cluster service account."""
+    configuration = client.Configuration()
+    if kubeconfig:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    else:
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except config.ConfigException:
+            config.load_kube_config(client_configuration=configuration)
+    return client.ApiClient(configuration)
+
+
+# --- parsing into the typed models ----------------------------------------------------------
+
+
+def parse_cluster(body: dict[str, Any]) -> HACluster:
+    """The typed HACluster; a node report that does not parse is dropped (and logged) rather
+    than blocking every decision about the cluster."""
+    raw_status = dict(body.get("status") or {})
+    reports = []
+    for entry in raw_status.get("nodes") or []:
+        try:
+            reports.append(NodeReport.model_validate(entry))
+        except ValidationError as exc:
+            log.warning("ignoring an unparsable node report in %s: %s",
+                        body.get("metadata", {}).get("name"), exc.errors()[:1])
+    raw_status["nodes"] = []
+    known = set(HAClusterStatus.model_fields) | {
+        f.alias for f in HAClusterStatus.model_fields.values() if f.alias}
+    raw_status = {k: v for k, v in raw_status.items() if k in known}
+    try:
+        status = HAClusterStatus.model_validate(raw_status)
+    except ValidationError as exc:
+        log.warning("ignoring an unparsable status of %s: %s",
+                    body.get("metadata", {}).get("name"), exc.errors()[:1])
+        status = HAClusterStatus()
+    status = status.model_copy(update={"nodes": reports})
+    return HACluster.model_validate({"spec": body.get("spec") or {}}).model_copy(
+        update={"status": status})
+
+
+def _parse_all(items: Iterable[dict[str, Any]], model: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        name = item["metadata"]["name"]
+        try:
+            out[name] = model.model_validate({"spec": item.get("spec") or {}})
+        except ValidationError as exc:
+            log.warning("ignoring unparsable %s %s: %s", model.__name__, name, exc.errors()[:1])
+    return out
+
+
+def lease_state(lease: client.V1Lease) -> LeaseState:
+    spec = lease.spec
+    return LeaseState(
+        holder=spec.holder_identity or None,
+        epoch=spec.lease_transitions or 0,
+        acquire_time=spec.acquire_time,
+        renew_time=spec.renew_time,
+        duration_seconds=spec.lease_duration_seconds,
+    )
+
+
+def lease_state_from_dict(body: dict[str, Any]) -> LeaseState:
+    """The same from a raw Lease body (as kopf delivers it)."""
+    spec = body.get("spec") or {}
+
+    def when(key: str) -> datetime | None:
+        value = spec.get(key)
+        return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+    return LeaseState(
+        holder=spec.get("holderIdentity") or None,
+        epoch=spec.get("leaseTransitions") or 0,
+        acquire_time=when("acquireTime"),
+        renew_time=when("renewTime"),
+        duration_seconds=spec.get("leaseDurationSeconds"),
+    )
+
+
+# --- the API ----------------------------------------------------------------------------------
+
+
+class Kube:
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
+        self.custom = client.CustomObjectsApi(api_client)
+        self.coordination = client.CoordinationV1Api(api_client)
+        self.core = client.CoreV1Api(api_client)
+
+    # HAClusters, DRBDVolumes, FloatingIPs
+    def get_cluster(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            body: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, "haclusters", name, _request_timeout=TIMEOUT)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return body
+
+    def _list(self, namespace: str, plural: str) -> list[dict[str, Any]]:
+        listed = self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, _request_timeout=TIMEOUT)
+        items: list[dict[str, Any]] = listed["items"]
+        return items
+
+    def volumes(self, namespace: str) -> dict[str, DRBDVolume]:
+        return _parse_all(self._list(namespace, "drbdvolumes"), DRBDVolume)
+
+    def floating_ips(self, namespace: str) -> dict[str, FloatingIP]:
+        return _parse_all(self._list(namespace, "floatingips"), FloatingIP)
+
+    def clusters(self, namespace: str) -> dict[str, HACluster]:
+        return {item["metadata"]["name"]: parse_cluster(item)
+                for item in self._list(namespace, "haclusters")}
+
+    def apply_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Server-side apply of the operator-owned status fields; status.nodes is never sent."""
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": "HACluster",
+            "metadata": {"name": name, "namespace": namespace},
+            "status": status,
+        }
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, "haclusters", name, body,
+            field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
+            _request_timeout=TIMEOUT)
+
+    # Nodes
+    def node(self, name: str) -> NodeInfo | None:
+        try:
+            node = self.core.read_node(name, _request_timeout=TIMEOUT)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        annotations = node.metadata.annotations or {}
+        return NodeInfo(name=name, unschedulable=bool(node.spec and node.spec.unschedulable),
+                        maintenance=annotations.get(MAINTENANCE_ANNOTATION, "").lower() == "true")
+
+    def nodes(self, names: Iterable[str]) -> dict[str, NodeInfo]:
+        out = {}
+        for name in names:
+            info = self.node(name)
+            if info is not None:
+                out[name] = info
+        return out
+
+    # the Lease
+    def get_lease(self, namespace: str, name: str) -> LeaseState | None:
+        try:
+            lease = self.coordination.read_namespaced_lease(name, namespace, _request_timeout=TIMEOUT)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return lease_state(lease)
+
+    def create_lease(self, manifest: dict[str, Any]) -> tuple[LeaseState, bool]:
+        """Create the Lease; (state, True) if created, (the existing one, False) if it existed."""
+        meta = manifest["metadata"]
+        try:
+            lease = self.coordination.create_namespaced_lease(
+                meta["namespace"], manifest, field_manager=FIELD_MANAGER, _request_timeout=TIMEOUT)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            existing = self.get_lease(meta["namespace"], meta["name"])
+            if existing is None:
+                raise
+            return existing, False
+        return lease_state(lease), True
+
+    def delete_lease(self, namespace: str, name: str) -> bool:
+        try:
+            self.coordination.delete_namespaced_lease(name, namespace, _request_timeout=TIMEOUT)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
