@@ -206,6 +206,7 @@ class ClusterAgent:
                 self.holding = None
         elif decision.action is Action.FENCE:
             self.fence(decision.reason)
+        self.first_lease_attempt_done.set()
 
     def _write_lease(self, epoch: int, acquire: bool) -> None:
         sent_at = time.monotonic()

@@ -247,8 +247,6 @@ class LabCluster:
                 raise LabClusterError(f"initial sync of {spec.resource_name} did not finish")
             time.sleep(0.1)
         source.secondary(spec.resource_name)
-        for node in members:
-            self.drbd(node).down(spec.resource_name)
 
     def apply(self) -> None:
         for doc in self.docs:

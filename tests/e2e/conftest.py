@@ -1,0 +1,48 @@
+"""End-to-end fixtures: a whole lab cluster on the session's real control plane.
+
+Each test module gets its own cluster (its own Kubernetes namespace), torn down at the end of
+the module even when a test fails.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tandem.lab.cluster import LAB_SAMPLES, LabCluster
+from tandem.lab.controlplane import ControlPlane
+from tandem.lab.harness import Client
+
+SUBNET = 60
+
+
+def vip(host: int = 2) -> str:
+    return f"198.18.{SUBNET}.{host}"
+
+
+@pytest.fixture(scope="module")
+def lab(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[LabCluster]:
+    samples = getattr(request.module, "SAMPLES", ["mail.yaml"])
+    work = Path(tempfile.mkdtemp(prefix="tandem-e2e-"))
+    name = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
+    cluster = LabCluster(control_plane, work, prefix="tde", subnet=SUBNET,
+                         namespace=f"e2e-{name}"[:63])
+    try:
+        cluster.up([LAB_SAMPLES / sample for sample in samples])
+        yield cluster
+    finally:
+        cluster.down()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture
+def client(lab: LabCluster, tmp_path: Path) -> Iterator[Client]:
+    c = Client(lab, vip(), tmp_path / "client.log")
+    try:
+        yield c
+    finally:
+        c.stop()

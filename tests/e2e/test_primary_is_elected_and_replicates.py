@@ -1,0 +1,47 @@
+"""Applying the mail sample elects one primary that serves the VIP, PostgreSQL streams to the
+standby and DRBD is Connected Primary/Secondary UpToDate/UpToDate, visible with kubectl."""
+
+from __future__ import annotations
+
+import pytest
+
+from tandem.lab.cluster import LabCluster
+from tandem.lab.harness import Client, lease_holder, node_report, wait_until
+
+pytestmark = pytest.mark.lab
+
+
+def test_preferred_primary_takes_the_lease_and_serves(lab: LabCluster, client: Client) -> None:
+    holder, epoch = wait_until(lambda: lease_holder(lab, "mail")[0] and lease_holder(lab, "mail"),
+                               60, "a Lease holder")
+    assert holder == "mail1" and epoch == 1
+    client.served_by("mail1", timeout=60)
+    client.acked_by("mail1", timeout=30)
+
+
+def test_standby_streams_and_both_report_themselves(lab: LabCluster) -> None:
+    def replicating() -> bool:
+        primary = node_report(lab, "mail", "mail1")
+        standby = node_report(lab, "mail", "mail2")
+        return (primary.get("role") == "Primary"
+                and primary.get("postgres", {}).get("streamingStandbys") == 1
+                and standby.get("role") == "Standby"
+                and standby.get("postgres", {}).get("role") == "Standby"
+                and standby.get("postgres", {}).get("lagSeconds") == 0)
+
+    wait_until(replicating, 60, "mail1 primary with mail2 streaming")
+    drbd = node_report(lab, "mail", "mail1")["drbd"][0]
+    assert (drbd["connectionState"], drbd["role"], drbd["peerRole"], drbd["diskState"],
+            drbd["peerDiskState"]) == ("Connected", "Primary", "Secondary", "UpToDate", "UpToDate")
+    assert node_report(lab, "mail", "mail1")["epoch"] == 1
+
+
+def test_kubectl_shows_the_pair(lab: LabCluster) -> None:
+    wait_until(lambda: "mail1" in lab.kubectl("get", "hac", "mail", "-n", lab.namespace), 60,
+               "PRIMARY mail1 in kubectl get hac")
+    row = lab.kubectl("get", "hac", "mail", "-n", lab.namespace).splitlines()[1].split()
+    assert row[1:5] == ["mail1", "True", "Replicating", "1"], row
+    text = lab.kubectl("describe", "hac", "mail", "-n", lab.namespace)
+    for fragment in ("Role:                Primary", "Streaming Standbys:  1", "Lag Seconds:  0",
+                     "Connection State:", "Connected", "UpToDate"):
+        assert fragment in text, f"{fragment!r} not in:\n{text}"
