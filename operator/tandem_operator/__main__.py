@@ -28,6 +28,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+class ExpectedWaits(logging.Filter):
+    """kopf logs a handler that asks to be retried as an ERROR; for the operator's own waits
+    (a deletion waiting for the agents, a spec.primary change queued behind a switchover)
+    that is the normal path, so those lines are logged at INFO instead."""
+
+    WAITS = ("Handler 'teardown' failed temporarily: ", "Handler 'primary/spec.primary' failed temporarily: ")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        for prefix in self.WAITS:
+            if message.startswith(prefix):
+                record.msg, record.args = "waiting: " + message[len(prefix):], ()
+                record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(
@@ -42,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     # unless asked for; warnings and errors still show.
     if not args.verbose:
         logging.getLogger("kopf").setLevel(logging.WARNING)
+    logging.getLogger("kopf.objects").addFilter(ExpectedWaits())
     handlers.RUNTIME.kubeconfig = args.kubeconfig
     handlers.RUNTIME.teardown_timeout = args.teardown_timeout
     settings = kopf.OperatorSettings()

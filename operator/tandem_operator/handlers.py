@@ -180,9 +180,23 @@ def primary_changed(namespace: str, name: str, old: Any, new: Any, **_: Any) -> 
 @kopf.on.event("coordination.k8s.io", "v1", "leases", id="lease",
                labels={core.CLUSTER_LABEL: kopf.PRESENT})
 def lease_seen(body: Any, namespace: str, labels: Any, type: str | None, **_: Any) -> None:
+    """Record every renewal; reconcile at once when the holder or the epoch changed (a
+    failover, hand-over or release), instead of waiting for the next tick."""
     if type == "DELETED" or not body.get("spec"):
         return
-    RUNTIME.remember(namespace, labels[core.CLUSTER_LABEL], lease_state_from_dict(dict(body)))
+    name = labels[core.CLUSTER_LABEL]
+    lease = lease_state_from_dict(dict(body))
+    with RUNTIME.guard:
+        before = RUNTIME.histories.get((namespace, name), {})
+        latest = before.get(max(before)) if before else None
+        moved = latest is None or max(before) != lease.epoch or latest.holder != lease.holder or (
+            lease.holder is None and not latest.released)
+    RUNTIME.remember(namespace, name, lease)
+    if moved and latest is not None:
+        try:
+            reconcile(namespace, name)
+        except Exception as exc:  # the timer retries in a moment
+            log.warning("%s/%s: reconcile after a Lease change failed: %s", namespace, name, exc)
 
 
 @kopf.on.delete(GROUP, VERSION, "haclusters", id="teardown")
