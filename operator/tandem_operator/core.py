@@ -35,7 +35,7 @@ from tandem.api.hacluster import (
 FIELD_MANAGER = "tandem-operator"
 CLUSTER_LABEL = "tandem.dev/cluster"
 MAINTENANCE_ANNOTATION = "tandem.dev/maintenance"
-MIN_STALE_AFTER = timedelta(seconds=30)
+MIN_STALE_AFTER = timedelta(seconds=90)  # three of the agent's 30 s heartbeats
 STALE_AFTER_LEASE_DURATIONS = 10
 MESSAGE_LIMIT = 1024
 
@@ -233,7 +233,7 @@ def _names(items: Iterable[str]) -> str:
 
 
 def stale_after(cluster: HACluster) -> timedelta:
-    """A node report older than this counts as missing: max(30 s, 10 x leaseDuration)."""
+    """A node report older than this counts as missing: max(90 s, 10 x leaseDuration)."""
     lease = timedelta(milliseconds=cluster.spec.leases.lease_duration_ms)
     return max(MIN_STALE_AFTER, lease * STALE_AFTER_LEASE_DURATIONS)
 
@@ -593,8 +593,6 @@ def _request(v: _View, f: _Flow, target: str, why: str, refusal_event: bool = Tr
     now = second(v.s.now)
     holder = v.holder or "nobody"
     problems = target_problems(v, target)
-    if v.s.deleting:
-        problems = [Problem("Deleting", "the HACluster is being deleted")]
     invalid = validate(v.s)
     if invalid:
         problems = [Problem(INVALID_SPEC, "the spec is invalid: " + "; ".join(invalid)), *problems]

@@ -363,7 +363,7 @@ def test_primary_change_to_a_fit_standby_requests_a_switchover() -> None:
     (report("n2", conn="Connecting"), "TargetDisconnected", "Connecting"),
     (report("n2", disk="Outdated"), "TargetNotUpToDate", "Outdated"),
     (report("n2", eligible=False, why="LagTooHigh: 9 s"), "TargetIneligible", "LagTooHigh"),
-    (report("n2", age=300), "TargetReportStale", "older than 30 s"),
+    (report("n2", age=300), "TargetReportStale", "older than 90 s"),
     (report("n2", epoch=0), "TargetStaleEpoch", "epoch 0"),
 ])
 def test_unfit_target_is_refused_with_the_reason(standby: dict[str, Any], reason: str, words: str) -> None:
