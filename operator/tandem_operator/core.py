@@ -242,6 +242,8 @@ def owned_fields(status: HAClusterStatus) -> dict[str, Any]:
     """The fields of status the operator owns, as they go on the wire (status.nodes excluded)."""
     data: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=True,
                                              exclude={"nodes"})
+    # conditions of other types (another controller's) are neither ours to compare nor to drop
+    data["conditions"] = [c for c in data.get("conditions", []) if c["type"] in CONDITION_TYPES]
     return data
 
 

@@ -170,7 +170,7 @@ def tick(namespace: str, name: str, **_: Any) -> None:
                     str(exc).splitlines()[0] if str(exc) else repr(exc))
 
 
-@kopf.on.field(GROUP, VERSION, "haclusters", field="spec.primary", id="primary")
+@kopf.on.field(GROUP, VERSION, "haclusters", field="spec.primary", id="primary", backoff=INTERVAL)
 def primary_changed(namespace: str, name: str, old: Any, new: Any, **_: Any) -> None:
     decision = reconcile(namespace, name, core.PrimaryChange(old=old, new=new))
     if decision is not None and decision.retry:
@@ -199,7 +199,7 @@ def lease_seen(body: Any, namespace: str, labels: Any, type: str | None, **_: An
             log.warning("%s/%s: reconcile after a Lease change failed: %s", namespace, name, exc)
 
 
-@kopf.on.delete(GROUP, VERSION, "haclusters", id="teardown")
+@kopf.on.delete(GROUP, VERSION, "haclusters", id="teardown", backoff=INTERVAL)
 def teardown(namespace: str, name: str, meta: Any, **_: Any) -> None:
     kube = RUNTIME.api()
     with RUNTIME.lock(namespace, name):

@@ -136,6 +136,17 @@ def test_healthy_pair_is_replicating_and_a_second_pass_writes_nothing() -> None:
     assert again.patch is None and again.events == ()
 
 
+def test_a_foreign_condition_does_not_make_the_operator_write_forever() -> None:
+    s = settle(snap(healthy()))
+    status = s.cluster.status
+    assert status is not None
+    foreign = HAClusterStatus.model_validate({"conditions": [{
+        "type": "Backup", "status": "True", "reason": "Done", "lastTransitionTime": iso(NOW)}]})
+    status = status.model_copy(update={"conditions": [*status.conditions, *foreign.conditions]})
+    s = Snapshot(**{**s.__dict__, "cluster": s.cluster.model_copy(update={"status": status})})
+    assert core.reconcile(s).patch is None
+
+
 def test_conditions_keep_their_transition_time_until_their_status_changes() -> None:
     s = settle(snap(healthy()))
     first = {c.type: c for c in s.cluster.status.conditions}  # type: ignore[union-attr]
