@@ -354,7 +354,7 @@ def test_unplanned_failover_is_recorded_and_caught_up_after_an_operator_restart(
     w.healthy()
     renewed = now().replace(microsecond=123456)  # MicroTime: the client drops a zero fraction
     w.write_lease(one, bump=False, renewed=renewed)
-    time.sleep(1.0)  # the operator's Lease watch sees the last renewal
+    time.sleep(2.5)  # the Lease watch sees the renewal at once; the 2 s tick reads it too
     epoch = w.write_lease(two, bump=True, acquired=renewed + timedelta(milliseconds=4200))
     w.report(two, "Primary", epoch)
     rec = eventually(lambda: (w.status().get("lastFailover") or {}).get("to") == two and w.status()["lastFailover"],
