@@ -103,15 +103,18 @@ class ClusterAgent:
         self.eligibility = Eligibility(False, "Starting: not observed yet")
         self.last_takeover_seen_at: float | None = None
         self.first_lease_attempt_done = threading.Event()
+        self.failed_services: tuple[str, ...] = ()
+        self._wake_runner = threading.Event()
         self.restarts: list[float] = []
         self.backoff_until: float | None = None
         self.last_decisions: dict[str, Decision] = {}
         self._last_report: dict[str, Any] | None = None
         self._last_report_at = 0.0
         self._threads = [
-            threading.Thread(target=self._loop, args=("keeper", self.keeper_tick),
+            threading.Thread(target=self._loop, args=("keeper", self.keeper_tick, self._stop),
                              name=f"keeper-{cluster.name}", daemon=True),
-            threading.Thread(target=self._loop, args=("runner", self.runner_tick),
+            threading.Thread(target=self._loop, args=("runner", self.runner_tick,
+                                                      self._wake_runner),
                              name=f"runner-{cluster.name}", daemon=True),
         ]
 
@@ -124,6 +127,7 @@ class ClusterAgent:
         """Stop the loops; a primary steps down cleanly (tear down, then release the Lease),
         because once this agent stops renewing, the other node will take over."""
         self._stop.set()
+        self._wake_runner.set()
         for thread in self._threads:
             thread.join(timeout=30)
         epoch = self.acting_epoch()
@@ -140,13 +144,15 @@ class ClusterAgent:
         with self._lock:
             self.intent = intent
 
-    def _loop(self, name: str, tick: Callable[[], None]) -> None:
+    def _loop(self, name: str, tick: Callable[[], None], wake: threading.Event) -> None:
         while not self._stop.is_set():
             try:
                 tick()
             except Exception:
                 log.exception("%s %s: unexpected error", self.cluster.name, name)
-            self._stop.wait(self.poll_interval)
+            wake.wait(self.poll_interval)
+            if wake is not self._stop:
+                wake.clear()
 
     def _note(self, loop: str, decision: Decision) -> None:
         previous = self.last_decisions.get(loop)
@@ -176,10 +182,6 @@ class ClusterAgent:
 
     def keeper_tick(self) -> None:
         now = time.monotonic()
-        if self.acting_epoch() is not None:
-            # Pet only while this node may act: a holder that stops renewing must be fenced
-            # if its tear-down overruns, so nothing else may keep the watchdog quiet.
-            self.watchdog.pet()
         needs_read = self.holding is None or self.lease is None or \
             self.lease.holder != self.node
         if needs_read:
@@ -222,8 +224,22 @@ class ClusterAgent:
         with self._lock:
             self.holding = Holding(epoch=record.epoch, last_renew_sent_at=sent_at)
             self.lease = LeaseView(record.holder, record.epoch, record.resource_version, sent_at)
+        if self.runner.state is not ChainState.DOWN:
+            self._pet_watchdog()
+        self._wake_runner.set()
         if acquire:
             log.info("%s: took the Lease at epoch %d", self.cluster.name, record.epoch)
+
+    def _pet_watchdog(self) -> None:
+        """Tell the watchdog when this agent's own fence deadline is: renewDeadline +
+        demotionTimeout after the last successful renew was sent."""
+        with self._lock:
+            holding = self.holding
+        if holding is None:
+            return
+        deadline = holding.last_renew_sent_at + self.timings.renew_deadline \
+            + self.timings.demotion_timeout
+        self.watchdog.pet(max(0.0, deadline - time.monotonic()))
 
     def _safe_read(self) -> LeaseRecord | None:
         try:
@@ -240,15 +256,14 @@ class ClusterAgent:
 
     # --- the chain runner -----------------------------------------------------------------
     def runner_tick(self) -> None:
+        """Decide on what was observed at the end of the last tick, act, then observe: a
+        decision (say, to bring the chain up after winning the Lease) never waits for an
+        observation."""
         now = time.monotonic()
-        self.runner.observe_volumes(now, max_age=DRBD_OBSERVE_SECONDS)
-        health = self._health(now)
         with self._lock:
-            self.eligibility = eligibility(health, float(self.policy.max_lag_seconds), now)
             lease, intent = self.lease, self.intent
         self.restarts = [t for t in self.restarts
                          if now - t < self.policy.restart_window_seconds]
-        failed = tuple(self.runner.failed_services())
         snapshot = ChainSnapshot(
             now=now, node=self.node, acting_epoch=self.acting_epoch(),
             lease_holder=lease.holder if lease else None,
@@ -257,7 +272,7 @@ class ClusterAgent:
             replicating=lease is not None and lease.holder is not None
             and self.runner.following == (lease.holder, lease.epoch),
             volumes_joined=self.runner.volumes_joined(),
-            failed_services=failed,
+            failed_services=self.failed_services,
             restarts_in_window=len(self.restarts), restart_limit=self.policy.restart_limit,
             in_standby_mode=self.node in intent.standby_nodes, switchover=intent.switchover,
             deleting=intent.deleting, dependency_ready=intent.dependency_ready,
@@ -281,14 +296,23 @@ class ClusterAgent:
             message = f"{decision.action.value} failed: {exc}"
             log.warning("%s: %s", self.cluster.name, message)
         self.runner.ensure_everywhere_services()
+        self._observe_node()
         self._report(decision, message)
+
+    def _observe_node(self) -> None:
+        now = time.monotonic()
+        self.runner.observe_volumes(now, max_age=DRBD_OBSERVE_SECONDS)
+        health = self._health(now)
+        with self._lock:
+            self.eligibility = eligibility(health, float(self.policy.max_lag_seconds), now)
+        self.failed_services = tuple(self.runner.failed_services())
 
     def _execute(self, decision: Decision) -> None:
         action = decision.action
         if action is Action.BRING_UP:
             epoch = decision.epoch
             started = time.monotonic()
-            self.watchdog.arm(self.timings.renew_deadline + self.timings.demotion_timeout)
+            self._pet_watchdog()
             steps = self.runner.bring_up(
                 epoch or 0, lambda: self.acting_epoch() == epoch)
             log.info("%s: chain up at epoch %s in %.2fs: %s", self.cluster.name, epoch,

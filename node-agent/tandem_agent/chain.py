@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,11 +186,13 @@ class ChainRunner:
         for step in self.steps:
             if not may_continue():
                 raise Aborted(f"lost the right to act at epoch {epoch} before {step.name}")
+            started = time.monotonic()
             try:
                 outcome = step.up()
             except Exception as exc:
                 raise StepFailed(step.name, exc) from exc
-            done.append(f"{step.name}: {outcome.detail or ('done' if outcome.changed else 'ok')}")
+            detail = outcome.detail or ("done" if outcome.changed else "ok")
+            done.append(f"{step.name}: {detail} ({time.monotonic() - started:.2f}s)")
         self.state = ChainState.UP
         self.epoch = epoch
         return done
@@ -199,11 +202,12 @@ class ChainRunner:
         done = []
         self.state = ChainState.UNKNOWN
         for step in reversed(self.steps):
+            started = time.monotonic()
             try:
                 outcome = step.down()
             except Exception as exc:
                 raise StepFailed(step.name, exc) from exc
-            done.append(f"{step.name}: {outcome.detail or 'down'}")
+            done.append(f"{step.name}: {outcome.detail or 'down'} ({time.monotonic() - started:.2f}s)")
         self.state = ChainState.DOWN
         self.epoch = None
         return done

@@ -51,9 +51,9 @@ class Timings:
     """HACluster.spec.leases, in seconds."""
 
     lease_duration: float = 3.0
-    renew_interval: float = 1.0
-    renew_deadline: float = 1.5
-    demotion_timeout: float = 0.8
+    renew_interval: float = 1.2
+    renew_deadline: float = 1.8
+    demotion_timeout: float = 0.6
 
     @classmethod
     def from_ms(

@@ -54,7 +54,10 @@ def lease_name(cluster: str) -> str:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    """Now, never on a whole second: the client drops a zero fraction when it serializes, and
+    the API server refuses a MicroTime without one."""
+    now = dt.datetime.now(dt.UTC)
+    return now.replace(microsecond=1) if now.microsecond == 0 else now
 
 
 class Kube:

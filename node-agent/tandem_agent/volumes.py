@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from tandem.api.drbdvolume import DRBDNodeStatus, DRBDVolumeSpec
-from tandem_agent.drivers.base import Outcome
-from tandem_agent.drivers.drbd import Drbd, ResourceStatus
+from tandem_agent.drivers.base import DriverError, Outcome
+from tandem_agent.drivers.drbd import Drbd, DrbdRefused, ResourceStatus
 
 
 class DrbdVolume:
@@ -28,8 +28,16 @@ class DrbdVolume:
         return done
 
     def primary(self) -> Outcome:
-        done = self._ensure_up()
-        outcome = self.drbd.primary(self.resource)
+        """Promote; brings the resource up first only when it is not (each look at DRBD is a
+        drbdsetup call, and this is on the failover path)."""
+        done: list[str] = []
+        try:
+            outcome = self.drbd.primary(self.resource)
+        except DrbdRefused:
+            raise
+        except DriverError:
+            done = self._ensure_up()
+            outcome = self.drbd.primary(self.resource)
         return Outcome(outcome.changed or bool(done), "; ".join([*done, outcome.detail]))
 
     def secondary(self) -> Outcome:

@@ -1,11 +1,14 @@
 """The watchdog: fences the node when the agent stops petting it while its chain is up.
 
 It covers what the agent's own fence cannot: an agent that was killed or frozen (SIGSTOP)
-while its node served as primary. The agent arms it when it starts bringing its chain up,
-pets it on every Lease-keeper tick, and disarms it once the chain is completely down.
+while its node served as primary. The agent pets it after every successful renew (and when it
+starts bringing its chain up) with the time left until its own fence deadline,
+`last renew sent + renewDeadline + demotionTimeout`, and disarms it once the chain is
+completely down. So the watchdog fires exactly when the agent itself would have fenced.
 
-- `DeviceWatchdog`: the Linux watchdog device (/dev/watchdog); closing it after writing the
-  magic character 'V' disarms it.
+- `DeviceWatchdog`: the Linux watchdog device (/dev/watchdog); its timeout is the device's
+  (set it to renewDeadline + demotionTimeout, rounded down, with the driver's options);
+  closing it after writing the magic character 'V' disarms it.
 - `LabWatchdog`: the lab node's supervisor (tandem.lab.node), over a Unix datagram socket; it
   measures time on its own clock, so a faked clock in the agent cannot fool it.
 """
@@ -20,17 +23,13 @@ from typing import Protocol
 
 
 class Watchdog(Protocol):
-    def arm(self, timeout: float) -> None: ...
-    def pet(self) -> None: ...
+    def pet(self, remaining: float) -> None: ...
     def disarm(self) -> None: ...
     def fence(self, reason: str) -> bool: ...
 
 
 class NoWatchdog:
-    def arm(self, timeout: float) -> None:
-        return None
-
-    def pet(self) -> None:
+    def pet(self, remaining: float) -> None:
         return None
 
     def disarm(self) -> None:
@@ -45,13 +44,10 @@ class DeviceWatchdog:
         self.device = device
         self._fd: int | None = None
 
-    def arm(self, timeout: float) -> None:
+    def pet(self, remaining: float) -> None:
         if self._fd is None:
             self._fd = os.open(self.device, os.O_WRONLY)
-
-    def pet(self) -> None:
-        if self._fd is not None:
-            os.write(self._fd, b"\0")
+        os.write(self._fd, b"\0")
 
     def disarm(self) -> None:
         if self._fd is not None:
@@ -74,11 +70,8 @@ class LabWatchdog:
         with contextlib.suppress(OSError):
             self._sock.sendto(message.encode(), self.path)
 
-    def arm(self, timeout: float) -> None:
-        self._send(f"arm {timeout:.3f}")
-
-    def pet(self) -> None:
-        self._send("pet")  # the supervisor ignores pets while disarmed
+    def pet(self, remaining: float) -> None:
+        self._send(f"pet {remaining:.3f}")
 
     def disarm(self) -> None:
         self._send("disarm")

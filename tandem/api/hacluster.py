@@ -64,11 +64,15 @@ class LeaseTimings(Model):
     }
 
     lease_duration_ms: Annotated[int, Field(ge=500, le=300_000)] = 3000
-    renew_interval_ms: Annotated[int, Field(ge=100, le=60_000)] = 1000
-    renew_deadline_ms: Annotated[int, Field(ge=200, le=120_000)] = 1500
+    renew_interval_ms: Annotated[
+        int, Field(ge=100, le=60_000, description="Above 1000 keeps renewals under 1 write/s.")
+    ] = 1200
+    renew_deadline_ms: Annotated[
+        int, Field(ge=200, le=120_000, description="Leaves 600 ms to retry a slow renew.")
+    ] = 1800
     demotion_timeout_ms: Annotated[
         int, Field(ge=50, le=120_000, description="Worst-case time to tear the chain down.")
-    ] = 800
+    ] = 600
     max_stall_ms: Annotated[
         int, Field(ge=0, le=60_000, description="Worst scheduling stall the agent must survive.")
     ] = 200

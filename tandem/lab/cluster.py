@@ -16,6 +16,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -127,6 +128,7 @@ class LabCluster:
             self.down()
         self.work_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.work_dir, 0o755)  # PostgreSQL runs as its own user below it
+        shutil.rmtree(self.work_dir / "nodes", ignore_errors=True)  # a new lab starts empty
         self.docs = lab_manifests(manifests, self.subnet)
         nodes = self._nodes()
         state = ClusterState(self.prefix, self.subnet, self.namespace, nodes, [], [])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+
+from tandem.api.hacluster import LeaseTimings
 from tandem_agent.core import (
     Action,
     ChainSnapshot,
@@ -22,7 +24,9 @@ from tandem_agent.core import (
     may_act,
 )
 
-T = Timings(lease_duration=3.0, renew_interval=1.0, renew_deadline=1.5, demotion_timeout=0.8)
+_D = LeaseTimings()
+T = Timings.from_ms(_D.lease_duration_ms, _D.renew_interval_ms, _D.renew_deadline_ms,
+                    _D.demotion_timeout_ms)
 OK = Eligibility(True)
 
 
@@ -38,16 +42,18 @@ def view(holder: str | None, epoch: int = 4, observed_at: float = 100.0) -> Leas
 
 class TestLeaseKeeper:
     def test_holder_renews_after_the_interval_only(self) -> None:
-        held = Holding(epoch=4, last_renew_sent_at=99.5)
+        held = Holding(epoch=4, last_renew_sent_at=100.0 - T.renew_interval + 0.1)
         assert lease_decision(lease_snap(lease=view("n1"), holding=held)).action is Action.WAIT
-        later = lease_snap(now=100.6, lease=view("n1"), holding=held)
+        later = lease_snap(now=100.1, lease=view("n1"), holding=held)
         assert lease_decision(later).action is Action.RENEW
 
     def test_holder_fences_when_demotion_overruns_the_deadline(self) -> None:
         held = Holding(epoch=4, last_renew_sent_at=100.0)
-        just_in_time = lease_snap(now=102.29, lease=view("n1"), holding=held, chain_down=False)
+        fence_at = 100.0 + T.renew_deadline + T.demotion_timeout
+        just_in_time = lease_snap(now=fence_at - 0.01, lease=view("n1"), holding=held,
+                                  chain_down=False)
         assert lease_decision(just_in_time).action is not Action.FENCE
-        overdue = dataclasses.replace(just_in_time, now=102.31)
+        overdue = dataclasses.replace(just_in_time, now=fence_at + 0.01)
         decision = lease_decision(overdue)
         assert decision.action is Action.FENCE and "demotion" in decision.reason
 
@@ -58,8 +64,9 @@ class TestLeaseKeeper:
 
     def test_challenger_waits_a_full_lease_duration_from_its_own_observation(self) -> None:
         observed = view("n2", observed_at=98.0)
-        assert lease_decision(lease_snap(now=100.99, lease=observed)).action is Action.WAIT
-        decision = lease_decision(lease_snap(now=101.0, lease=observed))
+        expiry = 98.0 + T.lease_duration
+        assert lease_decision(lease_snap(now=expiry - 0.01, lease=observed)).action is Action.WAIT
+        decision = lease_decision(lease_snap(now=expiry, lease=observed))
         assert decision.action is Action.ACQUIRE and decision.epoch == 5
         assert "expired" in decision.reason
 
@@ -78,7 +85,7 @@ class TestLeaseKeeper:
         assert lease_decision(lease_snap(lease=free, preferred_primary="n1")).action is Action.ACQUIRE
         other = lease_snap(node="n2", lease=free, preferred_primary="n1")
         assert lease_decision(other).action is Action.WAIT
-        late = dataclasses.replace(other, now=103.0)
+        late = dataclasses.replace(other, now=100.0 + T.lease_duration)
         assert lease_decision(late).action is Action.ACQUIRE
 
     def test_failover_rate_limit(self) -> None:
@@ -101,8 +108,8 @@ class TestLeaseKeeper:
 
     def test_may_act_needs_holding_matching_view_and_a_recent_renew(self) -> None:
         held = Holding(epoch=4, last_renew_sent_at=100.0)
-        assert may_act(held, view("n1"), "n1", T, 101.5)
-        assert not may_act(held, view("n1"), "n1", T, 101.51)
+        assert may_act(held, view("n1"), "n1", T, 100.0 + T.renew_deadline)
+        assert not may_act(held, view("n1"), "n1", T, 100.0 + T.renew_deadline + 0.01)
         assert not may_act(held, view("n2", epoch=5), "n1", T, 100.1)
         assert not may_act(held, view("n1", epoch=5), "n1", T, 100.1)
         assert not may_act(None, view("n1"), "n1", T, 100.1)
