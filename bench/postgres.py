@@ -43,10 +43,10 @@ if str(REPO / "node-agent") not in sys.path:
     sys.path.insert(0, str(REPO / "node-agent"))
 
 import psycopg  # noqa: E402
-from tandem_agent.drivers.postgres import Postgres, PostgresConfig, parse_lsn  # noqa: E402
 
 from bench.report import emit, percentiles  # noqa: E402
 from tandem.lab.netns import LabNetwork  # noqa: E402
+from tandem_agent.drivers.postgres import Postgres, PostgresConfig, parse_lsn  # noqa: E402
 
 PREFIX = "tdp"
 SUBNET = 20

@@ -2,9 +2,10 @@
 
 Runs inside the node's network namespace. It starts the node's DRBD stand-in ("the kernel")
 and the agent, restarts the agent when it exits (as the kubelet restarts a DaemonSet pod), and
-serves the watchdog socket: once armed, if the agent stops petting it for longer than the
-armed timeout, or the agent asks to be fenced, the node is powered off: every process of the
-namespace gets SIGKILL and every address but the node's own goes away. Then the node
+serves the watchdog socket: each pet says how long until the agent's own fence deadline; if
+that passes without a new pet (or disarm), or the agent asks to be fenced, the node is
+powered off: every address but the node's own goes away and every process of the namespace
+gets SIGKILL. Then the node
 "reboots": a fresh DRBD stand-in (resources down, disks kept) and a new agent.
 """
 
@@ -35,8 +36,7 @@ class Supervisor:
         self.state_dir: Path = args.state_dir
         self.agent: subprocess.Popen[bytes] | None = None
         self.agent_exited_at: float | None = None
-        self.armed_timeout: float | None = None
-        self.last_pet = 0.0
+        self.fence_at: float | None = None  # armed: monotonic deadline on our own clock
         self.stopping = False
         self.fences = 0
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -99,7 +99,8 @@ class Supervisor:
         self.fences += 1
         log.critical("FENCE #%d: %s", self.fences, reason)
         (self.state_dir / "fences.log").open("a").write(f"{time.time():.3f} {reason}\n")
-        self.armed_timeout = None
+        self.fence_at = None
+        self.drop_addresses()
         self.kill_everything()
         self.drop_addresses()
         time.sleep(REBOOT_DELAY)
@@ -110,13 +111,10 @@ class Supervisor:
     # --- main loop ------------------------------------------------------------------------
     def handle(self, message: str) -> None:
         verb, _, rest = message.partition(" ")
-        if verb == "arm":
-            self.armed_timeout = float(rest)
-            self.last_pet = time.monotonic()
-        elif verb == "pet":
-            self.last_pet = time.monotonic()
+        if verb == "pet":
+            self.fence_at = time.monotonic() + float(rest)
         elif verb == "disarm":
-            self.armed_timeout = None
+            self.fence_at = None
         elif verb == "fence":
             self.fence(f"requested by the agent: {rest}")
 
@@ -128,9 +126,9 @@ class Supervisor:
                 data = self.sock.recv(4096)
                 self.handle(data.decode(errors="replace"))
             now = time.monotonic()
-            if self.armed_timeout is not None and now - self.last_pet > self.armed_timeout:
-                self.fence(f"watchdog: no pet for {now - self.last_pet:.2f}s "
-                           f"(timeout {self.armed_timeout:.2f}s)")
+            if self.fence_at is not None and now > self.fence_at:
+                self.fence(f"watchdog: no pet {now - self.fence_at:.3f}s past the agent's "
+                           "fence deadline")
                 continue
             if self.agent is not None and self.agent.poll() is not None:
                 if self.agent_exited_at is None:

@@ -32,9 +32,8 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO / "node-agent") not in sys.path:
     sys.path.insert(0, str(REPO / "node-agent"))
 
-from tandem_agent.drivers import addresses as drv  # noqa: E402
-
 from tandem.lab.netns import LabNetwork  # noqa: E402
+from tandem_agent.drivers import addresses as drv  # noqa: E402
 
 pytestmark = pytest.mark.lab
 

@@ -20,6 +20,7 @@ if _AGENT not in sys.path:  # the node agent is its own deployable, not installe
     sys.path.insert(0, _AGENT)
 
 import pytest  # noqa: E402
+
 from tandem_agent.drivers.base import DriverError  # noqa: E402
 from tandem_agent.drivers.mounts import (  # noqa: E402
     BindMount,

@@ -30,6 +30,8 @@ from typing import Any
 
 import psycopg
 import pytest
+
+from tandem.lab.netns import LabHost, LabNetwork
 from tandem_agent.drivers.postgres import (
     NotInitializedError,
     NotRunningError,
@@ -39,8 +41,6 @@ from tandem_agent.drivers.postgres import (
     WrongRoleError,
     parse_lsn,
 )
-
-from tandem.lab.netns import LabHost, LabNetwork
 
 pytestmark = pytest.mark.lab
 

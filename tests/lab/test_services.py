@@ -24,6 +24,8 @@ if _AGENT not in sys.path:  # the node agent is its own deployable, not installe
     sys.path.insert(0, _AGENT)
 
 import pytest  # noqa: E402
+
+from tandem.lab.netns import LabNetwork, run_ip  # noqa: E402
 from tandem_agent.drivers.base import Outcome  # noqa: E402
 from tandem_agent.drivers.services import (  # noqa: E402
     Monitor,
@@ -37,8 +39,6 @@ from tandem_agent.drivers.services import (  # noqa: E402
     read_proc_stat,
     session_members,
 )
-
-from tandem.lab.netns import LabNetwork, run_ip  # noqa: E402
 
 pytestmark = pytest.mark.lab
 

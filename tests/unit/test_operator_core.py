@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from tandem_operator import core
-from tandem_operator.core import EpochRecord, LeaseState, NodeInfo, PrimaryChange, Snapshot
 
 from tandem.api.drbdvolume import DRBDVolume
 from tandem.api.floatingip import FloatingIP
 from tandem.api.hacluster import HACluster, HAClusterStatus
+from tandem_operator import core
+from tandem_operator.core import EpochRecord, LeaseState, NodeInfo, PrimaryChange, Snapshot
 
 NOW = datetime(2026, 11, 22, 3, 0, 0, tzinfo=UTC)
 

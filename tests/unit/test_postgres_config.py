@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from psycopg.conninfo import conninfo_to_dict
+
 from tandem_agent.drivers.postgres import (
     INCLUDE_LINE,
     PostgresConfig,
