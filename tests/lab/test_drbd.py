@@ -22,6 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tandem.api.drbdvolume import DRBDVolumeSpec
+from tandem.lab.drbdsim import control
+from tandem.lab.netns import LabNetwork, run_ip
 from tandem_agent.drivers.base import Outcome
 from tandem_agent.drivers.drbd import (
     Drbd,
@@ -30,12 +34,9 @@ from tandem_agent.drivers.drbd import (
     NoUpToDateData,
     PeerIsPrimary,
     ResourceStatus,
+    parse_status,
     render_resource,
 )
-
-from tandem.api.drbdvolume import DRBDVolumeSpec
-from tandem.lab.drbdsim import control
-from tandem.lab.netns import LabNetwork, run_ip
 
 pytestmark = pytest.mark.lab
 
@@ -67,8 +68,16 @@ class Node:
         return control.kernel_log(self.state_dir)
 
     def st(self, res: str) -> ResourceStatus:
+        """The status through the driver: drbdsetup (the stand-in) in the namespace, parsed."""
         st = self.drbd.status(res)
         assert st is not None, f"{res} is not up on {self.name}"
+        return st
+
+    def fast(self, res: str) -> ResourceStatus:
+        """The same `status --json` document read from the daemon without a process: for polling."""
+        rc, out, err = control.drbdsetup(self.state_dir, "status", res, "--json")
+        assert rc == 0, err
+        [st] = parse_status(out)
         return st
 
 
@@ -190,30 +199,37 @@ def bring_up(lab: Lab, spec: DRBDVolumeSpec, *, skip_sync: bool = True) -> list[
         assert drbd.up(res).changed
     for name in names:
         wait_for(f"{name} connected to all peers of {res}",
-                 lambda n=name: all(p.connected for p in lab[n].st(res).peers))
+                 lambda n=name: all(p.connected for p in lab[n].fast(res).peers))
     if skip_sync:
         assert lab["alpha"].drbd.skip_initial_sync(res).changed
         for name in ("alpha", "beta"):
-            wait_for(f"{name} UpToDate", lambda n=name: lab[n].st(res).disk_state == "UpToDate")
+            wait_for(f"{name} UpToDate", lambda n=name: lab[n].fast(res).disk_state == "UpToDate")
     return names
 
 
 def peer(lab: Lab, node: str, res: str, other: str) -> Any:
-    return lab[node].st(res).peer(other)
+    return lab[node].fast(res).peer(other)
 
 
-def watch_resync(lab: Lab, target: str, source: str, res: str, timeout: float = 20) -> list[tuple[str, int]]:
-    """Poll the target until the resync is done; returns (replication state, out-of-sync) samples."""
+def watch_resync(lab: Lab, target: str, source: str, res: str, timeout: float = 30) -> list[tuple[str, int]]:
+    """Watch the target until the resync is done; returns (replication state, out-of-sync) samples.
+
+    The samples are `drbdsetup status --json` documents parsed by the driver's parser, read
+    from the node's daemon directly (no process per sample, so a loaded machine can not make
+    the test miss a sub-second resync); the final state is then checked through drbdadm's path.
+    """
     samples: list[tuple[str, int]] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        st = lab[target].st(res)
+        st = lab[target].fast(res)
         p = st.peer(source)
         assert p is not None
         samples.append((p.replication_state, p.out_of_sync_bytes))
         if st.disk_state == "UpToDate" and p.replication_state == "Established":
+            final = lab[target].st(res)
+            assert (final.disk_state, final.peer(source).replication_state) == ("UpToDate", "Established")
             return samples
-        time.sleep(0.05)
+        time.sleep(0.02)
     raise AssertionError(f"resync {source} -> {target} did not finish: {samples[-5:]}")
 
 
@@ -317,10 +333,10 @@ def test_initial_sync_promotion_refusals_and_switchover(cleanup: Lab) -> None:
     wait_for("alpha notices", lambda: peer(lab, "alpha", res, "beta").connection_state == "Connecting")
     control.start(lab["beta"].state_dir, netns=lab["beta"].namespace, ping_timeout=PING_TIMEOUT,
                   resync_rate=RESYNC_RATE)
-    wait_for("beta reconnected", lambda: all(p.connected for p in lab["beta"].st(res).peers))
+    wait_for("beta reconnected", lambda: all(p.connected for p in lab["beta"].fast(res).peers))
     st = lab["beta"].st(res)
     assert (st.role, st.disk_state) == ("Primary", "UpToDate")
-    wait_for("alpha UpToDate again", lambda: lab["alpha"].st(res).disk_state == "UpToDate")
+    wait_for("alpha UpToDate again", lambda: lab["alpha"].fast(res).disk_state == "UpToDate")
     assert lab["alpha"].digest(res) == lab["beta"].digest(res)
 
     assert lab["beta"].drbd.down(res).changed
@@ -339,7 +355,7 @@ def test_cutting_the_primarys_replication_link_loses_quorum_and_resyncs_after_he
     alpha.write(res, 5)
 
     lab.net.cut("alpha", "repl")
-    wait_for("alpha lost both peers", lambda: all(p.connection_state == "Connecting" for p in alpha.st(res).peers))
+    wait_for("alpha lost both peers", lambda: all(p.connection_state == "Connecting" for p in alpha.fast(res).peers))
     st = alpha.st(res)
     assert (st.role, st.quorum, st.suspended) == ("Primary", False, True)
     assert {p.disk_state for p in st.peers} == {"DUnknown"} and {p.role for p in st.peers} == {"Unknown"}
@@ -347,7 +363,7 @@ def test_cutting_the_primarys_replication_link_loses_quorum_and_resyncs_after_he
         alpha.write(res, 1)
 
     wait_for("beta sees alpha gone", lambda: peer(lab, "beta", res, "alpha").connection_state == "Connecting")
-    wait_for("beta's data UpToDate again", lambda: beta.st(res).disk_state == "UpToDate")
+    wait_for("beta's data UpToDate again", lambda: beta.fast(res).disk_state == "UpToDate")
     st = beta.st(res)
     assert st.quorum is True and st.peer("witness").connected
     assert beta.drbd.primary(res).changed  # quorum through the tiebreaker
@@ -355,7 +371,7 @@ def test_cutting_the_primarys_replication_link_loses_quorum_and_resyncs_after_he
     winner = beta.digest(res)
 
     lab.net.heal("alpha", "repl")
-    wait_for("alpha back with the witness", lambda: alpha.st(res).peer("witness").connected)
+    wait_for("alpha back with the witness", lambda: alpha.fast(res).peer("witness").connected)
     time.sleep(2.0)  # both are Primary: DRBD refuses to connect them
     assert not alpha.st(res).peer("beta").connected
     assert "Multiple primaries not allowed by config" in alpha.log() + beta.log()
@@ -378,7 +394,7 @@ def test_a_secondary_cut_off_from_the_primary_alone_becomes_outdated(cleanup: La
 
     # alpha and beta lose each other but both still see the witness: beta is Outdated.
     lab.partition("alpha", "beta")
-    wait_for("beta outdated", lambda: beta.st(res).disk_state == "Outdated")
+    wait_for("beta outdated", lambda: beta.fast(res).disk_state == "Outdated")
     assert beta.st(res).peer("alpha").connection_state == "Connecting"
     assert beta.st(res).peer("witness").connected
     assert alpha.st(res).quorum is True  # tiebreaker keeps the primary's quorum
@@ -391,15 +407,15 @@ def test_a_secondary_cut_off_from_the_primary_alone_becomes_outdated(cleanup: La
 
     # beta isolated from everyone: it keeps UpToDate data but has no quorum.
     lab.net.cut("beta", "repl")
-    wait_for("beta alone", lambda: not any(p.connected for p in beta.st(res).peers))
-    wait_for("beta settled", lambda: beta.st(res).disk_state != "Consistent", timeout=5)
+    wait_for("beta alone", lambda: not any(p.connected for p in beta.fast(res).peers))
+    wait_for("beta settled", lambda: beta.fast(res).disk_state != "Consistent", timeout=5)
     st = beta.st(res)
     assert (st.disk_state, st.quorum) == ("UpToDate", False)
     with pytest.raises(NoQuorum) as nq:
         beta.drbd.primary(res)
     assert (nq.value.code, nq.value.reason) == (-25, "No quorum")
     assert nq.value.info == "1 of 2 nodes visible, need 2 for quorum"
-    wait_for("alpha notices", lambda: alpha.st(res).peer("beta").connection_state == "Connecting")
+    wait_for("alpha notices", lambda: alpha.fast(res).peer("beta").connection_state == "Connecting")
     assert alpha.st(res).quorum is True
     alpha.write(res, 100)
     lab.net.heal("beta", "repl")
@@ -410,7 +426,7 @@ def test_a_secondary_cut_off_from_the_primary_alone_becomes_outdated(cleanup: La
     assert alpha.drbd.disconnect(res, "beta").changed
     assert alpha.drbd.disconnect(res, "beta").changed is False
     assert alpha.st(res).peer("beta").connection_state == "StandAlone"
-    wait_for("beta outdated", lambda: beta.st(res).disk_state == "Outdated")
+    wait_for("beta outdated", lambda: beta.fast(res).disk_state == "Outdated")
     assert alpha.st(res).peer("beta").disk_state == "Outdated"
     with pytest.raises(NoUpToDateData):
         beta.drbd.primary(res)
@@ -428,8 +444,8 @@ def _diverge(lab: Lab, res: str, alpha_writes: int, beta_writes: int) -> None:
     alpha, beta = lab["alpha"], lab["beta"]
     assert alpha.drbd.primary(res).changed
     lab.net.cut("alpha", "repl")
-    wait_for("beta lost alpha", lambda: beta.st(res).peer("alpha").connection_state == "Connecting")
-    wait_for("beta UpToDate", lambda: beta.st(res).disk_state == "UpToDate")
+    wait_for("beta lost alpha", lambda: beta.fast(res).peer("alpha").connection_state == "Connecting")
+    wait_for("beta UpToDate", lambda: beta.fast(res).disk_state == "UpToDate")
     assert beta.drbd.primary(res).changed
     if alpha_writes:
         alpha.write(res, alpha_writes)
@@ -443,7 +459,7 @@ def _reconfigure(lab: Lab, spec: DRBDVolumeSpec) -> None:
         assert lab[name].drbd.apply_config(spec).changed
         lab[name].drbd.up(spec.resource_name)
     for name in ("alpha", "beta"):
-        wait_for("reconnected", lambda n=name: lab[n].st(spec.resource_name).peers[0].connected)
+        wait_for("reconnected", lambda n=name: lab[n].fast(spec.resource_name).peers[0].connected)
 
 
 def test_split_brain_is_detected_and_the_after_sb_policies_apply(cleanup: Lab) -> None:
@@ -457,7 +473,7 @@ def test_split_brain_is_detected_and_the_after_sb_policies_apply(cleanup: Lab) -
     assert alpha.digest(res) != winner
     lab.net.heal("alpha", "repl")
     for name in ("alpha", "beta"):
-        wait_for(f"{name} StandAlone", lambda n=name: lab[n].st(res).peers[0].connection_state == "StandAlone")
+        wait_for(f"{name} StandAlone", lambda n=name: lab[n].fast(res).peers[0].connection_state == "StandAlone")
     assert "Split-Brain detected but unresolved, dropping connection!" in alpha.log()
     assert "Split-Brain detected but unresolved" in beta.log()
     # Manual recovery: the victim discards its data.
@@ -510,7 +526,7 @@ def test_split_brain_is_detected_and_the_after_sb_policies_apply(cleanup: Lab) -
     _diverge(lab, res, alpha_writes=4, beta_writes=6)
     assert alpha.drbd.secondary(res).changed and beta.drbd.secondary(res).changed
     lab.net.heal("alpha", "repl")
-    wait_for("alpha StandAlone", lambda: alpha.st(res).peers[0].connection_state == "StandAlone")
+    wait_for("alpha StandAlone", lambda: alpha.fast(res).peers[0].connection_state == "StandAlone")
     assert "after-sb-0pri discard-zero-changes" in alpha.log()
     assert alpha.digest(res) != beta.digest(res)
 

@@ -166,6 +166,19 @@ def _call(state_dir: Path, req: dict[str, Any]) -> str:
     return str(answer["stdout"])
 
 
+def drbdsetup(state_dir: Path, *argv: str) -> tuple[int, str, str]:
+    """What `drbdsetup <argv>` would print on this node, without starting a process.
+
+    For watching fast transitions (a resync) closely; everything else should go through
+    drbdadm and the `bin/drbdsetup` stand-in. Returns (exit status, stdout, stderr).
+    """
+    try:
+        answer = request(state_dir, {"op": "drbdsetup", "argv": list(argv)})
+    except NotRunning as exc:
+        raise SimError(f"no kernel daemon runs for {state_dir}: {exc}", 20) from exc
+    return int(answer["rc"]), str(answer["stdout"]), str(answer["stderr"])
+
+
 def write(state_dir: Path, resource: str, blocks: int) -> str:
     """An application write of `blocks` 4 KiB blocks to the resource's device on this node.
 
