@@ -8,6 +8,9 @@ import random
 from typing import Any
 
 import pytest
+
+from tandem.api.drbdvolume import DRBDVolumeSpec
+from tandem.lab.drbdsim import model as m
 from tandem_agent.drivers.drbd import (
     DrbdFailure,
     DrbdRefused,
@@ -20,9 +23,6 @@ from tandem_agent.drivers.drbd import (
     render_resource,
     render_top_config,
 )
-
-from tandem.api.drbdvolume import DRBDVolumeSpec
-from tandem.lab.drbdsim import model as m
 
 # ------------------------------------------------------------------------------ rendering
 
