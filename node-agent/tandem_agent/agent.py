@@ -33,6 +33,7 @@ from tandem_agent.core import (
     eligibility,
     lease_decision,
     may_act,
+    restart_limit_reached,
 )
 from tandem_agent.kube import ApiUnavailable, Kube, LeaseConflict, LeaseRecord
 from tandem_agent.watchdog import Watchdog
@@ -104,6 +105,8 @@ class ClusterAgent:
         self.last_takeover_seen_at: float | None = None
         self.first_lease_attempt_done = threading.Event()
         self.failed_services: tuple[str, ...] = ()
+        self.stepping_down: str | None = None
+        self.lag_when_streaming: float | None = None
         self._wake_runner = threading.Event()
         self.restarts: list[float] = []
         self.backoff_until: float | None = None
@@ -278,8 +281,13 @@ class ClusterAgent:
             deleting=intent.deleting, dependency_ready=intent.dependency_ready,
             dependency_detail=intent.dependency_detail,
             nodes=tuple(n.name for n in self.cluster.spec.nodes),
+            stepping_down=self.stepping_down,
         )
         decision = chain_decision(snapshot)
+        if decision.action is Action.TEAR_DOWN and restart_limit_reached(snapshot):
+            # Once the chain is down the failed service no longer shows: remember why we
+            # are stepping down until the Lease is released.
+            self.stepping_down = decision.reason.removesuffix(": demoting fully first")
         if not self.first_lease_attempt_done.is_set() and decision.action is Action.TEAR_DOWN:
             # Just started: let the keeper reclaim a Lease that still names this node before
             # tearing down a chain that a previous agent process left up. The watchdog armed
@@ -326,10 +334,18 @@ class ClusterAgent:
         elif action is Action.HAND_OVER:
             self._give_lease(decision.target, (decision.epoch or 0) + 1)
         elif action is Action.RELEASE:
-            if "failed" in decision.reason:
-                self.backoff_until = time.monotonic() + self.policy.restart_window_seconds
-                self.restarts.clear()
+            if self.stepping_down:
+                # Ineligible before the Lease is free, or our own keeper would take it back.
+                now = time.monotonic()
+                self.backoff_until = now + self.policy.restart_window_seconds
+                health = self._health(now)
+                with self._lock:
+                    self.eligibility = eligibility(health, float(self.policy.max_lag_seconds),
+                                                   now)
             self._give_lease(None, decision.epoch or 0)
+            if self.stepping_down:
+                self.restarts.clear()
+                self.stepping_down = None
         elif action is Action.RESTART_SERVICE:
             assert decision.target is not None
             self.restarts.append(time.monotonic())
@@ -360,21 +376,37 @@ class ClusterAgent:
     def _health(self, now: float) -> LocalHealth:
         disks_ok, disk_detail = self.runner.disks()
         lag = None
-        pg = self._postgres_status()
-        if pg is not None and pg.role == "standby":
-            lag = pg.replay_lag_s if pg.replay_lag_s is not None else float("inf")
-            if not pg.receiving:
-                lag = max(lag, float("inf"))
+        if self.runner.postgres is not None and self.runner.state is not ChainState.UP:
+            lag = self._standby_lag()
         with self._lock:
             intent = self.intent
         return LocalHealth(
             in_standby_mode=self.node in intent.standby_nodes,
             disks_up_to_date=disks_ok, disk_detail=disk_detail,
-            postgres_lag_seconds=lag if self.runner.state is not ChainState.UP else None,
+            postgres_lag_seconds=lag,
             restart_backoff_until=self.backoff_until,
             dependency_ready=intent.dependency_ready,
             dependency_detail=intent.dependency_detail,
         )
+
+    def _standby_lag(self) -> float:
+        """How far behind this standby was when it last streamed.
+
+        While streaming, the replay lag now. Once the stream stops (the primary died or shut
+        down), the lag it had at that moment: the time since the last replayed transaction
+        would grow on an idle primary and block every failover. Not a running standby at all:
+        infinitely behind, except before the very first primary, when no node has data."""
+        lease = self.lease
+        postgres = self.runner.postgres
+        if lease is not None and lease.epoch == 0 and postgres is not None \
+                and not postgres.initialized:
+            return 0.0
+        pg = self._postgres_status()
+        if pg is None or not pg.running or pg.role != "standby":
+            return float("inf")
+        if pg.receiving:
+            self.lag_when_streaming = pg.replay_lag_s if pg.replay_lag_s is not None else 0.0
+        return self.lag_when_streaming if self.lag_when_streaming is not None else float("inf")
 
     def _postgres_status(self) -> Any:
         try:

@@ -194,7 +194,9 @@ def lease_decision(s: LeaseSnapshot) -> Decision:
         return Decision(Action.WAIT, "the local chain is not down yet")
     waited = s.now - lease.observed_at
     if lease.holder is None:
-        if s.preferred_primary not in (None, s.node) and waited < t.lease_duration:
+        first_election = lease.epoch == 0
+        if first_election and s.preferred_primary not in (None, s.node) \
+                and waited < t.lease_duration:
             return Decision(Action.WAIT, f"the Lease is free; giving the preferred primary "
                             f"{s.preferred_primary} {t.lease_duration - waited:.1f}s to take it")
         return Decision(Action.ACQUIRE, "the Lease is free", epoch=lease.epoch + 1)
@@ -240,6 +242,11 @@ class ChainSnapshot:
     dependency_ready: bool | None = None
     dependency_detail: str = ""
     nodes: tuple[str, ...] = field(default_factory=tuple)
+    stepping_down: str | None = None  # why this primary decided to give the Lease up
+
+
+def restart_limit_reached(s: ChainSnapshot) -> bool:
+    return bool(s.failed_services) and s.restarts_in_window >= s.restart_limit
 
 
 def chain_decision(s: ChainSnapshot) -> Decision:
@@ -288,7 +295,9 @@ def _handoff_reason(s: ChainSnapshot) -> tuple[str, str | None] | None:
         return "the HACluster is being deleted", None
     if s.in_standby_mode:
         return "this node is in standby mode", None
-    if s.failed_services and s.restarts_in_window >= s.restart_limit:
+    if s.stepping_down:
+        return s.stepping_down, None
+    if restart_limit_reached(s):
         return (f"service {s.failed_services[0]} failed {s.restarts_in_window} times "
                 f"(restartLimit {s.restart_limit})", None)
     sw = s.switchover

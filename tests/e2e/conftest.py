@@ -36,7 +36,22 @@ def lab(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator
         yield cluster
     finally:
         cluster.down()
+        keep_logs(work, LOGS / name)
         shutil.rmtree(work, ignore_errors=True)
+
+
+LOGS = Path(tempfile.gettempdir()) / "tandem-e2e-logs"
+
+
+def keep_logs(work: Path, target: Path) -> None:
+    """Keep the agents', supervisors' and operator's logs of a module for a post-mortem."""
+    shutil.rmtree(target, ignore_errors=True)
+    for log in work.rglob("*.log"):
+        if "pg" in log.parts or "services" in log.parts:
+            continue
+        dest = target / log.relative_to(work)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(log, dest)
 
 
 @pytest.fixture

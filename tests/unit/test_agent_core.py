@@ -87,6 +87,8 @@ class TestLeaseKeeper:
         assert lease_decision(other).action is Action.WAIT
         late = dataclasses.replace(other, now=100.0 + T.lease_duration)
         assert lease_decision(late).action is Action.ACQUIRE
+        released = dataclasses.replace(other, lease=view(None, epoch=3, observed_at=100.0))
+        assert lease_decision(released).action is Action.ACQUIRE, "no grace after a release"
 
     def test_failover_rate_limit(self) -> None:
         snap = lease_snap(now=200.0, lease=view("n2", observed_at=150.0),
@@ -182,9 +184,12 @@ class TestChainRunner:
         assert decision.action is Action.RESTART_SERVICE and decision.target == "web"
         over = chain_snap(failed_services=("web",), restarts_in_window=3, restart_limit=3)
         assert chain_decision(over).action is Action.TEAR_DOWN
-        down = dataclasses.replace(over, chain=ChainState.DOWN)
+        down = dataclasses.replace(over, chain=ChainState.DOWN, failed_services=(),
+                                   stepping_down="service web failed 3 times (restartLimit 3)")
         decision = chain_decision(down)
         assert decision.action is Action.RELEASE and "restartLimit 3" in decision.reason
+        forgot = dataclasses.replace(down, stepping_down=None)
+        assert chain_decision(forgot).action is Action.BRING_UP, "stepping_down must be kept"
 
     def test_planned_switchover_demotes_fully_then_hands_over(self) -> None:
         sw = Switchover(target="n2", from_epoch=4)
