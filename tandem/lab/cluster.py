@@ -211,12 +211,33 @@ class LabCluster:
             self._bootstrap(spec, preferred.get(spec.cluster) or spec.nodes[0].name)
         self._save(state)
 
+    def _bind_sources(self, volume: str) -> list[str]:
+        """Directories the chains bind-mount from `volume`, relative to its mount point: the
+        lab creates them on the new file system, as an administrator would once."""
+        found = []
+        for doc in self.docs:
+            if doc["kind"] != "HACluster":
+                continue
+            chain = doc["spec"].get("chain", {})
+            for mount in chain.get("mounts", []):
+                if mount["volume"] != volume:
+                    continue
+                root = mount["mountPoint"].rstrip("/") + "/"
+                found += [b["source"][len(root):] for b in chain.get("bindMounts", [])
+                          if b["source"].startswith(root)]
+        return found
+
     def _loop_device(self, state: ClusterState, node: str, volume: str) -> str:
         image = self.node_dir(node) / f"{volume}.img"
         image.parent.mkdir(parents=True, exist_ok=True)
         with image.open("wb") as f:
             f.truncate(32 * 1024 * 1024)
-        subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
+        template = self.node_dir(node) / f"{volume}.template"
+        for directory in self._bind_sources(volume):
+            (template / directory).mkdir(parents=True, exist_ok=True)
+        template.mkdir(exist_ok=True)
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(template), str(image)], check=True,
+                       capture_output=True)
         device = subprocess.run(["losetup", "--find", "--show", str(image)], check=True,
                                 capture_output=True, text=True).stdout.strip()
         state.loops.append(device)
@@ -317,6 +338,25 @@ class LabCluster:
     def heal(self, node: str, *links: str) -> None:
         for link in links or ("mgmt", "repl"):
             self.network.heal(node, link)
+
+    def power_off(self, node: str) -> None:
+        """Hard power-off: the node's supervisor and every process of the node die at once, and
+        the node drops off both networks."""
+        self.cut(node)
+        state = self.state()
+        assert state is not None
+        for proc in [p for p in state.processes if p.name == f"node-{node}"]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)
+        for _ in range(100):
+            pids = run_ip(["netns", "pids", self.netns(node)], check=False).stdout.split()
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), 9)
+            time.sleep(0.05)
+        raise LabClusterError(f"processes of {node} survived SIGKILL")
 
     def lease(self, cluster: str) -> dict[str, Any]:
         out = self.kubectl("get", "lease", f"{cluster}-primary", "-n", self.namespace,
