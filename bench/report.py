@@ -32,8 +32,9 @@ def percentiles(samples: Sequence[float]) -> dict[str, float]:
     }
 
 
-def emit(name: str, results: Mapping[str, Mapping[str, Any]], json_path: str | None) -> None:
-    """Print a table of `results` (row name -> metrics) and write them as JSON."""
+def emit(name: str, results: Mapping[str, Any], json_path: str | None) -> None:
+    """Print a table of `results` (row name -> metrics; scalar entries as their own lines)
+    and write them as JSON."""
     document = {
         "benchmark": name,
         "machine": {"python": platform.python_version(), "cpus": _cpus()},
@@ -44,14 +45,18 @@ def emit(name: str, results: Mapping[str, Mapping[str, Any]], json_path: str | N
         Path(json_path).write_text(text + "\n")
     else:
         print(text)
-    columns = sorted({key for row in results.values() for key in row})
+    rows = {name: row for name, row in results.items() if isinstance(row, Mapping)}
+    columns = sorted({key for row in rows.values() for key in row})
     widths = [max(len(c), 10) for c in columns]
     print(f"\n{name}", file=sys.stderr)
     header = "".join(f"{c:>{w + 2}}" for c, w in zip(columns, widths, strict=True))
     print("  " + f"{'case':<28}" + header, file=sys.stderr)
-    for row_name, row in results.items():
+    for row_name, row in rows.items():
         cells = "".join(f"{_fmt(row.get(c)):>{w + 2}}" for c, w in zip(columns, widths, strict=True))
         print(f"  {row_name:<28}{cells}", file=sys.stderr)
+    for key, value in results.items():
+        if key not in rows:
+            print(f"  {key:<28}{_fmt(value)}", file=sys.stderr)
 
 
 def _fmt(value: Any) -> str:

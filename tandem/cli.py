@@ -38,11 +38,18 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
     plane = ControlPlane(Path(args.lab_dir))
     try:
+        if args.lab_command == "demo":
+            from tandem.lab import demo
+
+            return demo.run(Path(args.lab_dir))
         if args.lab_command == "up":
             state = plane.start()
             print(f"control plane ready at {state.server}")
             print(f"export KUBECONFIG={plane.kubeconfig}")
         elif args.lab_command == "down":
+            from tandem.lab import demo
+
+            demo.cluster_for(Path(args.lab_dir), plane).down()
             stopped = plane.stop()
             print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
         elif args.lab_command == "kubeconfig":
@@ -61,6 +68,20 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Benchmarks live in bench/ at the top of the repository, beside this package."""
+    from tandem.lab.controlplane import REPO
+
+    sys.path.insert(0, str(REPO))
+    if args.bench == "failover":
+        from bench import failover
+
+        result: int = failover.main(args.rest)
+        return result
+    print(f"unknown benchmark {args.bench!r}: choose failover", file=sys.stderr)
+    return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tandem", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -75,8 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--lab-dir", default=str(default_lab_dir()),
         help="where certificates, data, logs and the kubeconfig live (env TANDEM_LAB_DIR)",
     )
-    lab.add_argument("lab_command", choices=["up", "down", "kubeconfig", "kubectl-path", "status"])
+    lab.add_argument("lab_command",
+                     choices=["up", "demo", "down", "kubeconfig", "kubectl-path", "status"])
     lab.set_defaults(func=cmd_lab)
+
+    bench = sub.add_parser("bench", help="benchmarks in the lab (JSON and a table)")
+    bench.add_argument("bench", choices=["failover"])
+    bench.add_argument("rest", nargs=argparse.REMAINDER, help="e.g. --runs 20 --json FILE")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -128,6 +128,12 @@ class LabCluster:
             self.down()
         self.work_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.work_dir, 0o755)  # PostgreSQL runs as its own user below it
+        for parent in self.work_dir.parents:
+            if not parent.stat().st_mode & 0o001:
+                raise LabClusterError(
+                    f"{parent} is not searchable by other users, so PostgreSQL (which runs as "
+                    f"its own user) cannot reach {self.work_dir}: chmod o+x {parent} or put "
+                    "the lab elsewhere")
         shutil.rmtree(self.work_dir / "nodes", ignore_errors=True)  # a new lab starts empty
         self.docs = lab_manifests(manifests, self.subnet)
         nodes = self._nodes()
