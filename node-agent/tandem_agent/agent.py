@@ -435,7 +435,8 @@ class ClusterAgent:
         if self.runner.postgres is not None:
             entry["postgres"] = _postgres_report(pg)
         now = time.monotonic()
-        if entry == self._last_report and now - self._last_report_at < HEARTBEAT_SECONDS:
+        if _significant(entry) == _significant(self._last_report) \
+                and now - self._last_report_at < HEARTBEAT_SECONDS:
             return
         body = entry | {"heartbeatTime": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
         try:
@@ -461,6 +462,22 @@ class ClusterAgent:
                 report["exitStatus"] = status.describe()[:64]
             reports.append(report)
         return reports
+
+
+VOLATILE = {"lsn", "outOfSyncBytes", "resyncPercent"}
+
+
+def _significant(entry: Any) -> Any:
+    """A report without the counters that move with every write (LSNs, out-of-sync bytes):
+    a change of those alone waits for the next heartbeat, so that a busy primary does not
+    turn into a stream of API writes."""
+    if entry is None:
+        return None
+    if isinstance(entry, dict):
+        return {k: _significant(v) for k, v in entry.items() if k not in VOLATILE}
+    if isinstance(entry, list):
+        return [_significant(v) for v in entry]
+    return entry
 
 
 def _postgres_report(pg: Any) -> dict[str, Any]:
