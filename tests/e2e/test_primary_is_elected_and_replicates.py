@@ -37,10 +37,12 @@ def test_standby_streams_and_both_report_themselves(lab: LabCluster) -> None:
 
 
 def test_kubectl_shows_the_pair(lab: LabCluster) -> None:
-    wait_until(lambda: "mail1" in lab.kubectl("get", "hac", "mail", "-n", lab.namespace), 60,
-               "PRIMARY mail1 in kubectl get hac")
-    row = lab.kubectl("get", "hac", "mail", "-n", lab.namespace).splitlines()[1].split()
-    assert row[1:5] == ["mail1", "True", "Replicating", "1"], row
+    def row() -> list[str]:
+        return lab.kubectl("get", "hac", "mail", "-n", lab.namespace).splitlines()[1].split()
+
+    # The operator aggregates the agents' reports on its own schedule: wait for it to converge.
+    wait_until(lambda: row()[1:5] == ["mail1", "True", "Replicating", "1"], 60,
+               "kubectl get hac: PRIMARY mail1, READY True, STATUS Replicating, EPOCH 1")
     text = lab.kubectl("describe", "hac", "mail", "-n", lab.namespace)
     for fragment in ("Role:                Primary", "Streaming Standbys:  1", "Lag Seconds:  0",
                      "Connection State:", "Connected", "UpToDate"):
