@@ -33,7 +33,9 @@ from tandem_agent.core import (
     eligibility,
     lease_decision,
     may_act,
+    not_synchronous,
     restart_limit_reached,
+    sync_step,
 )
 from tandem_agent.kube import ApiUnavailable, Kube, LeaseConflict, LeaseRecord
 from tandem_agent.watchdog import Watchdog
@@ -107,6 +109,10 @@ class ClusterAgent:
         self.failed_services: tuple[str, ...] = ()
         self.stepping_down: str | None = None
         self.lag_when_streaming: float | None = None
+        # Synchronous standbys: what the keeper writes on the Lease at its next renew (None:
+        # leave the list as it is), and what PostgreSQL requires (None: not known yet).
+        self.sync_to_publish: tuple[str, ...] | None = None
+        self.sync_configured: tuple[str, ...] | None = None
         self._wake_runner = threading.Event()
         self.restarts: list[float] = []
         self.backoff_until: float | None = None
@@ -181,7 +187,8 @@ class ClusterAgent:
             if old is not None and record.epoch > old.epoch and record.holder:
                 self.last_takeover_seen_at = now
             self.lease = old if same else LeaseView(record.holder, record.epoch,
-                                                    record.resource_version, now)
+                                                    record.resource_version, now,
+                                                    record.sync_standbys)
 
     def keeper_tick(self) -> None:
         now = time.monotonic()
@@ -199,6 +206,8 @@ class ClusterAgent:
                 eligibility=self.eligibility, preferred_primary=self.intent.preferred_primary,
                 min_failover_interval=float(self.policy.min_failover_interval_seconds),
                 last_takeover_seen_at=self.last_takeover_seen_at, deleting=self.intent.deleting,
+                publish_pending=self.sync_to_publish is not None and self.lease is not None
+                and self.sync_to_publish != self.lease.sync_standbys,
             )
         decision = lease_decision(snapshot)
         self._note("keeper", decision)
@@ -215,10 +224,17 @@ class ClusterAgent:
 
     def _write_lease(self, epoch: int, acquire: bool) -> None:
         sent_at = time.monotonic()
+        # A new holder has no synchronous standby yet: each joins once it streams.
+        sync = () if acquire and self.runner.postgres is not None else self.sync_to_publish
+        if acquire:
+            self.sync_to_publish, self.sync_configured = None, None
         try:
-            record = self.kube.write_lease(self.cluster.name, self.node, epoch, acquire=acquire)
+            record = self.kube.write_lease(self.cluster.name, self.node, epoch, acquire=acquire,
+                                           sync_standbys=sync)
         except LeaseConflict:
             # Someone else wrote the Lease since we read it: read again before anything else.
+            log.info("%s: %s the Lease at epoch %d refused (HTTP 409): someone else wrote it "
+                     "first", self.cluster.name, "taking" if acquire else "renewing", epoch)
             self._observe(self._safe_read(), time.monotonic())
             return
         except ApiUnavailable as exc:
@@ -226,7 +242,8 @@ class ClusterAgent:
             return
         with self._lock:
             self.holding = Holding(epoch=record.epoch, last_renew_sent_at=sent_at)
-            self.lease = LeaseView(record.holder, record.epoch, record.resource_version, sent_at)
+            self.lease = LeaseView(record.holder, record.epoch, record.resource_version, sent_at,
+                                   record.sync_standbys)
         if self.runner.state is not ChainState.DOWN:
             self._pet_watchdog()
         self._wake_runner.set()
@@ -305,7 +322,35 @@ class ClusterAgent:
             log.warning("%s: %s", self.cluster.name, message)
         self.runner.ensure_everywhere_services()
         self._observe_node()
+        self._keep_synchronous_standbys()
         self._report(decision, message)
+
+    def _keep_synchronous_standbys(self) -> None:
+        """On the primary: one step towards the streaming standbys being exactly the
+        synchronous ones, on the Lease and in PostgreSQL (see `core.sync_step`)."""
+        postgres = self.runner.postgres
+        if postgres is None or self.runner.state is not ChainState.UP \
+                or self.acting_epoch() is None:
+            return
+        pg = self._postgres_status()
+        lease = self.lease
+        if pg is None or not pg.running or pg.role != "primary" or lease is None:
+            return
+        members = {n.name for n in self.cluster.spec.nodes} - {self.node}
+        streaming = tuple(n for n in pg.streaming_names if n in members)
+        step = sync_step(lease.sync_standbys or (), self.sync_configured, streaming)
+        if step.publish is not None:
+            self.sync_to_publish = step.publish
+        elif step.configure is not None:
+            try:
+                postgres.set_synchronous_standbys(step.configure,
+                                                  num_sync=max(1, len(step.configure)))
+            except Exception as exc:
+                log.warning("%s: setting synchronous standbys failed: %s", self.cluster.name, exc)
+                return
+            self.sync_configured = step.configure
+            log.info("%s: PostgreSQL waits for %s", self.cluster.name,
+                     ", ".join(step.configure) or "no standby")
 
     def _observe_node(self) -> None:
         now = time.monotonic()
@@ -313,6 +358,10 @@ class ClusterAgent:
         health = self._health(now)
         with self._lock:
             self.eligibility = eligibility(health, float(self.policy.max_lag_seconds), now)
+            unsynced = not_synchronous(self.lease, self.node)
+            if self.eligibility.eligible and unsynced is not None \
+                    and self.runner.state is ChainState.DOWN:
+                self.eligibility = Eligibility(False, unsynced)
         self.failed_services = tuple(self.runner.failed_services())
 
     def _execute(self, decision: Decision) -> None:
@@ -364,11 +413,14 @@ class ClusterAgent:
 
     def _give_lease(self, target: str | None, epoch: int) -> None:
         """Hand the Lease to `target` (None: release it), guarded by resourceVersion."""
-        record = self.kube.write_lease(self.cluster.name, target, epoch, acquire=target is not None)
+        sync = () if target is not None and self.runner.postgres is not None else None
+        record = self.kube.write_lease(self.cluster.name, target, epoch,
+                                       acquire=target is not None, sync_standbys=sync)
+        self.sync_to_publish, self.sync_configured = None, None
         with self._lock:
             self.holding = None
             self.lease = LeaseView(record.holder, record.epoch, record.resource_version,
-                                   time.monotonic())
+                                   time.monotonic(), record.sync_standbys)
         log.info("%s: Lease %s at epoch %d", self.cluster.name,
                  f"handed to {target}" if target else "released", record.epoch)
 

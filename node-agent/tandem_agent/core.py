@@ -71,6 +71,20 @@ class LeaseView:
     epoch: int
     resource_version: str
     observed_at: float
+    sync_standbys: tuple[str, ...] | None = None  # None: the holder publishes no such list
+
+
+def not_synchronous(lease: LeaseView | None, node: str) -> str | None:
+    """Why `node` may not take over from this version of the Lease (None: it may).
+
+    A holder whose chain has PostgreSQL lists on the Lease the standbys that confirm every
+    write before it is acknowledged. Any other node may lack acknowledged writes."""
+    if lease is None or lease.sync_standbys is None or node in lease.sync_standbys \
+            or lease.holder == node:
+        return None
+    listed = ", ".join(lease.sync_standbys) or "none"
+    return (f"NotSynchronous: {lease.holder or 'the last primary'} lists {listed} as "
+            "synchronous standbys; taking over could lose acknowledged writes")
 
 
 @dataclass(frozen=True)
@@ -139,6 +153,7 @@ class LeaseSnapshot:
     min_failover_interval: float = 0.0
     last_takeover_seen_at: float | None = None
     deleting: bool = False
+    publish_pending: bool = False  # the synchronous standbys on the Lease must change
 
 
 def may_act(
@@ -176,6 +191,9 @@ def lease_decision(s: LeaseSnapshot) -> Decision:
         if since_renew >= t.renew_interval:
             return Decision(Action.RENEW, f"{since_renew:.2f}s since the last renew",
                             epoch=s.holding.epoch)
+        if s.publish_pending:
+            return Decision(Action.RENEW, "publishing a new list of synchronous standbys",
+                            epoch=s.holding.epoch)
         return Decision(Action.WAIT, "holding the Lease", epoch=s.holding.epoch)
 
     lease = s.lease
@@ -190,6 +208,9 @@ def lease_decision(s: LeaseSnapshot) -> Decision:
         return Decision(Action.WAIT, "the HACluster is being deleted")
     if not s.eligibility.eligible:
         return Decision(Action.WAIT, f"not eligible: {s.eligibility.reason}")
+    unsynced = not_synchronous(lease, s.node)
+    if unsynced is not None:
+        return Decision(Action.WAIT, f"not eligible: {unsynced}")
     if not s.chain_down:
         return Decision(Action.WAIT, "the local chain is not down yet")
     waited = s.now - lease.observed_at
@@ -304,3 +325,30 @@ def _handoff_reason(s: ChainSnapshot) -> tuple[str, str | None] | None:
     if sw is not None and sw.target != s.node and sw.from_epoch == s.acting_epoch:
         return f"planned switchover to {sw.target}", sw.target
     return None
+
+
+# --- synchronous standbys ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SyncStep:
+    """One step towards the wanted synchronous standbys; at most one of the two is set."""
+
+    publish: tuple[str, ...] | None = None  # write this list on the Lease first
+    configure: tuple[str, ...] | None = None  # then require these in PostgreSQL
+
+
+def sync_step(published: tuple[str, ...], configured: tuple[str, ...] | None,
+              streaming: tuple[str, ...]) -> SyncStep:
+    """Move the Lease's list (`published`) and PostgreSQL's required standbys (`configured`,
+    None when unknown) towards the standbys that stream now, keeping published ⊆ configured at
+    every instant: a standby leaves the Lease before PostgreSQL stops waiting for it, and joins
+    the Lease only after PostgreSQL waits for it."""
+    wanted = tuple(sorted(set(streaming)))
+    if not set(published) <= set(wanted):
+        return SyncStep(publish=tuple(sorted(set(published) & set(wanted))))
+    if configured is None or set(configured) != set(wanted):
+        return SyncStep(configure=wanted)
+    if set(published) != set(wanted):
+        return SyncStep(publish=wanted)
+    return SyncStep()

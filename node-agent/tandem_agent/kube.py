@@ -34,6 +34,10 @@ class LeaseRecord:
     epoch: int
     resource_version: str
     renew_time: dt.datetime | None
+    sync_standbys: tuple[str, ...] | None = None
+
+
+SYNC_ANNOTATION = "tandem.dev/synchronous-standbys"
 
 
 def load_client(kubeconfig: str | None) -> client.ApiClient:
@@ -94,8 +98,11 @@ class Kube:
             self._lease_objects[cluster] = lease
         return _record(lease)
 
-    def write_lease(self, cluster: str, holder: str | None, epoch: int, acquire: bool) -> LeaseRecord:
-        """Guarded update of the last Lease read: raises LeaseConflict when it changed since."""
+    def write_lease(self, cluster: str, holder: str | None, epoch: int, acquire: bool,
+                    sync_standbys: tuple[str, ...] | None = None) -> LeaseRecord:
+        """Guarded update of the last Lease read: raises LeaseConflict when it changed since.
+
+        `sync_standbys`, when given, replaces the list of synchronous standbys on the Lease."""
         with self._lock:
             lease = self._lease_objects.get(cluster)
         if lease is None:
@@ -107,6 +114,9 @@ class Kube:
         spec.renew_time = now
         if acquire:
             spec.acquire_time = now
+        if sync_standbys is not None:
+            lease.metadata.annotations = {**(lease.metadata.annotations or {}),
+                                          SYNC_ANNOTATION: ",".join(sync_standbys)}
         updated = self._call(self._coordination.replace_namespaced_lease,
                              lease_name(cluster), self.namespace, lease)
         with self._lock:
@@ -154,4 +164,12 @@ def _record(lease: Any) -> LeaseRecord:
         epoch=spec.lease_transitions or 0,
         resource_version=lease.metadata.resource_version,
         renew_time=spec.renew_time,
+        sync_standbys=_sync_standbys(lease.metadata.annotations),
     )
+
+
+def _sync_standbys(annotations: dict[str, str] | None) -> tuple[str, ...] | None:
+    value = (annotations or {}).get(SYNC_ANNOTATION)
+    if value is None:
+        return None
+    return tuple(name for name in value.split(",") if name)

@@ -17,11 +17,14 @@ from tandem_agent.core import (
     LeaseView,
     LocalHealth,
     Switchover,
+    SyncStep,
     Timings,
     chain_decision,
     eligibility,
     lease_decision,
     may_act,
+    not_synchronous,
+    sync_step,
 )
 
 _D = LeaseTimings()
@@ -211,3 +214,63 @@ class TestChainRunner:
         assert chain_decision(snap).action is Action.WAIT
         assert chain_decision(dataclasses.replace(snap, dependency_ready=True)).action \
             is Action.BRING_UP
+
+
+class TestSynchronousStandbys:
+    def expired(self, listed: tuple[str, ...] | None, holder: str | None = "n2") -> LeaseSnapshot:
+        lease = dataclasses.replace(view(holder, observed_at=0.0), sync_standbys=listed)
+        return lease_snap(now=200.0, lease=lease)
+
+    def test_a_standby_the_primary_did_not_list_never_takes_over(self) -> None:
+        decision = lease_decision(self.expired(()))
+        assert decision.action is Action.WAIT and "NotSynchronous" in decision.reason
+        assert lease_decision(self.expired(("n3",))).action is Action.WAIT
+
+    def test_nor_takes_a_released_lease(self) -> None:
+        decision = lease_decision(self.expired((), holder=None))
+        assert decision.action is Action.WAIT and "NotSynchronous" in decision.reason
+
+    def test_a_listed_standby_takes_over(self) -> None:
+        assert lease_decision(self.expired(("n1",))).action is Action.ACQUIRE
+
+    def test_no_list_means_no_restriction(self) -> None:
+        assert lease_decision(self.expired(None)).action is Action.ACQUIRE
+        assert not_synchronous(None, "n1") is None
+
+    def test_holder_renews_at_once_to_publish(self) -> None:
+        held = Holding(epoch=4, last_renew_sent_at=100.0)
+        snap = lease_snap(lease=view("n1"), holding=held)
+        assert lease_decision(snap).action is Action.WAIT
+        decision = lease_decision(dataclasses.replace(snap, publish_pending=True))
+        assert decision.action is Action.RENEW and "synchronous" in decision.reason
+
+    def test_a_joining_standby_is_required_by_postgresql_before_it_is_published(self) -> None:
+        assert sync_step((), (), ("n2",)) == SyncStep(configure=("n2",))
+        assert sync_step((), ("n2",), ("n2",)) == SyncStep(publish=("n2",))
+        assert sync_step(("n2",), ("n2",), ("n2",)) == SyncStep()
+
+    def test_a_lost_standby_leaves_the_lease_before_postgresql_stops_waiting(self) -> None:
+        assert sync_step(("n2",), ("n2",), ()) == SyncStep(publish=())
+        assert sync_step((), ("n2",), ()) == SyncStep(configure=())
+        assert sync_step((), (), ()) == SyncStep()
+
+    def test_unknown_configuration_is_set_once(self) -> None:
+        assert sync_step(("n2",), None, ("n2",)) == SyncStep(configure=("n2",))
+
+    @pytest.mark.parametrize("published", [(), ("a",), ("a", "b"), ("b", "c")])
+    @pytest.mark.parametrize("configured", [None, (), ("a",), ("a", "b", "c")])
+    @pytest.mark.parametrize("streaming", [(), ("a",), ("b", "c")])
+    def test_every_step_keeps_the_published_list_within_what_postgresql_requires(
+        self, published: tuple[str, ...], configured: tuple[str, ...] | None,
+        streaming: tuple[str, ...],
+    ) -> None:
+        for _ in range(4):
+            step = sync_step(published, configured, streaming)
+            if step.publish is not None:
+                assert set(step.publish) <= set(configured or ()) or \
+                    set(step.publish) <= set(published)
+                published = step.publish
+            elif step.configure is not None:
+                assert set(published) <= set(step.configure)
+                configured = step.configure
+        assert set(published) == set(configured or ()) == set(streaming)

@@ -180,7 +180,8 @@ class PostgresStatus:
     """What one node's PostgreSQL is doing.
 
     Running: `role`, `timeline` and the LSNs come from SQL. A primary reports `current_lsn`
-    and `streaming_standbys` (rows of ``pg_stat_replication`` in state ``streaming``) with the
+    `streaming_standbys` (rows of ``pg_stat_replication`` in state ``streaming``) and their
+    application names (`streaming_names`), with the
     application names of those acknowledged synchronously in `sync_standbys`. A standby
     reports `receive_lsn`, `replay_lsn`, whether its WAL receiver is streaming, from where
     (`upstream`, ``host:port``), and `replay_lag_s`.
@@ -205,6 +206,7 @@ class PostgresStatus:
     replay_lsn: str | None = None
     streaming_standbys: int = 0
     sync_standbys: tuple[str, ...] = ()
+    streaming_names: tuple[str, ...] = ()
     receiving: bool = False
     upstream: str | None = None
     replay_lag_s: float | None = None
@@ -226,6 +228,8 @@ SELECT pg_is_in_recovery() AS in_recovery,
            AS streaming_standbys,
        (SELECT coalesce(array_agg(application_name::text ORDER BY application_name), '{}')
           FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')) AS sync_standbys,
+       (SELECT coalesce(array_agg(application_name::text ORDER BY application_name), '{}')
+          FROM pg_stat_replication WHERE state = 'streaming') AS streaming_names,
        (SELECT status FROM pg_stat_wal_receiver) AS receiver_status,
        (SELECT sender_host || ':' || sender_port FROM pg_stat_wal_receiver) AS upstream,
        (SELECT received_tli FROM pg_stat_wal_receiver) AS received_tli,
@@ -288,6 +292,7 @@ def status_from_row(row: Mapping[str, Any]) -> PostgresStatus:
         replay_lsn=row.get("replay_lsn") if in_recovery else None,
         streaming_standbys=int(row.get("streaming_standbys") or 0),
         sync_standbys=tuple(row.get("sync_standbys") or ()),
+        streaming_names=tuple(row.get("streaming_names") or ()),
         receiving=receiving,
         upstream=row.get("upstream") if in_recovery else None,
         replay_lag_s=reported_lag(
@@ -347,6 +352,11 @@ def render_settings(config: PostgresConfig, primary_conninfo: str | None) -> str
         "wal_keep_size": config.wal_keep_size,
         "hot_standby": True,
         "recovery_target_timeline": "latest",
+        # A cut replication link must show in pg_stat_replication within seconds, so that
+        # the primary drops the standby from the synchronous ones instead of blocking commits.
+        "wal_sender_timeout": "3s",
+        "wal_receiver_status_interval": "1s",
+        "wal_receiver_timeout": "3s",
         "primary_conninfo": primary_conninfo or "",
     }
     for key, value in config.settings.items():
@@ -740,6 +750,9 @@ class Postgres:
         password = self.config.replication_password
         changed = False
         with self.connect() as conn:
+            # Re-applied at every start: it must not wait for a synchronous standby that is
+            # not connected yet (that would block the bring-up that later drops it).
+            conn.execute("SET synchronous_commit = local")
             row = conn.execute(
                 "SELECT rolreplication AND rolcanlogin AS ok FROM pg_roles WHERE rolname = %s",
                 (user,),
