@@ -102,11 +102,11 @@ class FailoverPolicy(Model):
     min_failover_interval_seconds: Annotated[int, Field(ge=0, le=86_400)] = Field(
         default=10, description="Rate limit: no automatic failover sooner than this after one."
     )
-    api_server_outage: Literal["Demote", "KeepServingWhilePeerConfirms"] = Field(
+    api_server_outage: Literal["Demote"] = Field(
         default="Demote",
-        description="Demote: the holder stops at renewDeadline like any failed renew. "
-        "KeepServingWhilePeerConfirms: it keeps serving while its peer confirms it is "
-        "still a standby over the replication network.",
+        description="Demote (the only policy): without the API server the holder cannot "
+        "renew, so it stops at renewDeadline like after any failed renew, and nothing is "
+        "promoted until the API server returns.",
     )
     fence: FencePolicy = FencePolicy()
 
