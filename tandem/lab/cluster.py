@@ -17,6 +17,7 @@ import ipaddress
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -337,6 +338,39 @@ class LabCluster:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.agent_pid(node), 9)
 
+    def freeze_agent(self, node: str) -> None:
+        os.kill(self.agent_pid(node), signal.SIGSTOP)
+
+    def thaw_agent(self, node: str) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.agent_pid(node), signal.SIGCONT)
+
+    def postgres_pid(self, node: str) -> int | None:
+        pidfile = self.node_dir(node) / "pg" / "data" / "postmaster.pid"
+        try:
+            return int(pidfile.read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+
+    def kill_postgres(self, node: str) -> None:
+        pid = self.postgres_pid(node)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def hold_mount(self, node: str, path: str) -> subprocess.Popen[bytes]:
+        """A process of the node with its working directory under `path` (in the agent's mount
+        namespace), so that unmounting it fails as busy."""
+        return subprocess.Popen(
+            ["nsenter", f"--target={self.agent_pid(node)}", "--mount", "--net", f"--wd={path}",
+             "sleep", "3600"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def cordon(self, node: str) -> None:
+        self.kubectl("cordon", node)
+
+    def uncordon(self, node: str) -> None:
+        self.kubectl("uncordon", node)
+
     def cut(self, node: str, *links: str) -> None:
         for link in links or ("mgmt", "repl"):
             self.network.cut(node, link)
@@ -347,7 +381,7 @@ class LabCluster:
 
     def power_off(self, node: str) -> None:
         """Hard power-off: the node's supervisor and every process of the node die at once, and
-        the node drops off both networks."""
+        the node drops off both networks and loses every address it had taken on."""
         self.cut(node)
         state = self.state()
         assert state is not None
@@ -357,12 +391,18 @@ class LabCluster:
         for _ in range(100):
             pids = run_ip(["netns", "pids", self.netns(node)], check=False).stdout.split()
             if not pids:
-                return
+                break
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), 9)
             time.sleep(0.05)
-        raise LabClusterError(f"processes of {node} survived SIGKILL")
+        else:
+            raise LabClusterError(f"processes of {node} survived SIGKILL")
+        index = next(n.index for n in state.nodes if n.name == node)
+        for link in ("mgmt", "repl"):
+            run_ip(["-n", self.netns(node), "addr", "flush", "dev", link], check=False)
+            run_ip(["-n", self.netns(node), "addr", "add", f"{self.address(index, link)}/24",
+                    "dev", link], check=False)
 
     def lease(self, cluster: str) -> dict[str, Any]:
         out = self.kubectl("get", "lease", f"{cluster}-primary", "-n", self.namespace,

@@ -10,8 +10,12 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import json
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -20,11 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import kubernetes
 import psycopg
 
 from tandem.lab.client import TABLE, read_log
 from tandem.lab.cluster import LabCluster
 from tandem_agent.drivers import addresses
+
+ETH_P_ARP = 0x0806
 
 
 class Client:
@@ -102,36 +109,81 @@ def holds(cluster: LabCluster, node: str, vip: str) -> bool:
     return any(str(iface.ip) == vip for iface in present)
 
 
+LeaseKey = tuple[str | None, int]
+
+
+class LeaseReader:
+    """Reads a Lease from the host with a short timeout (the observer's view of the epoch)."""
+
+    def __init__(self, cluster: LabCluster, name: str) -> None:
+        config = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            str(cluster.plane.kubeconfig), client_configuration=config)
+        config.retries = 0
+        self.api = kubernetes.client.CoordinationV1Api(kubernetes.client.ApiClient(config))
+        self.namespace, self.name = cluster.namespace, f"{name}-primary"
+
+    def read(self) -> LeaseKey | None:
+        """(holder, epoch), or None when the API server does not answer."""
+        try:
+            spec = self.api.read_namespaced_lease(self.name, self.namespace,
+                                                  _request_timeout=0.5).spec
+        except Exception:
+            return None
+        if spec is None:
+            return None
+        return spec.holder_identity, int(spec.lease_transitions or 0)
+
+
+@dataclass
+class Sample:
+    t: float
+    vip: list[str]
+    writable: list[str]
+    lease: LeaseKey | None  # None: the Lease changed during the sample, or the API was down
+
+    @property
+    def primaries(self) -> set[str]:
+        return set(self.vip) | set(self.writable)
+
+
 @dataclass
 class Observer:
-    """Samples VIP holders and writable PostgreSQL servers on every data node."""
+    """Samples, many times a second, which nodes hold the floating IP, which PostgreSQL
+    accepts writes, and (around them) the Lease's holder and epoch.
+
+    The verdicts: `double_primary_instants` (two nodes primary in one sample),
+    `primary_without_lease` (a node primary while a stable Lease names another holder or
+    nobody), and `epoch_overlaps` (an epoch in which two different nodes were seen primary).
+    """
 
     cluster: LabCluster
     nodes: list[str]
     vip: str
     interval: float = 0.05
-    samples: int = 0
-    double_vip: list[tuple[float, list[str]]] = field(default_factory=list)
-    double_writable: list[tuple[float, list[str]]] = field(default_factory=list)
+    lease_name: str = "mail"
+    history: list[Sample] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def start(self) -> Observer:
+        self._reader = LeaseReader(self.cluster, self.lease_name)
         self._thread = threading.Thread(target=self._run, daemon=True, name="observer")
         self._thread.start()
         return self
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            now = time.monotonic()
-            vip = [n for n in self.nodes if holds(self.cluster, n, self.vip)]
-            rw = [n for n in self.nodes if writable(self.cluster, n)]
-            self.samples += 1
-            if len(vip) > 1:
-                self.double_vip.append((now, vip))
-            if len(rw) > 1:
-                self.double_writable.append((now, rw))
+            self.history.append(self.sample())
             self._stop.wait(self.interval)
+
+    def sample(self) -> Sample:
+        before = self._reader.read()
+        now = time.monotonic()
+        vip = [n for n in self.nodes if holds(self.cluster, n, self.vip)]
+        rw = [n for n in self.nodes if writable(self.cluster, n)]
+        after = self._reader.read()
+        return Sample(now, vip, rw, before if before == after else None)
 
     def stop(self) -> None:
         self._stop.set()
@@ -139,8 +191,51 @@ class Observer:
             self._thread.join(timeout=10)
 
     @property
+    def samples(self) -> int:
+        return len(self.history)
+
+    @property
+    def double_vip(self) -> list[tuple[float, list[str]]]:
+        return [(s.t, s.vip) for s in self.history if len(s.vip) > 1]
+
+    @property
+    def double_writable(self) -> list[tuple[float, list[str]]]:
+        return [(s.t, s.writable) for s in self.history if len(s.writable) > 1]
+
+    @property
     def double_primary_instants(self) -> int:
-        return len({t for t, _ in self.double_vip} | {t for t, _ in self.double_writable})
+        return sum(1 for s in self.history if len(s.primaries) > 1)
+
+    @property
+    def primary_without_lease(self) -> list[tuple[float, list[str], LeaseKey]]:
+        return [(s.t, sorted(s.primaries), s.lease) for s in self.history
+                if s.lease is not None and s.primaries - {s.lease[0]}]
+
+    @property
+    def epoch_overlaps(self) -> dict[int, list[str]]:
+        seen: dict[int, set[str]] = {}
+        for s in self.history:
+            if s.lease is not None:
+                seen.setdefault(s.lease[1], set()).update(s.primaries)
+        return {epoch: sorted(nodes) for epoch, nodes in seen.items() if len(nodes) > 1}
+
+    def primary_at(self, t: float) -> set[str]:
+        """Who was primary in the last sample at or before monotonic time `t`."""
+        last: set[str] = set()
+        for s in self.history:
+            if s.t > t:
+                break
+            last = s.primaries
+        return last
+
+    def assert_single_primary(self) -> None:
+        """The checker's safety verdict: raises AssertionError naming the first violations."""
+        assert self.samples > 10, f"the observer took only {self.samples} samples"
+        doubles = [(s.t, sorted(s.primaries)) for s in self.history if len(s.primaries) > 1]
+        assert doubles == [], f"two primaries at once: {doubles[:5]}"
+        assert self.primary_without_lease == [], \
+            f"primary without the Lease: {self.primary_without_lease[:5]}"
+        assert self.epoch_overlaps == {}, f"epochs with two primaries: {self.epoch_overlaps}"
 
 
 def missing_acks(cluster: LabCluster, primary: str, acked: list[int]) -> list[int]:
@@ -177,3 +272,72 @@ def pids_in(netns: str) -> list[int]:
     out = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True,
                          check=False).stdout
     return [int(p) for p in out.split() if p.isdigit() and int(p) != os.getpid()]
+
+
+def sync_standbys(cluster: LabCluster, name: str) -> list[str]:
+    """The synchronous standbys the holder lists on the Lease."""
+    listed = cluster.kubectl("get", "lease", f"{name}-primary", "-n", cluster.namespace, "-o",
+                             "jsonpath={.metadata.annotations.tandem\\.dev/synchronous-standbys}")
+    return [n for n in listed.split(",") if n]
+
+
+def replicating(cluster: LabCluster, name: str, primary: str, standbys: list[str]) -> bool:
+    """`primary` holds the Lease and reports Primary; every standby streams with lag 0 and is
+    listed as synchronous (so it may take over without losing an acknowledged write)."""
+    holder, _ = lease_holder(cluster, name)
+    return (holder == primary
+            and node_report(cluster, name, primary).get("role") == "Primary"
+            and all(node_report(cluster, name, s).get("postgres", {}).get("lagSeconds") == 0
+                    for s in standbys)
+            and set(standbys) <= set(sync_standbys(cluster, name)))
+
+
+def wait_replicating(cluster: LabCluster, name: str, primary: str, standbys: list[str],
+                     timeout: float = 120) -> None:
+    wait_until(lambda: replicating(cluster, name, primary, standbys), timeout,
+               f"{primary} primary of {name} with {', '.join(standbys)} in sync")
+
+
+def link_mac(netns: str, ifname: str = "mgmt") -> str:
+    out = subprocess.run(["ip", "-n", netns, "-j", "link", "show", "dev", ifname],
+                         capture_output=True, text=True, check=True).stdout
+    return str(json.loads(out)[0]["address"])
+
+
+def neighbour_mac(netns: str, address: str, ifname: str = "mgmt") -> str | None:
+    """The MAC the namespace's neighbour table holds for `address`, if any."""
+    out = subprocess.run(["ip", "-n", netns, "-j", "neigh", "show", "to", address, "dev", ifname],
+                         capture_output=True, text=True, check=True).stdout
+    entries = json.loads(out or "[]")
+    return next((e["lladdr"] for e in entries if "lladdr" in e), None)
+
+
+def arp_answers(netns: str, address: str, ifname: str = "mgmt", wait: float = 1.0) -> set[str]:
+    """Send one ARP request for `address` from `netns` and return the MAC of every answer.
+
+    Raw frames, so the kernel's own neighbour cache plays no part: whoever answers is a node
+    that still claims the address."""
+    target = ipaddress.IPv4Address(address)
+    with addresses.entered(netns):
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
+    with sock:
+        sock.bind((ifname, ETH_P_ARP))
+        mac = bytes.fromhex(link_mac(netns, ifname).replace(":", ""))
+        own = subprocess.run(["ip", "-n", netns, "-j", "-4", "addr", "show", "dev", ifname],
+                             capture_output=True, text=True, check=True).stdout
+        sender = ipaddress.IPv4Address(json.loads(own)[0]["addr_info"][0]["local"])
+        arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac + sender.packed \
+            + b"\0" * 6 + target.packed
+        sock.send(b"\xff" * 6 + mac + struct.pack("!H", ETH_P_ARP) + arp)
+        answers: set[str] = set()
+        deadline = time.monotonic() + wait
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            try:
+                frame = sock.recv(128)
+            except TimeoutError:
+                break
+            op = struct.unpack("!H", frame[20:22])[0]
+            if op == 2 and frame[28:32] == target.packed:
+                answers.add(frame[22:28].hex(":"))
+    return answers

@@ -1,0 +1,68 @@
+"""Scenario 7: the standby's replay is paused, so it falls further behind than
+spec.failover.maxLagSeconds. When the primary is then cut off, the standby does not take over,
+and the HACluster says why (LagTooHigh). Once the old primary returns it serves again and the
+standby catches up."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import psycopg
+import pytest
+
+from tandem.lab.cluster import LabCluster
+from tandem.lab.harness import (
+    Client,
+    Observer,
+    lease_holder,
+    missing_acks,
+    node_report,
+    pg_socket_dir,
+    wait_replicating,
+    wait_until,
+    writable,
+)
+from tests.e2e.conftest import vip
+
+pytestmark = pytest.mark.lab
+
+LEASE_SECONDS = 3.0
+
+
+def replay(lab: LabCluster, node: str, action: str) -> None:
+    with psycopg.connect(host=str(pg_socket_dir(lab, node)), port=5432, user="postgres",
+                         dbname="postgres", autocommit=True) as conn:
+        conn.execute(f"SELECT pg_wal_replay_{action}()")
+
+
+def conditions(lab: LabCluster) -> str:
+    return json.dumps(lab.hacluster("mail")["status"].get("conditions", []))
+
+
+def test_lagging_standby_is_not_promoted(lab: LabCluster, client: Client) -> None:
+    wait_replicating(lab, "mail", "mail1", ["mail2"])
+    client.acked_by("mail1")
+    _, epoch = lease_holder(lab, "mail")
+    observer = Observer(lab, ["mail1", "mail2"], vip()).start()
+    try:
+        replay(lab, "mail2", "pause")
+        wait_until(lambda: "LagTooHigh" in node_report(lab, "mail", "mail2")
+                   .get("ineligibleReason", ""), 60, "mail2 reporting LagTooHigh")
+        lab.cut("mail1")
+        time.sleep(3 * LEASE_SECONDS)
+        assert not writable(lab, "mail2"), "a lagging standby was promoted"
+        assert lease_holder(lab, "mail") == ("mail1", epoch)
+        text = conditions(lab)
+        print(f"conditions while mail1 is cut off: {text}")
+        assert "LagTooHigh" in text
+        lab.heal("mail1")
+        client.acked_by("mail1", timeout=60)
+        replay(lab, "mail2", "resume")
+        wait_replicating(lab, "mail", "mail1", ["mail2"])
+    finally:
+        lab.heal("mail1")
+        observer.stop()
+    observer.assert_single_primary()
+    client.stop()
+    assert missing_acks(lab, "mail1", client.acked()) == []

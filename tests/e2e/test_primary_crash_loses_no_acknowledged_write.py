@@ -1,0 +1,38 @@
+"""Scenario 1: kill -9 of the primary's agent and its PostgreSQL at once. Whichever node serves
+afterwards (the restarted agent may reclaim its Lease and recover in place, or the standby
+takes over once the Lease expires), there is one primary at a time and every acknowledged
+write is on it."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tandem.lab.cluster import LabCluster
+from tandem.lab.harness import Client, Observer, lease_holder, missing_acks, wait_replicating
+from tests.e2e.conftest import vip
+
+pytestmark = pytest.mark.lab
+
+
+def test_primary_crash_loses_no_acknowledged_write(lab: LabCluster, client: Client) -> None:
+    wait_replicating(lab, "mail", "mail1", ["mail2"])
+    client.acked_by("mail1")
+    observer = Observer(lab, ["mail1", "mail2"], vip()).start()
+    try:
+        crash = time.monotonic()
+        lab.kill_postgres("mail1")
+        lab.kill_agent("mail1")
+        record = client.wait_for(lambda r: "ack" in r, 60, "a write acknowledged after the crash")
+        holder, epoch = lease_holder(lab, "mail")
+        print(f"crash: {holder} acknowledged again after {record['t'] - crash:.2f}s "
+              f"(epoch {epoch})")
+        assert holder in ("mail1", "mail2")
+        other = "mail2" if holder == "mail1" else "mail1"
+        wait_replicating(lab, "mail", holder, [other])
+    finally:
+        observer.stop()
+    observer.assert_single_primary()
+    client.stop()
+    assert missing_acks(lab, holder, client.acked()) == []
