@@ -9,7 +9,10 @@ process) ends exactly those processes.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -112,12 +115,15 @@ class ControlPlane:
         return state
 
     def stop_apiserver(self) -> None:
-        """An API server outage: kill kube-apiserver (etcd keeps the data)."""
+        """An API server outage: kill kube-apiserver at once (a graceful stop would keep
+        answering for a while); etcd keeps the data."""
         state = self.state()
         if state is None:
             raise ControlPlaneError(f"no lab in {self.lab_dir}")
         for proc in [p for p in state.processes if p.name == "kube-apiserver"]:
-            terminate(proc, 1.0)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            terminate(proc, 5.0)  # reaps it; SIGTERM to a gone group is a no-op
             state.processes.remove(proc)
         self._save(state)
 

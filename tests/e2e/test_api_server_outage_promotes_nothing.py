@@ -26,8 +26,8 @@ def test_api_server_outage_promotes_nothing(lab: LabCluster, client: Client) -> 
     _, epoch = lease_holder(lab, "mail")
     observer = Observer(lab, ["mail1", "mail2"], vip()).start()
     try:
-        down = time.monotonic()
         lab.plane.stop_apiserver()
+        down = time.monotonic()
         time.sleep(OUTAGE_SECONDS)
         lab.plane.start_apiserver()
         back = time.monotonic()
