@@ -9,10 +9,7 @@ process) ends exactly those processes.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import socket
 import ssl
 import subprocess
@@ -113,30 +110,6 @@ class ControlPlane:
             self.stop()
             raise
         return state
-
-    def stop_apiserver(self) -> None:
-        """An API server outage: kill kube-apiserver at once (a graceful stop would keep
-        answering for a while); etcd keeps the data."""
-        state = self.state()
-        if state is None:
-            raise ControlPlaneError(f"no lab in {self.lab_dir}")
-        for proc in [p for p in state.processes if p.name == "kube-apiserver"]:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            terminate(proc, 5.0)  # reaps it; SIGTERM to a gone group is a no-op
-            state.processes.remove(proc)
-        self._save(state)
-
-    def start_apiserver(self, timeout: float = 120.0) -> None:
-        """Bring kube-apiserver back on the same port after `stop_apiserver`."""
-        state = self.state()
-        if state is None:
-            raise ControlPlaneError(f"no lab in {self.lab_dir}")
-        if any(p.name == "kube-apiserver" and p.alive() for p in state.processes):
-            return
-        state.processes.append(self._start_apiserver(Path(state.binaries), state))
-        self._save(state)
-        self._wait_ready(state, timeout)
 
     def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:
         return spawn(name, argv, self.lab_dir / f"{name}.log", cwd=self.lab_dir)
