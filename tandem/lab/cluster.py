@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from tandem.api.drbdvolume import DRBDVolumeSpec
+from tandem.lab import fakeclock
 from tandem.lab.controlplane import ControlPlane
 from tandem.lab.drbdsim import control as drbdsim
 from tandem.lab.netns import LabNetwork, run_ip
@@ -124,7 +125,10 @@ class LabCluster:
         return proc.stdout
 
     # --- up -------------------------------------------------------------------------------
-    def up(self, manifests: list[Path], operator: bool = True) -> ClusterState:
+    def up(self, manifests: list[Path], operator: bool = True,
+           fake_clocks: bool = False) -> ClusterState:
+        """Bring the lab up. `fake_clocks`: every agent starts under libfaketime at the true
+        time, so `fake_clock` changes its clock without restarting it."""
         if self.state() is not None:
             self.down()
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -148,6 +152,10 @@ class LabCluster:
             if operator:
                 self.start_operator(state)
             for node in nodes:
+                if fake_clocks and node.data:
+                    clock = self.node_dir(node.name) / fakeclock.NODE_CLOCK_FILE
+                    clock.parent.mkdir(parents=True, exist_ok=True)
+                    clock.write_text("+0\n")
                 state.processes.append(self._supervisor(node))
                 self._save(state)
         except BaseException:
@@ -296,6 +304,11 @@ class LabCluster:
     def stop_operator(self, kill: bool = False) -> None:
         self._stop_named("operator", kill)
 
+    def operator_running(self) -> bool:
+        state = self.state()
+        return state is not None and any(p.name == "operator" and p.alive()
+                                         for p in state.processes)
+
     def _stop_named(self, name: str, kill: bool) -> None:
         state = self.state()
         assert state is not None
@@ -345,6 +358,30 @@ class LabCluster:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.agent_pid(node), signal.SIGCONT)
 
+    def fake_clock(self, node: str, spec: str) -> None:
+        """Fake the wall clock of `node`'s agent process only: `+60s`, `-60s`, `+0 x2` (the
+        libfaketime offset and rate, relative to the true clock). The first call restarts the
+        agent under libfaketime (tandem.lab.fakeclock); later ones change its clock at once."""
+        clock = self.node_dir(node) / fakeclock.NODE_CLOCK_FILE
+        partial = clock.with_suffix(".new")
+        partial.write_text(fakeclock.clock_spec(spec) + "\n")
+        partial.replace(clock)
+        if not self.clock_faked(node):
+            old = self.agent_pid(node)
+            self.kill_agent(node)
+            deadline = time.monotonic() + 30
+            while not (self.agent_pid(node) != old and self.clock_faked(node)):
+                if time.monotonic() > deadline:
+                    raise LabClusterError(f"{node}'s agent did not restart under libfaketime")
+                time.sleep(0.1)
+
+    def clock_faked(self, node: str) -> bool:
+        try:
+            environ = Path(f"/proc/{self.agent_pid(node)}/environ").read_bytes()
+        except (OSError, ValueError):
+            return False
+        return b"FAKETIME_TIMESTAMP_FILE=" in environ
+
     def postgres_pid(self, node: str) -> int | None:
         pidfile = self.node_dir(node) / "pg" / "data" / "postmaster.pid"
         try:
@@ -364,6 +401,11 @@ class LabCluster:
         return subprocess.Popen(
             ["nsenter", f"--target={self.agent_pid(node)}", "--mount", "--net", f"--wd={path}",
              "sleep", "3600"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def set_primary(self, cluster: str, node: str) -> None:
+        """Request a planned switchover, as an administrator does: patch spec.primary."""
+        self.kubectl("patch", "hac", cluster, "-n", self.namespace, "--type=merge",
+                     "-p", json.dumps({"spec": {"primary": node}}))
 
     def cordon(self, node: str) -> None:
         self.kubectl("cordon", node)

@@ -9,7 +9,10 @@ process) ends exactly those processes.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -18,6 +21,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tandem.lab import fakeclock
 from tandem.lab.processes import ManagedProcess, spawn, terminate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,7 +50,12 @@ def free_port() -> int:
 
 
 def _openssl(*args: str) -> None:
-    proc = subprocess.run(["openssl", *args], capture_output=True, text=True, check=False)
+    """openssl with its clock a day back (libfaketime), so every certificate is valid from a
+    day ago: an agent whose wall clock the lab steps back (tandem.lab.fakeclock) must still
+    accept the API server's certificate, as a real cluster's would be days old."""
+    env = os.environ | {"LD_PRELOAD": fakeclock.library(), "FAKETIME": "-1d"}
+    proc = subprocess.run(["openssl", *args], capture_output=True, text=True, check=False,
+                          env=env)
     if proc.returncode != 0:
         raise ControlPlaneError(f"openssl {' '.join(args)}: {proc.stderr.strip()}")
 
@@ -110,6 +119,31 @@ class ControlPlane:
             self.stop()
             raise
         return state
+
+    def stop_apiserver(self) -> None:
+        """An API server outage: kill kube-apiserver at once (a graceful stop would keep
+        answering for a while); etcd keeps the data."""
+        state = self.state()
+        if state is None:
+            raise ControlPlaneError(f"no lab in {self.lab_dir}")
+        for proc in [p for p in state.processes if p.name == "kube-apiserver"]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            terminate(proc, 5.0)  # reaps it
+            state.processes.remove(proc)
+        self._save(state)
+
+    def start_apiserver(self, timeout: float = 120.0) -> None:
+        """Bring kube-apiserver back on the same port after `stop_apiserver`; returns once it
+        is ready (clients may reach it earlier)."""
+        state = self.state()
+        if state is None:
+            raise ControlPlaneError(f"no lab in {self.lab_dir}")
+        if any(p.name == "kube-apiserver" and p.alive() for p in state.processes):
+            return
+        state.processes.append(self._start_apiserver(Path(state.binaries), state))
+        self._save(state)
+        self._wait_ready(state, timeout)
 
     def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:
         return spawn(name, argv, self.lab_dir / f"{name}.log", cwd=self.lab_dir)

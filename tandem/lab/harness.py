@@ -5,6 +5,7 @@
 - `Observer`: samples, many times a second, which nodes hold the floating IP and which
   PostgreSQL accepts writes, and counts instants with more than one.
 - `missing_acks`: every acknowledged write must be on the final primary.
+- `judge` / `checked`: the whole verdict of a run, reported (chaos) or asserted (scenarios).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -268,6 +271,15 @@ def node_report(cluster: LabCluster, name: str, node: str) -> dict[str, Any]:
     return next((n for n in status.get("nodes", []) if n["name"] == node), {})
 
 
+def fence_and_takeover(cluster: LabCluster, node: str, name: str = "mail") -> tuple[float, float]:
+    """Wall-clock times of `node`'s first fence and of the Lease's current acquireTime (both
+    on the machine's one clock), for "fenced before anyone took over" checks."""
+    fences = cluster.fences(node)
+    assert fences, f"{node} was never fenced"
+    taken = datetime.fromisoformat(cluster.lease(name)["acquireTime"]).timestamp()
+    return float(fences[0].split()[0]), taken
+
+
 def pids_in(netns: str) -> list[int]:
     out = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True,
                          check=False).stdout
@@ -341,3 +353,74 @@ def arp_answers(netns: str, address: str, ifname: str = "mgmt", wait: float = 1.
             if op == 2 and frame[28:32] == target.packed:
                 answers.add(frame[22:28].hex(":"))
     return answers
+
+
+def steady_primary(cluster: LabCluster, name: str, nodes: Sequence[str],
+                   timeout: float = 120) -> str:
+    """Wait until some node is primary of `name` with every other node in sync; return it."""
+
+    def settled() -> str | None:
+        holder, _ = lease_holder(cluster, name)
+        if holder not in nodes:
+            return None
+        assert holder is not None
+        return holder if replicating(cluster, name, holder,
+                                     [n for n in nodes if n != holder]) else None
+
+    found: str = wait_until(settled, timeout, f"a primary of {name} with its standbys in sync")
+    return found
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a run proved: the single-primary checks and the acknowledged-write check."""
+
+    final_primary: str
+    acked_writes: int
+    lost_acked_writes: list[int]
+    double_primary_instants: int
+    primary_without_lease: int
+    epoch_overlaps: dict[int, list[str]]
+    samples: int
+
+    @property
+    def safe(self) -> bool:
+        return (not self.lost_acked_writes and self.double_primary_instants == 0
+                and self.primary_without_lease == 0 and not self.epoch_overlaps)
+
+
+def judge(cluster: LabCluster, observer: Observer, client: Client, name: str,
+          final_primary: str) -> Verdict:
+    """Stop the observer and the client, then check every acknowledged write is on
+    `final_primary`."""
+    observer.stop()
+    client.stop()
+    acked = client.acked()
+    return Verdict(final_primary, len(acked), missing_acks(cluster, final_primary, acked),
+                   observer.double_primary_instants, len(observer.primary_without_lease),
+                   observer.epoch_overlaps, observer.samples)
+
+
+@contextlib.contextmanager
+def checked(cluster: LabCluster, client: Client, vip: str, *, primary: str = "mail1",
+            standbys: Sequence[str] = ("mail2",), name: str = "mail",
+            settle: float = 120) -> Iterator[Observer]:
+    """A scenario between a steady start and the checker's verdict.
+
+    On entry: `primary` serves with `standbys` in sync, a write was acknowledged, and the
+    observer runs. On a clean exit: the cluster is waited back to a steady state within
+    `settle` seconds (whoever is primary then is the final primary), and the run must have had
+    one primary at a time and lost no acknowledged write."""
+    nodes = [primary, *standbys]
+    wait_replicating(cluster, name, primary, list(standbys))
+    client.acked_by(primary)
+    observer = Observer(cluster, nodes, vip, lease_name=name).start()
+    try:
+        yield observer
+        final = steady_primary(cluster, name, nodes, settle)
+    finally:
+        observer.stop()
+    observer.assert_single_primary()
+    verdict = judge(cluster, observer, client, name, final)
+    assert verdict.lost_acked_writes == [], \
+        f"acknowledged writes missing on {final}: {verdict.lost_acked_writes[:20]}"

@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from tandem.lab import fakeclock
 from tandem.lab.drbdsim import control
 
 log = logging.getLogger("tandem.lab.node")
@@ -55,13 +56,19 @@ class Supervisor:
     def start_agent(self) -> None:
         if not self.args.agent:
             return
+        argv, env = self.args.agent, None
+        clock = self.state_dir / fakeclock.NODE_CLOCK_FILE
+        if clock.exists():
+            argv = fakeclock.command(argv)
+            env = os.environ | fakeclock.environment(clock)
         log_file = (self.state_dir / "agent.log").open("ab")
-        self.agent = subprocess.Popen(self.args.agent, stdout=log_file, stderr=subprocess.STDOUT,
+        self.agent = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, env=env,
                                       stdin=subprocess.DEVNULL, start_new_session=True)
         log_file.close()
         (self.state_dir / "agent.pid").write_text(str(self.agent.pid))
         self.agent_exited_at = None
-        log.info("agent started (pid %d)", self.agent.pid)
+        log.info("agent started (pid %d%s)", self.agent.pid,
+                 f", wall clock faked from {clock}" if env else "")
 
     def _namespace_pids(self) -> list[int]:
         listed = subprocess.run(["ip", "netns", "pids", self.args.netns], capture_output=True,

@@ -10,40 +10,28 @@ import time
 import pytest
 
 from tandem.lab.cluster import LabCluster
-from tandem.lab.harness import (
-    Client,
-    Observer,
-    lease_holder,
-    missing_acks,
-    wait_replicating,
-)
+from tandem.lab.harness import Client, checked, lease_holder, wait_replicating
 from tests.e2e.conftest import vip
 
 pytestmark = pytest.mark.lab
 
 
 def test_cordoned_primary_switches_over_first(lab: LabCluster, client: Client) -> None:
-    wait_replicating(lab, "mail", "mail1", ["mail2"])
-    client.acked_by("mail1")
-    _, epoch = lease_holder(lab, "mail")
-    observer = Observer(lab, ["mail1", "mail2"], vip()).start()
-    try:
-        started = time.monotonic()
-        lab.cordon("mail1")
-        client.acked_by("mail2", timeout=60)
-        print(f"cordon: mail2 acknowledged after {time.monotonic() - started:.2f}s, "
-              f"client-visible gap {client.http_gap(after=started):.2f}s")
-        assert lease_holder(lab, "mail") == ("mail2", epoch + 1)
-        record = lab.hacluster("mail")["status"]["lastFailover"]
-        assert record["planned"] is True and record["to"] == "mail2"
-        assert "aintenance" in record["reason"]
-        wait_replicating(lab, "mail", "mail2", ["mail1"])
-        lab.uncordon("mail1")
-        time.sleep(5)
-        assert lease_holder(lab, "mail") == ("mail2", epoch + 1)
-    finally:
-        lab.uncordon("mail1")
-        observer.stop()
-    observer.assert_single_primary()
-    client.stop()
-    assert missing_acks(lab, "mail2", client.acked()) == []
+    with checked(lab, client, vip()):
+        _, epoch = lease_holder(lab, "mail")
+        try:
+            started = time.monotonic()
+            lab.cordon("mail1")
+            client.acked_by("mail2", timeout=60)
+            print(f"cordon: mail2 acknowledged after {time.monotonic() - started:.2f}s, "
+                  f"client-visible gap {client.http_gap(after=started):.2f}s")
+            assert lease_holder(lab, "mail") == ("mail2", epoch + 1)
+            record = lab.hacluster("mail")["status"]["lastFailover"]
+            assert record["planned"] is True and record["to"] == "mail2"
+            assert "aintenance" in record["reason"]
+            wait_replicating(lab, "mail", "mail2", ["mail1"])
+            lab.uncordon("mail1")
+            time.sleep(5)
+            assert lease_holder(lab, "mail") == ("mail2", epoch + 1)
+        finally:
+            lab.uncordon("mail1")

@@ -10,13 +10,7 @@ import time
 import pytest
 
 from tandem.lab.cluster import LabCluster
-from tandem.lab.harness import (
-    Client,
-    Observer,
-    lease_holder,
-    missing_acks,
-    wait_replicating,
-)
+from tandem.lab.harness import Client, checked, lease_holder, wait_replicating
 from tests.e2e.conftest import vip
 
 pytestmark = pytest.mark.lab
@@ -25,25 +19,19 @@ pytestmark = pytest.mark.lab
 def test_isolated_primary_demotes_before_the_standby_takes_over(
     lab: LabCluster, client: Client
 ) -> None:
-    wait_replicating(lab, "mail", "mail1", ["mail2"])
-    client.acked_by("mail1")
-    _, epoch = lease_holder(lab, "mail")
-    observer = Observer(lab, ["mail1", "mail2"], vip()).start()
-    try:
-        cut = time.monotonic()
-        lab.cut("mail1")
-        acked = client.acked_by("mail2", timeout=30)
-        assert lease_holder(lab, "mail") == ("mail2", epoch + 1)
-        promoted = next(s.t for s in observer.history if "mail2" in s.primaries)
-        released = max(s.t for s in observer.history if "mail1" in s.primaries)
-        print(f"isolated: mail1 down {released - cut:.2f}s after the cut, mail2 primary after "
-              f"{promoted - cut:.2f}s, first write after {acked - cut:.2f}s")
-        assert released < promoted
-        lab.heal("mail1")
-        wait_replicating(lab, "mail", "mail2", ["mail1"])
-    finally:
-        lab.heal("mail1")
-        observer.stop()
-    observer.assert_single_primary()
-    client.stop()
-    assert missing_acks(lab, "mail2", client.acked()) == []
+    with checked(lab, client, vip()) as observer:
+        _, epoch = lease_holder(lab, "mail")
+        try:
+            cut = time.monotonic()
+            lab.cut("mail1")
+            acked = client.acked_by("mail2", timeout=30)
+            assert lease_holder(lab, "mail") == ("mail2", epoch + 1)
+            promoted = next(s.t for s in observer.history if "mail2" in s.primaries)
+            released = max(s.t for s in observer.history if "mail1" in s.primaries)
+            print(f"isolated: mail1 down {released - cut:.2f}s after the cut, mail2 primary after "
+                  f"{promoted - cut:.2f}s, first write after {acked - cut:.2f}s")
+            assert released < promoted
+            lab.heal("mail1")
+            wait_replicating(lab, "mail", "mail2", ["mail1"])
+        finally:
+            lab.heal("mail1")
