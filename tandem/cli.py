@@ -82,6 +82,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 2
 
 
+def cmd_chaos(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
+    from tandem.lab import chaos
+
+    try:
+        duration = chaos.parse_duration(args.duration)
+        kinds = chaos.parse_kinds(args.faults) if args.faults else tuple(chaos.KINDS)
+    except ValueError as exc:
+        print(f"tandem chaos: {exc}", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="tandem-chaos-"))
+    work.chmod(0o755)  # PostgreSQL runs as its own user below it
+    print(f"tandem chaos --seed {args.seed} --duration {args.duration}"
+          f"{' --faults ' + ','.join(kinds) if args.faults else ''}", flush=True)
+    try:
+        return chaos.main(args.seed, duration, kinds, Path(args.json) if args.json else None,
+                          work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tandem", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -104,6 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("bench", choices=["failover"])
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="e.g. --runs 20 --json FILE")
     bench.set_defaults(func=cmd_bench)
+
+    chaos = sub.add_parser("chaos", help="random faults in a lab pair, checked for split brain "
+                           "and lost writes (table, and JSON with --json)")
+    chaos.add_argument("--seed", type=int, required=True,
+                       help="the plan of faults; the same seed replays the same plan")
+    chaos.add_argument("--duration", default="10m", help="how long to inject faults: 90s, 10m, 1h")
+    chaos.add_argument("--faults", default="",
+                       help="comma-separated kinds to mix (default: all): crash, freeze, ...")
+    chaos.add_argument("--json", default=None, help="write the full result here")
+    chaos.set_defaults(func=cmd_chaos)
     return parser
 
 
