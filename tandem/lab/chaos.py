@@ -167,19 +167,29 @@ class Chaos:
         return event.recovered
 
     def _measure(self, event: Event, fault: float) -> None:
-        """The longest run without an acknowledged write from the fault on, and (when the
-        fault moved the primary without being asked to) the time to the first write
-        acknowledged by the new primary."""
+        """The longest run without an acknowledged write from the fault to the first write the
+        steady pair acknowledged, and, when a fault that takes the primary away moved it, the
+        time to the first write acknowledged by the new primary."""
+        steady = time.monotonic()
+        try:
+            wait_until(lambda: any("ack" in r and r["t"] >= steady
+                                   for r in self.client.records()), 30, "an acknowledged write")
+        except AssertionError:
+            event.recovered = False
+            print(f"  no write acknowledged within 30s of a steady pair after {event.kind}",
+                  flush=True)
         acks = [r for r in self.client.records() if "ack" in r and r["t"] >= fault]
         times = [fault] + [r["t"] for r in acks]
-        event.write_outage_s = round(max(b - a for a, b in zip(times, times[1:], strict=False)),
-                                     3) if len(times) > 1 else None
+        if len(times) > 1:
+            event.write_outage_s = round(max(b - a for a, b in zip(times, times[1:],
+                                                                   strict=False)), 3)
         moved = event.holder_after not in (None, event.holder_before)
-        if moved and event.from_steady and event.kind not in PLANNED:
+        if moved and event.from_steady and event.kind in PRIMARY_LOSS:
             first = next((r["t"] for r in acks if r.get("node") == event.holder_after), None)
             event.failover_s = round(first - fault, 3) if first is not None else None
+        outage = "none" if event.write_outage_s is None else f"{event.write_outage_s}s"
         print(f"  {event.holder_before} -> {event.holder_after} (epoch {event.epoch_before} -> "
-              f"{event.epoch_after}); longest write outage {event.write_outage_s}s", flush=True)
+              f"{event.epoch_after}); longest write outage {outage}", flush=True)
 
     def heal_all(self) -> None:
         self.lab.plane.start_apiserver()
@@ -293,7 +303,9 @@ class Chaos:
             busy.wait()
 
 
-PLANNED = ("switchover", "operator-kill", "cordon")
+# faults that take the primary away at once: their failovers are timed in failover_s (the
+# outages of the others, such as an API server outage, are in write_outage_s only)
+PRIMARY_LOSS = ("crash", "freeze", "isolate", "hung-demotion")
 CLOCK_FAULTS = ("+60s", "-60s", "+0 x2", "+0 x0.5")
 
 
