@@ -91,6 +91,10 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     try:
         duration = chaos.parse_duration(args.duration)
         kinds = chaos.parse_kinds(args.faults) if args.faults else tuple(chaos.KINDS)
+        json_path = Path(args.json) if args.json else None
+        if json_path is not None and not json_path.parent.is_dir():
+            raise ValueError(f"--json {args.json!r}: directory {str(json_path.parent)!r} does "
+                             "not exist; create it or write the JSON elsewhere")
     except ValueError as exc:
         print(f"tandem chaos: {exc}", file=sys.stderr)
         return 2
@@ -99,8 +103,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     print(f"tandem chaos --seed {args.seed} --duration {args.duration}"
           f"{' --faults ' + ','.join(kinds) if args.faults else ''}", flush=True)
     try:
-        return chaos.main(args.seed, duration, kinds, Path(args.json) if args.json else None,
-                          work)
+        return chaos.main(args.seed, duration, kinds, json_path, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -64,6 +64,8 @@ def test_the_cli_refuses_bad_input_before_starting_anything(
     assert "--duration 'soon'" in capsys.readouterr().err
     assert cli_main(["chaos", "--seed", "1", "--faults", "meteor"]) == 2
     assert "unknown meteor" in capsys.readouterr().err
+    assert cli_main(["chaos", "--seed", "1", "--json", "/nonexistent-dir/chaos.json"]) == 2
+    assert "'/nonexistent-dir' does not exist" in capsys.readouterr().err
 
 
 def result(**overrides: object) -> dict[str, object]:
