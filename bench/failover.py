@@ -14,7 +14,6 @@ server's own request counters over a quiet window.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shutil
 import tempfile
@@ -43,11 +42,6 @@ def steady(lab: LabCluster, primary: str, timeout: float = 120) -> None:
                and node_report(lab, "mail", primary).get("role") == "Primary"
                and node_report(lab, "mail", other(primary)).get("postgres", {})
                .get("lagSeconds") == 0, timeout, f"{primary} primary with a standby in sync")
-
-
-def set_primary(lab: LabCluster, node: str) -> None:
-    lab.kubectl("patch", "hac", "mail", "-n", lab.namespace, "--type=merge",
-                "-p", json.dumps({"spec": {"primary": node}}))
 
 
 def api_writes(lab: LabCluster) -> float:
@@ -100,13 +94,13 @@ def run(runs: int, quiet_seconds: float, work: Path) -> dict[str, Any]:
             primary = target
         # spec.primary still names the first primary after the unplanned failovers; a change
         # of it is what requests a switchover, so first make it name the current one.
-        set_primary(lab, primary)
+        lab.set_primary("mail", primary)
         for i in range(runs):
             steady(lab, primary)
             client.acked_by(primary)
             target = other(primary)
             started = time.monotonic()
-            set_primary(lab, target)
+            lab.set_primary("mail", target)
             served = client.served_by(target, timeout=60)
             client.acked_by(target, timeout=60)
             planned_gap.append(client.http_gap(after=started))

@@ -258,7 +258,9 @@ class Chaos:
             _replay(self.lab, node, "resume")
 
     def _switchover(self, node: str, step: Step) -> None:
-        self.lab.set_primary(NAME, other(node))
+        before = self._switchover_status()
+        self.lab.switch_over(NAME, other(node))
+        self._await_holder(other(node), "the switchover", before)
 
     def _flap(self, node: str, step: Step) -> None:
         rng = self._rng()
@@ -269,23 +271,49 @@ class Chaos:
 
     def _operator_kill(self, node: str, step: Step) -> None:
         """Scenario 13: a switchover requested, then the operator killed while it runs."""
-        self.lab.set_primary(NAME, other(node))
+        before = self._switchover_status()
+        self.lab.switch_over(NAME, other(node))
         time.sleep(self._rng().uniform(0.0, 1.0))
         self.lab.stop_operator(kill=True)
         try:
             time.sleep(step.hold)
         finally:
             self.lab.start_operator()
+        self._await_holder(other(node), "the switchover the operator was killed in", before)
 
     def _cordon(self, node: str, step: Step) -> None:
+        before = self._switchover_status()
         self.lab.cordon(node)
         try:
-            wait_until(lambda: lease_holder(self.lab, NAME)[0] == other(node), 60,
-                       f"a switchover away from the cordoned {node}")
-        except AssertionError:
-            print(f"  the cordon of {node} moved nothing within 60s", flush=True)
+            self._await_holder(other(node), f"the cordon of {node}", before)
         finally:
             self.lab.uncordon(node)
+
+    def _await_holder(self, node: str, what: str, before: dict[str, Any] | None,
+                      timeout: float = 60.0) -> None:
+        """Wait for a planned move to `node`, or for the operator to refuse it (a fault can
+        leave the target unfit; the run goes on either way). `before` is the switchover status
+        from before the request, so an older refusal does not count."""
+        def settled() -> bool:
+            switchover = self._switchover_status()
+            refused = switchover != before and (switchover or {}).get("phase") == "Refused"
+            return refused or lease_holder(self.lab, NAME)[0] == node
+
+        try:
+            wait_until(settled, timeout, what)
+        except AssertionError:
+            print(f"  {what} did not move the primary to {node} within {timeout:.0f}s",
+                  flush=True)
+            return
+        switchover = self._switchover_status() or {}
+        if lease_holder(self.lab, NAME)[0] != node:
+            print(f"  {what} refused: {switchover.get('reason')}: {switchover.get('message')}",
+                  flush=True)
+
+    def _switchover_status(self) -> dict[str, Any] | None:
+        status: dict[str, Any] | None = self.lab.hacluster(NAME).get("status", {}).get(
+            "switchover")
+        return status
 
     def _hung_demotion(self, node: str, step: Step) -> None:
         fences = len(self.lab.fences(node))

@@ -407,6 +407,30 @@ class LabCluster:
         self.kubectl("patch", "hac", cluster, "-n", self.namespace, "--type=merge",
                      "-p", json.dumps({"spec": {"primary": node}}))
 
+    def switch_over(self, cluster: str, node: str, timeout: float = 30.0) -> None:
+        """Request a planned switchover to `node` whatever `spec.primary` says now. After an
+        unplanned failover it may already name `node`, and only a change requests a switchover
+        (docs/runbook.md), so first name the current holder and wait until the operator has
+        handled that change: kopf compares against the last spec it handled, and two quick
+        patches would look to it like no change at all."""
+        if self.hacluster(cluster)["spec"].get("primary") == node:
+            holder = self.lease(cluster).get("holderIdentity")
+            if holder and holder != node:
+                self.set_primary(cluster, holder)
+                deadline = time.monotonic() + timeout
+                while self._handled_primary(cluster) != holder:
+                    if time.monotonic() > deadline:
+                        raise LabClusterError(f"the operator did not handle spec.primary "
+                                              f"{holder} within {timeout:.0f}s")
+                    time.sleep(0.2)
+        self.set_primary(cluster, node)
+
+    def _handled_primary(self, cluster: str) -> str | None:
+        annotations = self.hacluster(cluster)["metadata"].get("annotations", {})
+        handled = json.loads(annotations.get("tandem.dev/last-handled-configuration", "{}"))
+        primary: str | None = handled.get("spec", {}).get("primary")
+        return primary
+
     def cordon(self, node: str) -> None:
         self.kubectl("cordon", node)
 
