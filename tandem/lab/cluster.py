@@ -351,8 +351,19 @@ class LabCluster:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.agent_pid(node), 9)
 
-    def freeze_agent(self, node: str) -> None:
-        os.kill(self.agent_pid(node), signal.SIGSTOP)
+    def freeze_agent(self, node: str, timeout: float = 10.0) -> None:
+        """SIGSTOP the agent; one that is just being restarted (after a fence, say) is frozen
+        as soon as its successor has written its pid."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                os.kill(self.agent_pid(node), signal.SIGSTOP)
+                return
+            except (ProcessLookupError, FileNotFoundError, ValueError):
+                if time.monotonic() > deadline:
+                    raise LabClusterError(f"{node}'s agent did not run for {timeout:.0f}s, "
+                                          "nothing to freeze") from None
+                time.sleep(0.1)
 
     def thaw_agent(self, node: str) -> None:
         with contextlib.suppress(ProcessLookupError):
