@@ -282,6 +282,34 @@ def test_rewind_turns_the_diverged_former_primary_into_a_standby(lab: Lab) -> No
     assert not n1.pg.rewind_as_standby(n2.addr, PORT).changed
 
 
+def test_a_failed_rewind_is_replaced_by_a_fresh_clone_keeping_the_old_data(lab: Lab) -> None:
+    """A rewind cut short (the source restarting half-way, say) leaves a data directory that
+    pg_rewind cannot use again; here its control file is gone. The former primary is cloned
+    afresh instead of failing forever, and the old directory is kept aside."""
+    n1, n2 = lab.n1, lab.n2
+    lab.start_pair()
+    n1.sql("INSERT INTO acks SELECT g, 'n1' FROM generate_series(1, 10) g")
+    wait_replayed(n1, n2)
+    assert n2.pg.promote().changed
+    n1.sql("INSERT INTO acks VALUES (999, 'n1-diverged')")
+    n2.sql("INSERT INTO acks VALUES (11, 'n2')")
+    assert n1.pg.stop("immediate").changed
+    data = n1.pg.config.data_dir
+    (data / "global" / "pg_control").unlink()
+
+    outcome = n1.pg.rewind_as_standby(n2.addr, PORT)
+    assert outcome.changed
+    assert "rewind of n1 from 198.19.20.3:5432 failed" in outcome.detail
+    assert f"kept as {data}.failed-rewind" in outcome.detail
+    wait_streaming(n2, n1)
+    assert (data.parent / "data.failed-rewind" / "PG_VERSION").exists()
+    n2.sql("INSERT INTO acks VALUES (12, 'n2')")
+    wait_replayed(n2, n1)
+    ids = [r["id"] for r in n1.sql("SELECT id FROM acks ORDER BY id")]
+    assert ids == [*range(1, 13)]
+    assert not n1.pg.rewind_as_standby(n2.addr, PORT).changed
+
+
 def test_clean_switchover_keeps_every_acknowledged_row(lab: Lab) -> None:
     n1, n2 = lab.n1, lab.n2
     lab.start_pair()

@@ -31,6 +31,13 @@ How it runs things:
   pg_rewind the driver runs CHECKPOINT on the source: a freshly promoted server records its
   new timeline in the control file only at its next checkpoint, and until then pg_rewind
   would report "no rewind required" for a former primary that did diverge.
+- When pg_rewind itself fails (not an unreachable source), the data directory may be half
+  rewound and unusable: a rewind interrupted by the source restarting leaves timelines that
+  the next attempt cannot reconcile ("could not find common ancestor"), and pg_rewind's own
+  documentation says to take a fresh backup then. `rewind_as_standby` does exactly that: the
+  old directory is kept beside the new one as ``<data>.failed-rewind`` (one, the latest) and
+  the node is cloned from the primary. Under synchronous replication the discarded divergence
+  holds no acknowledged commit, as with a successful rewind.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import ipaddress
 import os
 import pwd
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -952,10 +960,26 @@ class Postgres:
                 timeout=timeout,
             )
         except CommandError as exc:
-            raise self._source_error("rewind", primary_host, primary_port, exc) from exc
+            error = self._source_error("rewind", primary_host, primary_port, exc)
+            if isinstance(error, SourceUnreachableError):
+                raise error from exc
+            return self._reclone(primary_host, primary_port, error)
         summary = "no rewind required" if "no rewind required" in (proc.stdout + proc.stderr) else "rewound"
         self.start_standby(primary_host, primary_port)
         return Outcome(True, f"{summary} from {where}; started as standby")
+
+    def _reclone(self, primary_host: str, primary_port: int, why: PostgresError) -> Outcome:
+        """Replace a data directory pg_rewind could not use with a fresh clone (see the module
+        docstring), keeping the old one as ``<data>.failed-rewind``."""
+        data = self.config.data_dir
+        aside = data.with_name(f"{data.name}.failed-rewind")
+        if aside.exists():
+            shutil.rmtree(aside)
+        data.rename(aside)
+        cloned = self.clone_standby(primary_host, primary_port)
+        self.start_standby(primary_host, primary_port)
+        return Outcome(True, f"{why}; {cloned.detail} instead, the old data directory kept as "
+                             f"{aside}; started as standby")
 
     def _checkpoint_source(self, host: str, port: int, timeout: float) -> None:
         """CHECKPOINT on the rewind source, from this node's namespace, as the replication user.
