@@ -24,7 +24,14 @@ from typing import Any
 from bench.report import emit, percentiles
 from tandem.lab.cluster import LAB_SAMPLES, LabCluster
 from tandem.lab.controlplane import ControlPlane
-from tandem.lab.harness import Client, Observer, lease_holder, missing_acks, node_report, wait_until
+from tandem.lab.harness import (
+    Client,
+    Observer,
+    missing_acks,
+    node_report,
+    wait_replicating,
+    wait_until,
+)
 
 NODES = ("mail1", "mail2")
 SUBNET = 70
@@ -37,11 +44,13 @@ def other(node: str) -> str:
 
 
 def steady(lab: LabCluster, primary: str, timeout: float = 120) -> None:
-    """Wait until `primary` holds the Lease, serves, and the other node streams with lag 0."""
-    wait_until(lambda: lease_holder(lab, "mail")[0] == primary
-               and node_report(lab, "mail", primary).get("role") == "Primary"
-               and node_report(lab, "mail", other(primary)).get("postgres", {})
-               .get("lagSeconds") == 0, timeout, f"{primary} primary with a standby in sync")
+    """Wait until `primary` holds the Lease and serves, and the other node streams with lag 0,
+    is listed as a synchronous standby and has reported itself eligible: only then may it take
+    over (the operator judges a planned switchover by that report, which can trail the Lease
+    by a heartbeat)."""
+    wait_replicating(lab, "mail", primary, [other(primary)], timeout)
+    wait_until(lambda: node_report(lab, "mail", other(primary)).get("eligible") is True,
+               timeout, f"{other(primary)} reported eligible")
 
 
 def api_writes(lab: LabCluster) -> float:
