@@ -92,6 +92,26 @@ class Lab:
         assert self.n2.pg.start_standby(self.n1.addr, PORT).changed
         wait_streaming(self.n1, self.n2)
 
+    def diverge_and_crash_n1(self) -> None:
+        """n2 promoted while n1 keeps running as a primary and takes a write n2 never sees
+        (the histories diverge); then n1 dies without a shutdown checkpoint, as on power loss,
+        so pg_rewind has to run crash recovery on it first."""
+        self.start_pair()
+        self.n1.sql("INSERT INTO acks SELECT g, 'n1' FROM generate_series(1, 10) g")
+        wait_replayed(self.n1, self.n2)
+        assert self.n2.pg.promote().changed
+        self.n1.sql("INSERT INTO acks VALUES (999, 'n1-diverged')")
+        self.n2.sql("INSERT INTO acks VALUES (11, 'n2')")
+        assert self.n1.pg.stop("immediate").changed
+
+
+def assert_follows_n2_history(n1: Node, n2: Node) -> None:
+    """n1 replays a new write of n2 and holds n2's history only: the diverged row 999 is gone."""
+    n2.sql("INSERT INTO acks VALUES (12, 'n2')")
+    wait_replayed(n2, n1)
+    ids = [r["id"] for r in n1.sql("SELECT id FROM acks ORDER BY id")]
+    assert ids == [*range(1, 13)]
+
 
 def wait_streaming(primary: Node, standby: Node) -> None:
     wait_for(
@@ -255,16 +275,7 @@ def test_promote_is_idempotent_and_accepts_writes(lab: Lab) -> None:
 
 def test_rewind_turns_the_diverged_former_primary_into_a_standby(lab: Lab) -> None:
     n1, n2 = lab.n1, lab.n2
-    lab.start_pair()
-    n1.sql("INSERT INTO acks SELECT g, 'n1' FROM generate_series(1, 10) g")
-    wait_replayed(n1, n2)
-    assert n2.pg.promote().changed
-    # n1 keeps running as a primary and takes a write n2 never sees: the histories diverge.
-    n1.sql("INSERT INTO acks VALUES (999, 'n1-diverged')")
-    n2.sql("INSERT INTO acks VALUES (11, 'n2')")
-    # And then it dies without a shutdown checkpoint (as on power loss): pg_rewind has to
-    # run crash recovery on it first.
-    assert n1.pg.stop("immediate").changed
+    lab.diverge_and_crash_n1()
     assert n1.pg.status().cluster_state == "in production"
 
     outcome = n1.pg.rewind_as_standby(n2.addr, PORT)
@@ -275,10 +286,7 @@ def test_rewind_turns_the_diverged_former_primary_into_a_standby(lab: Lab) -> No
     rows = n2.sql("SELECT application_name, client_addr::text AS a FROM pg_stat_replication")
     assert rows == [{"application_name": "n1", "a": "198.19.20.2/32"}]
 
-    n2.sql("INSERT INTO acks VALUES (12, 'n2')")
-    wait_replayed(n2, n1)
-    ids = [r["id"] for r in n1.sql("SELECT id FROM acks ORDER BY id")]
-    assert ids == [*range(1, 13)]  # n2's history, and the diverged row 999 is gone
+    assert_follows_n2_history(n1, n2)
     assert not n1.pg.rewind_as_standby(n2.addr, PORT).changed
 
 
@@ -287,13 +295,7 @@ def test_a_failed_rewind_is_replaced_by_a_fresh_clone_keeping_the_old_data(lab: 
     pg_rewind cannot use again; here its control file is gone. The former primary is cloned
     afresh instead of failing forever, and the old directory is kept aside."""
     n1, n2 = lab.n1, lab.n2
-    lab.start_pair()
-    n1.sql("INSERT INTO acks SELECT g, 'n1' FROM generate_series(1, 10) g")
-    wait_replayed(n1, n2)
-    assert n2.pg.promote().changed
-    n1.sql("INSERT INTO acks VALUES (999, 'n1-diverged')")
-    n2.sql("INSERT INTO acks VALUES (11, 'n2')")
-    assert n1.pg.stop("immediate").changed
+    lab.diverge_and_crash_n1()
     data = n1.pg.config.data_dir
     (data / "global" / "pg_control").unlink()
 
@@ -303,10 +305,7 @@ def test_a_failed_rewind_is_replaced_by_a_fresh_clone_keeping_the_old_data(lab: 
     assert f"kept as {data}.failed-rewind" in outcome.detail
     wait_streaming(n2, n1)
     assert (data.parent / "data.failed-rewind" / "PG_VERSION").exists()
-    n2.sql("INSERT INTO acks VALUES (12, 'n2')")
-    wait_replayed(n2, n1)
-    ids = [r["id"] for r in n1.sql("SELECT id FROM acks ORDER BY id")]
-    assert ids == [*range(1, 13)]
+    assert_follows_n2_history(n1, n2)
     assert not n1.pg.rewind_as_standby(n2.addr, PORT).changed
 
 
