@@ -17,6 +17,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from tandem.api.hacluster import NOT_SYNCHRONOUS
+
 
 class Action(enum.Enum):
     WAIT = "Wait"
@@ -83,7 +85,7 @@ def not_synchronous(lease: LeaseView | None, node: str) -> str | None:
             or lease.holder == node:
         return None
     listed = ", ".join(lease.sync_standbys) or "none"
-    return (f"NotSynchronous: {lease.holder or 'the last primary'} lists {listed} as "
+    return (f"{NOT_SYNCHRONOUS}: {lease.holder or 'the last primary'} lists {listed} as "
             "synchronous standbys; taking over could lose acknowledged writes")
 
 

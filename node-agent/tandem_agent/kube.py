@@ -14,7 +14,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from tandem.api.common import GROUP, VERSION
+from tandem.api.common import GROUP, SYNC_STANDBYS_ANNOTATION, VERSION, sync_standbys_from
 
 FIELD_MANAGER_PREFIX = "tandem-agent-"
 TIMEOUT = (0.5, 1.0)
@@ -36,8 +36,6 @@ class LeaseRecord:
     renew_time: dt.datetime | None
     sync_standbys: tuple[str, ...] | None = None
 
-
-SYNC_ANNOTATION = "tandem.dev/synchronous-standbys"
 
 
 def load_client(kubeconfig: str | None) -> client.ApiClient:
@@ -116,7 +114,7 @@ class Kube:
             spec.acquire_time = now
         if sync_standbys is not None:
             lease.metadata.annotations = {**(lease.metadata.annotations or {}),
-                                          SYNC_ANNOTATION: ",".join(sync_standbys)}
+                                          SYNC_STANDBYS_ANNOTATION: ",".join(sync_standbys)}
         updated = self._call(self._coordination.replace_namespaced_lease,
                              lease_name(cluster), self.namespace, lease)
         with self._lock:
@@ -164,12 +162,6 @@ def _record(lease: Any) -> LeaseRecord:
         epoch=spec.lease_transitions or 0,
         resource_version=lease.metadata.resource_version,
         renew_time=spec.renew_time,
-        sync_standbys=_sync_standbys(lease.metadata.annotations),
+        sync_standbys=sync_standbys_from(lease.metadata.annotations),
     )
 
-
-def _sync_standbys(annotations: dict[str, str] | None) -> tuple[str, ...] | None:
-    value = (annotations or {}).get(SYNC_ANNOTATION)
-    if value is None:
-        return None
-    return tuple(name for name in value.split(",") if name)

@@ -25,6 +25,7 @@ from tandem.api.common import API_VERSION, Condition
 from tandem.api.drbdvolume import DRBDVolume
 from tandem.api.floatingip import MAX_ADDRESSES, FloatingIP
 from tandem.api.hacluster import (
+    NOT_SYNCHRONOUS,
     FailoverRecord,
     HACluster,
     HAClusterStatus,
@@ -87,6 +88,7 @@ class LeaseState:
     acquire_time: datetime | None = None
     renew_time: datetime | None = None
     duration_seconds: int | None = None
+    sync_standbys: tuple[str, ...] | None = None  # None: the holder publishes no such list
 
 
 @dataclass(frozen=True)
@@ -570,7 +572,14 @@ def target_problems(v: _View, target: str) -> list[Problem]:
             lag = "not reported" if pg.lag_seconds is None else f"{pg.lag_seconds} s"
             problems.append(Problem("TargetLagging", f"{target}: PostgreSQL lag is {lag}; a planned "
                                     "switchover needs lag 0 so no acknowledged write is lost"))
-    if r.eligible is not True:
+    listed = v.s.lease.sync_standbys if v.s.lease else None
+    if listed is not None and target not in listed:
+        problems.append(Problem("TargetNotSynchronous", f"{target} is not a synchronous standby "
+                                f"(the Lease lists {', '.join(listed) or 'none'}): it may lack "
+                                "acknowledged writes"))
+    # The Lease just read decides NotSynchronous; the target's own verdict may trail it.
+    self_judged = r.ineligible_reason.startswith(NOT_SYNCHRONOUS) and listed is not None
+    if r.eligible is not True and not self_judged:
         why = r.ineligible_reason or ("eligibility not reported" if r.eligible is None else
                                       "no reason given")
         problems.append(Problem("TargetIneligible", f"{target} is not eligible: {why}"))

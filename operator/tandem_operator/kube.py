@@ -17,7 +17,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from tandem.api.common import API_VERSION, GROUP, VERSION
+from tandem.api.common import API_VERSION, GROUP, VERSION, sync_standbys_from
 from tandem.api.drbdvolume import DRBDVolume
 from tandem.api.floatingip import FloatingIP
 from tandem.api.hacluster import HACluster, HAClusterStatus, NodeReport
@@ -89,6 +89,7 @@ def lease_state(lease: client.V1Lease) -> LeaseState:
         acquire_time=spec.acquire_time,
         renew_time=spec.renew_time,
         duration_seconds=spec.lease_duration_seconds,
+        sync_standbys=sync_standbys_from(lease.metadata.annotations),
     )
 
 
@@ -106,6 +107,7 @@ def lease_state_from_dict(body: dict[str, Any]) -> LeaseState:
         acquire_time=when("acquireTime"),
         renew_time=when("renewTime"),
         duration_seconds=spec.get("leaseDurationSeconds"),
+        sync_standbys=sync_standbys_from((body.get("metadata") or {}).get("annotations")),
     )
 
 

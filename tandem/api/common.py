@@ -12,6 +12,22 @@ GROUP = "tandem.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
+# The holder's synchronous standbys, comma-separated, on the `<cluster>-primary` Lease: the
+# nodes that confirm every write before it is acknowledged (docs/failover-protocol.md).
+SYNC_STANDBYS_ANNOTATION = f"{GROUP}/synchronous-standbys"
+# Where kopf keeps the last spec the operator handled; a change of spec.primary against it is
+# a switchover request.
+LAST_HANDLED_ANNOTATION = f"{GROUP}/last-handled-configuration"
+
+
+def sync_standbys_from(annotations: dict[str, str] | None) -> tuple[str, ...] | None:
+    """The Lease's synchronous standbys; None when the holder publishes no list (no
+    PostgreSQL in its chain)."""
+    value = (annotations or {}).get(SYNC_STANDBYS_ANNOTATION)
+    if value is None:
+        return None
+    return tuple(name for name in value.split(",") if name)
+
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 

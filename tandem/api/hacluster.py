@@ -252,6 +252,11 @@ class ServiceReport(Model):
     exit_status: Annotated[str, Field(max_length=64)] | None = None
 
 
+# The ineligibleReason of a standby the Lease does not list as synchronous. The Lease is the
+# authority: the operator judges that rule from the Lease itself, as the report may trail it.
+NOT_SYNCHRONOUS = "NotSynchronous"
+
+
 class NodeReport(Model):
     """What one node's agent says about itself; written only by that node's agent."""
 

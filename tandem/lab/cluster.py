@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from tandem.api.common import LAST_HANDLED_ANNOTATION
 from tandem.api.drbdvolume import DRBDVolumeSpec
 from tandem.lab import fakeclock
 from tandem.lab.controlplane import ControlPlane
@@ -438,7 +439,7 @@ class LabCluster:
 
     def _handled_primary(self, cluster: str) -> str | None:
         annotations = self.hacluster(cluster)["metadata"].get("annotations", {})
-        handled = json.loads(annotations.get("tandem.dev/last-handled-configuration", "{}"))
+        handled = json.loads(annotations.get(LAST_HANDLED_ANNOTATION, "{}"))
         primary: str | None = handled.get("spec", {}).get("primary")
         return primary
 

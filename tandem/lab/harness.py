@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +30,7 @@ from typing import Any
 import kubernetes
 import psycopg
 
+from tandem.api.common import sync_standbys_from
 from tandem.lab.client import TABLE, read_log
 from tandem.lab.cluster import LabCluster
 from tandem_agent.drivers import addresses
@@ -249,7 +250,10 @@ def missing_acks(cluster: LabCluster, primary: str, acked: list[int]) -> list[in
     return sorted(set(acked) - present)
 
 
-def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
+def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.1,
+               context: Callable[[], Any] | None = None) -> Any:
+    """The first truthy value of `predicate`; on timeout an AssertionError with its last value
+    and, when given, what `context` says then (the state that explains the failure)."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -258,7 +262,14 @@ def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.1)
             if last:
                 return last
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+    seen = ""
+    if context is not None:
+        try:
+            seen = f"; then: {context()!r}"
+        except Exception as exc:  # the failure is the timeout; the context is a bonus
+            seen = f"; context unavailable: {exc}"
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r}"
+                         f"{seen})")
 
 
 def lease_holder(cluster: LabCluster, name: str) -> tuple[str | None, int]:
@@ -288,9 +299,9 @@ def pids_in(netns: str) -> list[int]:
 
 def sync_standbys(cluster: LabCluster, name: str) -> list[str]:
     """The synchronous standbys the holder lists on the Lease."""
-    listed = cluster.kubectl("get", "lease", f"{name}-primary", "-n", cluster.namespace, "-o",
-                             "jsonpath={.metadata.annotations.tandem\\.dev/synchronous-standbys}")
-    return [n for n in listed.split(",") if n]
+    lease = json.loads(cluster.kubectl("get", "lease", f"{name}-primary", "-n",
+                                       cluster.namespace, "-o", "json"))
+    return list(sync_standbys_from(lease["metadata"].get("annotations")) or ())
 
 
 def replicating(cluster: LabCluster, name: str, primary: str, standbys: list[str]) -> bool:

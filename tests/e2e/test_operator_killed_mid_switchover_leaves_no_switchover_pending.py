@@ -7,6 +7,7 @@ one primary at a time throughout."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -17,9 +18,13 @@ from tests.e2e.conftest import vip
 pytestmark = pytest.mark.lab
 
 
+def switchover(lab: LabCluster) -> dict[str, Any]:
+    sw: dict[str, Any] = lab.hacluster("mail").get("status", {}).get("switchover") or {}
+    return sw
+
+
 def phase(lab: LabCluster) -> str | None:
-    sw = lab.hacluster("mail").get("status", {}).get("switchover") or {}
-    return sw.get("phase")
+    return switchover(lab).get("phase")
 
 
 def test_operator_killed_mid_switchover_leaves_no_switchover_pending(
@@ -30,7 +35,8 @@ def test_operator_killed_mid_switchover_leaves_no_switchover_pending(
         try:
             lab.kubectl("patch", "hac", "mail", "-n", lab.namespace, "--type=merge",
                         "-p", json.dumps({"spec": {"primary": "mail2"}}))
-            wait_until(lambda: phase(lab) == "Pending", 30, "the switchover accepted")
+            wait_until(lambda: phase(lab) == "Pending", 30, "the switchover accepted",
+                       context=lambda: switchover(lab))
             lab.stop_operator(kill=True)
             client.acked_by("mail2", timeout=60)
             assert lease_holder(lab, "mail") == ("mail2", epoch + 1)

@@ -389,6 +389,40 @@ def test_unfit_target_is_refused_with_the_reason(standby: dict[str, Any], reason
     assert cond(d, "Ready")[0] == "True", "a refused switchover leaves the primary serving"
 
 
+SYNC_N2 = LeaseState("n1", 1, NOW - timedelta(minutes=5), NOW - timedelta(seconds=1), 3, ("n2",))
+
+
+def test_the_lease_not_listing_the_target_refuses_even_a_self_reported_eligible_target() -> None:
+    lease = LeaseState("n1", 1, NOW - timedelta(minutes=5), NOW - timedelta(seconds=1), 3, ())
+    d = core.reconcile(snap(healthy(), lease, primary_change=PrimaryChange("n1", "n2")))
+    sw = d.status.switchover
+    assert sw is not None and sw.phase == "Refused" and sw.reason == "TargetNotSynchronous"
+    assert "the Lease lists none" in sw.message
+
+
+def test_a_trailing_not_synchronous_report_yields_to_the_lease_that_lists_the_target() -> None:
+    trailing = report("n2", eligible=False, why="NotSynchronous: n1 lists none as synchronous "
+                      "standbys; taking over could lose acknowledged writes")
+    s = snap(cluster(report("n1", "Primary"), trailing), SYNC_N2,
+             primary_change=PrimaryChange("n1", "n2"))
+    sw = core.reconcile(s).status.switchover
+    assert sw is not None and sw.phase == "Pending", sw.message
+
+
+def test_a_not_synchronous_report_refuses_when_the_lease_publishes_no_list() -> None:
+    ineligible = report("n2", eligible=False, why="NotSynchronous: n1 lists none")
+    s = snap(cluster(report("n1", "Primary"), ineligible), primary_change=PrimaryChange("n1", "n2"))
+    sw = core.reconcile(s).status.switchover
+    assert sw is not None and sw.phase == "Refused" and sw.reason == "TargetIneligible"
+
+
+def test_other_ineligibility_still_refuses_a_target_the_lease_lists() -> None:
+    s = snap(cluster(report("n1", "Primary"), report("n2", eligible=False, why="RestartBackoff: 30s")),
+             SYNC_N2, primary_change=PrimaryChange("n1", "n2"))
+    sw = core.reconcile(s).status.switchover
+    assert sw is not None and sw.reason == "TargetIneligible" and "RestartBackoff" in sw.message
+
+
 def test_target_in_standby_mode_or_maintenance_is_refused() -> None:
     c = healthy(standbyNodes=["n2"])
     d = core.reconcile(snap(c, primary_change=PrimaryChange("n1", "n2"),
