@@ -87,6 +87,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     import tempfile
 
     from tandem.lab import chaos
+    from tandem.lab.cluster import keep_logs
 
     try:
         duration = chaos.parse_duration(args.duration)
@@ -95,6 +96,14 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         if json_path is not None and not json_path.parent.is_dir():
             raise ValueError(f"--json {args.json!r}: directory {str(json_path.parent)!r} does "
                              "not exist; create it or write the JSON elsewhere")
+        logs = Path(args.keep_logs) if args.keep_logs else None
+        if logs is not None and not logs.parent.is_dir():
+            raise ValueError(f"--keep-logs {args.keep_logs!r}: directory "
+                             f"{str(logs.parent)!r} does not exist; create it or keep the logs "
+                             "elsewhere")
+        if logs is not None and logs.exists() and (not logs.is_dir() or any(logs.iterdir())):
+            raise ValueError(f"--keep-logs {args.keep_logs!r} exists and is not an empty "
+                             "directory; name a new one")
     except ValueError as exc:
         print(f"tandem chaos: {exc}", file=sys.stderr)
         return 2
@@ -105,6 +114,9 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     try:
         return chaos.main(args.seed, duration, kinds, json_path, work)
     finally:
+        if logs is not None:
+            keep_logs(work, logs)
+            print(f"logs kept in {logs}", flush=True)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -139,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     chaos.add_argument("--faults", default="",
                        help="comma-separated kinds to mix (default: all): crash, freeze, ...")
     chaos.add_argument("--json", default=None, help="write the full result here")
+    chaos.add_argument("--keep-logs", default=None, metavar="DIR",
+                       help="copy the agents', operator's and control plane's logs to this new "
+                            "directory before the run's work directory is removed")
     chaos.set_defaults(func=cmd_chaos)
     return parser
 

@@ -542,3 +542,17 @@ def cleanup_namespaces(prefix: str) -> None:
         ifname = line.split(":")[1].strip().split("@")[0] if ":" in line else ""
         if ifname.startswith(prefix):
             run_ip(["link", "del", ifname], check=False)
+
+
+def keep_logs(work: Path, target: Path) -> None:
+    """Copy the logs of a lab run under `work` (agents, supervisors, operator, DRBD stand-in,
+    control plane, client) to `target`, for a post-mortem after `work` is removed. PostgreSQL's
+    and the services' own logs are left out: they are large and rarely the story."""
+    shutil.rmtree(target, ignore_errors=True)
+    for log in work.rglob("*.log"):
+        if "pg" in log.parts or "services" in log.parts:
+            continue
+        dest = target / log.relative_to(work)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(log, dest)
+

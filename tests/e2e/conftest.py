@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tandem.lab.cluster import LAB_SAMPLES, LabCluster
+from tandem.lab.cluster import LAB_SAMPLES, LabCluster, keep_logs
 from tandem.lab.controlplane import ControlPlane
 from tandem.lab.harness import Client
 
@@ -42,16 +42,6 @@ def lab(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator
 
 LOGS = Path(tempfile.gettempdir()) / "tandem-e2e-logs"
 
-
-def keep_logs(work: Path, target: Path) -> None:
-    """Keep the agents', supervisors' and operator's logs of a module for a post-mortem."""
-    shutil.rmtree(target, ignore_errors=True)
-    for log in work.rglob("*.log"):
-        if "pg" in log.parts or "services" in log.parts:
-            continue
-        dest = target / log.relative_to(work)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(log, dest)
 
 
 @pytest.fixture

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 
 from tandem.cli import main as cli_main
 from tandem.lab import fakeclock
 from tandem.lab.chaos import KINDS, Step, parse_duration, parse_kinds, passed, plan, table
+from tandem.lab.cluster import keep_logs
 
 
 def first(seed: int, n: int = 200, kinds: tuple[str, ...] = tuple(KINDS)) -> list[Step]:
@@ -66,6 +68,28 @@ def test_the_cli_refuses_bad_input_before_starting_anything(
     assert "unknown meteor" in capsys.readouterr().err
     assert cli_main(["chaos", "--seed", "1", "--json", "/nonexistent-dir/chaos.json"]) == 2
     assert "'/nonexistent-dir' does not exist" in capsys.readouterr().err
+    assert cli_main(["chaos", "--seed", "1", "--keep-logs", "/nonexistent-dir/logs"]) == 2
+    assert "--keep-logs '/nonexistent-dir/logs'" in capsys.readouterr().err
+
+
+def test_the_cli_keeps_logs_only_in_a_new_or_empty_directory(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "old.log").write_text("earlier run\n")
+    assert cli_main(["chaos", "--seed", "1", "--keep-logs", str(tmp_path / "used")]) == 2
+    assert "is not an empty directory" in capsys.readouterr().err
+    assert (tmp_path / "used" / "old.log").read_text() == "earlier run\n"
+
+
+def test_kept_logs_leave_out_postgres_and_service_logs(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    for name in ("lab/operator.log", "lab/nodes/n1/agent.log", "lab/nodes/n1/pg/postgres.log",
+                 "lab/nodes/n1/agent/c/services/http.log", "plane/etcd.log"):
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_text(name)
+    keep_logs(work, tmp_path / "kept")
+    kept = sorted(str(f.relative_to(tmp_path / "kept")) for f in (tmp_path / "kept").rglob("*.log"))
+    assert kept == ["lab/nodes/n1/agent.log", "lab/operator.log", "plane/etcd.log"]
 
 
 def result(**overrides: object) -> dict[str, object]:
