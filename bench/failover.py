@@ -46,8 +46,7 @@ def other(node: str) -> str:
 def steady(lab: LabCluster, primary: str, timeout: float = 120) -> None:
     """Wait until `primary` holds the Lease and serves, and the other node streams with lag 0,
     is listed as a synchronous standby and has reported itself eligible: only then may it take
-    over (the operator judges a planned switchover by that report, which can trail the Lease
-    by a heartbeat)."""
+    over, by expiry or by a planned switchover."""
     wait_replicating(lab, "mail", primary, [other(primary)], timeout)
     wait_until(lambda: node_report(lab, "mail", other(primary)).get("eligible") is True,
                timeout, f"{other(primary)} reported eligible")
