@@ -11,22 +11,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tandem.stats import nearest_rank
+
 
 def percentiles(samples: Sequence[float]) -> dict[str, float]:
     """p50/p90/p99/max/mean of a list of seconds (nearest-rank percentiles)."""
     if not samples:
         raise ValueError("no samples: the benchmark measured nothing")
     ordered = sorted(samples)
-
-    def rank(p: float) -> float:
-        index = max(0, min(len(ordered) - 1, int(round(p / 100 * len(ordered) + 0.5)) - 1))
-        return ordered[index]
-
     return {
         "n": len(ordered),
-        "p50_s": rank(50),
-        "p90_s": rank(90),
-        "p99_s": rank(99),
+        "p50_s": nearest_rank(ordered, 50),
+        "p90_s": nearest_rank(ordered, 90),
+        "p99_s": nearest_rank(ordered, 99),
         "max_s": ordered[-1],
         "mean_s": statistics.fmean(ordered),
     }

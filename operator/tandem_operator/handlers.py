@@ -24,7 +24,7 @@ from typing import Any
 import kopf
 from kubernetes import client, config
 
-from tandem.api.common import GROUP, LAST_HANDLED_ANNOTATION, VERSION
+from tandem.api.common import GROUP, LAST_HANDLED_KEY, VERSION
 from tandem_operator import core
 from tandem_operator.kube import Kube, lease_state_from_dict, load_client, parse_cluster
 
@@ -73,7 +73,7 @@ def apply_settings(settings: kopf.OperatorSettings) -> None:
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="tandem.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key=LAST_HANDLED_ANNOTATION.removeprefix(f"{GROUP}/"))
+        prefix=GROUP, key=LAST_HANDLED_KEY)
     settings.posting.enabled = True
     settings.posting.level = logging.CRITICAL  # kopf's own log lines are not posted as Events
     settings.posting.reporting_component = "tandem-operator"

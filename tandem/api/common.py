@@ -15,9 +15,10 @@ API_VERSION = f"{GROUP}/{VERSION}"
 # The holder's synchronous standbys, comma-separated, on the `<cluster>-primary` Lease: the
 # nodes that confirm every write before it is acknowledged (docs/failover-protocol.md).
 SYNC_STANDBYS_ANNOTATION = f"{GROUP}/synchronous-standbys"
-# Where kopf keeps the last spec the operator handled; a change of spec.primary against it is
-# a switchover request.
-LAST_HANDLED_ANNOTATION = f"{GROUP}/last-handled-configuration"
+# Where kopf keeps the last spec the operator handled (its key under the GROUP prefix); a
+# change of spec.primary against it is a switchover request.
+LAST_HANDLED_KEY = "last-handled-configuration"
+LAST_HANDLED_ANNOTATION = f"{GROUP}/{LAST_HANDLED_KEY}"
 
 
 def sync_standbys_from(annotations: dict[str, str] | None) -> tuple[str, ...] | None:

@@ -15,6 +15,7 @@ The same seed gives the same plan: a failing run is reproduced with its seed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
@@ -23,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 
@@ -33,10 +34,12 @@ from tandem.lab.harness import (
     Observer,
     judge,
     lease_holder,
-    pg_socket_dir,
     steady_primary,
+    switchover_status,
     wait_until,
+    wal_replay,
 )
+from tandem.stats import nearest_rank
 
 NAME = "mail"
 NODES = ("mail1", "mail2")
@@ -289,14 +292,14 @@ class Chaos:
         finally:
             self.lab.uncordon(node)
 
-    def _await_holder(self, node: str, what: str, before: dict[str, Any] | None,
+    def _await_holder(self, node: str, what: str, before: dict[str, Any],
                       timeout: float = 60.0) -> None:
         """Wait for a planned move to `node`, or for the operator to refuse it (a fault can
         leave the target unfit; the run goes on either way). `before` is the switchover status
         from before the request, so an older refusal does not count."""
         def settled() -> bool:
             switchover = self._switchover_status()
-            refused = switchover != before and (switchover or {}).get("phase") == "Refused"
+            refused = switchover != before and switchover.get("phase") == "Refused"
             return refused or lease_holder(self.lab, NAME)[0] == node
 
         try:
@@ -305,15 +308,13 @@ class Chaos:
             print(f"  {what} did not move the primary to {node} within {timeout:.0f}s",
                   flush=True)
             return
-        switchover = self._switchover_status() or {}
+        switchover = self._switchover_status()
         if lease_holder(self.lab, NAME)[0] != node:
             print(f"  {what} refused: {switchover.get('reason')}: {switchover.get('message')}",
                   flush=True)
 
-    def _switchover_status(self) -> dict[str, Any] | None:
-        status: dict[str, Any] | None = self.lab.hacluster(NAME).get("status", {}).get(
-            "switchover")
-        return status
+    def _switchover_status(self) -> dict[str, Any]:
+        return switchover_status(self.lab, NAME)
 
     def _hung_demotion(self, node: str, step: Step) -> None:
         fences = len(self.lab.fences(node))
@@ -341,15 +342,11 @@ def other(node: str) -> str:
     return NODES[1] if node == NODES[0] else NODES[0]
 
 
-def _replay(lab: LabCluster, node: str, action: str) -> None:
-    """Pause or resume WAL replay on a standby (a no-op on a primary or a stopped server)."""
-    try:
-        with psycopg.connect(host=str(pg_socket_dir(lab, node)), port=5432, user="postgres",
-                             dbname="postgres", autocommit=True, connect_timeout=2) as conn:
-            if conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,):
-                conn.execute(f"SELECT pg_wal_replay_{action}()")
-    except psycopg.Error:
-        pass
+def _replay(lab: LabCluster, node: str, action: Literal["pause", "resume"]) -> None:
+    """Pause or resume WAL replay on a standby; nothing on a primary or a stopped server
+    (the fault lands wherever the last one left the pair)."""
+    with contextlib.suppress(psycopg.Error):
+        wal_replay(lab, node, action)
 
 
 def report(chaos: Chaos, observer: Observer, client: Client, duration: float) -> dict[str, Any]:
@@ -404,12 +401,8 @@ def _percentiles(samples: list[float]) -> dict[str, float] | None:
     if not samples:
         return None
     ordered = sorted(samples)
-
-    def rank(p: float) -> float:
-        return ordered[max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))]
-
-    return {"n": len(ordered), "p50": rank(50), "p90": rank(90), "p99": rank(99),
-            "max": ordered[-1]}
+    return {"n": len(ordered), "p50": nearest_rank(ordered, 50), "p90": nearest_rank(ordered, 90),
+            "p99": nearest_rank(ordered, 99), "max": ordered[-1]}
 
 
 def table(result: dict[str, Any]) -> str:

@@ -483,10 +483,16 @@ class LabCluster:
                     "dev", link], check=False)
 
     def lease(self, cluster: str) -> dict[str, Any]:
+        """The spec of the cluster's `<cluster>-primary` Lease ({} while it does not exist)."""
+        spec: dict[str, Any] = self.lease_object(cluster).get("spec", {})
+        return spec
+
+    def lease_object(self, cluster: str) -> dict[str, Any]:
+        """The whole Lease, annotations included ({} while it does not exist)."""
         out = self.kubectl("get", "lease", f"{cluster}-primary", "-n", self.namespace,
                            "-o", "json", check=False)
-        spec: dict[str, Any] = json.loads(out)["spec"] if out else {}
-        return spec
+        lease: dict[str, Any] = json.loads(out) if out else {}
+        return lease
 
     def hacluster(self, cluster: str) -> dict[str, Any]:
         obj: dict[str, Any] = json.loads(
@@ -555,4 +561,3 @@ def keep_logs(work: Path, target: Path) -> None:
         dest = target / log.relative_to(work)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(log, dest)
-

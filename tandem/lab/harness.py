@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import kubernetes
 import psycopg
@@ -282,6 +282,21 @@ def node_report(cluster: LabCluster, name: str, node: str) -> dict[str, Any]:
     return next((n for n in status.get("nodes", []) if n["name"] == node), {})
 
 
+def switchover_status(cluster: LabCluster, name: str) -> dict[str, Any]:
+    """The HACluster's status.switchover ({} when there is none)."""
+    status = cluster.hacluster(name).get("status") or {}
+    switchover: dict[str, Any] = status.get("switchover") or {}
+    return switchover
+
+
+def wal_replay(cluster: LabCluster, node: str, action: Literal["pause", "resume"]) -> None:
+    """Pause or resume WAL replay on `node`'s standby (a lagging standby, scenario 7).
+    psycopg.Error when its PostgreSQL does not run or is not a standby."""
+    with psycopg.connect(host=str(pg_socket_dir(cluster, node)), port=5432, user="postgres",
+                         dbname="postgres", autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f"SELECT pg_wal_replay_{action}()")
+
+
 def fence_and_takeover(cluster: LabCluster, node: str, name: str = "mail") -> tuple[float, float]:
     """Wall-clock times of `node`'s first fence and of the Lease's current acquireTime (both
     on the machine's one clock), for "fenced before anyone took over" checks."""
@@ -299,20 +314,23 @@ def pids_in(netns: str) -> list[int]:
 
 def sync_standbys(cluster: LabCluster, name: str) -> list[str]:
     """The synchronous standbys the holder lists on the Lease."""
-    lease = json.loads(cluster.kubectl("get", "lease", f"{name}-primary", "-n",
-                                       cluster.namespace, "-o", "json"))
-    return list(sync_standbys_from(lease["metadata"].get("annotations")) or ())
+    return _listed(cluster.lease_object(name))
+
+
+def _listed(lease: dict[str, Any]) -> list[str]:
+    return list(sync_standbys_from(lease.get("metadata", {}).get("annotations")) or ())
 
 
 def replicating(cluster: LabCluster, name: str, primary: str, standbys: list[str]) -> bool:
     """`primary` holds the Lease and reports Primary; every standby streams with lag 0 and is
-    listed as synchronous (so it may take over without losing an acknowledged write)."""
-    holder, _ = lease_holder(cluster, name)
-    return (holder == primary
+    listed as synchronous (so it may take over without losing an acknowledged write). One
+    read of the Lease gives both its holder and its list."""
+    lease = cluster.lease_object(name)
+    return (lease.get("spec", {}).get("holderIdentity") == primary
             and node_report(cluster, name, primary).get("role") == "Primary"
             and all(node_report(cluster, name, s).get("postgres", {}).get("lagSeconds") == 0
                     for s in standbys)
-            and set(standbys) <= set(sync_standbys(cluster, name)))
+            and set(standbys) <= set(_listed(lease)))
 
 
 def wait_replicating(cluster: LabCluster, name: str, primary: str, standbys: list[str],

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import time
 
-import psycopg
 import pytest
 
 from tandem.lab.cluster import LabCluster
@@ -17,9 +16,9 @@ from tandem.lab.harness import (
     checked,
     lease_holder,
     node_report,
-    pg_socket_dir,
     wait_replicating,
     wait_until,
+    wal_replay,
     writable,
 )
 from tests.e2e.conftest import vip
@@ -27,12 +26,6 @@ from tests.e2e.conftest import vip
 pytestmark = pytest.mark.lab
 
 LEASE_SECONDS = 3.0
-
-
-def replay(lab: LabCluster, node: str, action: str) -> None:
-    with psycopg.connect(host=str(pg_socket_dir(lab, node)), port=5432, user="postgres",
-                         dbname="postgres", autocommit=True) as conn:
-        conn.execute(f"SELECT pg_wal_replay_{action}()")
 
 
 def conditions(lab: LabCluster) -> str:
@@ -43,7 +36,7 @@ def test_lagging_standby_is_not_promoted(lab: LabCluster, client: Client) -> Non
     with checked(lab, client, vip()):
         _, epoch = lease_holder(lab, "mail")
         try:
-            replay(lab, "mail2", "pause")
+            wal_replay(lab, "mail2", "pause")
             wait_until(lambda: "LagTooHigh" in node_report(lab, "mail", "mail2")
                        .get("ineligibleReason", ""), 60, "mail2 reporting LagTooHigh")
             lab.cut("mail1")
@@ -55,7 +48,7 @@ def test_lagging_standby_is_not_promoted(lab: LabCluster, client: Client) -> Non
             assert "LagTooHigh" in text
             lab.heal("mail1")
             client.acked_by("mail1", timeout=60)
-            replay(lab, "mail2", "resume")
+            wal_replay(lab, "mail2", "resume")
             wait_replicating(lab, "mail", "mail1", ["mail2"])
         finally:
             lab.heal("mail1")

@@ -7,24 +7,25 @@ one primary at a time throughout."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
 from tandem.lab.cluster import LabCluster
-from tandem.lab.harness import Client, checked, lease_holder, wait_replicating, wait_until
+from tandem.lab.harness import (
+    Client,
+    checked,
+    lease_holder,
+    switchover_status,
+    wait_replicating,
+    wait_until,
+)
 from tests.e2e.conftest import vip
 
 pytestmark = pytest.mark.lab
 
 
-def switchover(lab: LabCluster) -> dict[str, Any]:
-    sw: dict[str, Any] = lab.hacluster("mail").get("status", {}).get("switchover") or {}
-    return sw
-
-
 def phase(lab: LabCluster) -> str | None:
-    return switchover(lab).get("phase")
+    return switchover_status(lab, "mail").get("phase")
 
 
 def test_operator_killed_mid_switchover_leaves_no_switchover_pending(
@@ -36,7 +37,7 @@ def test_operator_killed_mid_switchover_leaves_no_switchover_pending(
             lab.kubectl("patch", "hac", "mail", "-n", lab.namespace, "--type=merge",
                         "-p", json.dumps({"spec": {"primary": "mail2"}}))
             wait_until(lambda: phase(lab) == "Pending", 30, "the switchover accepted",
-                       context=lambda: switchover(lab))
+                       context=lambda: switchover_status(lab, "mail"))
             lab.stop_operator(kill=True)
             client.acked_by("mail2", timeout=60)
             assert lease_holder(lab, "mail") == ("mail2", epoch + 1)

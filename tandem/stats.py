@@ -1,0 +1,12 @@
+"""Nearest-rank percentiles, shared by the benchmarks and `tandem chaos` so that their numbers
+mean the same thing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def nearest_rank(ordered: Sequence[float], p: float) -> float:
+    """The p-th percentile of the sorted, non-empty `ordered`: its smallest value with at
+    least p % of the samples at or below it."""
+    return ordered[max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))]
