@@ -22,4 +22,5 @@ fi
 "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[dev]'
 
 bash scripts/build-controlplane.sh >/dev/null
+PYTHON="$VENV/bin/python" bash scripts/build-noderoot.sh >/dev/null
 echo "install-deps: done"
