@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export TANDEM_LAB_DIR ?= $(CURDIR)/.lab
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+WHEEL := dist/tandem-$(VERSION)-py3-none-any.whl
 
 .DEFAULT_GOAL := help
 
@@ -41,3 +43,19 @@ test: lint ## everything CI runs: lint, then unit, API-server and lab tests
 bench: ## the driver benchmarks (JSON in bench/results/)
 	mkdir -p bench/results
 	for b in addresses postgres; do $(PY) -m bench.$$b --json bench/results/$$b.json || exit 1; done
+
+.PHONY: package
+package: ## build the wheel into dist/ (no network: the venv's setuptools)
+	rm -f $(WHEEL)
+	$(PY) -m build --wheel --no-isolation --outdir dist . >/dev/null
+	rm -rf build
+	$(PY) scripts/check-wheel.py $(WHEEL)
+
+.PHONY: wheelhouse
+wheelhouse: package ## the wheel and every dependency's wheel in dist/wheelhouse/ (for hosts without PyPI)
+	rm -rf dist/wheelhouse
+	$(VENV)/bin/pip wheel -q --disable-pip-version-check --wheel-dir dist/wheelhouse $(WHEEL)
+
+.PHONY: image
+image: wheelhouse ## the OCI image tandem:$(VERSION) as dist/tandem-$(VERSION).oci.tar (podman)
+	bash scripts/build-image.sh $(VERSION)

@@ -1,7 +1,8 @@
-"""`python -m tandem_agent`: the node agent process.
+"""`tandem-agent` (or `python -m tandem_agent`): the node agent process.
 
-It finds every HACluster in its namespace that lists this node, resolves the DRBDVolumes and
-FloatingIPs each chain names, and runs one `ClusterAgent` per cluster.
+It finds every HACluster that lists this node, in every namespace or in the namespaces given
+with --namespace, resolves the DRBDVolumes and FloatingIPs each chain names (from the
+cluster's own namespace), and runs one `ClusterAgent` per cluster.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from typing import Any
 from tandem.api.drbdvolume import DRBDVolumeSpec
 from tandem.api.floatingip import FloatingIPSpec
 from tandem.api.hacluster import HAClusterSpec, PostgresSpec
+from tandem_agent import host
 from tandem_agent.agent import ClusterAgent, ClusterIntent, intent_of, with_dependency
 from tandem_agent.chain import ChainRunner, NodeEnvironment, ResolvedCluster
 from tandem_agent.core import ChainState
 from tandem_agent.drivers.postgres import PostgresConfig
 from tandem_agent.drivers.services import ProcessBackend, ProcessService, SystemdBackend
 from tandem_agent.fence import fencer
-from tandem_agent.kube import ApiUnavailable, Kube, load_client
+from tandem_agent.kube import ApiUnavailable, Kube, list_all_namespaces, load_client
 from tandem_agent.volumes import drbd_volume_factory
 from tandem_agent.watchdog import DeviceWatchdog, LabWatchdog, NoWatchdog, Watchdog
 
@@ -34,11 +36,12 @@ log = logging.getLogger("tandem_agent")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m tandem_agent", description=__doc__)
+    p = argparse.ArgumentParser(prog="tandem-agent", description=__doc__)
     p.add_argument("--node", default=os.environ.get("NODE_NAME"),
                    help="this node's Kubernetes Node name (env NODE_NAME)")
-    p.add_argument("--namespace", default=os.environ.get("TANDEM_NAMESPACE", "default"),
-                   help="namespace of the HAClusters to run (env TANDEM_NAMESPACE)")
+    p.add_argument("--namespace", action="append", default=None, metavar="NAMESPACE",
+                   help="serve only the HAClusters of this namespace (repeatable; env "
+                        "TANDEM_NAMESPACE, comma-separated); default: every namespace")
     p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"),
                    help="kubeconfig file; in-cluster service account when unset")
     p.add_argument("--state-dir", default="/var/lib/tandem", type=Path)
@@ -58,11 +61,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pg-bin-dir", type=Path, default=None)
     p.add_argument("--pg-trust-network", action="append", default=[],
                    help="lab only: trust replication from this CIDR without a password")
-    p.add_argument("--watchdog", default="none",
-                   help="none, device (/dev/watchdog) or lab:<socket> (the lab node supervisor)")
+    p.add_argument("--watchdog", default=os.environ.get("TANDEM_WATCHDOG", "none"),
+                   help="none, device (/dev/watchdog), device:<path>, or lab:<socket> (the lab "
+                        "node supervisor); env TANDEM_WATCHDOG")
+    p.add_argument("--host-exec", choices=host.HOST_EXEC_MODES,
+                   default=os.environ.get("TANDEM_HOST_EXEC", "direct"),
+                   help="direct: run host commands as they are (host install, lab); nsenter: "
+                        "from a container, run them in PID 1's namespaces and reach host paths "
+                        "through /proc/1/root (the DaemonSet); env TANDEM_HOST_EXEC")
+    p.add_argument("--scope-daemons", action=argparse.BooleanOptionalAction,
+                   default=os.environ.get("TANDEM_SCOPE_DAEMONS", "") in ("1", "true", "yes"),
+                   help="start PostgreSQL (pg_ctl start) under `systemd-run --scope`, outside "
+                        "the agent's cgroup, so stopping the agent does not kill it (needs "
+                        "systemd on the host); env TANDEM_SCOPE_DAEMONS=1")
     p.add_argument("--poll-interval", type=float, default=0.1)
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
+    listed = args.namespace or os.environ.get("TANDEM_NAMESPACE", "").split(",")
+    args.namespace = tuple(dict.fromkeys(n.strip() for item in listed for n in item.split(",")
+                                         if n.strip()))
     if not args.node:
         p.error("--node (or env NODE_NAME) is required: the Kubernetes Node this agent runs on")
     for item in args.device:
@@ -71,12 +88,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def key_of(obj: dict[str, Any]) -> str:
+    """`namespace/name`: HAClusters of two namespaces may share a name."""
+    meta = obj["metadata"]
+    return f"{meta.get('namespace', '')}/{meta['name']}"
+
+
 def resolve(obj: dict[str, Any], world: dict[str, list[dict[str, Any]]]) -> ResolvedCluster:
     spec = HAClusterSpec.model_validate(obj["spec"])
+    namespace = obj["metadata"].get("namespace")
+
+    def mine(other: dict[str, Any], names: list[str]) -> bool:
+        meta = other["metadata"]
+        return meta["name"] in names and meta.get("namespace") == namespace
+
     volumes = {v["metadata"]["name"]: DRBDVolumeSpec.model_validate(v["spec"])
-               for v in world["drbdvolumes"] if v["metadata"]["name"] in spec.chain.volumes}
+               for v in world["drbdvolumes"] if mine(v, spec.chain.volumes)}
     fips = {f["metadata"]["name"]: FloatingIPSpec.model_validate(f["spec"])
-            for f in world["floatingips"] if f["metadata"]["name"] in spec.chain.floating_ips}
+            for f in world["floatingips"] if mine(f, spec.chain.floating_ips)}
     missing = [n for n in spec.chain.volumes if n not in volumes] + \
               [n for n in spec.chain.floating_ips if n not in fips]
     if missing:
@@ -90,10 +119,22 @@ class Agent:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.kube = Kube(load_client(args.kubeconfig), args.namespace, args.node)
+        self.api = load_client(args.kubeconfig)
+        # One Kube per namespace served: a ClusterAgent's Lease and report live in its own.
+        self.kubes: dict[str, Kube] = {}
         self.clusters: dict[str, ClusterAgent] = {}
         self.stopping = threading.Event()
         self.devices = dict(item.split("=", 1) for item in args.device)
+
+    def kube(self, namespace: str) -> Kube:
+        if namespace not in self.kubes:
+            self.kubes[namespace] = Kube(self.api, namespace, self.args.node)
+        return self.kubes[namespace]
+
+    def list_objects(self, plural: str) -> list[dict[str, Any]]:
+        if not self.args.namespace:
+            return list_all_namespaces(self.api, plural)
+        return [o for ns in self.args.namespace for o in self.kube(ns).read_objects(plural)]
 
     def environment(self) -> NodeEnvironment:
         args = self.args
@@ -141,11 +182,11 @@ class Agent:
         return state_dir / "objects.json"
 
     def read_world(self) -> dict[str, list[dict[str, Any]]]:
-        """The tandem objects of the namespace; cached on disk so that an agent restarted
+        """The tandem objects of the namespaces served; cached on disk so that an agent restarted
         while the API server is unreachable still knows which chains may be up here, and
         can tear them down."""
         try:
-            world = {plural: self.kube.read_objects(plural)
+            world = {plural: self.list_objects(plural)
                      for plural in ("haclusters", "drbdvolumes", "floatingips")}
         except ApiUnavailable:
             if self.clusters or not self.cache_file.exists():
@@ -165,7 +206,7 @@ class Agent:
     def sync(self) -> None:
         """Start a ClusterAgent for every HACluster naming this node; refresh the others."""
         world = self.read_world()
-        objs = {o["metadata"]["name"]: o for o in world["haclusters"]}
+        objs = {key_of(o): o for o in world["haclusters"]}
         for name, obj in objs.items():
             nodes = [n["name"] for n in obj["spec"].get("nodes", [])]
             if self.args.node not in nodes:
@@ -183,7 +224,7 @@ class Agent:
                     else cluster.spec.failover.fence.method
                 watchdog = self.watchdog()
                 agent = ClusterAgent(
-                    self.kube, cluster, runner, intent,
+                    self.kube(obj["metadata"]["namespace"]), cluster, runner, intent,
                     fencer(fence_method, runner, cluster.spec.failover.fence, watchdog),
                     watchdog, poll_interval=self.args.poll_interval)
                 self.clusters[name] = agent
@@ -194,8 +235,9 @@ class Agent:
 
     def watchdog(self) -> Watchdog:
         choice = self.args.watchdog
-        if choice == "device":
-            return DeviceWatchdog(Path("/dev/watchdog"))
+        if choice == "device" or choice.startswith("device:"):
+            return DeviceWatchdog(Path(choice.removeprefix("device").removeprefix(":")
+                                       or "/dev/watchdog"))
         if choice.startswith("lab:"):
             return LabWatchdog(Path(choice.removeprefix("lab:")))
         return NoWatchdog()
@@ -204,7 +246,7 @@ class Agent:
         dependency = (obj["spec"].get("dependsOn") or {}).get("name")
         if not dependency:
             return intent
-        other = self.clusters.get(dependency)
+        other = self.clusters.get(f"{obj['metadata'].get('namespace', '')}/{dependency}")
         if other is None:
             return with_dependency(intent, False, f"{dependency} does not run on this node")
         if other.runner.state is not ChainState.UP or other.acting_epoch() is None:
@@ -224,6 +266,7 @@ class Agent:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    host.configure(host.HostAccess(exec_mode=args.host_exec, scope_daemons=args.scope_daemons))
     logging.basicConfig(level=args.log_level,
                         format=f"%(asctime)s {args.node} %(levelname)s %(message)s")
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
@@ -231,7 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     agent = Agent(args)
     signal.signal(signal.SIGTERM, lambda *_: agent.stopping.set())
     started = time.monotonic()
-    log.info("agent for node %s in namespace %s", args.node, args.namespace)
+    log.info("agent for node %s, namespaces %s, host commands %s%s", args.node,
+             ", ".join(args.namespace) or "all", args.host_exec,
+             ", PostgreSQL in its own systemd scope" if args.scope_daemons else "")
     try:
         agent.run()
     except KeyboardInterrupt:

@@ -51,6 +51,17 @@ def load_client(kubeconfig: str | None) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
+def list_all_namespaces(api_client: client.ApiClient, plural: str) -> list[dict[str, Any]]:
+    """Every tandem object of kind `plural` in every namespace (one cluster-scoped list)."""
+    try:
+        listed: Any = client.CustomObjectsApi(api_client).list_cluster_custom_object(
+            GROUP, VERSION, plural, _request_timeout=TIMEOUT)
+    except Exception as exc:  # HTTP errors, timeouts, connection refused, TLS errors
+        raise ApiUnavailable(str(exc)) from exc
+    items: list[dict[str, Any]] = listed["items"]
+    return items
+
+
 def lease_name(cluster: str) -> str:
     return f"{cluster}-primary"
 

@@ -6,6 +6,8 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from tandem_agent import host
+
 
 class DriverError(Exception):
     """A driver could not do what it was asked; the message says why and what to do."""
@@ -42,8 +44,11 @@ def run(
     timeout: float = 60.0,
     check: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """Run an argument list (never a shell string); raise CommandError when it fails."""
-    full = in_netns(netns, argv)
+    """Run an argument list (never a shell string); raise CommandError when it fails.
+
+    The command runs on the host as `host.current()` says (directly, or through nsenter from
+    the DaemonSet's container; see tandem_agent.host)."""
+    full = host.current().command(in_netns(netns, argv))
     try:
         proc = subprocess.run(
             full, capture_output=True, text=True, env=env, timeout=timeout, check=False

@@ -8,6 +8,11 @@ returns an ``Outcome`` saying whether it changed anything.
 State is read from ``/proc/self/mountinfo`` (parsed with its octal escapes, ``\\040`` for a
 space and so on), never from the output of ``mount``. Commands are argument lists.
 
+Host access goes through `tandem_agent.host`: from the DaemonSet's container the mount table is
+the host's ``/proc/1/mountinfo``, mount commands run in the host's mount namespace, and the
+paths checked or created here (targets, bind sources, devices) are the host's, reached
+through ``/proc/1/root``. Mount points and sources in this module are always host paths.
+
 Unmounting refuses when processes keep the mount busy: ``MountBusyError`` names every pid and
 command holding it, found by scanning ``/proc/<pid>/{cwd,root,exe,fd/*,maps}``. A lazy unmount
 (``umount --lazy``) happens only when the caller asks for it explicitly.
@@ -20,9 +25,10 @@ import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from tandem_agent import host
+
 from .base import DriverError, Outcome, run
 
-MOUNTINFO = "/proc/self/mountinfo"
 PROC = "/proc"
 
 
@@ -162,8 +168,9 @@ def parse_mountinfo(text: str) -> list[MountEntry]:
     return [parse_mountinfo_line(line) for line in text.splitlines() if line.strip()]
 
 
-def read_mountinfo(path: str = MOUNTINFO) -> list[MountEntry]:
-    with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+def read_mountinfo(path: str | None = None) -> list[MountEntry]:
+    """The mount table at `path`; by default the host's (see `tandem_agent.host`)."""
+    with open(path or host.current().mountinfo, encoding="utf-8", errors="surrogateescape") as fh:
         return parse_mountinfo(fh.read())
 
 
@@ -278,7 +285,8 @@ class BindMount:
 
 
 def _canon(path: str) -> str:
-    return os.path.realpath(path)
+    """`path` with symlinks resolved on the host."""
+    return host.current().realpath(path)
 
 
 def validate_chain(filesystem: FilesystemMount, binds: Sequence[BindMount]) -> None:
@@ -334,7 +342,7 @@ def find_holders(
     """
     skip = set(skip_pids)
     try:
-        own_ns = os.readlink(os.path.join(proc, "self", "ns", "mnt"))
+        own_ns = os.readlink(os.path.join(proc, host.current().mount_ns_pid, "ns", "mnt"))
     except OSError:
         own_ns = ""
     points_by_ns: dict[str, tuple[str, ...]] = {own_ns: (target,)}
@@ -415,7 +423,7 @@ def _comm(base: str) -> str:
 
 def _block_rdev(device: str) -> tuple[int, int] | None:
     try:
-        st = os.stat(device)
+        st = os.stat(host.current().path(device) if device.startswith("/") else device)
     except OSError:
         return None
     if not stat.S_ISBLK(st.st_mode):
@@ -448,22 +456,23 @@ def _read_only_conflict(entry: MountEntry, options: Sequence[str]) -> bool:
 
 
 def _prepare_target(target: str, source_is_dir: bool, create: bool) -> None:
-    if os.path.lexists(target):
-        if source_is_dir and not os.path.isdir(target):
+    seen = host.current().path(target)
+    if os.path.lexists(seen):
+        if source_is_dir and not os.path.isdir(seen):
             raise DriverError(f"mount target {target} exists but is not a directory")
         return
     if not create:
         raise DriverError(f"mount target {target} does not exist")
     if source_is_dir:
-        os.makedirs(target, exist_ok=True)
+        os.makedirs(seen, exist_ok=True)
     else:
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with open(target, "a", encoding="utf-8"):
+        os.makedirs(os.path.dirname(seen), exist_ok=True)
+        with open(seen, "a", encoding="utf-8"):
             pass
 
 
 def ensure_mounted(
-    spec: FilesystemMount, *, create_target: bool = False, mountinfo: str = MOUNTINFO
+    spec: FilesystemMount, *, create_target: bool = False, mountinfo: str | None = None
 ) -> Outcome:
     """Mount `spec` unless it already is; a different mount on the target is an error."""
     spec.validate()
@@ -501,7 +510,7 @@ def ensure_bind_mounted(
     *,
     data_root: str | None = None,
     create_target: bool = False,
-    mountinfo: str = MOUNTINFO,
+    mountinfo: str | None = None,
 ) -> Outcome:
     """Bind `spec.source` (under `data_root` when relative) onto `spec.target` unless it is.
 
@@ -511,7 +520,7 @@ def ensure_bind_mounted(
     spec.validate()
     source = _canon(spec.resolve(data_root))
     target = _canon(spec.target)
-    if not os.path.exists(source):
+    if not os.path.exists(host.current().path(source)):
         raise DriverError(f"bind source {source} does not exist (is the data root mounted?)")
     entries = read_mountinfo(mountinfo)
     origin = bind_origin(entries, source)
@@ -520,7 +529,7 @@ def ensure_bind_mounted(
         if (present.major, present.minor, present.root) != origin:
             raise MountConflictError(target, f"a bind of {source}", present.describe())
         return Outcome(False, f"{source} already bound on {target}")
-    _prepare_target(target, os.path.isdir(source), create_target)
+    _prepare_target(target, os.path.isdir(host.current().path(source)), create_target)
     run(["mount", "--bind", "--", source, target])
     after = top_mount(read_mountinfo(mountinfo), target)
     if after is None or (after.major, after.minor, after.root) != origin:
@@ -533,7 +542,7 @@ def ensure_unmounted(
     *,
     lazy: bool = False,
     data_root: str | None = None,
-    mountinfo: str = MOUNTINFO,
+    mountinfo: str | None = None,
     proc: str = PROC,
 ) -> Outcome:
     """Unmount what is mounted on the target; idempotent.
@@ -622,7 +631,7 @@ def mount_chain(
     binds: Sequence[BindMount],
     *,
     data_root: str | None = None,
-    mountinfo: str = MOUNTINFO,
+    mountinfo: str | None = None,
 ) -> Outcome:
     """Mount the filesystem, then each bind in order, creating missing target directories.
 
@@ -645,7 +654,7 @@ def unmount_chain(
     *,
     lazy: bool = False,
     data_root: str | None = None,
-    mountinfo: str = MOUNTINFO,
+    mountinfo: str | None = None,
     proc: str = PROC,
 ) -> Outcome:
     """Unmount the binds in reverse order, then the filesystem; idempotent.
