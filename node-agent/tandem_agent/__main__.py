@@ -14,15 +14,17 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tandem.api.drbdvolume import DRBDVolumeSpec
 from tandem.api.floatingip import FloatingIPSpec
-from tandem.api.hacluster import HAClusterSpec, PostgresSpec
+from tandem.api.hacluster import HAClusterSpec, PostgresSpec, ServiceSpec
 from tandem_agent.agent import ClusterAgent, ClusterIntent, intent_of, with_dependency
 from tandem_agent.chain import ChainRunner, NodeEnvironment, ResolvedCluster
 from tandem_agent.core import ChainState
+from tandem_agent.drivers.base import DriverError
 from tandem_agent.drivers.postgres import PostgresConfig
 from tandem_agent.drivers.services import ProcessBackend, ProcessService, SystemdBackend
 from tandem_agent.fence import fencer
@@ -98,13 +100,13 @@ class Agent:
     def environment(self) -> NodeEnvironment:
         args = self.args
 
-        def services(cluster: ResolvedCluster) -> Any:
+        def services(cluster: str, specs: Sequence[ServiceSpec]) -> Any:
             if args.services == "systemd":
-                return SystemdBackend()
+                return SystemdBackend({s.name: s.unit for s in specs if s.unit})
             defined = [ProcessService(name=s.name, argv=tuple(s.command or ()),
-                                      env={"NODE_NAME": args.node, "TANDEM_CLUSTER": cluster.name})
-                       for s in cluster.spec.chain.services]
-            return ProcessBackend.of(str(args.state_dir / cluster.name / "services"), defined)
+                                      env={"NODE_NAME": args.node, "TANDEM_CLUSTER": cluster})
+                       for s in specs]
+            return ProcessBackend.of(str(args.state_dir / cluster / "services"), defined)
 
         def postgres(spec: PostgresSpec) -> PostgresConfig:
             data_dir = args.pg_data_dir or Path(spec.data_directory)
@@ -121,7 +123,7 @@ class Agent:
         return NodeEnvironment(
             node=args.node, state_dir=args.state_dir,
             volume_driver=self._volume_factory(),
-            service_backend=services, postgres_config=postgres,
+            service_kind=args.services, service_backend=services, postgres_config=postgres,
             device_for_volume=self.devices,
         )
 
@@ -175,10 +177,10 @@ class Agent:
             if agent is None:
                 try:
                     cluster = resolve(obj, world)
-                except (LookupError, ValueError) as exc:
+                    runner = ChainRunner(cluster, self.environment())
+                except (LookupError, ValueError, DriverError) as exc:
                     log.warning("%s: not started: %s", name, exc)
                     continue
-                runner = ChainRunner(cluster, self.environment())
                 fence_method = "LabKill" if self.args.fence == "lab-kill" \
                     else cluster.spec.failover.fence.method
                 watchdog = self.watchdog()

@@ -320,6 +320,8 @@ class ClusterAgent:
         except Exception as exc:
             message = f"{decision.action.value} failed: {exc}"
             log.warning("%s: %s", self.cluster.name, message)
+        if problem := self.runner.problem():
+            message = f"{problem}; {message}"
         self.runner.ensure_everywhere_services()
         self._observe_node()
         self._keep_synchronous_standbys()
@@ -433,6 +435,7 @@ class ClusterAgent:
         with self._lock:
             intent = self.intent
         return LocalHealth(
+            config_problem=self.runner.problem(),
             in_standby_mode=self.node in intent.standby_nodes,
             disks_up_to_date=disks_ok, disk_detail=disk_detail,
             postgres_lag_seconds=lag,

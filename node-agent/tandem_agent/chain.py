@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from tandem.api.drbdvolume import DRBDVolumeSpec
 from tandem.api.floatingip import FloatingIPSpec
-from tandem.api.hacluster import HAClusterSpec, PostgresSpec
+from tandem.api.hacluster import HAClusterSpec, PostgresSpec, ServiceSpec, unit_name_problem
 from tandem_agent.core import ChainState
 from tandem_agent.drivers import addresses, mounts
 from tandem_agent.drivers.base import DriverError, Outcome
@@ -28,6 +28,8 @@ from tandem_agent.drivers.services import Monitor, ServiceBackend, ServiceChain
 from tandem_agent.volumes import joined, up_to_date
 
 log = logging.getLogger(__name__)
+
+ServiceKind = Literal["systemd", "process"]
 
 
 class Aborted(Exception):
@@ -78,13 +80,43 @@ class NodeEnvironment:
     node: str
     state_dir: Path
     volume_driver: Callable[[str, DRBDVolumeSpec], VolumeDriver]
-    service_backend: Callable[[ResolvedCluster], ServiceBackend]
+    service_kind: ServiceKind
+    service_backend: Callable[[str, Sequence[ServiceSpec]], ServiceBackend]
     postgres_config: Callable[[PostgresSpec], PostgresConfig]
     device_for_volume: dict[str, str] = field(default_factory=dict)
     address_netns: str | None = None
 
     def device(self, name: str, spec: DRBDVolumeSpec) -> str:
         return self.device_for_volume.get(name, f"/dev/drbd{spec.minor}")
+
+
+def service_problems(services: Sequence[ServiceSpec], kind: ServiceKind) -> list[str]:
+    """What the service backend of this node cannot run, each naming the field and the fix.
+
+    The API server accepts a unit or a command (one spec serves the lab and production); the
+    agent runs one backend, so a service without what that backend needs is a configuration
+    error, reported instead of raised."""
+    problems = []
+    for i, s in enumerate(services):
+        where = f"spec.chain.services[{i}]"
+        if kind == "systemd" and s.unit is None:
+            problems.append(f"{where}.unit is not set ({s.name} has only a command): this agent "
+                            f"drives systemd units, so name the unit (e.g. unit: {s.name}.service) "
+                            "or run the agent with --services process")
+        elif kind == "systemd" and s.unit is not None and (bad := unit_name_problem(s.unit)):
+            problems.append(f"{where}.unit: {bad}")
+        elif kind == "process" and not s.command:
+            problems.append(f"{where}.command is not set ({s.name} has only a unit): this agent "
+                            "runs processes (--services process), so give the argument list, or "
+                            "run the agent with --services systemd")
+    return problems
+
+
+def runnable(services: Sequence[ServiceSpec], kind: ServiceKind) -> list[ServiceSpec]:
+    """The services `kind` can run (those `service_problems` does not name)."""
+    if kind == "systemd":
+        return [s for s in services if s.unit is not None and not unit_name_problem(s.unit)]
+    return [s for s in services if s.command]
 
 
 def floating_addresses(spec: FloatingIPSpec) -> tuple[addresses.IPInterface, ...]:
@@ -103,9 +135,11 @@ class ChainRunner:
                         for name in spec.chain.volumes}
         self.postgres = Postgres(env.postgres_config(spec.chain.postgres)) \
             if spec.chain.postgres else None
-        self.backend = env.service_backend(cluster)
-        self.primary_services = [s.name for s in spec.chain.services if s.run_on == "Primary"]
-        self.everywhere_services = [s.name for s in spec.chain.services if s.run_on == "AllNodes"]
+        self.problems = tuple(service_problems(spec.chain.services, env.service_kind))
+        services = runnable(spec.chain.services, env.service_kind)
+        self.backend = env.service_backend(cluster.name, services)
+        self.primary_services = [s.name for s in services if s.run_on == "Primary"]
+        self.everywhere_services = [s.name for s in services if s.run_on == "AllNodes"]
         self.steps = self._steps()
         self.state = ChainState.UNKNOWN
         self.epoch: int | None = None
@@ -178,8 +212,15 @@ class ChainRunner:
         return self.postgres.stop("fast") if self.postgres.is_running() else Outcome(False)
 
     # --- transitions ----------------------------------------------------------------------
+    def problem(self) -> str | None:
+        """Why this node cannot run the chain at all (None: it can); it is then ineligible."""
+        return "; ".join(self.problems) or None
+
     def bring_up(self, epoch: int, may_continue: Callable[[], bool]) -> list[str]:
-        """Run every step in order; stop (and raise Aborted) as soon as this node may not act."""
+        """Run every step in order; stop (and raise Aborted) as soon as this node may not act.
+        A node with a configuration problem brings nothing up."""
+        if problem := self.problem():
+            raise StepFailed("configuration", DriverError(problem))
         done = []
         self.state = ChainState.UNKNOWN
         self.following = None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from tandem.api.common import (
     AbsolutePath,
@@ -25,6 +27,44 @@ ServiceName = Annotated[
     str, Field(min_length=1, max_length=63, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9@._-]*$")
 ]
 Argument = Annotated[str, Field(max_length=512)]
+
+# The rules below are checked twice with the same expressions: at the API server (CEL, so a bad
+# spec is refused with a message naming the field) and in the agent (pydantic and the drivers),
+# so a value the API server accepted is never refused later on a node.
+
+# systemd units the agent may start and stop (systemd.unit(5)): systemd's charset, not starting
+# with "-" or ".", and a suffix of a unit type that is started and stopped.
+UNIT_SUFFIXES = ("service", "timer", "socket", "target", "mount", "path")
+UNIT_NAME_RE = r"^[a-zA-Z0-9:_\\][a-zA-Z0-9:_.@\\-]*\.(" + "|".join(UNIT_SUFFIXES) + r")$"
+UNIT_NAME_RULE = (
+    "must be a systemd unit name such as postfix.service: letters, digits and : _ . @ \\ -, "
+    "not starting with - or ., ending in ." + ", .".join(UNIT_SUFFIXES)
+)
+
+
+def unit_name_problem(name: str) -> str | None:
+    """Why `name` is not a unit the agent may drive (None: it is)."""
+    return None if re.fullmatch(UNIT_NAME_RE, name) else f"{name!r} {UNIT_NAME_RULE}"
+
+
+def _refuse(problem: Callable[[str], str | None]) -> AfterValidator:
+    """A pydantic validator raising the message of `problem(value)` when there is one."""
+
+    def check(value: str) -> str:
+        found = problem(value)
+        if found:
+            raise ValueError(found)
+        return value
+
+    return AfterValidator(check)
+
+
+UnitName = Annotated[
+    str,
+    Field(min_length=1, max_length=255, description="A systemd unit, e.g. postfix.service.",
+          json_schema_extra=validations(cel(f"self.matches(r'{UNIT_NAME_RE}')", UNIT_NAME_RULE))),
+    _refuse(unit_name_problem),
+]
 
 
 class ClusterNode(Model):
@@ -141,8 +181,9 @@ class PostgresSpec(Model):
 
 class ServiceSpec(Model):
     name: ServiceName
-    unit: Annotated[str, Field(max_length=128)] | None = Field(
-        default=None, description="systemd unit (production backend)."
+    unit: UnitName | None = Field(
+        default=None,
+        description="systemd unit started and stopped by the systemd backend (production).",
     )
     command: Annotated[list[Argument], Field(max_length=32)] | None = Field(
         default=None, description="Argument list (lab process backend)."

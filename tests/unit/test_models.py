@@ -11,7 +11,12 @@ from pydantic import ValidationError
 from tandem import crdgen
 from tandem.api.common import sync_standbys_from
 from tandem.api.floatingip import FloatingIPSpec
-from tandem.api.hacluster import HAClusterSpec, LeaseTimings
+from tandem.api.hacluster import (
+    UNIT_NAME_RE,
+    HAClusterSpec,
+    LeaseTimings,
+    ServiceSpec,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -113,3 +118,26 @@ def test_the_lease_annotation_of_synchronous_standbys_parses(
         annotations: dict[str, str] | None, listed: tuple[str, ...] | None) -> None:
     """No annotation: the holder publishes no list; an empty one: it waits for nobody."""
     assert sync_standbys_from(annotations) == listed
+
+
+@pytest.mark.parametrize("unit", ["postfix.service", "mail-jobs.timer", "php8.2-fpm.service",
+                                  "getty@tty1.service", r"srv-my\x2ddata.mount"])
+def test_service_units_of_real_systemd_units_are_accepted(unit: str) -> None:
+    assert ServiceSpec(name="s", unit=unit).unit == unit
+
+
+@pytest.mark.parametrize("unit", ["postfix", "-x.service", ".service", "a b.service",
+                                  "x.service\n", "x.device", "x.service;reboot", "../x.service"])
+def test_service_units_outside_the_systemd_rules_are_refused(unit: str) -> None:
+    with pytest.raises(ValidationError, match="must be a systemd unit name"):
+        ServiceSpec(name="s", unit=unit)
+
+
+def _validations(schema: dict) -> list[dict]:
+    return [v for _, node in _walk(schema) for v in node.get("x-kubernetes-validations", [])]
+
+
+def test_the_crd_checks_units_with_the_agents_expression() -> None:
+    """The API server and the agent apply one rule, so an accepted value is never refused later."""
+    rules = [v["rule"] for v in _validations(crdgen.crd(crdgen.KINDS[0]))]
+    assert f"self.matches(r'{UNIT_NAME_RE}')" in rules
