@@ -24,8 +24,9 @@ from tandem.api.hacluster import HAClusterSpec, PostgresSpec, ServiceSpec
 from tandem_agent.agent import ClusterAgent, ClusterIntent, intent_of, with_dependency
 from tandem_agent.chain import ChainRunner, NodeEnvironment, ResolvedCluster
 from tandem_agent.core import ChainState
+from tandem_agent.credentials import FIELD, CredentialsError, replication_password
 from tandem_agent.drivers.base import DriverError
-from tandem_agent.drivers.postgres import PostgresConfig
+from tandem_agent.drivers.postgres import ClientRule, PostgresConfig
 from tandem_agent.drivers.services import ProcessBackend, ProcessService, SystemdBackend
 from tandem_agent.fence import fencer
 from tandem_agent.kube import ApiUnavailable, Kube, load_client
@@ -58,8 +59,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pg-data-dir", type=Path, default=None,
                    help="override spec.chain.postgres.dataDirectory on this node")
     p.add_argument("--pg-bin-dir", type=Path, default=None)
-    p.add_argument("--pg-trust-network", action="append", default=[],
-                   help="lab only: trust replication from this CIDR without a password")
+    p.add_argument("--pg-password-file", type=Path,
+                   default=os.environ.get("TANDEM_PG_PASSWORD_FILE") or None,
+                   help="host installs: file holding the PostgreSQL replication password, used "
+                        "when spec.chain.postgres.credentialsSecret is not set "
+                        "(env TANDEM_PG_PASSWORD_FILE)")
     p.add_argument("--watchdog", default="none",
                    help="none, device (/dev/watchdog) or lab:<socket> (the lab node supervisor)")
     p.add_argument("--poll-interval", type=float, default=0.1)
@@ -108,24 +112,46 @@ class Agent:
                        for s in specs]
             return ProcessBackend.of(str(args.state_dir / cluster / "services"), defined)
 
-        def postgres(spec: PostgresSpec) -> PostgresConfig:
-            data_dir = args.pg_data_dir or Path(spec.data_directory)
-            trusted = tuple(args.pg_trust_network)
+        def postgres(cluster: ResolvedCluster, password: str | None) -> PostgresConfig:
+            spec = cluster.spec.chain.postgres
+            assert spec is not None
             return PostgresConfig(
-                node_name=args.node, data_dir=data_dir, port=spec.port,
-                listen_addresses=("*",), bin_dir=args.pg_bin_dir or
-                (Path(spec.bin_directory) if spec.bin_directory else None),
-                replication_user=spec.replication_user,
-                replication_networks=trusted or ("127.0.0.1/32",),
-                extra_hba=tuple(f"host all all {cidr} trust" for cidr in trusted),
+                node_name=args.node, data_dir=args.pg_data_dir or Path(spec.data_directory),
+                config_dir=Path(spec.config_directory) if spec.config_directory else None,
+                port=spec.port,
+                # Every address: a promotion does not restart the server, so it could not bind
+                # the floating IPs that arrive with it; pg_hba.conf decides who gets in.
+                listen_addresses=("*",),
+                bin_dir=args.pg_bin_dir or (Path(spec.bin_directory) if spec.bin_directory
+                                            else None),
+                replication_user=spec.replication_user, replication_password=password,
+                replication_peers=tuple(n.replication_address for n in cluster.spec.nodes
+                                        if n.replication_address),
+                client_access=tuple(ClientRule(r.database, r.user, r.address)
+                                    for r in spec.client_access),
             )
+
+        def password(spec: PostgresSpec) -> str:
+            return replication_password(spec, args.namespace, self._read_secret,
+                                        args.pg_password_file)
 
         return NodeEnvironment(
             node=args.node, state_dir=args.state_dir,
             volume_driver=self._volume_factory(),
             service_kind=args.services, service_backend=services, postgres_config=postgres,
-            device_for_volume=self.devices,
+            replication_password=password, device_for_volume=self.devices,
         )
+
+    def _read_secret(self, name: str) -> dict[str, str] | None:
+        try:
+            return self.kube.read_secret(name)
+        except ApiUnavailable as exc:
+            if "HTTP 403" in str(exc):
+                raise CredentialsError(
+                    f"{FIELD}: the agent may not read Secret {name} in namespace "
+                    f"{self.args.namespace} (HTTP 403): bind ClusterRole tandem-agent-credentials "
+                    "to the agent there (docs/postgres.md)") from exc
+            raise CredentialsError(f"{FIELD}: cannot read Secret {name} now: {exc}") from exc
 
     def _volume_factory(self) -> Any:
         args = self.args

@@ -280,6 +280,7 @@ class ClusterAgent:
         decision (say, to bring the chain up after winning the Lease) never waits for an
         observation."""
         now = time.monotonic()
+        self.runner.refresh_credentials(now)
         with self._lock:
             lease, intent = self.lease, self.intent
         self.restarts = [t for t in self.restarts

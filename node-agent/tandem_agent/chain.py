@@ -16,10 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+import psycopg
+
 from tandem.api.drbdvolume import DRBDVolumeSpec
 from tandem.api.floatingip import FloatingIPSpec
 from tandem.api.hacluster import HAClusterSpec, PostgresSpec, ServiceSpec, unit_name_problem
 from tandem_agent.core import ChainState
+from tandem_agent.credentials import CredentialsError
 from tandem_agent.drivers import addresses, mounts
 from tandem_agent.drivers.base import DriverError, Outcome
 from tandem_agent.drivers.drbd import ResourceStatus
@@ -75,6 +78,9 @@ class NodeEnvironment:
 
     `device_for_volume` maps a DRBDVolume name to the block device to mount (production:
     /dev/drbd<minor>; the lab points it at a loop device, since its DRBD is simulated).
+    `postgres_config` builds the PostgreSQL settings of a cluster with the replication password
+    (None: not known yet); `replication_password` finds that password or raises
+    CredentialsError.
     """
 
     node: str
@@ -82,7 +88,8 @@ class NodeEnvironment:
     volume_driver: Callable[[str, DRBDVolumeSpec], VolumeDriver]
     service_kind: ServiceKind
     service_backend: Callable[[str, Sequence[ServiceSpec]], ServiceBackend]
-    postgres_config: Callable[[PostgresSpec], PostgresConfig]
+    postgres_config: Callable[[ResolvedCluster, str | None], PostgresConfig]
+    replication_password: Callable[[PostgresSpec], str]
     device_for_volume: dict[str, str] = field(default_factory=dict)
     address_netns: str | None = None
 
@@ -112,6 +119,16 @@ def service_problems(services: Sequence[ServiceSpec], kind: ServiceKind) -> list
     return problems
 
 
+def postgres_problems(spec: HAClusterSpec) -> list[str]:
+    """PostgreSQL streams between the nodes' replication addresses and admits the replication
+    user only from them, so each node needs one."""
+    if spec.chain.postgres is None:
+        return []
+    return [f"spec.nodes[{i}].replicationAddress is not set ({n.name}): PostgreSQL streams to "
+            "and admits replication only from the nodes' replication addresses"
+            for i, n in enumerate(spec.nodes) if n.replication_address is None]
+
+
 def runnable(services: Sequence[ServiceSpec], kind: ServiceKind) -> list[ServiceSpec]:
     """The services `kind` can run (those `service_problems` does not name)."""
     if kind == "systemd":
@@ -133,9 +150,13 @@ class ChainRunner:
         spec = cluster.spec
         self.volumes = {name: env.volume_driver(name, cluster.volumes[name])
                         for name in spec.chain.volumes}
-        self.postgres = Postgres(env.postgres_config(spec.chain.postgres)) \
+        self.postgres = Postgres(env.postgres_config(cluster, None)) \
             if spec.chain.postgres else None
-        self.problems = tuple(service_problems(spec.chain.services, env.service_kind))
+        self.password: str | None = None
+        self.credentials_problem: str | None = None
+        self._credentials_read_at = float("-inf")
+        self.problems = tuple(service_problems(spec.chain.services, env.service_kind)
+                              + postgres_problems(spec))
         services = runnable(spec.chain.services, env.service_kind)
         self.backend = env.service_backend(cluster.name, services)
         self.primary_services = [s.name for s in services if s.run_on == "Primary"]
@@ -204,7 +225,9 @@ class ChainRunner:
         if not pg.initialized:
             return pg.init_primary()
         if pg.is_running():
-            return pg.promote()
+            promoted = pg.promote()
+            user = pg.ensure_replication_user()  # a rotated password, on the new primary
+            return Outcome(promoted.changed or user.changed, promoted.detail)
         return pg.start_primary()
 
     def _postgres_down(self) -> Outcome:
@@ -214,7 +237,43 @@ class ChainRunner:
     # --- transitions ----------------------------------------------------------------------
     def problem(self) -> str | None:
         """Why this node cannot run the chain at all (None: it can); it is then ineligible."""
-        return "; ".join(self.problems) or None
+        found = [*self.problems, *([self.credentials_problem] if self.credentials_problem else [])]
+        return "; ".join(found) or None
+
+    def refresh_credentials(self, now: float, max_age: float = 30.0, retry: float = 2.0) -> None:
+        """Read the replication password again when the last read is older than `max_age`
+        (`retry` while it is missing). A new password rebuilds the PostgreSQL driver and is
+        applied at once: the passfile here, and the role's verifier when this node is the
+        primary. One that cannot be read now keeps the last good one (the servers already
+        use it); only a node that never had one reports the problem."""
+        spec = self.cluster.spec.chain.postgres
+        wait = retry if self.password is None else max_age
+        if spec is None or now - self._credentials_read_at < wait:
+            return
+        self._credentials_read_at = now
+        try:
+            password = self.env.replication_password(spec)
+        except CredentialsError as exc:
+            if self.password is None:
+                self.credentials_problem = str(exc)
+            else:
+                log.warning("%s: keeping the replication password read earlier: %s",
+                            self.cluster.name, exc)
+            return
+        self.credentials_problem = None
+        if password != self.password:
+            self.password = password
+            self.postgres = Postgres(self.env.postgres_config(self.cluster, password))
+            self._apply_password(self.postgres)
+
+    def _apply_password(self, pg: Postgres) -> None:
+        try:
+            pg.write_passfile()
+            if self.state is ChainState.UP and pg.is_running():
+                pg.ensure_replication_user()
+        except (DriverError, psycopg.Error) as exc:
+            log.warning("%s: applying the replication password failed (retried at the next "
+                        "start): %s", self.cluster.name, exc)
 
     def bring_up(self, epoch: int, may_continue: Callable[[], bool]) -> list[str]:
         """Run every step in order; stop (and raise Aborted) as soon as this node may not act.
@@ -266,6 +325,9 @@ class ChainRunner:
             if primary_address is None:
                 raise DriverError(f"spec.nodes[{primary}].replicationAddress is needed to "
                                   "stream PostgreSQL from it")
+            if self.password is None:
+                raise DriverError(self.credentials_problem or
+                                  "the replication password has not been read yet")
             port = self.cluster.spec.chain.postgres.port if self.cluster.spec.chain.postgres else 5432
             pg = self.postgres
             if not pg.initialized:
