@@ -1219,6 +1219,7 @@ class Postgres:
 
 
 __all__ = [
+    "ClientRule",
     "ControlData",
     "NotInitializedError",
     "NotRunningError",
@@ -1226,7 +1227,6 @@ __all__ = [
     "PostgresConfig",
     "PostgresError",
     "PostgresStatus",
-    "ClientRule",
     "SourceRefusedError",
     "SourceUnreachableError",
     "WrongRoleError",
