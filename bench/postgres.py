@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import subprocess
@@ -130,6 +131,7 @@ class Pair:
     def __init__(self, base: Path, net: LabNetwork) -> None:
         self.pgs: dict[str, Postgres] = {}
         self.addr: dict[str, str] = {}
+        password = secrets.token_urlsafe(24)
         for name, index in NODES.items():
             host = net.add_host(name, index)
             assert host.repl_address is not None
@@ -141,7 +143,8 @@ class Pair:
                     port=PORT,
                     listen_addresses=(host.repl_address,),
                     netns=host.namespace,
-                    replication_networks=(f"198.19.{SUBNET}.0/24",),
+                    replication_password=password,
+                    replication_peers=tuple(f"198.19.{SUBNET}.{i}" for i in NODES.values()),
                     settings={"shared_buffers": "16MB", "max_connections": 20},
                     initdb_args=("--encoding=UTF8", "--locale=C", "--no-sync"),
                 )

@@ -15,17 +15,20 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tandem.api.drbdvolume import DRBDVolumeSpec
 from tandem.api.floatingip import FloatingIPSpec
-from tandem.api.hacluster import HAClusterSpec, PostgresSpec
+from tandem.api.hacluster import HAClusterSpec, PostgresSpec, ServiceSpec
 from tandem_agent import host
 from tandem_agent.agent import ClusterAgent, ClusterIntent, intent_of, with_dependency
 from tandem_agent.chain import ChainRunner, NodeEnvironment, ResolvedCluster
 from tandem_agent.core import ChainState
-from tandem_agent.drivers.postgres import PostgresConfig
+from tandem_agent.credentials import FIELD, CredentialsError, replication_password
+from tandem_agent.drivers.base import DriverError
+from tandem_agent.drivers.postgres import ClientRule, PostgresConfig
 from tandem_agent.drivers.services import ProcessBackend, ProcessService, SystemdBackend
 from tandem_agent.fence import fencer
 from tandem_agent.kube import ApiUnavailable, Kube, list_all_namespaces, load_client
@@ -59,8 +62,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pg-data-dir", type=Path, default=None,
                    help="override spec.chain.postgres.dataDirectory on this node")
     p.add_argument("--pg-bin-dir", type=Path, default=None)
-    p.add_argument("--pg-trust-network", action="append", default=[],
-                   help="lab only: trust replication from this CIDR without a password")
+    p.add_argument("--pg-password-file", type=Path,
+                   default=os.environ.get("TANDEM_PG_PASSWORD_FILE") or None,
+                   help="host installs: file holding the PostgreSQL replication password, used "
+                        "when spec.chain.postgres.credentialsSecret is not set "
+                        "(env TANDEM_PG_PASSWORD_FILE)")
     p.add_argument("--watchdog", default=os.environ.get("TANDEM_WATCHDOG", "none"),
                    help="none, device (/dev/watchdog), device:<path>, or lab:<socket> (the lab "
                         "node supervisor); env TANDEM_WATCHDOG")
@@ -111,7 +117,7 @@ def resolve(obj: dict[str, Any], world: dict[str, list[dict[str, Any]]]) -> Reso
     if missing:
         raise LookupError(f"HACluster {obj['metadata']['name']} names missing objects: "
                           f"{', '.join(missing)}")
-    return ResolvedCluster(obj["metadata"]["name"], spec, volumes, fips)
+    return ResolvedCluster(obj["metadata"]["name"], spec, volumes, fips, namespace)
 
 
 class Agent:
@@ -139,32 +145,55 @@ class Agent:
     def environment(self) -> NodeEnvironment:
         args = self.args
 
-        def services(cluster: ResolvedCluster) -> Any:
+        def services(cluster: str, specs: Sequence[ServiceSpec]) -> Any:
             if args.services == "systemd":
-                return SystemdBackend()
+                return SystemdBackend({s.name: s.unit for s in specs if s.unit})
             defined = [ProcessService(name=s.name, argv=tuple(s.command or ()),
-                                      env={"NODE_NAME": args.node, "TANDEM_CLUSTER": cluster.name})
-                       for s in cluster.spec.chain.services]
-            return ProcessBackend.of(str(args.state_dir / cluster.name / "services"), defined)
+                                      env={"NODE_NAME": args.node, "TANDEM_CLUSTER": cluster})
+                       for s in specs]
+            return ProcessBackend.of(str(args.state_dir / cluster / "services"), defined)
 
-        def postgres(spec: PostgresSpec) -> PostgresConfig:
-            data_dir = args.pg_data_dir or Path(spec.data_directory)
-            trusted = tuple(args.pg_trust_network)
+        def postgres(cluster: ResolvedCluster, password: str | None) -> PostgresConfig:
+            spec = cluster.spec.chain.postgres
+            assert spec is not None
             return PostgresConfig(
-                node_name=args.node, data_dir=data_dir, port=spec.port,
-                listen_addresses=("*",), bin_dir=args.pg_bin_dir or
-                (Path(spec.bin_directory) if spec.bin_directory else None),
-                replication_user=spec.replication_user,
-                replication_networks=trusted or ("127.0.0.1/32",),
-                extra_hba=tuple(f"host all all {cidr} trust" for cidr in trusted),
+                node_name=args.node, data_dir=args.pg_data_dir or Path(spec.data_directory),
+                config_dir=Path(spec.config_directory) if spec.config_directory else None,
+                port=spec.port,
+                # Every address: a promotion does not restart the server, so it could not bind
+                # the floating IPs that arrive with it; pg_hba.conf decides who gets in.
+                listen_addresses=("*",),
+                bin_dir=args.pg_bin_dir or (Path(spec.bin_directory) if spec.bin_directory
+                                            else None),
+                replication_user=spec.replication_user, replication_password=password,
+                replication_peers=tuple(n.replication_address for n in cluster.spec.nodes
+                                        if n.replication_address),
+                client_access=tuple(ClientRule(r.database, r.user, r.address)
+                                    for r in spec.client_access),
             )
+
+        def password(spec: PostgresSpec, namespace: str) -> str:
+            return replication_password(spec, namespace,
+                                        lambda name: self._read_secret(namespace, name),
+                                        args.pg_password_file)
 
         return NodeEnvironment(
             node=args.node, state_dir=args.state_dir,
             volume_driver=self._volume_factory(),
-            service_backend=services, postgres_config=postgres,
-            device_for_volume=self.devices,
+            service_kind=args.services, service_backend=services, postgres_config=postgres,
+            replication_password=password, device_for_volume=self.devices,
         )
+
+    def _read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        try:
+            return self.kube(namespace).read_secret(name)
+        except ApiUnavailable as exc:
+            if "HTTP 403" in str(exc):
+                raise CredentialsError(
+                    f"{FIELD}: the agent may not read Secret {name} in namespace "
+                    f"{namespace} (HTTP 403): bind ClusterRole tandem-agent-credentials "
+                    "to the agent there (docs/postgres.md)") from exc
+            raise CredentialsError(f"{FIELD}: cannot read Secret {name} now: {exc}") from exc
 
     def _volume_factory(self) -> Any:
         args = self.args
@@ -216,10 +245,10 @@ class Agent:
             if agent is None:
                 try:
                     cluster = resolve(obj, world)
-                except (LookupError, ValueError) as exc:
+                    runner = ChainRunner(cluster, self.environment())
+                except (LookupError, ValueError, DriverError) as exc:
                     log.warning("%s: not started: %s", name, exc)
                     continue
-                runner = ChainRunner(cluster, self.environment())
                 fence_method = "LabKill" if self.args.fence == "lab-kill" \
                     else cluster.spec.failover.fence.method
                 watchdog = self.watchdog()

@@ -280,6 +280,7 @@ class ClusterAgent:
         decision (say, to bring the chain up after winning the Lease) never waits for an
         observation."""
         now = time.monotonic()
+        self.runner.refresh_credentials(now)
         with self._lock:
             lease, intent = self.lease, self.intent
         self.restarts = [t for t in self.restarts
@@ -320,6 +321,8 @@ class ClusterAgent:
         except Exception as exc:
             message = f"{decision.action.value} failed: {exc}"
             log.warning("%s: %s", self.cluster.name, message)
+        if problem := self.runner.problem():
+            message = f"{problem}; {message}"
         self.runner.ensure_everywhere_services()
         self._observe_node()
         self._keep_synchronous_standbys()
@@ -433,6 +436,7 @@ class ClusterAgent:
         with self._lock:
             intent = self.intent
         return LocalHealth(
+            config_problem=self.runner.problem(),
             in_standby_mode=self.node in intent.standby_nodes,
             disks_up_to_date=disks_ok, disk_detail=disk_detail,
             postgres_lag_seconds=lag,

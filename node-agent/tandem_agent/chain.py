@@ -14,12 +14,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
+
+import psycopg
 
 from tandem.api.drbdvolume import DRBDVolumeSpec
 from tandem.api.floatingip import FloatingIPSpec
-from tandem.api.hacluster import HAClusterSpec, PostgresSpec
+from tandem.api.hacluster import HAClusterSpec, PostgresSpec, ServiceSpec, unit_name_problem
 from tandem_agent.core import ChainState
+from tandem_agent.credentials import CredentialsError
 from tandem_agent.drivers import addresses, mounts
 from tandem_agent.drivers.base import DriverError, Outcome
 from tandem_agent.drivers.drbd import ResourceStatus
@@ -28,6 +31,8 @@ from tandem_agent.drivers.services import Monitor, ServiceBackend, ServiceChain
 from tandem_agent.volumes import joined, up_to_date
 
 log = logging.getLogger(__name__)
+
+ServiceKind = Literal["systemd", "process"]
 
 
 class Aborted(Exception):
@@ -65,6 +70,7 @@ class ResolvedCluster:
     spec: HAClusterSpec
     volumes: dict[str, DRBDVolumeSpec]
     floating_ips: dict[str, FloatingIPSpec]
+    namespace: str = "default"
 
 
 @dataclass
@@ -73,18 +79,62 @@ class NodeEnvironment:
 
     `device_for_volume` maps a DRBDVolume name to the block device to mount (production:
     /dev/drbd<minor>; the lab points it at a loop device, since its DRBD is simulated).
+    `postgres_config` builds the PostgreSQL settings of a cluster with the replication password
+    (None: not known yet); `replication_password` finds that password or raises
+    CredentialsError.
     """
 
     node: str
     state_dir: Path
     volume_driver: Callable[[str, DRBDVolumeSpec], VolumeDriver]
-    service_backend: Callable[[ResolvedCluster], ServiceBackend]
-    postgres_config: Callable[[PostgresSpec], PostgresConfig]
+    service_kind: ServiceKind
+    service_backend: Callable[[str, Sequence[ServiceSpec]], ServiceBackend]
+    postgres_config: Callable[[ResolvedCluster, str | None], PostgresConfig]
+    replication_password: Callable[[PostgresSpec, str], str]  # (spec, cluster's namespace)
     device_for_volume: dict[str, str] = field(default_factory=dict)
     address_netns: str | None = None
 
     def device(self, name: str, spec: DRBDVolumeSpec) -> str:
         return self.device_for_volume.get(name, f"/dev/drbd{spec.minor}")
+
+
+def service_problems(services: Sequence[ServiceSpec], kind: ServiceKind) -> list[str]:
+    """What the service backend of this node cannot run, each naming the field and the fix.
+
+    The API server accepts a unit or a command (one spec serves the lab and production); the
+    agent runs one backend, so a service without what that backend needs is a configuration
+    error, reported instead of raised."""
+    problems = []
+    for i, s in enumerate(services):
+        where = f"spec.chain.services[{i}]"
+        if kind == "systemd" and s.unit is None:
+            problems.append(f"{where}.unit is not set ({s.name} has only a command): this agent "
+                            f"drives systemd units, so name the unit (e.g. unit: {s.name}.service) "
+                            "or run the agent with --services process")
+        elif kind == "systemd" and s.unit is not None and (bad := unit_name_problem(s.unit)):
+            problems.append(f"{where}.unit: {bad}")
+        elif kind == "process" and not s.command:
+            problems.append(f"{where}.command is not set ({s.name} has only a unit): this agent "
+                            "runs processes (--services process), so give the argument list, or "
+                            "run the agent with --services systemd")
+    return problems
+
+
+def postgres_problems(spec: HAClusterSpec) -> list[str]:
+    """PostgreSQL streams between the nodes' replication addresses and admits the replication
+    user only from them, so each node needs one."""
+    if spec.chain.postgres is None:
+        return []
+    return [f"spec.nodes[{i}].replicationAddress is not set ({n.name}): PostgreSQL streams to "
+            "and admits replication only from the nodes' replication addresses"
+            for i, n in enumerate(spec.nodes) if n.replication_address is None]
+
+
+def runnable(services: Sequence[ServiceSpec], kind: ServiceKind) -> list[ServiceSpec]:
+    """The services `kind` can run (those `service_problems` does not name)."""
+    if kind == "systemd":
+        return [s for s in services if s.unit is not None and not unit_name_problem(s.unit)]
+    return [s for s in services if s.command]
 
 
 def floating_addresses(spec: FloatingIPSpec) -> tuple[addresses.IPInterface, ...]:
@@ -101,11 +151,17 @@ class ChainRunner:
         spec = cluster.spec
         self.volumes = {name: env.volume_driver(name, cluster.volumes[name])
                         for name in spec.chain.volumes}
-        self.postgres = Postgres(env.postgres_config(spec.chain.postgres)) \
+        self.postgres = Postgres(env.postgres_config(cluster, None)) \
             if spec.chain.postgres else None
-        self.backend = env.service_backend(cluster)
-        self.primary_services = [s.name for s in spec.chain.services if s.run_on == "Primary"]
-        self.everywhere_services = [s.name for s in spec.chain.services if s.run_on == "AllNodes"]
+        self.password: str | None = None
+        self.credentials_problem: str | None = None
+        self._credentials_read_at = float("-inf")
+        self.problems = tuple(service_problems(spec.chain.services, env.service_kind)
+                              + postgres_problems(spec))
+        services = runnable(spec.chain.services, env.service_kind)
+        self.backend = env.service_backend(cluster.name, services)
+        self.primary_services = [s.name for s in services if s.run_on == "Primary"]
+        self.everywhere_services = [s.name for s in services if s.run_on == "AllNodes"]
         self.steps = self._steps()
         self.state = ChainState.UNKNOWN
         self.epoch: int | None = None
@@ -170,7 +226,9 @@ class ChainRunner:
         if not pg.initialized:
             return pg.init_primary()
         if pg.is_running():
-            return pg.promote()
+            promoted = pg.promote()
+            user = pg.ensure_replication_user()  # a rotated password, on the new primary
+            return Outcome(promoted.changed or user.changed, promoted.detail)
         return pg.start_primary()
 
     def _postgres_down(self) -> Outcome:
@@ -178,8 +236,51 @@ class ChainRunner:
         return self.postgres.stop("fast") if self.postgres.is_running() else Outcome(False)
 
     # --- transitions ----------------------------------------------------------------------
+    def problem(self) -> str | None:
+        """Why this node cannot run the chain at all (None: it can); it is then ineligible."""
+        found = [*self.problems, *([self.credentials_problem] if self.credentials_problem else [])]
+        return "; ".join(found) or None
+
+    def refresh_credentials(self, now: float, max_age: float = 30.0, retry: float = 2.0) -> None:
+        """Read the replication password again when the last read is older than `max_age`
+        (`retry` while it is missing). A new password rebuilds the PostgreSQL driver and is
+        applied at once: the passfile here, and the role's verifier when this node is the
+        primary. One that cannot be read now keeps the last good one (the servers already
+        use it); only a node that never had one reports the problem."""
+        spec = self.cluster.spec.chain.postgres
+        wait = retry if self.password is None else max_age
+        if spec is None or now - self._credentials_read_at < wait:
+            return
+        self._credentials_read_at = now
+        try:
+            password = self.env.replication_password(spec, self.cluster.namespace)
+        except CredentialsError as exc:
+            if self.password is None:
+                self.credentials_problem = str(exc)
+            else:
+                log.warning("%s: keeping the replication password read earlier: %s",
+                            self.cluster.name, exc)
+            return
+        self.credentials_problem = None
+        if password != self.password:
+            self.password = password
+            self.postgres = Postgres(self.env.postgres_config(self.cluster, password))
+            self._apply_password(self.postgres)
+
+    def _apply_password(self, pg: Postgres) -> None:
+        try:
+            pg.write_passfile()
+            if self.state is ChainState.UP and pg.is_running():
+                pg.ensure_replication_user()
+        except (DriverError, psycopg.Error) as exc:
+            log.warning("%s: applying the replication password failed (retried at the next "
+                        "start): %s", self.cluster.name, exc)
+
     def bring_up(self, epoch: int, may_continue: Callable[[], bool]) -> list[str]:
-        """Run every step in order; stop (and raise Aborted) as soon as this node may not act."""
+        """Run every step in order; stop (and raise Aborted) as soon as this node may not act.
+        A node with a configuration problem brings nothing up."""
+        if problem := self.problem():
+            raise StepFailed("configuration", DriverError(problem))
         done = []
         self.state = ChainState.UNKNOWN
         self.following = None
@@ -225,6 +326,9 @@ class ChainRunner:
             if primary_address is None:
                 raise DriverError(f"spec.nodes[{primary}].replicationAddress is needed to "
                                   "stream PostgreSQL from it")
+            if self.password is None:
+                raise DriverError(self.credentials_problem or
+                                  "the replication password has not been read yet")
             port = self.cluster.spec.chain.postgres.port if self.cluster.spec.chain.postgres else 5432
             pg = self.postgres
             if not pg.initialized:

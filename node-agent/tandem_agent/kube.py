@@ -81,6 +81,7 @@ class Kube:
         self.node = node
         self._coordination = client.CoordinationV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
+        self._core = client.CoreV1Api(api_client)
         self._lock = threading.Lock()
         self._lease_objects: dict[str, Any] = {}
 
@@ -164,6 +165,19 @@ class Kube:
             field_manager=FIELD_MANAGER_PREFIX + self.node, force=True,
             _content_type="application/apply-patch+yaml",
         )
+
+
+    # --- Secret ---------------------------------------------------------------------------
+    def read_secret(self, name: str) -> dict[str, str] | None:
+        """The `data` of one Secret of the namespace, read by name (RBAC: `get` only); None
+        when it does not exist."""
+        try:
+            secret = self._call(self._core.read_namespaced_secret, name, self.namespace)
+        except ApiUnavailable as exc:
+            if "HTTP 404" in str(exc):
+                return None
+            raise
+        return dict(secret.data or {})
 
 
 def _record(lease: Any) -> LeaseRecord:

@@ -495,6 +495,13 @@ def _eligibility_problems(v: _View, name: str) -> list[Problem]:
     return []
 
 
+def _why_not(v: _View) -> str:
+    """Why the nodes that say so may not take the Lease, for a cluster without a primary (a
+    ConfigInvalid node, say, names the field to fix)."""
+    problems = [p.message for n in v.s.cluster.spec.nodes for p in _eligibility_problems(v, n.name)]
+    return "".join(f"; {m}" for m in problems)
+
+
 def _split_brain(v: _View) -> Problem | None:
     claims = sorted(n for n, r in v.reports.items() if r.role == "Primary" and v.current(r))
     if len(claims) >= 2:
@@ -898,11 +905,11 @@ def _conditions(v: _View, f: _Flow, invalid: Sequence[str]) -> list[Condition]:
     elif s.lease is None or (holder is None and epoch == 0):
         reason = PENDING
         prefer = f" (preferred: {spec.primary})" if spec.primary else ""
-        message = f"waiting for an agent to take Lease {lease_name(s.name)}{prefer}"
+        message = f"waiting for an agent to take Lease {lease_name(s.name)}{prefer}" + _why_not(v)
     elif holder is None:
         reason = NO_PRIMARY
         message = (f"nobody holds Lease {lease_name(s.name)} (epoch {epoch}); waiting for an eligible "
-                   "node to take it")
+                   "node to take it" + _why_not(v))
     elif sw is not None and sw.phase == "Pending":
         reason, message = SWITCHING_OVER, sw.message
     elif dep is not None and not (dep[2] and dep[1] == holder):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from tandem.api.common import (
     AbsolutePath,
@@ -25,6 +28,107 @@ ServiceName = Annotated[
     str, Field(min_length=1, max_length=63, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9@._-]*$")
 ]
 Argument = Annotated[str, Field(max_length=512)]
+
+# The rules below are checked twice with the same expressions: at the API server (CEL, so a bad
+# spec is refused with a message naming the field) and in the agent (pydantic and the drivers),
+# so a value the API server accepted is never refused later on a node.
+
+# systemd units the agent may start and stop (systemd.unit(5)): systemd's charset, not starting
+# with "-" or ".", and a suffix of a unit type that is started and stopped.
+UNIT_SUFFIXES = ("service", "timer", "socket", "target", "mount", "path")
+UNIT_NAME_RE = r"^[a-zA-Z0-9:_\\][a-zA-Z0-9:_.@\\-]*\.(" + "|".join(UNIT_SUFFIXES) + r")$"
+UNIT_NAME_RULE = (
+    "must be a systemd unit name such as postfix.service: letters, digits and : _ . @ \\ -, "
+    "not starting with - or ., ending in ." + ", .".join(UNIT_SUFFIXES)
+)
+
+# PostgreSQL role names tandem writes into pg_hba.conf, a passfile and SQL: plain lower-case
+# identifiers, none that PostgreSQL or pg_hba.conf reserve, and not the superuser.
+ROLE_NAME_RE = r"^[a-z_][a-z0-9_]{0,62}$"
+RESERVED_ROLE_NAMES = (
+    "all", "replication", "sameuser", "samerole", "samegroup", "public", "none",
+    "current_role", "current_user", "session_user", "postgres",
+)
+ROLE_NAME_RULE = (
+    "must be a lower-case PostgreSQL name (a-z, 0-9, _; at most 63 characters, not starting "
+    "with a digit), not starting with pg_ and not one of " + ", ".join(RESERVED_ROLE_NAMES)
+)
+DATABASE_NAME_RULE = (
+    "must be a lower-case PostgreSQL database name (a-z, 0-9, _; at most 63 characters, not "
+    "starting with a digit), not all, replication, sameuser, samerole or samegroup"
+)
+_HBA_KEYWORDS = ("all", "replication", "sameuser", "samerole", "samegroup")
+
+
+def unit_name_problem(name: str) -> str | None:
+    """Why `name` is not a unit the agent may drive (None: it is)."""
+    return None if re.fullmatch(UNIT_NAME_RE, name) else f"{name!r} {UNIT_NAME_RULE}"
+
+
+def role_name_problem(name: str) -> str | None:
+    """Why `name` is not a role name tandem can write safely (None: it is)."""
+    if re.fullmatch(ROLE_NAME_RE, name) and not name.startswith("pg_") \
+            and name not in RESERVED_ROLE_NAMES:
+        return None
+    return f"{name!r} {ROLE_NAME_RULE}"
+
+
+def database_name_problem(name: str) -> str | None:
+    if re.fullmatch(ROLE_NAME_RE, name) and name not in _HBA_KEYWORDS:
+        return None
+    return f"{name!r} {DATABASE_NAME_RULE}"
+
+
+def _cidr_problem(text: str) -> str | None:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return f"{text!r} must be an IPv4 or IPv6 network such as 198.18.0.0/24 or 2001:db8::/64"
+    return None if "/" in text else f"{text!r} needs a prefix length, e.g. {text}/32"
+
+
+def _refuse(problem: Callable[[str], str | None]) -> AfterValidator:
+    """A pydantic validator raising the message of `problem(value)` when there is one."""
+
+    def check(value: str) -> str:
+        found = problem(value)
+        if found:
+            raise ValueError(found)
+        return value
+
+    return AfterValidator(check)
+
+
+UnitName = Annotated[
+    str,
+    Field(min_length=1, max_length=255, description="A systemd unit, e.g. postfix.service.",
+          json_schema_extra=validations(cel(f"self.matches(r'{UNIT_NAME_RE}')", UNIT_NAME_RULE))),
+    _refuse(unit_name_problem),
+]
+_RESERVED_CEL = "[" + ", ".join(f"'{n}'" for n in RESERVED_ROLE_NAMES) + "]"
+RoleName = Annotated[
+    str,
+    Field(min_length=1, max_length=63, json_schema_extra=validations(cel(
+        f"self.matches(r'{ROLE_NAME_RE}') && !self.startsWith('pg_') && !(self in {_RESERVED_CEL})",
+        ROLE_NAME_RULE))),
+    _refuse(role_name_problem),
+]
+_HBA_KEYWORDS_CEL = "[" + ", ".join(f"'{n}'" for n in _HBA_KEYWORDS) + "]"
+DatabaseName = Annotated[
+    str,
+    Field(min_length=1, max_length=63, json_schema_extra=validations(cel(
+        f"self.matches(r'{ROLE_NAME_RE}') && !(self in {_HBA_KEYWORDS_CEL})",
+        DATABASE_NAME_RULE))),
+    _refuse(database_name_problem),
+]
+CIDR = Annotated[
+    str,
+    Field(min_length=3, max_length=49, description="An IPv4 or IPv6 network, e.g. 198.18.0.0/24.",
+          json_schema_extra=validations(cel(
+              "isCIDR(self)", "must be an IPv4 or IPv6 network such as 198.18.0.0/24 or "
+              "2001:db8::/64"))),
+    _refuse(_cidr_problem),
+]
 
 
 class ClusterNode(Model):
@@ -123,15 +227,37 @@ class BindMount(Model):
     target: AbsolutePath = Field(description="Standard path of the service's data.")
 
 
+class ClientAccess(Model):
+    """One pg_hba.conf rule for applications: `host <database> <user> <address> scram-sha-256`."""
+
+    database: DatabaseName
+    user: RoleName
+    address: CIDR = Field(description="Network the clients connect from, e.g. 198.18.0.0/24.")
+
+
 class PostgresSpec(Model):
     """PostgreSQL streaming replication between the nodes (not on DRBD)."""
 
     data_directory: AbsolutePath = "/var/lib/postgresql/15/main"
+    config_directory: AbsolutePath | None = Field(
+        default=None,
+        description="Where postgresql.conf lives when it is not in dataDirectory, e.g. "
+        "/etc/postgresql/15/main on Debian; tandem writes its files (tandem.conf, pg_hba.conf, "
+        "pg_ident.conf) there.",
+    )
     bin_directory: AbsolutePath | None = None
     port: Annotated[int, Field(ge=1024, le=65535)] = 5432
-    replication_user: Annotated[str, Field(min_length=1, max_length=63)] = "replicator"
+    replication_user: RoleName = "replicator"
     credentials_secret: ObjectName | None = Field(
-        default=None, description="Secret with the replication password (key: password)."
+        default=None,
+        description="Secret in this namespace whose key `password` is the replication user's "
+        "password (scram-sha-256). Unset: the agent's --pg-password-file, or the chain does not "
+        "come up.",
+    )
+    client_access: Annotated[list[ClientAccess], Field(max_length=32)] = Field(
+        default=[],
+        description="Who may connect over the network besides the replication user; always "
+        "scram-sha-256. Local (Unix socket) connections authenticate by peer.",
     )
     synchronous: bool = Field(
         default=False,
@@ -141,8 +267,9 @@ class PostgresSpec(Model):
 
 class ServiceSpec(Model):
     name: ServiceName
-    unit: Annotated[str, Field(max_length=128)] | None = Field(
-        default=None, description="systemd unit (production backend)."
+    unit: UnitName | None = Field(
+        default=None,
+        description="systemd unit started and stopped by the systemd backend (production).",
     )
     command: Annotated[list[Argument], Field(max_length=32)] | None = Field(
         default=None, description="Argument list (lab process backend)."

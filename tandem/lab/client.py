@@ -1,5 +1,9 @@
 """The lab's client: polls the floating IP over HTTP and writes to PostgreSQL through it.
 
+It writes as the application role `APP_USER` with its password from ``PGPASSWORD`` (libpq
+reads it), admitted by the HACluster's spec.chain.postgres.clientAccess with scram-sha-256,
+as a real application would be.
+
 Runs inside the client namespace. Every acknowledged write is logged (flushed) before the
 next one is sent, so after any fault the checker can demand that each logged id is on the
 final primary. Output: one JSON object per line in `--log`:
@@ -24,6 +28,7 @@ from typing import IO, Any
 import psycopg
 
 TABLE = "tandem_acks"
+APP_USER = "tandem_app"
 
 
 class Log:
@@ -57,7 +62,7 @@ def write_loop(vip: str, port: int, interval: float, log: Log, stop: threading.E
     while not stop.is_set():
         try:
             if conn is None or conn.closed:
-                conn = psycopg.connect(host=vip, port=port, user="postgres", dbname="postgres",
+                conn = psycopg.connect(host=vip, port=port, user=APP_USER, dbname="postgres",
                                        connect_timeout=1, autocommit=True)
                 conn.execute("SET statement_timeout = '2s'")
                 conn.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} "

@@ -5,9 +5,10 @@ deploy/samples/lab/), builds one network namespace per node at the addresses the
 give (198.18.<s>.<i> management, 198.19.<s>.<i> replication), gives every data node a loop
 device per volume (the local replica to mount: the lab's DRBD moves no blocks), bootstraps
 each DRBD volume once (as an administrator does: `primary --force` on one node, full sync),
-applies the manifests, and starts the operator and one supervisor per node that runs the
-node's DRBD stand-in and agent. Everything started is recorded in `cluster.json` so `down()`
-from any process removes it all.
+creates the Secrets the HAClusters name as spec.chain.postgres.credentialsSecret (a random
+password each, kept in `passwords/`), applies the manifests, and starts the operator and one
+supervisor per node that runs the node's DRBD stand-in and agent. Everything started is
+recorded in `cluster.json` so `down()` from any process removes it all.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -127,9 +129,10 @@ class LabCluster:
 
     # --- up -------------------------------------------------------------------------------
     def up(self, manifests: list[Path], operator: bool = True,
-           fake_clocks: bool = False) -> ClusterState:
+           fake_clocks: bool = False, credentials: bool = True) -> ClusterState:
         """Bring the lab up. `fake_clocks`: every agent starts under libfaketime at the true
-        time, so `fake_clock` changes its clock without restarting it."""
+        time, so `fake_clock` changes its clock without restarting it. `credentials` False: the
+        Secrets the clusters name are not created (a misconfiguration to observe)."""
         if self.state() is not None:
             self.down()
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -149,7 +152,7 @@ class LabCluster:
             self._network(state)
             self._kubernetes(state)
             self._volumes(state)
-            self.apply()
+            self.apply(credentials)
             if operator:
                 self.start_operator(state)
             for node in nodes:
@@ -287,10 +290,31 @@ class LabCluster:
             time.sleep(0.1)
         source.secondary(spec.resource_name)
 
-    def apply(self) -> None:
+    def password(self, name: str) -> str:
+        """The lab's password called `name`: random, made once per lab directory, mode 0600."""
+        path = self.work_dir / "passwords" / name
+        if not path.exists():
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(24))
+        return path.read_text()
+
+    def credentials(self) -> list[dict[str, Any]]:
+        """A Secret for each credentialsSecret the HAClusters name, as an administrator makes
+        them before applying the clusters."""
+        names = sorted({doc["spec"]["chain"]["postgres"]["credentialsSecret"]
+                        for doc in self.docs if doc["kind"] == "HACluster"
+                        and (doc["spec"].get("chain", {}).get("postgres") or {})
+                        .get("credentialsSecret")})
+        return [{"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                 "metadata": {"name": name, "namespace": self.namespace},
+                 "stringData": {"password": self.password(name)}} for name in names]
+
+    def apply(self, credentials: bool = True) -> None:
         for doc in self.docs:
             doc["metadata"]["namespace"] = self.namespace
-        self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(self.docs))
+        secrets = self.credentials() if credentials else []
+        self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([*secrets, *self.docs]))
 
     def start_operator(self, state: ClusterState | None = None) -> None:
         state = state or self.state()
@@ -334,8 +358,6 @@ class LabCluster:
                 "--drbd-config-dir", str(directory / "drbd.d"),
                 "--drbd-sim-state", str(directory / "drbd"),
                 "--pg-data-dir", str(directory / "pg" / "data"),
-                "--pg-trust-network", f"198.18.{self.subnet}.0/24",
-                "--pg-trust-network", f"198.19.{self.subnet}.0/24",
                 *[arg for vol, dev in node.devices.items() for arg in ("--device", f"{vol}={dev}")],
             ]
         argv = ["ip", "netns", "exec", self.netns(node.name), sys.executable, "-m",

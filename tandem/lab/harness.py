@@ -1,7 +1,8 @@
 """What every end-to-end scenario and benchmark needs around a lab cluster.
 
 - `Client`: the lab client (tandem.lab.client) in the client namespace, writing through the
-  floating IP and logging every acknowledgement.
+  floating IP as the application role `ensure_app_role` creates, and logging every
+  acknowledgement.
 - `Observer`: samples, many times a second, which nodes hold the floating IP and which
   PostgreSQL accepts writes, and counts instants with more than one.
 - `missing_acks`: every acknowledged write must be on the final primary.
@@ -29,11 +30,13 @@ from typing import Any, Literal
 
 import kubernetes
 import psycopg
+from psycopg import sql
 
 from tandem.api.common import sync_standbys_from
-from tandem.lab.client import TABLE, read_log
+from tandem.lab.client import APP_USER, TABLE, read_log
 from tandem.lab.cluster import LabCluster
 from tandem_agent.drivers import addresses
+from tandem_agent.drivers.postgres import scram_verifier
 
 ETH_P_ARP = 0x0806
 
@@ -44,10 +47,13 @@ class Client:
     def __init__(self, cluster: LabCluster, vip: str, log: Path, pg_port: int = 5432,
                  interval: float = 0.02) -> None:
         self.log = log
+        ensure_app_role(cluster)
         argv = ["ip", "netns", "exec", cluster.client_netns, sys.executable, "-m",
                 "tandem.lab.client", "--vip", vip, "--log", str(log), "--pg-port", str(pg_port),
                 "--interval", str(interval)]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env = os.environ | {"PGPASSWORD": cluster.password(APP_USER)}
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     env=env)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -92,6 +98,40 @@ class Client:
 
 def pg_socket_dir(cluster: LabCluster, node: str) -> Path:
     return cluster.node_dir(node) / "pg" / "data.run"
+
+
+def ensure_app_role(cluster: LabCluster, timeout: float = 120) -> None:
+    """The lab client's role, made once on a primary as a DBA makes an application's role
+    (streaming replication carries it to the standbys): LOGIN with the lab's password (set as
+    a SCRAM verifier) and the right to create its table in the postgres database."""
+    state = cluster.state()
+    assert state is not None
+    nodes = [n.name for n in state.nodes if n.data]
+    verifier = scram_verifier(cluster.password(APP_USER))
+
+    def made() -> bool:
+        for node in nodes:
+            try:
+                with psycopg.connect(host=str(pg_socket_dir(cluster, node)), port=5432,
+                                     user="postgres", dbname="postgres", autocommit=True,
+                                     connect_timeout=1) as conn:
+                    row = conn.execute("SELECT pg_is_in_recovery(), EXISTS (SELECT FROM pg_roles"
+                                       " WHERE rolname = %s)", (APP_USER,)).fetchone()
+                    assert row is not None
+                    if row[1]:
+                        return True
+                    if not row[0]:
+                        conn.execute("SET synchronous_commit = local")
+                        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                            sql.Identifier(APP_USER), sql.Literal(verifier)))
+                        conn.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(
+                            sql.Identifier(APP_USER)))
+                        return True
+            except psycopg.Error:
+                continue
+        return False
+
+    wait_until(made, timeout, f"a PostgreSQL primary to create the role {APP_USER} on")
 
 
 def writable(cluster: LabCluster, node: str) -> bool:

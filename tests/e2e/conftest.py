@@ -32,7 +32,8 @@ def lab(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator
     cluster = LabCluster(control_plane, work, prefix="tde", subnet=SUBNET,
                          namespace=f"e2e-{name}"[:63])
     try:
-        cluster.up([LAB_SAMPLES / sample for sample in samples])
+        cluster.up([LAB_SAMPLES / sample for sample in samples],
+                   credentials=getattr(request.module, "CREDENTIALS", True))
         yield cluster
     finally:
         cluster.down()

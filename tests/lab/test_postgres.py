@@ -3,7 +3,8 @@
 Topology: LabNetwork(prefix="tdp", subnet=20); node n1 in namespace tdp-n1 (replication
 address 198.19.20.2) and n2 in tdp-n2 (198.19.20.3). Each runs its own server (Debian's
 packages, as the ``postgres`` OS user) listening on its replication address only, port 5432;
-streaming, pg_basebackup and pg_rewind go over the replication bridge. The test talks to each
+streaming, pg_basebackup and pg_rewind go over the replication bridge and authenticate with
+scram-sha-256 (the password below, hostile on purpose: quotes, a backslash, colons). The test talks to each
 server over its own Unix socket (``<data dir>.run``), which is reachable from the root
 namespace. Data lives in a temporary directory under /tmp owned by ``postgres``.
 
@@ -24,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from tandem_agent.drivers.postgres import (
     NotRunningError,
     Postgres,
     PostgresConfig,
+    SourceRefusedError,
     SourceUnreachableError,
     WrongRoleError,
     parse_lsn,
@@ -48,6 +50,7 @@ PREFIX = "tdp"
 SUBNET = 20
 PORT = 5432
 NODES = {"n1": 2, "n2": 3}
+PASSWORD = "it's a \"pass\\word\": with:colons $(x)"
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
@@ -185,7 +188,8 @@ def lab() -> Iterator[Lab]:
                     port=PORT,
                     listen_addresses=(host.repl_address,),
                     netns=host.namespace,
-                    replication_networks=(f"198.19.{SUBNET}.0/24",),
+                    replication_password=PASSWORD,
+                    replication_peers=tuple(f"198.19.{SUBNET}.{i}" for i in NODES.values()),
                     settings={"shared_buffers": "16MB", "max_connections": 20},
                     initdb_args=("--encoding=UTF8", "--locale=C", "--no-sync"),
                 )
@@ -447,3 +451,99 @@ def test_errors_say_what_to_do(lab: Lab) -> None:
         lab.net.heal("n2", "repl")
     assert n1.pg.rewind_as_standby(n2.addr, PORT).changed
     wait_streaming(n2, n1)
+
+
+# ----------------------------------------------------------------------------- authentication
+
+
+def psql_from(node: Node, conninfo: str) -> subprocess.CompletedProcess[str]:
+    """psql in `node`'s namespace, with no password from anywhere but `conninfo`."""
+    bin_dir = node.pg.bin_dir
+    return subprocess.run(
+        ["ip", "netns", "exec", node.host.namespace, str(bin_dir / "psql"), "-X", "-w", "-A",
+         "-t", "-d", conninfo, "-c", "SELECT current_user"],
+        capture_output=True, text=True, timeout=30, check=False,
+        env={"PATH": os.environ["PATH"], "PGPASSFILE": "/nonexistent", "PGCONNECT_TIMEOUT": "5"})
+
+
+def test_a_standby_with_the_wrong_password_cannot_replicate_and_with_the_right_one_can(
+        lab: Lab) -> None:
+    n1, n2 = lab.n1, lab.n2
+    assert n1.pg.init_primary().changed
+    right = n2.pg
+    n2.pg = Postgres(replace(right.config, replication_password="not the password"))
+    with pytest.raises(SourceRefusedError, match="refused the replication user replicator.*"
+                       "password authentication failed"):
+        n2.pg.clone_standby(n1.addr, PORT)
+    assert not n2.pg.initialized
+    assert not any(n2.pg.config.data_dir.iterdir())  # nothing half-cloned left behind
+
+    n2.pg = right
+    assert n2.pg.clone_standby(n1.addr, PORT).changed
+    assert n2.pg.start_standby(n1.addr, PORT).changed
+    wait_streaming(n1, n2)
+    # The passfile is the postgres user's alone, and the conninfo points at it.
+    passfile = n2.pg.config.passfile
+    st = passfile.stat()
+    assert (st.st_mode & 0o777, st.st_uid) == (0o600, pwd.getpwnam("postgres").pw_uid)
+    conninfo = n2.sql("SHOW primary_conninfo")[0]["primary_conninfo"]
+    assert f"passfile={passfile}" in conninfo and "password" not in conninfo
+    auto = (n2.pg.config.data_dir / "postgresql.auto.conf").read_text()
+    assert "with:colons" not in auto and "with:colons" not in conninfo
+
+
+def test_a_network_connection_without_the_password_is_refused(lab: Lab) -> None:
+    n1, n2 = lab.n1, lab.n2
+    lab.start_pair()
+    target = f"host={n1.addr} port={PORT} dbname=postgres"
+    no_password = psql_from(n2, f"{target} user=replicator")
+    assert no_password.returncode != 0 and "no password supplied" in no_password.stderr
+    wrong = psql_from(n2, f"{target} user=replicator password=wrong")
+    assert wrong.returncode != 0 and "password authentication failed" in wrong.stderr
+    superuser = psql_from(n2, f"{target} user=postgres")
+    assert superuser.returncode != 0 and "no pg_hba.conf entry" in superuser.stderr
+    right = psql_from(n2, f"{target} user=replicator passfile={n2.pg.config.passfile}")
+    assert right.returncode == 0, right.stderr
+    assert right.stdout.strip() == "replicator"
+    hba = (n1.pg.config.conf_dir / "pg_hba.conf").read_text().splitlines()
+    assert not any(line.split()[-1:] == ["trust"] for line in hba)
+
+
+def test_the_password_is_a_scram_verifier_set_once_and_never_reset(lab: Lab) -> None:
+    n1 = lab.n1
+    assert n1.pg.init_primary().changed
+    verifier = n1.sql("SELECT rolpassword FROM pg_authid WHERE rolname = 'replicator'")[0]
+    assert verifier["rolpassword"].startswith("SCRAM-SHA-256$4096:")
+    assert n1.pg.stop("fast").changed
+    assert n1.pg.start_primary().changed
+    assert not n1.pg.start_primary().changed  # running: nothing to do
+    again = n1.sql("SELECT rolpassword FROM pg_authid WHERE rolname = 'replicator'")[0]
+    assert again == verifier  # not reset to NULL, not even re-salted
+    assert "with:colons" not in n1.pg.config.log_file.read_text()
+
+    rotated = Postgres(replace(n1.pg.config, replication_password="rotated"))
+    assert rotated.start_primary().changed
+    new = n1.sql("SELECT rolpassword FROM pg_authid WHERE rolname = 'replicator'")[0]
+    assert new != verifier
+
+
+def test_a_debian_layout_with_the_configuration_outside_the_data_directory(lab: Lab) -> None:
+    """n1 keeps postgresql.conf in its own directory (as Debian's /etc/postgresql/15/main),
+    whose hba_file points elsewhere: tandem's files go beside it and win; n1 streams to n2,
+    and after a divergence and a crash it is rewound (pg_rewind --config-file) and follows."""
+    n1 = lab.n1
+    etc = n1.pg.config.data_dir.parent / "etc"
+    etc.mkdir(parents=True)
+    (etc / "postgresql.conf").write_text(
+        f"data_directory = '{n1.pg.config.data_dir}'\n"
+        "hba_file = '/nonexistent/pg_hba.conf'\n")
+    os.chown(etc, pwd.getpwnam("postgres").pw_uid, pwd.getpwnam("postgres").pw_gid)
+    os.chown(etc / "postgresql.conf", pwd.getpwnam("postgres").pw_uid, -1)
+    n1.pg = Postgres(replace(n1.pg.config, config_dir=etc))
+    lab.diverge_and_crash_n1()
+    outcome = n1.pg.rewind_as_standby(lab.n2.addr, PORT)
+    assert outcome.changed and outcome.detail.startswith("rewound from")
+    wait_streaming(lab.n2, n1)
+    assert n1.sql("SHOW hba_file") == [{"hba_file": str(etc / "pg_hba.conf")}]
+    assert n1.sql("SHOW config_file") == [{"config_file": str(etc / "postgresql.conf")}]
+    assert_follows_n2_history(n1, lab.n2)

@@ -11,7 +11,15 @@ from pydantic import ValidationError
 from tandem import crdgen
 from tandem.api.common import sync_standbys_from
 from tandem.api.floatingip import FloatingIPSpec
-from tandem.api.hacluster import HAClusterSpec, LeaseTimings
+from tandem.api.hacluster import (
+    ROLE_NAME_RE,
+    UNIT_NAME_RE,
+    ClientAccess,
+    HAClusterSpec,
+    LeaseTimings,
+    PostgresSpec,
+    ServiceSpec,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -113,3 +121,51 @@ def test_the_lease_annotation_of_synchronous_standbys_parses(
         annotations: dict[str, str] | None, listed: tuple[str, ...] | None) -> None:
     """No annotation: the holder publishes no list; an empty one: it waits for nobody."""
     assert sync_standbys_from(annotations) == listed
+
+
+@pytest.mark.parametrize("unit", ["postfix.service", "mail-jobs.timer", "php8.2-fpm.service",
+                                  "getty@tty1.service", r"srv-my\x2ddata.mount"])
+def test_service_units_of_real_systemd_units_are_accepted(unit: str) -> None:
+    assert ServiceSpec(name="s", unit=unit).unit == unit
+
+
+@pytest.mark.parametrize("unit", ["postfix", "-x.service", ".service", "a b.service",
+                                  "x.service\n", "x.device", "x.service;reboot", "../x.service"])
+def test_service_units_outside_the_systemd_rules_are_refused(unit: str) -> None:
+    with pytest.raises(ValidationError, match="must be a systemd unit name"):
+        ServiceSpec(name="s", unit=unit)
+
+
+def _validations(schema: dict) -> list[dict]:
+    return [v for _, node in _walk(schema) for v in node.get("x-kubernetes-validations", [])]
+
+
+def test_the_crd_checks_units_and_role_names_with_the_agents_expressions() -> None:
+    """The API server and the agent apply one rule, so an accepted value is never refused later."""
+    rules = [v["rule"] for v in _validations(crdgen.crd(crdgen.KINDS[0]))]
+    assert f"self.matches(r'{UNIT_NAME_RE}')" in rules
+    assert sum(f"self.matches(r'{ROLE_NAME_RE}')" in r for r in rules) == 3
+
+
+@pytest.mark.parametrize("user", ["replicator", "repl_2", "_r"])
+def test_replication_user_accepts_plain_names(user: str) -> None:
+    assert PostgresSpec(replication_user=user).replication_user == user
+
+
+@pytest.mark.parametrize("user", ["all", "replication", "postgres", "pg_monitor", "public",
+                                  "Replicator", "1r", "a-b", "a b", 'r"', "r'", "r\\", "r\n", "",
+                                  "r" * 64, "+group", "@file"])
+def test_replication_user_refuses_what_pg_hba_or_sql_would_misread(user: str) -> None:
+    with pytest.raises(ValidationError, match="replicationUser|replication_user"):
+        PostgresSpec(replication_user=user)
+
+
+def test_client_access_is_typed() -> None:
+    rule = ClientAccess(database="mail", user="webmail", address="198.18.0.0/24")
+    assert rule.address == "198.18.0.0/24"
+    assert ClientAccess(database="d", user="u", address="2001:db8::/64").user == "u"
+    for bad in ({"database": "all"}, {"database": "replication"}, {"user": "postgres"},
+                {"address": "198.18.0.1"}, {"address": "198.18.0.0/33"}, {"address": "any"}):
+        with pytest.raises(ValidationError):
+            ClientAccess.model_validate({"database": "d", "user": "u", "address": "10.0.0.0/8"}
+                                        | bad)

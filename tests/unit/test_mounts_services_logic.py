@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 _AGENT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "node-agent"))
 if _AGENT not in sys.path:  # the node agent is its own deployable, not installed in dev
@@ -15,6 +16,8 @@ if _AGENT not in sys.path:  # the node agent is its own deployable, not installe
 
 import pytest  # noqa: E402
 
+from tandem.api.hacluster import ServiceSpec  # noqa: E402
+from tandem_agent.chain import runnable, service_problems  # noqa: E402
 from tandem_agent.drivers.base import DriverError  # noqa: E402
 from tandem_agent.drivers.mounts import (  # noqa: E402
     BindMount,
@@ -381,28 +384,59 @@ def test_systemctl_argument_lists() -> None:
     b = SystemdBackend()
     assert b.argv("start", "tandem-web.service") == [
         "systemctl", "--no-ask-password", "start", "--", "tandem-web.service"]
-    assert b.argv("stop", "pg") == ["systemctl", "--no-ask-password", "stop", "--", "pg"]
-    assert b.argv("reset-failed", "pg") == [
-        "systemctl", "--no-ask-password", "reset-failed", "--", "pg"]
-    assert b.argv("is-active", "pg", "--quiet") == [
-        "systemctl", "--no-ask-password", "is-active", "--quiet", "--", "pg"]
+    assert b.argv("stop", "mail-jobs.timer") == [
+        "systemctl", "--no-ask-password", "stop", "--", "mail-jobs.timer"]
+    assert b.argv("reset-failed", "pg.service") == [
+        "systemctl", "--no-ask-password", "reset-failed", "--", "pg.service"]
+    assert b.argv("is-active", "pg.service", "--quiet") == [
+        "systemctl", "--no-ask-password", "is-active", "--quiet", "--", "pg.service"]
     assert b.show_argv("postgresql@15-main.service") == [
         "systemctl", "--no-ask-password", "show",
         "--property=Id,LoadState,ActiveState,SubState,Result,MainPID,ExecMainPID,"
         "ExecMainCode,ExecMainStatus",
         "--", "postgresql@15-main.service"]
-    assert SystemdBackend(systemctl="/bin/systemctl").argv("start", "x")[0] == "/bin/systemctl"
+    assert SystemdBackend(systemctl="/bin/systemctl").argv("start", "x.service")[0] == \
+        "/bin/systemctl"
 
 
-@pytest.mark.parametrize("bad", ["", "-H", "--all", "a b", "a;b", "x/../y", "a\nb"])
+@pytest.mark.parametrize("bad", ["", "-H", "--all", "a b", "a;b", "x/../y", "a\nb", "pg",
+                                 "postfix.service\n", ".service", "-x.service", "x.device",
+                                 "x.swap", "x.slice", "x.service;reboot"])
 def test_systemctl_refuses_odd_unit_names(bad: str) -> None:
-    with pytest.raises(DriverError):
+    with pytest.raises(DriverError, match="invalid systemd unit"):
         SystemdBackend().argv("start", bad)
+    with pytest.raises(DriverError, match="invalid systemd unit"):
+        SystemdBackend({"svc": bad})
+
+
+@pytest.mark.parametrize("good", ["php8.2-fpm.service", "mail-jobs.timer", "getty@tty1.service",
+                                  "srv-mail.mount", r"mnt-my\x2ddisk.mount", "multi-user.target",
+                                  "cups.socket", "cups.path"])
+def test_systemd_unit_names_of_real_units_are_accepted(good: str) -> None:
+    assert SystemdBackend().argv("stop", good)[-1] == good
+
+
+def test_systemd_backend_drives_the_unit_not_the_service_name(tmp_path: Path) -> None:
+    """The service's name is its identity in status; systemctl only ever sees its unit."""
+    calls = tmp_path / "calls"
+    fake = tmp_path / "systemctl"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\n"
+                    "printf 'Id=%s\\nLoadState=loaded\\nActiveState=inactive\\n' \"$5\"\n")
+    fake.chmod(0o755)
+    backend = SystemdBackend({"php": "php8.2-fpm.service", "jobs": "mail-jobs.timer"},
+                             systemctl=str(fake))
+    assert backend.start("php").changed
+    assert backend.status("jobs").name == "jobs"
+    lines = calls.read_text().splitlines()
+    assert lines[1] == "--no-ask-password start -- php8.2-fpm.service"
+    assert all(line.endswith((" php8.2-fpm.service", " mail-jobs.timer")) for line in lines)
+    with pytest.raises(DriverError, match="unknown service 'mail-jobs'"):
+        backend.start("mail-jobs")
 
 
 def test_systemctl_refuses_unknown_verbs() -> None:
     with pytest.raises(DriverError):
-        SystemdBackend().argv("kill", "pg")
+        SystemdBackend().argv("kill", "pg.service")
 
 
 def test_parse_show_keeps_equals_in_values() -> None:
@@ -439,7 +473,7 @@ def test_status_core_dump_and_missing_unit() -> None:
     dumped = status_from_show("app", parse_show(SHOW_DUMPED))
     assert dumped.signal == 11 and dumped.core_dumped
     assert "killed by SIGSEGV (core dumped)" in dumped.describe()
-    with pytest.raises(ServiceError, match="not-found"):
+    with pytest.raises(ServiceError, match=r"nope: nope.service is not-found .* spec.chain"):
         status_from_show("nope", parse_show(SHOW_MISSING))
 
 
@@ -502,3 +536,43 @@ def test_chain_error_names_the_failing_service() -> None:
     assert "could not start service pg" in str(err)
     assert "running before it: drbd" in str(err)
     assert err.done == ("drbd",)
+
+
+# ---------------------------------------------------------------------------------------------
+# Which backend runs which service: configuration errors are reported, never raised
+
+
+def _services(*entries: dict[str, object]) -> list[ServiceSpec]:
+    return [ServiceSpec.model_validate(e) for e in entries]
+
+
+def test_systemd_backend_needs_a_unit_and_names_the_field_and_the_fix() -> None:
+    services = _services({"name": "postfix", "unit": "postfix.service"},
+                         {"name": "echo", "command": ["python3", "-m", "tandem.lab.echo"]})
+    [problem] = service_problems(services, "systemd")
+    assert problem.startswith("spec.chain.services[1].unit is not set (echo has only a command)")
+    assert "unit: echo.service" in problem and "--services process" in problem
+    assert [s.name for s in runnable(services, "systemd")] == ["postfix"]
+
+
+def test_process_backend_needs_a_command_and_names_the_field_and_the_fix() -> None:
+    services = _services({"name": "jobs", "unit": "mail-jobs.timer"},
+                         {"name": "http", "command": ["python3", "-m", "tandem.lab.echo"]})
+    [problem] = service_problems(services, "process")
+    assert problem.startswith("spec.chain.services[0].command is not set (jobs has only a unit)")
+    assert "--services systemd" in problem
+    assert [s.name for s in runnable(services, "process")] == ["http"]
+
+
+def test_a_service_with_both_runs_under_either_backend() -> None:
+    both = _services({"name": "web", "unit": "nginx.service", "command": ["nginx"]})
+    assert service_problems(both, "systemd") == service_problems(both, "process") == []
+
+
+def test_a_unit_that_slipped_past_the_api_is_still_refused_by_the_agent() -> None:
+    # model_construct skips validation, as an object stored before the rule existed would.
+    bad = [ServiceSpec.model_construct(name="x", unit="x.service; reboot", command=None,
+                                       run_on="Primary")]
+    [problem] = service_problems(bad, "systemd")
+    assert problem.startswith("spec.chain.services[0].unit: 'x.service; reboot' must be a systemd")
+    assert runnable(bad, "systemd") == []

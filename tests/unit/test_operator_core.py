@@ -271,6 +271,15 @@ def test_no_holder_yet_is_pending_and_spec_primary_is_only_a_preference() -> Non
     assert "primary" not in (d.patch or {})
 
 
+def test_pending_says_why_the_nodes_may_not_take_the_lease() -> None:
+    why = "ConfigInvalid: spec.chain.postgres.credentialsSecret: Secret pg does not exist"
+    c = cluster(report("n1", eligible=False, why=why), report("n2", eligible=False, why=why),
+                status={"epoch": 0, "primary": None})
+    ready = cond(core.reconcile(snap(c, LeaseState(None, 0))), "Ready")
+    assert ready[:2] == ("False", "Pending")
+    assert f"n1 is not eligible to take over: {why}; n2 is not eligible" in ready[2]
+
+
 def test_released_lease_is_no_primary() -> None:
     c = cluster(report("n1", "Standby"), report("n2"))
     d = core.reconcile(snap(c, LeaseState(None, 1, NOW, NOW, 3)))

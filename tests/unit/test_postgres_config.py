@@ -5,13 +5,18 @@ No server runs here; tests/lab/test_postgres.py runs the same code against real 
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
+from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
+from pydantic import ValidationError
 
+from tandem.api.hacluster import PostgresSpec
 from tandem_agent.drivers.postgres import (
     INCLUDE_LINE,
+    ClientRule,
     PostgresConfig,
     PostgresError,
     format_lsn,
@@ -24,9 +29,11 @@ from tandem_agent.drivers.postgres import (
     render_pgpass,
     render_settings,
     reported_lag,
+    scram_verifier,
     scrub_auto_conf,
     status_from_row,
     sync_standby_names,
+    verifier_matches,
     with_include,
 )
 
@@ -37,7 +44,7 @@ def config(**overrides: object) -> PostgresConfig:
         "data_dir": Path("/var/lib/tandem/pg/data"),
         "port": 5433,
         "listen_addresses": ("198.19.20.2", "127.0.0.1"),
-        "replication_networks": ("198.19.20.0/24",),
+        "replication_peers": ("198.19.20.2", "198.19.20.3"),
     }
     values.update(overrides)
     return PostgresConfig(**values)  # type: ignore[arg-type]
@@ -245,6 +252,20 @@ def test_primary_settings() -> None:
     # Explicitly empty so nothing earlier in postgresql.conf makes a primary stream.
     assert conf["primary_conninfo"] == "''"
     assert "synchronous_standby_names" not in conf  # ALTER SYSTEM owns it
+    # The rules tandem writes win over whatever postgresql.conf names.
+    assert conf["hba_file"] == "'/var/lib/tandem/pg/data/pg_hba.conf'"
+    assert conf["ident_file"] == "'/var/lib/tandem/pg/data/pg_ident.conf'"
+
+
+def test_debian_layout_keeps_the_files_beside_postgresql_conf() -> None:
+    cfg = config(data_dir=Path("/var/lib/postgresql/15/main"),
+                 config_dir=Path("/etc/postgresql/15/main"))
+    assert cfg.conf_dir == Path("/etc/postgresql/15/main")
+    conf = parse_conf(render_settings(cfg, None))
+    assert conf["hba_file"] == "'/etc/postgresql/15/main/pg_hba.conf'"
+    assert conf["ident_file"] == "'/etc/postgresql/15/main/pg_ident.conf'"
+    # The socket, the log and the passfile stay beside the data directory.
+    assert cfg.passfile == Path("/var/lib/postgresql/15/main.run/pgpass")
 
 
 def test_standby_settings_carry_the_conninfo() -> None:
@@ -278,37 +299,100 @@ def test_conninfo_round_trips_through_libpq() -> None:
     assert parsed["port"] == "5432"
     assert parsed["user"] == "replicator"
     assert parsed["application_name"] == "node2"
-    assert "passfile" not in parsed and "password" not in parsed
+    assert parsed["passfile"] == "/var/lib/tandem/pg/data.run/pgpass"
+    assert "password" not in parsed
 
 
-def test_conninfo_uses_a_passfile_never_the_password() -> None:
-    cfg = config(replication_password="s3cr3t 'x'", runtime_dir=Path("/run/tandem pg"))
+HOSTILE = ["s3cr3t 'x'", 'dq"dq', "back\\slash\\", "co:lo:n", "#hash", "*:*:*:x:y", " spaced ",
+           "'; ALTER ROLE postgres PASSWORD 'x'; --", "$(reboot)"]
+
+
+@pytest.mark.parametrize("password", HOSTILE)
+def test_conninfo_uses_a_passfile_never_the_password(password: str) -> None:
+    cfg = config(replication_password=password, runtime_dir=Path("/run/tandem pg"))
     info = primary_conninfo(cfg, "198.19.20.2", 5432)
-    assert "s3cr3t" not in info
+    assert password.strip() not in info
     assert conninfo_to_dict(info)["passfile"] == "/run/tandem pg/pgpass"
+    # Nothing of it reaches the settings tandem writes (pg_basebackup copies those).
+    assert password.strip() not in render_settings(cfg, info)
 
 
-def test_hba_trust_only_without_password() -> None:
-    lines = render_hba(config()).splitlines()
-    rules = [line.split() for line in lines if line and not line.startswith("#")]
-    assert ["local", "all", "all", "peer", "map=tandem"] in rules
-    assert ["host", "replication", "replicator", "198.19.20.0/24", "trust"] in rules
-    assert ["host", "postgres", "replicator", "198.19.20.0/24", "trust"] in rules  # pg_rewind
-    # Nothing else reaches the server over TCP.
-    assert all(rule[0] == "local" or rule[2] == "replicator" for rule in rules)
+def pgpass_fields(line: str) -> list[str]:
+    """Split one passfile line as libpq does: ':' separates, '\\' escapes the next character."""
+    fields, current, escaped = [], "", False
+    for char in line.removesuffix("\n"):
+        if escaped:
+            current, escaped = current + char, False
+        elif char == "\\":
+            escaped = True
+        elif char == ":":
+            fields.append(current)
+            current = ""
+        else:
+            current += char
+    return [*fields, current]
 
 
-def test_hba_scram_with_password_and_extras_last() -> None:
-    cfg = config(
-        replication_password="pw",
-        replication_networks=("198.19.20.7/24", "2001:db8::/64"),
-        extra_hba=("host all app 198.18.20.0/24 scram-sha-256",),
-    )
-    rules = [line.split() for line in render_hba(cfg).splitlines() if not line.startswith("#")]
-    assert ["host", "replication", "replicator", "198.19.20.0/24", "scram-sha-256"] in rules
-    assert ["host", "postgres", "replicator", "2001:db8::/64", "scram-sha-256"] in rules
-    assert not any("trust" in rule for rule in rules)
-    assert rules[-1] == ["host", "all", "app", "198.18.20.0/24", "scram-sha-256"]
+@pytest.mark.parametrize("password", HOSTILE)
+def test_pgpass_reads_back_as_the_password(password: str) -> None:
+    line = render_pgpass("replicator", password)
+    assert line.count("\n") == 1 and line.endswith("\n")
+    assert pgpass_fields(line) == ["*", "*", "*", "replicator", password]
+
+
+def test_pgpass_escapes_separators() -> None:
+    assert render_pgpass("rep", "a:b\\c") == "*:*:*:rep:a\\:b\\\\c\n"
+
+
+@pytest.mark.parametrize("password", ["line\nbreak", "cr\r", "tab\there", "nul\0", "",
+                                      "caf\u00e9", "x" * 1025])
+def test_passwords_a_passfile_or_scram_cannot_carry_are_refused(password: str) -> None:
+    with pytest.raises(ValueError, match="replication password"):
+        config(replication_password=password)
+    with pytest.raises(ValueError, match="replication password"):
+        render_pgpass("replicator", password)
+    with pytest.raises(ValueError, match="replication password"):
+        scram_verifier(password)
+
+
+def test_hba_admits_replication_only_from_the_peers_by_scram() -> None:
+    cfg = config(replication_peers=("198.19.20.2", "2001:db8::7", "198.19.20.2"))
+    rules = [line.split() for line in render_hba(cfg).splitlines()
+             if line and not line.startswith("#")]
+    assert rules == [
+        ["local", "all", "all", "peer", "map=tandem"],
+        ["local", "replication", "all", "peer", "map=tandem"],
+        ["host", "replication", '"replicator"', "198.19.20.2/32", "scram-sha-256"],
+        ["host", "postgres", '"replicator"', "198.19.20.2/32", "scram-sha-256"],  # pg_rewind
+        ["host", "replication", '"replicator"', "2001:db8::7/128", "scram-sha-256"],
+        ["host", "postgres", '"replicator"', "2001:db8::7/128", "scram-sha-256"],
+    ]
+
+
+def test_hba_client_access_is_scram_and_never_trust() -> None:
+    cfg = config(client_access=(ClientRule("mail", "webmail", "198.18.20.9/24"),
+                                ClientRule("postgres", "tandem_app", "2001:db8::/64")))
+    rules = [line.split() for line in render_hba(cfg).splitlines()
+             if line and not line.startswith("#")]
+    assert rules[-2:] == [
+        ["host", '"mail"', '"webmail"', "198.18.20.0/24", "scram-sha-256"],
+        ["host", '"postgres"', '"tandem_app"', "2001:db8::/64", "scram-sha-256"],
+    ]
+    assert not any("trust" in rule or "password" in rule or "md5" in rule for rule in rules)
+    assert all(rule[0] == "local" or rule[-1] == "scram-sha-256" for rule in rules)
+
+
+@pytest.mark.parametrize(("database", "user", "network", "message"), [
+    ("all", "u", "10.0.0.0/8", "database name"),
+    ("d", "all", "10.0.0.0/8", "PostgreSQL name"),
+    ('d" all', "u", "10.0.0.0/8", "database name"),
+    ("d", "u\nhost all all 0.0.0.0/0 trust", "10.0.0.0/8", "PostgreSQL name"),
+    ("d", "u", "10.0.0.0/8 trust", "not a network"),
+])
+def test_client_rules_refuse_what_would_inject_a_rule(database: str, user: str, network: str,
+                                                      message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ClientRule(database, user, network)
 
 
 def test_ident_maps_admins_to_superuser_and_others_to_themselves() -> None:
@@ -323,8 +407,27 @@ def test_ident_maps_admins_to_superuser_and_others_to_themselves() -> None:
     assert rows[-1] == ["tandem", "/^(.*)$", "\\1"]
 
 
-def test_pgpass_escapes_separators() -> None:
-    assert render_pgpass("rep", "a:b\\c") == "*:*:*:rep:a\\:b\\\\c\n"
+# ----------------------------------------------------------------------------- SCRAM
+
+
+@pytest.mark.parametrize("password", HOSTILE)
+def test_scram_verifier_is_what_libpq_computes(password: str) -> None:
+    """libpq's own PQencryptPasswordConn (offline) with a random salt; ours with that salt."""
+    conn = pq.PGconn.connect_start(b"host=/nonexistent port=1")
+    theirs = conn.encrypt_password(password.encode(), b"replicator", b"scram-sha-256").decode()
+    iterations, salt = theirs.split("$")[1].split(":")
+    assert scram_verifier(password, base64.b64decode(salt), int(iterations)) == theirs
+    assert verifier_matches(theirs, password)
+    assert not verifier_matches(theirs, password + "x")
+
+
+def test_verifier_matching_is_salted_and_refuses_other_formats() -> None:
+    ours = scram_verifier("pw")
+    assert ours != scram_verifier("pw")  # a fresh salt each time
+    assert verifier_matches(ours, "pw")
+    assert not verifier_matches(None, "pw")
+    assert not verifier_matches("md5" + "0" * 32, "pw")
+    assert not verifier_matches("pw", "pw")
 
 
 @pytest.mark.parametrize(
@@ -392,11 +495,32 @@ def test_config_defaults_are_per_instance() -> None:
         ({"node_name": ""}, "node_name"),
         ({"port": 0}, "port"),
         ({"listen_addresses": ()}, "listen_addresses"),
-        ({"replication_networks": ("198.19.20.0/33",)}, "CIDR"),
-        ({"replication_user": "rep; drop"}, "user name"),
+        ({"replication_peers": ("198.19.20.0/24",)}, "not an IP address"),
+        ({"replication_user": "rep; drop"}, "replication user"),
+        ({"replication_user": "Replicator"}, "replication user"),
+        ({"replication_user": "all"}, "replication user"),
+        ({"os_user": "replicator"}, "must not be the superuser"),
+        ({"config_dir": Path("etc/pg")}, "absolute"),
         ({"data_dir": Path("relative/data")}, "absolute"),
     ],
 )
 def test_config_rejects(overrides: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         config(**overrides)
+
+
+@pytest.mark.parametrize("user", ["replicator", "repl_2", "_r", "all", "postgres", "pg_monitor",
+                                  "Replicator", "r-1", "r.1", "r" * 63, "r" * 64, 'r"', "r\n", ""])
+def test_api_and_agent_agree_on_replication_user_names(user: str) -> None:
+    """A name the API server accepts is never refused later by the agent, and vice versa."""
+    try:
+        PostgresSpec(replication_user=user)
+        api_accepts = True
+    except ValidationError:
+        api_accepts = False
+    try:
+        config(replication_user=user)
+        agent_accepts = True
+    except ValueError:
+        agent_accepts = False
+    assert api_accepts == agent_accepts

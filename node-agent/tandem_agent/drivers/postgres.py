@@ -19,12 +19,19 @@ How it runs things:
   authenticated by ``peer`` with an ident map that lets `admin_os_users` (root) in as the
   superuser.
 - Settings live in files the driver owns and rewrites before every start, which is what
-  makes repeated starts idempotent: ``tandem.conf`` in the data directory (included from the
-  end of ``postgresql.conf``), ``pg_hba.conf`` and ``pg_ident.conf``. Runtime policy that may
-  change while the server runs (``synchronous_standby_names``) goes through ``ALTER SYSTEM``
-  into ``postgresql.auto.conf``. The replication password, if any, is kept in a passfile in
-  `runtime_dir` (mode 0600), never on a command line or in the configuration files that
-  pg_basebackup and pg_rewind copy between nodes.
+  makes repeated starts idempotent: ``tandem.conf`` (included from the end of
+  ``postgresql.conf``; it names the two others as ``hba_file`` and ``ident_file``),
+  ``pg_hba.conf`` and ``pg_ident.conf``, all in `PostgresConfig.conf_dir`: the data directory
+  (initdb's layout) or a separate configuration directory such as Debian's
+  ``/etc/postgresql/15/main``. Runtime policy that may change while the server runs
+  (``synchronous_standby_names``) goes through ``ALTER SYSTEM`` into ``postgresql.auto.conf``.
+- Authentication: ``peer`` over the Unix socket; over the network only ``scram-sha-256``, for
+  the replication user from the nodes' replication addresses and for the `client_access` rules;
+  no ``trust`` rule for any network connection. The replication password is set on the role as
+  a SCRAM verifier computed here (the cleartext never reaches the server or its log), only when
+  the stored verifier does not match it, and never reset. The standby reads it from a passfile
+  in `runtime_dir` (mode 0600, owned by the OS user), never from a command line or from the
+  configuration files that pg_basebackup and pg_rewind copy between nodes.
 - pg_rewind needs ``wal_log_hints = on`` (always set) and initdb also enables data checksums.
   The replication user gets the four function grants pg_rewind documents and membership in
   ``pg_checkpoint``, so rewinding never needs a superuser connection over the network. Before
@@ -42,10 +49,14 @@ How it runs things:
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import ipaddress
 import os
 import pwd
 import re
+import secrets
 import shutil
 import subprocess
 import time
@@ -60,6 +71,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import DictRow, dict_row
 
+from tandem.api.hacluster import database_name_problem, role_name_problem
 from tandem_agent.drivers.base import CommandError, DriverError, Outcome, run
 
 Role = Literal["primary", "standby"]
@@ -72,6 +84,8 @@ IDENT_MAP = "tandem"
 STANDBY_SIGNAL = "standby.signal"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
 _LSN_RE = re.compile(r"^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$")
+SCRAM_ITERATIONS = 4096  # PostgreSQL's default (scram_iterations)
+MAX_PASSWORD = 1024
 
 
 # --------------------------------------------------------------------------- errors
@@ -97,15 +111,56 @@ class SourceUnreachableError(PostgresError):
     """The primary to clone from or rewind from cannot be reached."""
 
 
+class SourceRefusedError(PostgresError):
+    """The primary refused the replication user's login (password or pg_hba.conf)."""
+
+
 # --------------------------------------------------------------------------- config
+
+
+def password_problem(password: str) -> str | None:
+    """Why `password` cannot be the replication password (None: it can).
+
+    Printable ASCII only: a passfile is line-based and has no escape for a line break, libpq
+    strips a trailing carriage return, and PostgreSQL normalizes non-ASCII passwords (SASLprep)
+    before hashing; any printable character, quotes and backslashes included, is escaped where
+    it is written."""
+    if not password:
+        return "is empty"
+    if len(password) > MAX_PASSWORD:
+        return f"is longer than {MAX_PASSWORD} characters"
+    if not all(" " <= c <= "~" for c in password):
+        return ("holds a line break, another control character or a non-ASCII character: use "
+                "printable ASCII, e.g. the output of `openssl rand -base64 32`")
+    return None
+
+
+@dataclass(frozen=True)
+class ClientRule:
+    """``host <database> <user> <network> scram-sha-256``: applications over the network."""
+
+    database: str
+    user: str
+    network: str
+
+    def __post_init__(self) -> None:
+        problem = database_name_problem(self.database) or role_name_problem(self.user)
+        if problem:
+            raise ValueError(f"client access rule: {problem}")
+        try:
+            ipaddress.ip_network(self.network, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"client access rule: {self.network!r} is not a network") from exc
 
 
 @dataclass(frozen=True)
 class PostgresConfig:
     """Where one node's PostgreSQL lives and how it is reached.
 
-    `replication_password` None means ``trust`` for the replication user from
-    `replication_networks`: only for the lab, whose networks are closed. `settings` are extra
+    `replication_peers` are the nodes' replication addresses: the only places the replication
+    user may connect from. `replication_password` None means "not known": the driver then sets
+    no password and writes no passfile, so nothing can stream until it is known. `config_dir`
+    holds postgresql.conf when it is not the data directory (Debian). `settings` are extra
     server settings written to ``tandem.conf`` (e.g. ``{"shared_buffers": "32MB"}``).
     """
 
@@ -117,12 +172,13 @@ class PostgresConfig:
     bin_dir: Path | None = None
     netns: str | None = None
     replication_user: str = "replicator"
-    replication_password: str | None = None
-    replication_networks: tuple[str, ...] = ("127.0.0.1/32",)
+    replication_password: str | None = field(default=None, repr=False)
+    replication_peers: tuple[str, ...] = ()
+    client_access: tuple[ClientRule, ...] = ()
+    config_dir: Path | None = None
     runtime_dir: Path | None = None
     admin_os_users: tuple[str, ...] = ("root",)
     settings: Mapping[str, str | int | float | bool] = field(default_factory=dict)
-    extra_hba: tuple[str, ...] = ()
     initdb_args: tuple[str, ...] = ("--encoding=UTF8", "--locale=C")
     wal_keep_size: str = "256MB"
     connect_timeout: int = 5
@@ -139,16 +195,29 @@ class PostgresConfig:
             raise ValueError(f"port must be within 1..65535, got {self.port}")
         if not self.listen_addresses:
             raise ValueError("listen_addresses must name at least one address (or '*')")
-        for network in self.replication_networks:
+        for address in self.replication_peers:
             try:
-                ipaddress.ip_network(network, strict=False)
+                ipaddress.ip_address(address)
             except ValueError as exc:
-                raise ValueError(f"replication_networks: {network!r} is not a CIDR") from exc
-        for name in (self.replication_user, self.os_user, *self.admin_os_users):
+                raise ValueError(f"replication_peers: {address!r} is not an IP address") from exc
+        if problem := role_name_problem(self.replication_user):
+            raise ValueError(f"replication user {problem}")
+        for name in (self.os_user, *self.admin_os_users):
             if not _NAME_RE.match(name):
                 raise ValueError(f"user name {name!r} is not a plain identifier")
-        if not self.data_dir.is_absolute():
-            raise ValueError(f"data_dir must be an absolute path, got {self.data_dir}")
+        if self.replication_user == self.superuser:
+            raise ValueError(f"the replication user must not be the superuser {self.superuser}")
+        if self.replication_password is not None and \
+                (problem := password_problem(self.replication_password)):
+            raise ValueError(f"the replication password {problem}")
+        for path in (self.data_dir, self.config_dir):
+            if path is not None and not path.is_absolute():
+                raise ValueError(f"data_dir and config_dir must be absolute paths, got {path}")
+
+    @property
+    def conf_dir(self) -> Path:
+        """Where postgresql.conf and the files tandem writes live."""
+        return self.config_dir or self.data_dir
 
     @property
     def superuser(self) -> str:
@@ -366,6 +435,10 @@ def render_settings(config: PostgresConfig, primary_conninfo: str | None) -> str
         "wal_receiver_status_interval": "1s",
         "wal_receiver_timeout": "3s",
         "primary_conninfo": primary_conninfo or "",
+        # Explicit, so that a postgresql.conf naming other files (Debian's) cannot override
+        # the rules tandem writes.
+        "hba_file": str(config.conf_dir / "pg_hba.conf"),
+        "ident_file": str(config.conf_dir / "pg_ident.conf"),
     }
     for key, value in config.settings.items():
         if not re.match(r"^[a-z_][a-z0-9_.]*$", key):
@@ -390,26 +463,37 @@ def primary_conninfo(config: PostgresConfig, host: str, port: int) -> str:
         "keepalives_idle": 5,
         "keepalives_interval": 2,
         "keepalives_count": 3,
+        "passfile": str(config.passfile),
     }
-    if config.replication_password is not None:
-        params["passfile"] = str(config.passfile)
     return make_conninfo("", **params)
 
 
+def host_network(address: str) -> str:
+    """One address as a pg_hba.conf network: /32 or /128."""
+    ip = ipaddress.ip_address(address)
+    return f"{ip}/{ip.max_prefixlen}"
+
+
 def render_hba(config: PostgresConfig) -> str:
-    """``pg_hba.conf``: local peer login, replication and pg_rewind from the peer networks."""
-    method = "trust" if config.replication_password is None else "scram-sha-256"
-    user = config.replication_user
+    """``pg_hba.conf``: peer over the Unix socket; over the network only scram-sha-256, for the
+    replication user from the nodes' replication addresses (streaming, and pg_rewind's
+    connection to the postgres database) and for the client access rules. No trust rule.
+
+    Names are validated identifiers and double-quoted anyway, so none can act as a keyword."""
+    user = f'"{config.replication_user}"'
     lines = [
-        "# Written by tandem; rewritten before every start. Add rules via extra_hba.",
+        "# Written by tandem; rewritten before every start. Do not edit by hand: declare",
+        "# network clients in spec.chain.postgres.clientAccess.",
         f"local   all          all                       peer map={IDENT_MAP}",
         f"local   replication  all                       peer map={IDENT_MAP}",
     ]
-    for network in config.replication_networks:
-        cidr = str(ipaddress.ip_network(network, strict=False))
-        lines.append(f"host    replication  {user:<12} {cidr:<18} {method}")
-        lines.append(f"host    postgres     {user:<12} {cidr:<18} {method}")
-    lines += list(config.extra_hba)
+    for address in dict.fromkeys(config.replication_peers):
+        net = host_network(address)
+        lines.append(f"host    replication  {user:<14} {net:<20} scram-sha-256")
+        lines.append(f"host    postgres     {user:<14} {net:<20} scram-sha-256")
+    for rule in config.client_access:
+        net = str(ipaddress.ip_network(rule.network, strict=False))
+        lines.append(f'host    "{rule.database}"  "{rule.user}"  {net}  scram-sha-256')
     return "\n".join(lines) + "\n"
 
 
@@ -423,12 +507,44 @@ def render_ident(config: PostgresConfig) -> str:
 
 
 def render_pgpass(user: str, password: str) -> str:
-    """One passfile line for `user` on any host, port and database."""
+    """One passfile line for `user` on any host, port and database (``:`` and ``\\`` escaped;
+    a line break cannot be escaped, so a password holding one is refused)."""
+    if problem := password_problem(password):
+        raise ValueError(f"the replication password {problem}")
 
     def esc(text: str) -> str:
         return text.replace("\\", "\\\\").replace(":", "\\:")
 
     return f"*:*:*:{esc(user)}:{esc(password)}\n"
+
+
+def scram_verifier(password: str, salt: bytes | None = None,
+                   iterations: int = SCRAM_ITERATIONS) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (RFC 5802, RFC 7677), in its
+    ``SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`` form. Set as the role's
+    password, it lets the server check logins without ever seeing the cleartext. ASCII
+    passwords only (`password_problem`): PostgreSQL leaves those unchanged by SASLprep."""
+    if problem := password_problem(password):
+        raise ValueError(f"the replication password {problem}")
+    salt = secrets.token_bytes(16) if salt is None else salt
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    stored_key = hashlib.sha256(hmac.digest(salted, b"Client Key", "sha256")).digest()
+    server_key = hmac.digest(salted, b"Server Key", "sha256")
+
+    def b64(raw: bytes) -> str:
+        return base64.b64encode(raw).decode()
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def verifier_matches(stored: str | None, password: str) -> bool:
+    """Does the stored SCRAM verifier (``rolpassword``) belong to `password`?"""
+    match = re.fullmatch(r"SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+",
+                         stored or "")
+    if match is None:
+        return False
+    expected = scram_verifier(password, base64.b64decode(match.group(2)), int(match.group(1)))
+    return hmac.compare_digest(expected, stored or "")
 
 
 def quote_ident(name: str) -> str:
@@ -649,23 +765,35 @@ class Postgres:
 
     def _prepare_dirs(self) -> None:
         self._make_dir(self.config.data_dir, 0o700)
+        self.write_passfile()
+
+    def write_passfile(self) -> Outcome:
+        """The passfile a standby's conninfo names (mode 0600, the OS user's), when the
+        password is known; its walreceiver reads it at every (re)connection."""
         self._make_dir(self.config.run_dir, 0o755)
-        if self.config.replication_password is not None:
-            self._write(
-                self.config.passfile,
-                render_pgpass(self.config.replication_user, self.config.replication_password),
-            )
+        if self.config.replication_password is None:
+            return Outcome(False, "no replication password known")
+        line = render_pgpass(self.config.replication_user, self.config.replication_password)
+        changed = self._write(self.config.passfile, line)
+        return Outcome(changed, f"{'wrote' if changed else 'kept'} {self.config.passfile}")
 
     def _render(self, conninfo: str | None, *, stopped: bool) -> bool:
         """Write the driver-owned files; True when any changed."""
         self._prepare_dirs()
-        data = self.config.data_dir
-        changed = self._write(data / SETTINGS_FILE, render_settings(self.config, conninfo))
-        changed |= self._write(data / "pg_hba.conf", render_hba(self.config))
-        changed |= self._write(data / "pg_ident.conf", render_ident(self.config))
-        conf = data / "postgresql.conf"
-        changed |= self._write(conf, with_include(conf.read_text()))
-        auto = data / "postgresql.auto.conf"
+        conf_dir = self.config.conf_dir
+        conf = conf_dir / "postgresql.conf"
+        try:
+            main = conf.read_text()
+        except FileNotFoundError:
+            raise PostgresError(
+                f"{conf} does not exist: if postgresql.conf lives elsewhere (Debian: "
+                "/etc/postgresql/15/main), set spec.chain.postgres.configDirectory to its directory"
+            ) from None
+        changed = self._write(conf_dir / SETTINGS_FILE, render_settings(self.config, conninfo))
+        changed |= self._write(conf_dir / "pg_hba.conf", render_hba(self.config))
+        changed |= self._write(conf_dir / "pg_ident.conf", render_ident(self.config))
+        changed |= self._write(conf, with_include(main), mode=conf.stat().st_mode & 0o777)
+        auto = self.config.data_dir / "postgresql.auto.conf"
         if stopped and auto.exists():
             changed |= self._write(auto, scrub_auto_conf(auto.read_text()))
         return changed
@@ -676,11 +804,12 @@ class Postgres:
 
     def _start(self, role: Role) -> None:
         try:
+            # -D names the configuration directory: pg_ctl finds the data directory from it.
             self._pg(
                 "pg_ctl",
                 "start",
                 "-D",
-                str(self.config.data_dir),
+                str(self.config.conf_dir),
                 "-l",
                 str(self.config.log_file),
                 "-w",
@@ -744,16 +873,25 @@ class Postgres:
             reloaded = self._render(None, stopped=False)
             if reloaded:
                 self._reload()
-            changed = self._ensure_replication_user(set_password=False) or reloaded
+            changed = self._ensure_replication_user() or reloaded
             return Outcome(changed, "already running as primary" + (" (configuration reloaded)" if reloaded else ""))
         (self.config.data_dir / STANDBY_SIGNAL).unlink(missing_ok=True)
         (self.config.data_dir / "recovery.signal").unlink(missing_ok=True)
         self._render(None, stopped=True)
         self._start("primary")
-        self._ensure_replication_user(set_password=True)
+        self._ensure_replication_user()
         return Outcome(True, f"started as primary on port {self.config.port}")
 
-    def _ensure_replication_user(self, *, set_password: bool) -> bool:
+    def ensure_replication_user(self) -> Outcome:
+        """On a running primary: the replication role as `start_primary` leaves it."""
+        changed = self._ensure_replication_user()
+        return Outcome(changed, f"replication user {self.config.replication_user} "
+                                f"{'updated' if changed else 'as it should be'}")
+
+    def _ensure_replication_user(self) -> bool:
+        """The replication role exists with LOGIN REPLICATION, the rights pg_rewind needs and,
+        when the password is known, a SCRAM verifier of it; True when anything changed. The
+        password is replaced only when the stored verifier does not match, and never reset."""
         user = self.config.replication_user
         password = self.config.replication_password
         changed = False
@@ -762,18 +900,20 @@ class Postgres:
             # not connected yet (that would block the bring-up that later drops it).
             conn.execute("SET synchronous_commit = local")
             row = conn.execute(
-                "SELECT rolreplication AND rolcanlogin AS ok FROM pg_roles WHERE rolname = %s",
+                "SELECT r.rolreplication AND r.rolcanlogin AS ok, a.rolpassword AS verifier"
+                " FROM pg_roles r JOIN pg_authid a ON a.oid = r.oid WHERE r.rolname = %s",
                 (user,),
             ).fetchone()
             if row is None:
                 conn.execute(sql.SQL("CREATE ROLE {} WITH LOGIN REPLICATION").format(sql.Identifier(user)))
-                changed = set_password = True
+                changed = True
             elif not row["ok"]:
                 conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN REPLICATION").format(sql.Identifier(user)))
                 changed = True
-            if set_password:
-                value: sql.Composable = sql.Literal(password) if password else sql.SQL("NULL")
-                conn.execute(sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(sql.Identifier(user), value))
+            if password is not None and not verifier_matches(row["verifier"] if row else None, password):
+                conn.execute(sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(
+                    sql.Identifier(user), sql.Literal(scram_verifier(password))))
+                changed = True
             member = conn.execute(
                 "SELECT NOT pg_has_role(%s, 'pg_checkpoint', 'MEMBER') AS missing"
                 " FROM pg_roles WHERE rolname = 'pg_checkpoint'",
@@ -949,11 +1089,16 @@ class Postgres:
             self.stop("fast")
         self._prepare_dirs()
         source = make_conninfo(primary_conninfo(self.config, primary_host, primary_port), dbname="postgres")
+        # pg_rewind may start the target in single-user mode (crash recovery): it needs the
+        # configuration file when that is not in the data directory (PostgreSQL 15+).
+        config_file = ("--config-file", str(self.config.conf_dir / "postgresql.conf")) \
+            if self.config.config_dir else ()
         try:
             proc = self._pg(
                 "pg_rewind",
                 "--target-pgdata",
                 str(self.config.data_dir),
+                *config_file,
                 "--source-server",
                 source,
                 netns=True,
@@ -961,7 +1106,7 @@ class Postgres:
             )
         except CommandError as exc:
             error = self._source_error("rewind", primary_host, primary_port, exc)
-            if isinstance(error, SourceUnreachableError):
+            if isinstance(error, SourceUnreachableError | SourceRefusedError):
                 raise error from exc
             return self._reclone(primary_host, primary_port, error)
         summary = "no rewind required" if "no rewind required" in (proc.stdout + proc.stderr) else "rewound"
@@ -1019,6 +1164,16 @@ class Postgres:
         where = f"{host}:{port}"
         text = exc.stderr
         netns = f"network namespace {self.config.netns}" if self.config.netns else "this host"
+        refused = ("password authentication failed", "no password supplied",
+                   "no pg_hba.conf entry")
+        if any(phrase in text for phrase in refused):
+            return SourceRefusedError(
+                f"cannot {what} {self.config.node_name}: the primary {where} refused the "
+                f"replication user {self.config.replication_user} ({text}); both nodes must use "
+                "the same password (spec.chain.postgres.credentialsSecret) and this node's "
+                "spec.nodes[].replicationAddress must be the address it connects from (the data "
+                "directory was not modified)"
+            )
         if "could not connect" in text or "connection to server" in text:
             return SourceUnreachableError(
                 f"cannot {what} {self.config.node_name}: the primary {where} is unreachable "
@@ -1064,6 +1219,7 @@ class Postgres:
 
 
 __all__ = [
+    "ClientRule",
     "ControlData",
     "NotInitializedError",
     "NotRunningError",
@@ -1071,11 +1227,13 @@ __all__ = [
     "PostgresConfig",
     "PostgresError",
     "PostgresStatus",
+    "SourceRefusedError",
     "SourceUnreachableError",
     "WrongRoleError",
     "format_lsn",
     "parse_controldata",
     "parse_lsn",
+    "password_problem",
     "primary_conninfo",
     "quote_setting",
     "render_hba",
@@ -1083,8 +1241,10 @@ __all__ = [
     "render_pgpass",
     "render_settings",
     "reported_lag",
+    "scram_verifier",
     "scrub_auto_conf",
     "status_from_row",
     "sync_standby_names",
+    "verifier_matches",
     "with_include",
 ]

@@ -2,8 +2,9 @@
 
 ``ServiceBackend`` is the narrow interface the agent uses. Two backends implement it:
 
-* ``SystemdBackend`` (production) drives units with ``systemctl`` argument lists and reads
-  their state from ``systemctl show`` key=value output.
+* ``SystemdBackend`` (production) drives each service's systemd unit (``unit`` in the spec;
+  the service's ``name`` stays its identity in status) with ``systemctl`` argument lists and
+  reads its state from ``systemctl show`` key=value output.
 * ``ProcessBackend`` (the lab) runs real programs as child processes, each in its own session
   and process group, optionally inside a network namespace, and keeps a state file per service
   so that a restarted agent finds its processes again.
@@ -26,6 +27,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
+
+from tandem.api.hacluster import unit_name_problem
 
 from .base import CommandError, DriverError, Outcome, in_netns, run
 
@@ -180,7 +183,9 @@ def status_from_show(name: str, props: Mapping[str, str]) -> ServiceStatus:
     """
     load = props.get("LoadState", "")
     if load in ("not-found", "bad-setting", "error", "masked"):
-        raise ServiceError(name, f"unit is {load} (LoadState={load})")
+        unit = props.get("Id") or "its unit"
+        raise ServiceError(name, f"{unit} is {load} (LoadState={load}): install or unmask it, "
+                                 "or fix spec.chain.services[].unit")
     try:
         state = ServiceState(props.get("ActiveState", "unknown"))
     except ValueError:
@@ -219,61 +224,87 @@ def _int(value: str | None) -> int | None:
         return None
 
 
+def validate_unit(unit: str) -> str:
+    """A unit systemctl may be asked to start or stop: the API's rule, checked again here."""
+    problem = unit_name_problem(unit)
+    if problem:
+        raise DriverError(f"invalid systemd unit: {problem}")
+    return unit
+
+
 @dataclass
 class SystemdBackend:
-    """Units managed by systemd, through ``systemctl`` argument lists.
+    """Services run as systemd units, through ``systemctl`` argument lists.
 
-    This backend cannot be exercised against a real systemd in the lab (there is no systemd as
-    PID 1 there): its tests check the argument lists it builds and parse recorded
-    ``systemctl show`` output of the real format. The lab runs services with ProcessBackend.
+    `units` maps each service name (its identity in status) to its unit. This backend cannot be
+    exercised against a real systemd in the lab (there is no systemd as PID 1 there): its tests
+    check the argument lists it builds and parse recorded ``systemctl show`` output of the real
+    format. The lab runs services with ProcessBackend.
     """
 
+    units: Mapping[str, str] = field(default_factory=dict)
     systemctl: str = "systemctl"
     timeout: float = 90.0
 
-    def argv(self, verb: str, name: str, *extra: str) -> list[str]:
-        """The systemctl command for `verb` on unit `name` (validated; never a shell string)."""
+    def __post_init__(self) -> None:
+        for name, unit in self.units.items():
+            validate_name(name)
+            validate_unit(unit)
+
+    def unit(self, name: str) -> str:
+        try:
+            return self.units[name]
+        except KeyError:
+            raise DriverError(f"unknown service {name!r}; defined: {sorted(self.units)}") from None
+
+    def argv(self, verb: str, unit: str, *extra: str) -> list[str]:
+        """The systemctl command for `verb` on `unit` (validated; never a shell string)."""
         if verb not in ("start", "stop", "is-active", "reset-failed", "show"):
             raise DriverError(f"unsupported systemctl verb {verb!r}")
-        return [self.systemctl, "--no-ask-password", verb, *extra, "--", validate_name(name)]
+        return [self.systemctl, "--no-ask-password", verb, *extra, "--", validate_unit(unit)]
 
-    def show_argv(self, name: str) -> list[str]:
-        return self.argv("show", name, "--property=" + ",".join(SHOW_PROPERTIES))
+    def show_argv(self, unit: str) -> list[str]:
+        return self.argv("show", unit, "--property=" + ",".join(SHOW_PROPERTIES))
 
     def status(self, name: str) -> ServiceStatus:
-        proc = run(self.show_argv(name), timeout=self.timeout)
+        proc = run(self.show_argv(self.unit(name)), timeout=self.timeout)
         return status_from_show(name, parse_show(proc.stdout))
 
     def is_active(self, name: str) -> bool:
         # `systemctl is-active --quiet` exits 0 exactly when the unit is active.
-        return run(self.argv("is-active", name, "--quiet"), check=False).returncode == 0
+        argv = self.argv("is-active", self.unit(name), "--quiet")
+        return run(argv, check=False).returncode == 0
 
     def start(self, name: str) -> Outcome:
+        unit = self.unit(name)
         before = self.status(name)
         if before.active:
-            return Outcome(False, f"{name} already active")
+            return Outcome(False, f"{name} ({unit}) already active")
         try:
-            run(self.argv("start", name), timeout=self.timeout)
+            run(self.argv("start", unit), timeout=self.timeout)
         except CommandError as exc:
             after = self.status(name)
-            raise ServiceError(name, f"start failed: {after.describe()}: {exc}", after) from exc
-        return Outcome(True, f"started {name}")
+            raise ServiceError(name, f"start of {unit} failed: {after.describe()}: {exc}",
+                               after) from exc
+        return Outcome(True, f"started {name} ({unit})")
 
     def stop(self, name: str) -> Outcome:
+        unit = self.unit(name)
         before = self.status(name)
         if before.state in (ServiceState.INACTIVE, ServiceState.FAILED):
-            return Outcome(False, f"{name} already {before.state.value}")
+            return Outcome(False, f"{name} ({unit}) already {before.state.value}")
         try:
-            run(self.argv("stop", name), timeout=self.timeout)
+            run(self.argv("stop", unit), timeout=self.timeout)
         except CommandError as exc:
-            raise ServiceError(name, f"stop failed: {exc}", self.status(name)) from exc
-        return Outcome(True, f"stopped {name}")
+            raise ServiceError(name, f"stop of {unit} failed: {exc}", self.status(name)) from exc
+        return Outcome(True, f"stopped {name} ({unit})")
 
     def reset_failed(self, name: str) -> Outcome:
+        unit = self.unit(name)
         if self.status(name).state is not ServiceState.FAILED:
-            return Outcome(False, f"{name} is not failed")
-        run(self.argv("reset-failed", name), timeout=self.timeout)
-        return Outcome(True, f"reset the failed state of {name}")
+            return Outcome(False, f"{name} ({unit}) is not failed")
+        run(self.argv("reset-failed", unit), timeout=self.timeout)
+        return Outcome(True, f"reset the failed state of {name} ({unit})")
 
 
 # --------------------------------------------------------------------------------------------
