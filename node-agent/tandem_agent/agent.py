@@ -451,11 +451,14 @@ class ClusterAgent:
         While streaming, the replay lag now. Once the stream stops (the primary died or shut
         down), the lag it had at that moment: the time since the last replayed transaction
         would grow on an idle primary and block every failover. Not a running standby at all:
-        infinitely behind, except before the very first primary, when no node has data."""
+        infinitely behind, except before the very first primary (the Lease was never held),
+        when no node can hold an acknowledged write: a node with no cluster yet, or with one
+        tandem never configured (Debian's initial cluster, or a database being migrated in),
+        may then become the first primary."""
         lease = self.lease
         postgres = self.runner.postgres
         if lease is not None and lease.epoch == 0 and postgres is not None \
-                and not postgres.initialized:
+                and not (postgres.initialized and postgres.managed):
             return 0.0
         pg = self._postgres_status()
         if pg is None or not pg.running or pg.role != "standby":

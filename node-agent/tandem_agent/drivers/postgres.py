@@ -674,6 +674,11 @@ class Postgres:
     def initialized(self) -> bool:
         return (self.config.data_dir / "PG_VERSION").is_file()
 
+    @property
+    def managed(self) -> bool:
+        """Has tandem ever configured this cluster? (Debian's initial cluster: not yet.)"""
+        return (self.config.conf_dir / SETTINGS_FILE).is_file()
+
     def _require_initialized(self, what: str) -> None:
         if not self.initialized:
             raise NotInitializedError(
