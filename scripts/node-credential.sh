@@ -15,7 +15,9 @@
 # Running it again keeps the objects and issues a fresh token: that is how to renew it.
 #
 # Environment: KUBECONFIG (the administrator's), KUBECTL (default kubectl), DURATION,
-# SERVER (the API server URL as the node reaches it; default the administrator's).
+# SERVER (the API server URL as the node reaches it; default the administrator's),
+# TLS_SERVER_NAME (the name to verify its certificate by, when SERVER is an address the
+# certificate does not name).
 set -euo pipefail
 NODE="${1:?usage: node-credential.sh NODE [OUTPUT]}"
 OUTPUT="${2:-}"
@@ -77,7 +79,8 @@ clusters:
   - name: tandem
     cluster:
       server: $server
-      certificate-authority-data: $ca
+      certificate-authority-data: $ca${TLS_SERVER_NAME:+
+      tls-server-name: $TLS_SERVER_NAME}
 users:
   - name: $SA
     user:

@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tandem import crdgen
 
@@ -62,10 +63,39 @@ def cmd_lab(args: argparse.Namespace) -> int:
         elif args.lab_command == "status":
             print("running" if plane.running() else "stopped")
             return 0 if plane.running() else 3
+        elif args.lab_command == "exec":
+            return lab_exec(Path(args.lab_dir), plane, args.args)
     except ControlPlaneError as exc:
         print(f"tandem lab {args.lab_command}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def lab_exec(lab_dir: Path, plane: Any, argv: list[str]) -> int:
+    """`tandem lab exec NODE [--] COMMAND...`: run a command on a node of the demo's lab."""
+    from tandem.lab import demo
+    from tandem.lab.machine import MachineError
+
+    if argv[1:2] == ["--"]:
+        argv = [argv[0], *argv[2:]]
+    if len(argv) < 2:
+        print("tandem lab exec: usage: tandem lab exec NODE [--] COMMAND [ARGS...], e.g. "
+              "tandem lab exec mail1 journalctl -u tandem-agent", file=sys.stderr)
+        return 2
+    node, command = argv[0], argv[1:]
+    try:
+        machine = demo.cluster_for(lab_dir, plane).machine(node)
+        proc = machine.exec(command, check=False, timeout=3600)
+    except FileNotFoundError:
+        print(f"tandem lab exec: no node {node!r} in the lab in {lab_dir} (make demo first)",
+              file=sys.stderr)
+        return 2
+    except MachineError as exc:
+        print(f"tandem lab exec: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(proc.stdout)
+    sys.stderr.write(proc.stderr)
+    return proc.returncode
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -135,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="where certificates, data, logs and the kubeconfig live (env TANDEM_LAB_DIR)",
     )
     lab.add_argument("lab_command",
-                     choices=["up", "demo", "down", "kubeconfig", "kubectl-path", "status"])
+                     choices=["up", "demo", "down", "kubeconfig", "kubectl-path", "status", "exec"])
+    lab.add_argument("args", nargs=argparse.REMAINDER,
+                     help="exec: NODE [--] COMMAND... runs a command on a lab node")
     lab.set_defaults(func=cmd_lab)
 
     bench = sub.add_parser("bench", help="benchmarks in the lab (JSON and a table)")

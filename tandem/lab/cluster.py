@@ -1,14 +1,19 @@
-"""A whole HA pair in the lab: node namespaces, supervisors, agents, DRBD, PostgreSQL, operator.
+"""A whole HA pair in the lab: booted node machines with tandem installed, DRBD, PostgreSQL,
+the operator.
 
 `LabCluster.up(manifests)` reads HAClusters, DRBDVolumes and FloatingIPs (the lab samples in
 deploy/samples/lab/), builds one network namespace per node at the addresses the manifests
-give (198.18.<s>.<i> management, 198.19.<s>.<i> replication), gives every data node a loop
-device per volume (the local replica to mount: the lab's DRBD moves no blocks), bootstraps
-each DRBD volume once (as an administrator does: `primary --force` on one node, full sync),
-creates the Secrets the HAClusters name as spec.chain.postgres.credentialsSecret (a random
-password each, kept in `passwords/`), applies the manifests, and starts the operator and one
-supervisor per node that runs the node's DRBD stand-in and agent. Everything started is
-recorded in `cluster.json` so `down()` from any process removes it all.
+give (198.18.<s>.<i> management, 198.19.<s>.<i> replication) and boots a machine in each
+(tandem/lab/machine.py: Debian 12, systemd as PID 1). Every data node gets a loop device per
+volume, seen in the node as `/dev/drbd<minor>` (the lab's DRBD moves no blocks, so each node
+mounts its own copy), the lab's units (tandem/lab/units: the DRBD stand-in, the echo services)
+and tandem by the host install (tandem.lab.install). Each DRBD volume is bootstrapped once on
+the nodes (as an administrator does: `primary --force` on one node, full sync), the Secrets
+the HAClusters name as spec.chain.postgres.credentialsSecret are created (a random password
+each, kept in `passwords/`) and the manifests applied, the operator starts, and each node's
+agent is enabled as the node's own `tandem-agent.service` with its own credential
+(scripts/node-credential.sh). A power controller per node (tandem.lab.power) serves the
+watchdog. Everything started is recorded in `cluster.json` so `down()` from any process removes it all.
 """
 
 from __future__ import annotations
@@ -31,15 +36,24 @@ import yaml
 
 from tandem.api.common import LAST_HANDLED_ANNOTATION
 from tandem.api.drbdvolume import DRBDVolumeSpec
-from tandem.lab import fakeclock
+from tandem.lab import fakeclock, install, power
 from tandem.lab.controlplane import ControlPlane
-from tandem.lab.drbdsim import control as drbdsim
+from tandem.lab.machine import Machine, MachineSpec, node_root
 from tandem.lab.netns import LabNetwork, run_ip
 from tandem.lab.processes import ManagedProcess, spawn, terminate
 
 CLIENT_INDEX = 250
+POSTGRES_DATA = "/var/lib/postgresql/15/main"
 REPO = Path(__file__).resolve().parents[2]
 LAB_SAMPLES = REPO / "deploy" / "samples" / "lab"
+LAB_UNITS = Path(__file__).resolve().parent / "units"
+NODE_PYTHON = "/opt/tandem/bin/python"
+AGENT_UNIT = "tandem-agent.service"
+# What the agent runs with on a lab node, beyond the host install's defaults: the systemd
+# backend and PostgreSQL in its own scope (as on any host), the DRBD stand-in, and the lab's
+# fence: the power controller resets the node (tandem.lab.power).
+AGENT_ARGS = ("--services systemd --fence lab-kill --watchdog lab:" + power.NODE_SOCKET
+              + " --drbd-sim-state /var/lib/tandem-lab/drbd --log-level INFO")
 
 
 class LabClusterError(RuntimeError):
@@ -109,6 +123,10 @@ class LabCluster:
     def node_dir(self, name: str) -> Path:
         return self.work_dir / "nodes" / name
 
+    def node_path(self, name: str, path: str) -> Path:
+        """A path on a node's disk, as the host sees it (the node's overlay root)."""
+        return self.node_dir(name) / "root" / path.lstrip("/")
+
     def netns(self, name: str) -> str:
         return f"{self.prefix}-{name}"
 
@@ -151,16 +169,15 @@ class LabCluster:
         try:
             self._network(state)
             self._kubernetes(state)
+            self._machines(state, fake_clocks)
             self._volumes(state)
             self.apply(credentials)
             if operator:
                 self.start_operator(state)
             for node in nodes:
-                if fake_clocks and node.data:
-                    clock = self.node_dir(node.name) / fakeclock.NODE_CLOCK_FILE
-                    clock.parent.mkdir(parents=True, exist_ok=True)
-                    clock.write_text("+0\n")
-                state.processes.append(self._supervisor(node))
+                if node.data:
+                    self._enable_agent(node)
+                state.processes.append(self._power_controller(node))
                 self._save(state)
         except BaseException:
             self.down()
@@ -197,12 +214,13 @@ class LabCluster:
             self.work_dir / "forwarder.log")
         state.processes.append(forwarder)
         self._save(state)
-        self.plane.write_kubeconfig(self.agent_kubeconfig,
-                                    f"https://{self.network.mgmt_gateway}:{api.api_port}")
 
     @property
-    def agent_kubeconfig(self) -> Path:
-        return self.work_dir / "agent-kubeconfig"
+    def api_server_for_nodes(self) -> str:
+        """The API server as the nodes reach it: through the forwarder on their bridge."""
+        api = self.plane.state()
+        assert api is not None
+        return f"https://{self.network.mgmt_gateway}:{api.api_port}"
 
     def _kubernetes(self, state: ClusterState) -> None:
         self.kubectl("apply", "--server-side", "-k", str(REPO / "crds"))
@@ -213,22 +231,72 @@ class LabCluster:
             "name": n.name, "labels": {"tandem.dev/agent": "true"}}} for n in state.nodes]
         namespace = {"apiVersion": "v1", "kind": "Namespace",
                      "metadata": {"name": self.namespace}}
-        self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([namespace, *nodes]))
+        # The agents' RBAC as deploy/ ships it, and what docs/postgres.md asks of every
+        # namespace with clusters: the agents may read its Secrets.
+        credentials = {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "tandem-agent-credentials", "namespace": self.namespace},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": "tandem-agent-credentials"},
+            "subjects": [{"kind": "ServiceAccount", "name": f"tandem-agent-{n.name}",
+                          "namespace": "tandem-system"} for n in state.nodes if n.data]}
+        self.kubectl("apply", "-f", str(REPO / "deploy" / "base" / "namespace.yaml"),
+                     "-f", str(REPO / "deploy" / "base" / "agent-rbac.yaml"))
+        self.kubectl("apply", "-f", "-",
+                     stdin=yaml.safe_dump_all([namespace, *nodes, credentials]))
+
+    def _machines(self, state: ClusterState, fake_clocks: bool) -> None:
+        """Boot every node with tandem installed (the package half of the host install, in a
+        layer shared by all nodes) and the lab's units; Debian's own PostgreSQL cluster is
+        kept from starting, so only tandem starts it (docs/install.md)."""
+        root = node_root()
+        layer = install.package_layer(root, install.build_wheel(self.work_dir / "dist"))
+        volumes = {d["metadata"]["name"]: DRBDVolumeSpec.model_validate(d["spec"])
+                   for d in self.docs if d["kind"] == "DRBDVolume"}
+        machines = []
+        for node in state.nodes:
+            binds = []
+            for name, spec in volumes.items():
+                if node.name in {n.name for n in spec.nodes}:
+                    loop = self._loop_device(state, node.name, name)
+                    node.devices[name] = loop
+                    binds.append(f"{loop}:/dev/drbd{spec.minor}")
+            directory = self.node_dir(node.name)
+            (directory / power.SOCKET_DIR).mkdir(parents=True, exist_ok=True)
+            binds.append(f"{directory / power.SOCKET_DIR}:/run/tandem-lab")
+            machine_spec = MachineSpec(name=node.name, machine=f"{self.prefix}-{node.name}",
+                               netns=self.netns(node.name), directory=directory,
+                               lower=(layer, root), binds=tuple(binds))
+            power.save_spec(machine_spec, {link: f"{self.address(node.index, link)}/24"
+                                   for link in ("mgmt", "repl")})
+            machine = Machine(machine_spec)
+            machine.attach_disk()
+            units = machine.root / "etc" / "systemd" / "system"
+            for unit in LAB_UNITS.iterdir():
+                shutil.copy(unit, units / unit.name)
+            wants = units / "multi-user.target.wants"
+            wants.mkdir(exist_ok=True)
+            (wants / "tandem-lab-drbd.service").symlink_to("../tandem-lab-drbd.service")
+            if fake_clocks and node.data:
+                self._write_clock(node.name, "+0")
+            self._save(state)
+            machine.power_on()
+            machines.append(machine)
+        for machine in machines:
+            machine.wait_booted()
+            for command in install.POSTGRES_HANDOVER:
+                machine.exec(command)
+
+    def machine(self, name: str) -> Machine:
+        return power.load(self.node_dir(name))[0]
 
     def _volumes(self, state: ClusterState) -> None:
         volumes = {d["metadata"]["name"]: DRBDVolumeSpec.model_validate(d["spec"])
                    for d in self.docs if d["kind"] == "DRBDVolume"}
         preferred = {d["metadata"]["name"]: d["spec"].get("primary")
                      for d in self.docs if d["kind"] == "HACluster"}
-        for node in state.nodes:
-            drbdsim.start(self.node_dir(node.name) / "drbd", netns=self.netns(node.name))
-            for name, spec in volumes.items():
-                if node.name in {n.name for n in spec.nodes}:
-                    node.devices[name] = self._loop_device(state, node.name, name)
-            self._save(state)
         for spec in volumes.values():
             self._bootstrap(spec, preferred.get(spec.cluster) or spec.nodes[0].name)
-        self._save(state)
 
     def _bind_sources(self, volume: str) -> list[str]:
         """Directories the chains bind-mount from `volume`, relative to its mount point: the
@@ -262,33 +330,15 @@ class LabCluster:
         state.loops.append(device)
         return device
 
-    def drbd(self, node: str) -> Any:
-        from tandem_agent.drivers.drbd import Drbd
-
-        return Drbd(self.node_dir(node) / "drbd.d", node_name=node, netns=self.netns(node),
-                    drbdsetup=drbdsim.DRBDSETUP, drbdmeta=drbdsim.DRBDMETA,
-                    env=drbdsim.lab_env(self.node_dir(node) / "drbd"))
-
     def _bootstrap(self, spec: DRBDVolumeSpec, first: str) -> None:
-        """The one-time initial sync an administrator does when creating a DRBD resource."""
+        """The one-time initial sync an administrator does when creating a DRBD resource,
+        run on the nodes themselves (tandem.lab.drbdsim.bootstrap)."""
         members = [n.name for n in spec.nodes] + ([spec.tiebreaker.name] if spec.tiebreaker else [])
-        for node in members:
-            drbd = self.drbd(node)
-            drbd.apply_config(spec)
-            drbd.create_md(spec.resource_name)
-            drbd.up(spec.resource_name)
-        source = self.drbd(first)
-        source.primary(spec.resource_name, force=True)
-        deadline = time.monotonic() + 60
-        while True:
-            status = source.status(spec.resource_name)
-            peers = status.data_peers if status else ()
-            if peers and all(p.disk_state == "UpToDate" for p in peers):
-                break
-            if time.monotonic() > deadline:
-                raise LabClusterError(f"initial sync of {spec.resource_name} did not finish")
-            time.sleep(0.1)
-        source.secondary(spec.resource_name)
+        body = spec.model_dump_json(by_alias=True, exclude_none=True)
+        for step, nodes in (("prepare", members), ("sync", [first])):
+            for node in nodes:
+                self.machine(node).exec([NODE_PYTHON, "-m", "tandem.lab.drbdsim.bootstrap",
+                                         step, "--node", node], input=body, timeout=90)
 
     def password(self, name: str) -> str:
         """The lab's password called `name`: random, made once per lab directory, mode 0600."""
@@ -345,33 +395,55 @@ class LabCluster:
             state.processes.remove(proc)
         self._save(state)
 
-    def _supervisor(self, node: NodeRecord) -> ManagedProcess:
+    def _enable_agent(self, node: NodeRecord) -> None:
+        """The node half of the host install: credential, agent.env, `enable --now`."""
+        kubeconfig = install.node_credential(self.plane.kubectl(), self.plane.kubeconfig,
+                                             node.name, self.api_server_for_nodes)
+        install.configure_agent(self.machine(node.name), kubeconfig, {
+            "NODE_NAME": node.name, "KUBECONFIG": "/etc/tandem/kubeconfig",
+            "TANDEM_NAMESPACE": self.namespace, "TANDEM_SCOPE_DAEMONS": "1",
+            "TANDEM_AGENT_ARGS": AGENT_ARGS})
+
+    def _power_controller(self, node: NodeRecord) -> ManagedProcess:
         directory = self.node_dir(node.name)
-        directory.mkdir(parents=True, exist_ok=True)
-        agent: list[str] = []
-        if node.data:
-            agent = [
-                sys.executable, "-m", "tandem_agent", "--node", node.name,
-                "--namespace", self.namespace, "--kubeconfig", str(self.agent_kubeconfig),
-                "--state-dir", str(directory / "agent"), "--services", "process",
-                "--fence", "lab-kill", "--watchdog", f"lab:{directory / 'watchdog.sock'}",
-                "--drbd-config-dir", str(directory / "drbd.d"),
-                "--drbd-sim-state", str(directory / "drbd"),
-                "--pg-data-dir", str(directory / "pg" / "data"),
-                *[arg for vol, dev in node.devices.items() for arg in ("--device", f"{vol}={dev}")],
-            ]
-        argv = ["ip", "netns", "exec", self.netns(node.name), sys.executable, "-m",
-                "tandem.lab.node", "--name", node.name, "--netns", self.netns(node.name),
-                "--state-dir", str(directory), "--mgmt-address", self.address(node.index),
-                "--repl-address", self.address(node.index, "repl"), "--", *agent]
-        return spawn(f"node-{node.name}", argv, directory / "supervisor.log")
+        return spawn(f"power-{node.name}", [sys.executable, "-m", "tandem.lab.power",
+                                            "--node-dir", str(directory)],
+                     directory / "power.log")
 
     # --- faults and observation -----------------------------------------------------------
+    def unit_pids(self, node: str, unit: str) -> list[int]:
+        """Host pids of the processes of one unit of the node (its cgroup; a template's
+        instance sits in the template's slice)."""
+        pids: set[int] = set()
+        for cgroup in self.machine(node).cgroups[:1]:
+            for directory in (cgroup / "payload").rglob(unit):
+                for procs in directory.rglob("cgroup.procs"):
+                    pids.update(int(p) for p in procs.read_text().split())
+        return sorted(pids)
+
     def agent_pid(self, node: str) -> int:
-        return int((self.node_dir(node) / "agent.pid").read_text())
+        """Host pid of the node's agent (the main process of tandem-agent.service)."""
+        return self.main_pid(node, AGENT_UNIT)
+
+    def main_pid(self, node: str, unit: str) -> int:
+        """Host pid of the main process of one of the node's units."""
+        inside = self.machine(node).systemctl("show", "-p", "MainPID", "--value",
+                                              unit).stdout.strip()
+        for pid in self.unit_pids(node, unit):
+            with contextlib.suppress(OSError):
+                status = Path(f"/proc/{pid}/status").read_text()
+                nspid = next(line.split()[-1] for line in status.splitlines()
+                             if line.startswith("NSpid:"))
+                if nspid == inside:
+                    return pid
+        raise LabClusterError(f"{unit} is not running on {node}")
+
+    def agent_log(self, node: str) -> str:
+        return self.machine(node).exec(["journalctl", "-u", AGENT_UNIT, "--no-pager", "-o",
+                                        "short-precise"], check=False).stdout
 
     def kill_agent(self, node: str) -> None:
-        with contextlib.suppress(ProcessLookupError):
+        with contextlib.suppress(ProcessLookupError, LabClusterError):
             os.kill(self.agent_pid(node), 9)
 
     def freeze_agent(self, node: str, timeout: float = 10.0) -> None:
@@ -382,46 +454,70 @@ class LabCluster:
             try:
                 os.kill(self.agent_pid(node), signal.SIGSTOP)
                 return
-            except (ProcessLookupError, FileNotFoundError, ValueError):
+            except (ProcessLookupError, LabClusterError):
                 if time.monotonic() > deadline:
                     raise LabClusterError(f"{node}'s agent did not run for {timeout:.0f}s, "
                                           "nothing to freeze") from None
                 time.sleep(0.1)
 
     def thaw_agent(self, node: str) -> None:
-        with contextlib.suppress(ProcessLookupError):
+        with contextlib.suppress(ProcessLookupError, LabClusterError):
             os.kill(self.agent_pid(node), signal.SIGCONT)
 
     def fake_clock(self, node: str, spec: str) -> None:
         """Fake the wall clock of `node`'s agent process only: `+60s`, `-60s`, `+0 x2` (the
         libfaketime offset and rate, relative to the true clock). The first call restarts the
-        agent under libfaketime (tandem.lab.fakeclock); later ones change its clock at once."""
-        clock = self.node_dir(node) / fakeclock.NODE_CLOCK_FILE
-        partial = clock.with_suffix(".new")
-        partial.write_text(fakeclock.clock_spec(spec) + "\n")
-        partial.replace(clock)
+        agent under libfaketime (a drop-in of its unit, tandem.lab.fakeclock); later ones
+        change its clock at once."""
+        self._write_clock(node, spec)
         if not self.clock_faked(node):
-            old = self.agent_pid(node)
-            self.kill_agent(node)
+            machine = self.machine(node)
+            machine.systemctl("daemon-reload")
+            machine.systemctl("restart", AGENT_UNIT)
             deadline = time.monotonic() + 30
-            while not (self.agent_pid(node) != old and self.clock_faked(node)):
+            while not self.clock_faked(node):
                 if time.monotonic() > deadline:
                     raise LabClusterError(f"{node}'s agent did not restart under libfaketime")
                 time.sleep(0.1)
 
+    def _write_clock(self, node: str, spec: str) -> None:
+        """The clock file and the agent's drop-in that preloads libfaketime (node disk)."""
+        root = self.machine(node).root
+        clock = root / fakeclock.NODE_CLOCK_PATH.lstrip("/")
+        clock.parent.mkdir(parents=True, exist_ok=True)
+        partial = clock.with_suffix(".new")
+        partial.write_text(fakeclock.clock_spec(spec) + "\n")
+        partial.replace(clock)
+        dropin = root / "etc" / "systemd" / "system" / f"{AGENT_UNIT}.d" / "fake-clock.conf"
+        if not dropin.exists():
+            dropin.parent.mkdir(parents=True, exist_ok=True)
+            dropin.write_text(fakeclock.unit_dropin(NODE_PYTHON, root))
+
     def clock_faked(self, node: str) -> bool:
         try:
             environ = Path(f"/proc/{self.agent_pid(node)}/environ").read_bytes()
-        except (OSError, ValueError):
+        except (OSError, LabClusterError):
             return False
         return b"FAKETIME_TIMESTAMP_FILE=" in environ
 
     def postgres_pid(self, node: str) -> int | None:
-        pidfile = self.node_dir(node) / "pg" / "data" / "postmaster.pid"
+        """Host pid of the node's postmaster, None while it has none."""
+        pidfile = self.machine(node).root / POSTGRES_DATA.lstrip("/") / "postmaster.pid"
         try:
-            return int(pidfile.read_text().split("\n", 1)[0])
-        except (OSError, ValueError):
+            inside = pidfile.read_text().split("\n", 1)[0]
+        except OSError:
             return None
+        machine = self.machine(node)
+        for cgroup in machine.cgroups[:1]:
+            for procs in (cgroup / "payload").rglob("cgroup.procs"):
+                for pid in procs.read_text().split():
+                    with contextlib.suppress(OSError, StopIteration):
+                        status = Path(f"/proc/{pid}/status").read_text()
+                        nspid = next(line.split()[-1] for line in status.splitlines()
+                                     if line.startswith("NSpid:"))
+                        if nspid == inside:
+                            return int(pid)
+        return None
 
     def kill_postgres(self, node: str) -> None:
         pid = self.postgres_pid(node)
@@ -430,10 +526,11 @@ class LabCluster:
                 os.kill(pid, signal.SIGKILL)
 
     def hold_mount(self, node: str, path: str) -> subprocess.Popen[bytes]:
-        """A process of the node with its working directory under `path` (in the agent's mount
-        namespace), so that unmounting it fails as busy."""
+        """A process of the node with its working directory under `path`, so that unmounting
+        it fails as busy."""
+        init = self.machine(node).init_pid()
         return subprocess.Popen(
-            ["nsenter", f"--target={self.agent_pid(node)}", "--mount", "--net", f"--wd={path}",
+            ["nsenter", f"--target={init}", "--mount", "--net", "--pid", f"--wd={path}",
              "sleep", "3600"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def set_primary(self, cluster: str, node: str) -> None:
@@ -480,29 +577,18 @@ class LabCluster:
             self.network.heal(node, link)
 
     def power_off(self, node: str) -> None:
-        """Hard power-off: the node's supervisor and every process of the node die at once, and
-        the node drops off both networks and loses every address it had taken on."""
+        """Hard power-off: the node's init and so everything on it dies at once, the node
+        drops off both networks and loses every address it had taken on; it stays off."""
         self.cut(node)
         state = self.state()
         assert state is not None
-        for proc in [p for p in state.processes if p.name == f"node-{node}"]:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, 9)
-        for _ in range(100):
-            pids = run_ip(["netns", "pids", self.netns(node)], check=False).stdout.split()
-            if not pids:
-                break
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), 9)
-            time.sleep(0.05)
-        else:
-            raise LabClusterError(f"processes of {node} survived SIGKILL")
-        index = next(n.index for n in state.nodes if n.name == node)
-        for link in ("mgmt", "repl"):
-            run_ip(["-n", self.netns(node), "addr", "flush", "dev", link], check=False)
-            run_ip(["-n", self.netns(node), "addr", "add", f"{self.address(index, link)}/24",
-                    "dev", link], check=False)
+        for proc in [p for p in state.processes if p.name == f"power-{node}"]:
+            terminate(proc, 5)
+            state.processes.remove(proc)
+        self._save(state)
+        machine, own = power.load(self.node_dir(node))
+        machine.power_off()
+        power.drop_addresses(machine.spec.netns, own)
 
     def lease(self, cluster: str) -> dict[str, Any]:
         """The spec of the cluster's `<cluster>-primary` Lease ({} while it does not exist)."""
@@ -534,6 +620,14 @@ class LabCluster:
         for proc in state.processes:
             with contextlib.suppress(Exception):
                 terminate(proc, 20)
+        for node in state.nodes:
+            if not (self.node_dir(node.name) / power.SPEC_FILE).exists():
+                continue
+            machine = self.machine(node.name)
+            if machine.running():
+                with contextlib.suppress(Exception):
+                    (self.node_dir(node.name) / "agent.log").write_text(self.agent_log(node.name))
+            machine.destroy()
         cleanup_namespaces(state.prefix)
         for device in state.loops:
             subprocess.run(["losetup", "-d", device], check=False, capture_output=True)
@@ -573,12 +667,13 @@ def cleanup_namespaces(prefix: str) -> None:
 
 
 def keep_logs(work: Path, target: Path) -> None:
-    """Copy the logs of a lab run under `work` (agents, supervisors, operator, DRBD stand-in,
-    control plane, client) to `target`, for a post-mortem after `work` is removed. PostgreSQL's
-    and the services' own logs are left out: they are large and rarely the story."""
+    """Copy the logs of a lab run under `work` (agents' journals as saved by `down`, power
+    controllers, boots, operator, DRBD stand-in, control plane, client) to `target`, for a
+    post-mortem after `work` is removed. PostgreSQL's own logs are left out: they are large and
+    rarely the story."""
     shutil.rmtree(target, ignore_errors=True)
     for log in work.rglob("*.log"):
-        if "pg" in log.parts or "services" in log.parts:
+        if "postgresql" in log.parts or "pg" in log.parts:
             continue
         dest = target / log.relative_to(work)
         dest.parent.mkdir(parents=True, exist_ok=True)

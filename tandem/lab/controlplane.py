@@ -9,7 +9,6 @@ process) ends exactly those processes.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
@@ -249,20 +248,11 @@ class ControlPlane:
     def _write_kubeconfig(self, state: ControlPlaneState) -> None:
         self.write_kubeconfig(self.kubeconfig, state.server)
 
-    def write_kubeconfig(self, path: Path, server: str, embed: bool = False) -> Path:
+    def write_kubeconfig(self, path: Path, server: str) -> Path:
         """A kubeconfig for the admin user that reaches the API server at `server` (e.g. the
         management bridge address through the lab's forwarder), verifying the serving
-        certificate by the name `kubernetes` whatever address is used. `embed` puts the
-        certificates and key in the file itself, for a lab node that cannot see this host's
-        files."""
-
-        def pem(name: str, key: str) -> dict[str, str]:
-            file = self.pki / name
-            if embed:
-                return {f"{key}-data": base64.b64encode(file.read_bytes()).decode()}
-            return {key: str(file)}
-
-        cluster: dict[str, str] = {"server": server, **pem("ca.crt", "certificate-authority")}
+        certificate by the name `kubernetes` whatever address is used."""
+        cluster: dict[str, str] = {"server": server, "certificate-authority": str(self.pki / "ca.crt")}
         if not server.startswith("https://127.0.0.1:"):
             cluster["tls-server-name"] = "kubernetes"
         config = {
@@ -270,13 +260,13 @@ class ControlPlane:
             "kind": "Config",
             "clusters": [{"name": "tandem-lab", "cluster": cluster}],
             "users": [{"name": "tandem-admin", "user": {
-                **pem("admin.crt", "client-certificate"), **pem("admin.key", "client-key")}}],
+                "client-certificate": str(self.pki / "admin.crt"),
+                "client-key": str(self.pki / "admin.key")}}],
             "contexts": [{"name": "tandem-lab", "context": {
                 "cluster": "tandem-lab", "user": "tandem-admin", "namespace": "default"}}],
             "current-context": "tandem-lab",
         }
         path.write_text(json.dumps(config, indent=2))
-        path.chmod(0o600)
         return path
 
     def kubectl(self) -> Path:

@@ -1,6 +1,7 @@
 """`tandem lab demo`: the quick start's main job, narrated.
 
-Brings the lab up (control plane, node namespaces, DRBD, PostgreSQL, operator, agents),
+Brings the lab up (control plane, two booted Debian node machines with tandem installed as on
+hosts, DRBD, PostgreSQL, the operator),
 applies the mail sample, shows it with kubectl, then kills the primary (its agent with
 SIGKILL, its namespace cut off both networks) and prints the failover as it happens. The lab
 keeps running afterwards; `tandem lab down` (make demo-down) stops everything.
@@ -32,8 +33,9 @@ def run(lab_dir: Path) -> int:
     step("control plane: etcd + kube-apiserver built from their Go modules")
     print(f"ready at {plane.start().server}")
     lab = cluster_for(lab_dir, plane)
-    step("lab: node namespaces mail1/mail2, DRBD, PostgreSQL, the operator and one agent "
-         "per node; applying deploy/samples/lab/mail.yaml")
+    step("lab: node machines mail1/mail2 (Debian 12, systemd), tandem installed on each as "
+         "docs/install.md says for hosts, DRBD, PostgreSQL 15, the operator; applying "
+         "deploy/samples/lab/mail.yaml")
     lab.up([LAB_SAMPLES / "mail.yaml"])
     client = Client(lab, VIP, lab.work_dir / "client.log")
     try:
@@ -54,7 +56,8 @@ def run(lab_dir: Path) -> int:
           f"{plane.kubectl()} get tandem -n {NAMESPACE}\n"
           f"{plane.kubectl()} patch hac mail -n {NAMESPACE} --type=merge "
           "-p '{\"spec\":{\"primary\":\"mail1\"}}'   # a planned switchover\n"
-          f"logs: {lab.work_dir}/nodes/*/agent.log, {lab.work_dir}/operator.log\n"
+          "a node's agent log: .venv/bin/tandem lab exec mail1 journalctl -u tandem-agent\n"
+          f"the operator's: {lab.work_dir}/operator.log\n"
           "stop everything: make demo-down")
     return 0
 

@@ -1,8 +1,9 @@
 """Clock faults for one lab process: Debian's libfaketime preloaded into it, never the
 machine's clock.
 
-The lab's node supervisor starts the agent through `python -m tandem.lab.fakeclock MODULE ARGS`
-when the node's clock file exists (`LabCluster.fake_clock` writes it). libfaketime then fakes
+A drop-in of the node's tandem-agent.service (`unit_dropin`, written by
+`LabCluster.fake_clock` with the node's clock file) starts the agent through
+`python -m tandem.lab.fakeclock MODULE ARGS`. libfaketime then fakes
 the wall clock only (FAKETIME_DONT_FAKE_MONOTONIC) from that file, re-read on every call, so
 a test steps the clock or changes its rate by rewriting one line such as `+60s`, `-60s` or
 `+0 x2`. The monotonic clock stays true: that is the clock lease timing must use.
@@ -30,7 +31,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-NODE_CLOCK_FILE = "fake-clock"  # in a lab node's directory: the agent's clock, when faked
+NODE_CLOCK_PATH = "/etc/tandem-lab/fake-clock"  # in a lab node: the agent's clock, when faked
 FAKED_VARIABLES = ("LD_PRELOAD", "FAKETIME", "FAKETIME_TIMESTAMP_FILE", "FAKETIME_NO_CACHE",
                    "FAKETIME_DONT_FAKE_MONOTONIC")
 
@@ -39,32 +40,37 @@ class FakeClockError(RuntimeError):
     pass
 
 
-def library() -> str:
-    """The preload library of Debian's libfaketime package."""
-    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
+def library(root: Path = Path("/")) -> str:
+    """The preload library of Debian's libfaketime package (on the system at `root`), as a
+    path on that system."""
+    found = sorted(str(Path("/") / Path(p).relative_to(root))
+                   for p in glob.glob(str(root / "usr/lib/*/faketime/libfaketime.so.1")))
     if not found:
         raise FakeClockError("libfaketime is not installed: apt-get install faketime "
                              "(scripts/install-deps.sh installs it)")
     return found[0]
 
 
-def environment(clock_file: Path) -> dict[str, str]:
+def environment(clock_file: Path, preload: str | None = None) -> dict[str, str]:
     """What to add to a process's environment to fake its wall clock from `clock_file`."""
-    return {"LD_PRELOAD": library(), "FAKETIME_TIMESTAMP_FILE": str(clock_file),
+    return {"LD_PRELOAD": preload or library(), "FAKETIME_TIMESTAMP_FILE": str(clock_file),
             "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+
+
+def unit_dropin(python: str, root: Path) -> str:
+    """A drop-in for a lab node's tandem-agent.service (the node's file system at `root`) that
+    starts the agent under libfaketime with the clock in NODE_CLOCK_PATH."""
+    env = environment(Path(NODE_CLOCK_PATH), library(root))
+    assignments = " ".join(f"{key}={value}" for key, value in env.items())
+    return ("# Lab only: the agent's wall clock is faked (tandem.lab.fakeclock).\n"
+            f"[Service]\nEnvironment={assignments}\nExecStart=\n"
+            f"ExecStart={python} -m {__name__} tandem_agent $TANDEM_AGENT_ARGS\n")
 
 
 def clock_spec(spec: str) -> str:
     """`spec` with an explicit rate: libfaketime keeps the last rate it read until a line sets
     another, so after `+0 x0.5` a plain `+60s` would still run at half speed."""
     return spec if " x" in spec else f"{spec} x1"
-
-
-def command(argv: list[str]) -> list[str]:
-    """`argv` (`python -m MODULE ARGS`) rewritten to start through this module."""
-    if len(argv) < 3 or argv[1] != "-m":
-        raise FakeClockError(f"expected `python -m MODULE ...`, got {argv[:3]}")
-    return [argv[0], "-m", __name__, *argv[2:]]
 
 
 def _sleep(seconds: float) -> None:

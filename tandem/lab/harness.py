@@ -34,7 +34,7 @@ from psycopg import sql
 
 from tandem.api.common import sync_standbys_from
 from tandem.lab.client import APP_USER, TABLE, read_log
-from tandem.lab.cluster import LabCluster
+from tandem.lab.cluster import POSTGRES_DATA, LabCluster
 from tandem_agent.drivers import addresses
 from tandem_agent.drivers.postgres import scram_verifier
 
@@ -97,7 +97,8 @@ class Client:
 
 
 def pg_socket_dir(cluster: LabCluster, node: str) -> Path:
-    return cluster.node_dir(node) / "pg" / "data.run"
+    """The directory of the node's PostgreSQL socket, as the host sees the node's disk."""
+    return cluster.node_path(node, POSTGRES_DATA + ".run")
 
 
 def ensure_app_role(cluster: LabCluster, timeout: float = 120) -> None:

@@ -27,6 +27,12 @@ REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "packaging" / "tandem-agent.service"
 WHEELHOUSE = "/var/cache/tandem/wheelhouse"  # in the node root (scripts/build-noderoot.sh)
 LAYERS_KEPT = 4
+# Debian starts its cluster 15/main at boot; tandem must be the only one to start PostgreSQL
+# on a node of a pair (docs/install.md): stop it, keep the units from starting it again.
+POSTGRES_HANDOVER = [
+    ["systemctl", "disable", "--now", "postgresql.service", "postgresql@15-main.service"],
+    ["sed", "-i", "s/^auto$/manual/", "/etc/postgresql/15/main/start.conf"],
+]
 
 
 def build_wheel(out_dir: Path) -> Path:
@@ -47,13 +53,17 @@ def build_wheel(out_dir: Path) -> Path:
     return wheels[0]
 
 
-def package_commands(wheel_name: str) -> list[list[str]]:
-    """The host install's package half, as docs/install.md gives it (argument lists)."""
+COPIED = "/root/tandem"  # where docs/install.md copies the wheel and the unit to
+
+
+def package_commands() -> list[list[str]]:
+    """The host install's package half, as docs/install.md gives it (argument lists); the
+    node's wheelhouse holds the dependencies, the copied directory tandem's own wheel."""
     return [
         ["python3", "-m", "venv", "/opt/tandem"],
         ["/opt/tandem/bin/pip", "install", "--quiet", "--no-index", "--find-links", WHEELHOUSE,
-         f"/tmp/{wheel_name}"],
-        ["install", "-m", "0644", f"/tmp/{UNIT.name}", f"/etc/systemd/system/{UNIT.name}"],
+         "--find-links", COPIED, "tandem"],
+        ["install", "-m", "0644", f"{COPIED}/{UNIT.name}", f"/etc/systemd/system/{UNIT.name}"],
         ["install", "-d", "-m", "0700", "/etc/tandem"],
     ]
 
@@ -74,17 +84,18 @@ def package_layer(node_root: Path, wheel: Path) -> Path:
                     f"lowerdir={node_root},upperdir={build / 'upper'},workdir={build / 'work'}",
                     str(merged)], check=True, capture_output=True)
     try:
-        shutil.copy(wheel, merged / "tmp" / wheel.name)
-        shutil.copy(UNIT, merged / "tmp" / UNIT.name)
+        copied = merged / COPIED.lstrip("/")
+        copied.mkdir(parents=True)
+        shutil.copy(wheel, copied / wheel.name)
+        shutil.copy(UNIT, copied / UNIT.name)
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
-        for argv in package_commands(wheel.name):
+        for argv in package_commands():
             proc = subprocess.run(["chroot", str(merged), *argv], capture_output=True, text=True,
                                   env=env, check=False, timeout=600)
             if proc.returncode != 0:
                 raise MachineError(f"installing tandem into the node root: {' '.join(argv)} "
                                    f"exited {proc.returncode}: {proc.stderr.strip()}")
-        for name in (wheel.name, UNIT.name):
-            (merged / "tmp" / name).unlink()
+        shutil.rmtree(copied)
     finally:
         subprocess.run(["umount", str(merged)], check=False, capture_output=True)
     shutil.rmtree(build / "work", ignore_errors=True)
@@ -101,6 +112,18 @@ def _prune(cache: Path) -> None:
                     key=lambda p: p.stat().st_mtime, reverse=True)
     for old in layers[LAYERS_KEPT:]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def node_credential(kubectl: Path, admin_kubeconfig: Path, node: str, server: str) -> str:
+    """The node's own kubeconfig, made by `scripts/node-credential.sh` as docs/install.md
+    says (a ServiceAccount per node and a token for it)."""
+    env = os.environ | {"KUBECTL": str(kubectl), "KUBECONFIG": str(admin_kubeconfig),
+                        "SERVER": server, "TLS_SERVER_NAME": "kubernetes"}
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "node-credential.sh"), node],
+                          env=env, capture_output=True, text=True, check=False, timeout=60)
+    if proc.returncode != 0:
+        raise MachineError(f"node-credential.sh {node}: {proc.stderr.strip()}")
+    return proc.stdout
 
 
 def configure_agent(machine: Machine, kubeconfig: str, environment: dict[str, str]) -> None:

@@ -13,6 +13,9 @@ Why each nspawn flag:
   launcher before it execs nspawn: two nodes started from the same cgroup collide.
 - `--capability=CAP_NET_ADMIN`: the agent adds and removes floating IPs.
 - `--bind=<device>`: a block device is visible (and mountable) in that node only.
+- `SYSTEMD_NSPAWN_API_VFS_WRITABLE=network` in nspawn's environment: /proc/sys/net is writable
+  in the node (the agent sets `promote_secondaries` on the floating IPs' link), the rest of
+  /proc/sys stays read-only.
 
 A power-off is SIGKILL to the node's init: the kernel then kills every process of the node's
 PID namespace at once, the way a pulled plug does (SIGKILL to nspawn would leave the node
@@ -32,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tandem.lab.processes import ManagedProcess, process_start_time, terminate
+from tandem.lab.processes import ManagedProcess, spawn, terminate
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "build-noderoot.sh"
@@ -125,8 +128,10 @@ class Machine:
         if self._mounted():
             return
         lower = ":".join(str(p) for p in self.spec.lower)
+        # redirect_dir: renaming a directory of the lower layer (pg_rewind's fallback keeps
+        # the data directory aside that way) works as on a disk instead of failing with EXDEV.
         options = (f"lowerdir={lower},upperdir={self.spec.directory / 'upper'},"
-                   f"workdir={self.spec.directory / 'work'}")
+                   f"workdir={self.spec.directory / 'work'},redirect_dir=on")
         subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(self.root)],
                        check=True, capture_output=True, text=True)
         (self.root / "etc" / "hostname").write_text(self.spec.name + "\n")
@@ -162,26 +167,12 @@ class Machine:
             return
         self.attach_disk()
         self._remove_cgroups()
-        log = (self.spec.directory / "boot.log").open("ab")
-        try:
-            proc = subprocess.Popen(  # noqa: S603
-                nspawn_argv(self.spec), stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
-                preexec_fn=self._enter_cgroup,  # noqa: PLW1509
-            )
-        finally:
-            log.close()
-        start_time = None
-        for _ in range(100):
-            start_time = process_start_time(proc.pid)
-            if start_time:
-                break
-            time.sleep(0.01)
-        if start_time is None:
-            raise MachineError(f"systemd-nspawn for {self.spec.name} exited at once; see "
-                               f"{self.spec.directory / 'boot.log'}")
-        self.launcher = ManagedProcess(f"machine-{self.spec.name}", proc.pid, start_time)
-        (self.spec.directory / "launcher").write_text(f"{proc.pid} {start_time}\n")
+        self.launcher = spawn(f"machine-{self.spec.name}", nspawn_argv(self.spec),
+                              self.spec.directory / "boot.log",
+                              env=os.environ | {"SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"},
+                              before_exec=self._enter_cgroup)
+        (self.spec.directory / "launcher").write_text(
+            f"{self.launcher.pid} {self.launcher.start_time}\n")
 
     def _launcher(self) -> ManagedProcess | None:
         if self.launcher is None:

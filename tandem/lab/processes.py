@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,12 +44,16 @@ def spawn(
     log: Path,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
+    *,
+    before_exec: Callable[[], None] | None = None,
 ) -> ManagedProcess:
-    """Start `argv` in its own session with output appended to `log`."""
+    """Start `argv` in its own session with output appended to `log`; `before_exec` runs in
+    the child between fork and exec (e.g. to enter a cgroup)."""
     with log.open("ab") as out:
-        proc = subprocess.Popen(
+        proc = subprocess.Popen(  # noqa: S603
             list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, cwd=cwd, env=dict(env) if env is not None else None,
+            preexec_fn=before_exec,  # noqa: PLW1509
         )
     start_time = None
     for _ in range(50):

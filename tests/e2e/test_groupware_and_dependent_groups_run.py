@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -37,19 +36,17 @@ def running(lab: LabCluster, cluster: str, node: str) -> list[str]:
     return [s["name"] for s in services if s.get("state") == "Running"]
 
 
-def service_start_order(lab: LabCluster, node: str, cluster: str, names: list[str]) -> list[str]:
-    """Services sorted by their processes' start time (clock ticks since boot)."""
-    directory = lab.node_dir(node) / "agent" / cluster / "services"
-    started = {}
-    for name in names:
-        pid = json.loads((directory / f"{name}.json").read_text())["pid"]
-        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        started[name] = (int(stat[19]), pid)
-    return sorted(names, key=lambda n: started[n])
+def service_start_order(lab: LabCluster, node: str, units: dict[str, str]) -> list[str]:
+    """Services sorted by when systemd on the node started their units."""
+    machine = lab.machine(node)
+    started = {name: int(machine.systemctl("show", "-p", "ExecMainStartTimestampMonotonic",
+                                           "--value", unit).stdout.strip())
+               for name, unit in units.items()}
+    return sorted(units, key=lambda n: started[n])
 
 
-def agent_mounts(lab: LabCluster, node: str) -> str:
-    return Path(f"/proc/{lab.agent_pid(node)}/mountinfo").read_text()
+def node_mounts(lab: LabCluster, node: str) -> str:
+    return lab.machine(node).exec(["cat", "/proc/1/mountinfo"]).stdout
 
 
 def test_groupware_starts_fifteen_services_in_order_behind_seven_bind_mounts(
@@ -59,8 +56,9 @@ def test_groupware_starts_fifteen_services_in_order_behind_seven_bind_mounts(
                and running(lab, "groupware", "gw1") == GROUPWARE_SERVICES, 120,
                "gw1 primary with all fifteen services")
     assert http(lab, vip(120), 8080) == "gw1"
-    assert service_start_order(lab, "gw1", "groupware", GROUPWARE_SERVICES) == GROUPWARE_SERVICES
-    mounts = agent_mounts(lab, "gw1")
+    units = {s["name"]: s["unit"] for s in lab.hacluster("groupware")["spec"]["chain"]["services"]}
+    assert service_start_order(lab, "gw1", units) == GROUPWARE_SERVICES
+    mounts = node_mounts(lab, "gw1")
     binds = [line for line in mounts.splitlines() if "/var/lib/tandem-lab/groupware/" in line]
     assert len(binds) == 7, binds
     assert " /srv/groupware " in mounts
@@ -101,6 +99,7 @@ def test_power_off_of_the_primary_brings_everything_up_on_the_other_node(
     lab: LabCluster,
 ) -> None:
     lab.power_off("app1")
+    assert not lab.machine("app1").running()
     assert pids_in(lab.netns("app1")) == []
     wait_until(lambda: lease_holder(lab, "db")[0] == "app2"
                and lease_holder(lab, "app")[0] == "app2", 120, "db and app on app2")

@@ -36,6 +36,22 @@ def test_standby_streams_and_both_report_themselves(lab: LabCluster) -> None:
     assert node_report(lab, "mail", "mail1")["epoch"] == 1
 
 
+def test_periodic_jobs_run_on_the_primary_only(lab: LabCluster) -> None:
+    """The mail sample's jobs are a real systemd timer: started on the primary, where its
+    service appends to a log on the DRBD volume, and never on the standby."""
+    primary, standby = lab.machine("mail1"), lab.machine("mail2")
+
+    def ran() -> list[str]:
+        proc = primary.exec(["cat", "/srv/mail/jobs.log"], check=False)
+        return proc.stdout.splitlines()
+
+    wait_until(lambda: primary.unit_state("mail-jobs.timer") == "active" and len(ran()) >= 2,
+               30, "mail-jobs.timer active on mail1 and its job run twice")
+    assert {line.split()[0] for line in ran()} == {"mail1"}
+    assert standby.unit_state("mail-jobs.timer") == "inactive"
+    assert standby.unit_state("mail-jobs.service") == "inactive"
+
+
 def test_kubectl_shows_the_pair(lab: LabCluster) -> None:
     def row() -> list[str]:
         return lab.kubectl("get", "hac", "mail", "-n", lab.namespace).splitlines()[1].split()

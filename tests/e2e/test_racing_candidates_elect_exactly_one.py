@@ -39,7 +39,7 @@ def test_racing_candidates_elect_exactly_one(lab: LabCluster) -> None:
         observer.stop()
     observer.assert_single_primary()
     loser = "trio3" if winner == "trio2" else "trio2"
-    tried = "taking the Lease at epoch" in (lab.node_dir(loser) / "agent.log").read_text()
+    tried = "taking the Lease at epoch" in lab.agent_log(loser)
     print(f"{winner} won epoch {new_epoch}; {loser} {'lost a write race' if tried else 'saw it first'}")
 
     racers = [Kube(load_client(str(lab.plane.kubeconfig)), lab.namespace, n) for n in ("a", "b")]

@@ -1,8 +1,9 @@
 """The host install on a booted lab node: wheel, unit, credential, `systemctl enable --now`.
 
 A node boots the cached node root with the package layer (the documented `pip install` and
-unit install, run once per wheel), gets its kubeconfig and agent.env, and the agent then runs
-as the node's own `tandem-agent.service`, reaching the real API server over the node's
+unit install, run once per wheel), gets its own credential (scripts/node-credential.sh: a
+ServiceAccount for the node, not an administrator's certificate) and agent.env, and the agent
+then runs as the node's own `tandem-agent.service`, reaching the real API server over the node's
 management link and reporting the HACluster that names the node.
 """
 
@@ -12,6 +13,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import yaml
@@ -48,13 +50,17 @@ def node(control_plane: ControlPlane, crds_installed: Kubectl,
             sys.executable, "-m", "tandem.lab.forward", "--listen", network.mgmt_gateway,
             "--port", str(api.api_port), "--target-port", str(api.api_port)],
             work / "forwarder.log")
-        kubeconfig = control_plane.write_kubeconfig(
-            work / "node-kubeconfig", f"https://{network.mgmt_gateway}:{api.api_port}", embed=True)
+        deploy = Path(__file__).resolve().parents[2] / "deploy" / "base"
+        crds_installed.run(["apply", "-f", str(deploy / "namespace.yaml"),
+                            "-f", str(deploy / "agent-rbac.yaml")])
+        kubeconfig = install.node_credential(
+            control_plane.kubectl(), control_plane.kubeconfig, "hi1",
+            f"https://{network.mgmt_gateway}:{api.api_port}")
         machine = Machine(MachineSpec(name="hi1", machine=f"{PREFIX}-hi1",
                                       netns=host.namespace, directory=work / "hi1",
                                       lower=(layer, root)))
         machine.boot()
-        install.configure_agent(machine, kubeconfig.read_text(), {
+        install.configure_agent(machine, kubeconfig, {
             "NODE_NAME": "hi1", "KUBECONFIG": "/etc/tandem/kubeconfig",
             "TANDEM_NAMESPACE": NAMESPACE})
         yield machine
