@@ -112,9 +112,11 @@ def test_deploy_base_applies_to_the_real_api_server(crds_installed: Kubectl) -> 
     dry = crds_installed.run(["apply", "--server-side", "--dry-run=server", "-k", str(REPO / "deploy")])
     assert "daemonset.apps/tandem-agent" in dry.stdout
     ds = crds_installed.json(["get", "ds/tandem-agent", "-n", "tandem-system"])
-    security = ds["spec"]["template"]["spec"]["containers"][0]["securityContext"]
-    assert security["privileged"] is False and "NET_ADMIN" in security["capabilities"]["add"]
-    assert ds["spec"]["template"]["spec"]["hostNetwork"] is True
+    pod = ds["spec"]["template"]["spec"]
+    # The host's work in the host's namespaces (docs/install.md; tests/integration/test_deploy.py
+    # checks every setting against the documented table).
+    assert pod["containers"][0]["securityContext"]["privileged"] is True
+    assert pod["hostNetwork"] is True and pod["hostPID"] is True
     for kind, name in (("clusterrole", "tandem-agent"), ("clusterrole", "tandem-operator")):
         rules = crds_installed.json(["get", kind, name])["rules"]
         for rule in rules:

@@ -81,15 +81,18 @@ def test_the_cli_keeps_logs_only_in_a_new_or_empty_directory(
     assert (tmp_path / "used" / "old.log").read_text() == "earlier run\n"
 
 
-def test_kept_logs_leave_out_postgres_and_service_logs(tmp_path: Path) -> None:
+def test_kept_logs_leave_out_postgres_logs(tmp_path: Path) -> None:
     work = tmp_path / "work"
-    for name in ("lab/operator.log", "lab/nodes/n1/agent.log", "lab/nodes/n1/pg/postgres.log",
-                 "lab/nodes/n1/agent/c/services/http.log", "plane/etcd.log"):
+    drbd = "lab/nodes/n1/upper/var/lib/tandem-lab/drbd/kernel.log"
+    for name in ("lab/operator.log", "lab/nodes/n1/agent.log", "lab/nodes/n1/power.log", drbd,
+                 "lab/nodes/n1/upper/var/lib/postgresql/15/main.run/postgres.log",
+                 "plane/etcd.log"):
         (work / name).parent.mkdir(parents=True, exist_ok=True)
         (work / name).write_text(name)
     keep_logs(work, tmp_path / "kept")
     kept = sorted(str(f.relative_to(tmp_path / "kept")) for f in (tmp_path / "kept").rglob("*.log"))
-    assert kept == ["lab/nodes/n1/agent.log", "lab/operator.log", "plane/etcd.log"]
+    assert kept == ["lab/nodes/n1/agent.log", "lab/nodes/n1/power.log", drbd,
+                    "lab/operator.log", "plane/etcd.log"]
 
 
 def result(**overrides: object) -> dict[str, object]:
