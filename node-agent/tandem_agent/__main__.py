@@ -29,7 +29,7 @@ from tandem_agent.core import ChainState
 from tandem_agent.credentials import FIELD, CredentialsError, replication_password
 from tandem_agent.drivers.base import DriverError
 from tandem_agent.drivers.postgres import ClientRule, PostgresConfig
-from tandem_agent.drivers.services import ProcessBackend, ProcessService, SystemdBackend
+from tandem_agent.drivers.services import SystemdBackend
 from tandem_agent.fence import fencer
 from tandem_agent.kube import ApiUnavailable, Kube, list_all_namespaces, load_client
 from tandem_agent.volumes import drbd_volume_factory
@@ -48,8 +48,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"),
                    help="kubeconfig file; in-cluster service account when unset")
     p.add_argument("--state-dir", default="/var/lib/tandem", type=Path)
-    p.add_argument("--services", choices=["systemd", "process"], default="systemd",
-                   help="service backend: systemd units, or lab processes from `command`")
     p.add_argument("--fence", choices=["spec", "lab-kill"], default="spec",
                    help="lab-kill overrides spec.failover.fence.method for the lab")
     p.add_argument("--drbd-config-dir", default="/etc/drbd.d", type=Path)
@@ -146,12 +144,7 @@ class Agent:
         args = self.args
 
         def services(cluster: str, specs: Sequence[ServiceSpec]) -> Any:
-            if args.services == "systemd":
-                return SystemdBackend({s.name: s.unit for s in specs if s.unit})
-            defined = [ProcessService(name=s.name, argv=tuple(s.command or ()),
-                                      env={"NODE_NAME": args.node, "TANDEM_CLUSTER": cluster})
-                       for s in specs]
-            return ProcessBackend.of(str(args.state_dir / cluster / "services"), defined)
+            return SystemdBackend({s.name: s.unit for s in specs})
 
         def postgres(cluster: ResolvedCluster, password: str | None) -> PostgresConfig:
             spec = cluster.spec.chain.postgres
@@ -180,7 +173,7 @@ class Agent:
         return NodeEnvironment(
             node=args.node, state_dir=args.state_dir,
             volume_driver=self._volume_factory(),
-            service_kind=args.services, service_backend=services, postgres_config=postgres,
+            service_backend=services, postgres_config=postgres,
             replication_password=password, device_for_volume=self.devices,
         )
 

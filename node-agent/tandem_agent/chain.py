@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import psycopg
 
@@ -31,9 +31,6 @@ from tandem_agent.drivers.services import Monitor, ServiceBackend, ServiceChain
 from tandem_agent.volumes import joined, up_to_date
 
 log = logging.getLogger(__name__)
-
-ServiceKind = Literal["systemd", "process"]
-
 
 class Aborted(Exception):
     """Bring-up stopped because this node may no longer act under its epoch."""
@@ -87,7 +84,6 @@ class NodeEnvironment:
     node: str
     state_dir: Path
     volume_driver: Callable[[str, DRBDVolumeSpec], VolumeDriver]
-    service_kind: ServiceKind
     service_backend: Callable[[str, Sequence[ServiceSpec]], ServiceBackend]
     postgres_config: Callable[[ResolvedCluster, str | None], PostgresConfig]
     replication_password: Callable[[PostgresSpec, str], str]  # (spec, cluster's namespace)
@@ -98,26 +94,16 @@ class NodeEnvironment:
         return self.device_for_volume.get(name, f"/dev/drbd{spec.minor}")
 
 
-def service_problems(services: Sequence[ServiceSpec], kind: ServiceKind) -> list[str]:
-    """What the service backend of this node cannot run, each naming the field and the fix.
+def service_problems(services: Sequence[ServiceSpec]) -> list[str]:
+    """Units the API server should have refused (an object stored before its rule existed),
+    each naming the field: reported instead of raised, and never started."""
+    return [f"spec.chain.services[{i}].unit: {bad}" for i, s in enumerate(services)
+            if (bad := unit_name_problem(s.unit))]
 
-    The API server accepts a unit or a command (one spec serves the lab and production); the
-    agent runs one backend, so a service without what that backend needs is a configuration
-    error, reported instead of raised."""
-    problems = []
-    for i, s in enumerate(services):
-        where = f"spec.chain.services[{i}]"
-        if kind == "systemd" and s.unit is None:
-            problems.append(f"{where}.unit is not set ({s.name} has only a command): this agent "
-                            f"drives systemd units, so name the unit (e.g. unit: {s.name}.service) "
-                            "or run the agent with --services process")
-        elif kind == "systemd" and s.unit is not None and (bad := unit_name_problem(s.unit)):
-            problems.append(f"{where}.unit: {bad}")
-        elif kind == "process" and not s.command:
-            problems.append(f"{where}.command is not set ({s.name} has only a unit): this agent "
-                            "runs processes (--services process), so give the argument list, or "
-                            "run the agent with --services systemd")
-    return problems
+
+def runnable(services: Sequence[ServiceSpec]) -> list[ServiceSpec]:
+    """The services whose unit may be started (those `service_problems` does not name)."""
+    return [s for s in services if not unit_name_problem(s.unit)]
 
 
 def postgres_problems(spec: HAClusterSpec) -> list[str]:
@@ -128,13 +114,6 @@ def postgres_problems(spec: HAClusterSpec) -> list[str]:
     return [f"spec.nodes[{i}].replicationAddress is not set ({n.name}): PostgreSQL streams to "
             "and admits replication only from the nodes' replication addresses"
             for i, n in enumerate(spec.nodes) if n.replication_address is None]
-
-
-def runnable(services: Sequence[ServiceSpec], kind: ServiceKind) -> list[ServiceSpec]:
-    """The services `kind` can run (those `service_problems` does not name)."""
-    if kind == "systemd":
-        return [s for s in services if s.unit is not None and not unit_name_problem(s.unit)]
-    return [s for s in services if s.command]
 
 
 def floating_addresses(spec: FloatingIPSpec) -> tuple[addresses.IPInterface, ...]:
@@ -156,9 +135,8 @@ class ChainRunner:
         self.password: str | None = None
         self.credentials_problem: str | None = None
         self._credentials_read_at = float("-inf")
-        self.problems = tuple(service_problems(spec.chain.services, env.service_kind)
-                              + postgres_problems(spec))
-        services = runnable(spec.chain.services, env.service_kind)
+        self.problems = tuple(service_problems(spec.chain.services) + postgres_problems(spec))
+        services = runnable(spec.chain.services)
         self.backend = env.service_backend(cluster.name, services)
         self.primary_services = [s.name for s in services if s.run_on == "Primary"]
         self.everywhere_services = [s.name for s in services if s.run_on == "AllNodes"]

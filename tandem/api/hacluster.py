@@ -267,13 +267,7 @@ class PostgresSpec(Model):
 
 class ServiceSpec(Model):
     name: ServiceName
-    unit: UnitName | None = Field(
-        default=None,
-        description="systemd unit started and stopped by the systemd backend (production).",
-    )
-    command: Annotated[list[Argument], Field(max_length=32)] | None = Field(
-        default=None, description="Argument list (lab process backend)."
-    )
+    unit: UnitName = Field(description="The systemd unit the agent starts and stops.")
     run_on: Literal["Primary", "AllNodes"] = Field(
         default="Primary", description="AllNodes: runs everywhere and never fails over."
     )
@@ -287,11 +281,6 @@ class ResourceChain(Model):
             cel(
                 "self.services.all(s, self.services.exists_one(t, t.name == s.name))",
                 "spec.chain.services[*].name must be unique",
-                ".services",
-            ),
-            cel(
-                "self.services.all(s, has(s.unit) || has(s.command))",
-                "every spec.chain.services entry needs a unit (systemd) or a command (lab)",
                 ".services",
             ),
         )

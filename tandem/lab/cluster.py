@@ -49,10 +49,9 @@ LAB_SAMPLES = REPO / "deploy" / "samples" / "lab"
 LAB_UNITS = Path(__file__).resolve().parent / "units"
 NODE_PYTHON = "/opt/tandem/bin/python"
 AGENT_UNIT = "tandem-agent.service"
-# What the agent runs with on a lab node, beyond the host install's defaults: the systemd
-# backend and PostgreSQL in its own scope (as on any host), the DRBD stand-in, and the lab's
-# fence: the power controller resets the node (tandem.lab.power).
-AGENT_ARGS = ("--services systemd --fence lab-kill --watchdog lab:" + power.NODE_SOCKET
+# What the agent runs with on a lab node, beyond the host install's defaults: the DRBD
+# stand-in, and the lab's fence: the power controller resets the node (tandem.lab.power).
+AGENT_ARGS = ("--fence lab-kill --watchdog lab:" + power.NODE_SOCKET
               + " --drbd-sim-state /var/lib/tandem-lab/drbd --log-level INFO")
 
 

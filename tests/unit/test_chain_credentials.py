@@ -31,7 +31,7 @@ def runner(tmp_path: Path, source: list[str | Exception], **spec: object) -> Cha
                               replication_password=pw, os_user="root")
 
     env = NodeEnvironment(node="mail1", state_dir=tmp_path, volume_driver=None,  # type: ignore[arg-type]
-                          service_kind="systemd", service_backend=lambda *_: None,  # type: ignore[arg-type, return-value]
+                          service_backend=lambda *_: None,  # type: ignore[arg-type, return-value]
                           postgres_config=postgres, replication_password=password)
     return ChainRunner(cluster, env)
 

@@ -43,18 +43,13 @@ from tandem_agent.drivers.mounts import (  # noqa: E402
     validate_chain,
 )
 from tandem_agent.drivers.services import (  # noqa: E402
-    ProcessService,
     ServiceChain,
     ServiceChainError,
     ServiceError,
     ServiceState,
     ServiceStatus,
     SystemdBackend,
-    decode_returncode,
-    parse_proc_stat,
     parse_show,
-    proc_start_time,
-    read_proc_stat,
     status_from_show,
     validate_name,
 )
@@ -482,31 +477,6 @@ def test_unknown_active_state_is_unknown() -> None:
     assert st.state is ServiceState.UNKNOWN
 
 
-# ---------------------------------------------------------------------------------------------
-# Process backend helpers
-
-
-def test_parse_proc_stat_with_awkward_command_names() -> None:
-    line = "4242 (my) (odd prog) S 1 4242 4242 0 -1 4194560 " + " ".join(["0"] * 12) + " 98765 1"
-    st = parse_proc_stat(line)
-    assert (st.pid, st.comm, st.state) == (4242, "my) (odd prog", "S")
-    assert (st.pgrp, st.session) == (4242, 4242)
-    assert st.start_time == 98765
-
-
-def test_read_this_process_stat() -> None:
-    st = read_proc_stat(os.getpid())
-    assert st is not None and st.pid == os.getpid()
-    assert proc_start_time(os.getpid()) == st.start_time
-    assert read_proc_stat(2**22 + 7) is None  # above pid_max: never exists
-
-
-def test_decode_returncode() -> None:
-    assert decode_returncode(0) == (0, None)
-    assert decode_returncode(3) == (3, None)
-    assert decode_returncode(-9) == (None, 9)
-
-
 def test_status_descriptions() -> None:
     assert ServiceStatus("a", ServiceState.ACTIVE, pid=5).describe() == "running as pid 5"
     assert ServiceStatus("a", ServiceState.FAILED, signal=9).describe() == "killed by SIGKILL"
@@ -518,10 +488,6 @@ def test_names_and_service_definitions_are_validated() -> None:
     assert validate_name("postgresql@15-main.service") == "postgresql@15-main.service"
     with pytest.raises(DriverError):
         validate_name("../x")
-    with pytest.raises(DriverError):
-        ProcessService("ok", ()).validate()
-    with pytest.raises(DriverError):
-        ProcessService("ok", ("true",), ready_check=()).validate()
 
 
 def test_chain_rejects_empty_and_duplicate_names() -> None:
@@ -539,40 +505,27 @@ def test_chain_error_names_the_failing_service() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Which backend runs which service: configuration errors are reported, never raised
+# Units: configuration errors are reported, never raised
 
 
 def _services(*entries: dict[str, object]) -> list[ServiceSpec]:
     return [ServiceSpec.model_validate(e) for e in entries]
 
 
-def test_systemd_backend_needs_a_unit_and_names_the_field_and_the_fix() -> None:
+def test_every_service_needs_a_valid_unit() -> None:
+    with pytest.raises(ValueError, match="unit"):
+        ServiceSpec.model_validate({"name": "echo"})
+    with pytest.raises(ValueError, match="unit"):
+        ServiceSpec.model_validate({"name": "echo", "unit": "echo.service; reboot"})
     services = _services({"name": "postfix", "unit": "postfix.service"},
-                         {"name": "echo", "command": ["python3", "-m", "tandem.lab.echo"]})
-    [problem] = service_problems(services, "systemd")
-    assert problem.startswith("spec.chain.services[1].unit is not set (echo has only a command)")
-    assert "unit: echo.service" in problem and "--services process" in problem
-    assert [s.name for s in runnable(services, "systemd")] == ["postfix"]
-
-
-def test_process_backend_needs_a_command_and_names_the_field_and_the_fix() -> None:
-    services = _services({"name": "jobs", "unit": "mail-jobs.timer"},
-                         {"name": "http", "command": ["python3", "-m", "tandem.lab.echo"]})
-    [problem] = service_problems(services, "process")
-    assert problem.startswith("spec.chain.services[0].command is not set (jobs has only a unit)")
-    assert "--services systemd" in problem
-    assert [s.name for s in runnable(services, "process")] == ["http"]
-
-
-def test_a_service_with_both_runs_under_either_backend() -> None:
-    both = _services({"name": "web", "unit": "nginx.service", "command": ["nginx"]})
-    assert service_problems(both, "systemd") == service_problems(both, "process") == []
+                         {"name": "jobs", "unit": "mail-jobs.timer"})
+    assert service_problems(services) == []
+    assert [s.name for s in runnable(services)] == ["postfix", "jobs"]
 
 
 def test_a_unit_that_slipped_past_the_api_is_still_refused_by_the_agent() -> None:
     # model_construct skips validation, as an object stored before the rule existed would.
-    bad = [ServiceSpec.model_construct(name="x", unit="x.service; reboot", command=None,
-                                       run_on="Primary")]
-    [problem] = service_problems(bad, "systemd")
+    bad = [ServiceSpec.model_construct(name="x", unit="x.service; reboot", run_on="Primary")]
+    [problem] = service_problems(bad)
     assert problem.startswith("spec.chain.services[0].unit: 'x.service; reboot' must be a systemd")
-    assert runnable(bad, "systemd") == []
+    assert runnable(bad) == []
