@@ -226,6 +226,7 @@ class LabCluster:
         self.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                      "crd/haclusters.tandem.dev", "crd/drbdvolumes.tandem.dev",
                      "crd/floatingips.tandem.dev")
+        self._forget_earlier_lab()
         nodes = [{"apiVersion": "v1", "kind": "Node", "metadata": {
             "name": n.name, "labels": {"tandem.dev/agent": "true"}}} for n in state.nodes]
         namespace = {"apiVersion": "v1", "kind": "Namespace",
@@ -243,6 +244,21 @@ class LabCluster:
                      "-f", str(REPO / "deploy" / "base" / "agent-rbac.yaml"))
         self.kubectl("apply", "-f", "-",
                      stdin=yaml.safe_dump_all([namespace, *nodes, credentials]))
+
+    def _forget_earlier_lab(self) -> None:
+        """A new lab starts empty in Kubernetes too: the objects and Leases an earlier lab
+        left in this namespace (the control plane outlives `down`) would name a primary and an
+        epoch that the fresh nodes never had. Their finalizers go first: no operator runs yet
+        to release them, and no agent of theirs is left to tear anything down."""
+        kinds = "haclusters.tandem.dev,drbdvolumes.tandem.dev,floatingips.tandem.dev"
+        names = self.kubectl("get", kinds, "-n", self.namespace, "-o", "name",
+                             check=False).split()
+        for name in names:
+            self.kubectl("patch", name, "-n", self.namespace, "--type=merge",
+                         "-p", '{"metadata":{"finalizers":null}}', check=False)
+        if names:
+            self.kubectl("delete", kinds, "--all", "-n", self.namespace, "--wait=true")
+        self.kubectl("delete", "leases", "--all", "-n", self.namespace, check=False)
 
     def _machines(self, state: ClusterState, fake_clocks: bool) -> None:
         """Boot every node with tandem installed (the package half of the host install, in a
