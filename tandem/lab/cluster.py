@@ -426,32 +426,16 @@ class LabCluster:
                      directory / "power.log")
 
     # --- faults and observation -----------------------------------------------------------
-    def unit_pids(self, node: str, unit: str) -> list[int]:
-        """Host pids of the processes of one unit of the node (its cgroup; a template's
-        instance sits in the template's slice)."""
-        pids: set[int] = set()
-        for cgroup in self.machine(node).cgroups[:1]:
-            for directory in (cgroup / "payload").rglob(unit):
-                for procs in directory.rglob("cgroup.procs"):
-                    pids.update(int(p) for p in procs.read_text().split())
-        return sorted(pids)
-
     def agent_pid(self, node: str) -> int:
         """Host pid of the node's agent (the main process of tandem-agent.service)."""
         return self.main_pid(node, AGENT_UNIT)
 
     def main_pid(self, node: str, unit: str) -> int:
         """Host pid of the main process of one of the node's units."""
-        inside = self.machine(node).systemctl("show", "-p", "MainPID", "--value",
-                                              unit).stdout.strip()
-        for pid in self.unit_pids(node, unit):
-            with contextlib.suppress(OSError):
-                status = Path(f"/proc/{pid}/status").read_text()
-                nspid = next(line.split()[-1] for line in status.splitlines()
-                             if line.startswith("NSpid:"))
-                if nspid == inside:
-                    return pid
-        raise LabClusterError(f"{unit} is not running on {node}")
+        pid = self.machine(node).main_pid(unit)
+        if pid is None:
+            raise LabClusterError(f"{unit} is not running on {node}")
+        return pid
 
     def agent_log(self, node: str) -> str:
         return self.machine(node).exec(["journalctl", "-u", AGENT_UNIT, "--no-pager", "-o",
@@ -517,22 +501,12 @@ class LabCluster:
 
     def postgres_pid(self, node: str) -> int | None:
         """Host pid of the node's postmaster, None while it has none."""
-        pidfile = self.machine(node).root / POSTGRES_DATA.lstrip("/") / "postmaster.pid"
+        pidfile = self.node_path(node, POSTGRES_DATA) / "postmaster.pid"
         try:
-            inside = pidfile.read_text().split("\n", 1)[0]
-        except OSError:
+            inside = int(pidfile.read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
             return None
-        machine = self.machine(node)
-        for cgroup in machine.cgroups[:1]:
-            for procs in (cgroup / "payload").rglob("cgroup.procs"):
-                for pid in procs.read_text().split():
-                    with contextlib.suppress(OSError, StopIteration):
-                        status = Path(f"/proc/{pid}/status").read_text()
-                        nspid = next(line.split()[-1] for line in status.splitlines()
-                                     if line.startswith("NSpid:"))
-                        if nspid == inside:
-                            return int(pid)
-        return None
+        return self.machine(node).host_pid(inside)
 
     def kill_postgres(self, node: str) -> None:
         pid = self.postgres_pid(node)

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tandem.lab.machine import Machine, MachineError
+from tandem.lab.machine import Machine, MachineError, mount_overlay
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "packaging" / "tandem-agent.service"
@@ -80,9 +80,7 @@ def package_layer(node_root: Path, wheel: Path) -> Path:
     merged = build / "root"
     for sub in ("upper", "work", "root"):
         (build / sub).mkdir()
-    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
-                    f"lowerdir={node_root},upperdir={build / 'upper'},workdir={build / 'work'}",
-                    str(merged)], check=True, capture_output=True)
+    mount_overlay((node_root,), build / "upper", build / "work", merged)
     try:
         copied = merged / COPIED.lstrip("/")
         copied.mkdir(parents=True)

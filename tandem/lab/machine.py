@@ -71,6 +71,16 @@ def cgroup_hierarchies(mountinfo: str) -> list[Path]:
     return found
 
 
+def mount_overlay(lower: Sequence[Path], upper: Path, work: Path, target: Path) -> None:
+    """Mount an overlayfs of `lower` (topmost first) and `upper` at `target`. redirect_dir:
+    renaming a directory of a lower layer (pg_rewind's fallback keeps the data directory aside
+    that way) works as on a disk instead of failing with EXDEV."""
+    options = (f"lowerdir={':'.join(str(p) for p in lower)},upperdir={upper},workdir={work},"
+               "redirect_dir=on")
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(target)],
+                   check=True, capture_output=True, text=True)
+
+
 @dataclass(frozen=True)
 class MachineSpec:
     """What a node is made of; every field is set by the lab, none comes from a manifest."""
@@ -127,13 +137,8 @@ class Machine:
             (self.spec.directory / sub).mkdir(parents=True, exist_ok=True)
         if self._mounted():
             return
-        lower = ":".join(str(p) for p in self.spec.lower)
-        # redirect_dir: renaming a directory of the lower layer (pg_rewind's fallback keeps
-        # the data directory aside that way) works as on a disk instead of failing with EXDEV.
-        options = (f"lowerdir={lower},upperdir={self.spec.directory / 'upper'},"
-                   f"workdir={self.spec.directory / 'work'},redirect_dir=on")
-        subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(self.root)],
-                       check=True, capture_output=True, text=True)
+        mount_overlay(self.spec.lower, self.spec.directory / "upper",
+                      self.spec.directory / "work", self.root)
         (self.root / "etc" / "hostname").write_text(self.spec.name + "\n")
 
     def detach_disk(self) -> None:
@@ -288,6 +293,25 @@ class Machine:
         if user is not None:
             unit.append(f"--uid={user}")
         return self.exec([*unit, "--", *argv], input=input, timeout=timeout, check=check)
+
+    def host_pid(self, pid_in_node: int) -> int | None:
+        """The host's pid of the node's process `pid_in_node` (found in the node's cgroup tree
+        by the innermost NSpid), or None when the node has no such process."""
+        for cgroup in self.cgroups[:1]:
+            for procs in (cgroup / "payload").rglob("cgroup.procs"):
+                for pid in procs.read_text().split():
+                    with contextlib.suppress(OSError, StopIteration):
+                        status = Path(f"/proc/{pid}/status").read_text()
+                        nspid = next(line.split()[-1] for line in status.splitlines()
+                                     if line.startswith("NSpid:"))
+                        if int(nspid) == pid_in_node:
+                            return int(pid)
+        return None
+
+    def main_pid(self, unit: str) -> int | None:
+        """The host's pid of the main process of one of the node's units (None: not running)."""
+        inside = int(self.systemctl("show", "-p", "MainPID", "--value", unit).stdout.strip())
+        return self.host_pid(inside) if inside else None
 
     def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.exec(["systemctl", *args], check=check)

@@ -16,7 +16,6 @@ import signal
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -105,16 +104,9 @@ def notes(node: Machine) -> list[str]:
 
 
 def main_pid_on_host(node: Machine, unit: str) -> int:
-    """The host's pid of a unit's main process, found through the node's cgroup tree."""
-    inside = node.exec(["systemctl", "show", "-p", "MainPID", "--value", unit]).stdout.strip()
-    for procs in (node.cgroups[0] / "payload").rglob("cgroup.procs"):
-        for pid in procs.read_text().split():
-            status = Path(f"/proc/{pid}/status").read_text()
-            nspid = next(line.split()[-1] for line in status.splitlines()
-                         if line.startswith("NSpid:"))
-            if nspid == inside:
-                return int(pid)
-    raise AssertionError(f"{unit} has no main process")
+    pid = node.main_pid(unit)
+    assert pid is not None, f"{unit} has no main process"
+    return pid
 
 
 def test_commands_reach_the_nodes_systemd_through_nsenter(node: Machine,
