@@ -36,7 +36,7 @@ lint: ## ruff, mypy and the CRD drift check
 	$(PY) -m tandem.cli gen-crds --check
 
 .PHONY: test
-test: lint ## everything CI runs: lint, then unit, API-server and lab tests
+test: setup lint ## everything CI runs (installing what it needs first): lint, then unit, API-server, lab and end-to-end tests
 	$(PY) -m pytest tests
 
 .PHONY: bench
