@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Build etcd, kube-apiserver and kubectl from their Go modules and cache the binaries.
+# Build etcd, kube-apiserver and kubectl from their Go modules and cache the binaries; with
+# the lab's kubelet node (tests/e2e/test_daemonset_agent_takes_over_after_power_off.py) also
+# kubelet, kube-controller-manager (its DaemonSet controller) and kube-scheduler.
 #
 # The binaries land in $TANDEM_CACHE/controlplane/<k8s>-<etcd>/ (default ~/.cache/tandem),
 # outside git. A second run with the same versions is a no-op.
@@ -11,7 +13,10 @@ CACHE="${TANDEM_CACHE:-$HOME/.cache/tandem}"
 OUT="$CACHE/controlplane/$K8S_VERSION-$ETCD_VERSION"
 WORK="$CACHE/controlplane/build"
 
-if [[ -x "$OUT/etcd" && -x "$OUT/kube-apiserver" && -x "$OUT/kubectl" ]]; then
+BINARIES=(etcd kube-apiserver kubectl kubelet kube-controller-manager kube-scheduler)
+missing=()
+for binary in "${BINARIES[@]}"; do [[ -x "$OUT/$binary" ]] || missing+=("$binary"); done
+if (( ${#missing[@]} == 0 )); then
   echo "$OUT"
   exit 0
 fi
@@ -51,7 +56,11 @@ build_kubernetes() {
     sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*#\t\1 => \1 '"$staging"'#p' "$upstream"
     echo ")"
   } > go.mod
-  printf '//go:build tools\n\npackage tools\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kubectl"\n)\n' > tools.go
+  {
+    printf '//go:build tools\n\npackage tools\n\nimport (\n'
+    for binary in "${BINARIES[@]:1}"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$binary"; done
+    printf ')\n'
+  } > tools.go
   go mod tidy >&2
   local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
   local ldflags="-s -w"
@@ -59,12 +68,14 @@ build_kubernetes() {
     ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  go build -trimpath -ldflags "$ldflags" -o "$OUT/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
-  go build -trimpath -ldflags "$ldflags" -o "$OUT/kubectl" k8s.io/kubernetes/cmd/kubectl
+  for binary in "${missing[@]}"; do
+    [[ $binary == etcd ]] && continue
+    go build -trimpath -ldflags "$ldflags" -o "$OUT/$binary" "k8s.io/kubernetes/cmd/$binary"
+  done
 }
 
 start=$(date +%s)
-( build_etcd )
-( build_kubernetes )
+[[ -x "$OUT/etcd" ]] || ( build_etcd )
+[[ "${missing[*]}" == etcd ]] || ( build_kubernetes )
 echo "build-controlplane: built etcd $ETCD_VERSION and Kubernetes $K8S_VERSION in $(( $(date +%s) - start ))s" >&2
 echo "$OUT"

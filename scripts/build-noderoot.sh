@@ -8,7 +8,8 @@
 # (docs/install.md); tandem itself is NOT in it: the lab installs the freshly built wheel by
 # the documented commands. Nodes share this directory read-only as the lower layer of an
 # overlayfs (tandem/lab/machine.py). /etc/machine-id is left empty, so each node boots with
-# its own id.
+# its own id. containerd is installed but disabled: only the lab's kubelet node starts it
+# (tandem/lab/kubelet.py).
 #
 # Output: prints the root's path, $TANDEM_CACHE/noderoot/<key>/root (default ~/.cache/tandem),
 # where <key> hashes this script and the dependencies in pyproject.toml. A second run with the
@@ -26,6 +27,7 @@ PACKAGES=(
   drbd-utils                                  # the real drbdadm (drbdsetup is the lab stand-in)
   python3 python3-venv                        # the agent's runtime (Debian 12: Python 3.11)
   faketime                                    # per-process clock faults (docs/lab.md)
+  containerd runc                             # the container runtime of the kubelet node
 )
 PYTHON="${PYTHON:-python3}"
 
@@ -58,6 +60,7 @@ mapfile -t dep_list <<<"$deps"
 include=$(IFS=,; echo "${PACKAGES[*]}")
 mmdebstrap --quiet --variant=minbase --include="$include" \
   --customize-hook='rm -f "$1/etc/hostname" && : > "$1/etc/machine-id"' \
+  --customize-hook='chroot "$1" systemctl disable containerd.service' \
   --customize-hook="mkdir -p \"\$1/var/cache/tandem\" && cp -a '$BUILD/wheelhouse' \"\$1/var/cache/tandem/\"" \
   "$SUITE" "$BUILD/root" >&2
 
