@@ -66,3 +66,23 @@ def crds_installed(kubectl: Kubectl) -> Kubectl:
         assert time.monotonic() < deadline, "CRDs established but not served"
         time.sleep(0.2)
     return kubectl
+
+
+_TIER_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Add each phase's time (setup, with the lab a module's fixture brings up, call,
+    teardown) to its tier: tests/<tier>/..."""
+    parts = report.nodeid.split("/")
+    tier = parts[1] if len(parts) > 2 else "other"
+    _TIER_SECONDS[tier] = _TIER_SECONDS.get(tier, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The time of each tier, which the README reports for CI."""
+    if _TIER_SECONDS:
+        terminalreporter.section("time per tier")
+        for tier, seconds in sorted(_TIER_SECONDS.items()):
+            minutes, rest = divmod(round(seconds), 60)
+            terminalreporter.write_line(f"{tier:<12} {minutes:3d} min {rest:02d} s")
