@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ import yaml
 
 from tandem.api.common import LAST_HANDLED_ANNOTATION
 from tandem.api.drbdvolume import DRBDVolumeSpec
-from tandem.lab import fakeclock, install, power
+from tandem.lab import fakeclock, install, kubelet, power
 from tandem.lab.controlplane import ControlPlane
 from tandem.lab.machine import Machine, MachineSpec, node_root
 from tandem.lab.netns import LabNetwork, run_ip
@@ -65,6 +66,8 @@ class NodeRecord:
     index: int
     data: bool  # False: a DRBD tiebreaker (witness) that runs no agent
     devices: dict[str, str] = field(default_factory=dict)
+    # True: a kubelet node (tandem.lab.kubelet), whose agent is deploy/'s DaemonSet
+    daemonset: bool = False
 
 
 @dataclass
@@ -146,10 +149,13 @@ class LabCluster:
 
     # --- up -------------------------------------------------------------------------------
     def up(self, manifests: list[Path], operator: bool = True,
-           fake_clocks: bool = False, credentials: bool = True) -> ClusterState:
+           fake_clocks: bool = False, credentials: bool = True,
+           kubelet_nodes: Collection[str] = ()) -> ClusterState:
         """Bring the lab up. `fake_clocks`: every agent starts under libfaketime at the true
         time, so `fake_clock` changes its clock without restarting it. `credentials` False: the
-        Secrets the clusters name are not created (a misconfiguration to observe)."""
+        Secrets the clusters name are not created (a misconfiguration to observe).
+        `kubelet_nodes`: these nodes (one at most: tandem.lab.kubelet) run a kubelet instead of
+        the host install; `kubectl apply -k` of deploy/ then starts their agent."""
         if self.state() is not None:
             self.down()
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -163,6 +169,12 @@ class LabCluster:
         shutil.rmtree(self.work_dir / "nodes", ignore_errors=True)  # a new lab starts empty
         self.docs = lab_manifests(manifests, self.subnet)
         nodes = self._nodes()
+        unknown = set(kubelet_nodes) - {n.name for n in nodes if n.data}
+        if unknown or len(kubelet_nodes) > 1:
+            raise LabClusterError(f"kubelet_nodes {sorted(kubelet_nodes)}: name one data node "
+                                  "of the samples (one kubelet node per host)")
+        for node in nodes:
+            node.daemonset = node.name in kubelet_nodes
         state = ClusterState(self.prefix, self.subnet, self.namespace, nodes, [], [])
         self._save(state)
         try:
@@ -174,7 +186,9 @@ class LabCluster:
             if operator:
                 self.start_operator(state)
             for node in nodes:
-                if node.data:
+                if node.daemonset:
+                    self._start_kubelet(state, node)
+                elif node.data:
                     self._enable_agent(node)
                 state.processes.append(self._power_controller(node))
                 self._save(state)
@@ -227,8 +241,11 @@ class LabCluster:
                      "crd/haclusters.tandem.dev", "crd/drbdvolumes.tandem.dev",
                      "crd/floatingips.tandem.dev")
         self._forget_earlier_lab()
+        # The label that selects the DaemonSet's nodes goes on the kubelet node only: the
+        # others run the host install (docs/install.md).
         nodes = [{"apiVersion": "v1", "kind": "Node", "metadata": {
-            "name": n.name, "labels": {"tandem.dev/agent": "true"}}} for n in state.nodes]
+            "name": n.name, "labels": {"tandem.dev/agent": "true"} if n.daemonset else {}}}
+            for n in state.nodes]
         namespace = {"apiVersion": "v1", "kind": "Namespace",
                      "metadata": {"name": self.namespace}}
         # The agents' RBAC as deploy/ ships it, and what docs/postgres.md asks of every
@@ -238,8 +255,10 @@ class LabCluster:
             "metadata": {"name": "tandem-agent-credentials", "namespace": self.namespace},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                         "name": "tandem-agent-credentials"},
-            "subjects": [{"kind": "ServiceAccount", "name": f"tandem-agent-{n.name}",
-                          "namespace": "tandem-system"} for n in state.nodes if n.data]}
+            "subjects": [{"kind": "ServiceAccount", "name": "tandem-agent",  # the DaemonSet's
+                          "namespace": "tandem-system"}]
+            + [{"kind": "ServiceAccount", "name": f"tandem-agent-{n.name}",
+                "namespace": "tandem-system"} for n in state.nodes if n.data and not n.daemonset]}
         self.kubectl("apply", "-f", str(REPO / "deploy" / "base" / "namespace.yaml"),
                      "-f", str(REPO / "deploy" / "base" / "agent-rbac.yaml"))
         self.kubectl("apply", "-f", "-",
@@ -279,9 +298,15 @@ class LabCluster:
             directory = self.node_dir(node.name)
             (directory / power.SOCKET_DIR).mkdir(parents=True, exist_ok=True)
             binds.append(f"{directory / power.SOCKET_DIR}:/run/tandem-lab")
+            read_only: list[str] = []
+            if node.daemonset:
+                more, read_only = kubelet.nspawn_extras(directory, self._binaries())
+                binds += more
             machine_spec = MachineSpec(name=node.name, machine=f"{self.prefix}-{node.name}",
                                netns=self.netns(node.name), directory=directory,
-                               lower=(layer, root), binds=tuple(binds))
+                               lower=(layer, root), binds=tuple(binds),
+                               read_only_binds=tuple(read_only),
+                               options=kubelet.NSPAWN_OPTIONS if node.daemonset else ())
             power.save_spec(machine_spec, {link: f"{self.address(node.index, link)}/24"
                                    for link in ("mgmt", "repl")})
             machine = Machine(machine_spec)
@@ -294,6 +319,9 @@ class LabCluster:
             (wants / "tandem-lab-drbd.service").symlink_to("../tandem-lab-drbd.service")
             if fake_clocks and node.data:
                 self._write_clock(node.name, "+0")
+            if node.daemonset:
+                kubelet.prepare(machine, self.plane, self.api_server_for_nodes,
+                                self.address(node.index))
             self._save(state)
             machine.power_on()
             machines.append(machine)
@@ -418,6 +446,32 @@ class LabCluster:
             "NODE_NAME": node.name, "KUBECONFIG": "/etc/tandem/kubeconfig",
             "TANDEM_NAMESPACE": self.namespace, "TANDEM_SCOPE_DAEMONS": "1",
             "TANDEM_AGENT_ARGS": AGENT_ARGS})
+
+    def _binaries(self) -> Path:
+        api = self.plane.state()
+        assert api is not None
+        return Path(api.binaries)
+
+    def _start_kubelet(self, state: ClusterState, node: NodeRecord) -> None:
+        """The kubelet node: the controllers its DaemonSet pod needs, kube-proxy's forwarding
+        of the `kubernetes` Service, then containerd with the images and the kubelet."""
+        state.processes += kubelet.controllers(self.plane, self._binaries(), self.work_dir)
+        api = self.plane.state()
+        assert api is not None
+        state.processes.append(kubelet.service_forwarder(
+            self.netns(node.name), self.network.mgmt_gateway, api.api_port,
+            self.work_dir / "service-forwarder.log"))
+        self._save(state)
+        machine = self.machine(node.name)
+        kubelet.start(machine, [kubelet.pause_image(), kubelet.tandem_image()])
+        kubelet.wait_registered(machine, [str(self.plane.kubectl()),
+                                     f"--kubeconfig={self.plane.kubeconfig}"])
+
+    def apply_daemonset(self) -> None:
+        """`kubectl apply -k` of deploy/ through the lab's overlay (tandem/lab/daemonset), the
+        agent limited to this lab's namespace (other labs' objects share the API server)."""
+        overlay = kubelet.daemonset_overlay(self.work_dir / "daemonset", self.namespace)
+        self.kubectl("apply", "--server-side", "-k", str(overlay))
 
     def _power_controller(self, node: NodeRecord) -> ManagedProcess:
         directory = self.node_dir(node.name)
@@ -618,10 +672,21 @@ class LabCluster:
                     (self.node_dir(node.name) / "agent.log").write_text(self.agent_log(node.name))
             machine.destroy()
         cleanup_namespaces(state.prefix)
+        if any(node.daemonset for node in state.nodes):
+            kubelet.remove_pod_cgroups()
         for device in state.loops:
             subprocess.run(["losetup", "-d", device], check=False, capture_output=True)
         for bridge in (self.network.mgmt_bridge, self.network.repl_bridge):
             run_ip(["link", "del", bridge], check=False)
+        if self.plane.running() and any(node.daemonset for node in state.nodes):
+            # No garbage collector runs: the DaemonSet's pods go by name, at once (their node
+            # is off, no kubelet confirms).
+            self.kubectl("delete", "daemonset,deployment", "-n", "tandem-system",
+                         "-l", "app.kubernetes.io/part-of=tandem", "--ignore-not-found",
+                         check=False)
+            self.kubectl("delete", "pods", "-n", "tandem-system", "-l",
+                         "app.kubernetes.io/name=tandem-agent", "--force", "--grace-period=0",
+                         "--ignore-not-found", check=False)
         if self.plane.running():
             names = [n.name for n in state.nodes]
             self.kubectl("delete", "node", "--ignore-not-found", "--wait=false", *names,
@@ -662,7 +727,7 @@ def keep_logs(work: Path, target: Path) -> None:
     rarely the story."""
     shutil.rmtree(target, ignore_errors=True)
     for log in work.rglob("*.log"):
-        if "postgresql" in log.parts or "pg" in log.parts:
+        if "postgresql" in log.parts or "pg" in log.parts or log.is_symlink():
             continue
         dest = target / log.relative_to(work)
         dest.parent.mkdir(parents=True, exist_ok=True)

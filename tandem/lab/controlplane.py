@@ -27,7 +27,8 @@ from tandem.lab.processes import ManagedProcess, spawn, terminate
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "build-controlplane.sh"
 SERVICE_CIDR = "198.19.240.0/24"
-API_SERVER_SANS = ("127.0.0.1", "198.18.0.1", "198.19.240.1")
+KUBERNETES_SERVICE_IP = "198.19.240.1"  # the `kubernetes` Service: the range's first address
+API_SERVER_SANS = ("127.0.0.1", "198.18.0.1", KUBERNETES_SERVICE_IP)
 
 
 class ControlPlaneError(RuntimeError):
@@ -230,6 +231,12 @@ class ControlPlane:
         self._signed("admin", "/O=system:masters/CN=tandem-admin", None)
         _openssl("genrsa", "-out", str(pki / "sa.key"), "2048")
         _openssl("rsa", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub"))
+
+    def sign_client(self, name: str, subject: str) -> tuple[Path, Path]:
+        """A client key and certificate signed by the lab's CA (e.g. a kubelet's
+        `/O=system:nodes/CN=system:node:<name>`); returns (key, certificate)."""
+        self._signed(name, subject, None)
+        return self.pki / f"{name}.key", self.pki / f"{name}.crt"
 
     def _signed(self, name: str, subject: str, extension: str | None) -> None:
         pki = self.pki

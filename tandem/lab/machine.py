@@ -93,6 +93,7 @@ class MachineSpec:
     binds: tuple[str, ...] = ()  # nspawn --bind arguments (block devices, sockets)
     read_only_binds: tuple[str, ...] = ()
     capabilities: tuple[str, ...] = ("CAP_NET_ADMIN",)
+    options: tuple[str, ...] = ()  # further nspawn options (the kubelet node's, kubelet.py)
 
 
 def nspawn_argv(spec: MachineSpec) -> list[str]:
@@ -107,7 +108,7 @@ def nspawn_argv(spec: MachineSpec) -> list[str]:
     argv += [f"--capability={cap}" for cap in spec.capabilities]
     argv += [f"--bind={bind}" for bind in spec.binds]
     argv += [f"--bind-ro={bind}" for bind in spec.read_only_binds]
-    return argv
+    return argv + list(spec.options)
 
 
 @dataclass

@@ -38,7 +38,8 @@ def save_spec(spec: MachineSpec, own: dict[str, str]) -> None:
     raw = {"name": spec.name, "machine": spec.machine, "netns": spec.netns,
            "directory": str(spec.directory), "lower": [str(p) for p in spec.lower],
            "binds": list(spec.binds), "read_only_binds": list(spec.read_only_binds),
-           "capabilities": list(spec.capabilities), "own": own}
+           "capabilities": list(spec.capabilities), "options": list(spec.options),
+           "own": own}
     (spec.directory / SPEC_FILE).write_text(json.dumps(raw, indent=2))
 
 
@@ -48,7 +49,8 @@ def load(directory: Path) -> tuple[Machine, dict[str, str]]:
     spec = MachineSpec(name=raw["name"], machine=raw["machine"], netns=raw["netns"],
                        directory=Path(raw["directory"]), lower=tuple(map(Path, raw["lower"])),
                        binds=tuple(raw["binds"]), read_only_binds=tuple(raw["read_only_binds"]),
-                       capabilities=tuple(raw["capabilities"]))
+                       capabilities=tuple(raw["capabilities"]),
+                       options=tuple(raw.get("options", ())))
     return Machine(spec), own
 
 

@@ -33,7 +33,8 @@ def lab(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator
                          namespace=f"e2e-{name}"[:63])
     try:
         cluster.up([LAB_SAMPLES / sample for sample in samples],
-                   credentials=getattr(request.module, "CREDENTIALS", True))
+                   credentials=getattr(request.module, "CREDENTIALS", True),
+                   kubelet_nodes=getattr(request.module, "KUBELET_NODES", ()))
         yield cluster
     finally:
         cluster.down()

@@ -1,0 +1,3 @@
+module tandem.dev/lab/pause
+
+go 1.22
