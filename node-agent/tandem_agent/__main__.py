@@ -8,6 +8,7 @@ cluster's own namespace), and runs one `ClusterAgent` per cluster.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -33,7 +34,13 @@ from tandem_agent.drivers.services import SystemdBackend
 from tandem_agent.fence import fencer
 from tandem_agent.kube import ApiUnavailable, Kube, list_all_namespaces, load_client
 from tandem_agent.volumes import drbd_volume_factory
-from tandem_agent.watchdog import DeviceWatchdog, LabWatchdog, NoWatchdog, Watchdog
+from tandem_agent.watchdog import (
+    DeviceWatchdog,
+    LabWatchdog,
+    NoWatchdog,
+    SharedWatchdog,
+    Watchdog,
+)
 
 log = logging.getLogger("tandem_agent")
 
@@ -244,7 +251,7 @@ class Agent:
                     continue
                 fence_method = "LabKill" if self.args.fence == "lab-kill" \
                     else cluster.spec.failover.fence.method
-                watchdog = self.watchdog()
+                watchdog = self.shared_watchdog.handle(name)
                 agent = ClusterAgent(
                     self.kube(obj["metadata"]["namespace"]), cluster, runner, intent,
                     fencer(fence_method, runner, cluster.spec.failover.fence, watchdog),
@@ -255,7 +262,12 @@ class Agent:
             else:
                 agent.update_intent(intent)
 
-    def watchdog(self) -> Watchdog:
+    @functools.cached_property
+    def shared_watchdog(self) -> SharedWatchdog:
+        """The node's watchdog, opened once for all of its clusters."""
+        return SharedWatchdog(self._node_watchdog())
+
+    def _node_watchdog(self) -> Watchdog:
         choice = self.args.watchdog
         if choice == "device" or choice.startswith("device:"):
             return DeviceWatchdog(Path(choice.removeprefix("device").removeprefix(":")

@@ -9,7 +9,7 @@ completely down. So the watchdog fires exactly when the agent itself would have 
 - `DeviceWatchdog`: the Linux watchdog device (/dev/watchdog); its timeout is the device's
   (set it to renewDeadline + demotionTimeout, rounded down, with the driver's options);
   closing it after writing the magic character 'V' disarms it.
-- `LabWatchdog`: the lab node's supervisor (tandem.lab.node), over a Unix datagram socket; it
+- `LabWatchdog`: the lab node's power controller (tandem.lab.power), over a Unix datagram socket; it
   measures time on its own clock, so a faked clock in the agent cannot fool it.
 """
 
@@ -18,6 +18,9 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -83,3 +86,58 @@ class LabWatchdog:
         except OSError:
             return False
         return True
+
+
+class SharedWatchdog:
+    """The node's one watchdog, shared by the agent's clusters (a node may run several, e.g.
+    the dependent-groups sample). /dev/watchdog opens once (a second open gets EBUSY), and one
+    cluster's disarm must not disarm a watchdog another cluster's chain still needs.
+
+    Each cluster pets with its own deadline through its `handle`. The watchdog stays armed
+    while any cluster's is, and is petted only while every armed deadline lies ahead: a cluster
+    whose agent thread hangs past its deadline gets the node fenced even while the others keep
+    petting, exactly as when it had the watchdog to itself."""
+
+    def __init__(self, inner: Watchdog, clock: Callable[[], float] = time.monotonic) -> None:
+        self.inner = inner
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._deadlines: dict[str, float] = {}
+
+    def handle(self, cluster: str) -> ClusterWatchdog:
+        return ClusterWatchdog(self, cluster)
+
+    def pet(self, cluster: str, remaining: float) -> None:
+        with self._lock:
+            now = self._clock()
+            self._deadlines[cluster] = now + remaining
+            earliest = min(self._deadlines.values())
+            if earliest > now:
+                self.inner.pet(earliest - now)
+
+    def disarm(self, cluster: str) -> None:
+        with self._lock:
+            if self._deadlines.pop(cluster, None) is None:
+                return
+            if not self._deadlines:
+                self.inner.disarm()
+
+    def armed(self) -> list[str]:
+        with self._lock:
+            return sorted(self._deadlines)
+
+
+class ClusterWatchdog:
+    """One cluster's view of the shared watchdog (the Watchdog protocol)."""
+
+    def __init__(self, shared: SharedWatchdog, cluster: str) -> None:
+        self.shared, self.cluster = shared, cluster
+
+    def pet(self, remaining: float) -> None:
+        self.shared.pet(self.cluster, remaining)
+
+    def disarm(self) -> None:
+        self.shared.disarm(self.cluster)
+
+    def fence(self, reason: str) -> bool:
+        return self.shared.inner.fence(reason)
