@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Build etcd, kube-apiserver and kubectl from their Go modules and cache the binaries; with
-# the lab's kubelet node (tests/e2e/test_daemonset_agent_takes_over_after_power_off.py) also
-# kubelet, kube-controller-manager (its DaemonSet controller) and kube-scheduler.
+# Build etcd, kube-apiserver and kubectl from their Go modules and cache the binaries.
+#
+#   scripts/build-controlplane.sh          the control plane (make setup, make demo)
+#   scripts/build-controlplane.sh --node   also kubelet, kube-controller-manager and
+#                                          kube-scheduler, for the lab's kubelet node
+#                                          (tandem/lab/kubelet.py builds them when missing)
 #
 # The binaries land in $TANDEM_CACHE/controlplane/<k8s>-<etcd>/ (default ~/.cache/tandem),
 # outside git. A second run with the same versions is a no-op.
@@ -13,7 +16,12 @@ CACHE="${TANDEM_CACHE:-$HOME/.cache/tandem}"
 OUT="$CACHE/controlplane/$K8S_VERSION-$ETCD_VERSION"
 WORK="$CACHE/controlplane/build"
 
-BINARIES=(etcd kube-apiserver kubectl kubelet kube-controller-manager kube-scheduler)
+BINARIES=(etcd kube-apiserver kubectl)
+case "${1:-}" in
+  "") ;;
+  --node) BINARIES+=(kubelet kube-controller-manager kube-scheduler) ;;
+  *) echo "usage: build-controlplane.sh [--node]" >&2; exit 2 ;;
+esac
 missing=()
 for binary in "${BINARIES[@]}"; do [[ -x "$OUT/$binary" ]] || missing+=("$binary"); done
 if (( ${#missing[@]} == 0 )); then

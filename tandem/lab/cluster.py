@@ -38,7 +38,7 @@ import yaml
 from tandem.api.common import LAST_HANDLED_ANNOTATION
 from tandem.api.drbdvolume import DRBDVolumeSpec
 from tandem.lab import fakeclock, install, kubelet, power
-from tandem.lab.controlplane import ControlPlane
+from tandem.lab.controlplane import ControlPlane, build_binaries
 from tandem.lab.machine import Machine, MachineSpec, node_root
 from tandem.lab.netns import LabNetwork, run_ip
 from tandem.lab.processes import ManagedProcess, spawn, terminate
@@ -300,7 +300,7 @@ class LabCluster:
             binds.append(f"{directory / power.SOCKET_DIR}:/run/tandem-lab")
             read_only: list[str] = []
             if node.daemonset:
-                more, read_only = kubelet.nspawn_extras(directory, self._binaries())
+                more, read_only = kubelet.nspawn_extras(directory, build_binaries(node=True))
                 binds += more
             machine_spec = MachineSpec(name=node.name, machine=f"{self.prefix}-{node.name}",
                                netns=self.netns(node.name), directory=directory,
@@ -447,15 +447,11 @@ class LabCluster:
             "TANDEM_NAMESPACE": self.namespace, "TANDEM_SCOPE_DAEMONS": "1",
             "TANDEM_AGENT_ARGS": AGENT_ARGS})
 
-    def _binaries(self) -> Path:
-        api = self.plane.state()
-        assert api is not None
-        return Path(api.binaries)
-
     def _start_kubelet(self, state: ClusterState, node: NodeRecord) -> None:
         """The kubelet node: the controllers its DaemonSet pod needs, kube-proxy's forwarding
         of the `kubernetes` Service, then containerd with the images and the kubelet."""
-        state.processes += kubelet.controllers(self.plane, self._binaries(), self.work_dir)
+        state.processes += kubelet.controllers(self.plane, build_binaries(node=True),
+                                               self.work_dir)
         api = self.plane.state()
         assert api is not None
         state.processes.append(kubelet.service_forwarder(

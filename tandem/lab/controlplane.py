@@ -35,9 +35,11 @@ class ControlPlaneError(RuntimeError):
     """The control plane could not be built, started or stopped."""
 
 
-def build_binaries() -> Path:
-    """Build (or find cached) etcd, kube-apiserver and kubectl; returns their directory."""
-    proc = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, check=False)
+def build_binaries(node: bool = False) -> Path:
+    """Build (or find cached) etcd, kube-apiserver and kubectl, with `node` also kubelet,
+    kube-controller-manager and kube-scheduler; returns their directory."""
+    argv = ["bash", str(BUILD_SCRIPT), *(["--node"] if node else [])]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise ControlPlaneError(f"{BUILD_SCRIPT} failed:\n{proc.stderr[-4000:]}")
     return Path(proc.stdout.strip().splitlines()[-1])
