@@ -141,6 +141,7 @@ class Chaos:
             time.sleep(step.rest)
 
     def _inject(self, step: Step, steady: bool) -> bool:
+        self._await_powered_on()
         holder, epoch = lease_holder(self.lab, NAME)
         primary = holder if holder in NODES else NODES[0]
         target = other(primary) if step.kind in ("replication-cut", "lagging-standby") \
@@ -194,7 +195,14 @@ class Chaos:
         print(f"  {event.holder_before} -> {event.holder_after} (epoch {event.epoch_before} -> "
               f"{event.epoch_after}); longest write outage {outage}", flush=True)
 
+    def _await_powered_on(self) -> None:
+        """A fenced node is being reset by its power controller: faults and heals act on
+        running machines, so wait until every node has booted again."""
+        wait_until(lambda: all(self.lab.machine(n).booted() for n in NODES), BOOT_TIMEOUT,
+                   "every node booted")
+
     def heal_all(self) -> None:
+        self._await_powered_on()
         self.lab.plane.start_apiserver()
         for node in NODES:
             self.lab.fake_clock(node, "+0")
@@ -335,6 +343,7 @@ class Chaos:
 # faults that take the primary away at once: their failovers are timed in failover_s (the
 # outages of the others, such as an API server outage, are in write_outage_s only)
 PRIMARY_LOSS = ("crash", "freeze", "isolate", "hung-demotion")
+BOOT_TIMEOUT = 120.0
 CLOCK_FAULTS = ("+60s", "-60s", "+0 x2", "+0 x0.5")
 
 

@@ -202,6 +202,14 @@ class Machine:
                 return int(pid)
         return None
 
+    def booted(self) -> bool:
+        """systemd in the node has finished booting (`running` or `degraded`)."""
+        try:
+            proc = self.exec(["systemctl", "is-system-running"], check=False, timeout=10)
+        except MachineError:  # off, or its init just died
+            return False
+        return proc.stdout.strip() in BOOTED_STATES
+
     def wait_booted(self, timeout: float = 90.0) -> None:
         """Wait until the node's systemd reports `running` (or `degraded`, with the failed
         units named in the error so a broken unit is never mistaken for a booted node)."""
