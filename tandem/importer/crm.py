@@ -70,18 +70,20 @@ class Statement:
 
 
 def tokenize(text: str, file: str) -> list[list[Token]]:
-    """Split into statements: `\\` at the end of a line continues it, `#` starts a comment."""
+    """Split into statements: `\\` at the end of a line continues it; a line starting with `#` is a comment."""
     statements: list[list[Token]] = []
     current: list[Token] = []
     continued = False
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.rstrip()
+        if line.lstrip().startswith("#"):  # crmsh comments are whole lines; `#uname` in a rule is not one
+            line = "\\" if continued else ""
         continues = line.endswith("\\")
         if continues:
             line = line[:-1]
         lexer = shlex.shlex(line, posix=True)
         lexer.whitespace_split = True
-        lexer.commenters = "#"
+        lexer.commenters = ""
         try:
             words = list(lexer)
         except ValueError as exc:

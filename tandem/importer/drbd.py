@@ -178,8 +178,9 @@ def resource(statement: Statement, common: _Defaults, file_unsupported: list[Uns
 
 
 def volume(section: Statement, resource_name: str, seen: Statement | None) -> dict[str, Statement]:
-    """The device/disk/meta-disk of a `volume N { }`; tandem's DRBDVolume holds one volume."""
-    if seen is not None:
+    """The device/disk/meta-disk of a `volume N { }`; tandem's DRBDVolume holds one volume (a
+    host's `volume 0` may refine the resource's `volume 0`)."""
+    if seen is not None and seen.args != section.args:
         raise InvalidInput(section.source, f"resource {resource_name} has a second volume ({section.described()})",
                            "tandem's DRBDVolume replicates one device: split the resource into one per volume")
     assert section.children is not None
