@@ -218,6 +218,7 @@ class _Mapper:
             elif a is None or b is None:
                 self.report.append(unmapped(colocation.source, construct, "names a resource in no HACluster"))
             elif a is b:
+                a.sources.append(colocation.source)
                 self.report.append(mapped(colocation.source, construct, f"both in HACluster {a.name}"))
             elif (anchor, dependent) in ordered and a.depends_on is None:
                 a.depends_on = b.name
@@ -237,6 +238,7 @@ class _Mapper:
             construct = f"order {order.id} {order.kind}: {first} then {then}"
             a, b = home.get(first), home.get(then)
             if a is not None and a is b:
+                a.sources.append(order.source)
                 self.report.append(mapped(order.source, construct, f"chain order of HACluster {a.name} "
                                           "(checked against tandem's fixed order)"))
             else:

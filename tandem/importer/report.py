@@ -37,7 +37,7 @@ def render(entries: Iterable[Entry]) -> str:
     return "\n".join(lines) + "\n"
 
 
-MAX_SPANS = 8
+MAX_SPANS = 24
 
 
 def line_ranges(sources: Iterable[Source]) -> str:

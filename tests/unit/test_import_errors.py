@@ -125,3 +125,15 @@ def test_written_files_parse_and_carry_a_source_comment_on_every_object(tmp_path
     comments = [line for line in text.splitlines() if line.startswith(("# DRBDVolume", "# FloatingIP", "# HACluster"))]
     assert len(comments) == 3 and comments[0].startswith("# DRBDVolume app-data from ")
     assert "apps.crm:" in comments[2] and "apps-84.res:" in comments[0]
+
+
+def test_docs_migrate_shows_the_report_the_mail_example_prints(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/migrate.md quotes the report verbatim; this keeps the quote true."""
+    monkeypatch.chdir(FIXTURES)
+    out = tmp_path / "manifests"
+    assert run_cli("--crm", "mail.crm", "--drbd", "mail-store.res", "--namespace", "mail", "--out", str(out),
+                   "--check") == 0
+    printed = capsys.readouterr().out.replace(str(out), "manifests")
+    documented = (FIXTURES.parents[2] / "docs" / "migrate.md").read_text().split("<!-- import-report -->")[1]
+    assert documented.strip().removeprefix("```").removesuffix("```").strip() == printed.strip()
