@@ -237,7 +237,9 @@ class _Mapper:
             first, then = self.top(order.first.id), self.top(order.then.id)
             construct = f"order {order.id} {order.kind}: {first} then {then}"
             a, b = home.get(first), home.get(then)
-            if a is not None and a is b:
+            if a is None or b is None:
+                self.report.append(unmapped(order.source, construct, "names a resource in no HACluster"))
+            elif a is b:
                 a.sources.append(order.source)
                 self.report.append(mapped(order.source, construct, f"chain order of HACluster {a.name} "
                                           "(checked against tandem's fixed order)"))
@@ -279,6 +281,7 @@ class _Mapper:
         highest = -1
         latest = ""
         inversions: set[tuple[str, int]] = set()
+        postgres_source: Source | None = None
         for primitive in sequence:
             kind = category(primitive)
             construct = f"primitive {primitive.id} ({primitive.agent})"
@@ -306,6 +309,7 @@ class _Mapper:
                 addresses.append(self.address(primitive))
             elif kind == "PostgreSQL":
                 self.postgres(primitive, chain)
+                postgres_source = primitive.source
             elif kind == "service":
                 self.service(primitive, chain)
             elif kind == "stonith":
@@ -321,6 +325,12 @@ class _Mapper:
         manifests += self.floating_ips(addresses, cluster.name, chain)
         nodes = self.nodes(cluster, volumes)
         spec: dict[str, Any] = {"nodes": nodes}
+        without = [n["name"] for n in nodes if "replicationAddress" not in n]
+        if postgres_source is not None and without:
+            self.report.append(unmapped(postgres_source, f"replication addresses of {', '.join(without)}",
+                                        "PostgreSQL streams between spec.nodes[].replicationAddress, which only a "
+                                        "DRBD file gives: set them before applying (the agent refuses the chain "
+                                        "without them)"))
         primary, auto_failback, location_sources = self.placement(cluster, [n["name"] for n in nodes])
         cluster_sources += location_sources
         if primary is not None:
@@ -377,6 +387,11 @@ class _Mapper:
         kinds = {category(p) for p in child}
         kind = "promotable clone" if clone.promotable else "clone"
         construct = f"{kind} {clone.id} of {clone.child}"
+        if clone.child in self.config.groups:
+            group = self.config.groups[clone.child]
+            self.report.append(mapped(group.source, f"group {group.id}", f"cloned by {clone.id}: its members "
+                                      "in chain order"))
+            self.meta(group.meta, f"group {group.id}")
         if clone.promotable and kinds <= {"volume", "PostgreSQL"}:
             self.report.append(mapped(clone.source, construct, "one primary, the others replicas: how tandem "
                                       "runs DRBD and PostgreSQL"))
@@ -631,8 +646,10 @@ class _Mapper:
             stem, unit = unit, f"{unit}.service"  # what Pacemaker runs for lsb:, service: and bare names
         name = stem if re.fullmatch(SERVICE_NAME_RE, stem) else dns_label(stem)
         service: dict[str, Any] = {"name": name, "unit": unit}
-        clone = self.parent.get(primitive.id)
-        all_nodes = clone in self.config.clones and not self.config.clones[clone].promotable
+        holder = self.parent.get(primitive.id)
+        while holder is not None and holder not in self.config.clones:
+            holder = self.parent.get(holder)
+        all_nodes = holder is not None and not self.config.clones[holder].promotable
         if all_nodes:
             service["runOn"] = "AllNodes"
         chain.setdefault("services", []).append(service)

@@ -75,6 +75,12 @@ def test_cib_errors_name_the_line() -> None:
         cib.parse('<!DOCTYPE cib [<!ENTITY a "aaaa">]>\n<cib><configuration/></cib>', "cib.xml")
 
 
+@pytest.fixture(autouse=True)
+def no_api_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--check falls back to KUBECONFIG for its dry run; these tests stay offline."""
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+
+
 def run_cli(*args: str) -> int:
     return cli.main(["import", *args])
 

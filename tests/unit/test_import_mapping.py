@@ -178,3 +178,55 @@ def test_every_source_line_of_a_construct_is_accounted_for_in_the_report(mail) -
     reported = {e.source.line for e in mail.report if e.source.file == "mail.crm"}
     silent = [s[0].source.line for s in statements if not {t.source.line for t in s} & reported]
     assert len(statements) == 42 and silent == []
+
+
+def test_paf_without_drbd_reports_the_replication_addresses_it_cannot_know(paf) -> None:
+    assert "paf.crm:3 replication addresses of pg1, pg2: PostgreSQL streams between spec.nodes[].replicationAddress, " \
+           "which only a DRBD file gives: set them before applying (the agent refuses the chain without them)" in \
+           report_lines(paf, carried=False)
+
+
+def test_pgsql_agent_maps_its_directories_user_and_synchronous_mode() -> None:
+    from tandem.importer import crm, mapping
+
+    text = """node db1
+node db2
+primitive p_pgsql pgsql \\
+	params pgctl=/usr/lib/postgresql/15/bin/pg_ctl pgdata=/var/lib/postgresql/15/main \\
+	config=/etc/postgresql/15/main/postgresql.conf pgport=5433 rep_mode=sync repuser=streamer \\
+	node_list="db1 db2" master_ip=10.0.0.50
+ms ms_pgsql p_pgsql meta notify=true
+primitive p_vip IPaddr2 params ip=10.0.0.50 cidr_netmask=24 nic=eth1
+group g_db p_vip
+colocation c inf: g_db ms_pgsql:Master
+"""
+    result = mapping.map_config(crm.parse(text, "pg.crm"), [], "ns")
+    assert spec(result, "HACluster", "db")["chain"]["postgres"] == {
+        "binDirectory": "/usr/lib/postgresql/15/bin", "dataDirectory": "/var/lib/postgresql/15/main",
+        "configDirectory": "/etc/postgresql/15/main", "replicationUser": "streamer", "synchronous": True,
+        "port": 5433}
+    left = report_lines(result, carried=False)
+    assert "pg.crm:6 p_pgsql param node_list=db1 db2: no tandem field for it" in left
+    assert "pg.crm:6 p_pgsql param master_ip=10.0.0.50: no tandem field for it" in left
+
+
+def test_a_cloned_group_of_services_runs_on_all_nodes_and_is_reported() -> None:
+    from tandem.importer import crm, mapping
+
+    text = """node a
+node b
+primitive p_ip IPaddr2 params ip=10.0.0.5 cidr_netmask=24 nic=eth0
+primitive p_exporter systemd:node-exporter
+primitive p_agent lsb:monitoring-agent
+group g_web p_ip
+group g_monitoring p_exporter p_agent
+clone cl_monitoring g_monitoring
+order o inf: g_web cl_monitoring
+"""
+    result = mapping.map_config(crm.parse(text, "m.crm"), [], "ns")
+    assert [c.name for c in result.clusters] == ["web"]
+    assert spec(result, "HACluster", "web")["chain"]["services"] == [
+        {"name": "node-exporter", "unit": "node-exporter.service", "runOn": "AllNodes"},
+        {"name": "monitoring-agent", "unit": "monitoring-agent.service", "runOn": "AllNodes"}]
+    assert "m.crm:7 group g_monitoring: cloned by cl_monitoring: its members in chain order" in \
+        report_lines(result, carried=True)
