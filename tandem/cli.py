@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tandem import crdgen
+from tandem.api.common import DNS_LABEL
 
 
 def default_lab_dir() -> Path:
@@ -223,10 +225,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _dns_label(value: str) -> str:
-    import re
-
-    from tandem.api.common import DNS_LABEL
-
     if len(value) > 63 or not re.fullmatch(DNS_LABEL, value):
         raise argparse.ArgumentTypeError(f"{value!r} is not a namespace name (a lower-case DNS label)")
     return value

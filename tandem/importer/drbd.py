@@ -48,9 +48,10 @@ def words(text: str, file: str) -> list[Word]:
         token = match.group()
         if token == '"':
             raise InvalidInput(Source(file, line), "unterminated quoted string", "close the quote on its line")
-        if not token[0].isspace() and not token.startswith("#"):
-            value = token[1:-1].replace('\\"', '"') if token.startswith('"') else token
-            found.append(Word(value if token.startswith('"') else token, Source(file, line)))
+        if token.startswith('"'):
+            found.append(Word(token[1:-1].replace('\\"', '"'), Source(file, line)))
+        elif not token[0].isspace() and not token.startswith("#"):
+            found.append(Word(token, Source(file, line)))
         line += token.count("\n")
     return found
 

@@ -73,14 +73,10 @@ def cluster_name(group_id: str) -> str:
 
 def score_value(score: str) -> int:
     text = score.strip().lower().lstrip("+")
-    if text in ("inf", "infinity"):
+    if text in ("inf", "infinity", "mandatory"):
         return INFINITY
     if text in ("-inf", "-infinity"):
         return -INFINITY
-    if text in ("mandatory",):
-        return INFINITY
-    if text in ("optional", "serialize"):
-        return 0
     try:
         return max(-INFINITY, min(INFINITY, int(text)))
     except ValueError:
