@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tandem import crdgen
+from tandem.api.common import DNS_LABEL
 
 
 def default_lab_dir() -> Path:
@@ -150,6 +152,21 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from tandem.importer import command
+
+    return command.run(command.Options(
+        crm=Path(args.crm) if args.crm else None,
+        cib=Path(args.cib) if args.cib else None,
+        drbd=tuple(Path(p) for p in args.drbd),
+        namespace=args.namespace,
+        out=Path(args.out) if args.out else None,
+        check=args.check,
+        strict=args.strict,
+        kubeconfig=args.kubeconfig or os.environ.get("KUBECONFIG") or None,
+    ))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tandem", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -187,7 +204,30 @@ def build_parser() -> argparse.ArgumentParser:
                        help="copy the agents', operator's and control plane's logs to this new "
                             "directory before the run's work directory is removed")
     chaos.set_defaults(func=cmd_chaos)
+
+    imp = sub.add_parser("import", help="turn a Pacemaker/DRBD configuration into tandem manifests, "
+                         "with a report of what was and was not carried over")
+    source = imp.add_mutually_exclusive_group(required=True)
+    source.add_argument("--crm", metavar="FILE", help="`crm configure show` output")
+    source.add_argument("--cib", metavar="FILE", help="`cibadmin --query` output (CIB XML)")
+    imp.add_argument("--drbd", nargs="+", default=[], metavar="DIR_OR_FILE",
+                     help="DRBD resource files, or directories of *.res/*.conf (e.g. /etc/drbd.d)")
+    imp.add_argument("--namespace", required=True, type=_dns_label, help="namespace of the manifests")
+    imp.add_argument("--out", metavar="DIR", help="write DIR/<cluster>.yaml (default: YAML on stdout, "
+                     "the report on stderr)")
+    imp.add_argument("--check", action="store_true", help="validate against the models, and with "
+                     "--kubeconfig (or KUBECONFIG) by a server-side dry run, before writing")
+    imp.add_argument("--kubeconfig", default=None, help="API server for --check's dry run")
+    imp.add_argument("--strict", action="store_true", help="fail, writing nothing, if anything is "
+                     "not carried over")
+    imp.set_defaults(func=cmd_import)
     return parser
+
+
+def _dns_label(value: str) -> str:
+    if len(value) > 63 or not re.fullmatch(DNS_LABEL, value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a namespace name (a lower-case DNS label)")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
