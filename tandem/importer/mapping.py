@@ -304,7 +304,7 @@ class _Mapper:
             elif kind == "floating IP":
                 addresses.append(self.address(primitive))
             elif kind == "PostgreSQL":
-                self.postgres(primitive, chain)
+                self.postgres(primitive, chain, cluster.name)
                 postgres_source = primitive.source
             elif kind == "service":
                 self.service(primitive, chain)
@@ -592,7 +592,7 @@ class _Mapper:
             manifests.append(Manifest(self.document("FloatingIP", name, spec), tuple(p.source for _, p in members)))
         return manifests
 
-    def postgres(self, primitive: Primitive, chain: dict[str, Any]) -> None:
+    def postgres(self, primitive: Primitive, chain: dict[str, Any], cluster: str) -> None:
         construct = f"primitive {primitive.id} ({primitive.agent})"
         if "postgres" in chain:
             self.report.append(unmapped(primitive.source, construct, "a second PostgreSQL: tandem runs one per "
@@ -629,8 +629,14 @@ class _Mapper:
             if not port.isdigit():
                 raise InvalidInput(primitive.source, f"pgport={port} is not a port", "write pgport=5432")
             spec["port"] = int(port)
+        # Pacemaker's agents leave the replication password to .pgpass or trust; tandem reads
+        # it from a Secret, which the administrator creates before applying.
+        secret = f"{cluster}-postgres-replication"
+        spec["credentialsSecret"] = secret
         chain["postgres"] = spec
-        self.report.append(mapped(primitive.source, construct, "chain.postgres (streaming replication)"))
+        self.report.append(mapped(primitive.source, construct,
+                                  f"chain.postgres (streaming replication); create Secret {secret} "
+                                  "(key password) before applying"))
         self.leftovers(primitive, used)
 
     def service(self, primitive: Primitive, chain: dict[str, Any]) -> None:

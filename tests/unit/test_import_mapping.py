@@ -101,7 +101,8 @@ def test_one_hundred_ipaddr2_primitives_become_one_floating_ip_range_with_paf_po
     assert cluster["chain"] == {
         "floatingIPs": ["pg-vips"],
         "postgres": {"binDirectory": "/usr/lib/postgresql/15/bin", "dataDirectory": "/var/lib/postgresql/15/main",
-                     "configDirectory": "/etc/postgresql/15/main", "port": 5432},
+                     "configDirectory": "/etc/postgresql/15/main", "port": 5432,
+                     "credentialsSecret": "pg-postgres-replication"},
     }
     assert cluster["primary"] == "pg1"
 
@@ -204,7 +205,7 @@ colocation c inf: g_db ms_pgsql:Master
     assert spec(result, "HACluster", "db")["chain"]["postgres"] == {
         "binDirectory": "/usr/lib/postgresql/15/bin", "dataDirectory": "/var/lib/postgresql/15/main",
         "configDirectory": "/etc/postgresql/15/main", "replicationUser": "streamer", "synchronous": True,
-        "port": 5433}
+        "port": 5433, "credentialsSecret": "db-postgres-replication"}
     left = report_lines(result, carried=False)
     assert "pg.crm:6 p_pgsql param node_list=db1 db2: no tandem field for it" in left
     assert "pg.crm:6 p_pgsql param master_ip=10.0.0.50: no tandem field for it" in left
