@@ -247,19 +247,35 @@ class _Mapper:
 
     def chain_sequence(self, cluster: _Cluster) -> list[Primitive]:
         """The cluster's primitives in Pacemaker's start order: units ordered by `order`
-        constraints (a stable topological sort), each group's members in group order."""
+        constraints (a stable topological sort), each group's members in group order. An order
+        whose `then` is one member of a group (`ms_pgsql:promote p_http:start`) puts its first
+        unit just before that member, not before the whole group."""
         units = ([cluster.anchor] if cluster.anchor else []) + cluster.units
         units.sort(key=lambda u: self.config.source_of(u) or Source("", 0))
         before: dict[str, set[str]] = {u: set() for u in units}
+        ahead_of_member: dict[str, list[str]] = {}
         for order in self.config.orders:
             first, then = self.top(order.first.id), self.top(order.then.id)
-            if first in before and then in before and first != then:
+            if first not in before or then not in before or first == then:
+                continue
+            if order.then.id != then and then in self.config.groups and first not in self.config.groups:
+                ahead_of_member.setdefault(order.then.id, []).append(first)
+            else:
                 before[then].add(first)
+        placed = {u for units_ahead in ahead_of_member.values() for u in units_ahead}
         sequence: list[str] = []
-        while len(sequence) < len(units):
-            ready = [u for u in units if u not in sequence and before[u] <= set(sequence)]
-            sequence.append(ready[0] if ready else next(u for u in units if u not in sequence))
-        return [p for u in sequence for p in self.primitives_of(u)]
+        while len(sequence) < len(units) - len(placed & set(units)):
+            left = [u for u in units if u not in sequence and u not in placed]
+            ready = [u for u in left if before[u] <= set(sequence) | placed]
+            sequence.append(ready[0] if ready else left[0])
+        primitives: list[Primitive] = []
+        for unit in sequence:
+            for primitive in self.primitives_of(unit):
+                for ahead in ahead_of_member.pop(primitive.id, []):
+                    primitives += [p for p in self.primitives_of(ahead) if p not in primitives]
+                primitives.append(primitive)
+        return primitives + [p for units_ahead in ahead_of_member.values() for u in units_ahead
+                             for p in self.primitives_of(u) if p not in primitives]
 
     def map_cluster(self, cluster: _Cluster) -> ClusterManifests:
         sequence = self.chain_sequence(cluster)
