@@ -231,3 +231,28 @@ order o inf: g_web cl_monitoring
         {"name": "monitoring-agent", "unit": "monitoring-agent.service", "runOn": "AllNodes"}]
     assert "m.crm:7 group g_monitoring: cloned by cl_monitoring: its members in chain order" in \
         report_lines(result, carried=True)
+
+
+def test_an_order_into_one_group_member_places_the_unit_just_before_it() -> None:
+    """`ms_pgsql:promote p_http:start` orders PostgreSQL before the group's service only: the
+    group's mount and VIP still start first, as in tandem's chain, so no inversion is reported."""
+    from tandem.importer import crm, mapping
+
+    text = """node web1
+node web2
+primitive p_fs Filesystem params device=/dev/drbd0 directory=/srv/web fstype=ext4
+primitive p_vip IPaddr2 params ip=10.0.0.50 cidr_netmask=24 nic=eth1
+primitive p_pgsql pgsql params pgdata=/var/lib/postgresql/15/main
+ms ms_pgsql p_pgsql meta notify=true
+primitive p_http systemd:nginx
+group g_web p_fs p_vip p_http
+colocation c inf: ms_pgsql:Promoted g_web
+order o Mandatory: ms_pgsql:promote p_http:start
+"""
+    result = mapping.map_config(crm.parse(text, "web.crm"), [], "ns")
+    left = report_lines(result, carried=False)
+    assert not [line for line in left if "start order" in line], left
+    # Ordered before the whole group instead, PostgreSQL does start before the mount.
+    whole = text.replace("p_http:start", "g_web:start")
+    left = report_lines(mapping.map_config(crm.parse(whole, "web.crm"), [], "ns"), carried=False)
+    assert [line for line in left if line.startswith("web.crm:3 start order of p_fs")], left
