@@ -54,6 +54,7 @@ needs_drbdadm = pytest.mark.skipif(DRBDADM is None, reason="drbd-utils' drbdadm 
 needs_postgres = pytest.mark.skipif(POSTGRES is None or os.geteuid() != 0 or shutil.which("runuser") is None,
                                     reason="needs PostgreSQL's server binary and root (to run it as postgres)")
 few = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+fewer = settings(few, max_examples=25)  # each example starts postgres (about 0.1 s)
 
 
 def drbd_spec(disk: str = "/dev/vg0/mail", name: str = "mail1", resource: str = "mail-store") -> DRBDVolumeSpec:
@@ -183,7 +184,7 @@ def pg_config(**overrides: Any) -> PostgresConfig:
 
 
 @needs_postgres
-@few
+@fewer
 @given(value=hostile)
 @example(value="'; archive_command = 'id' # \\' é")
 def test_a_setting_is_refused_or_read_back_exactly_by_postgres(value: str) -> None:
@@ -195,7 +196,7 @@ def test_a_setting_is_refused_or_read_back_exactly_by_postgres(value: str) -> No
 
 
 @needs_postgres
-@few
+@fewer
 @given(directory=hostile_path)
 @example(directory="/etc/postgresql/15/main")
 def test_a_config_directory_is_refused_or_read_back_exactly_by_postgres(directory: str) -> None:
