@@ -58,10 +58,10 @@ def immutable(what: str) -> dict[str, Any]:
 
 
 # Values the agent writes into files (DRBD resource files, postgresql.conf) or passes to
-# commands (mount). Each rule is defined once here and checked twice with the same
-# expression: at the API server (a CEL rule whose message names the fix, so a bad spec is
-# refused with the field's path) and by the renderer right before it writes, so a value the
-# API server accepted is never refused later on a node, and one that slipped past it (an
+# commands (mount). Each rule is defined once here and checked with the same expression at
+# the API server (a CEL rule whose message names the fix, so a bad spec is refused with the
+# field's path), by the agent's models and by the renderer right before it writes: a value
+# the API server accepted is never refused later on a node, and one that slipped past it (an
 # object stored before the rule existed) is refused there and never written.
 
 # Characters no configuration syntax on the node gives a meaning to: no blank, quote,
