@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 GROUP = "tandem.dev"
@@ -55,6 +57,57 @@ def immutable(what: str) -> dict[str, Any]:
     )
 
 
+# Values the agent writes into files (DRBD resource files, postgresql.conf) or passes to
+# commands (mount). Each rule is defined once here and checked with the same expression at
+# the API server (a CEL rule whose message names the fix, so a bad spec is refused with the
+# field's path), by the agent's models and by the renderer right before it writes: a value
+# the API server accepted is never refused later on a node, and one that slipped past it (an
+# object stored before the rule existed) is refused there and never written.
+
+# Characters no configuration syntax on the node gives a meaning to: no blank, quote,
+# backslash, '#', ';', '{', '$' or control character, so nothing needs escaping.
+PATH_RE = r"^/[A-Za-z0-9._+@:/-]*$"
+PATH_CEL = f"self.matches(r'{PATH_RE}') && !self.contains('/../') && !self.endsWith('/..')"
+PATH_RULE = (
+    "must be an absolute path of letters, digits and / . _ - + @ : without '..' segments, "
+    "e.g. /dev/vg0/mail or /srv/data (no spaces, quotes, backslashes or control characters)"
+)
+MOUNT_OPTION_RE = r"^[A-Za-z0-9][A-Za-z0-9_.=:+-]*$"
+MOUNT_OPTION_RULE = (
+    "must be one mount option such as noatime or logbufs=8: a letter or digit, then letters, "
+    "digits and _ . = : + - (one option per list entry; no ',' or spaces)"
+)
+
+
+def path_problem(path: str) -> str | None:
+    """Why `path` may not be written into a node's configuration (None: it may)."""
+    if re.fullmatch(PATH_RE, path) and "/../" not in path and not path.endswith("/.."):
+        return None
+    return f"{path!r} {PATH_RULE}"
+
+
+def mount_option_problem(option: str) -> str | None:
+    """Why `option` may not be passed to mount -o (None: it may)."""
+    return None if re.fullmatch(MOUNT_OPTION_RE, option) else f"{option!r} {MOUNT_OPTION_RULE}"
+
+
+def pattern_problem(value: str, pattern: str, what: str) -> str | None:
+    """Why `value` does not match the API's `pattern` for `what` (None: it does)."""
+    return None if re.fullmatch(pattern, value) else f"{value!r} is not {what} (must match {pattern})"
+
+
+def refuse(problem: Callable[[str], str | None]) -> AfterValidator:
+    """A pydantic validator raising the message of `problem(value)` when there is one."""
+
+    def check(value: str) -> str:
+        found = problem(value)
+        if found:
+            raise ValueError(found)
+        return value
+
+    return AfterValidator(check)
+
+
 NodeName = Annotated[
     str,
     Field(
@@ -78,15 +131,10 @@ AbsolutePath = Annotated[
     Field(
         min_length=1,
         max_length=255,
-        pattern=r"^/",
-        description="An absolute path on the node.",
-        json_schema_extra=validations(
-            cel(
-                "!self.contains('/../') && !self.endsWith('/..')",
-                "must be an absolute path without '..' segments, e.g. /srv/data",
-            )
-        ),
+        description="An absolute path on the node: letters, digits and / . _ - + @ :, no '..'.",
+        json_schema_extra=validations(cel(PATH_CEL, PATH_RULE)),
     ),
+    refuse(path_problem),
 ]
 IPAddress = Annotated[
     str,
@@ -98,6 +146,12 @@ IPAddress = Annotated[
             cel("isIP(self)", "must be a valid IPv4 or IPv6 address such as 198.18.0.10 or 2001:db8::10")
         ),
     ),
+]
+MountOption = Annotated[
+    str,
+    Field(min_length=1, max_length=64,
+          json_schema_extra=validations(cel(f"self.matches(r'{MOUNT_OPTION_RE}')", MOUNT_OPTION_RULE))),
+    refuse(mount_option_problem),
 ]
 Message = Annotated[str, Field(max_length=1024)]
 Reason = Annotated[str, Field(max_length=128)]

@@ -18,6 +18,9 @@ from tandem.api.common import (
     validations,
 )
 
+# drbdadm's resource names; the renderer checks them again (tandem_agent.drivers.drbd).
+RESOURCE_NAME_RE = r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$"
+
 DiskState = Literal[
     "Diskless", "Attaching", "Detaching", "Failed", "Negotiating",
     "Inconsistent", "Outdated", "DUnknown", "Consistent", "UpToDate",
@@ -102,7 +105,7 @@ class DRBDVolumeSpec(Model):
         Field(
             min_length=1,
             max_length=48,
-            pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$",
+            pattern=RESOURCE_NAME_RE,
             description="DRBD resource name (letters, digits, '-' and '_'). Immutable.",
             json_schema_extra=immutable("spec.resourceName"),
         ),

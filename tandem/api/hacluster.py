@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
 from tandem.api.common import (
     AbsolutePath,
@@ -16,10 +15,12 @@ from tandem.api.common import (
     IPAddress,
     Message,
     Model,
+    MountOption,
     NodeName,
     ObjectName,
     Reason,
     cel,
+    refuse,
     validations,
 )
 from tandem.api.drbdvolume import DRBDNodeStatus
@@ -87,23 +88,11 @@ def _cidr_problem(text: str) -> str | None:
     return None if "/" in text else f"{text!r} needs a prefix length, e.g. {text}/32"
 
 
-def _refuse(problem: Callable[[str], str | None]) -> AfterValidator:
-    """A pydantic validator raising the message of `problem(value)` when there is one."""
-
-    def check(value: str) -> str:
-        found = problem(value)
-        if found:
-            raise ValueError(found)
-        return value
-
-    return AfterValidator(check)
-
-
 UnitName = Annotated[
     str,
     Field(min_length=1, max_length=255, description="A systemd unit, e.g. postfix.service.",
           json_schema_extra=validations(cel(f"self.matches(r'{UNIT_NAME_RE}')", UNIT_NAME_RULE))),
-    _refuse(unit_name_problem),
+    refuse(unit_name_problem),
 ]
 _RESERVED_CEL = "[" + ", ".join(f"'{n}'" for n in RESERVED_ROLE_NAMES) + "]"
 RoleName = Annotated[
@@ -111,7 +100,7 @@ RoleName = Annotated[
     Field(min_length=1, max_length=63, json_schema_extra=validations(cel(
         f"self.matches(r'{ROLE_NAME_RE}') && !self.startsWith('pg_') && !(self in {_RESERVED_CEL})",
         ROLE_NAME_RULE))),
-    _refuse(role_name_problem),
+    refuse(role_name_problem),
 ]
 _HBA_KEYWORDS_CEL = "[" + ", ".join(f"'{n}'" for n in _HBA_KEYWORDS) + "]"
 DatabaseName = Annotated[
@@ -119,7 +108,7 @@ DatabaseName = Annotated[
     Field(min_length=1, max_length=63, json_schema_extra=validations(cel(
         f"self.matches(r'{ROLE_NAME_RE}') && !(self in {_HBA_KEYWORDS_CEL})",
         DATABASE_NAME_RULE))),
-    _refuse(database_name_problem),
+    refuse(database_name_problem),
 ]
 CIDR = Annotated[
     str,
@@ -127,7 +116,7 @@ CIDR = Annotated[
           json_schema_extra=validations(cel(
               "isCIDR(self)", "must be an IPv4 or IPv6 network such as 198.18.0.0/24 or "
               "2001:db8::/64"))),
-    _refuse(_cidr_problem),
+    refuse(_cidr_problem),
 ]
 
 
@@ -219,7 +208,7 @@ class FilesystemMount(Model):
     volume: ObjectName = Field(description="DRBDVolume whose device is mounted.")
     mount_point: AbsolutePath
     fs_type: Literal["xfs", "ext4"] = "xfs"
-    options: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=16)] = []
+    options: Annotated[list[MountOption], Field(max_length=16)] = []
 
 
 class BindMount(Model):

@@ -81,6 +81,12 @@ def _set(path: str, value: Any) -> Mutation:
     return mutate
 
 
+# A disk that passes drbdadm dump when written unescaped and adds a handler drbdadm runs as root.
+HOSTILE_DISK = (
+    '/dev/vg0/mail";\n    meta-disk internal;\n    address ipv4 198.19.1.2:7789;\n  }\n'
+    '  handlers { split-brain "/bin/sh -c id"; }\n  skip on "decoy" {\n    disk "/dev/vg0/mail'
+)
+
 BAD: list[tuple[str, tuple[str, str], Mutation, list[str]]] = [
     ("one-node", ("HACluster", "mail"),
      _set("spec.nodes", [{"name": "mail1"}]), ["spec.nodes", "at least two distinct nodes"]),
@@ -155,6 +161,19 @@ BAD: list[tuple[str, tuple[str, str], Mutation, list[str]]] = [
      _set("spec.quorum.mode", "off"), ["spec.quorum.mode", "majority or all"]),
     ("bad-resource-name", ("DRBDVolume", "mail-store"),
      _set("spec.resourceName", "mail store"), ["spec.resourceName"]),
+    # Issue 13: values that would become code where the agent renders them.
+    ("drbd-disk-adds-a-handler", ("DRBDVolume", "mail-store"),
+     _set("spec.nodes.0.disk", HOSTILE_DISK),
+     ["spec.nodes[0].disk", "no spaces, quotes, backslashes or control characters"]),
+    ("replication-user-with-space", ("HACluster", "mail"),
+     _set("spec.chain.postgres.replicationUser", "repl user"),
+     ["spec.chain.postgres.replicationUser", "must be a lower-case PostgreSQL name"]),
+    ("data-directory-with-line-break", ("HACluster", "mail"),
+     _set("spec.chain.postgres.dataDirectory", "/var/lib/pg'\narchive_command = 'id"),
+     ["spec.chain.postgres.dataDirectory", "must be an absolute path of letters"]),
+    ("mount-option-list-in-one", ("HACluster", "mail"),
+     _set("spec.chain.mounts.0.options", ["noatime,exec"]),
+     ["spec.chain.mounts[0].options[0]", "one mount option"]),
 ]
 
 
@@ -170,6 +189,26 @@ def test_bad_spec_is_refused_naming_the_field(
     assert code != 0, f"accepted a bad {obj[0]}"
     for fragment in expected:
         assert fragment in stderr, f"{fragment!r} missing from: {stderr}"
+
+
+HOSTILE_UPDATES = ("drbd-disk-adds-a-handler", "replication-user-with-space")
+
+
+@pytest.mark.parametrize(
+    ("obj", "mutate"), [(o, m) for n, o, m, _ in BAD if n in HOSTILE_UPDATES], ids=HOSTILE_UPDATES
+)
+def test_a_refused_value_changes_nothing(api: Kubectl, obj: tuple[str, str], mutate: Mutation) -> None:
+    """Refusing the hostile update of a stored object leaves the stored object as it was."""
+    doc = sample(*obj)
+    doc["metadata"]["namespace"] = NAMESPACE
+    doc["metadata"]["name"] = f"unchanged-{next(_names)}"
+    api.run(["apply", "-f", "-"], stdin=yaml.safe_dump(doc))
+    before = api.json(["get", obj[0].lower(), doc["metadata"]["name"], "-n", NAMESPACE])
+    mutate(doc)
+    assert api.run(["apply", "-f", "-"], stdin=yaml.safe_dump(doc), check=False).returncode != 0
+    after = api.json(["get", obj[0].lower(), doc["metadata"]["name"], "-n", NAMESPACE])
+    assert after["spec"] == before["spec"]
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
 
 
 def test_at_least_fifteen_distinct_refusals() -> None:

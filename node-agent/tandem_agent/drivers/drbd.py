@@ -2,7 +2,10 @@
 
 ``render_resource`` turns a ``DRBDVolumeSpec`` into ``<name>.res`` (data nodes, the optional
 diskless tiebreaker, quorum and split-brain policies); ``Drbd.apply_config`` validates it with
-``drbdadm dump`` before it replaces the file. ``Drbd`` runs ``drbdadm`` with ``-c`` pointing
+``drbdadm dump`` before it replaces the file. The renderer checks every value again with the
+API's own rules (``spec_problems``) and writes every string double-quoted and escaped
+(``drbd_quote``), so no value can add a section such as ``handlers``, whose commands drbdadm
+runs as root. ``Drbd`` runs ``drbdadm`` with ``-c`` pointing
 at a top-level file that includes the managed directory, with ``__DRBD_NODE__`` set to the
 node name (drbdadm matches it against the ``on <host>`` sections instead of ``uname -n``),
 optionally inside a network namespace and with ``--drbdsetup=``/``--drbdmeta=`` replacements
@@ -22,6 +25,7 @@ runs.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -31,13 +35,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tandem.api.drbdvolume import DRBDNodeStatus, DRBDVolumeSpec
+from tandem.api.common import DNS_LABEL, DNS_SUBDOMAIN, path_problem, pattern_problem
+from tandem.api.drbdvolume import RESOURCE_NAME_RE, DRBDNodeStatus, DRBDVolumeSpec
 
 from .base import CommandError, DriverError, Outcome, run
 
 TOP_CONFIG = "tandem-drbd.conf"
 NO_SUCH_RESOURCE = "No such resource"
 NO_METADATA = "No valid meta data found"
+
+# drbdadm's scanner reads a double-quoted string of at most this many characters, in which a
+# backslash makes the next character literal; nothing escapes a line break (drbd-utils'
+# drbdadm_scanner.fl, confirmed with `drbdadm dump`).
+MAX_DRBD_STRING = 255
 
 # drbd_state_rv codes (drbd-headers linux/drbd.h) that callers act on.
 SS_TWO_PRIMARIES = -1
@@ -56,6 +66,15 @@ class DrbdConfigInvalid(DriverError):
         self.resource = resource
         self.output = output
         super().__init__(f"drbdadm rejects the configuration of {resource}: {output}")
+
+
+class DrbdSpecInvalid(DriverError):
+    """A DRBDVolume holds a value the API server should have refused; nothing was written."""
+
+    def __init__(self, resource: str, problems: Sequence[str]) -> None:
+        self.resource = resource
+        self.problems = tuple(problems)
+        super().__init__(f"DRBDVolume of resource {resource!r} is not rendered: {'; '.join(problems)}")
 
 
 class DrbdRefused(DriverError):
@@ -298,16 +317,63 @@ def parse_status(text: str) -> list[ResourceStatus]:
 # Rendering
 
 
+def drbd_quote(value: str) -> str:
+    """`value` as a drbd.conf string that drbdadm reads back as exactly `value`.
+
+    Raises ValueError for what no escape can carry: a control character (a line break ends
+    the string) or a string longer than drbdadm reads."""
+    if any(c < " " or c == "\x7f" for c in value):
+        raise ValueError(f"{value!r} holds a line break or another control character, which a "
+                         "DRBD configuration cannot carry")
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    if len(escaped) > MAX_DRBD_STRING:
+        raise ValueError(f"{value[:40]!r}... is longer than the {MAX_DRBD_STRING} characters "
+                         "drbdadm reads")
+    return f'"{escaped}"'
+
+
+def _ip_problem(address: str) -> str | None:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return f"{address!r} is not an IPv4 or IPv6 address such as 198.18.0.10"
+    return None
+
+
+def spec_problems(spec: DRBDVolumeSpec) -> list[str]:
+    """The values the API server should have refused, each with its field: checked again here
+    because a volume stored before a rule existed never went through it."""
+    found = [
+        ("spec.cluster", pattern_problem(spec.cluster, DNS_LABEL, "an object name")),
+        ("spec.resourceName", pattern_problem(spec.resource_name, RESOURCE_NAME_RE, "a DRBD resource name")),
+    ]
+    hosts = [(f"spec.nodes[{i}]", n.name, n.address) for i, n in enumerate(spec.nodes)]
+    if spec.tiebreaker is not None:
+        hosts.append(("spec.tiebreaker", spec.tiebreaker.name, spec.tiebreaker.address))
+    for field, name, address in hosts:
+        found += [
+            (f"{field}.name", pattern_problem(name, DNS_SUBDOMAIN, "a Kubernetes Node name")),
+            (f"{field}.address", _ip_problem(address)),
+        ]
+    found += [(f"spec.nodes[{i}].disk", path_problem(n.disk)) for i, n in enumerate(spec.nodes)]
+    return [f"{field}: {problem}" for field, problem in found if problem]
+
+
 def _address(address: str, port: int) -> str:
     return f"ipv6 [{address}]:{port}" if ":" in address else f"ipv4 {address}:{port}"
 
 
 def render_resource(spec: DRBDVolumeSpec) -> str:
-    """`/etc/drbd.d/<resourceName>.res` for a DRBDVolume: data nodes, tiebreaker, quorum, policies."""
+    """`/etc/drbd.d/<resourceName>.res` for a DRBDVolume: data nodes, tiebreaker, quorum, policies.
+
+    Raises DrbdSpecInvalid, naming each bad field, instead of rendering a value the API's
+    rules refuse."""
+    if problems := spec_problems(spec):
+        raise DrbdSpecInvalid(spec.resource_name, problems)
     sb = spec.split_brain
     lines = [
         f"# Rendered by tandem from DRBDVolume of HACluster {spec.cluster}; do not edit.",
-        f'resource "{spec.resource_name}" {{',
+        f"resource {drbd_quote(spec.resource_name)} {{",
         "  options {",
         f"    quorum {spec.quorum.mode};",
         f"    on-no-quorum {spec.quorum.on_no_quorum};",
@@ -323,10 +389,10 @@ def render_resource(spec: DRBDVolumeSpec) -> str:
     for node in spec.nodes:
         hosts.append(node.name)
         lines += [
-            f'  on "{node.name}" {{',
+            f"  on {drbd_quote(node.name)} {{",
             f"    node-id {node.node_id};",
             f"    device /dev/drbd{spec.minor} minor {spec.minor};",
-            f'    disk "{node.disk}";',
+            f"    disk {drbd_quote(node.disk)};",
             "    meta-disk internal;",
             f"    address {_address(node.address, spec.port)};",
             "  }",
@@ -335,14 +401,14 @@ def render_resource(spec: DRBDVolumeSpec) -> str:
         tb = spec.tiebreaker
         hosts.append(tb.name)
         lines += [
-            f'  on "{tb.name}" {{',
+            f"  on {drbd_quote(tb.name)} {{",
             f"    node-id {tb.node_id};",
             f"    device /dev/drbd{spec.minor} minor {spec.minor};",
             "    disk none;",
             f"    address {_address(tb.address, spec.port)};",
             "  }",
         ]
-    lines += ["  connection-mesh {", "    hosts " + " ".join(f'"{h}"' for h in hosts) + ";", "  }", "}", ""]
+    lines += ["  connection-mesh {", "    hosts " + " ".join(map(drbd_quote, hosts)) + ";", "  }", "}", ""]
     return "\n".join(lines)
 
 
@@ -351,7 +417,7 @@ def render_top_config(resource_dir: str | Path) -> str:
     return (
         "# Rendered by tandem: the DRBD resources it manages on this node.\n"
         "global {\n  usage-count no;\n}\n"
-        f'include "{Path(resource_dir)}/*.res";\n'
+        f"include {drbd_quote(f'{Path(resource_dir)}/*.res')};\n"
     )
 
 

@@ -25,6 +25,7 @@ import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from tandem.api.common import mount_option_problem, path_problem
 from tandem_agent import host
 
 from .base import DriverError, Outcome, run
@@ -226,16 +227,16 @@ def bind_origin(entries: Sequence[MountEntry], source: str) -> tuple[int, int, s
 
 
 def _check_options(options: Sequence[str]) -> None:
+    """The API's rule for mount options, checked again before they reach mount -o."""
     for opt in options:
-        if not opt or "," in opt or any(c.isspace() for c in opt):
-            raise MountSpecError(f"mount option {opt!r} must be one non-empty word without ','")
+        if problem := mount_option_problem(opt):
+            raise MountSpecError(f"mount option {problem}")
 
 
 def _check_abs(what: str, path: str) -> None:
-    if not path or not os.path.isabs(path):
-        raise MountSpecError(f"{what} must be an absolute path, got {path!r}")
-    if "\0" in path:
-        raise MountSpecError(f"{what} contains a NUL byte: {path!r}")
+    """The API's rule for paths on the node, checked again before mount sees the path."""
+    if problem := path_problem(path):
+        raise MountSpecError(f"{what} {problem}")
 
 
 @dataclass(frozen=True)
@@ -258,6 +259,15 @@ class FilesystemMount:
     def describe(self) -> str:
         return f"{self.device} ({self.fstype})"
 
+    def mount_argv(self, target: str) -> list[str]:
+        """The mount command for `target`, after `validate()`: the options joined by ',' split
+        back into exactly `options`, since none may hold a ','."""
+        self.validate()
+        argv = ["mount", "-t", self.fstype]
+        if self.options:
+            argv += ["-o", ",".join(self.options)]
+        return [*argv, "--", self.device, target]
+
 
 @dataclass(frozen=True)
 class BindMount:
@@ -269,7 +279,9 @@ class BindMount:
     def validate(self) -> None:
         if not self.source or "\0" in self.source:
             raise MountSpecError(f"bind source must be a path, got {self.source!r}")
-        if not os.path.isabs(self.source):
+        if os.path.isabs(self.source):
+            _check_abs("bind source", self.source)
+        else:
             norm = os.path.normpath(self.source)
             if norm == ".." or norm.startswith("../"):
                 raise MountSpecError(f"bind source {self.source!r} escapes the data root")
@@ -490,10 +502,7 @@ def ensure_mounted(
             )
         return Outcome(False, f"{spec.describe()} already mounted on {target}")
     _prepare_target(target, True, create_target)
-    argv = ["mount", "-t", spec.fstype]
-    if spec.options:
-        argv += ["-o", ",".join(spec.options)]
-    run([*argv, "--", spec.device, target])
+    run(spec.mount_argv(target))
     after = top_mount(read_mountinfo(mountinfo), target)
     if after is None or not filesystem_matches(after, spec, rdev):
         found = after.describe() if after else "nothing"

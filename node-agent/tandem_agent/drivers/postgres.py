@@ -71,6 +71,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import DictRow, dict_row
 
+from tandem.api.common import path_problem
 from tandem.api.hacluster import database_name_problem, role_name_problem
 from tandem_agent.drivers.base import CommandError, DriverError, Outcome, run
 
@@ -210,9 +211,9 @@ class PostgresConfig:
         if self.replication_password is not None and \
                 (problem := password_problem(self.replication_password)):
             raise ValueError(f"the replication password {problem}")
-        for path in (self.data_dir, self.config_dir):
-            if path is not None and not path.is_absolute():
-                raise ValueError(f"data_dir and config_dir must be absolute paths, got {path}")
+        for what, path in (("data_dir", self.data_dir), ("config_dir", self.config_dir)):
+            if path is not None and (problem := path_problem(str(path))):
+                raise ValueError(f"{what} {problem}")
 
     @property
     def conf_dir(self) -> Path:
@@ -407,11 +408,15 @@ def parse_controldata(text: str) -> ControlData:
 
 
 def quote_setting(value: str | int | float | bool) -> str:
-    """A value as it must appear in a postgresql.conf line."""
+    """A value as it must appear in a postgresql.conf line, read back by PostgreSQL as exactly
+    `value`. Raises ValueError for a control character: a line break ends the quoted string
+    (guc-file.l) and could start a setting of its own."""
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, int | float):
         return str(value)
+    if any(c < " " or c == "\x7f" for c in value):
+        raise ValueError(f"setting value {value!r} holds a line break or another control character")
     return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
