@@ -127,6 +127,7 @@ def test_the_renderer_refuses_the_issues_disk_naming_the_field() -> None:
 @few
 @given(value=hostile)
 @example(value='/dev/vg0/mail"; } handlers { split-brain "/bin/sh -c id"; } #\\')
+@example(value='\u2028"; } handlers { split-brain "id"; } #')  # found by hypothesis: multi-byte
 def test_a_drbd_string_is_refused_or_read_back_exactly(tmp_path: Path, value: str) -> None:
     try:
         quoted = drbd_quote(value)

@@ -321,10 +321,12 @@ def drbd_quote(value: str) -> str:
     """`value` as a drbd.conf string that drbdadm reads back as exactly `value`.
 
     Raises ValueError for what no escape can carry: a control character (a line break ends
-    the string) or a string longer than drbdadm reads."""
-    if any(c < " " or c == "\x7f" for c in value):
-        raise ValueError(f"{value!r} holds a line break or another control character, which a "
-                         "DRBD configuration cannot carry")
+    the string), any non-ASCII character (drbdadm's scanner reads bytes: a multi-byte
+    character such as U+2028 is not one character to it, and the 255-character limit is in
+    bytes), or a string longer than drbdadm reads."""
+    if any(not " " <= c <= "~" for c in value):
+        raise ValueError(f"{value!r} holds a line break, a control or a non-ASCII character, "
+                         "which a DRBD configuration cannot carry")
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
     if len(escaped) > MAX_DRBD_STRING:
         raise ValueError(f"{value[:40]!r}... is longer than the {MAX_DRBD_STRING} characters "
