@@ -5,6 +5,10 @@ agent's pure core (`tandem_agent.core`), which it imports unchanged: the decisio
 are the real ones. The agent's executor (`tandem_agent.agent`, threads, drivers, the
 Kubernetes client) is not imported; `tandem.sim.agent` is a model of it. Run
 `python -m tandem.sim --seeds 10000`, or `--seed N --trace` to replay one seed.
+
+Variants: `agent-as-is` is agent.py as it is; `proposed` (the default) adds the three fixes
+the simulation showed to be needed (docs/failover-protocol.md, Simulation); `eager-takeover`
+and `ignore-sync-list` are broken on purpose, to show that the checker can fail.
 """
 
 from tandem.sim.engine import Violation

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 POLL_INTERVAL = 0.1  # ClusterAgent.poll_interval
 MAX_LAG_SECONDS = 30.0
+ROUTINE = (Action.WAIT, Action.RENEW)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class SimAgent:
         self.first_lease_attempt_done = False
         self.sync_to_publish: tuple[str, ...] | None = None
         self.sync_configured: tuple[str, ...] | None = None
+        self.lease_write_in_flight = False
         self.lag_when_streaming: float | None = None
         # The chain runner's in-process view (ChainRunner.state/epoch/following).
         self.chain = ChainState.UNKNOWN
@@ -98,13 +100,12 @@ class SimAgent:
 
     def _note(self, loop: str, decision: Decision) -> None:
         previous = self.last_decisions.get(loop)
-        routine = {Action.WAIT, Action.RENEW}
-        changed = previous is None or (previous.action, previous.reason) != (
-            decision.action, decision.reason)
-        quiet = decision.action in routine and (previous is None or previous.action in routine)
-        if changed and not quiet:
-            self.world.trace.add(self.name, f"{loop}: {decision.action.value} ({decision.reason})")
         self.last_decisions[loop] = decision
+        if decision.action in ROUTINE and (previous is None or previous.action in ROUTINE):
+            return
+        if previous is None or previous.action is not decision.action \
+                or previous.reason != decision.reason:
+            self.world.trace.add(self.name, f"{loop}: {decision.action.value} ({decision.reason})")
 
     # --- the Lease keeper -------------------------------------------------------------------
     def _observe(self, record: LeaseState | None, now: float) -> None:
@@ -166,9 +167,11 @@ class SimAgent:
             self.sync_to_publish, self.sync_configured = None, None
         if self.cached is None:
             return  # kube: "the Lease was never read"
+        self.lease_write_in_flight = True
         try:
             record = yield Call(WriteLease(self.name, epoch, sync, self.cached))
         except LeaseConflict:
+            self.lease_write_in_flight = False
             try:
                 reread: LeaseState | None = yield Call(ReadLease())
                 self.cached = reread
@@ -177,7 +180,9 @@ class SimAgent:
             self._observe(reread, self.now())
             return
         except ApiUnavailable:
+            self.lease_write_in_flight = False
             return
+        self.lease_write_in_flight = False
         self.cached = record
         self.holding = Holding(epoch=record.epoch, last_renew_sent_at=sent_at)
         self.lease = LeaseView(record.holder, record.epoch, str(record.resource_version),
@@ -247,6 +252,10 @@ class SimAgent:
             world.disarm_watchdog(node)
         elif action in (Action.HAND_OVER, Action.RELEASE):
             target = decision.target if action is Action.HAND_OVER else None
+            if target is not None and world.variant != "agent-as-is" \
+                    and not_synchronous(self.lease, target) is not None:
+                raise StepAborted(f"{target} is no longer a synchronous standby on the Lease: "
+                                  "keeping the Lease (proposed fix 1)")
             epoch = (decision.epoch or 0) + (1 if target else 0)
             yield from self._give_lease(target, epoch)
         elif action is Action.REJOIN and decision.target is None:
@@ -306,8 +315,16 @@ class SimAgent:
         streaming = self.world.streaming_standbys(node)
         step = sync_step(self.lease.sync_standbys or (), self.sync_configured, streaming)
         if step.publish is not None:
+            joining = set(step.publish) - set(self.lease.sync_standbys or ())
+            if joining and self.world.variant != "agent-as-is" \
+                    and not self.world.caught_up(node, joining):
+                return  # proposed fix 3: a standby joins once it has every acknowledged write
             self.sync_to_publish = step.publish
         elif step.configure is not None:
+            if self.world.variant != "agent-as-is" and (
+                    self.lease_write_in_flight or self.sync_to_publish not in (
+                        None, self.lease.sync_standbys)):
+                return  # proposed fix 2: a list queued for the Lease must land first
             yield Sleep(self.world.configure_seconds())
             self.world.configure_synchronous(node, step.configure)
             self.sync_configured = step.configure

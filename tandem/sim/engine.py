@@ -77,7 +77,7 @@ class Violation(AssertionError):
         self.message = message
         self.trace = trace
         replay = f"python -m tandem.sim --seed {seed} --trace"
-        if variant != "faithful":
+        if variant != "proposed":
             replay += f" --variant {variant}"
         super().__init__(f"seed {seed}: {message}\nreplay: {replay}\nlast events:\n"
                          + "\n".join(trace))

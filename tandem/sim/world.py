@@ -13,7 +13,6 @@ step at which they could break):
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tandem.api.hacluster import LeaseTimings
@@ -22,10 +21,10 @@ from tandem.sim.apiserver import ApiServer
 from tandem.sim.engine import Clock, Scheduler, Trace, Violation
 from tandem_agent.core import Switchover, Timings
 
-VARIANTS = ("faithful", "eager-takeover", "ignore-sync-list")
+VARIANTS = ("proposed", "agent-as-is", "eager-takeover", "ignore-sync-list")
 FAULT_KINDS = ("freeze", "agent-crash", "power-cycle", "api-outage", "api-partition",
                "replication-cut", "slow-api", "clock-drift", "switchover")
-DEFAULT_DURATION = 12.0
+DEFAULT_DURATION = 12.0  # the CLI's default; the unit test runs shorter seeds
 WAL_SENDER_TIMEOUT = 3.0
 WRITE_INTERVAL = 0.15  # mean seconds between client writes
 
@@ -73,6 +72,7 @@ class SimNode:
     following: str | None = None
     walsenders: dict[str, float | None] = field(default_factory=dict)  # standby → broken at
     pg_configured: tuple[str, ...] = ()  # synchronous_standby_names
+    configured_upto: int = 0  # the last write committed when it last changed
     pending: dict[int, set[str]] = field(default_factory=dict)  # write → confirmed by
     replication_cuts: int = 0
 
@@ -86,7 +86,7 @@ class Outcome:
 
 
 class World:
-    def __init__(self, seed: int, variant: str = "faithful",
+    def __init__(self, seed: int, variant: str = "proposed",
                  faults: list[Fault] | None = None, duration: float = DEFAULT_DURATION,
                  node_count: int | None = None) -> None:
         if variant not in VARIANTS:
@@ -259,7 +259,13 @@ class World:
             self.trace.add(node.name, f"stops acting as primary: {why}")
 
     def start_serving(self, node: SimNode) -> None:
+        """PostgreSQL is primary: standbys that still follow it (it restarted under the same
+        epoch) reconnect by themselves."""
         node.serving = True
+        for standby in self.nodes.values():
+            if standby.following == node.name and standby.pg_role == "standby":
+                self.scheduler.after(self.rng.uniform(0.05, 0.5),
+                                     lambda s=standby: self._reconnect(s, node))  # type: ignore[misc]
 
     def stop_serving(self, node: SimNode) -> None:
         """PostgreSQL stops: unacknowledged commits stay unacknowledged, standbys lose it."""
@@ -308,6 +314,13 @@ class World:
         primary.walsenders[node.name] = None
         return True
 
+    def caught_up(self, primary: SimNode, names: set[str]) -> bool:
+        """pg_stat_replication.flush_lsn of each standby has reached the primary's LSN of the
+        moment synchronous_standby_names last changed: commits acknowledged before that did
+        not wait for it."""
+        before = {w for w in primary.data if w <= primary.configured_upto}
+        return all(before <= self.nodes[name].data for name in sorted(names))
+
     def receiving(self, node: SimNode) -> bool:
         if node.following is None:
             return False
@@ -325,6 +338,7 @@ class World:
 
     def configure_synchronous(self, primary: SimNode, names: tuple[str, ...]) -> None:
         primary.pg_configured = names
+        primary.configured_upto = self.next_write
         for write in sorted(primary.pending):
             self._try_ack(primary, write)
 
@@ -421,10 +435,18 @@ class World:
     def _watch_switchover(self) -> None:
         if self.switchover is None:
             return
-        if self.api.outage or self.api.lease.epoch <= self.switchover.from_epoch:
+        lease = self.api.lease
+        if self.api.outage:
             self.scheduler.after(0.25, self._watch_switchover)
             return
-        self.trace.add("operator", f"switchover ended at epoch {self.api.lease.epoch}")
+        if lease.epoch <= self.switchover.from_epoch:
+            if self.variant == "agent-as-is" or self.switchover.target in (lease.sync_standbys or ()):
+                self.scheduler.after(0.25, self._watch_switchover)
+                return
+            self.trace.add("operator", f"switchover to {self.switchover.target} Refused: it left "
+                           "the synchronous standbys (proposed operator change)")
+        else:
+            self.trace.add("operator", f"switchover ended at epoch {lease.epoch}")
         self.switchover = None
         self._publish_intent(None)
 
@@ -524,11 +546,9 @@ class World:
         self.api.slow = self.slow_periods > 0
 
 
-def simulate(seed: int, variant: str = "faithful", faults: list[Fault] | None = None,
+def simulate(seed: int, variant: str = "proposed", faults: list[Fault] | None = None,
              duration: float = DEFAULT_DURATION, node_count: int | None = None) -> Outcome:
     """Run one seed; raises Violation (with the seed and the trace's tail) when a safety
     property breaks."""
     return World(seed, variant, faults, duration, node_count).run()
 
-
-Check = Callable[[int], Outcome]
