@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from tandem.api.common import API_VERSION, Condition
+from tandem.api.common import API_VERSION, MEMBERS_ANNOTATION, Condition
 from tandem.api.drbdvolume import DRBDVolume
 from tandem.api.floatingip import MAX_ADDRESSES, FloatingIP
 from tandem.api.hacluster import (
@@ -89,6 +89,7 @@ class LeaseState:
     renew_time: datetime | None = None
     duration_seconds: int | None = None
     sync_standbys: tuple[str, ...] | None = None  # None: the holder publishes no such list
+    members: str | None = None  # the MEMBERS_ANNOTATION as stamped; None: not stamped
 
 
 @dataclass(frozen=True)
@@ -997,8 +998,16 @@ def initial_epoch(cluster: HACluster) -> int:
     return max([status.epoch or 0, *(r.epoch for r in status.nodes)])
 
 
+def lease_members(cluster: HACluster) -> str:
+    """The value of the Lease's MEMBERS_ANNOTATION: the cluster's node names, sorted,
+    comma-separated. The admission policy lets an agent take the Lease, or be handed it, only
+    when its node is listed here; only the operator (and an administrator) may change it."""
+    return ",".join(sorted(n.name for n in cluster.spec.nodes))
+
+
 def lease_manifest(name: str, namespace: str, uid: str, cluster: HACluster) -> dict[str, Any]:
-    """The Lease the operator creates when it is missing: no holder, labelled, owned."""
+    """The Lease the operator creates when it is missing: no holder, labelled, owned, and
+    stamped with the cluster's members."""
     return {
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
@@ -1006,6 +1015,7 @@ def lease_manifest(name: str, namespace: str, uid: str, cluster: HACluster) -> d
             "name": lease_name(name),
             "namespace": namespace,
             "labels": {CLUSTER_LABEL: name},
+            "annotations": {MEMBERS_ANNOTATION: lease_members(cluster)},
             "ownerReferences": [{
                 "apiVersion": API_VERSION, "kind": "HACluster", "name": name, "uid": uid,
                 "controller": True,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -130,6 +130,12 @@ def _snapshot(kube: Kube, body: dict[str, Any], change: core.PrimaryChange | Non
         lease, created = kube.create_lease(core.lease_manifest(name, namespace, meta["uid"], cluster))
         if created:
             _post(body, [core.lease_created_event(name, cluster)])
+    members = core.lease_members(cluster)
+    if lease is not None and lease.members != members:
+        # A Lease created before the operator stamped members, or spec.nodes changed: the
+        # admission policy reads the member list from the Lease (docs/security.md).
+        kube.stamp_lease_members(namespace, core.lease_name(name), members)
+        lease = replace(lease, members=members)
     history = RUNTIME.remember(namespace, name, lease) if lease is not None else {}
     return core.Snapshot(
         name=name, namespace=namespace, generation=int(meta.get("generation") or 0),

@@ -1,9 +1,10 @@
 """The operator's small I/O layer: the reads a reconcile needs and its few writes.
 
 Reads: the HACluster, its Lease, the DRBDVolumes, FloatingIPs and HAClusters of the namespace,
-and the cluster's Nodes. Writes: create or delete the Lease, and one server-side apply of the
-operator-owned status fields (field manager `tandem-operator`, status subresource). Everything
-is parsed into the typed models of `tandem.api` here, so the core sees no raw dicts.
+and the cluster's Nodes. Writes: create or delete the Lease, stamp its member list, and one
+server-side apply of the operator-owned status fields (field manager `tandem-operator`, status
+subresource). Everything is parsed into the typed models of `tandem.api` here, so the core sees
+no raw dicts.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from tandem.api.common import API_VERSION, GROUP, VERSION, sync_standbys_from
+from tandem.api.common import API_VERSION, GROUP, MEMBERS_ANNOTATION, VERSION, sync_standbys_from
 from tandem.api.drbdvolume import DRBDVolume
 from tandem.api.floatingip import FloatingIP
 from tandem.api.hacluster import HACluster, HAClusterStatus, NodeReport
@@ -90,6 +91,7 @@ def lease_state(lease: client.V1Lease) -> LeaseState:
         renew_time=spec.renew_time,
         duration_seconds=spec.lease_duration_seconds,
         sync_standbys=sync_standbys_from(lease.metadata.annotations),
+        members=(lease.metadata.annotations or {}).get(MEMBERS_ANNOTATION),
     )
 
 
@@ -108,6 +110,7 @@ def lease_state_from_dict(body: dict[str, Any]) -> LeaseState:
         renew_time=when("renewTime"),
         duration_seconds=spec.get("leaseDurationSeconds"),
         sync_standbys=sync_standbys_from((body.get("metadata") or {}).get("annotations")),
+        members=((body.get("metadata") or {}).get("annotations") or {}).get(MEMBERS_ANNOTATION),
     )
 
 
@@ -205,6 +208,14 @@ class Kube:
                 raise
             return existing, False
         return lease_state(lease), True
+
+    def stamp_lease_members(self, namespace: str, name: str, members: str) -> None:
+        """Set the Lease's member list (a merge patch of that one annotation). It changes the
+        Lease's resourceVersion: the holder's next guarded renew gets 409, reads the Lease
+        again and renews on its next tick."""
+        self.coordination.patch_namespaced_lease(
+            name, namespace, {"metadata": {"annotations": {MEMBERS_ANNOTATION: members}}},
+            field_manager=FIELD_MANAGER, _request_timeout=TIMEOUT)
 
     def delete_lease(self, namespace: str, name: str) -> bool:
         try:

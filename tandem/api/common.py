@@ -17,6 +17,10 @@ API_VERSION = f"{GROUP}/{VERSION}"
 # The holder's synchronous standbys, comma-separated, on the `<cluster>-primary` Lease: the
 # nodes that confirm every write before it is acknowledged (docs/failover-protocol.md).
 SYNC_STANDBYS_ANNOTATION = f"{GROUP}/synchronous-standbys"
+# The cluster's nodes, comma-separated, on the `<cluster>-primary` Lease: the operator stamps
+# them from spec.nodes, and the API server's admission policy (deploy/base/agent-admission.yaml)
+# lets an agent take or receive only the Lease of a cluster whose members name its node.
+MEMBERS_ANNOTATION = f"{GROUP}/members"
 # Where kopf keeps the last spec the operator handled (its key under the GROUP prefix); a
 # change of spec.primary against it is a switchover request.
 LAST_HANDLED_KEY = "last-handled-configuration"

@@ -242,14 +242,18 @@ class LabCluster:
                      "crd/floatingips.tandem.dev")
         self._forget_earlier_lab()
         # The label that selects the DaemonSet's nodes goes on the kubelet node only: the
-        # others run the host install (docs/install.md).
+        # others run the host install (docs/install.md). Under node-restriction.kubernetes.io/,
+        # so a kubelet cannot set it on its own Node.
         nodes = [{"apiVersion": "v1", "kind": "Node", "metadata": {
-            "name": n.name, "labels": {"tandem.dev/agent": "true"} if n.daemonset else {}}}
+            "name": n.name,
+            "labels": {"node-restriction.kubernetes.io/tandem-agent": "true"}
+            if n.daemonset else {}}}
             for n in state.nodes]
         namespace = {"apiVersion": "v1", "kind": "Namespace",
                      "metadata": {"name": self.namespace}}
-        # The agents' RBAC as deploy/ ships it, and what docs/postgres.md asks of every
-        # namespace with clusters: the agents may read its Secrets.
+        # The agents' RBAC and admission policy as deploy/ ships them, and what
+        # docs/postgres.md asks of every namespace with clusters: the agents may read its
+        # Secrets.
         credentials = {
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
             "metadata": {"name": "tandem-agent-credentials", "namespace": self.namespace},
@@ -260,7 +264,8 @@ class LabCluster:
             + [{"kind": "ServiceAccount", "name": f"tandem-agent-{n.name}",
                 "namespace": "tandem-system"} for n in state.nodes if n.data and not n.daemonset]}
         self.kubectl("apply", "-f", str(REPO / "deploy" / "base" / "namespace.yaml"),
-                     "-f", str(REPO / "deploy" / "base" / "agent-rbac.yaml"))
+                     "-f", str(REPO / "deploy" / "base" / "agent-rbac.yaml"),
+                     "-f", str(REPO / "deploy" / "base" / "agent-admission.yaml"))
         self.kubectl("apply", "-f", "-",
                      stdin=yaml.safe_dump_all([namespace, *nodes, credentials]))
 

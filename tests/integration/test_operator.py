@@ -265,6 +265,13 @@ def test_lease_is_created_without_a_holder_and_status_is_pending(
     assert (owner.kind, owner.name, owner.uid) == ("HACluster", "alpha", w.get()["metadata"]["uid"])
     assert lease.spec.holder_identity is None and lease.spec.lease_transitions == 0
     assert lease.spec.lease_duration_seconds == 3
+    # The member list the admission policy reads (docs/security.md), kept current: a Lease
+    # without it (made before the operator stamped it) or with a stale one gets it back.
+    assert lease.metadata.annotations == {"tandem.dev/members": "alpha1,alpha2"}
+    api.run(["annotate", "lease", "alpha-primary", "-n", NAMESPACE, "--overwrite",
+             "tandem.dev/members=alpha1,intruder"])
+    eventually(lambda: (w.lease().metadata.annotations or {}).get("tandem.dev/members")
+               == "alpha1,alpha2", "the member list stamped again", op=operator)
     ready = w.wait_ready("False", "Pending")
     assert "alpha1" in ready["message"], "the preferred initial holder is named"
     assert w.status()["epoch"] == 0 and "switchover" not in w.status()

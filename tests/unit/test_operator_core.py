@@ -633,9 +633,16 @@ def test_lease_manifest_has_no_holder_a_label_and_an_owner() -> None:
     m = core.lease_manifest("c", "ns", "uid-1", c)
     assert m["metadata"]["name"] == "c-primary"
     assert m["metadata"]["labels"] == {"tandem.dev/cluster": "c"}
+    assert m["metadata"]["annotations"] == {"tandem.dev/members": "n1,n2"}
     assert m["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
     assert m["spec"] == {"leaseDurationSeconds": 5, "leaseTransitions": 0}
     assert core.lease_created_event("c", c).reason == "LeaseCreated"
+
+
+def test_lease_members_are_the_sorted_spec_nodes() -> None:
+    assert core.lease_members(cluster()) == "n1,n2"
+    # The order in spec.nodes does not matter: reordering it does not touch the Lease.
+    assert core.lease_members(cluster(nodes=("n2", "n1"), primary=None)) == "n1,n2"
 
 
 def test_recreated_lease_never_goes_back_to_an_old_epoch() -> None:
