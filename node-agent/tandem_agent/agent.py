@@ -113,6 +113,9 @@ class ClusterAgent:
         # leave the list as it is), and what PostgreSQL requires (None: not known yet).
         self.sync_to_publish: tuple[str, ...] | None = None
         self.sync_configured: tuple[str, ...] | None = None
+        # The list a Lease write carries that may still land (sent, no answer yet, or no
+        # answer at all): until a later answer shows the Lease, PostgreSQL is not reconfigured.
+        self.sync_in_flight: tuple[str, ...] | None = None
         self._wake_runner = threading.Event()
         self.restarts: list[float] = []
         self.backoff_until: float | None = None
@@ -176,8 +179,10 @@ class ClusterAgent:
 
     # --- the Lease keeper -----------------------------------------------------------------
     def _observe(self, record: LeaseRecord | None, now: float) -> None:
-        """Remember the Lease, restarting the observation timer only when it changed."""
+        """Remember the Lease, restarting the observation timer only when it changed. The
+        keeper reads after its writes, so what it reads shows whether a write landed."""
         with self._lock:
+            self.sync_in_flight = None
             if record is None:
                 self.lease = None
                 return
@@ -228,6 +233,7 @@ class ClusterAgent:
         sync = () if acquire and self.runner.postgres is not None else self.sync_to_publish
         if acquire:
             self.sync_to_publish, self.sync_configured = None, None
+        self.sync_in_flight = sync
         try:
             record = self.kube.write_lease(self.cluster.name, self.node, epoch, acquire=acquire,
                                            sync_standbys=sync)
@@ -244,6 +250,7 @@ class ClusterAgent:
             self.holding = Holding(epoch=record.epoch, last_renew_sent_at=sent_at)
             self.lease = LeaseView(record.holder, record.epoch, record.resource_version, sent_at,
                                    record.sync_standbys)
+            self.sync_in_flight = None
         if self.runner.state is not ChainState.DOWN:
             self._pet_watchdog()
         self._wake_runner.set()
@@ -300,6 +307,7 @@ class ClusterAgent:
             dependency_detail=intent.dependency_detail,
             nodes=tuple(n.name for n in self.cluster.spec.nodes),
             stepping_down=self.stepping_down,
+            sync_standbys=lease.sync_standbys if lease else None,
         )
         decision = chain_decision(snapshot)
         if decision.action is Action.TEAR_DOWN and restart_limit_reached(snapshot):
@@ -339,9 +347,13 @@ class ClusterAgent:
         lease = self.lease
         if pg is None or not pg.running or pg.role != "primary" or lease is None:
             return
+        in_flight = self.sync_in_flight
+        if in_flight is not None and in_flight != lease.sync_standbys:
+            return  # a Lease write carrying another list may still land: wait for its answer
         members = {n.name for n in self.cluster.spec.nodes} - {self.node}
         streaming = tuple(n for n in pg.streaming_names if n in members)
-        step = sync_step(lease.sync_standbys or (), self.sync_configured, streaming)
+        step = sync_step(lease.sync_standbys or (), self.sync_configured, streaming,
+                         queued=self.sync_to_publish)
         if step.publish is not None:
             self.sync_to_publish = step.publish
         elif step.configure is not None:

@@ -269,6 +269,7 @@ class ChainSnapshot:
     dependency_detail: str = ""
     nodes: tuple[str, ...] = field(default_factory=tuple)
     stepping_down: str | None = None  # why this primary decided to give the Lease up
+    sync_standbys: tuple[str, ...] | None = None  # the Lease's list (None: it has none)
 
 
 def restart_limit_reached(s: ChainSnapshot) -> bool:
@@ -291,6 +292,14 @@ def chain_decision(s: ChainSnapshot) -> Decision:
 
     epoch = s.acting_epoch
     handoff = _handoff_reason(s)
+    held_back = None
+    if handoff is not None and handoff[1] is not None and s.sync_standbys is not None \
+            and handoff[1] not in s.sync_standbys:
+        # The target may lack acknowledged writes: the Lease must list it (found by the
+        # protocol simulation, docs/failover-protocol.md). Stay primary until it is listed.
+        held_back = (f"{handoff[0]} held back: the Lease does not list {handoff[1]} as a "
+                     "synchronous standby, so it may lack acknowledged writes")
+        handoff = None
     if handoff is not None:
         reason, target = handoff
         if s.chain is not ChainState.DOWN:
@@ -312,7 +321,7 @@ def chain_decision(s: ChainSnapshot) -> Decision:
         return Decision(Action.RESTART_SERVICE, f"service {name} failed; restart "
                         f"{s.restarts_in_window + 1} of {s.restart_limit}", epoch=epoch,
                         target=name)
-    return Decision(Action.WAIT, f"primary at epoch {epoch}", epoch=epoch)
+    return Decision(Action.WAIT, held_back or f"primary at epoch {epoch}", epoch=epoch)
 
 
 def _handoff_reason(s: ChainSnapshot) -> tuple[str, str | None] | None:
@@ -344,11 +353,18 @@ class SyncStep:
 
 
 def sync_step(published: tuple[str, ...], configured: tuple[str, ...] | None,
-              streaming: tuple[str, ...]) -> SyncStep:
+              streaming: tuple[str, ...], queued: tuple[str, ...] | None = None) -> SyncStep:
     """Move the Lease's list (`published`) and PostgreSQL's required standbys (`configured`,
     None when unknown) towards the standbys that stream now, keeping published ⊆ configured at
     every instant: a standby leaves the Lease before PostgreSQL stops waiting for it, and joins
-    the Lease only after PostgreSQL waits for it."""
+    the Lease only after PostgreSQL waits for it.
+
+    `queued`: a list waiting to be written on the Lease, or in flight. It counts as published,
+    and PostgreSQL is not reconfigured before the Lease carries it: it may name a standby that
+    PostgreSQL must keep waiting for (found by the protocol simulation)."""
+    if queued is not None and set(queued) != set(published):
+        step = sync_step(queued, configured, streaming)
+        return step if step.publish is not None else SyncStep()
     wanted = tuple(sorted(set(streaming)))
     if not set(published) <= set(wanted):
         return SyncStep(publish=tuple(sorted(set(published) & set(wanted))))

@@ -203,6 +203,19 @@ class TestChainRunner:
         decision = chain_decision(chain_snap(switchover=sw, chain=ChainState.DOWN))
         assert decision.action is Action.HAND_OVER and decision.target == "n2"
 
+    def test_switchover_is_held_back_while_the_lease_does_not_list_the_target(self) -> None:
+        """The target may lack acknowledged writes: no tear-down, no hand-over; a chain torn
+        down meanwhile comes back up. Listed, the switchover goes ahead."""
+        sw = Switchover(target="n2", from_epoch=4)
+        held = chain_decision(chain_snap(switchover=sw, sync_standbys=()))
+        assert held.action is Action.WAIT and "held back" in held.reason
+        down = chain_decision(chain_snap(switchover=sw, sync_standbys=("n3",),
+                                         chain=ChainState.DOWN))
+        assert down.action is Action.BRING_UP
+        listed = chain_decision(chain_snap(switchover=sw, sync_standbys=("n2",),
+                                           chain=ChainState.DOWN))
+        assert listed.action is Action.HAND_OVER and listed.target == "n2"
+
     def test_switchover_for_an_older_epoch_is_ignored(self) -> None:
         stale = Switchover(target="n2", from_epoch=3)
         assert chain_decision(chain_snap(switchover=stale)).action is Action.WAIT
@@ -256,6 +269,17 @@ class TestSynchronousStandbys:
         assert sync_step(("n2",), ("n2",), ()) == SyncStep(publish=())
         assert sync_step((), ("n2",), ()) == SyncStep(configure=())
         assert sync_step((), (), ()) == SyncStep()
+
+    def test_a_queued_list_counts_as_published_until_the_lease_carries_it(self) -> None:
+        """n2 joined the queue, then stopped streaming before the keeper wrote the Lease:
+        PostgreSQL keeps waiting for n2 until the Lease no longer can list it."""
+        queued = ("n2",)
+        assert sync_step((), ("n2",), (), queued=queued) == SyncStep(publish=())
+        assert sync_step((), ("n2", "n3"), ("n3",), queued=("n2", "n3")) == SyncStep(publish=("n3",))
+        # Nothing to publish, but the Lease does not carry the queue yet: no reconfiguration.
+        assert sync_step(("n2",), ("n2",), (), queued=()) == SyncStep()
+        # Once the Lease carries the queued list, the usual steps resume.
+        assert sync_step((), ("n2",), (), queued=()) == SyncStep(configure=())
 
     def test_unknown_configuration_is_set_once(self) -> None:
         assert sync_step(("n2",), None, ("n2",)) == SyncStep(configure=("n2",))
