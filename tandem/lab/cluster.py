@@ -263,7 +263,10 @@ class LabCluster:
                           "namespace": "tandem-system"}]
             + [{"kind": "ServiceAccount", "name": f"tandem-agent-{n.name}",
                 "namespace": "tandem-system"} for n in state.nodes if n.data and not n.daemonset]}
-        self.kubectl("apply", "-f", str(REPO / "deploy" / "base" / "namespace.yaml"),
+        # Server-side, as docs/install.md applies deploy/ (the kubelet node's test applies all
+        # of it again); forced, so that a control plane an older lab filled is taken over.
+        self.kubectl("apply", "--server-side", "--force-conflicts",
+                     "-f", str(REPO / "deploy" / "base" / "namespace.yaml"),
                      "-f", str(REPO / "deploy" / "base" / "agent-rbac.yaml"),
                      "-f", str(REPO / "deploy" / "base" / "agent-admission.yaml"))
         self.kubectl("apply", "-f", "-",
@@ -472,7 +475,8 @@ class LabCluster:
         """`kubectl apply -k` of deploy/ through the lab's overlay (tandem/lab/daemonset), the
         agent limited to this lab's namespace (other labs' objects share the API server)."""
         overlay = kubelet.daemonset_overlay(self.work_dir / "daemonset", self.namespace)
-        self.kubectl("apply", "--server-side", "-k", str(overlay))
+        # Forced: earlier tests of a session may have applied parts of deploy/ client-side.
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(overlay))
 
     def _power_controller(self, node: NodeRecord) -> ManagedProcess:
         directory = self.node_dir(node.name)
