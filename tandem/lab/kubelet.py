@@ -29,7 +29,6 @@ does about it (none of it touches tandem's code or deploy/):
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -43,7 +42,7 @@ import time
 from pathlib import Path
 
 from tandem.lab.controlplane import KUBERNETES_SERVICE_IP, ControlPlane, free_port
-from tandem.lab.machine import Machine, MachineError
+from tandem.lab.machine import Machine, MachineError, remove_cgroup_tree
 from tandem.lab.processes import ManagedProcess, spawn
 
 REPO = Path(__file__).resolve().parents[2]
@@ -222,11 +221,9 @@ def remove_pod_cgroups() -> None:
             continue
         hierarchy = Path(fields[4])
         paths = {own[c] for c in post_fields[2].split(",") if c in own} | {""}
-        for top in (t for path in paths for t in (hierarchy / path).glob("kubepods*")):
-            for cgroup in sorted((p for p in top.rglob("*") if p.is_dir()),
-                                 key=lambda p: len(p.parts), reverse=True) + [top]:
-                with contextlib.suppress(OSError):  # still busy: the next cleanup retries
-                    cgroup.rmdir()
+        for path in paths:
+            for top in (hierarchy / path).glob("kubepods*"):
+                remove_cgroup_tree(top)
 
 
 def wait_registered(machine: Machine, kubectl: list[str], timeout: float = 120.0) -> None:

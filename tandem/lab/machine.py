@@ -71,6 +71,15 @@ def cgroup_hierarchies(mountinfo: str) -> list[Path]:
     return found
 
 
+def remove_cgroup_tree(top: Path) -> None:
+    """rmdir a cgroup and the cgroups below it, deepest first; one still busy stays (the next
+    cleanup retries)."""
+    for cgroup in sorted((p for p in top.rglob("*") if p.is_dir()),
+                         key=lambda p: len(p.parts), reverse=True) + [top]:
+        with contextlib.suppress(OSError):
+            cgroup.rmdir()
+
+
 def mount_overlay(lower: Sequence[Path], upper: Path, work: Path, target: Path) -> None:
     """Mount an overlayfs of `lower` (topmost first) and `upper` at `target`. redirect_dir:
     renaming a directory of a lower layer (pg_rewind's fallback keeps the data directory aside
@@ -158,12 +167,7 @@ class Machine:
         for cgroup in self.cgroups:
             if not cgroup.exists():
                 continue
-            for path in sorted((p for p in cgroup.rglob("*") if p.is_dir()),
-                               key=lambda p: len(p.parts), reverse=True):
-                with contextlib.suppress(OSError):
-                    path.rmdir()
-            with contextlib.suppress(OSError):
-                cgroup.rmdir()
+            remove_cgroup_tree(cgroup)
             with contextlib.suppress(OSError):
                 cgroup.parent.rmdir()  # the lab's parent, once its last node is gone
 
