@@ -347,13 +347,10 @@ class ClusterAgent:
         lease = self.lease
         if pg is None or not pg.running or pg.role != "primary" or lease is None:
             return
-        in_flight = self.sync_in_flight
-        if in_flight is not None and in_flight != lease.sync_standbys:
-            return  # a Lease write carrying another list may still land: wait for its answer
         members = {n.name for n in self.cluster.spec.nodes} - {self.node}
         streaming = tuple(n for n in pg.streaming_names if n in members)
         step = sync_step(lease.sync_standbys or (), self.sync_configured, streaming,
-                         queued=self.sync_to_publish)
+                         queued=self.sync_to_publish, in_flight=self.sync_in_flight)
         if step.publish is not None:
             self.sync_to_publish = step.publish
         elif step.configure is not None:

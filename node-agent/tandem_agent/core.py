@@ -353,7 +353,8 @@ class SyncStep:
 
 
 def sync_step(published: tuple[str, ...], configured: tuple[str, ...] | None,
-              streaming: tuple[str, ...], queued: tuple[str, ...] | None = None) -> SyncStep:
+              streaming: tuple[str, ...], queued: tuple[str, ...] | None = None,
+              in_flight: tuple[str, ...] | None = None) -> SyncStep:
     """Move the Lease's list (`published`) and PostgreSQL's required standbys (`configured`,
     None when unknown) towards the standbys that stream now, keeping published ⊆ configured at
     every instant: a standby leaves the Lease before PostgreSQL stops waiting for it, and joins
@@ -361,7 +362,12 @@ def sync_step(published: tuple[str, ...], configured: tuple[str, ...] | None,
 
     `queued`: a list waiting to be written on the Lease, or in flight. It counts as published,
     and PostgreSQL is not reconfigured before the Lease carries it: it may name a standby that
-    PostgreSQL must keep waiting for (found by the protocol simulation)."""
+    PostgreSQL must keep waiting for (found by the protocol simulation).
+
+    `in_flight`: the list a Lease write carries that may still land (no answer yet, or none
+    at all). While it differs from the Lease as last read, nothing moves."""
+    if in_flight is not None and set(in_flight) != set(published):
+        return SyncStep()
     if queued is not None and set(queued) != set(published):
         step = sync_step(queued, configured, streaming)
         return step if step.publish is not None else SyncStep()

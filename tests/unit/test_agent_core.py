@@ -281,6 +281,10 @@ class TestSynchronousStandbys:
         # Once the Lease carries the queued list, the usual steps resume.
         assert sync_step((), ("n2",), (), queued=()) == SyncStep(configure=())
 
+    def test_nothing_moves_while_a_write_with_another_list_may_still_land(self) -> None:
+        assert sync_step((), ("n2",), (), in_flight=("n2",)) == SyncStep()
+        assert sync_step(("n2",), ("n2",), (), in_flight=("n2",)) == SyncStep(publish=())
+
     def test_unknown_configuration_is_set_once(self) -> None:
         assert sync_step(("n2",), None, ("n2",)) == SyncStep(configure=("n2",))
 
