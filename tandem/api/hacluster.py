@@ -189,7 +189,8 @@ class FailoverPolicy(Model):
         description="A standby further behind than this never takes over automatically.",
     )
     restart_limit: Annotated[int, Field(ge=0, le=100)] = Field(
-        default=3, description="Restarts of a failed service in place before failing over."
+        default=3, description="Repairs in place of any failed member of the chain (restart, "
+        "remount, re-add) within restartWindowSeconds; one more failure fails over."
     )
     restart_window_seconds: Annotated[int, Field(ge=1, le=86_400)] = 300
     min_failover_interval_seconds: Annotated[int, Field(ge=0, le=86_400)] = Field(
@@ -224,6 +225,74 @@ class ClientAccess(Model):
     address: CIDR = Field(description="Network the clients connect from, e.g. 198.18.0.0/24.")
 
 
+# Who runs an exec health check: a plain login name, never root (a namespaced object must
+# not run code as root on a node).
+PROBE_USER_RE = r"^[a-z_][a-z0-9_-]{0,31}$"
+PROBE_USER_RULE = "must be a login name such as nobody or postfix (a-z, 0-9, _ -), not root"
+HTTP_URL_RE = r"^http://[A-Za-z0-9.:\[\]_-]+(/[A-Za-z0-9._~/?&=%+:@-]*)?$"
+HTTP_URL_RULE = ("must be a plain http:// URL such as http://127.0.0.1:8080/health (no "
+                 "credentials, spaces or quotes)")
+ProbeUser = Annotated[
+    str,
+    Field(min_length=1, max_length=32, json_schema_extra=validations(cel(
+        f"self.matches(r'{PROBE_USER_RE}') && self != 'root'", PROBE_USER_RULE))),
+    refuse(lambda v: None if re.fullmatch(PROBE_USER_RE, v) and v != "root"
+           else f"{v!r} {PROBE_USER_RULE}"),
+]
+HttpURL = Annotated[
+    str,
+    Field(min_length=8, max_length=2048, json_schema_extra=validations(cel(
+        f"self.matches(r'{HTTP_URL_RE}')", HTTP_URL_RULE))),
+    refuse(lambda v: None if re.fullmatch(HTTP_URL_RE, v) else f"{v!r} {HTTP_URL_RULE}"),
+]
+
+
+class MonitorSettings(Model):
+    """How often a resource is checked on the primary and when it counts as failed."""
+
+    period_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(
+        default=1, description="Time between two checks.")
+    timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(
+        default=2, description="A check that has not answered by then has failed (a hung "
+        "resource counts as failed, not only a dead one).")
+    failure_threshold: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=1, description="Consecutive failed checks before the resource is repaired.")
+
+
+class ExecCheck(Model):
+    command: Annotated[list[Argument], Field(min_length=1, max_length=32)] = Field(
+        description="Argument list run on the node (no shell); exit status 0 is healthy.")
+    user: ProbeUser = Field(default="nobody", description="Runs as this user, never root.")
+
+
+class TCPCheck(Model):
+    host: IPAddress = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)]
+
+
+class HTTPCheck(Model):
+    url: HttpURL
+    expected_status: Annotated[int, Field(ge=100, le=599)] = 200
+
+
+class HealthCheck(MonitorSettings):
+    """A probe in the style of a Kubernetes probe, run on the primary besides ActiveState."""
+
+    model_config = MonitorSettings.model_config | {
+        "json_schema_extra": validations(cel(
+            "[has(self.exec), has(self.tcp), has(self.http)].filter(x, x).size() == 1",
+            "healthCheck must set exactly one of exec, tcp or http",
+        ))
+    }
+
+    exec: ExecCheck | None = None
+    tcp: TCPCheck | None = None
+    http: HTTPCheck | None = None
+    period_seconds: Annotated[int, Field(ge=1, le=3600)] = 10
+    timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = 1
+    failure_threshold: Annotated[int, Field(ge=1, le=100)] = 3
+
+
 class PostgresSpec(Model):
     """PostgreSQL streaming replication between the nodes (not on DRBD)."""
 
@@ -252,6 +321,15 @@ class PostgresSpec(Model):
         default=False,
         description="Synchronous replication: an isolated primary cannot acknowledge writes.",
     )
+    monitor: MonitorSettings = Field(
+        default=MonitorSettings(), description="On the primary: the postmaster runs, a "
+        "query answers within timeoutSeconds, the server is a primary and commits a write.")
+    start_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(
+        default=60, description="Start and crash recovery must finish by then.")
+    stop_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] | None = Field(
+        default=None, description="A fast shutdown that has not finished by then becomes an "
+        "immediate one. Unset: the tear-down's whole budget, spec.leases.demotionTimeoutMs, "
+        "then the fence.")
 
 
 class ServiceSpec(Model):
@@ -260,6 +338,27 @@ class ServiceSpec(Model):
     run_on: Literal["Primary", "AllNodes"] = Field(
         default="Primary", description="AllNodes: runs everywhere and never fails over."
     )
+    health_check: HealthCheck | None = Field(
+        default=None, description="Checked on the primary while the unit is active; "
+        "failureThreshold failures in a row restart the unit in place.")
+    start_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(
+        default=90, description="A start that has not finished by then has failed.")
+    stop_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] | None = Field(
+        default=None, description="After this the unit is killed (SIGKILL). Unset: the "
+        "tear-down's whole budget, spec.leases.demotionTimeoutMs, then the fence.")
+
+
+class ChainMonitors(Model):
+    """Monitors of the chain's members on the primary (PostgreSQL's are spec.chain.postgres.
+    monitor, a service's its healthCheck)."""
+
+    volumes: MonitorSettings = Field(default=MonitorSettings(), description="DRBD still "
+                                     "Primary with an UpToDate disk.")
+    mounts: MonitorSettings = Field(default=MonitorSettings(), description="Still mounted "
+                                    "from the right source, and a small file written and "
+                                    "fsynced under each mount point answers in time.")
+    floating_ips: MonitorSettings = Field(default=MonitorSettings(), alias="floatingIPs",
+                                          description="Every address still on its interface.")
 
 
 class ResourceChain(Model):
@@ -283,10 +382,29 @@ class ResourceChain(Model):
     )
     postgres: PostgresSpec | None = None
     services: Annotated[list[ServiceSpec], Field(max_length=32)] = []
+    monitors: ChainMonitors = ChainMonitors()
 
 
 class Dependency(Model):
     name: ObjectName = Field(description="HACluster that must be Ready on the same node first.")
+
+
+STOP_BUDGET_CEL = (
+    "self.chain.services.map(s, has(s.stopTimeoutSeconds) ? s.stopTimeoutSeconds : 0).sum()"
+    " * 1000 + (has(self.chain.postgres) && has(self.chain.postgres.stopTimeoutSeconds)"
+    " ? self.chain.postgres.stopTimeoutSeconds * 1000 : 0) <= self.leases.demotionTimeoutMs"
+)
+
+
+def stop_budget_problem(spec: HAClusterSpec) -> str | None:
+    """The agent's copy of STOP_BUDGET_CEL: the explicit stop timeouts must fit the demotion."""
+    total = sum(s.stop_timeout_seconds or 0 for s in spec.chain.services)
+    if spec.chain.postgres is not None:
+        total += spec.chain.postgres.stop_timeout_seconds or 0
+    if total * 1000 > spec.leases.demotion_timeout_ms:
+        return (f"spec.chain: stop timeouts add up to {total}s, more than "
+                f"spec.leases.demotionTimeoutMs={spec.leases.demotion_timeout_ms}")
+    return None
 
 
 class HAClusterSpec(Model):
@@ -311,6 +429,13 @@ class HAClusterSpec(Model):
                 "self.standbyNodes.size() < self.nodes.size()",
                 "spec.standbyNodes must leave at least one node able to be primary",
                 ".standbyNodes",
+            ),
+            cel(
+                STOP_BUDGET_CEL,
+                "spec.chain: the stopTimeoutSeconds set on services and postgres add up to "
+                "more than spec.leases.demotionTimeoutMs, so a slow stop would end in a fence: "
+                "lower them or raise demotionTimeoutMs (and leaseDurationMs with it)",
+                ".chain",
             ),
         )
     }
@@ -350,6 +475,29 @@ class PostgresReport(Model):
     lag_seconds: Annotated[int, Field(ge=0)] | None = None
 
 
+class ResourceReport(Model):
+    """One member of the chain as this node's monitor last saw it (crm_mon's view)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=255)]
+    kind: Literal["Volume", "Mount", "BindMount", "FloatingIP", "PostgreSQL", "Service"]
+    state: Literal["Healthy", "Failing", "Failed", "Repairing", "Unknown"] = "Unknown"
+    consecutive_failures: Annotated[int, Field(ge=0)] = 0
+    last_check_time: datetime | None = None
+    repairs: Annotated[int, Field(ge=0)] = Field(
+        default=0, description="Repairs in place within spec.failover.restartWindowSeconds.")
+    message: Message = ""
+
+
+class Recovery(Model):
+    """The last repair in place (or step-down) this node's agent did, for Events."""
+
+    time: datetime
+    resource: Annotated[str, Field(min_length=1, max_length=255)]
+    kind: Literal["Volume", "Mount", "BindMount", "FloatingIP", "PostgreSQL", "Service"]
+    action: Literal["Repaired", "RepairFailed", "SteppedDown"]
+    message: Message
+
+
 class ServiceReport(Model):
     name: ServiceName
     state: Literal["Running", "Stopped", "Failed", "Starting", "Unknown"] = "Unknown"
@@ -372,6 +520,9 @@ class NodeReport(Model):
     drbd: Annotated[list[DRBDNodeStatus], Field(max_length=8)] = []
     postgres: PostgresReport | None = None
     services: Annotated[list[ServiceReport], Field(max_length=32)] = []
+    resources: Annotated[list[ResourceReport], Field(max_length=96)] = Field(
+        default=[], description="Each monitored member of the chain on the primary.")
+    last_recovery: Recovery | None = None
     eligible: bool | None = Field(
         default=None, description="Whether this node may take the Lease now."
     )
