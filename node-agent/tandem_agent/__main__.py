@@ -170,6 +170,7 @@ class Agent:
                                         if n.replication_address),
                 client_access=tuple(ClientRule(r.database, r.user, r.address)
                                     for r in spec.client_access),
+                start_timeout=spec.start_timeout_seconds,
             )
 
         def password(spec: PostgresSpec, namespace: str) -> str:

@@ -23,6 +23,7 @@ from tandem_agent.core import (
     ChainState,
     Decision,
     Eligibility,
+    FailedResource,
     Holding,
     LeaseSnapshot,
     LeaseView,
@@ -38,12 +39,17 @@ from tandem_agent.core import (
     sync_step,
 )
 from tandem_agent.kube import ApiUnavailable, Kube, LeaseConflict, LeaseRecord
+from tandem_agent.monitor import ChainMonitor
 from tandem_agent.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 30.0
 DRBD_OBSERVE_SECONDS = 0.5
+# How each kind of member is repaired in place, for the recovery's message.
+REPAIRED = {"Volume": "promoted again", "Mount": "mounted again", "BindMount": "bound again",
+            "FloatingIP": "address added again and announced", "PostgreSQL": "restarted",
+            "Service": "restarted"}
 
 
 @dataclass(frozen=True)
@@ -106,8 +112,12 @@ class ClusterAgent:
         self.eligibility = Eligibility(False, "Starting: not observed yet")
         self.last_takeover_seen_at: float | None = None
         self.first_lease_attempt_done = threading.Event()
-        self.failed_services: tuple[str, ...] = ()
+        self.monitor = ChainMonitor(runner.monitored())
+        self.failed: tuple[FailedResource, ...] = ()
+        self.failed_services: tuple[FailedResource, ...] = ()
+        self.last_recovery: dict[str, Any] | None = None
         self.stepping_down: str | None = None
+        self.stepping_down_for: FailedResource | None = None
         self.lag_when_streaming: float | None = None
         # Synchronous standbys: what the keeper writes on the Lease at its next renew (None:
         # leave the list as it is), and what PostgreSQL requires (None: not known yet).
@@ -292,6 +302,7 @@ class ClusterAgent:
             lease, intent = self.lease, self.intent
         self.restarts = [t for t in self.restarts
                          if now - t < self.policy.restart_window_seconds]
+        self.monitor.forget_repairs(now - self.policy.restart_window_seconds)
         snapshot = ChainSnapshot(
             now=now, node=self.node, acting_epoch=self.acting_epoch(),
             lease_holder=lease.holder if lease else None,
@@ -300,7 +311,7 @@ class ClusterAgent:
             replicating=lease is not None and lease.holder is not None
             and self.runner.following == (lease.holder, lease.epoch),
             volumes_joined=self.runner.volumes_joined(),
-            failed_services=self.failed_services,
+            failed=self.failed,
             restarts_in_window=len(self.restarts), restart_limit=self.policy.restart_limit,
             in_standby_mode=self.node in intent.standby_nodes, switchover=intent.switchover,
             deleting=intent.deleting, dependency_ready=intent.dependency_ready,
@@ -314,6 +325,7 @@ class ClusterAgent:
             # Once the chain is down the failed service no longer shows: remember why we
             # are stepping down until the Lease is released.
             self.stepping_down = decision.reason.removesuffix(": demoting fully first")
+            self.stepping_down_for = snapshot.failed[0]
         if not self.first_lease_attempt_done.is_set() and decision.action is Action.TEAR_DOWN:
             # Just started: let the keeper reclaim a Lease that still names this node before
             # tearing down a chain that a previous agent process left up. The watchdog armed
@@ -332,6 +344,7 @@ class ClusterAgent:
         if problem := self.runner.problem():
             message = f"{problem}; {message}"
         self.runner.ensure_everywhere_services()
+        self._watch_chain()
         self._observe_node()
         self._keep_synchronous_standbys()
         self._report(decision, message)
@@ -374,7 +387,23 @@ class ClusterAgent:
             if self.eligibility.eligible and unsynced is not None \
                     and self.runner.state is ChainState.DOWN:
                 self.eligibility = Eligibility(False, unsynced)
-        self.failed_services = tuple(self.runner.failed_services())
+        self.failed_services = tuple(
+            FailedResource(f"Service/{name}", f"service {name}", "its unit is not active")
+            for name in self.runner.failed_services())
+        keys = set()
+        failed = []
+        for f in self.monitor.failed(now) + self.failed_services:
+            if f.key not in keys:
+                keys.add(f.key)
+                failed.append(f)
+        self.failed = tuple(failed)
+
+    def _watch_chain(self) -> None:
+        """Monitor the chain's members while it is up on this primary (see monitor.py)."""
+        epoch = self.acting_epoch()
+        self.monitor.activate(self.runner.state is ChainState.UP and epoch is not None
+                              and self.runner.epoch == epoch)
+        self.monitor.tick(time.monotonic())
 
     def _execute(self, decision: Decision) -> None:
         action = decision.action
@@ -405,12 +434,15 @@ class ClusterAgent:
                                                    now)
             self._give_lease(None, decision.epoch or 0)
             if self.stepping_down:
+                failed = self.stepping_down_for
+                self._recovered(failed.key if failed else "Service/unknown", "SteppedDown",
+                                f"{self.stepping_down}: stepped down and released the Lease "
+                                f"on {self.node}")
                 self.restarts.clear()
                 self.stepping_down = None
-        elif action is Action.RESTART_SERVICE:
-            assert decision.target is not None
-            self.restarts.append(time.monotonic())
-            self.runner.restart(decision.target)
+                self.stepping_down_for = None
+        elif action is Action.REPAIR:
+            self._repair(decision)
         elif action is Action.REJOIN and decision.target is None:
             log.info("%s: standby volumes: %s", self.cluster.name,
                      "; ".join(self.runner.join_volumes()))
@@ -422,6 +454,45 @@ class ClusterAgent:
             steps = self.runner.rejoin(primary, lease.epoch if lease else 0, address)
             log.info("%s: rejoined as standby of %s: %s", self.cluster.name, primary,
                      "; ".join(steps))
+
+    def _repair(self, decision: Decision) -> None:
+        """Repair one member in place, only while this node still acts under the epoch the
+        decision was taken at."""
+        key = decision.target or ""
+        failed = next((f for f in self.failed if f.key == key), None)
+        if failed is None:
+            return
+        if self.acting_epoch() != decision.epoch:
+            raise Aborted(f"no longer the holder at epoch {decision.epoch}: {failed.what} "
+                          "not repaired")
+        now = time.monotonic()
+        self.restarts.append(now)
+        attempt = f"({len(self.restarts)} of {self.policy.restart_limit})"
+        kind, _, name = key.partition("/")
+        member = self.monitor.members.get(key)
+        self.monitor.repairing(key)
+        try:
+            if member is not None:
+                member.repair()
+            else:  # a service without a health check: its unit stopped being active
+                self.runner.restart(name)
+        except Exception as exc:
+            message = f"{failed.describe(self.node)}; repair {attempt} failed: {exc}"
+            self.monitor.repaired(key, now, message)
+            self._recovered(key, "RepairFailed", message)
+            raise
+        message = f"{failed.describe(self.node)}; {REPAIRED.get(kind, 'repaired')} in place " \
+            f"{attempt}"
+        self.monitor.repaired(key, now, message)
+        self._recovered(key, "Repaired", message)
+        log.warning("%s: %s", self.cluster.name, message)
+
+    def _recovered(self, key: str, action: str, message: str) -> None:
+        kind, _, name = key.partition("/")
+        self.last_recovery = {
+            "time": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "resource": name, "kind": kind, "action": action, "message": message[:1024],
+        }
 
     def _give_lease(self, target: str | None, epoch: int) -> None:
         """Hand the Lease to `target` (None: release it), guarded by resourceVersion."""
@@ -495,10 +566,13 @@ class ClusterAgent:
             "epoch": epoch if epoch is not None else (lease.epoch if lease else 0),
             "drbd": self.runner.volume_reports(),
             "services": self._service_reports(),
+            "resources": self.monitor.reports(),
             "eligible": self.eligibility.eligible,
             "ineligibleReason": self.eligibility.reason[:128],
             "message": message[:1024],
         }
+        if self.last_recovery is not None:
+            entry["lastRecovery"] = self.last_recovery
         pg = self._postgres_status()
         if self.runner.postgres is not None:
             entry["postgres"] = _postgres_report(pg)
@@ -532,7 +606,7 @@ class ClusterAgent:
         return reports
 
 
-VOLATILE = {"lsn", "outOfSyncBytes", "resyncPercent"}
+VOLATILE = {"lsn", "outOfSyncBytes", "resyncPercent", "lastCheckTime"}
 
 
 def _significant(entry: Any) -> Any:

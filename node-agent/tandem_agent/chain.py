@@ -21,13 +21,15 @@ import psycopg
 from tandem.api.drbdvolume import DRBDVolumeSpec
 from tandem.api.floatingip import FloatingIPSpec
 from tandem.api.hacluster import HAClusterSpec, PostgresSpec, ServiceSpec, unit_name_problem
-from tandem_agent.core import ChainState
+from tandem.api.hacluster import MonitorSettings as MonitorSpec
+from tandem_agent.core import ChainState, MonitorSettings
 from tandem_agent.credentials import CredentialsError
 from tandem_agent.drivers import addresses, mounts
 from tandem_agent.drivers.base import DriverError, Outcome
 from tandem_agent.drivers.drbd import ResourceStatus
 from tandem_agent.drivers.postgres import Postgres, PostgresConfig
 from tandem_agent.drivers.services import Monitor, ServiceBackend, ServiceChain
+from tandem_agent.monitor import Monitored
 from tandem_agent.volumes import joined, up_to_date
 
 log = logging.getLogger(__name__)
@@ -210,8 +212,20 @@ class ChainRunner:
         return pg.start_primary()
 
     def _postgres_down(self) -> Outcome:
+        """A fast shutdown; past an explicit stopTimeoutSeconds, an immediate one (still
+        crash-safe). Without one, a stop that hangs is bounded by the fence."""
         assert self.postgres is not None
-        return self.postgres.stop("fast") if self.postgres.is_running() else Outcome(False)
+        spec = self.cluster.spec.chain.postgres
+        pg = self.postgres
+        if not pg.is_running():
+            return Outcome(False)
+        if spec is None or spec.stop_timeout_seconds is None:
+            return pg.stop("fast")
+        try:
+            return pg.stop("fast", timeout=spec.stop_timeout_seconds)
+        except DriverError as exc:
+            log.warning("%s: %s; stopping immediately", self.cluster.name, exc)
+            return pg.stop("immediate", timeout=spec.stop_timeout_seconds)
 
     # --- transitions ----------------------------------------------------------------------
     def problem(self) -> str | None:
@@ -326,6 +340,55 @@ class ChainRunner:
         self.backend.reset_failed(service)
         return self.backend.start(service)
 
+    # --- monitors ------------------------------------------------------------------------
+    def monitored(self) -> list[Monitored]:
+        """Every member of the chain with its check and its repair in place, in chain order."""
+        spec, env = self.cluster.spec, self.env
+        monitors = spec.chain.monitors
+        found: list[Monitored] = []
+        for name, driver in self.volumes.items():
+            found.append(Monitored("Volume", name, f"DRBD volume {name}",
+                                   _settings(monitors.volumes),
+                                   _bind(_volume_problem, driver), driver.primary))
+        for m in spec.chain.mounts:
+            fs = mounts.FilesystemMount(
+                device=env.device(m.volume, self.cluster.volumes[m.volume]),
+                target=m.mount_point, fstype=m.fs_type, options=tuple(m.options))
+            found.append(Monitored("Mount", m.mount_point, f"mount {m.mount_point}",
+                                   _settings(monitors.mounts), _bind(_mount_problem, fs),
+                                   _bind(mounts.ensure_mounted, fs, create_target=True)))
+        for b in spec.chain.bind_mounts:
+            bm = mounts.BindMount(source=b.source, target=b.target)
+            found.append(Monitored("BindMount", b.target, f"bind mount {b.target}",
+                                   _settings(monitors.mounts), _bind(mounts.bind_problem, bm),
+                                   _bind(mounts.ensure_bind_mounted, bm, create_target=True)))
+        for name in spec.chain.floating_ips:
+            fip = self.cluster.floating_ips[name]
+            found.append(Monitored("FloatingIP", name, f"floating IP {name}",
+                                   _settings(monitors.floating_ips),
+                                   _bind(self._addresses_problem, fip),
+                                   _bind(self._addresses_up, fip)))
+        if spec.chain.postgres is not None:
+            found.append(Monitored("PostgreSQL", "postgresql", "PostgreSQL",
+                                   _settings(spec.chain.postgres.monitor),
+                                   self._postgres_problem, self._postgres_repair))
+        return found
+
+    def _addresses_problem(self, fip: FloatingIPSpec) -> str | None:
+        held = set(addresses.present(self.env.address_netns, fip.interface))
+        missing = [str(a) for a in floating_addresses(fip) if a not in held]
+        return f"{', '.join(missing)} missing from {fip.interface}" if missing else None
+
+    def _postgres_problem(self) -> str | None:
+        assert self.postgres is not None
+        return self.postgres.serving_problem()
+
+    def _postgres_repair(self) -> Outcome:
+        assert self.postgres is not None
+        spec = self.cluster.spec.chain.postgres
+        stop = spec.stop_timeout_seconds if spec and spec.stop_timeout_seconds else 5
+        return self.postgres.restart_primary(stop)
+
     # --- observation ----------------------------------------------------------------------
     def failed_services(self) -> list[str]:
         names = self.primary_services if self.state is ChainState.UP else []
@@ -363,10 +426,40 @@ class ChainRunner:
         self._announcers.clear()
 
 
-def _bind(fn: Callable[..., Outcome], *args: Any, **kwargs: Any) -> Callable[[], Outcome]:
-    def call() -> Outcome:
+def _bind(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[[], Any]:
+    def call() -> Any:
         return fn(*args, **kwargs)
     return call
+
+
+def _settings(spec: MonitorSpec) -> MonitorSettings:
+    return MonitorSettings(float(spec.period_seconds), float(spec.timeout_seconds),
+                           spec.failure_threshold)
+
+
+def _volume_problem(driver: VolumeDriver) -> str | None:
+    status = driver.observe()
+    if status is None:
+        return "the DRBD resource is not up (no device)"
+    if status.role != "Primary":
+        return f"it is {status.role}, not Primary"
+    if status.disk_state != "UpToDate":
+        return f"its disk is {status.disk_state}, not UpToDate"
+    if status.suspended:
+        return "its I/O is suspended"
+    return None
+
+
+def _mount_problem(fs: mounts.FilesystemMount) -> str | None:
+    return mounts.mount_problem(fs) or _probe(fs.target)
+
+
+def _probe(directory: str) -> str | None:
+    try:
+        mounts.write_probe(directory)
+    except OSError as exc:
+        return f"writing {directory}/{mounts.PROBE_FILE} failed: {exc.strerror or exc}"
+    return None
 
 
 def _announce_quietly(netns: str | None, interface: str,

@@ -29,7 +29,7 @@ class Action(enum.Enum):
     TEAR_DOWN = "TearDown"
     HAND_OVER = "HandOver"
     RELEASE = "Release"
-    RESTART_SERVICE = "RestartService"
+    REPAIR = "Repair"
     REJOIN = "Rejoin"
     FORGET_HOLDING = "ForgetHolding"
 
@@ -239,6 +239,70 @@ def lease_decision(s: LeaseSnapshot) -> Decision:
                     epoch=lease.epoch + 1)
 
 
+# --- monitors of the chain's members ------------------------------------------------------
+
+
+class Health(enum.Enum):
+    HEALTHY = "Healthy"
+    FAILING = "Failing"  # failed checks, fewer than failureThreshold
+    FAILED = "Failed"  # failureThreshold failed checks in a row: repair it
+    REPAIRING = "Repairing"
+    UNKNOWN = "Unknown"  # not checked since the chain came up or was repaired
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    """spec's periodSeconds, timeoutSeconds and failureThreshold, in seconds."""
+
+    period: float = 1.0
+    timeout: float = 2.0
+    failure_threshold: int = 1
+
+
+@dataclass(frozen=True)
+class MonitorState:
+    """What the checks of one resource found so far."""
+
+    health: Health = Health.UNKNOWN
+    consecutive_failures: int = 0
+    last_check_at: float | None = None  # when the last check started
+    first_failure_at: float | None = None  # start of the current run of failed checks
+    detail: str = ""
+
+
+def check_due(state: MonitorState, settings: MonitorSettings, now: float) -> bool:
+    return state.last_check_at is None or now - state.last_check_at >= settings.period
+
+
+def after_check(state: MonitorState, settings: MonitorSettings, problem: str | None,
+                started_at: float) -> MonitorState:
+    """The state after one check that began at `started_at` found `problem` (None: healthy).
+    A check that did not answer within its timeout counts as a failed one."""
+    if problem is None:
+        return MonitorState(Health.HEALTHY, 0, started_at, None, "")
+    failures = state.consecutive_failures + 1
+    first = state.first_failure_at if state.first_failure_at is not None else started_at
+    health = Health.FAILED if failures >= settings.failure_threshold else Health.FAILING
+    return MonitorState(health, failures, started_at, first, problem)
+
+
+@dataclass(frozen=True)
+class FailedResource:
+    """A member of the chain that must be repaired, as the runner's snapshot carries it."""
+
+    key: str  # the monitor's key, e.g. "PostgreSQL/postgresql" or "Service/postfix"
+    what: str  # for people: "PostgreSQL", "floating IP mail-vip", "service postfix"
+    detail: str
+    checks: int = 1
+    failing_for: float = 0.0
+
+    def describe(self, node: str = "") -> str:
+        """ "PostgreSQL on mail1 failed: ... (3 checks, 1.5 s)"."""
+        where = f" on {node}" if node else ""
+        tally = f" ({self.checks} checks, {self.failing_for:.1f} s)" if self.checks > 1 else ""
+        return f"{self.what}{where} failed: {self.detail}{tally}"
+
+
 # --- the chain runner --------------------------------------------------------------------
 
 
@@ -259,7 +323,7 @@ class ChainSnapshot:
     chain_epoch: int | None  # epoch under which the chain was brought up
     replicating: bool  # standby side is set up (DRBD secondary + connected, PG standby)
     volumes_joined: bool = True  # every DRBD volume up as Secondary and connected
-    failed_services: tuple[str, ...] = ()
+    failed: tuple[FailedResource, ...] = ()  # members of the chain that need a repair
     restarts_in_window: int = 0
     restart_limit: int = 3
     in_standby_mode: bool = False
@@ -273,7 +337,7 @@ class ChainSnapshot:
 
 
 def restart_limit_reached(s: ChainSnapshot) -> bool:
-    return bool(s.failed_services) and s.restarts_in_window >= s.restart_limit
+    return bool(s.failed) and s.restarts_in_window >= s.restart_limit
 
 
 def chain_decision(s: ChainSnapshot) -> Decision:
@@ -316,11 +380,12 @@ def chain_decision(s: ChainSnapshot) -> Decision:
     if s.chain is not ChainState.UP or s.chain_epoch != epoch:
         return Decision(Action.BRING_UP, f"holding the Lease at epoch {epoch}: bringing the chain "
                         "up in order", epoch=epoch)
-    if s.failed_services:
-        name = s.failed_services[0]
-        return Decision(Action.RESTART_SERVICE, f"service {name} failed; restart "
+    if s.failed:
+        # The first in chain order: repairing it may repair those above it too.
+        failed = s.failed[0]
+        return Decision(Action.REPAIR, f"{failed.describe()}; repair "
                         f"{s.restarts_in_window + 1} of {s.restart_limit}", epoch=epoch,
-                        target=name)
+                        target=failed.key)
     return Decision(Action.WAIT, held_back or f"primary at epoch {epoch}", epoch=epoch)
 
 
@@ -333,7 +398,7 @@ def _handoff_reason(s: ChainSnapshot) -> tuple[str, str | None] | None:
     if s.stepping_down:
         return s.stepping_down, None
     if restart_limit_reached(s):
-        return (f"service {s.failed_services[0]} failed {s.restarts_in_window} times "
+        return (f"{s.failed[0].describe()} after {s.restarts_in_window} repairs in place "
                 f"(restartLimit {s.restart_limit})", None)
     sw = s.switchover
     if sw is not None and sw.target != s.node and sw.from_epoch == s.acting_epoch:

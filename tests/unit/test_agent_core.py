@@ -12,14 +12,20 @@ from tandem_agent.core import (
     ChainSnapshot,
     ChainState,
     Eligibility,
+    FailedResource,
+    Health,
     Holding,
     LeaseSnapshot,
     LeaseView,
     LocalHealth,
+    MonitorSettings,
+    MonitorState,
     Switchover,
     SyncStep,
     Timings,
+    after_check,
     chain_decision,
+    check_due,
     eligibility,
     lease_decision,
     may_act,
@@ -185,12 +191,15 @@ class TestChainRunner:
         assert decision.action is Action.REJOIN and decision.target == "n2"
         assert chain_decision(dataclasses.replace(snap, replicating=True)).action is Action.WAIT
 
-    def test_failed_service_is_restarted_in_place_until_the_limit(self) -> None:
-        decision = chain_decision(chain_snap(failed_services=("web",), restarts_in_window=1))
-        assert decision.action is Action.RESTART_SERVICE and decision.target == "web"
-        over = chain_snap(failed_services=("web",), restarts_in_window=3, restart_limit=3)
-        assert chain_decision(over).action is Action.TEAR_DOWN
-        down = dataclasses.replace(over, chain=ChainState.DOWN, failed_services=(),
+    def test_failed_member_is_repaired_in_place_until_the_limit(self) -> None:
+        web = FailedResource("Service/web", "service web", "its unit is not active")
+        decision = chain_decision(chain_snap(failed=(web,), restarts_in_window=1))
+        assert decision.action is Action.REPAIR and decision.target == "Service/web"
+        assert "repair 2 of 3" in decision.reason
+        over = chain_snap(failed=(web,), restarts_in_window=3, restart_limit=3)
+        torn = chain_decision(over)
+        assert torn.action is Action.TEAR_DOWN and "after 3 repairs in place" in torn.reason
+        down = dataclasses.replace(over, chain=ChainState.DOWN, failed=(),
                                    stepping_down="service web failed 3 times (restartLimit 3)")
         decision = chain_decision(down)
         assert decision.action is Action.RELEASE and "restartLimit 3" in decision.reason
@@ -305,3 +314,41 @@ class TestSynchronousStandbys:
                 assert set(published) <= set(step.configure)
                 configured = step.configure
         assert set(published) == set(configured or ()) == set(streaming)
+
+
+class TestMonitors:
+    SETTINGS = MonitorSettings(period=1.0, timeout=2.0, failure_threshold=3)
+
+    def test_failure_threshold_failed_checks_in_a_row_mark_the_member_failed(self) -> None:
+        state = MonitorState()
+        for at, expected in ((10.0, Health.FAILING), (11.0, Health.FAILING),
+                             (12.0, Health.FAILED)):
+            state = after_check(state, self.SETTINGS, "no answer within 2s", at)
+            assert state.health is expected
+        assert state.consecutive_failures == 3 and state.first_failure_at == 10.0
+        failed = FailedResource("PostgreSQL/postgresql", "PostgreSQL", state.detail,
+                                state.consecutive_failures, 13.5 - 10.0)
+        assert failed.describe("mail1") == (
+            "PostgreSQL on mail1 failed: no answer within 2s (3 checks, 3.5 s)")
+
+    def test_one_healthy_check_clears_the_failures(self) -> None:
+        state = after_check(MonitorState(), self.SETTINGS, "gone", 1.0)
+        state = after_check(state, self.SETTINGS, None, 2.0)
+        assert state == MonitorState(Health.HEALTHY, 0, 2.0, None, "")
+
+    def test_a_check_is_due_one_period_after_the_last_one_started(self) -> None:
+        assert check_due(MonitorState(), self.SETTINGS, 0.0)
+        state = after_check(MonitorState(), self.SETTINGS, None, 5.0)
+        assert not check_due(state, self.SETTINGS, 5.9)
+        assert check_due(state, self.SETTINGS, 6.0)
+
+    def test_the_first_failed_member_in_chain_order_is_repaired_first(self) -> None:
+        mount = FailedResource("Mount//srv/mail", "mount /srv/mail", "nothing is mounted")
+        bind = FailedResource("BindMount//var/mail", "bind mount /var/mail", "not a bind")
+        decision = chain_decision(chain_snap(failed=(mount, bind)))
+        assert decision.action is Action.REPAIR and decision.target == "Mount//srv/mail"
+
+    def test_no_repair_without_the_right_to_act(self) -> None:
+        pg = FailedResource("PostgreSQL/postgresql", "PostgreSQL", "not running")
+        decision = chain_decision(chain_snap(failed=(pg,), acting_epoch=None))
+        assert decision.action is Action.TEAR_DOWN

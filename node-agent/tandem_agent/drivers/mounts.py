@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -508,6 +509,56 @@ def ensure_mounted(
         found = after.describe() if after else "nothing"
         raise DriverError(f"mount of {spec.describe()} on {target} succeeded but {found} is there")
     return Outcome(True, f"mounted {spec.describe()} on {target}")
+
+
+def mount_problem(spec: FilesystemMount, *, mountinfo: str | None = None) -> str | None:
+    """Why `spec` is not mounted as bring-up left it (None: it is), from the mount table."""
+    target = _canon(spec.target)
+    present = top_mount(read_mountinfo(mountinfo), target)
+    if present is None:
+        return f"nothing is mounted on {target}"
+    if not filesystem_matches(present, spec, _block_rdev(spec.device)):
+        return f"{present.describe()} is mounted on {target}, not {spec.describe()}"
+    if _read_only_conflict(present, spec.options):
+        return f"{target} is {'read-only' if present.read_only else 'read-write'}, not " \
+            f"{_mode(spec.options)}"
+    return None
+
+
+def bind_problem(spec: BindMount, *, mountinfo: str | None = None) -> str | None:
+    """Why `spec` is not bound as bring-up left it (None: it is)."""
+    source, target = _canon(spec.resolve(None)), _canon(spec.target)
+    entries = read_mountinfo(mountinfo)
+    present = top_mount(entries, target)
+    if present is None:
+        return f"nothing is bound on {target}"
+    try:
+        origin = bind_origin(entries, source)
+    except DriverError as exc:
+        return str(exc)
+    if (present.major, present.minor, present.root) != origin:
+        return f"{present.describe()} is on {target}, not a bind of {source}"
+    return None
+
+
+PROBE_FILE = ".tandem-monitor"
+
+
+def write_probe(directory: str) -> None:
+    """Write and fsync a small file under `directory`, then its directory entry: a mount whose
+    disk stopped answering makes this fail or hang (the caller bounds the wait)."""
+    path = os.path.join(host.current().path(directory), PROBE_FILE)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, f"{time.time():.3f}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    dir_fd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _mode(options: Sequence[str]) -> str:

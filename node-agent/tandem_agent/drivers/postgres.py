@@ -58,10 +58,11 @@ import pwd
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -593,6 +594,31 @@ def with_include(postgresql_conf: str) -> str:
     return f"{postgresql_conf}{sep}\n# Added by tandem: settings it manages.\n{INCLUDE_LINE}\n"
 
 
+def _children(pid: int, proc: str = "/proc") -> list[int]:
+    """The processes whose parent is `pid` (PostgreSQL's backends of a postmaster)."""
+    found = []
+    for entry in os.listdir(proc):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"{proc}/{entry}/stat", encoding="utf-8", errors="replace") as fh:
+                # pid (comm) state ppid ...: comm may hold spaces and parentheses.
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 1 and fields[1] == str(pid):
+            found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 # --------------------------------------------------------------------------- driver
 
 
@@ -770,6 +796,57 @@ class Postgres:
             return True
         except (PostgresError, psycopg.Error):
             return False
+
+    def serving_problem(self) -> str | None:
+        """Why this server does not serve as a primary now (None: it does): the postmaster
+        runs, a new connection gets a query answered, the server is not in recovery and it
+        commits a write. The caller bounds the time: a hung server never answers."""
+        if not self.is_running():
+            return "the postmaster is not running"
+        try:
+            with self.connect() as conn:
+                row = conn.execute("SELECT pg_is_in_recovery() AS standby").fetchone()
+                if row is not None and row["standby"]:
+                    return "it runs as a standby (in recovery), not as the primary"
+                self._write_check(conn)
+        except NotRunningError as exc:
+            return f"it refuses connections: {exc}"
+        except (PostgresError, psycopg.Error) as exc:
+            return f"a write failed: {str(exc).strip()}"
+        return None
+
+    def restart_primary(self, stop_timeout: int) -> Outcome:
+        """Repair in place: stop what is left of the server (immediate: a failed server owes
+        no checkpoint; crash recovery replays every committed write), kill a postmaster that
+        does not stop in `stop_timeout` seconds (a hung one handles no signal but SIGKILL),
+        then start as primary, waiting for crash recovery (start timeout)."""
+        done = []
+        if self.is_running():
+            try:
+                done.append(self.stop("immediate", timeout=stop_timeout).detail)
+            except PostgresError:
+                done.append(self._kill_postmaster())
+        started = self.start_primary()
+        return Outcome(True, "; ".join([*done, started.detail]))
+
+    def _kill_postmaster(self, wait: float = 10.0) -> str:
+        """SIGKILL the postmaster and its children, and wait until they are gone."""
+        pid_file = self.config.data_dir / "postmaster.pid"
+        try:
+            pid = int(pid_file.read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return "no postmaster.pid to kill"
+        victims = [pid, *_children(pid)]
+        for victim in victims:
+            with suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + wait
+        while any(_alive(v) for v in victims):
+            if time.monotonic() >= deadline:
+                raise PostgresError(f"PostgreSQL of {self.config.node_name} (pid {pid}) did not "
+                                    f"die within {wait:g}s of SIGKILL; fence the node")
+            time.sleep(0.05)
+        return f"killed the postmaster (pid {pid}) and {len(victims) - 1} children"
 
     # ----- helpers: files
 

@@ -1,0 +1,104 @@
+"""ChainMonitor: checks run on their schedule in worker threads; a hung check fails by its
+timeout without a second check piling up; results from before a restart are ignored."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from tandem_agent.core import MonitorSettings
+from tandem_agent.drivers.base import Outcome
+from tandem_agent.monitor import ChainMonitor, Monitored
+
+FAST = MonitorSettings(period=1.0, timeout=2.0, failure_threshold=2)
+
+
+def member(check: object, name: str = "postgresql") -> Monitored:
+    return Monitored("PostgreSQL", name, "PostgreSQL", FAST, check,  # type: ignore[arg-type]
+                     lambda: Outcome(True, "restarted"))
+
+
+def settle(monitor: ChainMonitor, now: float) -> None:
+    """Tick until the worker threads started at `now` have answered (or 1 s passed)."""
+    deadline = time.monotonic() + 1.0
+    while monitor._running and time.monotonic() < deadline:  # noqa: SLF001
+        monitor.tick(now)
+        time.sleep(0.005)
+
+
+def test_failing_checks_reach_the_threshold_and_are_reported() -> None:
+    monitor = ChainMonitor([member(lambda: "the postmaster is not running")])
+    monitor.activate(True)
+    monitor.tick(0.0)
+    settle(monitor, 0.0)
+    assert monitor.failed(0.5) == ()
+    monitor.tick(1.0)
+    settle(monitor, 1.0)
+    (failed,) = monitor.failed(1.5)
+    assert failed.key == "PostgreSQL/postgresql" and failed.checks == 2
+    (report,) = monitor.reports()
+    assert report["state"] == "Failed" and report["consecutiveFailures"] == 2
+    assert report["message"] == "the postmaster is not running"
+
+
+def test_a_hung_check_fails_by_its_timeout_and_no_second_one_starts() -> None:
+    release = threading.Event()
+    started = []
+
+    def hung() -> str | None:
+        started.append(1)
+        release.wait(5)
+        return None
+
+    monitor = ChainMonitor([member(hung)])
+    monitor.activate(True)
+    monitor.tick(0.0)
+    monitor.tick(1.9)
+    assert monitor.failed(1.9) == () and monitor.reports()[0]["state"] == "Unknown"
+    monitor.tick(2.0)  # the timeout: one failure
+    monitor.tick(2.5)
+    monitor.tick(3.0)  # one more period still hung: the second failure
+    (failed,) = monitor.failed(3.0)
+    assert "no answer within 2s" in failed.detail and failed.checks == 2
+    assert len(started) == 1
+    release.set()
+
+
+def test_an_exception_in_a_check_is_a_failure() -> None:
+    def broken() -> str | None:
+        raise OSError("Input/output error")
+
+    monitor = ChainMonitor([member(broken)])
+    monitor.activate(True)
+    monitor.tick(0.0)
+    settle(monitor, 0.0)
+    assert monitor.reports()[0]["message"] == "Input/output error"
+
+
+def test_after_a_repair_the_member_waits_for_a_fresh_check() -> None:
+    monitor = ChainMonitor([member(lambda: "down")])
+    monitor.activate(True)
+    for at in (0.0, 1.0):
+        monitor.tick(at)
+        settle(monitor, at)
+    assert monitor.failed(1.0)
+    monitor.repairing("PostgreSQL/postgresql")
+    assert monitor.reports()[0]["state"] == "Repairing"
+    monitor.repaired("PostgreSQL/postgresql", 1.2, "PostgreSQL restarted in place (1 of 3)")
+    assert monitor.failed(1.2) == ()
+    (report,) = monitor.reports()
+    assert report["repairs"] == 1 and report["state"] == "Unknown"
+    monitor.forget_repairs(before=2.0)
+    assert monitor.reports()[0]["repairs"] == 0
+
+
+def test_a_standby_monitors_nothing_and_reports_nothing() -> None:
+    calls = []
+    monitor = ChainMonitor([member(lambda: calls.append(1))])  # type: ignore[arg-type,func-returns-value]
+    monitor.tick(0.0)
+    assert calls == [] and monitor.reports() == [] and monitor.failed(0.0) == ()
+    monitor.activate(True)
+    monitor.tick(0.0)
+    settle(monitor, 0.0)
+    monitor.activate(False)
+    assert monitor.reports() == [] and monitor.failed(0.0) == ()
