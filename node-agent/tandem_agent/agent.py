@@ -45,6 +45,7 @@ from tandem_agent.watchdog import Watchdog
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 30.0
+POSTGRES_MEMBER = "PostgreSQL/postgresql"
 DRBD_OBSERVE_SECONDS = 0.5
 # How each kind of member is repaired in place, for the recovery's message.
 REPAIRED = {"Volume": "promoted again", "Mount": "mounted again", "BindMount": "bound again",
@@ -138,6 +139,10 @@ class ClusterAgent:
             threading.Thread(target=self._loop, args=("runner", self.runner_tick,
                                                       self._wake_runner),
                              name=f"runner-{cluster.name}", daemon=True),
+            # Its own loop: a runner step that blocks (a repair, a hung PostgreSQL answering
+            # a status read slowly) never delays noticing the next failure.
+            threading.Thread(target=self._loop, args=("monitor", self.monitor_tick, self._stop),
+                             name=f"monitor-{cluster.name}", daemon=True),
         ]
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -344,7 +349,6 @@ class ClusterAgent:
         if problem := self.runner.problem():
             message = f"{problem}; {message}"
         self.runner.ensure_everywhere_services()
-        self._watch_chain()
         self._observe_node()
         self._keep_synchronous_standbys()
         self._report(decision, message)
@@ -398,12 +402,14 @@ class ClusterAgent:
                 failed.append(f)
         self.failed = tuple(failed)
 
-    def _watch_chain(self) -> None:
+    def monitor_tick(self) -> None:
         """Monitor the chain's members while it is up on this primary (see monitor.py)."""
         epoch = self.acting_epoch()
         self.monitor.activate(self.runner.state is ChainState.UP and epoch is not None
                               and self.runner.epoch == epoch)
         self.monitor.tick(time.monotonic())
+        if self.monitor.failed(time.monotonic()):
+            self._wake_runner.set()
 
     def _execute(self, decision: Decision) -> None:
         action = decision.action
@@ -548,6 +554,10 @@ class ClusterAgent:
         return self.lag_when_streaming if self.lag_when_streaming is not None else float("inf")
 
     def _postgres_status(self) -> Any:
+        """PostgreSQL as a status query sees it; None (unknown) while its monitor finds it
+        failing, so that a hung server does not hold up the runner on every read."""
+        if self.monitor.in_trouble(POSTGRES_MEMBER):
+            return None
         try:
             return self.runner.postgres_status()
         except Exception as exc:

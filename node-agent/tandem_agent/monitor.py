@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -49,7 +50,6 @@ class Monitored:
 @dataclass
 class _Running:
     started_at: float
-    generation: int
     result: tuple[str | None] | None = None  # set by the worker when the check returns
     timed_out_at: float | None = None  # last time its overrun was counted
 
@@ -65,18 +65,17 @@ class ChainMonitor:
         self._checked_wall: dict[str, dt.datetime] = {}
         self._repairs: dict[str, list[float]] = {key: [] for key in self.members}
         self._messages: dict[str, str] = {}
-        self._generation = 0
         self.active = False
 
     def activate(self, active: bool) -> None:
         """Monitor while the chain is up on this primary; every change starts afresh, and a
-        check begun before it is ignored when it returns."""
+        check begun before it is ignored when it returns (it is no longer in `_running`)."""
         with self._lock:
             if active == self.active:
                 return
             self.active = active
-            self._generation += 1
             self._states = {key: MonitorState() for key in self.members}
+            self._running = {}
 
     def tick(self, now: float) -> None:
         """Collect what finished, count overruns, start what is due."""
@@ -92,13 +91,9 @@ class ChainMonitor:
                     self._start(key, member, now)
 
     def _collect(self, key: str, member: Monitored, running: _Running, now: float) -> None:
-        stale = running.generation != self._generation
         if running.result is not None:
             del self._running[key]
-            if not stale:
-                self._record(key, member, running.result[0], running.started_at)
-            return
-        if stale:
+            self._record(key, member, running.result[0], running.started_at)
             return
         overrun_since = running.timed_out_at or running.started_at
         limit = member.settings.timeout if running.timed_out_at is None \
@@ -110,7 +105,7 @@ class ChainMonitor:
                          f"(waiting {waited:.1f}s)", now)
 
     def _start(self, key: str, member: Monitored, now: float) -> None:
-        running = _Running(started_at=now, generation=self._generation)
+        running = _Running(started_at=now)
         self._running[key] = running
 
         def work() -> None:
@@ -139,16 +134,28 @@ class ChainMonitor:
                                now - (state.first_failure_at or now))
                 for key, state in self._states.items() if state.health is Health.FAILED)
 
-    def member(self, key: str) -> Monitored:
-        return self.members[key]
+    def in_trouble(self, key: str, now: float | None = None) -> bool:
+        """Whether `key`'s checks are failing, or one is running past its timeout."""
+        with self._lock:
+            if not self.active or key not in self.members:
+                return False
+            if self._states[key].health in (Health.FAILING, Health.FAILED, Health.REPAIRING):
+                return True
+            running = self._running.get(key)
+            at = time.monotonic() if now is None else now
+            return running is not None and \
+                at - running.started_at >= self.members[key].settings.timeout
 
     def repairing(self, key: str) -> None:
+        """A check still running began before the repair: what it finds no longer counts."""
         with self._lock:
+            self._running.pop(key, None)
             self._states[key] = replace(self._states[key], health=Health.REPAIRING)
 
     def repaired(self, key: str, now: float, message: str) -> None:
         """After a repair attempt: the next check decides, one period from now."""
         with self._lock:
+            self._running.pop(key, None)
             self._repairs[key].append(now)
             self._messages[key] = message
             self._states[key] = MonitorState(Health.UNKNOWN, last_check_at=now)

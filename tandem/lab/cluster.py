@@ -28,7 +28,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,12 +150,14 @@ class LabCluster:
     # --- up -------------------------------------------------------------------------------
     def up(self, manifests: list[Path], operator: bool = True,
            fake_clocks: bool = False, credentials: bool = True,
-           kubelet_nodes: Collection[str] = ()) -> ClusterState:
+           kubelet_nodes: Collection[str] = (), *,
+           edit: Callable[[list[dict[str, Any]]], None] | None = None) -> ClusterState:
         """Bring the lab up. `fake_clocks`: every agent starts under libfaketime at the true
         time, so `fake_clock` changes its clock without restarting it. `credentials` False: the
         Secrets the clusters name are not created (a misconfiguration to observe).
         `kubelet_nodes`: these nodes (one at most: tandem.lab.kubelet) run a kubelet instead of
-        the host install; `kubectl apply -k` of deploy/ then starts their agent."""
+        the host install; `kubectl apply -k` of deploy/ then starts their agent. `edit` changes
+        the loaded manifests in place before anything uses them (a test's own policy)."""
         if self.state() is not None:
             self.down()
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -168,6 +170,8 @@ class LabCluster:
                     "the lab elsewhere")
         shutil.rmtree(self.work_dir / "nodes", ignore_errors=True)  # a new lab starts empty
         self.docs = lab_manifests(manifests, self.subnet)
+        if edit is not None:
+            edit(self.docs)
         nodes = self._nodes()
         unknown = set(kubelet_nodes) - {n.name for n in nodes if n.data}
         if unknown or len(kubelet_nodes) > 1:

@@ -34,7 +34,8 @@ def lab(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator
     try:
         cluster.up([LAB_SAMPLES / sample for sample in samples],
                    credentials=getattr(request.module, "CREDENTIALS", True),
-                   kubelet_nodes=getattr(request.module, "KUBELET_NODES", ()))
+                   kubelet_nodes=getattr(request.module, "KUBELET_NODES", ()),
+                   edit=getattr(request.module, "edit_manifests", None))
         yield cluster
     finally:
         cluster.down()

@@ -440,6 +440,9 @@ def render_settings(config: PostgresConfig, primary_conninfo: str | None) -> str
         "wal_sender_timeout": "3s",
         "wal_receiver_status_interval": "1s",
         "wal_receiver_timeout": "3s",
+        # A standby reconnects within a second of its primary's restart in place, so that
+        # commits waiting for it resume quickly (the default waits 5 s between attempts).
+        "wal_retrieve_retry_interval": "1s",
         "primary_conninfo": primary_conninfo or "",
         # Explicit, so that a postgresql.conf naming other files (Debian's) cannot override
         # the rules tandem writes.
