@@ -171,6 +171,8 @@ class Agent:
                 client_access=tuple(ClientRule(r.database, r.user, r.address)
                                     for r in spec.client_access),
                 start_timeout=spec.start_timeout_seconds,
+                # A hung server must not hold a status read up for long (2 s: libpq's least).
+                connect_timeout=2,
             )
 
         def password(spec: PostgresSpec, namespace: str) -> str:

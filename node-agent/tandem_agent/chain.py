@@ -384,10 +384,10 @@ class ChainRunner:
         return self.postgres.serving_problem()
 
     def _postgres_repair(self) -> Outcome:
+        """A failed server owes nothing to a clean shutdown: an immediate stop gets one
+        second before the postmaster is killed (a hung one never handles the request)."""
         assert self.postgres is not None
-        spec = self.cluster.spec.chain.postgres
-        stop = spec.stop_timeout_seconds if spec and spec.stop_timeout_seconds else 5
-        return self.postgres.restart_primary(stop)
+        return self.postgres.restart_primary(stop_timeout=1)
 
     # --- observation ----------------------------------------------------------------------
     def failed_services(self) -> list[str]:

@@ -134,8 +134,9 @@ class ChainMonitor:
                                now - (state.first_failure_at or now))
                 for key, state in self._states.items() if state.health is Health.FAILED)
 
-    def in_trouble(self, key: str, now: float | None = None) -> bool:
-        """Whether `key`'s checks are failing, or one is running past its timeout."""
+    def in_trouble(self, key: str, now: float | None = None, slow: float = 1.0) -> bool:
+        """Whether `key`'s checks are failing, or one has been running for `slow` seconds
+        (a hung resource shows here before its timeout makes it a failure)."""
         with self._lock:
             if not self.active or key not in self.members:
                 return False
@@ -143,8 +144,7 @@ class ChainMonitor:
                 return True
             running = self._running.get(key)
             at = time.monotonic() if now is None else now
-            return running is not None and \
-                at - running.started_at >= self.members[key].settings.timeout
+            return running is not None and at - running.started_at >= slow
 
     def repairing(self, key: str) -> None:
         """A check still running began before the repair: what it finds no longer counts."""
