@@ -151,7 +151,7 @@ class Agent:
         args = self.args
 
         def services(cluster: str, specs: Sequence[ServiceSpec]) -> Any:
-            return SystemdBackend({s.name: s.unit for s in specs})
+            return SystemdBackend.for_services(specs)
 
         def postgres(cluster: ResolvedCluster, password: str | None) -> PostgresConfig:
             spec = cluster.spec.chain.postgres

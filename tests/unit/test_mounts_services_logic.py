@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 _AGENT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "node-agent"))
@@ -49,6 +50,8 @@ from tandem_agent.drivers.services import (  # noqa: E402
     ServiceState,
     ServiceStatus,
     SystemdBackend,
+    is_stopped,
+    kill_needed,
     parse_show,
     status_from_show,
     validate_name,
@@ -363,6 +366,26 @@ LoadState=loaded
 ActiveState=failed
 SubState=failed
 """
+SHOW_STOPPING = """MainPID=901
+ExecMainPID=901
+ExecMainCode=0
+ExecMainStatus=0
+Result=success
+Id=web.service
+LoadState=loaded
+ActiveState=deactivating
+SubState=stop-sigterm
+"""
+SHOW_STARTING = """MainPID=0
+ExecMainPID=0
+ExecMainCode=0
+ExecMainStatus=0
+Result=success
+Id=web.service
+LoadState=loaded
+ActiveState=activating
+SubState=start
+"""
 SHOW_MISSING = """MainPID=0
 ExecMainPID=0
 ExecMainCode=0
@@ -430,8 +453,14 @@ def test_systemd_backend_drives_the_unit_not_the_service_name(tmp_path: Path) ->
 
 
 def test_systemctl_refuses_unknown_verbs() -> None:
-    with pytest.raises(DriverError):
-        SystemdBackend().argv("kill", "pg.service")
+    for verb in ("isolate", "enable", "mask", "--all"):
+        with pytest.raises(DriverError, match="unsupported systemctl verb"):
+            SystemdBackend().argv(verb, "pg.service")
+
+
+def test_systemctl_kill_sends_sigkill_to_the_unit() -> None:
+    assert SystemdBackend().kill_argv("web.service") == [
+        "systemctl", "--no-ask-password", "kill", "--signal=SIGKILL", "--", "web.service"]
 
 
 def test_parse_show_keeps_equals_in_values() -> None:
@@ -529,3 +558,104 @@ def test_a_unit_that_slipped_past_the_api_is_still_refused_by_the_agent() -> Non
     [problem] = service_problems(bad)
     assert problem.startswith("spec.chain.services[0].unit: 'x.service; reboot' must be a systemd")
     assert runnable(bad) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Start and stop timeouts
+
+
+def test_timeouts_come_from_the_service_specs() -> None:
+    backend = SystemdBackend.for_services(_services(
+        {"name": "web", "unit": "web.service", "stopTimeoutSeconds": 20},
+        {"name": "jobs", "unit": "mail-jobs.timer", "startTimeoutSeconds": 5}))
+    assert backend.units == {"web": "web.service", "jobs": "mail-jobs.timer"}
+    assert backend.start_timeouts == {"web": 90, "jobs": 5}
+    assert backend.stop_timeouts == {"web": 20}  # jobs: no limit of its own
+
+
+def test_timeouts_must_name_known_services_and_be_positive() -> None:
+    with pytest.raises(DriverError, match="unknown service 'wbe'"):
+        SystemdBackend({"web": "web.service"}, stop_timeouts={"wbe": 5})
+    with pytest.raises(DriverError, match="start timeout of service web must be positive"):
+        SystemdBackend({"web": "web.service"}, start_timeouts={"web": 0})
+
+
+@pytest.mark.parametrize(("show", "kill"), [(SHOW_STOPPING, True), (SHOW_RUNNING, True),
+                                            (SHOW_STOPPED, False), (SHOW_KILLED, False)])
+def test_kill_only_a_unit_still_running_at_its_stop_deadline(show: str, kill: bool) -> None:
+    status = status_from_show("web", parse_show(show))
+    assert kill_needed(status) is kill
+    assert is_stopped(status) is not kill
+
+
+def standin_systemctl(tmp_path: Path, state: str, *quirks: str) -> tuple[str, Path]:
+    """A `systemctl` that keeps a unit's state in a file and shows it as recorded `systemctl
+    show` output. Quirks: slow-start and slow-stop hang, unkillable ignores kill."""
+    shows = {"active": SHOW_RUNNING, "activating": SHOW_STARTING, "deactivating": SHOW_STOPPING,
+             "inactive": SHOW_STOPPED, "failed": SHOW_KILLED}
+    for name, text in shows.items():
+        (tmp_path / f"show-{name}").write_text(text)
+    (tmp_path / "state").write_text(state)
+    for quirk in quirks:
+        (tmp_path / quirk).touch()
+    calls = tmp_path / "calls"
+    fake = tmp_path / "systemctl"
+    fake.write_text(f"""#!/bin/sh
+echo "$2 $3" >> {calls}
+cd {tmp_path}
+case "$2" in
+  show) cat "show-$(cat state)" ;;
+  start) echo activating > state; [ -e slow-start ] && exec sleep 5; echo active > state ;;
+  stop) echo deactivating > state; [ -e slow-stop ] && exec sleep 5; echo inactive > state ;;
+  kill) [ -e unkillable ] || echo failed > state ;;
+esac
+""")
+    fake.chmod(0o755)
+    return str(fake), calls
+
+
+def test_a_stop_within_its_timeout_kills_nothing(tmp_path: Path) -> None:
+    systemctl, calls = standin_systemctl(tmp_path, "active")
+    backend = SystemdBackend({"web": "web.service"}, systemctl=systemctl, stop_timeouts={"web": 2})
+    assert backend.stop("web").detail == "stopped web (web.service)"
+    assert "kill" not in calls.read_text()
+
+
+def test_a_stop_past_its_timeout_becomes_sigkill(tmp_path: Path) -> None:
+    systemctl, calls = standin_systemctl(tmp_path, "active", "slow-stop")
+    backend = SystemdBackend({"web": "web.service"}, systemctl=systemctl,
+                             stop_timeouts={"web": 0.2}, kill_wait=1)
+    started = time.monotonic()
+    outcome = backend.stop("web")
+    assert time.monotonic() - started < 2
+    assert outcome.changed
+    assert outcome.detail == "killed web (web.service) with SIGKILL: it did not stop within 0.2s"
+    assert [line.split()[0] for line in calls.read_text().splitlines()] == [
+        "show", "stop", "show", "kill", "show"]
+    assert "kill --signal=SIGKILL" in calls.read_text()
+
+
+def test_a_unit_that_survives_sigkill_is_an_error_after_a_bounded_wait(tmp_path: Path) -> None:
+    systemctl, _ = standin_systemctl(tmp_path, "active", "slow-stop", "unkillable")
+    backend = SystemdBackend({"web": "web.service"}, systemctl=systemctl,
+                             stop_timeouts={"web": 0.2}, kill_wait=0.3)
+    with pytest.raises(ServiceError, match=r"did not stop within 0.2s, nor within 0.3s of SIGKILL: "
+                                           r"deactivating; sub-state stop-sigterm") as err:
+        backend.stop("web")
+    assert err.value.status is not None and err.value.status.state is ServiceState.DEACTIVATING
+
+
+def test_a_stop_without_its_own_timeout_is_never_killed(tmp_path: Path) -> None:
+    systemctl, calls = standin_systemctl(tmp_path, "active", "slow-stop")
+    backend = SystemdBackend({"web": "web.service"}, systemctl=systemctl, timeout=0.2)
+    with pytest.raises(ServiceError, match="stop of web.service did not finish within 0.2s"):
+        backend.stop("web")
+    assert "kill" not in calls.read_text()
+
+
+def test_a_start_past_its_timeout_fails_with_the_units_state(tmp_path: Path) -> None:
+    systemctl, _ = standin_systemctl(tmp_path, "inactive", "slow-start")
+    backend = SystemdBackend({"web": "web.service"}, systemctl=systemctl, start_timeouts={"web": 0.2})
+    with pytest.raises(ServiceError, match=r"start of web.service did not finish within 0.2s: "
+                                           r"activating; sub-state start"):
+        backend.start("web")

@@ -23,6 +23,16 @@ class CommandError(DriverError):
         super().__init__(f"{' '.join(self.argv)} exited {returncode}: {self.stderr}")
 
 
+class CommandTimeout(DriverError):
+    """A command did not finish within its timeout (and was killed): callers that allow a
+    slow command a fallback, such as a stop that becomes a kill, tell it from other errors."""
+
+    def __init__(self, argv: Sequence[str], timeout: float) -> None:
+        self.argv = list(argv)
+        self.timeout = timeout
+        super().__init__(f"{' '.join(self.argv)} did not finish within {timeout:g}s")
+
+
 @dataclass(frozen=True)
 class Outcome:
     """Result of an idempotent operation: whether it changed anything, and what."""
@@ -56,7 +66,7 @@ def run(
     except FileNotFoundError as exc:
         raise DriverError(f"{full[0]} not found: install it or put it on PATH") from exc
     except subprocess.TimeoutExpired as exc:
-        raise DriverError(f"{' '.join(full)} did not finish within {timeout:.0f}s") from exc
+        raise CommandTimeout(full, timeout) from exc
     if check and proc.returncode != 0:
         raise CommandError(full, proc.returncode, proc.stderr or proc.stdout)
     return proc

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import re
 import signal
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from tandem.api.hacluster import unit_name_problem
+from tandem.api.hacluster import ServiceSpec, unit_name_problem
 
-from .base import CommandError, DriverError, Outcome, run
+from .base import CommandError, CommandTimeout, DriverError, Outcome, run
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:\\-]*$")
 
@@ -110,6 +111,17 @@ class ServiceStatus:
         return f"{how}; {self.detail}" if self.detail else how
 
 
+def is_stopped(status: ServiceStatus) -> bool:
+    """Whether nothing of the service runs any more (a unit that failed has stopped too)."""
+    return status.state in (ServiceState.INACTIVE, ServiceState.FAILED)
+
+
+def kill_needed(status_at_deadline: ServiceStatus) -> bool:
+    """After a stop that did not finish within the service's stop timeout: SIGKILL unless the
+    unit stopped just as the deadline passed."""
+    return not is_stopped(status_at_deadline)
+
+
 def signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -152,6 +164,9 @@ SHOW_PROPERTIES = (
     "ExecMainCode",
     "ExecMainStatus",
 )
+
+# How often a killed unit's state is read while waiting for it to stop.
+KILL_POLL_SECONDS = 0.1
 
 # ExecMainCode holds a waitid() si_code: CLD_EXITED, CLD_KILLED, CLD_DUMPED.
 CLD_EXITED, CLD_KILLED, CLD_DUMPED = 1, 2, 3
@@ -228,19 +243,42 @@ def validate_unit(unit: str) -> str:
 class SystemdBackend:
     """Services run as systemd units, through ``systemctl`` argument lists.
 
-    `units` maps each service name (its identity in status) to its unit. Its tests drive the
-    systemd of a booted lab node (tests/lab/test_services.py) and parse recorded
-    ``systemctl show`` output (tests/unit).
+    `units` maps each service name (its identity in status) to its unit. `start_timeouts` and
+    `stop_timeouts` give a service its own limits in seconds (spec.chain.services[]
+    .startTimeoutSeconds, .stopTimeoutSeconds); `timeout` bounds every other call, and a start
+    or stop without its own limit. A stop that overruns its own limit becomes ``systemctl
+    kill --signal=SIGKILL``, then a wait of at most `kill_wait` seconds for the unit to stop.
+    Its tests drive the systemd of a booted lab node (tests/lab/test_services.py) and a
+    stand-in ``systemctl`` that prints recorded ``systemctl show`` output (tests/unit).
     """
 
     units: Mapping[str, str] = field(default_factory=dict)
     systemctl: str = "systemctl"
     timeout: float = 90.0
+    start_timeouts: Mapping[str, float] = field(default_factory=dict)
+    stop_timeouts: Mapping[str, float] = field(default_factory=dict)
+    kill_wait: float = 5.0
 
     def __post_init__(self) -> None:
         for name, unit in self.units.items():
             validate_name(name)
             validate_unit(unit)
+        for kind, limits in (("start", self.start_timeouts), ("stop", self.stop_timeouts)):
+            for name, seconds in limits.items():
+                self.unit(name)
+                if seconds <= 0:
+                    raise DriverError(f"the {kind} timeout of service {name} must be positive, "
+                                      f"got {seconds}")
+
+    @classmethod
+    def for_services(cls, services: Sequence[ServiceSpec]) -> SystemdBackend:
+        """The backend of a cluster's services, with the timeouts their specs set."""
+        return cls(
+            units={s.name: s.unit for s in services},
+            start_timeouts={s.name: s.start_timeout_seconds for s in services},
+            stop_timeouts={s.name: s.stop_timeout_seconds for s in services
+                           if s.stop_timeout_seconds is not None},
+        )
 
     def unit(self, name: str) -> str:
         try:
@@ -250,12 +288,16 @@ class SystemdBackend:
 
     def argv(self, verb: str, unit: str, *extra: str) -> list[str]:
         """The systemctl command for `verb` on `unit` (validated; never a shell string)."""
-        if verb not in ("start", "stop", "is-active", "reset-failed", "show"):
+        if verb not in ("start", "stop", "kill", "is-active", "reset-failed", "show"):
             raise DriverError(f"unsupported systemctl verb {verb!r}")
         return [self.systemctl, "--no-ask-password", verb, *extra, "--", validate_unit(unit)]
 
     def show_argv(self, unit: str) -> list[str]:
         return self.argv("show", unit, "--property=" + ",".join(SHOW_PROPERTIES))
+
+    def kill_argv(self, unit: str) -> list[str]:
+        """SIGKILL to every process of the unit (systemctl kill's default: the whole cgroup)."""
+        return self.argv("kill", unit, "--signal=SIGKILL")
 
     def status(self, name: str) -> ServiceStatus:
         proc = run(self.show_argv(self.unit(name)), timeout=self.timeout)
@@ -271,8 +313,13 @@ class SystemdBackend:
         before = self.status(name)
         if before.active:
             return Outcome(False, f"{name} ({unit}) already active")
+        limit = self.start_timeouts.get(name, self.timeout)
         try:
-            run(self.argv("start", unit), timeout=self.timeout)
+            run(self.argv("start", unit), timeout=limit)
+        except CommandTimeout as exc:
+            after = self.status(name)
+            raise ServiceError(name, f"start of {unit} did not finish within {limit:g}s: "
+                                     f"{after.describe()}", after) from exc
         except CommandError as exc:
             after = self.status(name)
             raise ServiceError(name, f"start of {unit} failed: {after.describe()}: {exc}",
@@ -280,15 +327,43 @@ class SystemdBackend:
         return Outcome(True, f"started {name} ({unit})")
 
     def stop(self, name: str) -> Outcome:
+        """Stop the service; past its own stop timeout (if it has one), kill it with SIGKILL."""
         unit = self.unit(name)
         before = self.status(name)
-        if before.state in (ServiceState.INACTIVE, ServiceState.FAILED):
+        if is_stopped(before):
             return Outcome(False, f"{name} ({unit}) already {before.state.value}")
+        limit = self.stop_timeouts.get(name)
         try:
-            run(self.argv("stop", unit), timeout=self.timeout)
+            run(self.argv("stop", unit), timeout=self.timeout if limit is None else limit)
+        except CommandTimeout as exc:
+            if limit is None:
+                raise ServiceError(name, f"stop of {unit} did not finish within {self.timeout:g}s",
+                                   self.status(name)) from exc
+            return self._kill(name, unit, limit)
         except CommandError as exc:
             raise ServiceError(name, f"stop of {unit} failed: {exc}", self.status(name)) from exc
         return Outcome(True, f"stopped {name} ({unit})")
+
+    def _kill(self, name: str, unit: str, limit: float) -> Outcome:
+        """The stop overran `limit`: SIGKILL the unit's processes and wait, boundedly, for it."""
+        if not kill_needed(self.status(name)):
+            return Outcome(True, f"stopped {name} ({unit})")
+        run(self.kill_argv(unit), timeout=self.kill_wait)
+        after = self._wait_stopped(name)
+        if not is_stopped(after):
+            raise ServiceError(name, f"{unit} did not stop within {limit:g}s, nor within "
+                                     f"{self.kill_wait:g}s of SIGKILL: {after.describe()}", after)
+        return Outcome(True, f"killed {name} ({unit}) with SIGKILL: it did not stop within "
+                             f"{limit:g}s")
+
+    def _wait_stopped(self, name: str) -> ServiceStatus:
+        """The service's status once it stopped, or at the end of `kill_wait` seconds."""
+        deadline = time.monotonic() + self.kill_wait
+        while True:
+            status = self.status(name)
+            if is_stopped(status) or time.monotonic() >= deadline:
+                return status
+            time.sleep(KILL_POLL_SECONDS)
 
     def reset_failed(self, name: str) -> Outcome:
         unit = self.unit(name)
