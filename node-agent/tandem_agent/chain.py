@@ -24,7 +24,7 @@ from tandem.api.hacluster import HAClusterSpec, PostgresSpec, ServiceSpec, unit_
 from tandem.api.hacluster import MonitorSettings as MonitorSpec
 from tandem_agent.core import ChainState, MonitorSettings
 from tandem_agent.credentials import CredentialsError
-from tandem_agent.drivers import addresses, mounts
+from tandem_agent.drivers import addresses, mounts, probes
 from tandem_agent.drivers.base import DriverError, Outcome
 from tandem_agent.drivers.drbd import ResourceStatus
 from tandem_agent.drivers.postgres import Postgres, PostgresConfig
@@ -372,6 +372,13 @@ class ChainRunner:
             found.append(Monitored("PostgreSQL", "postgresql", "PostgreSQL",
                                    _settings(spec.chain.postgres.monitor),
                                    self._postgres_problem, self._postgres_repair))
+        for service in runnable(spec.chain.services):
+            check = service.health_check
+            if check is None or service.run_on != "Primary":
+                continue
+            found.append(Monitored("Service", service.name, f"service {service.name}",
+                                   _settings(check), _bind(probes.health_problem, check),
+                                   _bind(self.restart, service.name)))
         return found
 
     def _addresses_problem(self, fip: FloatingIPSpec) -> str | None:
