@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import psycopg
 
+from tandem.lab import member_faults
 from tandem.lab.cluster import LAB_SAMPLES, LabCluster
 from tandem.lab.harness import (
     Client,
@@ -73,6 +74,15 @@ KINDS: dict[str, tuple[int, tuple[float, float]]] = {
     "operator-kill": (13, (2.0, 10.0)),
     "cordon": (14, (0.0, 0.0)),
     "hung-demotion": (15, (0.0, 0.0)),
+    # A member of the primary's chain broken behind its agent (tandem.lab.member_faults):
+    # repaired in place, or a failover once restartLimit is used up. The hangs hold until
+    # their repair has surely run.
+    "postgres-kill": (16, (0.0, 0.0)),
+    "postgres-hang": (17, (8.0, 12.0)),
+    "vip-delete": (18, (0.0, 0.0)),
+    "mount-lost": (19, (0.0, 0.0)),
+    "drbd-demote": (20, (0.0, 0.0)),
+    "service-hang": (21, (8.0, 12.0)),
 }
 
 
@@ -129,6 +139,7 @@ class Chaos:
             "operator-kill": self._operator_kill, "cordon": self._cordon,
             "hung-demotion": self._hung_demotion,
         }
+        self.faults.update({kind: self._member_fault for kind in member_faults.MEMBERS})
 
     # --- the run ---------------------------------------------------------------------------
     def run(self, duration: float, kinds: tuple[str, ...] = tuple(KINDS)) -> None:
@@ -323,6 +334,13 @@ class Chaos:
 
     def _switchover_status(self) -> dict[str, Any]:
         return switchover_status(self.lab, NAME)
+
+    def _member_fault(self, node: str, step: Step) -> None:
+        heal = member_faults.inject(self.lab, node, step.kind)
+        try:
+            time.sleep(step.hold)
+        finally:
+            heal()
 
     def _hung_demotion(self, node: str, step: Step) -> None:
         fences = len(self.lab.fences(node))

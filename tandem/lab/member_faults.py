@@ -1,0 +1,102 @@
+"""Faults that break one member of the primary's chain behind its agent's back.
+
+The agent must notice each within a monitor period plus timeout and repair it in place
+(issue 12). The e2e tests, `tandem chaos` and `tandem bench repair` inject them from here, so
+the three break things the same way. Each injector returns a heal: the harness calls it once
+the fault has done its work (a stopped process is let go again; most need nothing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from tandem.lab.cluster import LabCluster
+from tandem.lab.drbdsim import control
+
+# Where the lab's agents keep the DRBD stand-in's state (tandem.lab.cluster's agent flags).
+DRBD_STATE = Path("/var/lib/tandem-lab/drbd")
+MAIL_MOUNT = "/srv/mail"
+MAIL_VOLUME = "mail-store"
+HTTP_UNIT = "lab-echo@8080.service"
+Heal = Callable[[], None]
+
+# fault kind -> the member it breaks, as status.nodes[].resources names it (kind, name)
+MEMBERS: dict[str, tuple[str, str]] = {
+    "postgres-kill": ("PostgreSQL", "postgresql"),
+    "postgres-hang": ("PostgreSQL", "postgresql"),
+    "vip-delete": ("FloatingIP", "mail-vips"),
+    "mount-lost": ("Mount", MAIL_MOUNT),
+    "drbd-demote": ("Volume", MAIL_VOLUME),
+    "service-hang": ("Service", "http"),
+}
+
+
+def inject(lab: LabCluster, node: str, kind: str) -> Heal:
+    """Break the member `kind` names on `node`; return how to let go of the fault."""
+    injectors: dict[str, Callable[[LabCluster, str], Heal]] = {
+        "postgres-kill": kill_postmaster, "postgres-hang": hang_postgres,
+        "vip-delete": delete_floating_ip, "mount-lost": unmount_data,
+        "drbd-demote": demote_drbd, "service-hang": hang_service,
+    }
+    return injectors[kind](lab, node)
+
+
+def kill_postmaster(lab: LabCluster, node: str) -> Heal:
+    lab.kill_postgres(node)
+    return _nothing
+
+
+def hang_postgres(lab: LabCluster, node: str) -> Heal:
+    """SIGSTOP the postmaster: it stays alive but accepts no connection."""
+    pid = lab.postgres_pid(node)
+    if pid is None:
+        raise RuntimeError(f"{node} runs no PostgreSQL to hang")
+    return _stop(pid)
+
+
+def hang_service(lab: LabCluster, node: str) -> Heal:
+    """SIGSTOP the http service: its unit stays active, only its health check can tell."""
+    return _stop(lab.main_pid(node, HTTP_UNIT))
+
+
+def delete_floating_ip(lab: LabCluster, node: str) -> Heal:
+    """`ip address del` of the first floating address, as a person at the console would."""
+    fip = next(d for d in lab.docs if d["kind"] == "FloatingIP")["spec"]
+    address = f"{fip['addresses'][0]['start']}/{fip['prefixLength']}"
+    lab.machine(node).exec(["ip", "address", "del", address, "dev", fip["interface"]])
+    return _nothing
+
+
+def unmount_data(lab: LabCluster, node: str) -> Heal:
+    """`umount --lazy` of the data mount: it vanishes from the mount table at once."""
+    lab.machine(node).exec(["umount", "--lazy", MAIL_MOUNT])
+    return _nothing
+
+
+def demote_drbd(lab: LabCluster, node: str) -> Heal:
+    drbdadm(lab, node, "secondary", MAIL_VOLUME)
+    return _nothing
+
+
+def drbdadm(lab: LabCluster, node: str, *args: str) -> str:
+    """drbdadm on `node`, driving the stand-in as the node's agent does."""
+    env = [f"{k}={v}" for k, v in control.lab_env(DRBD_STATE).items()]
+    return lab.machine(node).exec(["env", *env, "drbdadm", f"--drbdsetup={control.DRBDSETUP}",
+                                   *args]).stdout
+
+
+def _stop(pid: int) -> Heal:
+    os.kill(pid, signal.SIGSTOP)
+
+    def heal() -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+    return heal
+
+
+def _nothing() -> None:
+    return None
