@@ -1,10 +1,10 @@
 """The operator's pure core: one snapshot of an HACluster's world in, one decision out.
 
 `reconcile(snapshot)` returns the operator-owned part of the HACluster status (primary, epoch,
-conditions, lastFailover, switchover, observedGeneration), whether it differs from what is
-stored (`Decision.patch` is None when it does not: the steady state writes nothing), and the
-Events to post, each with a CamelCase reason and a message that gives the cause and, where
-there is one, the duration. `teardown(snapshot, ...)` decides when a deleted HACluster may
+conditions, lastFailover, switchover, announced, observedGeneration), whether it differs from
+what is stored (`Decision.patch` is None when it does not: the steady state writes nothing),
+and the Events to post, each with a CamelCase reason and a message that gives the cause and,
+where there is one, the duration. `teardown(snapshot, ...)` decides when a deleted HACluster may
 release its Lease and drop its finalizer. Nothing here does I/O or reads a clock: `now` is an
 input, so the same snapshot always gives the same decision.
 
@@ -26,10 +26,15 @@ from tandem.api.drbdvolume import DRBDVolume
 from tandem.api.floatingip import MAX_ADDRESSES, FloatingIP
 from tandem.api.hacluster import (
     NOT_SYNCHRONOUS,
+    Announced,
+    AnnouncedRecovery,
     FailoverRecord,
     HACluster,
+    HAClusterSpec,
     HAClusterStatus,
     NodeReport,
+    ResourceRef,
+    ResourceReport,
     Switchover,
 )
 
@@ -40,7 +45,8 @@ MIN_STALE_AFTER = timedelta(seconds=90)  # three of the agent's 30 s heartbeats
 STALE_AFTER_LEASE_DURATIONS = 10
 MESSAGE_LIMIT = 1024
 
-CONDITION_TYPES = ("Ready", "Replicating", "Degraded", "SplitBrain", "SwitchoverInProgress")
+CONDITION_TYPES = ("Ready", "Replicating", "Degraded", "SplitBrain", "SwitchoverInProgress",
+                   "ResourcesHealthy")
 
 # The one-word states shown in the STATUS column (the Ready condition's reason).
 PENDING = "Pending"
@@ -74,6 +80,16 @@ _WHY = {
     FOLLOW_DEPENDENCY: "following the HACluster it depends on",
 }
 INTERRUPTED = "Interrupted"
+
+# ResourcesHealthy: the agents' monitors of the primary's chain (status.nodes[].resources).
+RESOURCE_FAILED = "ResourceFailed"
+REPAIRING = "Repairing"
+NOT_CHECKED = "NotChecked"
+HEALTHY = "Healthy"
+_UNHEALTHY_STATES = ("Failing", "Failed", "Repairing")
+# A node's lastRecovery becomes one Event, its reason the action.
+_RECOVERY_EVENT_TYPES: dict[str, Literal["Normal", "Warning"]] = {
+    "Repaired": "Normal", "RepairFailed": "Warning", "SteppedDown": "Warning"}
 
 
 # --- inputs -------------------------------------------------------------------------------
@@ -959,6 +975,79 @@ def _transition_events(old: HAClusterStatus, new: Sequence[Condition], now: date
     return events
 
 
+# --- the primary's resources and the agents' repairs ------------------------------------------
+
+
+def _chain_has_members(spec: HAClusterSpec) -> bool:
+    chain = spec.chain
+    return bool(chain.volumes or chain.mounts or chain.bind_mounts or chain.floating_ips
+                or chain.postgres is not None or chain.services)
+
+
+def _said(r: ResourceReport) -> str:
+    return f"{r.kind} {r.name} {r.state}" + (f": {r.message}" if r.message else "")
+
+
+def _resources(v: _View, prev: Mapping[str, Condition],
+               before: Announced) -> tuple[Condition, list[ResourceRef], list[Event]]:
+    """ResourcesHealthy from the holder's report, the holder's resources that are not Healthy
+    (kept in status.announced.unhealthy), and a ResourceFailed Event for each one that was not
+    in the stored list: a resource becoming unhealthy is said once, across restarts too."""
+    s, holder = v.s, v.holder
+    kept = [r for r in before.unhealthy if r.node == holder]
+
+    def judged(status: Literal["True", "False", "Unknown"], reason: str, message: str) -> Condition:
+        return _condition(prev, "ResourcesHealthy", status, reason, message, s=s)
+
+    if holder is None:
+        return judged("Unknown", NO_PRIMARY, "no primary: nothing is monitored"), [], []
+    report = v.reports.get(holder)
+    if report is None or not v.fresh(report):
+        return judged("Unknown", NO_REPORT, f"{holder} holds the Lease but its report is missing "
+                      f"or older than {v.stale_after.total_seconds():.0f} s"), kept, []
+    if not v.current(report) or report.role != "Primary":
+        return judged("Unknown", PROMOTING, f"{holder} holds the Lease at epoch {v.epoch} and has "
+                      "not reported Primary yet: its monitors have not started"), kept, []
+    bad = [r for r in report.resources if r.state in _UNHEALTHY_STATES]
+    refs = [ResourceRef(node=holder, kind=r.kind, name=r.name) for r in bad]
+    known = set(before.unhealthy)
+    events = [Event("Warning", RESOURCE_FAILED, _clip(
+        f"{r.kind} {r.name} on {holder} is {r.state}" + (f": {r.message}" if r.message else "")))
+        for r, ref in zip(bad, refs, strict=True) if ref not in known]
+    if bad:
+        reason = REPAIRING if all(r.state == "Repairing" for r in bad) else RESOURCE_FAILED
+        return judged("False", reason, f"on {holder}: " + "; ".join(_said(r) for r in bad)), refs, events
+    unchecked = [r for r in report.resources if r.state != "Healthy"]
+    if unchecked:
+        return judged("Unknown", NOT_CHECKED, f"on {holder}: not checked yet: "
+                      + _names(f"{r.kind} {r.name}" for r in unchecked)), refs, events
+    if not report.resources and _chain_has_members(s.cluster.spec):
+        return judged("Unknown", NOT_CHECKED, f"{holder} reports no resource states yet"), refs, events
+    if not report.resources:
+        return judged("True", HEALTHY, "the chain has no members to monitor"), refs, events
+    return judged("True", HEALTHY, f"every monitored resource on {holder} is Healthy "
+                  f"({len(report.resources)})"), refs, events
+
+
+def _recoveries(v: _View, before: Announced) -> tuple[list[AnnouncedRecovery], list[Event]]:
+    """An Event for each node's lastRecovery not posted before (status.announced.recoveries
+    remembers the last one posted per node), reason = its action."""
+    posted = {r.node: r for r in before.recoveries}
+    members = {n.name for n in v.s.cluster.spec.nodes}
+    out = {node: mark for node, mark in posted.items() if node in members}
+    events = []
+    for name in sorted(v.reports):
+        rec = v.reports[name].last_recovery
+        if rec is None:
+            continue
+        mark = AnnouncedRecovery(node=name, time=rec.time, resource=rec.resource, action=rec.action)
+        if posted.get(name) != mark:
+            message = rec.message or f"{rec.kind} {rec.resource} on {name}: {rec.action}"
+            events.append(Event(_RECOVERY_EVENT_TYPES[rec.action], rec.action, _clip(message)))
+        out[name] = mark
+    return [out[n] for n in sorted(out)], events
+
+
 # --- the decision -------------------------------------------------------------------------
 
 
@@ -971,7 +1060,11 @@ def reconcile(s: Snapshot) -> Decision:
     _observe_lease(v, f)
     _advance_switchover(v, f)
     _new_switchover(v, f)
-    conditions = _conditions(v, f, invalid)
+    before = status.announced or Announced()
+    resources, unhealthy, resource_events = _resources(
+        v, {c.type: c for c in status.conditions}, before)
+    recoveries, recovery_events = _recoveries(v, before)
+    conditions = [*_conditions(v, f, invalid), resources]
     desired = HAClusterStatus(
         observed_generation=s.generation,
         primary=v.holder,
@@ -979,8 +1072,11 @@ def reconcile(s: Snapshot) -> Decision:
         conditions=conditions,
         last_failover=f.last_failover,
         switchover=f.switchover,
+        announced=Announced(recoveries=recoveries, unhealthy=unhealthy)
+        if recoveries or unhealthy else None,
     )
-    events = f.events + _transition_events(status, conditions, s.now)
+    events = [*f.events, *_transition_events(status, conditions, s.now), *resource_events,
+              *recovery_events]
     wanted = owned_fields(desired)
     patch = None if wanted == owned_fields(status) else wanted
     ready = conditions[0]

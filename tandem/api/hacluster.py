@@ -475,11 +475,16 @@ class PostgresReport(Model):
     lag_seconds: Annotated[int, Field(ge=0)] | None = None
 
 
+ResourceKind = Literal["Volume", "Mount", "BindMount", "FloatingIP", "PostgreSQL", "Service"]
+ResourceName = Annotated[str, Field(min_length=1, max_length=255)]
+RecoveryAction = Literal["Repaired", "RepairFailed", "SteppedDown"]
+
+
 class ResourceReport(Model):
     """One member of the chain as this node's monitor last saw it (crm_mon's view)."""
 
-    name: Annotated[str, Field(min_length=1, max_length=255)]
-    kind: Literal["Volume", "Mount", "BindMount", "FloatingIP", "PostgreSQL", "Service"]
+    name: ResourceName
+    kind: ResourceKind
     state: Literal["Healthy", "Failing", "Failed", "Repairing", "Unknown"] = "Unknown"
     consecutive_failures: Annotated[int, Field(ge=0)] = 0
     last_check_time: datetime | None = None
@@ -492,9 +497,9 @@ class Recovery(Model):
     """The last repair in place (or step-down) this node's agent did, for Events."""
 
     time: datetime
-    resource: Annotated[str, Field(min_length=1, max_length=255)]
-    kind: Literal["Volume", "Mount", "BindMount", "FloatingIP", "PostgreSQL", "Service"]
-    action: Literal["Repaired", "RepairFailed", "SteppedDown"]
+    resource: ResourceName
+    kind: ResourceKind
+    action: RecoveryAction
     message: Message
 
 
@@ -555,6 +560,43 @@ class Switchover(Model):
     requested_at: datetime
 
 
+class ResourceRef(Model):
+    node: NodeName
+    kind: ResourceKind
+    name: ResourceName
+
+
+class AnnouncedRecovery(Model):
+    """A node's status.nodes[].lastRecovery the operator has posted as an Event."""
+
+    node: NodeName
+    time: datetime
+    resource: ResourceName
+    action: RecoveryAction
+
+
+class Announced(Model):
+    """What the operator has already posted as Events about the agents' monitors.
+
+    Written by the operator only, so neither its restart nor a second reconcile posts anything twice.
+    """
+
+    recoveries: Annotated[
+        list[AnnouncedRecovery],
+        Field(
+            max_length=5,
+            description="Per node, the lastRecovery last posted (Event reason = its action).",
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["node"],
+            },
+        ),
+    ] = []
+    unhealthy: Annotated[list[ResourceRef], Field(max_length=96)] = Field(
+        default=[], description="The primary's resources not Healthy (Failing, Failed or "
+        "Repairing) at the last reconcile; one that joins posts a ResourceFailed Event.")
+
+
 class HAClusterStatus(Model):
     observed_generation: Annotated[int, Field(ge=0)] | None = None
     primary: NodeName | None = None
@@ -572,6 +614,7 @@ class HAClusterStatus(Model):
     conditions: Conditions = []
     last_failover: FailoverRecord | None = None
     switchover: Switchover | None = None
+    announced: Announced | None = None
 
 
 class HACluster(Model):

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tandem.api.hacluster import HAClusterSpec, stop_budget_problem
 from tests.conftest import Kubectl
 
 pytestmark = pytest.mark.apiserver
@@ -79,6 +80,25 @@ def _set(path: str, value: Any) -> Mutation:
         else:
             node[last] = value
     return mutate
+
+
+def _all(*mutations: Mutation) -> Mutation:
+    def mutate(doc: dict[str, Any]) -> None:
+        for m in mutations:
+            m(doc)
+    return mutate
+
+
+# Issue 12. Leases with room for a 10 s tear-down:
+# (1800 + 10000 + 200 + 200) * 1000 < 15000 * (1000 - 10).
+ROOMY_LEASES = {"leaseDurationMs": 15000, "renewIntervalMs": 1200, "renewDeadlineMs": 1800,
+                "demotionTimeoutMs": 10000}
+STOP_BUDGET = ["spec.chain", "add up to more than spec.leases.demotionTimeoutMs",
+               "lower them or raise demotionTimeoutMs"]
+
+
+def _health_check(service: int, check: dict[str, Any]) -> Mutation:
+    return _set(f"spec.chain.services.{service}.healthCheck", check)
 
 
 # A disk that passes drbdadm dump when written unescaped and adds a handler drbdadm runs as root.
@@ -174,6 +194,43 @@ BAD: list[tuple[str, tuple[str, str], Mutation, list[str]]] = [
     ("mount-option-list-in-one", ("HACluster", "mail"),
      _set("spec.chain.mounts.0.options", ["noatime,exec"]),
      ["spec.chain.mounts[0].options[0]", "one mount option"]),
+    # Issue 12: explicit stop timeouts must fit the tear-down's budget; health checks.
+    ("service-stop-timeout-over-the-default-budget", ("HACluster", "mail"),
+     _set("spec.chain.services.0.stopTimeoutSeconds", 1), STOP_BUDGET),
+    ("service-and-postgres-stop-timeouts-over-the-budget", ("HACluster", "mail"),
+     _all(_set("spec.leases", ROOMY_LEASES), _set("spec.chain.services.0.stopTimeoutSeconds", 5),
+          _set("spec.chain.postgres.stopTimeoutSeconds", 6)), STOP_BUDGET),
+    ("postgres-stop-timeout-alone-over-the-budget", ("HACluster", "mail"),
+     _set("spec.chain.postgres.stopTimeoutSeconds", 1), STOP_BUDGET),
+    ("service-stop-timeouts-without-postgres-over-the-budget", ("HACluster", "groupware"),
+     _all(_set("spec.leases", ROOMY_LEASES), _set("spec.chain.services.0.stopTimeoutSeconds", 6),
+          _set("spec.chain.services.1.stopTimeoutSeconds", 5)), STOP_BUDGET),
+    ("health-check-without-a-probe", ("HACluster", "mail"),
+     _health_check(0, {"periodSeconds": 5}),
+     ["spec.chain.services[0].healthCheck", "must set exactly one of exec, tcp or http"]),
+    ("health-check-with-two-probes", ("HACluster", "mail"),
+     _health_check(1, {"exec": {"command": ["/usr/bin/doveadm", "who"]}, "tcp": {"port": 143}}),
+     ["spec.chain.services[1].healthCheck", "must set exactly one of exec, tcp or http"]),
+    ("health-check-with-every-probe", ("HACluster", "mail"),
+     _health_check(0, {"exec": {"command": ["/bin/true"]}, "tcp": {"port": 25},
+                       "http": {"url": "http://127.0.0.1:11334/ping"}}),
+     ["spec.chain.services[0].healthCheck", "must set exactly one of exec, tcp or http"]),
+    ("exec-health-check-as-root", ("HACluster", "mail"),
+     _health_check(0, {"exec": {"command": ["/usr/sbin/postfix", "status"], "user": "root"}}),
+     ["spec.chain.services[0].healthCheck.exec.user", "must be a login name", "not root"]),
+    ("exec-health-check-user-with-shell-characters", ("HACluster", "mail"),
+     _health_check(0, {"exec": {"command": ["/bin/true"], "user": "nobody;id"}}),
+     ["spec.chain.services[0].healthCheck.exec.user", "must be a login name"]),
+    ("http-health-check-with-credentials", ("HACluster", "mail"),
+     _health_check(2, {"http": {"url": "http://admin:secret@127.0.0.1:11334/ping"}}),
+     ["spec.chain.services[2].healthCheck.http.url", "must be a plain http:// URL",
+      "no credentials"]),
+    ("https-health-check", ("HACluster", "mail"),
+     _health_check(2, {"http": {"url": "https://127.0.0.1:11334/ping"}}),
+     ["spec.chain.services[2].healthCheck.http.url", "must be a plain http:// URL"]),
+    ("http-health-check-with-a-quote", ("HACluster", "mail"),
+     _health_check(2, {"http": {"url": "http://127.0.0.1/ping' -o /etc/passwd"}}),
+     ["spec.chain.services[2].healthCheck.http.url", "must be a plain http:// URL"]),
 ]
 
 
@@ -189,6 +246,67 @@ def test_bad_spec_is_refused_naming_the_field(
     assert code != 0, f"accepted a bad {obj[0]}"
     for fragment in expected:
         assert fragment in stderr, f"{fragment!r} missing from: {stderr}"
+
+
+# Issue 12: the good counterparts, each checked in what the API server stored.
+GOOD: list[tuple[str, tuple[str, str], Mutation, Callable[[dict[str, Any]], bool]]] = [
+    ("stop-timeouts-exactly-filling-the-budget", ("HACluster", "mail"),
+     _all(_set("spec.leases", ROOMY_LEASES), _set("spec.chain.services.0.stopTimeoutSeconds", 5),
+          _set("spec.chain.postgres.stopTimeoutSeconds", 5)),
+     lambda spec: spec["chain"]["postgres"]["stopTimeoutSeconds"] == 5),
+    ("stop-timeouts-without-postgres-within-the-budget", ("HACluster", "groupware"),
+     _all(_set("spec.leases", ROOMY_LEASES), _set("spec.chain.services.0.stopTimeoutSeconds", 4),
+          _set("spec.chain.services.1.stopTimeoutSeconds", 6)),
+     lambda spec: spec["chain"]["services"][1]["stopTimeoutSeconds"] == 6),
+    ("no-stop-timeouts-leave-the-budget-to-the-demotion", ("HACluster", "mail"),
+     lambda doc: None, lambda spec: "stopTimeoutSeconds" not in spec["chain"]["postgres"]),
+    ("exec-health-check-runs-as-nobody-by-default", ("HACluster", "mail"),
+     _health_check(0, {"exec": {"command": ["/usr/sbin/postfix", "status"]}}),
+     lambda spec: spec["chain"]["services"][0]["healthCheck"]["exec"]["user"] == "nobody"
+     and spec["chain"]["services"][0]["healthCheck"]["failureThreshold"] == 3),
+    ("exec-health-check-as-a-service-user", ("HACluster", "mail"),
+     _health_check(1, {"exec": {"command": ["/usr/bin/doveadm", "who"], "user": "dovecot"}}),
+     lambda spec: spec["chain"]["services"][1]["healthCheck"]["exec"]["user"] == "dovecot"),
+    ("tcp-health-check", ("HACluster", "mail"),
+     _health_check(0, {"tcp": {"port": 25}, "periodSeconds": 5}),
+     lambda spec: spec["chain"]["services"][0]["healthCheck"]["tcp"] == {"host": "127.0.0.1", "port": 25}),
+    ("http-health-check", ("HACluster", "mail"),
+     _health_check(2, {"http": {"url": "http://[::1]:11334/ping?full=1"}}),
+     lambda spec: spec["chain"]["services"][2]["healthCheck"]["http"]["expectedStatus"] == 200),
+]
+
+
+@pytest.mark.parametrize(
+    ("obj", "mutate", "stored_ok"), [(o, m, c) for _, o, m, c in GOOD], ids=[g[0] for g in GOOD]
+)
+def test_good_spec_is_accepted(
+    api: Kubectl, obj: tuple[str, str], mutate: Mutation, stored_ok: Callable[[dict[str, Any]], bool]
+) -> None:
+    doc = sample(*obj)
+    mutate(doc)
+    doc["metadata"]["namespace"] = NAMESPACE
+    doc["metadata"]["name"] = f"good-{next(_names)}"
+    proc = api.run(["apply", "-f", "-"], stdin=yaml.safe_dump(doc), check=False)
+    assert proc.returncode == 0, proc.stderr
+    stored = api.json(["get", obj[0].lower(), doc["metadata"]["name"], "-n", NAMESPACE])
+    assert stored_ok(stored["spec"]), stored["spec"]
+
+
+STOP_BUDGET_CASES = [(n, o, m) for n, o, m, e in BAD if e is STOP_BUDGET] + [
+    (n, o, m) for n, o, m, _ in GOOD if n.startswith(("stop-", "no-stop-"))]
+
+
+@pytest.mark.parametrize(("name", "obj", "mutate"), STOP_BUDGET_CASES, ids=[c[0] for c in STOP_BUDGET_CASES])
+def test_the_agents_stop_budget_check_agrees_with_the_api_server(
+    name: str, obj: tuple[str, str], mutate: Mutation
+) -> None:
+    """stop_budget_problem (the agent's copy of STOP_BUDGET_CEL) refuses exactly what the API
+    server refuses above."""
+    doc = sample(*obj)
+    mutate(doc)
+    problem = stop_budget_problem(HAClusterSpec.model_validate(doc["spec"]))
+    refused = any(n == name for n, *_ in BAD)
+    assert (problem is not None) == refused, problem
 
 
 HOSTILE_UPDATES = ("drbd-disk-adds-a-handler", "replication-user-with-space")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tandem_operator import core
+from tandem_operator.kube import Kube as OperatorKube
+from tandem_operator.kube import load_client, parse_cluster
 from tests.conftest import Kubectl
 
 pytestmark = pytest.mark.apiserver
@@ -121,3 +125,57 @@ def test_deploy_base_applies_to_the_real_api_server(crds_installed: Kubectl) -> 
         rules = crds_installed.json(["get", kind, name])["rules"]
         for rule in rules:
             assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
+
+
+def test_the_operators_status_with_announced_repairs_round_trips(api: Kubectl) -> None:
+    """The agents' resources and lastRecovery and the operator's status.announced pass the real
+    API server's schema, and what it stores decides the same again: no second write, no
+    Event posted twice."""
+    ns = f"{NAMESPACE}-announced"
+    api.run(["create", "namespace", ns])
+    docs = [d for d in yaml.safe_load_all((REPO / "deploy/samples/mail.yaml").read_text()) if d]
+    for doc in docs:
+        doc["metadata"]["namespace"] = ns
+    api.run(["apply", "-f", "-"], stdin=yaml.safe_dump_all(docs))
+    now = dt.datetime(2026, 11, 22, 3, 0, 5, tzinfo=dt.UTC)
+    drbd = {"name": "mail-store", "diskState": "UpToDate", "connectionState": "Connected",
+            "replicationState": "Established"}
+    nodes = [
+        {"name": "mail1", "role": "Primary", "epoch": 7, "heartbeatTime": "2026-11-22T03:00:04Z",
+         "drbd": [{**drbd, "role": "Primary"}], "postgres": {"role": "Primary"},
+         "resources": [
+             {"name": "mail-store", "kind": "Volume", "state": "Healthy"},
+             {"name": "postgres", "kind": "PostgreSQL", "state": "Failing", "consecutiveFailures": 2,
+              "lastCheckTime": "2026-11-22T03:00:04.5Z", "message": "no answer within 2 s"}],
+         "lastRecovery": {"time": "2026-11-22T03:00:01.25Z", "resource": "postfix", "kind": "Service",
+                          "action": "Repaired",
+                          "message": "postfix on mail1 failed; restarted in place (1 of 3)"}},
+        {"name": "mail2", "role": "Standby", "epoch": 7, "heartbeatTime": "2026-11-22T03:00:04Z",
+         "drbd": [{**drbd, "role": "Secondary"}], "postgres": {"role": "Standby", "lagSeconds": 0},
+         "eligible": True},
+    ]
+    api.run(["patch", "hac/mail", "-n", ns, "--subresource=status", "--type=merge",
+             "-p", json.dumps({"status": {"nodes": nodes}})])
+    kube = OperatorKube(load_client(str(api.kubeconfig)))
+
+    def snapshot() -> core.Snapshot:
+        body = kube.get_cluster(ns, "mail")
+        assert body is not None
+        return core.Snapshot(
+            name="mail", namespace=ns, generation=int(body["metadata"]["generation"]),
+            cluster=parse_cluster(body), lease=core.LeaseState("mail1", 7, now, now, 3), now=now,
+            volumes=kube.volumes(ns), floating_ips=kube.floating_ips(ns), clusters=kube.clusters(ns))
+
+    first = core.reconcile(snapshot())
+    assert first.patch is not None and "announced" in first.patch
+    assert [(e.reason, e.type) for e in first.events][-2:] == [("ResourceFailed", "Warning"),
+                                                               ("Repaired", "Normal")]
+    kube.apply_status(ns, "mail", first.patch)
+    stored = api.json(["get", "hac/mail", "-n", ns])["status"]
+    assert stored["announced"]["recoveries"][0]["node"] == "mail1"
+    assert stored["announced"]["unhealthy"] == [{"node": "mail1", "kind": "PostgreSQL", "name": "postgres"}]
+    healthy = next(c for c in stored["conditions"] if c["type"] == "ResourcesHealthy")
+    assert (healthy["status"], healthy["reason"]) == ("False", "ResourceFailed")
+    assert len(stored["nodes"]) == 2, "the operator's apply leaves the agents' entries alone"
+    again = core.reconcile(snapshot())
+    assert again.patch is None and again.events == ()

@@ -365,6 +365,167 @@ def test_history_keeps_the_last_renewal_of_each_epoch_and_notices_a_release() ->
     assert core.remember(h, LeaseState(None, 0)) == {}, "a recreated Lease starts a new history"
 
 
+# --- the primary's resources and the agents' repairs (issue 12) -----------------------------
+
+
+def resource(kind: str, name: str, state: str = "Healthy", message: str = "") -> dict[str, Any]:
+    return {"kind": kind, "name": name, "state": state, "message": message,
+            "consecutiveFailures": 0 if state == "Healthy" else 3}
+
+
+CHAIN = (resource("Volume", "data"), resource("FloatingIP", "vip"), resource("PostgreSQL", "postgres"))
+
+
+def recovery(action: str, at: datetime, message: str, resource: str = "postgres",
+             kind: str = "PostgreSQL") -> dict[str, Any]:
+    return {"time": iso(at), "resource": resource, "kind": kind, "action": action, "message": message}
+
+
+def monitored(*resources: dict[str, Any], recovered: dict[str, Any] | None = None,
+              standby_recovered: dict[str, Any] | None = None, **kw: Any) -> tuple[dict[str, Any], ...]:
+    primary = {**report("n1", "Primary", **kw), "resources": list(resources or CHAIN)}
+    standby = report("n2")
+    if recovered is not None:
+        primary["lastRecovery"] = recovered
+    if standby_recovered is not None:
+        standby["lastRecovery"] = standby_recovered
+    return primary, standby
+
+
+def test_resources_healthy_when_every_resource_of_the_primary_is() -> None:
+    s = snap(cluster(*monitored()))
+    d = core.reconcile(s)
+    assert cond(d, "ResourcesHealthy") == (
+        "True", "Healthy", "every monitored resource on n1 is Healthy (3)")
+    assert d.status.announced is None and "announced" not in (d.patch or {})
+    again = core.reconcile(settle(s))
+    assert again.patch is None and again.events == ()
+
+
+def test_unhealthy_resources_are_named_with_kind_state_and_message() -> None:
+    pg = resource("PostgreSQL", "postgres", "Failed", "no answer within 2 s (3 checks)")
+    postfix = resource("Service", "postfix", "Repairing", "restarting postfix.service (1 of 3)")
+    d = core.reconcile(snap(cluster(*monitored(*CHAIN[:2], pg, postfix))))
+    assert cond(d, "ResourcesHealthy") == (
+        "False", "ResourceFailed", "on n1: PostgreSQL postgres Failed: no answer within 2 s "
+        "(3 checks); Service postfix Repairing: restarting postfix.service (1 of 3)")
+    assert cond(d, "Ready")[:2] == ("True", "Replicating"), "Ready keeps its meaning"
+    only_repairing = core.reconcile(snap(cluster(*monitored(*CHAIN, postfix))))
+    assert cond(only_repairing, "ResourcesHealthy")[:2] == ("False", "Repairing")
+
+
+@pytest.mark.parametrize(("reports", "lease", "reason"), [
+    (monitored(), LeaseState(None, 1, NOW, NOW, 3), "NoPrimary"),
+    (monitored(age=300), HELD, "NoReport"),
+    (monitored(epoch=0), HELD, "Promoting"),
+    (monitored(resource("Volume", "data"), resource("PostgreSQL", "postgres", "Unknown")), HELD,
+     "NotChecked"),
+    ((report("n1", "Primary"), report("n2")), HELD, "NotChecked"),
+])
+def test_resources_healthy_is_unknown_without_a_judgeable_primary(
+        reports: tuple[dict[str, Any], ...], lease: LeaseState, reason: str) -> None:
+    d = core.reconcile(snap(cluster(*reports), lease))
+    assert cond(d, "ResourcesHealthy")[:2] == ("Unknown", reason)
+    assert "ResourceFailed" not in reasons(d)
+
+
+def test_an_empty_chain_has_healthy_resources() -> None:
+    c = cluster(report("n1", "Primary", pg_role="Stopped"), report("n2", pg_role="Stopped"),
+                chain={})
+    d = core.reconcile(snap(c))
+    assert cond(d, "ResourcesHealthy")[:2] == ("True", "Healthy")
+
+
+def test_a_resource_becoming_unhealthy_is_a_warning_once() -> None:
+    s = settle(snap(cluster(*monitored())))
+    failing = resource("PostgreSQL", "postgres", "Failing", "no answer within 2 s")
+    s = with_reports(s, *monitored(*CHAIN[:2], failing))
+    d = core.reconcile(s)
+    assert [(e.type, e.reason, e.message) for e in d.events] == [
+        ("Warning", "ResourceFailed", "PostgreSQL postgres on n1 is Failing: no answer within 2 s")]
+    assert d.status.announced is not None
+    assert [(r.node, r.kind, r.name) for r in d.status.announced.unhealthy] == [
+        ("n1", "PostgreSQL", "postgres")]
+    # Failing -> Repairing, the next reconcile and an operator restart (history lost) say nothing new
+    s = with_reports(settle(s), *monitored(*CHAIN[:2], {**failing, "state": "Repairing"}))
+    assert "ResourceFailed" not in reasons(core.reconcile(s))
+    s = settle(s, history={})
+    assert "ResourceFailed" not in reasons(core.reconcile(s))
+    # a second resource failing is said on its own
+    vip = resource("FloatingIP", "vip", "Failed", "198.18.0.7 missing on mgmt")
+    s = with_reports(s, *monitored(CHAIN[0], vip, {**failing, "state": "Repairing"}))
+    d = core.reconcile(s)
+    assert [e.message for e in d.events if e.reason == "ResourceFailed"] == [
+        "FloatingIP vip on n1 is Failed: 198.18.0.7 missing on mgmt"]
+    # healthy again, then failing again: a new transition, a new Warning
+    s = with_reports(settle(s), *monitored())
+    d = core.reconcile(s)
+    assert "ResourceFailed" not in reasons(d) and d.status.announced is None
+    assert d.patch is not None and "announced" not in d.patch
+    s = with_reports(settle(s), *monitored(*CHAIN[:2], failing))
+    assert reasons(core.reconcile(s)).count("ResourceFailed") == 1
+
+
+def test_a_stale_report_does_not_forget_what_was_said() -> None:
+    failing = resource("PostgreSQL", "postgres", "Failed", "down")
+    s = settle(snap(cluster(*monitored(*CHAIN[:2], failing))))
+    s = with_reports(settle(s), *monitored(*CHAIN[:2], failing, age=300))
+    d = core.reconcile(s)
+    assert cond(d, "ResourcesHealthy")[:2] == ("Unknown", "NoReport")
+    assert d.status.announced is not None and len(d.status.announced.unhealthy) == 1
+    s = with_reports(settle(s), *monitored(*CHAIN[:2], failing))
+    assert "ResourceFailed" not in reasons(core.reconcile(s)), "the same failure, said already"
+
+
+REPAIRED = recovery("Repaired", NOW - timedelta(seconds=3),
+                    "PostgreSQL on n1 stopped answering (3 checks, 1.5 s); restarted in place (1 of 3)")
+
+
+def test_a_new_recovery_is_one_event_and_a_repeat_reconcile_or_restart_posts_none() -> None:
+    s = settle(snap(cluster(*monitored())))
+    s = with_reports(s, *monitored(recovered=REPAIRED))
+    d = core.reconcile(s)
+    assert [(e.type, e.reason, e.message) for e in d.events] == [("Normal", "Repaired", REPAIRED["message"])]
+    assert d.patch is not None and d.patch["announced"]["recoveries"] == [
+        {"node": "n1", "time": REPAIRED["time"], "resource": "postgres", "action": "Repaired"}]
+    again = settle(s)
+    d = core.reconcile(again)
+    assert d.events == () and d.patch is None
+    assert core.reconcile(settle(again, history={})).events == (), "an operator restart"
+
+
+@pytest.mark.parametrize(("action", "type_"), [
+    ("Repaired", "Normal"), ("RepairFailed", "Warning"), ("SteppedDown", "Warning")])
+def test_each_recovery_action_is_its_own_reason(action: str, type_: str) -> None:
+    rec = recovery(action, NOW, f"postfix on n1: {action}", "postfix", "Service")
+    d = core.reconcile(snap(cluster(*monitored(recovered=rec))))
+    assert [(e.type, e.reason, e.message) for e in d.events if e.reason == action] == [
+        (type_, action, f"postfix on n1: {action}")]
+
+
+def test_recoveries_of_every_node_are_posted_and_remembered_per_node() -> None:
+    s = settle(snap(cluster(*monitored(recovered=REPAIRED))))
+    stepped = recovery("SteppedDown", NOW, "PostgreSQL on n1 failed again after 3 restarts in "
+                       "300 s; stepped down")
+    failed = recovery("RepairFailed", NOW - timedelta(seconds=1), "mount /srv on n2 failed",
+                      "/srv", "Mount")
+    s = with_reports(s, *monitored(recovered=stepped, standby_recovered=failed))
+    d = core.reconcile(s)
+    assert [(e.reason, e.message) for e in d.events] == [
+        ("SteppedDown", stepped["message"]), ("RepairFailed", failed["message"])]
+    assert d.status.announced is not None
+    assert [(r.node, r.action) for r in d.status.announced.recoveries] == [
+        ("n1", "SteppedDown"), ("n2", "RepairFailed")]
+    assert core.reconcile(settle(s)).events == ()
+
+
+def test_a_recovery_without_a_message_is_still_said() -> None:
+    rec = recovery("Repaired", NOW, "", "vip", "FloatingIP")
+    d = core.reconcile(snap(cluster(*monitored(recovered=rec))))
+    assert [e.message for e in d.events if e.reason == "Repaired"] == ["FloatingIP vip on n1: Repaired"]
+
+
+
 # --- planned switchover -------------------------------------------------------------------
 
 
