@@ -110,7 +110,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         result: int = failover.main(args.rest)
         return result
-    print(f"unknown benchmark {args.bench!r}: choose failover", file=sys.stderr)
+    if args.bench == "repair":
+        from bench import repair
+
+        repaired: int = repair.main(args.rest)
+        return repaired
+    print(f"unknown benchmark {args.bench!r}: choose failover or repair", file=sys.stderr)
     return 2
 
 
@@ -188,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab.set_defaults(func=cmd_lab)
 
     bench = sub.add_parser("bench", help="benchmarks in the lab (JSON and a table)")
-    bench.add_argument("bench", choices=["failover"])
+    bench.add_argument("bench", choices=["failover", "repair"])
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="e.g. --runs 20 --json FILE")
     bench.set_defaults(func=cmd_bench)
 
