@@ -22,6 +22,7 @@ DRBD_STATE = Path("/var/lib/tandem-lab/drbd")
 MAIL_MOUNT = "/srv/mail"
 MAIL_VOLUME = "mail-store"
 HTTP_UNIT = "lab-echo@8080.service"
+NODE_PYTHON = "/opt/tandem/bin/python"  # the host install's venv (tandem.lab.install)
 Heal = Callable[[], None]
 
 # fault kind -> the member it breaks, as status.nodes[].resources names it (kind, name)
@@ -83,10 +84,13 @@ def demote_drbd(lab: LabCluster, node: str) -> Heal:
 
 
 def drbdadm(lab: LabCluster, node: str, *args: str) -> str:
-    """drbdadm on `node`, driving the stand-in as the node's agent does."""
+    """drbdadm on `node`, driving the stand-in as the node's agent does: the stand-in of the
+    tandem installed in the node (its path differs from this checkout's)."""
+    machine = lab.machine(node)
+    drbdsetup = machine.exec([NODE_PYTHON, "-c", "from tandem.lab.drbdsim import control; "
+                              "print(control.DRBDSETUP)"]).stdout.strip()
     env = [f"{k}={v}" for k, v in control.lab_env(DRBD_STATE).items()]
-    return lab.machine(node).exec(["env", *env, "drbdadm", f"--drbdsetup={control.DRBDSETUP}",
-                                   *args]).stdout
+    return machine.exec(["env", *env, "drbdadm", f"--drbdsetup={drbdsetup}", *args]).stdout
 
 
 def _stop(pid: int) -> Heal:
