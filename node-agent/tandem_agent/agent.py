@@ -34,10 +34,12 @@ from tandem_agent.core import (
     eligibility,
     lease_decision,
     may_act,
+    not_caught_up,
     not_synchronous,
     restart_limit_reached,
     sync_step,
 )
+from tandem_agent.drivers.postgres import parse_lsn
 from tandem_agent.kube import ApiUnavailable, Kube, LeaseConflict, LeaseRecord
 from tandem_agent.monitor import ChainMonitor
 from tandem_agent.watchdog import Watchdog
@@ -124,6 +126,9 @@ class ClusterAgent:
         # leave the list as it is), and what PostgreSQL requires (None: not known yet).
         self.sync_to_publish: tuple[str, ...] | None = None
         self.sync_configured: tuple[str, ...] | None = None
+        # The primary's LSN once PostgreSQL applied the last change of its synchronous
+        # standbys: a standby joins the Lease's list only once it has flushed that far.
+        self.sync_required_from: int | None = None
         # The list a Lease write carries that may still land (sent, no answer yet, or no
         # answer at all): until a later answer shows the Lease, PostgreSQL is not reconfigured.
         self.sync_in_flight: tuple[str, ...] | None = None
@@ -248,6 +253,7 @@ class ClusterAgent:
         sync = () if acquire and self.runner.postgres is not None else self.sync_to_publish
         if acquire:
             self.sync_to_publish, self.sync_configured = None, None
+            self.sync_required_from = None
         self.sync_in_flight = sync
         try:
             record = self.kube.write_lease(self.cluster.name, self.node, epoch, acquire=acquire,
@@ -369,6 +375,12 @@ class ClusterAgent:
         step = sync_step(lease.sync_standbys or (), self.sync_configured, streaming,
                          queued=self.sync_to_publish, in_flight=self.sync_in_flight)
         if step.publish is not None:
+            joining = tuple(n for n in step.publish if n not in (lease.sync_standbys or ()))
+            flushed = {name: parse_lsn(lsn) for name, lsn in pg.flushed}
+            if waiting := not_caught_up(joining, flushed, self.sync_required_from):
+                log.debug("%s: %s not listed yet: flushed WAL short of %s", self.cluster.name,
+                          ", ".join(waiting), self.sync_required_from)
+                return
             self.sync_to_publish = step.publish
         elif step.configure is not None:
             try:
@@ -378,6 +390,9 @@ class ClusterAgent:
                 log.warning("%s: setting synchronous standbys failed: %s", self.cluster.name, exc)
                 return
             self.sync_configured = step.configure
+            after = self._postgres_status()
+            self.sync_required_from = parse_lsn(after.current_lsn) \
+                if after is not None and after.current_lsn else None
             log.info("%s: PostgreSQL waits for %s", self.cluster.name,
                      ", ".join(step.configure) or "no standby")
 
@@ -506,6 +521,7 @@ class ClusterAgent:
         record = self.kube.write_lease(self.cluster.name, target, epoch,
                                        acquire=target is not None, sync_standbys=sync)
         self.sync_to_publish, self.sync_configured = None, None
+        self.sync_required_from = None
         with self._lock:
             self.holding = None
             self.lease = LeaseView(record.holder, record.epoch, record.resource_version,

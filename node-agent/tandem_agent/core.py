@@ -444,3 +444,15 @@ def sync_step(published: tuple[str, ...], configured: tuple[str, ...] | None,
     if set(published) != set(wanted):
         return SyncStep(publish=wanted)
     return SyncStep()
+
+
+def not_caught_up(joining: tuple[str, ...], flushed: dict[str, int],
+                  required_from: int | None) -> tuple[str, ...]:
+    """The standbys of `joining` that may still lack a write acknowledged without them.
+
+    Commits acknowledged before PostgreSQL started waiting for a standby did not wait for it;
+    its `flush_lsn` must reach the primary's LSN of that moment (`required_from`, None: not
+    known) before the Lease may list it (found by the protocol simulation, fix 3)."""
+    if required_from is None:
+        return joining
+    return tuple(n for n in joining if flushed.get(n, -1) < required_from)

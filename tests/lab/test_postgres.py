@@ -376,9 +376,13 @@ def test_synchronous_replication_holds_commits_while_the_standby_is_down(lab: La
     assert not n1.pg.set_synchronous_standbys(["n2"]).changed
     assert n1.sql("SHOW synchronous_standby_names") == [{"synchronous_standby_names": 'ANY 1 ("n2")'}]
     wait_for(lambda: n1.pg.status().sync_standbys == ("n2",), "n2 acknowledged as sync")
+    before = parse_lsn(n1.sql("SELECT pg_current_wal_lsn()::text AS l")[0]["l"])
     t = time.monotonic()
     n1.sql("INSERT INTO acks VALUES (1, 'sync-up')")
     assert time.monotonic() - t < 5
+    flushed = dict(n1.pg.status().flushed)
+    assert set(flushed) == {"n2"} and parse_lsn(flushed["n2"]) > before, \
+        "a synchronous commit returns only once the standby flushed it"
 
     assert n2.pg.stop("fast").changed
     done = threading.Event()

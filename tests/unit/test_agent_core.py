@@ -29,6 +29,7 @@ from tandem_agent.core import (
     eligibility,
     lease_decision,
     may_act,
+    not_caught_up,
     not_synchronous,
     sync_step,
 )
@@ -352,3 +353,13 @@ class TestMonitors:
         pg = FailedResource("PostgreSQL/postgresql", "PostgreSQL", "not running")
         decision = chain_decision(chain_snap(failed=(pg,), acting_epoch=None))
         assert decision.action is Action.TEAR_DOWN
+
+
+class TestJoiningStandby:
+    def test_a_standby_joins_the_list_only_once_it_flushed_past_the_change(self) -> None:
+        assert not_caught_up(("n2",), {"n2": 99}, required_from=100) == ("n2",)
+        assert not_caught_up(("n2",), {"n2": 100}, required_from=100) == ()
+
+    def test_unknown_change_point_or_unknown_flush_keeps_it_out(self) -> None:
+        assert not_caught_up(("n2",), {"n2": 10**9}, required_from=None) == ("n2",)
+        assert not_caught_up(("n2", "n3"), {"n2": 200}, required_from=100) == ("n3",)

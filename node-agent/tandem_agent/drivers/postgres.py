@@ -261,7 +261,8 @@ class PostgresStatus:
     Running: `role`, `timeline` and the LSNs come from SQL. A primary reports `current_lsn`
     `streaming_standbys` (rows of ``pg_stat_replication`` in state ``streaming``) and their
     application names (`streaming_names`), with the
-    application names of those acknowledged synchronously in `sync_standbys`. A standby
+    application names of those acknowledged synchronously in `sync_standbys`, and how far
+    each streaming one has flushed WAL to its disk (`flushed`, name and LSN). A standby
     reports `receive_lsn`, `replay_lsn`, whether its WAL receiver is streaming, from where
     (`upstream`, ``host:port``), and `replay_lag_s`.
 
@@ -286,6 +287,7 @@ class PostgresStatus:
     streaming_standbys: int = 0
     sync_standbys: tuple[str, ...] = ()
     streaming_names: tuple[str, ...] = ()
+    flushed: tuple[tuple[str, str], ...] = ()  # (standby, flush_lsn) of each streaming one
     receiving: bool = False
     upstream: str | None = None
     replay_lag_s: float | None = None
@@ -309,6 +311,10 @@ SELECT pg_is_in_recovery() AS in_recovery,
           FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')) AS sync_standbys,
        (SELECT coalesce(array_agg(application_name::text ORDER BY application_name), '{}')
           FROM pg_stat_replication WHERE state = 'streaming') AS streaming_names,
+       (SELECT coalesce(array_agg(application_name::text || '=' || flush_lsn::text
+                                  ORDER BY application_name), '{}')
+          FROM pg_stat_replication
+         WHERE state = 'streaming' AND flush_lsn IS NOT NULL) AS flushed,
        (SELECT status FROM pg_stat_wal_receiver) AS receiver_status,
        (SELECT sender_host || ':' || sender_port FROM pg_stat_wal_receiver) AS upstream,
        (SELECT received_tli FROM pg_stat_wal_receiver) AS received_tli,
@@ -372,6 +378,8 @@ def status_from_row(row: Mapping[str, Any]) -> PostgresStatus:
         streaming_standbys=int(row.get("streaming_standbys") or 0),
         sync_standbys=tuple(row.get("sync_standbys") or ()),
         streaming_names=tuple(row.get("streaming_names") or ()),
+        flushed=tuple((name, lsn) for name, _, lsn in
+                      (item.rpartition("=") for item in row.get("flushed") or ())),
         receiving=receiving,
         upstream=row.get("upstream") if in_recovery else None,
         replay_lag_s=reported_lag(
