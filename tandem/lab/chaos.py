@@ -336,7 +336,7 @@ class Chaos:
         return switchover_status(self.lab, NAME)
 
     def _member_fault(self, node: str, step: Step) -> None:
-        heal = member_faults.inject(self.lab, node, step.kind)
+        heal = member_faults.inject(self.lab, node, step.kind, strict=False)
         try:
             time.sleep(step.hold)
         finally:

@@ -14,8 +14,9 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from tandem.lab.cluster import LabCluster
+from tandem.lab.cluster import LabCluster, LabClusterError
 from tandem.lab.drbdsim import control
+from tandem.lab.machine import MachineError
 
 # Where the lab's agents keep the DRBD stand-in's state (tandem.lab.cluster's agent flags).
 DRBD_STATE = Path("/var/lib/tandem-lab/drbd")
@@ -36,14 +37,28 @@ MEMBERS: dict[str, tuple[str, str]] = {
 }
 
 
-def inject(lab: LabCluster, node: str, kind: str) -> Heal:
-    """Break the member `kind` names on `node`; return how to let go of the fault."""
+def inject(lab: LabCluster, node: str, kind: str, *, strict: bool = True) -> Heal:
+    """Break the member `kind` names on `node`; return how to let go of the fault.
+
+    `strict` False (`tandem chaos`, whose faults also land on a pair still recovering): a
+    member that is not there to break (no postmaster yet, the address not yet added) makes
+    the fault a no-op instead of an error."""
     injectors: dict[str, Callable[[LabCluster, str], Heal]] = {
         "postgres-kill": kill_postmaster, "postgres-hang": hang_postgres,
         "vip-delete": delete_floating_ip, "mount-lost": unmount_data,
         "drbd-demote": demote_drbd, "service-hang": hang_service,
     }
-    return injectors[kind](lab, node)
+    try:
+        return injectors[kind](lab, node)
+    except (MachineError, LabClusterError, ProcessLookupError, NothingToBreak) as exc:
+        if strict:
+            raise
+        print(f"  {kind}: nothing to break on {node} ({exc})", flush=True)
+        return _nothing
+
+
+class NothingToBreak(RuntimeError):
+    """The member a fault would break is not there (yet) on that node."""
 
 
 def kill_postmaster(lab: LabCluster, node: str) -> Heal:
@@ -55,7 +70,7 @@ def hang_postgres(lab: LabCluster, node: str) -> Heal:
     """SIGSTOP the postmaster: it stays alive but accepts no connection."""
     pid = lab.postgres_pid(node)
     if pid is None:
-        raise RuntimeError(f"{node} runs no PostgreSQL to hang")
+        raise NothingToBreak(f"{node} runs no PostgreSQL to hang")
     return _stop(pid)
 
 
