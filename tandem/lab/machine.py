@@ -311,8 +311,16 @@ class Machine:
         """The host's pid of the node's process `pid_in_node` (found in the node's cgroup tree
         by the innermost NSpid), or None when the node has no such process."""
         for cgroup in self.cgroups[:1]:
-            for procs in (cgroup / "payload").rglob("cgroup.procs"):
-                for pid in procs.read_text().split():
+            # os.walk skips a directory that vanishes under it (a transient unit ending),
+            # where Path.rglob raises.
+            for directory, _, files in os.walk(cgroup / "payload"):
+                if "cgroup.procs" not in files:
+                    continue
+                try:
+                    pids = Path(directory, "cgroup.procs").read_text().split()
+                except OSError:
+                    continue
+                for pid in pids:
                     with contextlib.suppress(OSError, StopIteration):
                         status = Path(f"/proc/{pid}/status").read_text()
                         nspid = next(line.split()[-1] for line in status.splitlines()
