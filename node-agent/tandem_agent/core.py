@@ -134,7 +134,7 @@ def eligibility(health: LocalHealth, max_lag_seconds: float, now: float) -> Elig
         )
     if health.restart_backoff_until is not None and now < health.restart_backoff_until:
         return Eligibility(
-            False, f"RestartBackoff: services failed here; eligible again in "
+            False, f"RestartBackoff: members of the chain kept failing here; eligible again in "
             f"{health.restart_backoff_until - now:.0f}s",
         )
     if health.dependency_ready is False:
