@@ -39,7 +39,7 @@ from tandem.api.common import LAST_HANDLED_ANNOTATION
 from tandem.api.drbdvolume import DRBDVolumeSpec
 from tandem.lab import fakeclock, install, kubelet, power
 from tandem.lab.controlplane import ControlPlane, build_binaries
-from tandem.lab.machine import Machine, MachineSpec, node_root
+from tandem.lab.machine import Machine, MachineError, MachineSpec, node_root
 from tandem.lab.netns import LabNetwork, run_ip
 from tandem.lab.processes import ManagedProcess, spawn, terminate
 
@@ -523,7 +523,8 @@ class LabCluster:
                 time.sleep(0.1)
 
     def thaw_agent(self, node: str) -> None:
-        with contextlib.suppress(ProcessLookupError, LabClusterError):
+        """SIGCONT the agent; a node its watchdog powered off meanwhile has none to thaw."""
+        with contextlib.suppress(ProcessLookupError, LabClusterError, MachineError):
             os.kill(self.agent_pid(node), signal.SIGCONT)
 
     def fake_clock(self, node: str, spec: str) -> None:
