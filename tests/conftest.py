@@ -59,7 +59,8 @@ def crds_installed(kubectl: Kubectl) -> Kubectl:
     kubectl.run(["apply", "--server-side", "-k", str(REPO / "crds")])
     kubectl.run(
         ["wait", "--for=condition=Established", "--timeout=60s", "crd",
-         "haclusters.tandem.dev", "drbdvolumes.tandem.dev", "floatingips.tandem.dev"]
+         "haclusters.tandem.dev", "drbdvolumes.tandem.dev", "floatingips.tandem.dev",
+         "tenantpolicies.tandem.dev"]
     )
     deadline = time.monotonic() + 30
     while kubectl.run(["get", "hac", "-A"], check=False).returncode != 0:
