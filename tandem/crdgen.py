@@ -13,10 +13,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from tandem.api.common import GROUP, VERSION
+from tandem.api.common import GROUP, VERSION, cel
 from tandem.api.drbdvolume import DRBDVolumeSpec, DRBDVolumeStatus
 from tandem.api.floatingip import FloatingIPSpec, FloatingIPStatus
 from tandem.api.hacluster import HAClusterSpec, HAClusterStatus
+from tandem.api.tenantpolicy import TENANT_POLICY_NAME, TenantPolicySpec
 
 Schema = dict[str, Any]
 
@@ -29,9 +30,15 @@ class Kind:
     plural: str
     short_names: tuple[str, ...]
     spec: type[BaseModel]
-    status: type[BaseModel]
+    status: type[BaseModel] | None  # None: no status subresource
     columns: tuple[dict[str, Any], ...]
     description: str
+    scope: str = "Namespaced"
+    # TenantPolicy stays out of `kubectl get tandem`: a namespace's administrator may not read
+    # it, and one forbidden kind would fail the whole listing.
+    categories: tuple[str, ...] = (CATEGORY,)
+    # CEL rules on the whole object (they may read metadata.name).
+    rules: tuple[dict[str, str], ...] = ()
 
     @property
     def crd_name(self) -> str:
@@ -96,6 +103,21 @@ KINDS: tuple[Kind, ...] = (
             AGE,
         ),
     ),
+    Kind(
+        kind="TenantPolicy",
+        plural="tenantpolicies",
+        short_names=("tenantpol",),
+        spec=TenantPolicySpec,
+        status=None,
+        scope="Cluster",
+        categories=(),
+        description="What each namespace's tandem clusters may touch on the nodes, decided by "
+        "the platform team: read by the admission policy tandem-tenant-limits.",
+        columns=(AGE,),
+        rules=(cel(f"self.metadata.name == '{TENANT_POLICY_NAME}'",
+                   f"the TenantPolicy must be named {TENANT_POLICY_NAME}: the admission policy "
+                   "tandem-tenant-limits reads that one, with an entry per namespace"),),
+    ),
 )
 
 _DROP = {"title", "$defs", "discriminator"}
@@ -158,47 +180,45 @@ def crd(kind: Kind) -> Schema:
     """The full CustomResourceDefinition of one kind."""
     spec_schema = _schema(kind.spec)
     spec_schema["description"] = kind.description
-    status_schema = _schema(kind.status)
-    status_schema.pop("description", None)
-    status_schema["description"] = "Observed state, written through the status subresource."
+    properties: Schema = {
+        "apiVersion": {"type": "string"},
+        "kind": {"type": "string"},
+        "metadata": {"type": "object"},
+        "spec": spec_schema,
+    }
+    version: Schema = {"name": VERSION, "served": True, "storage": True}
+    if kind.status is not None:
+        status_schema = _schema(kind.status)
+        status_schema.pop("description", None)
+        status_schema["description"] = "Observed state, written through the status subresource."
+        properties["status"] = status_schema
+        version["subresources"] = {"status": {}}
+    root: Schema = {
+        "type": "object",
+        "description": kind.description,
+        "required": ["spec"],
+        "properties": properties,
+    }
+    if kind.rules:
+        root["x-kubernetes-validations"] = list(kind.rules)
+    version["additionalPrinterColumns"] = list(kind.columns)
+    version["schema"] = {"openAPIV3Schema": root}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {"name": kind.crd_name, "labels": {"app.kubernetes.io/part-of": "tandem"}},
         "spec": {
             "group": GROUP,
-            "scope": "Namespaced",
+            "scope": kind.scope,
             "names": {
                 "kind": kind.kind,
                 "listKind": f"{kind.kind}List",
                 "plural": kind.plural,
                 "singular": kind.kind.lower(),
                 "shortNames": list(kind.short_names),
-                "categories": [CATEGORY],
+                **({"categories": list(kind.categories)} if kind.categories else {}),
             },
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": list(kind.columns),
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": kind.description,
-                            "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": spec_schema,
-                                "status": status_schema,
-                            },
-                        }
-                    },
-                }
-            ],
+            "versions": [version],
         },
     }
 

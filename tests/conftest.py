@@ -59,13 +59,34 @@ def crds_installed(kubectl: Kubectl) -> Kubectl:
     kubectl.run(["apply", "--server-side", "-k", str(REPO / "crds")])
     kubectl.run(
         ["wait", "--for=condition=Established", "--timeout=60s", "crd",
-         "haclusters.tandem.dev", "drbdvolumes.tandem.dev", "floatingips.tandem.dev"]
+         "haclusters.tandem.dev", "drbdvolumes.tandem.dev", "floatingips.tandem.dev",
+         "tenantpolicies.tandem.dev"]
     )
     deadline = time.monotonic() + 30
     while kubectl.run(["get", "hac", "-A"], check=False).returncode != 0:
         assert time.monotonic() < deadline, "CRDs established but not served"
         time.sleep(0.2)
     return kubectl
+
+
+TENANT_LIMITS = REPO / "deploy" / "base" / "tenant-limits.yaml"
+_PROBE = """apiVersion: tandem.dev/v1alpha1
+kind: FloatingIP
+metadata: {name: tenant-limits-probe, namespace: default}
+spec: {cluster: probe, addresses: [{start: 198.18.0.1}], prefixLength: 24, interface: probe0}
+"""
+
+
+def remove_tenant_limits(kubectl: Kubectl, timeout: float = 30) -> None:
+    """Delete the tenant limits (deploy/base/tenant-limits.yaml) and wait until the API server
+    no longer enforces them: tests that share it create clusters in namespaces of their own,
+    with no TenantPolicy entry. The API server drops a deleted binding a moment later."""
+    kubectl.run(["delete", "--ignore-not-found", "-f", str(TENANT_LIMITS)])
+    deadline = time.monotonic() + timeout
+    while kubectl.run(["create", "--dry-run=server", "-f", "-"], stdin=_PROBE,
+                      check=False).returncode != 0:
+        assert time.monotonic() < deadline, "the tenant limits are still enforced"
+        time.sleep(0.2)
 
 
 _TIER_SECONDS: dict[str, float] = {}

@@ -12,7 +12,7 @@ import yaml
 from tandem_operator import core
 from tandem_operator.kube import Kube as OperatorKube
 from tandem_operator.kube import load_client, parse_cluster
-from tests.conftest import Kubectl
+from tests.conftest import Kubectl, remove_tenant_limits
 
 pytestmark = pytest.mark.apiserver
 
@@ -112,8 +112,14 @@ def test_describe_shows_per_node_reports_and_conditions(api: Kubectl) -> None:
 
 
 def test_deploy_base_applies_to_the_real_api_server(crds_installed: Kubectl) -> None:
-    crds_installed.run(["apply", "--server-side", "-k", str(REPO / "deploy")])
-    dry = crds_installed.run(["apply", "--server-side", "--dry-run=server", "-k", str(REPO / "deploy")])
+    try:
+        crds_installed.run(["apply", "--server-side", "-k", str(REPO / "deploy")])
+        dry = crds_installed.run(["apply", "--server-side", "--dry-run=server", "-k",
+                                  str(REPO / "deploy")])
+    finally:
+        # Later tests in this session share the API server and have no TenantPolicy entry:
+        # leave no tenant limits behind (tests/integration/test_tenant_policy.py tries them).
+        remove_tenant_limits(crds_installed)
     assert "daemonset.apps/tandem-agent" in dry.stdout
     ds = crds_installed.json(["get", "ds/tandem-agent", "-n", "tandem-system"])
     pod = ds["spec"]["template"]["spec"]
