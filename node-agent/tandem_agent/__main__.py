@@ -2,12 +2,15 @@
 
 It finds every HACluster that lists this node, in every namespace or in the namespaces given
 with --namespace, resolves the DRBDVolumes and FloatingIPs each chain names (from the
-cluster's own namespace), and runs one `ClusterAgent` per cluster.
+cluster's own namespace), and runs one `ClusterAgent` per cluster. A cluster it cannot build
+is refused on this node alone (tandem_agent.invalid): reported InvalidSpec, never started,
+and judged again once its inputs change.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import functools
 import json
 import logging
@@ -16,22 +19,32 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
 
 from tandem.api.drbdvolume import DRBDVolumeSpec
 from tandem.api.floatingip import FloatingIPSpec
-from tandem.api.hacluster import HAClusterSpec, PostgresSpec, ServiceSpec
+from tandem.api.hacluster import INVALID_SPEC, HAClusterSpec, PostgresSpec, ServiceSpec
 from tandem_agent import host
-from tandem_agent.agent import ClusterAgent, ClusterIntent, intent_of, with_dependency
-from tandem_agent.chain import ChainRunner, NodeEnvironment, ResolvedCluster
+from tandem_agent.agent import (
+    HEARTBEAT_SECONDS,
+    ClusterAgent,
+    ClusterIntent,
+    intent_of,
+    with_dependency,
+)
+from tandem_agent.chain import ChainRunner, NodeEnvironment, ResolvedCluster, floating_addresses
 from tandem_agent.core import ChainState
 from tandem_agent.credentials import FIELD, CredentialsError, replication_password
-from tandem_agent.drivers.base import DriverError
-from tandem_agent.drivers.postgres import ClientRule, PostgresConfig
+from tandem_agent.drivers.addresses import AddressSpecError
+from tandem_agent.drivers.postgres import ClientRule, ConfigError, PostgresConfig
 from tandem_agent.drivers.services import SystemdBackend
 from tandem_agent.fence import fencer
+from tandem_agent.invalid import InvalidSpec, problem_of
 from tandem_agent.kube import ApiUnavailable, Kube, list_all_namespaces, load_client
 from tandem_agent.volumes import drbd_volume_factory
 from tandem_agent.watchdog import (
@@ -43,6 +56,18 @@ from tandem_agent.watchdog import (
 )
 
 log = logging.getLogger("tandem_agent")
+
+T = TypeVar("T")
+# Where each PostgresConfig value comes from, to name it when the driver refuses it.
+POSTGRES_FIELDS = {
+    "data_dir": "spec.chain.postgres.dataDirectory",
+    "config_dir": "spec.chain.postgres.configDirectory",
+    "port": "spec.chain.postgres.port",
+    "replication_user": "spec.chain.postgres.replicationUser",
+    "replication_password": FIELD,
+    "replication_peers": "spec.nodes[*].replicationAddress",
+    "node_name": "--node",
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -106,56 +131,131 @@ def key_of(obj: dict[str, Any]) -> str:
 
 
 def resolve(obj: dict[str, Any], world: dict[str, list[dict[str, Any]]]) -> ResolvedCluster:
+    """The HACluster with the DRBDVolumes and FloatingIPs its chain names, from its own
+    namespace. Raises InvalidSpec (or pydantic's ValidationError) naming the field when the
+    chain cannot be built from them."""
     spec = HAClusterSpec.model_validate(obj["spec"])
     namespace = obj["metadata"].get("namespace")
-
-    def mine(other: dict[str, Any], names: list[str]) -> bool:
-        meta = other["metadata"]
-        return meta["name"] in names and meta.get("namespace") == namespace
-
-    volumes = {v["metadata"]["name"]: DRBDVolumeSpec.model_validate(v["spec"])
-               for v in world["drbdvolumes"] if mine(v, spec.chain.volumes)}
-    fips = {f["metadata"]["name"]: FloatingIPSpec.model_validate(f["spec"])
-            for f in world["floatingips"] if mine(f, spec.chain.floating_ips)}
-    missing = [n for n in spec.chain.volumes if n not in volumes] + \
-              [n for n in spec.chain.floating_ips if n not in fips]
-    if missing:
-        raise LookupError(f"HACluster {obj['metadata']['name']} names missing objects: "
-                          f"{', '.join(missing)}")
+    found = {plural: {o["metadata"]["name"]: o["spec"] for o in world[plural]
+                      if o["metadata"].get("namespace") == namespace}
+             for plural in ("drbdvolumes", "floatingips")}
+    volumes = {name: _named(DRBDVolumeSpec, name, f"spec.chain.volumes[{i}]",
+                            found["drbdvolumes"], namespace)
+               for i, name in enumerate(spec.chain.volumes)}
+    fips = {name: _named(FloatingIPSpec, name, f"spec.chain.floatingIPs[{i}]",
+                         found["floatingips"], namespace)
+            for i, name in enumerate(spec.chain.floating_ips)}
+    for i, mount in enumerate(spec.chain.mounts):
+        if mount.volume not in volumes:
+            raise InvalidSpec(f"spec.chain.mounts[{i}].volume",
+                              f"DRBDVolume {mount.volume} is not in spec.chain.volumes: add it there")
+    for i, name in enumerate(spec.chain.floating_ips):
+        try:
+            floating_addresses(fips[name])
+        except AddressSpecError as exc:
+            raise InvalidSpec(f"spec.chain.floatingIPs[{i}]", f"FloatingIP {name}: {exc}") from exc
     return ResolvedCluster(obj["metadata"]["name"], spec, volumes, fips, namespace)
 
 
-class Agent:
-    """All clusters of this node."""
+M = TypeVar("M", DRBDVolumeSpec, FloatingIPSpec)
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.api = load_client(args.kubeconfig)
-        # One Kube per namespace served: a ClusterAgent's Lease and report live in its own.
-        self.kubes: dict[str, Kube] = {}
-        self.clusters: dict[str, ClusterAgent] = {}
-        self.stopping = threading.Event()
-        self.devices = dict(item.split("=", 1) for item in args.device)
 
-    def kube(self, namespace: str) -> Kube:
-        if namespace not in self.kubes:
-            self.kubes[namespace] = Kube(self.api, namespace, self.args.node)
-        return self.kubes[namespace]
+def _named(model: type[M], name: str, field: str, found: Mapping[str, Any],
+           namespace: str | None) -> M:
+    kind = model.__name__.removesuffix("Spec")
+    if name not in found:
+        raise InvalidSpec(field, f"{kind} {name} does not exist in namespace {namespace}: "
+                          "create it or remove it from the chain")
+    try:
+        return model.model_validate(found[name])
+    except ValidationError as exc:
+        raise InvalidSpec(field, f"{kind} {name}: {problem_of(exc)}") from exc
 
-    def list_objects(self, plural: str) -> list[dict[str, Any]]:
-        if not self.args.namespace:
-            return list_all_namespaces(self.api, plural)
-        return [o for ns in self.args.namespace for o in self.kube(ns).read_objects(plural)]
 
-    def environment(self) -> NodeEnvironment:
-        args = self.args
+def clusters_of(world: dict[str, list[dict[str, Any]]], node: str) -> dict[str, dict[str, Any]]:
+    """The HAClusters that list `node`, by namespace/name."""
+    return {key_of(o): o for o in world["haclusters"]
+            if node in [n.get("name") for n in (o.get("spec") or {}).get("nodes") or []]}
 
-        def services(cluster: str, specs: Sequence[ServiceSpec]) -> Any:
-            return SystemdBackend.for_services(specs)
 
-        def postgres(cluster: ResolvedCluster, password: str | None) -> PostgresConfig:
-            spec = cluster.spec.chain.postgres
-            assert spec is not None
+Inputs = tuple[tuple[str, str, str, int], ...]
+
+
+def inputs_of(obj: dict[str, Any], world: dict[str, list[dict[str, Any]]]) -> Inputs:
+    """What building a cluster depends on: its spec (uid and generation), and the DRBDVolumes
+    and FloatingIPs of its namespace (one it names may appear or change)."""
+    def mark(plural: str, o: dict[str, Any]) -> tuple[str, str, str, int]:
+        meta = o["metadata"]
+        return plural, meta["name"], str(meta.get("uid", "")), int(meta.get("generation", 0))
+
+    namespace = obj["metadata"].get("namespace")
+    return (mark("haclusters", obj), *sorted(
+        mark(plural, o) for plural in ("drbdvolumes", "floatingips") for o in world[plural]
+        if o["metadata"].get("namespace") == namespace))
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A cluster this node cannot act on: why (`<field>: <problem and fix>`), and the inputs
+    that were judged."""
+
+    problem: str
+    inputs: Inputs
+
+
+def prepare(clusters: Mapping[str, dict[str, Any]], world: dict[str, list[dict[str, Any]]],
+            running: Collection[str], refused: Mapping[str, Refusal],
+            build: Callable[[dict[str, Any]], T]) -> tuple[dict[str, T], dict[str, Refusal]]:
+    """Build each cluster of this node that does not run yet, or say why it cannot be built.
+
+    Each is built on its own and whatever it raises becomes its refusal, so one cluster never
+    keeps another from starting. A refused cluster is built again only once its inputs
+    change: nothing else can make it buildable, and it is not logged over and over."""
+    built: dict[str, T] = {}
+    refusals: dict[str, Refusal] = {}
+    for key, obj in clusters.items():
+        if key in running:
+            continue
+        inputs = inputs_of(obj, world)
+        old = refused.get(key)
+        if old is not None and old.inputs == inputs:
+            refusals[key] = old
+            continue
+        try:
+            built[key] = build(obj)
+        except Exception as exc:
+            refusals[key] = Refusal(problem_of(exc), inputs)
+    return built, refusals
+
+
+def refusal_report(node: str, problem: str, epoch: int) -> dict[str, Any]:
+    """This node's status entry for a cluster it refuses: not eligible, naming the field, and
+    running nothing of the chain (role Unknown: neither primary nor standby)."""
+    return {
+        "name": node, "role": "Unknown", "epoch": epoch, "eligible": False,
+        "ineligibleReason": f"{INVALID_SPEC}: {problem}"[:128],
+        "message": f"{problem}; this node runs none of the chain until that is fixed"[:1024],
+    }
+
+
+def node_environment(args: argparse.Namespace,
+                     read_secret: Callable[[str, str], dict[str, str] | None]) -> NodeEnvironment:
+    """How this node does things, from the command line; `read_secret(namespace, name)`
+    reads a Secret for the replication password."""
+
+    def services(cluster: str, specs: Sequence[ServiceSpec]) -> Any:
+        return SystemdBackend.for_services(specs)
+
+    def postgres(cluster: ResolvedCluster, password: str | None) -> PostgresConfig:
+        spec = cluster.spec.chain.postgres
+        assert spec is not None
+        rules = []
+        for i, r in enumerate(spec.client_access):
+            try:
+                rules.append(ClientRule(r.database, r.user, r.address))
+            except ValueError as exc:
+                raise InvalidSpec(f"spec.chain.postgres.clientAccess[{i}]", str(exc)) from exc
+        try:
             return PostgresConfig(
                 node_name=args.node, data_dir=args.pg_data_dir or Path(spec.data_directory),
                 config_dir=Path(spec.config_directory) if spec.config_directory else None,
@@ -168,24 +268,64 @@ class Agent:
                 replication_user=spec.replication_user, replication_password=password,
                 replication_peers=tuple(n.replication_address for n in cluster.spec.nodes
                                         if n.replication_address),
-                client_access=tuple(ClientRule(r.database, r.user, r.address)
-                                    for r in spec.client_access),
+                client_access=tuple(rules),
                 start_timeout=spec.start_timeout_seconds,
                 # A hung server must not hold a status read up for long (2 s: libpq's least).
                 connect_timeout=2,
             )
+        except ConfigError as exc:
+            field = "--pg-data-dir" if exc.field == "data_dir" and args.pg_data_dir \
+                else POSTGRES_FIELDS.get(exc.field, "spec.chain.postgres")
+            raise InvalidSpec(field, str(exc)) from exc
 
-        def password(spec: PostgresSpec, namespace: str) -> str:
-            return replication_password(spec, namespace,
-                                        lambda name: self._read_secret(namespace, name),
-                                        args.pg_password_file)
+    def password(spec: PostgresSpec, namespace: str) -> str:
+        return replication_password(spec, namespace, lambda name: read_secret(namespace, name),
+                                    args.pg_password_file)
 
-        return NodeEnvironment(
-            node=args.node, state_dir=args.state_dir,
-            volume_driver=self._volume_factory(),
-            service_backend=services, postgres_config=postgres,
-            replication_password=password, device_for_volume=self.devices,
-        )
+    return NodeEnvironment(
+        node=args.node, state_dir=args.state_dir,
+        volume_driver=volume_factory(args),
+        service_backend=services, postgres_config=postgres,
+        replication_password=password, device_for_volume=dict(
+            item.split("=", 1) for item in args.device),
+    )
+
+
+def volume_factory(args: argparse.Namespace) -> Any:
+    if args.drbd_sim_state is None:
+        return drbd_volume_factory(args.node, args.drbd_config_dir, args.drbdsetup,
+                                   args.drbdmeta)
+    from tandem.lab.drbdsim import control
+
+    return drbd_volume_factory(args.node, args.drbd_config_dir, str(control.DRBDSETUP),
+                               str(control.DRBDMETA), control.lab_env(args.drbd_sim_state))
+
+
+class Agent:
+    """All clusters of this node."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.api = load_client(args.kubeconfig)
+        # One Kube per namespace served: a ClusterAgent's Lease and report live in its own.
+        self.kubes: dict[str, Kube] = {}
+        self.clusters: dict[str, ClusterAgent] = {}
+        self.refused: dict[str, Refusal] = {}
+        self._reported: dict[str, tuple[str, float]] = {}  # refused: (problem, when reported)
+        self.stopping = threading.Event()
+
+    def kube(self, namespace: str) -> Kube:
+        if namespace not in self.kubes:
+            self.kubes[namespace] = Kube(self.api, namespace, self.args.node)
+        return self.kubes[namespace]
+
+    def list_objects(self, plural: str) -> list[dict[str, Any]]:
+        if not self.args.namespace:
+            return list_all_namespaces(self.api, plural)
+        return [o for ns in self.args.namespace for o in self.kube(ns).read_objects(plural)]
+
+    def environment(self) -> NodeEnvironment:
+        return node_environment(self.args, self._read_secret)
 
     def _read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
         try:
@@ -197,16 +337,6 @@ class Agent:
                     f"{namespace} (HTTP 403): bind ClusterRole tandem-agent-credentials "
                     "to the agent there (docs/postgres.md)") from exc
             raise CredentialsError(f"{FIELD}: cannot read Secret {name} now: {exc}") from exc
-
-    def _volume_factory(self) -> Any:
-        args = self.args
-        if args.drbd_sim_state is None:
-            return drbd_volume_factory(args.node, args.drbd_config_dir, args.drbdsetup,
-                                       args.drbdmeta)
-        from tandem.lab.drbdsim import control
-
-        return drbd_volume_factory(args.node, args.drbd_config_dir, str(control.DRBDSETUP),
-                                   str(control.DRBDMETA), control.lab_env(args.drbd_sim_state))
 
     @property
     def cache_file(self) -> Path:
@@ -236,34 +366,72 @@ class Agent:
         return world
 
     def sync(self) -> None:
-        """Start a ClusterAgent for every HACluster naming this node; refresh the others."""
+        """Start a ClusterAgent for every HACluster naming this node, refresh the intent of
+        those running, and report those refused. What one cluster raises stays with it."""
         world = self.read_world()
-        objs = {key_of(o): o for o in world["haclusters"]}
-        for name, obj in objs.items():
-            nodes = [n["name"] for n in obj["spec"].get("nodes", [])]
-            if self.args.node not in nodes:
-                continue
-            intent = self._with_dependency(obj, intent_of(obj, self.args.node))
-            agent = self.clusters.get(name)
-            if agent is None:
-                try:
-                    cluster = resolve(obj, world)
-                    runner = ChainRunner(cluster, self.environment())
-                except (LookupError, ValueError, DriverError) as exc:
-                    log.warning("%s: not started: %s", name, exc)
-                    continue
-                fence_method = "LabKill" if self.args.fence == "lab-kill" \
-                    else cluster.spec.failover.fence.method
-                watchdog = self.shared_watchdog.handle(name)
-                agent = ClusterAgent(
-                    self.kube(obj["metadata"]["namespace"]), cluster, runner, intent,
-                    fencer(fence_method, runner, cluster.spec.failover.fence, watchdog),
-                    watchdog, poll_interval=self.args.poll_interval)
-                self.clusters[name] = agent
-                agent.start()
-                log.info("%s: running (nodes %s)", name, ", ".join(nodes))
-            else:
-                agent.update_intent(intent)
+        clusters = clusters_of(world, self.args.node)
+        for key, obj in clusters.items():
+            if key in self.clusters:
+                self._contained(key, self._refresh, key, obj)
+        built, refused = prepare(clusters, world, self.clusters, self.refused,
+                                 lambda obj: self._build(obj, world))
+        for key, refusal in refused.items():
+            old = self.refused.get(key)
+            if old is None or old.problem != refusal.problem:
+                log.warning("%s: not started: %s: %s", key, INVALID_SPEC, refusal.problem)
+        self.refused = refused
+        self._reported = {k: v for k, v in self._reported.items() if k in refused}
+        for key, agent in built.items():
+            self._contained(key, self._start, key, agent)
+        for key, refusal in refused.items():
+            self._contained(key, self._report_refusal, clusters[key], refusal)
+
+    def _contained(self, key: str, step: Callable[..., None], *args: Any) -> None:
+        try:
+            step(*args)
+        except Exception:
+            log.exception("%s: unexpected error (the node's other clusters carry on)", key)
+
+    def _refresh(self, key: str, obj: dict[str, Any]) -> None:
+        self.clusters[key].update_intent(self._with_dependency(obj, intent_of(obj, self.args.node)))
+
+    def _build(self, obj: dict[str, Any], world: dict[str, list[dict[str, Any]]]) -> ClusterAgent:
+        """Everything of one cluster's agent but its threads: no I/O, so building it again
+        after a refusal costs nothing."""
+        cluster = resolve(obj, world)
+        runner = ChainRunner(cluster, self.environment())
+        fence_method = "LabKill" if self.args.fence == "lab-kill" \
+            else cluster.spec.failover.fence.method
+        watchdog = self.shared_watchdog.handle(key_of(obj))
+        return ClusterAgent(
+            self.kube(obj["metadata"]["namespace"]), cluster, runner,
+            self._with_dependency(obj, intent_of(obj, self.args.node)),
+            fencer(fence_method, runner, cluster.spec.failover.fence, watchdog),
+            watchdog, poll_interval=self.args.poll_interval)
+
+    def _start(self, key: str, agent: ClusterAgent) -> None:
+        agent.start()
+        self.clusters[key] = agent
+        log.info("%s: running (nodes %s)", key,
+                 ", ".join(n.name for n in agent.cluster.spec.nodes))
+
+    def _report_refusal(self, obj: dict[str, Any], refusal: Refusal) -> None:
+        """This node's entry for a refused cluster, when its problem changed or as the
+        heartbeat (the operator counts only fresh reports)."""
+        key, now = key_of(obj), time.monotonic()
+        last = self._reported.get(key)
+        if last is not None and last[0] == refusal.problem and now - last[1] < HEARTBEAT_SECONDS:
+            return
+        name, kube = obj["metadata"]["name"], self.kube(obj["metadata"]["namespace"])
+        try:
+            lease = kube.read_lease(name)
+            kube.report(name, refusal_report(self.args.node, refusal.problem,
+                                             lease.epoch if lease else 0)
+                        | {"heartbeatTime": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")})
+        except ApiUnavailable as exc:
+            log.debug("%s: report failed: %s", key, exc)
+            return
+        self._reported[key] = (refusal.problem, now)
 
     @functools.cached_property
     def shared_watchdog(self) -> SharedWatchdog:

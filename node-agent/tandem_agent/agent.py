@@ -538,7 +538,7 @@ class ClusterAgent:
         with self._lock:
             intent = self.intent
         return LocalHealth(
-            config_problem=self.runner.problem(),
+            spec_problem=self.runner.problem(),
             in_standby_mode=self.node in intent.standby_nodes,
             disks_up_to_date=disks_ok, disk_detail=disk_detail,
             postgres_lag_seconds=lag,

@@ -229,7 +229,8 @@ class ChainRunner:
 
     # --- transitions ----------------------------------------------------------------------
     def problem(self) -> str | None:
-        """Why this node cannot run the chain at all (None: it can); it is then ineligible."""
+        """Why this node cannot run the chain at all, naming the field (None: it can); it is
+        then ineligible, reason InvalidSpec."""
         found = [*self.problems, *([self.credentials_problem] if self.credentials_problem else [])]
         return "; ".join(found) or None
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from tandem.api.hacluster import NOT_SYNCHRONOUS
+from tandem.api.hacluster import INVALID_SPEC, NOT_SYNCHRONOUS
 
 
 class Action(enum.Enum):
@@ -108,7 +108,7 @@ class Eligibility:
 class LocalHealth:
     """What the chain runner observed on this node, as inputs to eligibility."""
 
-    config_problem: str | None = None
+    spec_problem: str | None = None  # "<field>: <problem and fix>": this node cannot act on it
     in_standby_mode: bool = False
     disks_up_to_date: bool = True
     disk_detail: str = ""
@@ -120,8 +120,8 @@ class LocalHealth:
 
 def eligibility(health: LocalHealth, max_lag_seconds: float, now: float) -> Eligibility:
     """May this node take the Lease? The reason is one CamelCase word, then details."""
-    if health.config_problem:
-        return Eligibility(False, f"ConfigInvalid: {health.config_problem}")
+    if health.spec_problem:
+        return Eligibility(False, f"{INVALID_SPEC}: {health.spec_problem}")
     if health.in_standby_mode:
         return Eligibility(False, "StandbyMode: this node is listed in spec.standbyNodes")
     if not health.disks_up_to_date:

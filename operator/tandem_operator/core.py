@@ -25,6 +25,7 @@ from tandem.api.common import API_VERSION, MEMBERS_ANNOTATION, Condition
 from tandem.api.drbdvolume import DRBDVolume
 from tandem.api.floatingip import MAX_ADDRESSES, FloatingIP
 from tandem.api.hacluster import (
+    INVALID_SPEC,
     NOT_SYNCHRONOUS,
     Announced,
     AnnouncedRecovery,
@@ -50,7 +51,6 @@ CONDITION_TYPES = ("Ready", "Replicating", "Degraded", "SplitBrain", "Switchover
 
 # The one-word states shown in the STATUS column (the Ready condition's reason).
 PENDING = "Pending"
-INVALID_SPEC = "InvalidSpec"
 DELETING = "Deleting"
 SPLIT_BRAIN = "SplitBrain"
 NO_PRIMARY = "NoPrimary"
@@ -514,9 +514,23 @@ def _eligibility_problems(v: _View, name: str) -> list[Problem]:
 
 def _why_not(v: _View) -> str:
     """Why the nodes that say so may not take the Lease, for a cluster without a primary (a
-    ConfigInvalid node, say, names the field to fix)."""
+    NotSynchronous or LagTooHigh node, say)."""
     problems = [p.message for n in v.s.cluster.spec.nodes for p in _eligibility_problems(v, n.name)]
     return "".join(f"; {m}" for m in problems)
+
+
+def _refusals(v: _View) -> list[str]:
+    """The spec as the nodes refuse it: each fresh report whose ineligibleReason is
+    "InvalidSpec: <field>: <problem>", of any epoch (a refusal is about the spec, not the
+    Lease), the nodes that say the same thing together."""
+    said: dict[str, list[str]] = {}
+    for node in v.s.cluster.spec.nodes:
+        r = v.reports.get(node.name)
+        if r is not None and v.fresh(r) and r.ineligible_reason.startswith(f"{INVALID_SPEC}:"):
+            detail = r.ineligible_reason.removeprefix(f"{INVALID_SPEC}:").strip()
+            said.setdefault(detail, []).append(node.name)
+    return [f"{_names(nodes)} {'refuses' if len(nodes) == 1 else 'refuse'} the spec: {detail}"
+            for detail, nodes in said.items()]
 
 
 def _split_brain(v: _View) -> Problem | None:
@@ -1056,7 +1070,7 @@ def reconcile(s: Snapshot) -> Decision:
     status = s.cluster.status or HAClusterStatus()
     v = _view(s)
     f = _Flow(switchover=status.switchover, last_failover=status.last_failover)
-    invalid = validate(s)
+    invalid = validate(s) + _refusals(v)
     _observe_lease(v, f)
     _advance_switchover(v, f)
     _new_switchover(v, f)

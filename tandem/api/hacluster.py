@@ -513,6 +513,10 @@ class ServiceReport(Model):
 # The ineligibleReason of a standby the Lease does not list as synchronous. The Lease is the
 # authority: the operator judges that rule from the Lease itself, as the report may trail it.
 NOT_SYNCHRONOUS = "NotSynchronous"
+# The ineligibleReason of a node that cannot act on the spec ("InvalidSpec: <field>: <problem
+# and fix>"), and the Ready reason the operator then shows: the same word as its own
+# cross-object checks, since either way the spec (or an object it names) needs fixing.
+INVALID_SPEC = "InvalidSpec"
 
 
 class NodeReport(Model):
@@ -532,7 +536,9 @@ class NodeReport(Model):
         default=None, description="Whether this node may take the Lease now."
     )
     ineligible_reason: Reason = Field(
-        default="", description="Why not, e.g. StandbyMode, DiskNotUpToDate, LagTooHigh."
+        default="", description="Why not: one word, then details, e.g. StandbyMode, "
+        "LagTooHigh, or InvalidSpec: <field>: <problem and fix> (this node cannot act on the "
+        "spec and runs none of the chain)."
     )
     message: Message = ""
 

@@ -1,5 +1,5 @@
 """Without the Secret spec.chain.postgres.credentialsSecret names, no node takes the Lease:
-each reports ConfigInvalid naming the field, its agent keeps running, and once the Secret is
+each reports InvalidSpec naming the field, its agent keeps running, and once the Secret is
 created a primary comes up, a write through the VIP is acknowledged and the other node
 streams from it."""
 
@@ -23,7 +23,7 @@ NODES = ("mail1", "mail2")
 
 def test_no_node_takes_the_lease_and_each_says_why(lab: LabCluster) -> None:
     field = "spec.chain.postgres.credentialsSecret"
-    reason = f"ConfigInvalid: {field}: Secret mail-postgres-replication does not exist"
+    reason = f"InvalidSpec: {field}: Secret mail-postgres-replication does not exist"
 
     def reported() -> bool:
         return all(node_report(lab, "mail", n).get("ineligibleReason", "").startswith(reason)

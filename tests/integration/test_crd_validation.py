@@ -12,6 +12,8 @@ import pytest
 import yaml
 
 from tandem.api.hacluster import HAClusterSpec, stop_budget_problem
+from tandem_agent.__main__ import resolve
+from tandem_agent.invalid import InvalidSpec
 from tests.conftest import Kubectl
 
 pytestmark = pytest.mark.apiserver
@@ -327,6 +329,26 @@ def test_a_refused_value_changes_nothing(api: Kubectl, obj: tuple[str, str], mut
     after = api.json(["get", obj[0].lower(), doc["metadata"]["name"], "-n", NAMESPACE])
     assert after["spec"] == before["spec"]
     assert after["metadata"]["generation"] == before["metadata"]["generation"]
+
+
+def test_a_mount_of_a_volume_outside_the_chain_is_accepted_and_the_agents_refuse_it(
+        api: Kubectl) -> None:
+    """A gap the CRD leaves (no rule across spec.chain.mounts and spec.chain.volumes): the API
+    server stores it, the operator's cross-object check and the agents refuse it. The e2e
+    test_invalid_cluster_leaves_the_other_serving relies on it to have a cluster the agents
+    cannot act on."""
+    doc = sample("HACluster", "mail")
+    doc["spec"]["chain"].update(volumes=[], floatingIPs=[])
+    doc["metadata"]["namespace"] = NAMESPACE
+    doc["metadata"]["name"] = f"gap-{next(_names)}"
+    api.run(["apply", "-f", "-"], stdin=yaml.safe_dump(doc))
+    stored = api.json(["get", "hac", doc["metadata"]["name"], "-n", NAMESPACE])
+    assert stored["spec"]["chain"]["mounts"][0]["volume"] == "mail-store"
+    world: dict[str, list[dict[str, Any]]] = {
+        "haclusters": [stored], "drbdvolumes": [], "floatingips": []}
+    with pytest.raises(InvalidSpec, match=r"^spec\.chain\.mounts\[0\]\.volume: DRBDVolume "
+                       "mail-store is not in spec.chain.volumes"):
+        resolve(stored, world)
 
 
 def test_at_least_fifteen_distinct_refusals() -> None:

@@ -149,9 +149,9 @@ class TestLeaseKeeper:
 
 def test_eligibility_reasons() -> None:
     assert eligibility(LocalHealth(), 0, 0).eligible
-    bad = eligibility(LocalHealth(config_problem="spec.chain.services[0].unit is not set",
+    bad = eligibility(LocalHealth(spec_problem="spec.chain.services[0].unit is not set",
                                   in_standby_mode=True), 0, 0)
-    assert not bad.eligible and bad.reason == "ConfigInvalid: spec.chain.services[0].unit is not set"
+    assert not bad.eligible and bad.reason == "InvalidSpec: spec.chain.services[0].unit is not set"
     assert "StandbyMode" in eligibility(LocalHealth(in_standby_mode=True), 0, 0).reason
     assert "DiskNotUpToDate" in eligibility(
         LocalHealth(disks_up_to_date=False, disk_detail="mail-store Outdated"), 0, 0).reason

@@ -22,6 +22,7 @@ from tandem_agent import host  # noqa: E402
 from tandem_agent.__main__ import key_of, parse_args, resolve  # noqa: E402
 from tandem_agent.drivers import mounts  # noqa: E402
 from tandem_agent.drivers.base import in_netns, run  # noqa: E402
+from tandem_agent.invalid import InvalidSpec  # noqa: E402
 
 NSENTER = ["nsenter", "--target=1", "--mount", "--uts", "--ipc", "--net", "--pid", "--root",
            "--wd", "--"]
@@ -149,7 +150,8 @@ def test_a_cluster_resolves_only_objects_of_its_own_namespace() -> None:
                                 "chain": {"floatingIPs": ["vip"]}})
     world = {"haclusters": [cluster], "drbdvolumes": [],
              "floatingips": [obj("b", "vip", {**fip, "addresses": [{"start": "198.18.0.9"}]})]}
-    with pytest.raises(LookupError, match="vip"):
+    with pytest.raises(InvalidSpec, match=r"spec.chain.floatingIPs\[0\]: FloatingIP vip does not "
+                       "exist in namespace a"):
         resolve(cluster, world)
     world["floatingips"].append(obj("a", "vip", fip))
     resolved = resolve(cluster, world)

@@ -10,8 +10,6 @@ refuse is skipped without stopping the node's other clusters.
 
 from __future__ import annotations
 
-import argparse
-import logging
 import os
 import re
 import shutil
@@ -29,7 +27,7 @@ import tandem_agent.__main__ as agent_main
 from tandem.api.drbdvolume import DRBDNode, DRBDVolumeSpec
 from tandem.api.hacluster import FilesystemMount as ApiMount
 from tandem.api.hacluster import PostgresSpec, ServiceSpec
-from tandem_agent.chain import NodeEnvironment, ResolvedCluster
+from tandem_agent.chain import ChainRunner, NodeEnvironment, ResolvedCluster
 from tandem_agent.drivers.base import DriverError
 from tandem_agent.drivers.drbd import DrbdSpecInvalid, drbd_quote, render_resource, render_top_config
 from tandem_agent.drivers.mounts import FilesystemMount, MountSpecError
@@ -336,9 +334,9 @@ def test_mount_points_are_refused_alike(target: str) -> None:
 
 
 def test_a_cluster_the_agent_refuses_leaves_the_nodes_other_clusters_running(
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
-    """Specs stored before the API refused them ("repl user", the issue's disk) are skipped with
-    a message naming the field; the good cluster on the same node still starts."""
+        tmp_path: Path) -> None:
+    """Specs stored before the API refused them ("repl user", the issue's disk) are refused
+    with the field named; the good cluster on the same node is still built."""
 
     def cluster(name: str, **chain: Any) -> dict[str, Any]:
         return {"metadata": {"name": name, "namespace": "default"},
@@ -352,14 +350,6 @@ def test_a_cluster_the_agent_refuses_leaves_the_nodes_other_clusters_running(
                             cluster("bad-disk", volumes=["store"]),
                             cluster("good", postgres={"replicationUser": "replicator"})],
              "drbdvolumes": [volume], "floatingips": []}
-    started: list[str] = []
-
-    class FakeClusterAgent:
-        def __init__(self, _kube: Any, resolved: ResolvedCluster, *_: Any, **__: Any) -> None:
-            self.name = resolved.name
-
-        def start(self) -> None:
-            started.append(self.name)
 
     def postgres(c: ResolvedCluster, password: str | None) -> PostgresConfig:
         assert c.spec.chain.postgres is not None
@@ -368,20 +358,12 @@ def test_a_cluster_the_agent_refuses_leaves_the_nodes_other_clusters_running(
     env = NodeEnvironment(node="mail1", state_dir=tmp_path, volume_driver=lambda *_: None,  # type: ignore[arg-type, return-value]
                           service_backend=lambda *_: None,  # type: ignore[arg-type, return-value]
                           postgres_config=postgres, replication_password=lambda *_: "pw")
-    node_agent = agent_main.Agent.__new__(agent_main.Agent)
-    node_agent.args = argparse.Namespace(node="mail1", fence="lab-kill", poll_interval=0.1)
-    node_agent.clusters = {}
-    node_agent.__dict__["shared_watchdog"] = type("Watchdogs", (), {"handle": lambda self, name: None})()
-    monkeypatch.setattr(node_agent, "read_world", lambda: world)
-    monkeypatch.setattr(node_agent, "environment", lambda: env)
-    monkeypatch.setattr(node_agent, "kube", lambda namespace: None)
-    monkeypatch.setattr(agent_main, "ClusterAgent", FakeClusterAgent)
-    monkeypatch.setattr(agent_main, "fencer", lambda *_: None)
+    built, refused = agent_main.prepare(
+        agent_main.clusters_of(world, "mail1"), world, running=(), refused={},
+        build=lambda obj: ChainRunner(agent_main.resolve(obj, world), env))
 
-    with caplog.at_level(logging.WARNING):
-        node_agent.sync()
-
-    assert started == ["good"]
-    warnings = "\n".join(r.getMessage() for r in caplog.records)
-    assert "default/bad-user: not started" in warnings and "chain.postgres.replicationUser" in warnings
-    assert "default/bad-disk: not started" in warnings and "nodes.0.disk" in warnings
+    assert list(built) == ["default/good"]
+    assert refused["default/bad-user"].problem.startswith(
+        "spec.chain.postgres.replicationUser: 'repl user' must be a lower-case PostgreSQL name")
+    assert refused["default/bad-disk"].problem.startswith(
+        "spec.chain.volumes[0]: DRBDVolume store: spec.nodes[0].disk: ")

@@ -272,7 +272,7 @@ def test_no_holder_yet_is_pending_and_spec_primary_is_only_a_preference() -> Non
 
 
 def test_pending_says_why_the_nodes_may_not_take_the_lease() -> None:
-    why = "ConfigInvalid: spec.chain.postgres.credentialsSecret: Secret pg does not exist"
+    why = "DiskNotUpToDate: data Inconsistent"
     c = cluster(report("n1", eligible=False, why=why), report("n2", eligible=False, why=why),
                 status={"epoch": 0, "primary": None})
     ready = cond(core.reconcile(snap(c, LeaseState(None, 0))), "Ready")
@@ -759,6 +759,59 @@ def test_invalid_spec_refuses_switchovers() -> None:
     fips = {"vip": fip(("198.18.0.2", None)), "other": fip(("198.18.0.2", None), owner="x")}
     d = core.reconcile(snap(healthy(), floating_ips=fips, primary_change=PrimaryChange("n1", "n2")))
     assert d.status.switchover is not None and d.status.switchover.reason == "InvalidSpec"
+
+
+# --- specs the nodes refuse -----------------------------------------------------------------
+
+REFUSED = ("InvalidSpec: spec.chain.mounts[0].volume: DRBDVolume other is not in "
+           "spec.chain.volumes")
+
+
+def test_a_spec_both_nodes_refuse_is_invalid_naming_the_nodes_and_the_field() -> None:
+    c = cluster(report("n1", "Unknown", epoch=0, eligible=False, why=REFUSED),
+                report("n2", "Unknown", epoch=0, eligible=False, why=REFUSED),
+                status={"epoch": 0, "primary": None})
+    s = snap(c, LeaseState(None, 0))
+    d = core.reconcile(s)
+    assert cond(d, "Ready") == ("False", "InvalidSpec", "n1 and n2 refuse the spec: "
+                                "spec.chain.mounts[0].volume: DRBDVolume other is not in "
+                                "spec.chain.volumes")
+    warnings = [e for e in d.events if e.reason == "InvalidSpec"]
+    assert [e.type for e in warnings] == ["Warning"]
+    assert "n1 and n2 refuse the spec: spec.chain.mounts[0].volume" in warnings[0].message
+    assert core.reconcile(settle(s)).events == (), "the same refusal is said once"
+
+
+def test_a_new_refusal_message_is_a_new_event_and_fixing_it_clears_it() -> None:
+    c = cluster(report("n1", "Unknown", epoch=0, eligible=False, why=REFUSED), report("n2"),
+                status={"epoch": 0, "primary": None})
+    s = settle(snap(c, LeaseState(None, 0)))
+    other = "InvalidSpec: spec.chain.floatingIPs[0]: FloatingIP vip: range ends before it starts"
+    d = core.reconcile(with_reports(s, report("n1", "Unknown", epoch=0, eligible=False,
+                                              why=other), report("n2")))
+    assert cond(d, "Ready")[2] == ("n1 refuses the spec: spec.chain.floatingIPs[0]: FloatingIP "
+                                   "vip: range ends before it starts")
+    assert reasons(d) == ["InvalidSpec"]
+    fixed = core.reconcile(with_reports(s, report("n1"), report("n2")))
+    assert cond(fixed, "Ready")[1] == "Pending" and reasons(fixed) == ["Pending"]
+
+
+def test_a_node_refusing_the_spec_beside_a_serving_primary_makes_it_invalid() -> None:
+    """The pair cannot fail over: the same verdict as the operator's own cross-object checks."""
+    # The refusing agent reports the Lease's epoch, so its report is not a stale one.
+    d = core.reconcile(snap(cluster(report("n1", "Primary"),
+                                    report("n2", "Unknown", eligible=False, why=REFUSED))))
+    assert cond(d, "Ready")[:2] == ("False", "InvalidSpec")
+    assert cond(d, "Ready")[2].startswith("n2 refuses the spec: spec.chain.mounts[0].volume")
+    assert cond(d, "Degraded")[:2] == ("True", "NotStandby")
+    assert "n2 is not eligible to take over: InvalidSpec: " in cond(d, "Degraded")[2]
+
+
+def test_a_stale_refusal_or_one_of_another_node_is_not_counted() -> None:
+    c = cluster(report("n1", "Primary"),
+                report("n2", "Unknown", eligible=False, why=REFUSED, age=600),
+                report("n9", "Unknown", eligible=False, why=REFUSED))
+    assert cond(core.reconcile(snap(c)), "Ready")[1] != "InvalidSpec"
 
 
 # --- dependencies -------------------------------------------------------------------------

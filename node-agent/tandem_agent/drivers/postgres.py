@@ -117,6 +117,15 @@ class SourceRefusedError(PostgresError):
     """The primary refused the replication user's login (password or pg_hba.conf)."""
 
 
+class ConfigError(ValueError):
+    """A `PostgresConfig` value the driver refuses; `field` names it, so that the agent can
+    name the spec field it came from."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 # --------------------------------------------------------------------------- config
 
 
@@ -189,32 +198,35 @@ class PostgresConfig:
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.node_name):
-            raise ValueError(
-                f"node_name {self.node_name!r} must be 1-63 characters of letters, digits, "
-                "'_', '.', '-' (it becomes application_name and cluster_name)"
+            raise ConfigError(
+                "node_name", f"node_name {self.node_name!r} must be 1-63 characters of letters, "
+                "digits, '_', '.', '-' (it becomes application_name and cluster_name)"
             )
         if not 1 <= self.port <= 65535:
-            raise ValueError(f"port must be within 1..65535, got {self.port}")
+            raise ConfigError("port", f"port must be within 1..65535, got {self.port}")
         if not self.listen_addresses:
-            raise ValueError("listen_addresses must name at least one address (or '*')")
+            raise ConfigError("listen_addresses",
+                              "listen_addresses must name at least one address (or '*')")
         for address in self.replication_peers:
             try:
                 ipaddress.ip_address(address)
             except ValueError as exc:
-                raise ValueError(f"replication_peers: {address!r} is not an IP address") from exc
+                raise ConfigError("replication_peers", f"replication_peers: {address!r} is "
+                                  "not an IP address") from exc
         if problem := role_name_problem(self.replication_user):
-            raise ValueError(f"replication user {problem}")
+            raise ConfigError("replication_user", f"replication user {problem}")
         for name in (self.os_user, *self.admin_os_users):
             if not _NAME_RE.match(name):
-                raise ValueError(f"user name {name!r} is not a plain identifier")
+                raise ConfigError("os_user", f"user name {name!r} is not a plain identifier")
         if self.replication_user == self.superuser:
-            raise ValueError(f"the replication user must not be the superuser {self.superuser}")
+            raise ConfigError("replication_user", "the replication user must not be the "
+                              f"superuser {self.superuser}")
         if self.replication_password is not None and \
                 (problem := password_problem(self.replication_password)):
-            raise ValueError(f"the replication password {problem}")
+            raise ConfigError("replication_password", f"the replication password {problem}")
         for what, path in (("data_dir", self.data_dir), ("config_dir", self.config_dir)):
             if path is not None and (problem := path_problem(str(path))):
-                raise ValueError(f"{what} {problem}")
+                raise ConfigError(what, f"{what} {problem}")
 
     @property
     def conf_dir(self) -> Path:
