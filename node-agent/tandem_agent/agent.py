@@ -67,6 +67,12 @@ class ClusterIntent:
     generation: int
     dependency_ready: bool | None = None
     dependency_detail: str = ""
+    eligible_peers: tuple[str, ...] = ()  # other nodes whose fresh report says eligible
+
+
+# A peer's report older than this no longer counts as "it could take over" (the agents
+# heartbeat every HEARTBEAT_SECONDS; the operator judges staleness the same way).
+PEER_REPORT_FRESH_SECONDS = 90.0
 
 
 def intent_of(obj: dict[str, Any], node: str) -> ClusterIntent:
@@ -80,7 +86,26 @@ def intent_of(obj: dict[str, Any], node: str) -> ClusterIntent:
         switchover=switchover,
         deleting=bool(meta.get("deletionTimestamp")),
         generation=int(meta.get("generation", 0)),
+        eligible_peers=eligible_peers(status.get("nodes") or [], node,
+                                      dt.datetime.now(dt.UTC)),
     )
+
+
+def eligible_peers(reports: list[dict[str, Any]], node: str,
+                   now: dt.datetime) -> tuple[str, ...]:
+    """The other nodes whose report, fresh enough to believe, says they may take the Lease."""
+    found = []
+    for report in reports:
+        beat = report.get("heartbeatTime")
+        if report.get("name") == node or report.get("eligible") is not True or not beat:
+            continue
+        try:
+            at = dt.datetime.fromisoformat(str(beat).replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if (now - at).total_seconds() <= PEER_REPORT_FRESH_SECONDS:
+            found.append(str(report["name"]))
+    return tuple(sorted(found))
 
 
 class ClusterAgent:
@@ -329,6 +354,7 @@ class ClusterAgent:
             dependency_detail=intent.dependency_detail,
             nodes=tuple(n.name for n in self.cluster.spec.nodes),
             stepping_down=self.stepping_down,
+            eligible_peers=intent.eligible_peers,
             sync_standbys=lease.sync_standbys if lease else None,
         )
         decision = chain_decision(snapshot)
@@ -488,7 +514,9 @@ class ClusterAgent:
                           "not repaired")
         now = time.monotonic()
         self.restarts.append(now)
-        attempt = f"({len(self.restarts)} of {self.policy.restart_limit})"
+        limit = self.policy.restart_limit
+        attempt = f"({len(self.restarts)} of {limit})" if len(self.restarts) <= limit else \
+            f"({len(self.restarts)}, past restartLimit {limit}: no standby could take over)"
         kind, _, name = key.partition("/")
         member = self.monitor.members.get(key)
         self.monitor.repairing(key)

@@ -333,11 +333,15 @@ class ChainSnapshot:
     dependency_detail: str = ""
     nodes: tuple[str, ...] = field(default_factory=tuple)
     stepping_down: str | None = None  # why this primary decided to give the Lease up
+    eligible_peers: tuple[str, ...] = ()  # nodes that could take the Lease if released
     sync_standbys: tuple[str, ...] | None = None  # the Lease's list (None: it has none)
 
 
 def restart_limit_reached(s: ChainSnapshot) -> bool:
-    return bool(s.failed) and s.restarts_in_window >= s.restart_limit
+    """Repairs are used up and a standby could take over: step down. With no eligible standby
+    a release would leave the cluster without any primary, so repairs go on in place."""
+    return bool(s.failed) and s.restarts_in_window >= s.restart_limit \
+        and bool(s.eligible_peers)
 
 
 def chain_decision(s: ChainSnapshot) -> Decision:
@@ -383,8 +387,11 @@ def chain_decision(s: ChainSnapshot) -> Decision:
     if s.failed:
         # The first in chain order: repairing it may repair those above it too.
         failed = s.failed[0]
-        return Decision(Action.REPAIR, f"{failed.describe()}; repair "
-                        f"{s.restarts_in_window + 1} of {s.restart_limit}", epoch=epoch,
+        attempt = f"repair {s.restarts_in_window + 1} of {s.restart_limit}"
+        if s.restarts_in_window >= s.restart_limit:
+            attempt = (f"repair {s.restarts_in_window + 1}, past restartLimit "
+                       f"{s.restart_limit}: no standby is eligible to take over")
+        return Decision(Action.REPAIR, f"{failed.describe()}; {attempt}", epoch=epoch,
                         target=failed.key)
     return Decision(Action.WAIT, held_back or f"primary at epoch {epoch}", epoch=epoch)
 

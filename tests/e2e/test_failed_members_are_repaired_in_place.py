@@ -60,6 +60,7 @@ def repaired_in_place(lab: LabCluster, client: Client, fault: str) -> str:
         finally:
             heal()
         acked = client.acked_by("mail1", timeout=30)
+        client.served_by("mail1", timeout=30)
         message: str = last_recovery(lab)["message"]
         print(f"{fault}: writes acknowledged again {acked - injected:.2f}s after the fault; "
               f"{message}")
@@ -108,4 +109,3 @@ def test_running_service_failing_its_health_check_is_restarted(lab: LabCluster,
     # The probe's own timeout or the monitor's, whichever answers first.
     assert "http http://127.0.0.1:8080/" in message or "no answer within 2s" in message, message
     assert lab.main_pid("mail1", member_faults.HTTP_UNIT) != before
-    client.served_by("mail1")

@@ -197,7 +197,8 @@ class TestChainRunner:
         decision = chain_decision(chain_snap(failed=(web,), restarts_in_window=1))
         assert decision.action is Action.REPAIR and decision.target == "Service/web"
         assert "repair 2 of 3" in decision.reason
-        over = chain_snap(failed=(web,), restarts_in_window=3, restart_limit=3)
+        over = chain_snap(failed=(web,), restarts_in_window=3, restart_limit=3,
+                          eligible_peers=("n2",))
         torn = chain_decision(over)
         assert torn.action is Action.TEAR_DOWN and "after 3 repairs in place" in torn.reason
         down = dataclasses.replace(over, chain=ChainState.DOWN, failed=(),
@@ -348,6 +349,15 @@ class TestMonitors:
         bind = FailedResource("BindMount//var/mail", "bind mount /var/mail", "not a bind")
         decision = chain_decision(chain_snap(failed=(mount, bind)))
         assert decision.action is Action.REPAIR and decision.target == "Mount//srv/mail"
+
+    def test_past_the_limit_without_an_eligible_standby_it_keeps_repairing(self) -> None:
+        pg = FailedResource("PostgreSQL/postgresql", "PostgreSQL", "not running")
+        alone = chain_snap(failed=(pg,), restarts_in_window=2, restart_limit=2)
+        decision = chain_decision(alone)
+        assert decision.action is Action.REPAIR
+        assert "past restartLimit 2: no standby is eligible" in decision.reason
+        helped = dataclasses.replace(alone, eligible_peers=("n2",))
+        assert chain_decision(helped).action is Action.TEAR_DOWN
 
     def test_no_repair_without_the_right_to_act(self) -> None:
         pg = FailedResource("PostgreSQL/postgresql", "PostgreSQL", "not running")

@@ -3,9 +3,11 @@ timeout without a second check piling up; results from before a restart are igno
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 
+from tandem_agent.agent import eligible_peers
 from tandem_agent.core import MonitorSettings
 from tandem_agent.drivers.base import Outcome
 from tandem_agent.monitor import ChainMonitor, Monitored
@@ -102,3 +104,15 @@ def test_a_standby_monitors_nothing_and_reports_nothing() -> None:
     settle(monitor, 0.0)
     monitor.activate(False)
     assert monitor.reports() == [] and monitor.failed(0.0) == ()
+
+
+def test_only_fresh_reports_of_other_nodes_count_as_eligible_peers() -> None:
+    now = dt.datetime(2026, 11, 30, 12, 0, 0, tzinfo=dt.UTC)
+    reports = [
+        {"name": "n1", "eligible": True, "heartbeatTime": "2026-11-30T11:59:59Z"},  # itself
+        {"name": "n2", "eligible": True, "heartbeatTime": "2026-11-30T11:59:00Z"},
+        {"name": "n3", "eligible": True, "heartbeatTime": "2026-11-30T11:50:00Z"},  # stale
+        {"name": "n4", "eligible": False, "heartbeatTime": "2026-11-30T11:59:59Z"},
+        {"name": "n5", "eligible": True},  # never heartbeat
+    ]
+    assert eligible_peers(reports, "n1", now) == ("n2",)
