@@ -5,13 +5,21 @@ the window has passed."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import pytest
 
 from tandem.lab.cluster import LabCluster
-from tandem.lab.harness import Client, checked, lease_holder, node_report, wait_until
+from tandem.lab.harness import (
+    Client,
+    checked,
+    lease_holder,
+    node_report,
+    wait_replicating,
+    wait_until,
+)
 from tests.e2e.conftest import vip
 
 pytestmark = pytest.mark.lab
@@ -42,6 +50,11 @@ def test_postgres_killed_past_the_restart_limit_fails_over(lab: LabCluster,
                        f"PostgreSQL restarted in place ({attempt} of 2)")
             client.acked_by("mail1", timeout=30)
             assert lease_holder(lab, "mail") == ("mail1", epoch)
+        # A primary steps down only to a standby that can take over: mail2 back on the
+        # synchronous list after the restarts, and saying it is eligible.
+        wait_replicating(lab, "mail", "mail1", ["mail2"])
+        wait_until(lambda: node_report(lab, "mail", "mail2").get("eligible") is True, 30,
+                   "mail2 eligible")
         lab.kill_postgres("mail1")
         client.acked_by("mail2", timeout=60)
     holder, new_epoch = lease_holder(lab, "mail")
@@ -56,3 +69,33 @@ def test_postgres_killed_past_the_restart_limit_fails_over(lab: LabCluster,
                WINDOW + 30, "mail1 eligible again after restartWindowSeconds")
     print(f"mail1 eligible again {time.monotonic() - backoff_seen:.1f}s after its back-off "
           f"was seen (window {WINDOW}s)")
+
+
+def test_with_no_standby_to_take_over_it_keeps_repairing_in_place(lab: LabCluster,
+                                                                  client: Client) -> None:
+    """Past restartLimit, but the other node may not take over (here: in standby mode, so its
+    report says ineligible): releasing the Lease would leave no primary at all, so the primary
+    repairs again in place."""
+    holder, epoch = lease_holder(lab, "mail")
+    assert holder == "mail2"
+    wait_replicating(lab, "mail", "mail2", ["mail1"])
+    standby_mode(lab, ["mail1"])
+    try:
+        wait_until(lambda: "StandbyMode" in node_report(lab, "mail", "mail1")
+                   .get("ineligibleReason", ""), 30, "mail1 in standby mode")
+        for attempt in (1, 2, 3):
+            lab.kill_postgres("mail2")
+            wait_until(lambda attempt=attempt: f"({attempt}" in
+                       recovery(lab, "mail2").get("message", ""), 60,
+                       f"mail2's PostgreSQL restarted in place ({attempt})")
+            client.acked_by("mail2", timeout=30)
+        message = recovery(lab, "mail2")["message"]
+        assert "past restartLimit 2: no standby could take over" in message, message
+        assert lease_holder(lab, "mail") == ("mail2", epoch)
+    finally:
+        standby_mode(lab, [])
+
+
+def standby_mode(lab: LabCluster, nodes: list[str]) -> None:
+    lab.kubectl("patch", "hacluster", "mail", "-n", lab.namespace, "--type=merge",
+                "-p", json.dumps({"spec": {"standbyNodes": nodes}}))
