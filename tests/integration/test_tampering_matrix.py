@@ -41,7 +41,8 @@ pytestmark = pytest.mark.apiserver
 REPO = Path(__file__).resolve().parents[2]
 NS = "tamper"
 OTHER_NS = "tamper-other"  # no tandem-agent-credentials binding here
-SYSTEM = "tandem-system"
+SYSTEM = "tandem-system"  # the agents' namespace
+OPERATOR_NS = "tandem-operator"
 SECRET = "pg-replication"
 
 
@@ -172,7 +173,7 @@ def env(crds_installed: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> An
     kubectl.run(["apply", "-f", "-"], stdin=yaml.safe_dump_all(docs))
     admin = load_client(str(kubectl.kubeconfig))
     # The Leases as the operator creates them (its own code, its own credential).
-    op_token = kubectl.run(["create", "token", "tandem-operator", "-n", SYSTEM]).stdout.strip()
+    op_token = kubectl.run(["create", "token", "tandem-operator", "-n", OPERATOR_NS]).stdout.strip()
     operator = OperatorKube(load_client(str(token_kubeconfig(
         kubectl.kubeconfig, op_token, tmp / "operator.kubeconfig"))))
     custom = client.CustomObjectsApi(admin)
@@ -590,7 +591,7 @@ def test_the_operator_is_not_caught_by_the_policy(env: Env, tmp_path: Path) -> N
     """The operator's own writes (its code, its ServiceAccount): create, stamp and delete a
     Lease, apply its status fields."""
     e = env
-    token = e.kubectl.run(["create", "token", "tandem-operator", "-n", SYSTEM]).stdout.strip()
+    token = e.kubectl.run(["create", "token", "tandem-operator", "-n", OPERATOR_NS]).stdout.strip()
     op = OperatorKube(load_client(str(token_kubeconfig(e.kubectl.kubeconfig, token,
                                                        tmp_path / "op.kubeconfig"))))
     custom = client.CustomObjectsApi(e.admin)
