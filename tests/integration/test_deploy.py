@@ -342,8 +342,10 @@ def wait_for(what: str, fn: Callable[[], Any], log: Path, timeout: float = 30.0)
         time.sleep(0.3)
 
 
-# What the operator's log would say if its role or its file system refused it something.
-REFUSALS = re.compile(r"403|[Ff]orbidden|Not enough permissions|Failed to post an event|"
+# What the operator's log would say if its role or its file system refused it something. (Not
+# a bare "403": a log line's milliseconds may read so. Every 403 the API server sends says
+# Forbidden.)
+REFUSALS = re.compile(r"[Ff]orbidden|Not enough permissions|Failed to post an event|"
                       r"Read-only file system|Permission denied|Traceback")
 
 
