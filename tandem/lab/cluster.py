@@ -691,7 +691,10 @@ class LabCluster:
         if self.plane.running() and any(node.daemonset for node in state.nodes):
             # No garbage collector runs: the DaemonSet's pods go by name, at once (their node
             # is off, no kubelet confirms).
-            self.kubectl("delete", "daemonset,deployment", "-n", "tandem-system",
+            self.kubectl("delete", "daemonset", "-n", "tandem-system",
+                         "-l", "app.kubernetes.io/part-of=tandem", "--ignore-not-found",
+                         check=False)
+            self.kubectl("delete", "deployment", "-n", "tandem-operator",
                          "-l", "app.kubernetes.io/part-of=tandem", "--ignore-not-found",
                          check=False)
             self.kubectl("delete", "pods", "-n", "tandem-system", "-l",

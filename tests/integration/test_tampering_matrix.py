@@ -16,6 +16,7 @@ again: the admission policy alone refuses them all.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import time
@@ -41,7 +42,8 @@ pytestmark = pytest.mark.apiserver
 REPO = Path(__file__).resolve().parents[2]
 NS = "tamper"
 OTHER_NS = "tamper-other"  # no tandem-agent-credentials binding here
-SYSTEM = "tandem-system"
+SYSTEM = "tandem-system"  # the agents' namespace
+OPERATOR_NS = "tandem-operator"
 SECRET = "pg-replication"
 
 
@@ -172,7 +174,7 @@ def env(crds_installed: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> An
     kubectl.run(["apply", "-f", "-"], stdin=yaml.safe_dump_all(docs))
     admin = load_client(str(kubectl.kubeconfig))
     # The Leases as the operator creates them (its own code, its own credential).
-    op_token = kubectl.run(["create", "token", "tandem-operator", "-n", SYSTEM]).stdout.strip()
+    op_token = kubectl.run(["create", "token", "tandem-operator", "-n", OPERATOR_NS]).stdout.strip()
     operator = OperatorKube(load_client(str(token_kubeconfig(
         kubectl.kubeconfig, op_token, tmp / "operator.kubeconfig"))))
     custom = client.CustomObjectsApi(admin)
@@ -590,7 +592,7 @@ def test_the_operator_is_not_caught_by_the_policy(env: Env, tmp_path: Path) -> N
     """The operator's own writes (its code, its ServiceAccount): create, stamp and delete a
     Lease, apply its status fields."""
     e = env
-    token = e.kubectl.run(["create", "token", "tandem-operator", "-n", SYSTEM]).stdout.strip()
+    token = e.kubectl.run(["create", "token", "tandem-operator", "-n", OPERATOR_NS]).stdout.strip()
     op = OperatorKube(load_client(str(token_kubeconfig(e.kubectl.kubeconfig, token,
                                                        tmp_path / "op.kubeconfig"))))
     custom = client.CustomObjectsApi(e.admin)
@@ -607,3 +609,86 @@ def test_the_operator_is_not_caught_by_the_policy(env: Env, tmp_path: Path) -> N
     assert op.delete_lease(NS, "ef-primary")
     e.kubectl.run(["delete", "hac", "ef", "-n", NS])
 
+
+
+# --- a namespace administrator ----------------------------------------------------------------
+
+NS_ADMIN = "ns-admin"
+
+
+def test_a_namespace_admin_rules_its_namespace_only(env: Env) -> None:
+    """docs/security.md's compromised namespace administrator: every verb on every resource of
+    the namespace `tamper` (a Role, stronger than the built-in `admin`), tried through
+    impersonation, writes as server dry runs (authorization and admission run, nothing is
+    stored). What it can do in its namespace is asserted too: the threat model says so."""
+    e = env
+    e.kubectl.run(["apply", "-f", "-"], stdin=yaml.safe_dump_all([
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": "everything", "namespace": NS},
+         "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": "ns-admin", "namespace": NS},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                     "name": "everything"},
+         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                       "name": NS_ADMIN}]}]))
+
+    def doc(namespace: str) -> str:
+        return yaml.safe_dump({**cluster_doc("anynode", ("a", "c")),
+                               "metadata": {"name": "anynode", "namespace": namespace}})
+
+    def run(args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return e.kubectl.run([f"--as={NS_ADMIN}", *args], stdin=stdin, check=False)
+
+    dry = "--dry-run=server"
+    can = {
+        "create an HACluster naming any nodes": (["create", dry, "-f", "-"], doc(NS)),
+        "read the namespace's Secrets": (["get", "secret", "-n", NS, SECRET], None),
+        "rewrite its Lease's member list": (["annotate", dry, "--overwrite", "lease", "-n", NS,
+                                             "ab-primary", "tandem.dev/members=a,b,x"], None),
+        "hand its Lease to any node": (["patch", dry, "lease", "-n", NS, "ab-primary",
+                                        "--type=merge", "-p",
+                                        '{"spec":{"holderIdentity":"x"}}'], None),
+        "forge node b's report in its own cluster": (
+            ["patch", dry, "hac", "-n", NS, "ab", "--subresource=status", "--type=merge", "-p",
+             json.dumps({"status": {"nodes": [report("a"), report("b", message="forged")]}})],
+            None),
+        "delete its Lease": (["delete", dry, "lease", "-n", NS, "ab-primary"], None),
+    }
+    cannot = {
+        "create an HACluster in another namespace": (["create", dry, "-f", "-"], doc(OTHER_NS)),
+        "read another namespace's Secret": (["get", "secret", "-n", OTHER_NS, SECRET], None),
+        "write a Lease of kube-system": (["annotate", dry, "lease", "-n", "kube-system",
+                                          "kube-scheduler", "x=y"], None),
+        "run a Pod in tandem-system": (["run", dry, "x", "-n", SYSTEM,
+                                        "--image=localhost/tandem:0.1.0"], None),
+        "mint a token of node a's agent": (["create", "token", "tandem-agent-a", "-n", SYSTEM],
+                                           None),
+        "mint a token of the DaemonSet's agents": (["create", "token", "tandem-agent", "-n",
+                                                    SYSTEM], None),
+        "mint a token of the operator": (["create", "token", "tandem-operator", "-n",
+                                          OPERATOR_NS], None),
+        "label a Node into the DaemonSet": (["label", dry, "node", "c",
+                                             "node-restriction.kubernetes.io/tandem-agent=true"],
+                                            None),
+        "bind itself to the agents' role": (["create", dry, "clusterrolebinding", "x",
+                                             "--clusterrole=tandem-agent", f"--user={NS_ADMIN}"],
+                                            None),
+        "remove the agents' admission policy": (["delete", dry,
+                                                 "validatingadmissionpolicybinding",
+                                                 "tandem-agent"], None),
+        "change a CRD": (["label", dry, "crd", "haclusters.tandem.dev", "x=y"], None),
+    }
+    try:
+        for what, (args, stdin) in can.items():
+            proc = run(args, stdin)
+            assert proc.returncode == 0, f"a namespace admin could not {what}: {proc.stderr}"
+            print(f"  can     {what}")
+        for what, (args, stdin) in cannot.items():
+            proc = run(args, stdin)
+            assert proc.returncode != 0 and " cannot " in proc.stderr, \
+                f"a namespace admin could {what}: {proc.stdout}{proc.stderr}"
+            print(f"  refused {what}")
+    finally:
+        e.kubectl.run(["delete", "rolebinding,role", "-n", NS, "ns-admin", "everything",
+                       "--ignore-not-found"])
