@@ -481,6 +481,16 @@ class LabCluster:
         overlay = kubelet.daemonset_overlay(self.work_dir / "daemonset", self.namespace)
         # Forced: earlier tests of a session may have applied parts of deploy/ client-side.
         self.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(overlay))
+        # The DaemonSet updates OnDelete: a pod an earlier DaemonSet of the session (deploy/
+        # as it ships, which cannot run on a lab node) made here first is replaced by hand.
+        generation = self.kubectl("get", "daemonset", "tandem-agent", "-n", "tandem-system",
+                                  "-o", "jsonpath={.metadata.generation}").strip()
+        state = self.state()
+        for node in (n for n in (state.nodes if state else []) if n.daemonset):
+            self.kubectl("delete", "pods", "-n", "tandem-system", "--wait=false",
+                         "-l", f"app.kubernetes.io/name=tandem-agent,"
+                         f"pod-template-generation!={generation}",
+                         "--field-selector", f"spec.nodeName={node.name}")
 
     def _power_controller(self, node: NodeRecord) -> ManagedProcess:
         directory = self.node_dir(node.name)

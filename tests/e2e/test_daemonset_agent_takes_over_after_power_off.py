@@ -33,6 +33,12 @@ def _agent_pod(lab: LabCluster) -> dict[str, Any] | None:
     return running[0] if running else None
 
 
+def _pods_and_events(lab: LabCluster) -> str:
+    """What explains a DaemonSet pod that does not run: the DaemonSet, its pods, the Events."""
+    return lab.kubectl("get", "daemonset,pods,events", "-n", "tandem-system", "-o", "wide",
+                       check=False)
+
+
 def _shipped_agent() -> dict[str, Any]:
     daemonset: dict[str, Any] = yaml.safe_load((REPO / "deploy/base/agent.yaml").read_text())
     return daemonset["spec"]["template"]["spec"]
@@ -48,7 +54,8 @@ def _systemd_cgroup(pid: int) -> str:
 def test_the_daemonsets_agent_takes_over_after_the_primary_is_powered_off(
         lab: LabCluster, client: Client) -> None:
     lab.apply_daemonset()
-    pod = wait_until(lambda: _agent_pod(lab), 180, "the DaemonSet's agent running on mail2")
+    pod = wait_until(lambda: _agent_pod(lab), 180, "the DaemonSet's agent running on mail2",
+                     context=lambda: _pods_and_events(lab))
     shipped, spec = _shipped_agent(), pod["spec"]
     assert (spec["hostPID"], spec["hostNetwork"]) == (shipped["hostPID"], shipped["hostNetwork"])
     container, = spec["containers"]
