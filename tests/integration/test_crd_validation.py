@@ -15,6 +15,7 @@ from tandem.api.hacluster import HAClusterSpec, stop_budget_problem
 from tandem_agent.__main__ import resolve
 from tandem_agent.invalid import InvalidSpec
 from tests.conftest import Kubectl
+from tests.integration.api_helpers import Mutation, set_at
 
 pytestmark = pytest.mark.apiserver
 
@@ -68,22 +69,6 @@ def test_defaults_are_applied_by_the_api_server(api: Kubectl) -> None:
     assert spec["failover"]["fence"]["method"] == "SysrqReboot"
 
 
-Mutation = Callable[[dict[str, Any]], None]
-
-
-def _set(path: str, value: Any) -> Mutation:
-    def mutate(doc: dict[str, Any]) -> None:
-        *parents, last = path.split(".")
-        node: Any = doc
-        for part in parents:
-            node = node[int(part)] if part.isdigit() else node[part]
-        if last.isdigit():
-            node[int(last)] = value
-        else:
-            node[last] = value
-    return mutate
-
-
 def _all(*mutations: Mutation) -> Mutation:
     def mutate(doc: dict[str, Any]) -> None:
         for m in mutations:
@@ -100,7 +85,7 @@ STOP_BUDGET = ["spec.chain", "add up to more than spec.leases.demotionTimeoutMs"
 
 
 def _health_check(service: int, check: dict[str, Any]) -> Mutation:
-    return _set(f"spec.chain.services.{service}.healthCheck", check)
+    return set_at(f"spec.chain.services.{service}.healthCheck", check)
 
 
 # A disk that passes drbdadm dump when written unescaped and adds a handler drbdadm runs as root.
@@ -111,102 +96,102 @@ HOSTILE_DISK = (
 
 BAD: list[tuple[str, tuple[str, str], Mutation, list[str]]] = [
     ("one-node", ("HACluster", "mail"),
-     _set("spec.nodes", [{"name": "mail1"}]), ["spec.nodes", "at least two distinct nodes"]),
+     set_at("spec.nodes", [{"name": "mail1"}]), ["spec.nodes", "at least two distinct nodes"]),
     ("duplicate-node", ("HACluster", "mail"),
-     _set("spec.nodes", [{"name": "mail1"}, {"name": "mail1"}]), ["spec.nodes[1]", "Duplicate"]),
+     set_at("spec.nodes", [{"name": "mail1"}, {"name": "mail1"}]), ["spec.nodes[1]", "Duplicate"]),
     ("primary-not-a-node", ("HACluster", "mail"),
-     _set("spec.primary", "mail3"), ["spec.primary", "must be one of spec.nodes"]),
+     set_at("spec.primary", "mail3"), ["spec.primary", "must be one of spec.nodes"]),
     ("standby-not-a-node", ("HACluster", "mail"),
-     _set("spec.standbyNodes", ["mail9"]), ["spec.standbyNodes", "only name nodes"]),
+     set_at("spec.standbyNodes", ["mail9"]), ["spec.standbyNodes", "only name nodes"]),
     ("every-node-standby", ("HACluster", "mail"),
-     _set("spec.standbyNodes", ["mail1", "mail2"]), ["spec.standbyNodes", "at least one node"]),
+     set_at("spec.standbyNodes", ["mail1", "mail2"]), ["spec.standbyNodes", "at least one node"]),
     ("lease-inequality", ("HACluster", "mail"),
-     _set("spec.leases", {"leaseDurationMs": 2000, "renewDeadlineMs": 1900, "renewIntervalMs": 500}),
+     set_at("spec.leases", {"leaseDurationMs": 2000, "renewDeadlineMs": 1900, "renewIntervalMs": 500}),
      ["spec.leases.leaseDurationMs", "two nodes could both act as primary"]),
     ("renew-interval-too-long", ("HACluster", "mail"),
-     _set("spec.leases", {"renewIntervalMs": 1500, "renewDeadlineMs": 1500}),
+     set_at("spec.leases", {"renewIntervalMs": 1500, "renewDeadlineMs": 1500}),
      ["spec.leases.renewIntervalMs", "less than renewDeadlineMs"]),
     ("node-name-not-dns", ("HACluster", "mail"),
-     _set("spec.nodes.0.name", "Mail_1"), ["spec.nodes[0].name"]),
+     set_at("spec.nodes.0.name", "Mail_1"), ["spec.nodes[0].name"]),
     ("service-without-unit", ("HACluster", "mail"),
-     _set("spec.chain.services", [{"name": "postfix"}]),
+     set_at("spec.chain.services", [{"name": "postfix"}]),
      ["spec.chain.services[0].unit", "Required value"]),
     ("duplicate-service", ("HACluster", "mail"),
-     _set("spec.chain.services", [{"name": "a", "unit": "a.service"}, {"name": "a", "unit": "b.service"}]),
+     set_at("spec.chain.services", [{"name": "a", "unit": "a.service"}, {"name": "a", "unit": "b.service"}]),
      ["spec.chain.services", "must be unique"]),
     ("unit-without-suffix", ("HACluster", "mail"),
-     _set("spec.chain.services.0.unit", "postfix"),
+     set_at("spec.chain.services.0.unit", "postfix"),
      ["spec.chain.services[0].unit", "must be a systemd unit name"]),
     ("unit-like-an-option", ("HACluster", "mail"),
-     _set("spec.chain.services.1.unit", "--all.service"),
+     set_at("spec.chain.services.1.unit", "--all.service"),
      ["spec.chain.services[1].unit", "not starting with -"]),
     ("replication-user-keyword", ("HACluster", "mail"),
-     _set("spec.chain.postgres.replicationUser", "all"),
+     set_at("spec.chain.postgres.replicationUser", "all"),
      ["spec.chain.postgres.replicationUser", "not one of all, replication"]),
     ("client-access-without-prefix", ("HACluster", "mail"),
-     _set("spec.chain.postgres.clientAccess",
+     set_at("spec.chain.postgres.clientAccess",
           [{"database": "mail", "user": "webmail", "address": "198.18.0.7"}]),
      ["spec.chain.postgres.clientAccess[0].address", "IPv4 or IPv6 network"]),
     ("relative-bind-mount", ("HACluster", "groupware"),
-     _set("spec.chain.bindMounts.0.source", "srv/groupware/mysql"),
+     set_at("spec.chain.bindMounts.0.source", "srv/groupware/mysql"),
      ["spec.chain.bindMounts[0].source"]),
     ("dotdot-bind-mount", ("HACluster", "groupware"),
-     _set("spec.chain.bindMounts.0.target", "/var/lib/../../etc"),
+     set_at("spec.chain.bindMounts.0.target", "/var/lib/../../etc"),
      ["spec.chain.bindMounts[0].target", "without '..'"]),
     ("unknown-field", ("HACluster", "mail"),
-     _set("spec.primaryNode", "mail1"), ['unknown field "spec.primaryNode"']),
+     set_at("spec.primaryNode", "mail1"), ['unknown field "spec.primaryNode"']),
     ("bad-replication-address", ("HACluster", "mail"),
-     _set("spec.nodes.0.replicationAddress", "2001:db8::zz"),
+     set_at("spec.nodes.0.replicationAddress", "2001:db8::zz"),
      ["spec.nodes[0].replicationAddress", "valid IPv4 or IPv6"]),
     ("too-many-failover-restarts", ("HACluster", "mail"),
-     _set("spec.failover.restartLimit", 1000), ["spec.failover.restartLimit"]),
+     set_at("spec.failover.restartLimit", 1000), ["spec.failover.restartLimit"]),
     ("bad-ipv4", ("FloatingIP", "mail-vips"),
-     _set("spec.addresses.0.start", "198.18.0.300"),
+     set_at("spec.addresses.0.start", "198.18.0.300"),
      ["spec.addresses[0].start", "valid IPv4 or IPv6"]),
     ("mixed-family-range", ("FloatingIP", "mail-vips"),
-     _set("spec.addresses.0.end", "2001:db8::10"), ["spec.addresses[0].end", "both be IPv4"]),
+     set_at("spec.addresses.0.end", "2001:db8::10"), ["spec.addresses[0].end", "both be IPv4"]),
     ("ipv4-prefix-33", ("FloatingIP", "mail-vips"),
-     _set("spec.prefixLength", 33), ["spec.prefixLength", "at most 32"]),
+     set_at("spec.prefixLength", 33), ["spec.prefixLength", "at most 32"]),
     ("interface-with-space", ("FloatingIP", "mail-vips"),
-     _set("spec.interface", "eth 0"), ["spec.interface"]),
+     set_at("spec.interface", "eth 0"), ["spec.interface"]),
     ("interface-too-long", ("FloatingIP", "mail-vips"),
-     _set("spec.interface", "a-very-long-interface"), ["spec.interface"]),
+     set_at("spec.interface", "a-very-long-interface"), ["spec.interface"]),
     ("port-out-of-range", ("DRBDVolume", "mail-store"),
-     _set("spec.port", 70000), ["spec.port"]),
+     set_at("spec.port", 70000), ["spec.port"]),
     ("protocol-d", ("DRBDVolume", "mail-store"),
-     _set("spec.protocol", "D"), ["spec.protocol", "Unsupported value"]),
+     set_at("spec.protocol", "D"), ["spec.protocol", "Unsupported value"]),
     ("tiebreaker-is-a-data-node", ("DRBDVolume", "groupware-data"),
-     _set("spec.tiebreaker.name", "gw1"), ["spec.tiebreaker.name", "witness holds no data"]),
+     set_at("spec.tiebreaker.name", "gw1"), ["spec.tiebreaker.name", "witness holds no data"]),
     ("duplicate-node-id", ("DRBDVolume", "mail-store"),
-     _set("spec.nodes.1.nodeId", 0), ["spec.nodes", "must be distinct"]),
+     set_at("spec.nodes.1.nodeId", 0), ["spec.nodes", "must be distinct"]),
     ("tiebreaker-without-quorum", ("DRBDVolume", "groupware-data"),
-     _set("spec.quorum.mode", "off"), ["spec.quorum.mode", "majority or all"]),
+     set_at("spec.quorum.mode", "off"), ["spec.quorum.mode", "majority or all"]),
     ("bad-resource-name", ("DRBDVolume", "mail-store"),
-     _set("spec.resourceName", "mail store"), ["spec.resourceName"]),
+     set_at("spec.resourceName", "mail store"), ["spec.resourceName"]),
     # Issue 13: values that would become code where the agent renders them.
     ("drbd-disk-adds-a-handler", ("DRBDVolume", "mail-store"),
-     _set("spec.nodes.0.disk", HOSTILE_DISK),
+     set_at("spec.nodes.0.disk", HOSTILE_DISK),
      ["spec.nodes[0].disk", "no spaces, quotes, backslashes or control characters"]),
     ("replication-user-with-space", ("HACluster", "mail"),
-     _set("spec.chain.postgres.replicationUser", "repl user"),
+     set_at("spec.chain.postgres.replicationUser", "repl user"),
      ["spec.chain.postgres.replicationUser", "must be a lower-case PostgreSQL name"]),
     ("data-directory-with-line-break", ("HACluster", "mail"),
-     _set("spec.chain.postgres.dataDirectory", "/var/lib/pg'\narchive_command = 'id"),
+     set_at("spec.chain.postgres.dataDirectory", "/var/lib/pg'\narchive_command = 'id"),
      ["spec.chain.postgres.dataDirectory", "must be an absolute path of letters"]),
     ("mount-option-list-in-one", ("HACluster", "mail"),
-     _set("spec.chain.mounts.0.options", ["noatime,exec"]),
+     set_at("spec.chain.mounts.0.options", ["noatime,exec"]),
      ["spec.chain.mounts[0].options[0]", "one mount option"]),
     # Issue 12: explicit stop timeouts must fit the tear-down's budget; health checks.
     ("service-stop-timeout-over-the-default-budget", ("HACluster", "mail"),
-     _set("spec.chain.services.0.stopTimeoutSeconds", 1), STOP_BUDGET),
+     set_at("spec.chain.services.0.stopTimeoutSeconds", 1), STOP_BUDGET),
     ("service-and-postgres-stop-timeouts-over-the-budget", ("HACluster", "mail"),
-     _all(_set("spec.leases", ROOMY_LEASES), _set("spec.chain.services.0.stopTimeoutSeconds", 5),
-          _set("spec.chain.postgres.stopTimeoutSeconds", 6)), STOP_BUDGET),
+     _all(set_at("spec.leases", ROOMY_LEASES), set_at("spec.chain.services.0.stopTimeoutSeconds", 5),
+          set_at("spec.chain.postgres.stopTimeoutSeconds", 6)), STOP_BUDGET),
     ("postgres-stop-timeout-alone-over-the-budget", ("HACluster", "mail"),
-     _set("spec.chain.postgres.stopTimeoutSeconds", 1), STOP_BUDGET),
+     set_at("spec.chain.postgres.stopTimeoutSeconds", 1), STOP_BUDGET),
     ("service-stop-timeouts-without-postgres-over-the-budget", ("HACluster", "groupware"),
-     _all(_set("spec.leases", ROOMY_LEASES), _set("spec.chain.services.0.stopTimeoutSeconds", 6),
-          _set("spec.chain.services.1.stopTimeoutSeconds", 5)), STOP_BUDGET),
+     _all(set_at("spec.leases", ROOMY_LEASES), set_at("spec.chain.services.0.stopTimeoutSeconds", 6),
+          set_at("spec.chain.services.1.stopTimeoutSeconds", 5)), STOP_BUDGET),
     ("health-check-without-a-probe", ("HACluster", "mail"),
      _health_check(0, {"periodSeconds": 5}),
      ["spec.chain.services[0].healthCheck", "must set exactly one of exec, tcp or http"]),
@@ -253,12 +238,12 @@ def test_bad_spec_is_refused_naming_the_field(
 # Issue 12: the good counterparts, each checked in what the API server stored.
 GOOD: list[tuple[str, tuple[str, str], Mutation, Callable[[dict[str, Any]], bool]]] = [
     ("stop-timeouts-exactly-filling-the-budget", ("HACluster", "mail"),
-     _all(_set("spec.leases", ROOMY_LEASES), _set("spec.chain.services.0.stopTimeoutSeconds", 5),
-          _set("spec.chain.postgres.stopTimeoutSeconds", 5)),
+     _all(set_at("spec.leases", ROOMY_LEASES), set_at("spec.chain.services.0.stopTimeoutSeconds", 5),
+          set_at("spec.chain.postgres.stopTimeoutSeconds", 5)),
      lambda spec: spec["chain"]["postgres"]["stopTimeoutSeconds"] == 5),
     ("stop-timeouts-without-postgres-within-the-budget", ("HACluster", "groupware"),
-     _all(_set("spec.leases", ROOMY_LEASES), _set("spec.chain.services.0.stopTimeoutSeconds", 4),
-          _set("spec.chain.services.1.stopTimeoutSeconds", 6)),
+     _all(set_at("spec.leases", ROOMY_LEASES), set_at("spec.chain.services.0.stopTimeoutSeconds", 4),
+          set_at("spec.chain.services.1.stopTimeoutSeconds", 6)),
      lambda spec: spec["chain"]["services"][1]["stopTimeoutSeconds"] == 6),
     ("no-stop-timeouts-leave-the-budget-to-the-demotion", ("HACluster", "mail"),
      lambda doc: None, lambda spec: "stopTimeoutSeconds" not in spec["chain"]["postgres"]),

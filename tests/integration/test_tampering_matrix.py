@@ -36,6 +36,7 @@ from tandem_agent.kube import Kube, list_all_namespaces, load_client
 from tandem_operator import core as operator_core
 from tandem_operator.kube import Kube as OperatorKube
 from tests.conftest import Kubectl
+from tests.integration.api_helpers import token_kubeconfig
 
 pytestmark = pytest.mark.apiserver
 
@@ -48,17 +49,6 @@ SECRET = "pg-replication"
 
 
 # --- set-up -----------------------------------------------------------------------------------
-
-
-def token_kubeconfig(admin: Path, token: str, out: Path) -> Path:
-    """The admin's kubeconfig with its client certificate replaced by `token`."""
-    cfg = yaml.safe_load(admin.read_text())
-    cfg["users"] = [{"name": "agent", "user": {"token": token}}]
-    for ctx in cfg["contexts"]:
-        ctx["context"]["user"] = "agent"
-    out.write_text(yaml.safe_dump(cfg))
-    out.chmod(0o600)
-    return out
 
 
 def host_credential(kubectl: Kubectl, node: str, out: Path) -> Path:
@@ -608,7 +598,6 @@ def test_the_operator_is_not_caught_by_the_policy(env: Env, tmp_path: Path) -> N
         "target": "f", "phase": "Pending", "fromEpoch": 0, "requestedAt": "2025-01-01T00:00:00Z"}})
     assert op.delete_lease(NS, "ef-primary")
     e.kubectl.run(["delete", "hac", "ef", "-n", NS])
-
 
 
 # --- a namespace administrator ----------------------------------------------------------------

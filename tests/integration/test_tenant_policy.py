@@ -30,6 +30,7 @@ from kubernetes.client.exceptions import ApiException
 from tandem.api.common import GROUP, VERSION
 from tandem_agent.kube import load_client
 from tests.conftest import Kubectl, remove_tenant_limits
+from tests.integration.api_helpers import set_at, token_kubeconfig
 
 pytestmark = pytest.mark.apiserver
 
@@ -103,31 +104,6 @@ def changed(plural: str, change: Callable[[dict[str, Any]], None]) -> dict[str, 
     doc = BASE[plural]()
     change(doc["spec"])
     return doc
-
-
-def put(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
-    """A change of the spec at a dotted path (list indexes as numbers)."""
-    def change(spec: dict[str, Any]) -> None:
-        *parents, last = path.split(".")
-        node: Any = spec
-        for part in parents:
-            node = node[int(part)] if part.isdigit() else node[part]
-        if last.isdigit():
-            node[int(last)] = value
-        else:
-            node[last] = value
-    return change
-
-
-def token_kubeconfig(admin: Path, token: str, out: Path) -> Path:
-    """The admin's kubeconfig with its client certificate replaced by `token`."""
-    cfg = yaml.safe_load(admin.read_text())
-    cfg["users"] = [{"name": "tenant", "user": {"token": token}}]
-    for ctx in cfg["contexts"]:
-        ctx["context"]["user"] = "tenant"
-    out.write_text(yaml.safe_dump(cfg))
-    out.chmod(0o600)
-    return out
 
 
 @dataclass
@@ -246,50 +222,50 @@ def env(crds_installed: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> It
 
 OUTSIDE: list[tuple[str, str, Callable[[dict[str, Any]], None], str]] = [
     # (resource, case, change, what the message must name)
-    ("haclusters", "node", put("nodes.1.name", "b1"), "spec.nodes[1].name b1"),
-    ("haclusters", "node by a pattern's prefix only", put("nodes.1.name", "a-db1x"),
+    ("haclusters", "node", set_at("nodes.1.name", "b1"), "spec.nodes[1].name b1"),
+    ("haclusters", "node by a pattern's prefix only", set_at("nodes.1.name", "a-db1x"),
      "spec.nodes[1].name a-db1x"),
-    ("haclusters", "mount point", put("chain.mounts.0.mountPoint", "/etc"),
+    ("haclusters", "mount point", set_at("chain.mounts.0.mountPoint", "/etc"),
      "spec.chain.mounts[0].mountPoint /etc"),
-    ("haclusters", "mount point beside a prefix", put("chain.mounts.0.mountPoint",
+    ("haclusters", "mount point beside a prefix", set_at("chain.mounts.0.mountPoint",
                                                       "/srv/tenant-ab"),
      "spec.chain.mounts[0].mountPoint /srv/tenant-ab"),
-    ("haclusters", "bind source", put("chain.bindMounts.0.source", "/var/lib/kubelet"),
+    ("haclusters", "bind source", set_at("chain.bindMounts.0.source", "/var/lib/kubelet"),
      "spec.chain.bindMounts[0].source /var/lib/kubelet"),
-    ("haclusters", "bind target", put("chain.bindMounts.0.target", "/root/.ssh"),
+    ("haclusters", "bind target", set_at("chain.bindMounts.0.target", "/root/.ssh"),
      "spec.chain.bindMounts[0].target /root/.ssh"),
-    ("haclusters", "PostgreSQL data directory", put("chain.postgres.dataDirectory", "/etc/ssh"),
+    ("haclusters", "PostgreSQL data directory", set_at("chain.postgres.dataDirectory", "/etc/ssh"),
      "spec.chain.postgres.dataDirectory /etc/ssh"),
     ("haclusters", "PostgreSQL data directory at a trailing-slash prefix itself",
-     put("chain.postgres.dataDirectory", "/var/lib/postgresql/15"),
+     set_at("chain.postgres.dataDirectory", "/var/lib/postgresql/15"),
      "spec.chain.postgres.dataDirectory /var/lib/postgresql/15"),
     ("haclusters", "PostgreSQL configuration directory",
-     put("chain.postgres.configDirectory", "/etc/postgresql/16/main"),
+     set_at("chain.postgres.configDirectory", "/etc/postgresql/16/main"),
      "spec.chain.postgres.configDirectory /etc/postgresql/16/main"),
-    ("haclusters", "PostgreSQL binary directory", put("chain.postgres.binDirectory", "/tmp/bin"),
+    ("haclusters", "PostgreSQL binary directory", set_at("chain.postgres.binDirectory", "/tmp/bin"),
      "spec.chain.postgres.binDirectory /tmp/bin"),
-    ("haclusters", "unit", put("chain.services.0.unit", "ssh.service"),
+    ("haclusters", "unit", set_at("chain.services.0.unit", "ssh.service"),
      "spec.chain.services[0].unit ssh.service"),
-    ("haclusters", "unit matching a pattern only in part", put("chain.services.1.unit",
+    ("haclusters", "unit matching a pattern only in part", set_at("chain.services.1.unit",
                                                                "evil-app-api.service"),
      "spec.chain.services[1].unit evil-app-api.service"),
-    ("haclusters", "watchdog device", put("failover.fence.watchdogDevice", "/dev/watchdog0"),
+    ("haclusters", "watchdog device", set_at("failover.fence.watchdogDevice", "/dev/watchdog0"),
      "spec.failover.fence.watchdogDevice /dev/watchdog0"),
-    ("drbdvolumes", "node", put("nodes.0.name", "b1"), "spec.nodes[0].name b1"),
-    ("drbdvolumes", "tiebreaker", put("tiebreaker.name", "b-witness"),
+    ("drbdvolumes", "node", set_at("nodes.0.name", "b1"), "spec.nodes[0].name b1"),
+    ("drbdvolumes", "tiebreaker", set_at("tiebreaker.name", "b-witness"),
      "spec.tiebreaker.name b-witness"),
-    ("drbdvolumes", "disk", put("nodes.1.disk", "/dev/sda"), "spec.nodes[1].disk /dev/sda"),
-    ("drbdvolumes", "disk beside a device directory", put("nodes.0.disk", "/dev/vg-tenant-ab/x"),
+    ("drbdvolumes", "disk", set_at("nodes.1.disk", "/dev/sda"), "spec.nodes[1].disk /dev/sda"),
+    ("drbdvolumes", "disk beside a device directory", set_at("nodes.0.disk", "/dev/vg-tenant-ab/x"),
      "spec.nodes[0].disk /dev/vg-tenant-ab/x"),
-    ("floatingips", "address", put("addresses.1", {"start": "198.18.8.1"}),
+    ("floatingips", "address", set_at("addresses.1", {"start": "198.18.8.1"}),
      "spec.addresses[1] 198.18.8.1"),
-    ("floatingips", "end of a range", put("addresses.0.end", "198.18.8.20"),
+    ("floatingips", "end of a range", set_at("addresses.0.end", "198.18.8.20"),
      "spec.addresses[0] 198.18.7.10-198.18.8.20"),
-    ("floatingips", "IPv6 address", put("addresses", [{"start": "2001:db8:8::1"}]),
+    ("floatingips", "IPv6 address", set_at("addresses", [{"start": "2001:db8:8::1"}]),
      "spec.addresses[0] 2001:db8:8::1"),
-    ("floatingips", "prefix length", put("prefixLength", 16),
+    ("floatingips", "prefix length", set_at("prefixLength", 16),
      "spec.prefixLength 16 puts 198.18.7.10 in 198.18.0.0/16"),
-    ("floatingips", "interface", put("interface", "eth0"), "spec.interface eth0"),
+    ("floatingips", "interface", set_at("interface", "eth0"), "spec.interface eth0"),
 ]
 
 # What each refusal names as the rule's list in the TenantPolicy.
@@ -309,18 +285,18 @@ def test_within_the_limits_everything_is_accepted(env: Env) -> None:
     for plural, make in BASE.items():
         env.accepted(f"{plural} within the limits", env.create(plural, make()))
     env.accepted("node by a pattern", env.create("haclusters", changed(
-        "haclusters", put("nodes.1.name", "a-db12"))))
+        "haclusters", set_at("nodes.1.name", "a-db12"))))
     env.accepted("mount point exactly a prefix, PostgreSQL below a prefix ending in /",
-                 env.create("haclusters", changed("haclusters", put("chain.mounts.0.mountPoint",
+                 env.create("haclusters", changed("haclusters", set_at("chain.mounts.0.mountPoint",
                                                                     "/srv/tenant-a"))))
     env.accepted("IPv6 range", env.create("floatingips", changed("floatingips", lambda s: s.update(
         prefixLength=64, addresses=[{"start": "2001:db8:7::10", "end": "2001:db8:7::20"}]))))
     env.accepted("a disk named by itself", env.create("drbdvolumes", changed(
-        "drbdvolumes", put("nodes.0.disk", "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4"))))
+        "drbdvolumes", set_at("nodes.0.disk", "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4"))))
     env.accepted("no binDirectory (the agent's own)", env.create("haclusters", changed(
         "haclusters", lambda s: s["chain"]["postgres"].pop("binDirectory"))))
     env.accepted("another fence method: the watchdog device is not used", env.create(
-        "haclusters", changed("haclusters", put("failover.fence", {
+        "haclusters", changed("haclusters", set_at("failover.fence", {
             "method": "SysrqReboot", "watchdogDevice": "/dev/watchdog0"}))))
 
 
@@ -394,7 +370,7 @@ def test_updates_are_judged_when_they_change_the_spec(env: Env) -> None:
 
 def test_the_limits_bind_the_cluster_admin_too(env: Env) -> None:
     env.refused("cluster-admin: node outside the limits", env.create(
-        "haclusters", changed("haclusters", put("nodes.1.name", "b1")), api=env.admin),
+        "haclusters", changed("haclusters", set_at("nodes.1.name", "b1")), api=env.admin),
         "spec.nodes[1].name b1")
 
 
