@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.report import emit, percentiles
+from bench.report import emit, exit_status, lab_work_dir, percentiles
 from tandem.lab.cluster import LAB_SAMPLES, LabCluster
 from tandem.lab.controlplane import ControlPlane
 from tandem.lab.harness import (
@@ -151,15 +149,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="window for the steady-state API write rate")
     p.add_argument("--json", dest="json_path", default=None)
     args = p.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="tandem-bench-"))
-    work.chmod(0o755)  # PostgreSQL runs as its own user below it
-    try:
+    with lab_work_dir() as work:
         results = run(args.runs, args.quiet_seconds, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     emit("failover", results, args.json_path)
-    return 0 if results["lost_acked_writes"] == 0 and results["double_primary_instants"] == 0 \
-        else 1
+    return exit_status(results)
 
 
 if __name__ == "__main__":

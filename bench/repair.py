@@ -22,13 +22,11 @@ been primary at once.
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.report import emit, percentiles
+from bench.report import emit, exit_status, lab_work_dir, percentiles
 from tandem.lab import member_faults
 from tandem.lab.cluster import LAB_SAMPLES, LabCluster
 from tandem.lab.controlplane import ControlPlane
@@ -151,15 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.runs < 1:
         p.error("--runs must be at least 1")
-    work = Path(tempfile.mkdtemp(prefix="tandem-bench-"))
-    work.chmod(0o755)  # PostgreSQL runs as its own user below it
-    try:
+    with lab_work_dir() as work:
         results = run(args.runs, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     emit("repair", results, args.json_path)
-    return 0 if results["lost_acked_writes"] == 0 and results["double_primary_instants"] == 0 \
-        else 1
+    return exit_status(results)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,23 @@ def percentiles(samples: Sequence[float]) -> dict[str, float]:
         "max_s": ordered[-1],
         "mean_s": statistics.fmean(ordered),
     }
+
+
+@contextlib.contextmanager
+def lab_work_dir() -> Iterator[Path]:
+    """A temporary work directory for a lab benchmark, removed afterwards."""
+    work = Path(tempfile.mkdtemp(prefix="tandem-bench-"))
+    work.chmod(0o755)  # PostgreSQL runs as its own user below it
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def exit_status(results: Mapping[str, Any]) -> int:
+    """The exit status of a lab benchmark: 0 only with no lost write and one primary."""
+    return 0 if results["lost_acked_writes"] == 0 and results["double_primary_instants"] == 0 \
+        else 1
 
 
 def emit(name: str, results: Mapping[str, Any], json_path: str | None) -> None:
