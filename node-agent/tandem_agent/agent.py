@@ -142,7 +142,6 @@ class ClusterAgent:
         self.first_lease_attempt_done = threading.Event()
         self.monitor = ChainMonitor(runner.monitored())
         self.failed: tuple[FailedResource, ...] = ()
-        self.failed_services: tuple[FailedResource, ...] = ()
         self.last_recovery: dict[str, Any] | None = None
         self.stepping_down: str | None = None
         self.stepping_down_for: FailedResource | None = None
@@ -432,16 +431,14 @@ class ClusterAgent:
             if self.eligibility.eligible and unsynced is not None \
                     and self.runner.state is ChainState.DOWN:
                 self.eligibility = Eligibility(False, unsynced)
-        self.failed_services = tuple(
+        inactive = tuple(
             FailedResource(f"Service/{name}", f"service {name}", "its unit is not active")
             for name in self.runner.failed_services())
-        keys = set()
-        failed = []
-        for f in self.monitor.failed(now) + self.failed_services:
-            if f.key not in keys:
-                keys.add(f.key)
-                failed.append(f)
-        self.failed = tuple(failed)
+        # A service can fail its health check and its ActiveState at once: the first counts.
+        unique: dict[str, FailedResource] = {}
+        for failed in self.monitor.failed(now) + inactive:
+            unique.setdefault(failed.key, failed)
+        self.failed = tuple(unique.values())
 
     def monitor_tick(self) -> None:
         """Monitor the chain's members while it is up on this primary (see monitor.py)."""
