@@ -37,15 +37,19 @@ def resources(lab: LabCluster, node: str = "mail1") -> dict[str, dict[str, Any]]
             for r in node_report(lab, "mail", node).get("resources", [])}
 
 
+def healthy_primary(lab: LabCluster) -> None:
+    wait_until(lambda: lease_holder(lab, "mail")[0] == "mail1"
+               and resources(lab) and all(r["state"] == "Healthy"
+                                          for r in resources(lab).values()),
+               120, "mail1 primary with every member Healthy")
+
+
 def repaired_in_place(lab: LabCluster, client: Client, fault: str) -> str:
     """Inject `fault` on the steady primary mail1 and wait until its member was repaired
     there under the same epoch, writes are acknowledged again and the member is Healthy.
     Returns the recovery's message."""
     kind, name = member_faults.MEMBERS[fault]
-    wait_until(lambda: lease_holder(lab, "mail")[0] == "mail1"
-               and resources(lab) and all(r["state"] == "Healthy"
-                                          for r in resources(lab).values()),
-               120, "mail1 primary with every member Healthy")
+    healthy_primary(lab)
     epoch, before = lease_holder(lab, "mail")[1], last_recovery(lab).get("time")
     with checked(lab, client, vip()):
         injected = time.monotonic()
@@ -104,6 +108,7 @@ def test_drbd_demoted_behind_the_agent_is_promoted_again(lab: LabCluster,
 
 def test_running_service_failing_its_health_check_is_restarted(lab: LabCluster,
                                                                client: Client) -> None:
+    healthy_primary(lab)  # the unit runs once mail1 is primary
     before = lab.main_pid("mail1", member_faults.HTTP_UNIT)
     message = repaired_in_place(lab, client, "service-hang")
     # The probe's own timeout or the monitor's, whichever answers first.
