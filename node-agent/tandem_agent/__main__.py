@@ -334,8 +334,8 @@ class Agent:
             if "HTTP 403" in str(exc):
                 raise CredentialsError(
                     f"{FIELD}: the agent may not read Secret {name} in namespace "
-                    f"{namespace} (HTTP 403): bind ClusterRole tandem-agent-credentials "
-                    "to the agent there (docs/postgres.md)") from exc
+                    f"{namespace} (HTTP 403): list {name} in the resourceNames of Role "
+                    "tandem-agent-secrets there, bound to the agent (docs/postgres.md)") from exc
             raise CredentialsError(f"{FIELD}: cannot read Secret {name} now: {exc}") from exc
 
     @property

@@ -256,13 +256,13 @@ class LabCluster:
         namespace = {"apiVersion": "v1", "kind": "Namespace",
                      "metadata": {"name": self.namespace}}
         # The agents' RBAC and admission policy as deploy/ ships them, and what
-        # docs/postgres.md asks of every namespace with clusters: the agents may read its
-        # Secrets.
+        # docs/postgres.md asks of every namespace with clusters: the agents may get the
+        # Secrets its clusters name (the Role, made with those Secrets in `apply`).
         credentials = {
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": "tandem-agent-credentials", "namespace": self.namespace},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                        "name": "tandem-agent-credentials"},
+            "metadata": {"name": "tandem-agent-secrets", "namespace": self.namespace},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                        "name": "tandem-agent-secrets"},
             "subjects": [{"kind": "ServiceAccount", "name": "tandem-agent",  # the DaemonSet's
                           "namespace": "tandem-system"}]
             + [{"kind": "ServiceAccount", "name": f"tandem-agent-{n.name}",
@@ -404,22 +404,29 @@ class LabCluster:
             path.write_text(secrets.token_urlsafe(24))
         return path.read_text()
 
-    def credentials(self) -> list[dict[str, Any]]:
-        """A Secret for each credentialsSecret the HAClusters name, as an administrator makes
+    def credentials(self, secrets: bool = True) -> list[dict[str, Any]]:
+        """The Role that lets the agents get the Secrets the HAClusters name as
+        credentialsSecret and no other, and (`secrets`) those Secrets, as an administrator makes
         them before applying the clusters."""
         names = sorted({doc["spec"]["chain"]["postgres"]["credentialsSecret"]
                         for doc in self.docs if doc["kind"] == "HACluster"
                         and (doc["spec"].get("chain", {}).get("postgres") or {})
                         .get("credentialsSecret")})
-        return [{"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                 "metadata": {"name": name, "namespace": self.namespace},
-                 "stringData": {"password": self.password(name)}} for name in names]
+        role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": "tandem-agent-secrets", "namespace": self.namespace},
+                # No names, no rule: an empty resourceNames would allow every Secret.
+                "rules": [{"apiGroups": [""], "resources": ["secrets"],
+                           "resourceNames": names, "verbs": ["get"]}] if names else []}
+        return [role] + [{"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                          "metadata": {"name": name, "namespace": self.namespace},
+                          "stringData": {"password": self.password(name)}}
+                         for name in names if secrets]
 
     def apply(self, credentials: bool = True) -> None:
         for doc in self.docs:
             doc["metadata"]["namespace"] = self.namespace
-        secrets = self.credentials() if credentials else []
-        self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([*secrets, *self.docs]))
+        self.kubectl("apply", "-f", "-",
+                     stdin=yaml.safe_dump_all([*self.credentials(credentials), *self.docs]))
 
     def start_operator(self, state: ClusterState | None = None) -> None:
         state = state or self.state()

@@ -42,10 +42,11 @@ pytestmark = pytest.mark.apiserver
 
 REPO = Path(__file__).resolve().parents[2]
 NS = "tamper"
-OTHER_NS = "tamper-other"  # no tandem-agent-credentials binding here
+OTHER_NS = "tamper-other"  # no tandem-agent-secrets binding here
 SYSTEM = "tandem-system"  # the agents' namespace
 OPERATOR_NS = "tandem-operator"
-SECRET = "pg-replication"
+SECRET = "pg-replication"  # the one Secret the clusters name
+UNNAMED_SECRET = "tls-key"  # beside it in the same namespace, named by no cluster
 
 
 # --- set-up -----------------------------------------------------------------------------------
@@ -139,11 +140,17 @@ def env(crds_installed: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> An
          "stringData": {"password": "s3cret"}},
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": SECRET, "namespace": OTHER_NS},
          "stringData": {"password": "other"}},
-        # docs/postgres.md: the agents may get the Secrets of a namespace with clusters.
+        {"apiVersion": "v1", "kind": "Secret",
+         "metadata": {"name": UNNAMED_SECRET, "namespace": NS}, "stringData": {"key": "k"}},
+        # docs/postgres.md: the agents may get the Secrets a namespace's clusters name.
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": "tandem-agent-secrets", "namespace": NS},
+         "rules": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": [SECRET],
+                    "verbs": ["get"]}]},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-         "metadata": {"name": "tandem-agent-credentials", "namespace": NS},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                     "name": "tandem-agent-credentials"},
+         "metadata": {"name": "tandem-agent-secrets", "namespace": NS},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                     "name": "tandem-agent-secrets"},
          "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": SYSTEM}
                       for sa in ("tandem-agent", "tandem-agent-a", "tandem-agent-b")]},
         cluster_doc("ab", ("a", "b")), cluster_doc("cd", ("c", "d")),
@@ -381,6 +388,9 @@ FORBIDDEN: list[Forbidden] = [
     Forbidden("read a Secret where no binding allows it", _nothing,
               lambda e, c: lambda: client.CoreV1Api(load_client(str(c)))
               .read_namespaced_secret(SECRET, OTHER_NS), "rbac", is_write=False),
+    Forbidden("read a Secret of its clusters' namespace that no cluster names", _nothing,
+              lambda e, c: lambda: client.CoreV1Api(load_client(str(c)))
+              .read_namespaced_secret(UNNAMED_SECRET, NS), "rbac", is_write=False),
     Forbidden("list the Secrets of its own namespace", _nothing,
               lambda e, c: lambda: client.CoreV1Api(load_client(str(c)))
               .list_namespaced_secret(NS), "rbac", is_write=False),
