@@ -27,6 +27,7 @@ from tandem.importer.model import (
     Primitive,
     Source,
 )
+from tandem.importer.operations import map_operation, merge
 from tandem.importer.report import Entry, mapped, unmapped
 
 CHAIN_ORDER = ("volume", "mount", "bind mount", "floating IP", "PostgreSQL", "service")
@@ -41,7 +42,7 @@ SPLIT_BRAIN_VALUES = {
 }
 INFINITY = 1_000_000  # Pacemaker's INFINITY
 SERVICE_NAME_RE = r"[a-zA-Z0-9][a-zA-Z0-9@._-]{0,62}"  # tandem.api.hacluster.ServiceName
-CHAIN_KEYS = ("volumes", "mounts", "bindMounts", "floatingIPs", "postgres", "services")
+CHAIN_KEYS = ("volumes", "mounts", "bindMounts", "floatingIPs", "postgres", "services", "monitors")
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,8 @@ class _Mapper:
         for clone in config.clones.values():
             self.parent[clone.child] = clone.id
         self.used_drbd: set[str] = set()
-        self.ops: dict[str, list[tuple[str, Source]]] = {}  # op text -> primitives with exactly those ops
+        # (op text, outcome, carried) -> the primitives with that op: reported once
+        self.ops: dict[tuple[str, str, bool], list[tuple[str, Source]]] = {}
 
     # --- structure -----------------------------------------------------------------------------
 
@@ -308,7 +310,6 @@ class _Mapper:
                 elif rank > highest:
                     highest, latest = rank, f"{CHAIN_ORDER[rank]} {primitive.id}"
                 cluster_sources.append(primitive.source)
-                self.operations(primitive)
                 self.meta(primitive.meta, f"primitive {primitive.id}")
             if kind == "volume":
                 volume = self.volume(primitive, cluster.name)
@@ -320,8 +321,8 @@ class _Mapper:
             elif kind == "floating IP":
                 addresses.append(self.address(primitive))
             elif kind == "PostgreSQL":
-                self.postgres(primitive, chain, cluster.name)
-                postgres_source = primitive.source
+                if self.postgres(primitive, chain, cluster.name):
+                    postgres_source = primitive.source
             elif kind == "service":
                 self.service(primitive, chain)
             elif kind == "stonith":
@@ -330,6 +331,8 @@ class _Mapper:
             else:
                 self.report.append(unmapped(primitive.source, construct, "unknown agent: no tandem equivalent; if "
                                             "it manages a systemd unit, use systemd:UNIT instead"))
+            if kind in CHAIN_ORDER and (kind != "PostgreSQL" or postgres_source == primitive.source):
+                self.operations(primitive, kind, chain)
         for clone_id in [u for u in cluster.units if u in self.config.clones]:
             clone = self.config.clones[clone_id]
             cluster_sources.append(clone.source)
@@ -379,19 +382,39 @@ class _Mapper:
             else:
                 self.report.append(unmapped(item.source, construct, "no tandem field for it"))
 
-    def operations(self, primitive: Primitive) -> None:
-        """Collect the primitive's ops; `report_operations` lists equal ones once."""
-        if primitive.operations:
-            text = "; ".join(" ".join([op.action, *(f"{a.name}={a.value}" for a in op.attributes)])
-                             for op in primitive.operations)
-            self.ops.setdefault(text, []).append((primitive.id, primitive.operations[0].source))
+    def operations(self, primitive: Primitive, kind: str, chain: dict[str, Any]) -> None:
+        """Carry the primitive's ops over (tandem.importer.operations); `report_operations`
+        lists equal findings once."""
+        for op in primitive.operations:
+            found = map_operation(kind, op)
+            outcome, carried = found.outcome, found.carried
+            if found.settings:
+                kept = merge(self.op_target(found.target, chain), found.settings)
+                if kept is not None:
+                    outcome, carried = (f"{found.target} is one setting for all {kind}s of the "
+                                        f"cluster: it keeps {kept} from an earlier {kind}"), False
+            text = " ".join([op.action, *(f"{a.name}={a.value}" for a in op.attributes)])
+            self.ops.setdefault((text, outcome, carried), []).append((primitive.id, op.source))
+
+    @staticmethod
+    def op_target(target: str, chain: dict[str, Any]) -> dict[str, Any]:
+        """The spec.chain entry an op's settings go to: monitors.<key>, postgres,
+        postgres.monitor, or the service just mapped."""
+        if target == "service":
+            entry: dict[str, Any] = chain["services"][-1]
+            return entry
+        if target.startswith("monitors."):
+            monitors: dict[str, dict[str, Any]] = chain.setdefault("monitors", {})
+            return monitors.setdefault(target.removeprefix("monitors."), {})
+        postgres: dict[str, Any] = chain["postgres"]
+        return postgres.setdefault("monitor", {}) if target == "postgres.monitor" else postgres
 
     def report_operations(self) -> None:
-        for text, users in self.ops.items():
+        for (text, outcome, carried), users in self.ops.items():
             ids = [i for i, _ in users]
             who = ", ".join(ids) if len(ids) <= 3 else f"{ids[0]} and {len(ids) - 1} more ({ids[-1]} last)"
-            self.report.append(unmapped(users[0][1], f"op {text} of {who}", "tandem's chain has no per-resource "
-                                        "intervals or timeouts; the agent uses its own"))
+            entry = mapped if carried else unmapped
+            self.report.append(entry(users[0][1], f"op {text} of {who}", outcome))
 
     def clone(self, clone_id: str) -> None:
         clone = self.config.clones[clone_id]
@@ -608,12 +631,13 @@ class _Mapper:
             manifests.append(Manifest(self.document("FloatingIP", name, spec), tuple(p.source for _, p in members)))
         return manifests
 
-    def postgres(self, primitive: Primitive, chain: dict[str, Any], cluster: str) -> None:
+    def postgres(self, primitive: Primitive, chain: dict[str, Any], cluster: str) -> bool:
+        """Map the cluster's PostgreSQL; False for a second one, which tandem cannot run."""
         construct = f"primitive {primitive.id} ({primitive.agent})"
         if "postgres" in chain:
             self.report.append(unmapped(primitive.source, construct, "a second PostgreSQL: tandem runs one per "
                                         "HACluster"))
-            return
+            return False
         spec: dict[str, Any] = {}
         used = ["pgport"]
         if primitive.agent_type == "pgsqlms":  # PAF: pgdata is where postgresql.conf is, datadir the data
@@ -654,6 +678,7 @@ class _Mapper:
                                   f"chain.postgres (streaming replication); create Secret {secret} "
                                   "(key password) before applying"))
         self.leftovers(primitive, used)
+        return True
 
     def service(self, primitive: Primitive, chain: dict[str, Any]) -> None:
         unit = primitive.agent.split(":", 1)[1]

@@ -27,7 +27,10 @@ def test_mail_pair_becomes_one_cluster_with_volume_mount_bind_mounts_vip_and_fif
     assert [c.name for c in mail.clusters] == ["mail"]
     assert set(documents(mail)) == {("DRBDVolume", "mail-store"), ("FloatingIP", "mail-vip"), ("HACluster", "mail")}
     chain = spec(mail, "HACluster", "mail")["chain"]
-    assert list(chain) == ["volumes", "mounts", "bindMounts", "floatingIPs", "services"]
+    assert list(chain) == ["volumes", "mounts", "bindMounts", "floatingIPs", "services", "monitors"]
+    # The monitors' timeouts carry over (the primary's DRBD monitor only); tandem's period stays.
+    assert chain["monitors"] == {"volumes": {"timeoutSeconds": 20}, "mounts": {"timeoutSeconds": 40},
+                                 "floatingIPs": {"timeoutSeconds": 20}}
     assert chain["volumes"] == ["mail-store"]
     assert chain["mounts"] == [{"volume": "mail-store", "mountPoint": "/srv/mail", "fsType": "xfs",
                                 "options": ["noatime", "nodiratime"]}]
@@ -102,7 +105,8 @@ def test_one_hundred_ipaddr2_primitives_become_one_floating_ip_range_with_paf_po
         "floatingIPs": ["pg-vips"],
         "postgres": {"binDirectory": "/usr/lib/postgresql/15/bin", "dataDirectory": "/var/lib/postgresql/15/main",
                      "configDirectory": "/etc/postgresql/15/main", "port": 5432,
-                     "credentialsSecret": "pg-postgres-replication"},
+                     "credentialsSecret": "pg-postgres-replication", "startTimeoutSeconds": 60,
+                     "monitor": {"timeoutSeconds": 10}},
     }
     assert cluster["primary"] == "pg1"
 
@@ -147,7 +151,10 @@ def test_report_lists_stonith_devices_and_properties_with_file_and_line(mail) ->
     assert any(line.startswith("mail.crm:66 property stonith-enabled=true") for line in left)
     assert any(line.startswith("mail.crm:70 rsc_defaults migration-threshold=3") for line in left)
     assert any(line.startswith("mail-store.res:12 DRBD net: verify-alg sha256") for line in left)
-    assert any(line.startswith("mail.crm:7 op monitor interval=29s") for line in left)
+    assert "mail.crm:8 op monitor interval=31s role=Unpromoted timeout=20s of p_drbd_mail: tandem monitors " \
+           "the primary's chain; a standby is seen through its replication status" in left
+    assert any(line.startswith("mail.crm:39 op monitor interval=30s timeout=100s of p_postfix: tandem watches "
+                               "the unit's ActiveState") for line in left)
 
 
 def test_report_lists_unknown_agents_rules_and_unmodelled_keywords_with_file_and_line() -> None:
@@ -256,3 +263,25 @@ order o Mandatory: ms_pgsql:promote p_http:start
     whole = text.replace("p_http:start", "g_web:start")
     left = report_lines(mapping.map_config(crm.parse(whole, "web.crm"), [], "ns"), carried=False)
     assert [line for line in left if line.startswith("web.crm:3 start order of p_fs")], left
+
+
+def test_two_members_of_one_kind_with_different_monitor_timeouts_keep_the_first_and_say_so() -> None:
+    from tandem.importer import crm, mapping
+
+    text = """node a
+node b
+primitive p_ip1 IPaddr2 params ip=198.18.0.5 cidr_netmask=24 nic=eth0 op monitor interval=10s timeout=20s
+primitive p_ip2 IPaddr2 params ip=198.18.0.6 cidr_netmask=24 nic=eth0 op monitor interval=10s timeout=30s
+primitive p_web systemd:nginx op start timeout=45s op stop timeout=60s
+group g_web p_ip1 p_ip2 p_web
+"""
+    result = mapping.map_config(crm.parse(text, "web.crm"), [], "ns")
+    chain = spec(result, "HACluster", "web")["chain"]
+    assert chain["monitors"] == {"floatingIPs": {"timeoutSeconds": 20}}
+    assert chain["services"] == [{"name": "nginx", "unit": "nginx.service", "startTimeoutSeconds": 45}]
+    left = report_lines(result, carried=False)
+    assert "web.crm:4 op monitor interval=10s timeout=30s of p_ip2: monitors.floatingIPs is one setting for all " \
+           "floating IPs of the cluster: it keeps timeoutSeconds 20 from an earlier floating IP" in left
+    assert any(line.startswith("web.crm:5 op stop timeout=60s of p_web: a stop must fit "
+                               "spec.leases.demotionTimeoutMs") for line in left)
+    assert check.offline_problems(documents(result).values()) == []
