@@ -15,6 +15,7 @@ All times are seconds on the agent's monotonic clock. Nothing here does I/O.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 
 from tandem.api.hacluster import INVALID_SPEC, NOT_SYNCHRONOUS
@@ -127,6 +128,9 @@ def eligibility(health: LocalHealth, max_lag_seconds: float, now: float) -> Elig
     if not health.disks_up_to_date:
         return Eligibility(False, f"DiskNotUpToDate: {health.disk_detail}")
     if health.postgres_lag_seconds is not None and health.postgres_lag_seconds > max_lag_seconds:
+        if math.isinf(health.postgres_lag_seconds):
+            return Eligibility(False, "LagTooHigh: PostgreSQL here is not a running standby that "
+                               "has streamed from the primary, so its lag is unknown")
         return Eligibility(
             False,
             f"LagTooHigh: PostgreSQL replay lag {health.postgres_lag_seconds:.1f}s exceeds "

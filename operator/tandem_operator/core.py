@@ -22,8 +22,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from tandem.api.common import API_VERSION, MEMBERS_ANNOTATION, Condition
-from tandem.api.drbdvolume import DRBDVolume
-from tandem.api.floatingip import MAX_ADDRESSES, FloatingIP
+from tandem.api.drbdvolume import DRBDNodeStatus, DRBDVolume, DRBDVolumeStatus
+from tandem.api.floatingip import MAX_ADDRESSES, FloatingIP, FloatingIPStatus
 from tandem.api.hacluster import (
     INVALID_SPEC,
     NOT_SYNCHRONOUS,
@@ -195,6 +195,17 @@ class Decision:
     events: tuple[Event, ...]
     retry: str | None = None
     reason: str = ""
+    members: tuple[MemberStatus, ...] = ()  # DRBDVolume and FloatingIP statuses to write
+
+
+@dataclass(frozen=True)
+class MemberStatus:
+    """The status a DRBDVolume or FloatingIP of the chain should show (`plural`, `name`),
+    gathered from the nodes' reports, as JSON for a server-side apply."""
+
+    plural: Literal["drbdvolumes", "floatingips"]
+    name: str
+    status: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -1095,7 +1106,78 @@ def reconcile(s: Snapshot) -> Decision:
     patch = None if wanted == owned_fields(status) else wanted
     ready = conditions[0]
     return Decision(status=desired, patch=patch, events=tuple(events), retry=f.retry,
-                    reason=f"{ready.reason}: {ready.message}")
+                    reason=f"{ready.reason}: {ready.message}", members=_member_statuses(v))
+
+
+# --- the chain's DRBDVolumes and FloatingIPs ----------------------------------------------
+
+
+def _volume_status(v: _View, name: str, volume: DRBDVolume) -> DRBDVolumeStatus:
+    """Each node's own view of the volume (its fresh report), in spec.nodes order."""
+    names = v.volume_names(name)
+    nodes: list[DRBDNodeStatus] = []
+    for node in volume.spec.nodes:
+        report = v.reports.get(node.name)
+        seen = next((d for d in report.drbd if d.name in names), None) \
+            if report is not None and v.fresh(report) else None
+        nodes.append(seen.model_copy(update={"name": node.name}) if seen is not None
+                     else DRBDNodeStatus(name=node.name))
+    reported = [n for n, node in zip(nodes, volume.spec.nodes, strict=True)
+                if (r := v.reports.get(node.name)) is not None and v.fresh(r)]
+    primary = next((n for n in reported if n.role == "Primary"), None)
+    connection = (primary or reported[0]).connection_state if reported else "Unknown"
+    return DRBDVolumeStatus(roles="/".join(n.role for n in nodes),
+                            disks="/".join(n.disk_state for n in nodes),
+                            connection=connection, nodes=nodes)
+
+
+def address_summary(name: str, fip: FloatingIP) -> tuple[int, str]:
+    """How many addresses the FloatingIP holds, and a short list for `kubectl get`."""
+    intervals, problems = _fip_intervals(name, fip)
+    if problems:
+        return 0, "invalid: see the HACluster's Ready condition"
+    count = sum(i.end - i.start + 1 for i in intervals)
+    ranges = [_address(i.family, i.start) if i.start == i.end
+              else f"{_address(i.family, i.start)}-{_address(i.family, i.end)}" for i in intervals]
+    text = ", ".join(ranges)
+    summary = text if count == 1 else f"{count} addresses {text}"
+    return count, summary if len(summary) <= 128 else summary[:125] + "..."
+
+
+def _floating_ip_status(v: _View, name: str, fip: FloatingIP) -> FloatingIPStatus:
+    """Held by the Lease holder once its fresh report of the current epoch says Primary."""
+    report = v.reports.get(v.holder) if v.holder else None
+    held = report is not None and v.fresh(report) and v.current(report) \
+        and report.role == "Primary"
+    count, summary = address_summary(name, fip)
+    return FloatingIPStatus(holder=v.holder if held else None, epoch=v.epoch if held else None,
+                            address_count=count, summary=summary)
+
+
+def _member_statuses(v: _View) -> tuple[MemberStatus, ...]:
+    """The statuses of this cluster's volumes and addresses that differ from what they show."""
+    if v.s.deleting:
+        return ()
+    chain = v.s.cluster.spec.chain
+    found: list[MemberStatus] = []
+    for name in chain.volumes:
+        volume = v.s.volumes.get(name)
+        if volume is not None and volume.spec.cluster == v.s.name:
+            wanted = _volume_status(v, name, volume)
+            if wanted != (volume.status or DRBDVolumeStatus()):
+                found.append(MemberStatus("drbdvolumes", name, _json(wanted)))
+    for name in chain.floating_ips:
+        fip = v.s.floating_ips.get(name)
+        if fip is not None and fip.spec.cluster == v.s.name:
+            wanted_ip = _floating_ip_status(v, name, fip)
+            if wanted_ip != (fip.status or FloatingIPStatus()):
+                found.append(MemberStatus("floatingips", name, _json(wanted_ip)))
+    return tuple(found)
+
+
+def _json(status: DRBDVolumeStatus | FloatingIPStatus) -> dict[str, Any]:
+    data: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return data
 
 
 # --- the Lease object ---------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Thin kopf handlers: read the world, ask the pure core, write one status patch, post Events.
 
 - a timer (every 2 s) per HACluster re-aggregates, so Lease changes and agents' reports are
-  noticed without watching them as owned resources; it writes only when the status changed;
+  noticed without watching them as owned resources; it writes only when the status changed,
+  its own and its DRBDVolumes' and FloatingIPs' (from the nodes' reports);
 - `spec.primary` changes (kopf remembers the last handled spec, also across restarts) become
   planned switchover requests;
 - a watch on the Leases labelled `tandem.dev/cluster` only records each epoch's holder and last
@@ -152,6 +153,12 @@ def _decide_and_write(kube: Kube, body: dict[str, Any], snap: core.Snapshot) -> 
         kube.apply_status(snap.namespace, snap.name, decision.patch)
         log.info("%s/%s status: %s", snap.namespace, snap.name, decision.reason)
     _post(body, decision.events)
+    for member in decision.members:
+        try:
+            kube.apply_member_status(snap.namespace, member)
+        except Exception as exc:  # shown again by the next tick; never blocks the cluster's status
+            log.warning("%s/%s: status of %s %s not written: %s", snap.namespace, snap.name,
+                        member.plural, member.name, exc)
     return decision
 
 

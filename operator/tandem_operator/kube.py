@@ -22,7 +22,13 @@ from tandem.api.common import API_VERSION, GROUP, MEMBERS_ANNOTATION, VERSION, s
 from tandem.api.drbdvolume import DRBDVolume
 from tandem.api.floatingip import FloatingIP
 from tandem.api.hacluster import HACluster, HAClusterStatus, NodeReport
-from tandem_operator.core import FIELD_MANAGER, MAINTENANCE_ANNOTATION, LeaseState, NodeInfo
+from tandem_operator.core import (
+    FIELD_MANAGER,
+    MAINTENANCE_ANNOTATION,
+    LeaseState,
+    MemberStatus,
+    NodeInfo,
+)
 
 log = logging.getLogger("tandem_operator")
 TIMEOUT = (3.0, 10.0)
@@ -72,13 +78,19 @@ def parse_cluster(body: dict[str, Any]) -> HACluster:
 
 
 def _parse_all(items: Iterable[dict[str, Any]], model: Any) -> dict[str, Any]:
+    """Objects by name, with their status when it parses (the operator writes it, and
+    rewrites one it cannot read)."""
     out: dict[str, Any] = {}
     for item in items:
         name = item["metadata"]["name"]
+        spec = {"spec": item.get("spec") or {}}
         try:
-            out[name] = model.model_validate({"spec": item.get("spec") or {}})
-        except ValidationError as exc:
-            log.warning("ignoring unparsable %s %s: %s", model.__name__, name, exc.errors()[:1])
+            out[name] = model.model_validate(spec | {"status": item.get("status")})
+        except ValidationError:
+            try:
+                out[name] = model.model_validate(spec)
+            except ValidationError as exc:
+                log.warning("ignoring unparsable %s %s: %s", model.__name__, name, exc.errors()[:1])
     return out
 
 
@@ -161,6 +173,18 @@ class Kube:
         }
         self.custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, "haclusters", name, body,
+            field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
+            _request_timeout=TIMEOUT)
+
+    def apply_member_status(self, namespace: str, member: MemberStatus) -> None:
+        """Server-side apply of a DRBDVolume's or FloatingIP's status, as the cluster's nodes
+        report it."""
+        kind = {"drbdvolumes": "DRBDVolume", "floatingips": "FloatingIP"}[member.plural]
+        body = {"apiVersion": API_VERSION, "kind": kind,
+                "metadata": {"name": member.name, "namespace": namespace},
+                "status": member.status}
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, member.plural, member.name, body,
             field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
             _request_timeout=TIMEOUT)
 

@@ -3,6 +3,8 @@ standby and DRBD is Connected Primary/Secondary UpToDate/UpToDate, visible with 
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tandem.lab.cluster import LabCluster
@@ -63,3 +65,23 @@ def test_kubectl_shows_the_pair(lab: LabCluster) -> None:
     for fragment in ("Role:                Primary", "Streaming Standbys:  1", "Lag Seconds:  0",
                      "Connection State:", "Connected", "UpToDate"):
         assert fragment in text, f"{fragment!r} not in:\n{text}"
+
+
+def test_kubectl_get_tandem_fills_every_column(lab: LabCluster) -> None:
+    """The DRBDVolume and FloatingIP rows show what the nodes report (the operator writes their
+    status): no empty ROLES, DISKS, CONNECTION, ADDRESSES or HOLDER."""
+    def columns(kind: str) -> dict[str, str]:
+        header, row = lab.kubectl("get", kind, "-n", lab.namespace).splitlines()[:2]
+        return dict(zip(re.split(r" {2,}", header.strip()), re.split(r" {2,}", row.strip()),
+                        strict=False))
+
+    wait_until(lambda: columns("drbdvolume") | {"AGE": ""} == {
+        "NAME": "mail-store", "CLUSTER": "mail", "RESOURCE": "mail-store",
+        "ROLES": "Primary/Secondary", "DISKS": "UpToDate/UpToDate", "CONNECTION": "Connected",
+        "AGE": ""}, 60, "kubectl get drbdvolume: Primary/Secondary UpToDate/UpToDate Connected")
+    # The lab moves the sample's addresses into its own range: 99 of them, as in the sample.
+    wait_until(lambda: (row := columns("floatingip"))["HOLDER"] == "mail1"
+               and re.fullmatch(r"99 addresses 198\.1[89]\.\d+\.2-198\.1[89]\.\d+\.100",
+                                row["ADDRESSES"]) is not None,
+               60, "kubectl get floatingip: 99 addresses held by mail1",
+               context=lambda: columns("floatingip"))

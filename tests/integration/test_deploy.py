@@ -372,7 +372,16 @@ def test_the_operator_does_its_whole_job_under_its_role_alone(
         {"apiVersion": "tandem.dev/v1alpha1", "kind": "HACluster",
          "metadata": {"name": "pair", "namespace": ns},
          "spec": {"nodes": [{"name": "n1"}, {"name": "n2"}], "primary": "n1",
-                  "chain": {"volumes": [], "floatingIPs": []}}}]))
+                  "chain": {"volumes": ["pair-data"], "floatingIPs": ["pair-vips"]}}},
+        {"apiVersion": "tandem.dev/v1alpha1", "kind": "DRBDVolume",
+         "metadata": {"name": "pair-data", "namespace": ns},
+         "spec": {"cluster": "pair", "resourceName": "pair-data", "minor": 0, "port": 7789,
+                  "nodes": [{"name": n, "disk": "/dev/vg0/pair", "address": f"198.19.0.{i}",
+                             "nodeId": i} for i, n in enumerate(("n1", "n2"))]}},
+        {"apiVersion": "tandem.dev/v1alpha1", "kind": "FloatingIP",
+         "metadata": {"name": "pair-vips", "namespace": ns},
+         "spec": {"cluster": "pair", "addresses": [{"start": "198.18.0.2", "end": "198.18.0.4"}],
+                  "prefixLength": 24, "interface": "mgmt"}}]))
     token = kubectl.run(["create", "token", "tandem-operator", "-n", OPERATOR_NS,
                          "--duration=1h"]).stdout.strip()
     service_account = tmp_path / "serviceaccount"
@@ -410,6 +419,11 @@ def test_the_operator_does_its_whole_job_under_its_role_alone(
         wait_for("the status and the finalizer", lambda: (
             (c := get("hac", "-n", ns, "pair")) and c.get("status", {}).get("conditions")
             and "tandem.dev/teardown" in c["metadata"].get("finalizers", [])), log)
+        # The chain's volume and addresses show what the nodes report (none yet).
+        wait_for("the DRBDVolume's and FloatingIP's status", lambda: (
+            (get("drbdvolume", "-n", ns, "pair-data") or {}).get("status", {}).get("roles")
+            == "Unknown/Unknown" and (get("floatingip", "-n", ns, "pair-vips") or {})
+            .get("status", {}).get("summary") == "3 addresses 198.18.0.2-198.18.0.4"), log)
         wait_for("the LeaseCreated Event", lambda: any(
             e["reason"] == "LeaseCreated" and e["involvedObject"]["name"] == "pair"
             for e in (get("events", "-n", ns) or {"items": []})["items"]), log)

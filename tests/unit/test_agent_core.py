@@ -158,6 +158,9 @@ def test_eligibility_reasons() -> None:
     lag = eligibility(LocalHealth(postgres_lag_seconds=7.0), 5, 0)
     assert not lag.eligible and "LagTooHigh" in lag.reason and "maxLagSeconds=5" in lag.reason
     assert eligibility(LocalHealth(postgres_lag_seconds=5.0), 5, 0).eligible
+    unknown = eligibility(LocalHealth(postgres_lag_seconds=float("inf")), 5, 0)
+    assert not unknown.eligible and unknown.reason.startswith("LagTooHigh: ")
+    assert "inf" not in unknown.reason and "lag is unknown" in unknown.reason
     assert not eligibility(LocalHealth(restart_backoff_until=10.0), 0, 5.0).eligible
     assert eligibility(LocalHealth(restart_backoff_until=10.0), 0, 10.0).eligible
     assert "DependencyNotReady" in eligibility(
