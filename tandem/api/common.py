@@ -25,6 +25,15 @@ MEMBERS_ANNOTATION = f"{GROUP}/members"
 # change of spec.primary against it is a switchover request.
 LAST_HANDLED_KEY = "last-handled-configuration"
 LAST_HANDLED_ANNOTATION = f"{GROUP}/{LAST_HANDLED_KEY}"
+# A switchover request on an HACluster, applied once per request id (so a GitOps tool can keep
+# it in the manifest): move the primary to the node named in SWITCHOVER_ANNOTATION, even one
+# that spec.primary already names. The operator records the last handled id in
+# status.switchover.requestId (docs/operations.md).
+SWITCHOVER_ANNOTATION = f"{GROUP}/switchover"
+SWITCHOVER_ID_ANNOTATION = f"{GROUP}/switchover-id"
+# Forget failures: a new value (any request id) makes the agents reset the cluster's repair
+# counts and restart back-off, like `crm resource cleanup`.
+CLEANUP_ANNOTATION = f"{GROUP}/cleanup"
 
 
 def sync_standbys_from(annotations: dict[str, str] | None) -> tuple[str, ...] | None:

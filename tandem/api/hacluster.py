@@ -461,6 +461,10 @@ class HAClusterSpec(Model):
             json_schema_extra={"x-kubernetes-list-type": "set"},
         ),
     ] = []
+    paused: bool = Field(
+        default=False, description="Maintenance mode: the agents neither bring up, tear down, "
+        "repair nor fail over anything of this cluster; the primary keeps the Lease. Set it "
+        "before upgrading the agents; clear it to resume (what runs is adopted).")
     chain: ResourceChain = ResourceChain()
     leases: LeaseTimings = LeaseTimings()
     failover: FailoverPolicy = FailoverPolicy()
@@ -564,6 +568,9 @@ class Switchover(Model):
     reason: Reason = ""
     message: Message = ""
     requested_at: datetime
+    request_id: Annotated[str, Field(max_length=63)] | None = Field(
+        default=None, description="The tandem.dev/switchover-id of the request that started "
+        "it; unset for a change of spec.primary.")
 
 
 class ResourceRef(Model):
