@@ -68,8 +68,10 @@ KINDS: tuple[Kind, ...] = (
             {"name": "Ready", "type": "string", "jsonPath": _ready("status")},
             {"name": "Status", "type": "string", "jsonPath": _ready("reason")},
             {"name": "Epoch", "type": "integer", "jsonPath": ".status.epoch"},
+            {"name": "Desired", "type": "string", "jsonPath": ".spec.primary"},
+            {"name": "Preferred", "type": "string", "jsonPath":
+             '.status.conditions[?(@.type=="PreferredPrimary")].reason'},
             AGE,
-            {"name": "Desired", "type": "string", "jsonPath": ".spec.primary", "priority": 1},
             {"name": "Message", "type": "string", "jsonPath": _ready("message"), "priority": 1},
         ),
     ),

@@ -16,12 +16,19 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from tandem.api.common import API_VERSION, MEMBERS_ANNOTATION, Condition
+from tandem.api.common import (
+    API_VERSION,
+    MEMBERS_ANNOTATION,
+    SWITCHOVER_ANNOTATION,
+    SWITCHOVER_ID_ANNOTATION,
+    Condition,
+)
 from tandem.api.drbdvolume import DRBDNodeStatus, DRBDVolume, DRBDVolumeStatus
 from tandem.api.floatingip import MAX_ADDRESSES, FloatingIP, FloatingIPStatus
 from tandem.api.hacluster import (
@@ -47,7 +54,7 @@ STALE_AFTER_LEASE_DURATIONS = 10
 MESSAGE_LIMIT = 1024
 
 CONDITION_TYPES = ("Ready", "Replicating", "Degraded", "SplitBrain", "SwitchoverInProgress",
-                   "ResourcesHealthy")
+                   "PreferredPrimary", "ResourcesHealthy")
 
 # The one-word states shown in the STATUS column (the Ready condition's reason).
 PENDING = "Pending"
@@ -70,11 +77,13 @@ _CALM_STATES = frozenset({PENDING, DELETING, SWITCHING_OVER, PROMOTING, REPLICAT
 
 # Why a switchover was requested (Switchover.reason while Pending/Completed).
 REQUESTED = "Requested"
+REQUEST_ANNOTATION = "RequestAnnotation"
 NODE_MAINTENANCE = "NodeMaintenance"
 AUTO_FAILBACK = "AutoFailback"
 FOLLOW_DEPENDENCY = "FollowDependency"
 _WHY = {
     REQUESTED: "spec.primary changed",
+    REQUEST_ANNOTATION: f"requested by {SWITCHOVER_ANNOTATION}",
     NODE_MAINTENANCE: "the primary's Node is in maintenance",
     AUTO_FAILBACK: "spec.failover.autoFailback",
     FOLLOW_DEPENDENCY: "following the HACluster it depends on",
@@ -176,6 +185,7 @@ class Snapshot:
     deleting: bool = False
     history: LeaseHistory = field(default_factory=dict)
     primary_change: PrimaryChange | None = None
+    annotations: Mapping[str, str] = field(default_factory=dict)  # the HACluster's
 
 
 # --- outputs ------------------------------------------------------------------------------
@@ -641,6 +651,7 @@ class _Flow:
 
     switchover: Switchover | None
     last_failover: FailoverRecord | None
+    handled_request: str | None = None  # the last tandem.dev/switchover-id acted on
     events: list[Event] = field(default_factory=list)
     retry: str | None = None
 
@@ -648,7 +659,8 @@ class _Flow:
         self.events.append(Event(type_, reason, _clip(message)))
 
 
-def _request(v: _View, f: _Flow, target: str, why: str, refusal_event: bool = True) -> bool:
+def _request(v: _View, f: _Flow, target: str, why: str, *, refusal_event: bool = True,
+             request_id: str | None = None) -> bool:
     """Check `target` and write Pending (True) or Refused (False)."""
     now = second(v.s.now)
     holder = v.holder or "nobody"
@@ -661,7 +673,7 @@ def _request(v: _View, f: _Flow, target: str, why: str, refusal_event: bool = Tr
                                   message=_clip(f"planned switchover from {holder} to {target} "
                                                 f"({_WHY[why]}): waiting for {holder} to demote "
                                                 "and hand the Lease over"),
-                                  requested_at=now)
+                                  requested_at=now, request_id=request_id)
         f.say("Normal", "SwitchoverRequested",
               f"planned switchover from {holder} to {target} requested ({_WHY[why]}): {target} is "
               "a connected, UpToDate standby with lag 0")
@@ -670,10 +682,12 @@ def _request(v: _View, f: _Flow, target: str, why: str, refusal_event: bool = Tr
                     + "; ".join(p.message for p in problems))
     old = f.switchover
     if (old is not None and old.phase == "Refused" and old.target == target
-            and old.from_epoch == v.epoch and old.message == message):
+            and old.from_epoch == v.epoch and old.message == message
+            and old.request_id == request_id):
         return False  # the same refusal again: nothing new to write or say
     f.switchover = Switchover(target=target, from_epoch=v.epoch, phase="Refused",
-                              reason=problems[0].reason, message=message, requested_at=now)
+                              reason=problems[0].reason, message=message, requested_at=now,
+                              request_id=request_id)
     if refusal_event:
         f.say("Warning", "SwitchoverRefused", message)
     return False
@@ -737,6 +751,8 @@ def _new_switchover(v: _View, f: _Flow) -> None:
         if (not active and v.holder is not None and change.new != v.holder and not s.deleting
                 and _request(v, f, change.new, REQUESTED)):
             return
+    if not active and _annotated_request(v, f):
+        return
     if active or v.holder is None or s.deleting:
         return
     holder = v.holder
@@ -772,6 +788,68 @@ def _new_switchover(v: _View, f: _Flow) -> None:
     if (spec.failover.auto_failback and spec.primary is not None and spec.primary != holder
             and not target_problems(v, spec.primary)):
         _request(v, f, spec.primary, AUTO_FAILBACK)
+        return
+    if _refused_request_outstanding(v, f) and spec.primary is not None \
+            and not target_problems(v, spec.primary):
+        _request(v, f, spec.primary, REQUESTED)
+
+
+def _refused_request_outstanding(v: _View, f: _Flow) -> bool:
+    """A move to spec.primary was refused in this epoch (the target was not fit yet): it is
+    retried once the target is fit, so that one edit of spec.primary is enough. A failover
+    since then (a new epoch) ends it: where the cluster goes next is the failover's."""
+    sw, preferred = f.switchover, v.s.cluster.spec.primary
+    return (sw is not None and sw.phase == "Refused" and sw.request_id is None
+            and sw.reason != INTERRUPTED and preferred is not None and sw.target == preferred
+            and preferred != v.holder and sw.from_epoch == v.epoch)
+
+
+def switchover_request(annotations: Mapping[str, str]) -> tuple[str, str] | None:
+    """(target, request id) of the HACluster's switchover annotations, when both are set."""
+    target = annotations.get(SWITCHOVER_ANNOTATION, "").strip()
+    request_id = annotations.get(SWITCHOVER_ID_ANNOTATION, "").strip()
+    return (target, request_id) if target and request_id else None
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,62}")
+
+
+def _annotated_request(v: _View, f: _Flow) -> bool:
+    """Carry out a new tandem.dev/switchover request once (True: acted on it this pass): to any
+    fit node, also the one spec.primary names; refused with the reason otherwise."""
+    found = switchover_request(v.s.annotations)
+    if found is None or found[1][:63] == f.handled_request or v.s.deleting:
+        return False
+    target, request_id = found
+    now = second(v.s.now)
+    f.handled_request = request_id[:63]  # a bad one too: refused once, not on every pass
+    names = [n.name for n in v.s.cluster.spec.nodes]
+    problem = None
+    if not _REQUEST_ID.fullmatch(request_id):
+        problem = (f"{SWITCHOVER_ID_ANNOTATION} {request_id[:63]!r} is not a request id: use 1 to "
+                   "63 letters, digits, '.', '_', ':' or '-', e.g. a timestamp")
+    elif target not in names:
+        problem = (f"{SWITCHOVER_ANNOTATION} names {target[:63]!r}, which is not one of "
+                   f"spec.nodes ({_names(names)})")
+    elif v.holder is None:
+        problem = "nobody holds the Lease: there is no primary to switch over from"
+    if problem is not None:
+        f.switchover = Switchover(target=target if target in names else names[0],
+                                  from_epoch=v.epoch, phase="Refused", reason="InvalidRequest",
+                                  message=_clip(f"switchover request {request_id[:63]} refused: "
+                                                f"{problem}"),
+                                  requested_at=now, request_id=f.handled_request)
+        f.say("Warning", "SwitchoverRefused", f.switchover.message)
+        return True
+    if target == v.holder:
+        message = f"{target} is already primary at epoch {v.epoch}: nothing to move"
+        f.switchover = Switchover(target=target, from_epoch=v.epoch, phase="Completed",
+                                  reason=REQUEST_ANNOTATION, message=message, requested_at=now,
+                                  request_id=request_id)
+        f.say("Normal", "SwitchoverCompleted", f"switchover request {request_id}: {message}")
+        return True
+    _request(v, f, target, REQUEST_ANNOTATION, request_id=request_id)
+    return True
 
 
 # --- Lease transitions and failover records -------------------------------------------------
@@ -975,7 +1053,52 @@ def _conditions(v: _View, f: _Flow, invalid: Sequence[str]) -> list[Condition]:
     if notes and reason not in (DEGRADED, SPLIT_BRAIN):
         message += note
     ready = _condition(prev, "Ready", ready_status, reason, message, s=s)
-    return [ready, replicating, degraded, split, switching]
+    return [ready, replicating, degraded, split, switching, _preferred(v, f, prev)]
+
+
+def _preferred(v: _View, f: _Flow, prev: Mapping[str, Condition]) -> Condition:
+    """Does the primary agree with spec.primary, and if not, why and what happens next: so that
+    spec.primary never silently disagrees with the Lease."""
+    spec, holder, s = v.s.cluster.spec, v.holder, v.s
+    preferred = spec.primary
+    sw = f.switchover
+    if preferred is None:
+        return _condition(prev, "PreferredPrimary", "True", "NoPreference",
+                          "spec.primary is not set: any eligible node may be primary", s=s)
+    if holder == preferred:
+        return _condition(prev, "PreferredPrimary", "True", "AtPreferred",
+                          f"{holder} is primary, as spec.primary says", s=s)
+    if holder is None:
+        return _condition(prev, "PreferredPrimary", "Unknown", NO_PRIMARY,
+                          f"no primary yet; {preferred} is preferred", s=s)
+    if sw is not None and sw.phase == "Pending" and sw.target == preferred:
+        return _condition(prev, "PreferredPrimary", "False", SWITCHING_OVER,
+                          f"switching over from {holder} to {preferred}", s=s)
+    problems = "; ".join(p.message for p in target_problems(v, preferred)[:2])
+    unfit = f" ({problems})" if problems else ""
+    since = _since(v)
+    if spec.failover.auto_failback:
+        return _condition(prev, "PreferredPrimary", "False", "FailbackWaiting",
+                          f"primary {holder} differs from spec.primary {preferred}{since}; "
+                          f"autoFailback moves it back once {preferred} is fit{unfit}", s=s)
+    if _refused_request_outstanding(v, f):
+        return _condition(prev, "PreferredPrimary", "False", "SwitchoverRetrying",
+                          f"the switchover to {preferred} was refused{unfit}; it is retried as "
+                          f"soon as {preferred} is fit", s=s)
+    return _condition(prev, "PreferredPrimary", "False", "PrimaryDiffers",
+                      f"primary {holder} differs from spec.primary {preferred}{since}; "
+                      "autoFailback is false, so it stays: move it with `kubectl tandem "
+                      f"switchover {s.name} --to {preferred}` or the {SWITCHOVER_ANNOTATION} "
+                      "annotation", s=s)
+
+
+def _since(v: _View) -> str:
+    """When the primary last moved, from status.lastFailover."""
+    record = (v.s.cluster.status or HAClusterStatus()).last_failover
+    if record is None or record.to_node != v.holder:
+        return ""
+    what = "switchover" if record.planned else "failover"
+    return f" since the {what} at {record.time.strftime('%Y-%m-%dT%H:%M:%SZ')}"
 
 
 def _transition_events(old: HAClusterStatus, new: Sequence[Condition], now: datetime) -> list[Event]:
@@ -1080,7 +1203,8 @@ def reconcile(s: Snapshot) -> Decision:
     """The desired operator-owned status, the patch (None: unchanged) and the Events."""
     status = s.cluster.status or HAClusterStatus()
     v = _view(s)
-    f = _Flow(switchover=status.switchover, last_failover=status.last_failover)
+    f = _Flow(switchover=status.switchover, last_failover=status.last_failover,
+              handled_request=status.handled_switchover_id)
     invalid = validate(s) + _refusals(v)
     _observe_lease(v, f)
     _advance_switchover(v, f)
@@ -1097,6 +1221,7 @@ def reconcile(s: Snapshot) -> Decision:
         conditions=conditions,
         last_failover=f.last_failover,
         switchover=f.switchover,
+        handled_switchover_id=f.handled_request,
         announced=Announced(recoveries=recoveries, unhealthy=unhealthy)
         if recoveries or unhealthy else None,
     )

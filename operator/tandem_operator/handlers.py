@@ -144,6 +144,7 @@ def _snapshot(kube: Kube, body: dict[str, Any], change: core.PrimaryChange | Non
         volumes=kube.volumes(namespace), floating_ips=kube.floating_ips(namespace),
         clusters=kube.clusters(namespace), nodes=kube.nodes(n.name for n in cluster.spec.nodes),
         deleting=deleting, history=history, primary_change=change,
+        annotations=dict(meta.get("annotations") or {}),
     )
 
 

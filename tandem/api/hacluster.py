@@ -627,6 +627,9 @@ class HAClusterStatus(Model):
     conditions: Conditions = []
     last_failover: FailoverRecord | None = None
     switchover: Switchover | None = None
+    handled_switchover_id: Annotated[str, Field(max_length=63)] | None = Field(
+        default=None, description="The last tandem.dev/switchover-id the operator acted on: "
+        "each request is carried out once, however long the annotation stays.")
     announced: Announced | None = None
 
 

@@ -67,7 +67,8 @@ def row(table: str, name: str) -> list[str]:
 def test_hac_columns_show_the_status_written_through_the_subresource(api: Kubectl) -> None:
     patch_status(api, "hac/mail", HAC_STATUS)
     table = api.run(["get", "hac", "-n", NAMESPACE]).stdout
-    assert table.split()[:6] == ["NAME", "PRIMARY", "READY", "STATUS", "EPOCH", "AGE"]
+    assert table.split()[:8] == ["NAME", "PRIMARY", "READY", "STATUS", "EPOCH", "DESIRED", "PREFERRED",
+                                 "AGE"]
     assert row(table, "mail")[1:5] == ["mail1", "True", "Replicating", "7"]
 
 
