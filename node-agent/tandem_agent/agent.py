@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from tandem.api.common import CLEANUP_ANNOTATION
 from tandem_agent.chain import Aborted, ChainRunner, ResolvedCluster, StepFailed
 from tandem_agent.core import (
     Action,
@@ -68,6 +69,8 @@ class ClusterIntent:
     dependency_ready: bool | None = None
     dependency_detail: str = ""
     eligible_peers: tuple[str, ...] = ()  # other nodes whose fresh report says eligible
+    paused: bool = False  # spec.paused (maintenance mode)
+    cleanup: str | None = None  # the tandem.dev/cleanup annotation: a new value forgets failures
 
 
 # A peer's report older than this no longer counts as "it could take over" (the agents
@@ -86,6 +89,8 @@ def intent_of(obj: dict[str, Any], node: str) -> ClusterIntent:
         switchover=switchover,
         deleting=bool(meta.get("deletionTimestamp")),
         generation=int(meta.get("generation", 0)),
+        paused=bool(spec.get("paused")),
+        cleanup=(meta.get("annotations") or {}).get(CLEANUP_ANNOTATION),
         eligible_peers=eligible_peers(status.get("nodes") or [], node,
                                       dt.datetime.now(dt.UTC)),
     )
@@ -159,6 +164,7 @@ class ClusterAgent:
         self._wake_runner = threading.Event()
         self.restarts: list[float] = []
         self.backoff_until: float | None = None
+        self.cleanup_seen = intent.cleanup  # a request present at start needs no action
         self.last_decisions: dict[str, Decision] = {}
         self._last_report: dict[str, Any] | None = None
         self._last_report_at = 0.0
@@ -187,6 +193,17 @@ class ClusterAgent:
         for thread in self._threads:
             thread.join(timeout=30)
         epoch = self.acting_epoch()
+        with self._lock:
+            paused = self.intent.paused
+        if paused:
+            # Maintenance (an agent upgrade): what runs stays and the Lease keeps naming this
+            # node, so the next agent process reclaims it; nobody takes it meanwhile, since
+            # every node is paused. The watchdog would fence the node before that process is
+            # up: disarm it (docs/operations.md says what that costs).
+            self.watchdog.disarm()
+            log.info("%s: paused: leaving the chain as it is and the Lease with this node",
+                     self.cluster.name)
+            return
         try:
             if self.runner.state is not ChainState.DOWN:
                 self.runner.tear_down()
@@ -251,12 +268,13 @@ class ClusterAgent:
         with self._lock:
             snapshot = LeaseSnapshot(
                 now=time.monotonic(), node=self.node, timings=self.timings, lease=self.lease,
-                holding=self.holding, chain_down=self.runner.state is ChainState.DOWN,
+                holding=self.holding, chain_down=not self._chain_may_be_up(),
                 eligibility=self.eligibility, preferred_primary=self.intent.preferred_primary,
                 min_failover_interval=float(self.policy.min_failover_interval_seconds),
                 last_takeover_seen_at=self.last_takeover_seen_at, deleting=self.intent.deleting,
                 publish_pending=self.sync_to_publish is not None and self.lease is not None
                 and self.sync_to_publish != self.lease.sync_standbys,
+                paused=self.intent.paused,
             )
         decision = lease_decision(snapshot)
         self._note("keeper", decision)
@@ -296,7 +314,7 @@ class ClusterAgent:
             self.lease = LeaseView(record.holder, record.epoch, record.resource_version, sent_at,
                                    record.sync_standbys)
             self.sync_in_flight = None
-        if self.runner.state is not ChainState.DOWN:
+        if self._chain_may_be_up():
             self._pet_watchdog()
         self._wake_runner.set()
         if acquire:
@@ -312,6 +330,14 @@ class ClusterAgent:
         deadline = holding.last_renew_sent_at + self.timings.renew_deadline \
             + self.timings.demotion_timeout
         self.watchdog.pet(max(0.0, deadline - time.monotonic()))
+
+    def _chain_may_be_up(self) -> bool:
+        """The chain runs, or may: a paused holder does not bring its chain up, so after an
+        agent restart it cannot know what a previous process left running. It then keeps the
+        fence deadline and the watchdog as if the chain ran (the single-primary rule does not
+        pause)."""
+        return self.runner.state is not ChainState.DOWN or (
+            self.intent.paused and self.holding is not None)
 
     def _safe_read(self) -> LeaseRecord | None:
         try:
@@ -335,6 +361,8 @@ class ClusterAgent:
         self.runner.refresh_credentials(now)
         with self._lock:
             lease, intent = self.lease, self.intent
+        if intent.cleanup != self.cleanup_seen:
+            self._cleanup(intent.cleanup)
         self.restarts = [t for t in self.restarts
                          if now - t < self.policy.restart_window_seconds]
         self.monitor.forget_repairs(now - self.policy.restart_window_seconds)
@@ -355,6 +383,7 @@ class ClusterAgent:
             stepping_down=self.stepping_down,
             eligible_peers=intent.eligible_peers,
             sync_standbys=lease.sync_standbys if lease else None,
+            paused=intent.paused,
         )
         decision = chain_decision(snapshot)
         if decision.action is Action.TEAR_DOWN and restart_limit_reached(snapshot):
@@ -499,6 +528,19 @@ class ClusterAgent:
             log.info("%s: rejoined as standby of %s: %s", self.cluster.name, primary,
                      "; ".join(steps))
 
+    def _cleanup(self, request: str | None) -> None:
+        """Forget this cluster's failures, like `crm resource cleanup`: repairs counted in the
+        window, the restart back-off and a step-down not yet carried out."""
+        self.cleanup_seen = request
+        if request is None:
+            return
+        self.restarts.clear()
+        self.monitor.forget_repairs(float("inf"))
+        self.backoff_until = None
+        self.stepping_down, self.stepping_down_for = None, None
+        log.info("%s: cleanup %s: repair counts and restart back-off forgotten",
+                 self.cluster.name, request)
+
     def _repair(self, decision: Decision) -> None:
         """Repair one member in place, only while this node still acts under the epoch the
         decision was taken at."""
@@ -570,6 +612,7 @@ class ClusterAgent:
             restart_backoff_until=self.backoff_until,
             dependency_ready=intent.dependency_ready,
             dependency_detail=intent.dependency_detail,
+            paused=intent.paused,
         )
 
     def _standby_lag(self) -> float:

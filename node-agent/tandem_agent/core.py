@@ -117,12 +117,18 @@ class LocalHealth:
     restart_backoff_until: float | None = None
     dependency_ready: bool | None = None
     dependency_detail: str = ""
+    paused: bool = False
+
+
+PAUSED = "Paused"
 
 
 def eligibility(health: LocalHealth, max_lag_seconds: float, now: float) -> Eligibility:
     """May this node take the Lease? The reason is one CamelCase word, then details."""
     if health.spec_problem:
         return Eligibility(False, f"{INVALID_SPEC}: {health.spec_problem}")
+    if health.paused:
+        return Eligibility(False, f"{PAUSED}: spec.paused is set: no node takes the Lease")
     if health.in_standby_mode:
         return Eligibility(False, "StandbyMode: this node is listed in spec.standbyNodes")
     if not health.disks_up_to_date:
@@ -163,6 +169,7 @@ class LeaseSnapshot:
     last_takeover_seen_at: float | None = None
     deleting: bool = False
     publish_pending: bool = False  # the synchronous standbys on the Lease must change
+    paused: bool = False  # spec.paused: a holder keeps its Lease, nobody takes one
 
 
 def may_act(
@@ -215,6 +222,8 @@ def lease_decision(s: LeaseSnapshot) -> Decision:
                         "update", epoch=lease.epoch)
     if s.deleting:
         return Decision(Action.WAIT, "the HACluster is being deleted")
+    if s.paused:
+        return Decision(Action.WAIT, "paused (spec.paused): no take-over, no failover")
     if not s.eligibility.eligible:
         return Decision(Action.WAIT, f"not eligible: {s.eligibility.reason}")
     unsynced = not_synchronous(lease, s.node)
@@ -339,6 +348,7 @@ class ChainSnapshot:
     stepping_down: str | None = None  # why this primary decided to give the Lease up
     eligible_peers: tuple[str, ...] = ()  # nodes that could take the Lease if released
     sync_standbys: tuple[str, ...] | None = None  # the Lease's list (None: it has none)
+    paused: bool = False  # spec.paused: act on nothing, except to stop a chain without a Lease
 
 
 def restart_limit_reached(s: ChainSnapshot) -> bool:
@@ -351,10 +361,16 @@ def restart_limit_reached(s: ChainSnapshot) -> bool:
 def chain_decision(s: ChainSnapshot) -> Decision:
     """What the chain runner does next on this node, and why."""
     if s.acting_epoch is None:
-        if s.chain is not ChainState.DOWN:
+        # Paused, an agent that just started leaves what it finds (say, a standby's
+        # PostgreSQL streaming); a chain it brought up itself goes down without the Lease.
+        unknown_while_paused = s.paused and s.chain is ChainState.UNKNOWN
+        if s.chain is not ChainState.DOWN and not unknown_while_paused:
             why = ("this node does not hold the Lease" if s.lease_holder != s.node
                    else "no renew succeeded within renewDeadline")
             return Decision(Action.TEAR_DOWN, f"{why}: stopping the chain in reverse order")
+        if s.paused:
+            return Decision(Action.WAIT, "paused (spec.paused): nothing is brought up, torn "
+                            "down or joined")
         if s.lease_holder and s.lease_holder != s.node and not s.replicating and not s.deleting:
             return Decision(Action.REJOIN, f"rejoining as a standby of {s.lease_holder}",
                             target=s.lease_holder)
@@ -363,6 +379,9 @@ def chain_decision(s: ChainSnapshot) -> Decision:
         return Decision(Action.WAIT, "standby" if s.replicating else "waiting for a primary")
 
     epoch = s.acting_epoch
+    if s.paused:
+        return Decision(Action.WAIT, "paused (spec.paused): holding the Lease; the chain is "
+                        "left as it is (no bring-up, repair, step-down or hand-over)", epoch=epoch)
     handoff = _handoff_reason(s)
     held_back = None
     if handoff is not None and handoff[1] is not None and s.sync_standbys is not None \

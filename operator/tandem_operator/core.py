@@ -67,13 +67,14 @@ NO_REPORT = "NoReport"
 PROMOTING = "Promoting"
 DEGRADED = "Degraded"
 REPLICATING = "Replicating"
+PAUSED = "Paused"
 READY_REASONS = (
-    PENDING, INVALID_SPEC, DELETING, SPLIT_BRAIN, NO_PRIMARY, WAITING_FOR_DEPENDENCY,
+    PENDING, INVALID_SPEC, DELETING, SPLIT_BRAIN, PAUSED, NO_PRIMARY, WAITING_FOR_DEPENDENCY,
     SWITCHING_OVER, NO_REPORT, PROMOTING, DEGRADED, REPLICATING,
 )
 # Ready states that are expected steps rather than trouble: their Events are Normal.
 _CALM_STATES = frozenset({PENDING, DELETING, SWITCHING_OVER, PROMOTING, REPLICATING,
-                          WAITING_FOR_DEPENDENCY})
+                          WAITING_FOR_DEPENDENCY, PAUSED})
 
 # Why a switchover was requested (Switchover.reason while Pending/Completed).
 REQUESTED = "Requested"
@@ -1022,6 +1023,14 @@ def _conditions(v: _View, f: _Flow, invalid: Sequence[str]) -> list[Condition]:
         reason, message = INVALID_SPEC, "; ".join(invalid)
     elif brain is not None:
         reason, message = SPLIT_BRAIN, brain.message
+    elif spec.paused:
+        reason = PAUSED
+        serving = (holder_report is not None and v.fresh(holder_report)
+                   and holder_report.role == "Primary" and holder_report.epoch >= epoch)
+        ready_status = "True" if serving else "False"
+        message = ("paused (spec.paused): the agents bring up, repair, fail over and switch "
+                   "over nothing; " + (f"{holder} holds the Lease at epoch {epoch}" if holder
+                                       else "nobody holds the Lease"))
     elif s.lease is None or (holder is None and epoch == 0):
         reason = PENDING
         prefer = f" (preferred: {spec.primary})" if spec.primary else ""

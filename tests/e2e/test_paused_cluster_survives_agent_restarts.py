@@ -1,0 +1,72 @@
+"""Issue 14 item 2: with spec.paused (maintenance mode) the agents act on nothing, the primary
+keeps its Lease, and restarting every agent (an upgrade) moves nothing and stops no write;
+resuming re-adopts what runs, under the same epoch."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tandem.lab.cluster import AGENT_UNIT, LabCluster
+from tandem.lab.harness import (
+    Client,
+    checked,
+    lease_holder,
+    node_report,
+    wait_replicating,
+    wait_until,
+)
+from tests.e2e.conftest import vip
+
+pytestmark = pytest.mark.lab
+
+
+def paused(lab: LabCluster, value: bool) -> None:
+    lab.kubectl("patch", "hacluster", "mail", "-n", lab.namespace, "--type=merge",
+                "-p", json.dumps({"spec": {"paused": value}}))
+
+
+def ready_reason(lab: LabCluster) -> str:
+    return lab.kubectl("get", "hac", "mail", "-n", lab.namespace, "-o",
+                       "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}")
+
+
+def ack_gap(client: Client, after: float) -> float:
+    """Longest time without an acknowledged write after `after`."""
+    acked = [r["t"] for r in client.records() if "ack" in r and r["t"] >= after]
+    acked.append(time.monotonic())  # a gap still open counts too
+    return max(b - a for a, b in zip(acked, acked[1:], strict=False))
+
+
+def test_agents_restarted_while_paused_move_nothing_and_resume_adopts(lab: LabCluster,
+                                                                      client: Client) -> None:
+    wait_replicating(lab, "mail", "mail1", ["mail2"])
+    lease = lease_holder(lab, "mail")
+    assert lease[0] == "mail1"
+    with checked(lab, client, vip(), primary="mail1", standbys=("mail2",)):
+        paused(lab, True)
+        wait_until(lambda: ready_reason(lab) == "Paused", 30, "Ready reason Paused")
+        wait_until(lambda: all(node_report(lab, "mail", n).get("ineligibleReason", "")
+                               .startswith("Paused") for n in ("mail1", "mail2")), 30,
+                   "both nodes say Paused")
+        start = time.monotonic()
+        old = {n: lab.agent_pid(n) for n in ("mail1", "mail2")}
+        for node in ("mail1", "mail2"):  # the upgrade: one agent after the other
+            lab.machine(node).exec(["systemctl", "restart", AGENT_UNIT])
+            wait_until(lambda node=node: lab.agent_pid(node) != old[node], 30,
+                       f"{node}'s agent restarted")
+        # The new processes are up and the standby has seen the Lease long enough to take it
+        # if it were not paused (leaseDuration is 3 s in the lab sample).
+        time.sleep(6)
+        assert lease_holder(lab, "mail") == lease, "the Lease moved while paused"
+        assert ack_gap(client, start) < 1.0, "writes stopped while the agents restarted"
+        assert "took the Lease" not in lab.agent_log("mail2")
+
+        paused(lab, False)
+        wait_until(lambda: ready_reason(lab) == "Replicating", 60, "Ready reason Replicating")
+        assert node_report(lab, "mail", "mail1")["role"] == "Primary"
+        assert lease_holder(lab, "mail") == lease, "resuming re-adopts: no new epoch"
+        assert ack_gap(client, start) < 1.0, "resuming stopped writes"
+        client.acked_by("mail1", timeout=10)
