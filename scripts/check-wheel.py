@@ -12,6 +12,7 @@ import zipfile
 
 REQUIRED = [
     "tandem/cli.py",
+    "tandem/plugin/command.py",
     "tandem/api/hacluster.py",
     "tandem_agent/__main__.py",
     "tandem_agent/host.py",
@@ -23,6 +24,7 @@ SCRIPTS = {
     "tandem": "tandem.cli:main",
     "tandem-agent": "tandem_agent.__main__:main",
     "tandem-operator": "tandem_operator.__main__:main",
+    "kubectl-tandem": "tandem.plugin.command:main",
 }
 FORBIDDEN_TOP = {"tests", "bench", "operator", "node-agent", "deploy", "crds"}
 
