@@ -29,7 +29,8 @@ from pydantic import ValidationError
 from tandem.api.drbdvolume import DRBDVolumeSpec
 from tandem.api.floatingip import FloatingIPSpec
 from tandem.api.hacluster import INVALID_SPEC, HAClusterSpec, PostgresSpec, ServiceSpec
-from tandem_agent import host
+from tandem.metrics_server import address_argument
+from tandem_agent import host, metrics
 from tandem_agent.agent import (
     HEARTBEAT_SECONDS,
     ClusterAgent,
@@ -110,6 +111,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="start PostgreSQL (pg_ctl start) under `systemd-run --scope`, outside "
                         "the agent's cgroup, so stopping the agent does not kill it (needs "
                         "systemd on the host); env TANDEM_SCOPE_DAEMONS=1")
+    p.add_argument("--metrics-address", type=address_argument, metavar="HOST:PORT",
+                   default=os.environ.get("TANDEM_METRICS_ADDRESS", ":9464"),
+                   help="serve /metrics, /healthz, /primary/<namespace>/<cluster> and "
+                        "/replica/<namespace>/<cluster> here (default :9464, every IPv4 "
+                        "address; [::]:9464 for IPv6; empty: off); env TANDEM_METRICS_ADDRESS")
     p.add_argument("--poll-interval", type=float, default=0.1)
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
@@ -478,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("urllib3").setLevel(logging.ERROR)
     agent = Agent(args)
     signal.signal(signal.SIGTERM, lambda *_: agent.stopping.set())
+    server = metrics.start(args.metrics_address, lambda: metrics.node_state(
+        args.node, agent.clusters, {key: r.problem for key, r in agent.refused.items()}))
     started = time.monotonic()
     log.info("agent for node %s, namespaces %s, host commands %s%s", args.node,
              ", ".join(args.namespace) or "all", args.host_exec,
@@ -486,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
         agent.run()
     except KeyboardInterrupt:
         agent.stopping.set()
+    if server is not None:
+        server.stop()
     log.info("agent stopped after %.0fs", time.monotonic() - started)
     return 0
 

@@ -42,6 +42,7 @@ from tandem_agent.core import (
 )
 from tandem_agent.drivers.postgres import parse_lsn
 from tandem_agent.kube import ApiUnavailable, Kube, LeaseConflict, LeaseRecord
+from tandem_agent.metrics import ClusterEvents
 from tandem_agent.monitor import ChainMonitor
 from tandem_agent.watchdog import Watchdog
 
@@ -166,6 +167,8 @@ class ClusterAgent:
         self.backoff_until: float | None = None
         self.cleanup_seen = intent.cleanup  # a request present at start needs no action
         self.last_decisions: dict[str, Decision] = {}
+        self.events = ClusterEvents(kube.namespace, cluster.name, self.node)
+        self.postgres_seen: Any = None  # PostgreSQL's status at the last report, for metrics
         self._last_report: dict[str, Any] | None = None
         self._last_report_at = 0.0
         self._threads = [
@@ -279,9 +282,9 @@ class ClusterAgent:
         decision = lease_decision(snapshot)
         self._note("keeper", decision)
         if decision.action is Action.RENEW:
-            self._write_lease(decision.epoch or 0, acquire=False)
+            self._write_lease(decision.epoch or 0, acquire=False, cause=decision.cause)
         elif decision.action is Action.ACQUIRE:
-            self._write_lease(decision.epoch or 0, acquire=True)
+            self._write_lease(decision.epoch or 0, acquire=True, cause=decision.cause)
         elif decision.action is Action.FORGET_HOLDING:
             with self._lock:
                 self.holding = None
@@ -289,7 +292,8 @@ class ClusterAgent:
             self.fence(decision.reason)
         self.first_lease_attempt_done.set()
 
-    def _write_lease(self, epoch: int, acquire: bool) -> None:
+    def _write_lease(self, epoch: int, acquire: bool, cause: str = "") -> None:
+        """Renew or take the Lease; `cause`, when set, makes a success a takeover."""
         sent_at = time.monotonic()
         # A new holder has no synchronous standby yet: each joins once it streams.
         sync = () if acquire and self.runner.postgres is not None else self.sync_to_publish
@@ -298,8 +302,9 @@ class ClusterAgent:
             self.sync_required_from = None
         self.sync_in_flight = sync
         try:
-            record = self.kube.write_lease(self.cluster.name, self.node, epoch, acquire=acquire,
-                                           sync_standbys=sync)
+            with self.events.lease_write(renew=not acquire):
+                record = self.kube.write_lease(self.cluster.name, self.node, epoch,
+                                               acquire=acquire, sync_standbys=sync)
         except LeaseConflict:
             # Someone else wrote the Lease since we read it: read again before anything else.
             log.info("%s: %s the Lease at epoch %d refused (HTTP 409): someone else wrote it "
@@ -317,6 +322,8 @@ class ClusterAgent:
         if self._chain_may_be_up():
             self._pet_watchdog()
         self._wake_runner.set()
+        if cause:
+            self.events.took_over(cause)
         if acquire:
             log.info("%s: took the Lease at epoch %d", self.cluster.name, record.epoch)
 
@@ -489,6 +496,8 @@ class ClusterAgent:
             log.info("%s: chain up at epoch %s in %.2fs: %s", self.cluster.name, epoch,
                      time.monotonic() - started, "; ".join(steps))
         elif action is Action.TEAR_DOWN:
+            if self.runner.state is ChainState.UP:
+                self.events.stepped_down(decision.cause)
             started = time.monotonic()
             steps = self.runner.tear_down()
             self.watchdog.disarm()
@@ -557,6 +566,7 @@ class ClusterAgent:
         attempt = f"({len(self.restarts)} of {limit})" if len(self.restarts) <= limit else \
             f"({len(self.restarts)}, past restartLimit {limit}: no standby could take over)"
         kind, _, name = key.partition("/")
+        self.events.repair_attempted(kind)
         member = self.monitor.members.get(key)
         self.monitor.repairing(key)
         try:
@@ -667,7 +677,7 @@ class ClusterAgent:
         }
         if self.last_recovery is not None:
             entry["lastRecovery"] = self.last_recovery
-        pg = self._postgres_status()
+        pg = self.postgres_seen = self._postgres_status()
         if self.runner.postgres is not None:
             entry["postgres"] = _postgres_report(pg)
         now = time.monotonic()

@@ -47,6 +47,9 @@ class Decision:
     reason: str
     epoch: int | None = None
     target: str | None = None
+    # One CamelCase word for a takeover (ACQUIRE, a reclaiming RENEW) or a step-down
+    # (TEAR_DOWN): the metrics count by it, never by the free-text reason.
+    cause: str = ""
 
 
 @dataclass(frozen=True)
@@ -219,7 +222,7 @@ def lease_decision(s: LeaseSnapshot) -> Decision:
         # We hold it in the API but have no record of winning it (agent restart, or our
         # renewals failed past the deadline): a guarded renew proves it is still ours.
         return Decision(Action.RENEW, "the Lease names this node; reclaiming it with a guarded "
-                        "update", epoch=lease.epoch)
+                        "update", epoch=lease.epoch, cause="Reclaimed")
     if s.deleting:
         return Decision(Action.WAIT, "the HACluster is being deleted")
     if s.paused:
@@ -238,7 +241,8 @@ def lease_decision(s: LeaseSnapshot) -> Decision:
                 and waited < t.lease_duration:
             return Decision(Action.WAIT, f"the Lease is free; giving the preferred primary "
                             f"{s.preferred_primary} {t.lease_duration - waited:.1f}s to take it")
-        return Decision(Action.ACQUIRE, "the Lease is free", epoch=lease.epoch + 1)
+        return Decision(Action.ACQUIRE, "the Lease is free", epoch=lease.epoch + 1,
+                        cause="LeaseFree")
     if waited < t.lease_duration:
         return Decision(Action.WAIT, f"{lease.holder} holds the Lease; unchanged for {waited:.2f}s "
                         f"of {t.lease_duration:g}s")
@@ -249,7 +253,7 @@ def lease_decision(s: LeaseSnapshot) -> Decision:
                         f"(minFailoverIntervalSeconds {s.min_failover_interval:g})")
     return Decision(Action.ACQUIRE, f"the Lease of {lease.holder} expired: unchanged for "
                     f"{waited:.2f}s >= leaseDuration {t.lease_duration:g}s",
-                    epoch=lease.epoch + 1)
+                    epoch=lease.epoch + 1, cause="LeaseExpired")
 
 
 # --- monitors of the chain's members ------------------------------------------------------
@@ -365,9 +369,11 @@ def chain_decision(s: ChainSnapshot) -> Decision:
         # PostgreSQL streaming); a chain it brought up itself goes down without the Lease.
         unknown_while_paused = s.paused and s.chain is ChainState.UNKNOWN
         if s.chain is not ChainState.DOWN and not unknown_while_paused:
-            why = ("this node does not hold the Lease" if s.lease_holder != s.node
-                   else "no renew succeeded within renewDeadline")
-            return Decision(Action.TEAR_DOWN, f"{why}: stopping the chain in reverse order")
+            cause, why = (("LeaseLost", "this node does not hold the Lease")
+                          if s.lease_holder != s.node
+                          else ("RenewDeadlineMissed", "no renew succeeded within renewDeadline"))
+            return Decision(Action.TEAR_DOWN, f"{why}: stopping the chain in reverse order",
+                            cause=cause)
         if s.paused:
             return Decision(Action.WAIT, "paused (spec.paused): nothing is brought up, torn "
                             "down or joined")
@@ -384,17 +390,18 @@ def chain_decision(s: ChainSnapshot) -> Decision:
                         "left as it is (no bring-up, repair, step-down or hand-over)", epoch=epoch)
     handoff = _handoff_reason(s)
     held_back = None
-    if handoff is not None and handoff[1] is not None and s.sync_standbys is not None \
-            and handoff[1] not in s.sync_standbys:
+    if handoff is not None and handoff[2] is not None and s.sync_standbys is not None \
+            and handoff[2] not in s.sync_standbys:
         # The target may lack acknowledged writes: the Lease must list it (found by the
         # protocol simulation, docs/failover-protocol.md). Stay primary until it is listed.
-        held_back = (f"{handoff[0]} held back: the Lease does not list {handoff[1]} as a "
+        held_back = (f"{handoff[1]} held back: the Lease does not list {handoff[2]} as a "
                      "synchronous standby, so it may lack acknowledged writes")
         handoff = None
     if handoff is not None:
-        reason, target = handoff
+        cause, reason, target = handoff
         if s.chain is not ChainState.DOWN:
-            return Decision(Action.TEAR_DOWN, f"{reason}: demoting fully first", epoch=epoch)
+            return Decision(Action.TEAR_DOWN, f"{reason}: demoting fully first", epoch=epoch,
+                            cause=cause)
         if target is None:
             return Decision(Action.RELEASE, f"{reason}: releasing the Lease", epoch=epoch)
         return Decision(Action.HAND_OVER, f"{reason}: handing the Lease to {target}",
@@ -402,7 +409,7 @@ def chain_decision(s: ChainSnapshot) -> Decision:
     if s.dependency_ready is False:
         if s.chain is not ChainState.DOWN:
             return Decision(Action.TEAR_DOWN, f"dependency not ready: {s.dependency_detail}",
-                            epoch=epoch)
+                            epoch=epoch, cause="DependencyNotReady")
         return Decision(Action.WAIT, f"dependency not ready: {s.dependency_detail}", epoch=epoch)
     if s.chain is not ChainState.UP or s.chain_epoch != epoch:
         return Decision(Action.BRING_UP, f"holding the Lease at epoch {epoch}: bringing the chain "
@@ -419,20 +426,21 @@ def chain_decision(s: ChainSnapshot) -> Decision:
     return Decision(Action.WAIT, held_back or f"primary at epoch {epoch}", epoch=epoch)
 
 
-def _handoff_reason(s: ChainSnapshot) -> tuple[str, str | None] | None:
-    """Why the primary must step down, and to whom (None: release for any eligible node)."""
+def _handoff_reason(s: ChainSnapshot) -> tuple[str, str, str | None] | None:
+    """Why the primary must step down (a word, then the details), and to whom (None: release
+    for any eligible node)."""
     if s.deleting:
-        return "the HACluster is being deleted", None
+        return "Deleting", "the HACluster is being deleted", None
     if s.in_standby_mode:
-        return "this node is in standby mode", None
-    if s.stepping_down:
-        return s.stepping_down, None
+        return "StandbyMode", "this node is in standby mode", None
+    if s.stepping_down:  # set only once the restart limit was reached
+        return "RestartLimit", s.stepping_down, None
     if restart_limit_reached(s):
-        return (f"{s.failed[0].describe()} after {s.restarts_in_window} repairs in place "
-                f"(restartLimit {s.restart_limit})", None)
+        return ("RestartLimit", f"{s.failed[0].describe()} after {s.restarts_in_window} repairs "
+                f"in place (restartLimit {s.restart_limit})", None)
     sw = s.switchover
     if sw is not None and sw.target != s.node and sw.from_epoch == s.acting_epoch:
-        return f"planned switchover to {sw.target}", sw.target
+        return "Switchover", f"planned switchover to {sw.target}", sw.target
     return None
 
 
@@ -486,3 +494,62 @@ def not_caught_up(joining: tuple[str, ...], flushed: dict[str, int],
     if required_from is None:
         return joining
     return tuple(n for n in joining if flushed.get(n, -1) < required_from)
+
+
+# --- the /primary and /replica health endpoints ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What this node's agent does for one cluster, as the health endpoints judge it."""
+
+    node: str
+    acting_epoch: int | None
+    lease_holder: str | None
+    lease_epoch: int | None
+    chain: ChainState
+    chain_epoch: int | None
+    following: tuple[str, int] | None  # (primary, epoch) this node last rejoined as a standby
+    volumes_joined: bool = True
+    has_postgres: bool = False
+    postgres_streaming: bool | None = None  # a running standby receiving WAL; None: not known
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """200 (`ok`) or 503, and why: one CamelCase word, then details."""
+
+    ok: bool
+    reason: str
+
+
+def primary_verdict(s: Serving) -> Verdict:
+    """Primary: this node may act under the Lease and its chain is up for that epoch, so a
+    load balancer may send it the clients."""
+    if s.acting_epoch is None:
+        if s.lease_holder == s.node:
+            return Verdict(False, "NotActing: the Lease names this node but no renew succeeded "
+                           "within renewDeadline")
+        return Verdict(False, f"NotPrimary: {s.lease_holder or 'nobody'} holds the Lease")
+    if s.chain is not ChainState.UP or s.chain_epoch != s.acting_epoch:
+        return Verdict(False, f"ChainNotUp: this node holds the Lease at epoch {s.acting_epoch}; "
+                       f"its chain is {s.chain.value}")
+    return Verdict(True, f"Primary: chain up at epoch {s.acting_epoch}")
+
+
+def replica_verdict(s: Serving) -> Verdict:
+    """Replica: nothing of the chain runs here and this node follows the current holder, its
+    DRBD volumes connected and its PostgreSQL (if any) streaming from it."""
+    if s.acting_epoch is not None or s.chain is not ChainState.DOWN:
+        return Verdict(False, f"NotStandby: the chain is {s.chain.value} on this node")
+    if s.lease_holder is None or s.lease_holder == s.node:
+        return Verdict(False, "NoPrimary: no other node holds the Lease")
+    if s.following != (s.lease_holder, s.lease_epoch):
+        return Verdict(False, f"NotFollowing: not rejoined as a standby of {s.lease_holder} at "
+                       f"epoch {s.lease_epoch} yet")
+    if not s.volumes_joined:
+        return Verdict(False, "VolumesNotJoined: a DRBD volume is not up as a connected Secondary")
+    if s.has_postgres and not s.postgres_streaming:
+        return Verdict(False, f"NotStreaming: PostgreSQL here is not streaming from "
+                       f"{s.lease_holder}")
+    return Verdict(True, f"Replicating: standby of {s.lease_holder} at epoch {s.lease_epoch}")

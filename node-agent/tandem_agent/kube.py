@@ -15,6 +15,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from tandem.api.common import GROUP, SYNC_STANDBYS_ANNOTATION, VERSION, sync_standbys_from
+from tandem_agent.metrics import count_api_error
 
 FIELD_MANAGER_PREFIX = "tandem-agent-"
 TIMEOUT = (0.5, 1.0)
@@ -57,6 +58,7 @@ def list_all_namespaces(api_client: client.ApiClient, plural: str) -> list[dict[
         listed: Any = client.CustomObjectsApi(api_client).list_cluster_custom_object(
             GROUP, VERSION, plural, _request_timeout=TIMEOUT)
     except Exception as exc:  # HTTP errors, timeouts, connection refused, TLS errors
+        count_api_error(exc.status if isinstance(exc, ApiException) else None)
         raise ApiUnavailable(str(exc)) from exc
     items: list[dict[str, Any]] = listed["items"]
     return items
@@ -89,10 +91,12 @@ class Kube:
         try:
             return fn(*args, _request_timeout=TIMEOUT, **kwargs)
         except ApiException as exc:
+            count_api_error(exc.status)
             if exc.status == 409:
                 raise LeaseConflict(str(exc.reason)) from exc
             raise ApiUnavailable(f"HTTP {exc.status}: {exc.reason}") from exc
         except Exception as exc:  # urllib3 timeouts, connection refused, TLS errors
+            count_api_error(None)
             raise ApiUnavailable(str(exc)) from exc
 
     # --- Lease ------------------------------------------------------------------------

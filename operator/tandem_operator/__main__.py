@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 
+from tandem.metrics_server import address_argument
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -24,6 +26,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "release the Lease before the operator deletes it anyway (default 60)")
     parser.add_argument("--peering", metavar="NAME",
                         help="use kopf peering NAME (needs kopf's peering CRDs); default: standalone")
+    parser.add_argument("--metrics-address", type=address_argument, default=":9465",
+                        metavar="HOST:PORT",
+                        help="serve /metrics and /healthz here (default :9465, every IPv4 "
+                        "address; [::]:9465 for IPv6; empty: off)")
     parser.add_argument("--verbose", "-v", action="store_true", help="log kopf's own activity too")
     return parser.parse_args(argv)
 
@@ -52,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     import kopf
 
-    from tandem_operator import handlers
+    from tandem_operator import handlers, metrics
 
     # kopf says "Timer 'reconcile' succeeded." for every tick: keep its per-object chatter out
     # unless asked for; warnings and errors still show.
@@ -66,13 +72,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("tandem_operator").info(
         "starting: %s, %s", "namespaces " + ", ".join(args.namespace) if args.namespace else "all namespaces",
         f"peering {args.peering}" if args.peering else "standalone")
-    kopf.run(
-        settings=settings,
-        standalone=args.peering is None,
-        peering_name=args.peering,
-        clusterwide=not args.namespace,
-        namespaces=args.namespace,
-    )
+    server = metrics.start(args.metrics_address)
+    try:
+        kopf.run(
+            settings=settings,
+            standalone=args.peering is None,
+            peering_name=args.peering,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+        )
+    finally:
+        if server is not None:
+            server.stop()
     return 0
 
 

@@ -28,6 +28,7 @@ from kubernetes import client, config
 from tandem.api.common import GROUP, LAST_HANDLED_KEY, VERSION
 from tandem_operator import core
 from tandem_operator.kube import Kube, lease_state_from_dict, load_client, parse_cluster
+from tandem_operator.metrics import METRICS
 
 log = logging.getLogger("tandem_operator")
 
@@ -154,6 +155,7 @@ def _decide_and_write(kube: Kube, body: dict[str, Any], snap: core.Snapshot) -> 
         kube.apply_status(snap.namespace, snap.name, decision.patch)
         log.info("%s/%s status: %s", snap.namespace, snap.name, decision.reason)
     _post(body, decision.events)
+    METRICS.observe(snap.namespace, snap.name, decision)
     for member in decision.members:
         try:
             kube.apply_member_status(snap.namespace, member)
@@ -180,6 +182,7 @@ def tick(namespace: str, name: str, **_: Any) -> None:
     try:
         reconcile(namespace, name)
     except Exception as exc:  # an API hiccup must not stretch the cadence to kopf's backoff
+        METRICS.reconcile_failed()
         log.warning("%s/%s: reconcile failed, retrying in %.0f s: %s", namespace, name, INTERVAL,
                     str(exc).splitlines()[0] if str(exc) else repr(exc))
 
@@ -210,6 +213,7 @@ def lease_seen(body: Any, namespace: str, labels: Any, type: str | None, **_: An
         try:
             reconcile(namespace, name)
         except Exception as exc:  # the timer retries in a moment
+            METRICS.reconcile_failed()
             log.warning("%s/%s: reconcile after a Lease change failed: %s", namespace, name, exc)
 
 
@@ -231,3 +235,4 @@ def teardown(namespace: str, name: str, meta: Any, **_: Any) -> None:
             kube.delete_lease(namespace, core.lease_name(name))
         _post(body, verdict.events)
     RUNTIME.forget(namespace, name)
+    METRICS.forget(namespace, name)

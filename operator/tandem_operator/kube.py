@@ -39,12 +39,15 @@ def load_client(kubeconfig: str | None) -> client.ApiClient:
     """An API client from a kubeconfig file, or the in-cluster service account."""
     configuration = client.Configuration()
     if kubeconfig:
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, client_configuration=configuration)
     else:
         try:
-            config.load_incluster_config(client_configuration=configuration)
+            config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration)
         except config.ConfigException:
-            config.load_kube_config(client_configuration=configuration)
+            config.load_kube_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration)
     return client.ApiClient(configuration)
 
 
@@ -95,15 +98,16 @@ def _parse_all(items: Iterable[dict[str, Any]], model: Any) -> dict[str, Any]:
 
 
 def lease_state(lease: client.V1Lease) -> LeaseState:
-    spec = lease.spec
+    spec = lease.spec or client.V1LeaseSpec()
+    annotations = (lease.metadata.annotations if lease.metadata else None) or {}
     return LeaseState(
         holder=spec.holder_identity or None,
         epoch=spec.lease_transitions or 0,
         acquire_time=spec.acquire_time,
         renew_time=spec.renew_time,
         duration_seconds=spec.lease_duration_seconds,
-        sync_standbys=sync_standbys_from(lease.metadata.annotations),
-        members=(lease.metadata.annotations or {}).get(MEMBERS_ANNOTATION),
+        sync_standbys=sync_standbys_from(annotations),
+        members=annotations.get(MEMBERS_ANNOTATION),
     )
 
 
@@ -139,7 +143,7 @@ class Kube:
     # HAClusters, DRBDVolumes, FloatingIPs
     def get_cluster(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            body: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            body: dict[str, Any] = self.custom.get_namespaced_custom_object(  # type: ignore[assignment]
                 GROUP, VERSION, namespace, "haclusters", name, _request_timeout=TIMEOUT)
         except ApiException as exc:
             if exc.status == 404:
@@ -148,7 +152,7 @@ class Kube:
         return body
 
     def _list(self, namespace: str, plural: str) -> list[dict[str, Any]]:
-        listed = self.custom.list_namespaced_custom_object(
+        listed: dict[str, Any] = self.custom.list_namespaced_custom_object(  # type: ignore[assignment]
             GROUP, VERSION, namespace, plural, _request_timeout=TIMEOUT)
         items: list[dict[str, Any]] = listed["items"]
         return items
@@ -196,7 +200,7 @@ class Kube:
             if exc.status == 404:
                 return None
             raise
-        annotations = node.metadata.annotations or {}
+        annotations = (node.metadata.annotations if node.metadata else None) or {}
         return NodeInfo(name=name, unschedulable=bool(node.spec and node.spec.unschedulable),
                         maintenance=annotations.get(MAINTENANCE_ANNOTATION, "").lower() == "true")
 
@@ -223,7 +227,8 @@ class Kube:
         meta = manifest["metadata"]
         try:
             lease = self.coordination.create_namespaced_lease(
-                meta["namespace"], manifest, field_manager=FIELD_MANAGER, _request_timeout=TIMEOUT)
+                meta["namespace"], manifest,  # type: ignore[arg-type]  # a dict body is sent as is
+                field_manager=FIELD_MANAGER, _request_timeout=TIMEOUT)
         except ApiException as exc:
             if exc.status != 409:
                 raise

@@ -28,7 +28,7 @@ _names = itertools.count()
 def sample(kind: str, name: str) -> dict[str, Any]:
     for path in sorted(SAMPLES.glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc["kind"] == kind and doc["metadata"]["name"] == name:
+            if doc and doc.get("kind") == kind and doc["metadata"]["name"] == name:
                 return copy.deepcopy(doc)
     raise LookupError(f"no {kind} {name} in {SAMPLES}")
 

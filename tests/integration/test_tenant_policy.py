@@ -412,7 +412,7 @@ def test_every_sample_passes_the_example_policy_shipped_beside_it(env: Env) -> N
                              ("tandem-lab", sorted((samples / "lab").glob("*.yaml")))):
         for path in paths:
             for doc in yaml.safe_load_all(path.read_text()):
-                if not doc or doc["kind"] not in ("HACluster", "DRBDVolume", "FloatingIP"):
+                if not doc or doc.get("kind") not in ("HACluster", "DRBDVolume", "FloatingIP"):
                     continue
                 plural = {"HACluster": "haclusters", "DRBDVolume": "drbdvolumes",
                           "FloatingIP": "floatingips"}[doc["kind"]]

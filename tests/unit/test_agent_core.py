@@ -78,7 +78,7 @@ class TestLeaseKeeper:
         assert lease_decision(lease_snap(now=expiry - 0.01, lease=observed)).action is Action.WAIT
         decision = lease_decision(lease_snap(now=expiry, lease=observed))
         assert decision.action is Action.ACQUIRE and decision.epoch == 5
-        assert "expired" in decision.reason
+        assert "expired" in decision.reason and decision.cause == "LeaseExpired"
 
     def test_ineligible_challenger_never_takes(self) -> None:
         lagging = Eligibility(False, "LagTooHigh: 12s")
@@ -99,6 +99,7 @@ class TestLeaseKeeper:
         assert lease_decision(late).action is Action.ACQUIRE
         released = dataclasses.replace(other, lease=view(None, epoch=3, observed_at=100.0))
         assert lease_decision(released).action is Action.ACQUIRE, "no grace after a release"
+        assert lease_decision(released).cause == "LeaseFree"
 
     def test_failover_rate_limit(self) -> None:
         snap = lease_snap(now=200.0, lease=view("n2", observed_at=150.0),
@@ -117,6 +118,10 @@ class TestLeaseKeeper:
     def test_restarted_agent_reclaims_a_lease_naming_it_with_a_guarded_renew(self) -> None:
         decision = lease_decision(lease_snap(lease=view("n1", epoch=9)))
         assert decision.action is Action.RENEW and decision.epoch == 9
+        assert decision.cause == "Reclaimed"
+        held = Holding(epoch=9, last_renew_sent_at=90.0)
+        assert lease_decision(lease_snap(lease=view("n1", epoch=9), holding=held)).cause == "", \
+            "a routine renew is no takeover"
 
     def test_may_act_needs_holding_matching_view_and_a_recent_renew(self) -> None:
         held = Holding(epoch=4, last_renew_sent_at=100.0)
@@ -188,6 +193,22 @@ class TestChainRunner:
         assert "renewDeadline" in stale.reason
         lost = chain_decision(chain_snap(acting_epoch=None, lease_holder="n2"))
         assert "does not hold" in lost.reason
+
+    def test_a_tear_down_of_the_primary_names_its_cause_in_one_word(self) -> None:
+        web = FailedResource("Service/web", "service web", "its unit is not active")
+        causes = {
+            "LeaseLost": chain_snap(acting_epoch=None, lease_holder="n2"),
+            "RenewDeadlineMissed": chain_snap(acting_epoch=None),
+            "Deleting": chain_snap(deleting=True),
+            "StandbyMode": chain_snap(in_standby_mode=True),
+            "RestartLimit": chain_snap(failed=(web,), restarts_in_window=3, restart_limit=3,
+                                       eligible_peers=("n2",)),
+            "Switchover": chain_snap(switchover=Switchover(target="n2", from_epoch=4)),
+            "DependencyNotReady": chain_snap(dependency_ready=False, dependency_detail="db"),
+        }
+        for cause, snap in causes.items():
+            decision = chain_decision(snap)
+            assert (decision.action, decision.cause) == (Action.TEAR_DOWN, cause)
 
     def test_standby_rejoins_the_new_primary_once(self) -> None:
         snap = chain_snap(acting_epoch=None, lease_holder="n2", chain=ChainState.DOWN)
