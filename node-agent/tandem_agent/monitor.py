@@ -147,15 +147,20 @@ class ChainMonitor:
             return running is not None and at - running.started_at >= slow
 
     def repairing(self, key: str) -> None:
-        """A check still running began before the repair: what it finds no longer counts."""
+        """A check still running began before the repair: what it finds no longer counts. A
+        key with no monitor (a service without a health check, repaired because its unit
+        stopped being active) has nothing here to update."""
         with self._lock:
             self._running.pop(key, None)
-            self._states[key] = replace(self._states[key], health=Health.REPAIRING)
+            if key in self._states:
+                self._states[key] = replace(self._states[key], health=Health.REPAIRING)
 
     def repaired(self, key: str, now: float, message: str) -> None:
         """After a repair attempt: the next check decides, one period from now."""
         with self._lock:
             self._running.pop(key, None)
+            if key not in self.members:
+                return
             self._repairs[key].append(now)
             self._messages[key] = message
             self._states[key] = MonitorState(Health.UNKNOWN, last_check_at=now)

@@ -116,3 +116,14 @@ def test_only_fresh_reports_of_other_nodes_count_as_eligible_peers() -> None:
         {"name": "n5", "eligible": True},  # never heartbeat
     ]
     assert eligible_peers(reports, "n1", now) == ("n2",)
+
+
+def test_a_service_without_a_health_check_is_repaired_without_a_monitor() -> None:
+    """Its unit stopped being active: the agent restarts it, and the monitor, which has no
+    entry for it, neither fails nor reports it (found by the metrics work: a KeyError made
+    every such repair count as failed)."""
+    monitor = ChainMonitor([member(lambda: None)])
+    monitor.activate(True)
+    monitor.repairing("Service/postfix")
+    monitor.repaired("Service/postfix", 10.0, "postfix restarted")
+    assert [r["name"] for r in monitor.reports()] == ["postgresql"]
