@@ -9,6 +9,7 @@ keeps running afterwards; `tandem lab down` (make demo-down) stops everything.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -54,8 +55,10 @@ def run(lab_dir: Path) -> int:
     step("the lab keeps running")
     print(f"export KUBECONFIG={plane.kubeconfig}\n"
           f"{plane.kubectl()} get tandem -n {NAMESPACE}\n"
-          f"{plane.kubectl()} patch hac mail -n {NAMESPACE} --type=merge "
-          "-p '{\"spec\":{\"primary\":\"mail1\"}}'   # a planned switchover\n"
+          f"export PATH={Path(sys.executable).parent}:$PATH   # kubectl finds kubectl-tandem\n"
+          f"{plane.kubectl()} tandem status mail -n {NAMESPACE}\n"
+          f"{plane.kubectl()} tandem switchover mail --to mail1 --wait -n {NAMESPACE}"
+          "   # back to mail1, a planned switchover\n"
           "a node's agent log: .venv/bin/tandem lab exec mail1 journalctl -u tandem-agent\n"
           f"the operator's: {lab.work_dir}/operator.log\n"
           "stop everything: make demo-down")
