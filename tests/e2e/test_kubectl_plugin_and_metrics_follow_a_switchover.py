@@ -79,7 +79,7 @@ def test_switchover_with_the_plugin_and_the_metrics_that_follow_it(lab: LabClust
     refused = tandem(lab, "switchover", "mail", "--to", "mail9")
     assert refused.returncode == 2 and "mail9" in refused.stderr, refused
 
-    with checked(lab, client, vip(), primary="mail2", standbys=("mail1",)):
+    with checked(lab, client, vip(), primary="mail1", standbys=("mail2",)):
         moved = tandem(lab, "switchover", "mail", "--to", "mail2", "--wait", "--timeout", "90")
         assert moved.returncode == 0, moved.stdout + moved.stderr
         assert lease_holder(lab, "mail")[0] == "mail2"
