@@ -202,7 +202,7 @@ class ClusterAgent:
             # Maintenance (an agent upgrade): what runs stays and the Lease keeps naming this
             # node, so the next agent process reclaims it; nobody takes it meanwhile, since
             # every node is paused. The watchdog would fence the node before that process is
-            # up: disarm it (docs/operations.md says what that costs).
+            # up: disarm it (docs/install.md, "Upgrading without a switchover", says what that costs).
             self.watchdog.disarm()
             log.info("%s: paused: leaving the chain as it is and the Lease with this node",
                      self.cluster.name)

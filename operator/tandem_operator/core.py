@@ -1250,14 +1250,17 @@ def _volume_status(v: _View, name: str, volume: DRBDVolume) -> DRBDVolumeStatus:
     """Each node's own view of the volume (its fresh report), in spec.nodes order."""
     names = v.volume_names(name)
     nodes: list[DRBDNodeStatus] = []
+    reported: list[DRBDNodeStatus] = []  # those of nodes with a fresh report
     for node in volume.spec.nodes:
         report = v.reports.get(node.name)
+        fresh = report is not None and v.fresh(report)
         seen = next((d for d in report.drbd if d.name in names), None) \
-            if report is not None and v.fresh(report) else None
-        nodes.append(seen.model_copy(update={"name": node.name}) if seen is not None
-                     else DRBDNodeStatus(name=node.name))
-    reported = [n for n, node in zip(nodes, volume.spec.nodes, strict=True)
-                if (r := v.reports.get(node.name)) is not None and v.fresh(r)]
+            if report is not None and fresh else None
+        status = seen.model_copy(update={"name": node.name}) if seen is not None \
+            else DRBDNodeStatus(name=node.name)
+        nodes.append(status)
+        if fresh:
+            reported.append(status)
     primary = next((n for n in reported if n.role == "Primary"), None)
     connection = (primary or reported[0]).connection_state if reported else "Unknown"
     return DRBDVolumeStatus(roles="/".join(n.role for n in nodes),

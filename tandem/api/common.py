@@ -28,7 +28,7 @@ LAST_HANDLED_ANNOTATION = f"{GROUP}/{LAST_HANDLED_KEY}"
 # A switchover request on an HACluster, applied once per request id (so a GitOps tool can keep
 # it in the manifest): move the primary to the node named in SWITCHOVER_ANNOTATION, even one
 # that spec.primary already names. The operator records the last handled id in
-# status.switchover.requestId (docs/operations.md).
+# status.switchover.requestId (docs/operator.md, "spec.primary: the preferred primary").
 SWITCHOVER_ANNOTATION = f"{GROUP}/switchover"
 SWITCHOVER_ID_ANNOTATION = f"{GROUP}/switchover-id"
 # Forget failures: a new value (any request id) makes the agents reset the cluster's repair
