@@ -476,7 +476,10 @@ class ClusterAgent:
             self.applied_generation, self.pending_change = generation, ""
             if self.offered is offered:
                 self.offered = None
+        # The monitors start afresh on the new members; failures seen by the old ones (of a
+        # member that may be gone now) are forgotten with them.
         self.monitor = ChainMonitor(self.runner.monitored())
+        self.failed = ()
         log.info("%s: generation %d applied (%s)%s", new.name, generation,
                  ", ".join(change.live + change.deferred) or "no change to the chain",
                  f": {'; '.join(done)}" if done else "")
@@ -629,6 +632,8 @@ class ClusterAgent:
         kind, _, name = key.partition("/")
         self.events.repair_attempted(kind)
         member = self.monitor.members.get(key)
+        if member is None and kind != "Service":
+            return  # a member of a spec no longer applied
         self.monitor.repairing(key)
         try:
             if member is not None:
