@@ -632,8 +632,6 @@ class ClusterAgent:
         kind, _, name = key.partition("/")
         self.events.repair_attempted(kind)
         member = self.monitor.members.get(key)
-        if member is None and kind != "Service":
-            return  # a member of a spec no longer applied
         self.monitor.repairing(key)
         try:
             if member is not None:
