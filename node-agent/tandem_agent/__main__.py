@@ -44,7 +44,7 @@ from tandem_agent.credentials import FIELD, CredentialsError, replication_passwo
 from tandem_agent.drivers.addresses import AddressSpecError
 from tandem_agent.drivers.postgres import ClientRule, ConfigError, PostgresConfig
 from tandem_agent.drivers.services import SystemdBackend
-from tandem_agent.fence import fencer
+from tandem_agent.fence import current_fencer
 from tandem_agent.invalid import InvalidSpec, problem_of
 from tandem_agent.kube import ApiUnavailable, Kube, list_all_namespaces, load_client
 from tandem_agent.volumes import drbd_volume_factory
@@ -317,6 +317,7 @@ class Agent:
         self.kubes: dict[str, Kube] = {}
         self.clusters: dict[str, ClusterAgent] = {}
         self.refused: dict[str, Refusal] = {}
+        self.inputs: dict[str, Inputs] = {}  # of the spec each running cluster was last offered
         self._reported: dict[str, tuple[str, float]] = {}  # refused: (problem, when reported)
         self.stopping = threading.Event()
 
@@ -378,7 +379,7 @@ class Agent:
         clusters = clusters_of(world, self.args.node)
         for key, obj in clusters.items():
             if key in self.clusters:
-                self._contained(key, self._refresh, key, obj)
+                self._contained(key, self._refresh, key, obj, world)
         built, refused = prepare(clusters, world, self.clusters, self.refused,
                                  lambda obj: self._build(obj, world))
         for key, refusal in refused.items():
@@ -388,6 +389,7 @@ class Agent:
         self.refused = refused
         self._reported = {k: v for k, v in self._reported.items() if k in refused}
         for key, agent in built.items():
+            self.inputs[key] = inputs_of(clusters[key], world)
             self._contained(key, self._start, key, agent)
         for key, refusal in refused.items():
             self._contained(key, self._report_refusal, clusters[key], refusal)
@@ -398,21 +400,34 @@ class Agent:
         except Exception:
             log.exception("%s: unexpected error (the node's other clusters carry on)", key)
 
-    def _refresh(self, key: str, obj: dict[str, Any]) -> None:
-        self.clusters[key].update_intent(self._with_dependency(obj, intent_of(obj, self.args.node)))
+    def _refresh(self, key: str, obj: dict[str, Any], world: dict[str, list[dict[str, Any]]]) -> None:
+        """The intent at every sync; a changed spec (or an object it names) is built again and
+        offered to the running cluster, which applies it live or when its chain is down."""
+        agent = self.clusters[key]
+        agent.update_intent(self._with_dependency(obj, intent_of(obj, self.args.node)))
+        inputs = inputs_of(obj, world)
+        if inputs == self.inputs.get(key):
+            return
+        self.inputs[key] = inputs
+        try:
+            cluster = resolve(obj, world)
+            candidate = ChainRunner(cluster, self.environment())
+        except Exception as exc:
+            log.warning("%s: the changed spec is not applied: %s", key, problem_of(exc))
+            agent.refuse_spec(problem_of(exc))
+            return
+        agent.offer_spec(candidate, int(obj["metadata"].get("generation", 0)))
 
     def _build(self, obj: dict[str, Any], world: dict[str, list[dict[str, Any]]]) -> ClusterAgent:
         """Everything of one cluster's agent but its threads: no I/O, so building it again
         after a refusal costs nothing."""
         cluster = resolve(obj, world)
         runner = ChainRunner(cluster, self.environment())
-        fence_method = "LabKill" if self.args.fence == "lab-kill" \
-            else cluster.spec.failover.fence.method
         watchdog = self.shared_watchdog.handle(key_of(obj))
         return ClusterAgent(
             self.kube(obj["metadata"]["namespace"]), cluster, runner,
             self._with_dependency(obj, intent_of(obj, self.args.node)),
-            fencer(fence_method, runner, cluster.spec.failover.fence, watchdog),
+            current_fencer(runner, watchdog, "LabKill" if self.args.fence == "lab-kill" else None),
             watchdog, poll_interval=self.args.poll_interval)
 
     def _start(self, key: str, agent: ClusterAgent) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from tandem.api.common import CLEANUP_ANNOTATION
+from tandem.api.hacluster import INVALID_SPEC
 from tandem_agent.chain import Aborted, ChainRunner, ResolvedCluster, StepFailed
 from tandem_agent.core import (
     Action,
@@ -44,6 +45,7 @@ from tandem_agent.drivers.postgres import parse_lsn
 from tandem_agent.kube import ApiUnavailable, Kube, LeaseConflict, LeaseRecord
 from tandem_agent.metrics import ClusterEvents
 from tandem_agent.monitor import ChainMonitor
+from tandem_agent.spec_change import spec_change, verdict
 from tandem_agent.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -169,6 +171,11 @@ class ClusterAgent:
         self.last_decisions: dict[str, Decision] = {}
         self.events = ClusterEvents(kube.namespace, cluster.name, self.node)
         self.postgres_seen: Any = None  # PostgreSQL's status at the last report, for metrics
+        # The newest spec, built but not applied yet (with its HACluster generation), and the
+        # generation this node runs; `pending_change` says why the newest waits.
+        self.offered: tuple[ChainRunner, int] | None = None
+        self.applied_generation = intent.generation
+        self.pending_change = ""
         self._last_report: dict[str, Any] | None = None
         self._last_report_at = 0.0
         self._threads = [
@@ -219,6 +226,20 @@ class ClusterAgent:
     def update_intent(self, intent: ClusterIntent) -> None:
         with self._lock:
             self.intent = intent
+
+    def offer_spec(self, candidate: ChainRunner, generation: int) -> None:
+        """A newer spec, validated and built (no I/O yet): the runner applies it when
+        `spec_change.verdict` allows."""
+        with self._lock:
+            self.offered = (candidate, generation)
+        self._wake_runner.set()
+
+    def refuse_spec(self, problem: str) -> None:
+        """The newest spec cannot be built: keep running the last good one and say why."""
+        with self._lock:
+            self.offered = None
+            self.pending_change = f"{INVALID_SPEC}: {problem}; this node keeps running " \
+                f"generation {self.applied_generation}"
 
     def _loop(self, name: str, tick: Callable[[], None], wake: threading.Event) -> None:
         while not self._stop.is_set():
@@ -364,6 +385,7 @@ class ClusterAgent:
         """Decide on what was observed at the end of the last tick, act, then observe: a
         decision (say, to bring the chain up after winning the Lease) never waits for an
         observation."""
+        self._apply_offered_spec()
         now = time.monotonic()
         self.runner.refresh_credentials(now)
         with self._lock:
@@ -419,6 +441,48 @@ class ClusterAgent:
         self._observe_node()
         self._keep_synchronous_standbys()
         self._report(decision, message)
+
+    def _apply_offered_spec(self) -> None:
+        """Apply the newest spec if `spec_change.verdict` allows it now (live on a running
+        chain, or anything once the chain is down here); otherwise record why it waits."""
+        with self._lock:
+            offered, paused = self.offered, self.intent.paused
+        if offered is None:
+            return
+        candidate, generation = offered
+        new = candidate.cluster
+        old = self.cluster
+        change = spec_change(old, new)
+        judged = verdict(change, chain_down=self.runner.state is ChainState.DOWN, paused=paused)
+        if not judged.apply:
+            if judged.pending != self.pending_change:
+                log.info("%s: generation %d not applied yet: %s", old.name, generation,
+                         judged.pending)
+            self.pending_change = judged.pending
+            return
+        try:
+            done = self.runner.apply_spec(candidate)
+        except Exception as exc:
+            self.pending_change = f"ApplyFailed: {exc}; retried"
+            log.warning("%s: applying generation %d failed (retried): %s", old.name, generation,
+                        exc)
+            return
+        leases = new.spec.leases
+        with self._lock:
+            self.cluster = new
+            self.policy = new.spec.failover
+            self.timings = Timings.from_ms(leases.lease_duration_ms, leases.renew_interval_ms,
+                                           leases.renew_deadline_ms, leases.demotion_timeout_ms)
+            self.applied_generation, self.pending_change = generation, ""
+            if self.offered is offered:
+                self.offered = None
+        # The monitors start afresh on the new members; failures seen by the old ones (of a
+        # member that may be gone now) are forgotten with them.
+        self.monitor = ChainMonitor(self.runner.monitored())
+        self.failed = ()
+        log.info("%s: generation %d applied (%s)%s", new.name, generation,
+                 ", ".join(change.live + change.deferred) or "no change to the chain",
+                 f": {'; '.join(done)}" if done else "")
 
     def _keep_synchronous_standbys(self) -> None:
         """On the primary: one step towards the streaming standbys being exactly the
@@ -674,6 +738,8 @@ class ClusterAgent:
             "eligible": self.eligibility.eligible,
             "ineligibleReason": self.eligibility.reason[:128],
             "message": message[:1024],
+            "appliedGeneration": self.applied_generation,
+            "pendingChange": self.pending_change[:1024],
         }
         if self.last_recovery is not None:
             entry["lastRecovery"] = self.last_recovery

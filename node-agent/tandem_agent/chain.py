@@ -30,6 +30,7 @@ from tandem_agent.drivers.drbd import ResourceStatus
 from tandem_agent.drivers.postgres import Postgres, PostgresConfig
 from tandem_agent.drivers.services import Monitor, ServiceBackend, ServiceChain
 from tandem_agent.monitor import Monitored
+from tandem_agent.spec_change import postgres_changed
 from tandem_agent.volumes import joined, up_to_date
 
 log = logging.getLogger(__name__)
@@ -330,6 +331,77 @@ class ChainRunner:
             else:
                 done.append(pg.rewind_as_standby(primary_address, port).detail)
         self.following = (primary, epoch)
+        return done
+
+    # --- spec changes ---------------------------------------------------------------------
+    def apply_spec(self, candidate: ChainRunner) -> list[str]:
+        """Run the spec `candidate` was built from (`spec_change.verdict` said it may apply
+        now). On a running chain: first what goes away (addresses, services at the end), then
+        the new spec, then what comes (addresses added and announced, services started in
+        order). A removal that fails raises and the old spec stays; an addition that fails is
+        only logged, since the monitors then find it missing and repair it."""
+        done = self._remove_for(candidate)
+        self._adopt(candidate)
+        if self.state is ChainState.UP:
+            done += self._add_after_adopting()
+        return done
+
+    def _remove_for(self, candidate: ChainRunner) -> list[str]:
+        done = [f"service {name}: {self.backend.stop(name).detail or 'stopped'}"
+                for name in reversed(self.everywhere_services)
+                if name not in candidate.everywhere_services]
+        if self.state is ChainState.DOWN:  # a standby holds no floating address
+            return done
+        wanted: dict[str, set[addresses.IPInterface]] = {}
+        for fip in candidate.cluster.floating_ips.values():
+            wanted.setdefault(fip.interface, set()).update(floating_addresses(fip))
+        for name, fip in self.cluster.floating_ips.items():
+            gone = [a for a in floating_addresses(fip) if a not in wanted.get(fip.interface, set())]
+            if gone:
+                outcome = addresses.ensure_absent(self.env.address_netns, fip.interface, gone)
+                done.append(f"floating IPs {name}: {outcome.detail or 'removed'}")
+        done += [f"service {name}: {self.backend.stop(name).detail or 'stopped'}"
+                 for name in reversed(self.primary_services)
+                 if name not in candidate.primary_services]
+        return done
+
+    def _adopt(self, candidate: ChainRunner) -> None:
+        """Take the drivers and steps of `candidate`; keep what this node runs and knows (the
+        chain's state and epoch, whom it follows, the replication password), unless PostgreSQL
+        itself changed: then its driver is new and it is set up again at the next rejoin."""
+        if postgres_changed(self.cluster.spec, candidate.cluster.spec):
+            self.postgres = candidate.postgres
+            self.password, self.credentials_problem = None, None
+            self._credentials_read_at = float("-inf")
+            self.following = None
+        self.cluster = candidate.cluster
+        self.volumes = candidate.volumes
+        self.problems = candidate.problems
+        self.backend = candidate.backend
+        self.primary_services = candidate.primary_services
+        self.everywhere_services = candidate.everywhere_services
+        self.steps = self._steps()
+        self._drbd_observed_at = float("-inf")
+
+    def _add_after_adopting(self) -> list[str]:
+        done = []
+        for name, fip in self.cluster.floating_ips.items():
+            try:
+                outcome = self._addresses_up(fip)
+            except Exception as exc:
+                log.warning("%s: floating IPs %s: %s (the monitor repairs it)",
+                            self.cluster.name, name, exc)
+                continue
+            if outcome.changed:
+                done.append(f"floating IPs {name}: {outcome.detail or 'added'}")
+        if self.primary_services:
+            try:
+                outcome = ServiceChain(self.backend, self.primary_services).start_all()
+            except Exception as exc:
+                log.warning("%s: starting services: %s (repaired in place)", self.cluster.name, exc)
+            else:
+                if outcome.changed:
+                    done.append(f"services: {outcome.detail or 'started'}")
         return done
 
     def ensure_everywhere_services(self) -> None:

@@ -37,6 +37,16 @@ def fencer(
     raise ValueError(f"unknown fence method {method!r}: use SysrqReboot, Watchdog or LabKill")
 
 
+def current_fencer(runner: ChainRunner, watchdog: Watchdog,
+                   override: str | None = None) -> Callable[[str], None]:
+    """The fence of the spec the runner runs when it fires (spec.failover.fence changes live);
+    `override` (LabKill) replaces the method for the lab."""
+    def fence(reason: str) -> None:
+        policy = runner.cluster.spec.failover.fence
+        fencer(override or policy.method, runner, policy, watchdog)(reason)
+    return fence
+
+
 def _sysrq_reboot(reason: str) -> None:
     log.critical("FENCING (sysrq reboot): %s", reason)
     SYSRQ.write_text("b")  # immediate reboot, no sync: the other node owns the data now

@@ -54,7 +54,7 @@ STALE_AFTER_LEASE_DURATIONS = 10
 MESSAGE_LIMIT = 1024
 
 CONDITION_TYPES = ("Ready", "Replicating", "Degraded", "SplitBrain", "SwitchoverInProgress",
-                   "PreferredPrimary", "ResourcesHealthy")
+                   "PreferredPrimary", "ResourcesHealthy", "SpecApplied")
 
 # The one-word states shown in the STATUS column (the Ready condition's reason).
 PENDING = "Pending"
@@ -1101,6 +1101,36 @@ def _preferred(v: _View, f: _Flow, prev: Mapping[str, Condition]) -> Condition:
                       "annotation", s=s)
 
 
+APPLYING = "Applying"
+# SpecApplied reasons that need a person (the others resolve by themselves).
+_SPEC_PROBLEMS = ("NotApplicable", INVALID_SPEC, "ApplyFailed")
+
+
+def _spec_applied(v: _View, prev: Mapping[str, Condition]) -> Condition:
+    """Does every node run the newest spec? The agents apply most changes live; one that needs
+    the chain down waits on the primary for the next switchover, and its report says so."""
+    s = v.s
+    reports = [r for n in s.cluster.spec.nodes if (r := v.reports.get(n.name)) is not None
+               and v.fresh(r) and r.applied_generation is not None]
+    if not reports:
+        return _condition(prev, "SpecApplied", "Unknown", NO_REPORT,
+                          "no node has reported which generation of the spec it runs", s=s)
+    waiting = [r for r in reports if r.pending_change]
+    if waiting:
+        word = waiting[0].pending_change.partition(":")[0]
+        reason = word if word.isalpha() else APPLYING
+        return _condition(prev, "SpecApplied", "False", reason,
+                          "; ".join(f"{r.name}: {r.pending_change}" for r in waiting), s=s)
+    behind = [r for r in reports if (r.applied_generation or 0) < s.generation]
+    if behind:
+        return _condition(prev, "SpecApplied", "False", APPLYING, "; ".join(
+            f"{r.name} runs generation {r.applied_generation}" for r in behind)
+            + f"; applying generation {s.generation}", s=s)
+    return _condition(prev, "SpecApplied", "True", "Applied",
+                      f"{_names(r.name for r in reports)} run generation {s.generation} of the "
+                      "spec", s=s)
+
+
 def _since(v: _View) -> str:
     """When the primary last moved, from status.lastFailover."""
     record = (v.s.cluster.status or HAClusterStatus()).last_failover
@@ -1123,6 +1153,11 @@ def _transition_events(old: HAClusterStatus, new: Sequence[Condition], now: date
                      f"{was.reason})")
         kind: Literal["Normal", "Warning"] = "Normal" if ready.reason in _CALM_STATES else "Warning"
         events.append(Event(kind, ready.reason, _clip(f"Ready={ready.status}{after}: {ready.message}")))
+    applied, was_applied = cur.get("SpecApplied"), prev.get("SpecApplied")
+    if applied is not None and applied.status == "False" and applied.reason != APPLYING \
+            and (was_applied is None or was_applied.reason != applied.reason):
+        events.append(Event("Warning" if applied.reason in _SPEC_PROBLEMS else "Normal",
+                            applied.reason, applied.message))
     split, was_split = cur["SplitBrain"], prev.get("SplitBrain")
     if split.status == "True" and (was_split is None or was_split.status != "True"):
         events.append(Event("Warning", "SplitBrain", split.message))
@@ -1222,7 +1257,8 @@ def reconcile(s: Snapshot) -> Decision:
     resources, unhealthy, resource_events = _resources(
         v, {c.type: c for c in status.conditions}, before)
     recoveries, recovery_events = _recoveries(v, before)
-    conditions = [*_conditions(v, f, invalid), resources]
+    conditions = [*_conditions(v, f, invalid), resources,
+                  _spec_applied(v, {c.type: c for c in status.conditions})]
     desired = HAClusterStatus(
         observed_generation=s.generation,
         primary=v.holder,

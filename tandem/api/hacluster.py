@@ -545,6 +545,13 @@ class NodeReport(Model):
         "spec and runs none of the chain)."
     )
     message: Message = ""
+    applied_generation: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="The HACluster generation whose spec this node runs.")
+    pending_change: Message = Field(
+        default="", description="Why the newest spec is not applied here yet: one word, "
+        "then details: WaitingForSwitchover (it changes what only a chain that is down can "
+        "change: applied at the next switchover), NotApplicable (Lease timings unsafe while "
+        "the nodes switch: split the edit), Paused, InvalidSpec, ApplyFailed.")
 
 
 class FailoverRecord(Model):

@@ -144,6 +144,9 @@ def _nodes(view: ClusterView, reports: Mapping[str, NodeReport], now: datetime) 
         rows.append([node.name, mode, report.role, str(report.epoch), heartbeat, _eligibility(report)])
         if report.message:
             notes.append(clean(f"  {node.name}: {report.message}"))
+        if report.pending_change:
+            notes.append(clean(f"  {node.name}: spec generation {report.applied_generation} runs "
+                               f"here; the newest waits: {report.pending_change}"))
     return table(["NODE", "MODE", "ROLE", "EPOCH", "HEARTBEAT", "ELIGIBLE"], rows) + notes
 
 

@@ -194,6 +194,16 @@ def test_a_paused_cluster_with_a_lagging_standby_and_a_waiting_request_says_so()
             "the operator yet") in text
 
 
+def test_a_spec_change_waiting_on_the_primary_is_shown_under_the_nodes() -> None:
+    body = mail_cluster()
+    node(body, "mail1").update(appliedGeneration=4, pendingChange=(
+        "WaitingForSwitchover: spec.chain.mounts changed: applied once the chain is down"))
+    text = screen(body)
+    assert ("  mail1: spec generation 4 runs here; the newest waits: WaitingForSwitchover: "
+            "spec.chain.mounts changed: applied once the chain is down") in text
+    assert "mail2: spec generation" not in text
+
+
 def test_a_new_cluster_without_reports_lease_or_members_says_what_is_missing() -> None:
     body = mail_cluster()
     body["status"] = {}
