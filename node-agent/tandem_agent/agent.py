@@ -480,9 +480,10 @@ class ClusterAgent:
         # member that may be gone now) are forgotten with them.
         self.monitor = ChainMonitor(self.runner.monitored())
         self.failed = ()
-        log.info("%s: generation %d applied (%s)%s", new.name, generation,
-                 ", ".join(change.live + change.deferred) or "no change to the chain",
-                 f": {'; '.join(done)}" if done else "")
+        log.log(logging.DEBUG if change.empty else logging.INFO,
+                "%s: generation %d applied (%s)%s", new.name, generation,
+                ", ".join(change.live + change.deferred) or "no change to the chain",
+                f": {'; '.join(done)}" if done else "")
 
     def _keep_synchronous_standbys(self) -> None:
         """On the primary: one step towards the streaming standbys being exactly the
