@@ -1,0 +1,168 @@
+"""Forced failover (`kubectl tandem failover --force --accept-data-loss`): what force overrides
+on the named node, what it never overrides, and that the single-primary timing rule holds."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from tandem.api.hacluster import LeaseTimings
+from tandem_agent.core import (
+    FORCED_FAILOVER,
+    Action,
+    ChainSnapshot,
+    ChainState,
+    Eligibility,
+    ForceRequest,
+    LeaseSnapshot,
+    LeaseView,
+    LocalHealth,
+    Timings,
+    chain_decision,
+    eligibility,
+    lease_decision,
+)
+
+_D = LeaseTimings()
+T = Timings.from_ms(_D.lease_duration_ms, _D.renew_interval_ms, _D.renew_deadline_ms,
+                    _D.demotion_timeout_ms)
+FORCE = ForceRequest("r1", seen_at=95.0)
+
+
+def snap(**kw: object) -> LeaseSnapshot:
+    base = LeaseSnapshot(now=100.0, node="n2", timings=T,
+                         lease=LeaseView("n1", 4, "7", observed_at=90.0, sync_standbys=()),
+                         holding=None, chain_down=True, eligibility=Eligibility(True),
+                         force=FORCE)
+    return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
+
+
+# --- eligibility: what force overrides --------------------------------------------------------
+
+
+@pytest.mark.parametrize(("health", "word"), [
+    (LocalHealth(disks_up_to_date=False, disk_detail="mail-store Outdated"), "DiskNotUpToDate"),
+    (LocalHealth(postgres_lag_seconds=40.0), "LagTooHigh"),
+    (LocalHealth(postgres_lag_seconds=float("inf")), "LagTooHigh"),
+    (LocalHealth(restart_backoff_until=200.0), "RestartBackoff"),
+])
+def test_force_overrides_what_only_protects_data(health: LocalHealth, word: str) -> None:
+    assert eligibility(health, 5, 100.0).reason.startswith(word)
+    forced = eligibility(dataclasses.replace(health, forced=True), 5, 100.0)
+    assert forced.eligible and forced.overridden[0].startswith(word)
+
+
+def test_force_overrides_every_data_reason_at_once() -> None:
+    health = LocalHealth(disks_up_to_date=False, disk_detail="x Inconsistent",
+                         postgres_lag_seconds=9.0, restart_backoff_until=200.0, forced=True)
+    forced = eligibility(health, 0, 100.0)
+    assert forced.eligible
+    assert [o.split(":")[0] for o in forced.overridden] == [
+        "DiskNotUpToDate", "LagTooHigh", "RestartBackoff"]
+
+
+@pytest.mark.parametrize(("health", "word"), [
+    (LocalHealth(spec_problem="spec.nodes[1].replicationAddress is not set"), "InvalidSpec"),
+    (LocalHealth(paused=True), "Paused"),
+    (LocalHealth(in_standby_mode=True), "StandbyMode"),
+    (LocalHealth(dependency_ready=False, dependency_detail="db is not Ready"),
+     "DependencyNotReady"),
+])
+def test_force_never_overrides_the_spec_or_a_dependency(health: LocalHealth, word: str) -> None:
+    forced = eligibility(dataclasses.replace(health, forced=True, disks_up_to_date=False), 5, 0)
+    assert not forced.eligible and forced.reason.startswith(word)
+
+
+# --- the Lease keeper under force -------------------------------------------------------------
+
+
+def test_an_expired_lease_is_taken_overriding_the_synchronous_list() -> None:
+    unforced = lease_decision(dataclasses.replace(snap(), force=None))
+    assert unforced.action is Action.WAIT and "NotSynchronous" in unforced.reason
+    d = lease_decision(snap())
+    assert d.action is Action.ACQUIRE and d.epoch == 5 and d.cause == FORCED_FAILOVER
+    assert d.reason.startswith("forced failover (request r1): the Lease of n1 expired")
+    assert "overriding NotSynchronous" in d.reason
+
+
+def test_force_keeps_the_single_primary_timing_rule() -> None:
+    """Unchanged for less than leaseDuration: the old holder may still act; wait."""
+    d = lease_decision(snap(now=90.0 + T.lease_duration - 0.1))
+    assert d.action is Action.WAIT and "unchanged for" in d.reason
+    assert lease_decision(snap(now=90.0 + T.lease_duration)).action is Action.ACQUIRE
+
+
+def test_a_holder_that_renews_after_the_request_refuses_it() -> None:
+    renewed = LeaseView("n1", 4, "8", observed_at=96.0, sync_standbys=())
+    d = lease_decision(snap(lease=renewed, now=96.0 + T.lease_duration))
+    assert d.action is Action.FORCE_REFUSED
+    assert d.reason == ("forced failover (request r1) refused: n1 holds the Lease and renews it "
+                        "(it changed at epoch 4 after the request): use switchover")
+
+
+def test_a_free_lease_is_taken_at_once_and_the_preferred_primary_is_not_waited_for() -> None:
+    free = LeaseView(None, 0, "1", observed_at=99.9)
+    d = lease_decision(snap(lease=free, preferred_primary="n1"))
+    assert d.action is Action.ACQUIRE and d.epoch == 1 and d.cause == FORCED_FAILOVER
+
+
+def test_force_overrides_the_failover_rate_limit() -> None:
+    limited = dict(last_takeover_seen_at=95.0, min_failover_interval=60.0)
+    plain = lease_decision(snap(force=None, lease=LeaseView("n1", 4, "7", 90.0), **limited))
+    assert plain.action is Action.WAIT and "rate limit" in plain.reason
+    d = lease_decision(snap(lease=LeaseView("n1", 4, "7", 90.0), **limited))
+    assert d.action is Action.ACQUIRE and "overriding failover rate limit" in d.reason
+
+
+def test_overridden_eligibility_is_named_in_the_takeover() -> None:
+    elig = eligibility(LocalHealth(disks_up_to_date=False, disk_detail="mail-store Outdated",
+                                   forced=True), 0, 100.0)
+    d = lease_decision(snap(eligibility=elig))
+    assert d.action is Action.ACQUIRE and "overriding DiskNotUpToDate: mail-store Outdated" in d.reason
+
+
+@pytest.mark.parametrize(("change", "said"), [
+    (dict(deleting=True), "the HACluster is being deleted"),
+    (dict(paused=True), "Paused: spec.paused is set"),
+    (dict(eligibility=Eligibility(False, "StandbyMode: listed")), "StandbyMode: listed"),
+    (dict(eligibility=Eligibility(False, "InvalidSpec: spec.x")), "InvalidSpec: spec.x"),
+    (dict(eligibility=Eligibility(False, "Paused: spec.paused")), "Paused: spec.paused"),
+])
+def test_what_force_never_overrides_refuses_the_request(change: dict[str, object],
+                                                        said: str) -> None:
+    d = lease_decision(snap(**change))
+    assert d.action is Action.FORCE_REFUSED
+    assert d.reason.startswith("forced failover (request r1) refused: ") and said in d.reason
+
+
+@pytest.mark.parametrize(("change", "said"), [
+    (dict(eligibility=Eligibility(False, "Starting: not observed yet")), "not eligible yet"),
+    (dict(eligibility=Eligibility(False, "DependencyNotReady: db")), "DependencyNotReady"),
+    (dict(chain_down=False), "the local chain is not down yet"),
+])
+def test_force_waits_for_what_passes(change: dict[str, object], said: str) -> None:
+    d = lease_decision(snap(**change))
+    assert d.action is Action.WAIT and said in d.reason
+
+
+def test_a_node_that_holds_the_lease_reclaims_it_as_always() -> None:
+    mine = LeaseView("n2", 4, "7", observed_at=90.0)
+    assert lease_decision(snap(lease=mine)).action is Action.RENEW
+
+
+# --- the chain under a forced epoch -----------------------------------------------------------
+
+
+def chain(**kw: object) -> ChainSnapshot:
+    base = ChainSnapshot(now=0.0, node="n2", acting_epoch=5, lease_holder="n2", lease_epoch=5,
+                         chain=ChainState.DOWN, chain_epoch=None, replicating=False)
+    return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
+
+
+def test_the_bring_up_of_a_forced_epoch_says_so_and_only_that_epoch() -> None:
+    d = chain_decision(chain(forced_epoch=5))
+    assert d.action is Action.BRING_UP and d.cause == FORCED_FAILOVER and "--force" in d.reason
+    later = chain_decision(chain(forced_epoch=5, acting_epoch=6, lease_epoch=6))
+    assert later.action is Action.BRING_UP and later.cause == ""
+    assert chain_decision(chain()).cause == ""
