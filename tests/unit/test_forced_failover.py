@@ -4,10 +4,13 @@ on the named node, what it never overrides, and that the single-primary timing r
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from tandem.api.hacluster import LeaseTimings
+from tandem.api.hacluster import HAClusterSpec, LeaseTimings
+from tandem_agent.chain import ChainRunner, NodeEnvironment, ResolvedCluster
 from tandem_agent.core import (
     FORCED_FAILOVER,
     Action,
@@ -23,6 +26,8 @@ from tandem_agent.core import (
     eligibility,
     lease_decision,
 )
+from tandem_agent.drivers import drbd
+from tandem_agent.drivers.base import DriverError, Outcome
 
 _D = LeaseTimings()
 T = Timings.from_ms(_D.lease_duration_ms, _D.renew_interval_ms, _D.renew_deadline_ms,
@@ -166,3 +171,57 @@ def test_the_bring_up_of_a_forced_epoch_says_so_and_only_that_epoch() -> None:
     later = chain_decision(chain(forced_epoch=5, acting_epoch=6, lease_epoch=6))
     assert later.action is Action.BRING_UP and later.cause == ""
     assert chain_decision(chain()).cause == ""
+
+
+# --- DRBD: --force only for a forced takeover -------------------------------------------------
+
+STATUS = ('[{"name": "mail-store", "node-id": 1, "role": "Secondary", "devices": [{"volume": 0, '
+          '"disk-state": "Outdated"}], "connections": []}]')
+
+
+def test_drbd_passes_force_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[list[str]] = []
+
+    def run(argv: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        ran.append(list(argv))
+        out = STATUS if "status" in argv else ""
+        return subprocess.CompletedProcess(argv, 0, out, "")
+
+    monkeypatch.setattr(drbd, "run", run)
+    driver = drbd.Drbd("/etc/drbd.d", node_name="mail2")
+    assert "(forced)" not in driver.primary("mail-store").detail
+    assert ran[-1][-2:] == ["primary", "mail-store"]
+    assert driver.primary("mail-store", force=True).detail.endswith("(forced)")
+    assert ran[-1][-3:] == ["primary", "--force", "mail-store"]
+    with pytest.raises(TypeError):
+        driver.primary("mail-store", force="yes")  # type: ignore[arg-type]
+    with pytest.raises(DriverError, match="not a DRBD resource name"):
+        driver.primary("--force", force=False)
+
+
+class FakeVolume:
+    def __init__(self) -> None:
+        self.promoted: list[bool] = []
+
+    def primary(self, *, force: bool = False) -> Outcome:
+        self.promoted.append(force)
+        return Outcome(True, "promoted")
+
+    def secondary(self) -> Outcome:
+        return Outcome(False)
+
+
+def test_the_chain_promotes_drbd_with_force_only_in_a_forced_bring_up(tmp_path: Path) -> None:
+    volume = FakeVolume()
+    spec = HAClusterSpec.model_validate({"nodes": [{"name": "mail1"}, {"name": "mail2"}],
+                                         "chain": {"volumes": ["store"]}})
+    env = NodeEnvironment(node="mail2", state_dir=tmp_path,
+                          volume_driver=lambda *_: volume,  # type: ignore[arg-type, return-value]
+                          service_backend=lambda *_: None,  # type: ignore[arg-type, return-value]
+                          postgres_config=None,  # type: ignore[arg-type]
+                          replication_password=lambda *_: "pw")
+    runner = ChainRunner(ResolvedCluster("mail", spec, {"store": None}, {}),  # type: ignore[dict-item]
+                         env)
+    runner.bring_up(5, lambda: True)
+    runner.bring_up(6, lambda: True, force=True)
+    assert volume.promoted == [False, True]
