@@ -3,13 +3,21 @@ on the named node, what it never overrides, and that the single-primary timing r
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tandem.api.common import (
+    ACCEPT_DATA_LOSS_ANNOTATION,
+    FORCE_FAILOVER_ANNOTATION,
+    FORCE_FAILOVER_ID_ANNOTATION,
+)
 from tandem.api.hacluster import HAClusterSpec, LeaseTimings
+from tandem_agent.agent import ClusterAgent, intent_of
 from tandem_agent.chain import ChainRunner, NodeEnvironment, ResolvedCluster
 from tandem_agent.core import (
     FORCED_FAILOVER,
@@ -28,6 +36,10 @@ from tandem_agent.core import (
 )
 from tandem_agent.drivers import drbd
 from tandem_agent.drivers.base import DriverError, Outcome
+from tandem_agent.kube import LeaseRecord
+from tandem_agent.watchdog import NoWatchdog
+from tests.unit.test_metrics import FakeKube
+from tests.unit.test_refused_clusters import MAIL, builder, world
 
 _D = LeaseTimings()
 T = Timings.from_ms(_D.lease_duration_ms, _D.renew_interval_ms, _D.renew_deadline_ms,
@@ -225,3 +237,69 @@ def test_the_chain_promotes_drbd_with_force_only_in_a_forced_bring_up(tmp_path: 
     runner.bring_up(5, lambda: True)
     runner.bring_up(6, lambda: True, force=True)
     assert volume.promoted == [False, True]
+
+
+# --- the agent: acts once per request, only on one the operator judged Pending ----------------
+
+
+def requested(node: str = "mail1", request: str = "r1", accept: str = "true",
+              phase: str = "Pending", own: dict[str, Any] | None = None) -> dict[str, Any]:
+    body = copy.deepcopy(MAIL)
+    body["metadata"]["annotations"] = {FORCE_FAILOVER_ANNOTATION: node,
+                                       FORCE_FAILOVER_ID_ANNOTATION: request,
+                                       ACCEPT_DATA_LOSS_ANNOTATION: accept}
+    body["status"] = {"forcedFailover": {"requestId": "r1", "target": "mail1", "phase": phase,
+                                         "requestedAt": "2026-12-01T00:00:00Z"},
+                      "nodes": [{"name": "mail1", "forcedFailover": own}] if own else []}
+    return body
+
+
+@pytest.mark.parametrize(("body", "acted"), [
+    (requested(), "r1"),
+    (requested(accept="yes"), None),
+    (requested(node="mail2"), None),
+    (requested(request="r2"), None),  # the operator has not judged r2 yet
+    (requested(phase="Refused"), None),
+    (requested(phase="Completed"), None),
+])
+def test_the_agent_acts_only_on_an_accepted_request_the_operator_holds_pending(
+        body: dict[str, Any], acted: str | None) -> None:
+    assert intent_of(body, "mail1").force_request == acted
+
+
+def test_a_forced_takeover_is_recorded_in_the_report_and_never_acted_on_again(
+        tmp_path: Path) -> None:
+    body = requested()
+    runner = builder(tmp_path, world(body))(body)
+    kube: Any = FakeKube()
+    agent = ClusterAgent(kube, runner.cluster, runner, intent_of(body, "mail1"),
+                         lambda why: None, NoWatchdog())
+    with agent._lock:
+        assert agent._force(10.0) == ForceRequest("r1", 10.0)
+    kube.answers = [LeaseRecord("mail1", 8, "6", None)]
+    agent._write_lease(8, acquire=True, cause=FORCED_FAILOVER)
+    assert agent.forced_epoch == 8
+    assert agent.force_report == {"requestId": "r1", "phase": "Completed", "epoch": 8,
+                                  "message": "took the Lease at epoch 8 by a forced failover"}
+    with agent._lock:
+        assert agent._force(11.0) is None
+    # A restart: the request is still annotated and Pending, the report says it was done.
+    again = requested(own=agent.force_report)
+    restarted = ClusterAgent(kube, runner.cluster, runner, intent_of(again, "mail1"),
+                             lambda why: None, NoWatchdog())
+    with restarted._lock:
+        assert restarted._force(12.0) is None
+    assert restarted.forced_epoch == 8
+
+
+def test_a_refused_request_is_recorded_too(tmp_path: Path) -> None:
+    body = requested()
+    runner = builder(tmp_path, world(body))(body)
+    agent = ClusterAgent(FakeKube(), runner.cluster, runner,  # type: ignore[arg-type]
+                         intent_of(body, "mail1"), lambda why: None, NoWatchdog())
+    with agent._lock:
+        agent._force(10.0)
+    agent._settle_force("Refused", "forced failover (request r1) refused: mail2 holds the Lease "
+                        "and renews it")
+    assert agent.force_report is not None and agent.force_report["phase"] == "Refused"
+    assert agent.forced_epoch is None
