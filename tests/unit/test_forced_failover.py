@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from tandem.api.common import (
     FORCE_FAILOVER_ID_ANNOTATION,
 )
 from tandem.api.hacluster import HAClusterSpec, LeaseTimings
-from tandem_agent.agent import ClusterAgent, intent_of
+from tandem_agent.agent import ClusterAgent, force_request, intent_of
 from tandem_agent.chain import ChainRunner, NodeEnvironment, ResolvedCluster
 from tandem_agent.core import (
     FORCED_FAILOVER,
@@ -38,7 +39,18 @@ from tandem_agent.drivers import drbd
 from tandem_agent.drivers.base import DriverError, Outcome
 from tandem_agent.kube import LeaseRecord
 from tandem_agent.watchdog import NoWatchdog
+from tandem_operator import core
+from tandem_operator.core import LeaseState, Snapshot
 from tests.unit.test_metrics import FakeKube
+from tests.unit.test_operator_core import (
+    NOW,
+    cluster,
+    reasons,
+    report,
+    settle,
+    snap,
+    with_reports,
+)
 from tests.unit.test_refused_clusters import MAIL, builder, world
 
 _D = LeaseTimings()
@@ -47,7 +59,7 @@ T = Timings.from_ms(_D.lease_duration_ms, _D.renew_interval_ms, _D.renew_deadlin
 FORCE = ForceRequest("r1", seen_at=95.0)
 
 
-def snap(**kw: object) -> LeaseSnapshot:
+def keeper(**kw: object) -> LeaseSnapshot:
     base = LeaseSnapshot(now=100.0, node="n2", timings=T,
                          lease=LeaseView("n1", 4, "7", observed_at=90.0, sync_standbys=()),
                          holding=None, chain_down=True, eligibility=Eligibility(True),
@@ -95,9 +107,9 @@ def test_force_never_overrides_the_spec_or_a_dependency(health: LocalHealth, wor
 
 
 def test_an_expired_lease_is_taken_overriding_the_synchronous_list() -> None:
-    unforced = lease_decision(dataclasses.replace(snap(), force=None))
+    unforced = lease_decision(dataclasses.replace(keeper(), force=None))
     assert unforced.action is Action.WAIT and "NotSynchronous" in unforced.reason
-    d = lease_decision(snap())
+    d = lease_decision(keeper())
     assert d.action is Action.ACQUIRE and d.epoch == 5 and d.cause == FORCED_FAILOVER
     assert d.reason.startswith("forced failover (request r1): the Lease of n1 expired")
     assert "overriding NotSynchronous" in d.reason
@@ -105,14 +117,14 @@ def test_an_expired_lease_is_taken_overriding_the_synchronous_list() -> None:
 
 def test_force_keeps_the_single_primary_timing_rule() -> None:
     """Unchanged for less than leaseDuration: the old holder may still act; wait."""
-    d = lease_decision(snap(now=90.0 + T.lease_duration - 0.1))
+    d = lease_decision(keeper(now=90.0 + T.lease_duration - 0.1))
     assert d.action is Action.WAIT and "unchanged for" in d.reason
-    assert lease_decision(snap(now=90.0 + T.lease_duration)).action is Action.ACQUIRE
+    assert lease_decision(keeper(now=90.0 + T.lease_duration)).action is Action.ACQUIRE
 
 
 def test_a_holder_that_renews_after_the_request_refuses_it() -> None:
     renewed = LeaseView("n1", 4, "8", observed_at=96.0, sync_standbys=())
-    d = lease_decision(snap(lease=renewed, now=96.0 + T.lease_duration))
+    d = lease_decision(keeper(lease=renewed, now=96.0 + T.lease_duration))
     assert d.action is Action.FORCE_REFUSED
     assert d.reason == ("forced failover (request r1) refused: n1 holds the Lease and renews it "
                         "(it changed at epoch 4 after the request): use switchover")
@@ -120,22 +132,22 @@ def test_a_holder_that_renews_after_the_request_refuses_it() -> None:
 
 def test_a_free_lease_is_taken_at_once_and_the_preferred_primary_is_not_waited_for() -> None:
     free = LeaseView(None, 0, "1", observed_at=99.9)
-    d = lease_decision(snap(lease=free, preferred_primary="n1"))
+    d = lease_decision(keeper(lease=free, preferred_primary="n1"))
     assert d.action is Action.ACQUIRE and d.epoch == 1 and d.cause == FORCED_FAILOVER
 
 
 def test_force_overrides_the_failover_rate_limit() -> None:
     limited = dict(last_takeover_seen_at=95.0, min_failover_interval=60.0)
-    plain = lease_decision(snap(force=None, lease=LeaseView("n1", 4, "7", 90.0), **limited))
+    plain = lease_decision(keeper(force=None, lease=LeaseView("n1", 4, "7", 90.0), **limited))
     assert plain.action is Action.WAIT and "rate limit" in plain.reason
-    d = lease_decision(snap(lease=LeaseView("n1", 4, "7", 90.0), **limited))
+    d = lease_decision(keeper(lease=LeaseView("n1", 4, "7", 90.0), **limited))
     assert d.action is Action.ACQUIRE and "overriding failover rate limit" in d.reason
 
 
 def test_overridden_eligibility_is_named_in_the_takeover() -> None:
     elig = eligibility(LocalHealth(disks_up_to_date=False, disk_detail="mail-store Outdated",
                                    forced=True), 0, 100.0)
-    d = lease_decision(snap(eligibility=elig))
+    d = lease_decision(keeper(eligibility=elig))
     assert d.action is Action.ACQUIRE and "overriding DiskNotUpToDate: mail-store Outdated" in d.reason
 
 
@@ -148,7 +160,7 @@ def test_overridden_eligibility_is_named_in_the_takeover() -> None:
 ])
 def test_what_force_never_overrides_refuses_the_request(change: dict[str, object],
                                                         said: str) -> None:
-    d = lease_decision(snap(**change))
+    d = lease_decision(keeper(**change))
     assert d.action is Action.FORCE_REFUSED
     assert d.reason.startswith("forced failover (request r1) refused: ") and said in d.reason
 
@@ -159,13 +171,13 @@ def test_what_force_never_overrides_refuses_the_request(change: dict[str, object
     (dict(chain_down=False), "the local chain is not down yet"),
 ])
 def test_force_waits_for_what_passes(change: dict[str, object], said: str) -> None:
-    d = lease_decision(snap(**change))
+    d = lease_decision(keeper(**change))
     assert d.action is Action.WAIT and said in d.reason
 
 
 def test_a_node_that_holds_the_lease_reclaims_it_as_always() -> None:
     mine = LeaseView("n2", 4, "7", observed_at=90.0)
-    assert lease_decision(snap(lease=mine)).action is Action.RENEW
+    assert lease_decision(keeper(lease=mine)).action is Action.RENEW
 
 
 # --- the chain under a forced epoch -----------------------------------------------------------
@@ -303,3 +315,123 @@ def test_a_refused_request_is_recorded_too(tmp_path: Path) -> None:
                         "and renews it")
     assert agent.force_report is not None and agent.force_report["phase"] == "Refused"
     assert agent.forced_epoch is None
+
+
+# --- the operator: judges each request once, follows it, records it ---------------------------
+
+DEAD_N1 = LeaseState("n1", 1, NOW - timedelta(hours=1), NOW - timedelta(seconds=60), 3, ())
+ACCEPTED = {FORCE_FAILOVER_ANNOTATION: "n2", FORCE_FAILOVER_ID_ANNOTATION: "f-1",
+            ACCEPT_DATA_LOSS_ANNOTATION: "true"}
+
+
+def stranded(*, annotations: dict[str, str] | None = None, lease: LeaseState = DEAD_N1,
+             **spec: Any) -> Snapshot:
+    """n1 gone for a minute; n2 a standby that is not synchronous and lags."""
+    c = cluster(report("n1", "Primary", age=60), report("n2", lag=40, eligible=False,
+                                                          why="LagTooHigh: 40s"), **spec)
+    return snap(c, lease=lease, annotations=ACCEPTED if annotations is None else annotations)
+
+
+def test_an_accepted_request_is_pending_with_what_may_be_lost_and_judged_once() -> None:
+    d = core.reconcile(stranded())
+    forced = d.status.forced_failover
+    assert forced is not None and (forced.phase, forced.target, forced.request_id,
+                                   forced.from_epoch) == ("Pending", "n2", "f-1", 1)
+    assert "the Lease does not list n2 as a synchronous standby" in forced.data_at_risk
+    assert "n1 holds the Lease at epoch 1 but last renewed it 60 s ago" in forced.data_at_risk
+    [event] = [e for e in d.events if e.reason == "ForcedFailover"]
+    assert event.type == "Warning" and "data loss accepted" in event.message
+    assert not [e for e in core.reconcile(settle(stranded())).events
+                if e.reason.startswith("ForcedFailover")], "said once"
+    # The agent of n2 sees it Pending under the annotated id: it may act.
+    stored = settle(stranded()).cluster.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert force_request(ACCEPTED, stored["status"]["forcedFailover"], "n2") == "f-1"
+
+
+@pytest.mark.parametrize(("annotations", "spec", "reason", "said"), [
+    ({**ACCEPTED, ACCEPT_DATA_LOSS_ANNOTATION: "yes"}, {}, "DataLossNotAccepted",
+     'tandem.dev/accept-data-loss is not "true": nothing is forced'),
+    ({**ACCEPTED, FORCE_FAILOVER_ANNOTATION: "n3"}, {}, "InvalidRequest",
+     "names 'n3', which is not one of spec.nodes (n1 and n2)"),
+    ({**ACCEPTED, FORCE_FAILOVER_ID_ANNOTATION: "a b"}, {}, "InvalidRequest", "is not a request id"),
+    (ACCEPTED, {"paused": True}, "Paused", "spec.paused is set"),
+    (ACCEPTED, {"standbyNodes": ["n2"]}, "TargetInStandbyMode", "n2 is in spec.standbyNodes"),
+])
+def test_a_request_that_cannot_be_carried_out_is_refused_once_with_why(
+        annotations: dict[str, str], spec: dict[str, Any], reason: str, said: str) -> None:
+    s = stranded(annotations=annotations, **spec)
+    d = core.reconcile(s)
+    forced = d.status.forced_failover
+    assert forced is not None and (forced.phase, forced.reason) == ("Refused", reason)
+    assert said in forced.message
+    assert "ForcedFailoverRefused" in reasons(d)
+    again = core.reconcile(settle(s))
+    assert again.status.forced_failover == forced and "ForcedFailoverRefused" not in reasons(again)
+    assert force_request(annotations, forced.model_dump(mode="json", by_alias=True), "n2") is None
+
+
+def test_a_node_that_refuses_the_spec_is_refused() -> None:
+    c = cluster(report("n1", "Primary", age=60),
+                report("n2", eligible=False, why="InvalidSpec: spec.nodes[1].replicationAddress"))
+    forced = core.reconcile(snap(c, lease=DEAD_N1, annotations=ACCEPTED)).status.forced_failover
+    assert forced is not None and (forced.phase, forced.reason) == ("Refused", "InvalidSpec")
+
+
+def test_the_forced_takeover_completes_once_the_target_reports_primary() -> None:
+    pending = settle(stranded())
+    taken = LeaseState("n2", 2, NOW, NOW, 3, ())
+    done = {"requestId": "f-1", "phase": "Completed", "epoch": 2, "message": "took"}
+    promoting = with_reports(settle(pending, lease=taken), report("n1", "Primary", age=60),
+                             report("n2", epoch=2) | {"forcedFailover": done})
+    d = core.reconcile(promoting)
+    assert d.status.forced_failover is not None and d.status.forced_failover.phase == "Pending"
+    assert d.status.last_failover is not None and d.status.last_failover.reason == "ForcedFailover"
+    primary = with_reports(settle(promoting), report("n1", "Primary", age=60),
+                           report("n2", "Primary", epoch=2) | {"forcedFailover": done})
+    d = core.reconcile(primary)
+    forced = d.status.forced_failover
+    assert forced is not None and (forced.phase, forced.reason) == ("Completed", "ForcedFailover")
+    assert forced.message.endswith("n2 is primary at epoch 2 by the forced failover")
+    [event] = [e for e in d.events if e.reason == "ForcedFailover"]
+    assert "what may have been lost:" in event.message
+
+
+def test_the_agents_refusal_and_a_withdrawal_end_the_request() -> None:
+    pending = settle(stranded())
+    refused = {"requestId": "f-1", "phase": "Refused",
+               "message": "forced failover (request f-1) refused: n1 holds the Lease and renews it"}
+    d = core.reconcile(with_reports(pending, report("n1", "Primary"),
+                                    report("n2", lag=40) | {"forcedFailover": refused}))
+    forced = d.status.forced_failover
+    assert forced is not None and (forced.phase, forced.reason) == ("Refused", "RefusedByAgent")
+    assert "renews it" in forced.message and "ForcedFailoverRefused" in reasons(d)
+    d = core.reconcile(settle(pending, annotations={}))
+    forced = d.status.forced_failover
+    assert forced is not None and (forced.phase, forced.reason) == ("Refused", "Withdrawn")
+
+
+def test_a_request_for_the_holder_needs_nothing() -> None:
+    held = LeaseState("n2", 1, NOW, NOW, 3, ())
+    c = cluster(report("n1"), report("n2", "Primary"), status={"primary": "n2"})
+    forced = core.reconcile(snap(c, lease=held, annotations=ACCEPTED)).status.forced_failover
+    assert forced is not None and forced.phase == "Completed"
+    assert "n2 already holds the Lease at epoch 1: nothing to force" in forced.message
+
+
+def test_the_loss_report_names_lsn_distance_and_drbd_state() -> None:
+    n1 = report("n1", "Primary", age=60)
+    n1["postgres"]["lsn"] = "0/5A0F2C8"
+    n1["drbd"][0]["outOfSyncBytes"] = 4 << 20
+    n2 = report("n2", lag=40, disk="Outdated", conn="StandAlone")
+    n2["postgres"]["lsn"] = "0/5A0E2C8"
+    lines = core.loss_report(cluster(n1, n2), DEAD_N1, "n2", NOW)
+    assert "PostgreSQL on n2: Standby, at LSN 0/5A0E2C8, lag 40 s" in lines
+    assert ("n1 last reported LSN 0/5A0F2C8: n2 is 4.0 KiB of WAL behind that; what it wrote "
+            "after its last report is unknown") in lines
+    assert any(line.startswith("DRBD data on n2: disk Outdated, StandAlone") and
+               "promoted with drbdadm primary --force" in line for line in lines)
+    assert "n1 reported 4.0 MiB of DRBD data out of sync with its peer" in lines
+    alive = LeaseState("n1", 1, NOW, NOW - timedelta(seconds=1), 3, ("n2",))
+    lines = core.loss_report(cluster(n1, n2), alive, "n2", NOW)
+    assert "it looks alive" in lines[0] and "use switchover" in lines[0]
+    assert "the Lease lists n2 as a synchronous standby: it confirmed every acknowledged commit" in lines
