@@ -893,6 +893,16 @@ def lsn_value(text: str | None) -> int | None:
         return None
 
 
+def renewal_age(cluster: HACluster, lease: LeaseState | None,
+                now: datetime) -> tuple[float, float] | None:
+    """(seconds since the holder last renewed, leaseDuration in seconds); None without a
+    holder or a renewal time. An age under the duration means the holder may well be alive."""
+    if lease is None or lease.holder is None or lease.renew_time is None:
+        return None
+    duration = lease.duration_seconds or cluster.spec.leases.lease_duration_ms / 1000
+    return (now - lease.renew_time).total_seconds(), duration
+
+
 def loss_report(cluster: HACluster, lease: LeaseState | None, target: str,
                 now: datetime) -> list[str]:
     """What a forced failover to `target` may lose, one finding a line, from the reports and
@@ -912,13 +922,12 @@ def loss_report(cluster: HACluster, lease: LeaseState | None, target: str,
         lines.append(f"the Lease is free at epoch {lease.epoch}: no node is primary")
     elif holder == target:
         lines.append(f"{target} already holds the Lease (epoch {lease.epoch}): nothing to force")
+    elif (renewed := renewal_age(cluster, lease, now)) is None:
+        lines.append(f"{holder} holds the Lease at epoch {lease.epoch}; its last renewal is not "
+                     "known")
     else:
-        duration = lease.duration_seconds or spec.leases.lease_duration_ms / 1000
-        age = (now - lease.renew_time).total_seconds() if lease.renew_time else None
-        if age is None:
-            lines.append(f"{holder} holds the Lease at epoch {lease.epoch}; its last renewal "
-                         "is not known")
-        elif age < duration:
+        age, duration = renewed
+        if age < duration:
             lines.append(f"{holder} holds the Lease at epoch {lease.epoch} and renewed it "
                          f"{age:.0f} s ago (leaseDuration {duration:g} s): it looks alive; while "
                          "it renews, a forced failover is refused: use switchover")

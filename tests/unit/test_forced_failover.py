@@ -18,6 +18,8 @@ from tandem.api.common import (
     FORCE_FAILOVER_ID_ANNOTATION,
 )
 from tandem.api.hacluster import HAClusterSpec, LeaseTimings
+from tandem.plugin import command, rules
+from tandem.plugin.rules import DONE, REFUSED, TIMED_OUT, USAGE
 from tandem_agent.agent import ClusterAgent, force_request, intent_of
 from tandem_agent.chain import ChainRunner, NodeEnvironment, ResolvedCluster
 from tandem_agent.core import (
@@ -41,6 +43,7 @@ from tandem_agent.kube import LeaseRecord
 from tandem_agent.watchdog import NoWatchdog
 from tandem_operator import core
 from tandem_operator.core import LeaseState, Snapshot
+from tests.unit import test_plugin as plugin_tests
 from tests.unit.test_metrics import FakeKube
 from tests.unit.test_operator_core import (
     NOW,
@@ -435,3 +438,168 @@ def test_the_loss_report_names_lsn_distance_and_drbd_state() -> None:
     lines = core.loss_report(cluster(n1, n2), alive, "n2", NOW)
     assert "it looks alive" in lines[0] and "use switchover" in lines[0]
     assert "the Lease lists n2 as a synchronous standby: it confirmed every acknowledged commit" in lines
+
+
+# --- kubectl tandem failover ------------------------------------------------------------------
+
+GONE = plugin_tests.LeaseState("mail1", 7, plugin_tests.NOW - timedelta(hours=3),
+                               plugin_tests.NOW - timedelta(minutes=10), 3, ())
+
+
+@pytest.fixture(autouse=True)
+def _the_objects_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plugin measures ages at the objects' time, not today's."""
+    monkeypatch.setattr(command, "now", lambda: plugin_tests.NOW)
+
+
+def mail_stranded() -> dict[str, Any]:
+    """mail1 silent for ten minutes; mail2 not on the Lease's synchronous list, behind it."""
+    body = plugin_tests.mail_cluster()
+    mail1 = plugin_tests.node(body, "mail1")
+    mail1["heartbeatTime"] = plugin_tests.ago(minutes=10)
+    mail1["drbd"][0]["outOfSyncBytes"] = 3 << 20
+    mail2 = plugin_tests.node(body, "mail2")
+    mail2.update(eligible=False, ineligibleReason="NotSynchronous: mail1 lists none")
+    mail2["postgres"].update(lsn="0/5A0E2C8", lagSeconds=4)
+    mail2["drbd"][0].update(diskState="Outdated", connectionState="Connecting",
+                            outOfSyncBytes=3 << 20)
+    return body
+
+
+def stranded_api(body: dict[str, Any] | None = None) -> plugin_tests.FakeApi:
+    api = plugin_tests.FakeApi(body or mail_stranded())
+    api.lease = lambda namespace, cluster: GONE  # type: ignore[method-assign]
+    return api
+
+
+def test_failover_without_force_or_with_bad_names_is_bad_input(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    api = stranded_api()
+    code, _, err = plugin_tests.run(["failover", "mail", "--to", "mail2"], api, capsys)
+    assert code == USAGE and "add --force" in err and "switchover mail --to mail2" in err
+    code, _, err = plugin_tests.run(["failover", "mail", "--to", "mail3", "--force"], api, capsys)
+    assert code == USAGE and "its spec.nodes: mail1, mail2" in err
+    code, _, err = plugin_tests.run(["failover", "mial", "--to", "mail2", "--force"], api, capsys)
+    assert code == USAGE and "no HACluster 'mial'" in err
+    code, _, _ = plugin_tests.run(["failover", "mail", "--to", "mail2", "--force",
+                                   "--timeout", "3"], api, capsys)
+    assert code == USAGE
+    assert api.patches == []
+
+
+def test_failover_without_accept_prints_what_may_be_lost_and_changes_nothing(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    api = stranded_api()
+    code, out, err = plugin_tests.run(["failover", "mail", "--to", "mail2", "--force"], api,
+                                      capsys)
+    assert code == REFUSED and api.patches == []
+    assert "add --accept-data-loss" in err and "nothing changed" in err
+    lines = out.splitlines()
+    assert lines[0] == "Forcing mail2 to be the primary of mail may lose data:"
+    assert ("  - mail1 holds the Lease at epoch 7 but last renewed it 600 s ago (leaseDuration "
+            "3 s): it stopped renewing") in lines
+    assert ("  - the Lease does not list mail2 as a synchronous standby (it lists none): commits "
+            "acknowledged by mail1 may be missing on mail2") in lines
+    assert "  - PostgreSQL on mail2: Standby, at LSN 0/5A0E2C8, lag 4 s" in lines
+    assert ("  - mail1 last reported LSN 0/5A0F2C8: mail2 is 4.0 KiB of WAL behind that; what it "
+            "wrote after its last report is unknown") in lines
+    assert any(line.startswith("  - DRBD mail-store on mail2: disk Outdated, Connecting, peer "
+                               "disk UpToDate, 3.0 MiB out of sync") for line in lines)
+    assert "  - mail1 reported 3.0 MiB of DRBD mail-store out of sync with its peer" in lines
+    assert "switchover" not in lines[-1] and lines[-1].startswith("A forced failover makes mail2")
+
+
+def test_failover_with_accept_writes_the_three_annotations_in_one_patch(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    api = stranded_api()
+    code, out, _ = plugin_tests.run(["failover", "mail", "--to", "mail2", "--force",
+                                     "--accept-data-loss"], api, capsys)
+    assert code == DONE
+    [(name, patch)] = api.patches
+    annotations = patch["metadata"]["annotations"]
+    assert name == "mail" and set(patch) == {"metadata"}
+    assert annotations[FORCE_FAILOVER_ANNOTATION] == "mail2"
+    assert annotations[ACCEPT_DATA_LOSS_ANNOTATION] == "true"
+    assert f"(request {annotations[FORCE_FAILOVER_ID_ANNOTATION]})" in out
+
+
+@pytest.mark.parametrize(("phase", "code", "said"), [
+    ("Completed", DONE, "mail2 is primary at epoch 8 by the forced failover"),
+    ("Refused", REFUSED, "RefusedByAgent: mail1 holds the Lease and renews it"),
+])
+def test_failover_wait_ends_with_the_operators_record(
+        phase: str, code: int, said: str, capsys: pytest.CaptureFixture[str]) -> None:
+    def record(body: dict[str, Any], patch: dict[str, Any]) -> None:
+        request = patch["metadata"]["annotations"][FORCE_FAILOVER_ID_ANNOTATION]
+        message = said if phase == "Completed" else said.split(": ", 1)[1]
+        body["status"]["forcedFailover"] = {
+            "requestId": request, "target": "mail2", "phase": phase, "message": message,
+            "reason": "" if phase == "Completed" else "RefusedByAgent",
+            "requestedAt": plugin_tests.ago(seconds=1)}
+
+    api = stranded_api()
+    api.after_patch = record
+    got, out, err = plugin_tests.run(["failover", "mail", "--to", "mail2", "--force",
+                                      "--accept-data-loss", "--wait"], api, capsys)
+    assert got == code and said in (out if code == DONE else err)
+
+
+def test_failover_wait_times_out_when_nobody_acts(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = plugin_tests.run(["failover", "mail", "--to", "mail2", "--force",
+                                     "--accept-data-loss", "--wait", "--timeout", "0.05"],
+                                    stranded_api(), capsys)
+    assert code == TIMED_OUT and "has not taken request" in err
+
+
+def test_the_loss_screen_points_at_a_switchover_or_a_failover_by_itself() -> None:
+    healthy = plugin_tests.parse_cluster(plugin_tests.mail_cluster())
+    lines = rules.loss_screen("mail", healthy, plugin_tests.mail_lease(), "mail2",
+                              plugin_tests.NOW)
+    assert "it looks alive" in lines[1]
+    assert ("mail2 is fit for a switchover: if mail1 is alive, `kubectl tandem switchover mail "
+            "--to mail2` moves the primary without losing anything") in lines
+    eligible = rules.loss_screen("mail", healthy, GONE, "mail2", plugin_tests.NOW)
+    assert any(line.startswith("mail2 is eligible: once the Lease is free or expires it takes "
+                               "over by itself") for line in eligible)
+
+
+@pytest.mark.parametrize(("change", "code", "said"), [
+    (lambda b: b["spec"].update(paused=True), REFUSED, "is paused"),
+    (lambda b: b["spec"].update(standbyNodes=["mail2"]), REFUSED, "mail2 is in standby"),
+    (lambda b: b["status"].update(forcedFailover={
+        "requestId": "x", "target": "mail2", "phase": "Pending", "requestedAt": "2026-11-30T10:00:00Z"}),
+     REFUSED, "a forced failover of mail to mail2 is in progress (request x)"),
+    (lambda b: plugin_tests.node(b, "mail2").update(ineligibleReason="InvalidSpec: spec.x"),
+     REFUSED, "mail2 refuses the spec of mail"),
+])
+def test_failover_refuses_what_force_never_overrides(
+        change: Any, code: int, said: str, capsys: pytest.CaptureFixture[str]) -> None:
+    body = mail_stranded()
+    change(body)
+    api = stranded_api(body)
+    got, out, err = plugin_tests.run(["failover", "mail", "--to", "mail2", "--force",
+                                      "--accept-data-loss"], api, capsys)
+    assert (got, out) == (code, "") and said in err and api.patches == []
+
+
+def test_failover_to_the_holder_needs_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = plugin_tests.run(["failover", "mail", "--to", "mail1", "--force"],
+                                    stranded_api(), capsys)
+    assert code == DONE and "mail1 already holds the Lease of mail (epoch 7)" in out
+
+
+def test_failover_has_help_with_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = plugin_tests.run(["failover", "--help"], None, capsys)
+    assert code == DONE and "usage: kubectl tandem failover" in out
+    assert "--accept-data-loss" in out and "exit codes:" in out
+
+
+def test_status_shows_the_forced_failover_once_there_was_one() -> None:
+    body = plugin_tests.mail_cluster()
+    assert "Forced failover" not in plugin_tests.screen(body)
+    body["status"]["forcedFailover"] = {
+        "requestId": "f-1", "target": "mail2", "fromEpoch": 7, "phase": "Refused",
+        "reason": "RefusedByAgent", "message": "mail1 renews\x1b[2J",
+        "requestedAt": plugin_tests.ago(minutes=3)}
+    assert ("Forced failover: to mail2 from epoch 7, Refused (asked 3m ago, request f-1): "
+            "RefusedByAgent: mail1 renews\\x1b[2J") in plugin_tests.screen(body)
