@@ -368,11 +368,20 @@ class ClusterAgent:
         if acquire:
             log.info("%s: took the Lease at epoch %d", self.cluster.name, record.epoch)
 
-    def _force(self, now: float) -> ForceRequest | None:
-        """The forced failover to this node to act on (None: none, or settled already); its
-        clock starts when this agent first sees it. Call with the lock held."""
+    def _force_pending(self) -> str | None:
+        """The id of the forced failover to this node not settled yet. Call with the lock held."""
         request = self.intent.force_request
         if request is None or request == (self.force_report or {}).get("requestId"):
+            return None
+        return request
+
+    def _force(self, now: float) -> ForceRequest | None:
+        """The forced failover to act on. Only the keeper calls it, with the time of its Lease
+        read, and only once it has read the Lease: the request counts as seen no earlier than
+        the Lease it compares it with, so a first read after a restart is no change of the
+        Lease. Call with the lock held."""
+        request = self._force_pending()
+        if request is None or self.lease is None:
             return None
         if self.force_seen is None or self.force_seen.request_id != request:
             self.force_seen = ForceRequest(request, now)
@@ -682,7 +691,7 @@ class ClusterAgent:
             lag = self._standby_lag()
         with self._lock:
             intent = self.intent
-            forced = self._force(now) is not None
+            forced = self._force_pending() is not None
         return LocalHealth(
             spec_problem=self.runner.problem(),
             in_standby_mode=self.node in intent.standby_nodes,

@@ -289,6 +289,7 @@ def test_a_forced_takeover_is_recorded_in_the_report_and_never_acted_on_again(
     kube: Any = FakeKube()
     agent = ClusterAgent(kube, runner.cluster, runner, intent_of(body, "mail1"),
                          lambda why: None, NoWatchdog())
+    agent.lease = LeaseView("mail2", 7, "5", 1.0)
     with agent._lock:
         assert agent._force(10.0) == ForceRequest("r1", 10.0)
     kube.answers = [LeaseRecord("mail1", 8, "6", None)]
@@ -312,6 +313,7 @@ def test_a_refused_request_is_recorded_too(tmp_path: Path) -> None:
     runner = builder(tmp_path, world(body))(body)
     agent = ClusterAgent(FakeKube(), runner.cluster, runner,  # type: ignore[arg-type]
                          intent_of(body, "mail1"), lambda why: None, NoWatchdog())
+    agent.lease = LeaseView("mail2", 7, "5", 1.0)
     with agent._lock:
         agent._force(10.0)
     agent._settle_force("Refused", "forced failover (request r1) refused: mail2 holds the Lease "
@@ -603,3 +605,27 @@ def test_status_shows_the_forced_failover_once_there_was_one() -> None:
         "requestedAt": plugin_tests.ago(minutes=3)}
     assert ("Forced failover: to mail2 from epoch 7, Refused (asked 3m ago, request f-1): "
             "RefusedByAgent: mail1 renews\\x1b[2J") in plugin_tests.screen(body)
+
+
+def test_the_keeper_after_a_restart_waits_a_full_lease_duration_then_takes_it(
+        tmp_path: Path) -> None:
+    """The first read of the Lease is no change of it (seen with the request); once it has
+    stayed unchanged for leaseDuration, the forced takeover happens and is recorded."""
+    body = requested()
+    runner = builder(tmp_path, world(body))(body)
+    runner.state = ChainState.DOWN
+    kube: Any = FakeKube()  # reads mail2 holding epoch 7, always the same version
+    agent = ClusterAgent(kube, runner.cluster, runner, intent_of(body, "mail1"),
+                         lambda why: None, NoWatchdog())
+    agent.eligibility = Eligibility(True)
+    with agent._lock:
+        assert agent._force(0.0) is None, "not before the Lease was read"
+    agent.keeper_tick()
+    first = agent.last_decisions["keeper"]
+    assert first.action is Action.WAIT and "mail2 holds the Lease; unchanged for" in first.reason
+    assert agent.lease is not None
+    agent.lease = dataclasses.replace(agent.lease, observed_at=agent.lease.observed_at - 10)
+    kube.answers = [LeaseRecord("mail1", 8, "6", None)]
+    agent.keeper_tick()
+    assert agent.last_decisions["keeper"].cause == FORCED_FAILOVER
+    assert agent.force_report is not None and agent.force_report["phase"] == "Completed"
