@@ -16,16 +16,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from tandem.api.common import CLEANUP_ANNOTATION
+from tandem.api.common import (
+    ACCEPT_DATA_LOSS_ANNOTATION,
+    CLEANUP_ANNOTATION,
+    FORCE_FAILOVER_ANNOTATION,
+    FORCE_FAILOVER_ID_ANNOTATION,
+)
 from tandem.api.hacluster import INVALID_SPEC
 from tandem_agent.chain import Aborted, ChainRunner, ResolvedCluster, StepFailed
 from tandem_agent.core import (
+    FORCED_FAILOVER,
     Action,
     ChainSnapshot,
     ChainState,
     Decision,
     Eligibility,
     FailedResource,
+    ForceRequest,
     Holding,
     LeaseSnapshot,
     LeaseView,
@@ -74,6 +81,8 @@ class ClusterIntent:
     eligible_peers: tuple[str, ...] = ()  # other nodes whose fresh report says eligible
     paused: bool = False  # spec.paused (maintenance mode)
     cleanup: str | None = None  # the tandem.dev/cleanup annotation: a new value forgets failures
+    force_request: str | None = None  # id of a forced failover to this node it may act on
+    force_report: dict[str, Any] | None = None  # this node's report of the last one it settled
 
 
 # A peer's report older than this no longer counts as "it could take over" (the agents
@@ -86,6 +95,8 @@ def intent_of(obj: dict[str, Any], node: str) -> ClusterIntent:
     sw = status.get("switchover")
     switchover = (Switchover(target=sw["target"], from_epoch=int(sw["fromEpoch"]))
                   if sw and sw.get("phase") == "Pending" else None)
+    reports = status.get("nodes") or []
+    own: dict[str, Any] = next((r for r in reports if r.get("name") == node), {})
     return ClusterIntent(
         preferred_primary=spec.get("primary"),
         standby_nodes=tuple(spec.get("standbyNodes", [])),
@@ -94,9 +105,26 @@ def intent_of(obj: dict[str, Any], node: str) -> ClusterIntent:
         generation=int(meta.get("generation", 0)),
         paused=bool(spec.get("paused")),
         cleanup=(meta.get("annotations") or {}).get(CLEANUP_ANNOTATION),
-        eligible_peers=eligible_peers(status.get("nodes") or [], node,
-                                      dt.datetime.now(dt.UTC)),
+        eligible_peers=eligible_peers(reports, node, dt.datetime.now(dt.UTC)),
+        force_request=force_request(meta.get("annotations") or {},
+                                    status.get("forcedFailover") or {}, node),
+        force_report=own.get("forcedFailover"),
     )
+
+
+def force_request(annotations: dict[str, str], recorded: dict[str, Any],
+                  node: str) -> str | None:
+    """The id of a forced failover to `node` this agent may act on: annotated, with the
+    data loss accepted, and Pending in status.forcedFailover (the operator judged it) under
+    that same id, so an annotation left in place never acts again."""
+    request_id = annotations.get(FORCE_FAILOVER_ID_ANNOTATION, "").strip()
+    if (annotations.get(FORCE_FAILOVER_ANNOTATION, "").strip() != node or not request_id
+            or annotations.get(ACCEPT_DATA_LOSS_ANNOTATION, "").strip() != "true"):
+        return None
+    if (recorded.get("requestId") != request_id or recorded.get("target") != node
+            or recorded.get("phase") != "Pending"):
+        return None
+    return request_id
 
 
 def eligible_peers(reports: list[dict[str, Any]], node: str,
@@ -168,6 +196,13 @@ class ClusterAgent:
         self.restarts: list[float] = []
         self.backoff_until: float | None = None
         self.cleanup_seen = intent.cleanup  # a request present at start needs no action
+        # Forced failovers: the last one settled here (from this node's own report, so that a
+        # restart does not act on it again), the one being acted on, and its epoch if taken.
+        self.force_report = intent.force_report
+        self.force_seen: ForceRequest | None = None
+        report = intent.force_report or {}
+        self.forced_epoch: int | None = report.get("epoch") \
+            if report.get("phase") == "Completed" else None
         self.last_decisions: dict[str, Decision] = {}
         self.events = ClusterEvents(kube.namespace, cluster.name, self.node)
         self.postgres_seen: Any = None  # PostgreSQL's status at the last report, for metrics
@@ -298,11 +333,13 @@ class ClusterAgent:
                 last_takeover_seen_at=self.last_takeover_seen_at, deleting=self.intent.deleting,
                 publish_pending=self.sync_to_publish is not None and self.lease is not None
                 and self.sync_to_publish != self.lease.sync_standbys,
-                paused=self.intent.paused,
+                paused=self.intent.paused, force=self._force(now),
             )
         decision = lease_decision(snapshot)
         self._note("keeper", decision)
-        if decision.action is Action.RENEW:
+        if decision.action is Action.FORCE_REFUSED:
+            self._settle_force("Refused", decision.reason)
+        elif decision.action is Action.RENEW:
             self._write_lease(decision.epoch or 0, acquire=False, cause=decision.cause)
         elif decision.action is Action.ACQUIRE:
             self._write_lease(decision.epoch or 0, acquire=True, cause=decision.cause)
@@ -345,8 +382,47 @@ class ClusterAgent:
         self._wake_runner.set()
         if cause:
             self.events.took_over(cause)
+        if cause == FORCED_FAILOVER:
+            self.forced_epoch = record.epoch
+            self._settle_force("Completed", f"took the Lease at epoch {record.epoch} by a forced "
+                               "failover", epoch=record.epoch)
         if acquire:
             log.info("%s: took the Lease at epoch %d", self.cluster.name, record.epoch)
+
+    def _force_pending(self) -> str | None:
+        """The id of the forced failover to this node not settled yet. Call with the lock held."""
+        request = self.intent.force_request
+        if request is None or request == (self.force_report or {}).get("requestId"):
+            return None
+        return request
+
+    def _force(self, now: float) -> ForceRequest | None:
+        """The forced failover to act on. Only the keeper calls it, with the time of its Lease
+        read, and only once it has read the Lease: the request counts as seen no earlier than
+        the Lease it compares it with, so a first read after a restart is no change of the
+        Lease. Call with the lock held."""
+        request = self._force_pending()
+        if request is None or self.lease is None:
+            return None
+        if self.force_seen is None or self.force_seen.request_id != request:
+            self.force_seen = ForceRequest(request, now)
+            log.warning("%s: forced failover to this node requested (request %s), data loss "
+                        "accepted", self.cluster.name, request)
+        return self.force_seen
+
+    def _settle_force(self, phase: str, message: str, epoch: int | None = None) -> None:
+        """Record how the forced failover ended, in this node's report: it is never acted on
+        again, after a restart neither."""
+        with self._lock:
+            seen = self.force_seen
+            if seen is None:
+                return
+            self.force_report = {"requestId": seen.request_id, "phase": phase,
+                                 "message": message[:1024]} | (
+                {"epoch": epoch} if epoch is not None else {})
+            self.force_seen = None
+        log.warning("%s: forced failover %s %s: %s", self.cluster.name, seen.request_id,
+                    phase.lower(), message)
 
     def _pet_watchdog(self) -> None:
         """Tell the watchdog when this agent's own fence deadline is: renewDeadline +
@@ -412,7 +488,7 @@ class ClusterAgent:
             stepping_down=self.stepping_down,
             eligible_peers=intent.eligible_peers,
             sync_standbys=lease.sync_standbys if lease else None,
-            paused=intent.paused,
+            paused=intent.paused, forced_epoch=self.forced_epoch,
         )
         decision = chain_decision(snapshot)
         if decision.action is Action.TEAR_DOWN and restart_limit_reached(snapshot):
@@ -530,7 +606,7 @@ class ClusterAgent:
             self.eligibility = eligibility(health, float(self.policy.max_lag_seconds), now)
             unsynced = not_synchronous(self.lease, self.node)
             if self.eligibility.eligible and unsynced is not None \
-                    and self.runner.state is ChainState.DOWN:
+                    and self.runner.state is ChainState.DOWN and not health.forced:
                 self.eligibility = Eligibility(False, unsynced)
         inactive = tuple(
             FailedResource(f"Service/{name}", f"service {name}", "its unit is not active")
@@ -557,7 +633,8 @@ class ClusterAgent:
             started = time.monotonic()
             self._pet_watchdog()
             steps = self.runner.bring_up(
-                epoch or 0, lambda: self.acting_epoch() == epoch)
+                epoch or 0, lambda: self.acting_epoch() == epoch,
+                force=decision.cause == FORCED_FAILOVER)
             log.info("%s: chain up at epoch %s in %.2fs: %s", self.cluster.name, epoch,
                      time.monotonic() - started, "; ".join(steps))
         elif action is Action.TEAR_DOWN:
@@ -679,6 +756,7 @@ class ClusterAgent:
             lag = self._standby_lag()
         with self._lock:
             intent = self.intent
+            forced = self._force_pending() is not None
         return LocalHealth(
             spec_problem=self.runner.problem(),
             in_standby_mode=self.node in intent.standby_nodes,
@@ -687,7 +765,7 @@ class ClusterAgent:
             restart_backoff_until=self.backoff_until,
             dependency_ready=intent.dependency_ready,
             dependency_detail=intent.dependency_detail,
-            paused=intent.paused,
+            paused=intent.paused, forced=forced,
         )
 
     def _standby_lag(self) -> float:
@@ -744,6 +822,8 @@ class ClusterAgent:
         }
         if self.last_recovery is not None:
             entry["lastRecovery"] = self.last_recovery
+        if self.force_report is not None:
+            entry["forcedFailover"] = self.force_report
         pg = self.postgres_seen = self._postgres_status()
         if self.runner.postgres is not None:
             entry["postgres"] = _postgres_report(pg)

@@ -48,7 +48,7 @@ class StepFailed(DriverError):
 class VolumeDriver(Protocol):
     """What the chain needs of the DRBD driver for one volume."""
 
-    def primary(self) -> Outcome: ...
+    def primary(self, *, force: bool = False) -> Outcome: ...
     def secondary(self) -> Outcome: ...
     def join(self) -> Outcome: ...
     def observe(self) -> ResourceStatus | None: ...
@@ -60,6 +60,7 @@ class Step:
     name: str
     up: Callable[[], Outcome]
     down: Callable[[], Outcome]
+    forced_up: Callable[[], Outcome] | None = None  # `up` for a forced failover, if it differs
 
 
 @dataclass
@@ -156,7 +157,8 @@ class ChainRunner:
         spec, env = self.cluster.spec, self.env
         steps: list[Step] = []
         for name, driver in self.volumes.items():
-            steps.append(Step(f"drbd {name} primary", driver.primary, driver.secondary))
+            steps.append(Step(f"drbd {name} primary", driver.primary, driver.secondary,
+                              forced_up=_bind(driver.primary, force=True)))
         for m in spec.chain.mounts:
             fs = mounts.FilesystemMount(
                 device=env.device(m.volume, self.cluster.volumes[m.volume]),
@@ -270,9 +272,11 @@ class ChainRunner:
             log.warning("%s: applying the replication password failed (retried at the next "
                         "start): %s", self.cluster.name, exc)
 
-    def bring_up(self, epoch: int, may_continue: Callable[[], bool]) -> list[str]:
+    def bring_up(self, epoch: int, may_continue: Callable[[], bool], *,
+                 force: bool = False) -> list[str]:
         """Run every step in order; stop (and raise Aborted) as soon as this node may not act.
-        A node with a configuration problem brings nothing up."""
+        A node with a configuration problem brings nothing up. `force`: the epoch was taken by
+        a forced failover, so DRBD promotes a disk that is not UpToDate."""
         if problem := self.problem():
             raise StepFailed("configuration", DriverError(problem))
         done = []
@@ -282,8 +286,9 @@ class ChainRunner:
             if not may_continue():
                 raise Aborted(f"lost the right to act at epoch {epoch} before {step.name}")
             started = time.monotonic()
+            up = step.forced_up if force and step.forced_up is not None else step.up
             try:
-                outcome = step.up()
+                outcome = up()
             except Exception as exc:
                 raise StepFailed(step.name, exc) from exc
             detail = outcome.detail or ("done" if outcome.changed else "ok")

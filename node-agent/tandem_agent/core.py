@@ -33,6 +33,7 @@ class Action(enum.Enum):
     REPAIR = "Repair"
     REJOIN = "Rejoin"
     FORGET_HOLDING = "ForgetHolding"
+    FORCE_REFUSED = "ForceRefused"  # a forced failover this node may never carry out now
 
 
 class ChainState(enum.Enum):
@@ -106,6 +107,8 @@ class Holding:
 class Eligibility:
     eligible: bool
     reason: str = ""
+    # Under a forced failover: the reasons it was not eligible that the force overrides.
+    overridden: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,38 +124,47 @@ class LocalHealth:
     dependency_ready: bool | None = None
     dependency_detail: str = ""
     paused: bool = False
+    forced: bool = False  # a forced failover to this node is pending (see `eligibility`)
 
 
 PAUSED = "Paused"
+STANDBY_MODE = "StandbyMode"
+FORCED_FAILOVER = "ForcedFailover"
+# Why a node may not take the Lease that no forced failover overrides: the spec (InvalidSpec,
+# spec.paused, spec.standbyNodes) says so, and a person must change the spec, not force it.
+NEVER_FORCED = (INVALID_SPEC, PAUSED, STANDBY_MODE)
 
 
 def eligibility(health: LocalHealth, max_lag_seconds: float, now: float) -> Eligibility:
-    """May this node take the Lease? The reason is one CamelCase word, then details."""
+    """May this node take the Lease? The reason is one CamelCase word, then details.
+
+    `health.forced` (a person accepted losing data) overrides what only protects data (disk
+    not UpToDate, lag, restart back-off): those reasons go to `overridden`. The spec's word
+    (InvalidSpec, Paused, StandbyMode) and a dependency that is not ready still refuse."""
     if health.spec_problem:
         return Eligibility(False, f"{INVALID_SPEC}: {health.spec_problem}")
     if health.paused:
         return Eligibility(False, f"{PAUSED}: spec.paused is set: no node takes the Lease")
     if health.in_standby_mode:
-        return Eligibility(False, "StandbyMode: this node is listed in spec.standbyNodes")
+        return Eligibility(False, f"{STANDBY_MODE}: this node is listed in spec.standbyNodes")
+    data: list[str] = []
     if not health.disks_up_to_date:
-        return Eligibility(False, f"DiskNotUpToDate: {health.disk_detail}")
+        data.append(f"DiskNotUpToDate: {health.disk_detail}")
     if health.postgres_lag_seconds is not None and health.postgres_lag_seconds > max_lag_seconds:
         if math.isinf(health.postgres_lag_seconds):
-            return Eligibility(False, "LagTooHigh: PostgreSQL here is not a running standby that "
-                               "has streamed from the primary, so its lag is unknown")
-        return Eligibility(
-            False,
-            f"LagTooHigh: PostgreSQL replay lag {health.postgres_lag_seconds:.1f}s exceeds "
-            f"spec.failover.maxLagSeconds={max_lag_seconds:g}",
-        )
+            data.append("LagTooHigh: PostgreSQL here is not a running standby that has streamed "
+                        "from the primary, so its lag is unknown")
+        else:
+            data.append(f"LagTooHigh: PostgreSQL replay lag {health.postgres_lag_seconds:.1f}s "
+                        f"exceeds spec.failover.maxLagSeconds={max_lag_seconds:g}")
     if health.restart_backoff_until is not None and now < health.restart_backoff_until:
-        return Eligibility(
-            False, f"RestartBackoff: members of the chain kept failing here; eligible again in "
-            f"{health.restart_backoff_until - now:.0f}s",
-        )
+        data.append(f"RestartBackoff: members of the chain kept failing here; eligible again in "
+                    f"{health.restart_backoff_until - now:.0f}s")
+    if data and not health.forced:
+        return Eligibility(False, data[0])
     if health.dependency_ready is False:
         return Eligibility(False, f"DependencyNotReady: {health.dependency_detail}")
-    return Eligibility(True)
+    return Eligibility(True, overridden=tuple(data))
 
 
 # --- the Lease keeper --------------------------------------------------------------------
@@ -173,6 +185,16 @@ class LeaseSnapshot:
     deleting: bool = False
     publish_pending: bool = False  # the synchronous standbys on the Lease must change
     paused: bool = False  # spec.paused: a holder keeps its Lease, nobody takes one
+    force: ForceRequest | None = None  # a pending forced failover to this node
+
+
+@dataclass(frozen=True)
+class ForceRequest:
+    """A forced failover to this node that a person asked for and accepted data loss for
+    (the tandem.dev/force-failover annotations, Pending in status.forcedFailover)."""
+
+    request_id: str
+    seen_at: float  # when this agent first saw the request
 
 
 def may_act(
@@ -223,6 +245,8 @@ def lease_decision(s: LeaseSnapshot) -> Decision:
         # renewals failed past the deadline): a guarded renew proves it is still ours.
         return Decision(Action.RENEW, "the Lease names this node; reclaiming it with a guarded "
                         "update", epoch=lease.epoch, cause="Reclaimed")
+    if s.force is not None:
+        return _forced_decision(s, lease, s.force)
     if s.deleting:
         return Decision(Action.WAIT, "the HACluster is being deleted")
     if s.paused:
@@ -254,6 +278,53 @@ def lease_decision(s: LeaseSnapshot) -> Decision:
     return Decision(Action.ACQUIRE, f"the Lease of {lease.holder} expired: unchanged for "
                     f"{waited:.2f}s >= leaseDuration {t.lease_duration:g}s",
                     epoch=lease.epoch + 1, cause="LeaseExpired")
+
+
+def _forced_decision(s: LeaseSnapshot, lease: LeaseView, force: ForceRequest) -> Decision:
+    """A forced failover: the same single-primary timing rule (the Lease is free, or unchanged
+    for a full leaseDuration since this agent saw it), without what only protects data (the
+    Lease's synchronous list, lag, disk state, restart back-off, the failover rate limit).
+
+    Ends in FORCE_REFUSED when the cluster's spec forbids it or the holder shows it is alive
+    (the Lease changed after the request was seen): a switchover is then the way."""
+    t = s.timings
+    asked = f"forced failover (request {force.request_id})"
+    if s.deleting:
+        return Decision(Action.FORCE_REFUSED, f"{asked} refused: the HACluster is being deleted")
+    if s.paused:
+        return Decision(Action.FORCE_REFUSED, f"{asked} refused: {PAUSED}: spec.paused is set")
+    elig = s.eligibility
+    if not elig.eligible:
+        if elig.reason.split(":", 1)[0] in NEVER_FORCED:
+            return Decision(Action.FORCE_REFUSED, f"{asked} refused: {elig.reason}")
+        return Decision(Action.WAIT, f"{asked}: not eligible yet: {elig.reason}")
+    overridden = list(elig.overridden)
+    unsynced = not_synchronous(lease, s.node)
+    if unsynced is not None:
+        overridden.append(unsynced)
+    if not s.chain_down:
+        return Decision(Action.WAIT, f"{asked}: the local chain is not down yet")
+    waited = s.now - lease.observed_at
+    if lease.holder is None:
+        why = "the Lease is free"
+    elif lease.observed_at > force.seen_at:
+        return Decision(Action.FORCE_REFUSED, f"{asked} refused: {lease.holder} holds the Lease "
+                        f"and renews it (it changed at epoch {lease.epoch} after the request): "
+                        "use switchover")
+    elif waited < t.lease_duration:
+        return Decision(Action.WAIT, f"{asked}: {lease.holder} holds the Lease; unchanged for "
+                        f"{waited:.2f}s of {t.lease_duration:g}s")
+    else:
+        why = (f"the Lease of {lease.holder} expired: unchanged for {waited:.2f}s >= "
+               f"leaseDuration {t.lease_duration:g}s")
+        if (s.last_takeover_seen_at is not None
+                and s.now - s.last_takeover_seen_at < s.min_failover_interval):
+            overridden.append(f"failover rate limit: the last takeover was "
+                              f"{s.now - s.last_takeover_seen_at:.0f}s ago "
+                              f"(minFailoverIntervalSeconds {s.min_failover_interval:g})")
+    over = f"; overriding {'; '.join(overridden)}" if overridden else ""
+    return Decision(Action.ACQUIRE, f"{asked}: {why}{over}", epoch=lease.epoch + 1,
+                    cause=FORCED_FAILOVER)
 
 
 # --- monitors of the chain's members ------------------------------------------------------
@@ -353,6 +424,7 @@ class ChainSnapshot:
     eligible_peers: tuple[str, ...] = ()  # nodes that could take the Lease if released
     sync_standbys: tuple[str, ...] | None = None  # the Lease's list (None: it has none)
     paused: bool = False  # spec.paused: act on nothing, except to stop a chain without a Lease
+    forced_epoch: int | None = None  # the epoch this node took by a forced failover
 
 
 def restart_limit_reached(s: ChainSnapshot) -> bool:
@@ -412,6 +484,11 @@ def chain_decision(s: ChainSnapshot) -> Decision:
                             epoch=epoch, cause="DependencyNotReady")
         return Decision(Action.WAIT, f"dependency not ready: {s.dependency_detail}", epoch=epoch)
     if s.chain is not ChainState.UP or s.chain_epoch != epoch:
+        if s.forced_epoch == epoch:
+            # A forced failover: DRBD promotes a disk that is not UpToDate (--force).
+            return Decision(Action.BRING_UP, f"holding the Lease at epoch {epoch} by a forced "
+                            "failover: bringing the chain up in order, DRBD promoted with "
+                            "--force", epoch=epoch, cause=FORCED_FAILOVER)
         return Decision(Action.BRING_UP, f"holding the Lease at epoch {epoch}: bringing the chain "
                         "up in order", epoch=epoch)
     if s.failed:

@@ -27,17 +27,18 @@ class DrbdVolume:
                 done.append(outcome.detail)
         return done
 
-    def primary(self) -> Outcome:
+    def primary(self, *, force: bool = False) -> Outcome:
         """Promote; brings the resource up first only when it is not (each look at DRBD is a
-        drbdsetup call, and this is on the failover path)."""
+        drbdsetup call, and this is on the failover path). `force` (a forced failover only)
+        promotes a disk that is not UpToDate: `drbdadm primary --force`."""
         done: list[str] = []
         try:
-            outcome = self.drbd.primary(self.resource)
+            outcome = self.drbd.primary(self.resource, force=force)
         except DrbdRefused:
             raise
         except DriverError:
             done = self._ensure_up()
-            outcome = self.drbd.primary(self.resource)
+            outcome = self.drbd.primary(self.resource, force=force)
         return Outcome(outcome.changed or bool(done), "; ".join([*done, outcome.detail]))
 
     def secondary(self) -> Outcome:

@@ -31,6 +31,13 @@ LAST_HANDLED_ANNOTATION = f"{GROUP}/{LAST_HANDLED_KEY}"
 # status.switchover.requestId (docs/operator.md, "spec.primary: the preferred primary").
 SWITCHOVER_ANNOTATION = f"{GROUP}/switchover"
 SWITCHOVER_ID_ANNOTATION = f"{GROUP}/switchover-id"
+# A forced failover (docs/failover-protocol.md, "Forced failover"): make the node named in
+# FORCE_FAILOVER_ANNOTATION primary although no rule lets it (it may lack acknowledged writes),
+# once per FORCE_FAILOVER_ID_ANNOTATION, only with ACCEPT_DATA_LOSS_ANNOTATION set to "true".
+# The operator records it in status.forcedFailover; the agent of that node acts on it.
+FORCE_FAILOVER_ANNOTATION = f"{GROUP}/force-failover"
+FORCE_FAILOVER_ID_ANNOTATION = f"{GROUP}/force-failover-id"
+ACCEPT_DATA_LOSS_ANNOTATION = f"{GROUP}/accept-data-loss"
 # Forget failures: a new value (any request id) makes the agents reset the cluster's repair
 # counts and restart back-off, like `crm resource cleanup`.
 CLEANUP_ANNOTATION = f"{GROUP}/cleanup"

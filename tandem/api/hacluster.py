@@ -514,6 +514,19 @@ class ServiceReport(Model):
     exit_status: Annotated[str, Field(max_length=64)] | None = None
 
 
+RequestId = Annotated[str, Field(max_length=63)]
+
+
+class ForcedFailoverReport(Model):
+    """How this node's agent settled a forced failover to it; written by that agent only."""
+
+    request_id: RequestId
+    phase: Literal["Completed", "Refused"]
+    epoch: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="The epoch it took the Lease at (Completed).")
+    message: Message = ""
+
+
 # The ineligibleReason of a standby the Lease does not list as synchronous. The Lease is the
 # authority: the operator judges that rule from the Lease itself, as the report may trail it.
 NOT_SYNCHRONOUS = "NotSynchronous"
@@ -552,6 +565,9 @@ class NodeReport(Model):
         "then details: WaitingForSwitchover (it changes what only a chain that is down can "
         "change: applied at the next switchover), NotApplicable (Lease timings unsafe while "
         "the nodes switch: split the edit), Paused, InvalidSpec, ApplyFailed.")
+    forced_failover: ForcedFailoverReport | None = Field(
+        default=None, description="The last forced failover to this node its agent settled: "
+        "each request id is acted on once, across restarts too.")
 
 
 class FailoverRecord(Model):
@@ -578,6 +594,23 @@ class Switchover(Model):
     request_id: Annotated[str, Field(max_length=63)] | None = Field(
         default=None, description="The tandem.dev/switchover-id of the request that started "
         "it; unset for a change of spec.primary.")
+
+
+class ForcedFailover(Model):
+    """A forced failover requested by the tandem.dev/force-failover annotations; written by
+    the operator. The named node's agent acts only on phase Pending with this requestId."""
+
+    request_id: RequestId
+    target: NodeName | None = Field(default=None, description="Unset when the request names "
+                                    "no node of spec.nodes.")
+    from_epoch: Annotated[int, Field(ge=0)] = 0
+    phase: Literal["Pending", "Completed", "Refused"] = "Pending"
+    reason: Reason = ""
+    message: Message = ""
+    data_at_risk: Message = Field(
+        default="", description="What may be lost, from the reports and the Lease at the "
+        "request: the Lease holder, the target's synchronous status, lag and DRBD disks.")
+    requested_at: datetime
 
 
 class ResourceRef(Model):
@@ -638,6 +671,7 @@ class HAClusterStatus(Model):
         default=None, description="The last tandem.dev/switchover-id the operator acted on: "
         "each request is carried out once, however long the annotation stays.")
     announced: Announced | None = None
+    forced_failover: ForcedFailover | None = None
 
 
 class HACluster(Model):

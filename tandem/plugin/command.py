@@ -20,9 +20,12 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from tandem.api.common import (
+    ACCEPT_DATA_LOSS_ANNOTATION,
     CLEANUP_ANNOTATION,
     DNS_LABEL,
     DNS_SUBDOMAIN,
+    FORCE_FAILOVER_ANNOTATION,
+    FORCE_FAILOVER_ID_ANNOTATION,
     SWITCHOVER_ANNOTATION,
     SWITCHOVER_ID_ANNOTATION,
 )
@@ -40,10 +43,12 @@ POLL_SECONDS = 1.0
 CONFLICT_RETRIES = 5
 EXIT_CODES = """exit codes:
   0  done (or nothing to do)
-  1  refused by tandem: the target is not fit, the operator refused the switchover, or the
-     API server's rules refused the change
-  2  bad input: unknown cluster, node or context, a malformed name, wrong usage
-  3  timed out (switchover --wait)
+  1  refused by tandem: the target is not fit, the operator or an agent refused the
+     switchover or forced failover, failover without --accept-data-loss (nothing changed),
+     or the API server's rules refused the change
+  2  bad input: unknown cluster, node or context, a malformed name, wrong usage (failover
+     without --force)
+  3  timed out (--wait)
   4  the API server is unreachable, rejects the credentials, forbids the call, or does not
      serve tandem's CRDs"""
 
@@ -121,17 +126,58 @@ def run_switchover(api: client.PluginApi, namespace: str, args: argparse.Namespa
     if not args.wait:
         return Outcome(DONE, f"{asked}; follow it with `kubectl tandem status {name}`")
     print(asked, flush=True)
-    seconds = WAIT_SECONDS if args.timeout is None else args.timeout
+    return _wait(api, namespace, name, args.timeout,
+                 result=lambda c: rules.switchover_result(name, c, request, node),
+                 timed_out=lambda c, seconds: rules.wait_timed_out(name, c, request, seconds))
+
+
+def _wait(api: client.PluginApi, namespace: str, name: str, timeout: float | None, *,
+          result: Callable[[HACluster], Outcome | None],
+          timed_out: Callable[[HACluster, float], Outcome]) -> Outcome:
+    """Read the HACluster every POLL_SECONDS until `result` says how the request ended."""
+    seconds = WAIT_SECONDS if timeout is None else timeout
     deadline = time.monotonic() + seconds
     while True:
         cluster = _typed(name, _read(api, namespace, name))
-        result = rules.switchover_result(name, cluster, request, node)
-        if result is not None:
-            return result
+        found = result(cluster)
+        if found is not None:
+            return found
         left = deadline - time.monotonic()
         if left <= 0:
-            return rules.wait_timed_out(name, cluster, request, seconds)
+            return timed_out(cluster, seconds)
         time.sleep(min(POLL_SECONDS, left))
+
+
+def run_failover(api: client.PluginApi, namespace: str, args: argparse.Namespace) -> Outcome:
+    """Print what forcing NODE may lose; only with --accept-data-loss ask for it."""
+    name, node = args.cluster, args.to
+    if not args.force:
+        return Outcome(USAGE, "failover only forces a node that no rule lets take over: add "
+                       "--force (an eligible standby takes over by itself; to move a running "
+                       f"primary use `{PROG} switchover {name} --to {node}`)")
+    if args.timeout is not None and not args.wait:
+        return Outcome(USAGE, "--timeout only applies with --wait")
+    cluster = _typed(name, _read(api, namespace, name))
+    lease = api.lease(namespace, name)
+    problem = rules.failover_problem(name, cluster, lease, node)
+    if problem is not None:
+        return problem
+    for line in rules.loss_screen(name, cluster, lease, node, now()):
+        print(clean(line))
+    if not args.accept_data_loss:
+        return Outcome(REFUSED, f"nothing changed: to force {node} and lose what is listed above, "
+                       "add --accept-data-loss")
+    request = rules.new_request_id()
+    api.patch_cluster(namespace, name, {"metadata": {"annotations": {
+        FORCE_FAILOVER_ANNOTATION: node, FORCE_FAILOVER_ID_ANNOTATION: request,
+        ACCEPT_DATA_LOSS_ANNOTATION: "true"}}})
+    asked = f"asked for a forced failover of {name} to {node}, data loss accepted (request {request})"
+    if not args.wait:
+        return Outcome(DONE, f"{asked}; follow it with `kubectl tandem status {name}`")
+    print(asked, flush=True)
+    return _wait(api, namespace, name, args.timeout,
+                 result=lambda c: rules.failover_result(name, c, request, node),
+                 timed_out=lambda c, seconds: rules.failover_timed_out(name, c, request, seconds))
 
 
 def _set_standby(api: client.PluginApi, namespace: str, name: str, node: str,
@@ -281,6 +327,22 @@ def build_parser() -> Parser:
                             help="wait until NODE is primary, or the operator refuses")
     switchover.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
                             help=f"with --wait: give up after this long (default {WAIT_SECONDS:g})")
+
+    failover = command("failover", run_failover, "force NODE to be primary when no standby "
+                       "may take over by itself (the primary is gone and NODE may lack data): "
+                       "prints what may be lost; acts only with --accept-data-loss",
+                       "kubectl tandem failover mail --to mail2 --force --accept-data-loss --wait")
+    failover.add_argument("cluster", type=cluster_name, metavar="CLUSTER", help="the HACluster")
+    failover.add_argument("--to", required=True, type=node_name, metavar="NODE",
+                          help="the node to become primary")
+    failover.add_argument("--force", action="store_true",
+                          help="required: override the rules that protect acknowledged writes")
+    failover.add_argument("--accept-data-loss", action="store_true",
+                          help="write the request; without it nothing changes")
+    failover.add_argument("--wait", action="store_true",
+                          help="wait until the request is Completed or Refused")
+    failover.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
+                          help=f"with --wait: give up after this long (default {WAIT_SECONDS:g})")
 
     for name, summary, example in (
         ("standby", "put NODE in standby (spec.standbyNodes), like crm node standby: it never "

@@ -13,8 +13,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from tandem.api.hacluster import NOT_SYNCHRONOUS, HACluster, HAClusterStatus
-from tandem_operator.core import LeaseState, human_duration, stale_after
+from tandem.api.hacluster import INVALID_SPEC, NOT_SYNCHRONOUS, HACluster, HAClusterStatus
+from tandem_operator.core import (
+    LeaseState,
+    human_duration,
+    loss_report,
+    renewal_age,
+    stale_after,
+)
 
 # Exit codes (docs/kubectl-plugin.md#exit-codes).
 DONE = 0
@@ -156,3 +162,79 @@ def wait_timed_out(name: str, cluster: HACluster, request_id: str, seconds: floa
     return Outcome(TIMED_OUT, f"timed out after {seconds:g} s: the switchover of {name} to "
                    f"{switchover.target} is {switchover.phase}{said}; follow it with "
                    f"`kubectl tandem status {name}`")
+
+
+# --- forced failover ----------------------------------------------------------------------------
+
+
+def failover_problem(name: str, cluster: HACluster, lease: LeaseState | None,
+                     node: str) -> Outcome | None:
+    """Why a forced failover of HACluster `name` to `node` cannot be asked for (None: it can),
+    or that `node` already is primary (code DONE). The operator and the agent check again."""
+    unknown = node_problem(name, cluster, node)
+    if unknown is not None:
+        return unknown
+    if lease is not None and lease.holder == node:
+        return Outcome(DONE, f"{node} already holds the Lease of {name} (epoch {lease.epoch}): "
+                       "nothing to force")
+    spec, status = cluster.spec, cluster.status or HAClusterStatus()
+    if spec.paused:
+        return Outcome(REFUSED, f"HACluster {name} is paused: nothing moves, forced or not, until "
+                       f"`kubectl tandem resume {name}`")
+    if node in spec.standby_nodes:
+        return Outcome(REFUSED, f"{node} is in standby (spec.standbyNodes of {name}): "
+                       f"`kubectl tandem online {node} {name}` first")
+    forced = status.forced_failover
+    if forced is not None and forced.phase == "Pending":
+        return Outcome(REFUSED, f"a forced failover of {name} to {forced.target} is in progress "
+                       f"(request {forced.request_id}): wait for it (`kubectl tandem status "
+                       f"{name}`)")
+    report = next((r for r in status.nodes if r.name == node), None)
+    if report is not None and report.ineligible_reason.startswith(f"{INVALID_SPEC}:"):
+        return Outcome(REFUSED, f"{node} refuses the spec of {name} and runs none of its chain: "
+                       f"{report.ineligible_reason}")
+    return None
+
+
+def loss_screen(name: str, cluster: HACluster, lease: LeaseState | None, node: str,
+                now: datetime) -> list[str]:
+    """What a forced failover to `node` may lose (operator's `loss_report`), and whether a
+    safer way exists: a switchover (the holder alive, `node` fit) or waiting (`node` eligible,
+    so it takes over by itself once the Lease expires)."""
+    lines = [f"Forcing {node} to be the primary of {name} may lose data:"]
+    lines += [f"  - {line}" for line in loss_report(cluster, lease, node, now)]
+    holder = lease.holder if lease is not None else None
+    report = next((r for r in (cluster.status or HAClusterStatus()).nodes if r.name == node), None)
+    renewed = renewal_age(cluster, lease, now)
+    alive = renewed is not None and renewed[0] < renewed[1]
+    if alive and switchover_problem(name, cluster, lease, node, now) is None:
+        lines.append(f"{node} is fit for a switchover: if {holder} is alive, `kubectl tandem "
+                     f"switchover {name} --to {node}` moves the primary without losing anything")
+    elif report is not None and report.eligible is True:
+        lines.append(f"{node} is eligible: once the Lease is free or expires it takes over by "
+                     "itself, without force")
+    lines.append(f"A forced failover makes {node} primary with the data it has: what it lacks "
+                 f"is lost, and the old primary, if it returns, is resynced from {node}.")
+    return lines
+
+
+def failover_result(name: str, cluster: HACluster, request_id: str, node: str) -> Outcome | None:
+    """How the forced failover request `request_id` ended (None: not yet)."""
+    forced = (cluster.status or HAClusterStatus()).forced_failover
+    if forced is None or forced.request_id != request_id or forced.phase == "Pending":
+        return None
+    if forced.phase == "Refused":
+        return Outcome(REFUSED, f"the forced failover of {name} to {node} was refused: "
+                       f"{forced.reason}: {forced.message}")
+    return Outcome(DONE, forced.message)
+
+
+def failover_timed_out(name: str, cluster: HACluster, request_id: str,
+                       seconds: float) -> Outcome:
+    forced = (cluster.status or HAClusterStatus()).forced_failover
+    if forced is None or forced.request_id != request_id:
+        return Outcome(TIMED_OUT, f"timed out after {seconds:g} s: the operator has not taken "
+                       f"request {request_id} up (is it running?); the request stands")
+    return Outcome(TIMED_OUT, f"timed out after {seconds:g} s: the forced failover of {name} is "
+                   f"{forced.phase} ({forced.message}); follow it with `kubectl tandem status "
+                   f"{name}`")

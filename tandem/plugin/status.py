@@ -268,6 +268,13 @@ def _history(view: ClusterView, status: HAClusterStatus, now: datetime) -> list[
         target = view.annotations.get(SWITCHOVER_ANNOTATION, "?")
         lines.append(clean(f"Switchover request: to {target} (request {asked_id}), not taken up by "
                            "the operator yet"))
+    forced = status.forced_failover
+    if forced is not None:  # shown only once there was one: it is rare and never routine
+        said = f": {forced.reason}" if forced.reason else ""
+        lines.append(clean(f"Forced failover: to {forced.target or '?'} from epoch "
+                           f"{forced.from_epoch}, {forced.phase} (asked "
+                           f"{ago(forced.requested_at, now)}, request {forced.request_id}){said}: "
+                           f"{forced.message}"))
     return lines
 
 

@@ -595,6 +595,10 @@ class Drbd:
 
         Raises PeerIsPrimary, NoUpToDateData, NoQuorum (or another DrbdRefused) with DRBD's reason.
         """
+        if force is not True and force is not False:
+            raise TypeError(f"force must be True or False, not {force!r}")
+        if bad := pattern_problem(name, RESOURCE_NAME_RE, "a DRBD resource name"):
+            raise DriverError(bad)
         st = self._require(name)
         if st.role == "Primary":
             return Outcome(False, f"{name} is already Primary")
