@@ -1002,7 +1002,7 @@ def _forced_failover(v: _View, f: _Flow) -> None:
     settled = report.forced_failover if report is not None else None
     mine = settled is not None and settled.request_id == old.request_id
     if mine and settled is not None and settled.phase == "Refused":
-        _end_forced(f, old, "Refused", "RefusedByAgent", settled.message)
+        _end_forced(f, old, "Refused", "RefusedByAgent", settled.message, whole=True)
         return
     if v.epoch <= old.from_epoch:
         if found is None:
@@ -1025,8 +1025,10 @@ def _forced_failover(v: _View, f: _Flow) -> None:
 
 
 def _end_forced(f: _Flow, old: ForcedFailover, phase: Literal["Completed", "Refused"],
-                reason: str, message: str) -> None:
-    said = _clip(f"forced failover to {old.target} (request {old.request_id}) "
+                reason: str, message: str, *, whole: bool = False) -> None:
+    """`whole`: the message already says which request ended and how (the agent's own)."""
+    said = _clip(f"{message} (to {old.target})" if whole else
+                 f"forced failover to {old.target} (request {old.request_id}) "
                  f"{phase.lower()}: {message}")
     f.forced = old.model_copy(update={"phase": phase, "reason": reason, "message": said})
     if phase == "Completed":
