@@ -91,6 +91,10 @@ def failover(lab: LabCluster, client: Client) -> None:
             seen.add("write")
             print(f"t+{t:.2f}s  PostgreSQL on mail2 acknowledged a write through the VIP")
         time.sleep(0.1)
+    missing = {"lease", "vip", "write"} - seen
+    if missing:
+        raise SystemExit(f"tandem lab demo: the failover did not finish within 60 s: no "
+                         f"{', '.join(sorted(missing))} from mail2 (see {lab.work_dir})")
     events = [line for line in lab.kubectl("get", "events", "-n", NAMESPACE).splitlines()
               if "failed over" in line]
     if events:

@@ -6,7 +6,10 @@ the module even when a test fails.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +47,15 @@ def lab(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator
 
 
 LOGS = Path(tempfile.gettempdir()) / "tandem-e2e-logs"
+BIN = Path(sys.executable).parent  # the venv's bin/: kubectl-tandem is installed there
+
+
+def kubectl_tandem(lab: LabCluster, *args: str) -> subprocess.CompletedProcess[str]:
+    """`kubectl tandem ...` as a user runs it: kubectl finds the plugin on PATH."""
+    env = os.environ | {"PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+                        "KUBECONFIG": str(lab.plane.kubeconfig)}
+    return subprocess.run([str(lab.plane.kubectl()), "tandem", *args, "-n", lab.namespace],
+                          capture_output=True, text=True, env=env, timeout=180, check=False)
 
 
 

@@ -11,11 +11,7 @@ VIP. The writes mail1 acknowledged alone are the loss the report announced."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,18 +26,11 @@ from tandem.lab.harness import (
     wait_until,
     writable,
 )
+from tests.e2e.conftest import kubectl_tandem as tandem
 
 pytestmark = pytest.mark.lab
 
-BIN = Path(sys.executable).parent  # kubectl-tandem is installed beside the interpreter
 LEASE_SECONDS = 3.0
-
-
-def tandem(lab: LabCluster, *args: str) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {"PATH": f"{BIN}:{os.environ.get('PATH', '')}",
-                        "KUBECONFIG": str(lab.plane.kubeconfig)}
-    return subprocess.run([str(lab.plane.kubectl()), "tandem", *args, "-n", lab.namespace],
-                          capture_output=True, text=True, env=env, timeout=180, check=False)
 
 
 def status(lab: LabCluster) -> dict[str, Any]:

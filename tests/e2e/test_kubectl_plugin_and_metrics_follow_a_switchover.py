@@ -5,30 +5,17 @@ operator's metrics and the agents' /primary and /replica endpoints follow the sw
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from tandem.lab.cluster import LabCluster
 from tandem.lab.harness import Client, checked, lease_holder, wait_replicating, wait_until
+from tests.e2e.conftest import kubectl_tandem as tandem
 from tests.e2e.conftest import vip
 
 pytestmark = pytest.mark.lab
-
-BIN = Path(sys.executable).parent  # the venv's bin/: kubectl-tandem is installed there
-
-
-def tandem(lab: LabCluster, *args: str) -> subprocess.CompletedProcess[str]:
-    """`kubectl tandem ...` as a user runs it: kubectl finds the plugin on PATH."""
-    env = os.environ | {"PATH": f"{BIN}:{os.environ.get('PATH', '')}",
-                        "KUBECONFIG": str(lab.plane.kubeconfig)}
-    return subprocess.run([str(lab.plane.kubectl()), "tandem", *args, "-n", lab.namespace],
-                          capture_output=True, text=True, env=env, timeout=180, check=False)
 
 
 def agent_get(lab: LabCluster, node: str, path: str) -> tuple[int, str]:

@@ -18,14 +18,18 @@ from tandem.lab.harness import (
     wait_replicating,
     wait_until,
 )
+from tests.e2e.conftest import kubectl_tandem as tandem
 from tests.e2e.conftest import vip
 
 pytestmark = pytest.mark.lab
 
 
 def paused(lab: LabCluster, value: bool) -> None:
-    lab.kubectl("patch", "hacluster", "mail", "-n", lab.namespace, "--type=merge",
-                "-p", json.dumps({"spec": {"paused": value}}))
+    """`kubectl tandem pause mail` / `resume mail`, then spec.paused says so."""
+    done = tandem(lab, "pause" if value else "resume", "mail")
+    assert done.returncode == 0, done.stdout + done.stderr
+    spec = json.loads(lab.kubectl("get", "hac", "mail", "-n", lab.namespace, "-o", "json"))["spec"]
+    assert spec.get("paused", False) is value
 
 
 def ready_reason(lab: LabCluster) -> str:
