@@ -489,6 +489,7 @@ class ClusterAgent:
             eligible_peers=intent.eligible_peers,
             sync_standbys=lease.sync_standbys if lease else None,
             paused=intent.paused, forced_epoch=self.forced_epoch,
+            found_running=self._found_running(lease, intent.paused),
         )
         decision = chain_decision(snapshot)
         if decision.action is Action.TEAR_DOWN and restart_limit_reached(snapshot):
@@ -618,10 +619,15 @@ class ClusterAgent:
         self.failed = tuple(unique.values())
 
     def monitor_tick(self) -> None:
-        """Monitor the chain's members while it is up on this primary (see monitor.py)."""
+        """Monitor the chain's members while it is up on this primary (see monitor.py), and
+        while a paused holder does not know yet what runs (so that it can adopt it)."""
         epoch = self.acting_epoch()
-        self.monitor.activate(self.runner.state is ChainState.UP and epoch is not None
-                              and self.runner.epoch == epoch)
+        with self._lock:
+            paused = self.intent.paused
+        state = self.runner.state
+        self.monitor.activate(epoch is not None and (
+            (state is ChainState.UP and self.runner.epoch == epoch)
+            or (paused and state is ChainState.UNKNOWN)))
         self.monitor.tick(time.monotonic())
         if self.monitor.failed(time.monotonic()):
             self._wake_runner.set()
@@ -667,6 +673,8 @@ class ClusterAgent:
                 self.stepping_down_for = None
         elif action is Action.REPAIR:
             self._repair(decision)
+        elif action is Action.ADOPT:
+            self._adopt_running(decision)
         elif action is Action.REJOIN and decision.target is None:
             log.info("%s: standby volumes: %s", self.cluster.name,
                      "; ".join(self.runner.join_volumes()))
@@ -678,6 +686,32 @@ class ClusterAgent:
             steps = self.runner.rejoin(primary, lease.epoch if lease else 0, address)
             log.info("%s: rejoined as standby of %s: %s", self.cluster.name, primary,
                      "; ".join(steps))
+
+    def _found_running(self, lease: LeaseView | None, paused: bool) -> bool:
+        """Paused with the chain Unknown: does what runs here fit this node's role? (See
+        `ChainSnapshot.found_running`.)"""
+        if not paused or self.runner.state is not ChainState.UNKNOWN or lease is None:
+            return False
+        if self.acting_epoch() is not None:
+            return self.monitor.all_healthy() and not self.runner.inactive_primary_services()
+        holder = lease.holder
+        if not holder or holder == self.node or not self.runner.volumes_joined():
+            return False
+        if self.runner.postgres is None:
+            return True
+        pg = self._postgres_status()
+        return pg is not None and pg.running and pg.role == "standby" and bool(pg.receiving) \
+            and pg.upstream == self.runner.standby_address(holder)
+
+    def _adopt_running(self, decision: Decision) -> None:
+        """Take what runs as the chain's state, changing nothing on the node."""
+        lease = self.lease
+        if decision.epoch is not None:
+            self.runner.state, self.runner.epoch = ChainState.UP, decision.epoch
+        elif lease is not None and lease.holder:
+            self.runner.state, self.runner.epoch = ChainState.DOWN, None
+            self.runner.following = (lease.holder, lease.epoch)
+        log.info("%s: %s", self.cluster.name, decision.reason)
 
     def _cleanup(self, request: str | None) -> None:
         """Forget this cluster's failures, like `crm resource cleanup`: repairs counted in the
@@ -806,7 +840,10 @@ class ClusterAgent:
         epoch = self.acting_epoch()
         lease = self.lease
         role = "Primary" if epoch is not None and self.runner.state is ChainState.UP else (
-            "Demoting" if self.runner.state is not ChainState.DOWN else "Standby")
+            "Standby" if self.runner.state is ChainState.DOWN else
+            # paused after a restart, what runs not adopted yet: neither of the two
+            "Unknown" if self.intent.paused and self.runner.state is ChainState.UNKNOWN
+            else "Demoting")
         entry: dict[str, Any] = {
             "name": self.node,
             "role": role,

@@ -475,6 +475,18 @@ class ChainRunner:
         return self.postgres.restart_primary(stop_timeout=1)
 
     # --- observation ----------------------------------------------------------------------
+    def inactive_primary_services(self) -> list[str]:
+        """The primary's services whose unit is not active, whatever the chain's state."""
+        names = self.primary_services
+        return [f.name for f in Monitor(self.backend, names).check()] if names else []
+
+    def standby_address(self, primary: str) -> str | None:
+        """Where this node's PostgreSQL streams from when it follows `primary`."""
+        pg = self.cluster.spec.chain.postgres
+        address = next((n.replication_address for n in self.cluster.spec.nodes
+                        if n.name == primary), None)
+        return f"{address}:{pg.port}" if pg is not None and address is not None else None
+
     def failed_services(self) -> list[str]:
         names = self.primary_services if self.state is ChainState.UP else []
         names = names + self.everywhere_services

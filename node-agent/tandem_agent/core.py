@@ -34,6 +34,7 @@ class Action(enum.Enum):
     REJOIN = "Rejoin"
     FORGET_HOLDING = "ForgetHolding"
     FORCE_REFUSED = "ForceRefused"  # a forced failover this node may never carry out now
+    ADOPT = "Adopt"  # paused, chain unknown: take what runs here as this node's chain state
 
 
 class ChainState(enum.Enum):
@@ -424,6 +425,10 @@ class ChainSnapshot:
     eligible_peers: tuple[str, ...] = ()  # nodes that could take the Lease if released
     sync_standbys: tuple[str, ...] | None = None  # the Lease's list (None: it has none)
     paused: bool = False  # spec.paused: act on nothing, except to stop a chain without a Lease
+    # Paused with the chain Unknown (an agent restarted for an upgrade): what runs here was
+    # checked and fits this node's role (the holder: every member healthy and every service
+    # active; a standby: volumes joined, PostgreSQL streaming from the holder).
+    found_running: bool = False
     forced_epoch: int | None = None  # the epoch this node took by a forced failover
 
 
@@ -447,6 +452,9 @@ def chain_decision(s: ChainSnapshot) -> Decision:
             return Decision(Action.TEAR_DOWN, f"{why}: stopping the chain in reverse order",
                             cause=cause)
         if s.paused:
+            if unknown_while_paused and s.found_running:
+                return Decision(Action.ADOPT, f"paused (spec.paused): found this node a standby "
+                                f"of {s.lease_holder}: adopting that, touching nothing")
             return Decision(Action.WAIT, "paused (spec.paused): nothing is brought up, torn "
                             "down or joined")
         if s.lease_holder and s.lease_holder != s.node and not s.replicating and not s.deleting:
@@ -458,6 +466,10 @@ def chain_decision(s: ChainSnapshot) -> Decision:
 
     epoch = s.acting_epoch
     if s.paused:
+        if s.chain is ChainState.UNKNOWN and s.found_running:
+            return Decision(Action.ADOPT, f"paused (spec.paused): every member of the chain "
+                            f"checked healthy: adopting it as up at epoch {epoch}, touching "
+                            "nothing", epoch=epoch)
         return Decision(Action.WAIT, "paused (spec.paused): holding the Lease; the chain is "
                         "left as it is (no bring-up, repair, step-down or hand-over)", epoch=epoch)
     handoff = _handoff_reason(s)

@@ -134,6 +134,12 @@ class ChainMonitor:
                                now - (state.first_failure_at or now))
                 for key, state in self._states.items() if state.health is Health.FAILED)
 
+    def all_healthy(self) -> bool:
+        """Every member's last check passed (monitoring is active)."""
+        with self._lock:
+            return self.active and all(state.health is Health.HEALTHY
+                                       for state in self._states.values())
+
     def in_trouble(self, key: str, now: float | None = None, slow: float = 1.0) -> bool:
         """Whether `key`'s checks are failing, or one has been running for `slow` seconds
         (a hung resource shows here before its timeout makes it a failure)."""

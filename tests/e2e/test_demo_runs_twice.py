@@ -5,8 +5,10 @@ the VIP there, whatever the previous run left behind."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -27,8 +29,11 @@ def assert_demo_failed_over(run: subprocess.CompletedProcess[str]) -> None:
         assert line in run.stdout, said[-4000:]
 
 
-def test_the_demo_runs_twice_and_again_after_demo_down(tmp_path: Path) -> None:
-    lab_dir = tmp_path / "lab"
+def test_the_demo_runs_twice_and_again_after_demo_down() -> None:
+    # Not pytest's tmp_path: PostgreSQL on the nodes runs as its own user and must be able to
+    # traverse every directory above the lab.
+    lab_dir = Path(tempfile.mkdtemp(prefix="tandem-demo-"))
+    lab_dir.chmod(0o755)
     try:
         assert_demo_failed_over(lab_command(lab_dir, "demo"))
         assert_demo_failed_over(lab_command(lab_dir, "demo"))
@@ -37,4 +42,5 @@ def test_the_demo_runs_twice_and_again_after_demo_down(tmp_path: Path) -> None:
         assert_demo_failed_over(lab_command(lab_dir, "demo"))
     finally:
         final = lab_command(lab_dir, "down")
+        shutil.rmtree(lab_dir, ignore_errors=True)
     assert final.returncode == 0, final.stdout + final.stderr

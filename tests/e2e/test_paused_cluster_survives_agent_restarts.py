@@ -67,6 +67,15 @@ def test_agents_restarted_while_paused_move_nothing_and_resume_adopts(lab: LabCl
         assert lease_holder(lab, "mail") == lease, "the Lease moved while paused"
         assert ack_gap(client, start) < 1.0, "writes stopped while the agents restarted"
         assert "took the Lease" not in lab.agent_log("mail2")
+        # The restarted agents checked what runs and adopted it, touching nothing: the status
+        # says Primary and Standby again, with the primary's members monitored.
+        wait_until(lambda: (node_report(lab, "mail", "mail1")["role"],
+                            node_report(lab, "mail", "mail2")["role"]) == ("Primary", "Standby"),
+                   30, "roles adopted while paused",
+                   context=lambda: [node_report(lab, "mail", n) for n in ("mail1", "mail2")])
+        resources = node_report(lab, "mail", "mail1").get("resources") or []
+        assert resources and all(r["state"] == "Healthy" for r in resources), resources
+        assert "adopting" in lab.agent_log("mail1") and "adopting" in lab.agent_log("mail2")
 
         paused(lab, False)
         wait_until(lambda: ready_reason(lab) == "Replicating", 60, "Ready reason Replicating")

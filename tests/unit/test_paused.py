@@ -68,3 +68,25 @@ def test_paused_a_standby_joins_nothing_and_a_restarted_agent_leaves_what_it_fin
 def test_paused_a_chain_this_process_brought_up_still_goes_down_without_the_lease() -> None:
     lost = chain_snap(acting_epoch=None, lease_holder="n1", chain=ChainState.UP, paused=True)
     assert chain_decision(lost).action is Action.TEAR_DOWN
+
+
+def test_paused_a_restarted_holder_adopts_a_chain_it_found_healthy_and_touches_nothing() -> None:
+    unknown = chain_snap(chain=ChainState.UNKNOWN, paused=True)
+    assert chain_decision(unknown).action is Action.WAIT, "not checked yet: wait"
+    found = chain_decision(chain_snap(chain=ChainState.UNKNOWN, paused=True, found_running=True))
+    assert found.action is Action.ADOPT and found.epoch == unknown.acting_epoch
+    assert "adopting it as up" in found.reason
+    for snap in (chain_snap(chain=ChainState.UNKNOWN, found_running=True),  # not paused
+                 chain_snap(chain=ChainState.UP, paused=True, found_running=True)):
+        assert chain_decision(snap).action is not Action.ADOPT, snap
+
+
+def test_paused_a_restarted_standby_adopts_its_streaming_and_never_a_lost_lease() -> None:
+    standby = chain_snap(acting_epoch=None, lease_holder="n2", chain=ChainState.UNKNOWN,
+                         paused=True, found_running=True)
+    adopted = chain_decision(standby)
+    assert adopted.action is Action.ADOPT and adopted.epoch is None
+    assert "standby of n2" in adopted.reason
+    up_without_lease = chain_snap(acting_epoch=None, lease_holder="n2", chain=ChainState.UP,
+                                  paused=True, found_running=True)
+    assert chain_decision(up_without_lease).action is Action.TEAR_DOWN
