@@ -18,7 +18,14 @@ from tandem.api.common import SWITCHOVER_ANNOTATION, SWITCHOVER_ID_ANNOTATION
 from tandem.api.drbdvolume import DRBDNodeStatus, DRBDVolume
 from tandem.api.floatingip import FloatingIP
 from tandem.api.hacluster import HACluster, HAClusterStatus, NodeReport, ResourceKind
-from tandem_operator.core import LeaseState, address_summary, human_duration, lease_name, stale_after
+from tandem_operator.core import (
+    LeaseState,
+    address_summary,
+    byte_size,
+    human_duration,
+    lease_name,
+    stale_after,
+)
 from tandem_operator.kube import parse_cluster
 
 
@@ -60,16 +67,6 @@ def ago(then: datetime | None, now: datetime) -> str:
             return f"{seconds // length}{unit} ago"
     return f"{seconds}s ago"
 
-
-def size(count: int) -> str:
-    if count < 1024:
-        return f"{count} B"
-    value = count / 1024
-    for unit in ("KiB", "MiB"):
-        if value < 1024:
-            return f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
@@ -225,7 +222,7 @@ def _drbd(view: ClusterView) -> list[str]:
             notes.append(clean(f"  {name}: no state yet (the operator writes it from the nodes' reports)"))
         else:
             rows += [[name, d.name, d.role, d.disk_state, d.connection_state, _replication(d),
-                      size(d.out_of_sync_bytes)] for d in volume.status.nodes]
+                      byte_size(d.out_of_sync_bytes)] for d in volume.status.nodes]
     header = ["VOLUME", "NODE", "ROLE", "DISK", "CONNECTION", "REPLICATION", "OUT-OF-SYNC"]
     return (table(header, rows) if rows else []) + notes
 

@@ -25,7 +25,7 @@ from tandem.api.drbdvolume import DRBDVolume
 from tandem.api.floatingip import FloatingIP
 from tandem.plugin import client, command, rules, status
 from tandem.plugin.rules import DONE, REFUSED, TIMED_OUT, UNREACHABLE, USAGE, Outcome
-from tandem_operator.core import LeaseState
+from tandem_operator.core import LeaseState, byte_size
 from tandem_operator.kube import parse_cluster
 
 REPO = Path(__file__).resolve().parents[2]
@@ -256,7 +256,7 @@ def test_ages_and_sizes_read_like_kubectl() -> None:
     assert [status.ago(NOW - timedelta(seconds=s), NOW) for s in (0, 119, 120, 7199, 7200, 172_800)] \
         == ["0s ago", "119s ago", "2m ago", "119m ago", "2h ago", "2d ago"]
     assert status.ago(NOW + timedelta(seconds=5), NOW) == "0s ago"  # a node's clock ahead
-    assert [status.size(n) for n in (0, 1023, 1024, 5 << 20, 3 << 30)] == \
+    assert [byte_size(n) for n in (0, 1023, 1024, 5 << 20, 3 << 30)] == \
         ["0 B", "1023 B", "1.0 KiB", "5.0 MiB", "3.0 GiB"]
 
 
