@@ -11,7 +11,7 @@ WHEEL := dist/tandem-$(VERSION)-py3-none-any.whl
 
 .PHONY: help
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 .PHONY: setup
 setup: ## install Debian packages, the Python venv and the Go-built control plane
@@ -38,6 +38,19 @@ lint: ## ruff, mypy and the CRD drift check
 .PHONY: test
 test: setup lint ## everything CI runs (installing what it needs first): lint, then unit, API-server, lab and end-to-end tests
 	$(PY) -m pytest tests
+
+.PHONY: test-unit test-apiserver test-lab test-e2e
+test-unit: ## only the unit tier: pure logic, no servers (needs the venv: make setup once)
+	$(PY) -m pytest tests/unit
+
+test-apiserver: setup ## only the API-server tier: the real kube-apiserver and etcd, the operator
+	$(PY) -m pytest tests/integration
+
+test-lab: setup ## only the lab tier: drivers against real PostgreSQL, drbdadm, namespaces, nodes
+	$(PY) -m pytest tests/lab
+
+test-e2e: setup ## only the end-to-end tier: whole scenarios on the lab's node machines
+	$(PY) -m pytest tests/e2e
 
 .PHONY: bench
 bench: ## the driver benchmarks (JSON in bench/results/)

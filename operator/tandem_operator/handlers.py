@@ -20,7 +20,7 @@ import logging
 import threading
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from kubernetes import client, config
@@ -97,7 +97,8 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     if not RUNTIME.kubeconfig:
         return kopf.login_via_client(**kwargs)
     cfg = client.Configuration()
-    config.load_kube_config(config_file=RUNTIME.kubeconfig, client_configuration=cfg)
+    config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=RUNTIME.kubeconfig, client_configuration=cfg)
     header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization")
     parts = header.split(" ", 1) if header else []
     scheme, token = (None, None) if not parts else (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
@@ -117,7 +118,8 @@ def _now() -> datetime:
 def _post(body: dict[str, Any], events: tuple[core.Event, ...] | list[core.Event]) -> None:
     meta = body["metadata"]
     for event in events:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+        kopf.event(cast(kopf.Body, body), type=event.type, reason=event.reason,
+                   message=event.message)
         log.info("%s/%s %s %s: %s", meta.get("namespace"), meta["name"], event.type, event.reason,
                  event.message)
 
@@ -177,8 +179,17 @@ def reconcile(namespace: str, name: str, change: core.PrimaryChange | None = Non
 # --- handlers -----------------------------------------------------------------------------------
 
 
+def namespaced(namespace: str | None) -> str:
+    """HAClusters and Leases are namespaced: kopf passes None only for cluster-scoped kinds."""
+    if namespace is None:
+        raise kopf.PermanentError("a namespaced object came without a namespace")
+    return namespace
+
+
+
 @kopf.timer(GROUP, VERSION, "haclusters", id="reconcile", interval=INTERVAL, backoff=INTERVAL)
-def tick(namespace: str, name: str, **_: Any) -> None:
+def tick(namespace: str | None, name: str, **_: Any) -> None:
+    namespace = namespaced(namespace)
     try:
         reconcile(namespace, name)
     except Exception as exc:  # an API hiccup must not stretch the cadence to kopf's backoff
@@ -188,17 +199,18 @@ def tick(namespace: str, name: str, **_: Any) -> None:
 
 
 @kopf.on.field(GROUP, VERSION, "haclusters", field="spec.primary", id="primary", backoff=INTERVAL)
-def primary_changed(namespace: str, name: str, old: Any, new: Any, **_: Any) -> None:
-    decision = reconcile(namespace, name, core.PrimaryChange(old=old, new=new))
+def primary_changed(namespace: str | None, name: str, old: Any, new: Any, **_: Any) -> None:
+    decision = reconcile(namespaced(namespace), name, core.PrimaryChange(old=old, new=new))
     if decision is not None and decision.retry:
         raise kopf.TemporaryError(decision.retry, delay=INTERVAL)
 
 
 @kopf.on.event("coordination.k8s.io", "v1", "leases", id="lease",
                labels={core.CLUSTER_LABEL: kopf.PRESENT})
-def lease_seen(body: Any, namespace: str, labels: Any, type: str | None, **_: Any) -> None:
+def lease_seen(body: Any, namespace: str | None, labels: Any, type: str, **_: Any) -> None:
     """Record every renewal; reconcile at once when the holder or the epoch changed (a
     failover, hand-over or release), instead of waiting for the next tick."""
+    namespace = namespaced(namespace)
     if type == "DELETED" or not body.get("spec"):
         return
     name = labels[core.CLUSTER_LABEL]
@@ -218,7 +230,8 @@ def lease_seen(body: Any, namespace: str, labels: Any, type: str | None, **_: An
 
 
 @kopf.on.delete(GROUP, VERSION, "haclusters", id="teardown", backoff=INTERVAL)
-def teardown(namespace: str, name: str, meta: Any, **_: Any) -> None:
+def teardown(namespace: str | None, name: str, meta: Any, **_: Any) -> None:
+    namespace = namespaced(namespace)
     kube = RUNTIME.api()
     with RUNTIME.lock(namespace, name):
         body = kube.get_cluster(namespace, name)
