@@ -688,14 +688,19 @@ class ClusterAgent:
                      "; ".join(steps))
 
     def _found_running(self, lease: LeaseView | None, paused: bool) -> bool:
-        """Paused with the chain Unknown: does what runs here fit this node's role? (See
+        """With the chain Unknown: does what runs here fit this node's role? (See
         `ChainSnapshot.found_running`.)"""
-        if not paused or self.runner.state is not ChainState.UNKNOWN or lease is None:
+        if self.runner.state is not ChainState.UNKNOWN or lease is None:
             return False
         if self.acting_epoch() is not None:
-            return self.monitor.all_healthy() and not self.runner.inactive_primary_services()
+            return paused and self.monitor.all_healthy() \
+                and not self.runner.inactive_primary_services()
         holder = lease.holder
         if not holder or holder == self.node or not self.runner.volumes_joined():
+            return False
+        if leftovers := self.runner.primary_leftovers():
+            log.info("%s: not adopting this node as a standby: %s still up", self.cluster.name,
+                     ", ".join(leftovers))
             return False
         if self.runner.postgres is None:
             return True

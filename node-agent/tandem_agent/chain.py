@@ -480,6 +480,33 @@ class ChainRunner:
         names = self.primary_services
         return [f.name for f in Monitor(self.backend, names).check()] if names else []
 
+    def primary_leftovers(self) -> list[str]:
+        """What of the primary's side of the chain is up here: floating addresses, mounts,
+        primary services (anything that cannot be read counts as up)."""
+        found: list[str] = []
+        for name, fip in self.cluster.floating_ips.items():
+            try:
+                held = set(addresses.present(self.env.address_netns, fip.interface))
+            except DriverError as exc:
+                found.append(f"floating IPs {name} ({exc})")
+                continue
+            if held & set(floating_addresses(fip)):
+                found.append(f"floating IPs {name}")
+        spec = self.cluster.spec.chain
+        for target in [m.mount_point for m in spec.mounts] + [b.target for b in spec.bind_mounts]:
+            try:
+                if mounts.is_mounted(target):
+                    found.append(f"mount {target}")
+            except OSError as exc:
+                found.append(f"mount {target} ({exc})")
+        for name in self.primary_services:
+            try:
+                if self.backend.status(name).active:
+                    found.append(f"service {name}")
+            except DriverError as exc:
+                found.append(f"service {name} ({exc})")
+        return found
+
     def standby_address(self, primary: str) -> str | None:
         """Where this node's PostgreSQL streams from when it follows `primary`."""
         pg = self.cluster.spec.chain.postgres

@@ -425,9 +425,10 @@ class ChainSnapshot:
     eligible_peers: tuple[str, ...] = ()  # nodes that could take the Lease if released
     sync_standbys: tuple[str, ...] | None = None  # the Lease's list (None: it has none)
     paused: bool = False  # spec.paused: act on nothing, except to stop a chain without a Lease
-    # Paused with the chain Unknown (an agent restarted for an upgrade): what runs here was
-    # checked and fits this node's role (the holder: every member healthy and every service
-    # active; a standby: volumes joined, PostgreSQL streaming from the holder).
+    # The chain is Unknown (an agent restarted): what runs here was checked and fits this
+    # node's role. A standby: volumes joined as Secondary, PostgreSQL streaming from the
+    # holder, no address, mount or primary service of the chain up. A paused holder: every
+    # member healthy and every service active.
     found_running: bool = False
     forced_epoch: int | None = None  # the epoch this node took by a forced failover
 
@@ -442,8 +443,15 @@ def restart_limit_reached(s: ChainSnapshot) -> bool:
 def chain_decision(s: ChainSnapshot) -> Decision:
     """What the chain runner does next on this node, and why."""
     if s.acting_epoch is None:
-        # Paused, an agent that just started leaves what it finds (say, a standby's
-        # PostgreSQL streaming); a chain it brought up itself goes down without the Lease.
+        if s.chain is ChainState.UNKNOWN and s.found_running and not s.deleting \
+                and s.lease_holder not in (None, s.node):
+            # An agent restarted on a standby: stopping a streaming PostgreSQL only to start it
+            # again would stall the primary's synchronous commits.
+            return Decision(Action.ADOPT, f"found this node a standby of {s.lease_holder} "
+                            "(volumes Secondary, PostgreSQL streaming from it, nothing of the "
+                            "primary's running here): adopting that, touching nothing")
+        # Paused, an agent that just started leaves what it finds; a chain it brought up
+        # itself goes down without the Lease.
         unknown_while_paused = s.paused and s.chain is ChainState.UNKNOWN
         if s.chain is not ChainState.DOWN and not unknown_while_paused:
             cause, why = (("LeaseLost", "this node does not hold the Lease")
@@ -452,9 +460,6 @@ def chain_decision(s: ChainSnapshot) -> Decision:
             return Decision(Action.TEAR_DOWN, f"{why}: stopping the chain in reverse order",
                             cause=cause)
         if s.paused:
-            if unknown_while_paused and s.found_running:
-                return Decision(Action.ADOPT, f"paused (spec.paused): found this node a standby "
-                                f"of {s.lease_holder}: adopting that, touching nothing")
             return Decision(Action.WAIT, "paused (spec.paused): nothing is brought up, torn "
                             "down or joined")
         if s.lease_holder and s.lease_holder != s.node and not s.replicating and not s.deleting:

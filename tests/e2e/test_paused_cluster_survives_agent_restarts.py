@@ -83,3 +83,25 @@ def test_agents_restarted_while_paused_move_nothing_and_resume_adopts(lab: LabCl
         assert lease_holder(lab, "mail") == lease, "resuming re-adopts: no new epoch"
         assert ack_gap(client, start) < 1.0, "resuming stopped writes"
         client.acked_by("mail1", timeout=10)
+
+
+def test_a_standby_agent_restarted_without_pause_keeps_its_postgresql_streaming(
+        lab: LabCluster, client: Client) -> None:
+    """The rolling upgrade's first step (docs/install.md): the standby's agent restarts on its
+    own. It adopts the standby it finds, so PostgreSQL there keeps running and the primary's
+    synchronous commits never wait for it."""
+    wait_replicating(lab, "mail", "mail1", ["mail2"])
+    lease = lease_holder(lab, "mail")
+    pid = lab.postgres_pid("mail2")
+    assert pid is not None
+    with checked(lab, client, vip(), primary="mail1", standbys=("mail2",)):
+        start = time.monotonic()
+        old = lab.agent_pid("mail2")
+        lab.machine("mail2").exec(["systemctl", "restart", AGENT_UNIT])
+        wait_until(lambda: lab.agent_pid("mail2") != old, 30, "mail2's agent restarted")
+        wait_until(lambda: "found this node a standby of mail1" in lab.agent_log("mail2"), 30,
+                   "mail2's agent adopting the standby")
+        time.sleep(3)
+        assert lab.postgres_pid("mail2") == pid, "the standby's PostgreSQL was restarted"
+        assert ack_gap(client, start) < 1.0, "writes stalled while the standby's agent restarted"
+        assert lease_holder(lab, "mail") == lease

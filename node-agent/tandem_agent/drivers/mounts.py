@@ -193,6 +193,11 @@ def top_mount(entries: Sequence[MountEntry], target: str) -> MountEntry | None:
     return (uncovered or on_target)[-1]
 
 
+def is_mounted(target: str, *, mountinfo: str | None = None) -> bool:
+    """Whether anything is mounted on `target` (symlinks resolved on the host)."""
+    return top_mount(read_mountinfo(mountinfo), _canon(target)) is not None
+
+
 def mounts_beneath(entries: Sequence[MountEntry], target: str) -> list[MountEntry]:
     """Mounts strictly below `target` (which must be unmounted before it)."""
     return [e for e in entries if e.mount_point != target and is_under(e.mount_point, target)]
