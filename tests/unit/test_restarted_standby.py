@@ -14,7 +14,7 @@ from tandem_agent import chain
 from tandem_agent.core import Action, ChainState, chain_decision
 from tandem_agent.drivers.addresses import InterfaceNotFound
 from tests.unit.test_agent_core import chain_snap
-from tests.unit.test_spec_change import Units, running, runner_for
+from tests.unit.test_spec_change import Units, runner_for, running
 
 
 def restarted(**changes: Any) -> Any:
