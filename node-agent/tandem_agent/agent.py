@@ -696,7 +696,11 @@ class ClusterAgent:
             return paused and self.monitor.all_healthy() \
                 and not self.runner.inactive_primary_services()
         holder = lease.holder
-        if not holder or holder == self.node or not self.runner.volumes_joined():
+        if not holder or holder == self.node:
+            return False
+        # The first tick after a start comes before any observation: look now.
+        self.runner.observe_volumes(time.monotonic(), max_age=DRBD_OBSERVE_SECONDS)
+        if not self.runner.volumes_joined():
             return False
         if leftovers := self.runner.primary_leftovers():
             log.info("%s: not adopting this node as a standby: %s still up", self.cluster.name,
