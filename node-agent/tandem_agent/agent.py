@@ -165,9 +165,7 @@ class ClusterAgent:
         self.fence = fence
         self.watchdog = watchdog
         self.poll_interval = poll_interval
-        leases = cluster.spec.leases
-        self.timings = Timings.from_ms(leases.lease_duration_ms, leases.renew_interval_ms,
-                                       leases.renew_deadline_ms, leases.demotion_timeout_ms)
+        self.timings = Timings.of(cluster.spec.leases)
         self.policy = cluster.spec.failover
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -544,12 +542,10 @@ class ClusterAgent:
             log.warning("%s: applying generation %d failed (retried): %s", old.name, generation,
                         exc)
             return
-        leases = new.spec.leases
         with self._lock:
             self.cluster = new
             self.policy = new.spec.failover
-            self.timings = Timings.from_ms(leases.lease_duration_ms, leases.renew_interval_ms,
-                                           leases.renew_deadline_ms, leases.demotion_timeout_ms)
+            self.timings = Timings.of(new.spec.leases)
             self.applied_generation, self.pending_change = generation, ""
             if self.offered is offered:
                 self.offered = None

@@ -18,7 +18,7 @@ import enum
 import math
 from dataclasses import dataclass, field
 
-from tandem.api.hacluster import INVALID_SPEC, NOT_SYNCHRONOUS
+from tandem.api.hacluster import INVALID_SPEC, NOT_SYNCHRONOUS, LeaseTimings
 
 
 class Action(enum.Enum):
@@ -64,11 +64,9 @@ class Timings:
     demotion_timeout: float = 0.6
 
     @classmethod
-    def from_ms(
-        cls, lease_duration: int, renew_interval: int, renew_deadline: int, demotion_timeout: int
-    ) -> Timings:
-        return cls(lease_duration / 1000, renew_interval / 1000, renew_deadline / 1000,
-                   demotion_timeout / 1000)
+    def of(cls, leases: LeaseTimings) -> Timings:
+        return cls(leases.lease_duration_ms / 1000, leases.renew_interval_ms / 1000,
+                   leases.renew_deadline_ms / 1000, leases.demotion_timeout_ms / 1000)
 
 
 @dataclass(frozen=True)

@@ -95,8 +95,7 @@ class World:
         self.rng = random.Random(seed)
         rng = self.rng
         defaults = LeaseTimings()
-        self.timings = Timings.from_ms(defaults.lease_duration_ms, defaults.renew_interval_ms,
-                                       defaults.renew_deadline_ms, defaults.demotion_timeout_ms)
+        self.timings = Timings.of(defaults)
         self.max_stall = defaults.max_stall_ms / 1000
         # Each clock's rate is within ±ε/2 of true time, so any two differ by at most ε.
         self.rate_error = defaults.clock_rate_error_permille / 1000 / 2

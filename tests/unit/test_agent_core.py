@@ -34,9 +34,7 @@ from tandem_agent.core import (
     sync_step,
 )
 
-_D = LeaseTimings()
-T = Timings.from_ms(_D.lease_duration_ms, _D.renew_interval_ms, _D.renew_deadline_ms,
-                    _D.demotion_timeout_ms)
+T = Timings.of(LeaseTimings())
 OK = Eligibility(True)
 
 

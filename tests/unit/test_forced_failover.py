@@ -17,7 +17,7 @@ from tandem.api.common import (
     FORCE_FAILOVER_ANNOTATION,
     FORCE_FAILOVER_ID_ANNOTATION,
 )
-from tandem.api.hacluster import HAClusterSpec, LeaseTimings
+from tandem.api.hacluster import HAClusterSpec
 from tandem.plugin import command, rules
 from tandem.plugin.rules import DONE, REFUSED, TIMED_OUT, USAGE
 from tandem_agent.agent import ClusterAgent, force_request, intent_of
@@ -32,7 +32,6 @@ from tandem_agent.core import (
     LeaseSnapshot,
     LeaseView,
     LocalHealth,
-    Timings,
     chain_decision,
     eligibility,
     lease_decision,
@@ -44,6 +43,7 @@ from tandem_agent.watchdog import NoWatchdog
 from tandem_operator import core
 from tandem_operator.core import LeaseState, Snapshot
 from tests.unit import test_plugin as plugin_tests
+from tests.unit.test_agent_core import T
 from tests.unit.test_metrics import FakeKube
 from tests.unit.test_operator_core import (
     NOW,
@@ -56,9 +56,6 @@ from tests.unit.test_operator_core import (
 )
 from tests.unit.test_refused_clusters import MAIL, builder, world
 
-_D = LeaseTimings()
-T = Timings.from_ms(_D.lease_duration_ms, _D.renew_interval_ms, _D.renew_deadline_ms,
-                    _D.demotion_timeout_ms)
 FORCE = ForceRequest("r1", seen_at=95.0)
 
 
