@@ -677,9 +677,7 @@ class ClusterAgent:
         elif action is Action.REJOIN:
             primary = decision.target or ""
             lease = self.lease
-            address = next((n.replication_address for n in self.cluster.spec.nodes
-                            if n.name == primary), None)
-            steps = self.runner.rejoin(primary, lease.epoch if lease else 0, address)
+            steps = self.runner.rejoin(primary, lease.epoch if lease else 0)
             log.info("%s: rejoined as standby of %s: %s", self.cluster.name, primary,
                      "; ".join(steps))
 

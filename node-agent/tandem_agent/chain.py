@@ -318,10 +318,11 @@ class ChainRunner:
         self._drbd_observed_at = float("-inf")
         return done
 
-    def rejoin(self, primary: str, epoch: int, primary_address: str | None) -> list[str]:
+    def rejoin(self, primary: str, epoch: int) -> list[str]:
         """Become a standby of `primary`: DRBD secondary and connected, PostgreSQL following."""
         done = self.join_volumes()
         if self.postgres is not None:
+            primary_address = self.replication_address(primary)
             if primary_address is None:
                 raise DriverError(f"spec.nodes[{primary}].replicationAddress is needed to "
                                   "stream PostgreSQL from it")
@@ -507,11 +508,15 @@ class ChainRunner:
                 found.append(f"service {name} ({exc})")
         return found
 
+    def replication_address(self, node: str) -> str | None:
+        """`node`'s spec.nodes[].replicationAddress (None: not set, or not a node of it)."""
+        return next((n.replication_address for n in self.cluster.spec.nodes if n.name == node),
+                    None)
+
     def standby_address(self, primary: str) -> str | None:
         """Where this node's PostgreSQL streams from when it follows `primary`."""
         pg = self.cluster.spec.chain.postgres
-        address = next((n.replication_address for n in self.cluster.spec.nodes
-                        if n.name == primary), None)
+        address = self.replication_address(primary)
         return f"{address}:{pg.port}" if pg is not None and address is not None else None
 
     def failed_services(self) -> list[str]:
