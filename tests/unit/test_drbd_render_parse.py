@@ -401,16 +401,16 @@ def test_writes_track_out_of_sync_blocks_and_start_generations_lazily() -> None:
     a = node(0)
     connect_all(a)
     a.role = m.PRIMARY
-    blocks, targets = m.write(a, 3, rng)
-    assert (targets, len(blocks), a.md.current_uuid) == ([1], 3, 0x1000)
+    targets = m.write(a, m.blocks_of(0, 3 * m.BLOCK_BYTES), rng)
+    assert (targets, a.written_kib, a.md.current_uuid, a.md.bits(1)) == ([1], 12, 0x1000, set())
     lose(a, 1)
     assert a.new_cur_uuid and a.md.current_uuid == 0x1000  # no write yet: same generation
-    m.write(a, 5, rng)
+    m.write(a, m.blocks_of(m.BLOCK_BYTES - 512, 4 * m.BLOCK_BYTES), rng)  # unaligned: 5 blocks
     assert a.md.current_uuid != 0x1000 and a.md.bitmap_uuids[1] == 0x1000 and a.md.history[0] == 0x1000
-    assert len(a.md.bits(1)) == 5
+    assert a.md.bits(1) == {0, 1, 2, 3, 4}
 
     with pytest.raises(m.WriteRefused, match="Wrong medium type"):
-        m.write(node(1), 1, rng)
+        m.write(node(1), [0], rng)
     for policy, match in (("io-error", "Input/output error"), ("suspend-io", "suspended")):
         lonely = node(0)
         lonely.on_no_quorum = policy
@@ -420,14 +420,14 @@ def test_writes_track_out_of_sync_blocks_and_start_generations_lazily() -> None:
         lose(lonely, 2)
         assert lonely.suspended() == (policy == "suspend-io")
         with pytest.raises(m.WriteRefused, match=match):
-            m.write(lonely, 1, rng)
+            m.write(lonely, [0], rng)
 
 
 def rep(node_id: int, cu: int, bm: int = 0, *, role: str = m.SECONDARY, bits: int = 0, history: tuple[int, ...] = (),
         disk: str = m.UP_TO_DATE, since: float = 0.0, discard: bool = False) -> dict[str, Any]:
     return {"node_id": node_id, "role": role, "disk": disk, "client": False, "current_uuid": cu, "bitmap_uuid": bm,
             "history": list(history), "bits": list(range(100, 100 + bits)), "primary_since": since,
-            "discard_my_data": discard}
+            "discard_my_data": discard, "size_blocks": m.DEFAULT_BLOCKS}
 
 
 @pytest.mark.parametrize(
@@ -506,7 +506,7 @@ def test_after_sb_1pri_2pri_manual_resolution_and_role_conflicts() -> None:
     assert m.decide(rep(0, 7), rep(1, 9), m.Peer(1, "b")).kind == "unrelated"
 
 
-def test_resync_moves_data_and_the_target_adopts_the_sources_generation() -> None:
+def test_resync_sends_every_out_of_sync_block_once_and_the_target_adopts_the_sources_generation() -> None:
     rng = random.Random(4)
     a, b = node(0, witness=False, quorum="off"), node(1, witness=False, quorum="off")
     connect_all(a)
@@ -514,22 +514,34 @@ def test_resync_moves_data_and_the_target_adopts_the_sources_generation() -> Non
     a.role = m.PRIMARY
     lose(a, 1)
     lose(b, 0)
-    m.write(a, 40, rng)
+    m.write(a, range(40), rng)
+    m.write(a, range(30, 50), rng)  # overlapping: still one bit per block
     ra, rb = m.report(a, 1), m.report(b, 0)
     verdict = m.decide(ra, rb, a.peers[1])
-    assert (verdict.kind, verdict.source, len(verdict.bits)) == ("sync", 0, 40)
+    assert (verdict.kind, verdict.source, len(verdict.bits)) == ("sync", 0, 50)
     m.apply_verdict(a, 1, verdict, rb)
     m.apply_verdict(b, 0, verdict, ra)
     assert (a.peers[1].repl, b.peers[0].repl, b.disk) == (m.SYNC_SOURCE, m.SYNC_TARGET, m.INCONSISTENT)
     in_flight: set[int] = set()
+    sent: list[int] = []
     while a.md.bits(1):
         batch = m.resync_batch(a, 1, 16, in_flight)
+        sent += batch
         m.receive_resync(b, 0, batch)
         m.resync_acked(a, 1, batch)
         assert len(b.md.bits(0)) == len(a.md.bits(1))
+    assert sent == list(range(50))  # linear order, each block once
     m.finish_resync_target(b, 0, m.finish_resync_source(a, 1))
-    assert (b.disk, b.md.current_uuid, b.md.blocks) == (m.UP_TO_DATE, a.md.current_uuid, a.md.blocks)
+    assert (b.disk, b.md.current_uuid) == (m.UP_TO_DATE, a.md.current_uuid)
     assert (a.peers[1].repl, a.peers[1].peer_disk, a.md.bitmap_uuids) == (m.ESTABLISHED, m.UP_TO_DATE, {})
+
+
+def test_a_full_sync_covers_the_whole_device() -> None:
+    a, b = node(0, witness=False, quorum="off"), node(1, witness=False, quorum="off")
+    a.md.size_blocks = b.md.size_blocks = 8192
+    verdict = m.decide(rep(0, 0x5000) | {"size_blocks": 8192}, rep(1, 0) | {"size_blocks": 8192}, a.peers[1])
+    assert (verdict.kind, verdict.full, len(verdict.bits)) == ("sync", True, 8192)
+    assert list(m.blocks_of(4096 * 8191, 4096)) == [8191]
 
 
 def test_status_document_has_drbdsetups_keys() -> None:

@@ -6,7 +6,14 @@ on the replication addresses given with `new-path`, and persists its state so th
 of the daemon resumes where it stopped (use `--fresh` for a "reboot": the configuration is
 dropped, the metadata and data on the "backing devices" stay).
 
-Wire protocol between daemons: JSON lines. The node with the lower node-id dials, the other
+The device: the node's `/dev/drbd<minor>` is a loop device over a file that `blockdev.py`
+serves through FUSE; every read, write and flush of it arrives here on the block I/O socket
+(`io.py`, `--io-socket`). The bytes live in a backing file beside the metadata
+(`md/<disk>.img`); a write is answered once it is in the local file and, with protocol B or C,
+acknowledged by every connected peer. The daemon also keeps the device read-only unless the
+resource is Primary, and refuses to demote while the device is open exclusively (mounted).
+
+Wire protocol between daemons: JSON lines (block data base64-encoded). The node with the lower node-id dials, the other
 accepts (one listening socket per local address and port, shared by the resource's peers, as
 DRBD does). A handshake exchanges generation identifiers (`model.report`), the dialing side
 decides (`model.decide`) and both apply the verdict. Connected peers then exchange `state`
@@ -18,12 +25,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import random
 import signal
+import stat
+import struct
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -31,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tandem.lab.drbdsim import model
+from tandem.lab.drbdsim import io, model
 from tandem.lab.drbdsim.model import (
     CONNECTED,
     CONNECTING,
@@ -53,6 +65,9 @@ LOG_NAME = "kernel.log"
 HANDSHAKE_TIMEOUT = 3.0
 CONNECT_RETRY = 0.3
 TICK = 0.05
+LINE_LIMIT = 64 * 1024 * 1024  # a JSON line carries up to a 1 MiB write or a resync batch
+RESYNC_BATCH = 256  # blocks per resync message at most
+BLKROSET = 0x125D  # _IO(0x12, 93): set a block device read-only (linux/fs.h)
 
 
 @dataclass
@@ -141,6 +156,49 @@ def _md_name(backing: str) -> str:
     return backing.strip("/").replace("/", "_") + ".json"
 
 
+def data_name(backing: str) -> str:
+    """The file holding the data of the backing disk `backing` (beside its metadata)."""
+    return backing.strip("/").replace("/", "_") + ".img"
+
+
+def _device(minor: int) -> str | None:
+    """The node's /dev/drbd<minor> when it is a block device (the lab's loop device); the
+    daemons the lab-tier tests run on the host have none."""
+    path = f"/dev/drbd{minor}"
+    try:
+        return path if stat.S_ISBLK(os.stat(path).st_mode) else None
+    except OSError:
+        return None
+
+
+def device_in_use(minor: int) -> bool:
+    """Whether the device is claimed exclusively (mounted): an O_EXCL open fails with EBUSY."""
+    path = _device(minor)
+    if path is None:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_EXCL | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.EBUSY:
+            return True
+        raise
+    os.close(fd)
+    return False
+
+
+def set_read_only(minor: int, read_only: bool) -> None:
+    """A Secondary's device refuses opens for write (the kernel's answer for a read-only
+    block device is EACCES; DRBD's is EMEDIUMTYPE)."""
+    path = _device(minor)
+    if path is None:
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, BLKROSET, struct.pack("i", int(read_only)))
+    finally:
+        os.close(fd)
+
+
 class Kernel:
     def __init__(
         self,
@@ -150,8 +208,11 @@ class Kernel:
         ping_timeout: float = 1.0,
         resync_rate: int = 200,
         fresh: bool = False,
+        io_socket: Path | None = None,
     ) -> None:
         self.state_dir = state_dir
+        self.io_socket = io_socket
+        self.data_fds: dict[str, int] = {}  # resource name -> its open backing file
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.settle_delay = ping_timeout
@@ -180,13 +241,24 @@ class Kernel:
             res = Resource.from_json(item, md)
             self.resources[res.name] = res
             self.rt[res.name] = Runtime()
+            if res.md is not None and res.backing:
+                self._open_data(res)
         self.log(f"kernel restarted with {len(self.resources)} resource(s)")
 
     def _read_md(self, backing: str) -> Metadata | None:
         path = self.md_dir / _md_name(backing)
-        if not path.exists():
+        if not path.exists() or not (self.md_dir / data_name(backing)).exists():
             return None
         return Metadata.from_json(json.loads(path.read_text()))
+
+    def _open_data(self, res: Resource) -> None:
+        assert res.backing is not None
+        self.data_fds[res.name] = os.open(self.md_dir / data_name(res.backing), os.O_RDWR | os.O_CLOEXEC)
+
+    def _close_data(self, res: Resource) -> None:
+        fd = self.data_fds.pop(res.name, None)
+        if fd is not None:
+            os.close(fd)
 
     def _write_json(self, path: Path, data: Any) -> None:
         tmp = path.with_suffix(".tmp")
@@ -218,6 +290,11 @@ class Kernel:
         sock = self.state_dir / SOCKET_NAME
         sock.unlink(missing_ok=True)
         server = await asyncio.start_unix_server(self._serve_client, path=str(sock))
+        io_server = None
+        if self.io_socket is not None:
+            self.io_socket.unlink(missing_ok=True)
+            io_server = await asyncio.start_unix_server(self._serve_io, path=str(self.io_socket))
+        self._set_device_modes()
         (self.state_dir / PID_NAME).write_text(f"{os.getpid()}\n")
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -230,6 +307,9 @@ class Kernel:
         finally:
             ticker.cancel()
             server.close()
+            if io_server is not None:
+                io_server.close()
+                self.io_socket.unlink(missing_ok=True)  # type: ignore[union-attr]
             for res in list(self.resources.values()):
                 await self._close_network(res)
             self.persist()
@@ -289,11 +369,14 @@ class Kernel:
         count = int(link.rs_credit)
         if count <= 0:
             return
-        batch = model.resync_batch(res, link.peer_id, count, link.rs_in_flight)
+        batch = model.resync_batch(res, link.peer_id, min(count, RESYNC_BATCH), link.rs_in_flight)
         if batch:
+            fd = self.data_fds[res.name]
+            data = {str(i): base64.b64encode(os.pread(fd, model.BLOCK_BYTES, i * model.BLOCK_BYTES)).decode()
+                    for i in batch}
             link.rs_credit -= len(batch)
             link.rs_in_flight.update(batch)
-            link.send({"t": "rs_data", "blocks": {str(k): v for k, v in batch.items()}})
+            link.send({"t": "rs_data", "blocks": data})
 
     def broadcast(self, res: Resource) -> None:
         msg = {"t": "state", **model.state_message(res)}
@@ -329,7 +412,8 @@ class Kernel:
         rt = self.rt[res.name]
         try:
             server = await asyncio.start_server(
-                lambda r, w: self._accept(res.name, r, w), host=addr[0], port=addr[1], reuse_address=True
+                lambda r, w: self._accept(res.name, r, w), host=addr[0], port=addr[1], reuse_address=True,
+                limit=LINE_LIMIT,
             )
         except OSError as exc:
             if addr not in rt.listen_errors:  # retried by ensure_network(); say it once
@@ -358,6 +442,7 @@ class Kernel:
                         peer.remote_addr[0],
                         peer.remote_addr[1],
                         local_addr=(peer.local_addr[0], 0) if peer.local_addr else None,
+                        limit=LINE_LIMIT,
                     ),
                     timeout=self.ping_timeout,
                 )
@@ -506,8 +591,11 @@ class Kernel:
                 self.log(*lines)
                 self.broadcast(res)
         elif kind == "write":
-            blocks = {int(k): str(v) for k, v in msg["blocks"].items()}
-            model.receive_write(res, pid, blocks)
+            offset, data = int(msg["off"]), base64.b64decode(msg["data"])
+            fd = self.data_fds.get(res.name)
+            if fd is not None:
+                os.pwrite(fd, data, offset)
+            model.receive_write(res, pid, model.blocks_of(offset, len(data)))
             link.send({"t": "ack", "seq": msg["seq"]})
             self.dirty = True
         elif kind == "ack":
@@ -521,7 +609,10 @@ class Kernel:
             self.log(*model.start_full_sync(res, pid, as_source=False))
             self.broadcast(res)
         elif kind == "rs_data":
-            blocks = {int(k): str(v) for k, v in msg["blocks"].items()}
+            blocks = {int(k): base64.b64decode(v) for k, v in msg["blocks"].items()}
+            fd = self.data_fds[res.name]
+            for index, block in blocks.items():
+                os.pwrite(fd, block, index * model.BLOCK_BYTES)
             model.receive_resync(res, pid, blocks)
             link.send({"t": "rs_ack", "blocks": sorted(blocks)})
             self.dirty = True
@@ -720,6 +811,7 @@ class Kernel:
         if md is None:
             raise Failure(model.ERR_MD_INVALID)
         res.md, res.backing = md, backing
+        self._open_data(res)
         res.disk = md.disk_state()
         for peer in res.peers.values():
             if not peer.bitmap:
@@ -748,6 +840,7 @@ class Kernel:
         if res.backing:
             self._write_md(res.backing, res.md)
         self.log(f"{res.name}: detached {res.backing}: disk( {res.disk} -> Diskless )")
+        self._close_data(res)
         res.md, res.backing, res.disk = None, None, model.DISKLESS
         model.recalc(res)
         self.broadcast(res)
@@ -808,6 +901,7 @@ class Kernel:
             full_sync = model.promote(res, "force" in opts, time.time(), self.rng)
             if before != res.role:
                 self.log(f"{res.name}: role( Secondary -> Primary ){' (forced)' if 'force' in opts else ''}")
+            self._set_device_mode(res)
             if full_sync and res.md is not None:
                 for pid in full_sync:
                     link = rt.links.get(pid)
@@ -824,8 +918,10 @@ class Kernel:
         res = self._res(pos[0])
         async with self.rt[res.name].lock:
             if res.role == PRIMARY:
+                self._refuse_if_open(res)
                 model.demote(res)
                 self.log(f"{res.name}: role( Primary -> Secondary )")
+                self._set_device_mode(res)
                 self.broadcast(res)
         return Result()
 
@@ -861,8 +957,10 @@ class Kernel:
             rt = self.rt[name]
             async with rt.lock:
                 if res.role == PRIMARY:
+                    self._refuse_if_open(res)
                     model.demote(res)
                     self.log(f"{name}: role( Primary -> Secondary )")
+                    self._set_device_mode(res)
                 for pid in list(res.peers):
                     self._leave(res, pid, going_down=True)
                 self._detach(res)
@@ -920,7 +1018,11 @@ class Kernel:
                     "Valid meta-data in place, overwrite?\n[need to type 'yes' to confirm] "
                     "stdin not a TTY, not waiting for confirmation\nOperation canceled.\n",
                 )
-            self._write_md(device, Metadata())
+            data = self.md_dir / data_name(device)
+            if not data.exists():
+                with data.open("wb") as f:
+                    f.truncate(model.DEFAULT_BLOCKS * model.BLOCK_BYTES)
+            self._write_md(device, Metadata(size_blocks=data.stat().st_size // model.BLOCK_BYTES))
             return Result(0, "", "initializing activity log\ninitializing bitmap\n"
                           "Writing meta data...\nNew drbd meta data block successfully created.\n")
         if md is None:
@@ -954,59 +1056,146 @@ class Kernel:
     # ------------------------------------------------------------------ lab-only requests
 
     async def lab_write(self, name: str, count: int) -> Result:
+        """Write `count` blocks as an application would, each holding the token
+        "<node-id>.<write number>", at the next positions (wrapping around the device)."""
         res = self.resources.get(name)
         if res is None:
             return Result(10, "", f"{name}: No such resource\n")
-        rt = self.rt[name]
-        async with rt.lock:
-            before_uuid = res.md.current_uuid if res.md else 0
+        if res.md is None:
+            return Result(5, "", f"{name}: diskless here\n")
+        for _ in range(count):
+            index = res.md.writes % res.md.size_blocks
+            res.md.writes += 1
+            token = f"{res.node_id}.{res.md.writes}".encode()
             try:
-                blocks, targets = model.write(res, count, self.rng)
+                await self.device_write(res, index * model.BLOCK_BYTES, token.ljust(model.BLOCK_BYTES, b"\0"))
             except WriteRefused as exc:
                 return Result(exc.exit_code, "", f"{exc}\n")
-            waits: list[tuple[int, asyncio.Future[None]]] = []
-            payload = {str(k): v for k, v in blocks.items()}
-            new_uuid = res.md.current_uuid if res.md else 0
-            if new_uuid != before_uuid:
-                self.log(f"{name}: new current UUID {new_uuid:016X} (new data generation)")
+        return Result(0, f"wrote {count} blocks\n")
+
+    def lab_digest(self, name: str) -> Result:
+        res = self.resources.get(name)
+        fd = self.data_fds.get(name)
+        if res is None or res.md is None or fd is None:
+            return Result(10, "", f"{name}: not configured or diskless here\n")
+        digest = hashlib.sha256(os.pread(fd, res.md.size_blocks * model.BLOCK_BYTES, 0)).hexdigest()
+        out = {"digest": digest, "current_uuid": f"{res.md.current_uuid:016X}"}
+        return Result(0, json.dumps(out) + "\n")
+
+    # ------------------------------------------------------------------ the device
+
+    async def device_write(self, res: Resource, offset: int, data: bytes) -> None:
+        """Write to the local disk and replicate; return once the resource's protocol is
+        satisfied. A peer that does not acknowledge within the ping timeout is dropped and the
+        blocks are marked out of sync for it, so a later resync carries them."""
+        rt = self.rt[res.name]
+        assert res.md is not None
+        blocks = model.blocks_of(offset, len(data))
+        waits: list[tuple[int, asyncio.Future[None]]] = []
+        async with rt.lock:  # no handshake may compute a bitmap in between
+            before_uuid = res.md.current_uuid
+            before_bits = self._out_of_sync_count(res)
+            targets = model.write(res, blocks, self.rng)
+            os.pwrite(self.data_fds[res.name], data, offset)
+            if res.md.current_uuid != before_uuid:
+                self.log(f"{res.name}: new current UUID {res.md.current_uuid:016X} (new data generation)")
+            message = {"t": "write", "off": offset, "data": base64.b64encode(data).decode()}
             for pid in targets:
                 link = rt.links.get(pid)
                 if link is None:
                     model.mark_out_of_sync(res, pid, blocks)
                     continue
                 link.seq += 1
-                if new_uuid != before_uuid and res.peers[pid].repl == ESTABLISHED:
-                    link.send({"t": "uuid", "uuid": new_uuid})
-                link.send({"t": "write", "seq": link.seq, "blocks": payload})
+                if res.md.current_uuid != before_uuid and res.peers[pid].repl == ESTABLISHED:
+                    link.send({"t": "uuid", "uuid": res.md.current_uuid})
+                link.send({**message, "seq": link.seq})
                 if res.peers[pid].protocol in ("B", "C"):
                     fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                     link.pending[link.seq] = fut
                     waits.append((pid, fut))
-            for pid, fut in waits:
-                try:
-                    await asyncio.wait_for(fut, timeout=self.ping_timeout)
-                except (TimeoutError, ConnectionResetError):
-                    # The peer did not acknowledge in time: it is gone; track the blocks.
-                    if pid in rt.links:
-                        self.log(f"{name} {res.peers[pid].name}: write not acknowledged in time")
-                        self.drop_link(res, pid, lost=True)
-                    model.mark_out_of_sync(res, pid, blocks)
-            self.dirty = True
-        return Result(0, f"wrote {len(blocks)} blocks\n")
+        for pid, fut in waits:
+            try:
+                await asyncio.wait_for(fut, timeout=self.ping_timeout)
+            except (TimeoutError, ConnectionResetError):
+                if pid in rt.links:
+                    self.log(f"{res.name} {res.peers[pid].name}: write not acknowledged in time")
+                    self.drop_link(res, pid, lost=True)
+                model.mark_out_of_sync(res, pid, blocks)
+        self.dirty = True
+        if self._out_of_sync_count(res) != before_bits and res.backing:
+            # The bitmap is what a later resync relies on: on disk before the write completes
+            # (DRBD's activity log plays this part after a crash).
+            self._write_md(res.backing, res.md)
 
-    def lab_digest(self, name: str) -> Result:
-        res = self.resources.get(name)
-        md = res.md if res is not None else None
-        if md is None:
-            return Result(10, "", f"{name}: not configured or diskless here\n")
-        digest = hashlib.sha256("\n".join(md.blocks).encode()).hexdigest()
-        writers: dict[str, int] = {}
-        for token in md.blocks:
-            if token:
-                writer = token.split(".")[0]
-                writers[writer] = writers.get(writer, 0) + 1
-        out = {"digest": digest, "blocks_by_node_id": writers, "current_uuid": f"{md.current_uuid:016X}"}
-        return Result(0, json.dumps(out) + "\n")
+    @staticmethod
+    def _out_of_sync_count(res: Resource) -> int:
+        return sum(len(bits) for bits in res.md.bitmaps.values()) if res.md is not None else 0
+
+    async def _serve_io(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One connection of the device (blockdev.py): requests one at a time."""
+        try:
+            while True:
+                op, minor, offset, length = io.REQUEST.unpack(await reader.readexactly(io.REQUEST.size))
+                data = await reader.readexactly(length) if op == io.WRITE else b""
+                error, out = await self._device_io(op, minor, offset, length, data)
+                writer.write(io.REPLY.pack(error, len(out)) + out)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def _device_io(self, op: int, minor: int, offset: int, length: int, data: bytes) -> tuple[int, bytes]:
+        """(errno, data) for one device request; ENXIO while the resource is not up."""
+        res = next((r for r in self.resources.values() if r.minor == minor), None)
+        if res is None:
+            return errno.ENXIO, b""
+        fd = self.data_fds.get(res.name)
+        if res.md is None or fd is None:
+            return errno.EIO, b""  # a diskless device would read from a peer: not modelled
+        if offset < 0 or offset + length > res.md.size_blocks * model.BLOCK_BYTES:
+            return errno.EINVAL, b""
+        try:
+            if op == io.READ:
+                res.read_kib += length // 1024
+                return 0, os.pread(fd, length, offset)
+            if op == io.WRITE:
+                await self.device_write(res, offset, data)
+                return 0, b""
+            if op == io.FLUSH:
+                # The peers wrote before acknowledging; a lab power-off kills a machine, not
+                # the host, so the host's page cache is their disk. Flush our own file.
+                await asyncio.to_thread(os.fdatasync, fd)
+                return 0, b""
+        except WriteRefused as exc:
+            self.log(str(exc))
+            return (errno.EMEDIUMTYPE if exc.exit_code == 124 else errno.EIO), b""
+        except OSError as exc:
+            return exc.errno or errno.EIO, b""
+        return errno.EINVAL, b""
+
+    def _refuse_if_open(self, res: Resource) -> None:
+        if res.minor is not None and device_in_use(res.minor):
+            raise StateChangeFailed(model.SS_DEVICE_IN_USE)
+
+    def _set_device_mode(self, res: Resource) -> None:
+        if res.minor is None:
+            return
+        try:
+            set_read_only(res.minor, res.role != PRIMARY)
+        except OSError as exc:
+            self.log(f"{res.name}: can not set /dev/drbd{res.minor} read-{'only' if res.role != PRIMARY else 'write'}: "
+                     f"{exc.strerror}")
+
+    def _set_device_modes(self) -> None:
+        """At start every device is read-only but a Primary's (after a reboot: all of them)."""
+        primaries = {r.minor for r in self.resources.values() if r.role == PRIMARY}
+        for path in Path("/dev").glob("drbd*"):
+            if path.name[4:].isdigit():
+                try:
+                    set_read_only(int(path.name[4:]), int(path.name[4:]) not in primaries)
+                except OSError as exc:
+                    self.log(f"can not set {path} read-only: {exc.strerror}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1017,6 +1206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resync-rate", type=int, default=int(os.environ.get("DRBDSIM_RESYNC_RATE", "200")),
                         help="resync blocks (4 KiB) per second unless the resource sets resync-rate")
     parser.add_argument("--fresh", action="store_true", help="drop the kernel state (a reboot); keep the disks")
+    parser.add_argument("--io-socket", type=Path, help="serve the devices' block I/O here (io.py)")
     args = parser.parse_args(argv)
     args.state_dir.mkdir(parents=True, exist_ok=True)
 
@@ -1027,6 +1217,7 @@ def main(argv: list[str] | None = None) -> int:
             ping_timeout=args.ping_timeout,
             resync_rate=args.resync_rate,
             fresh=args.fresh,
+            io_socket=args.io_socket,
         )
         await kernel.run()
 

@@ -15,22 +15,23 @@ random generator are parameters), so that it can be unit-tested without a networ
 - quorum with a diskless tiebreaker (user's guide, s-configuring-quorum; `calc_quorum()`);
 - the `drbdsetup status --json` document (`resource_status_json()` and friends in drbdsetup.c).
 
-Data is modelled as a small device of `DEVICE_BLOCKS` blocks of `BLOCK_KIB` KiB; a write puts
-a token ("<node-id>.<write number>") into the next block, so a resync and the out-of-sync
-amount mean something, and two nodes' data can be compared.
+Data is tracked in blocks of `BLOCK_KIB` KiB (DRBD's bitmap granularity): the model decides
+which blocks a write goes to, which peers must get it, which blocks are out of sync and what a
+resync sends; the bytes themselves live in the daemon's backing file (kernel.py), which this
+module never touches.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 BLOCK_KIB = 4
-DEVICE_BLOCKS = 256
-SIZE_KIB = BLOCK_KIB * DEVICE_BLOCKS
+BLOCK_BYTES = BLOCK_KIB * 1024
+DEFAULT_BLOCKS = 256  # the backing disk `create-md` makes when none exists: 1 MiB
 HISTORY_UUIDS = 32
 
 PRIMARY, SECONDARY, UNKNOWN = "Primary", "Secondary", "Unknown"
@@ -44,6 +45,7 @@ SS_TWO_PRIMARIES = -1
 SS_NO_UP_TO_DATE_DISK = -2
 SS_CONNECTED_OUTDATES = -6
 SS_IS_DISKLESS = -11
+SS_DEVICE_IN_USE = -12
 SS_LOWER_THAN_OUTDATED = -16
 SS_NO_QUORUM = -25
 SS_MESSAGES = {
@@ -51,6 +53,7 @@ SS_MESSAGES = {
     SS_NO_UP_TO_DATE_DISK: "Need access to UpToDate data",
     SS_CONNECTED_OUTDATES: "Refusing to be Outdated while Connected",
     SS_IS_DISKLESS: "Device is diskless, the requested operation requires a disk",
+    SS_DEVICE_IN_USE: "Device is held open by someone",
     SS_LOWER_THAN_OUTDATED: "Disk state is lower than outdated",
     SS_NO_QUORUM: "No quorum",
 }
@@ -138,8 +141,8 @@ class Metadata:
     peer_outdated: set[int] = field(default_factory=set)  # MDF_PEER_OUTDATED per peer
     peer_seen: set[int] = field(default_factory=set)  # MDF_PEER_DEVICE_SEEN per peer
     primary_since: float = 0.0  # wall time of the last promotion (for discard-*-primary)
-    writes: int = 0
-    blocks: list[str] = field(default_factory=lambda: [""] * DEVICE_BLOCKS)
+    writes: int = 0  # lab token writes so far (control.write puts the next one at writes % size)
+    size_blocks: int = DEFAULT_BLOCKS
 
     def bits(self, peer_id: int) -> set[int]:
         return self.bitmaps.setdefault(peer_id, set())
@@ -156,7 +159,7 @@ class Metadata:
             "peer_seen": sorted(self.peer_seen),
             "primary_since": self.primary_since,
             "writes": self.writes,
-            "blocks": self.blocks,
+            "size_blocks": self.size_blocks,
         }
 
     @classmethod
@@ -172,7 +175,7 @@ class Metadata:
             peer_seen=set(data["peer_seen"]),
             primary_since=float(data.get("primary_since", 0.0)),
             writes=int(data["writes"]),
-            blocks=list(data["blocks"]),
+            size_blocks=int(data.get("size_blocks", DEFAULT_BLOCKS)),
         )
 
     def disk_state(self) -> str:
@@ -704,6 +707,7 @@ def report(res: Resource, peer_id: int) -> dict[str, Any]:
         "bitmap_uuid": md.bitmap_uuids.get(peer_id, 0) if md else 0,
         "history": list(md.history) if md else [],
         "bits": sorted(md.bits(peer_id)) if md else [],
+        "size_blocks": md.size_blocks if md else 0,
         "primary_since": md.primary_since if md else 0.0,
         "discard_my_data": res.peers[peer_id].discard_my_data,
     }
@@ -821,7 +825,7 @@ def decide(a: dict[str, Any], b: dict[str, Any], peer_cfg: Peer) -> Verdict:
             return Verdict("two-primaries", message=SS_MESSAGES[SS_TWO_PRIMARIES])
         return Verdict("established", message="diskless peer: nothing to resync")
     union = tuple(sorted(set(a["bits"]) | set(b["bits"])))
-    everything = tuple(range(DEVICE_BLOCKS))
+    everything = tuple(range(min(a["size_blocks"], b["size_blocks"])))
     hg, rule = compare_uuids(a, b)
     if hg in (100, -100):
         primaries = (a["role"] == PRIMARY) + (b["role"] == PRIMARY)
@@ -963,8 +967,8 @@ def start_full_sync(res: Resource, peer_id: int, as_source: bool) -> list[str]:
     """After a forced promotion: full resync towards every connected diskful peer."""
     peer = res.peer(peer_id)
     md = _md(res)
-    md.bits(peer_id).update(range(DEVICE_BLOCKS))
-    peer.rs_total = DEVICE_BLOCKS
+    md.bits(peer_id).update(range(md.size_blocks))
+    peer.rs_total = md.size_blocks
     if as_source:
         peer.repl = SYNC_SOURCE
         peer.peer_disk = INCONSISTENT
@@ -979,15 +983,21 @@ def start_full_sync(res: Resource, peer_id: int, as_source: bool) -> list[str]:
 # --------------------------------------------------------------------------- data path
 
 
-def write(res: Resource, count: int, rng: random.Random) -> tuple[dict[int, str], list[int]]:
-    """A lab write of `count` blocks on a Primary; returns the blocks and the peers to send to.
+def blocks_of(offset: int, length: int) -> range:
+    """The blocks a device write of `length` bytes at `offset` touches (the bitmap's unit)."""
+    return range(offset // BLOCK_BYTES, (offset + max(length, 1) - 1) // BLOCK_BYTES + 1)
 
-    Fails as an application's write would: EMEDIUMTYPE on a Secondary, EIO without quorum
+
+def write(res: Resource, blocks: Collection[int], rng: random.Random) -> list[int]:
+    """A write to the device of a Primary: check it may happen, mark the blocks out of sync
+    for every peer that will not get it now, and return the peers to send it to.
+
+    Fails as DRBD fails an application's I/O: EMEDIUMTYPE on a Secondary, EIO without quorum
     (on-no-quorum io-error) or without accessible data; with on-no-quorum suspend-io DRBD would
-    block the writer, the stand-in refuses instead so that a lab writer does not hang.
+    block the writer, the stand-in fails it instead so that a lab writer does not hang.
     """
     if res.role != PRIMARY:
-        raise WriteRefused(f"open /dev/drbd{res.minor}: Wrong medium type", 124)
+        raise WriteRefused(f"write /dev/drbd{res.minor}: Wrong medium type", 124)
     if not res.have_quorum:
         if res.on_no_quorum == "suspend-io":
             raise WriteRefused(f"write /dev/drbd{res.minor}: I/O suspended (no quorum)", 11)
@@ -995,28 +1005,21 @@ def write(res: Resource, count: int, rng: random.Random) -> tuple[dict[int, str]
     if not res.data_accessible():
         raise WriteRefused(f"write /dev/drbd{res.minor}: Input/output error (no UpToDate data)", 5)
     md = res.md
-    blocks: dict[int, str] = {}
-    if md is not None:
-        if res.new_cur_uuid or md.current_uuid == 0:
-            new_current_uuid(res, rng)
-            res.new_cur_uuid = False
-        for _ in range(count):
-            idx = md.writes % DEVICE_BLOCKS
-            md.writes += 1
-            token = f"{res.node_id}.{md.writes}"
-            md.blocks[idx] = token
-            blocks[idx] = token
+    if md is not None and (res.new_cur_uuid or md.current_uuid == 0):
+        new_current_uuid(res, rng)
+        res.new_cur_uuid = False
     targets: list[int] = []
+    kib = len(blocks) * BLOCK_KIB
     for peer in res.peers.values():
         if not peer.bitmap:
             continue
         if peer.repl in (ESTABLISHED, SYNC_SOURCE, SYNC_TARGET):
             targets.append(peer.node_id)
-            peer.sent_kib += len(blocks) * BLOCK_KIB
+            peer.sent_kib += kib
         elif md is not None:
             md.bits(peer.node_id).update(blocks)
-    res.written_kib += len(blocks) * BLOCK_KIB
-    return blocks, targets
+    res.written_kib += kib
+    return targets
 
 
 def mark_out_of_sync(res: Resource, peer_id: int, blocks: Iterable[int]) -> None:
@@ -1024,28 +1027,19 @@ def mark_out_of_sync(res: Resource, peer_id: int, blocks: Iterable[int]) -> None
         res.md.bits(peer_id).update(blocks)
 
 
-def receive_write(res: Resource, peer_id: int, blocks: dict[int, str]) -> None:
-    md = res.md
-    peer = res.peer(peer_id)
-    peer.received_kib += len(blocks) * BLOCK_KIB
-    if md is None:
-        return
-    for idx, token in blocks.items():
-        md.blocks[idx] = token
+def receive_write(res: Resource, peer_id: int, blocks: Collection[int]) -> None:
+    res.peer(peer_id).received_kib += len(blocks) * BLOCK_KIB
 
 
-def resync_batch(res: Resource, peer_id: int, limit: int, in_flight: set[int]) -> dict[int, str]:
+def resync_batch(res: Resource, peer_id: int, limit: int, in_flight: set[int]) -> list[int]:
     """The next blocks a SyncSource sends (in linear order, s-resync)."""
     md = _md(res)
-    pending = sorted(md.bits(peer_id) - in_flight)[:limit]
-    return {idx: md.blocks[idx] for idx in pending}
+    return sorted(md.bits(peer_id) - in_flight)[:limit]
 
 
-def receive_resync(res: Resource, peer_id: int, blocks: dict[int, str]) -> None:
+def receive_resync(res: Resource, peer_id: int, blocks: Collection[int]) -> None:
     md = _md(res)
-    for idx, token in blocks.items():
-        md.blocks[idx] = token
-        md.bits(peer_id).discard(idx)
+    md.bits(peer_id).difference_update(blocks)
     res.peer(peer_id).received_kib += len(blocks) * BLOCK_KIB
 
 
@@ -1122,6 +1116,7 @@ def status_document(resources: Iterable[Resource]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for res in sorted(resources, key=lambda r: r.name):
         devices = []
+        size_kib = (res.md.size_blocks if res.md is not None else DEFAULT_BLOCKS) * BLOCK_KIB
         if res.minor is not None:
             devices.append({
                 "volume": res.volume,
@@ -1129,7 +1124,7 @@ def status_document(resources: Iterable[Resource]) -> list[dict[str, Any]]:
                 "disk-state": res.disk,
                 "client": res.intentional_diskless,
                 "quorum": res.have_quorum,
-                "size": SIZE_KIB,
+                "size": size_kib,
                 "read": res.read_kib,
                 "written": res.written_kib,
                 "al-writes": 0,
@@ -1157,7 +1152,7 @@ def status_document(resources: Iterable[Resource]) -> list[dict[str, Any]]:
                     "unacked": 0,
                     "has-sync-details": syncing and peer.rs_total > 0,
                     "has-online-verify-details": False,
-                    "percent-in-sync": round(100 * (1 - oos / SIZE_KIB), 2),
+                    "percent-in-sync": round(100 * (1 - oos / size_kib), 2),
                 }
                 if syncing and peer.rs_total > 0:
                     total = peer.rs_total * BLOCK_KIB * 2  # sectors
