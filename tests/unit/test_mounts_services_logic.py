@@ -659,3 +659,12 @@ def test_a_start_past_its_timeout_fails_with_the_units_state(tmp_path: Path) -> 
     with pytest.raises(ServiceError, match=r"start of web.service did not finish within 0.2s: "
                                            r"activating; sub-state start"):
         backend.start("web")
+
+
+def test_the_data_filesystem_is_mounted_read_write_or_not_at_all() -> None:
+    """mount(8) falls back to read-only on a write-protected device (a DRBD Secondary) unless
+    told -w; the data file system must fail instead of serving read-only."""
+    rw = FilesystemMount("/dev/drbd0", "/srv/mail", "ext4", ("noatime",)).mount_argv("/srv/mail")
+    assert rw == ["mount", "-t", "ext4", "-w", "-o", "noatime", "--", "/dev/drbd0", "/srv/mail"]
+    ro = FilesystemMount("/dev/drbd0", "/srv/mail", "ext4", ("ro",)).mount_argv("/srv/mail")
+    assert "-w" not in ro

@@ -267,9 +267,11 @@ class FilesystemMount:
 
     def mount_argv(self, target: str) -> list[str]:
         """The mount command for `target`, after `validate()`: the options joined by ',' split
-        back into exactly `options`, since none may hold a ','."""
+        back into exactly `options`, since none may hold a ','. Read-write unless the options
+        say `ro`: `-w` stops mount(8) from quietly mounting a write-protected device (a DRBD
+        Secondary) read-only instead of failing."""
         self.validate()
-        argv = ["mount", "-t", self.fstype]
+        argv = ["mount", "-t", self.fstype] + ([] if "ro" in self.options else ["-w"])
         if self.options:
             argv += ["-o", ",".join(self.options)]
         return [*argv, "--", self.device, target]
