@@ -13,6 +13,8 @@ them as it would disconnect DRBD.
 - `kernel.py`: the daemon (sockets, timers, persistence).
 - `control.py`: start/stop a daemon, lab-only writes and data digests (used by the lab and
   tests); `cli.py`: the command-line entry points.
+- `io.py`: the block I/O protocol between a node's device and its daemon; `blockdev.py`: the
+  device, a FUSE file per DRBD device (served by the daemon) under a loop device.
 
 See docs/drbd-standin.md for what is modelled and which DRBD documentation each part follows.
 """
