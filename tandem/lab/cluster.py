@@ -4,11 +4,14 @@ the operator.
 `LabCluster.up(manifests)` reads HAClusters, DRBDVolumes and FloatingIPs (the lab samples in
 deploy/samples/lab/), builds one network namespace per node at the addresses the manifests
 give (198.18.<s>.<i> management, 198.19.<s>.<i> replication) and boots a machine in each
-(tandem/lab/machine.py: Debian 12, systemd as PID 1). Every data node gets a loop device per
-volume, seen in the node as `/dev/drbd<minor>` (the lab's DRBD moves no blocks, so each node
-mounts its own copy), the lab's units (tandem/lab/units: the DRBD stand-in, the echo services)
-and tandem by the host install (tandem.lab.install). Each DRBD volume is bootstrapped once on
-the nodes (as an administrator does: `primary --force` on one node, full sync), the Secrets
+(tandem/lab/machine.py: Debian 12, systemd as PID 1). Every data node gets a backing disk per
+volume (a file, `<node>/drbd-md/` seen in the node as the stand-in's metadata directory) and a
+loop device per volume, seen in the node as `/dev/drbd<minor>`, over a file that the host's
+`blockdev` process serves through FUSE from the node's DRBD stand-in, so every block the node
+writes is replicated as DRBD would (docs/drbd-standin.md); the lab's units (tandem/lab/units:
+the DRBD stand-in, the echo services) and tandem by the host install (tandem.lab.install).
+Each DRBD volume is bootstrapped once on the nodes (as an administrator does: `primary --force`
+on one node, full sync), the Secrets
 the HAClusters name as spec.chain.postgres.credentialsSecret are created (a random password
 each, kept in `passwords/`) and the manifests applied, the operator starts, and each node's
 agent is enabled as the node's own `tandem-agent.service` with its own credential
@@ -39,9 +42,12 @@ from tandem.api.common import LAST_HANDLED_ANNOTATION
 from tandem.api.drbdvolume import DRBDVolumeSpec
 from tandem.lab import fakeclock, install, kubelet, power
 from tandem.lab.controlplane import ControlPlane, build_binaries
+from tandem.lab.drbdsim import blockdev
+from tandem.lab.drbdsim import io as drbd_io
+from tandem.lab.drbdsim import kernel as drbd_kernel
 from tandem.lab.machine import Machine, MachineError, MachineSpec, node_root
 from tandem.lab.netns import LabNetwork, run_ip
-from tandem.lab.processes import ManagedProcess, spawn, terminate
+from tandem.lab.processes import ManagedProcess, process_start_time, spawn, terminate
 
 CLIENT_INDEX = 250
 POSTGRES_DATA = "/var/lib/postgresql/15/main"
@@ -49,6 +55,8 @@ REPO = Path(__file__).resolve().parents[2]
 LAB_SAMPLES = REPO / "deploy" / "samples" / "lab"
 LAB_UNITS = Path(__file__).resolve().parent / "units"
 NODE_PYTHON = "/opt/tandem/bin/python"
+DRBD_STATE = "/var/lib/tandem-lab/drbd"  # the stand-in's state directory in a node
+DISK_BYTES = 32 * 1024 * 1024  # each backing disk (and DRBD device) of the lab
 AGENT_UNIT = "tandem-agent.service"
 # What the agent runs with on a lab node, beyond the host install's defaults: the DRBD
 # stand-in, and the lab's fence: the power controller resets the node (tandem.lab.power).
@@ -78,6 +86,8 @@ class ClusterState:
     nodes: list[NodeRecord]
     processes: list[ManagedProcess]
     loops: list[str]
+    # The FUSE servers under the loop devices: stopped after the loops are detached.
+    blockdevs: list[ManagedProcess] = field(default_factory=list)
 
 
 def lab_manifests(paths: list[Path], subnet: int) -> list[dict[str, Any]]:
@@ -117,6 +127,7 @@ class LabCluster:
         raw = json.loads(self.state_file.read_text())
         raw["nodes"] = [NodeRecord(**n) for n in raw["nodes"]]
         raw["processes"] = [ManagedProcess(**p) for p in raw["processes"]]
+        raw["blockdevs"] = [ManagedProcess(**p) for p in raw.get("blockdevs", [])]
         return ClusterState(**raw)
 
     def _save(self, state: ClusterState) -> None:
@@ -302,11 +313,10 @@ class LabCluster:
         machines = []
         for node in state.nodes:
             binds = []
-            for name, spec in volumes.items():
-                if node.name in {n.name for n in spec.nodes}:
-                    loop = self._loop_device(state, node.name, name)
-                    node.devices[name] = loop
-                    binds.append(f"{loop}:/dev/drbd{spec.minor}")
+            mine = {name: spec for name, spec in volumes.items()
+                    if node.name in {n.name for n in spec.nodes}}
+            if mine:
+                binds += self._disks(state, node, mine)
             directory = self.node_dir(node.name)
             (directory / power.SOCKET_DIR).mkdir(parents=True, exist_ok=True)
             binds.append(f"{directory / power.SOCKET_DIR}:/run/tandem-lab")
@@ -346,12 +356,10 @@ class LabCluster:
         return power.load(self.node_dir(name))[0]
 
     def _volumes(self, state: ClusterState) -> None:
-        volumes = {d["metadata"]["name"]: DRBDVolumeSpec.model_validate(d["spec"])
-                   for d in self.docs if d["kind"] == "DRBDVolume"}
-        preferred = {d["metadata"]["name"]: d["spec"].get("primary")
-                     for d in self.docs if d["kind"] == "HACluster"}
-        for spec in volumes.values():
-            self._bootstrap(spec, preferred.get(spec.cluster) or spec.nodes[0].name)
+        for doc in self.docs:
+            if doc["kind"] == "DRBDVolume":
+                spec = DRBDVolumeSpec.model_validate(doc["spec"])
+                self._bootstrap(spec, self._first_node(spec))
 
     def _bind_sources(self, volume: str) -> list[str]:
         """Directories the chains bind-mount from `volume`, relative to its mount point: the
@@ -369,21 +377,50 @@ class LabCluster:
                           if b["source"].startswith(root)]
         return found
 
-    def _loop_device(self, state: ClusterState, node: str, volume: str) -> str:
-        image = self.node_dir(node) / f"{volume}.img"
-        image.parent.mkdir(parents=True, exist_ok=True)
-        with image.open("wb") as f:
-            f.truncate(32 * 1024 * 1024)
-        template = self.node_dir(node) / f"{volume}.template"
-        for directory in self._bind_sources(volume):
-            (template / directory).mkdir(parents=True, exist_ok=True)
-        template.mkdir(exist_ok=True)
-        subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(template), str(image)], check=True,
-                       capture_output=True)
-        device = subprocess.run(["losetup", "--find", "--show", str(image)], check=True,
-                                capture_output=True, text=True).stdout.strip()
-        state.loops.append(device)
-        return device
+    def _disks(self, state: ClusterState, node: NodeRecord,
+               volumes: dict[str, DRBDVolumeSpec]) -> list[str]:
+        """The node's DRBD disks: a backing file per volume (the bootstrap's first node gets
+        the file system, the others zeros until the initial sync), the FUSE device server,
+        and a loop device per volume over it. Returns the machine's binds."""
+        md_dir = self.node_dir(node.name) / "drbd-md"
+        md_dir.mkdir(parents=True, exist_ok=True)
+        devices = []
+        for name, spec in volumes.items():
+            disk = next(n.disk for n in spec.nodes if n.name == node.name)
+            image = md_dir / drbd_kernel.data_name(disk)
+            with image.open("wb") as f:
+                f.truncate(DISK_BYTES)
+            if node.name == self._first_node(spec):
+                template = self.node_dir(node.name) / f"{name}.template"
+                for directory in self._bind_sources(name):
+                    (template / directory).mkdir(parents=True, exist_ok=True)
+                template.mkdir(exist_ok=True)
+                subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(template), str(image)],
+                               check=True, capture_output=True)
+            devices.append(blockdev.Device(f"drbd{spec.minor}", DISK_BYTES, spec.minor))
+        mount = self.node_dir(node.name) / "blockdev"
+        io_socket = self.node_dir(node.name) / power.SOCKET_DIR / drbd_io.SOCKET_NAME
+        io_socket.parent.mkdir(parents=True, exist_ok=True)
+        unmount(mount)  # a blockdev killed with an earlier lab leaves a dead mount
+        proc = blockdev.start(mount, io_socket, devices, log_path=self.node_dir(node.name) / "blockdev.log")
+        state.blockdevs.append(ManagedProcess(f"blockdev-{node.name}", proc.pid,
+                                              process_start_time(proc.pid) or ""))
+        self._save(state)
+        binds = [f"{md_dir}:{DRBD_STATE}/md"]
+        for (name, spec), device in zip(volumes.items(), devices, strict=True):
+            loop = blockdev.attach_loop(mount / device.name)
+            state.loops.append(loop)
+            self._save(state)
+            node.devices[name] = loop
+            binds.append(f"{loop}:/dev/drbd{spec.minor}")
+        return binds
+
+    def _first_node(self, spec: DRBDVolumeSpec) -> str:
+        """Where the initial sync starts: the cluster's preferred primary, else the first node."""
+        for doc in self.docs:
+            if doc["kind"] == "HACluster" and doc["metadata"]["name"] == spec.cluster:
+                return str(doc["spec"].get("primary") or spec.nodes[0].name)
+        return spec.nodes[0].name
 
     def _bootstrap(self, spec: DRBDVolumeSpec, first: str) -> None:
         """The one-time initial sync an administrator does when creating a DRBD resource,
@@ -702,7 +739,12 @@ class LabCluster:
         if any(node.daemonset for node in state.nodes):
             kubelet.remove_pod_cgroups()
         for device in state.loops:
-            subprocess.run(["losetup", "-d", device], check=False, capture_output=True)
+            blockdev.detach_loop(device)
+        for proc in state.blockdevs:
+            with contextlib.suppress(Exception):
+                terminate(proc, 10)
+        for node in state.nodes:
+            unmount(self.node_dir(node.name) / "blockdev")
         for bridge in (self.network.mgmt_bridge, self.network.repl_bridge):
             run_ip(["link", "del", bridge], check=False)
         if self.plane.running() and any(node.daemonset for node in state.nodes):
@@ -722,6 +764,12 @@ class LabCluster:
             self.kubectl("delete", "node", "--ignore-not-found", "--wait=false", *names,
                          check=False)
         self.state_file.unlink()
+
+
+def unmount(path: Path) -> None:
+    """Lazily unmount `path` if something is mounted there."""
+    if os.path.ismount(path):
+        subprocess.run(["umount", "--lazy", "--", str(path)], check=False, capture_output=True)
 
 
 def cleanup_namespaces(prefix: str) -> None:
