@@ -8,8 +8,10 @@ must be on the volume whatever happens next: the lab's proof that data on a DRBD
 survives a failover (tandem.lab.harness.missing_files). Whatever keeps it from storing the
 file answers 503, never 2xx.
 
-With a mount point, a file is stored only while it is mounted (otherwise it would land on the
-root file system beneath it, hidden once the agent mounts the volume again).
+The lab gives each echo unit that a chain with mounts runs an environment file
+(`environment_files`): the data directory below the chain's first mount point, and that mount
+point, which must be mounted for a file to be stored (otherwise it would land on the root
+file system beneath it, hidden once the agent mounts the volume again).
 """
 
 from __future__ import annotations
@@ -21,12 +23,50 @@ import os
 import re
 import secrets
 import sys
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 FILES_PATH = "/files/"
 FILE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 MAX_BODY = 1024 * 1024
+ECHO_UNIT = re.compile(r"lab-echo@(?P<port>\d+)\.service")
+ENVIRONMENT_FILE = "/etc/tandem-lab/echo-{port}.env"
+FILES_DIRECTORY = "lab-files"
+
+
+def data_dir(mount_point: str) -> str:
+    """Where the echo services of a chain store files: below the chain's first mount point."""
+    return f"{mount_point.rstrip('/')}/{FILES_DIRECTORY}"
+
+
+def environment_files(docs: Sequence[dict[str, Any]], node: str) -> dict[str, str]:
+    """The environment file (path in the node -> content) of every echo unit that a chain
+    with mounts runs on `node`; lab-echo@.service reads it. ValueError when two chains on the
+    node name the same echo unit with different mounts (one unit cannot serve both)."""
+    files: dict[str, str] = {}
+    for doc in docs:
+        spec = doc["spec"]
+        if doc["kind"] != "HACluster" or node not in {n["name"] for n in spec["nodes"]}:
+            continue
+        chain = spec.get("chain", {})
+        mounts = chain.get("mounts") or []
+        if not mounts:
+            continue
+        mount_point = mounts[0]["mountPoint"]
+        content = f"ECHO_DATA_DIR={data_dir(mount_point)}\nECHO_MOUNT_POINT={mount_point}\n"
+        for service in chain.get("services", []):
+            match = ECHO_UNIT.fullmatch(service.get("unit", ""))
+            if match is None:
+                continue
+            path = ENVIRONMENT_FILE.format(port=match["port"])
+            if files.setdefault(path, content) != content:
+                raise ValueError(
+                    f"HACluster {doc['metadata']['name']}: spec.chain.services {service['name']} "
+                    f"runs {service['unit']} on {node}, which another chain with another mount "
+                    "runs there too; give each chain's echo service a port of its own")
+    return files
 
 
 class FileStore:

@@ -1,5 +1,5 @@
 """The lab's echo service storing files (PUT /files/<name>), on loopback against a temporary
-directory."""
+directory, and the environment files that give each chain's echo units their data directory."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tandem.lab import echo
-from tandem.lab.echo import MAX_BODY, FileStore, make_server
+from tandem.lab.cluster import LAB_SAMPLES
+from tandem.lab.echo import MAX_BODY, FileStore, environment_files, make_server
 
 NODE = "mail1"
 
@@ -182,3 +184,30 @@ def test_the_mount_point_must_hold_the_data_directory(tmp_path: Path) -> None:
     other = Path("/proc") if mount_point_of(tmp_path) != Path("/proc") else Path("/sys")
     with pytest.raises(OSError, match=f"is not on the file system mounted at {other}"):
         FileStore(tmp_path / "lab-files", other).put("f1", b"x")
+
+
+def test_mail_sample_gives_each_echo_unit_its_chains_mount() -> None:
+    docs = list(yaml.safe_load_all((LAB_SAMPLES / "mail.yaml").read_text()))
+    content = "ECHO_DATA_DIR=/srv/mail/lab-files\nECHO_MOUNT_POINT=/srv/mail\n"
+    expected = {f"/etc/tandem-lab/echo-{port}.env": content for port in (8080, 2525, 1143)}
+    assert environment_files(docs, "mail1") == expected
+    assert environment_files(docs, "mail2") == expected
+    assert environment_files(docs, "elsewhere") == {}
+
+
+def test_a_chain_without_a_mount_gives_its_echo_unit_no_data_directory() -> None:
+    docs = list(yaml.safe_load_all((LAB_SAMPLES / "trio.yaml").read_text()))
+    assert [d for d in docs if d["kind"] == "HACluster"]  # the sample runs an echo unit
+    assert environment_files(docs, "trio1") == {}
+
+
+def test_one_echo_unit_in_two_chains_with_different_mounts_is_refused() -> None:
+    def chain(name: str, mount: str) -> dict[str, object]:
+        return {"kind": "HACluster", "metadata": {"name": name},
+                "spec": {"nodes": [{"name": "n1"}], "chain": {
+                    "mounts": [{"volume": "v", "mountPoint": mount}],
+                    "services": [{"name": "web", "unit": "lab-echo@8080.service"}]}}}
+
+    with pytest.raises(ValueError, match="HACluster b: spec.chain.services web runs "
+                                         "lab-echo@8080.service on n1"):
+        environment_files([chain("a", "/srv/a"), chain("b", "/srv/b")], "n1")
