@@ -80,7 +80,9 @@ class FileStore:
         """Store `body` as `name` and return its sha256 once it is on disk; OSError when it
         could not be (the caller must then not acknowledge it)."""
         self._check_mounted()
-        self.directory.mkdir(exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            self.directory.mkdir()
+            _fsync_directory(self.directory.parent)  # only when made: its entry, durable too
         directory = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
         try:
             self._check_mounted(directory)
@@ -119,6 +121,14 @@ class FileStore:
         if directory is not None and os.fstat(directory).st_dev != os.stat(self.mount_point).st_dev:
             raise OSError(f"{self.directory} is not on the file system mounted at "
                           f"{self.mount_point}")
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def make_server(node: str, bind: str, port: int, store: FileStore | None) -> ThreadingHTTPServer:

@@ -83,11 +83,16 @@ def test_put_answers_201_after_the_file_is_synced_renamed_and_its_directory_sync
     monkeypatch.setattr(echo.os, "rename", recording_rename)
     data = tmp_path / "lab-files"  # created by the service
     body = b"hello\n" * 100
-    status, answer = request(serve(FileStore(data)), "PUT", "/files/f1", body)
+    port = serve(FileStore(data))
+    status, answer = request(port, "PUT", "/files/f1", body)
     assert (status, answer) == (201, f"{NODE} {hashlib.sha256(body).hexdigest()}\n")
-    assert steps == ["fsync file", "rename", "fsync directory"]
+    # the new data directory's entry in its parent first, then the file's
+    assert steps == ["fsync directory", "fsync file", "rename", "fsync directory"]
     assert (data / "f1").read_bytes() == body
     assert [p.name for p in data.iterdir()] == ["f1"]  # no temporary file left
+    steps.clear()
+    assert request(port, "PUT", "/files/f2", body)[0] == 201
+    assert steps == ["fsync file", "rename", "fsync directory"]
 
 
 def test_a_second_put_replaces_the_file(serve: Serve, tmp_path: Path) -> None:
