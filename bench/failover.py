@@ -7,8 +7,9 @@ networks, then measures fault → the floating IP answering from the other node 
 acknowledged there; the cut is healed and the old primary rejoins before the next run. Each
 planned run patches spec.primary and measures the longest client-visible HTTP gap. An observer
 samples the floating IP holders and writable PostgreSQL servers throughout; at the end every
-acknowledged write must be on the final primary. Steady-state API writes are read from the API
-server's own request counters over a quiet window.
+acknowledged write must be on the final primary, and every file the client stored through the
+floating IP on its DRBD mount with the acknowledged sha256. Steady-state API writes are read
+from the API server's own request counters over a quiet window.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tandem.lab.harness import (
     Client,
     Observer,
     missing_acks,
+    missing_files,
     node_report,
     wait_replicating,
     wait_until,
@@ -119,6 +121,8 @@ def run(runs: int, quiet_seconds: float, work: Path) -> dict[str, Any]:
         client.stop()
         acked = client.acked()
         lost = missing_acks(lab, primary, acked)
+        acked_files = client.acked_files()
+        lost_files = missing_files(lab, primary, acked_files)
         timings = lab.hacluster("mail")["spec"]["leases"]
     finally:
         if client is not None:
@@ -134,6 +138,8 @@ def run(runs: int, quiet_seconds: float, work: Path) -> dict[str, Any]:
                     "p50_total_s": t["p50_s"], "p99_total_s": t["p99_s"]},
         "lost_acked_writes": len(lost),
         "acked_writes": len(acked),
+        "lost_acked_files": len(lost_files),
+        "acked_files": len(acked_files),
         "double_primary_instants": observer.double_primary_instants,
         "observer_samples": observer.samples,
         "api_writes_per_s_per_cluster": round(writes_per_s, 3),

@@ -399,6 +399,8 @@ def report(chaos: Chaos, observer: Observer, client: Client, duration: float) ->
         "write_outage_s": _percentiles(outages),
         "acked_writes": verdict.acked_writes,
         "lost_acked_writes": len(verdict.lost_acked_writes),
+        "acked_files": verdict.acked_files,
+        "lost_acked_files": len(verdict.lost_acked_files),
         "double_primary_instants": verdict.double_primary_instants,
         "primary_without_lease": verdict.primary_without_lease,
         "epoch_overlaps": len(verdict.epoch_overlaps),
@@ -412,9 +414,10 @@ def report(chaos: Chaos, observer: Observer, client: Client, duration: float) ->
 
 
 def passed(result: dict[str, Any]) -> bool:
-    """Safety (no lost write, one primary at a time) and liveness (the pair recovered)."""
-    zero = ("lost_acked_writes", "double_primary_instants", "primary_without_lease",
-            "epoch_overlaps", "not_recovered", "fault_errors")
+    """Safety (no lost write or file, one primary at a time) and liveness (the pair
+    recovered)."""
+    zero = ("lost_acked_writes", "lost_acked_files", "double_primary_instants",
+            "primary_without_lease", "epoch_overlaps", "not_recovered", "fault_errors")
     return all(result[key] == 0 for key in zero) and result["settled_at_end"] is True
 
 
@@ -443,9 +446,9 @@ def table(result: dict[str, Any]) -> str:
         text = "-" if p is None else (f"n={p['n']} p50={p['p50']:.2f} p90={p['p90']:.2f} "
                                       f"p99={p['p99']:.2f} max={p['max']:.2f}")
         lines.append(f"  {key:<26}{text}")
-    for key in ("failovers", "acked_writes", "lost_acked_writes", "double_primary_instants",
-                "primary_without_lease", "epoch_overlaps", "not_recovered", "fault_errors",
-                "settled_at_end",
+    for key in ("failovers", "acked_writes", "lost_acked_writes", "acked_files",
+                "lost_acked_files", "double_primary_instants", "primary_without_lease",
+                "epoch_overlaps", "not_recovered", "fault_errors", "settled_at_end",
                 "observer_samples"):
         lines.append(f"  {key:<26}{result[key]}")
     return "\n".join(lines)

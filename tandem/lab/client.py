@@ -1,26 +1,34 @@
-"""The lab's client: polls the floating IP over HTTP and writes to PostgreSQL through it.
+"""The lab's client: polls the floating IP over HTTP, writes to PostgreSQL through it and
+stores files on the echo service there.
 
 It writes as the application role `APP_USER` with its password from ``PGPASSWORD`` (libpq
 reads it), admitted by the HACluster's spec.chain.postgres.clientAccess with scram-sha-256,
-as a real application would be.
+as a real application would be. Files go to `PUT /files/f<seq>` of the echo service on
+`--file-port` (tandem.lab.echo), which stores them on the primary's DRBD mount.
 
-Runs inside the client namespace. Every acknowledged write is logged (flushed) before the
-next one is sent, so after any fault the checker can demand that each logged id is on the
-final primary. Output: one JSON object per line in `--log`:
+Runs inside the client namespace. Every acknowledged write and file is logged (flushed)
+before the next one is sent, so after any fault the checker can demand that each logged id
+is on the final primary, and each logged file on its mount with that sha256. Output: one
+JSON object per line in `--log`:
 
     {"t": <monotonic s>, "http": "<node>"|null}     one HTTP poll (null: no answer)
     {"t": <monotonic s>, "ack": <id>, "node": ...}  one acknowledged INSERT
     {"t": <monotonic s>, "write_error": "..."}       a failed write (not acknowledged)
+    {"t": <monotonic s>, "file": "f<seq>", "sha256": ..., "node": ...}
+                                                     one file stored (201 with its sha256)
+    {"t": <monotonic s>, "file_error": "..."}        a file not stored (not acknowledged)
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import signal
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import IO, Any
@@ -85,12 +93,50 @@ def write_loop(vip: str, port: int, interval: float, log: Log, stop: threading.E
         stop.wait(interval)
 
 
+def file_content(seq: int) -> bytes:
+    """File f<seq>'s content: a few hundred bytes, different for every seq and the same at
+    every retry (a retried PUT that did land stores what the acknowledgement names)."""
+    noise = hashlib.sha256(f"tandem lab file {seq}".encode()).hexdigest()
+    return f"f{seq}\n{noise * 8}\n".encode()
+
+
+def file_loop(vip: str, port: int, interval: float, log: Log, stop: threading.Event) -> None:
+    """PUT a new file every `interval`; a file is logged only when the service answered 201
+    with the sha256 of what was sent, otherwise the same file is tried again."""
+    seq = 1
+    while not stop.is_set():
+        name, body = f"f{seq}", file_content(seq)
+        digest = hashlib.sha256(body).hexdigest()
+        request = urllib.request.Request(f"http://{vip}:{port}/files/{name}", data=body,
+                                         method="PUT")
+        try:
+            with urllib.request.urlopen(request, timeout=2) as resp:  # noqa: S310 - lab VIP
+                status, answer = resp.status, resp.read().decode(errors="replace").strip()
+        except urllib.error.HTTPError as exc:
+            status, answer = exc.code, exc.read().decode(errors="replace").strip()
+        except OSError as exc:
+            log.write({"file_error": f"{name}: {exc}"[:200]})
+            stop.wait(interval)
+            continue
+        node, _, stored = answer.partition(" ")
+        if status == 201 and stored == digest:
+            log.write({"file": name, "sha256": digest, "node": node})
+            seq += 1
+        else:
+            log.write({"file_error": f"{name}: {status} {answer}"[:200]})
+        stop.wait(interval)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--vip", required=True)
     p.add_argument("--http-port", type=int, default=8080)
     p.add_argument("--pg-port", type=int, default=0, help="0: no PostgreSQL writes")
+    p.add_argument("--file-port", type=int, default=None,
+                   help="the echo service storing files (default: --http-port); 0: no files")
     p.add_argument("--interval", type=float, default=0.05)
+    p.add_argument("--file-interval", type=float, default=0.25,
+                   help="seconds between files (the lab's 32 MiB volume holds about 8,000)")
     p.add_argument("--start-id", type=int, default=1)
     p.add_argument("--log", type=Path, required=True)
     args = p.parse_args(argv)
@@ -102,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.pg_port:
         threads.append(threading.Thread(target=write_loop, daemon=True, args=(
             args.vip, args.pg_port, args.interval, log, stop), kwargs={"start_id": args.start_id}))
+    file_port = args.http_port if args.file_port is None else args.file_port
+    if file_port:
+        threads.append(threading.Thread(target=file_loop, daemon=True, args=(
+            args.vip, file_port, args.file_interval, log, stop)))
     for thread in threads:
         thread.start()
     while not stop.is_set():

@@ -40,7 +40,7 @@ import yaml
 
 from tandem.api.common import LAST_HANDLED_ANNOTATION
 from tandem.api.drbdvolume import DRBDVolumeSpec
-from tandem.lab import fakeclock, install, kubelet, power
+from tandem.lab import echo, fakeclock, install, kubelet, power
 from tandem.lab.controlplane import ControlPlane, build_binaries
 from tandem.lab.drbdsim import blockdev
 from tandem.lab.drbdsim import io as drbd_io
@@ -339,6 +339,10 @@ class LabCluster:
             wants = units / "multi-user.target.wants"
             wants.mkdir(exist_ok=True)
             (wants / "tandem-lab-drbd.service").symlink_to("../tandem-lab-drbd.service")
+            for path, content in echo.environment_files(self.docs, node.name).items():
+                environment = machine.root / path.lstrip("/")
+                environment.parent.mkdir(parents=True, exist_ok=True)
+                environment.write_text(content)
             if fake_clocks and node.data:
                 self._write_clock(node.name, "+0")
             if node.daemonset:

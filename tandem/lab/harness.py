@@ -6,6 +6,8 @@
 - `Observer`: samples, many times a second, which nodes hold the floating IP and which
   PostgreSQL accepts writes, and counts instants with more than one.
 - `missing_acks`: every acknowledged write must be on the final primary.
+- `missing_files`: every file the client saw stored must be on the final primary's mount with
+  the sha256 it was acknowledged with.
 - `judge` / `checked`: the whole verdict of a run, reported (chaos) or asserted (scenarios).
 """
 
@@ -22,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,7 +36,8 @@ from psycopg import sql
 
 from tandem.api.common import sync_standbys_from
 from tandem.lab.client import APP_USER, TABLE, read_log
-from tandem.lab.cluster import POSTGRES_DATA, LabCluster
+from tandem.lab.cluster import NODE_PYTHON, POSTGRES_DATA, LabCluster
+from tandem.lab.echo import data_dir
 from tandem_agent.drivers import addresses
 from tandem_agent.drivers.postgres import scram_verifier
 
@@ -45,12 +48,14 @@ class Client:
     """The lab client process; `records()` reads what it logged so far."""
 
     def __init__(self, cluster: LabCluster, vip: str, log: Path, pg_port: int = 5432,
-                 interval: float = 0.02) -> None:
+                 interval: float = 0.02, *, file_port: int = 8080,
+                 file_interval: float = 0.25) -> None:
         self.log = log
         ensure_app_role(cluster)
         argv = ["ip", "netns", "exec", cluster.client_netns, sys.executable, "-m",
                 "tandem.lab.client", "--vip", vip, "--log", str(log), "--pg-port", str(pg_port),
-                "--interval", str(interval)]
+                "--interval", str(interval), "--file-port", str(file_port),
+                "--file-interval", str(file_interval)]
         env = os.environ | {"PGPASSWORD": cluster.password(APP_USER)}
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      env=env)
@@ -69,6 +74,10 @@ class Client:
 
     def acked(self) -> list[int]:
         return [r["ack"] for r in self.records() if "ack" in r]
+
+    def acked_files(self) -> dict[str, str]:
+        """Every file the echo service acknowledged: name -> sha256."""
+        return {r["file"]: r["sha256"] for r in self.records() if "file" in r}
 
     def wait_for(self, predicate: Any, timeout: float, what: str) -> dict[str, Any]:
         """The first new record (after now) matching `predicate`, or AssertionError."""
@@ -89,6 +98,10 @@ class Client:
     def acked_by(self, node: str, timeout: float = 30.0) -> float:
         return float(self.wait_for(lambda r: r.get("node") == node and "ack" in r, timeout,
                                    f"a write acknowledged by {node}")["t"])
+
+    def file_stored_by(self, node: str, timeout: float = 30.0) -> float:
+        return float(self.wait_for(lambda r: r.get("node") == node and "file" in r, timeout,
+                                   f"a file stored by {node}")["t"])
 
     def http_gap(self, after: float) -> float:
         """Longest time without an HTTP answer after `after` (the client-visible gap)."""
@@ -291,6 +304,67 @@ def missing_acks(cluster: LabCluster, primary: str, acked: list[int]) -> list[in
     return sorted(set(acked) - present)
 
 
+def files_mount(cluster: LabCluster, name: str) -> str | None:
+    """The mount point below which the echo services of HACluster `name` store files (its
+    chain's first mount, tandem.lab.echo.environment_files), None when it has no mount."""
+    mounts = cluster.hacluster(name)["spec"]["chain"].get("mounts") or []
+    return str(mounts[0]["mountPoint"]) if mounts else None
+
+
+# Run in the node, where the mount is: name -> sha256 of every stored file (temporary files,
+# named with a leading dot, left out); fails when the mount point is not mounted.
+STORED_FILES = """
+import hashlib, json, os, sys
+from pathlib import Path
+mount_point, directory = sys.argv[1], Path(sys.argv[2])
+if not os.path.ismount(mount_point):
+    sys.exit(f"{mount_point} is not mounted")
+files = directory.iterdir() if directory.is_dir() else []
+print(json.dumps({f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files
+                  if not f.name.startswith(".")}))
+"""
+
+
+def stored_files(cluster: LabCluster, node: str, mount_point: str) -> dict[str, str]:
+    """name -> sha256 of every file stored on `node`'s mount at `mount_point`: one command in
+    the node (the mount exists in its mount namespace only)."""
+    out = cluster.machine(node).exec([NODE_PYTHON, "-c", STORED_FILES, mount_point,
+                                      data_dir(mount_point)], timeout=120).stdout
+    found: dict[str, str] = json.loads(out)
+    return found
+
+
+def lost_files(acked: Mapping[str, str], stored: Mapping[str, str]) -> list[str]:
+    """One line per acknowledged file not stored as acknowledged, in the order written:
+    "f7 missing" or "f7 has sha256 <stored>, acknowledged <acked>"."""
+    lost = []
+    for name in sorted(acked, key=_sequence):
+        if name not in stored:
+            lost.append(f"{name} missing")
+        elif stored[name] != acked[name]:
+            lost.append(f"{name} has sha256 {stored[name][:12]}..., acknowledged "
+                        f"{acked[name][:12]}...")
+    return lost
+
+
+def _sequence(name: str) -> tuple[int, str]:
+    digits = name.removeprefix("f")
+    return (int(digits), name) if digits.isdigit() else (-1, name)
+
+
+def missing_files(cluster: LabCluster, primary: str, acked_files: Mapping[str, str],
+                  name: str = "mail") -> list[str]:
+    """Acknowledged files (name -> sha256) not on `primary`'s mount as acknowledged
+    (`lost_files`); nothing to check, and no command run, when none was acknowledged."""
+    if not acked_files:
+        return []
+    mount_point = files_mount(cluster, name)
+    if mount_point is None:
+        raise AssertionError(f"{len(acked_files)} files acknowledged, but HACluster {name} "
+                             "has no mount to store them on")
+    return lost_files(acked_files, stored_files(cluster, primary, mount_point))
+
+
 def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.1,
                context: Callable[[], Any] | None = None) -> Any:
     """The first truthy value of `predicate`; on timeout an AssertionError with its last value
@@ -443,11 +517,14 @@ def steady_primary(cluster: LabCluster, name: str, nodes: Sequence[str],
 
 @dataclass(frozen=True)
 class Verdict:
-    """What a run proved: the single-primary checks and the acknowledged-write check."""
+    """What a run proved: the single-primary checks and the acknowledged-write and -file
+    checks (`acked_files` says how many files were checked: 0 proves nothing)."""
 
     final_primary: str
     acked_writes: int
     lost_acked_writes: list[int]
+    acked_files: int
+    lost_acked_files: list[str]
     double_primary_instants: int
     primary_without_lease: int
     epoch_overlaps: dict[int, list[str]]
@@ -455,18 +532,21 @@ class Verdict:
 
     @property
     def safe(self) -> bool:
-        return (not self.lost_acked_writes and self.double_primary_instants == 0
-                and self.primary_without_lease == 0 and not self.epoch_overlaps)
+        return (not self.lost_acked_writes and not self.lost_acked_files
+                and self.double_primary_instants == 0 and self.primary_without_lease == 0
+                and not self.epoch_overlaps)
 
 
 def judge(cluster: LabCluster, observer: Observer, client: Client, name: str,
           final_primary: str) -> Verdict:
-    """Stop the observer and the client, then check every acknowledged write is on
+    """Stop the observer and the client, then check every acknowledged write and file is on
     `final_primary`."""
     observer.stop()
     client.stop()
     acked = client.acked()
+    files = client.acked_files()
     return Verdict(final_primary, len(acked), missing_acks(cluster, final_primary, acked),
+                   len(files), missing_files(cluster, final_primary, files, name),
                    observer.double_primary_instants, len(observer.primary_without_lease),
                    observer.epoch_overlaps, observer.samples)
 
@@ -474,16 +554,22 @@ def judge(cluster: LabCluster, observer: Observer, client: Client, name: str,
 @contextlib.contextmanager
 def checked(cluster: LabCluster, client: Client, vip: str, *, primary: str = "mail1",
             standbys: Sequence[str] = ("mail2",), name: str = "mail",
-            settle: float = 120) -> Iterator[Observer]:
+            settle: float = 120, files: bool | None = None) -> Iterator[Observer]:
     """A scenario between a steady start and the checker's verdict.
 
-    On entry: `primary` serves with `standbys` in sync, a write was acknowledged, and the
-    observer runs. On a clean exit: the cluster is waited back to a steady state within
+    On entry: `primary` serves with `standbys` in sync, a write was acknowledged (and, with
+    `files`, a file stored: so the file check never passes for having checked nothing), and
+    the observer runs. On a clean exit: the cluster is waited back to a steady state within
     `settle` seconds (whoever is primary then is the final primary), and the run must have had
-    one primary at a time and lost no acknowledged write."""
+    one primary at a time and lost no acknowledged write or file. `files` defaults to whether
+    the HACluster's chain has a mount (where its echo services store them)."""
     nodes = [primary, *standbys]
+    if files is None:
+        files = files_mount(cluster, name) is not None
     wait_replicating(cluster, name, primary, list(standbys))
     client.acked_by(primary)
+    if files:
+        client.file_stored_by(primary)
     observer = Observer(cluster, nodes, vip, lease_name=name).start()
     try:
         yield observer
@@ -492,5 +578,10 @@ def checked(cluster: LabCluster, client: Client, vip: str, *, primary: str = "ma
         observer.stop()
     observer.assert_single_primary()
     verdict = judge(cluster, observer, client, name, final)
+    print(f"checked on {final}: {verdict.acked_writes} acknowledged writes, "
+          f"{verdict.acked_files} acknowledged files")
     assert verdict.lost_acked_writes == [], \
         f"acknowledged writes missing on {final}: {verdict.lost_acked_writes[:20]}"
+    assert verdict.lost_acked_files == [], \
+        (f"{len(verdict.lost_acked_files)} of {verdict.acked_files} acknowledged files not on "
+         f"{final}'s mount as acknowledged: {'; '.join(verdict.lost_acked_files[:20])}")

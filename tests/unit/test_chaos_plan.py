@@ -100,6 +100,7 @@ def result(**overrides: object) -> dict[str, object]:
         "seed": 1, "elapsed_s": 60.0, "faults_injected": {"crash": 2, "total": 2},
         "failover_s": {"n": 1, "p50": 3.1, "p90": 3.1, "p99": 3.1, "max": 3.1},
         "write_outage_s": None, "failovers": 1, "acked_writes": 900, "lost_acked_writes": 0,
+        "acked_files": 120, "lost_acked_files": 0,
         "double_primary_instants": 0, "primary_without_lease": 0, "epoch_overlaps": 0,
         "not_recovered": 0, "fault_errors": 0, "settled_at_end": True, "observer_samples": 700}
     return base | overrides
@@ -108,10 +109,11 @@ def result(**overrides: object) -> dict[str, object]:
 def test_a_clean_run_passes_and_says_so() -> None:
     assert passed(result())
     assert "PASSED" in table(result())
+    assert "  lost_acked_files          0" in table(result()).splitlines()
 
 
 @pytest.mark.parametrize("failure", [
-    {"lost_acked_writes": 1}, {"double_primary_instants": 2}, {"primary_without_lease": 1},
+    {"lost_acked_writes": 1}, {"lost_acked_files": 1}, {"double_primary_instants": 2}, {"primary_without_lease": 1},
     {"epoch_overlaps": 1}, {"not_recovered": 1}, {"fault_errors": 1},
     {"settled_at_end": False}])
 def test_any_violation_fails_the_run(failure: dict[str, object]) -> None:
