@@ -562,3 +562,26 @@ def test_status_document_has_drbdsetups_keys() -> None:
     beta = parsed.peer("n1")
     assert beta is not None and (beta.out_of_sync_bytes, beta.resync_percent) == (24 * 1024, 25.0)
     assert parsed.peer("witness") is not None and parsed.peer("witness").client  # type: ignore[union-attr]
+
+
+def test_a_disk_that_went_down_as_primary_is_resynced_from_wherever_the_data_is_newest() -> None:
+    """Writes in flight when a Primary lost power may be on its disk only: the activity log
+    (here the whole device) counts as out of sync, and with equal generations the crashed
+    Primary is the source; when the peer moved on, the peer is, and overwrites all of it."""
+    rng = random.Random(5)
+    a, b = node(0, witness=False, quorum="off"), node(1, witness=False, quorum="off")
+    connect_all(a)
+    m.promote(a, False, 1.0, rng)
+    assert a.md.primary_ind
+    lose(b, 0)  # a "loses power": its metadata keeps the Primary indicator; it boots Secondary
+    a.role = m.SECONDARY
+    assert m.attach_crashed_primary(a) and a.crashed_primary and not a.md.primary_ind
+    assert a.md.bits(1) == set(range(a.md.size_blocks))
+    equal = m.decide(m.report(a, 1), m.report(b, 0), a.peers[1])
+    assert (equal.kind, equal.source, len(equal.bits)) == ("sync", 0, a.md.size_blocks)
+    moved_on = m.decide(m.report(a, 1), m.report(b, 0) | {"current_uuid": 0x7777, "bitmap_uuid": a.md.current_uuid},
+                        a.peers[1])
+    assert (moved_on.kind, moved_on.source, len(moved_on.bits)) == ("sync", 1, a.md.size_blocks)
+    m.promote(a, False, 2.0, rng)
+    m.demote(a)
+    assert m.attach_crashed_primary(a) == []  # a clean demotion leaves nothing to redo

@@ -816,7 +816,9 @@ class Kernel:
         for peer in res.peers.values():
             if not peer.bitmap:
                 md.bitmaps.pop(peer.node_id, None)
-        self.log(f"{res.name}: attached {backing}: disk( Diskless -> {res.disk} )", *model.recalc(res))
+        self.log(f"{res.name}: attached {backing}: disk( Diskless -> {res.disk} )",
+                 *model.attach_crashed_primary(res), *model.recalc(res))
+        self._write_md(backing, md)
         self.broadcast(res)
         return Result()
 
@@ -901,6 +903,8 @@ class Kernel:
             full_sync = model.promote(res, "force" in opts, time.time(), self.rng)
             if before != res.role:
                 self.log(f"{res.name}: role( Secondary -> Primary ){' (forced)' if 'force' in opts else ''}")
+                if res.md is not None and res.backing:
+                    self._write_md(res.backing, res.md)  # the Primary indicator, before any write
             self._set_device_mode(res)
             if full_sync and res.md is not None:
                 for pid in full_sync:

@@ -141,6 +141,7 @@ class Metadata:
     peer_outdated: set[int] = field(default_factory=set)  # MDF_PEER_OUTDATED per peer
     peer_seen: set[int] = field(default_factory=set)  # MDF_PEER_DEVICE_SEEN per peer
     primary_since: float = 0.0  # wall time of the last promotion (for discard-*-primary)
+    primary_ind: bool = False  # MDF_PRIMARY_IND: Primary now, or when the node went down uncleanly
     writes: int = 0  # lab token writes so far (control.write puts the next one at writes % size)
     size_blocks: int = DEFAULT_BLOCKS
 
@@ -158,6 +159,7 @@ class Metadata:
             "peer_outdated": sorted(self.peer_outdated),
             "peer_seen": sorted(self.peer_seen),
             "primary_since": self.primary_since,
+            "primary_ind": self.primary_ind,
             "writes": self.writes,
             "size_blocks": self.size_blocks,
         }
@@ -174,6 +176,7 @@ class Metadata:
             peer_outdated=set(data["peer_outdated"]),
             peer_seen=set(data["peer_seen"]),
             primary_since=float(data.get("primary_since", 0.0)),
+            primary_ind=bool(data.get("primary_ind", False)),
             writes=int(data["writes"]),
             size_blocks=int(data.get("size_blocks", DEFAULT_BLOCKS)),
         )
@@ -281,6 +284,7 @@ class Resource:
     settle_primary: int | None = None  # lost this primary by a network failure ...
     settle_at: float = 0.0  # ... at this time; decide UpToDate/Outdated after a delay
     split_brain: dict[int, str] = field(default_factory=dict)  # peer -> what happened
+    crashed_primary: bool = False  # CRASHED_PRIMARY: attached after going down as Primary
     read_kib: int = 0
     written_kib: int = 0
 
@@ -300,6 +304,7 @@ class Resource:
             "peers": [p.to_json() for p in self.peers.values()],
             "new_cur_uuid": self.new_cur_uuid,
             "split_brain": {str(k): v for k, v in self.split_brain.items()},
+            "crashed_primary": self.crashed_primary,
         }
 
     @classmethod
@@ -319,6 +324,7 @@ class Resource:
             res.role == PRIMARY and any(p.cstate != STANDALONE for p in res.diskful_peers())
         )
         res.split_brain = {int(k): str(v) for k, v in data.get("split_brain", {}).items()}
+        res.crashed_primary = bool(data.get("crashed_primary", False))
         recalc(res)
         return res
 
@@ -509,6 +515,7 @@ def promote(res: Resource, force: bool, now: float, rng: random.Random) -> list[
     res.settle_primary = None
     if md is not None:
         md.primary_since = now
+        md.primary_ind = True
         if forced:
             new_current_uuid(res, rng)
             res.new_cur_uuid = False
@@ -520,9 +527,29 @@ def promote(res: Resource, force: bool, now: float, rng: random.Random) -> list[
 
 
 def demote(res: Resource) -> None:
-    """`drbdsetup secondary`: always allowed here (the stand-in has no openers)."""
+    """`drbdsetup secondary` (the daemon has checked that nobody holds the device open)."""
     res.role = SECONDARY
+    if res.md is not None:
+        res.md.primary_ind = False
     recalc(res)
+
+
+def attach_crashed_primary(res: Resource) -> list[str]:
+    """Attaching a disk that went down as Primary (power loss, crash): writes may have reached
+    this disk and not the peers, so the activity log's blocks count as out of sync toward every
+    peer (`drbd_al_apply_to_bm()`), and the handshake prefers this node as the source when the
+    generations are equal (the "crashed primary" rule of `drbd_uuid_compare()`). DRBD's
+    activity log covers al-extents x 4 MiB (about 4.8 GiB by default), more than a lab device, so
+    here it is the whole device."""
+    md = res.md
+    if md is None or not md.primary_ind:
+        return []
+    md.primary_ind = False
+    res.crashed_primary = True
+    for peer in res.diskful_peers():
+        md.bits(peer.node_id).update(range(md.size_blocks))
+    return [f"{res.name}: was Primary when it went down: {md.size_blocks * BLOCK_KIB} KiB (the activity log)"
+            " marked out of sync"]
 
 
 def outdate(res: Resource) -> None:
@@ -710,6 +737,7 @@ def report(res: Resource, peer_id: int) -> dict[str, Any]:
         "size_blocks": md.size_blocks if md else 0,
         "primary_since": md.primary_since if md else 0.0,
         "discard_my_data": res.peers[peer_id].discard_my_data,
+        "crashed_primary": res.crashed_primary,
     }
 
 
@@ -739,6 +767,13 @@ def compare_uuids(a: dict[str, Any], b: dict[str, Any]) -> tuple[int, str]:
     if ac == 0:
         return -2, "current UUID empty here"
     if ac == bc:
+        crashed = (a.get("crashed_primary", False), b.get("crashed_primary", False))
+        if crashed == (True, False):
+            return 1, "equal current UUIDs, this node crashed as Primary"
+        if crashed == (False, True):
+            return -1, "equal current UUIDs, the peer crashed as Primary"
+        if crashed == (True, True):
+            return (1 if a["node_id"] < b["node_id"] else -1), "equal current UUIDs, both crashed as Primary"
         return 0, "equal current UUIDs"
     if ab and ab == bc and not bb:
         return 1, "bitmap UUID matches the peer's current UUID"
@@ -905,6 +940,7 @@ def apply_verdict(
     peer.peer_disk = peer_report["disk"]
     peer.peer_client = bool(peer_report["client"])
     peer.discard_my_data = False
+    res.crashed_primary = False
     res.split_brain.pop(peer_id, None)
     if res.settle_primary == peer_id:
         res.settle_primary = None
