@@ -28,6 +28,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -702,6 +703,13 @@ class LabCluster:
         machine, own = power.load(self.node_dir(node))
         machine.power_off()
         power.drop_addresses(machine.spec.netns, own)
+
+    def reset(self, node: str, reason: str = "reset by the lab") -> None:
+        """Hard reset, as a BMC does it: the node's power controller powers it off (everything
+        on it dies at once, unflushed) and boots it again."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(f"fence {reason}".encode(),
+                        str(self.node_dir(node) / power.SOCKET_DIR / "watchdog.sock"))
 
     def lease(self, cluster: str) -> dict[str, Any]:
         """The spec of the cluster's `<cluster>-primary` Lease ({} while it does not exist)."""

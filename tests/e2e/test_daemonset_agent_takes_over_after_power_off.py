@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tandem.lab.cluster import LabCluster
-from tandem.lab.harness import Client, lease_holder, missing_acks, wait_replicating, wait_until
+from tandem.lab.harness import Client, lease_holder, missing_acks, missing_files, wait_replicating, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -91,6 +91,9 @@ def test_the_daemonsets_agent_takes_over_after_the_primary_is_powered_off(
 
     client.stop()
     assert missing_acks(lab, "mail2", client.acked()) == []
+    files = client.acked_files()
+    assert files, "no file was acknowledged"
+    assert missing_files(lab, "mail2", files) == []
 
 
 def _is_agent(pid: int) -> bool:

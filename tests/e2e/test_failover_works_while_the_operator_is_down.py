@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tandem.lab.cluster import LabCluster
-from tandem.lab.harness import Client, lease_holder, missing_acks, node_report, wait_until
+from tandem.lab.harness import Client, lease_holder, missing_acks, missing_files, node_report, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -41,3 +41,6 @@ def test_failover_without_the_operator_then_catch_up(lab: LabCluster, client: Cl
     wait_until(lambda: node_report(lab, "mail", "mail1").get("postgres", {}).get("role")
                == "Standby", 120, "mail1 back as a standby")
     assert missing_acks(lab, "mail2", client.acked()) == []
+    files = client.acked_files()
+    assert files, "no file was acknowledged"
+    assert missing_files(lab, "mail2", files) == []

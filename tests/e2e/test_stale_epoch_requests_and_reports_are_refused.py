@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tandem.lab.cluster import LabCluster
-from tandem.lab.harness import Client, lease_holder, missing_acks, wait_replicating, wait_until
+from tandem.lab.harness import Client, lease_holder, missing_acks, missing_files, wait_replicating, wait_until
 from tandem_agent.kube import Kube, LeaseConflict, load_client
 
 pytestmark = pytest.mark.lab
@@ -59,3 +59,6 @@ def test_stale_epoch_requests_and_reports_are_refused(lab: LabCluster, client: C
     wait_replicating(lab, "mail", "mail2", ["mail1"])
     client.stop()
     assert missing_acks(lab, "mail2", client.acked()) == []
+    files = client.acked_files()
+    assert files, "no file was acknowledged"
+    assert missing_files(lab, "mail2", files) == []

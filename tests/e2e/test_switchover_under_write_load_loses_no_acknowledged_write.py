@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tandem.lab.cluster import LabCluster
-from tandem.lab.harness import Client, Observer, lease_holder, missing_acks, node_report, wait_until
+from tandem.lab.harness import Client, Observer, lease_holder, missing_acks, missing_files, node_report, wait_until
 from tests.e2e.conftest import vip
 
 pytestmark = pytest.mark.lab
@@ -52,3 +52,6 @@ def test_switchover_moves_the_primary_without_losing_a_write(
     assert status["lastFailover"]["planned"] is True and status["lastFailover"]["to"] == target
     client.stop()
     assert missing_acks(lab, target, client.acked()) == []
+    files = client.acked_files()
+    assert files, "no file was acknowledged"
+    assert missing_files(lab, target, files) == []

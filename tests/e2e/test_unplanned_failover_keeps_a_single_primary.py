@@ -16,6 +16,7 @@ from tandem.lab.harness import (
     holds,
     lease_holder,
     missing_acks,
+    missing_files,
     node_report,
     wait_replicating,
     wait_until,
@@ -57,5 +58,8 @@ def test_failover_after_the_primary_dies_and_is_cut_off(lab: LabCluster, client:
     assert status["lastFailover"]["to"] == "mail2" and status["lastFailover"]["planned"] is False
     client.stop()
     assert missing_acks(lab, "mail2", client.acked()) == []
+    files = client.acked_files()
+    assert files, "no file was acknowledged"
+    assert missing_files(lab, "mail2", files) == []
     events = lab.kubectl("get", "events", "-n", lab.namespace)
     assert "failed over from mail1 to mail2" in events

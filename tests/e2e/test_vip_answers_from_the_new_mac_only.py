@@ -15,6 +15,7 @@ from tandem.lab.harness import (
     arp_answers,
     link_mac,
     missing_acks,
+    missing_files,
     neighbour_mac,
     wait_replicating,
     wait_until,
@@ -44,3 +45,6 @@ def test_vip_answers_from_the_new_mac_only(lab: LabCluster, client: Client) -> N
     wait_replicating(lab, "mail", "mail2", ["mail1"])
     client.stop()
     assert missing_acks(lab, "mail2", client.acked()) == []
+    files = client.acked_files()
+    assert files, "no file was acknowledged"
+    assert missing_files(lab, "mail2", files) == []
