@@ -1,19 +1,20 @@
 """DRBD split brain, recovered as DRBD's user's guide documents it ("Manual split brain
 recovery"): the standby whose connection to the Lease holder is StandAlone is the victim
 (Secondary, `drbdadm connect --discard-my-data`), the holder only connects again; the victim
-reports what it discarded."""
+reports what it discarded and the operator says it once, on the HACluster and the DRBDVolume."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tandem.api.drbdvolume import DRBDVolumeSpec
+from tandem.api.drbdvolume import DRBDVolumeSpec, DRBDVolumeStatus
 from tandem.api.hacluster import HAClusterSpec, NodeReport
 from tandem_agent import agent as agent_module
 from tandem_agent.agent import ClusterAgent, intent_of
@@ -35,10 +36,22 @@ from tandem_agent.drivers.base import Outcome
 from tandem_agent.drivers.drbd import ResourceStatus, parse_status
 from tandem_agent.volumes import DrbdVolume, resynced_from, standalone_peers
 from tandem_agent.watchdog import NoWatchdog
+from tandem_operator import core
 from tests.unit.test_agent_core import chain_snap
 from tests.unit.test_forced_failover import FakeVolume as PromotedVolume
 from tests.unit.test_metrics import FakeKube
-from tests.unit.test_operator_core import iso
+from tests.unit.test_operator_core import (
+    NOW,
+    cluster,
+    cond,
+    iso,
+    reasons,
+    report,
+    settle,
+    snap,
+    volume,
+    with_reports,
+)
 
 TOWARD_HOLDER = StandAlone("mail-store", "n2", 24 * 1024)
 TOWARD_WITNESS = StandAlone("mail-store", "witness")
@@ -333,3 +346,103 @@ def test_a_restarted_agent_keeps_reporting_its_last_recovery(tmp_path: Path) -> 
     agent, _ = agent_on_mail1(tmp_path, own=[RECORD])
     assert agent.split_brain == {"mail-store": RECORD}
     assert [r.peer for r in reported(agent).split_brain_recoveries] == ["mail2"]
+
+
+# --- the operator: the DRBDVolume's condition and one Event per recovery ----------------------
+
+
+def victim(*, conn: str = "StandAlone", oos: int = 24 * 1024,
+           recoveries: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """n2's report, a standby of the holder n1."""
+    entry = report("n2", conn=conn)
+    entry["drbd"][0]["outOfSyncBytes"] = oos
+    if recoveries:
+        entry["splitBrainRecoveries"] = recoveries
+    return entry
+
+
+def recovery(at: str = "2026-11-22T02:59:00Z", resynced: str | None = None) -> dict[str, Any]:
+    rec = {"volume": "data", "peer": "n1", "discardedBytes": 24 * 1024, "time": at}
+    return rec | ({"resyncedTime": resynced} if resynced else {})
+
+
+def split_brain(s: core.Snapshot) -> tuple[str, str, str]:
+    status = next(m.status for m in core.reconcile(s).members if m.name == "data")
+    c = next(c for c in status["conditions"] if c["type"] == "SplitBrain")
+    return c["status"], c["reason"], c["message"]
+
+
+def test_a_standby_standalone_with_changes_the_holder_lacks_is_detected() -> None:
+    primary = report("n1", "Primary")
+    assert split_brain(snap(cluster(primary, victim()))) == (
+        "True", "Detected", "n2 is StandAlone with 24.0 KiB changed that the Lease holder n1 "
+        "lacks: n2 discards them and resyncs from n1")
+    paused = split_brain(snap(cluster(primary, victim(), paused=True)))[2]
+    assert paused.endswith("paused (spec.paused): nothing is discarded until the cluster is "
+                           "resumed")
+    kept = split_brain(snap(cluster(primary, victim(), standbyNodes=["n2"])))[2]
+    assert kept.endswith("n2 is in standby mode and keeps them until it is online again")
+
+
+def test_standalone_without_changes_or_on_the_holder_is_no_split_brain() -> None:
+    by_hand = snap(cluster(report("n1", "Primary"), victim(oos=0)))
+    assert split_brain(by_hand) == ("False", "NotDetected",
+                                    "no node's data diverged from the Lease holder's")
+    writing = report("n1", "Primary", conn="StandAlone")
+    writing["drbd"][0]["outOfSyncBytes"] = 8192  # the holder's own writes since
+    assert split_brain(snap(cluster(writing, victim(conn="Connecting", oos=0))))[:2] == (
+        "False", "NotDetected")
+
+
+def test_a_recovery_is_detected_until_resynced_then_recovered() -> None:
+    primary = report("n1", "Primary")
+    resyncing = snap(cluster(primary, victim(conn="Connected", oos=0,
+                                             recoveries=[recovery()])))
+    assert split_brain(resyncing) == (
+        "True", "Detected", "n2 discarded 24.0 KiB it had changed that n1 lacked (drbdadm "
+        "connect --discard-my-data at 2026-11-22T02:59:00Z) and resyncs from n1")
+    done = snap(cluster(primary, victim(conn="Connected", oos=0, recoveries=[
+        recovery(resynced="2026-11-22T02:59:30Z")])))
+    assert split_brain(done) == (
+        "False", "Recovered", "n2 discarded 24.0 KiB it had changed that n1 lacked (drbdadm "
+        "connect --discard-my-data at 2026-11-22T02:59:00Z); resynced from n1 at "
+        "2026-11-22T02:59:30Z")
+
+
+def test_the_condition_is_not_written_again_and_keeps_other_conditions() -> None:
+    s = snap(cluster(report("n1", "Primary"), victim()))
+    written = next(m.status for m in core.reconcile(s).members if m.name == "data")
+    stored = DRBDVolumeStatus.model_validate(written)
+    foreign = stored.conditions[0].model_copy(update={"type": "Backup", "reason": "Done"})
+    shown = stored.model_copy(update={"conditions": [*stored.conditions, foreign]})
+    later = snap(s.cluster, now=NOW + timedelta(seconds=30),
+                 volumes={"data": volume().model_copy(update={"status": shown})})
+    assert [m for m in core.reconcile(later).members if m.plural == "drbdvolumes"] == []
+
+
+def test_each_recovery_is_one_warning_event_on_the_hacluster() -> None:
+    primary = report("n1", "Primary")
+    s = snap(cluster(primary, victim(conn="Connected", oos=0, recoveries=[recovery()])))
+    d = core.reconcile(s)
+    said = [e for e in d.events if e.reason == "SplitBrainRecovery"]
+    assert [(e.type, e.message) for e in said] == [(
+        "Warning", "split brain on DRBD data recovered as DRBD documents it: n2 discarded "
+        "24.0 KiB it had changed that n1 lacked (drbdadm connect --discard-my-data at "
+        "2026-11-22T02:59:00Z) and resyncs from n1, the Lease holder whose data wins")]
+    assert d.status.announced is not None
+    again = settle(s)
+    assert "SplitBrainRecovery" not in reasons(core.reconcile(again))
+    resynced = with_reports(again, primary, victim(conn="Connected", oos=0, recoveries=[
+        recovery(resynced="2026-11-22T02:59:30Z")]))
+    assert "SplitBrainRecovery" not in reasons(core.reconcile(resynced))
+    later = with_reports(settle(resynced), primary, victim(recoveries=[
+        recovery(at="2026-11-22T03:00:01Z")]))
+    assert reasons(core.reconcile(later)).count("SplitBrainRecovery") == 1
+
+
+def test_the_victims_reason_is_no_split_brain_of_the_hacluster() -> None:
+    """Two primaries would be: a standby giving way to the holder keeps the cluster Ready."""
+    reason = chain_decision(standby()).reason
+    d = core.reconcile(snap(cluster(report("n1", "Primary"), victim() | {"message": reason})))
+    assert cond(d, "SplitBrain")[:2] == ("False", "NotDetected")
+    assert cond(d, "Ready")[:2] == ("True", "Degraded")
