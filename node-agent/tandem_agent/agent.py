@@ -53,6 +53,7 @@ from tandem_agent.kube import ApiUnavailable, Kube, LeaseConflict, LeaseRecord
 from tandem_agent.metrics import ClusterEvents
 from tandem_agent.monitor import ChainMonitor
 from tandem_agent.spec_change import spec_change, verdict
+from tandem_agent.volumes import resynced_from
 from tandem_agent.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,8 @@ class ClusterIntent:
     cleanup: str | None = None  # the tandem.dev/cleanup annotation: a new value forgets failures
     force_request: str | None = None  # id of a forced failover to this node it may act on
     force_report: dict[str, Any] | None = None  # this node's report of the last one it settled
+    # This node's report of the split brains it recovered from (its splitBrainRecoveries).
+    split_brain_recoveries: tuple[dict[str, Any], ...] = ()
 
 
 # A peer's report older than this no longer counts as "it could take over" (the agents
@@ -109,6 +112,7 @@ def intent_of(obj: dict[str, Any], node: str) -> ClusterIntent:
         force_request=force_request(meta.get("annotations") or {},
                                     status.get("forcedFailover") or {}, node),
         force_report=own.get("forcedFailover"),
+        split_brain_recoveries=tuple(own.get("splitBrainRecoveries") or ()),
     )
 
 
@@ -201,6 +205,10 @@ class ClusterAgent:
         report = intent.force_report or {}
         self.forced_epoch: int | None = report.get("epoch") \
             if report.get("phase") == "Completed" else None
+        # Per DRBD volume, the last split brain recovered from here by discarding this node's
+        # changes (its report's splitBrainRecoveries, kept across restarts through it).
+        self.split_brain: dict[str, dict[str, Any]] = {
+            r["volume"]: r for r in intent.split_brain_recoveries if r.get("volume")}
         self.last_decisions: dict[str, Decision] = {}
         self.events = ClusterEvents(kube.namespace, cluster.name, self.node)
         self.postgres_seen: Any = None  # PostgreSQL's status at the last report, for metrics
@@ -488,6 +496,7 @@ class ClusterAgent:
             sync_standbys=lease.sync_standbys if lease else None,
             paused=intent.paused, forced_epoch=self.forced_epoch,
             found_running=self._found_running(lease, intent.paused),
+            standalone=self.runner.standalone(),
         )
         decision = chain_decision(snapshot)
         if decision.action is Action.TEAR_DOWN and restart_limit_reached(snapshot):
@@ -598,6 +607,7 @@ class ClusterAgent:
     def _observe_node(self) -> None:
         now = time.monotonic()
         self.runner.observe_volumes(now, max_age=DRBD_OBSERVE_SECONDS)
+        self._note_resynced()
         health = self._health(now)
         with self._lock:
             self.eligibility = eligibility(health, float(self.policy.max_lag_seconds), now)
@@ -671,6 +681,10 @@ class ClusterAgent:
             self._repair(decision)
         elif action is Action.ADOPT:
             self._adopt_running(decision)
+        elif action is Action.RECONNECT:
+            self._reconnect(decision)
+        elif action is Action.DISCARD_MY_DATA:
+            self._discard_my_data(decision)
         elif action is Action.REJOIN and decision.target is None:
             log.info("%s: standby volumes: %s", self.cluster.name,
                      "; ".join(self.runner.join_volumes()))
@@ -715,6 +729,56 @@ class ClusterAgent:
             self.runner.state, self.runner.epoch = ChainState.DOWN, None
             self.runner.following = (lease.holder, lease.epoch)
         log.info("%s: %s", self.cluster.name, decision.reason)
+
+    def _reconnect(self, decision: Decision) -> None:
+        """The holder connects its StandAlone DRBD connections again, only while it still acts
+        under the epoch the decision was taken at."""
+        if self.acting_epoch() != decision.epoch:
+            raise Aborted(f"no longer the holder at epoch {decision.epoch}: DRBD not "
+                          "reconnected")
+        for c in decision.connections:
+            outcome = self.runner.reconnect(c.volume, c.peer)
+            log.info("%s: DRBD %s was StandAlone toward %s: %s", self.cluster.name, c.volume,
+                     c.peer, outcome.detail)
+
+    def _discard_my_data(self, decision: Decision) -> None:
+        """The victim's side of DRBD's manual split-brain recovery, only while the Lease, as
+        last read, still names the holder the decision was taken for (so this node does not
+        act as primary either). What it is about to discard goes into its report first."""
+        holder = decision.target
+        with self._lock:
+            lease = self.lease
+        if lease is None or lease.holder != holder:
+            raise Aborted(f"the Lease no longer names {holder}: this node's data is kept")
+        for c in decision.connections:
+            if c.out_of_sync_bytes:
+                self._record_discard(c.volume, c.peer, c.out_of_sync_bytes)
+            outcome = self.runner.reconnect(c.volume, c.peer, discard_my_data=True)
+            if c.out_of_sync_bytes:
+                log.warning("%s: split brain on DRBD %s: %s discards the %d KiB it changed that "
+                            "the Lease holder %s lacks and resyncs from it (drbdadm connect "
+                            "--discard-my-data): %s", self.cluster.name, c.volume, self.node,
+                            c.out_of_sync_bytes // 1024, holder, outcome.detail)
+            else:
+                log.info("%s: DRBD %s was StandAlone toward the Lease holder %s, nothing "
+                         "changed here that it lacks: %s", self.cluster.name, c.volume, holder,
+                         outcome.detail)
+
+    def _record_discard(self, volume: str, peer: str, discarded: int) -> None:
+        """A new entry of the report's splitBrainRecoveries, unless the last one for `volume`
+        is the same recovery tried again (same peer, not resynced yet): said once."""
+        last = self.split_brain.get(volume)
+        if last is not None and last.get("peer") == peer and "resyncedTime" not in last:
+            return
+        self.split_brain[volume] = {"volume": volume, "peer": peer, "discardedBytes": discarded,
+                                    "time": _utc_stamp()}
+
+    def _note_resynced(self) -> None:
+        """Mark each split-brain recovery whose resync from the holder has finished."""
+        for volume, record in list(self.split_brain.items()):
+            if "resyncedTime" not in record and resynced_from(self.runner.drbd.get(volume),
+                                                              record.get("peer", "")):
+                self.split_brain[volume] = record | {"resyncedTime": _utc_stamp()}
 
     def _cleanup(self, request: str | None) -> None:
         """Forget this cluster's failures, like `crm resource cleanup`: repairs counted in the
@@ -767,7 +831,7 @@ class ClusterAgent:
     def _recovered(self, key: str, action: str, message: str) -> None:
         kind, _, name = key.partition("/")
         self.last_recovery = {
-            "time": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "time": _utc_stamp(),
             "resource": name, "kind": kind, "action": action, "message": message[:1024],
         }
 
@@ -864,6 +928,9 @@ class ClusterAgent:
             entry["lastRecovery"] = self.last_recovery
         if self.force_report is not None:
             entry["forcedFailover"] = self.force_report
+        recoveries = [r for v, r in sorted(self.split_brain.items()) if v in self.runner.volumes]
+        if recoveries:
+            entry["splitBrainRecoveries"] = recoveries
         pg = self.postgres_seen = self._postgres_status()
         if self.runner.postgres is not None:
             entry["postgres"] = _postgres_report(pg)
@@ -871,7 +938,7 @@ class ClusterAgent:
         if _significant(entry) == _significant(self._last_report) \
                 and now - self._last_report_at < HEARTBEAT_SECONDS:
             return
-        body = entry | {"heartbeatTime": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        body = entry | {"heartbeatTime": _utc_stamp()}
         try:
             self.kube.report(self.cluster.name, body)
         except ApiUnavailable as exc:
@@ -898,6 +965,11 @@ class ClusterAgent:
 
 
 VOLATILE = {"lsn", "outOfSyncBytes", "resyncPercent", "lastCheckTime"}
+
+
+def _utc_stamp() -> str:
+    """Now, as the API's times are written: UTC, whole seconds."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _significant(entry: Any) -> Any:

@@ -22,7 +22,7 @@ from tandem.api.drbdvolume import DRBDVolumeSpec
 from tandem.api.floatingip import FloatingIPSpec
 from tandem.api.hacluster import HAClusterSpec, PostgresSpec, ServiceSpec, unit_name_problem
 from tandem.api.hacluster import MonitorSettings as MonitorSpec
-from tandem_agent.core import ChainState, MonitorSettings
+from tandem_agent.core import ChainState, MonitorSettings, StandAlone
 from tandem_agent.credentials import CredentialsError
 from tandem_agent.drivers import addresses, mounts, probes
 from tandem_agent.drivers.base import DriverError, Outcome
@@ -31,7 +31,7 @@ from tandem_agent.drivers.postgres import Postgres, PostgresConfig
 from tandem_agent.drivers.services import Monitor, ServiceBackend, ServiceChain
 from tandem_agent.monitor import Monitored
 from tandem_agent.spec_change import postgres_changed
-from tandem_agent.volumes import joined, up_to_date
+from tandem_agent.volumes import joined, standalone_peers, up_to_date
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ class VolumeDriver(Protocol):
     def primary(self, *, force: bool = False) -> Outcome: ...
     def secondary(self) -> Outcome: ...
     def join(self) -> Outcome: ...
+    def reconnect(self, peer: str, *, discard_my_data: bool = False) -> Outcome: ...
     def observe(self) -> ResourceStatus | None: ...
     def report(self, status: ResourceStatus | None) -> dict[str, Any]: ...
 
@@ -318,6 +319,13 @@ class ChainRunner:
         self._drbd_observed_at = float("-inf")
         return done
 
+    def reconnect(self, volume: str, peer: str, *, discard_my_data: bool = False) -> Outcome:
+        """Connect `volume`'s StandAlone connection to `peer` again (see
+        `DrbdVolume.reconnect`); the next look at DRBD shows how it went."""
+        outcome = self.volumes[volume].reconnect(peer, discard_my_data=discard_my_data)
+        self._drbd_observed_at = float("-inf")
+        return outcome
+
     def rejoin(self, primary: str, epoch: int) -> list[str]:
         """Become a standby of `primary`: DRBD secondary and connected, PostgreSQL following."""
         done = self.join_volumes()
@@ -541,6 +549,12 @@ class ChainRunner:
 
     def volumes_joined(self) -> bool:
         return all(joined(self.drbd.get(name)) for name in self.volumes)
+
+    def standalone(self) -> tuple[StandAlone, ...]:
+        """Every StandAlone DRBD connection of the chain's volumes, as last observed, with
+        what this node changed that the peer lacks."""
+        return tuple(StandAlone(name, p.name, p.out_of_sync_bytes) for name in self.volumes
+                     for p in standalone_peers(self.drbd.get(name)))
 
     def volume_reports(self) -> list[dict[str, Any]]:
         return [driver.report(self.drbd.get(name)) | {"name": name}

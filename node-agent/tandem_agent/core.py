@@ -35,12 +35,26 @@ class Action(enum.Enum):
     FORGET_HOLDING = "ForgetHolding"
     FORCE_REFUSED = "ForceRefused"  # a forced failover this node may never carry out now
     ADOPT = "Adopt"  # paused, chain unknown: take what runs here as this node's chain state
+    RECONNECT = "Reconnect"  # the holder: connect its StandAlone DRBD connections again
+    DISCARD_MY_DATA = "DiscardMyData"  # a standby: reconnect to the holder, whose data wins
 
 
 class ChainState(enum.Enum):
     DOWN = "Down"
     UP = "Up"
     UNKNOWN = "Unknown"  # partly up, or not yet observed since the agent started
+
+
+@dataclass(frozen=True)
+class StandAlone:
+    """A DRBD connection of a chain volume that is StandAlone on this node: DRBD found a split
+    brain its policies (spec.splitBrain) left unresolved, or someone disconnected it.
+    `out_of_sync_bytes` is what this node changed that `peer` lacks (drbdsetup's out-of-sync
+    toward it): what this node loses if it reconnects with --discard-my-data."""
+
+    volume: str  # the DRBDVolume's name
+    peer: str
+    out_of_sync_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,7 @@ class Decision:
     # One CamelCase word for a takeover (ACQUIRE, a reclaiming RENEW) or a step-down
     # (TEAR_DOWN): the metrics count by it, never by the free-text reason.
     cause: str = ""
+    connections: tuple[StandAlone, ...] = ()  # what RECONNECT and DISCARD_MY_DATA connect
 
 
 @dataclass(frozen=True)
@@ -429,6 +444,7 @@ class ChainSnapshot:
     # member healthy and every service active.
     found_running: bool = False
     forced_epoch: int | None = None  # the epoch this node took by a forced failover
+    standalone: tuple[StandAlone, ...] = ()  # the chain's StandAlone DRBD connections here
 
 
 def restart_limit_reached(s: ChainSnapshot) -> bool:
@@ -460,6 +476,9 @@ def chain_decision(s: ChainSnapshot) -> Decision:
         if s.paused:
             return Decision(Action.WAIT, "paused (spec.paused): nothing is brought up, torn "
                             "down or joined")
+        toward_holder = tuple(c for c in s.standalone if c.peer == s.lease_holder)
+        if toward_holder and not s.deleting:
+            return _rejoin_the_holder(s, toward_holder)
         if s.lease_holder and s.lease_holder != s.node and not s.replicating and not s.deleting:
             return Decision(Action.REJOIN, f"rejoining as a standby of {s.lease_holder}",
                             target=s.lease_holder)
@@ -515,7 +534,44 @@ def chain_decision(s: ChainSnapshot) -> Decision:
                        f"{s.restart_limit}: no standby is eligible to take over")
         return Decision(Action.REPAIR, f"{failed.describe()}; {attempt}", epoch=epoch,
                         target=failed.key)
+    if s.standalone:
+        # The survivor's side of DRBD's manual recovery: a peer that diverged reconnects with
+        # --discard-my-data (DISCARD_MY_DATA), and this node only has to listen again.
+        return Decision(Action.RECONNECT, f"{_standalone(s.standalone)}: connecting again; "
+                        "this node holds the Lease, so its data wins", epoch=epoch,
+                        connections=s.standalone)
     return Decision(Action.WAIT, held_back or f"primary at epoch {epoch}", epoch=epoch)
+
+
+def _standalone(connections: tuple[StandAlone, ...], *, changes: bool = False) -> str:
+    """ "DRBD mail-store is StandAlone toward mail2 (24 KiB changed here that mail2 lacks)";
+    `changes`: with those KiB (not for a primary: its count grows with every write).
+
+    Never the words "split brain": the operator reads them in a report's message as DRBD's
+    own (two primaries), and a standby rejoining the holder is not that."""
+    said = []
+    for c in connections:
+        changed = (f" ({c.out_of_sync_bytes // 1024} KiB changed here that {c.peer} lacks)"
+                   if changes and c.out_of_sync_bytes else "")
+        said.append(f"DRBD {c.volume} is StandAlone toward {c.peer}{changed}")
+    return "; ".join(said)
+
+
+def _rejoin_the_holder(s: ChainSnapshot, connections: tuple[StandAlone, ...]) -> Decision:
+    """A standby whose DRBD connections to the Lease holder are StandAlone. Only the holder may
+    have acknowledged writes, so this node is the victim of DRBD's manual split-brain recovery
+    (user's guide, "Manual split brain recovery"): Secondary, then `drbdadm connect
+    --discard-my-data`; it then resyncs from the holder. A node a person put in standby mode
+    keeps its data until it is online again."""
+    holder = connections[0].peer
+    what = _standalone(connections, changes=True)
+    if s.in_standby_mode:
+        return Decision(Action.WAIT, f"{what}: in standby mode (spec.standbyNodes), this node "
+                        "keeps its data; online, it reconnects with --discard-my-data and "
+                        f"resyncs from {holder}")
+    return Decision(Action.DISCARD_MY_DATA, f"{what}: reconnecting with --discard-my-data, "
+                    f"so that {holder}'s data wins and this node resyncs from it",
+                    target=holder, connections=connections)
 
 
 def _handoff_reason(s: ChainSnapshot) -> tuple[str, str, str | None] | None:

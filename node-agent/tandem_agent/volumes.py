@@ -8,7 +8,7 @@ from typing import Any
 
 from tandem.api.drbdvolume import DRBDNodeStatus, DRBDVolumeSpec
 from tandem_agent.drivers.base import DriverError, Outcome
-from tandem_agent.drivers.drbd import Drbd, DrbdRefused, ResourceStatus
+from tandem_agent.drivers.drbd import Drbd, DrbdRefused, PeerStatus, ResourceStatus
 
 
 class DrbdVolume:
@@ -54,6 +54,15 @@ class DrbdVolume:
                 done.append(outcome.detail)
         return Outcome(bool(done), "; ".join(done) or f"{self.resource} secondary and connected")
 
+    def reconnect(self, peer: str, *, discard_my_data: bool = False) -> Outcome:
+        """Connect the StandAlone connection to `peer` again. `discard_my_data`: this node is
+        the split-brain victim (DRBD user's guide, "Manual split brain recovery"): Secondary
+        first, then `drbdadm connect --discard-my-data`, so that the peer's data wins."""
+        steps = [self.drbd.secondary(self.resource)] if discard_my_data else []
+        steps.append(self.drbd.connect(self.resource, peer, discard_my_data=discard_my_data))
+        done = [o.detail for o in steps if o.changed]
+        return Outcome(bool(done), "; ".join(done) or f"{self.resource}: nothing to connect")
+
     def observe(self) -> ResourceStatus | None:
         return self.drbd.status(self.resource)
 
@@ -73,8 +82,23 @@ def up_to_date(status: ResourceStatus | None) -> tuple[bool, str]:
 
 def joined(status: ResourceStatus | None) -> bool:
     """Up as Secondary with no StandAlone connection: ready to be resynced by a Primary."""
-    return status is not None and status.role == "Secondary" and all(
-        p.connection_state != "StandAlone" for p in status.peers)
+    return status is not None and status.role == "Secondary" and not standalone_peers(status)
+
+
+def standalone_peers(status: ResourceStatus | None) -> tuple[PeerStatus, ...]:
+    """The peers this node does not even try to reach: a split brain DRBD left unresolved, or
+    a disconnect by hand."""
+    if status is None:
+        return ()
+    return tuple(p for p in status.peers if p.connection_state == "StandAlone")
+
+
+def resynced_from(status: ResourceStatus | None, peer: str) -> bool:
+    """Connected to `peer`, replication Established (no resync running or starting) and the
+    disk UpToDate: whatever it had to send this node has arrived."""
+    other = status.peer(peer) if status is not None else None
+    return status is not None and other is not None and other.connected \
+        and other.replication_state == "Established" and status.disk_state == "UpToDate"
 
 
 def drbd_volume_factory(

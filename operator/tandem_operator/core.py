@@ -39,6 +39,7 @@ from tandem.api.hacluster import (
     NOT_SYNCHRONOUS,
     Announced,
     AnnouncedRecovery,
+    AnnouncedSplitBrainRecovery,
     FailoverRecord,
     ForcedFailover,
     HACluster,
@@ -47,6 +48,7 @@ from tandem.api.hacluster import (
     NodeReport,
     ResourceRef,
     ResourceReport,
+    SplitBrainRecovery,
     Switchover,
 )
 
@@ -104,6 +106,12 @@ _UNHEALTHY_STATES = ("Failing", "Failed", "Repairing")
 # A node's lastRecovery becomes one Event, its reason the action.
 _RECOVERY_EVENT_TYPES: dict[str, Literal["Normal", "Warning"]] = {
     "Repaired": "Normal", "RepairFailed": "Warning", "SteppedDown": "Warning"}
+
+# A DRBDVolume's SplitBrain condition, and the Event of each recovery (a node discarded its
+# changes of a volume and resynced from the Lease holder: status.nodes[].splitBrainRecoveries).
+SPLIT_BRAIN_DETECTED = "Detected"
+SPLIT_BRAIN_RECOVERED = "Recovered"
+SPLIT_BRAIN_RECOVERY = "SplitBrainRecovery"
 
 
 # --- inputs -------------------------------------------------------------------------------
@@ -1477,6 +1485,40 @@ def _recoveries(v: _View, before: Announced) -> tuple[list[AnnouncedRecovery], l
     return [out[n] for n in sorted(out)], events
 
 
+def _stamp(t: datetime) -> str:
+    return second(t).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _discarded(node: str, rec: SplitBrainRecovery) -> str:
+    """ "mail1 discarded 24.0 KiB it had changed that mail2 lacked (...); resynced from mail2
+    at ..." """
+    said = (f"{node} discarded {byte_size(rec.discarded_bytes)} it had changed that {rec.peer} "
+            f"lacked (drbdadm connect --discard-my-data at {_stamp(rec.time)})")
+    if rec.resynced_time is None:
+        return f"{said} and resyncs from {rec.peer}"
+    return f"{said}; resynced from {rec.peer} at {_stamp(rec.resynced_time)}"
+
+
+def _split_brain_recoveries(v: _View, before: Announced) -> tuple[
+        list[AnnouncedSplitBrainRecovery], list[Event]]:
+    """A Warning Event for each node's splitBrainRecoveries entry not posted before
+    (status.announced.splitBrainRecoveries remembers the last one posted per node and
+    volume): a node discarded its changes of a volume, so it is said once."""
+    posted = {(a.node, a.volume): a for a in before.split_brain_recoveries}
+    members = {n.name for n in v.s.cluster.spec.nodes}
+    out = {key: mark for key, mark in posted.items() if key[0] in members}
+    events = []
+    for name in sorted(v.reports):
+        for rec in v.reports[name].split_brain_recoveries:
+            mark = AnnouncedSplitBrainRecovery(node=name, volume=rec.volume, time=rec.time)
+            if posted.get((name, rec.volume)) != mark:
+                events.append(Event("Warning", SPLIT_BRAIN_RECOVERY, _clip(
+                    f"split brain on DRBD {rec.volume} recovered as DRBD documents it: "
+                    f"{_discarded(name, rec)}, the Lease holder whose data wins")))
+            out[(name, rec.volume)] = mark
+    return [out[key] for key in sorted(out)], events
+
+
 # --- the decision -------------------------------------------------------------------------
 
 
@@ -1495,6 +1537,7 @@ def reconcile(s: Snapshot) -> Decision:
     resources, unhealthy, resource_events = _resources(
         v, {c.type: c for c in status.conditions}, before)
     recoveries, recovery_events = _recoveries(v, before)
+    split_brains, split_brain_events = _split_brain_recoveries(v, before)
     conditions = [*_conditions(v, f, invalid), resources,
                   _spec_applied(v, {c.type: c for c in status.conditions})]
     desired = HAClusterStatus(
@@ -1505,12 +1548,13 @@ def reconcile(s: Snapshot) -> Decision:
         last_failover=f.last_failover,
         switchover=f.switchover,
         handled_switchover_id=f.handled_request,
-        announced=Announced(recoveries=recoveries, unhealthy=unhealthy)
-        if recoveries or unhealthy else None,
+        announced=Announced(recoveries=recoveries, unhealthy=unhealthy,
+                            split_brain_recoveries=split_brains)
+        if recoveries or unhealthy or split_brains else None,
         forced_failover=f.forced,
     )
     events = [*f.events, *_transition_events(status, conditions, s.now), *resource_events,
-              *recovery_events]
+              *recovery_events, *split_brain_events]
     wanted = owned_fields(desired)
     patch = None if wanted == owned_fields(status) else wanted
     ready = conditions[0]
@@ -1538,9 +1582,53 @@ def _volume_status(v: _View, name: str, volume: DRBDVolume) -> DRBDVolumeStatus:
             reported.append(status)
     primary = next((n for n in reported if n.role == "Primary"), None)
     connection = (primary or reported[0]).connection_state if reported else "Unknown"
+    before = volume.status.conditions if volume.status else []
     return DRBDVolumeStatus(roles="/".join(n.role for n in nodes),
                             disks="/".join(n.disk_state for n in nodes),
-                            connection=connection, nodes=nodes)
+                            connection=connection, nodes=nodes,
+                            conditions=[_volume_split_brain(v, name, before)])
+
+
+def _volume_split_brain(v: _View, name: str, before: Sequence[Condition]) -> Condition:
+    """The DRBDVolume's SplitBrain condition. True (Detected) while a node's data of it has
+    diverged from the Lease holder's: a fresh report of another node shows it StandAlone with
+    changes the holder lacks, or its recovery (splitBrainRecoveries) has not resynced yet.
+    False: Recovered (the last recoveries, what each discarded), or NotDetected."""
+    spec, holder = v.s.cluster.spec, v.holder
+    names = v.volume_names(name)
+    recoveries = {n: rec for n in sorted(v.reports) for rec in v.reports[n].split_brain_recoveries
+                  if rec.volume == name}
+    detected = []
+    for node in sorted(v.reports):
+        report, rec = v.reports[node], recoveries.get(node)
+        if rec is not None and rec.resynced_time is None:
+            detected.append(_discarded(node, rec))
+            continue
+        entry = next((d for d in report.drbd if d.name in names), None)
+        if holder is None or node == holder or not v.fresh(report) or entry is None \
+                or entry.connection_state != "StandAlone" or not entry.out_of_sync_bytes:
+            continue
+        if spec.paused:
+            then = "paused (spec.paused): nothing is discarded until the cluster is resumed"
+        elif node in spec.standby_nodes:
+            then = f"{node} is in standby mode and keeps them until it is online again"
+        else:
+            then = f"{node} discards them and resyncs from {holder}"
+        detected.append(f"{node} is StandAlone with {byte_size(entry.out_of_sync_bytes)} "
+                        f"changed that the Lease holder {holder} lacks: {then}")
+    status: Literal["True", "False"] = "True" if detected else "False"
+    if detected:
+        reason, message = SPLIT_BRAIN_DETECTED, "; ".join(detected)
+    elif recoveries:
+        reason = SPLIT_BRAIN_RECOVERED
+        message = "; ".join(_discarded(n, rec) for n, rec in recoveries.items())
+    else:
+        reason, message = "NotDetected", "no node's data diverged from the Lease holder's"
+    old = next((c for c in before if c.type == "SplitBrain"), None)
+    since = old.last_transition_time if old is not None and old.status == status \
+        else second(v.s.now)
+    return Condition(type="SplitBrain", status=status, reason=reason, message=_clip(message),
+                     last_transition_time=since)
 
 
 def address_summary(name: str, fip: FloatingIP) -> tuple[int, str]:
@@ -1576,7 +1664,10 @@ def _member_statuses(v: _View) -> tuple[MemberStatus, ...]:
         volume = v.s.volumes.get(name)
         if volume is not None and volume.spec.cluster == v.s.name:
             wanted = _volume_status(v, name, volume)
-            if wanted != (volume.status or DRBDVolumeStatus()):
+            shown = volume.status or DRBDVolumeStatus()
+            # Conditions of other types (another controller's) are neither compared nor dropped.
+            ours = [c for c in shown.conditions if c.type == "SplitBrain"]
+            if wanted != shown.model_copy(update={"conditions": ours}):
                 found.append(MemberStatus("drbdvolumes", name, _json(wanted)))
     for name in chain.floating_ips:
         fip = v.s.floating_ips.get(name)

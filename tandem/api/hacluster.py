@@ -517,6 +517,22 @@ class ServiceReport(Model):
 RequestId = Annotated[str, Field(max_length=63)]
 
 
+class SplitBrainRecovery(Model):
+    """A DRBD split brain this node recovered from as the victim: its changes discarded, the Lease holder's kept.
+
+    See docs/failover-protocol.md, "Split brain"."""
+
+    volume: ObjectName = Field(description="The DRBDVolume.")
+    peer: NodeName = Field(description="The survivor: the Lease holder whose data won.")
+    discarded_bytes: Annotated[int, Field(ge=0)] = Field(
+        description="DRBD's out-of-sync toward the peer when this node reconnected: what it "
+        "had changed that the peer lacked, rolled back by the resync.")
+    time: datetime = Field(description="When it reconnected with --discard-my-data.")
+    resynced_time: datetime | None = Field(
+        default=None, description="When it was first seen connected to the peer again, "
+        "UpToDate with no resync running: the recovery is over.")
+
+
 class ForcedFailoverReport(Model):
     """How this node's agent settled a forced failover to it; written by that agent only."""
 
@@ -568,6 +584,18 @@ class NodeReport(Model):
     forced_failover: ForcedFailoverReport | None = Field(
         default=None, description="The last forced failover to this node its agent settled: "
         "each request id is acted on once, across restarts too.")
+    split_brain_recoveries: Annotated[
+        list[SplitBrainRecovery],
+        Field(
+            max_length=8,
+            description="Per DRBD volume, the last split brain this node recovered from by "
+            "discarding its own changes.",
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["volume"],
+            },
+        ),
+    ] = []
 
 
 class FailoverRecord(Model):
@@ -628,6 +656,14 @@ class AnnouncedRecovery(Model):
     action: RecoveryAction
 
 
+class AnnouncedSplitBrainRecovery(Model):
+    """A node's status.nodes[].splitBrainRecoveries entry the operator has posted as an Event."""
+
+    node: NodeName
+    volume: ObjectName
+    time: datetime
+
+
 class Announced(Model):
     """What the operator has already posted as Events about the agents' monitors.
 
@@ -648,6 +684,18 @@ class Announced(Model):
     unhealthy: Annotated[list[ResourceRef], Field(max_length=96)] = Field(
         default=[], description="The primary's resources not Healthy (Failing, Failed or "
         "Repairing) at the last reconcile; one that joins posts a ResourceFailed Event.")
+    split_brain_recoveries: Annotated[
+        list[AnnouncedSplitBrainRecovery],
+        Field(
+            max_length=40,
+            description="Per node and volume, the splitBrainRecoveries entry last posted "
+            "(Event SplitBrainRecovery).",
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["node", "volume"],
+            },
+        ),
+    ] = []
 
 
 class HAClusterStatus(Model):
