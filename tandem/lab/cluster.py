@@ -753,7 +753,8 @@ class LabCluster:
         if any(node.daemonset for node in state.nodes):
             kubelet.remove_pod_cgroups()
         for device in state.loops:
-            blockdev.detach_loop(device)
+            with contextlib.suppress(blockdev.BlockdevError):
+                blockdev.detach_loop(device)
         for proc in state.blockdevs:
             with contextlib.suppress(Exception):
                 terminate(proc, 10)

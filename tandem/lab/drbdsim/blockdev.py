@@ -488,13 +488,24 @@ def attach_loop(path: Path) -> str:
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise BlockdevError(f"losetup {path}: {done.stderr.strip()}")
-    return done.stdout.strip()
+    device = done.stdout.strip()
+    _set_read_write(device)  # a loop device keeps its read-only flag across detach and reuse
+    return device
 
 
 def detach_loop(device: str) -> None:
+    """Detach, leaving the loop device read-write for its next user (the DRBD stand-in marks a
+    Secondary's device read-only, and the flag would outlive the detach)."""
+    _set_read_write(device)
     done = subprocess.run(["losetup", "--detach", device], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise BlockdevError(f"losetup --detach {device}: {done.stderr.strip()}")
+
+
+def _set_read_write(device: str) -> None:
+    done = subprocess.run(["blockdev", "--setrw", device], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise BlockdevError(f"blockdev --setrw {device}: {done.stderr.strip()}")
 
 
 if __name__ == "__main__":
