@@ -53,9 +53,9 @@ test-e2e: setup ## only the end-to-end tier: whole scenarios on the lab's node m
 	$(PY) -m pytest tests/e2e
 
 .PHONY: bench
-bench: ## the driver benchmarks (JSON in bench/results/)
+bench: ## the driver benchmarks and the DRBD stand-in's data path (JSON in bench/results/)
 	mkdir -p bench/results
-	for b in addresses postgres; do $(PY) -m bench.$$b --json bench/results/$$b.json || exit 1; done
+	for b in addresses postgres drbd; do $(PY) -m bench.$$b --json bench/results/$$b.json || exit 1; done
 
 .PHONY: package
 package: ## build the wheel into dist/ (no network: the venv's setuptools)

@@ -50,19 +50,29 @@ def exit_status(results: Mapping[str, Any]) -> int:
         and results["double_primary_instants"] == 0 else 1
 
 
-def emit(name: str, results: Mapping[str, Any], json_path: str | None) -> None:
-    """Print a table of `results` (row name -> metrics; scalar entries as their own lines)
-    and write them as JSON."""
-    document = {
+def write_json(
+    name: str, results: Mapping[str, Any], json_path: str | None, command: Sequence[str] | None = None
+) -> None:
+    """Write `results` as the benchmark's JSON document to `json_path` (stdout without one),
+    with the machine and, when given, the command that produced them."""
+    document: dict[str, Any] = {
         "benchmark": name,
         "machine": {"python": platform.python_version(), "cpus": _cpus()},
         "results": results,
     }
+    if command is not None:
+        document["command"] = list(command)
     text = json.dumps(document, indent=2, sort_keys=True)
     if json_path:
         Path(json_path).write_text(text + "\n")
     else:
         print(text)
+
+
+def emit(name: str, results: Mapping[str, Any], json_path: str | None) -> None:
+    """Print a table of `results` (row name -> metrics; scalar entries as their own lines)
+    and write them as JSON."""
+    write_json(name, results, json_path)
     rows = {name: row for name, row in results.items() if isinstance(row, Mapping)}
     columns = sorted({key for row in rows.values() for key in row})
     widths = [max(len(c), 10) for c in columns]

@@ -71,9 +71,13 @@ def start(
     ping_timeout: float = 1.0,
     resync_rate: int = 200,
     fresh: bool = False,
+    io_socket: Path | None = None,
     timeout: float = 10.0,
 ) -> int:
-    """Start the node's daemon (inside `netns` if given) and wait until it answers; returns its pid."""
+    """Start the node's daemon (inside `netns` if given) and wait until it answers; returns its pid.
+
+    With `io_socket` it also serves its devices' block I/O there (io.py), for `blockdev.py`.
+    """
     state_dir.mkdir(parents=True, exist_ok=True)
     if is_running(state_dir):
         raise SimError(f"a kernel daemon already runs for {state_dir} (pid {pid_of(state_dir)})")
@@ -84,6 +88,8 @@ def start(
     ]
     if fresh:
         argv.append("--fresh")
+    if io_socket is not None:
+        argv += ["--io-socket", str(io_socket)]
     if netns:
         argv = ["ip", "netns", "exec", netns, *argv]  # ip execs the daemon: same pid
     env = dict(os.environ)
