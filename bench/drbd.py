@@ -14,7 +14,8 @@ The same measurements on one 64 MiB device in three configurations:
 Measured on each: sequential write and read throughput (``dd`` of 32 MiB, 1 MiB O_DIRECT
 requests, median of ``--runs``); 4 KiB O_DIRECT write + fdatasync on the raw device at fresh
 offsets; ext4 made on the device, then mount and umount times, and the mount monitor's write
-probe (`mounts.write_probe`: 4 KiB to a new file, fsync of the file, fsync of its directory).
+probe (`mounts.write_probe`: 4 KiB to a new file, fsync of the file, fsync of its directory;
+the lab's echo service stores each acknowledged file the same way).
 Overhead: how many times longer the stand-in takes than ``plain``, for each figure. The exit
 status is 1 if the peer's disk differs from the Primary's after the replicated run (protocol
 C acknowledged a write the peer does not have).
@@ -250,14 +251,9 @@ def unmount_if_mounted(target: Path) -> None:
 
 
 def attach_loop(path: Path, teardown: contextlib.ExitStack) -> str:
-    """A writable loop device on `path`, detached at the end.
-
-    The read-only flag set with BLKROSET outlives a loop device's detach: a loop number the
-    lab's stand-in made read-only (a Secondary's /dev/drbd) comes back read-only.
-    """
+    """A loop device on `path`, detached at the end."""
     loop = blockdev.attach_loop(path)
-    teardown.callback(subprocess.run, ["losetup", "--detach", loop], check=False)
-    run(["blockdev", "--setrw", loop])
+    teardown.callback(blockdev.detach_loop, loop)
     return loop
 
 
