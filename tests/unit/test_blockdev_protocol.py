@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import socket
 import struct
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -288,3 +291,31 @@ def test_the_connection_fails_with_eio_and_comes_back_after_a_restart(daemon: Ti
     assert refused.value.errno == errno.EROFS
     assert daemon.writes == 3  # a refusal is an answer, not retried
     conn.close()
+
+
+def test_a_zombie_or_missing_daemon_is_not_alive() -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert b._alive(child.pid)
+    finally:
+        child.kill()
+    deadline = time.monotonic() + 5
+    while b._alive(child.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not b._alive(child.pid)  # killed, not reaped yet: a zombie
+    child.wait()
+    assert not b._alive(child.pid)  # gone
+    assert b._alive(os.getpid())
+
+
+def test_waiting_for_the_daemon_goes_on_while_it_lives_and_ends_when_it_exits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(b, "PEER_CHECK", 0.05)
+    ours, daemon = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours, daemon:
+        threading.Timer(0.3, daemon.sendall, (b"late answer",)).start()
+        assert b._recv_from_daemon(ours, 11) == b"late answer"  # several checks passed meanwhile
+        monkeypatch.setattr(b, "_alive", lambda pid: False)
+        with pytest.raises(ConnectionError, match="exiting"):
+            b._recv_from_daemon(ours, 4)  # the daemon holds the socket open while it exits

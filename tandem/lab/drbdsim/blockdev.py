@@ -275,17 +275,58 @@ class Refused(OSError):
     """The daemon answered with an errno."""
 
 
+PEER_CHECK = 0.5  # seconds between checks that the daemon we wait for is not exiting
+
+
 def exchange(
     sock: socket.socket, op: int, minor: int, offset: int, length: int, *, data: bytes | memoryview = b""
 ) -> bytes:
     """One request/answer on a block I/O connection; Refused(errno) when the daemon says no."""
+    sock.settimeout(None)
     sock.sendall(io.REQUEST.pack(op, minor, offset, length))
     if op == io.WRITE:
         sock.sendall(data)
-    status, size = io.REPLY.unpack(io.recv_exact(sock, io.REPLY.size))
+    status, size = io.REPLY.unpack(_recv_from_daemon(sock, io.REPLY.size))
     if status:
         raise Refused(status, os.strerror(status))
-    return io.recv_exact(sock, size) if op == io.READ else b""
+    return _recv_from_daemon(sock, size) if op == io.READ else b""
+
+
+def _recv_from_daemon(sock: socket.socket, n: int) -> bytes:
+    """io.recv_exact, giving up when the daemon is exiting. When a lab node loses power its
+    last process to exit unmounts the node's file systems, whose final writes come here while
+    that process (the daemon, possibly) still holds the connection open: waiting for it would
+    never end, so a dying daemon counts as gone."""
+    sock.settimeout(PEER_CHECK)
+    pid = _peer_pid(sock)
+    chunks = []
+    while n:
+        try:
+            chunk = sock.recv(min(n, 1 << 20))
+        except TimeoutError:
+            if not _alive(pid):
+                raise ConnectionError(f"daemon (pid {pid}) is exiting") from None
+            continue
+        if not chunk:
+            raise ConnectionError("block I/O socket closed")
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def _peer_pid(sock: socket.socket) -> int:
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid: int = struct.unpack("3i", creds)[0]
+    return pid
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie or dead thread-group leader (its other threads may still exit)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 class DaemonConnection:

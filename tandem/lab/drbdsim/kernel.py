@@ -294,7 +294,7 @@ class Kernel:
         if self.io_socket is not None:
             self.io_socket.unlink(missing_ok=True)
             io_server = await asyncio.start_unix_server(self._serve_io, path=str(self.io_socket))
-        self._set_device_modes()
+        await asyncio.to_thread(self._set_device_modes)
         (self.state_dir / PID_NAME).write_text(f"{os.getpid()}\n")
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -905,7 +905,6 @@ class Kernel:
                 self.log(f"{res.name}: role( Secondary -> Primary ){' (forced)' if 'force' in opts else ''}")
                 if res.md is not None and res.backing:
                     self._write_md(res.backing, res.md)  # the Primary indicator, before any write
-            self._set_device_mode(res)
             if full_sync and res.md is not None:
                 for pid in full_sync:
                     link = rt.links.get(pid)
@@ -916,17 +915,19 @@ class Kernel:
                     link.rs_done_sent = False
                     link.send({"t": "rs_start"})
             self.broadcast(res)
+        await self._set_device_mode(res)  # writable before drbdadm returns: the mount follows
         return Result()
 
     async def cmd_secondary(self, pos: list[str], opts: dict[str, str]) -> Result:
         res = self._res(pos[0])
+        if res.role == PRIMARY:
+            await self._refuse_if_open(res)
         async with self.rt[res.name].lock:
             if res.role == PRIMARY:
-                self._refuse_if_open(res)
                 model.demote(res)
                 self.log(f"{res.name}: role( Primary -> Secondary )")
-                self._set_device_mode(res)
                 self.broadcast(res)
+        await self._set_device_mode(res)
         return Result()
 
     async def cmd_outdate(self, pos: list[str], opts: dict[str, str]) -> Result:
@@ -959,12 +960,12 @@ class Kernel:
             if res is None:
                 continue
             rt = self.rt[name]
+            if res.role == PRIMARY:
+                await self._refuse_if_open(res)
             async with rt.lock:
                 if res.role == PRIMARY:
-                    self._refuse_if_open(res)
                     model.demote(res)
                     self.log(f"{name}: role( Primary -> Secondary )")
-                    self._set_device_mode(res)
                 for pid in list(res.peers):
                     self._leave(res, pid, going_down=True)
                 self._detach(res)
@@ -973,6 +974,7 @@ class Kernel:
                 del self.rt[name]
                 self.log(f"{name}: down")
                 self.dirty = True
+            await self._set_device_mode(res)
         return Result()
 
     # ----- status
@@ -1178,15 +1180,19 @@ class Kernel:
             return exc.errno or errno.EIO, b""
         return errno.EINVAL, b""
 
-    def _refuse_if_open(self, res: Resource) -> None:
-        if res.minor is not None and device_in_use(res.minor):
+    # Opening the device can wait for a concurrent last close, which flushes through this
+    # daemon's block I/O socket: the opens run in a thread, outside the resource's lock, so
+    # that the event loop and the writes keep going meanwhile.
+
+    async def _refuse_if_open(self, res: Resource) -> None:
+        if res.minor is not None and await asyncio.to_thread(device_in_use, res.minor):
             raise StateChangeFailed(model.SS_DEVICE_IN_USE)
 
-    def _set_device_mode(self, res: Resource) -> None:
+    async def _set_device_mode(self, res: Resource) -> None:
         if res.minor is None:
             return
         try:
-            set_read_only(res.minor, res.role != PRIMARY)
+            await asyncio.to_thread(set_read_only, res.minor, res.role != PRIMARY)
         except OSError as exc:
             self.log(f"{res.name}: can not set /dev/drbd{res.minor} read-{'only' if res.role != PRIMARY else 'write'}: "
                      f"{exc.strerror}")
