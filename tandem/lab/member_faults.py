@@ -94,7 +94,9 @@ def unmount_data(lab: LabCluster, node: str) -> Heal:
 
 
 def demote_drbd(lab: LabCluster, node: str) -> Heal:
-    drbdadm(lab, node, "secondary", MAIL_VOLUME)
+    """`drbdadm secondary --force` behind the agent: DRBD demotes a mounted device only when
+    forced (9.1 and later), and its openers' I/O fails from then on."""
+    drbdadm(lab, node, "secondary", "--force", MAIL_VOLUME)
     return _nothing
 
 

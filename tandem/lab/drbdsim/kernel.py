@@ -920,7 +920,7 @@ class Kernel:
 
     async def cmd_secondary(self, pos: list[str], opts: dict[str, str]) -> Result:
         res = self._res(pos[0])
-        if res.role == PRIMARY:
+        if res.role == PRIMARY and "force" not in opts:  # --force: openers get I/O errors instead
             await self._refuse_if_open(res)
         async with self.rt[res.name].lock:
             if res.role == PRIMARY:
