@@ -319,3 +319,14 @@ def test_waiting_for_the_daemon_goes_on_while_it_lives_and_ends_when_it_exits(
         monkeypatch.setattr(b, "_alive", lambda pid: False)
         with pytest.raises(ConnectionError, match="exiting"):
             b._recv_from_daemon(ours, 4)  # the daemon holds the socket open while it exits
+
+
+def test_a_write_the_daemon_never_reads_ends_when_the_daemon_exits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(b, "PEER_CHECK", 0.05)
+    ours, daemon = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours, daemon:
+        ours.settimeout(b.PEER_CHECK)
+        checks = iter([True, True, False])  # alive twice, then exiting
+        monkeypatch.setattr(b, "_alive", lambda pid: next(checks))
+        with pytest.raises(ConnectionError, match="exiting"):
+            b._send_to_daemon(ours, 0, bytes(8 << 20))  # far more than the socket buffer holds

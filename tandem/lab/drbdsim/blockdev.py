@@ -282,14 +282,27 @@ def exchange(
     sock: socket.socket, op: int, minor: int, offset: int, length: int, *, data: bytes | memoryview = b""
 ) -> bytes:
     """One request/answer on a block I/O connection; Refused(errno) when the daemon says no."""
-    sock.settimeout(None)
-    sock.sendall(io.REQUEST.pack(op, minor, offset, length))
+    sock.settimeout(PEER_CHECK)
+    pid = _peer_pid(sock)
+    _send_to_daemon(sock, pid, io.REQUEST.pack(op, minor, offset, length))
     if op == io.WRITE:
-        sock.sendall(data)
+        _send_to_daemon(sock, pid, data)
     status, size = io.REPLY.unpack(_recv_from_daemon(sock, io.REPLY.size))
     if status:
         raise Refused(status, os.strerror(status))
     return _recv_from_daemon(sock, size) if op == io.READ else b""
+
+
+def _send_to_daemon(sock: socket.socket, pid: int, data: bytes | memoryview) -> None:
+    """sendall, giving up when the daemon is exiting (a 1 MiB write fills the socket's buffer,
+    and a dying daemon reads no more of it)."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[sock.send(view):]
+        except TimeoutError:
+            if not _alive(pid):
+                raise ConnectionError(f"daemon (pid {pid}) is exiting") from None
 
 
 def _recv_from_daemon(sock: socket.socket, n: int) -> bytes:
