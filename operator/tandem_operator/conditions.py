@@ -49,8 +49,10 @@ APPLYING = "Applying"
 # SpecApplied reasons that need a person (the others resolve by themselves).
 _SPEC_PROBLEMS = ("NotApplicable", INVALID_SPEC, "ApplyFailed")
 
+ConditionStatus = Literal["True", "False", "Unknown"]
 
-def condition(prev: Mapping[str, Condition], type_: str, status: Literal["True", "False", "Unknown"],
+
+def condition(prev: Mapping[str, Condition], type_: str, status: ConditionStatus,
               reason: str, message: str, *, s: Snapshot) -> Condition:
     old = prev.get(type_)
     since = old.last_transition_time if old is not None and old.status == status else second(s.now)
@@ -59,119 +61,142 @@ def condition(prev: Mapping[str, Condition], type_: str, status: Literal["True",
 
 
 def cluster_conditions(v: View, f: Flow, invalid: Sequence[str]) -> list[Condition]:
+    """Ready, Replicating, Degraded, SplitBrain, SwitchoverInProgress and PreferredPrimary."""
     s = v.s
-    status = s.cluster.status or HAClusterStatus()
-    prev = {c.type: c for c in status.conditions}
-    spec = s.cluster.spec
-    holder, epoch = v.holder, v.epoch
+    prev = {c.type: c for c in (s.cluster.status or HAClusterStatus()).conditions}
+    standbys = [n.name for n in s.cluster.spec.nodes if n.name != v.holder]
+    data_problems = [p for n in standbys for p in _data_problems(v, n)]
+    replicating = _replicating(v, prev, standbys, data_problems)
+    degraded = _degraded(v, prev, standbys, data_problems)
+    brain = cluster_split_brain(v)
     notes = _stale_notes(v)
     note = (" (" + "; ".join(notes) + ")") if notes else ""
-
-    standbys = [n.name for n in spec.nodes if n.name != holder]
-    data = {n: _data_problems(v, n) for n in standbys}
-    elig = {n: _eligibility_problems(v, n) for n in standbys}
-    failed = []
-    holder_report = v.reports.get(holder) if holder else None
-    if holder_report is not None and v.current(holder_report) and v.fresh(holder_report):
-        failed = [svc.name for svc in holder_report.services if svc.state == "Failed"]
-
-    # Replicating
-    data_problems = [p for n in standbys for p in data[n]]
-    if holder is None:
-        replicating = condition(prev, "Replicating", "False", NO_PRIMARY,
-                                "no primary: nothing to replicate from", s=s)
-    elif data_problems:
-        replicating = condition(prev, "Replicating", "False", data_problems[0].reason,
-                                "; ".join(p.message for p in data_problems), s=s)
-    else:
-        replicating = condition(prev, "Replicating", "True", "InSync",
-                                f"{human_list(standbys)} in sync with {holder}: DRBD Connected/UpToDate"
-                                + (", PostgreSQL lag within policy" if spec.chain.postgres else ""), s=s)
-
-    # Degraded
-    all_problems = data_problems + [p for n in standbys for p in elig[n]]
-    if failed:
-        all_problems.insert(0, Problem("ServiceFailed", f"on {holder}: {human_list(failed)} failed"))
-    if holder is None:
-        degraded = condition(prev, "Degraded", "Unknown", NO_PRIMARY,
-                             "no primary: redundancy cannot be judged", s=s)
-    elif all_problems:
-        degraded = condition(prev, "Degraded", "True", all_problems[0].reason,
-                             "; ".join(p.message for p in all_problems), s=s)
-    else:
-        degraded = condition(prev, "Degraded", "False", "Healthy",
-                             "every standby is in sync and eligible", s=s)
-
-    # SplitBrain
-    brain = cluster_split_brain(v)
     if brain is not None:
         split = condition(prev, "SplitBrain", "True", brain.reason, brain.message, s=s)
     else:
         split = condition(prev, "SplitBrain", "False", "NotDetected",
                           "at most one node claims Primary for the current epoch" + note, s=s)
-
-    # SwitchoverInProgress
-    sw = f.switchover
-    if sw is not None and sw.phase == "Pending":
-        switching = condition(prev, "SwitchoverInProgress", "True", sw.reason or REQUESTED,
-                              sw.message, s=s)
-    elif sw is not None:
-        switching = condition(prev, "SwitchoverInProgress", "False",
-                              "Completed" if sw.phase == "Completed" else "Refused", sw.message, s=s)
-    else:
-        switching = condition(prev, "SwitchoverInProgress", "False", "NoSwitchover",
-                              "no switchover requested", s=s)
-
-    # Ready: the one-word state of the STATUS column
-    ready_status: Literal["True", "False", "Unknown"] = "False"
-    dep = dependency_state(v)
-    if s.deleting:
-        reason = DELETING
-        message = "deletion requested: the agents tear the chain down and release the Lease"
-    elif invalid:
-        reason, message = INVALID_SPEC, "; ".join(invalid)
-    elif brain is not None:
-        reason, message = SPLIT_BRAIN, brain.message
-    elif spec.paused:
-        reason = PAUSED
-        serving = (holder_report is not None and v.fresh(holder_report)
-                   and holder_report.role == "Primary" and holder_report.epoch >= epoch)
-        ready_status = "True" if serving else "False"
-        message = ("paused (spec.paused): the agents bring up, repair, fail over and switch "
-                   "over nothing; " + (f"{holder} holds the Lease at epoch {epoch}" if holder
-                                       else "nobody holds the Lease"))
-    elif s.lease is None or (holder is None and epoch == 0):
-        reason = PENDING
-        prefer = f" (preferred: {spec.primary})" if spec.primary else ""
-        message = f"waiting for an agent to take Lease {lease_name(s.name)}{prefer}" + _why_not(v)
-    elif holder is None:
-        reason = NO_PRIMARY
-        message = (f"nobody holds Lease {lease_name(s.name)} (epoch {epoch}); waiting for an eligible "
-                   "node to take it" + _why_not(v))
-    elif sw is not None and sw.phase == "Pending":
-        reason, message = SWITCHING_OVER, sw.message
-    elif dep is not None and not (dep[2] and dep[1] == holder):
-        reason = WAITING_FOR_DEPENDENCY
-        message = (f"waiting for HACluster {dep[0]} to be Ready on {holder} (it is "
-                   f"{'Ready' if dep[2] else 'not Ready'}, primary {dep[1] or 'none'})")
-    elif holder_report is None or not v.fresh(holder_report):
-        ready_status, reason = "Unknown", NO_REPORT
-        message = (f"{holder} holds the Lease at epoch {epoch} but its report is missing or older "
-                   f"than {v.stale_after.total_seconds():.0f} s")
-    elif holder_report.role != "Primary" or holder_report.epoch < epoch:
-        reason = PROMOTING
-        message = (f"{holder} holds the Lease at epoch {epoch} and has not reported Primary yet "
-                   f"(it reports {holder_report.role} at epoch {holder_report.epoch})")
-    elif degraded.status == "True":
-        ready_status, reason = "True", DEGRADED
-        message = f"{holder} is primary at epoch {epoch}; degraded: {degraded.message}"
-    else:
-        ready_status, reason = "True", REPLICATING
-        message = f"{holder} is primary at epoch {epoch}; {replicating.message}"
+    ready_status, reason, message = _ready(v, f, invalid, brain, replicating=replicating, degraded=degraded)
     if notes and reason not in (DEGRADED, SPLIT_BRAIN):
         message += note
     ready = condition(prev, "Ready", ready_status, reason, message, s=s)
-    return [ready, replicating, degraded, split, switching, _preferred(v, f, prev)]
+    return [ready, replicating, degraded, split, _switchover_in_progress(v, f, prev),
+            _preferred(v, f, prev)]
+
+
+def _replicating(v: View, prev: Mapping[str, Condition], standbys: Sequence[str],
+                 data_problems: Sequence[Problem]) -> Condition:
+    """Are the standbys in sync with the primary (DRBD, and PostgreSQL within its lag policy)?"""
+    s, holder = v.s, v.holder
+    if holder is None:
+        return condition(prev, "Replicating", "False", NO_PRIMARY,
+                         "no primary: nothing to replicate from", s=s)
+    if data_problems:
+        return condition(prev, "Replicating", "False", data_problems[0].reason,
+                         "; ".join(p.message for p in data_problems), s=s)
+    return condition(prev, "Replicating", "True", "InSync",
+                     f"{human_list(standbys)} in sync with {holder}: DRBD Connected/UpToDate"
+                     + (", PostgreSQL lag within policy" if s.cluster.spec.chain.postgres else ""), s=s)
+
+
+def _degraded(v: View, prev: Mapping[str, Condition], standbys: Sequence[str],
+              data_problems: Sequence[Problem]) -> Condition:
+    """Is redundancy lost: a standby out of sync or not eligible, or a service of the primary
+    failed (said first)?"""
+    s, holder = v.s, v.holder
+    if holder is None:
+        return condition(prev, "Degraded", "Unknown", NO_PRIMARY,
+                         "no primary: redundancy cannot be judged", s=s)
+    problems = [*data_problems, *(p for n in standbys for p in _eligibility_problems(v, n))]
+    failed = _failed_services(v)
+    if failed:
+        problems.insert(0, Problem("ServiceFailed", f"on {holder}: {human_list(failed)} failed"))
+    if problems:
+        return condition(prev, "Degraded", "True", problems[0].reason,
+                         "; ".join(p.message for p in problems), s=s)
+    return condition(prev, "Degraded", "False", "Healthy", "every standby is in sync and eligible", s=s)
+
+
+def _failed_services(v: View) -> list[str]:
+    """The services the primary reports Failed (in a fresh report of the current epoch)."""
+    report = v.reports.get(v.holder) if v.holder else None
+    if report is None or not v.current(report) or not v.fresh(report):
+        return []
+    return [svc.name for svc in report.services if svc.state == "Failed"]
+
+
+def _switchover_in_progress(v: View, f: Flow, prev: Mapping[str, Condition]) -> Condition:
+    sw, s = f.switchover, v.s
+    if sw is not None and sw.phase == "Pending":
+        return condition(prev, "SwitchoverInProgress", "True", sw.reason or REQUESTED, sw.message, s=s)
+    if sw is not None:
+        return condition(prev, "SwitchoverInProgress", "False",
+                         "Completed" if sw.phase == "Completed" else "Refused", sw.message, s=s)
+    return condition(prev, "SwitchoverInProgress", "False", "NoSwitchover", "no switchover requested", s=s)
+
+
+def _ready(v: View, f: Flow, invalid: Sequence[str], brain: Problem | None, *, replicating: Condition,
+           degraded: Condition) -> tuple[ConditionStatus, str, str]:
+    """Ready's status, reason (the one-word state of the STATUS column) and message: the first
+    that applies of deletion, an invalid spec, split brain, paused, no primary, then what the
+    primary is doing."""
+    if v.s.deleting:
+        return "False", DELETING, "deletion requested: the agents tear the chain down and release the Lease"
+    if invalid:
+        return "False", INVALID_SPEC, "; ".join(invalid)
+    if brain is not None:
+        return "False", SPLIT_BRAIN, brain.message
+    if v.s.cluster.spec.paused:
+        return _paused(v)
+    if v.holder is None:
+        return _without_primary(v)
+    return _with_primary(v, v.holder, f, replicating=replicating, degraded=degraded)
+
+
+def _paused(v: View) -> tuple[ConditionStatus, str, str]:
+    """Paused: Ready stays True while the primary still serves."""
+    holder, epoch = v.holder, v.epoch
+    report = v.reports.get(holder) if holder else None
+    serving = (report is not None and v.fresh(report)
+               and report.role == "Primary" and report.epoch >= epoch)
+    message = ("paused (spec.paused): the agents bring up, repair, fail over and switch "
+               "over nothing; " + (f"{holder} holds the Lease at epoch {epoch}" if holder
+                                   else "nobody holds the Lease"))
+    return ("True" if serving else "False"), PAUSED, message
+
+
+def _without_primary(v: View) -> tuple[ConditionStatus, str, str]:
+    """Pending before the first primary, NoPrimary once the Lease has been held and is free."""
+    s = v.s
+    if s.lease is None or v.epoch == 0:
+        prefer = f" (preferred: {s.cluster.spec.primary})" if s.cluster.spec.primary else ""
+        return "False", PENDING, (f"waiting for an agent to take Lease {lease_name(s.name)}{prefer}"
+                                  + _why_not(v))
+    return "False", NO_PRIMARY, (f"nobody holds Lease {lease_name(s.name)} (epoch {v.epoch}); waiting "
+                                 "for an eligible node to take it" + _why_not(v))
+
+
+def _with_primary(v: View, holder: str, f: Flow, *, replicating: Condition,
+                  degraded: Condition) -> tuple[ConditionStatus, str, str]:
+    """A node holds the Lease: switching over, waiting for the dependency, its report missing,
+    promoting, or primary (Degraded or Replicating)."""
+    epoch, sw, dep = v.epoch, f.switchover, dependency_state(v)
+    report = v.reports.get(holder)
+    if sw is not None and sw.phase == "Pending":
+        return "False", SWITCHING_OVER, sw.message
+    if dep is not None and not (dep[2] and dep[1] == holder):
+        return "False", WAITING_FOR_DEPENDENCY, (
+            f"waiting for HACluster {dep[0]} to be Ready on {holder} (it is "
+            f"{'Ready' if dep[2] else 'not Ready'}, primary {dep[1] or 'none'})")
+    if report is None or not v.fresh(report):
+        return "Unknown", NO_REPORT, (f"{holder} holds the Lease at epoch {epoch} but its report is "
+                                      f"missing or older than {v.stale_after.total_seconds():.0f} s")
+    if report.role != "Primary" or report.epoch < epoch:
+        return "False", PROMOTING, (f"{holder} holds the Lease at epoch {epoch} and has not reported "
+                                    f"Primary yet (it reports {report.role} at epoch {report.epoch})")
+    if degraded.status == "True":
+        return "True", DEGRADED, f"{holder} is primary at epoch {epoch}; degraded: {degraded.message}"
+    return "True", REPLICATING, f"{holder} is primary at epoch {epoch}; {replicating.message}"
 
 
 def _stale_notes(v: View) -> list[str]:
