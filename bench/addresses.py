@@ -26,17 +26,12 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO / "node-agent") not in sys.path:
-    sys.path.insert(0, str(REPO / "node-agent"))
-
-from bench.report import emit, percentiles  # noqa: E402
-from tandem.lab.netns import LabNetwork  # noqa: E402
-from tandem_agent.drivers import addresses as drv  # noqa: E402
-from tandem_agent.drivers.base import run  # noqa: E402
+from bench.report import emit, percentiles
+from tandem.lab.netns import LabNetwork
+from tandem_agent.drivers import addresses as drv
+from tandem_agent.drivers.base import run
 
 PREFIX = "tda"
 SUBNET = 10

@@ -43,16 +43,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO / "node-agent") not in sys.path:
-    sys.path.insert(0, str(REPO / "node-agent"))
-
-from bench.report import lab_work_dir, percentiles, write_json  # noqa: E402
-from tandem.api.drbdvolume import DRBDVolumeSpec  # noqa: E402
-from tandem.lab.drbdsim import blockdev, control, io  # noqa: E402
-from tandem.lab.drbdsim import kernel as drbd_kernel  # noqa: E402
-from tandem.lab.netns import LabNetwork  # noqa: E402
-from tandem_agent.drivers.drbd import Drbd, ResourceStatus, parse_status  # noqa: E402
+from bench.report import lab_work_dir, percentiles, write_json
+from tandem.api.drbdvolume import DRBDVolumeSpec
+from tandem.lab.drbdsim import blockdev, control, io
+from tandem.lab.drbdsim import kernel as drbd_kernel
+from tandem.lab.netns import LabNetwork
+from tandem_agent.drivers.drbd import Drbd, ResourceStatus, parse_status
 
 PREFIX = "tdk"
 SUBNET = 72

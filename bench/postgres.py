@@ -39,15 +39,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO / "node-agent") not in sys.path:
-    sys.path.insert(0, str(REPO / "node-agent"))
+import psycopg
 
-import psycopg  # noqa: E402
-
-from bench.report import emit, percentiles  # noqa: E402
-from tandem.lab.netns import LabNetwork  # noqa: E402
-from tandem_agent.drivers.postgres import Postgres, PostgresConfig, parse_lsn  # noqa: E402
+from bench.report import emit, percentiles
+from tandem.lab.netns import LabNetwork
+from tandem_agent.drivers.postgres import Postgres, PostgresConfig, parse_lsn
 
 PREFIX = "tdp"
 SUBNET = 20

@@ -8,7 +8,7 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from tandem import crdgen
 from tandem.api.common import DNS_LABEL
@@ -100,23 +100,15 @@ def lab_exec(lab_dir: Path, plane: Any, argv: list[str]) -> int:
     return proc.returncode
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    """Benchmarks live in bench/ at the top of the repository, beside this package."""
+def cmd_bench(args: argparse.Namespace) -> NoReturn:
+    """Benchmarks live in bench/ at the top of the checkout, beside this package (the wheel has
+    none): `python -m bench.<name>` with the checkout on PYTHONPATH takes this process's place,
+    so the benchmark's exit status, signals and relative paths are its own."""
     from tandem.lab.controlplane import REPO
 
-    sys.path.insert(0, str(REPO))
-    if args.bench == "failover":
-        from bench import failover
-
-        result: int = failover.main(args.rest)
-        return result
-    if args.bench == "repair":
-        from bench import repair
-
-        repaired: int = repair.main(args.rest)
-        return repaired
-    print(f"unknown benchmark {args.bench!r}: choose failover or repair", file=sys.stderr)
-    return 2
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    os.execve(sys.executable, [sys.executable, "-m", f"bench.{args.bench}", *args.rest], env)
 
 
 def cmd_chaos(args: argparse.Namespace) -> int:

@@ -26,9 +26,21 @@ import kopf
 from kubernetes import client, config
 
 from tandem.api.common import GROUP, LAST_HANDLED_KEY, VERSION
-from tandem_operator import core
+from tandem_operator import core, deletion
 from tandem_operator.kube import Kube, lease_state_from_dict, load_client, parse_cluster
+from tandem_operator.lease import (
+    CLUSTER_LABEL,
+    EpochRecord,
+    LeaseState,
+    lease_created_event,
+    lease_manifest,
+    lease_members,
+    lease_name,
+    remember,
+)
+from tandem_operator.messages import Event
 from tandem_operator.metrics import METRICS
+from tandem_operator.snapshot import PrimaryChange, Snapshot
 
 log = logging.getLogger("tandem_operator")
 
@@ -42,7 +54,7 @@ class Runtime:
     teardown_timeout: float = 60.0
     kube: Kube | None = None
     locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
-    histories: dict[tuple[str, str], dict[int, core.EpochRecord]] = field(default_factory=dict)
+    histories: dict[tuple[str, str], dict[int, EpochRecord]] = field(default_factory=dict)
     guard: threading.Lock = field(default_factory=threading.Lock)
 
     def api(self) -> Kube:
@@ -54,9 +66,9 @@ class Runtime:
         with self.guard:
             return self.locks.setdefault((namespace, name), threading.Lock())
 
-    def remember(self, namespace: str, name: str, lease: core.LeaseState) -> dict[int, core.EpochRecord]:
+    def remember(self, namespace: str, name: str, lease: LeaseState) -> dict[int, EpochRecord]:
         with self.guard:
-            history = core.remember(self.histories.get((namespace, name), {}), lease)
+            history = remember(self.histories.get((namespace, name), {}), lease)
             self.histories[(namespace, name)] = history
             return history
 
@@ -115,7 +127,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _post(body: dict[str, Any], events: tuple[core.Event, ...] | list[core.Event]) -> None:
+def _post(body: dict[str, Any], events: tuple[Event, ...] | list[Event]) -> None:
     meta = body["metadata"]
     for event in events:
         kopf.event(cast(kopf.Body, body), type=event.type, reason=event.reason,
@@ -124,24 +136,24 @@ def _post(body: dict[str, Any], events: tuple[core.Event, ...] | list[core.Event
                  event.message)
 
 
-def _snapshot(kube: Kube, body: dict[str, Any], change: core.PrimaryChange | None = None) -> core.Snapshot:
+def _snapshot(kube: Kube, body: dict[str, Any], change: PrimaryChange | None = None) -> Snapshot:
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     cluster = parse_cluster(body)
     deleting = bool(meta.get("deletionTimestamp"))
-    lease = kube.get_lease(namespace, core.lease_name(name))
+    lease = kube.get_lease(namespace, lease_name(name))
     if lease is None and not deleting:
-        lease, created = kube.create_lease(core.lease_manifest(name, namespace, meta["uid"], cluster))
+        lease, created = kube.create_lease(lease_manifest(name, namespace, meta["uid"], cluster))
         if created:
-            _post(body, [core.lease_created_event(name, cluster)])
-    members = core.lease_members(cluster)
+            _post(body, [lease_created_event(name, cluster)])
+    members = lease_members(cluster)
     if lease is not None and lease.members != members:
         # A Lease created before the operator stamped members, or spec.nodes changed: the
         # admission policy reads the member list from the Lease (docs/security.md).
-        kube.stamp_lease_members(namespace, core.lease_name(name), members)
+        kube.stamp_lease_members(namespace, lease_name(name), members)
         lease = replace(lease, members=members)
     history = RUNTIME.remember(namespace, name, lease) if lease is not None else {}
-    return core.Snapshot(
+    return Snapshot(
         name=name, namespace=namespace, generation=int(meta.get("generation") or 0),
         cluster=cluster, lease=lease, now=_now(),
         volumes=kube.volumes(namespace), floating_ips=kube.floating_ips(namespace),
@@ -151,7 +163,7 @@ def _snapshot(kube: Kube, body: dict[str, Any], change: core.PrimaryChange | Non
     )
 
 
-def _decide_and_write(kube: Kube, body: dict[str, Any], snap: core.Snapshot) -> core.Decision:
+def _decide_and_write(kube: Kube, body: dict[str, Any], snap: Snapshot) -> core.Decision:
     decision = core.reconcile(snap)
     if decision.patch is not None:
         kube.apply_status(snap.namespace, snap.name, decision.patch)
@@ -167,7 +179,7 @@ def _decide_and_write(kube: Kube, body: dict[str, Any], snap: core.Snapshot) -> 
     return decision
 
 
-def reconcile(namespace: str, name: str, change: core.PrimaryChange | None = None) -> core.Decision | None:
+def reconcile(namespace: str, name: str, change: PrimaryChange | None = None) -> core.Decision | None:
     kube = RUNTIME.api()
     with RUNTIME.lock(namespace, name):
         body = kube.get_cluster(namespace, name)
@@ -200,20 +212,20 @@ def tick(namespace: str | None, name: str, **_: Any) -> None:
 
 @kopf.on.field(GROUP, VERSION, "haclusters", field="spec.primary", id="primary", backoff=INTERVAL)
 def primary_changed(namespace: str | None, name: str, old: Any, new: Any, **_: Any) -> None:
-    decision = reconcile(namespaced(namespace), name, core.PrimaryChange(old=old, new=new))
+    decision = reconcile(namespaced(namespace), name, PrimaryChange(old=old, new=new))
     if decision is not None and decision.retry:
         raise kopf.TemporaryError(decision.retry, delay=INTERVAL)
 
 
 @kopf.on.event("coordination.k8s.io", "v1", "leases", id="lease",
-               labels={core.CLUSTER_LABEL: kopf.PRESENT})
+               labels={CLUSTER_LABEL: kopf.PRESENT})
 def lease_seen(body: Any, namespace: str | None, labels: Any, type: str, **_: Any) -> None:
     """Record every renewal; reconcile at once when the holder or the epoch changed (a
     failover, hand-over or release), instead of waiting for the next tick."""
     namespace = namespaced(namespace)
     if type == "DELETED" or not body.get("spec"):
         return
-    name = labels[core.CLUSTER_LABEL]
+    name = labels[CLUSTER_LABEL]
     lease = lease_state_from_dict(dict(body))
     with RUNTIME.guard:
         before = RUNTIME.histories.get((namespace, name), {})
@@ -241,11 +253,11 @@ def teardown(namespace: str | None, name: str, meta: Any, **_: Any) -> None:
         _decide_and_write(kube, body, snap)
         stamp = str(meta.get("deletionTimestamp") or "")
         deleted_at = datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else snap.now
-        verdict = core.teardown(snap, deleted_at, timedelta(seconds=RUNTIME.teardown_timeout))
+        verdict = deletion.teardown(snap, deleted_at, timedelta(seconds=RUNTIME.teardown_timeout))
         if not verdict.done:
             raise kopf.TemporaryError(verdict.message, delay=INTERVAL)
         if verdict.delete_lease:
-            kube.delete_lease(namespace, core.lease_name(name))
+            kube.delete_lease(namespace, lease_name(name))
         _post(body, verdict.events)
     RUNTIME.forget(namespace, name)
     METRICS.forget(namespace, name)

@@ -22,13 +22,10 @@ from tandem.api.common import API_VERSION, GROUP, MEMBERS_ANNOTATION, VERSION, s
 from tandem.api.drbdvolume import DRBDVolume
 from tandem.api.floatingip import FloatingIP
 from tandem.api.hacluster import HACluster, HAClusterStatus, NodeReport
-from tandem_operator.core import (
-    FIELD_MANAGER,
-    MAINTENANCE_ANNOTATION,
-    LeaseState,
-    MemberStatus,
-    NodeInfo,
-)
+from tandem_operator.core import FIELD_MANAGER
+from tandem_operator.lease import LeaseState
+from tandem_operator.members import MemberStatus
+from tandem_operator.snapshot import MAINTENANCE_ANNOTATION, NodeInfo
 
 log = logging.getLogger("tandem_operator")
 TIMEOUT = (3.0, 10.0)

@@ -20,8 +20,8 @@ from tandem.api.common import GROUP, VERSION
 from tandem.api.drbdvolume import DRBDVolume
 from tandem.api.floatingip import FloatingIP
 from tandem.plugin.rules import REFUSED, UNREACHABLE, USAGE, Outcome, Stop, listing
-from tandem_operator.core import LeaseState, lease_name
 from tandem_operator.kube import TIMEOUT, Kube
+from tandem_operator.lease import LeaseState, lease_name
 
 FIELD_MANAGER = "kubectl-tandem"
 MERGE_PATCH = "application/merge-patch+json"

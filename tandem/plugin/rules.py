@@ -14,13 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from tandem.api.hacluster import INVALID_SPEC, NOT_SYNCHRONOUS, HACluster, HAClusterStatus
-from tandem_operator.core import (
-    LeaseState,
-    human_duration,
-    loss_report,
-    renewal_age,
-    stale_after,
-)
+from tandem_operator.forced_failover import loss_report, renewal_age
+from tandem_operator.lease import LeaseState
+from tandem_operator.messages import human_duration
+from tandem_operator.snapshot import stale_after
 
 # Exit codes (docs/kubectl-plugin.md#exit-codes).
 DONE = 0

@@ -18,15 +18,11 @@ from tandem.api.common import SWITCHOVER_ANNOTATION, SWITCHOVER_ID_ANNOTATION
 from tandem.api.drbdvolume import DRBDNodeStatus, DRBDVolume
 from tandem.api.floatingip import FloatingIP
 from tandem.api.hacluster import HACluster, HAClusterStatus, NodeReport, ResourceKind
-from tandem_operator.core import (
-    LeaseState,
-    address_summary,
-    byte_size,
-    human_duration,
-    lease_name,
-    stale_after,
-)
+from tandem_operator.addresses import address_summary
 from tandem_operator.kube import parse_cluster
+from tandem_operator.lease import LeaseState, lease_name
+from tandem_operator.messages import byte_size, human_duration
+from tandem_operator.snapshot import stale_after
 
 
 @dataclass(frozen=True)

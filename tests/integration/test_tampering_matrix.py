@@ -33,8 +33,8 @@ from kubernetes.client.exceptions import ApiException
 from tandem.api.common import GROUP, VERSION
 from tandem.api.hacluster import HACluster
 from tandem_agent.kube import Kube, list_all_namespaces, load_client
-from tandem_operator import core as operator_core
 from tandem_operator.kube import Kube as OperatorKube
+from tandem_operator.lease import lease_manifest
 from tests.conftest import Kubectl
 from tests.integration.api_helpers import token_kubeconfig
 
@@ -178,7 +178,7 @@ def env(crds_installed: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> An
     for name in ("ab", "cd"):
         body = custom.get_namespaced_custom_object(GROUP, VERSION, NS, "haclusters", name)
         model = HACluster.model_validate({"spec": body["spec"]})
-        _, created = operator.create_lease(operator_core.lease_manifest(
+        _, created = operator.create_lease(lease_manifest(
             name, NS, body["metadata"]["uid"], model))
         assert created
     e = Env(kubectl, admin, host_credential(kubectl, "a", tmp / "a.kubeconfig"),
@@ -599,7 +599,7 @@ def test_the_operator_is_not_caught_by_the_policy(env: Env, tmp_path: Path) -> N
     e.kubectl.run(["apply", "-f", "-"], stdin=yaml.safe_dump(cluster_doc("ef", ("e", "f"))))
     body = custom.get_namespaced_custom_object(GROUP, VERSION, NS, "haclusters", "ef")
     model = HACluster.model_validate({"spec": body["spec"]})
-    state, created = op.create_lease(operator_core.lease_manifest("ef", NS, body["metadata"]["uid"],
+    state, created = op.create_lease(lease_manifest("ef", NS, body["metadata"]["uid"],
                                                                   model))
     assert created and state.members == "e,f"
     op.stamp_lease_members(NS, "ef-primary", "e,f,g")

@@ -28,12 +28,8 @@ from typing import Any
 import pytest
 from pyroute2 import netns as pyroute2_netns
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO / "node-agent") not in sys.path:
-    sys.path.insert(0, str(REPO / "node-agent"))
-
-from tandem.lab.netns import LabNetwork  # noqa: E402
-from tandem_agent.drivers import addresses as drv  # noqa: E402
+from tandem.lab.netns import LabNetwork
+from tandem_agent.drivers import addresses as drv
 
 pytestmark = pytest.mark.lab
 

@@ -10,19 +10,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-_AGENT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "node-agent"))
-if _AGENT not in sys.path:  # the node agent is its own deployable, not installed in dev
-    sys.path.insert(0, _AGENT)
+import pytest
 
-import pytest  # noqa: E402
-
-from tandem_agent.drivers.base import DriverError  # noqa: E402
-from tandem_agent.drivers.mounts import (  # noqa: E402
+from tandem_agent.drivers.base import DriverError
+from tandem_agent.drivers.mounts import (
     BindMount,
     FilesystemMount,
     MountBusyError,

@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO / "node-agent") not in sys.path:
-    sys.path.insert(0, str(REPO / "node-agent"))
-
-from tandem_agent.drivers.addresses import (  # noqa: E402
+from tandem_agent.drivers.addresses import (
     MAX_ADDRESSES,
     AddressResult,
     AddressSpecError,
@@ -25,7 +19,7 @@ from tandem_agent.drivers.addresses import (  # noqa: E402
     plan_absent,
     plan_present,
 )
-from tandem_agent.drivers.base import DriverError, Outcome  # noqa: E402
+from tandem_agent.drivers.base import DriverError, Outcome
 
 v4 = ipaddress.IPv4Interface
 v6 = ipaddress.IPv6Interface

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from tandem.api.hacluster import Switchover
 from tandem_operator import core
-from tandem_operator.core import LeaseState, PrimaryChange
+from tandem_operator.lease import LeaseState
+from tandem_operator.snapshot import PrimaryChange, Snapshot
 from tests.unit.test_operator_core import (
     NOW,
     cluster,
@@ -24,7 +26,7 @@ ON_N2 = LeaseState("n2", 2, NOW - timedelta(minutes=1), NOW - timedelta(seconds=
 REQUEST = {"tandem.dev/switchover": "n1", "tandem.dev/switchover-id": "2026-11-30T22:00:00Z-a1"}
 
 
-def after_failover(**spec: object) -> core.Snapshot:
+def after_failover(**spec: object) -> Snapshot:
     """n2 primary at epoch 2 after an unplanned failover; spec.primary still says n1."""
     failed_over = {"time": "2026-11-22T02:59:00Z", "from": "n1", "to": "n2",
                    "reason": "LeaseExpired", "planned": False}
@@ -72,7 +74,7 @@ def test_a_move_refused_while_the_target_catches_up_is_retried_once_it_is_fit() 
 
 def test_a_failover_after_a_refusal_ends_the_retry() -> None:
     s = after_failover()
-    refused = core.Switchover(target="n1", from_epoch=1, phase="Refused", reason="TargetLagging",
+    refused = Switchover(target="n1", from_epoch=1, phase="Refused", reason="TargetLagging",
                               message="refused", requested_at=NOW - timedelta(minutes=2))
     c = s.cluster.model_copy(update={"status": s.cluster.status.model_copy(  # type: ignore[union-attr]
         update={"switchover": refused})})

@@ -41,7 +41,9 @@ from tandem_agent.drivers.base import DriverError, Outcome
 from tandem_agent.kube import LeaseRecord
 from tandem_agent.watchdog import NoWatchdog
 from tandem_operator import core
-from tandem_operator.core import LeaseState, Snapshot
+from tandem_operator.forced_failover import loss_report
+from tandem_operator.lease import LeaseState
+from tandem_operator.snapshot import Snapshot
 from tests.unit import test_plugin as plugin_tests
 from tests.unit.test_agent_core import T
 from tests.unit.test_metrics import FakeKube
@@ -428,7 +430,7 @@ def test_the_loss_report_names_lsn_distance_and_drbd_state() -> None:
     n1["drbd"][0]["outOfSyncBytes"] = 4 << 20
     n2 = report("n2", lag=40, disk="Outdated", conn="StandAlone")
     n2["postgres"]["lsn"] = "0/5A0E2C8"
-    lines = core.loss_report(cluster(n1, n2), DEAD_N1, "n2", NOW)
+    lines = loss_report(cluster(n1, n2), DEAD_N1, "n2", NOW)
     assert "PostgreSQL on n2: Standby, at LSN 0/5A0E2C8, lag 40 s" in lines
     assert ("n1 last reported LSN 0/5A0F2C8: n2 is 4.0 KiB of WAL behind that; what it wrote "
             "after its last report is unknown") in lines
@@ -436,7 +438,7 @@ def test_the_loss_report_names_lsn_distance_and_drbd_state() -> None:
                "promoted with drbdadm primary --force" in line for line in lines)
     assert "n1 reported 4.0 MiB of DRBD data out of sync with its peer" in lines
     alive = LeaseState("n1", 1, NOW, NOW - timedelta(seconds=1), 3, ("n2",))
-    lines = core.loss_report(cluster(n1, n2), alive, "n2", NOW)
+    lines = loss_report(cluster(n1, n2), alive, "n2", NOW)
     assert "it looks alive" in lines[0] and "use switchover" in lines[0]
     assert "the Lease lists n2 as a synchronous standby: it confirmed every acknowledged commit" in lines
 

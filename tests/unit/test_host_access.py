@@ -7,22 +7,16 @@ the mounts driver really go through the seam.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-_AGENT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "node-agent"))
-if _AGENT not in sys.path:  # the node agent is its own deployable, not installed in dev
-    sys.path.insert(0, _AGENT)
+import pytest
 
-import pytest  # noqa: E402
-
-from tandem_agent import host  # noqa: E402
-from tandem_agent.__main__ import key_of, parse_args, resolve  # noqa: E402
-from tandem_agent.drivers import mounts  # noqa: E402
-from tandem_agent.drivers.base import in_netns, run  # noqa: E402
-from tandem_agent.invalid import InvalidSpec  # noqa: E402
+from tandem_agent import host
+from tandem_agent.__main__ import key_of, parse_args, resolve
+from tandem_agent.drivers import mounts
+from tandem_agent.drivers.base import in_netns, run
+from tandem_agent.invalid import InvalidSpec
 
 NSENTER = ["nsenter", "--target=1", "--mount", "--uts", "--ipc", "--net", "--pid", "--root",
            "--wd", "--"]

@@ -8,10 +8,12 @@ from datetime import timedelta
 from tandem.api.drbdvolume import DRBDVolumeStatus
 from tandem.api.floatingip import FloatingIPStatus
 from tandem_operator import core
+from tandem_operator.addresses import address_summary
+from tandem_operator.snapshot import Snapshot
 from tests.unit.test_operator_core import NOW, LeaseState, cluster, fip, report, snap, volume
 
 
-def members(s: core.Snapshot) -> dict[str, dict]:
+def members(s: Snapshot) -> dict[str, dict]:
     return {m.name: m.status for m in core.reconcile(s).members}
 
 
@@ -67,9 +69,9 @@ def test_objects_of_another_cluster_or_a_deleted_cluster_are_left_alone() -> Non
 
 
 def test_one_address_is_shown_as_itself_and_a_long_list_is_cut() -> None:
-    assert core.address_summary("vip", fip(("198.18.0.7", None))) == (1, "198.18.0.7")
+    assert address_summary("vip", fip(("198.18.0.7", None))) == (1, "198.18.0.7")
     many = fip(*((f"198.18.{i}.1", f"198.18.{i}.2") for i in range(20)))
-    count, summary = core.address_summary("vip", many)
+    count, summary = address_summary("vip", many)
     assert count == 40 and len(summary) == 128 and summary.endswith("...")
 
 
@@ -77,4 +79,4 @@ def test_one_address_is_shown_as_itself_and_a_long_list_is_cut() -> None:
 
 def test_an_invalid_address_list_is_not_counted_and_says_where_to_look() -> None:
     too_many = fip(("198.18.0.1", "198.18.0.200"), ("198.18.1.1", "198.18.1.200"))
-    assert core.address_summary("vip", too_many) == (0, "invalid: see the HACluster's Ready condition")
+    assert address_summary("vip", too_many) == (0, "invalid: see the HACluster's Ready condition")

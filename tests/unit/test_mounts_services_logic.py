@@ -7,20 +7,15 @@ test process's own entries.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
-_AGENT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "node-agent"))
-if _AGENT not in sys.path:  # the node agent is its own deployable, not installed in dev
-    sys.path.insert(0, _AGENT)
+import pytest
 
-import pytest  # noqa: E402
-
-from tandem.api.hacluster import ServiceSpec  # noqa: E402
-from tandem_agent.chain import runnable, service_problems  # noqa: E402
-from tandem_agent.drivers.base import DriverError  # noqa: E402
-from tandem_agent.drivers.mounts import (  # noqa: E402
+from tandem.api.hacluster import ServiceSpec
+from tandem_agent.chain import runnable, service_problems
+from tandem_agent.drivers.base import DriverError
+from tandem_agent.drivers.mounts import (
     BindMount,
     FilesystemMount,
     MountBusyError,
@@ -43,7 +38,7 @@ from tandem_agent.drivers.mounts import (  # noqa: E402
     unescape,
     validate_chain,
 )
-from tandem_agent.drivers.services import (  # noqa: E402
+from tandem_agent.drivers.services import (
     ServiceChain,
     ServiceChainError,
     ServiceError,

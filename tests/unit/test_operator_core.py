@@ -14,8 +14,16 @@ import pytest
 from tandem.api.drbdvolume import DRBDVolume
 from tandem.api.floatingip import FloatingIP
 from tandem.api.hacluster import HACluster, HAClusterStatus
-from tandem_operator import core
-from tandem_operator.core import EpochRecord, LeaseState, NodeInfo, PrimaryChange, Snapshot
+from tandem_operator import core, deletion
+from tandem_operator.lease import (
+    EpochRecord,
+    LeaseState,
+    lease_created_event,
+    lease_manifest,
+    lease_members,
+    remember,
+)
+from tandem_operator.snapshot import NodeInfo, PrimaryChange, Snapshot
 
 NOW = datetime(2026, 11, 22, 3, 0, 0, tzinfo=UTC)
 
@@ -356,13 +364,13 @@ def test_epoch_going_backwards_is_a_warning() -> None:
 
 
 def test_history_keeps_the_last_renewal_of_each_epoch_and_notices_a_release() -> None:
-    h = core.remember({}, LeaseState("n1", 1, NOW, NOW))
-    h = core.remember(h, LeaseState("n1", 1, NOW, NOW + timedelta(seconds=1)))
-    h = core.remember(h, LeaseState(None, 1, NOW, NOW + timedelta(seconds=1)))
+    h = remember({}, LeaseState("n1", 1, NOW, NOW))
+    h = remember(h, LeaseState("n1", 1, NOW, NOW + timedelta(seconds=1)))
+    h = remember(h, LeaseState(None, 1, NOW, NOW + timedelta(seconds=1)))
     assert h[1] == EpochRecord("n1", NOW + timedelta(seconds=1), released=True)
-    h = core.remember(h, LeaseState("n2", 2, NOW, NOW + timedelta(seconds=2)))
+    h = remember(h, LeaseState("n2", 2, NOW, NOW + timedelta(seconds=2)))
     assert set(h) == {1, 2}
-    assert core.remember(h, LeaseState(None, 0)) == {}, "a recreated Lease starts a new history"
+    assert remember(h, LeaseState(None, 0)) == {}, "a recreated Lease starts a new history"
 
 
 # --- the primary's resources and the agents' repairs (issue 12) -----------------------------
@@ -844,29 +852,29 @@ def test_follows_its_dependency_to_the_other_node() -> None:
 def test_lease_manifest_has_no_holder_a_label_and_an_owner() -> None:
     c = cluster(status={"epoch": None, "primary": None}, leases={"leaseDurationMs": 4500,
                                                                   "renewDeadlineMs": 2000})
-    m = core.lease_manifest("c", "ns", "uid-1", c)
+    m = lease_manifest("c", "ns", "uid-1", c)
     assert m["metadata"]["name"] == "c-primary"
     assert m["metadata"]["labels"] == {"tandem.dev/cluster": "c"}
     assert m["metadata"]["annotations"] == {"tandem.dev/members": "n1,n2"}
     assert m["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
     assert m["spec"] == {"leaseDurationSeconds": 5, "leaseTransitions": 0}
-    assert core.lease_created_event("c", c).reason == "LeaseCreated"
+    assert lease_created_event("c", c).reason == "LeaseCreated"
 
 
 def test_lease_members_are_the_sorted_spec_nodes() -> None:
-    assert core.lease_members(cluster()) == "n1,n2"
+    assert lease_members(cluster()) == "n1,n2"
     # The order in spec.nodes does not matter: reordering it does not touch the Lease.
-    assert core.lease_members(cluster(nodes=("n2", "n1"), primary=None)) == "n1,n2"
+    assert lease_members(cluster(nodes=("n2", "n1"), primary=None)) == "n1,n2"
 
 
 def test_recreated_lease_never_goes_back_to_an_old_epoch() -> None:
     c = cluster(report("n1", epoch=9), status={"epoch": 7})
-    assert core.lease_manifest("c", "ns", "u", c)["spec"]["leaseTransitions"] == 9
-    assert core.lease_created_event("c", c).type == "Warning"
+    assert lease_manifest("c", "ns", "u", c)["spec"]["leaseTransitions"] == 9
+    assert lease_created_event("c", c).type == "Warning"
 
 
-def deleting(c: HACluster, lease: LeaseState | None, now: datetime = NOW) -> core.Teardown:
-    return core.teardown(snap(c, lease, deleting=True, now=now), NOW - timedelta(seconds=5),
+def deleting(c: HACluster, lease: LeaseState | None, now: datetime = NOW) -> deletion.Teardown:
+    return deletion.teardown(snap(c, lease, deleting=True, now=now), NOW - timedelta(seconds=5),
                          timedelta(seconds=60))
 
 

@@ -9,8 +9,9 @@ from datetime import timedelta
 from prometheus_client import CollectorRegistry
 
 from tandem_operator import core, metrics
-from tandem_operator.core import EpochRecord, LeaseState, PrimaryChange
+from tandem_operator.lease import EpochRecord, LeaseState
 from tandem_operator.metrics import OperatorMetrics
+from tandem_operator.snapshot import PrimaryChange
 from tests.unit.test_operator_core import (
     NOW,
     failed_over,

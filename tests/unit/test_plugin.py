@@ -25,8 +25,9 @@ from tandem.api.drbdvolume import DRBDVolume
 from tandem.api.floatingip import FloatingIP
 from tandem.plugin import client, command, rules, status
 from tandem.plugin.rules import DONE, REFUSED, TIMED_OUT, UNREACHABLE, USAGE, Outcome
-from tandem_operator.core import LeaseState, byte_size
 from tandem_operator.kube import parse_cluster
+from tandem_operator.lease import LeaseState
+from tandem_operator.messages import byte_size
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 30, 10, 15, 0, tzinfo=UTC)

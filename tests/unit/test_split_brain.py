@@ -37,6 +37,7 @@ from tandem_agent.drivers.drbd import ResourceStatus, parse_status
 from tandem_agent.volumes import DrbdVolume, resynced_from, standalone_peers
 from tandem_agent.watchdog import NoWatchdog
 from tandem_operator import core
+from tandem_operator.snapshot import Snapshot
 from tests.unit.test_agent_core import chain_snap
 from tests.unit.test_forced_failover import FakeVolume as PromotedVolume
 from tests.unit.test_metrics import FakeKube
@@ -366,7 +367,7 @@ def recovery(at: str = "2026-11-22T02:59:00Z", resynced: str | None = None) -> d
     return rec | ({"resyncedTime": resynced} if resynced else {})
 
 
-def split_brain(s: core.Snapshot) -> tuple[str, str, str]:
+def split_brain(s: Snapshot) -> tuple[str, str, str]:
     status = next(m.status for m in core.reconcile(s).members if m.name == "data")
     c = next(c for c in status["conditions"] if c["type"] == "SplitBrain")
     return c["status"], c["reason"], c["message"]
