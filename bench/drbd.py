@@ -47,7 +47,7 @@ from bench.report import lab_work_dir, percentiles, write_json
 from tandem.api.drbdvolume import DRBDVolumeSpec
 from tandem.lab.drbdsim import blockdev, control, io
 from tandem.lab.drbdsim import kernel as drbd_kernel
-from tandem.lab.netns import LabNetwork
+from tandem.lab.netns import LabNetwork, claim_namespace
 from tandem_agent.drivers.drbd import Drbd, ResourceStatus, parse_status
 
 PREFIX = "tdk"
@@ -261,16 +261,6 @@ def stop_blockdev(proc: subprocess.Popen[bytes], mount: Path) -> None:
         proc.kill()
         proc.wait(timeout=10)
     unmount_if_mounted(mount)
-
-
-def claim_namespace(namespace: str) -> None:
-    """Remove a namespace a killed run left behind; refuse one that has processes in it."""
-    pids = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True, check=False)
-    if pids.returncode != 0:
-        return
-    if pids.stdout.strip():
-        raise SystemExit(f"namespace {namespace} is in use (pids {pids.stdout.split()}); stop it")
-    subprocess.run(["ip", "netns", "del", namespace], check=False)
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:

@@ -30,7 +30,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -42,7 +41,7 @@ from typing import Any
 import psycopg
 
 from bench.report import emit, percentiles
-from tandem.lab.netns import LabNetwork
+from tandem.lab.netns import LabNetwork, claim_namespace
 from tandem_agent.drivers.postgres import Postgres, PostgresConfig, parse_lsn
 
 PREFIX = "tdp"
@@ -99,15 +98,6 @@ class FirstWrite:
         if self.accepted_at is None:
             raise RuntimeError(f"no write accepted after {self.attempts} attempts")
         return self.accepted_at
-
-
-def claim_namespace(namespace: str) -> None:
-    pids = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True, check=False)
-    if pids.returncode != 0:
-        return
-    if pids.stdout.strip():
-        raise SystemExit(f"namespace {namespace} is in use (pids {pids.stdout.split()}); stop it")
-    subprocess.run(["ip", "netns", "del", namespace], check=False)
 
 
 def force_stop(pg: Postgres) -> None:

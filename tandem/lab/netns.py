@@ -159,3 +159,13 @@ class LabNetwork:
         self.hosts.clear()
         for bridge in (self.mgmt_bridge, self.repl_bridge):
             run_ip(["link", "del", bridge], check=False)
+
+
+def claim_namespace(namespace: str) -> None:
+    """Remove a namespace a killed run left behind; refuse one that has processes in it."""
+    pids = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True, check=False)
+    if pids.returncode != 0:
+        return
+    if pids.stdout.strip():
+        raise SystemExit(f"namespace {namespace} is in use (pids {pids.stdout.split()}); stop it")
+    subprocess.run(["ip", "netns", "del", namespace], check=False)
