@@ -333,13 +333,22 @@ def _peer_pid(sock: socket.socket) -> int:
     return pid
 
 
+PF_EXITING = 0x4  # linux/sched.h: the task is in do_exit()
+
+
 def _alive(pid: int) -> bool:
-    """Running, not a zombie or dead thread-group leader (its other threads may still exit)."""
+    """Running, not exiting: neither a zombie (a thread-group leader whose other threads may
+    still be exiting) nor a task in its exit path, where it may be the one unmounting."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return running(Path(f"/proc/{pid}/stat").read_text())
     except OSError:
         return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def running(stat: str) -> bool:
+    """From a /proc/<pid>/stat line (proc(5): state is field 3, flags field 9)."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[0] not in ("Z", "X") and not int(fields[6]) & PF_EXITING
 
 
 class DaemonConnection:
