@@ -314,11 +314,12 @@ def test_waiting_for_the_daemon_goes_on_while_it_lives_and_ends_when_it_exits(
     monkeypatch.setattr(b, "PEER_CHECK", 0.05)
     ours, daemon = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     with ours, daemon:
+        ours.settimeout(b.PEER_CHECK)
         threading.Timer(0.3, daemon.sendall, (b"late answer",)).start()
-        assert b._recv_from_daemon(ours, 11) == b"late answer"  # several checks passed meanwhile
+        assert b._recv_from_daemon(ours, os.getpid(), 11) == b"late answer"  # several checks passed meanwhile
         monkeypatch.setattr(b, "_alive", lambda pid: False)
         with pytest.raises(ConnectionError, match="exiting"):
-            b._recv_from_daemon(ours, 4)  # the daemon holds the socket open while it exits
+            b._recv_from_daemon(ours, os.getpid(), 4)  # the daemon holds the socket open while it exits
 
 
 def test_a_write_the_daemon_never_reads_ends_when_the_daemon_exits(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -278,21 +278,6 @@ class Refused(OSError):
 PEER_CHECK = 0.5  # seconds between checks that the daemon we wait for is not exiting
 
 
-def exchange(
-    sock: socket.socket, op: int, minor: int, offset: int, length: int, *, data: bytes | memoryview = b""
-) -> bytes:
-    """One request/answer on a block I/O connection; Refused(errno) when the daemon says no."""
-    sock.settimeout(PEER_CHECK)
-    pid = _peer_pid(sock)
-    _send_to_daemon(sock, pid, io.REQUEST.pack(op, minor, offset, length))
-    if op == io.WRITE:
-        _send_to_daemon(sock, pid, data)
-    status, size = io.REPLY.unpack(_recv_from_daemon(sock, io.REPLY.size))
-    if status:
-        raise Refused(status, os.strerror(status))
-    return _recv_from_daemon(sock, size) if op == io.READ else b""
-
-
 def _send_to_daemon(sock: socket.socket, pid: int, data: bytes | memoryview) -> None:
     """sendall, giving up when the daemon is exiting (a 1 MiB write fills the socket's buffer,
     and a dying daemon reads no more of it)."""
@@ -301,30 +286,16 @@ def _send_to_daemon(sock: socket.socket, pid: int, data: bytes | memoryview) -> 
         try:
             view = view[sock.send(view):]
         except TimeoutError:
-            if not _alive(pid):
-                raise ConnectionError(f"daemon (pid {pid}) is exiting") from None
+            _give_up_if_exiting(pid)
 
 
-def _recv_from_daemon(sock: socket.socket, n: int) -> bytes:
-    """io.recv_exact, giving up when the daemon is exiting. When a lab node loses power its
-    last process to exit unmounts the node's file systems, whose final writes come here while
-    that process (the daemon, possibly) still holds the connection open: waiting for it would
-    never end, so a dying daemon counts as gone."""
-    sock.settimeout(PEER_CHECK)
-    pid = _peer_pid(sock)
-    chunks = []
-    while n:
-        try:
-            chunk = sock.recv(min(n, 1 << 20))
-        except TimeoutError:
-            if not _alive(pid):
-                raise ConnectionError(f"daemon (pid {pid}) is exiting") from None
-            continue
-        if not chunk:
-            raise ConnectionError("block I/O socket closed")
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
+def _recv_from_daemon(sock: socket.socket, pid: int, n: int) -> bytes:
+    return io.recv_exact(sock, n, on_timeout=lambda: _give_up_if_exiting(pid))
+
+
+def _give_up_if_exiting(pid: int) -> None:
+    if not _alive(pid):
+        raise ConnectionError(f"daemon (pid {pid}) is exiting")
 
 
 def _peer_pid(sock: socket.socket) -> int:
@@ -357,6 +328,7 @@ class DaemonConnection:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.sock: socket.socket | None = None
+        self.pid = 0  # the daemon's, at the other end of `sock`
         self.reachable = True  # what was last logged
 
     def call(self, op: int, minor: int, offset: int, length: int, data: bytes | memoryview = b"") -> bytes:
@@ -369,7 +341,9 @@ class DaemonConnection:
                 if self.sock is None:
                     self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                     self.sock.connect(str(self.path))
-                answer = exchange(self.sock, op, minor, offset, length, data=data)
+                    self.sock.settimeout(PEER_CHECK)
+                    self.pid = _peer_pid(self.sock)
+                answer = self._exchange(self.sock, op, io.REQUEST.pack(op, minor, offset, length), data)
             except Refused:
                 raise
             except OSError as exc:  # refused, missing, reset, closed: the daemon is not there
@@ -384,6 +358,21 @@ class DaemonConnection:
             log.warning("daemon at %s unreachable (%s): I/O fails with EIO", self.path, failure)
             self.reachable = False
         raise OSError(errno.EIO, f"daemon unreachable: {failure}")
+
+    def _exchange(self, sock: socket.socket, op: int, request: bytes, data: bytes | memoryview) -> bytes:
+        """One request/answer (the socket has the PEER_CHECK timeout); Refused(errno) when the
+        daemon says no.
+
+        When a lab node loses power its last process to exit unmounts the node's file systems,
+        whose final writes come here while that process (the daemon, possibly) still holds the
+        connection open: waiting for it would never end, so a dying daemon counts as gone."""
+        _send_to_daemon(sock, self.pid, request)
+        if op == io.WRITE:
+            _send_to_daemon(sock, self.pid, data)
+        status, size = io.REPLY.unpack(_recv_from_daemon(sock, self.pid, io.REPLY.size))
+        if status:
+            raise Refused(status, os.strerror(status))
+        return _recv_from_daemon(sock, self.pid, size) if op == io.READ else b""
 
     def close(self) -> None:
         if self.sock is not None:

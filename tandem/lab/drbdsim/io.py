@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Callable
 
 READ, WRITE, FLUSH = 1, 2, 3
 REQUEST = struct.Struct("!B3xIQI")
@@ -19,11 +20,19 @@ REPLY = struct.Struct("!iI")
 SOCKET_NAME = "drbd-io.sock"
 
 
-def recv_exact(sock: socket.socket, n: int) -> bytes:
-    """Exactly `n` bytes, or ConnectionError when the other side closed."""
+def recv_exact(sock: socket.socket, n: int, on_timeout: Callable[[], None] | None = None) -> bytes:
+    """Exactly `n` bytes, or ConnectionError when the other side closed. On a socket with a
+    timeout, `on_timeout` is called at each one (it raises to give up); without it, the
+    timeout ends the wait."""
     chunks = []
     while n:
-        chunk = sock.recv(min(n, 1 << 20))
+        try:
+            chunk = sock.recv(min(n, 1 << 20))
+        except TimeoutError:
+            if on_timeout is None:
+                raise
+            on_timeout()
+            continue
         if not chunk:
             raise ConnectionError("block I/O socket closed")
         chunks.append(chunk)
