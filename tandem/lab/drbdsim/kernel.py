@@ -13,12 +13,13 @@ serves through FUSE; every read, write and flush of it arrives here on the block
 acknowledged by every connected peer. The daemon also keeps the device read-only unless the
 resource is Primary, and refuses to demote while the device is open exclusively (mounted).
 
-Wire protocol between daemons: JSON lines (block data base64-encoded). The node with the lower node-id dials, the other
-accepts (one listening socket per local address and port, shared by the resource's peers, as
-DRBD does). A handshake exchanges generation identifiers (`model.report`), the dialing side
-decides (`model.decide`) and both apply the verdict. Connected peers then exchange `state`
-messages every `ping_interval`; nothing heard for `ping_timeout` means the link is gone
-(DRBD's ping timeout), which is how cutting the replication link is noticed.
+Wire protocol between daemons: JSON lines (block data base64-encoded). The node with the
+lower node-id dials, the other accepts (one listening socket per local address and port,
+shared by the resource's peers, as DRBD does). A handshake exchanges generation identifiers
+(`model.report`), the dialing side decides (`model.decide`) and both apply the verdict.
+Connected peers then exchange `state` messages every `ping_interval`; nothing heard for
+`ping_timeout` means the link is gone (DRBD's ping timeout), which is how cutting the
+replication link is noticed.
 """
 
 from __future__ import annotations
@@ -153,12 +154,16 @@ def _rate_kib(text: str) -> int:
 
 
 def _md_name(backing: str) -> str:
-    return backing.strip("/").replace("/", "_") + ".json"
+    return _disk_stem(backing) + ".json"
 
 
 def data_name(backing: str) -> str:
     """The file holding the data of the backing disk `backing` (beside its metadata)."""
-    return backing.strip("/").replace("/", "_") + ".img"
+    return _disk_stem(backing) + ".img"
+
+
+def _disk_stem(backing: str) -> str:
+    return backing.strip("/").replace("/", "_")
 
 
 def _device(minor: int) -> str | None:
@@ -1153,8 +1158,9 @@ class Kernel:
 
     async def _device_io(self, op: int, minor: int, offset: int, length: int, data: bytes) -> tuple[int, bytes]:
         """(errno, data) for one device request; ENXIO while the resource is not up."""
-        res = next((r for r in self.resources.values() if r.minor == minor), None)
-        if res is None:
+        try:
+            res = self._res_by_minor(minor)
+        except Failure:
             return errno.ENXIO, b""
         fd = self.data_fds.get(res.name)
         if res.md is None or fd is None:
@@ -1201,11 +1207,13 @@ class Kernel:
         """At start every device is read-only but a Primary's (after a reboot: all of them)."""
         primaries = {r.minor for r in self.resources.values() if r.role == PRIMARY}
         for path in Path("/dev").glob("drbd*"):
-            if path.name[4:].isdigit():
-                try:
-                    set_read_only(int(path.name[4:]), int(path.name[4:]) not in primaries)
-                except OSError as exc:
-                    self.log(f"can not set {path} read-only: {exc.strerror}")
+            if not path.name[4:].isdigit():
+                continue
+            minor = int(path.name[4:])
+            try:
+                set_read_only(minor, minor not in primaries)
+            except OSError as exc:
+                self.log(f"can not set {path} read-only: {exc.strerror}")
 
 
 def main(argv: list[str] | None = None) -> int:
