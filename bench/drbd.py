@@ -226,7 +226,7 @@ def measure(device: str, target: Path, args: argparse.Namespace, teardown: conte
     figures["direct_write_sync"] = latency(direct_write_sync(device, args.iterations))
     run(["mkfs.ext4", "-q", "-F", "-E", "nodiscard,lazy_itable_init=0,lazy_journal_init=0", device])
     target.mkdir()
-    teardown.callback(unmount_if_mounted, target)
+    teardown.callback(blockdev.unmount, target)
     mounts, umounts = [], []
     for _ in range(args.mount_cycles):
         mounts.append(timed(["mount", "-t", "ext4", device, str(target)]))
@@ -239,11 +239,6 @@ def measure(device: str, target: Path, args: argparse.Namespace, teardown: conte
 
 
 # ---------------------------------------------------------------- the lab
-
-
-def unmount_if_mounted(target: Path) -> None:
-    if os.path.ismount(target) and subprocess.run(["umount", str(target)], check=False).returncode:
-        subprocess.run(["umount", "--lazy", str(target)], check=False)
 
 
 def attach_loop(path: Path, teardown: contextlib.ExitStack) -> str:
@@ -260,7 +255,7 @@ def stop_blockdev(proc: subprocess.Popen[bytes], mount: Path) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
-    unmount_if_mounted(mount)
+    blockdev.unmount(mount)
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:

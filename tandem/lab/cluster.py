@@ -408,7 +408,7 @@ class LabCluster:
         mount = self.node_dir(node.name) / "blockdev"
         io_socket = self.node_dir(node.name) / power.SOCKET_DIR / drbd_io.SOCKET_NAME
         io_socket.parent.mkdir(parents=True, exist_ok=True)
-        unmount(mount)  # a blockdev killed with an earlier lab leaves a dead mount
+        blockdev.unmount(mount)  # a blockdev killed with an earlier lab leaves a dead mount
         proc = blockdev.start(mount, io_socket, devices, log_path=self.node_dir(node.name) / "blockdev.log")
         state.blockdevs.append(ManagedProcess(f"blockdev-{node.name}", proc.pid,
                                               process_start_time(proc.pid) or ""))
@@ -709,7 +709,7 @@ class LabCluster:
         on it dies at once, unflushed) and boots it again."""
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             sock.sendto(f"fence {reason}".encode(),
-                        str(self.node_dir(node) / power.SOCKET_DIR / "watchdog.sock"))
+                        str(self.node_dir(node) / power.SOCKET_DIR / Path(power.NODE_SOCKET).name))
 
     def lease(self, cluster: str) -> dict[str, Any]:
         """The spec of the cluster's `<cluster>-primary` Lease ({} while it does not exist)."""
@@ -759,7 +759,7 @@ class LabCluster:
             with contextlib.suppress(Exception):
                 terminate(proc, 10)
         for node in state.nodes:
-            unmount(self.node_dir(node.name) / "blockdev")
+            blockdev.unmount(self.node_dir(node.name) / "blockdev")
         for bridge in (self.network.mgmt_bridge, self.network.repl_bridge):
             run_ip(["link", "del", bridge], check=False)
         if self.plane.running() and any(node.daemonset for node in state.nodes):
@@ -779,12 +779,6 @@ class LabCluster:
             self.kubectl("delete", "node", "--ignore-not-found", "--wait=false", *names,
                          check=False)
         self.state_file.unlink()
-
-
-def unmount(path: Path) -> None:
-    """Lazily unmount `path` if something is mounted there."""
-    if os.path.ismount(path):
-        subprocess.run(["umount", "--lazy", "--", str(path)], check=False, capture_output=True)
 
 
 def cleanup_namespaces(prefix: str) -> None:
