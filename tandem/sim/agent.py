@@ -15,7 +15,8 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tandem.sim.apiserver import ApiUnavailable, LeaseConflict, LeaseState, ReadLease, WriteLease
+from tandem.kube.errors import Conflict, Unavailable
+from tandem.sim.apiserver import LeaseState, ReadLease, WriteLease
 from tandem_agent.core import (
     Action,
     ChainSnapshot,
@@ -131,7 +132,7 @@ class SimAgent:
                     self.cached = record
                     # agent.py stamps the observation with the time *before* the read.
                     self._observe(record, now)
-                except ApiUnavailable:
+                except Unavailable:
                     pass
             lease, timings = self.lease, self.timings
             if variant == "ignore-sync-list" and lease is not None:
@@ -170,16 +171,16 @@ class SimAgent:
         self.lease_write_in_flight = True
         try:
             record = yield Call(WriteLease(self.name, epoch, sync, self.cached))
-        except LeaseConflict:
+        except Conflict:
             self.lease_write_in_flight = False
             try:
                 reread: LeaseState | None = yield Call(ReadLease())
                 self.cached = reread
-            except ApiUnavailable:
+            except Unavailable:
                 reread = None
             self._observe(reread, self.now())
             return
-        except ApiUnavailable:
+        except Unavailable:
             self.lease_write_in_flight = False
             return
         self.lease_write_in_flight = False
@@ -221,7 +222,7 @@ class SimAgent:
             self._note("runner", decision)
             try:
                 yield from self._execute(decision)
-            except (StepAborted, ApiUnavailable, LeaseConflict) as exc:
+            except (StepAborted, Unavailable, Conflict) as exc:
                 self.world.trace.add(self.name, f"runner: {decision.action.value} stopped: "
                                      f"{type(exc).__name__} {exc}")
             self._observe_node()
@@ -273,7 +274,7 @@ class SimAgent:
 
     def _give_lease(self, target: str | None, epoch: int) -> Loop:
         if self.cached is None:
-            raise ApiUnavailable("the Lease was never read")
+            raise Unavailable(None, "the Lease was never read")
         sync = () if target is not None else None
         record = yield Call(WriteLease(target, epoch, sync, self.cached))
         self.cached = record

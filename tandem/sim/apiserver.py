@@ -11,20 +11,13 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tandem.kube.errors import Conflict, Unavailable
 from tandem.sim.engine import Scheduler, Trace
 
 # kube.TIMEOUT: 0.5 s to connect, 1.0 s to read.
 CLIENT_TIMEOUT = 1.5
 NORMAL_LEG = (0.001, 0.02)
 SLOW_LEG = (0.05, 0.8)
-
-
-class ApiUnavailable(Exception):
-    """No answer in time, or an error answer (kube.ApiUnavailable)."""
-
-
-class LeaseConflict(Exception):
-    """The guarded update lost: the Lease changed since it was read (HTTP 409)."""
 
 
 @dataclass(frozen=True)
@@ -88,12 +81,13 @@ class ApiServer:
             if request_lost or node in self.cut_off:
                 return  # the client times out
             if self.outage:
-                self.scheduler.after(back, lambda: reply(None, ApiUnavailable("HTTP 503")))
+                down = Unavailable(503, "the API server is down", "Service Unavailable")
+                self.scheduler.after(back, lambda: reply(None, down))
                 return
             try:
                 result: LeaseState | None = self._apply(node, request)
                 error: Exception | None = None
-            except LeaseConflict as conflict:
+            except Conflict as conflict:
                 result, error = None, conflict
 
             def arrive_back() -> None:
@@ -103,7 +97,7 @@ class ApiServer:
             self.scheduler.after(back, arrive_back)
 
         self.scheduler.after(there, arrive)
-        self.scheduler.after(CLIENT_TIMEOUT, lambda: reply(None, ApiUnavailable("timed out")))
+        self.scheduler.after(CLIENT_TIMEOUT, lambda: reply(None, Unavailable(None, "timed out")))
 
     def _leg(self) -> float:
         low, high = SLOW_LEG if self.slow else NORMAL_LEG
@@ -113,8 +107,8 @@ class ApiServer:
         if isinstance(request, ReadLease):
             return self.lease
         if request.based_on.resource_version != self.lease.resource_version:
-            raise LeaseConflict(f"resourceVersion {request.based_on.resource_version} is stale "
-                                f"(now {self.lease.resource_version})")
+            raise Conflict(409, f"resourceVersion {request.based_on.resource_version} is stale "
+                                     f"(now {self.lease.resource_version})")
         sync = request.sync_standbys if request.sync_standbys is not None \
             else request.based_on.sync_standbys
         old = self.lease
