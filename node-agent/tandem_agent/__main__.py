@@ -29,6 +29,8 @@ from pydantic import ValidationError
 from tandem.api.drbdvolume import DRBDVolumeSpec
 from tandem.api.floatingip import FloatingIPSpec
 from tandem.api.hacluster import INVALID_SPEC, HAClusterSpec, PostgresSpec, ServiceSpec
+from tandem.kube.connect import load_client
+from tandem.kube.errors import Forbidden, KubeError
 from tandem.metrics_server import address_argument
 from tandem_agent import host, metrics
 from tandem_agent.agent import (
@@ -46,7 +48,7 @@ from tandem_agent.drivers.postgres import ClientRule, ConfigError, PostgresConfi
 from tandem_agent.drivers.services import SystemdBackend
 from tandem_agent.fence import current_fencer
 from tandem_agent.invalid import InvalidSpec, problem_of
-from tandem_agent.kube import ApiUnavailable, Kube, list_all_namespaces, load_client
+from tandem_agent.kube import Kube, list_all_namespaces
 from tandem_agent.volumes import drbd_volume_factory
 from tandem_agent.watchdog import (
     DeviceWatchdog,
@@ -337,8 +339,8 @@ class Agent:
     def _read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
         try:
             return self.kube(namespace).read_secret(name)
-        except ApiUnavailable as exc:
-            if "HTTP 403" in str(exc):
+        except KubeError as exc:
+            if isinstance(exc, Forbidden):
                 raise CredentialsError(
                     f"{FIELD}: the agent may not read Secret {name} in namespace "
                     f"{namespace} (HTTP 403): list {name} in the resourceNames of Role "
@@ -357,7 +359,7 @@ class Agent:
         try:
             world = {plural: self.list_objects(plural)
                      for plural in ("haclusters", "drbdvolumes", "floatingips")}
-        except ApiUnavailable:
+        except KubeError:
             if self.clusters or not self.cache_file.exists():
                 raise
             log.warning("API server unreachable: using the objects cached in %s",
@@ -449,7 +451,7 @@ class Agent:
             kube.report(name, refusal_report(self.args.node, refusal.problem,
                                              lease.epoch if lease else 0)
                         | {"heartbeatTime": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")})
-        except ApiUnavailable as exc:
+        except KubeError as exc:
             log.debug("%s: report failed: %s", key, exc)
             return
         self._reported[key] = (refusal.problem, now)
@@ -483,7 +485,7 @@ class Agent:
         while not self.stopping.is_set():
             try:
                 self.sync()
-            except ApiUnavailable as exc:
+            except KubeError as exc:
                 log.debug("listing HAClusters failed: %s", exc)
             self.stopping.wait(0.5)
         for agent in self.clusters.values():

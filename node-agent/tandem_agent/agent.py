@@ -23,6 +23,8 @@ from tandem.api.common import (
     FORCE_FAILOVER_ID_ANNOTATION,
 )
 from tandem.api.hacluster import INVALID_SPEC
+from tandem.kube.errors import Conflict, KubeError
+from tandem.kube.lease import LeaseRecord
 from tandem_agent.chain import Aborted, ChainRunner, ResolvedCluster, StepFailed
 from tandem_agent.core import (
     FORCED_FAILOVER,
@@ -49,7 +51,7 @@ from tandem_agent.core import (
     sync_step,
 )
 from tandem_agent.drivers.postgres import parse_lsn
-from tandem_agent.kube import ApiUnavailable, Kube, LeaseConflict, LeaseRecord
+from tandem_agent.kube import Kube
 from tandem_agent.metrics import ClusterEvents
 from tandem_agent.monitor import ChainMonitor
 from tandem_agent.spec_change import spec_change, verdict
@@ -328,7 +330,7 @@ class ClusterAgent:
         if needs_read:
             try:
                 self._observe(self.kube.read_lease(self.cluster.name), now)
-            except ApiUnavailable as exc:
+            except KubeError as exc:
                 log.debug("lease read failed: %s", exc)
         with self._lock:
             snapshot = LeaseSnapshot(
@@ -369,13 +371,13 @@ class ClusterAgent:
             with self.events.lease_write(renew=not acquire):
                 record = self.kube.write_lease(self.cluster.name, self.node, epoch,
                                                acquire=acquire, sync_standbys=sync)
-        except LeaseConflict:
+        except Conflict:
             # Someone else wrote the Lease since we read it: read again before anything else.
             log.info("%s: %s the Lease at epoch %d refused (HTTP 409): someone else wrote it "
                      "first", self.cluster.name, "taking" if acquire else "renewing", epoch)
             self._observe(self._safe_read(), time.monotonic())
             return
-        except ApiUnavailable as exc:
+        except KubeError as exc:
             log.debug("lease write failed: %s", exc)
             return
         with self._lock:
@@ -452,7 +454,7 @@ class ClusterAgent:
     def _safe_read(self) -> LeaseRecord | None:
         try:
             return self.kube.read_lease(self.cluster.name)
-        except ApiUnavailable:
+        except KubeError:
             return None
 
     def acting_epoch(self) -> int | None:
@@ -941,7 +943,7 @@ class ClusterAgent:
         body = entry | {"heartbeatTime": _utc_stamp()}
         try:
             self.kube.report(self.cluster.name, body)
-        except ApiUnavailable as exc:
+        except KubeError as exc:
             log.debug("report failed: %s", exc)
             return
         self._last_report, self._last_report_at = entry, now

@@ -8,48 +8,25 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from dataclasses import dataclass
 from typing import Any
 
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
+from kubernetes import client
 
-from tandem.api.common import GROUP, SYNC_STANDBYS_ANNOTATION, VERSION, sync_standbys_from
+from tandem.api.common import GROUP, VERSION
+from tandem.kube.errors import KubeError, NotFound, Unavailable, kube_error
+from tandem.kube.lease import LeaseRecord, parse_lease, set_holder
 from tandem_agent.metrics import count_api_error
 
 FIELD_MANAGER_PREFIX = "tandem-agent-"
 TIMEOUT = (0.5, 1.0)
 
 
-class LeaseConflict(Exception):
-    """A guarded Lease update lost: someone else wrote the Lease first (HTTP 409)."""
-
-
-class ApiUnavailable(Exception):
-    """The API server did not answer in time or answered with an error."""
-
-
-@dataclass(frozen=True)
-class LeaseRecord:
-    holder: str | None
-    epoch: int
-    resource_version: str
-    renew_time: dt.datetime | None
-    sync_standbys: tuple[str, ...] | None = None
-
-
-
-def load_client(kubeconfig: str | None) -> client.ApiClient:
-    """An API client from a kubeconfig file, or the in-cluster service account."""
-    if kubeconfig:
-        configuration = client.Configuration()
-        config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=kubeconfig, client_configuration=configuration)
-    else:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-        configuration = client.Configuration.get_default_copy()
-    configuration.retries = 0
-    return client.ApiClient(configuration)
+def _counted(exc: Exception) -> KubeError:
+    """The typed error for any failure of a call (HTTP errors, timeouts, connection refused,
+    TLS errors, and whatever else the client raises), counted in the metrics."""
+    error = kube_error(exc)
+    count_api_error(error.status)
+    return error
 
 
 def list_all_namespaces(api_client: client.ApiClient, plural: str) -> list[dict[str, Any]]:
@@ -57,9 +34,8 @@ def list_all_namespaces(api_client: client.ApiClient, plural: str) -> list[dict[
     try:
         listed: Any = client.CustomObjectsApi(api_client).list_cluster_custom_object(
             GROUP, VERSION, plural, _request_timeout=TIMEOUT)
-    except Exception as exc:  # HTTP errors, timeouts, connection refused, TLS errors
-        count_api_error(exc.status if isinstance(exc, ApiException) else None)
-        raise ApiUnavailable(str(exc)) from exc
+    except Exception as exc:
+        raise _counted(exc) from exc
     items: list[dict[str, Any]] = listed["items"]
     return items
 
@@ -88,54 +64,39 @@ class Kube:
         self._lease_objects: dict[str, Any] = {}
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """The call with the agent's short timeout; any failure raises a KubeError."""
         try:
             return fn(*args, _request_timeout=TIMEOUT, **kwargs)
-        except ApiException as exc:
-            count_api_error(exc.status)
-            if exc.status == 409:
-                raise LeaseConflict(str(exc.reason)) from exc
-            raise ApiUnavailable(f"HTTP {exc.status}: {exc.reason}") from exc
-        except Exception as exc:  # urllib3 timeouts, connection refused, TLS errors
-            count_api_error(None)
-            raise ApiUnavailable(str(exc)) from exc
+        except Exception as exc:
+            raise _counted(exc) from exc
 
     # --- Lease ------------------------------------------------------------------------
     def read_lease(self, cluster: str) -> LeaseRecord | None:
         try:
             lease = self._call(self._coordination.read_namespaced_lease,
                                lease_name(cluster), self.namespace)
-        except ApiUnavailable as exc:
-            if "HTTP 404" in str(exc):
-                return None
-            raise
+        except NotFound:
+            return None
         with self._lock:
             self._lease_objects[cluster] = lease
-        return _record(lease)
+        return parse_lease(lease)
 
     def write_lease(self, cluster: str, holder: str | None, epoch: int, acquire: bool,
                     sync_standbys: tuple[str, ...] | None = None) -> LeaseRecord:
-        """Guarded update of the last Lease read: raises LeaseConflict when it changed since.
+        """Guarded update of the last Lease read: raises Conflict when it changed since.
 
         `sync_standbys`, when given, replaces the list of synchronous standbys on the Lease."""
         with self._lock:
             lease = self._lease_objects.get(cluster)
         if lease is None:
-            raise ApiUnavailable("the Lease was never read")
-        now = _now()
-        spec = lease.spec
-        spec.holder_identity = holder
-        spec.lease_transitions = epoch
-        spec.renew_time = now
-        if acquire:
-            spec.acquire_time = now
-        if sync_standbys is not None:
-            lease.metadata.annotations = {**(lease.metadata.annotations or {}),
-                                          SYNC_STANDBYS_ANNOTATION: ",".join(sync_standbys)}
+            raise Unavailable(None, "the Lease was never read")
+        set_holder(lease, holder=holder, epoch=epoch, now=_now(), acquire=acquire,
+                   sync_standbys=sync_standbys)
         updated = self._call(self._coordination.replace_namespaced_lease,
                              lease_name(cluster), self.namespace, lease)
         with self._lock:
             self._lease_objects[cluster] = updated
-        return _record(updated)
+        return parse_lease(updated)
 
     # --- HACluster --------------------------------------------------------------------
     def read_cluster(self, cluster: str) -> dict[str, Any] | None:
@@ -143,10 +104,8 @@ class Kube:
             obj: dict[str, Any] = self._call(
                 self._custom.get_namespaced_custom_object,
                 GROUP, VERSION, self.namespace, "haclusters", cluster)
-        except ApiUnavailable as exc:
-            if "HTTP 404" in str(exc):
-                return None
-            raise
+        except NotFound:
+            return None
         return obj
 
     def read_objects(self, plural: str) -> list[dict[str, Any]]:
@@ -177,20 +136,7 @@ class Kube:
         when it does not exist."""
         try:
             secret = self._call(self._core.read_namespaced_secret, name, self.namespace)
-        except ApiUnavailable as exc:
-            if "HTTP 404" in str(exc):
-                return None
-            raise
+        except NotFound:
+            return None
         return dict(secret.data or {})
-
-
-def _record(lease: Any) -> LeaseRecord:
-    spec = lease.spec
-    return LeaseRecord(
-        holder=spec.holder_identity or None,
-        epoch=spec.lease_transitions or 0,
-        resource_version=lease.metadata.resource_version,
-        renew_time=spec.renew_time,
-        sync_standbys=sync_standbys_from(lease.metadata.annotations),
-    )
 

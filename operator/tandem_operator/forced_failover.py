@@ -15,8 +15,8 @@ from typing import Literal
 
 from tandem.api.common import ACCEPT_DATA_LOSS_ANNOTATION, FORCE_FAILOVER_ANNOTATION, FORCE_FAILOVER_ID_ANNOTATION
 from tandem.api.hacluster import INVALID_SPEC, ForcedFailover, HACluster, HAClusterStatus
+from tandem.kube.lease import LeaseRecord
 from tandem_operator.conditions import DELETING, PAUSED
-from tandem_operator.lease import LeaseState
 from tandem_operator.messages import byte_size, clip, human_list, second
 from tandem_operator.snapshot import Flow, View
 from tandem_operator.switchover import INTERRUPTED, REQUEST_ID
@@ -43,7 +43,7 @@ def lsn_value(text: str | None) -> int | None:
         return None
 
 
-def renewal_age(cluster: HACluster, lease: LeaseState | None,
+def renewal_age(cluster: HACluster, lease: LeaseRecord | None,
                 now: datetime) -> tuple[float, float] | None:
     """(seconds since the holder last renewed, leaseDuration in seconds); None without a
     holder or a renewal time. An age under the duration means the holder may well be alive."""
@@ -53,7 +53,7 @@ def renewal_age(cluster: HACluster, lease: LeaseState | None,
     return (now - lease.renew_time).total_seconds(), duration
 
 
-def loss_report(cluster: HACluster, lease: LeaseState | None, target: str,
+def loss_report(cluster: HACluster, lease: LeaseRecord | None, target: str,
                 now: datetime) -> list[str]:
     """What a forced failover to `target` may lose, one finding a line, from the reports and
     the Lease as read: whether the holder still renews, the target's role and eligibility,

@@ -23,15 +23,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import kopf
-from kubernetes import client, config
 
 from tandem.api.common import GROUP, LAST_HANDLED_KEY, VERSION
+from tandem.kube.connect import load_client, load_configuration
+from tandem.kube.lease import LeaseRecord, parse_lease
 from tandem_operator import core, deletion
-from tandem_operator.kube import Kube, lease_state_from_dict, load_client, parse_cluster
+from tandem_operator.kube import Kube, parse_cluster
 from tandem_operator.lease import (
     CLUSTER_LABEL,
     EpochRecord,
-    LeaseState,
     lease_created_event,
     lease_manifest,
     lease_members,
@@ -59,14 +59,14 @@ class Runtime:
 
     def api(self) -> Kube:
         if self.kube is None:
-            self.kube = Kube(load_client(self.kubeconfig))
+            self.kube = Kube(load_client(self.kubeconfig, retries=None, default_kubeconfig=True))
         return self.kube
 
     def lock(self, namespace: str, name: str) -> threading.Lock:
         with self.guard:
             return self.locks.setdefault((namespace, name), threading.Lock())
 
-    def remember(self, namespace: str, name: str, lease: LeaseState) -> dict[int, EpochRecord]:
+    def remember(self, namespace: str, name: str, lease: LeaseRecord) -> dict[int, EpochRecord]:
         with self.guard:
             history = remember(self.histories.get((namespace, name), {}), lease)
             self.histories[(namespace, name)] = history
@@ -108,9 +108,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """Log in with --kubeconfig when given, else in-cluster or the default kubeconfig."""
     if not RUNTIME.kubeconfig:
         return kopf.login_via_client(**kwargs)
-    cfg = client.Configuration()
-    config.load_kube_config(  # type: ignore[no-untyped-call]
-        config_file=RUNTIME.kubeconfig, client_configuration=cfg)
+    cfg = load_configuration(RUNTIME.kubeconfig)
     header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization")
     parts = header.split(" ", 1) if header else []
     scheme, token = (None, None) if not parts else (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
@@ -226,7 +224,7 @@ def lease_seen(body: Any, namespace: str | None, labels: Any, type: str, **_: An
     if type == "DELETED" or not body.get("spec"):
         return
     name = labels[CLUSTER_LABEL]
-    lease = lease_state_from_dict(dict(body))
+    lease = parse_lease(dict(body))
     with RUNTIME.guard:
         before = RUNTIME.histories.get((namespace, name), {})
         latest = before.get(max(before)) if before else None

@@ -3,49 +3,33 @@
 Reads: the HACluster, its Lease, the DRBDVolumes, FloatingIPs and HAClusters of the namespace,
 and the cluster's Nodes. Writes: create or delete the Lease, stamp its member list, and one
 server-side apply of the operator-owned status fields (field manager `tandem-operator`, status
-subresource). Everything is parsed into the typed models of `tandem.api` here, so the core sees
-no raw dicts.
+subresource). Everything is parsed into the typed models of `tandem.api` (the Lease into
+`tandem.kube.lease.LeaseRecord`) here, so the core sees no raw dicts; a failed call raises a
+`tandem.kube.errors.KubeError`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
+from kubernetes import client
 from pydantic import ValidationError
 
-from tandem.api.common import API_VERSION, GROUP, MEMBERS_ANNOTATION, VERSION, sync_standbys_from
+from tandem.api.common import API_VERSION, GROUP, MEMBERS_ANNOTATION, VERSION
 from tandem.api.drbdvolume import DRBDVolume
 from tandem.api.floatingip import FloatingIP
 from tandem.api.hacluster import HACluster, HAClusterStatus, NodeReport
+from tandem.kube.errors import Conflict, NotFound, translated
+from tandem.kube.lease import LeaseRecord, parse_lease
 from tandem_operator.core import FIELD_MANAGER
-from tandem_operator.lease import LeaseState
 from tandem_operator.members import MemberStatus
 from tandem_operator.snapshot import MAINTENANCE_ANNOTATION, NodeInfo
 
 log = logging.getLogger("tandem_operator")
 TIMEOUT = (3.0, 10.0)
 APPLY = "application/apply-patch+yaml"
-
-
-def load_client(kubeconfig: str | None) -> client.ApiClient:
-    """An API client from a kubeconfig file, or the in-cluster service account."""
-    configuration = client.Configuration()
-    if kubeconfig:
-        config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=kubeconfig, client_configuration=configuration)
-    else:
-        try:
-            config.load_incluster_config(  # type: ignore[no-untyped-call]
-                client_configuration=configuration)
-        except config.ConfigException:
-            config.load_kube_config(  # type: ignore[no-untyped-call]
-                client_configuration=configuration)
-    return client.ApiClient(configuration)
 
 
 # --- parsing into the typed models ----------------------------------------------------------
@@ -94,39 +78,6 @@ def _parse_all(items: Iterable[dict[str, Any]], model: Any) -> dict[str, Any]:
     return out
 
 
-def lease_state(lease: client.V1Lease) -> LeaseState:
-    spec = lease.spec or client.V1LeaseSpec()
-    annotations = (lease.metadata.annotations if lease.metadata else None) or {}
-    return LeaseState(
-        holder=spec.holder_identity or None,
-        epoch=spec.lease_transitions or 0,
-        acquire_time=spec.acquire_time,
-        renew_time=spec.renew_time,
-        duration_seconds=spec.lease_duration_seconds,
-        sync_standbys=sync_standbys_from(annotations),
-        members=annotations.get(MEMBERS_ANNOTATION),
-    )
-
-
-def lease_state_from_dict(body: dict[str, Any]) -> LeaseState:
-    """The same from a raw Lease body (as kopf delivers it)."""
-    spec = body.get("spec") or {}
-
-    def when(key: str) -> datetime | None:
-        value = spec.get(key)
-        return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
-
-    return LeaseState(
-        holder=spec.get("holderIdentity") or None,
-        epoch=spec.get("leaseTransitions") or 0,
-        acquire_time=when("acquireTime"),
-        renew_time=when("renewTime"),
-        duration_seconds=spec.get("leaseDurationSeconds"),
-        sync_standbys=sync_standbys_from((body.get("metadata") or {}).get("annotations")),
-        members=((body.get("metadata") or {}).get("annotations") or {}).get(MEMBERS_ANNOTATION),
-    )
-
-
 # --- the API ----------------------------------------------------------------------------------
 
 
@@ -140,17 +91,17 @@ class Kube:
     # HAClusters, DRBDVolumes, FloatingIPs
     def get_cluster(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            body: dict[str, Any] = self.custom.get_namespaced_custom_object(  # type: ignore[assignment]
-                GROUP, VERSION, namespace, "haclusters", name, _request_timeout=TIMEOUT)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+            with translated():
+                body: dict[str, Any] = self.custom.get_namespaced_custom_object(  # type: ignore[assignment]
+                    GROUP, VERSION, namespace, "haclusters", name, _request_timeout=TIMEOUT)
+        except NotFound:
+            return None
         return body
 
     def _list(self, namespace: str, plural: str) -> list[dict[str, Any]]:
-        listed: dict[str, Any] = self.custom.list_namespaced_custom_object(  # type: ignore[assignment]
-            GROUP, VERSION, namespace, plural, _request_timeout=TIMEOUT)
+        with translated():
+            listed: dict[str, Any] = self.custom.list_namespaced_custom_object(  # type: ignore[assignment]
+                GROUP, VERSION, namespace, plural, _request_timeout=TIMEOUT)
         items: list[dict[str, Any]] = listed["items"]
         return items
 
@@ -172,10 +123,11 @@ class Kube:
             "metadata": {"name": name, "namespace": namespace},
             "status": status,
         }
-        self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, "haclusters", name, body,
-            field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
-            _request_timeout=TIMEOUT)
+        with translated():
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, "haclusters", name, body,
+                field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
+                _request_timeout=TIMEOUT)
 
     def apply_member_status(self, namespace: str, member: MemberStatus) -> None:
         """Server-side apply of a DRBDVolume's or FloatingIP's status, as the cluster's nodes
@@ -184,19 +136,19 @@ class Kube:
         body = {"apiVersion": API_VERSION, "kind": kind,
                 "metadata": {"name": member.name, "namespace": namespace},
                 "status": member.status}
-        self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, member.plural, member.name, body,
-            field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
-            _request_timeout=TIMEOUT)
+        with translated():
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, member.plural, member.name, body,
+                field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
+                _request_timeout=TIMEOUT)
 
     # Nodes
     def node(self, name: str) -> NodeInfo | None:
         try:
-            node = self.core.read_node(name, _request_timeout=TIMEOUT)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+            with translated():
+                node = self.core.read_node(name, _request_timeout=TIMEOUT)
+        except NotFound:
+            return None
         annotations = (node.metadata.annotations if node.metadata else None) or {}
         return NodeInfo(name=name, unschedulable=bool(node.spec and node.spec.unschedulable),
                         maintenance=annotations.get(MAINTENANCE_ANNOTATION, "").lower() == "true")
@@ -210,44 +162,42 @@ class Kube:
         return out
 
     # the Lease
-    def get_lease(self, namespace: str, name: str) -> LeaseState | None:
+    def get_lease(self, namespace: str, name: str) -> LeaseRecord | None:
         try:
-            lease = self.coordination.read_namespaced_lease(name, namespace, _request_timeout=TIMEOUT)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return lease_state(lease)
+            with translated():
+                lease = self.coordination.read_namespaced_lease(name, namespace, _request_timeout=TIMEOUT)
+        except NotFound:
+            return None
+        return parse_lease(lease)
 
-    def create_lease(self, manifest: dict[str, Any]) -> tuple[LeaseState, bool]:
+    def create_lease(self, manifest: dict[str, Any]) -> tuple[LeaseRecord, bool]:
         """Create the Lease; (state, True) if created, (the existing one, False) if it existed."""
         meta = manifest["metadata"]
         try:
-            lease = self.coordination.create_namespaced_lease(
-                meta["namespace"], manifest,  # type: ignore[arg-type]  # a dict body is sent as is
-                field_manager=FIELD_MANAGER, _request_timeout=TIMEOUT)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
+            with translated():
+                lease = self.coordination.create_namespaced_lease(
+                    meta["namespace"], manifest,  # type: ignore[arg-type]  # a dict body is sent as is
+                    field_manager=FIELD_MANAGER, _request_timeout=TIMEOUT)
+        except Conflict:
             existing = self.get_lease(meta["namespace"], meta["name"])
             if existing is None:
                 raise
             return existing, False
-        return lease_state(lease), True
+        return parse_lease(lease), True
 
     def stamp_lease_members(self, namespace: str, name: str, members: str) -> None:
         """Set the Lease's member list (a merge patch of that one annotation). It changes the
         Lease's resourceVersion: the holder's next guarded renew gets 409, reads the Lease
         again and renews on its next tick."""
-        self.coordination.patch_namespaced_lease(
-            name, namespace, {"metadata": {"annotations": {MEMBERS_ANNOTATION: members}}},
-            field_manager=FIELD_MANAGER, _request_timeout=TIMEOUT)
+        with translated():
+            self.coordination.patch_namespaced_lease(
+                name, namespace, {"metadata": {"annotations": {MEMBERS_ANNOTATION: members}}},
+                field_manager=FIELD_MANAGER, _request_timeout=TIMEOUT)
 
     def delete_lease(self, namespace: str, name: str) -> bool:
         try:
-            self.coordination.delete_namespaced_lease(name, namespace, _request_timeout=TIMEOUT)
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
+            with translated():
+                self.coordination.delete_namespaced_lease(name, namespace, _request_timeout=TIMEOUT)
+        except NotFound:
+            return False
         return True

@@ -1,10 +1,10 @@
 """The `<cluster>-primary` Lease: as read, as remembered per epoch, and as created.
 
-The Lease is the agents' lock, not the operator's: the operator only reads it (`LeaseState`),
-keeps what it saw of each epoch while running (`remember`, so that failover durations are exact
-and a release can be told from an expiry), and creates it when it is missing: with no holder,
-at an epoch never below one already seen (`initial_epoch`), stamped with the members the
-admission policy lets take it.
+The Lease is the agents' lock, not the operator's: the operator only reads it (as the
+`tandem.kube.lease.LeaseRecord` that the agent and the plugin read too), keeps what it saw of
+each epoch while running (`remember`, so that failover durations are exact and a release can be
+told from an expiry), and creates it when it is missing: with no holder, at an epoch never below
+one already seen (`initial_epoch`), stamped with the members the admission policy lets take it.
 """
 
 from __future__ import annotations
@@ -17,22 +17,10 @@ from typing import Any
 
 from tandem.api.common import API_VERSION, MEMBERS_ANNOTATION
 from tandem.api.hacluster import HACluster, HAClusterStatus
+from tandem.kube.lease import LeaseRecord
 from tandem_operator.messages import Event
 
 CLUSTER_LABEL = "tandem.dev/cluster"
-
-
-@dataclass(frozen=True)
-class LeaseState:
-    """The `<cluster>-primary` Lease as read from the API server."""
-
-    holder: str | None
-    epoch: int
-    acquire_time: datetime | None = None
-    renew_time: datetime | None = None
-    duration_seconds: int | None = None
-    sync_standbys: tuple[str, ...] | None = None  # None: the holder publishes no such list
-    members: str | None = None  # the MEMBERS_ANNOTATION as stamped; None: not stamped
 
 
 @dataclass(frozen=True)
@@ -47,7 +35,7 @@ class EpochRecord:
 LeaseHistory = Mapping[int, EpochRecord]
 
 
-def remember(history: Mapping[int, EpochRecord], lease: LeaseState, keep: int = 8) -> dict[int, EpochRecord]:
+def remember(history: Mapping[int, EpochRecord], lease: LeaseRecord, keep: int = 8) -> dict[int, EpochRecord]:
     """Fold one observation of the Lease into the per-epoch history (newest `keep` epochs)."""
     out = dict(history)
     if out and lease.epoch < max(out):

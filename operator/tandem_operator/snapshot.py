@@ -17,7 +17,8 @@ from typing import Literal
 from tandem.api.drbdvolume import DRBDVolume
 from tandem.api.floatingip import FloatingIP
 from tandem.api.hacluster import FailoverRecord, ForcedFailover, HACluster, HAClusterStatus, NodeReport, Switchover
-from tandem_operator.lease import LeaseHistory, LeaseState
+from tandem.kube.lease import LeaseRecord
+from tandem_operator.lease import LeaseHistory
 from tandem_operator.messages import Event, clip
 
 MAINTENANCE_ANNOTATION = "tandem.dev/maintenance"
@@ -57,7 +58,7 @@ class Snapshot:
     namespace: str
     generation: int
     cluster: HACluster
-    lease: LeaseState | None
+    lease: LeaseRecord | None
     now: datetime
     volumes: Mapping[str, DRBDVolume] = field(default_factory=dict)
     floating_ips: Mapping[str, FloatingIP] = field(default_factory=dict)

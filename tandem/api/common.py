@@ -43,14 +43,6 @@ ACCEPT_DATA_LOSS_ANNOTATION = f"{GROUP}/accept-data-loss"
 CLEANUP_ANNOTATION = f"{GROUP}/cleanup"
 
 
-def sync_standbys_from(annotations: dict[str, str] | None) -> tuple[str, ...] | None:
-    """The Lease's synchronous standbys; None when the holder publishes no list (no
-    PostgreSQL in its chain)."""
-    value = (annotations or {}).get(SYNC_STANDBYS_ANNOTATION)
-    if value is None:
-        return None
-    return tuple(name for name in value.split(",") if name)
-
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 

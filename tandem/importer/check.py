@@ -147,7 +147,7 @@ def server_problems(documents: Iterable[dict[str, Any]], kubeconfig: str) -> lis
     (schema, CEL rules, the namespace existing), nothing stored."""
     from kubernetes import client
 
-    from tandem_agent.kube import load_client
+    from tandem.kube.connect import load_client
 
     api = client.CustomObjectsApi(load_client(kubeconfig))
     found = []

@@ -41,6 +41,7 @@ import yaml
 
 from tandem.api.common import LAST_HANDLED_ANNOTATION
 from tandem.api.drbdvolume import DRBDVolumeSpec
+from tandem.kube.lease import LeaseRecord, parse_lease
 from tandem.lab import echo, fakeclock, install, kubelet, power
 from tandem.lab.controlplane import ControlPlane, build_binaries
 from tandem.lab.drbdsim import blockdev
@@ -659,7 +660,8 @@ class LabCluster:
         handled that change: kopf compares against the last spec it handled, and two quick
         patches would look to it like no change at all."""
         if self.hacluster(cluster)["spec"].get("primary") == node:
-            holder = self.lease(cluster).get("holderIdentity")
+            lease = self.lease(cluster)
+            holder = lease.holder if lease else None
             if holder and holder != node:
                 self.set_primary(cluster, holder)
                 deadline = time.monotonic() + timeout
@@ -711,17 +713,11 @@ class LabCluster:
             sock.sendto(f"fence {reason}".encode(),
                         str(self.node_dir(node) / power.SOCKET_DIR / Path(power.NODE_SOCKET).name))
 
-    def lease(self, cluster: str) -> dict[str, Any]:
-        """The spec of the cluster's `<cluster>-primary` Lease ({} while it does not exist)."""
-        spec: dict[str, Any] = self.lease_object(cluster).get("spec", {})
-        return spec
-
-    def lease_object(self, cluster: str) -> dict[str, Any]:
-        """The whole Lease, annotations included ({} while it does not exist)."""
+    def lease(self, cluster: str) -> LeaseRecord | None:
+        """The cluster's `<cluster>-primary` Lease (None while it does not exist)."""
         out = self.kubectl("get", "lease", f"{cluster}-primary", "-n", self.namespace,
                            "-o", "json", check=False)
-        lease: dict[str, Any] = json.loads(out) if out else {}
-        return lease
+        return parse_lease(json.loads(out)) if out else None
 
     def hacluster(self, cluster: str) -> dict[str, Any]:
         obj: dict[str, Any] = json.loads(

@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,7 +33,8 @@ import kubernetes
 import psycopg
 from psycopg import sql
 
-from tandem.api.common import sync_standbys_from
+from tandem.kube.connect import load_client
+from tandem.kube.lease import parse_lease
 from tandem.lab.client import APP_USER, TABLE, read_log
 from tandem.lab.cluster import NODE_PYTHON, POSTGRES_DATA, LabCluster
 from tandem.lab.echo import data_dir
@@ -174,23 +174,17 @@ class LeaseReader:
     """Reads a Lease from the host with a short timeout (the observer's view of the epoch)."""
 
     def __init__(self, cluster: LabCluster, name: str) -> None:
-        config = kubernetes.client.Configuration()
-        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-            str(cluster.plane.kubeconfig), client_configuration=config)
-        config.retries = 0
-        self.api = kubernetes.client.CoordinationV1Api(kubernetes.client.ApiClient(config))
+        self.api = kubernetes.client.CoordinationV1Api(load_client(str(cluster.plane.kubeconfig)))
         self.namespace, self.name = cluster.namespace, f"{name}-primary"
 
     def read(self) -> LeaseKey | None:
         """(holder, epoch), or None when the API server does not answer."""
         try:
-            spec = self.api.read_namespaced_lease(self.name, self.namespace,
-                                                  _request_timeout=0.5).spec
+            lease = parse_lease(self.api.read_namespaced_lease(self.name, self.namespace,
+                                                               _request_timeout=0.5))
         except Exception:
             return None
-        if spec is None:
-            return None
-        return spec.holder_identity, int(spec.lease_transitions or 0)
+        return lease.holder, lease.epoch
 
 
 @dataclass
@@ -388,8 +382,8 @@ def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.1,
 
 
 def lease_holder(cluster: LabCluster, name: str) -> tuple[str | None, int]:
-    spec = cluster.lease(name)
-    return spec.get("holderIdentity"), int(spec.get("leaseTransitions", 0))
+    lease = cluster.lease(name)
+    return (lease.holder, lease.epoch) if lease else (None, 0)
 
 
 def node_report(cluster: LabCluster, name: str, node: str) -> dict[str, Any]:
@@ -417,8 +411,9 @@ def fence_and_takeover(cluster: LabCluster, node: str, name: str = "mail") -> tu
     on the machine's one clock), for "fenced before anyone took over" checks."""
     fences = cluster.fences(node)
     assert fences, f"{node} was never fenced"
-    taken = datetime.fromisoformat(cluster.lease(name)["acquireTime"]).timestamp()
-    return float(fences[0].split()[0]), taken
+    lease = cluster.lease(name)
+    assert lease is not None and lease.acquire_time is not None, f"nobody ever took the Lease of {name}"
+    return float(fences[0].split()[0]), lease.acquire_time.timestamp()
 
 
 def pids_in(netns: str) -> list[int]:
@@ -429,23 +424,20 @@ def pids_in(netns: str) -> list[int]:
 
 def sync_standbys(cluster: LabCluster, name: str) -> list[str]:
     """The synchronous standbys the holder lists on the Lease."""
-    return _listed(cluster.lease_object(name))
-
-
-def _listed(lease: dict[str, Any]) -> list[str]:
-    return list(sync_standbys_from(lease.get("metadata", {}).get("annotations")) or ())
+    lease = cluster.lease(name)
+    return list(lease.sync_standbys or ()) if lease else []
 
 
 def replicating(cluster: LabCluster, name: str, primary: str, standbys: list[str]) -> bool:
     """`primary` holds the Lease and reports Primary; every standby streams with lag 0 and is
     listed as synchronous (so it may take over without losing an acknowledged write). One
     read of the Lease gives both its holder and its list."""
-    lease = cluster.lease_object(name)
-    return (lease.get("spec", {}).get("holderIdentity") == primary
+    lease = cluster.lease(name)
+    return (lease is not None and lease.holder == primary
             and node_report(cluster, name, primary).get("role") == "Primary"
             and all(node_report(cluster, name, s).get("postgres", {}).get("lagSeconds") == 0
                     for s in standbys)
-            and set(standbys) <= set(_listed(lease)))
+            and set(standbys) <= set(lease.sync_standbys or ()))
 
 
 def wait_replicating(cluster: LabCluster, name: str, primary: str, standbys: list[str],

@@ -7,21 +7,21 @@ objects exactly as the operator does; the writes are JSON merge patches of one H
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, cast
 
-import urllib3
 from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from tandem.api.common import GROUP, VERSION
 from tandem.api.drbdvolume import DRBDVolume
 from tandem.api.floatingip import FloatingIP
+from tandem.kube.connect import load_configuration
+from tandem.kube.errors import Forbidden, KubeError, NotFound, translated
+from tandem.kube.lease import LeaseRecord
 from tandem.plugin.rules import REFUSED, UNREACHABLE, USAGE, Outcome, Stop, listing
 from tandem_operator.kube import TIMEOUT, Kube
-from tandem_operator.lease import LeaseState, lease_name
+from tandem_operator.lease import lease_name
 
 FIELD_MANAGER = "kubectl-tandem"
 MERGE_PATCH = "application/merge-patch+json"
@@ -40,12 +40,13 @@ class PluginApi:
     def clusters(self, namespace: str | None) -> list[dict[str, Any]]:
         """The raw HAClusters of `namespace` (None: of every namespace), by namespace and name."""
         custom = self.kube.custom
-        if namespace is None:
-            listed = custom.list_cluster_custom_object(GROUP, VERSION, "haclusters",
-                                                       _request_timeout=TIMEOUT)
-        else:
-            listed = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "haclusters",
-                                                          _request_timeout=TIMEOUT)
+        with translated():
+            if namespace is None:
+                listed = custom.list_cluster_custom_object(GROUP, VERSION, "haclusters",
+                                                           _request_timeout=TIMEOUT)
+            else:
+                listed = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "haclusters",
+                                                              _request_timeout=TIMEOUT)
         items: list[dict[str, Any]] = cast(dict[str, Any], listed)["items"]
         return sorted(items, key=lambda i: (i["metadata"]["namespace"], i["metadata"]["name"]))
 
@@ -55,15 +56,16 @@ class PluginApi:
     def floating_ips(self, namespace: str) -> dict[str, FloatingIP]:
         return self.kube.floating_ips(namespace)
 
-    def lease(self, namespace: str, cluster: str) -> LeaseState | None:
+    def lease(self, namespace: str, cluster: str) -> LeaseRecord | None:
         return self.kube.get_lease(namespace, lease_name(cluster))
 
     def patch_cluster(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         """A JSON merge patch; one carrying metadata.resourceVersion fails with 409 if the
-        object changed since it was read."""
-        self.kube.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, namespace, "haclusters", name, patch, field_manager=FIELD_MANAGER,
-            _content_type=MERGE_PATCH, _request_timeout=TIMEOUT)
+        object changed since it was read (Conflict)."""
+        with translated():
+            self.kube.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, "haclusters", name, patch, field_manager=FIELD_MANAGER,
+                _content_type=MERGE_PATCH, _request_timeout=TIMEOUT)
 
 
 def connect(kubeconfig: str | None, context: str | None) -> tuple[PluginApi, str]:
@@ -81,44 +83,28 @@ def connect(kubeconfig: str | None, context: str | None) -> tuple[PluginApi, str
     if chosen is None:
         raise Stop(Outcome(USAGE, f"no context {context!r} in {path}; its contexts: "
                            f"{listing(c['name'] for c in contexts)}"))
-    configuration = client.Configuration()
     try:
-        config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=path, context=chosen["name"], client_configuration=configuration,
-            persist_config=False)
+        configuration = load_configuration(path, context=chosen["name"], persist_config=False)
     except (ConfigException, OSError, ValueError) as exc:
         raise Stop(Outcome(USAGE, f"context {chosen['name']} of {path} is not usable: {exc}")) from exc
     namespace = (chosen.get("context") or {}).get("namespace") or "default"
     return PluginApi(client.ApiClient(configuration)), namespace
 
 
-def _server_message(exc: ApiException) -> str:
-    try:
-        body = json.loads(exc.body or "")
-    except (TypeError, ValueError):
-        body = None
-    found = body.get("message") if isinstance(body, dict) else None
-    return str(found or exc.reason or "no message")
-
-
-def api_failure(exc: ApiException, server: str) -> Outcome:
-    """An API error as the one line that names what is wrong and the fix."""
-    said = _server_message(exc)
-    if exc.status == 401:
+def api_failure(error: KubeError, server: str) -> Outcome:
+    """An API error, or no answer, as the one line that names what is wrong and the fix."""
+    if error.status is None:
+        return Outcome(UNREACHABLE, f"cannot reach the API server {server}: {error.message}; check "
+                       "that it is up and that the kubeconfig's context points at it (--context)")
+    if error.status == 401:
         return Outcome(UNREACHABLE, f"{server} rejected the kubeconfig's credentials (401 "
                        f"Unauthorized): log in again or pick another --context")
-    if exc.status == 403:
-        return Outcome(UNREACHABLE, f"forbidden: {said}; ask for the RBAC in "
+    if isinstance(error, Forbidden):
+        return Outcome(UNREACHABLE, f"forbidden: {error.message}; ask for the RBAC in "
                        "docs/kubectl-plugin.md#permissions")
-    if exc.status == 404 and "could not find the requested resource" in said:
+    if isinstance(error, NotFound) and "could not find the requested resource" in error.message:
         return Outcome(UNREACHABLE, f"{server} does not serve tandem.dev HAClusters: install "
                        "tandem's CRDs (kubectl apply -f crds/) or pick another --context")
-    if exc.status in (409, 422):
-        return Outcome(REFUSED, f"the API server refused the change ({exc.status}): {said}")
-    return Outcome(UNREACHABLE, f"{server} answered {exc.status} {exc.reason}: {said}")
-
-
-def unreachable(exc: urllib3.exceptions.HTTPError, server: str) -> Outcome:
-    reason = getattr(exc, "reason", None) or exc
-    return Outcome(UNREACHABLE, f"cannot reach the API server {server}: {reason}; check that it "
-                   "is up and that the kubeconfig's context points at it (--context)")
+    if error.status in (409, 422):
+        return Outcome(REFUSED, f"the API server refused the change ({error.status}): {error.message}")
+    return Outcome(UNREACHABLE, f"{server} answered {error.status} {error.reason}: {error.message}")

@@ -15,8 +15,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-import urllib3
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from tandem.api.common import (
@@ -32,6 +30,7 @@ from tandem.api.common import (
 from tandem.api.drbdvolume import DRBDVolume
 from tandem.api.floatingip import FloatingIP
 from tandem.api.hacluster import HACluster
+from tandem.kube.errors import Conflict, KubeError
 from tandem.plugin import client, rules
 from tandem.plugin.rules import DONE, REFUSED, USAGE, Outcome, Stop
 from tandem.plugin.status import clean, cluster_view, render, unreadable
@@ -198,10 +197,8 @@ def _set_standby(api: client.PluginApi, namespace: str, name: str, node: str,
             api.patch_cluster(namespace, name, {
                 "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
                 "spec": {"standbyNodes": wanted}})
-        except ApiException as exc:
-            if exc.status == 409:
-                continue
-            raise
+        except Conflict:
+            continue
         if not standby:
             return Outcome(DONE, f"{node} is online in {name}: it may take the Lease again (no "
                            "failover back unless asked)")
@@ -389,10 +386,8 @@ def main(argv: Sequence[str] | None = None, connect: Connect = client.connect) -
         outcome: Outcome = args.run(api, args.namespace or default_namespace, args)
     except Stop as stop:
         outcome = stop.outcome
-    except ApiException as exc:
-        outcome = client.api_failure(exc, api.server if api else "the API server")
-    except urllib3.exceptions.HTTPError as exc:
-        outcome = client.unreachable(exc, api.server if api else "the API server")
+    except KubeError as error:
+        outcome = client.api_failure(error, api.server if api else "the API server")
     say(outcome)
     return outcome.code
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from tandem.api.hacluster import INVALID_SPEC, NOT_SYNCHRONOUS, HACluster, HAClusterStatus
+from tandem.kube.lease import LeaseRecord
 from tandem_operator.forced_failover import loss_report, renewal_age
-from tandem_operator.lease import LeaseState
 from tandem_operator.messages import human_duration
 from tandem_operator.snapshot import stale_after
 
@@ -65,7 +65,7 @@ def node_problem(name: str, cluster: HACluster, node: str) -> Outcome | None:
     return Outcome(USAGE, f"{node} is not a node of HACluster {name}; its spec.nodes: {listing(nodes)}")
 
 
-def switchover_problem(name: str, cluster: HACluster, lease: LeaseState | None, node: str,
+def switchover_problem(name: str, cluster: HACluster, lease: LeaseRecord | None, node: str,
                        now: datetime) -> Outcome | None:
     """Why `node` should not be asked to take HACluster `name` over (None: ask it), or that
     it already has (an Outcome with code DONE)."""
@@ -164,7 +164,7 @@ def wait_timed_out(name: str, cluster: HACluster, request_id: str, seconds: floa
 # --- forced failover ----------------------------------------------------------------------------
 
 
-def failover_problem(name: str, cluster: HACluster, lease: LeaseState | None,
+def failover_problem(name: str, cluster: HACluster, lease: LeaseRecord | None,
                      node: str) -> Outcome | None:
     """Why a forced failover of HACluster `name` to `node` cannot be asked for (None: it can),
     or that `node` already is primary (code DONE). The operator and the agent check again."""
@@ -193,7 +193,7 @@ def failover_problem(name: str, cluster: HACluster, lease: LeaseState | None,
     return None
 
 
-def loss_screen(name: str, cluster: HACluster, lease: LeaseState | None, node: str,
+def loss_screen(name: str, cluster: HACluster, lease: LeaseRecord | None, node: str,
                 now: datetime) -> list[str]:
     """What a forced failover to `node` may lose (operator's `loss_report`), and whether a
     safer way exists: a switchover (the holder alive, `node` fit) or waiting (`node` eligible,

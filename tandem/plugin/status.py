@@ -18,9 +18,10 @@ from tandem.api.common import SWITCHOVER_ANNOTATION, SWITCHOVER_ID_ANNOTATION
 from tandem.api.drbdvolume import DRBDNodeStatus, DRBDVolume
 from tandem.api.floatingip import FloatingIP
 from tandem.api.hacluster import HACluster, HAClusterStatus, NodeReport, ResourceKind
+from tandem.kube.lease import LeaseRecord
 from tandem_operator.addresses import address_summary
 from tandem_operator.kube import parse_cluster
-from tandem_operator.lease import LeaseState, lease_name
+from tandem_operator.lease import lease_name
 from tandem_operator.messages import byte_size, human_duration
 from tandem_operator.snapshot import stale_after
 
@@ -33,12 +34,12 @@ class ClusterView:
     namespace: str
     cluster: HACluster
     annotations: Mapping[str, str]
-    lease: LeaseState | None
+    lease: LeaseRecord | None
     volumes: Mapping[str, DRBDVolume]
     floating_ips: Mapping[str, FloatingIP]
 
 
-def cluster_view(body: dict[str, Any], lease: LeaseState | None, volumes: Mapping[str, DRBDVolume],
+def cluster_view(body: dict[str, Any], lease: LeaseRecord | None, volumes: Mapping[str, DRBDVolume],
                  floating_ips: Mapping[str, FloatingIP]) -> ClusterView:
     """The view of a raw HACluster; raises pydantic's ValidationError if its spec does not parse
     (a node report that does not is dropped, as the operator drops it)."""

@@ -27,8 +27,9 @@ RATES = ("+0 x2", "+0 x0.5")
 def renew_offset(lab: LabCluster) -> float:
     """How far the holder's clock is from the true one, read from its latest renewTime (the
     holder renews about every second, so a true clock gives about -1 to 0)."""
-    renewed = dt.datetime.fromisoformat(lab.lease("mail")["renewTime"])
-    return (renewed - dt.datetime.now(dt.UTC)).total_seconds()
+    lease = lab.lease("mail")
+    assert lease is not None and lease.renew_time is not None, "the Lease was never renewed"
+    return (lease.renew_time - dt.datetime.now(dt.UTC)).total_seconds()
 
 
 def hold_and_check(lab: LabCluster, spec: str, primary: str, epoch: int) -> None:

@@ -10,9 +10,11 @@ import time
 
 import pytest
 
+from tandem.kube.connect import load_client
+from tandem.kube.errors import Conflict
 from tandem.lab.cluster import LabCluster
 from tandem.lab.harness import Observer, holds, lease_holder, wait_until
-from tandem_agent.kube import Kube, LeaseConflict, load_client
+from tandem_agent.kube import Kube
 
 pytestmark = pytest.mark.lab
 
@@ -53,7 +55,7 @@ def test_racing_candidates_elect_exactly_one(lab: LabCluster) -> None:
         try:
             racer.write_lease("trio", racer.node, epoch + 2, acquire=True)
             results[racer.node] = "won"
-        except LeaseConflict:
+        except Conflict:
             results[racer.node] = "409"
 
     threads = [threading.Thread(target=race, args=(r,)) for r in racers]

@@ -12,9 +12,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from tandem.kube.connect import load_client
+from tandem.kube.errors import Conflict
 from tandem.lab.cluster import LabCluster
 from tandem.lab.harness import Client, lease_holder, missing_acks, missing_files, wait_replicating, wait_until
-from tandem_agent.kube import Kube, LeaseConflict, load_client
+from tandem_agent.kube import Kube
 
 pytestmark = pytest.mark.lab
 
@@ -33,7 +35,7 @@ def test_stale_epoch_requests_and_reports_are_refused(lab: LabCluster, client: C
     client.acked_by("mail2", timeout=30)
     assert lease_holder(lab, "mail") == ("mail2", old.epoch + 1)
 
-    with pytest.raises(LeaseConflict):
+    with pytest.raises(Conflict):
         stale.write_lease("mail", "mail1", old.epoch, acquire=False)
     assert lease_holder(lab, "mail") == ("mail2", old.epoch + 1)
 

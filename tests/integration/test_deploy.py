@@ -24,8 +24,9 @@ import pytest
 import yaml
 
 from tandem.api.common import LAST_HANDLED_ANNOTATION, MEMBERS_ANNOTATION
+from tandem.kube.connect import load_client
 from tandem.lab.controlplane import ControlPlane
-from tandem_agent.kube import Kube, load_client
+from tandem_agent.kube import Kube
 from tests.conftest import Kubectl
 
 pytestmark = pytest.mark.apiserver

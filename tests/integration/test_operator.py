@@ -26,6 +26,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from tandem.kube.lease import parse_lease
 from tandem.lab.controlplane import ControlPlane
 from tests.conftest import Kubectl
 
@@ -226,7 +227,7 @@ class World:
             spec.acquire_time = acquired or now()
         spec.renew_time = renewed or acquired or now()
         updated = self.leases.replace_namespaced_lease(f"{self.name}-primary", NAMESPACE, lease)
-        return int(updated.spec.lease_transitions or 0)
+        return parse_lease(updated).epoch
 
     def healthy(self, holder: int = 0) -> int:
         """The first node takes the Lease and both report a healthy pair."""
@@ -258,15 +259,15 @@ def test_lease_is_created_without_a_holder_and_status_is_pending(
     assert lease.metadata.labels == {"tandem.dev/cluster": "alpha"}
     owner = lease.metadata.owner_references[0]
     assert (owner.kind, owner.name, owner.uid) == ("HACluster", "alpha", w.get()["metadata"]["uid"])
-    assert lease.spec.holder_identity is None and lease.spec.lease_transitions == 0
-    assert lease.spec.lease_duration_seconds == 3
+    record = parse_lease(lease)
+    assert record.holder is None and record.epoch == 0 and record.duration_seconds == 3
     # The member list the admission policy reads (docs/security.md), kept current: a Lease
     # without it (made before the operator stamped it) or with a stale one gets it back.
     assert lease.metadata.annotations == {"tandem.dev/members": "alpha1,alpha2"}
     api.run(["annotate", "lease", "alpha-primary", "-n", NAMESPACE, "--overwrite",
              "tandem.dev/members=alpha1,intruder"])
-    eventually(lambda: (w.lease().metadata.annotations or {}).get("tandem.dev/members")
-               == "alpha1,alpha2", "the member list stamped again", op=operator)
+    eventually(lambda: parse_lease(w.lease()).members == "alpha1,alpha2",
+               "the member list stamped again", op=operator)
     ready = w.wait_ready("False", "Pending")
     assert "alpha1" in ready["message"], "the preferred initial holder is named"
     assert w.status()["epoch"] == 0 and "switchover" not in w.status()
@@ -317,7 +318,7 @@ def test_lagging_target_is_refused_then_retried_once_it_caught_up(
     assert (sw["target"], sw["reason"]) == (two, "TargetLagging") and "lag is 7 s" in sw["message"]
     refused = w.wait_event("SwitchoverRefused", "lag is 7 s")
     assert refused["type"] == "Warning"
-    assert w.lease().spec.holder_identity == one, "a refused switchover leaves the Lease alone"
+    assert parse_lease(w.lease()).holder == one, "a refused switchover leaves the Lease alone"
 
     assert w.condition("PreferredPrimary")["reason"] == "SwitchoverRetrying"
 
@@ -447,7 +448,7 @@ def test_deletion_waits_for_the_chain_to_go_down_then_releases_the_lease(
         w.wait_ready("False", "Deleting")
         time.sleep(3)
         assert w.get()["metadata"].get("deletionTimestamp"), "still there: the finalizer holds it"
-        assert w.lease().spec.holder_identity == one, "the operator does not take a held Lease"
+        assert parse_lease(w.lease()).holder == one, "the operator does not take a held Lease"
     finally:
         stop.set()
         renewer.join(timeout=5)

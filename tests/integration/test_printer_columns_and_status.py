@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tandem.kube.connect import load_client
+from tandem.kube.lease import LeaseRecord
 from tandem_operator import core
 from tandem_operator.kube import Kube as OperatorKube
-from tandem_operator.kube import load_client, parse_cluster
-from tandem_operator.lease import LeaseState
+from tandem_operator.kube import parse_cluster
 from tandem_operator.snapshot import Snapshot
 from tests.conftest import Kubectl, remove_tenant_limits
 
@@ -165,14 +166,14 @@ def test_the_operators_status_with_announced_repairs_round_trips(api: Kubectl) -
     ]
     api.run(["patch", "hac/mail", "-n", ns, "--subresource=status", "--type=merge",
              "-p", json.dumps({"status": {"nodes": nodes}})])
-    kube = OperatorKube(load_client(str(api.kubeconfig)))
+    kube = OperatorKube(load_client(str(api.kubeconfig), retries=None))
 
     def snapshot() -> Snapshot:
         body = kube.get_cluster(ns, "mail")
         assert body is not None
         return Snapshot(
             name="mail", namespace=ns, generation=int(body["metadata"]["generation"]),
-            cluster=parse_cluster(body), lease=LeaseState("mail1", 7, now, now, 3), now=now,
+            cluster=parse_cluster(body), lease=LeaseRecord("mail1", 7, now, now, 3), now=now,
             volumes=kube.volumes(ns), floating_ips=kube.floating_ips(ns), clusters=kube.clusters(ns))
 
     first = core.reconcile(snapshot())

@@ -32,7 +32,8 @@ from kubernetes.client.exceptions import ApiException
 
 from tandem.api.common import GROUP, VERSION
 from tandem.api.hacluster import HACluster
-from tandem_agent.kube import Kube, list_all_namespaces, load_client
+from tandem.kube.connect import load_client
+from tandem_agent.kube import Kube, list_all_namespaces
 from tandem_operator.kube import Kube as OperatorKube
 from tandem_operator.lease import lease_manifest
 from tests.conftest import Kubectl

@@ -28,7 +28,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tandem.api.common import GROUP, VERSION
-from tandem_agent.kube import load_client
+from tandem.kube.connect import load_client
 from tests.conftest import Kubectl, remove_tenant_limits
 from tests.integration.api_helpers import set_at, token_kubeconfig
 

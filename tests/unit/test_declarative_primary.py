@@ -7,8 +7,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tandem.api.hacluster import Switchover
+from tandem.kube.lease import LeaseRecord
 from tandem_operator import core
-from tandem_operator.lease import LeaseState
 from tandem_operator.snapshot import PrimaryChange, Snapshot
 from tests.unit.test_operator_core import (
     NOW,
@@ -22,7 +22,7 @@ from tests.unit.test_operator_core import (
     with_reports,
 )
 
-ON_N2 = LeaseState("n2", 2, NOW - timedelta(minutes=1), NOW - timedelta(seconds=1), 3)
+ON_N2 = LeaseRecord("n2", 2, NOW - timedelta(minutes=1), NOW - timedelta(seconds=1), 3)
 REQUEST = {"tandem.dev/switchover": "n1", "tandem.dev/switchover-id": "2026-11-30T22:00:00Z-a1"}
 
 

@@ -18,6 +18,7 @@ from tandem.api.common import (
     FORCE_FAILOVER_ID_ANNOTATION,
 )
 from tandem.api.hacluster import HAClusterSpec
+from tandem.kube.lease import LeaseRecord
 from tandem.plugin import command, rules
 from tandem.plugin.rules import DONE, REFUSED, TIMED_OUT, USAGE
 from tandem_agent.agent import ClusterAgent, force_request, intent_of
@@ -38,11 +39,9 @@ from tandem_agent.core import (
 )
 from tandem_agent.drivers import drbd
 from tandem_agent.drivers.base import DriverError, Outcome
-from tandem_agent.kube import LeaseRecord
 from tandem_agent.watchdog import NoWatchdog
 from tandem_operator import core
 from tandem_operator.forced_failover import loss_report
-from tandem_operator.lease import LeaseState
 from tandem_operator.snapshot import Snapshot
 from tests.unit import test_plugin as plugin_tests
 from tests.unit.test_agent_core import T
@@ -291,7 +290,7 @@ def test_a_forced_takeover_is_recorded_in_the_report_and_never_acted_on_again(
     agent.lease = LeaseView("mail2", 7, "5", 1.0)
     with agent._lock:
         assert agent._force(10.0) == ForceRequest("r1", 10.0)
-    kube.answers = [LeaseRecord("mail1", 8, "6", None)]
+    kube.answers = [LeaseRecord("mail1", 8, resource_version="6")]
     agent._write_lease(8, acquire=True, cause=FORCED_FAILOVER)
     assert agent.forced_epoch == 8
     assert agent.force_report == {"requestId": "r1", "phase": "Completed", "epoch": 8,
@@ -323,12 +322,12 @@ def test_a_refused_request_is_recorded_too(tmp_path: Path) -> None:
 
 # --- the operator: judges each request once, follows it, records it ---------------------------
 
-DEAD_N1 = LeaseState("n1", 1, NOW - timedelta(hours=1), NOW - timedelta(seconds=60), 3, ())
+DEAD_N1 = LeaseRecord("n1", 1, NOW - timedelta(hours=1), NOW - timedelta(seconds=60), 3, ())
 ACCEPTED = {FORCE_FAILOVER_ANNOTATION: "n2", FORCE_FAILOVER_ID_ANNOTATION: "f-1",
             ACCEPT_DATA_LOSS_ANNOTATION: "true"}
 
 
-def stranded(*, annotations: dict[str, str] | None = None, lease: LeaseState = DEAD_N1,
+def stranded(*, annotations: dict[str, str] | None = None, lease: LeaseRecord = DEAD_N1,
              **spec: Any) -> Snapshot:
     """n1 gone for a minute; n2 a standby that is not synchronous and lags."""
     c = cluster(report("n1", "Primary", age=60), report("n2", lag=40, eligible=False,
@@ -383,7 +382,7 @@ def test_a_node_that_refuses_the_spec_is_refused() -> None:
 
 def test_the_forced_takeover_completes_once_the_target_reports_primary() -> None:
     pending = settle(stranded())
-    taken = LeaseState("n2", 2, NOW, NOW, 3, ())
+    taken = LeaseRecord("n2", 2, NOW, NOW, 3, ())
     done = {"requestId": "f-1", "phase": "Completed", "epoch": 2, "message": "took"}
     promoting = with_reports(settle(pending, lease=taken), report("n1", "Primary", age=60),
                              report("n2", epoch=2) | {"forcedFailover": done})
@@ -417,7 +416,7 @@ def test_the_agents_refusal_and_a_withdrawal_end_the_request() -> None:
 
 
 def test_a_request_for_the_holder_needs_nothing() -> None:
-    held = LeaseState("n2", 1, NOW, NOW, 3, ())
+    held = LeaseRecord("n2", 1, NOW, NOW, 3, ())
     c = cluster(report("n1"), report("n2", "Primary"), status={"primary": "n2"})
     forced = core.reconcile(snap(c, lease=held, annotations=ACCEPTED)).status.forced_failover
     assert forced is not None and forced.phase == "Completed"
@@ -437,7 +436,7 @@ def test_the_loss_report_names_lsn_distance_and_drbd_state() -> None:
     assert any(line.startswith("DRBD data on n2: disk Outdated, StandAlone") and
                "promoted with drbdadm primary --force" in line for line in lines)
     assert "n1 reported 4.0 MiB of DRBD data out of sync with its peer" in lines
-    alive = LeaseState("n1", 1, NOW, NOW - timedelta(seconds=1), 3, ("n2",))
+    alive = LeaseRecord("n1", 1, NOW, NOW - timedelta(seconds=1), 3, ("n2",))
     lines = loss_report(cluster(n1, n2), alive, "n2", NOW)
     assert "it looks alive" in lines[0] and "use switchover" in lines[0]
     assert "the Lease lists n2 as a synchronous standby: it confirmed every acknowledged commit" in lines
@@ -445,8 +444,8 @@ def test_the_loss_report_names_lsn_distance_and_drbd_state() -> None:
 
 # --- kubectl tandem failover ------------------------------------------------------------------
 
-GONE = plugin_tests.LeaseState("mail1", 7, plugin_tests.NOW - timedelta(hours=3),
-                               plugin_tests.NOW - timedelta(minutes=10), 3, ())
+GONE = LeaseRecord("mail1", 7, plugin_tests.NOW - timedelta(hours=3),
+                   plugin_tests.NOW - timedelta(minutes=10), 3, ())
 
 
 @pytest.fixture(autouse=True)
@@ -626,7 +625,7 @@ def test_the_keeper_after_a_restart_waits_a_full_lease_duration_then_takes_it(
     assert first.action is Action.WAIT and "mail2 holds the Lease; unchanged for" in first.reason
     assert agent.lease is not None
     agent.lease = dataclasses.replace(agent.lease, observed_at=agent.lease.observed_at - 10)
-    kube.answers = [LeaseRecord("mail1", 8, "6", None)]
+    kube.answers = [LeaseRecord("mail1", 8, resource_version="6")]
     agent.keeper_tick()
     assert agent.last_decisions["keeper"].cause == FORCED_FAILOVER
     assert agent.force_report is not None and agent.force_report["phase"] == "Completed"

@@ -7,10 +7,11 @@ from datetime import timedelta
 
 from tandem.api.drbdvolume import DRBDVolumeStatus
 from tandem.api.floatingip import FloatingIPStatus
+from tandem.kube.lease import LeaseRecord
 from tandem_operator import core
 from tandem_operator.addresses import address_summary
 from tandem_operator.snapshot import Snapshot
-from tests.unit.test_operator_core import NOW, LeaseState, cluster, fip, report, snap, volume
+from tests.unit.test_operator_core import NOW, cluster, fip, report, snap, volume
 
 
 def members(s: Snapshot) -> dict[str, dict]:
@@ -36,14 +37,14 @@ def test_a_node_without_a_fresh_report_is_unknown_and_the_primarys_connection_is
 
 
 def test_no_reports_at_all_say_unknown_and_the_addresses_have_no_holder() -> None:
-    found = members(snap(cluster(), lease=LeaseState(None, 1)))
+    found = members(snap(cluster(), lease=LeaseRecord(None, 1)))
     assert found["data"]["roles"] == "Unknown/Unknown" and found["data"]["connection"] == "Unknown"
     assert "holder" not in found["vip"] and "epoch" not in found["vip"]
     assert found["vip"]["summary"] == "99 addresses 198.18.0.2-198.18.0.100"
 
 
 def test_the_holder_holds_the_addresses_only_once_it_reports_primary_in_its_epoch() -> None:
-    promoting = LeaseState("n2", 2, NOW - timedelta(seconds=2), NOW, 3)
+    promoting = LeaseRecord("n2", 2, NOW - timedelta(seconds=2), NOW, 3)
     found = members(snap(cluster(report("n1", "Standby"), report("n2", "Standby", epoch=1)),
                          lease=promoting))
     assert "holder" not in found["vip"]

@@ -15,6 +15,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry, generate_latest
 
+from tandem.kube.errors import Conflict, Forbidden, Unavailable
+from tandem.kube.lease import LeaseRecord
 from tandem.metrics_server import MetricsServer, Reply
 from tandem_agent import metrics
 from tandem_agent.agent import ClusterAgent, intent_of
@@ -31,7 +33,7 @@ from tandem_agent.core import (
 )
 from tandem_agent.drivers.drbd import PeerStatus, ResourceStatus
 from tandem_agent.drivers.postgres import PostgresStatus
-from tandem_agent.kube import ApiUnavailable, Kube, LeaseConflict, LeaseRecord
+from tandem_agent.kube import Kube
 from tandem_agent.metrics import (
     AgentEvents,
     ClusterEvents,
@@ -117,10 +119,10 @@ def test_renew_writes_are_timed_and_failures_counted_takes_are_not() -> None:
     cluster = ClusterEvents("a", "mail", "mail1", events)
     with cluster.lease_write(renew=True):
         pass
-    with pytest.raises(ApiUnavailable), cluster.lease_write(renew=True):
-        raise ApiUnavailable("timed out")
-    with pytest.raises(LeaseConflict), cluster.lease_write(renew=False):
-        raise LeaseConflict("someone else took it")
+    with pytest.raises(Unavailable), cluster.lease_write(renew=True):
+        raise Unavailable(None, "timed out")
+    with pytest.raises(Conflict), cluster.lease_write(renew=False):
+        raise Conflict(409, "someone else took it")
     assert sample(registry, "tandem_agent_lease_renew_seconds_count", **MAIL_LABELS) == 2
     assert sample(registry, "tandem_agent_lease_renew_failures_total", **MAIL_LABELS) == 1
     cluster.took_over("LeaseExpired")
@@ -144,7 +146,7 @@ def test_api_errors_are_counted_by_kind_and_404_is_an_answer() -> None:
     def forbidden(**_: Any) -> None:
         raise ApiException(status=403, reason="Forbidden")
 
-    with pytest.raises(ApiUnavailable):
+    with pytest.raises(Forbidden):
         kube._call(forbidden)
     assert sample(registry, "tandem_agent_api_errors_total", kind="Forbidden") == before + 1
 
@@ -166,7 +168,7 @@ class FakeKube:
         return answer
 
     def read_lease(self, cluster: str) -> LeaseRecord | None:
-        return LeaseRecord("mail2", 7, "5", None)
+        return LeaseRecord("mail2", 7, resource_version="5")
 
     def report(self, cluster: str, entry: dict[str, Any]) -> None:
         return None
@@ -186,7 +188,7 @@ def agent(tmp_path: Path) -> ClusterAgent:
 def test_the_keeper_counts_a_refused_renew_and_a_takeover(agent: ClusterAgent) -> None:
     registry = events_registry(agent.events.events)
     kube: Any = agent.kube
-    kube.answers = [LeaseConflict("409"), LeaseRecord("mail1", 8, "6", None)]
+    kube.answers = [Conflict(409, "someone else wrote it"), LeaseRecord("mail1", 8, resource_version="6")]
     agent._write_lease(7, acquire=False)
     agent._write_lease(8, acquire=True, cause="LeaseExpired")
     assert sample(registry, "tandem_agent_lease_renew_failures_total", **MAIL_LABELS) == 1

@@ -9,7 +9,6 @@ import yaml
 from pydantic import ValidationError
 
 from tandem import crdgen
-from tandem.api.common import sync_standbys_from
 from tandem.api.floatingip import FloatingIPSpec
 from tandem.api.hacluster import (
     ROLE_NAME_RE,
@@ -109,19 +108,6 @@ def test_samples_parse_with_the_models() -> None:
                 models[doc["kind"]].model_validate(doc["spec"])
                 seen += 1
     assert seen >= 12
-
-
-@pytest.mark.parametrize(("annotations", "listed"), [
-    (None, None),
-    ({}, None),
-    ({"tandem.dev/synchronous-standbys": ""}, ()),
-    ({"tandem.dev/synchronous-standbys": "mail2"}, ("mail2",)),
-    ({"tandem.dev/synchronous-standbys": "n2,n3"}, ("n2", "n3")),
-])
-def test_the_lease_annotation_of_synchronous_standbys_parses(
-        annotations: dict[str, str] | None, listed: tuple[str, ...] | None) -> None:
-    """No annotation: the holder publishes no list; an empty one: it waits for nobody."""
-    assert sync_standbys_from(annotations) == listed
 
 
 @pytest.mark.parametrize("unit", ["postfix.service", "mail-jobs.timer", "php8.2-fpm.service",

@@ -14,10 +14,10 @@ import pytest
 from tandem.api.drbdvolume import DRBDVolume
 from tandem.api.floatingip import FloatingIP
 from tandem.api.hacluster import HACluster, HAClusterStatus
+from tandem.kube.lease import LeaseRecord
 from tandem_operator import core, deletion
 from tandem_operator.lease import (
     EpochRecord,
-    LeaseState,
     lease_created_event,
     lease_manifest,
     lease_members,
@@ -82,10 +82,10 @@ def fip(*ranges: tuple[str, str | None], owner: str = "c") -> FloatingIP:
         "cluster": owner, "addresses": addresses, "prefixLength": 24, "interface": "mgmt"}})
 
 
-HELD = LeaseState("n1", 1, NOW - timedelta(minutes=5), NOW - timedelta(seconds=1), 3)
+HELD = LeaseRecord("n1", 1, NOW - timedelta(minutes=5), NOW - timedelta(seconds=1), 3)
 
 
-def snap(c: HACluster, lease: LeaseState | None = HELD, **kw: Any) -> Snapshot:
+def snap(c: HACluster, lease: LeaseRecord | None = HELD, **kw: Any) -> Snapshot:
     args: dict[str, Any] = {
         "name": "c", "namespace": "ns", "generation": 1, "cluster": c,
         "lease": lease,
@@ -222,7 +222,7 @@ def test_failed_service_on_the_primary_degrades() -> None:
 def test_stale_epoch_report_is_ignored_for_roles_and_said_so() -> None:
     c = cluster(report("n1", "Primary", epoch=1), report("n2", "Primary", epoch=2),
                 status={"epoch": 2, "primary": "n2"})
-    d = core.reconcile(snap(c, LeaseState("n2", 2, NOW, NOW, 3)))
+    d = core.reconcile(snap(c, LeaseRecord("n2", 2, NOW, NOW, 3)))
     assert cond(d, "SplitBrain")[0] == "False", "n1's claim is of an older epoch"
     assert "stale epoch refused" in cond(d, "SplitBrain")[2]
     assert cond(d, "Degraded")[:2] == ("True", "StaleEpoch")
@@ -233,14 +233,14 @@ def test_stale_epoch_report_is_ignored_for_roles_and_said_so() -> None:
 def test_holder_reporting_an_older_epoch_is_promoting() -> None:
     c = cluster(report("n1", "Standby", epoch=2), report("n2", "Standby", epoch=1),
                 status={"epoch": 2, "primary": "n2"})
-    d = core.reconcile(snap(c, LeaseState("n2", 2, NOW, NOW, 3)))
+    d = core.reconcile(snap(c, LeaseRecord("n2", 2, NOW, NOW, 3)))
     assert cond(d, "Ready")[:2] == ("False", "Promoting")
 
 
 def test_two_primaries_of_the_same_epoch_are_split_brain() -> None:
     c = cluster(report("n1", "Primary", epoch=2), report("n2", "Primary", epoch=2),
                 status={"epoch": 2, "primary": "n2"})
-    d = core.reconcile(snap(c, LeaseState("n2", 2, NOW, NOW, 3)))
+    d = core.reconcile(snap(c, LeaseRecord("n2", 2, NOW, NOW, 3)))
     assert cond(d, "SplitBrain")[:2] == ("True", "TwoPrimaries")
     assert cond(d, "Ready")[:2] == ("False", "SplitBrain")
     assert ("Warning", "SplitBrain") in [(e.type, e.reason) for e in d.events]
@@ -273,7 +273,7 @@ def test_split_brain_resolved_posts_an_event_with_its_duration() -> None:
 
 def test_no_holder_yet_is_pending_and_spec_primary_is_only_a_preference() -> None:
     c = cluster(report("n1"), report("n2"), status={"epoch": 0, "primary": None})
-    d = core.reconcile(snap(c, LeaseState(None, 0), primary_change=PrimaryChange("n1", "n2")))
+    d = core.reconcile(snap(c, LeaseRecord(None, 0), primary_change=PrimaryChange("n1", "n2")))
     assert cond(d, "Ready")[:2] == ("False", "Pending")
     assert d.status.switchover is None and d.retry is None
     assert "primary" not in (d.patch or {})
@@ -283,14 +283,14 @@ def test_pending_says_why_the_nodes_may_not_take_the_lease() -> None:
     why = "DiskNotUpToDate: data Inconsistent"
     c = cluster(report("n1", eligible=False, why=why), report("n2", eligible=False, why=why),
                 status={"epoch": 0, "primary": None})
-    ready = cond(core.reconcile(snap(c, LeaseState(None, 0))), "Ready")
+    ready = cond(core.reconcile(snap(c, LeaseRecord(None, 0))), "Ready")
     assert ready[:2] == ("False", "Pending")
     assert f"n1 is not eligible to take over: {why}; n2 is not eligible" in ready[2]
 
 
 def test_released_lease_is_no_primary() -> None:
     c = cluster(report("n1", "Standby"), report("n2"))
-    d = core.reconcile(snap(c, LeaseState(None, 1, NOW, NOW, 3)))
+    d = core.reconcile(snap(c, LeaseRecord(None, 1, NOW, NOW, 3)))
     assert cond(d, "Ready")[:2] == ("False", "NoPrimary")
     assert cond(d, "Degraded")[:2] == ("Unknown", "NoPrimary")
     assert "LeaseReleased" in reasons(d)
@@ -307,7 +307,7 @@ def test_holder_without_a_fresh_report_is_unknown() -> None:
 def failed_over(history: dict[int, EpochRecord] | None = None, **status: Any) -> Snapshot:
     c = cluster(report("n1", "Primary", epoch=1, age=10), report("n2", "Primary", epoch=2), **status)
     acquired = NOW - timedelta(seconds=1)
-    return snap(c, LeaseState("n2", 2, acquired, acquired, 3), history=history or {})
+    return snap(c, LeaseRecord("n2", 2, acquired, acquired, 3), history=history or {})
 
 
 def test_unplanned_failover_is_recorded_with_its_duration_and_said_once() -> None:
@@ -339,14 +339,14 @@ def test_failover_seen_after_an_operator_restart_is_recorded_without_a_guessed_d
 ])
 def test_failover_reason_is_inferred(history: dict[int, EpochRecord], spec: dict[str, Any], reason: str) -> None:
     c = cluster(report("n1", "Standby", epoch=1), report("n2", "Primary", epoch=2), **spec)
-    d = core.reconcile(snap(c, LeaseState("n2", 2, NOW, NOW, 3), history=history))
+    d = core.reconcile(snap(c, LeaseRecord("n2", 2, NOW, NOW, 3), history=history))
     assert d.status.last_failover is not None and d.status.last_failover.reason == reason
 
 
 def test_service_failure_release_is_named() -> None:
     c = cluster(report("n1", "Standby", epoch=1, eligible=False, why="RestartBackoff: postfix failed"),
                 report("n2", "Primary", epoch=2))
-    d = core.reconcile(snap(c, LeaseState("n2", 2, NOW, NOW, 3)))
+    d = core.reconcile(snap(c, LeaseRecord("n2", 2, NOW, NOW, 3)))
     assert d.status.last_failover is not None and d.status.last_failover.reason == "ServiceFailed"
 
 
@@ -359,18 +359,18 @@ def test_first_holder_is_an_election_not_a_failover() -> None:
 
 def test_epoch_going_backwards_is_a_warning() -> None:
     c = cluster(report("n1"), report("n2"), status={"epoch": 7, "primary": "n1"})
-    d = core.reconcile(snap(c, LeaseState(None, 0)))
+    d = core.reconcile(snap(c, LeaseRecord(None, 0)))
     assert "EpochWentBackwards" in reasons(d)
 
 
 def test_history_keeps_the_last_renewal_of_each_epoch_and_notices_a_release() -> None:
-    h = remember({}, LeaseState("n1", 1, NOW, NOW))
-    h = remember(h, LeaseState("n1", 1, NOW, NOW + timedelta(seconds=1)))
-    h = remember(h, LeaseState(None, 1, NOW, NOW + timedelta(seconds=1)))
+    h = remember({}, LeaseRecord("n1", 1, NOW, NOW))
+    h = remember(h, LeaseRecord("n1", 1, NOW, NOW + timedelta(seconds=1)))
+    h = remember(h, LeaseRecord(None, 1, NOW, NOW + timedelta(seconds=1)))
     assert h[1] == EpochRecord("n1", NOW + timedelta(seconds=1), released=True)
-    h = remember(h, LeaseState("n2", 2, NOW, NOW + timedelta(seconds=2)))
+    h = remember(h, LeaseRecord("n2", 2, NOW, NOW + timedelta(seconds=2)))
     assert set(h) == {1, 2}
-    assert remember(h, LeaseState(None, 0)) == {}, "a recreated Lease starts a new history"
+    assert remember(h, LeaseRecord(None, 0)) == {}, "a recreated Lease starts a new history"
 
 
 # --- the primary's resources and the agents' repairs (issue 12) -----------------------------
@@ -423,7 +423,7 @@ def test_unhealthy_resources_are_named_with_kind_state_and_message() -> None:
 
 
 @pytest.mark.parametrize(("reports", "lease", "reason"), [
-    (monitored(), LeaseState(None, 1, NOW, NOW, 3), "NoPrimary"),
+    (monitored(), LeaseRecord(None, 1, NOW, NOW, 3), "NoPrimary"),
     (monitored(age=300), HELD, "NoReport"),
     (monitored(epoch=0), HELD, "Promoting"),
     (monitored(resource("Volume", "data"), resource("PostgreSQL", "postgres", "Unknown")), HELD,
@@ -431,7 +431,7 @@ def test_unhealthy_resources_are_named_with_kind_state_and_message() -> None:
     ((report("n1", "Primary"), report("n2")), HELD, "NotChecked"),
 ])
 def test_resources_healthy_is_unknown_without_a_judgeable_primary(
-        reports: tuple[dict[str, Any], ...], lease: LeaseState, reason: str) -> None:
+        reports: tuple[dict[str, Any], ...], lease: LeaseRecord, reason: str) -> None:
     d = core.reconcile(snap(cluster(*reports), lease))
     assert cond(d, "ResourcesHealthy")[:2] == ("Unknown", reason)
     assert "ResourceFailed" not in reasons(d)
@@ -567,11 +567,11 @@ def test_unfit_target_is_refused_with_the_reason(standby: dict[str, Any], reason
     assert cond(d, "Ready")[0] == "True", "a refused switchover leaves the primary serving"
 
 
-SYNC_N2 = LeaseState("n1", 1, NOW - timedelta(minutes=5), NOW - timedelta(seconds=1), 3, ("n2",))
+SYNC_N2 = LeaseRecord("n1", 1, NOW - timedelta(minutes=5), NOW - timedelta(seconds=1), 3, ("n2",))
 
 
 def test_the_lease_not_listing_the_target_refuses_even_a_self_reported_eligible_target() -> None:
-    lease = LeaseState("n1", 1, NOW - timedelta(minutes=5), NOW - timedelta(seconds=1), 3, ())
+    lease = LeaseRecord("n1", 1, NOW - timedelta(minutes=5), NOW - timedelta(seconds=1), 3, ())
     d = core.reconcile(snap(healthy(), lease, primary_change=PrimaryChange("n1", "n2")))
     sw = d.status.switchover
     assert sw is not None and sw.phase == "Refused" and sw.reason == "TargetNotSynchronous"
@@ -619,7 +619,7 @@ def test_pending_switchover_waits_for_the_holder_and_writes_nothing_meanwhile() 
 
 def test_switchover_completes_when_the_target_reports_primary_for_the_new_epoch() -> None:
     s = settle(snap(healthy(), primary_change=PrimaryChange("n1", "n2")))
-    handed = LeaseState("n2", 2, NOW + timedelta(seconds=3), NOW + timedelta(seconds=3), 3)
+    handed = LeaseRecord("n2", 2, NOW + timedelta(seconds=3), NOW + timedelta(seconds=3), 3)
     s = with_reports(settle(s, lease=handed, now=NOW + timedelta(seconds=3)),
                      report("n1", epoch=1), report("n2", epoch=1))
     d = core.reconcile(s)
@@ -647,7 +647,7 @@ def test_restart_mid_switchover_after_the_handover_completes_from_status() -> No
                "requestedAt": iso(NOW - timedelta(seconds=8))}
     c = cluster(report("n1", epoch=2), report("n2", "Primary", epoch=2, age=0),
                 status={"switchover": pending})
-    d = core.reconcile(snap(c, LeaseState("n2", 2, NOW - timedelta(seconds=2), NOW, 3)))
+    d = core.reconcile(snap(c, LeaseRecord("n2", 2, NOW - timedelta(seconds=2), NOW, 3)))
     assert d.status.switchover is not None and d.status.switchover.phase == "Completed"
     rec = d.status.last_failover
     assert rec is not None and rec.from_node == "n1" and rec.planned and rec.duration_ms == 8000
@@ -658,7 +658,7 @@ def test_switchover_interrupted_by_a_failover_elsewhere() -> None:
                "requestedAt": iso(NOW)}
     c = cluster(report("n1"), report("n2"), report("n3", "Primary", epoch=2),
                 nodes=("n1", "n2", "n3"), status={"switchover": pending})
-    d = core.reconcile(snap(c, LeaseState("n3", 2, NOW, NOW, 3)))
+    d = core.reconcile(snap(c, LeaseRecord("n3", 2, NOW, NOW, 3)))
     sw = d.status.switchover
     assert sw is not None and (sw.phase, sw.reason) == ("Refused", "Interrupted")
     assert {"SwitchoverInterrupted", "FailedOver"} <= set(reasons(d))
@@ -706,7 +706,7 @@ def test_maintenance_without_a_fit_target_is_refused_once_and_retried_quietly() 
 
 def test_auto_failback_only_when_asked() -> None:
     c = cluster(report("n1"), report("n2", "Primary", epoch=1), status={"primary": "n2"})
-    lease = LeaseState("n2", 1, NOW, NOW, 3)
+    lease = LeaseRecord("n2", 1, NOW, NOW, 3)
     assert core.reconcile(snap(c, lease)).status.switchover is None
     back = cluster(report("n1"), report("n2", "Primary", epoch=1), status={"primary": "n2"},
                    failover={"autoFailback": True})
@@ -779,7 +779,7 @@ def test_a_spec_both_nodes_refuse_is_invalid_naming_the_nodes_and_the_field() ->
     c = cluster(report("n1", "Unknown", epoch=0, eligible=False, why=REFUSED),
                 report("n2", "Unknown", epoch=0, eligible=False, why=REFUSED),
                 status={"epoch": 0, "primary": None})
-    s = snap(c, LeaseState(None, 0))
+    s = snap(c, LeaseRecord(None, 0))
     d = core.reconcile(s)
     assert cond(d, "Ready") == ("False", "InvalidSpec", "n1 and n2 refuse the spec: "
                                 "spec.chain.mounts[0].volume: DRBDVolume other is not in "
@@ -793,7 +793,7 @@ def test_a_spec_both_nodes_refuse_is_invalid_naming_the_nodes_and_the_field() ->
 def test_a_new_refusal_message_is_a_new_event_and_fixing_it_clears_it() -> None:
     c = cluster(report("n1", "Unknown", epoch=0, eligible=False, why=REFUSED), report("n2"),
                 status={"epoch": 0, "primary": None})
-    s = settle(snap(c, LeaseState(None, 0)))
+    s = settle(snap(c, LeaseRecord(None, 0)))
     other = "InvalidSpec: spec.chain.floatingIPs[0]: FloatingIP vip: range ends before it starts"
     d = core.reconcile(with_reports(s, report("n1", "Unknown", epoch=0, eligible=False,
                                               why=other), report("n2")))
@@ -873,13 +873,13 @@ def test_recreated_lease_never_goes_back_to_an_old_epoch() -> None:
     assert lease_created_event("c", c).type == "Warning"
 
 
-def deleting(c: HACluster, lease: LeaseState | None, now: datetime = NOW) -> deletion.Teardown:
+def deleting(c: HACluster, lease: LeaseRecord | None, now: datetime = NOW) -> deletion.Teardown:
     return deletion.teardown(snap(c, lease, deleting=True, now=now), NOW - timedelta(seconds=5),
                          timedelta(seconds=60))
 
 
 def test_deletion_waits_for_the_holder_to_tear_down() -> None:
-    live = LeaseState("n1", 1, NOW, NOW, 3)
+    live = LeaseRecord("n1", 1, NOW, NOW, 3)
     wait = deleting(healthy(), live)
     assert not wait.done and "waiting for n1" in wait.message
     d = core.reconcile(snap(healthy(), live, deleting=True))
@@ -887,21 +887,21 @@ def test_deletion_waits_for_the_holder_to_tear_down() -> None:
 
 
 def test_deletion_proceeds_once_the_lease_is_released() -> None:
-    done = deleting(cluster(report("n1"), report("n2")), LeaseState(None, 1, NOW, NOW, 3))
+    done = deleting(cluster(report("n1"), report("n2")), LeaseRecord(None, 1, NOW, NOW, 3))
     assert done.done and done.delete_lease
     assert [e.reason for e in done.events] == ["TornDown"]
     assert "5.0 s" in done.events[0].message
 
 
 def test_deletion_of_a_dead_cluster_does_not_wait() -> None:
-    stopped = LeaseState("n1", 1, NOW - timedelta(minutes=5), NOW - timedelta(minutes=5), 3)
+    stopped = LeaseRecord("n1", 1, NOW - timedelta(minutes=5), NOW - timedelta(minutes=5), 3)
     assert deleting(healthy(), stopped).done
 
 
 def test_deletion_gives_up_after_the_timeout_with_a_warning() -> None:
     late = NOW + timedelta(minutes=2)
     c = cluster(report("n1", "Primary", age=-120), report("n2", age=-120))
-    verdict = deleting(c, LeaseState("n1", 1, late, late, 3), now=late)
+    verdict = deleting(c, LeaseRecord("n1", 1, late, late, 3), now=late)
     assert verdict.done and verdict.delete_lease
     assert [(e.type, e.reason) for e in verdict.events] == [("Warning", "TeardownTimeout")]
 

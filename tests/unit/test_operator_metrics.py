@@ -8,8 +8,9 @@ from datetime import timedelta
 
 from prometheus_client import CollectorRegistry
 
+from tandem.kube.lease import LeaseRecord
 from tandem_operator import core, metrics
-from tandem_operator.lease import EpochRecord, LeaseState
+from tandem_operator.lease import EpochRecord
 from tandem_operator.metrics import OperatorMetrics
 from tandem_operator.snapshot import PrimaryChange
 from tests.unit.test_operator_core import (
@@ -60,7 +61,7 @@ def test_a_switchover_counts_its_request_and_its_hand_over() -> None:
     seen.observe("ns", "c", core.reconcile(requested))
     assert sample(registry, "tandem_switchovers_total", **CLUSTER, outcome="Requested") == 1
     assert sample(registry, "tandem_cluster_ready", **CLUSTER) == 0  # SwitchingOver
-    handed = LeaseState("n2", 2, NOW + timedelta(seconds=3), NOW + timedelta(seconds=3), 3)
+    handed = LeaseRecord("n2", 2, NOW + timedelta(seconds=3), NOW + timedelta(seconds=3), 3)
     s = with_reports(settle(settle(requested), lease=handed, now=NOW + timedelta(seconds=3)),
                      report("n1", epoch=1), report("n2", epoch=1))
     seen.observe("ns", "c", core.reconcile(s))

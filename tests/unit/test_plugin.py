@@ -23,10 +23,11 @@ from kubernetes.client.exceptions import ApiException
 from tandem.api.common import CLEANUP_ANNOTATION, SWITCHOVER_ANNOTATION, SWITCHOVER_ID_ANNOTATION
 from tandem.api.drbdvolume import DRBDVolume
 from tandem.api.floatingip import FloatingIP
+from tandem.kube.errors import KubeError, kube_error
+from tandem.kube.lease import LeaseRecord
 from tandem.plugin import client, command, rules, status
 from tandem.plugin.rules import DONE, REFUSED, TIMED_OUT, UNREACHABLE, USAGE, Outcome
 from tandem_operator.kube import parse_cluster
-from tandem_operator.lease import LeaseState
 from tandem_operator.messages import byte_size
 
 REPO = Path(__file__).resolve().parents[2]
@@ -118,8 +119,8 @@ def mail_cluster() -> dict[str, Any]:
     }
 
 
-def mail_lease() -> LeaseState:
-    return LeaseState("mail1", 7, NOW - timedelta(hours=3, minutes=12), NOW - timedelta(seconds=1),
+def mail_lease() -> LeaseRecord:
+    return LeaseRecord("mail1", 7, NOW - timedelta(hours=3, minutes=12), NOW - timedelta(seconds=1),
                       3, ("mail2",), "mail1,mail2")
 
 
@@ -136,7 +137,7 @@ def mail_floating_ips() -> dict[str, FloatingIP]:
         "summary": "99 addresses 198.18.0.2-198.18.0.100"}})}
 
 
-def screen(body: dict[str, Any] | None = None, lease: LeaseState | None = None) -> str:
+def screen(body: dict[str, Any] | None = None, lease: LeaseRecord | None = None) -> str:
     view = status.cluster_view(body or mail_cluster(), lease or mail_lease(), mail_volumes(),
                                mail_floating_ips())
     return status.render(view, NOW)
@@ -300,7 +301,7 @@ def test_a_standby_the_lease_lists_as_synchronous_is_fit_though_its_report_trail
     body = mail_cluster()
     node(body, "mail2").update(eligible=False, ineligibleReason="NotSynchronous: not listed yet")
     assert rules.switchover_problem("mail", typed(body), mail_lease(), "mail2", NOW) is None
-    unlisted = LeaseState("mail1", 7, sync_standbys=())
+    unlisted = LeaseRecord("mail1", 7, sync_standbys=())
     assert rules.switchover_problem("mail", typed(body), unlisted, "mail2", NOW) is not None
 
 
@@ -370,10 +371,11 @@ def test_request_ids_are_fresh_and_fit_the_status_field() -> None:
 # --- errors ---------------------------------------------------------------------------------
 
 
-def api_error(code: int, message: str = "", reason: str = "") -> ApiException:
+def api_error(code: int, message: str = "", reason: str = "") -> KubeError:
+    """The typed error the PluginApi raises for the server's answer."""
     exc = ApiException(status=code, reason=reason or "Error")
     exc.body = json.dumps({"kind": "Status", "message": message})
-    return exc
+    return kube_error(exc)
 
 
 @pytest.mark.parametrize(("error", "code", "said"), [
@@ -386,7 +388,7 @@ def api_error(code: int, message: str = "", reason: str = "") -> ApiException:
      "refused the change (422): spec.standbyNodes must leave"),
     (api_error(500, "etcdserver: request timed out"), UNREACHABLE, "answered 500 Error: etcdserver"),
 ])
-def test_api_errors_become_one_line_with_the_fix(error: ApiException, code: int, said: str) -> None:
+def test_api_errors_become_one_line_with_the_fix(error: KubeError, code: int, said: str) -> None:
     outcome = client.api_failure(error, "https://198.18.0.1:6443")
     assert outcome.code == code and said in outcome.message and "\n" not in outcome.message
 
@@ -417,7 +419,7 @@ class FakeApi:
     def floating_ips(self, namespace: str) -> dict[str, FloatingIP]:
         return mail_floating_ips()
 
-    def lease(self, namespace: str, cluster: str) -> LeaseState | None:
+    def lease(self, namespace: str, cluster: str) -> LeaseRecord | None:
         return mail_lease()
 
     def patch_cluster(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
@@ -597,7 +599,7 @@ def test_pause_resume_and_cleanup_write_one_field_each(capsys: pytest.CaptureFix
 def test_connection_failures_exit_4_on_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     class Down(FakeApi):
         def cluster(self, namespace: str, name: str) -> dict[str, Any] | None:
-            raise urllib3.exceptions.MaxRetryError(None, "/apis", "Connection refused")
+            raise kube_error(urllib3.exceptions.MaxRetryError(None, "/apis", "Connection refused"))
 
     code, _, err = run(["pause", "mail"], Down(), capsys)
     assert code == UNREACHABLE and err.startswith("kubectl tandem: cannot reach the API server "
