@@ -4,7 +4,6 @@ rules (pydantic does not evaluate CEL), and optionally by a server-side dry run.
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -148,6 +147,7 @@ def server_problems(documents: Iterable[dict[str, Any]], kubeconfig: str) -> lis
     from kubernetes import client
 
     from tandem.kube.connect import load_client
+    from tandem.kube.errors import kube_error
 
     api = client.CustomObjectsApi(load_client(kubeconfig))
     found = []
@@ -158,15 +158,10 @@ def server_problems(documents: Iterable[dict[str, Any]], kubeconfig: str) -> lis
                 GROUP, VERSION, meta["namespace"], PLURALS[doc["kind"]], meta["name"], doc,
                 dry_run="All", field_manager="tandem-import", force=True,
                 _content_type="application/apply-patch+yaml", _request_timeout=30)
-        except client.ApiException as exc:
-            found.append(f"{doc['kind']} {meta['name']}: the API server refused it: {_message(exc)}")
-        except Exception as exc:  # connection refused, TLS, timeouts: the check could not run
-            found.append(f"{doc['kind']} {meta['name']}: cannot reach the API server: {exc}")
+        except Exception as exc:
+            error = kube_error(exc)
+            if error.status is None:  # connection refused, TLS, timeouts: the check could not run
+                found.append(f"{doc['kind']} {meta['name']}: cannot reach the API server: {error}")
+            else:
+                found.append(f"{doc['kind']} {meta['name']}: the API server refused it: {error.message}")
     return found
-
-
-def _message(exc: Any) -> str:
-    try:
-        return str(json.loads(exc.body)["message"])
-    except (TypeError, ValueError, KeyError):
-        return str(exc)
