@@ -48,7 +48,7 @@ from tandem_agent.drivers.postgres import ClientRule, ConfigError, PostgresConfi
 from tandem_agent.drivers.services import SystemdBackend
 from tandem_agent.fence import current_fencer
 from tandem_agent.invalid import InvalidSpec, problem_of
-from tandem_agent.kube import Kube, list_all_namespaces
+from tandem_agent.kube import AgentWatches, Kube
 from tandem_agent.volumes import drbd_volume_factory
 from tandem_agent.watchdog import (
     DeviceWatchdog,
@@ -61,6 +61,7 @@ from tandem_agent.watchdog import (
 log = logging.getLogger("tandem_agent")
 
 T = TypeVar("T")
+WATCH_SYNC_SECONDS = 5.0
 # Where each PostgresConfig value comes from, to name it when the driver refuses it.
 POSTGRES_FIELDS = {
     "data_dir": "spec.chain.postgres.dataDirectory",
@@ -315,6 +316,8 @@ class Agent:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.api = load_client(args.kubeconfig)
+        # What the agent reads, mirrored by watches (no polling of the API server).
+        self.watches = AgentWatches(self.api, args.namespace)
         # One Kube per namespace served: a ClusterAgent's Lease and report live in its own.
         self.kubes: dict[str, Kube] = {}
         self.clusters: dict[str, ClusterAgent] = {}
@@ -325,13 +328,8 @@ class Agent:
 
     def kube(self, namespace: str) -> Kube:
         if namespace not in self.kubes:
-            self.kubes[namespace] = Kube(self.api, namespace, self.args.node)
+            self.kubes[namespace] = Kube(self.api, namespace, self.args.node, self.watches)
         return self.kubes[namespace]
-
-    def list_objects(self, plural: str) -> list[dict[str, Any]]:
-        if not self.args.namespace:
-            return list_all_namespaces(self.api, plural)
-        return [o for ns in self.args.namespace for o in self.kube(ns).read_objects(plural)]
 
     def environment(self) -> NodeEnvironment:
         return node_environment(self.args, self._read_secret)
@@ -357,7 +355,7 @@ class Agent:
         while the API server is unreachable still knows which chains may be up here, and
         can tear them down."""
         try:
-            world = {plural: self.list_objects(plural)
+            world = {plural: self.watches.objects(plural)
                      for plural in ("haclusters", "drbdvolumes", "floatingips")}
         except KubeError:
             if self.clusters or not self.cache_file.exists():
@@ -482,6 +480,11 @@ class Agent:
         return with_dependency(intent, True, f"{dependency} is up on this node")
 
     def run(self) -> None:
+        # The first sync decides from the API server's objects, not from the copy on disk,
+        # unless the server does not answer in time.
+        if not self.watches.start().wait_synced(WATCH_SYNC_SECONDS):
+            log.warning("the watches have not listed within %.0fs; going on",
+                        WATCH_SYNC_SECONDS)
         while not self.stopping.is_set():
             try:
                 self.sync()
@@ -490,6 +493,7 @@ class Agent:
             self.stopping.wait(0.5)
         for agent in self.clusters.values():
             agent.stop()
+        self.watches.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

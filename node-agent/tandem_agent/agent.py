@@ -372,7 +372,8 @@ class ClusterAgent:
                 record = self.kube.write_lease(self.cluster.name, self.node, epoch,
                                                acquire=acquire, sync_standbys=sync)
         except Conflict:
-            # Someone else wrote the Lease since we read it: read again before anything else.
+            # Someone else wrote the Lease since we read it: read it from the API server (the
+            # watch was behind) before anything else.
             log.info("%s: %s the Lease at epoch %d refused (HTTP 409): someone else wrote it "
                      "first", self.cluster.name, "taking" if acquire else "renewing", epoch)
             self._observe(self._safe_read(), time.monotonic())
@@ -453,7 +454,7 @@ class ClusterAgent:
 
     def _safe_read(self) -> LeaseRecord | None:
         try:
-            return self.kube.read_lease(self.cluster.name)
+            return self.kube.read_lease_now(self.cluster.name)
         except KubeError:
             return None
 

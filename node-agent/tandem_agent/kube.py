@@ -1,24 +1,35 @@
-"""The agent's narrow view of the API server: its Lease, its HACluster, its own report.
+"""The agent's narrow view of the API server: watch-fed mirrors of what it reads (its
+HAClusters, their DRBDVolumes and FloatingIPs, their Leases), and the few writes it makes (its
+Lease, its own report).
 
-Every call has a short timeout, so a cut link shows up as an error within the renew deadline
-instead of a hung thread.
+Reads cost no request: `AgentWatches` keeps one LIST+WATCH per kind (tandem.kube.watch), so a
+standby's Lease keeper and the discovery loop read memory. A mirror that is not synced answers
+`Unavailable`, as a failed GET did, and a write refused with 409 makes the Lease mirror list
+again (it was behind). Every request has a short timeout, so a cut link shows up as an error
+within the renew deadline instead of a hung thread.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import json
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from kubernetes import client
 
-from tandem.api.common import GROUP, VERSION
-from tandem.kube.errors import KubeError, NotFound, Unavailable, kube_error
+from tandem.api.common import CLUSTER_LABEL, GROUP, VERSION
+from tandem.kube.errors import Conflict, KubeError, NotFound, Unavailable, kube_error
 from tandem.kube.lease import LeaseRecord, parse_lease, set_holder
+from tandem.kube.watch import WatchCache, older, resource_version
 from tandem_agent.metrics import count_api_error
 
 FIELD_MANAGER_PREFIX = "tandem-agent-"
 TIMEOUT = (0.5, 1.0)
+KINDS = ("haclusters", "drbdvolumes", "floatingips")
+LEASES = "leases"
 
 
 def _counted(exc: Exception) -> KubeError:
@@ -29,39 +40,91 @@ def _counted(exc: Exception) -> KubeError:
     return error
 
 
-def list_all_namespaces(api_client: client.ApiClient, plural: str) -> list[dict[str, Any]]:
-    """Every tandem object of kind `plural` in every namespace (one cluster-scoped list)."""
-    try:
-        listed: Any = client.CustomObjectsApi(api_client).list_cluster_custom_object(
-            GROUP, VERSION, plural, _request_timeout=TIMEOUT)
-    except Exception as exc:
-        raise _counted(exc) from exc
-    items: list[dict[str, Any]] = listed["items"]
-    return items
-
-
 def lease_name(cluster: str) -> str:
     return f"{cluster}-primary"
 
 
-def _now() -> dt.datetime:
-    """Now, never on a whole second: the client drops a zero fraction when it serializes, and
-    the API server refuses a MicroTime without one."""
-    now = dt.datetime.now(dt.UTC)
-    return now.replace(microsecond=1) if now.microsecond == 0 else now
+class AgentWatches:
+    """One watch-fed mirror per kind the agent reads: cluster-wide when it serves every
+    namespace, else one per namespace served (RBAC may grant no more). Leases are those
+    labelled with their cluster (the operator creates them so), never the node heartbeats and
+    leader elections that share their namespaces."""
+
+    def __init__(self, api_client: client.ApiClient, namespaces: Sequence[str] | None) -> None:
+        custom = client.CustomObjectsApi(api_client)
+        coordination = client.CoordinationV1Api(api_client)
+        self._by_kind: dict[str, dict[str | None, WatchCache]] = {}
+        scopes: list[str | None] = [*namespaces] if namespaces else [None]
+        for scope in scopes:
+            for plural in KINDS:
+                call, args = ((custom.list_cluster_custom_object, (GROUP, VERSION, plural))
+                              if scope is None else
+                              (custom.list_namespaced_custom_object,
+                               (GROUP, VERSION, scope, plural)))
+                self._add(plural, scope, WatchCache(
+                    f"{plural} in {scope or 'every namespace'}", call, *args,
+                    on_error=_count))
+            lease_call, lease_args = ((coordination.list_lease_for_all_namespaces, ())
+                                      if scope is None else
+                                      (coordination.list_namespaced_lease, (scope,)))
+            self._add(LEASES, scope, WatchCache(
+                f"Leases in {scope or 'every namespace'}", lease_call, *lease_args,
+                label_selector=CLUSTER_LABEL, on_error=_count))
+
+    def _add(self, plural: str, scope: str | None, cache: WatchCache) -> None:
+        self._by_kind.setdefault(plural, {})[scope] = cache
+
+    def _caches(self) -> list[WatchCache]:
+        return [c for scopes in self._by_kind.values() for c in scopes.values()]
+
+    def start(self) -> AgentWatches:
+        for cache in self._caches():
+            cache.start()
+        return self
+
+    def wait_synced(self, timeout: float) -> bool:
+        return all(cache.wait_synced(timeout) for cache in self._caches())
+
+    def stop(self) -> None:
+        for cache in self._caches():
+            cache.stop()
+
+    def _cache(self, plural: str, namespace: str) -> WatchCache:
+        scopes = self._by_kind[plural]
+        cache = scopes.get(namespace) or scopes.get(None)
+        if cache is None:
+            raise Unavailable(None, f"namespace {namespace} is not served by this agent")
+        return cache
+
+    def objects(self, plural: str) -> list[dict[str, Any]]:
+        """Every object of `plural` the agent serves; Unavailable when a mirror is not synced."""
+        return [o for cache in self._by_kind[plural].values() for o in cache.items()]
+
+    def lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._cache(LEASES, namespace).get(namespace, name)
+
+    def resync_leases(self, namespace: str) -> None:
+        self._cache(LEASES, namespace).resync()
+
+
+def _count(error: KubeError) -> None:
+    count_api_error(error.status)
 
 
 class Kube:
-    """Thread-safe wrapper: the Lease keeper and the chain runner share one instance."""
+    """One namespace's reads (from the mirrors) and writes; thread-safe: the Lease keeper and
+    the chain runner share one instance."""
 
-    def __init__(self, api_client: client.ApiClient, namespace: str, node: str) -> None:
+    def __init__(self, api_client: client.ApiClient, namespace: str, node: str,
+                 watches: AgentWatches) -> None:
         self.namespace = namespace
         self.node = node
+        self.watches = watches
         self._coordination = client.CoordinationV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
         self._core = client.CoreV1Api(api_client)
         self._lock = threading.Lock()
-        self._lease_objects: dict[str, Any] = {}
+        self._lease_bodies: dict[str, dict[str, Any]] = {}
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """The call with the agent's short timeout; any failure raises a KubeError."""
@@ -70,50 +133,62 @@ class Kube:
         except Exception as exc:
             raise _counted(exc) from exc
 
+    def _raw(self, fn: Any, *args: Any) -> dict[str, Any]:
+        """The call's answer as the API server's JSON: the Lease body goes back as it came,
+        never through the client's model (which drops a MicroTime's zero fraction)."""
+        response = self._call(fn, *args, _preload_content=False)
+        body: dict[str, Any] = json.loads(response.data)
+        return body
+
     # --- Lease ------------------------------------------------------------------------
     def read_lease(self, cluster: str) -> LeaseRecord | None:
-        try:
-            lease = self._call(self._coordination.read_namespaced_lease,
-                               lease_name(cluster), self.namespace)
-        except NotFound:
+        """The Lease as the watch last showed it (no request), or as this agent last wrote or
+        read it itself while the watch has not caught up with that yet."""
+        body = self.watches.lease(self.namespace, lease_name(cluster))
+        if body is None:
             return None
         with self._lock:
-            self._lease_objects[cluster] = lease
-        return parse_lease(lease)
+            known = self._lease_bodies.get(cluster)
+        if known is not None and older(resource_version(body), resource_version(known)):
+            return parse_lease(known)
+        return self._remember(cluster, body)
+
+    def read_lease_now(self, cluster: str) -> LeaseRecord | None:
+        """The Lease read from the API server itself, for when the watch proved behind."""
+        try:
+            body = self._raw(self._coordination.read_namespaced_lease, lease_name(cluster),
+                             self.namespace)
+        except NotFound:
+            return None
+        return self._remember(cluster, body)
+
+    def _remember(self, cluster: str, body: dict[str, Any]) -> LeaseRecord:
+        """Keep the body read: the next guarded write is based on it."""
+        with self._lock:
+            self._lease_bodies[cluster] = body
+        return parse_lease(body)
 
     def write_lease(self, cluster: str, holder: str | None, epoch: int, acquire: bool,
                     sync_standbys: tuple[str, ...] | None = None) -> LeaseRecord:
-        """Guarded update of the last Lease read: raises Conflict when it changed since.
+        """Guarded update of the last Lease read: raises Conflict when it changed since, and
+        then distrusts the Lease mirror until it has listed again.
 
         `sync_standbys`, when given, replaces the list of synchronous standbys on the Lease."""
         with self._lock:
-            lease = self._lease_objects.get(cluster)
-        if lease is None:
+            body = copy.deepcopy(self._lease_bodies.get(cluster))
+        if body is None:
             raise Unavailable(None, "the Lease was never read")
-        set_holder(lease, holder=holder, epoch=epoch, now=_now(), acquire=acquire,
-                   sync_standbys=sync_standbys)
-        updated = self._call(self._coordination.replace_namespaced_lease,
-                             lease_name(cluster), self.namespace, lease)
-        with self._lock:
-            self._lease_objects[cluster] = updated
-        return parse_lease(updated)
-
-    # --- HACluster --------------------------------------------------------------------
-    def read_cluster(self, cluster: str) -> dict[str, Any] | None:
+        set_holder(body, holder=holder, epoch=epoch, now=dt.datetime.now(dt.UTC),
+                   acquire=acquire, sync_standbys=sync_standbys)
         try:
-            obj: dict[str, Any] = self._call(
-                self._custom.get_namespaced_custom_object,
-                GROUP, VERSION, self.namespace, "haclusters", cluster)
-        except NotFound:
-            return None
-        return obj
+            updated = self._raw(self._coordination.replace_namespaced_lease,
+                                lease_name(cluster), self.namespace, body)
+        except Conflict:
+            self.watches.resync_leases(self.namespace)
+            raise
+        return self._remember(cluster, updated)
 
-    def read_objects(self, plural: str) -> list[dict[str, Any]]:
-        listed = self._call(self._custom.list_namespaced_custom_object,
-                            GROUP, VERSION, self.namespace, plural)
-        items: list[dict[str, Any]] = listed["items"]
-        return items
-
+    # --- HACluster -------------------------------------------------------------------
     def report(self, cluster: str, entry: dict[str, Any]) -> None:
         """Server-side apply of this node's own entry in status.nodes (nothing else)."""
         body = {
@@ -128,7 +203,6 @@ class Kube:
             field_manager=FIELD_MANAGER_PREFIX + self.node, force=True,
             _content_type="application/apply-patch+yaml",
         )
-
 
     # --- Secret ---------------------------------------------------------------------------
     def read_secret(self, name: str) -> dict[str, str] | None:

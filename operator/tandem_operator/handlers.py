@@ -24,13 +24,12 @@ from typing import Any, cast
 
 import kopf
 
-from tandem.api.common import GROUP, LAST_HANDLED_KEY, VERSION
+from tandem.api.common import CLUSTER_LABEL, GROUP, LAST_HANDLED_KEY, VERSION
 from tandem.kube.connect import load_client, load_configuration
 from tandem.kube.lease import LeaseRecord, parse_lease
 from tandem_operator import core, deletion
 from tandem_operator.kube import Kube, parse_cluster
 from tandem_operator.lease import (
-    CLUSTER_LABEL,
     EpochRecord,
     lease_created_event,
     lease_manifest,

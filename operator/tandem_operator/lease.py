@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tandem.api.common import API_VERSION, MEMBERS_ANNOTATION
+from tandem.api.common import API_VERSION, CLUSTER_LABEL, MEMBERS_ANNOTATION
 from tandem.api.hacluster import HACluster, HAClusterStatus
 from tandem.kube.lease import LeaseRecord
 from tandem_operator.messages import Event
-
-CLUSTER_LABEL = "tandem.dev/cluster"
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,9 @@ SYNC_STANDBYS_ANNOTATION = f"{GROUP}/synchronous-standbys"
 # them from spec.nodes, and the API server's admission policy (deploy/base/agent-admission.yaml)
 # lets an agent take or receive only the Lease of a cluster whose members name its node.
 MEMBERS_ANNOTATION = f"{GROUP}/members"
+# On every `<cluster>-primary` Lease the operator creates, naming its HACluster: what the
+# agents and the operator select the Leases they watch by.
+CLUSTER_LABEL = f"{GROUP}/cluster"
 # Where kopf keeps the last spec the operator handled (its key under the GROUP prefix); a
 # change of spec.primary against it is a switchover request.
 LAST_HANDLED_KEY = "last-handled-configuration"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from tandem.api.common import MEMBERS_ANNOTATION, SYNC_STANDBYS_ANNOTATION
@@ -80,18 +80,26 @@ def sync_standbys_from(annotations: Mapping[str, str] | None) -> tuple[str, ...]
     return tuple(name for name in value.split(",") if name)
 
 
-def set_holder(lease: Any, *, holder: str | None, epoch: int, now: datetime, acquire: bool,
-               sync_standbys: tuple[str, ...] | None) -> None:
-    """Write a holder's fields into the V1Lease last read, in place: `holder` at `epoch`,
-    renewed `now` (and acquired, when `acquire`); `sync_standbys`, when given, replaces the
-    list on the Lease. Everything else goes back as read, its resourceVersion above all, so a
-    replace with it is refused (409) when the Lease changed since."""
-    spec = lease.spec
-    spec.holder_identity = holder
-    spec.lease_transitions = epoch
-    spec.renew_time = now
+def set_holder(lease: dict[str, Any], *, holder: str | None, epoch: int, now: datetime,
+               acquire: bool, sync_standbys: tuple[str, ...] | None) -> None:
+    """Write a holder's fields into the Lease body last read (the API server's JSON), in
+    place: `holder` at `epoch`, renewed `now` (and acquired, when `acquire`); `sync_standbys`,
+    when given, replaces the list on the Lease. Everything else goes back as read, its
+    resourceVersion above all, so a replace with it is refused (409) when the Lease changed
+    since."""
+    spec = lease.setdefault("spec", {})
+    spec["holderIdentity"] = holder
+    spec["leaseTransitions"] = epoch
+    spec["renewTime"] = micro_time(now)
     if acquire:
-        spec.acquire_time = now
+        spec["acquireTime"] = micro_time(now)
     if sync_standbys is not None:
-        lease.metadata.annotations = {**(lease.metadata.annotations or {}),
-                                      SYNC_STANDBYS_ANNOTATION: ",".join(sync_standbys)}
+        metadata = lease.setdefault("metadata", {})
+        metadata["annotations"] = {**(metadata.get("annotations") or {}),
+                                   SYNC_STANDBYS_ANNOTATION: ",".join(sync_standbys)}
+
+
+def micro_time(moment: datetime) -> str:
+    """A Kubernetes MicroTime: RFC 3339 in UTC with exactly six fractional digits (the API
+    server refuses one without a fraction)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -26,7 +26,7 @@ import yaml
 from tandem.api.common import LAST_HANDLED_ANNOTATION, MEMBERS_ANNOTATION
 from tandem.kube.connect import load_client
 from tandem.lab.controlplane import ControlPlane
-from tandem_agent.kube import Kube
+from tandem_agent.kube import AgentWatches
 from tests.conftest import Kubectl
 
 pytestmark = pytest.mark.apiserver
@@ -493,7 +493,11 @@ def test_node_credential_names_the_node_and_grants_the_agent_role(
     sa = kubectl.json(["get", "serviceaccount", "-n", "tandem-system", "tandem-agent-mail1"])
     assert sa["metadata"]["labels"]["tandem.dev/node"] == "mail1"
     # The agent's own client takes the kubeconfig as it is.
-    assert Kube(load_client(str(out)), "mail", "mail1").read_objects("haclusters") == []
+    watches = AgentWatches(load_client(str(out)), ["mail"]).start()
+    try:
+        assert watches.wait_synced(10) and watches.objects("haclusters") == []
+    finally:
+        watches.stop()
 
     bad = subprocess.run(["bash", script, "Mail_1", str(tmp_path / "bad")], env=env,
                          capture_output=True, text=True, timeout=30, check=False)

@@ -33,7 +33,7 @@ from kubernetes.client.exceptions import ApiException
 from tandem.api.common import GROUP, VERSION
 from tandem.api.hacluster import HACluster
 from tandem.kube.connect import load_client
-from tandem_agent.kube import Kube, list_all_namespaces
+from tandem_agent.kube import AgentWatches, Kube
 from tandem_operator.kube import Kube as OperatorKube
 from tandem_operator.lease import lease_manifest
 from tests.conftest import Kubectl
@@ -437,44 +437,56 @@ def refused_by(message: str) -> str:
 def allowed_sequence(e: Env, a_cfg: Path) -> list[tuple[str, Callable[[], Any]]]:
     """The agent's calls in the order a life of the pair makes them: take, publish, renew,
     report, hand over, the peer's renew and release, take a free Lease, take an expired one,
-    read the cluster, the lists, the credentials Secret."""
-    a = Kube(load_client(str(a_cfg)), NS, "a")
-    b = Kube(load_client(str(e.host_b)), NS, "b")
+    the watches (the three kinds and the Leases, in every namespace and in one), the credentials
+    Secret. The writes read the Lease by GET (what the agent does after a 409), so each step
+    sees the one before without waiting for a watch."""
+    a_api, b_api = load_client(str(a_cfg)), load_client(str(e.host_b))
+    a = Kube(a_api, NS, "a", AgentWatches(a_api, [NS]))
+    b = Kube(b_api, NS, "b", AgentWatches(b_api, [NS]))
+
+    def watch(namespaces: list[str] | None) -> None:
+        watches = AgentWatches(a_api, namespaces).start()
+        try:
+            assert watches.wait_synced(10), f"the watches of {namespaces or 'every namespace'}"
+            assert {o["metadata"]["name"] for o in watches.objects("haclusters")} >= {"ab"}
+            assert watches.lease(NS, "ab-primary") is not None
+        finally:
+            watches.stop()
 
     def take_free() -> None:
-        lease = a.read_lease("ab")
+        lease = a.read_lease_now("ab")
         assert lease is not None and lease.holder is None
         record = a.write_lease("ab", "a", lease.epoch + 1, acquire=True, sync_standbys=())
         assert record.holder == "a"
 
     def publish() -> None:
-        a.write_lease("ab", "a", a.read_lease("ab").epoch, acquire=False,  # type: ignore[union-attr]
+        a.write_lease("ab", "a", a.read_lease_now("ab").epoch, acquire=False,  # type: ignore[union-attr]
                       sync_standbys=("b",))
 
     def renew() -> None:
-        lease = a.read_lease("ab")
+        lease = a.read_lease_now("ab")
         assert lease is not None and lease.sync_standbys == ("b",)
         a.write_lease("ab", "a", lease.epoch, acquire=False)
 
     def hand_over() -> None:
-        lease = a.read_lease("ab")
+        lease = a.read_lease_now("ab")
         assert lease is not None
         a.write_lease("ab", "b", lease.epoch + 1, acquire=True, sync_standbys=())
 
     def b_renews_then_releases() -> None:
-        lease = b.read_lease("ab")
+        lease = b.read_lease_now("ab")
         assert lease is not None and lease.holder == "b"
         b.write_lease("ab", "b", lease.epoch, acquire=False, sync_standbys=("a",))
         b.write_lease("ab", None, lease.epoch, acquire=False)
 
     def take_expired() -> None:
         e.set_lease("ab", "b", 5, sync="a")  # b stopped renewing
-        lease = a.read_lease("ab")
+        lease = a.read_lease_now("ab")
         assert lease is not None
         a.write_lease("ab", "a", lease.epoch + 1, acquire=True, sync_standbys=())
 
     def release_without_list() -> None:
-        lease = a.read_lease("ab")
+        lease = a.read_lease_now("ab")
         assert lease is not None and lease.holder == "a"
         a.write_lease("ab", None, lease.epoch, acquire=False)
 
@@ -488,12 +500,8 @@ def allowed_sequence(e: Env, a_cfg: Path) -> list[tuple[str, Callable[[], Any]]]
         ("b renews, publishes, then releases", b_renews_then_releases),
         ("take an expired Lease from b", take_expired),
         ("release it", release_without_list),
-        ("read its HAClusters", lambda: a.read_cluster("ab")),
-        ("list the three kinds in every namespace",
-         lambda: [list_all_namespaces(load_client(str(a_cfg)), p)
-                  for p in ("haclusters", "drbdvolumes", "floatingips")]),
-        ("list the three kinds in a namespace",
-         lambda: [a.read_objects(p) for p in ("haclusters", "drbdvolumes", "floatingips")]),
+        ("watch the three kinds and the Leases in every namespace", lambda: watch(None)),
+        ("watch the three kinds and the Leases in a namespace", lambda: watch([NS])),
         ("get the credentials Secret", lambda: a.read_secret(SECRET)),
     ]
 

@@ -1,5 +1,5 @@
 """The shared Kubernetes access layer without a server: the Lease record parsed from the
-client's V1Lease and from a plain body alike, the holder's write into the object it read, and
+client's V1Lease and from a plain body alike, the holder's write into the body it read, and
 the client's failures mapped to typed errors."""
 
 from __future__ import annotations
@@ -22,7 +22,13 @@ from tandem.kube.errors import (
     kube_error,
     translated,
 )
-from tandem.kube.lease import LeaseRecord, parse_lease, set_holder, sync_standbys_from
+from tandem.kube.lease import (
+    LeaseRecord,
+    micro_time,
+    parse_lease,
+    set_holder,
+    sync_standbys_from,
+)
 
 ACQUIRED = dt.datetime(2024, 5, 1, 12, 0, 0, 1, tzinfo=dt.UTC)
 RENEWED = dt.datetime(2024, 5, 1, 12, 3, 4, 500000, tzinfo=dt.UTC)
@@ -99,22 +105,33 @@ def test_the_lease_annotation_of_synchronous_standbys_parses(
 
 
 def test_a_renew_changes_only_the_holders_fields_and_keeps_the_resource_version() -> None:
-    lease = v1_lease()
+    lease = body()
     now = RENEWED + dt.timedelta(seconds=1)
     set_holder(lease, holder="mail1", epoch=7, now=now, acquire=False, sync_standbys=None)
     assert parse_lease(lease) == LeaseRecord("mail1", 7, ACQUIRED, now, 3, ("mail2", "mail3"),
                                              "mail1,mail2,mail3", "4711")
-    assert lease.metadata.annotations == ANNOTATIONS and lease.metadata.name == "mail-primary"
+    assert lease["metadata"] == body()["metadata"]
 
 
 def test_a_takeover_sets_acquire_time_and_the_new_standby_list() -> None:
-    lease = v1_lease(None)
+    lease = body(None)
     now = RENEWED + dt.timedelta(seconds=10)
     set_holder(lease, holder="mail2", epoch=8, now=now, acquire=True, sync_standbys=())
     assert parse_lease(lease) == LeaseRecord("mail2", 8, now, now, 3, (), None, "4711")
     set_holder(lease, holder=None, epoch=8, now=now, acquire=False, sync_standbys=("mail1",))
-    assert lease.spec.holder_identity is None
-    assert lease.metadata.annotations == {"tandem.dev/synchronous-standbys": "mail1"}
+    assert lease["spec"]["holderIdentity"] is None
+    assert lease["metadata"]["annotations"] == {"tandem.dev/synchronous-standbys": "mail1"}
+
+
+@pytest.mark.parametrize("moment", [
+    dt.datetime(2024, 5, 1, 12, 0, 0, 0, tzinfo=dt.UTC),
+    dt.datetime(2024, 5, 1, 14, 0, 0, 7, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+])
+def test_a_micro_time_always_has_six_fractional_digits_in_utc(moment: dt.datetime) -> None:
+    """The API server refuses a MicroTime without a fraction: a whole second still gets one."""
+    written = micro_time(moment)
+    assert len(written) == len("2024-05-01T12:00:00.000000Z") and written.endswith("Z")
+    assert dt.datetime.fromisoformat(written.replace("Z", "+00:00")) == moment
 
 
 # --- typed errors -----------------------------------------------------------------------------

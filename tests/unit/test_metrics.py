@@ -141,7 +141,8 @@ def test_api_errors_are_counted_by_kind_and_404_is_an_answer() -> None:
         "TooManyRequests", "ServerError", "ServerError", "Rejected"]
     registry = events_registry(metrics.EVENTS)
     before = sample(registry, "tandem_agent_api_errors_total", kind="Forbidden") or 0.0
-    kube = Kube(client.ApiClient(), "a", "mail1")
+    no_watches: Any = None
+    kube = Kube(client.ApiClient(), "a", "mail1", no_watches)
 
     def forbidden(**_: Any) -> None:
         raise ApiException(status=403, reason="Forbidden")
@@ -169,6 +170,8 @@ class FakeKube:
 
     def read_lease(self, cluster: str) -> LeaseRecord | None:
         return LeaseRecord("mail2", 7, resource_version="5")
+
+    read_lease_now = read_lease
 
     def report(self, cluster: str, entry: dict[str, Any]) -> None:
         return None

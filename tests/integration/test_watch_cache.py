@@ -1,0 +1,89 @@
+"""The agent's watch-fed mirrors against the real kube-apiserver: what another client writes
+shows up without a read, only the Leases labelled with their cluster are mirrored, a guarded
+write from a view the watch had not updated yet is refused (409) and makes the Lease mirror
+list again (tests/unit/test_watch_cache.py has the rest)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tandem.api.common import CLUSTER_LABEL
+from tandem.kube.connect import load_client
+from tandem.kube.errors import Conflict
+from tandem.kube.lease import parse_lease
+from tandem.lab.controlplane import ControlPlane
+from tandem_agent.kube import AgentWatches, Kube
+
+pytestmark = pytest.mark.apiserver
+
+NS = "tandem-watch-test"
+
+
+def eventually(check: Callable[[], Any], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"not within {timeout:g} s: {what}"
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
+    api = load_client(str(control_plane.kubeconfig))
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": NS}})
+    yield api
+    core.delete_namespace(NS)
+
+
+def make_lease(api: client.ApiClient, name: str, labelled: bool = True) -> None:
+    labels = {CLUSTER_LABEL: name.removesuffix("-primary")} if labelled else {}
+    client.CoordinationV1Api(api).create_namespaced_lease(NS, {
+        "metadata": {"name": name, "labels": labels, "annotations": {"tandem.dev/members": "a,b"}},
+        "spec": {"leaseTransitions": 0}})
+
+
+@pytest.fixture
+def watches(api: client.ApiClient) -> Iterator[AgentWatches]:
+    mirrors = AgentWatches(api, [NS]).start()
+    assert mirrors.wait_synced(10)
+    yield mirrors
+    mirrors.stop()
+
+
+def holder_in_mirror(watches: AgentWatches, name: str) -> str | None:
+    body = watches.lease(NS, name)
+    return None if body is None else parse_lease(body).holder
+
+
+def test_what_others_write_shows_in_the_mirror_and_unlabelled_leases_never_do(
+        api: client.ApiClient, watches: AgentWatches) -> None:
+    make_lease(api, "one-primary")
+    make_lease(api, "kube-node-style", labelled=False)
+    eventually(lambda: watches.lease(NS, "one-primary") is not None, "the new Lease")
+    other = Kube(api, NS, "b", watches)
+    other.read_lease_now("one")
+    other.write_lease("one", "b", 1, acquire=True, sync_standbys=())
+    eventually(lambda: holder_in_mirror(watches, "one-primary") == "b", "the takeover")
+    assert watches.lease(NS, "kube-node-style") is None
+
+
+def test_a_write_from_a_view_the_watch_had_not_updated_is_refused_and_lists_again(
+        api: client.ApiClient, watches: AgentWatches) -> None:
+    make_lease(api, "two-primary")
+    eventually(lambda: watches.lease(NS, "two-primary") is not None, "the new Lease")
+    a, b = Kube(api, NS, "a", watches), Kube(api, NS, "b", watches)
+    assert a.read_lease("two") is not None  # a's view: epoch 0, free
+    b.read_lease_now("two")
+    b.write_lease("two", "b", 1, acquire=True, sync_standbys=())
+    with pytest.raises(Conflict):
+        a.write_lease("two", "a", 1, acquire=True, sync_standbys=())
+    # The Lease mirror listed again: it shows b's write, and a takes its next view from it.
+    eventually(lambda: watches.wait_synced(0) and holder_in_mirror(watches, "two-primary") == "b",
+               "the mirror listed again")
+    record = a.read_lease("two")
+    assert record is not None and (record.holder, record.epoch) == ("b", 1)
