@@ -483,8 +483,8 @@ class Agent:
         # The first sync decides from the API server's objects, not from the copy on disk,
         # unless the server does not answer in time.
         if not self.watches.start().wait_synced(WATCH_SYNC_SECONDS):
-            log.warning("the watches have not listed within %.0fs; going on",
-                        WATCH_SYNC_SECONDS)
+            log.warning("the watches have not listed within %.0fs (%s); going on",
+                        WATCH_SYNC_SECONDS, "; ".join(self.watches.problems()))
         while not self.stopping.is_set():
             try:
                 self.sync()

@@ -85,6 +85,11 @@ class AgentWatches:
     def wait_synced(self, timeout: float) -> bool:
         return all(cache.wait_synced(timeout) for cache in self._caches())
 
+    def problems(self) -> list[str]:
+        """Why each mirror that is not synced is not (empty when all are)."""
+        return [f"{cache.what}: {cache.last_error or 'not listed yet'}"
+                for cache in self._caches() if not cache.wait_synced(0)]
+
     def stop(self) -> None:
         for cache in self._caches():
             cache.stop()

@@ -74,6 +74,7 @@ class WatchCache:
         self._stopping = threading.Event()
         self._response: Any = None  # the open WATCH, closed by resync and stop
         self._relist = True
+        self.last_error: KubeError | None = None  # why it is not synced, for the message
         self._thread = threading.Thread(target=self._run, name=f"watch {what}", daemon=True)
 
     # --- readers ------------------------------------------------------------------------------
@@ -103,8 +104,9 @@ class WatchCache:
 
     def _require_synced(self) -> None:
         if not self._synced.is_set():
+            why = f": {self.last_error}" if self.last_error is not None else ""
             raise Unavailable(None, f"the watch of {self.what} is not synced (a stalled or "
-                                    "broken watch counts as an API outage)")
+                                    f"broken watch counts as an API outage){why}")
 
     # --- control ------------------------------------------------------------------------------
     def resync(self) -> None:
@@ -142,6 +144,7 @@ class WatchCache:
                     self._failed(kube_error(exc))
 
     def _failed(self, error: KubeError) -> None:
+        self.last_error = error
         if self._on_error is not None:
             self._on_error(error)
         log.debug("watch of %s: %s", self.what, error)

@@ -495,7 +495,8 @@ def test_node_credential_names_the_node_and_grants_the_agent_role(
     # The agent's own client takes the kubeconfig as it is.
     watches = AgentWatches(load_client(str(out)), ["mail"]).start()
     try:
-        assert watches.wait_synced(10) and watches.objects("haclusters") == []
+        assert watches.wait_synced(10), watches.problems()
+        assert watches.objects("haclusters") == []
     finally:
         watches.stop()
 

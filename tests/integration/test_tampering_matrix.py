@@ -447,7 +447,7 @@ def allowed_sequence(e: Env, a_cfg: Path) -> list[tuple[str, Callable[[], Any]]]
     def watch(namespaces: list[str] | None) -> None:
         watches = AgentWatches(a_api, namespaces).start()
         try:
-            assert watches.wait_synced(10), f"the watches of {namespaces or 'every namespace'}"
+            assert watches.wait_synced(10), watches.problems()
             assert {o["metadata"]["name"] for o in watches.objects("haclusters")} >= {"ab"}
             assert watches.lease(NS, "ab-primary") is not None
         finally:

@@ -18,6 +18,7 @@ from tandem.kube.errors import Conflict
 from tandem.kube.lease import parse_lease
 from tandem.lab.controlplane import ControlPlane
 from tandem_agent.kube import AgentWatches, Kube
+from tests.conftest import Kubectl
 
 pytestmark = pytest.mark.apiserver
 
@@ -32,7 +33,7 @@ def eventually(check: Callable[[], Any], what: str, timeout: float = 10.0) -> No
 
 
 @pytest.fixture(scope="module")
-def api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
+def api(control_plane: ControlPlane, crds_installed: Kubectl) -> Iterator[client.ApiClient]:
     api = load_client(str(control_plane.kubeconfig))
     core = client.CoreV1Api(api)
     core.create_namespace({"metadata": {"name": NS}})
@@ -50,7 +51,7 @@ def make_lease(api: client.ApiClient, name: str, labelled: bool = True) -> None:
 @pytest.fixture
 def watches(api: client.ApiClient) -> Iterator[AgentWatches]:
     mirrors = AgentWatches(api, [NS]).start()
-    assert mirrors.wait_synced(10)
+    assert mirrors.wait_synced(10), mirrors.problems()
     yield mirrors
     mirrors.stop()
 
