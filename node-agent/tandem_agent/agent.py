@@ -506,7 +506,7 @@ class ClusterAgent:
         if decision.action is Action.TEAR_DOWN and restart_limit_reached(snapshot):
             # Once the chain is down the failed service no longer shows: remember why we
             # are stepping down until the Lease is released.
-            self.stepping_down = decision.reason.removesuffix(": demoting fully first")
+            self.stepping_down = decision.stepping_down
             self.stepping_down_for = snapshot.failed[0]
         if not self.first_lease_attempt_done.is_set() and decision.action is Action.TEAR_DOWN:
             # Just started: let the keeper reclaim a Lease that still names this node before

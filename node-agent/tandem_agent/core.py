@@ -67,6 +67,9 @@ class Decision:
     # (TEAR_DOWN): the metrics count by it, never by the free-text reason.
     cause: str = ""
     connections: tuple[StandAlone, ...] = ()  # what RECONNECT and DISCARD_MY_DATA connect
+    # A primary's hand-off (TEAR_DOWN, RELEASE, HAND_OVER): why it gives the Lease up, without
+    # what it does about it (see ChainSnapshot.stepping_down).
+    stepping_down: str = ""
 
 
 @dataclass(frozen=True)
@@ -538,11 +541,12 @@ def chain_decision(s: ChainSnapshot) -> Decision:
         cause, reason, target = handoff
         if s.chain is not ChainState.DOWN:
             return Decision(Action.TEAR_DOWN, f"{reason}: demoting fully first", epoch=epoch,
-                            cause=cause)
+                            cause=cause, stepping_down=reason)
         if target is None:
-            return Decision(Action.RELEASE, f"{reason}: releasing the Lease", epoch=epoch)
+            return Decision(Action.RELEASE, f"{reason}: releasing the Lease", epoch=epoch,
+                            stepping_down=reason)
         return Decision(Action.HAND_OVER, f"{reason}: handing the Lease to {target}",
-                        epoch=epoch, target=target)
+                        epoch=epoch, target=target, stepping_down=reason)
     if s.dependency_ready is False:
         if s.chain is not ChainState.DOWN:
             return Decision(Action.TEAR_DOWN, f"dependency not ready: {s.dependency_detail}",

@@ -234,10 +234,14 @@ class TestChainRunner:
                           eligible_peers=("n2",))
         torn = chain_decision(over)
         assert torn.action is Action.TEAR_DOWN and "after 3 repairs in place" in torn.reason
+        assert "after 3 repairs in place" in torn.stepping_down
+        assert "demoting" not in torn.stepping_down, "why it steps down, not what it does"
+        # The agent keeps that until the Lease is released: the failure no longer shows.
         down = dataclasses.replace(over, chain=ChainState.DOWN, failed=(),
-                                   stepping_down="service web failed 3 times (restartLimit 3)")
+                                   stepping_down=torn.stepping_down)
         decision = chain_decision(down)
         assert decision.action is Action.RELEASE and "restartLimit 3" in decision.reason
+        assert decision.stepping_down == torn.stepping_down
         forgot = dataclasses.replace(down, stepping_down=None)
         assert chain_decision(forgot).action is Action.BRING_UP, "stepping_down must be kept"
 
