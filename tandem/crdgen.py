@@ -133,7 +133,9 @@ def structural(schema: Schema, defs: Schema | None = None) -> Schema:
         target = defs[node.pop("$ref").rsplit("/", 1)[-1]]
         merged = {**target, **node}
         return structural(merged, defs)
-    if "anyOf" in node:
+    if "anyOf" in node and any("type" in o or "$ref" in o for o in node["anyOf"]):
+        # A union of types (an optional's null dropped); an anyOf of plain value validations
+        # (no type in any branch) is structural as it is and stays.
         options = [o for o in node.pop("anyOf") if o.get("type") != "null"]
         if len(options) != 1:
             raise ValueError(f"cannot express a union of {len(options)} types in a CRD schema")

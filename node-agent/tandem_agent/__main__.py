@@ -28,7 +28,13 @@ from pydantic import ValidationError
 
 from tandem.api.drbdvolume import DRBDVolumeSpec
 from tandem.api.floatingip import FloatingIPSpec
-from tandem.api.hacluster import INVALID_SPEC, HAClusterSpec, PostgresSpec, ServiceSpec
+from tandem.api.hacluster import (
+    INVALID_SPEC,
+    HAClusterSpec,
+    IneligibleReason,
+    PostgresSpec,
+    ServiceSpec,
+)
 from tandem.kube.connect import load_client
 from tandem.kube.errors import Forbidden, KubeError
 from tandem.metrics_server import address_argument
@@ -41,7 +47,7 @@ from tandem_agent.agent import (
     with_dependency,
 )
 from tandem_agent.chain import ChainRunner, NodeEnvironment, ResolvedCluster, floating_addresses
-from tandem_agent.core import ChainState
+from tandem_agent.core import ChainState, Ineligible, ineligible_report
 from tandem_agent.credentials import FIELD, CredentialsError, replication_password
 from tandem_agent.drivers.addresses import AddressSpecError
 from tandem_agent.drivers.postgres import ClientRule, ConfigError, PostgresConfig
@@ -242,7 +248,7 @@ def refusal_report(node: str, problem: str, epoch: int) -> dict[str, Any]:
     running nothing of the chain (role Unknown: neither primary nor standby)."""
     return {
         "name": node, "role": "Unknown", "epoch": epoch, "eligible": False,
-        "ineligibleReason": f"{INVALID_SPEC}: {problem}"[:128],
+        **ineligible_report(Ineligible(IneligibleReason.INVALID_SPEC, problem)),
         "message": f"{problem}; this node runs none of the chain until that is fixed"[:1024],
     }
 

@@ -28,6 +28,7 @@ from tandem.kube.lease import LeaseRecord
 from tandem_agent.chain import Aborted, ChainRunner, ResolvedCluster, StepFailed
 from tandem_agent.core import (
     FORCED_FAILOVER,
+    NOT_OBSERVED_YET,
     Action,
     ChainSnapshot,
     ChainState,
@@ -43,6 +44,7 @@ from tandem_agent.core import (
     Timings,
     chain_decision,
     eligibility,
+    ineligible_report,
     lease_decision,
     may_act,
     not_caught_up,
@@ -177,7 +179,7 @@ class ClusterAgent:
         self._stop = threading.Event()
         self.lease: LeaseView | None = None
         self.holding: Holding | None = None
-        self.eligibility = Eligibility(False, "Starting: not observed yet")
+        self.eligibility = Eligibility(False, NOT_OBSERVED_YET)
         self.last_takeover_seen_at: float | None = None
         self.first_lease_attempt_done = threading.Event()
         self.monitor = ChainMonitor(runner.monitored())
@@ -505,7 +507,7 @@ class ClusterAgent:
         if decision.action is Action.TEAR_DOWN and restart_limit_reached(snapshot):
             # Once the chain is down the failed service no longer shows: remember why we
             # are stepping down until the Lease is released.
-            self.stepping_down = decision.reason.removesuffix(": demoting fully first")
+            self.stepping_down = decision.stepping_down
             self.stepping_down_for = snapshot.failed[0]
         if not self.first_lease_attempt_done.is_set() and decision.action is Action.TEAR_DOWN:
             # Just started: let the keeper reclaim a Lease that still names this node before
@@ -922,7 +924,7 @@ class ClusterAgent:
             "services": self._service_reports(),
             "resources": self.monitor.reports(),
             "eligible": self.eligibility.eligible,
-            "ineligibleReason": self.eligibility.reason[:128],
+            **ineligible_report(self.eligibility.why),
             "message": message[:1024],
             "appliedGeneration": self.applied_generation,
             "pendingChange": self.pending_change[:1024],

@@ -18,7 +18,7 @@ import enum
 import math
 from dataclasses import dataclass, field
 
-from tandem.api.hacluster import INVALID_SPEC, NOT_SYNCHRONOUS, LeaseTimings
+from tandem.api.hacluster import IneligibleReason, LeaseTimings, said
 
 
 class Action(enum.Enum):
@@ -67,6 +67,9 @@ class Decision:
     # (TEAR_DOWN): the metrics count by it, never by the free-text reason.
     cause: str = ""
     connections: tuple[StandAlone, ...] = ()  # what RECONNECT and DISCARD_MY_DATA connect
+    # A primary's hand-off (TEAR_DOWN, RELEASE, HAND_OVER): why it gives the Lease up, without
+    # what it does about it (see ChainSnapshot.stepping_down).
+    stepping_down: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,19 @@ class LeaseView:
     sync_standbys: tuple[str, ...] | None = None  # None: the holder publishes no such list
 
 
-def not_synchronous(lease: LeaseView | None, node: str) -> str | None:
+@dataclass(frozen=True)
+class Ineligible:
+    """Why this node may not take the Lease: the word its report gives the operator, and the
+    details for a person (the report's ineligibleReason and ineligibleMessage)."""
+
+    reason: IneligibleReason
+    message: str = ""
+
+    def __str__(self) -> str:
+        return said(self.reason, self.message)
+
+
+def not_synchronous(lease: LeaseView | None, node: str) -> Ineligible | None:
     """Why `node` may not take over from this version of the Lease (None: it may).
 
     A holder whose chain has PostgreSQL lists on the Lease the standbys that confirm every
@@ -104,8 +119,9 @@ def not_synchronous(lease: LeaseView | None, node: str) -> str | None:
             or lease.holder == node:
         return None
     listed = ", ".join(lease.sync_standbys) or "none"
-    return (f"{NOT_SYNCHRONOUS}: {lease.holder or 'the last primary'} lists {listed} as "
-            "synchronous standbys; taking over could lose acknowledged writes")
+    return Ineligible(IneligibleReason.NOT_SYNCHRONOUS,
+                      f"{lease.holder or 'the last primary'} lists {listed} as synchronous "
+                      "standbys; taking over could lose acknowledged writes")
 
 
 @dataclass(frozen=True)
@@ -120,9 +136,21 @@ class Holding:
 @dataclass(frozen=True)
 class Eligibility:
     eligible: bool
-    reason: str = ""
+    why: Ineligible | None = None  # set when not eligible
     # Under a forced failover: the reasons it was not eligible that the force overrides.
-    overridden: tuple[str, ...] = ()
+    overridden: tuple[Ineligible, ...] = ()
+
+
+# An agent's eligibility until it has looked at its node.
+NOT_OBSERVED_YET = Ineligible(IneligibleReason.STARTING, "not observed yet")
+
+
+def ineligible_report(why: Ineligible | None) -> dict[str, str]:
+    """The ineligibleReason and ineligibleMessage of a node report; neither when eligible (a
+    server-side apply without them removes what the agent said before)."""
+    if why is None:
+        return {}
+    return {"ineligibleReason": why.reason.value, "ineligibleMessage": why.message[:1024]}
 
 
 @dataclass(frozen=True)
@@ -141,43 +169,48 @@ class LocalHealth:
     forced: bool = False  # a forced failover to this node is pending (see `eligibility`)
 
 
-PAUSED = "Paused"
-STANDBY_MODE = "StandbyMode"
 FORCED_FAILOVER = "ForcedFailover"
 # Why a node may not take the Lease that no forced failover overrides: the spec (InvalidSpec,
 # spec.paused, spec.standbyNodes) says so, and a person must change the spec, not force it.
-NEVER_FORCED = (INVALID_SPEC, PAUSED, STANDBY_MODE)
+NEVER_FORCED = (IneligibleReason.INVALID_SPEC, IneligibleReason.PAUSED,
+                IneligibleReason.STANDBY_MODE)
 
 
 def eligibility(health: LocalHealth, max_lag_seconds: float, now: float) -> Eligibility:
-    """May this node take the Lease? The reason is one CamelCase word, then details.
+    """May this node take the Lease? If not, the reason (one word) and the details.
 
     `health.forced` (a person accepted losing data) overrides what only protects data (disk
     not UpToDate, lag, restart back-off): those reasons go to `overridden`. The spec's word
     (InvalidSpec, Paused, StandbyMode) and a dependency that is not ready still refuse."""
+    def not_eligible(reason: IneligibleReason, message: str) -> Eligibility:
+        return Eligibility(False, Ineligible(reason, message))
+
     if health.spec_problem:
-        return Eligibility(False, f"{INVALID_SPEC}: {health.spec_problem}")
+        return not_eligible(IneligibleReason.INVALID_SPEC, health.spec_problem)
     if health.paused:
-        return Eligibility(False, f"{PAUSED}: spec.paused is set: no node takes the Lease")
+        return not_eligible(IneligibleReason.PAUSED, "spec.paused is set: no node takes the Lease")
     if health.in_standby_mode:
-        return Eligibility(False, f"{STANDBY_MODE}: this node is listed in spec.standbyNodes")
-    data: list[str] = []
+        return not_eligible(IneligibleReason.STANDBY_MODE,
+                            "this node is listed in spec.standbyNodes")
+    data: list[Ineligible] = []
     if not health.disks_up_to_date:
-        data.append(f"DiskNotUpToDate: {health.disk_detail}")
+        data.append(Ineligible(IneligibleReason.DISK_NOT_UP_TO_DATE, health.disk_detail))
     if health.postgres_lag_seconds is not None and health.postgres_lag_seconds > max_lag_seconds:
         if math.isinf(health.postgres_lag_seconds):
-            data.append("LagTooHigh: PostgreSQL here is not a running standby that has streamed "
-                        "from the primary, so its lag is unknown")
+            lag = ("PostgreSQL here is not a running standby that has streamed from the "
+                   "primary, so its lag is unknown")
         else:
-            data.append(f"LagTooHigh: PostgreSQL replay lag {health.postgres_lag_seconds:.1f}s "
-                        f"exceeds spec.failover.maxLagSeconds={max_lag_seconds:g}")
+            lag = (f"PostgreSQL replay lag {health.postgres_lag_seconds:.1f}s exceeds "
+                   f"spec.failover.maxLagSeconds={max_lag_seconds:g}")
+        data.append(Ineligible(IneligibleReason.LAG_TOO_HIGH, lag))
     if health.restart_backoff_until is not None and now < health.restart_backoff_until:
-        data.append(f"RestartBackoff: members of the chain kept failing here; eligible again in "
-                    f"{health.restart_backoff_until - now:.0f}s")
+        data.append(Ineligible(IneligibleReason.RESTART_BACKOFF,
+                               "members of the chain kept failing here; eligible again in "
+                               f"{health.restart_backoff_until - now:.0f}s"))
     if data and not health.forced:
         return Eligibility(False, data[0])
     if health.dependency_ready is False:
-        return Eligibility(False, f"DependencyNotReady: {health.dependency_detail}")
+        return not_eligible(IneligibleReason.DEPENDENCY_NOT_READY, health.dependency_detail)
     return Eligibility(True, overridden=tuple(data))
 
 
@@ -266,7 +299,7 @@ def lease_decision(s: LeaseSnapshot) -> Decision:
     if s.paused:
         return Decision(Action.WAIT, "paused (spec.paused): no take-over, no failover")
     if not s.eligibility.eligible:
-        return Decision(Action.WAIT, f"not eligible: {s.eligibility.reason}")
+        return Decision(Action.WAIT, f"not eligible: {s.eligibility.why}")
     unsynced = not_synchronous(lease, s.node)
     if unsynced is not None:
         return Decision(Action.WAIT, f"not eligible: {unsynced}")
@@ -306,16 +339,17 @@ def _forced_decision(s: LeaseSnapshot, lease: LeaseView, force: ForceRequest) ->
     if s.deleting:
         return Decision(Action.FORCE_REFUSED, f"{asked} refused: the HACluster is being deleted")
     if s.paused:
-        return Decision(Action.FORCE_REFUSED, f"{asked} refused: {PAUSED}: spec.paused is set")
+        return Decision(Action.FORCE_REFUSED, f"{asked} refused: "
+                        f"{said(IneligibleReason.PAUSED, 'spec.paused is set')}")
     elig = s.eligibility
     if not elig.eligible:
-        if elig.reason.split(":", 1)[0] in NEVER_FORCED:
-            return Decision(Action.FORCE_REFUSED, f"{asked} refused: {elig.reason}")
-        return Decision(Action.WAIT, f"{asked}: not eligible yet: {elig.reason}")
-    overridden = list(elig.overridden)
+        if elig.why is not None and elig.why.reason in NEVER_FORCED:
+            return Decision(Action.FORCE_REFUSED, f"{asked} refused: {elig.why}")
+        return Decision(Action.WAIT, f"{asked}: not eligible yet: {elig.why}")
+    overridden = [str(o) for o in elig.overridden]
     unsynced = not_synchronous(lease, s.node)
     if unsynced is not None:
-        overridden.append(unsynced)
+        overridden.append(str(unsynced))
     if not s.chain_down:
         return Decision(Action.WAIT, f"{asked}: the local chain is not down yet")
     waited = s.now - lease.observed_at
@@ -507,11 +541,12 @@ def chain_decision(s: ChainSnapshot) -> Decision:
         cause, reason, target = handoff
         if s.chain is not ChainState.DOWN:
             return Decision(Action.TEAR_DOWN, f"{reason}: demoting fully first", epoch=epoch,
-                            cause=cause)
+                            cause=cause, stepping_down=reason)
         if target is None:
-            return Decision(Action.RELEASE, f"{reason}: releasing the Lease", epoch=epoch)
+            return Decision(Action.RELEASE, f"{reason}: releasing the Lease", epoch=epoch,
+                            stepping_down=reason)
         return Decision(Action.HAND_OVER, f"{reason}: handing the Lease to {target}",
-                        epoch=epoch, target=target)
+                        epoch=epoch, target=target, stepping_down=reason)
     if s.dependency_ready is False:
         if s.chain is not ChainState.DOWN:
             return Decision(Action.TEAR_DOWN, f"dependency not ready: {s.dependency_detail}",

@@ -3,8 +3,8 @@
 The API server and the agent apply the same rules to single values, but some things only the
 agent can judge: the objects a chain names and how they fit together, and this node's own
 settings. A cluster the agent cannot build is refused on this node alone: it reports
-`InvalidSpec: <field>: <problem and fix>`, runs none of the chain, and never stands in the way
-of the node's other clusters.
+ineligibleReason `InvalidSpec` with the message `<field>: <problem and fix>`, runs none of the
+chain, and never stands in the way of the node's other clusters.
 """
 
 from __future__ import annotations

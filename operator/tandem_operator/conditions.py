@@ -258,7 +258,7 @@ def _eligibility_problems(v: View, name: str) -> list[Problem]:
     if r is None or not v.fresh(r) or not v.current(r):
         return []
     if r.eligible is False:
-        why = r.ineligible_reason or "no reason given"
+        why = r.why_ineligible or "no reason given"
         return [Problem("StandbyIneligible", f"{name} is not eligible to take over: {why}")]
     return []
 

@@ -9,7 +9,7 @@ status.lastFailover and a FailedOver Event.
 
 from __future__ import annotations
 
-from tandem.api.hacluster import HAClusterStatus
+from tandem.api.hacluster import HAClusterStatus, IneligibleReason
 from tandem_operator.forced_failover import FORCED_FAILOVER
 from tandem_operator.lease import EpochRecord, lease_name
 from tandem_operator.messages import human_duration, ms_between, second
@@ -83,7 +83,8 @@ def _failover_cause(v: View, origin: str, prev_epoch: int, record: EpochRecord |
     old = v.reports.get(origin)
     if origin in spec.standby_nodes:
         return "StandbyMode", f"{origin} was put in standby (spec.standbyNodes)"
-    if old is not None and old.epoch >= prev_epoch and old.ineligible_reason.startswith("RestartBackoff"):
+    if old is not None and old.epoch >= prev_epoch \
+            and old.ineligible_reason is IneligibleReason.RESTART_BACKOFF:
         return "ServiceFailed", f"services kept failing on {origin}, which gave the Lease up"
     if record is not None and record.released and record.holder == origin:
         return "LeaseReleased", f"{origin} released the lease"

@@ -14,7 +14,13 @@ from datetime import datetime
 from typing import Literal
 
 from tandem.api.common import ACCEPT_DATA_LOSS_ANNOTATION, FORCE_FAILOVER_ANNOTATION, FORCE_FAILOVER_ID_ANNOTATION
-from tandem.api.hacluster import INVALID_SPEC, ForcedFailover, HACluster, HAClusterStatus
+from tandem.api.hacluster import (
+    INVALID_SPEC,
+    ForcedFailover,
+    HACluster,
+    HAClusterStatus,
+    IneligibleReason,
+)
 from tandem.kube.lease import LeaseRecord
 from tandem_operator.conditions import DELETING, PAUSED
 from tandem_operator.messages import byte_size, clip, human_list, second
@@ -91,7 +97,7 @@ def loss_report(cluster: HACluster, lease: LeaseRecord | None, target: str,
         beat = (f"{(now - report.heartbeat_time).total_seconds():.0f} s ago"
                 if report.heartbeat_time else "never")
         fit = "eligible to take over" if report.eligible else (
-            f"not eligible: {report.ineligible_reason or 'no reason given'}")
+            f"not eligible: {report.why_ineligible or 'no reason given'}")
         lines.append(f"{target} reports role {report.role} at epoch {report.epoch} (heartbeat "
                      f"{beat}); {fit}")
     listed = lease.sync_standbys if lease else None
@@ -212,8 +218,8 @@ def _judge_forced(v: View, f: Flow, target: str, request_id: str, accepted: bool
     elif target in spec.standby_nodes:
         problem = ("TargetInStandbyMode", f"{target} is in spec.standbyNodes: bring it online "
                    "first")
-    elif report is not None and report.ineligible_reason.startswith(f"{INVALID_SPEC}:"):
-        problem = (INVALID_SPEC, f"{target} refuses the spec: {report.ineligible_reason}")
+    elif report is not None and report.ineligible_reason is IneligibleReason.INVALID_SPEC:
+        problem = (INVALID_SPEC, f"{target} refuses the spec: {report.ineligible_message}")
     known = target in names
     risk = clip("; ".join(loss_report(s.cluster, s.lease, target, s.now))) if known else ""
     forced = ForcedFailover(request_id=rid, target=target if known else None,

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 
 from tandem.api.common import SWITCHOVER_ANNOTATION, SWITCHOVER_ID_ANNOTATION
-from tandem.api.hacluster import INVALID_SPEC, NOT_SYNCHRONOUS, Switchover
+from tandem.api.hacluster import INVALID_SPEC, IneligibleReason, Switchover
 from tandem_operator.messages import Problem, clip, human_duration, human_list, ms_between, second
 from tandem_operator.snapshot import Flow, View, dependency_state, failover_record
 from tandem_operator.validation import validate
@@ -89,10 +89,10 @@ def target_problems(v: View, target: str) -> list[Problem]:
                                 f"(the Lease lists {', '.join(listed) or 'none'}): it may lack "
                                 "acknowledged writes"))
     # The Lease just read decides NotSynchronous; the target's own verdict may trail it.
-    self_judged = r.ineligible_reason.startswith(NOT_SYNCHRONOUS) and listed is not None
+    self_judged = r.ineligible_reason is IneligibleReason.NOT_SYNCHRONOUS and listed is not None
     if r.eligible is not True and not self_judged:
-        why = r.ineligible_reason or ("eligibility not reported" if r.eligible is None else
-                                      "no reason given")
+        why = r.why_ineligible or ("eligibility not reported" if r.eligible is None else
+                                   "no reason given")
         problems.append(Problem("TargetIneligible", f"{target} is not eligible: {why}"))
     return problems
 

@@ -4,12 +4,12 @@ The API server validates each object alone; what needs several (a chain naming a
 that does not exist or belongs to another HACluster, a volume without a disk on a node,
 overlapping FloatingIPs, a dependsOn cycle) is checked here, each message naming the objects
 and the fix. `refusals` adds what the agents found they cannot build (ineligibleReason
-"InvalidSpec: ..."). Either makes Ready=False InvalidSpec and refuses a switchover.
+InvalidSpec). Either makes Ready=False InvalidSpec and refuses a switchover.
 """
 
 from __future__ import annotations
 
-from tandem.api.hacluster import INVALID_SPEC
+from tandem.api.hacluster import IneligibleReason
 from tandem_operator.addresses import floating_ip_conflicts
 from tandem_operator.messages import human_list
 from tandem_operator.snapshot import Snapshot, View
@@ -78,13 +78,12 @@ def validate(s: Snapshot) -> list[str]:
 
 def refusals(v: View) -> list[str]:
     """The spec as the nodes refuse it: each fresh report whose ineligibleReason is
-    "InvalidSpec: <field>: <problem>", of any epoch (a refusal is about the spec, not the
-    Lease), the nodes that say the same thing together."""
+    InvalidSpec (its message "<field>: <problem>"), of any epoch (a refusal is about the spec,
+    not the Lease), the nodes that say the same thing together."""
     said: dict[str, list[str]] = {}
     for node in v.s.cluster.spec.nodes:
         r = v.reports.get(node.name)
-        if r is not None and v.fresh(r) and r.ineligible_reason.startswith(f"{INVALID_SPEC}:"):
-            detail = r.ineligible_reason.removeprefix(f"{INVALID_SPEC}:").strip()
-            said.setdefault(detail, []).append(node.name)
+        if r is not None and v.fresh(r) and r.ineligible_reason is IneligibleReason.INVALID_SPEC:
+            said.setdefault(r.ineligible_message, []).append(node.name)
     return [f"{human_list(nodes)} {'refuses' if len(nodes) == 1 else 'refuse'} the spec: {detail}"
             for detail, nodes in said.items()]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, WithJsonSchema, model_validator
 
 from tandem.api.common import (
     AbsolutePath,
@@ -543,13 +544,50 @@ class ForcedFailoverReport(Model):
     message: Message = ""
 
 
-# The ineligibleReason of a standby the Lease does not list as synchronous. The Lease is the
-# authority: the operator judges that rule from the Lease itself, as the report may trail it.
-NOT_SYNCHRONOUS = "NotSynchronous"
-# The ineligibleReason of a node that cannot act on the spec ("InvalidSpec: <field>: <problem
-# and fix>"), and the Ready reason the operator then shows: the same word as its own
-# cross-object checks, since either way the spec (or an object it names) needs fixing.
-INVALID_SPEC = "InvalidSpec"
+class IneligibleReason(enum.StrEnum):
+    """Why a node may not take the Lease now: status.nodes[].ineligibleReason, the word the
+    operator and the plugin compare. What a person reads is beside it, in ineligibleMessage."""
+
+    STARTING = "Starting"  # the agent has not observed this node yet
+    # This node cannot act on the spec and runs none of the chain; the message is
+    # "<field>: <problem and fix>".
+    INVALID_SPEC = "InvalidSpec"
+    PAUSED = "Paused"  # spec.paused: no node takes the Lease
+    STANDBY_MODE = "StandbyMode"  # the node is listed in spec.standbyNodes
+    DISK_NOT_UP_TO_DATE = "DiskNotUpToDate"
+    LAG_TOO_HIGH = "LagTooHigh"  # PostgreSQL replay lag above spec.failover.maxLagSeconds
+    RESTART_BACKOFF = "RestartBackoff"  # stepped down after restartLimit repairs
+    DEPENDENCY_NOT_READY = "DependencyNotReady"
+    # The Lease does not list this standby as synchronous. The Lease is the authority: the
+    # operator judges that rule from the Lease itself, as the report may trail it.
+    NOT_SYNCHRONOUS = "NotSynchronous"
+
+
+def said(reason: IneligibleReason, message: str) -> str:
+    """A reason and its message as a person reads them in logs and the operator's messages."""
+    return f"{reason.value}: {message}" if message else reason.value
+
+
+# The Ready reason the operator shows, and the pendingChange word, when a node cannot act on
+# the spec: the same word as its own cross-object checks, since either way the spec (or an
+# object it names) needs fixing.
+INVALID_SPEC = IneligibleReason.INVALID_SPEC.value
+
+# An agent before the reason and its message were two fields reported "<Reason>: <message>"
+# in ineligibleReason (at most 128 characters), and "" when eligible. The CRD still accepts
+# that form so that such an agent keeps reporting during a rolling upgrade; NodeReport reads
+# it (see `_legacy_ineligible_reason`) and nothing else ever does.
+_REASONS = tuple(r.value for r in IneligibleReason)
+LEGACY_INELIGIBLE_REASON = "^$|^(" + "|".join(_REASONS) + "): "
+IneligibleReasonField = Annotated[
+    IneligibleReason | None,
+    WithJsonSchema({
+        "type": "string",
+        "maxLength": 128,
+        "anyOf": [{"enum": list(_REASONS)},
+                  {"pattern": LEGACY_INELIGIBLE_REASON}],
+    }),
+]
 
 
 class NodeReport(Model):
@@ -568,11 +606,15 @@ class NodeReport(Model):
     eligible: bool | None = Field(
         default=None, description="Whether this node may take the Lease now."
     )
-    ineligible_reason: Reason = Field(
-        default="", description="Why not: one word, then details, e.g. StandbyMode, "
-        "LagTooHigh, or InvalidSpec: <field>: <problem and fix> (this node cannot act on the "
-        "spec and runs none of the chain)."
+    ineligible_reason: IneligibleReasonField = Field(
+        default=None, description="Why not, one word: " + ", ".join(IneligibleReason) + " "
+        "(InvalidSpec: this node cannot act on the spec and runs none of the chain). Unset "
+        "when eligible. (An agent of the previous version writes \"<Reason>: <details>\" "
+        "here; read as the reason and its message.)"
     )
+    ineligible_message: Message = Field(
+        default="", description="The details of ineligibleReason for a person, e.g. "
+        "InvalidSpec's \"<field>: <problem and fix>\" or LagTooHigh's lag and limit.")
     message: Message = ""
     applied_generation: Annotated[int, Field(ge=0)] | None = Field(
         default=None, description="The HACluster generation whose spec this node runs.")
@@ -596,6 +638,26 @@ class NodeReport(Model):
             },
         ),
     ] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_ineligible_reason(cls, data: Any) -> Any:
+        """An agent of the previous version's ineligibleReason ("<Reason>: <message>", or ""
+        when eligible) as the reason and its message: the one place that splits that text."""
+        if not isinstance(data, dict) or not isinstance(data.get("ineligibleReason"), str):
+            return data
+        word, colon, message = data["ineligibleReason"].partition(": ")
+        if word and not (colon and word in _REASONS):
+            return data  # a reason already, or nothing to read: validation says which
+        return data | {"ineligibleReason": word or None,
+                       "ineligibleMessage": data.get("ineligibleMessage") or message}
+
+    @property
+    def why_ineligible(self) -> str:
+        """The reason and its message as a person reads them; "" when none was given."""
+        if self.ineligible_reason is None:
+            return ""
+        return said(self.ineligible_reason, self.ineligible_message)
 
 
 class FailoverRecord(Model):

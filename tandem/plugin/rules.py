@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from tandem.api.hacluster import INVALID_SPEC, NOT_SYNCHRONOUS, HACluster, HAClusterStatus
+from tandem.api.hacluster import HACluster, HAClusterStatus, IneligibleReason
 from tandem.kube.lease import LeaseRecord
 from tandem_operator.forced_failover import loss_report, renewal_age
 from tandem_operator.messages import human_duration
@@ -93,10 +93,11 @@ def switchover_problem(name: str, cluster: HACluster, lease: LeaseRecord | None,
                        f"{report.heartbeat_time:%Y-%m-%d %H:%M:%S}Z: is its agent running?")
     # The Lease is the authority on NotSynchronous; the node's own verdict may trail it.
     listed = lease.sync_standbys if lease is not None else None
-    trailing = report.ineligible_reason.startswith(NOT_SYNCHRONOUS) and node in (listed or ())
+    trailing = report.ineligible_reason is IneligibleReason.NOT_SYNCHRONOUS \
+        and node in (listed or ())
     if report.eligible is not True and not trailing:
-        why = report.ineligible_reason or ("its agent has not said whether it may"
-                                           if report.eligible is None else "no reason given")
+        why = report.why_ineligible or ("its agent has not said whether it may"
+                                        if report.eligible is None else "no reason given")
         return Outcome(REFUSED, f"{node} may not take over {name}: {why}")
     return None
 
@@ -187,9 +188,9 @@ def failover_problem(name: str, cluster: HACluster, lease: LeaseRecord | None,
                        f"(request {forced.request_id}): wait for it (`kubectl tandem status "
                        f"{name}`)")
     report = next((r for r in status.nodes if r.name == node), None)
-    if report is not None and report.ineligible_reason.startswith(f"{INVALID_SPEC}:"):
+    if report is not None and report.ineligible_reason is IneligibleReason.INVALID_SPEC:
         return Outcome(REFUSED, f"{node} refuses the spec of {name} and runs none of its chain: "
-                       f"{report.ineligible_reason}")
+                       f"{report.ineligible_message}")
     return None
 
 

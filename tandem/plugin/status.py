@@ -120,7 +120,7 @@ def _summary(view: ClusterView, status: HAClusterStatus, now: datetime) -> list[
 def _eligibility(report: NodeReport) -> str:
     if report.eligible is None:
         return "unknown"
-    return "yes" if report.eligible else f"no: {report.ineligible_reason or 'no reason given'}"
+    return "yes" if report.eligible else f"no: {report.why_ineligible or 'no reason given'}"
 
 
 def _nodes(view: ClusterView, reports: Mapping[str, NodeReport], now: datetime) -> list[str]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from tandem.kube.errors import Conflict, Unavailable
 from tandem.sim.apiserver import LeaseState, ReadLease, WriteLease
 from tandem_agent.core import (
+    NOT_OBSERVED_YET,
     Action,
     ChainSnapshot,
     ChainState,
@@ -77,7 +78,7 @@ class SimAgent:
         self.lease: LeaseView | None = None
         self.cached: LeaseState | None = None  # kube's last Lease object, the guard's base
         self.holding: Holding | None = None
-        self.eligibility = Eligibility(False, "Starting: not observed yet")
+        self.eligibility = Eligibility(False, NOT_OBSERVED_YET)
         self.last_takeover_seen_at: float | None = None
         self.first_lease_attempt_done = False
         self.sync_to_publish: tuple[str, ...] | None = None

@@ -79,8 +79,8 @@ def test_postgres_killed_past_the_restart_limit_fails_over(lab: LabCluster,
     stepped = recovery(lab, "mail1")
     assert stepped["action"] == "SteppedDown" and stepped["kind"] == "PostgreSQL", stepped
     assert "restartLimit 2" in stepped["message"]
-    wait_until(lambda: "RestartBackoff" in node_report(lab, "mail", "mail1")
-               .get("ineligibleReason", ""), 30, "mail1 in restart back-off")
+    wait_until(lambda: node_report(lab, "mail", "mail1")
+               .get("ineligibleReason") == "RestartBackoff", 30, "mail1 in restart back-off")
     backoff_seen = time.monotonic()
     wait_until(lambda: node_report(lab, "mail", "mail1").get("eligible") is True,
                WINDOW + 30, "mail1 eligible again after restartWindowSeconds")
@@ -98,8 +98,8 @@ def test_with_no_standby_to_take_over_it_keeps_repairing_in_place(lab: LabCluste
     wait_replicating(lab, "mail", "mail2", ["mail1"])
     standby_mode(lab, ["mail1"])
     try:
-        wait_until(lambda: "StandbyMode" in node_report(lab, "mail", "mail1")
-                   .get("ineligibleReason", ""), 30, "mail1 in standby mode")
+        wait_until(lambda: node_report(lab, "mail", "mail1")
+                   .get("ineligibleReason") == "StandbyMode", 30, "mail1 in standby mode")
         for attempt in (1, 2, 3):
             lab.kill_postgres("mail2")
             wait_until(lambda attempt=attempt: f"({attempt}" in

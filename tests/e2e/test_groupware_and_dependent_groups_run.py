@@ -76,7 +76,7 @@ def test_standby_mode_moves_the_stack_and_back(lab: LabCluster) -> None:
                and running(lab, "groupware", "gw2") == GROUPWARE_SERVICES, 120,
                "the stack on gw2 after gw1 went into standby")
     assert http(lab, vip(120), 8080) == "gw2"
-    assert "StandbyMode" in node_report(lab, "groupware", "gw1").get("ineligibleReason", "")
+    assert node_report(lab, "groupware", "gw1").get("ineligibleReason") == "StandbyMode"
     lab.kubectl("patch", "hac", "groupware", "-n", lab.namespace, "--type=merge",
                 "-p", json.dumps({"spec": {"standbyNodes": []}}))
     wait_until(lambda: node_report(lab, "groupware", "gw1").get("eligible") is True, 60,

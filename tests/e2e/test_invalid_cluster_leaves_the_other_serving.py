@@ -62,8 +62,9 @@ def edit_manifests(docs: list[dict[str, Any]]) -> None:
 
 def refused(lab: LabCluster, node: str) -> bool:
     report = node_report(lab, SPARE, node)
-    return bool(report.get("ineligibleReason", "").startswith(f"InvalidSpec: {FIELD}: ")
-                and report.get("eligible") is False)
+    return (report.get("ineligibleReason") == "InvalidSpec"
+            and report.get("ineligibleMessage", "").startswith(f"{FIELD}: ")
+            and report.get("eligible") is False)
 
 
 def ready(lab: LabCluster, name: str) -> dict[str, Any]:

@@ -61,6 +61,6 @@ def test_service_is_restarted_in_place_then_the_primary_steps_down(
     holder, new_epoch = lease_holder(lab, "mail")
     assert holder == "mail2" and new_epoch == epoch + 1
     report = node_report(lab, "mail", "mail1")
-    wait_until(lambda: "RestartBackoff" in node_report(lab, "mail", "mail1")
-               .get("ineligibleReason", ""), 30, "mail1 in restart back-off")
+    wait_until(lambda: node_report(lab, "mail", "mail1")
+               .get("ineligibleReason") == "RestartBackoff", 30, "mail1 in restart back-off")
     assert report["name"] == "mail1"

@@ -203,7 +203,8 @@ class World:
     def report(self, node: str, role: str, epoch: int, lag: int = 0, eligible: bool = True) -> None:
         entry: dict[str, Any] = {
             "name": node, "role": role, "epoch": epoch, "heartbeatTime": stamp(now()),
-            "eligible": eligible, "ineligibleReason": "" if eligible else "LagTooHigh: behind",
+            "eligible": eligible,
+            **({} if eligible else {"ineligibleReason": "LagTooHigh", "ineligibleMessage": "behind"}),
             "drbd": [{"name": f"{self.name}-data", "diskState": "UpToDate", "connectionState": "Connected",
                       "role": "Primary" if role == "Primary" else "Secondary",
                       "peerDiskState": "UpToDate", "replicationState": "Established"}],

@@ -89,6 +89,36 @@ def test_status_is_validated_too(api: Kubectl) -> None:
     assert proc.returncode != 0 and "status.conditions[0].status" in proc.stderr, proc.stderr
 
 
+def _node_report(api: Kubectl, report: dict) -> tuple[int, str, dict | None]:
+    """Write mail2's entry as its agent would; the exit code, stderr, and the entry as the
+    operator then parses it."""
+    entry = {"name": "mail2", "role": "Standby", "epoch": 7, "eligible": False} | report
+    proc = api.run(["patch", "hac/mail", "-n", NAMESPACE, "--subresource=status", "--type=merge",
+                    "-p", json.dumps({"status": {"nodes": [entry]}})], check=False)
+    parsed = parse_cluster(api.json(["get", "hac/mail", "-n", NAMESPACE])).status
+    mail2 = next((r for r in parsed.nodes if r.name == "mail2"), None) if parsed else None
+    return proc.returncode, proc.stderr, mail2.model_dump() if mail2 else None
+
+
+def test_a_node_report_gives_its_reason_as_one_of_the_words(api: Kubectl) -> None:
+    """ineligibleReason is one of IneligibleReason, the details in ineligibleMessage; the
+    previous agent's "<Reason>: <details>" is still accepted (a rolling upgrade) and the
+    operator reads it as the same two fields."""
+    current = {"ineligibleReason": "LagTooHigh", "ineligibleMessage": "lag 12 s > 5 s"}
+    code, err, parsed = _node_report(api, current)
+    assert code == 0, err
+    assert parsed and (parsed["ineligible_reason"], parsed["ineligible_message"]) == (
+        "LagTooHigh", "lag 12 s > 5 s")
+    code, err, legacy = _node_report(api, {"ineligibleReason": "LagTooHigh: lag 12 s > 5 s",
+                                           "ineligibleMessage": ""})
+    assert code == 0, err
+    assert legacy == parsed
+    code, err, _ = _node_report(api, {"ineligibleReason": "SomethingElse: no"})
+    assert code != 0 and "status.nodes[0].ineligibleReason" in err, err
+    code, err, _ = _node_report(api, {"ineligibleReason": "lagtoohigh"})
+    assert code != 0 and "status.nodes[0].ineligibleReason" in err, err
+
+
 def test_get_tandem_category_lists_every_kind(api: Kubectl) -> None:
     patch_status(api, "drbdvol/mail-store", {
         "roles": "Primary/Secondary", "disks": "UpToDate/UpToDate", "connection": "Connected"})

@@ -85,7 +85,7 @@ def cluster_doc(name: str, nodes: tuple[str, str]) -> dict[str, Any]:
 def report(node: str, epoch: int = 0, message: str = "standby") -> dict[str, Any]:
     """A status entry shaped as agent.py's _report sends it."""
     return {"name": node, "role": "Standby", "epoch": epoch, "drbd": [], "services": [],
-            "eligible": True, "ineligibleReason": "", "message": message,
+            "eligible": True, "message": message,
             "heartbeatTime": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 

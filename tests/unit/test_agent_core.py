@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from tandem.api.hacluster import LeaseTimings
+from tandem.api.hacluster import IneligibleReason, LeaseTimings
 from tandem_agent.core import (
     Action,
     ChainSnapshot,
@@ -15,6 +15,7 @@ from tandem_agent.core import (
     FailedResource,
     Health,
     Holding,
+    Ineligible,
     LeaseSnapshot,
     LeaseView,
     LocalHealth,
@@ -151,23 +152,33 @@ class TestLeaseKeeper:
 
 
 def test_eligibility_reasons() -> None:
-    assert eligibility(LocalHealth(), 0, 0).eligible
+    ok = eligibility(LocalHealth(), 0, 0)
+    assert ok.eligible and ok.why is None
     bad = eligibility(LocalHealth(spec_problem="spec.chain.services[0].unit is not set",
                                   in_standby_mode=True), 0, 0)
-    assert not bad.eligible and bad.reason == "InvalidSpec: spec.chain.services[0].unit is not set"
-    assert "StandbyMode" in eligibility(LocalHealth(in_standby_mode=True), 0, 0).reason
-    assert "DiskNotUpToDate" in eligibility(
-        LocalHealth(disks_up_to_date=False, disk_detail="mail-store Outdated"), 0, 0).reason
-    lag = eligibility(LocalHealth(postgres_lag_seconds=7.0), 5, 0)
-    assert not lag.eligible and "LagTooHigh" in lag.reason and "maxLagSeconds=5" in lag.reason
+    assert not bad.eligible and bad.why == Ineligible(
+        IneligibleReason.INVALID_SPEC, "spec.chain.services[0].unit is not set")
+    assert str(bad.why) == "InvalidSpec: spec.chain.services[0].unit is not set"
+
+    def why(health: LocalHealth, max_lag: float = 0, now: float = 0) -> Ineligible:
+        found = eligibility(health, max_lag, now)
+        assert not found.eligible and found.why is not None
+        return found.why
+
+    assert why(LocalHealth(in_standby_mode=True)).reason is IneligibleReason.STANDBY_MODE
+    assert why(LocalHealth(disks_up_to_date=False, disk_detail="mail-store Outdated")) == \
+        Ineligible(IneligibleReason.DISK_NOT_UP_TO_DATE, "mail-store Outdated")
+    lag = why(LocalHealth(postgres_lag_seconds=7.0), 5)
+    assert lag.reason is IneligibleReason.LAG_TOO_HIGH and "maxLagSeconds=5" in lag.message
     assert eligibility(LocalHealth(postgres_lag_seconds=5.0), 5, 0).eligible
-    unknown = eligibility(LocalHealth(postgres_lag_seconds=float("inf")), 5, 0)
-    assert not unknown.eligible and unknown.reason.startswith("LagTooHigh: ")
-    assert "inf" not in unknown.reason and "lag is unknown" in unknown.reason
-    assert not eligibility(LocalHealth(restart_backoff_until=10.0), 0, 5.0).eligible
+    unknown = why(LocalHealth(postgres_lag_seconds=float("inf")), 5)
+    assert unknown.reason is IneligibleReason.LAG_TOO_HIGH
+    assert "inf" not in unknown.message and "lag is unknown" in unknown.message
+    assert why(LocalHealth(restart_backoff_until=10.0), 0, 5.0).reason \
+        is IneligibleReason.RESTART_BACKOFF
     assert eligibility(LocalHealth(restart_backoff_until=10.0), 0, 10.0).eligible
-    assert "DependencyNotReady" in eligibility(
-        LocalHealth(dependency_ready=False, dependency_detail="db not here"), 0, 0).reason
+    assert why(LocalHealth(dependency_ready=False, dependency_detail="db not here")) == \
+        Ineligible(IneligibleReason.DEPENDENCY_NOT_READY, "db not here")
 
 
 def chain_snap(**kw: object) -> ChainSnapshot:
@@ -223,10 +234,14 @@ class TestChainRunner:
                           eligible_peers=("n2",))
         torn = chain_decision(over)
         assert torn.action is Action.TEAR_DOWN and "after 3 repairs in place" in torn.reason
+        assert "after 3 repairs in place" in torn.stepping_down
+        assert "demoting" not in torn.stepping_down, "why it steps down, not what it does"
+        # The agent keeps that until the Lease is released: the failure no longer shows.
         down = dataclasses.replace(over, chain=ChainState.DOWN, failed=(),
-                                   stepping_down="service web failed 3 times (restartLimit 3)")
+                                   stepping_down=torn.stepping_down)
         decision = chain_decision(down)
         assert decision.action is Action.RELEASE and "restartLimit 3" in decision.reason
+        assert decision.stepping_down == torn.stepping_down
         forgot = dataclasses.replace(down, stepping_down=None)
         assert chain_decision(forgot).action is Action.BRING_UP, "stepping_down must be kept"
 

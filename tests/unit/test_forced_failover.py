@@ -17,7 +17,7 @@ from tandem.api.common import (
     FORCE_FAILOVER_ANNOTATION,
     FORCE_FAILOVER_ID_ANNOTATION,
 )
-from tandem.api.hacluster import HAClusterSpec
+from tandem.api.hacluster import HAClusterSpec, IneligibleReason
 from tandem.kube.lease import LeaseRecord
 from tandem.plugin import command, rules
 from tandem.plugin.rules import DONE, REFUSED, TIMED_OUT, USAGE
@@ -25,11 +25,13 @@ from tandem_agent.agent import ClusterAgent, force_request, intent_of
 from tandem_agent.chain import ChainRunner, NodeEnvironment, ResolvedCluster
 from tandem_agent.core import (
     FORCED_FAILOVER,
+    NOT_OBSERVED_YET,
     Action,
     ChainSnapshot,
     ChainState,
     Eligibility,
     ForceRequest,
+    Ineligible,
     LeaseSnapshot,
     LeaseView,
     LocalHealth,
@@ -71,6 +73,10 @@ def keeper(**kw: object) -> LeaseSnapshot:
 # --- eligibility: what force overrides --------------------------------------------------------
 
 
+def not_eligible(reason: IneligibleReason, message: str) -> Eligibility:
+    return Eligibility(False, Ineligible(reason, message))
+
+
 @pytest.mark.parametrize(("health", "word"), [
     (LocalHealth(disks_up_to_date=False, disk_detail="mail-store Outdated"), "DiskNotUpToDate"),
     (LocalHealth(postgres_lag_seconds=40.0), "LagTooHigh"),
@@ -78,9 +84,10 @@ def keeper(**kw: object) -> LeaseSnapshot:
     (LocalHealth(restart_backoff_until=200.0), "RestartBackoff"),
 ])
 def test_force_overrides_what_only_protects_data(health: LocalHealth, word: str) -> None:
-    assert eligibility(health, 5, 100.0).reason.startswith(word)
+    why = eligibility(health, 5, 100.0).why
+    assert why is not None and why.reason == word
     forced = eligibility(dataclasses.replace(health, forced=True), 5, 100.0)
-    assert forced.eligible and forced.overridden[0].startswith(word)
+    assert forced.eligible and forced.overridden[0].reason == word
 
 
 def test_force_overrides_every_data_reason_at_once() -> None:
@@ -88,8 +95,9 @@ def test_force_overrides_every_data_reason_at_once() -> None:
                          postgres_lag_seconds=9.0, restart_backoff_until=200.0, forced=True)
     forced = eligibility(health, 0, 100.0)
     assert forced.eligible
-    assert [o.split(":")[0] for o in forced.overridden] == [
-        "DiskNotUpToDate", "LagTooHigh", "RestartBackoff"]
+    assert [o.reason for o in forced.overridden] == [
+        IneligibleReason.DISK_NOT_UP_TO_DATE, IneligibleReason.LAG_TOO_HIGH,
+        IneligibleReason.RESTART_BACKOFF]
 
 
 @pytest.mark.parametrize(("health", "word"), [
@@ -101,7 +109,7 @@ def test_force_overrides_every_data_reason_at_once() -> None:
 ])
 def test_force_never_overrides_the_spec_or_a_dependency(health: LocalHealth, word: str) -> None:
     forced = eligibility(dataclasses.replace(health, forced=True, disks_up_to_date=False), 5, 0)
-    assert not forced.eligible and forced.reason.startswith(word)
+    assert not forced.eligible and forced.why is not None and forced.why.reason == word
 
 
 # --- the Lease keeper under force -------------------------------------------------------------
@@ -155,9 +163,12 @@ def test_overridden_eligibility_is_named_in_the_takeover() -> None:
 @pytest.mark.parametrize(("change", "said"), [
     (dict(deleting=True), "the HACluster is being deleted"),
     (dict(paused=True), "Paused: spec.paused is set"),
-    (dict(eligibility=Eligibility(False, "StandbyMode: listed")), "StandbyMode: listed"),
-    (dict(eligibility=Eligibility(False, "InvalidSpec: spec.x")), "InvalidSpec: spec.x"),
-    (dict(eligibility=Eligibility(False, "Paused: spec.paused")), "Paused: spec.paused"),
+    (dict(eligibility=not_eligible(IneligibleReason.STANDBY_MODE, "listed")),
+     "StandbyMode: listed"),
+    (dict(eligibility=not_eligible(IneligibleReason.INVALID_SPEC, "spec.x")),
+     "InvalidSpec: spec.x"),
+    (dict(eligibility=not_eligible(IneligibleReason.PAUSED, "spec.paused")),
+     "Paused: spec.paused"),
 ])
 def test_what_force_never_overrides_refuses_the_request(change: dict[str, object],
                                                         said: str) -> None:
@@ -167,8 +178,9 @@ def test_what_force_never_overrides_refuses_the_request(change: dict[str, object
 
 
 @pytest.mark.parametrize(("change", "said"), [
-    (dict(eligibility=Eligibility(False, "Starting: not observed yet")), "not eligible yet"),
-    (dict(eligibility=Eligibility(False, "DependencyNotReady: db")), "DependencyNotReady"),
+    (dict(eligibility=Eligibility(False, NOT_OBSERVED_YET)), "not eligible yet"),
+    (dict(eligibility=not_eligible(IneligibleReason.DEPENDENCY_NOT_READY, "db")),
+     "DependencyNotReady: db"),
     (dict(chain_down=False), "the local chain is not down yet"),
 ])
 def test_force_waits_for_what_passes(change: dict[str, object], said: str) -> None:
@@ -331,7 +343,7 @@ def stranded(*, annotations: dict[str, str] | None = None, lease: LeaseRecord = 
              **spec: Any) -> Snapshot:
     """n1 gone for a minute; n2 a standby that is not synchronous and lags."""
     c = cluster(report("n1", "Primary", age=60), report("n2", lag=40, eligible=False,
-                                                          why="LagTooHigh: 40s"), **spec)
+                                                          why=("LagTooHigh", "40s")), **spec)
     return snap(c, lease=lease, annotations=ACCEPTED if annotations is None else annotations)
 
 
@@ -375,7 +387,8 @@ def test_a_request_that_cannot_be_carried_out_is_refused_once_with_why(
 
 def test_a_node_that_refuses_the_spec_is_refused() -> None:
     c = cluster(report("n1", "Primary", age=60),
-                report("n2", eligible=False, why="InvalidSpec: spec.nodes[1].replicationAddress"))
+                report("n2", eligible=False,
+                       why=("InvalidSpec", "spec.nodes[1].replicationAddress")))
     forced = core.reconcile(snap(c, lease=DEAD_N1, annotations=ACCEPTED)).status.forced_failover
     assert forced is not None and (forced.phase, forced.reason) == ("Refused", "InvalidSpec")
 
@@ -461,7 +474,8 @@ def mail_stranded() -> dict[str, Any]:
     mail1["heartbeatTime"] = plugin_tests.ago(minutes=10)
     mail1["drbd"][0]["outOfSyncBytes"] = 3 << 20
     mail2 = plugin_tests.node(body, "mail2")
-    mail2.update(eligible=False, ineligibleReason="NotSynchronous: mail1 lists none")
+    mail2.update(eligible=False, ineligibleReason="NotSynchronous",
+                 ineligibleMessage="mail1 lists none")
     mail2["postgres"].update(lsn="0/5A0E2C8", lagSeconds=4)
     mail2["drbd"][0].update(diskState="Outdated", connectionState="Connecting",
                             outOfSyncBytes=3 << 20)
@@ -571,7 +585,8 @@ def test_the_loss_screen_points_at_a_switchover_or_a_failover_by_itself() -> Non
     (lambda b: b["status"].update(forcedFailover={
         "requestId": "x", "target": "mail2", "phase": "Pending", "requestedAt": "2026-11-30T10:00:00Z"}),
      REFUSED, "a forced failover of mail to mail2 is in progress (request x)"),
-    (lambda b: plugin_tests.node(b, "mail2").update(ineligibleReason="InvalidSpec: spec.x"),
+    (lambda b: plugin_tests.node(b, "mail2").update(ineligibleReason="InvalidSpec",
+                                                    ineligibleMessage="spec.x"),
      REFUSED, "mail2 refuses the spec of mail"),
 ])
 def test_failover_refuses_what_force_never_overrides(

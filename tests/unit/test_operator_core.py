@@ -34,7 +34,7 @@ def iso(t: datetime) -> str:
 
 def report(name: str, role: str = "Standby", epoch: int = 1, *, lag: int | None = 0,
            disk: str = "UpToDate", conn: str = "Connected", eligible: bool | None = True,
-           why: str = "", age: float = 1.0, message: str = "", drbd_role: str | None = None,
+           why: tuple[str, str] | None = None, age: float = 1.0, message: str = "", drbd_role: str | None = None,
            pg_role: str | None = None, services: list[dict[str, Any]] | None = None,
            at: datetime = NOW) -> dict[str, Any]:
     pg: dict[str, Any] = {"role": pg_role or ("Primary" if role == "Primary" else "Standby")}
@@ -50,7 +50,7 @@ def report(name: str, role: str = "Standby", epoch: int = 1, *, lag: int | None 
     if eligible is not None:
         entry["eligible"] = eligible
     if why:
-        entry["ineligibleReason"] = why
+        entry["ineligibleReason"], entry["ineligibleMessage"] = why
     return entry
 
 
@@ -186,7 +186,7 @@ def test_lag_within_policy_is_still_replicating() -> None:
 
 def test_ineligible_standby_degrades_with_the_agents_reason() -> None:
     d = core.reconcile(snap(cluster(report("n1", "Primary"),
-                                    report("n2", eligible=False, why="RestartBackoff: services failed"))))
+                                    report("n2", eligible=False, why=("RestartBackoff", "services failed")))))
     status, reason, message = cond(d, "Degraded")
     assert (status, reason) == ("True", "StandbyIneligible")
     assert "RestartBackoff: services failed" in message
@@ -280,12 +280,13 @@ def test_no_holder_yet_is_pending_and_spec_primary_is_only_a_preference() -> Non
 
 
 def test_pending_says_why_the_nodes_may_not_take_the_lease() -> None:
-    why = "DiskNotUpToDate: data Inconsistent"
+    why = ("DiskNotUpToDate", "data Inconsistent")
     c = cluster(report("n1", eligible=False, why=why), report("n2", eligible=False, why=why),
                 status={"epoch": 0, "primary": None})
     ready = cond(core.reconcile(snap(c, LeaseRecord(None, 0))), "Ready")
     assert ready[:2] == ("False", "Pending")
-    assert f"n1 is not eligible to take over: {why}; n2 is not eligible" in ready[2]
+    assert ("n1 is not eligible to take over: DiskNotUpToDate: data Inconsistent; n2 is not "
+            "eligible") in ready[2]
 
 
 def test_released_lease_is_no_primary() -> None:
@@ -344,7 +345,7 @@ def test_failover_reason_is_inferred(history: dict[int, EpochRecord], spec: dict
 
 
 def test_service_failure_release_is_named() -> None:
-    c = cluster(report("n1", "Standby", epoch=1, eligible=False, why="RestartBackoff: postfix failed"),
+    c = cluster(report("n1", "Standby", epoch=1, eligible=False, why=("RestartBackoff", "postfix failed")),
                 report("n2", "Primary", epoch=2))
     d = core.reconcile(snap(c, LeaseRecord("n2", 2, NOW, NOW, 3)))
     assert d.status.last_failover is not None and d.status.last_failover.reason == "ServiceFailed"
@@ -551,7 +552,7 @@ def test_primary_change_to_a_fit_standby_requests_a_switchover() -> None:
     (report("n2", lag=3), "TargetLagging", "lag is 3 s"),
     (report("n2", conn="Connecting"), "TargetDisconnected", "Connecting"),
     (report("n2", disk="Outdated"), "TargetNotUpToDate", "Outdated"),
-    (report("n2", eligible=False, why="LagTooHigh: 9 s"), "TargetIneligible", "LagTooHigh"),
+    (report("n2", eligible=False, why=("LagTooHigh", "9 s")), "TargetIneligible", "LagTooHigh"),
     (report("n2", age=300), "TargetReportStale", "older than 90 s"),
     (report("n2", epoch=0), "TargetStaleEpoch", "epoch 0"),
 ])
@@ -579,8 +580,8 @@ def test_the_lease_not_listing_the_target_refuses_even_a_self_reported_eligible_
 
 
 def test_a_trailing_not_synchronous_report_yields_to_the_lease_that_lists_the_target() -> None:
-    trailing = report("n2", eligible=False, why="NotSynchronous: n1 lists none as synchronous "
-                      "standbys; taking over could lose acknowledged writes")
+    trailing = report("n2", eligible=False, why=("NotSynchronous", "n1 lists none as "
+                      "synchronous standbys; taking over could lose acknowledged writes"))
     s = snap(cluster(report("n1", "Primary"), trailing), SYNC_N2,
              primary_change=PrimaryChange("n1", "n2"))
     sw = core.reconcile(s).status.switchover
@@ -588,14 +589,14 @@ def test_a_trailing_not_synchronous_report_yields_to_the_lease_that_lists_the_ta
 
 
 def test_a_not_synchronous_report_refuses_when_the_lease_publishes_no_list() -> None:
-    ineligible = report("n2", eligible=False, why="NotSynchronous: n1 lists none")
+    ineligible = report("n2", eligible=False, why=("NotSynchronous", "n1 lists none"))
     s = snap(cluster(report("n1", "Primary"), ineligible), primary_change=PrimaryChange("n1", "n2"))
     sw = core.reconcile(s).status.switchover
     assert sw is not None and sw.phase == "Refused" and sw.reason == "TargetIneligible"
 
 
 def test_other_ineligibility_still_refuses_a_target_the_lease_lists() -> None:
-    s = snap(cluster(report("n1", "Primary"), report("n2", eligible=False, why="RestartBackoff: 30s")),
+    s = snap(cluster(report("n1", "Primary"), report("n2", eligible=False, why=("RestartBackoff", "30s"))),
              SYNC_N2, primary_change=PrimaryChange("n1", "n2"))
     sw = core.reconcile(s).status.switchover
     assert sw is not None and sw.reason == "TargetIneligible" and "RestartBackoff" in sw.message
@@ -771,7 +772,7 @@ def test_invalid_spec_refuses_switchovers() -> None:
 
 # --- specs the nodes refuse -----------------------------------------------------------------
 
-REFUSED = ("InvalidSpec: spec.chain.mounts[0].volume: DRBDVolume other is not in "
+REFUSED = ("InvalidSpec", "spec.chain.mounts[0].volume: DRBDVolume other is not in "
            "spec.chain.volumes")
 
 
@@ -794,7 +795,8 @@ def test_a_new_refusal_message_is_a_new_event_and_fixing_it_clears_it() -> None:
     c = cluster(report("n1", "Unknown", epoch=0, eligible=False, why=REFUSED), report("n2"),
                 status={"epoch": 0, "primary": None})
     s = settle(snap(c, LeaseRecord(None, 0)))
-    other = "InvalidSpec: spec.chain.floatingIPs[0]: FloatingIP vip: range ends before it starts"
+    other = ("InvalidSpec", "spec.chain.floatingIPs[0]: FloatingIP vip: range ends before it "
+             "starts")
     d = core.reconcile(with_reports(s, report("n1", "Unknown", epoch=0, eligible=False,
                                               why=other), report("n2")))
     assert cond(d, "Ready")[2] == ("n1 refuses the spec: spec.chain.floatingIPs[0]: FloatingIP "

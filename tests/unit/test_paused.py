@@ -5,6 +5,7 @@ Lease (the single-primary rule never pauses)."""
 
 from __future__ import annotations
 
+from tandem.api.hacluster import IneligibleReason
 from tandem_agent.core import (
     Action,
     ChainState,
@@ -21,7 +22,8 @@ from tests.unit.test_agent_core import T, chain_snap, lease_snap, view
 
 def test_a_paused_node_is_ineligible_and_takes_no_lease() -> None:
     health = eligibility(LocalHealth(paused=True), 5, 0)
-    assert not health.eligible and health.reason.startswith("Paused: ")
+    assert not health.eligible and health.why is not None
+    assert health.why.reason is IneligibleReason.PAUSED
     expired = lease_snap(now=200.0, lease=view("n2", observed_at=100.0), paused=True)
     assert lease_decision(expired).action is Action.WAIT
     assert "paused" in lease_decision(expired).reason

@@ -181,7 +181,8 @@ def test_a_paused_cluster_with_a_lagging_standby_and_a_waiting_request_says_so()
     body["metadata"]["annotations"][SWITCHOVER_ANNOTATION] = "mail2"
     mail2 = node(body, "mail2")
     mail2.update(eligible=False, heartbeatTime=ago(minutes=9),
-                 ineligibleReason="LagTooHigh: PostgreSQL lag 12 s > maxLagSeconds 5")
+                 ineligibleReason="LagTooHigh",
+                 ineligibleMessage="PostgreSQL lag 12 s > maxLagSeconds 5")
     mail2["postgres"]["lagSeconds"] = 12
     mail1 = node(body, "mail1")
     mail1["resources"][1].update(state="Failing", consecutiveFailures=1,
@@ -236,7 +237,8 @@ def test_a_pending_switchover_and_a_resync_are_shown() -> None:
 def test_hostile_text_in_a_report_cannot_forge_lines_or_drive_the_terminal() -> None:
     body = mail_cluster()
     node(body, "mail2").update(eligible=False, message="ok\n  mail1 online Primary\x1b[2J",
-                               ineligibleReason="DiskNotUpToDate: \x1b]0;owned\x07bad\r\nx")
+                               ineligibleReason="DiskNotUpToDate",
+                               ineligibleMessage="\x1b]0;owned\x07bad\r\nx")
     text = screen(body)
     assert "\x1b" not in text and "\x07" not in text and "\r" not in text
     assert "  mail2: ok\\n  mail1 online Primary\\x1b[2J\n" in text
@@ -282,7 +284,8 @@ def test_a_fit_standby_may_be_asked_and_the_holder_needs_nothing() -> None:
     (lambda b: b["status"]["nodes"].pop(), REFUSED, "mail2 has not reported for mail"),
     (lambda b: node(b, "mail2").update(heartbeatTime=ago(minutes=5)), REFUSED,
      "mail2's last report for mail is from 2026-11-30 10:10:00Z"),
-    (lambda b: node(b, "mail2").update(eligible=False, ineligibleReason="LagTooHigh: lag 12 s"),
+    (lambda b: node(b, "mail2").update(eligible=False, ineligibleReason="LagTooHigh",
+                                       ineligibleMessage="lag 12 s"),
      REFUSED, "mail2 may not take over mail: LagTooHigh: lag 12 s"),
     (lambda b: node(b, "mail2").pop("eligible"), REFUSED, "its agent has not said whether it may"),
     (lambda b: b["status"].update(switchover={"target": "mail2", "fromEpoch": 7, "phase": "Pending",
@@ -299,7 +302,8 @@ def test_a_switchover_to_an_unfit_node_is_refused_with_the_fix(change: Any, code
 
 def test_a_standby_the_lease_lists_as_synchronous_is_fit_though_its_report_trails() -> None:
     body = mail_cluster()
-    node(body, "mail2").update(eligible=False, ineligibleReason="NotSynchronous: not listed yet")
+    node(body, "mail2").update(eligible=False, ineligibleReason="NotSynchronous",
+                               ineligibleMessage="not listed yet")
     assert rules.switchover_problem("mail", typed(body), mail_lease(), "mail2", NOW) is None
     unlisted = LeaseRecord("mail1", 7, sync_standbys=())
     assert rules.switchover_problem("mail", typed(body), unlisted, "mail2", NOW) is not None
@@ -515,7 +519,8 @@ def test_switchover_to_the_holder_or_an_unfit_node_writes_nothing(capsys: pytest
     code, _, err = run(["switchover", "mail", "--to", "mail3"], api, capsys)
     assert code == USAGE and "its spec.nodes: mail1, mail2" in err
     body = mail_cluster()
-    node(body, "mail2").update(eligible=False, ineligibleReason="DiskNotUpToDate: Inconsistent")
+    node(body, "mail2").update(eligible=False, ineligibleReason="DiskNotUpToDate",
+                               ineligibleMessage="Inconsistent")
     code, _, err = run(["switchover", "mail", "--to", "mail2"], FakeApi(body), capsys)
     assert code == REFUSED and err == ("kubectl tandem: mail2 may not take over mail: "
                                        "DiskNotUpToDate: Inconsistent\n")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from tandem.api.hacluster import HAClusterSpec
+from tandem.api.hacluster import HAClusterSpec, IneligibleReason, NodeReport
 from tandem_agent.__main__ import (
     Refusal,
     clusters_of,
@@ -163,8 +163,8 @@ def test_the_report_of_a_refused_cluster_names_the_field() -> None:
                "spec.chain.volumes: add it there")
     entry = refusal_report("mail1", problem, epoch=4)
     assert entry["eligible"] is False and entry["role"] == "Unknown" and entry["epoch"] == 4
-    assert entry["ineligibleReason"] == f"InvalidSpec: {problem}"[:128]
-    assert entry["ineligibleReason"].startswith("InvalidSpec: spec.chain.mounts[0].volume: ")
+    assert (entry["ineligibleReason"], entry["ineligibleMessage"]) == ("InvalidSpec", problem)
     long = refusal_report("mail1", "spec: " + "x" * 2000, epoch=0)
-    assert len(long["ineligibleReason"]) == 128 and len(long["message"]) == 1024
+    assert len(long["ineligibleMessage"]) == 1024 and len(long["message"]) == 1024
+    assert NodeReport.model_validate(long).ineligible_reason is IneligibleReason.INVALID_SPEC
     assert entry["message"].startswith(problem) and "runs none of the chain" in entry["message"]
