@@ -12,8 +12,9 @@
   planned switchover requests;
 - a handler on the Leases' watch events records each epoch's holder and last renewTime in
   memory, so failover durations are exact, and reconciles at once when the holder moves;
-- a new tandem.dev/switchover or force-failover request, and the teardown, GET the HACluster
-  and its Lease instead of trusting the cache (docs/operator.md, "Watches and stale data");
+- a change of spec.primary, a new tandem.dev/switchover or force-failover request, and the
+  teardown GET the HACluster and its Lease instead of trusting the cache (docs/operator.md,
+  "Watches and stale data");
 - deleting an HACluster waits (finalizer `tandem.dev/teardown`) for the agents to tear the chain
   down and release the Lease, then deletes the Lease.
 
@@ -193,14 +194,14 @@ class Read:
 
 
 def _read(kube: Kube, namespace: str, name: str, *, fresh: bool = False) -> Read | None:
-    """The HACluster and its Lease: from the cache, or from the API server when `fresh` or when
-    the cache shows a request that must not be acted on twice (cache.fresh_read_needed).
-    Raises Behind while the watches have not shown the cluster's last writes."""
-    waiting = RUNTIME.catchup.pending((namespace, name))
-    if waiting:
-        raise Behind("waiting for the watches to show the operator's write of "
-                     + ", ".join(f"{plural} {obj}" for plural, _, obj in waiting))
+    """The HACluster and its Lease: from the API server when `fresh` or when the cache shows a
+    request that must not be acted on twice (cache.fresh_read_needed), else from the cache,
+    which raises Behind while the watches have not shown the cluster's last writes."""
     if not fresh:
+        waiting = RUNTIME.catchup.pending((namespace, name))
+        if waiting:
+            raise Behind("waiting for the watches to show the operator's write of "
+                         + ", ".join(f"{plural} {obj}" for plural, _, obj in waiting))
         cache = RUNTIME.view()
         entry = cache.cluster(namespace, name)
         if entry is None:
@@ -265,11 +266,12 @@ def _decide_and_write(kube: Kube, body: dict[str, Any], snap: Snapshot) -> core.
 
 
 def reconcile(namespace: str, name: str, change: PrimaryChange | None = None) -> core.Decision | None:
-    """One decision from the cache (None: the HACluster is gone); Behind while the watches
-    have not shown the cluster's last writes."""
+    """One decision (None: the HACluster is gone): from the cache, Behind while the watches
+    have not shown the cluster's last writes; a change of spec.primary, a one-off edge, from
+    a fresh read."""
     kube = RUNTIME.api()
     with RUNTIME.lock(namespace, name):
-        read = _read(kube, namespace, name)
+        read = _read(kube, namespace, name, fresh=change is not None)
         if read is None:
             return None
         return _decide_and_write(kube, read.body, _snapshot(kube, read, change))
@@ -334,10 +336,7 @@ def tick(namespace: str | None, name: str, **_: Any) -> None:
 
 @kopf.on.field(GROUP, VERSION, "haclusters", field="spec.primary", id="primary", backoff=INTERVAL)
 def primary_changed(namespace: str | None, name: str, old: Any, new: Any, **_: Any) -> None:
-    try:
-        decision = reconcile(namespaced(namespace), name, PrimaryChange(old=old, new=new))
-    except Behind as wait:
-        raise kopf.TemporaryError(str(wait), delay=INTERVAL) from None
+    decision = reconcile(namespaced(namespace), name, PrimaryChange(old=old, new=new))
     if decision is not None and decision.retry:
         raise kopf.TemporaryError(decision.retry, delay=INTERVAL)
 
@@ -375,10 +374,7 @@ def teardown(namespace: str | None, name: str, meta: Any, **_: Any) -> None:
     namespace = namespaced(namespace)
     kube = RUNTIME.api()
     with RUNTIME.lock(namespace, name):
-        try:
-            read = _read(kube, namespace, name, fresh=True)
-        except Behind as wait:
-            raise kopf.TemporaryError(str(wait), delay=INTERVAL) from None
+        read = _read(kube, namespace, name, fresh=True)
         if read is None:
             return
         snap = _snapshot(kube, read)
