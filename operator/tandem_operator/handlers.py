@@ -1,12 +1,20 @@
-"""Thin kopf handlers: read the world, ask the pure core, write one status patch, post Events.
+"""Thin kopf handlers: look at the cached world, ask the pure core, write one status patch, post Events.
 
-- a timer (every 2 s) per HACluster re-aggregates, so Lease changes and agents' reports are
-  noticed without watching them as owned resources; it writes only when the status changed,
-  its own and its DRBDVolumes' and FloatingIPs' (from the nodes' reports);
+- kopf indexes (`tandem_clusters`, `tandem_volumes`, `tandem_floating_ips`, `tandem_leases`,
+  `tandem_nodes`) keep the HAClusters, DRBDVolumes, FloatingIPs, the Leases labelled
+  `tandem.dev/cluster` and the Nodes as kopf's watches deliver them (cache.py); a reconcile
+  reads them, not the API server, so the steady state sends no request at all;
+- a timer (every 2 s) per HACluster re-aggregates from that cache, so Lease renewals and agents'
+  reports are acted on within 2 s; it writes only when the status changed, its own and its
+  DRBDVolumes' and FloatingIPs' (from the nodes' reports), and its next decision waits until
+  the watches have shown those writes;
 - `spec.primary` changes (kopf remembers the last handled spec, also across restarts) become
   planned switchover requests;
-- a watch on the Leases labelled `tandem.dev/cluster` only records each epoch's holder and last
-  renewTime in memory, so failover durations are exact;
+- a handler on the Leases' watch events records each epoch's holder and last renewTime in
+  memory, so failover durations are exact, and reconciles at once when the holder moves;
+- a change of spec.primary, a new tandem.dev/switchover or force-failover request, and the
+  teardown GET the HACluster and its Lease instead of trusting the cache (docs/operator.md,
+  "Watches and stale data");
 - deleting an HACluster waits (finalizer `tandem.dev/teardown`) for the agents to tear the chain
   down and release the Lease, then deletes the Lease.
 
@@ -18,17 +26,33 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import kopf
 
 from tandem.api.common import CLUSTER_LABEL, GROUP, LAST_HANDLED_KEY, VERSION
+from tandem.api.drbdvolume import DRBDVolume
+from tandem.api.floatingip import FloatingIP
+from tandem.api.hacluster import HACluster
 from tandem.kube.connect import load_client, load_configuration
 from tandem.kube.lease import LeaseRecord, parse_lease
 from tandem_operator import core, deletion
-from tandem_operator.kube import Kube, parse_cluster
+from tandem_operator.cache import (
+    Behind,
+    Cache,
+    Catchup,
+    ClusterEntry,
+    ClusterKey,
+    Entry,
+    ObjectKey,
+    fresh_read_needed,
+    slim,
+    version_of,
+)
+from tandem_operator.kube import Kube, parse_cluster, parse_member, parse_node
 from tandem_operator.lease import (
     EpochRecord,
     lease_created_event,
@@ -39,9 +63,10 @@ from tandem_operator.lease import (
 )
 from tandem_operator.messages import Event
 from tandem_operator.metrics import METRICS
-from tandem_operator.snapshot import PrimaryChange, Snapshot
+from tandem_operator.snapshot import NodeInfo, PrimaryChange, Snapshot
 
 log = logging.getLogger("tandem_operator")
+T = TypeVar("T")
 
 INTERVAL = 2.0
 FINALIZER = "tandem.dev/teardown"
@@ -52,6 +77,8 @@ class Runtime:
     kubeconfig: str | None = None
     teardown_timeout: float = 60.0
     kube: Kube | None = None
+    cache: Cache | None = None  # set by `startup`, from kopf's indexes
+    catchup: Catchup = field(default_factory=Catchup)
     locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
     histories: dict[tuple[str, str], dict[int, EpochRecord]] = field(default_factory=dict)
     guard: threading.Lock = field(default_factory=threading.Lock)
@@ -60,6 +87,22 @@ class Runtime:
         if self.kube is None:
             self.kube = Kube(load_client(self.kubeconfig, retries=None, default_kubeconfig=True))
         return self.kube
+
+    def view(self) -> Cache:
+        if self.cache is None:
+            raise RuntimeError("the cache is set up by the startup handler")
+        return self.cache
+
+    def seen(self, plural: str, body: Mapping[str, Any], value: T) -> Entry[T]:
+        """An index function's entry for `body`; tells `catchup` the version has arrived."""
+        meta = body["metadata"]
+        entry = Entry(meta["name"], version_of(body), value)
+        self.catchup.seen((plural, meta.get("namespace") or "", entry.name), entry.version)
+        return entry
+
+    def wrote(self, cluster: ClusterKey, key: ObjectKey, version: str) -> None:
+        """The cluster's decision wrote `key`: its next one waits for the watch to show it."""
+        self.catchup.wrote(cluster, key, version, self.view().version(key))
 
     def lock(self, namespace: str, name: str) -> threading.Lock:
         with self.guard:
@@ -75,6 +118,7 @@ class Runtime:
         with self.guard:
             self.histories.pop((namespace, name), None)
             self.locks.pop((namespace, name), None)
+        self.catchup.forget((namespace, name))
 
 
 RUNTIME = Runtime()
@@ -97,8 +141,14 @@ def apply_settings(settings: kopf.OperatorSettings) -> None:
 
 
 @kopf.on.startup()
-def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
+    """kopf passes its indexes (below) as kwargs named after them; they are live read-only
+    views, kept here for every later handler (kopf fills them before it runs any resource
+    handler: docs.kopf.dev, "In-memory indexing", Guarantees)."""
     apply_settings(settings)
+    RUNTIME.cache = Cache(kwargs["tandem_clusters"], kwargs["tandem_volumes"],
+                          kwargs["tandem_floating_ips"], kwargs["tandem_leases"],
+                          kwargs["tandem_nodes"])
     RUNTIME.api()
 
 
@@ -133,28 +183,62 @@ def _post(body: dict[str, Any], events: tuple[Event, ...] | list[Event]) -> None
                  event.message)
 
 
-def _snapshot(kube: Kube, body: dict[str, Any], change: PrimaryChange | None = None) -> Snapshot:
+@dataclass(frozen=True)
+class Read:
+    """An HACluster as read (its body for the metadata and kopf.event) and its Lease."""
+
+    body: dict[str, Any]
+    cluster: HACluster
+    lease: LeaseRecord | None
+
+
+def _read(kube: Kube, namespace: str, name: str, *, fresh: bool = False) -> Read | None:
+    """The HACluster and its Lease: from the API server when `fresh` or when the cache shows a
+    request that must not be acted on twice (cache.fresh_read_needed), else from the cache,
+    which raises Behind while the watches have not shown the cluster's last writes."""
+    if not fresh:
+        waiting = RUNTIME.catchup.pending((namespace, name))
+        if waiting:
+            raise Behind("waiting for the watches to show the operator's write of "
+                         + ", ".join(f"{plural} {obj}" for plural, _, obj in waiting))
+        cache = RUNTIME.view()
+        entry = cache.cluster(namespace, name)
+        if entry is None:
+            return None
+        why = fresh_read_needed(entry.value.body, entry.value.cluster)
+        if why is None:
+            return Read(entry.value.body, entry.value.cluster, cache.lease(namespace, lease_name(name)))
+        log.debug("%s/%s: %s not handled yet: reading the HACluster and its Lease", namespace, name, why)
+    body = kube.get_cluster(namespace, name)
+    if body is None:
+        return None
+    return Read(body, parse_cluster(body), kube.get_lease(namespace, lease_name(name)))
+
+
+def _snapshot(kube: Kube, read: Read, change: PrimaryChange | None = None) -> Snapshot:
+    body, cluster, lease = read.body, read.cluster, read.lease
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
-    cluster = parse_cluster(body)
+    key = (namespace, name)
     deleting = bool(meta.get("deletionTimestamp"))
-    lease = kube.get_lease(namespace, lease_name(name))
     if lease is None and not deleting:
         lease, created = kube.create_lease(lease_manifest(name, namespace, meta["uid"], cluster))
+        RUNTIME.wrote(key, ("leases", namespace, lease_name(name)), lease.resource_version)
         if created:
             _post(body, [lease_created_event(name, cluster)])
     members = lease_members(cluster)
     if lease is not None and lease.members != members:
         # A Lease created before the operator stamped members, or spec.nodes changed: the
         # admission policy reads the member list from the Lease (docs/security.md).
-        kube.stamp_lease_members(namespace, lease_name(name), members)
-        lease = replace(lease, members=members)
+        lease = kube.stamp_lease_members(namespace, lease_name(name), members)
+        RUNTIME.wrote(key, ("leases", namespace, lease_name(name)), lease.resource_version)
     history = RUNTIME.remember(namespace, name, lease) if lease is not None else {}
+    cache = RUNTIME.view()
     return Snapshot(
         name=name, namespace=namespace, generation=int(meta.get("generation") or 0),
         cluster=cluster, lease=lease, now=_now(),
-        volumes=kube.volumes(namespace), floating_ips=kube.floating_ips(namespace),
-        clusters=kube.clusters(namespace), nodes=kube.nodes(n.name for n in cluster.spec.nodes),
+        volumes=cache.volumes(namespace), floating_ips=cache.floating_ips(namespace),
+        clusters=cache.clusters(namespace), nodes=cache.nodes(n.name for n in cluster.spec.nodes),
         deleting=deleting, history=history, primary_change=change,
         annotations=dict(meta.get("annotations") or {}),
     )
@@ -162,27 +246,34 @@ def _snapshot(kube: Kube, body: dict[str, Any], change: PrimaryChange | None = N
 
 def _decide_and_write(kube: Kube, body: dict[str, Any], snap: Snapshot) -> core.Decision:
     decision = core.reconcile(snap)
+    key = (snap.namespace, snap.name)
     if decision.patch is not None:
-        kube.apply_status(snap.namespace, snap.name, decision.patch)
+        version = kube.apply_status(snap.namespace, snap.name, decision.patch)
+        RUNTIME.wrote(key, ("haclusters", snap.namespace, snap.name), version)
         log.info("%s/%s status: %s", snap.namespace, snap.name, decision.reason)
     _post(body, decision.events)
     METRICS.observe(snap.namespace, snap.name, decision)
     for member in decision.members:
         try:
-            kube.apply_member_status(snap.namespace, member)
+            version = kube.apply_member_status(snap.namespace, member)
         except Exception as exc:  # shown again by the next tick; never blocks the cluster's status
             log.warning("%s/%s: status of %s %s not written: %s", snap.namespace, snap.name,
                         member.plural, member.name, exc)
+        else:
+            RUNTIME.wrote(key, (member.plural, snap.namespace, member.name), version)
     return decision
 
 
 def reconcile(namespace: str, name: str, change: PrimaryChange | None = None) -> core.Decision | None:
+    """One decision (None: the HACluster is gone): from the cache, Behind while the watches
+    have not shown the cluster's last writes; a change of spec.primary, a one-off edge, from
+    a fresh read."""
     kube = RUNTIME.api()
     with RUNTIME.lock(namespace, name):
-        body = kube.get_cluster(namespace, name)
-        if body is None:
+        read = _read(kube, namespace, name, fresh=change is not None)
+        if read is None:
             return None
-        return _decide_and_write(kube, body, _snapshot(kube, body, change))
+        return _decide_and_write(kube, read.body, _snapshot(kube, read, change))
 
 
 # --- handlers -----------------------------------------------------------------------------------
@@ -195,12 +286,47 @@ def namespaced(namespace: str | None) -> str:
     return namespace
 
 
+# The indexes: each object as the watch delivered it, parsed once (kube.py), by namespace (by
+# (namespace, name) for the Leases, by name for the Nodes). An object that does not parse is
+# left out, as the reads before the cache left it out.
+
+
+@kopf.index(GROUP, VERSION, "haclusters")
+def tandem_clusters(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, Entry[ClusterEntry]]:
+    return {namespaced(namespace): RUNTIME.seen(
+        "haclusters", body, ClusterEntry(slim(body), parse_cluster(body)))}
+
+
+@kopf.index(GROUP, VERSION, "drbdvolumes")
+def tandem_volumes(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, Entry[DRBDVolume]]:
+    entry = RUNTIME.seen("drbdvolumes", body, parse_member(body, DRBDVolume))
+    return {} if entry.value is None else {namespaced(namespace): cast(Entry[DRBDVolume], entry)}
+
+
+@kopf.index(GROUP, VERSION, "floatingips")
+def tandem_floating_ips(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, Entry[FloatingIP]]:
+    entry = RUNTIME.seen("floatingips", body, parse_member(body, FloatingIP))
+    return {} if entry.value is None else {namespaced(namespace): cast(Entry[FloatingIP], entry)}
+
+
+@kopf.index("coordination.k8s.io", "v1", "leases", labels={CLUSTER_LABEL: kopf.PRESENT})
+def tandem_leases(body: kopf.Body, namespace: str | None, name: str,
+                  **_: Any) -> dict[tuple[str, str], Entry[LeaseRecord]]:
+    return {(namespaced(namespace), name): RUNTIME.seen("leases", body, parse_lease(dict(body)))}
+
+
+@kopf.index("", "v1", "nodes")
+def tandem_nodes(body: kopf.Body, name: str, **_: Any) -> dict[str, Entry[NodeInfo]]:
+    return {name: RUNTIME.seen("nodes", body, parse_node(body))}
+
 
 @kopf.timer(GROUP, VERSION, "haclusters", id="reconcile", interval=INTERVAL, backoff=INTERVAL)
 def tick(namespace: str | None, name: str, **_: Any) -> None:
     namespace = namespaced(namespace)
     try:
         reconcile(namespace, name)
+    except Behind as wait:  # the next tick decides, on a view that includes those writes
+        log.debug("%s/%s: %s", namespace, name, wait)
     except Exception as exc:  # an API hiccup must not stretch the cadence to kopf's backoff
         METRICS.reconcile_failed()
         log.warning("%s/%s: reconcile failed, retrying in %.0f s: %s", namespace, name, INTERVAL,
@@ -233,6 +359,8 @@ def lease_seen(body: Any, namespace: str | None, labels: Any, type: str, **_: An
     if moved and latest is not None:
         try:
             reconcile(namespace, name)
+        except Behind:  # the timer decides in a moment
+            pass
         except Exception as exc:  # the timer retries in a moment
             METRICS.reconcile_failed()
             log.warning("%s/%s: reconcile after a Lease change failed: %s", namespace, name, exc)
@@ -240,13 +368,16 @@ def lease_seen(body: Any, namespace: str | None, labels: Any, type: str, **_: An
 
 @kopf.on.delete(GROUP, VERSION, "haclusters", id="teardown", backoff=INTERVAL)
 def teardown(namespace: str | None, name: str, meta: Any, **_: Any) -> None:
+    """Reads the HACluster and its Lease fresh: whether the holder still renews decides
+    whether the Lease is deleted under it."""
     namespace = namespaced(namespace)
     kube = RUNTIME.api()
     with RUNTIME.lock(namespace, name):
-        body = kube.get_cluster(namespace, name)
-        if body is None:
+        read = _read(kube, namespace, name, fresh=True)
+        if read is None:
             return
-        snap = _snapshot(kube, body)
+        snap = _snapshot(kube, read)
+        body = read.body
         _decide_and_write(kube, body, snap)
         stamp = str(meta.get("deletionTimestamp") or "")
         deleted_at = datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else snap.now

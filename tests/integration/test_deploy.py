@@ -456,7 +456,7 @@ def test_the_operator_does_its_whole_job_under_its_role_alone(
     # And no more than it needs: what the operator's code never does, its role does not allow.
     who = f"--as=system:serviceaccount:{OPERATOR_NS}:tandem-operator"
     for verb, resource in (("update", "leases"), ("update", "haclusters.tandem.dev"),
-                           ("patch", "drbdvolumes.tandem.dev"), ("list", "nodes"),
+                           ("patch", "drbdvolumes.tandem.dev"), ("get", "nodes"),
                            ("patch", "nodes"), ("get", "secrets"), ("patch", "events"),
                            ("list", "namespaces"), ("create", "pods")):
         answer = kubectl.run(["auth", "can-i", who, verb, resource, "-n", ns], check=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -301,6 +302,41 @@ def test_healthy_pair_shows_in_columns_and_the_steady_state_writes_nothing(
     assert all(f"f:{k}" in ours for k in ("primary", "epoch", "conditions", "observedGeneration"))
     assert "f:nodes" not in ours, "the operator must not own the agents' entries"
     assert 'k:{\\"name\\":\\"bravo1\\"}' in json.dumps(fields["tandem-agent-bravo1"]["fieldsV1"])
+
+
+READ_VERBS = ("GET", "LIST")
+WATCHED = ("haclusters", "drbdvolumes", "floatingips", "leases", "nodes")
+REQUEST_TOTAL = re.compile(r'^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$', re.M)
+
+
+def api_reads(api: Kubectl) -> dict[str, float]:
+    """GET and LIST requests the API server has answered so far, by resource, for the kinds the
+    operator reads (its `apiserver_request_total`; subresources such as status excluded)."""
+    out = dict.fromkeys(WATCHED, 0.0)
+    for match in REQUEST_TOTAL.finditer(api.run(["get", "--raw", "/metrics"]).stdout):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"]))
+        if (labels.get("verb") in READ_VERBS and labels.get("resource") in WATCHED
+                and not labels.get("subresource")):
+            out[labels["resource"]] += float(match["value"])
+    return out
+
+
+def test_steady_state_reads_nothing_from_the_api_server(
+        api: Kubectl, k8s: client.ApiClient, operator: OperatorProcess) -> None:
+    """The operator decides from its watch-fed cache: with every cluster healthy and the test
+    itself quiet, it makes no GET or LIST of the kinds it reads (issue 16: <= 0.2 reads per
+    second per cluster for agents and operator together; the operator's share is 0)."""
+    w = world(api, k8s, operator, "hotel", "198.18.0.50")
+    w.healthy()
+    clusters = len(w.custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "haclusters")["items"])
+    time.sleep(3)  # the Events and writes of becoming Replicating are over
+    before, started = api_reads(api), time.monotonic()
+    time.sleep(10)  # five reconcile periods of every cluster
+    after, seconds = api_reads(api), time.monotonic() - started
+    reads = {r: after[r] - before[r] for r in WATCHED}
+    per_cluster = sum(reads.values()) / clusters / seconds
+    print(f"operator reads: {per_cluster:.3f}/s per cluster ({clusters} clusters, {seconds:.1f} s): {reads}")
+    assert per_cluster < 0.2, (per_cluster, reads)
 
 
 def test_lagging_target_is_refused_then_retried_once_it_caught_up(
