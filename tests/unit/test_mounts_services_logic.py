@@ -31,12 +31,10 @@ from tandem_agent.drivers.mounts import (
     mounts_beneath,
     parse_mountinfo,
     parse_mountinfo_line,
-    plan_chain,
     process_uses,
     read_mountinfo,
     top_mount,
     unescape,
-    validate_chain,
 )
 from tandem_agent.drivers.services import (
     ServiceChain,
@@ -249,26 +247,6 @@ def test_bind_source_resolution_and_escape() -> None:
         BindMount("pg", "relative").validate()
     with pytest.raises(MountSpecError):
         BindMount("pg", "/x").resolve(None)
-
-
-def test_chain_validation_order_and_duplicates() -> None:
-    fs = FilesystemMount("/dev/loop0", "/data", "xfs")
-    ok = [BindMount("www", "/srv/www"), BindMount("static", "/srv/www/static")]
-    validate_chain(fs, ok)
-    with pytest.raises(MountSpecError, match="mounted after it"):
-        validate_chain(fs, list(reversed(ok)))
-    with pytest.raises(MountSpecError, match="share the target"):
-        validate_chain(fs, [BindMount("a", "/srv/x"), BindMount("b", "/srv/x/")])
-    with pytest.raises(MountSpecError, match="data root itself"):
-        validate_chain(fs, [BindMount("a", "/data")])
-
-
-def test_plan_resolves_relative_sources_under_the_data_root() -> None:
-    fs = FilesystemMount("/dev/loop0", "/data", "xfs")
-    plan = plan_chain(fs, [BindMount("pg", "/var/lib/postgresql"), BindMount("/etc/x", "/y")])
-    assert plan.binds == [("/data/pg", "/var/lib/postgresql"), ("/etc/x", "/y")]
-    other = plan_chain(fs, [BindMount("pg", "/v")], data_root="/data/root")
-    assert other.binds == [("/data/root/pg", "/v")]
 
 
 # ---------------------------------------------------------------------------------------------
