@@ -70,8 +70,7 @@ def entry(
     fstype: str = "ext4", source: str = "/dev/vda",
 ) -> MountEntry:
     major, minor = (int(x) for x in dev.split(":"))
-    return MountEntry(mount_id, parent, major, minor, root, point, ("rw",), (), fstype, source,
-                      ("rw",))
+    return MountEntry(mount_id, parent, major, minor, root, point, ("rw",), fstype, source)
 
 
 @pytest.mark.parametrize(
@@ -97,16 +96,14 @@ def test_parse_proc5_example_with_one_optional_field() -> None:
     assert e.root == "/mnt1"
     assert e.mount_point == "/mnt/parent"
     assert e.options == ("rw", "noatime")
-    assert e.optional == ("master:1",)
     assert (e.fstype, e.source) == ("ext3", "/dev/root")
-    assert e.super_options == ("rw", "errors=continue")
     assert not e.read_only
 
 
 def test_parse_zero_and_two_optional_fields() -> None:
-    assert parse_mountinfo_line(TWO_OPTIONAL).optional == ("shared:5", "master:2")
+    two = parse_mountinfo_line(TWO_OPTIONAL)
+    assert (two.options, two.fstype, two.source) == (("rw", "relatime"), "tmpfs", "tmpfs")
     e = parse_mountinfo_line(NO_OPTIONAL)
-    assert e.optional == ()
     assert e.fstype == "tmpfs"
 
 

@@ -117,7 +117,8 @@ def unescape(field_text: str) -> str:
 
 @dataclass(frozen=True)
 class MountEntry:
-    """One line of ``/proc/<pid>/mountinfo``, with escapes decoded (see proc(5))."""
+    """One line of ``/proc/<pid>/mountinfo``, with escapes decoded (see proc(5)); the
+    propagation fields and the superblock options are left out, nothing here needs them."""
 
     mount_id: int
     parent_id: int
@@ -126,10 +127,8 @@ class MountEntry:
     root: str
     mount_point: str
     options: tuple[str, ...]
-    optional: tuple[str, ...]
     fstype: str
     source: str
-    super_options: tuple[str, ...]
 
     @property
     def read_only(self) -> bool:
@@ -158,10 +157,8 @@ def parse_mountinfo_line(line: str) -> MountEntry:
         root=unescape(fields[3]),
         mount_point=unescape(fields[4]),
         options=tuple(fields[5].split(",")),
-        optional=tuple(fields[6:sep]),
         fstype=unescape(fields[sep + 1]),
         source=unescape(fields[sep + 2]),
-        super_options=tuple(fields[sep + 3].split(",")) if len(fields) > sep + 3 else (),
     )
 
 
