@@ -376,8 +376,6 @@ def test_systemctl_argument_lists() -> None:
         "systemctl", "--no-ask-password", "stop", "--", "mail-jobs.timer"]
     assert b.argv("reset-failed", "pg.service") == [
         "systemctl", "--no-ask-password", "reset-failed", "--", "pg.service"]
-    assert b.argv("is-active", "pg.service", "--quiet") == [
-        "systemctl", "--no-ask-password", "is-active", "--quiet", "--", "pg.service"]
     assert b.show_argv("postgresql@15-main.service") == [
         "systemctl", "--no-ask-password", "show",
         "--property=Id,LoadState,ActiveState,SubState,Result,MainPID,ExecMainPID,"
