@@ -151,7 +151,6 @@ class ChainRunner:
         self.following: tuple[str, int] | None = None  # (primary, epoch) this node rejoined
         self.drbd: dict[str, ResourceStatus | None] = {}
         self._drbd_observed_at = float("-inf")
-        self._announcers: list[threading.Thread] = []
 
     # --- steps ----------------------------------------------------------------------------
     def _steps(self) -> list[Step]:
@@ -192,12 +191,10 @@ class ChainRunner:
             # the spaced repeats; the first round goes out at once.
             settings = addresses.Announce(count=fip.announce.count,
                                           interval=fip.announce.interval_ms / 1000)
-            thread = threading.Thread(
+            threading.Thread(
                 target=_announce_quietly,
                 args=(self.env.address_netns, fip.interface, result.added, settings),
-                daemon=True, name=f"announce-{fip.interface}")
-            thread.start()
-            self._announcers.append(thread)
+                daemon=True, name=f"announce-{fip.interface}").start()
         return result
 
     def _addresses_down(self, fip: FloatingIPSpec) -> Outcome:
@@ -562,11 +559,6 @@ class ChainRunner:
 
     def postgres_status(self) -> Any:
         return self.postgres.status() if self.postgres is not None else None
-
-    def stop_announcers(self) -> None:
-        for thread in self._announcers:
-            thread.join(timeout=5)
-        self._announcers.clear()
 
 
 def _bind(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[[], Any]:

@@ -122,10 +122,6 @@ class SharedWatchdog:
             if not self._deadlines:
                 self.inner.disarm()
 
-    def armed(self) -> list[str]:
-        with self._lock:
-            return sorted(self._deadlines)
-
 
 class ClusterWatchdog:
     """One cluster's view of the shared watchdog (the Watchdog protocol)."""

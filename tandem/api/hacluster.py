@@ -397,17 +397,6 @@ STOP_BUDGET_CEL = (
 )
 
 
-def stop_budget_problem(spec: HAClusterSpec) -> str | None:
-    """The agent's copy of STOP_BUDGET_CEL: the explicit stop timeouts must fit the demotion."""
-    total = sum(s.stop_timeout_seconds or 0 for s in spec.chain.services)
-    if spec.chain.postgres is not None:
-        total += spec.chain.postgres.stop_timeout_seconds or 0
-    if total * 1000 > spec.leases.demotion_timeout_ms:
-        return (f"spec.chain: stop timeouts add up to {total}s, more than "
-                f"spec.leases.demotionTimeoutMs={spec.leases.demotion_timeout_ms}")
-    return None
-
-
 class HAClusterSpec(Model):
     model_config = Model.model_config | {
         "json_schema_extra": validations(

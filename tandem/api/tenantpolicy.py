@@ -107,7 +107,3 @@ class TenantPolicySpec(Model):
             },
         ),
     ] = []
-
-
-class TenantPolicy(Model):
-    spec: TenantPolicySpec

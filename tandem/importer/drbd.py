@@ -100,7 +100,7 @@ def parse(text: str, file: str) -> list[DrbdResource]:
         if statement.keyword == "resource" and statement.children is not None:
             if len(statement.args) != 1:
                 raise InvalidInput(statement.source, "a resource needs exactly one name", "write `resource NAME {`")
-            resources.append(resource(statement, common, unsupported))
+            resources.append(resource(statement, common))
         elif statement.keyword == "common" and statement.children is not None:
             for child in statement.children:
                 defaults(child, common, unsupported)
@@ -149,7 +149,7 @@ def defaults(statement: Statement, into: _Defaults, unsupported: list[Unsupporte
 HOST_KEYWORDS = ("device", "disk", "address", "meta-disk", "node-id")
 
 
-def resource(statement: Statement, common: _Defaults, file_unsupported: list[Unsupported]) -> DrbdResource:
+def resource(statement: Statement, common: _Defaults) -> DrbdResource:
     name = statement.args[0]
     settings = _Defaults(dict(common.values))
     host_defaults: dict[str, Statement] = {}

@@ -271,15 +271,6 @@ class Observer:
                 seen.setdefault(s.lease[1], set()).update(s.primaries)
         return {epoch: sorted(nodes) for epoch, nodes in seen.items() if len(nodes) > 1}
 
-    def primary_at(self, t: float) -> set[str]:
-        """Who was primary in the last sample at or before monotonic time `t`."""
-        last: set[str] = set()
-        for s in self.history:
-            if s.t > t:
-                break
-            last = s.primaries
-        return last
-
     def assert_single_primary(self) -> None:
         """The checker's safety verdict: raises AssertionError naming the first violations."""
         assert self.samples > 10, f"the observer took only {self.samples} samples"
@@ -521,12 +512,6 @@ class Verdict:
     primary_without_lease: int
     epoch_overlaps: dict[int, list[str]]
     samples: int
-
-    @property
-    def safe(self) -> bool:
-        return (not self.lost_acked_writes and not self.lost_acked_files
-                and self.double_primary_instants == 0 and self.primary_without_lease == 0
-                and not self.epoch_overlaps)
 
 
 def judge(cluster: LabCluster, observer: Observer, client: Client, name: str,

@@ -9,7 +9,6 @@ DRBD and PostgreSQL streaming. Cutting one host-side veth is a partition of that
 
 from __future__ import annotations
 
-import ipaddress
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,11 +28,6 @@ def run_ip(args: Sequence[str], check: bool = True) -> subprocess.CompletedProce
     if check and proc.returncode != 0:
         raise LabNetworkError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
     return proc
-
-
-def netns_argv(namespace: str, argv: Sequence[str]) -> list[str]:
-    """Prefix a command so that it runs inside a network namespace."""
-    return ["ip", "netns", "exec", namespace, *argv]
 
 
 @dataclass(frozen=True)
@@ -79,9 +73,6 @@ class LabNetwork:
     def mgmt_gateway(self) -> str:
         """Address of the root namespace on the management bridge (the API server's)."""
         return f"198.18.{self.subnet}.1"
-
-    def mgmt_network(self) -> ipaddress.IPv4Network:
-        return ipaddress.IPv4Network(f"198.18.{self.subnet}.0/24")
 
     def create(self) -> None:
         """Create both bridges and give the root namespace its management address."""

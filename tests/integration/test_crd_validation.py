@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 import yaml
 
-from tandem.api.hacluster import HAClusterSpec, stop_budget_problem
 from tandem_agent.__main__ import resolve
 from tandem_agent.invalid import InvalidSpec
 from tests.conftest import Kubectl
@@ -277,23 +276,6 @@ def test_good_spec_is_accepted(
     assert proc.returncode == 0, proc.stderr
     stored = api.json(["get", obj[0].lower(), doc["metadata"]["name"], "-n", NAMESPACE])
     assert stored_ok(stored["spec"]), stored["spec"]
-
-
-STOP_BUDGET_CASES = [(n, o, m) for n, o, m, e in BAD if e is STOP_BUDGET] + [
-    (n, o, m) for n, o, m, _ in GOOD if n.startswith(("stop-", "no-stop-"))]
-
-
-@pytest.mark.parametrize(("name", "obj", "mutate"), STOP_BUDGET_CASES, ids=[c[0] for c in STOP_BUDGET_CASES])
-def test_the_agents_stop_budget_check_agrees_with_the_api_server(
-    name: str, obj: tuple[str, str], mutate: Mutation
-) -> None:
-    """stop_budget_problem (the agent's copy of STOP_BUDGET_CEL) refuses exactly what the API
-    server refuses above."""
-    doc = sample(*obj)
-    mutate(doc)
-    problem = stop_budget_problem(HAClusterSpec.model_validate(doc["spec"]))
-    refused = any(n == name for n, *_ in BAD)
-    assert (problem is not None) == refused, problem
 
 
 HOSTILE_UPDATES = ("drbd-disk-adds-a-handler", "replication-user-with-space")

@@ -16,19 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from tandem_agent.drivers.base import DriverError
+from tandem_agent.drivers.base import DriverError, Outcome
 from tandem_agent.drivers.mounts import (
     BindMount,
     FilesystemMount,
     MountBusyError,
     MountConflictError,
+    ensure_bind_mounted,
     ensure_mounted,
     ensure_unmounted,
     is_under,
-    mount_chain,
     read_mountinfo,
     top_mount,
-    unmount_chain,
 )
 
 pytestmark = pytest.mark.lab
@@ -98,6 +97,18 @@ def lab(tmp_path: Path) -> Iterator[MountLab]:
     assert not set(lab.loops) & set(attached), "teardown left loop devices attached"
 
 
+def chain_up(fs: FilesystemMount, binds: list[BindMount]) -> list[Outcome]:
+    """What the agent's chain runner does on promotion: the filesystem, then each bind in
+    order; the first error stops it."""
+    return [ensure_mounted(fs, create_target=True),
+            *(ensure_bind_mounted(b, create_target=True) for b in binds)]
+
+
+def chain_down(fs: FilesystemMount, binds: list[BindMount]) -> list[Outcome]:
+    """What it does on demotion: the binds in reverse order, then the filesystem."""
+    return [*(ensure_unmounted(b) for b in reversed(binds)), ensure_unmounted(fs)]
+
+
 def mount_ids(points: list[str]) -> list[int]:
     """The mountinfo positions of `points`: mountinfo lists mounts in the order made."""
     entries = read_mountinfo()
@@ -117,16 +128,14 @@ def test_chain_on_a_loop_device_with_binds_in_order(lab: MountLab) -> None:
 
     svc = lab.root / "svc"
     binds = [
-        BindMount("pg", str(svc / "var/lib/postgresql")),
-        BindMount("www", str(svc / "srv/www")),
-        BindMount("www-static", str(svc / "srv/www/static")),  # inside the previous bind
-        BindMount("etc-app", str(svc / "etc/my-app")),
+        BindMount(os.path.join(data, "pg"), str(svc / "var/lib/postgresql")),
+        BindMount(os.path.join(data, "www"), str(svc / "srv/www")),
+        BindMount(os.path.join(data, "www-static"), str(svc / "srv/www/static")),  # inside www
+        BindMount(os.path.join(data, "etc-app"), str(svc / "etc/my-app")),
     ]
-    outcome = mount_chain(fs, binds)
-    assert outcome.changed
-    assert "already mounted" not in outcome.detail
+    assert [o.changed for o in chain_up(fs, binds)] == [False, True, True, True, True]
     for bind in binds:
-        assert Path(bind.target, "marker").read_text() == bind.source
+        assert Path(bind.target, "marker").read_text() == os.path.basename(bind.source)
     # The nested target was created inside the first bind, i.e. on the data filesystem.
     assert os.path.isdir(os.path.join(data, "www", "static"))
 
@@ -138,23 +147,22 @@ def test_chain_on_a_loop_device_with_binds_in_order(lab: MountLab) -> None:
         here = top_mount(entries, os.path.realpath(bind.target))
         assert here is not None, bind.target
         assert (here.major, here.minor) == (root.major, root.minor)
-        assert here.root == "/" + bind.source
+        assert here.root == "/" + os.path.basename(bind.source)
     targets = [os.path.realpath(b.target) for b in binds]
     positions = mount_ids([os.path.realpath(data), *targets])
     assert positions == sorted(positions), "mounts were not made in chain order"
 
-    again = mount_chain(fs, binds)
-    assert not again.changed
+    assert not any(o.changed for o in chain_up(fs, binds))
     assert lab.mounted_under_root() == [os.path.realpath(data), *targets]
 
-    down = unmount_chain(fs, binds)
-    assert down.changed
-    unmounted_from = [step.rsplit(" from ", 1)[1] for step in down.detail.split("; ")]
+    down = chain_down(fs, binds)
+    assert all(o.changed for o in down)
+    unmounted_from = [o.detail.rsplit(" from ", 1)[1] for o in down]
     assert unmounted_from == [*reversed(targets), os.path.realpath(data)]
     assert lab.mounted_under_root() == []
     assert all((e.major, e.minor) != (root.major, root.minor) for e in read_mountinfo())
 
-    assert not unmount_chain(fs, binds).changed
+    assert not any(o.changed for o in chain_down(fs, binds))
     assert not ensure_unmounted(fs).changed
 
 
@@ -261,12 +269,12 @@ def test_busy_bind_stops_the_reverse_chain_and_lazy_only_on_request(lab: MountLa
     ensure_mounted(fs, create_target=True)
     for sub in ("a", "b"):
         os.makedirs(os.path.join(data, sub))
-    binds = [BindMount("a", str(lab.root / "svc/a")), BindMount("b", str(lab.root / "svc/b"))]
-    assert mount_chain(fs, binds).changed
+    binds = [BindMount(os.path.join(data, sub), str(lab.root / "svc" / sub)) for sub in "ab"]
+    assert [o.changed for o in chain_up(fs, binds)] == [False, True, True]
 
     holder = lab.spawn(["sleep", "60"], cwd=str(lab.root / "svc/a"))
     with pytest.raises(MountBusyError) as busy:
-        unmount_chain(fs, binds)
+        chain_down(fs, binds)
     assert busy.value.target == os.path.realpath(lab.root / "svc/a")
     assert [h.pid for h in busy.value.holders] == [holder.pid]
     left = lab.mounted_under_root()
@@ -283,12 +291,12 @@ def test_busy_bind_stops_the_reverse_chain_and_lazy_only_on_request(lab: MountLa
     assert os.path.realpath(nested.target) in under.value.submounts
     ensure_unmounted(nested)
 
-    lazy = ensure_unmounted(binds[0], data_root=data, lazy=True)
+    lazy = ensure_unmounted(binds[0], lazy=True)
     assert lazy.changed and "lazily" in lazy.detail
     assert os.path.realpath(lab.root / "svc/a") not in lab.mounted_under_root()
     holder.kill()
     holder.wait(timeout=10)
-    assert unmount_chain(fs, binds).changed
+    assert [o.changed for o in chain_down(fs, binds)] == [False, False, True]
     assert lab.mounted_under_root() == []
 
 
@@ -296,7 +304,7 @@ def test_bind_source_must_exist_and_foreign_mount_on_target_is_refused(lab: Moun
     data = str(lab.root / "data")
     fs = FilesystemMount("tandem-test-src", data, "tmpfs", ("size=4m",))
     with pytest.raises(DriverError, match="does not exist"):
-        mount_chain(fs, [BindMount("missing", str(lab.root / "svc/x"))])
+        chain_up(fs, [BindMount(os.path.join(data, "missing"), str(lab.root / "svc/x"))])
     assert not os.path.exists(os.path.join(data, "missing")), "the source was not invented"
     assert not os.path.exists(lab.root / "svc/x")
 
@@ -304,9 +312,9 @@ def test_bind_source_must_exist_and_foreign_mount_on_target_is_refused(lab: Moun
     squatter = FilesystemMount("tandem-test-squat", str(lab.root / "svc/y"), "tmpfs")
     ensure_mounted(squatter, create_target=True)
     with pytest.raises(MountConflictError) as conflict:
-        mount_chain(fs, [BindMount("present", squatter.target)])
+        chain_up(fs, [BindMount(os.path.join(data, "present"), squatter.target)])
     assert "tandem-test-squat" in str(conflict.value)
     assert os.path.join(os.path.realpath(data), "present") in str(conflict.value)
     ensure_unmounted(squatter)
-    unmount_chain(fs, [BindMount("present", squatter.target)])
+    chain_down(fs, [BindMount(os.path.join(data, "present"), squatter.target)])
     assert lab.mounted_under_root() == []

@@ -242,7 +242,7 @@ def test_plan_absent_of_nothing_present_is_empty() -> None:
 def test_result_is_an_outcome() -> None:
     result = AddressResult(changed=True, detail="x", added=(v4("198.18.10.5/24"),))
     assert isinstance(result, Outcome)
-    assert result.last_announcement is None
+    assert result.announcement is None
 
 
 # ----------------------------------------------------------------- announcement settings

@@ -218,7 +218,7 @@ def test_a_tear_down_of_a_chain_that_was_up_is_a_stepdown(agent: ClusterAgent) -
 def drbd(role: str, out_of_sync: int) -> ResourceStatus:
     peer = PeerStatus("mail2", 1, "Connected", "Secondary", "UpToDate", "Established",
                       out_of_sync, None, False)
-    return ResourceStatus("mail-store", 0, role, False, "UpToDate", False, None, 1 << 30, (peer,))
+    return ResourceStatus("mail-store", 0, role, False, "UpToDate", False, None, (peer,))
 
 
 def test_view_of_a_primary_reads_the_agent_as_it_is(agent: ClusterAgent) -> None:

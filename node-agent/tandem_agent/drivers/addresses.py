@@ -15,8 +15,7 @@ the local part, idempotently and one address at a time:
 * ``present`` reports the addresses the interface holds; ``announce`` repeats the
   announcements on demand (for instance after an AnnouncementError).
 * ``plan_present``/``plan_absent`` (pure) decide what to change; ``garp_frame`` and
-  ``neighbour_advertisement`` (pure) build what is sent. ``Addresses`` binds the functions
-  to one interface and namespace.
+  ``neighbour_advertisement`` (pure) build what is sent.
 
 Kernel behaviour this driver relies on or works around:
 
@@ -70,7 +69,6 @@ MAX_ADDRESSES = 256
 
 NETNS_RUN_DIR = "/run/netns"
 IFA_F_NODAD = 0x02
-IFA_F_SECONDARY = 0x01
 RT_SCOPE_LINK = 253
 RT_SCOPE_HOST = 254
 ARPHRD_ETHER = 1
@@ -162,11 +160,6 @@ class AddressResult(Outcome):
     added: tuple[IPInterface, ...] = ()
     removed: tuple[IPInterface, ...] = ()
     announcement: Announcement | None = None
-
-    @property
-    def last_announcement(self) -> datetime | None:
-        """When the last announcement was sent (None if nothing was announced)."""
-        return self.announcement.last_sent if self.announcement else None
 
 
 @dataclass(frozen=True)
@@ -749,30 +742,3 @@ def _announce(link: _Link, addresses: tuple[IPInterface, ...], settings: Announc
                     )
             last = datetime.now(UTC)
     return Announcement(addresses=addresses, rounds=settings.count, last_sent=last)
-
-
-@dataclass(frozen=True)
-class Addresses:
-    """The Addresses driver bound to one interface of one namespace (None: the agent's own).
-
-    A thin convenience over the module functions, so the executor can hold one object per
-    FloatingIP.
-    """
-
-    interface: str
-    netns: str | None = None
-    announce_settings: Announce | None = DEFAULT_ANNOUNCE
-
-    def ensure_present(self, addresses: Iterable[IPInterface]) -> AddressResult:
-        settings = self.announce_settings
-        return ensure_present(self.netns, self.interface, addresses, announce=settings)
-
-    def ensure_absent(self, addresses: Iterable[IPInterface]) -> AddressResult:
-        return ensure_absent(self.netns, self.interface, addresses)
-
-    def present(self) -> tuple[IPInterface, ...]:
-        return present(self.netns, self.interface)
-
-    def announce(self, addresses: Iterable[IPInterface]) -> Announcement:
-        settings = self.announce_settings or DEFAULT_ANNOUNCE
-        return announce(self.netns, self.interface, addresses, settings)

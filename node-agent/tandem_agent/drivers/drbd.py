@@ -188,10 +188,6 @@ class PeerStatus:
     def connected(self) -> bool:
         return self.connection_state == "Connected"
 
-    @property
-    def resyncing(self) -> bool:
-        return self.replication_state in ("SyncSource", "SyncTarget", "PausedSyncS", "PausedSyncT")
-
 
 @dataclass(frozen=True)
 class ResourceStatus:
@@ -204,7 +200,6 @@ class ResourceStatus:
     disk_state: str
     client: bool
     quorum: bool | None
-    size_bytes: int
     peers: tuple[PeerStatus, ...]
 
     def peer(self, name: str) -> PeerStatus | None:
@@ -306,7 +301,6 @@ def parse_status(text: str) -> list[ResourceStatus]:
                 disk_state=str(dev.get("disk-state", "Diskless")),
                 client=bool(dev.get("client", False)),
                 quorum=None if quorum is None else bool(quorum),
-                size_bytes=int(dev.get("size", 0)) * 1024,
                 peers=tuple(_peer_status(c) for c in res.get("connections") or []),
             )
         )
@@ -519,13 +513,6 @@ class Drbd:
             os.replace(tmp, target)
         return Outcome(True, f"wrote {path}")
 
-    def remove_config(self, name: str) -> Outcome:
-        path = self.resource_file(name)
-        if not path.exists():
-            return Outcome(False, f"{path} does not exist")
-        path.unlink()
-        return Outcome(True, f"removed {path}")
-
     # ----- status
 
     def status(self, name: str) -> ResourceStatus | None:
@@ -537,14 +524,6 @@ class Drbd:
                 return None
             raise CommandError(argv, proc.returncode, proc.stderr)
         return next((r for r in parse_status(proc.stdout) if r.name == name), None)
-
-    def node_status(self, name: str) -> DRBDNodeStatus:
-        """The API's `DRBDNodeStatus` of this node (defaults when the resource is not up)."""
-        node = self.node_name or os.uname().nodename
-        st = self.status(name)
-        if st is None:
-            return DRBDNodeStatus.model_validate({"name": node})
-        return st.to_api(node)
 
     def _require(self, name: str) -> ResourceStatus:
         st = self.status(name)

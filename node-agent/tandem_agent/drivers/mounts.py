@@ -24,7 +24,7 @@ import os
 import stat
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tandem.api.common import mount_option_problem, path_problem
 from tandem_agent import host
@@ -39,7 +39,7 @@ PROC = "/proc"
 
 
 class MountSpecError(DriverError):
-    """A mount specification (or a chain of them) is invalid; nothing was touched."""
+    """A mount specification is invalid; nothing was touched."""
 
 
 class MountConflictError(DriverError):
@@ -117,7 +117,8 @@ def unescape(field_text: str) -> str:
 
 @dataclass(frozen=True)
 class MountEntry:
-    """One line of ``/proc/<pid>/mountinfo``, with escapes decoded (see proc(5))."""
+    """One line of ``/proc/<pid>/mountinfo``, with escapes decoded (see proc(5)); the
+    propagation fields and the superblock options are left out, nothing here needs them."""
 
     mount_id: int
     parent_id: int
@@ -126,10 +127,8 @@ class MountEntry:
     root: str
     mount_point: str
     options: tuple[str, ...]
-    optional: tuple[str, ...]
     fstype: str
     source: str
-    super_options: tuple[str, ...]
 
     @property
     def read_only(self) -> bool:
@@ -158,10 +157,8 @@ def parse_mountinfo_line(line: str) -> MountEntry:
         root=unescape(fields[3]),
         mount_point=unescape(fields[4]),
         options=tuple(fields[5].split(",")),
-        optional=tuple(fields[6:sep]),
         fstype=unescape(fields[sep + 1]),
         source=unescape(fields[sep + 2]),
-        super_options=tuple(fields[sep + 3].split(",")) if len(fields) > sep + 3 else (),
     )
 
 
@@ -307,33 +304,6 @@ class BindMount:
 def _canon(path: str) -> str:
     """`path` with symlinks resolved on the host."""
     return host.current().realpath(path)
-
-
-def validate_chain(filesystem: FilesystemMount, binds: Sequence[BindMount]) -> None:
-    """Check a chain before touching anything.
-
-    Every spec is valid on its own; no two mounts share a target; no bind is mounted on the
-    data root itself; and a bind whose target lies inside another bind's target comes after it
-    (otherwise the later mount would hide the earlier one).
-    """
-    filesystem.validate()
-    root = os.path.normpath(filesystem.target)
-    seen: list[str] = []
-    for bind in binds:
-        bind.validate()
-        target = os.path.normpath(bind.target)
-        if target == root:
-            raise MountSpecError(f"bind target {target} is the data root itself")
-        if target in seen:
-            raise MountSpecError(f"two bind mounts share the target {target}")
-        seen.append(target)
-    for i, earlier in enumerate(seen):
-        for later in seen[i + 1 :]:
-            if is_under(earlier, later):
-                raise MountSpecError(
-                    f"bind target {earlier} lies inside {later}, which is mounted after it "
-                    f"and would hide it: list {later} first"
-                )
 
 
 # --------------------------------------------------------------------------------------------
@@ -674,86 +644,3 @@ def _refuse_if_busy(
     holders = find_holders(path, (present.major, present.minor, present.root), proc=proc)
     if holders or submounts:
         raise MountBusyError(path, holders, submounts)
-
-
-@dataclass
-class ChainPlan:
-    """What `mount_chain` / `unmount_chain` will do, in order (for logs and dry runs)."""
-
-    filesystem: FilesystemMount
-    binds: list[tuple[str, str]] = field(default_factory=list)  # (absolute source, target)
-
-
-def plan_chain(
-    filesystem: FilesystemMount, binds: Sequence[BindMount], data_root: str | None = None
-) -> ChainPlan:
-    """Validate a chain and resolve its bind sources (relative ones under the data root)."""
-    validate_chain(filesystem, binds)
-    root = os.path.normpath(data_root or filesystem.target)
-    return ChainPlan(filesystem, [(b.resolve(root), os.path.normpath(b.target)) for b in binds])
-
-
-def mount_chain(
-    filesystem: FilesystemMount,
-    binds: Sequence[BindMount],
-    *,
-    data_root: str | None = None,
-    mountinfo: str | None = None,
-) -> Outcome:
-    """Mount the filesystem, then each bind in order, creating missing target directories.
-
-    Relative bind sources live under `data_root` (default: the filesystem's target). Stops at
-    the first error; what was mounted stays mounted, and a second call carries on.
-    """
-    plan = plan_chain(filesystem, binds, data_root)
-    root = os.path.normpath(data_root or filesystem.target)
-    steps = [ensure_mounted(filesystem, create_target=True, mountinfo=mountinfo)]
-    for bind in binds:
-        steps.append(
-            ensure_bind_mounted(bind, data_root=root, create_target=True, mountinfo=mountinfo)
-        )
-    return _combine(steps, f"{len(plan.binds) + 1} mounts")
-
-
-def unmount_chain(
-    filesystem: FilesystemMount,
-    binds: Sequence[BindMount],
-    *,
-    lazy: bool = False,
-    data_root: str | None = None,
-    mountinfo: str | None = None,
-    proc: str = PROC,
-) -> Outcome:
-    """Unmount the binds in reverse order, then the filesystem; idempotent.
-
-    Stops at the first mount that is busy (``MountBusyError``). Afterwards checks that the
-    filesystem's device is not still mounted somewhere else in this namespace, which would
-    keep it in use although its data root is gone.
-    """
-    plan_chain(filesystem, binds, data_root)
-    root = os.path.normpath(data_root or filesystem.target)
-    fs_entry = top_mount(read_mountinfo(mountinfo), _canon(filesystem.target))
-    steps = [
-        ensure_unmounted(b, lazy=lazy, data_root=root, mountinfo=mountinfo, proc=proc)
-        for b in reversed(binds)
-    ]
-    steps.append(ensure_unmounted(filesystem, lazy=lazy, mountinfo=mountinfo, proc=proc))
-    if fs_entry is not None and not lazy:
-        left = [
-            e.mount_point
-            for e in read_mountinfo(mountinfo)
-            if (e.major, e.minor) == (fs_entry.major, fs_entry.minor)
-        ]
-        if left:
-            raise DriverError(
-                f"{filesystem.describe()} is unmounted from {filesystem.target} but still "
-                f"mounted on {', '.join(left)}; unmount those too"
-            )
-    return _combine(steps, f"{len(binds) + 1} mounts")
-
-
-def _combine(steps: Sequence[Outcome], what: str) -> Outcome:
-    changed = [s.detail for s in steps if s.changed]
-    if not changed:
-        return Outcome(False, f"all {what} already in place")
-    return Outcome(True, "; ".join(changed))

@@ -142,8 +142,6 @@ class ServiceBackend(Protocol):
 
     def status(self, name: str) -> ServiceStatus: ...
 
-    def is_active(self, name: str) -> bool: ...
-
     def reset_failed(self, name: str) -> Outcome:
         """Forget that the service failed (its state becomes inactive)."""
         ...
@@ -288,7 +286,7 @@ class SystemdBackend:
 
     def argv(self, verb: str, unit: str, *extra: str) -> list[str]:
         """The systemctl command for `verb` on `unit` (validated; never a shell string)."""
-        if verb not in ("start", "stop", "kill", "is-active", "reset-failed", "show"):
+        if verb not in ("start", "stop", "kill", "reset-failed", "show"):
             raise DriverError(f"unsupported systemctl verb {verb!r}")
         return [self.systemctl, "--no-ask-password", verb, *extra, "--", validate_unit(unit)]
 
@@ -302,11 +300,6 @@ class SystemdBackend:
     def status(self, name: str) -> ServiceStatus:
         proc = run(self.show_argv(self.unit(name)), timeout=self.timeout)
         return status_from_show(name, parse_show(proc.stdout))
-
-    def is_active(self, name: str) -> bool:
-        # `systemctl is-active --quiet` exits 0 exactly when the unit is active.
-        argv = self.argv("is-active", self.unit(name), "--quiet")
-        return run(argv, check=False).returncode == 0
 
     def start(self, name: str) -> Outcome:
         unit = self.unit(name)

@@ -68,7 +68,6 @@ DT_DIR, DT_REG = 4, 8
 IN_HEADER = struct.Struct("<IIQQIIIHH")  # len, opcode, unique, nodeid, uid, gid, pid, total_extlen
 OUT_HEADER = struct.Struct("<IiQ")  # len, error (negative errno), unique
 _ATTR = "QQQQQQIIIIIIIIII"  # ino size blocks atime mtime ctime *nsec mode nlink uid gid rdev blksize flags
-ATTR = struct.Struct("<" + _ATTR)
 ENTRY_OUT = struct.Struct("<QQQQII" + _ATTR)  # nodeid generation entry_valid attr_valid (nsec x2), attr
 ATTR_OUT = struct.Struct("<QII" + _ATTR)  # attr_valid attr_valid_nsec dummy, attr
 INIT_IN = struct.Struct("<IIII")  # major minor max_readahead flags
@@ -180,19 +179,20 @@ class FileSystem:
         self.started = int(time.time() if started is None else started)
         self.uid, self.gid = os.getuid(), os.getgid()
 
-    def attr(self, ino: int) -> bytes:
+    def attr(self, ino: int) -> tuple[int, ...]:
+        """The fields of `fuse_attr` for `ino`."""
         if ino == ROOT_ID:
             mode, size, nlink = stat.S_IFDIR | 0o755, 0, 2
         else:
             mode, size, nlink = stat.S_IFREG | 0o600, self.by_ino[ino].size, 1
         t = self.started
-        return ATTR.pack(ino, size, size // 512, t, t, t, 0, 0, 0, mode, nlink, self.uid, self.gid, 0, BLOCK, 0)
+        return (ino, size, size // 512, t, t, t, 0, 0, 0, mode, nlink, self.uid, self.gid, 0, BLOCK, 0)
 
     def entry(self, ino: int) -> bytes:
-        return struct.pack("<QQQQII", ino, 0, ATTR_VALID, ATTR_VALID, 0, 0) + self.attr(ino)
+        return ENTRY_OUT.pack(ino, 0, ATTR_VALID, ATTR_VALID, 0, 0, *self.attr(ino))
 
     def attr_out(self, ino: int) -> bytes:
-        return struct.pack("<QII", ATTR_VALID, 0, 0) + self.attr(ino)
+        return ATTR_OUT.pack(ATTR_VALID, 0, 0, *self.attr(ino))
 
     def handle(self, request: memoryview, backend: Backend) -> list[bytes | memoryview] | None:
         """The reply to one request read from /dev/fuse, or None for those that get none."""

@@ -29,7 +29,6 @@ from tandem.lab.drbdsim.cli import STATE_ENV, NotRunning, request
 BIN = Path(__file__).resolve().parent / "bin"
 DRBDSETUP = BIN / "drbdsetup"
 DRBDMETA = BIN / "drbdmeta"
-DRBDSIM = BIN / "drbdsim"
 REPO_ROOT = Path(__file__).resolve().parents[3]
 # drbdadm asks `modinfo drbd` for the module version; there is no module in the lab.
 DRIVER_VERSION = "9.2.8"

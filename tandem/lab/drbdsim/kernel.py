@@ -666,7 +666,7 @@ class Kernel:
             if op == "drbdsetup":
                 result = await self.drbdsetup(list(req["argv"]))
             elif op == "drbdmeta":
-                result = self.drbdmeta(list(req["argv"]), dry_run=bool(req.get("dry_run")))
+                result = self.drbdmeta(list(req["argv"]))
             elif op == "write":
                 result = await self.lab_write(str(req["resource"]), int(req["blocks"]))
             elif op == "digest":
@@ -1011,7 +1011,7 @@ class Kernel:
 
     # ------------------------------------------------------------------ drbdmeta
 
-    def drbdmeta(self, argv: list[str], dry_run: bool = False) -> Result:
+    def drbdmeta(self, argv: list[str]) -> Result:
         """`drbdmeta <minor> v09 <device> internal <command> ...` on the "backing device"."""
         pos, opts = _split_args(argv)
         if len(pos) < 5:
