@@ -37,10 +37,6 @@ PROMOTING = "Promoting"
 DEGRADED = "Degraded"
 REPLICATING = "Replicating"
 PAUSED = "Paused"
-READY_REASONS = (
-    PENDING, INVALID_SPEC, DELETING, SPLIT_BRAIN, PAUSED, NO_PRIMARY, WAITING_FOR_DEPENDENCY,
-    SWITCHING_OVER, NO_REPORT, PROMOTING, DEGRADED, REPLICATING,
-)
 # Ready states that are expected steps rather than trouble: their Events are Normal.
 _CALM_STATES = frozenset({PENDING, DELETING, SWITCHING_OVER, PROMOTING, REPLICATING,
                           WAITING_FOR_DEPENDENCY, PAUSED})
