@@ -556,14 +556,18 @@ class Run:
         log(f"all served {self.results['all_served_s']}s after the lab started coming up, "
             f"settled after {self.results['all_settled_s']}s")
 
-    def steady(self, baseline: Mapping[RequestKey, float]) -> None:
+    def steady(self, baseline: Mapping[RequestKey, float],
+               baseline_watches: Mapping[str, float]) -> None:
         log(f"steady state for {self.args.window:.0f}s")
         lab_rates, used = api_window(self.lab, self.args.window,
                                      watched_pids(self.lab, self.nodes))
+        watches = open_watches(self.lab)
         self.results["api"] = per_cluster(lab_rates, baseline, self.args.clusters) | {
             "api_server_alone_per_s": {f"{verb} {resource}": round(rate, 4)
                                        for (verb, resource), rate in sorted(baseline.items())},
-            "open_watches": open_watches(self.lab)}
+            "open_watches": {resource: n - baseline_watches.get(resource, 0.0)
+                             for resource, n in watches.items()
+                             if n != baseline_watches.get(resource, 0.0)}}
         self.results["processes"] = used
 
     def power_off(self) -> str:
@@ -635,13 +639,14 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     try:
         log(f"the API server alone for {args.window:.0f}s")
         baseline, _ = api_window(lab, args.window)
+        baseline_watches = open_watches(lab)
         path = work / "scale.yaml"
         path.write_text(yaml.safe_dump_all(docs))
         log(f"bringing up {args.clusters} clusters on {len(nodes)} nodes")
         one = Run(lab, args, nodes, targets(lab, args.clusters), results)
         try:
             one.bring_up(path)
-            one.steady(baseline)
+            one.steady(baseline, baseline_watches)
             sampler.start()
             one.power_on(one.power_off())
             one.cordon()
@@ -716,6 +721,8 @@ def table(results: Mapping[str, Any]) -> list[str]:
                   "  by request:"]
         lines += [f"    {name:<32}{rate:>10.3f}"
                   for name, rate in api["by_request_per_s_per_cluster"].items()]
+        watches = ", ".join(f"{resource} {n:g}" for resource, n in api["open_watches"].items())
+        lines.append(f"  open watches (beyond the API server's own): {watches or 'none'}")
     if "processes" in results:
         lines += ["", f"  {'process':<22}{'CPU s/s':>10}{'RSS MiB':>10}{'peak MiB':>10}"]
         lines += [f"  {name:<22}" + _cell(u["cpu_s_per_s"], 10, 3) + _cell(u["rss_mib"], 10, 1)

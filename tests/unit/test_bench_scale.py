@@ -229,7 +229,8 @@ def results(**changes: Any) -> dict[str, Any]:
         "clusters": 3, "nodes": 3, "revision": "0123456789abcdef", "all_served_s": 40.0,
         "all_settled_s": 45.0, "parameters": {"window_s": 30.0},
         "api": {"reads_per_s_per_cluster": 20.0, "writes_per_s_per_cluster": 0.9,
-                "by_request_per_s_per_cluster": {"GET leases": 20.0, "PUT leases": 0.9}},
+                "by_request_per_s_per_cluster": {"GET leases": 20.0, "PUT leases": 0.9},
+                "open_watches": {"haclusters": 1.0, "nodes": 2.0}},
         "processes": {"operator": {"cpu_s_per_s": 0.1, "rss_mib": 80.0, "peak_rss_mib": 90.0},
                       "agent scale1": {"cpu_s_per_s": None, "rss_mib": None,
                                        "peak_rss_mib": None},
@@ -260,6 +261,7 @@ def test_the_table_shows_every_section_and_a_dash_for_what_was_not_measured() ->
     text = "\n".join(lines)
     assert "3 clusters on 3 nodes (revision 0123456789ab)" in lines[0]
     assert any(line.split() == ["GET", "leases", "20.000"] for line in lines)
+    assert "  open watches (beyond the API server's own): haclusters 1, nodes 2" in lines
     assert any(line.split() == ["agent", "scale1", "-", "-", "-"] for line in lines)
     assert any(line.split() == ["cordon", "scale2", "2", "-", "-", "-", "2"] for line in lines)
     assert "target NOT met: reads <= 0.2/s per cluster" in text
