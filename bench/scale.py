@@ -3,11 +3,13 @@ nodes.
 
     tandem bench scale --clusters 50 --nodes 3 --json bench/results/scale-50.json
 
-Cluster i runs on the pair (node i mod M, node i+1 mod M), preferring the first, with the
-floating IP 198.18.74.(2+i) and the lab's echo service on port 10000+i (lab-echo@<port>):
-the primaries are spread evenly and every node is primary of some clusters and standby of
-others. Once every cluster serves and is settled (holder Primary, every other node an eligible
-Standby), the benchmark measures:
+Cluster i runs on the pair (node i mod M, node i+1 mod M), spec.primary the first, with the
+floating IP 198.18.74.(2+i) and the lab's echo service on port 10000+i (lab-echo@<port>).
+The lab enables the agents one after another, and at the first election a node gives the
+preferred primary only leaseDuration to take a free Lease, so the first node up usually
+starts as primary of every cluster it is in (about 2N/3 with M = 3). Once every cluster
+serves and is settled (holder Primary, every other node an eligible Standby), the benchmark
+measures:
 
 1. The steady state over --window seconds: requests per second per cluster from the API
    server's own `apiserver_request_total`, by verb and resource, reads (GET, LIST, WATCH)
@@ -504,10 +506,12 @@ def per_cluster(lab_rates: Mapping[RequestKey, float], baseline: Mapping[Request
 
 def recovery(started: float, recovered: Mapping[str, float], affected: Sequence[str],
              node: str) -> dict[str, Any]:
-    """The times from `started` until each affected cluster served again, as percentiles."""
-    times = sorted(recovered[c] - started for c in affected if c in recovered)
+    """The times from `started` until each affected cluster served again: each, and as
+    percentiles."""
+    each = {c: round(recovered[c] - started, 3) for c in affected if c in recovered}
+    times = sorted(each.values())
     found: dict[str, Any] = {"node": node, "clusters": len(affected),
-                             "unrecovered": len(affected) - len(times)}
+                             "unrecovered": len(affected) - len(times), "times_s": each}
     if times:
         p = percentiles(times)
         found |= {k: round(p[k], 3) for k in ("p50_s", "p99_s", "max_s")}

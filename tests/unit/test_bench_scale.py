@@ -180,9 +180,9 @@ def test_per_cluster_rates_are_the_labs_less_the_api_servers_own() -> None:
 def test_recovery_times_count_from_the_fault_and_name_those_never_served() -> None:
     found = scale.recovery(100.0, {"a": 103.0, "b": 104.5}, ["a", "b", "c"], "n1")
     assert found == {"node": "n1", "clusters": 3, "unrecovered": 1, "p50_s": 3.0,
-                     "p99_s": 4.5, "max_s": 4.5}
+                     "p99_s": 4.5, "max_s": 4.5, "times_s": {"a": 3.0, "b": 4.5}}
     assert scale.recovery(100.0, {}, ["a"], "n1") == {"node": "n1", "clusters": 1,
-                                                      "unrecovered": 1}
+                                                      "unrecovered": 1, "times_s": {}}
 
 
 @pytest.fixture
