@@ -15,11 +15,11 @@ from the API server's own request counters over a quiet window.
 from __future__ import annotations
 
 import argparse
-import re
 import time
 from pathlib import Path
 from typing import Any
 
+from bench.apiserver import by_verb_and_resource, is_read
 from bench.report import emit, exit_status, lab_work_dir, percentiles
 from tandem.lab.cluster import LAB_SAMPLES, LabCluster
 from tandem.lab.controlplane import ControlPlane
@@ -35,7 +35,6 @@ from tandem.lab.harness import (
 
 NODES = ("mail1", "mail2")
 SUBNET = 70
-WRITE_VERBS = {"POST", "PUT", "PATCH", "APPLY", "DELETE"}
 COUNTED = {"leases", "haclusters", "events"}
 
 
@@ -53,18 +52,11 @@ def steady(lab: LabCluster, primary: str, timeout: float = 120) -> None:
 
 
 def api_writes(lab: LabCluster) -> float:
-    """Total write requests the API server served for Leases, HAClusters and Events."""
-    metrics = lab.kubectl("get", "--raw", "/metrics")
-    total = 0.0
-    pattern = re.compile(r'^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$')
-    for line in metrics.splitlines():
-        match = pattern.match(line)
-        if not match:
-            continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"]))
-        if labels.get("verb") in WRITE_VERBS and labels.get("resource") in COUNTED:
-            total += float(match["value"])
-    return total
+    """Total write requests the API server served for Leases, HAClusters and Events (their
+    subresources included)."""
+    counts = by_verb_and_resource(lab.kubectl("get", "--raw", "/metrics"))
+    return sum(value for (verb, resource), value in counts.items()
+               if not is_read(verb) and resource.split("/")[0] in COUNTED)
 
 
 def run(runs: int, quiet_seconds: float, work: Path) -> dict[str, Any]:

@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab.set_defaults(func=cmd_lab)
 
     bench = sub.add_parser("bench", help="benchmarks in the lab (JSON and a table)")
-    bench.add_argument("bench", choices=["failover", "repair"])
+    bench.add_argument("bench", choices=["failover", "repair", "scale"])
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="e.g. --runs 20 --json FILE")
     bench.set_defaults(func=cmd_bench)
 

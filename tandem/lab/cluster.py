@@ -706,6 +706,20 @@ class LabCluster:
         machine.power_off()
         power.drop_addresses(machine.spec.netns, own)
 
+    def power_on(self, node: str, timeout: float = 90.0) -> None:
+        """Undo `power_off`: the node's links come back, its power controller serves the
+        watchdog again (before the agent can pet it) and the node boots from its disk, where
+        systemd starts the DRBD stand-in and the agent as on any boot."""
+        state = self.state()
+        assert state is not None
+        record = next(n for n in state.nodes if n.name == node)
+        if any(p.name == f"power-{node}" for p in state.processes):
+            raise LabClusterError(f"{node} is not powered off (its power controller runs)")
+        self.heal(node)
+        state.processes.append(self._power_controller(record))
+        self._save(state)
+        self.machine(node).boot(timeout)
+
     def reset(self, node: str, reason: str = "reset by the lab") -> None:
         """Hard reset, as a BMC does it: the node's power controller powers it off (everything
         on it dies at once, unflushed) and boots it again."""
