@@ -120,9 +120,13 @@ class WatchCache:
         if response is not None:
             _interrupt(response)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop watching; whether the thread ended within `timeout` seconds."""
         self._stopping.set()
         self.resync()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     # --- the thread ---------------------------------------------------------------------------
     def _run(self) -> None:
