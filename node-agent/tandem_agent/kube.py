@@ -90,9 +90,9 @@ class AgentWatches:
         return [f"{cache.what}: {cache.last_error or 'not listed yet'}"
                 for cache in self._caches() if not cache.wait_synced(0)]
 
-    def stop(self) -> None:
-        for cache in self._caches():
-            cache.stop()
+    def stop(self) -> bool:
+        """Stop every watch; whether all their threads ended."""
+        return all([cache.stop() for cache in self._caches()])
 
     def _cache(self, plural: str, namespace: str) -> WatchCache:
         scopes = self._by_kind[plural]

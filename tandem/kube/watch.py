@@ -7,17 +7,19 @@ watch is an API outage to the code above it, never a silently old answer.
 
 What a watch cannot show by itself is that it fell behind while its connection stayed open.
 A caller that learns it (a guarded write refused with 409 Conflict that the mirror did not
-foresee) calls `resync`: the stream is cut, the mirror is unsynced, and a fresh LIST replaces
-it. Between two resyncs the server ends each WATCH after `server_timeout` seconds and the
+foresee) calls `resync`: the stream's socket is shut down, the mirror is unsynced, and a fresh
+LIST replaces it. Between two resyncs the server ends each WATCH after `server_timeout` seconds and the
 mirror watches again from the last resourceVersion it saw (no LIST); a 410 Gone (that version
 was compacted away) lists again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -116,11 +118,15 @@ class WatchCache:
             self._synced.clear()
             response = self._response
         if response is not None:
-            response.close()
+            _interrupt(response)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop watching; whether the thread ended within `timeout` seconds."""
         self._stopping.set()
         self.resync()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     # --- the thread ---------------------------------------------------------------------------
     def _run(self) -> None:
@@ -198,6 +204,17 @@ class WatchCache:
             else:
                 self._objects[_key(obj)] = obj
         return version
+
+
+def _interrupt(response: Any) -> None:
+    """End the read another thread is blocked in, now. Closing the response from here would
+    wait for that very read (the reader holds the stream's lock); shutting the socket down
+    makes the read return, and the reading thread closes the response itself."""
+    sock = getattr(getattr(response, "connection", None), "sock", None)
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):  # already closed: the read has ended anyway
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _lines(response: Any) -> Iterator[bytes]:

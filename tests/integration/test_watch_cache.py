@@ -88,3 +88,20 @@ def test_a_write_from_a_view_the_watch_had_not_updated_is_refused_and_lists_agai
                "the mirror listed again")
     record = a.read_lease("two")
     assert record is not None and (record.holder, record.epoch) == ("b", 1)
+
+
+def test_a_quiet_watch_is_cut_at_once_by_a_resync_and_by_stop(api: client.ApiClient) -> None:
+    """Nothing changes in the namespace, so each WATCH is blocked in a read: a resync (what a
+    409 asks for) and a stop must end it now, not when the read times out."""
+    mirrors = AgentWatches(api, [NS]).start()
+    try:
+        assert mirrors.wait_synced(10), mirrors.problems()
+        time.sleep(1)  # every WATCH is open and waiting
+        started = time.monotonic()
+        mirrors.resync_leases(NS)
+        assert mirrors.wait_synced(5), mirrors.problems()
+        assert time.monotonic() - started < 5
+    finally:
+        started = time.monotonic()
+        assert mirrors.stop(), "a watch thread still reads"
+        assert time.monotonic() - started < 5
