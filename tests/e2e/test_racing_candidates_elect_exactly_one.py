@@ -14,7 +14,7 @@ from tandem.kube.connect import load_client
 from tandem.kube.errors import Conflict
 from tandem.lab.cluster import LabCluster
 from tandem.lab.harness import Observer, holds, lease_holder, wait_until
-from tandem_agent.kube import Kube
+from tandem_agent.kube import AgentWatches, Kube
 
 pytestmark = pytest.mark.lab
 
@@ -44,9 +44,10 @@ def test_racing_candidates_elect_exactly_one(lab: LabCluster) -> None:
     tried = "taking the Lease at epoch" in lab.agent_log(loser)
     print(f"{winner} won epoch {new_epoch}; {loser} {'lost a write race' if tried else 'saw it first'}")
 
-    racers = [Kube(load_client(str(lab.plane.kubeconfig)), lab.namespace, n) for n in ("a", "b")]
+    api = load_client(str(lab.plane.kubeconfig))
+    racers = [Kube(api, lab.namespace, n, AgentWatches(api, [lab.namespace])) for n in ("a", "b")]
     for racer in racers:
-        assert racer.read_lease("trio") is not None
+        assert racer.read_lease_now("trio") is not None
     start = threading.Barrier(2)
     results: dict[str, str] = {}
 

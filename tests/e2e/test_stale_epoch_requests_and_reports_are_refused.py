@@ -16,7 +16,7 @@ from tandem.kube.connect import load_client
 from tandem.kube.errors import Conflict
 from tandem.lab.cluster import LabCluster
 from tandem.lab.harness import Client, lease_holder, missing_acks, missing_files, wait_replicating, wait_until
-from tandem_agent.kube import Kube
+from tandem_agent.kube import AgentWatches, Kube
 
 pytestmark = pytest.mark.lab
 
@@ -26,8 +26,9 @@ LEASE_SECONDS = 3.0
 def test_stale_epoch_requests_and_reports_are_refused(lab: LabCluster, client: Client) -> None:
     wait_replicating(lab, "mail", "mail1", ["mail2"])
     client.acked_by("mail1")
-    stale = Kube(load_client(str(lab.plane.kubeconfig)), lab.namespace, "mail1")
-    old = stale.read_lease("mail")
+    api = load_client(str(lab.plane.kubeconfig))
+    stale = Kube(api, lab.namespace, "mail1", AgentWatches(api, [lab.namespace]))
+    old = stale.read_lease_now("mail")
     assert old is not None and old.holder == "mail1"
 
     lab.kill_agent("mail1")
