@@ -30,8 +30,9 @@ crds: ## regenerate crds/ from the typed models
 	$(PY) -m tandem.cli gen-crds
 
 .PHONY: lint
-lint: ## ruff, mypy and the CRD drift check
+lint: ## ruff (lint and format), mypy and the CRD drift check
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(PY) -m tandem.cli gen-crds --check
 

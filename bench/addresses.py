@@ -100,8 +100,18 @@ class Prober:
 
     def __init__(self) -> None:
         self.proc = subprocess.Popen(  # noqa: S603 - fixed argument list
-            ["ip", "netns", "exec", ns("c"), sys.executable, "-c", PROBER, str(PORT),
-             str(PROBE_TIMEOUT), str(REACH_DEADLINE)],
+            [
+                "ip",
+                "netns",
+                "exec",
+                ns("c"),
+                sys.executable,
+                "-c",
+                PROBER,
+                str(PORT),
+                str(PROBE_TIMEOUT),
+                str(REACH_DEADLINE),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -219,18 +229,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
     parser.add_argument("--json", help="write the JSON results to this file (default: stdout)")
     parser.add_argument("--runs", type=int, default=10, help="moves per size (default 10)")
-    parser.add_argument("--count", type=int, default=drv.DEFAULT_ANNOUNCE.count,
-                        help="announcement rounds (default %(default)s)")
-    parser.add_argument("--interval", type=float, default=drv.DEFAULT_ANNOUNCE.interval,
-                        help="seconds between rounds (default %(default)s)")
+    parser.add_argument(
+        "--count", type=int, default=drv.DEFAULT_ANNOUNCE.count, help="announcement rounds (default %(default)s)"
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=drv.DEFAULT_ANNOUNCE.interval,
+        help="seconds between rounds (default %(default)s)",
+    )
     args = parser.parse_args(argv)
     settings = drv.Announce(count=args.count, interval=args.interval)
     results: dict[str, dict[str, Any]] = {}
     with lab() as prober:
         for size in SIZES:
-            addresses = drv.parse_addresses(
-                f"198.18.10.100-198.18.10.{100 + size - 1}", 24
-            )
+            addresses = drv.parse_addresses(f"198.18.10.100-198.18.10.{100 + size - 1}", 24)
             drv.ensure_present(ns("a"), IFNAME, addresses, announce=settings)
             holder, other = "a", "b"
             samples: dict[str, list[float]] = {"remove": [], "add": [], "move": [], "reach": []}

@@ -15,7 +15,7 @@ READ_VERBS = frozenset({"GET", "LIST", "WATCH", "WATCHLIST"})
 REQUESTS = "apiserver_request_total"
 OPEN_LONG_RUNNING = "apiserver_longrunning_requests"
 
-_SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<labels>[^}]*)\} (?P<value>\S+)')
+_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<labels>[^}]*)\} (?P<value>\S+)")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 RequestKey = tuple[str, str]  # (verb, resource)
@@ -47,12 +47,12 @@ def is_read(verb: str) -> bool:
     return verb in READ_VERBS
 
 
-def rates(before: Mapping[RequestKey, float], after: Mapping[RequestKey, float],
-          seconds: float) -> dict[RequestKey, float]:
+def rates(
+    before: Mapping[RequestKey, float], after: Mapping[RequestKey, float], seconds: float
+) -> dict[RequestKey, float]:
     """Requests per second of each (verb, resource) between two readings `seconds` apart;
     those that made none are left out."""
     if seconds <= 0:
         raise ValueError(f"a window of {seconds} s: the readings must be apart in time")
-    found = {key: (after.get(key, 0.0) - before.get(key, 0.0)) / seconds
-             for key in set(before) | set(after)}
+    found = {key: (after.get(key, 0.0) - before.get(key, 0.0)) / seconds for key in set(before) | set(after)}
     return {key: rate for key, rate in found.items() if rate > 0}

@@ -95,8 +95,12 @@ def parse_dd(stderr: str) -> tuple[int, float]:
 def throughput(rates: Sequence[float]) -> dict[str, Any]:
     """Median, min and max of several runs' MiB/s."""
     ordered = sorted(rates)
-    return {"runs": len(ordered), "p50_mib_s": ordered[len(ordered) // 2],
-            "min_mib_s": ordered[0], "max_mib_s": ordered[-1]}
+    return {
+        "runs": len(ordered),
+        "p50_mib_s": ordered[len(ordered) // 2],
+        "min_mib_s": ordered[0],
+        "max_mib_s": ordered[-1],
+    }
 
 
 def latency(samples: Sequence[float]) -> dict[str, Any]:
@@ -125,19 +129,21 @@ def table(results: Mapping[str, Any]) -> list[str]:
     """The results as lines: one row per figure, a column per configuration, then the
     overhead of each stand-in configuration."""
     width = max(len(label) for _key, label, _unit in FIGURES)
-    lines = [f"{'':<{width + 14}}" + "".join(f"{c:>12}" for c in CONFIGS)
-             + "".join(f"{c + '/plain':>18}" for c in STAND_IN)]
+    lines = [
+        f"{'':<{width + 14}}" + "".join(f"{c:>12}" for c in CONFIGS) + "".join(f"{c + '/plain':>18}" for c in STAND_IN)
+    ]
     for key, label, unit in FIGURES:
-        rows = [("MiB/s, median", "p50_mib_s", key)] if unit == "mib_s" else [
-            (f"ms, {name}", f"{name}_ms", f"{key}_{name}") for name in PERCENTILES
-        ]
+        rows = (
+            [("MiB/s, median", "p50_mib_s", key)]
+            if unit == "mib_s"
+            else [(f"ms, {name}", f"{name}_ms", f"{key}_{name}") for name in PERCENTILES]
+        )
         for index, (what, field, ratio_key) in enumerate(rows):
             title = f"{label if index == 0 else '':<{width}}  {what:<12}"
             cells = "".join(f"{results[c][key][field]:>12.2f}" for c in CONFIGS)
             ratios = "".join(f"{results['overhead'][c][ratio_key]:>17.1f}x" for c in STAND_IN)
             lines.append(title + cells + ratios)
-    lines.append(f"peer blocks differing from the Primary after the replicated run: "
-                 f"{results['peer_blocks_differing']}")
+    lines.append(f"peer blocks differing from the Primary after the replicated run: {results['peer_blocks_differing']}")
     return lines
 
 
@@ -267,16 +273,20 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 30.0) -> Non
 
 
 def volume() -> DRBDVolumeSpec:
-    return DRBDVolumeSpec.model_validate({
-        "cluster": "bench",
-        "resourceName": RESOURCE,
-        "minor": MINOR,
-        "port": PORT,
-        "protocol": "C",
-        "nodes": [{"name": name, "disk": DISK, "address": f"198.19.{SUBNET}.{index}", "nodeId": index - 2}
-                  for name, index in NODES.items()],
-        "quorum": {"mode": "off"},
-    })
+    return DRBDVolumeSpec.model_validate(
+        {
+            "cluster": "bench",
+            "resourceName": RESOURCE,
+            "minor": MINOR,
+            "port": PORT,
+            "protocol": "C",
+            "nodes": [
+                {"name": name, "disk": DISK, "address": f"198.19.{SUBNET}.{index}", "nodeId": index - 2}
+                for name, index in NODES.items()
+            ],
+            "quorum": {"mode": "off"},
+        }
+    )
 
 
 class Pair:
@@ -293,13 +303,17 @@ class Pair:
             image.parent.mkdir(parents=True)
             with image.open("wb") as f:  # create-md keeps an existing disk's size
                 f.truncate(DEVICE_BYTES)
-            control.start(state_dir, netns=host.namespace,
-                          io_socket=self.io_socket if name == PRIMARY else None)
+            control.start(state_dir, netns=host.namespace, io_socket=self.io_socket if name == PRIMARY else None)
             teardown.callback(control.stop, state_dir)
             self.state_dirs[name] = state_dir
-            self.drivers[name] = Drbd(base / name / "drbd.d", node_name=name, netns=host.namespace,
-                                      drbdsetup=control.DRBDSETUP, drbdmeta=control.DRBDMETA,
-                                      env=control.lab_env(state_dir))
+            self.drivers[name] = Drbd(
+                base / name / "drbd.d",
+                node_name=name,
+                netns=host.namespace,
+                drbdsetup=control.DRBDSETUP,
+                drbdmeta=control.DRBDMETA,
+                env=control.lab_env(state_dir),
+            )
 
     def status(self, name: str) -> ResourceStatus:
         rc, out, err = control.drbdsetup(self.state_dirs[name], "status", RESOURCE, "--json")
@@ -351,25 +365,41 @@ def lab() -> Iterator[tuple[Path, Pair, str, contextlib.ExitStack]]:
         pair = Pair(base, net, teardown)
         pair.bring_up()
         mount = base / "blockdev"
-        proc = blockdev.start(mount, pair.io_socket, [blockdev.Device(f"drbd{MINOR}", DEVICE_BYTES, MINOR)],
-                              log_path=base / "blockdev.log")
+        proc = blockdev.start(
+            mount,
+            pair.io_socket,
+            [blockdev.Device(f"drbd{MINOR}", DEVICE_BYTES, MINOR)],
+            log_path=base / "blockdev.log",
+        )
         teardown.callback(stop_blockdev, proc, mount)
         yield base, pair, attach_loop(mount / f"drbd{MINOR}", teardown), teardown
 
 
 def setup(args: argparse.Namespace, base: Path) -> dict[str, Any]:
     fs_type = run(["stat", "--file-system", "--format=%T", str(base)]).stdout.strip()
-    return {"device_bytes": DEVICE_BYTES, "sequential_mib": SEQUENTIAL_MIB, "runs": args.runs,
-            "iterations": args.iterations, "mount_cycles": args.mount_cycles, "protocol": "C",
-            "kernel": platform.release(), "work_dir_fs": fs_type, "network": f"198.19.{SUBNET}.0/24",
-            "load_average_at_start": [round(load, 2) for load in os.getloadavg()]}
+    return {
+        "device_bytes": DEVICE_BYTES,
+        "sequential_mib": SEQUENTIAL_MIB,
+        "runs": args.runs,
+        "iterations": args.iterations,
+        "mount_cycles": args.mount_cycles,
+        "protocol": "C",
+        "kernel": platform.release(),
+        "work_dir_fs": fs_type,
+        "network": f"198.19.{SUBNET}.0/24",
+        "load_average_at_start": [round(load, 2) for load in os.getloadavg()],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--json", help="write the JSON results to this file (default: stdout)")
-    parser.add_argument("--iterations", type=int, default=300,
-                        help="4 KiB writes and write probes per configuration (default %(default)s)")
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        default=300,
+        help="4 KiB writes and write probes per configuration (default %(default)s)",
+    )
     parser.add_argument("--runs", type=int, default=5, help="dd runs per direction (default %(default)s)")
     parser.add_argument("--mount-cycles", type=int, default=20, help="mount/umount pairs (default %(default)s)")
     args = parser.parse_args(argv)

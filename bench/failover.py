@@ -47,16 +47,20 @@ def steady(lab: LabCluster, primary: str, timeout: float = 120) -> None:
     is listed as a synchronous standby and has reported itself eligible: only then may it take
     over, by expiry or by a planned switchover."""
     wait_replicating(lab, "mail", primary, [other(primary)], timeout)
-    wait_until(lambda: node_report(lab, "mail", other(primary)).get("eligible") is True,
-               timeout, f"{other(primary)} reported eligible")
+    wait_until(
+        lambda: node_report(lab, "mail", other(primary)).get("eligible") is True,
+        timeout,
+        f"{other(primary)} reported eligible",
+    )
 
 
 def api_writes(lab: LabCluster) -> float:
     """Total write requests the API server served for Leases, HAClusters and Events (their
     subresources included)."""
     counts = by_verb_and_resource(lab.kubectl("get", "--raw", "/metrics"))
-    return sum(value for (verb, resource), value in counts.items()
-               if not is_read(verb) and resource.split("/")[0] in COUNTED)
+    return sum(
+        value for (verb, resource), value in counts.items() if not is_read(verb) and resource.split("/")[0] in COUNTED
+    )
 
 
 def run(runs: int, quiet_seconds: float, work: Path) -> dict[str, Any]:
@@ -88,8 +92,7 @@ def run(runs: int, quiet_seconds: float, work: Path) -> dict[str, Any]:
             served = client.served_by(target, timeout=60)
             written = client.acked_by(target, timeout=60)
             unplanned.append(max(served, written) - fault)
-            print(f"unplanned {i + 1}/{runs}: {primary} -> {target} {unplanned[-1]:.2f}s",
-                  flush=True)
+            print(f"unplanned {i + 1}/{runs}: {primary} -> {target} {unplanned[-1]:.2f}s", flush=True)
             lab.heal(primary)
             primary = target
         # spec.primary still names the first primary after the unplanned failovers; a change
@@ -105,8 +108,7 @@ def run(runs: int, quiet_seconds: float, work: Path) -> dict[str, Any]:
             client.acked_by(target, timeout=60)
             planned_gap.append(client.http_gap(after=started))
             planned_total.append(served - started)
-            print(f"planned {i + 1}/{runs}: {primary} -> {target} gap {planned_gap[-1]:.2f}s",
-                  flush=True)
+            print(f"planned {i + 1}/{runs}: {primary} -> {target} gap {planned_gap[-1]:.2f}s", flush=True)
             primary = target
         steady(lab, primary)
         observer.stop()
@@ -123,11 +125,23 @@ def run(runs: int, quiet_seconds: float, work: Path) -> dict[str, Any]:
         plane.stop()
     u, g, t = percentiles(unplanned), percentiles(planned_gap), percentiles(planned_total)
     return {
-        "unplanned": {"runs": runs, "p50_s": u["p50_s"], "p90_s": u["p90_s"],
-                      "p99_s": u["p99_s"], "max_s": u["max_s"], "mean_s": u["mean_s"]},
-        "planned": {"runs": runs, "p50_gap_s": g["p50_s"], "p90_gap_s": g["p90_s"],
-                    "p99_gap_s": g["p99_s"], "max_gap_s": g["max_s"],
-                    "p50_total_s": t["p50_s"], "p99_total_s": t["p99_s"]},
+        "unplanned": {
+            "runs": runs,
+            "p50_s": u["p50_s"],
+            "p90_s": u["p90_s"],
+            "p99_s": u["p99_s"],
+            "max_s": u["max_s"],
+            "mean_s": u["mean_s"],
+        },
+        "planned": {
+            "runs": runs,
+            "p50_gap_s": g["p50_s"],
+            "p90_gap_s": g["p90_s"],
+            "p99_gap_s": g["p99_s"],
+            "max_gap_s": g["max_s"],
+            "p50_total_s": t["p50_s"],
+            "p99_total_s": t["p99_s"],
+        },
         "lost_acked_writes": len(lost),
         "acked_writes": len(acked),
         "lost_acked_files": len(lost_files),
@@ -140,11 +154,11 @@ def run(runs: int, quiet_seconds: float, work: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="tandem bench failover", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="tandem bench failover", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--runs", type=int, default=20)
-    p.add_argument("--quiet-seconds", type=float, default=30.0,
-                   help="window for the steady-state API write rate")
+    p.add_argument("--quiet-seconds", type=float, default=30.0, help="window for the steady-state API write rate")
     p.add_argument("--json", dest="json_path", default=None)
     args = p.parse_args(argv)
     with lab_work_dir() as work:

@@ -63,8 +63,11 @@ def recovery(lab: LabCluster) -> dict[str, Any]:
 
 def steady(lab: LabCluster, client: Client) -> None:
     wait_replicating(lab, "mail", PRIMARY, [NODES[1]], 120)
-    wait_until(lambda: members(lab) and all(m["state"] == "Healthy" for m in members(lab)),
-               60, "every member of mail1's chain Healthy")
+    wait_until(
+        lambda: members(lab) and all(m["state"] == "Healthy" for m in members(lab)),
+        60,
+        "every member of mail1's chain Healthy",
+    )
     client.acked_by(PRIMARY)
 
 
@@ -80,9 +83,15 @@ def one_run(lab: LabCluster, client: Client, fault: str) -> dict[str, float]:
     started = time.monotonic()
     heal = member_faults.inject(lab, PRIMARY, fault)
     try:
-        wait_until(lambda: (recovery(lab).get("kind"), recovery(lab).get("resource"),
-                            recovery(lab).get("action")) == (kind, name, "Repaired")
-                   and recovery(lab).get("time") != before, 60, f"{fault} repaired")
+        wait_until(
+            lambda: (
+                (recovery(lab).get("kind"), recovery(lab).get("resource"), recovery(lab).get("action"))
+                == (kind, name, "Repaired")
+                and recovery(lab).get("time") != before
+            ),
+            60,
+            f"{fault} repaired",
+        )
     finally:
         heal()
     reported = time.monotonic()
@@ -93,8 +102,11 @@ def one_run(lab: LabCluster, client: Client, fault: str) -> dict[str, float]:
     acks = [r["t"] for r in records if "ack" in r]
     answers = [r["t"] for r in records if r.get("http")]
     end = max(acked, reported)
-    return {"to_ack_s": acked - started, "write_gap_s": longest_gap(acks, started, end),
-            "http_gap_s": longest_gap(answers, started, end)}
+    return {
+        "to_ack_s": acked - started,
+        "write_gap_s": longest_gap(acks, started, end),
+        "http_gap_s": longest_gap(answers, started, end),
+    }
 
 
 def run(runs: int, work: Path) -> dict[str, Any]:
@@ -113,9 +125,11 @@ def run(runs: int, work: Path) -> dict[str, Any]:
             for i in range(runs):
                 sample = one_run(lab, client, fault)
                 samples.setdefault(fault, []).append(sample)
-                print(f"{fault} {i + 1}/{runs}: next ack {sample['to_ack_s']:.2f}s, write gap "
-                      f"{sample['write_gap_s']:.2f}s, http gap {sample['http_gap_s']:.2f}s",
-                      flush=True)
+                print(
+                    f"{fault} {i + 1}/{runs}: next ack {sample['to_ack_s']:.2f}s, write gap "
+                    f"{sample['write_gap_s']:.2f}s, http gap {sample['http_gap_s']:.2f}s",
+                    flush=True,
+                )
         steady(lab, client)
         observer.stop()
         client.stop()
@@ -135,15 +149,19 @@ def run(runs: int, work: Path) -> dict[str, Any]:
             p = percentiles([r[metric] for r in rows])
             row |= {f"{metric}_p50": round(p["p50_s"], 3), f"{metric}_p99": round(p["p99_s"], 3)}
         results[fault] = row
-    results |= {"lost_acked_writes": len(lost), "acked_writes": len(acked),
-                "double_primary_instants": observer.double_primary_instants,
-                "observer_samples": observer.samples}
+    results |= {
+        "lost_acked_writes": len(lost),
+        "acked_writes": len(acked),
+        "double_primary_instants": observer.double_primary_instants,
+        "observer_samples": observer.samples,
+    }
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="tandem bench repair", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="tandem bench repair", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--runs", type=int, default=10, help="repairs per fault kind")
     p.add_argument("--json", dest="json_path", default=None)
     args = p.parse_args(argv)

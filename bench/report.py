@@ -46,8 +46,13 @@ def lab_work_dir() -> Iterator[Path]:
 def exit_status(results: Mapping[str, Any]) -> int:
     """The exit status of a lab benchmark: 0 only with no lost write or file (for the
     benchmarks that write files) and one primary."""
-    return 0 if results["lost_acked_writes"] == 0 and results.get("lost_acked_files", 0) == 0 \
-        and results["double_primary_instants"] == 0 else 1
+    return (
+        0
+        if results["lost_acked_writes"] == 0
+        and results.get("lost_acked_files", 0) == 0
+        and results["double_primary_instants"] == 0
+        else 1
+    )
 
 
 def write_json(

@@ -75,8 +75,12 @@ MAX_CLUSTERS = FIRST_NODE - FIRST_VIP  # .2 to .240
 FIRST_PORT = 10000
 PROBE_INTERVAL = 0.1  # each cluster's floating IP is asked at most this often
 # Issue 16's targets on the 2-core lab machine, reported next to what was measured.
-TARGETS = {"writes_per_s_per_cluster": 1.0, "reads_per_s_per_cluster": 0.2,
-           "power_off_p99_s": 5.0, "agent_rss_mib": 200.0}
+TARGETS = {
+    "writes_per_s_per_cluster": 1.0,
+    "reads_per_s_per_cluster": 0.2,
+    "power_off_p99_s": 5.0,
+    "agent_rss_mib": 200.0,
+}
 
 
 # ------------------------------------------------------------------------------ the clusters
@@ -103,27 +107,46 @@ def manifests(clusters: int, nodes: int) -> list[dict[str, Any]]:
     M), preferring the first, with its own floating IP and its own echo unit, so that no two
     clusters share a unit on a node."""
     if not 2 <= nodes <= MAX_NODES:
-        raise ValueError(f"--nodes {nodes}: give 2 to {MAX_NODES} (each pair needs two nodes; "
-                         f"the lab's subnet has room for {MAX_NODES})")
+        raise ValueError(
+            f"--nodes {nodes}: give 2 to {MAX_NODES} (each pair needs two nodes; "
+            f"the lab's subnet has room for {MAX_NODES})"
+        )
     if not 1 <= clusters <= MAX_CLUSTERS:
-        raise ValueError(f"--clusters {clusters}: give 1 to {MAX_CLUSTERS} (one floating IP "
-                         "each in the lab's /24)")
+        raise ValueError(f"--clusters {clusters}: give 1 to {MAX_CLUSTERS} (one floating IP each in the lab's /24)")
     names = node_names(nodes)
     docs: list[dict[str, Any]] = []
     for i in range(clusters):
         name, pair = cluster_name(i), [names[i % nodes], names[(i + 1) % nodes]]
-        docs.append({"apiVersion": "tandem.dev/v1alpha1", "kind": "FloatingIP",
-                     "metadata": {"name": f"{name}-vip"},
-                     "spec": {"cluster": name, "addresses": [{"start": f"198.18.0.{FIRST_VIP + i}"}],
-                              "prefixLength": 24, "interface": "mgmt"}})
-        docs.append({"apiVersion": "tandem.dev/v1alpha1", "kind": "HACluster",
-                     "metadata": {"name": name},
-                     "spec": {"nodes": [{"name": n, "replicationAddress":
-                                         f"198.19.0.{FIRST_NODE + names.index(n)}"} for n in pair],
-                              "primary": pair[0],
-                              "chain": {"floatingIPs": [f"{name}-vip"],
-                                        "services": [{"name": "echo", "unit":
-                                                      f"lab-echo@{FIRST_PORT + i}.service"}]}}})
+        docs.append(
+            {
+                "apiVersion": "tandem.dev/v1alpha1",
+                "kind": "FloatingIP",
+                "metadata": {"name": f"{name}-vip"},
+                "spec": {
+                    "cluster": name,
+                    "addresses": [{"start": f"198.18.0.{FIRST_VIP + i}"}],
+                    "prefixLength": 24,
+                    "interface": "mgmt",
+                },
+            }
+        )
+        docs.append(
+            {
+                "apiVersion": "tandem.dev/v1alpha1",
+                "kind": "HACluster",
+                "metadata": {"name": name},
+                "spec": {
+                    "nodes": [
+                        {"name": n, "replicationAddress": f"198.19.0.{FIRST_NODE + names.index(n)}"} for n in pair
+                    ],
+                    "primary": pair[0],
+                    "chain": {
+                        "floatingIPs": [f"{name}-vip"],
+                        "services": [{"name": "echo", "unit": f"lab-echo@{FIRST_PORT + i}.service"}],
+                    },
+                },
+            }
+        )
     return docs
 
 
@@ -136,8 +159,7 @@ class Target:
 
 
 def targets(lab: LabCluster, clusters: int) -> dict[str, Target]:
-    return {cluster_name(i): Target(lab.address(FIRST_VIP + i), FIRST_PORT + i)
-            for i in range(clusters)}
+    return {cluster_name(i): Target(lab.address(FIRST_VIP + i), FIRST_PORT + i) for i in range(clusters)}
 
 
 # ------------------------------------------------------------------------ who is primary
@@ -154,8 +176,11 @@ def most_primaries(holders: Mapping[str, str | None]) -> str:
     return min(counts, key=lambda node: (-counts[node], node))
 
 
-def unsettled(haclusters: Iterable[Mapping[str, Any]], holders: Mapping[str, str | None],
-              fresh_since: Mapping[str, datetime] | None = None) -> dict[str, str]:
+def unsettled(
+    haclusters: Iterable[Mapping[str, Any]],
+    holders: Mapping[str, str | None],
+    fresh_since: Mapping[str, datetime] | None = None,
+) -> dict[str, str]:
     """cluster -> why it is not settled yet: settled is its Lease held by one of its nodes,
     which reports Primary, and every other node reporting an eligible Standby. `fresh_since`
     (node -> time): that node's reports count only with a heartbeat at or after it (a node
@@ -176,10 +201,8 @@ def unsettled(haclusters: Iterable[Mapping[str, Any]], holders: Mapping[str, str
                 found[name] = f"{node} has not reported since {since:%H:%M:%S}"
             elif node == holder and report.get("role") != "Primary":
                 found[name] = f"{node} holds the Lease but reports {report.get('role')}"
-            elif node != holder and (report.get("role") != "Standby"
-                                     or report.get("eligible") is not True):
-                found[name] = (f"{node} reports {report.get('role')}, eligible "
-                               f"{report.get('eligible')}")
+            elif node != holder and (report.get("role") != "Standby" or report.get("eligible") is not True):
+                found[name] = f"{node} reports {report.get('role')}, eligible {report.get('eligible')}"
             else:
                 continue
             break
@@ -195,18 +218,19 @@ def _parse_time(stamp: str) -> datetime:
 def lease_holders(lab: LabCluster) -> dict[str, str | None]:
     """cluster -> the holder of its `<cluster>-primary` Lease (None: nobody), one LIST."""
     items = json.loads(lab.kubectl("get", "leases", "-n", lab.namespace, "-o", "json"))["items"]
-    return {item["metadata"]["name"].removesuffix("-primary"): parse_lease(item).holder
-            for item in items if item["metadata"]["name"].endswith("-primary")}
+    return {
+        item["metadata"]["name"].removesuffix("-primary"): parse_lease(item).holder
+        for item in items
+        if item["metadata"]["name"].endswith("-primary")
+    }
 
 
 def haclusters(lab: LabCluster) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = json.loads(
-        lab.kubectl("get", "hac", "-n", lab.namespace, "-o", "json"))["items"]
+    found: list[dict[str, Any]] = json.loads(lab.kubectl("get", "hac", "-n", lab.namespace, "-o", "json"))["items"]
     return found
 
 
-def wait_settled(lab: LabCluster, timeout: float,
-                 fresh_since: Mapping[str, datetime] | None = None) -> None:
+def wait_settled(lab: LabCluster, timeout: float, fresh_since: Mapping[str, datetime] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while True:
         problems = unsettled(haclusters(lab), lease_holders(lab), fresh_since)
@@ -214,8 +238,7 @@ def wait_settled(lab: LabCluster, timeout: float,
             return
         if time.monotonic() > deadline:
             first = "; ".join(f"{k}: {v}" for k, v in sorted(problems.items())[:5])
-            raise TimeoutError(f"{len(problems)} clusters not settled after {timeout:.0f}s: "
-                               f"{first}")
+            raise TimeoutError(f"{len(problems)} clusters not settled after {timeout:.0f}s: {first}")
         time.sleep(1.0)
 
 
@@ -250,8 +273,9 @@ class Prober:
     def __init__(self, netns: str | None, interval: float = 0.1, timeout: float = 0.5) -> None:
         self.netns, self.interval, self.timeout = netns, interval, timeout
 
-    def first_accepted(self, targets: Mapping[str, Target],
-                       accept: Callable[[str | None], bool], deadline: float) -> dict[str, float]:
+    def first_accepted(
+        self, targets: Mapping[str, Target], accept: Callable[[str | None], bool], deadline: float
+    ) -> dict[str, float]:
         """name -> monotonic time of its first answer that `accept` (given the node it names,
         None for no answer) takes; targets never accepted by `deadline` are left out."""
         done: dict[str, float] = {}
@@ -282,8 +306,7 @@ class Prober:
                     self._close(selector, attempt)
         return done
 
-    def _connect(self, selector: selectors.BaseSelector, name: str, target: Target,
-                 now: float) -> _Attempt:
+    def _connect(self, selector: selectors.BaseSelector, name: str, target: Target, now: float) -> _Attempt:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         attempt = _Attempt(sock, now)
@@ -293,8 +316,7 @@ class Prober:
         selector.register(sock, selectors.EVENT_WRITE | selectors.EVENT_READ, name)
         return attempt
 
-    def _progress(self, selector: selectors.BaseSelector,
-                  attempt: _Attempt) -> tuple[str | None] | None:
+    def _progress(self, selector: selectors.BaseSelector, attempt: _Attempt) -> tuple[str | None] | None:
         """Advance one connection; (node,) when it is over, node None for a failure."""
         sock = attempt.sock
         try:
@@ -335,7 +357,7 @@ def doubly_held(first: Sequence[tuple[str, set[str]]], second: Mapping[str, set[
     re-take it in between); one merely moving from A to B in the first pass is not."""
     doubles = set()
     for i, (node, held) in enumerate(first):
-        for _later, later_held in first[i + 1:]:
+        for _later, later_held in first[i + 1 :]:
             doubles |= held & later_held & second.get(node, set())
     return doubles
 
@@ -370,18 +392,17 @@ class VipSampler:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             first = [(node, self.held(node)) for node in self.nodes]
-            candidates = [(n, h) for n, h in first
-                          if any(h & other for m, other in first if m != n)]
-            doubles = doubly_held(first, {n: self.held(n) for n, _ in candidates}) \
-                if candidates else set()
+            candidates = [(n, h) for n, h in first if any(h & other for m, other in first if m != n)]
+            doubles = doubly_held(first, {n: self.held(n) for n, _ in candidates}) if candidates else set()
             self.samples += 1
             if doubles:
                 self.double_instants += 1
                 self.doubles |= doubles
 
 
-def single_primary_problems(holders: Mapping[str, str | None], vips: Mapping[str, str],
-                            held: Mapping[str, set[str]]) -> dict[str, str]:
+def single_primary_problems(
+    holders: Mapping[str, str | None], vips: Mapping[str, str], held: Mapping[str, set[str]]
+) -> dict[str, str]:
     """cluster -> what is wrong with its end state: its floating IP (`vips`: cluster ->
     address) must be held by its Lease holder and no other node (`held`: node -> addresses)."""
     problems = {}
@@ -399,7 +420,7 @@ def single_primary_problems(holders: Mapping[str, str | None], vips: Mapping[str
 def cpu_seconds(stat: str) -> float:
     """utime + stime + cutime + cstime (the process's threads and its reaped children) of a
     /proc/<pid>/stat, in seconds."""
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     return sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
 
 
@@ -431,8 +452,7 @@ class ProcessReading:
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
             return None
-        return cls(pid, time.monotonic(), cpu_seconds(stat), status_kib(status, "VmRSS"),
-                   status_kib(status, "VmHWM"))
+        return cls(pid, time.monotonic(), cpu_seconds(stat), status_kib(status, "VmRSS"), status_kib(status, "VmHWM"))
 
 
 def usage(before: ProcessReading, after: ProcessReading | None) -> dict[str, Any]:
@@ -441,10 +461,12 @@ def usage(before: ProcessReading, after: ProcessReading | None) -> dict[str, Any
     node was fenced, say)."""
     if after is None:
         return {"pid": before.pid, "cpu_s_per_s": None, "rss_mib": None, "peak_rss_mib": None}
-    return {"pid": after.pid,
-            "cpu_s_per_s": round((after.cpu_s - before.cpu_s) / (after.t - before.t), 4),
-            "rss_mib": round(after.rss_kib / 1024, 1),
-            "peak_rss_mib": round(after.peak_rss_kib / 1024, 1)}
+    return {
+        "pid": after.pid,
+        "cpu_s_per_s": round((after.cpu_s - before.cpu_s) / (after.t - before.t), 4),
+        "rss_mib": round(after.rss_kib / 1024, 1),
+        "peak_rss_mib": round(after.peak_rss_kib / 1024, 1),
+    }
 
 
 def watched_pids(lab: LabCluster, nodes: Sequence[str]) -> dict[str, int]:
@@ -467,13 +489,13 @@ def request_counts(lab: LabCluster) -> dict[RequestKey, float]:
 
 def open_watches(lab: LabCluster) -> dict[str, float]:
     """Watches open at the API server now, by resource (apiserver_longrunning_requests)."""
-    counts = by_verb_and_resource(lab.kubectl("get", "--raw", "/metrics"),
-                                  "apiserver_longrunning_requests")
+    counts = by_verb_and_resource(lab.kubectl("get", "--raw", "/metrics"), "apiserver_longrunning_requests")
     return {resource: n for (verb, resource), n in sorted(counts.items()) if verb == "WATCH" and n}
 
 
-def api_window(lab: LabCluster, seconds: float,
-               pids: Mapping[str, int] | None = None) -> tuple[dict[RequestKey, float], dict[str, Any]]:
+def api_window(
+    lab: LabCluster, seconds: float, pids: Mapping[str, int] | None = None
+) -> tuple[dict[RequestKey, float], dict[str, Any]]:
     """Requests per second by (verb, resource) over `seconds`, and the usage of `pids` over
     the same window."""
     starts = {name: process_start_time(pid) for name, pid in (pids or {}).items()}
@@ -489,8 +511,9 @@ def api_window(lab: LabCluster, seconds: float,
     return rates(before, after, ended - started), used
 
 
-def per_cluster(lab_rates: Mapping[RequestKey, float], baseline: Mapping[RequestKey, float],
-                clusters: int) -> dict[str, Any]:
+def per_cluster(
+    lab_rates: Mapping[RequestKey, float], baseline: Mapping[RequestKey, float], clusters: int
+) -> dict[str, Any]:
     """The lab's request rates less the API server's own, per cluster: reads and writes, and
     each verb and resource ("GET leases")."""
     keys = sorted(set(lab_rates) | set(baseline), key=lambda k: (not is_read(k[0]), k[1], k[0]))
@@ -498,20 +521,23 @@ def per_cluster(lab_rates: Mapping[RequestKey, float], baseline: Mapping[Request
     return {
         "reads_per_s_per_cluster": round(sum(v for k, v in each.items() if is_read(k[0])), 4),
         "writes_per_s_per_cluster": round(sum(v for k, v in each.items() if not is_read(k[0])), 4),
-        "by_request_per_s_per_cluster": {f"{verb} {resource}": round(v, 4)
-                                         for (verb, resource), v in each.items()
-                                         if abs(v) >= 0.00005},
+        "by_request_per_s_per_cluster": {
+            f"{verb} {resource}": round(v, 4) for (verb, resource), v in each.items() if abs(v) >= 0.00005
+        },
     }
 
 
-def recovery(started: float, recovered: Mapping[str, float], affected: Sequence[str],
-             node: str) -> dict[str, Any]:
+def recovery(started: float, recovered: Mapping[str, float], affected: Sequence[str], node: str) -> dict[str, Any]:
     """The times from `started` until each affected cluster served again: each, and as
     percentiles."""
     each = {c: round(recovered[c] - started, 3) for c in affected if c in recovered}
     times = sorted(each.values())
-    found: dict[str, Any] = {"node": node, "clusters": len(affected),
-                             "unrecovered": len(affected) - len(times), "times_s": each}
+    found: dict[str, Any] = {
+        "node": node,
+        "clusters": len(affected),
+        "unrecovered": len(affected) - len(times),
+        "times_s": each,
+    }
     if times:
         p = percentiles(times)
         found |= {k: round(p[k], 3) for k in ("p50_s", "p99_s", "max_s")}
@@ -520,10 +546,18 @@ def recovery(started: float, recovered: Mapping[str, float], affected: Sequence[
 
 def revision() -> str:
     """The checked-out commit, `+dirty` with uncommitted changes."""
-    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
-                          text=True, check=False).stdout.strip() or "unknown"
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True, check=False).stdout.strip()
+    head = (
+        subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        or "unknown"
+    )
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
     return head + ("+dirty" if dirty else "")
 
 
@@ -549,29 +583,34 @@ class Run:
         """The lab with the clusters, until every cluster serves and is settled."""
         started = time.monotonic()
         self.lab.up([path])
-        served = self.prober.first_accepted(self.where, lambda node: node is not None,
-                                            started + self.args.settle_timeout)
+        served = self.prober.first_accepted(
+            self.where, lambda node: node is not None, started + self.args.settle_timeout
+        )
         if len(served) < len(self.where):
             missing = sorted(set(self.where) - set(served))
             raise TimeoutError(f"{len(missing)} clusters never served: {missing[:10]}")
         self.results["all_served_s"] = round(max(served.values()) - started, 1)
         wait_settled(self.lab, self.args.settle_timeout)
         self.results["all_settled_s"] = round(time.monotonic() - started, 1)
-        log(f"all served {self.results['all_served_s']}s after the lab started coming up, "
-            f"settled after {self.results['all_settled_s']}s")
+        log(
+            f"all served {self.results['all_served_s']}s after the lab started coming up, "
+            f"settled after {self.results['all_settled_s']}s"
+        )
 
-    def steady(self, baseline: Mapping[RequestKey, float],
-               baseline_watches: Mapping[str, float]) -> None:
+    def steady(self, baseline: Mapping[RequestKey, float], baseline_watches: Mapping[str, float]) -> None:
         log(f"steady state for {self.args.window:.0f}s")
-        lab_rates, used = api_window(self.lab, self.args.window,
-                                     watched_pids(self.lab, self.nodes))
+        lab_rates, used = api_window(self.lab, self.args.window, watched_pids(self.lab, self.nodes))
         watches = open_watches(self.lab)
         self.results["api"] = per_cluster(lab_rates, baseline, self.args.clusters) | {
-            "api_server_alone_per_s": {f"{verb} {resource}": round(rate, 4)
-                                       for (verb, resource), rate in sorted(baseline.items())},
-            "open_watches": {resource: n - baseline_watches.get(resource, 0.0)
-                             for resource, n in watches.items()
-                             if n != baseline_watches.get(resource, 0.0)}}
+            "api_server_alone_per_s": {
+                f"{verb} {resource}": round(rate, 4) for (verb, resource), rate in sorted(baseline.items())
+            },
+            "open_watches": {
+                resource: n - baseline_watches.get(resource, 0.0)
+                for resource, n in watches.items()
+                if n != baseline_watches.get(resource, 0.0)
+            },
+        }
         self.results["processes"] = used
 
     def power_off(self) -> str:
@@ -583,9 +622,11 @@ class Run:
         log(f"powering off {victim}, primary of {len(affected)} clusters")
         fault = time.monotonic()
         self.lab.power_off(victim)
-        recovered = self.prober.first_accepted({c: self.where[c] for c in affected},
-                                               lambda node: node not in (None, victim),
-                                               fault + self.args.recovery_timeout)
+        recovered = self.prober.first_accepted(
+            {c: self.where[c] for c in affected},
+            lambda node: node not in (None, victim),
+            fault + self.args.recovery_timeout,
+        )
         self.results["power_off"] = recovery(fault, recovered, affected, victim)
         log(f"power-off: {self.results['power_off']}")
         return victim
@@ -608,9 +649,11 @@ class Run:
         requested = time.monotonic()
         self.lab.cordon(cordoned)
         try:
-            recovered = self.prober.first_accepted({c: self.where[c] for c in affected},
-                                                   lambda node: node not in (None, cordoned),
-                                                   requested + self.args.recovery_timeout)
+            recovered = self.prober.first_accepted(
+                {c: self.where[c] for c in affected},
+                lambda node: node not in (None, cordoned),
+                requested + self.args.recovery_timeout,
+            )
         finally:
             self.lab.uncordon(cordoned)
         self.results["cordon"] = recovery(requested, recovered, affected, cordoned)
@@ -620,8 +663,10 @@ class Run:
         """Once settled: every floating IP on its Lease holder only."""
         wait_settled(self.lab, self.args.settle_timeout)
         problems = single_primary_problems(
-            lease_holders(self.lab), {c: t.address for c, t in self.where.items()},
-            {node: sampler.held(node) for node in self.nodes})
+            lease_holders(self.lab),
+            {c: t.address for c, t in self.where.items()},
+            {node: sampler.held(node) for node in self.nodes},
+        )
         self.results["end_state_problems"] = dict(sorted(problems.items())[:20])
         self.results["end_state_clusters_not_single_primary"] = len(problems)
 
@@ -632,10 +677,17 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     docs = manifests(args.clusters, args.nodes)
     nodes = nodes_used(docs)
     results: dict[str, Any] = {
-        "clusters": args.clusters, "nodes": len(nodes), "revision": revision(),
-        "parameters": {"window_s": args.window, "recovery_timeout_s": args.recovery_timeout,
-                       "settle_timeout_s": args.settle_timeout, "probe_interval_s": PROBE_INTERVAL},
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+        "clusters": args.clusters,
+        "nodes": len(nodes),
+        "revision": revision(),
+        "parameters": {
+            "window_s": args.window,
+            "recovery_timeout_s": args.recovery_timeout,
+            "settle_timeout_s": args.settle_timeout,
+            "probe_interval_s": PROBE_INTERVAL,
+        },
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
     plane = ControlPlane(work / "plane")
     plane.start()
     lab = LabCluster(plane, work / "lab", prefix=PREFIX, subnet=SUBNET, namespace=NAMESPACE)
@@ -678,22 +730,24 @@ def targets_met(results: Mapping[str, Any]) -> dict[str, bool]:
     of the steady window (fenced, say)."""
     api = results.get("api", {})
     power_off = results.get("power_off", {})
-    agents = [u["peak_rss_mib"] for name, u in results.get("processes", {}).items()
-              if name.startswith("agent ")]
-    writes, reads, p99 = (api.get("writes_per_s_per_cluster"), api.get("reads_per_s_per_cluster"),
-                          power_off.get("p99_s"))
+    agents = [u["peak_rss_mib"] for name, u in results.get("processes", {}).items() if name.startswith("agent ")]
+    writes, reads, p99 = (
+        api.get("writes_per_s_per_cluster"),
+        api.get("reads_per_s_per_cluster"),
+        power_off.get("p99_s"),
+    )
     return {
-        f"writes <= {TARGETS['writes_per_s_per_cluster']}/s per cluster":
-            writes is not None and writes <= TARGETS["writes_per_s_per_cluster"],
-        f"reads <= {TARGETS['reads_per_s_per_cluster']}/s per cluster":
-            reads is not None and reads <= TARGETS["reads_per_s_per_cluster"],
-        f"power-off p99 <= {TARGETS['power_off_p99_s']} s, every cluster served again":
-            p99 is not None and p99 <= TARGETS["power_off_p99_s"]
-            and power_off.get("unrecovered") == 0,
+        f"writes <= {TARGETS['writes_per_s_per_cluster']}/s per cluster": writes is not None
+        and writes <= TARGETS["writes_per_s_per_cluster"],
+        f"reads <= {TARGETS['reads_per_s_per_cluster']}/s per cluster": reads is not None
+        and reads <= TARGETS["reads_per_s_per_cluster"],
+        f"power-off p99 <= {TARGETS['power_off_p99_s']} s, every cluster served again": p99 is not None
+        and p99 <= TARGETS["power_off_p99_s"]
+        and power_off.get("unrecovered") == 0,
         "no double primary": results.get("double_primary_instants") == 0
-            and results.get("end_state_clusters_not_single_primary") == 0,
-        f"agent peak RSS <= {TARGETS['agent_rss_mib']:.0f} MiB":
-            bool(agents) and all(a is not None and a <= TARGETS["agent_rss_mib"] for a in agents),
+        and results.get("end_state_clusters_not_single_primary") == 0,
+        f"agent peak RSS <= {TARGETS['agent_rss_mib']:.0f} MiB": bool(agents)
+        and all(a is not None and a <= TARGETS["agent_rss_mib"] for a in agents),
     }
 
 
@@ -702,51 +756,68 @@ def exit_status(results: Mapping[str, Any]) -> int:
     cluster at the end and every affected cluster served again after the power-off and the
     cordon."""
     complete = "error" not in results and all(k in results for k in ("power_off", "cordon"))
-    return 0 if (complete and results["double_primary_instants"] == 0
-                 and results["end_state_clusters_not_single_primary"] == 0
-                 and results["power_off"]["unrecovered"] == 0
-                 and results["cordon"]["unrecovered"] == 0) else 1
+    return (
+        0
+        if (
+            complete
+            and results["double_primary_instants"] == 0
+            and results["end_state_clusters_not_single_primary"] == 0
+            and results["power_off"]["unrecovered"] == 0
+            and results["cordon"]["unrecovered"] == 0
+        )
+        else 1
+    )
 
 
 def table(results: Mapping[str, Any]) -> list[str]:
     """The results as lines: the steady state per cluster, the processes, the recoveries;
     what a failed run did not measure is left out and its error said."""
-    lines = [f"{results['clusters']} clusters on {results['nodes']} nodes "
-             f"(revision {results['revision'][:12]})"]
+    lines = [f"{results['clusters']} clusters on {results['nodes']} nodes (revision {results['revision'][:12]})"]
     if "all_settled_s" in results:
-        lines.append(f"all served {results['all_served_s']} s after the lab started coming up, "
-                     f"settled after {results['all_settled_s']} s")
+        lines.append(
+            f"all served {results['all_served_s']} s after the lab started coming up, "
+            f"settled after {results['all_settled_s']} s"
+        )
     if "api" in results:
         api = results["api"]
-        lines += ["", f"steady state, requests per second per cluster "
-                      f"({results['parameters']['window_s']:.0f} s window)",
-                  f"  {'reads':<34}{api['reads_per_s_per_cluster']:>10.3f}",
-                  f"  {'writes':<34}{api['writes_per_s_per_cluster']:>10.3f}",
-                  "  by request:"]
-        lines += [f"    {name:<32}{rate:>10.3f}"
-                  for name, rate in api["by_request_per_s_per_cluster"].items()]
+        lines += [
+            "",
+            f"steady state, requests per second per cluster ({results['parameters']['window_s']:.0f} s window)",
+            f"  {'reads':<34}{api['reads_per_s_per_cluster']:>10.3f}",
+            f"  {'writes':<34}{api['writes_per_s_per_cluster']:>10.3f}",
+            "  by request:",
+        ]
+        lines += [f"    {name:<32}{rate:>10.3f}" for name, rate in api["by_request_per_s_per_cluster"].items()]
         watches = ", ".join(f"{resource} {n:g}" for resource, n in api["open_watches"].items())
         lines.append(f"  open watches (beyond the API server's own): {watches or 'none'}")
     if "processes" in results:
         lines += ["", f"  {'process':<22}{'CPU s/s':>10}{'RSS MiB':>10}{'peak MiB':>10}"]
-        lines += [f"  {name:<22}" + _cell(u["cpu_s_per_s"], 10, 3) + _cell(u["rss_mib"], 10, 1)
-                  + _cell(u["peak_rss_mib"], 10, 1) for name, u in results["processes"].items()]
+        lines += [
+            f"  {name:<22}"
+            + _cell(u["cpu_s_per_s"], 10, 3)
+            + _cell(u["rss_mib"], 10, 1)
+            + _cell(u["peak_rss_mib"], 10, 1)
+            for name, u in results["processes"].items()
+        ]
     phases = [phase for phase in ("power_off", "cordon") if phase in results]
     if phases:
-        lines += ["", f"  {'served again after':<22}{'node':>8}{'clusters':>10}{'p50 s':>8}"
-                      f"{'p99 s':>8}{'max s':>8}{'never':>7}"]
+        lines += [
+            "",
+            f"  {'served again after':<22}{'node':>8}{'clusters':>10}{'p50 s':>8}{'p99 s':>8}{'max s':>8}{'never':>7}",
+        ]
     for phase in phases:
         r = results[phase]
         cells = "".join(_cell(r.get(k), 8, 2) for k in ("p50_s", "p99_s", "max_s"))
-        lines.append(f"  {phase.replace('_', '-'):<22}{r['node']:>8}{r['clusters']:>10}{cells}"
-                     f"{r['unrecovered']:>7}")
-    lines += ["", f"double-primary instants {results.get('double_primary_instants')} in "
-                  f"{results.get('vip_samples')} samples; clusters not single-primary at the end "
-                  f"{results.get('end_state_clusters_not_single_primary', '-')}"]
+        lines.append(f"  {phase.replace('_', '-'):<22}{r['node']:>8}{r['clusters']:>10}{cells}{r['unrecovered']:>7}")
+    lines += [
+        "",
+        f"double-primary instants {results.get('double_primary_instants')} in "
+        f"{results.get('vip_samples')} samples; clusters not single-primary at the end "
+        f"{results.get('end_state_clusters_not_single_primary', '-')}",
+    ]
     if "error" in results:
         lines.append(f"STOPPED: {results['error']}")
-    lines += [f"target {'met' if met else 'NOT met'}: {name}"
-              for name, met in results["targets"].items()]
+    lines += [f"target {'met' if met else 'NOT met'}: {name}" for name, met in results["targets"].items()]
     return lines
 
 
@@ -755,23 +826,34 @@ def _cell(value: float | None, width: int, digits: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="tandem bench scale", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--clusters", type=int, default=1,
-                   help=f"N HAClusters, 1 to {MAX_CLUSTERS} (default %(default)s)")
-    p.add_argument("--nodes", type=int, default=3,
-                   help=f"M lab nodes, 2 to {MAX_NODES} (default %(default)s)")
-    p.add_argument("--window", type=float, default=30.0,
-                   help="seconds of the steady-state window (default %(default)s)")
-    p.add_argument("--recovery-timeout", type=float, default=60.0,
-                   help="seconds a cluster may take to serve again after the power-off or "
-                        "the cordon before it counts as never served (default %(default)s)")
-    p.add_argument("--settle-timeout", type=float, default=900.0,
-                   help="seconds for every cluster to serve and settle (default %(default)s)")
+    p = argparse.ArgumentParser(
+        prog="tandem bench scale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--clusters", type=int, default=1, help=f"N HAClusters, 1 to {MAX_CLUSTERS} (default %(default)s)")
+    p.add_argument("--nodes", type=int, default=3, help=f"M lab nodes, 2 to {MAX_NODES} (default %(default)s)")
+    p.add_argument(
+        "--window", type=float, default=30.0, help="seconds of the steady-state window (default %(default)s)"
+    )
+    p.add_argument(
+        "--recovery-timeout",
+        type=float,
+        default=60.0,
+        help="seconds a cluster may take to serve again after the power-off or "
+        "the cordon before it counts as never served (default %(default)s)",
+    )
+    p.add_argument(
+        "--settle-timeout",
+        type=float,
+        default=900.0,
+        help="seconds for every cluster to serve and settle (default %(default)s)",
+    )
     p.add_argument("--json", dest="json_path", default=None)
-    p.add_argument("--logs", default=None,
-                   help="copy the run's logs (operator, agents' journals, power controllers, "
-                        "control plane) to this directory at the end")
+    p.add_argument(
+        "--logs",
+        default=None,
+        help="copy the run's logs (operator, agents' journals, power controllers, "
+        "control plane) to this directory at the end",
+    )
     args = p.parse_args(argv)
     try:
         manifests(args.clusters, args.nodes)
@@ -783,8 +865,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with lab_work_dir() as work:
         results = run(args, work)
-    write_json("scale", results, args.json_path,
-               command=["tandem", "bench", "scale", *(sys.argv[1:] if argv is None else argv)])
+    write_json(
+        "scale",
+        results,
+        args.json_path,
+        command=["tandem", "bench", "scale", *(sys.argv[1:] if argv is None else argv)],
+    )
     out: TextIO = sys.stdout if args.json_path else sys.stderr
     print("\nscale", file=out)
     for line in table(results):

@@ -38,8 +38,9 @@ def check(path: str) -> list[str]:
                 problems.append(f"missing {required}")
         tops = {n.split("/", 1)[0] for n in names}
         problems += [f"ships {t}/ (not part of the product)" for t in sorted(tops & FORBIDDEN_TOP)]
-        stand_in = wheel.getinfo("tandem/lab/drbdsim/bin/drbdsetup") \
-            if "tandem/lab/drbdsim/bin/drbdsetup" in names else None
+        stand_in = (
+            wheel.getinfo("tandem/lab/drbdsim/bin/drbdsetup") if "tandem/lab/drbdsim/bin/drbdsetup" in names else None
+        )
         if stand_in is not None and not (stand_in.external_attr >> 16) & 0o111:
             problems.append("tandem/lab/drbdsim/bin/drbdsetup is not executable in the wheel")
         entry = next((n for n in names if n.endswith(".dist-info/entry_points.txt")), None)
@@ -64,8 +65,10 @@ def main() -> int:
     for problem in problems:
         print(f"check-wheel: {sys.argv[1]}: {problem}", file=sys.stderr)
     if not problems:
-        print(f"check-wheel: {sys.argv[1]}: tandem, tandem_agent, tandem_operator and the console "
-              f"scripts {', '.join(SCRIPTS)} are in place")
+        print(
+            f"check-wheel: {sys.argv[1]}: tandem, tandem_agent, tandem_operator and the console "
+            f"scripts {', '.join(SCRIPTS)} are in place"
+        )
     return 1 if problems else 0
 
 

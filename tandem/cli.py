@@ -81,16 +81,18 @@ def lab_exec(lab_dir: Path, plane: Any, argv: list[str]) -> int:
     if argv[1:2] == ["--"]:
         argv = [argv[0], *argv[2:]]
     if len(argv) < 2:
-        print("tandem lab exec: usage: tandem lab exec NODE [--] COMMAND [ARGS...], e.g. "
-              "tandem lab exec mail1 journalctl -u tandem-agent", file=sys.stderr)
+        print(
+            "tandem lab exec: usage: tandem lab exec NODE [--] COMMAND [ARGS...], e.g. "
+            "tandem lab exec mail1 journalctl -u tandem-agent",
+            file=sys.stderr,
+        )
         return 2
     node, command = argv[0], argv[1:]
     try:
         machine = demo.cluster_for(lab_dir, plane).machine(node)
         proc = machine.exec(command, check=False, timeout=3600)
     except FileNotFoundError:
-        print(f"tandem lab exec: no node {node!r} in the lab in {lab_dir} (make demo first)",
-              file=sys.stderr)
+        print(f"tandem lab exec: no node {node!r} in the lab in {lab_dir} (make demo first)", file=sys.stderr)
         return 2
     except MachineError as exc:
         print(f"tandem lab exec: {exc}", file=sys.stderr)
@@ -123,23 +125,29 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         kinds = chaos.parse_kinds(args.faults) if args.faults else tuple(chaos.KINDS)
         json_path = Path(args.json) if args.json else None
         if json_path is not None and not json_path.parent.is_dir():
-            raise ValueError(f"--json {args.json!r}: directory {str(json_path.parent)!r} does "
-                             "not exist; create it or write the JSON elsewhere")
+            raise ValueError(
+                f"--json {args.json!r}: directory {str(json_path.parent)!r} does "
+                "not exist; create it or write the JSON elsewhere"
+            )
         logs = Path(args.keep_logs) if args.keep_logs else None
         if logs is not None and not logs.parent.is_dir():
-            raise ValueError(f"--keep-logs {args.keep_logs!r}: directory "
-                             f"{str(logs.parent)!r} does not exist; create it or keep the logs "
-                             "elsewhere")
+            raise ValueError(
+                f"--keep-logs {args.keep_logs!r}: directory "
+                f"{str(logs.parent)!r} does not exist; create it or keep the logs "
+                "elsewhere"
+            )
         if logs is not None and logs.exists() and (not logs.is_dir() or any(logs.iterdir())):
-            raise ValueError(f"--keep-logs {args.keep_logs!r} exists and is not an empty "
-                             "directory; name a new one")
+            raise ValueError(f"--keep-logs {args.keep_logs!r} exists and is not an empty directory; name a new one")
     except ValueError as exc:
         print(f"tandem chaos: {exc}", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="tandem-chaos-"))
     work.chmod(0o755)  # PostgreSQL runs as its own user below it
-    print(f"tandem chaos --seed {args.seed} --duration {args.duration}"
-          f"{' --faults ' + ','.join(kinds) if args.faults else ''}", flush=True)
+    print(
+        f"tandem chaos --seed {args.seed} --duration {args.duration}"
+        f"{' --faults ' + ','.join(kinds) if args.faults else ''}",
+        flush=True,
+    )
     try:
         return chaos.main(args.seed, duration, kinds, json_path, work)
     finally:
@@ -152,16 +160,18 @@ def cmd_chaos(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from tandem.importer import command
 
-    return command.run(command.Options(
-        crm=Path(args.crm) if args.crm else None,
-        cib=Path(args.cib) if args.cib else None,
-        drbd=tuple(Path(p) for p in args.drbd),
-        namespace=args.namespace,
-        out=Path(args.out) if args.out else None,
-        check=args.check,
-        strict=args.strict,
-        kubeconfig=args.kubeconfig or os.environ.get("KUBECONFIG") or None,
-    ))
+    return command.run(
+        command.Options(
+            crm=Path(args.crm) if args.crm else None,
+            cib=Path(args.cib) if args.cib else None,
+            drbd=tuple(Path(p) for p in args.drbd),
+            namespace=args.namespace,
+            out=Path(args.out) if args.out else None,
+            check=args.check,
+            strict=args.strict,
+            kubeconfig=args.kubeconfig or os.environ.get("KUBECONFIG") or None,
+        )
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,13 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     lab = sub.add_parser("lab", help="the local control plane (etcd + kube-apiserver)")
     lab.add_argument(
-        "--lab-dir", default=str(default_lab_dir()),
+        "--lab-dir",
+        default=str(default_lab_dir()),
         help="where certificates, data, logs and the kubeconfig live (env TANDEM_LAB_DIR)",
     )
-    lab.add_argument("lab_command",
-                     choices=["up", "demo", "down", "kubeconfig", "kubectl-path", "status", "exec"])
-    lab.add_argument("args", nargs=argparse.REMAINDER,
-                     help="exec: NODE [--] COMMAND... runs a command on a lab node")
+    lab.add_argument("lab_command", choices=["up", "demo", "down", "kubeconfig", "kubectl-path", "status", "exec"])
+    lab.add_argument("args", nargs=argparse.REMAINDER, help="exec: NODE [--] COMMAND... runs a command on a lab node")
     lab.set_defaults(func=cmd_lab)
 
     bench = sub.add_parser("bench", help="benchmarks in the lab (JSON and a table)")
@@ -189,34 +198,52 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="e.g. --runs 20 --json FILE")
     bench.set_defaults(func=cmd_bench)
 
-    chaos = sub.add_parser("chaos", help="random faults in a lab pair, checked for split brain "
-                           "and lost writes (table, and JSON with --json)")
-    chaos.add_argument("--seed", type=int, required=True,
-                       help="the plan of faults; the same seed replays the same plan")
+    chaos = sub.add_parser(
+        "chaos",
+        help="random faults in a lab pair, checked for split brain and lost writes (table, and JSON with --json)",
+    )
+    chaos.add_argument(
+        "--seed", type=int, required=True, help="the plan of faults; the same seed replays the same plan"
+    )
     chaos.add_argument("--duration", default="10m", help="how long to inject faults: 90s, 10m, 1h")
-    chaos.add_argument("--faults", default="",
-                       help="comma-separated kinds to mix (default: all): crash, freeze, ...")
+    chaos.add_argument("--faults", default="", help="comma-separated kinds to mix (default: all): crash, freeze, ...")
     chaos.add_argument("--json", default=None, help="write the full result here")
-    chaos.add_argument("--keep-logs", default=None, metavar="DIR",
-                       help="copy the agents', operator's and control plane's logs to this new "
-                            "directory before the run's work directory is removed")
+    chaos.add_argument(
+        "--keep-logs",
+        default=None,
+        metavar="DIR",
+        help="copy the agents', operator's and control plane's logs to this new "
+        "directory before the run's work directory is removed",
+    )
     chaos.set_defaults(func=cmd_chaos)
 
-    imp = sub.add_parser("import", help="turn a Pacemaker/DRBD configuration into tandem manifests, "
-                         "with a report of what was and was not carried over")
+    imp = sub.add_parser(
+        "import",
+        help="turn a Pacemaker/DRBD configuration into tandem manifests, "
+        "with a report of what was and was not carried over",
+    )
     source = imp.add_mutually_exclusive_group(required=True)
     source.add_argument("--crm", metavar="FILE", help="`crm configure show` output")
     source.add_argument("--cib", metavar="FILE", help="`cibadmin --query` output (CIB XML)")
-    imp.add_argument("--drbd", nargs="+", default=[], metavar="DIR_OR_FILE",
-                     help="DRBD resource files, or directories of *.res/*.conf (e.g. /etc/drbd.d)")
+    imp.add_argument(
+        "--drbd",
+        nargs="+",
+        default=[],
+        metavar="DIR_OR_FILE",
+        help="DRBD resource files, or directories of *.res/*.conf (e.g. /etc/drbd.d)",
+    )
     imp.add_argument("--namespace", required=True, type=_dns_label, help="namespace of the manifests")
-    imp.add_argument("--out", metavar="DIR", help="write DIR/<cluster>.yaml (default: YAML on stdout, "
-                     "the report on stderr)")
-    imp.add_argument("--check", action="store_true", help="validate against the models, and with "
-                     "--kubeconfig (or KUBECONFIG) by a server-side dry run, before writing")
+    imp.add_argument(
+        "--out", metavar="DIR", help="write DIR/<cluster>.yaml (default: YAML on stdout, the report on stderr)"
+    )
+    imp.add_argument(
+        "--check",
+        action="store_true",
+        help="validate against the models, and with "
+        "--kubeconfig (or KUBECONFIG) by a server-side dry run, before writing",
+    )
     imp.add_argument("--kubeconfig", default=None, help="API server for --check's dry run")
-    imp.add_argument("--strict", action="store_true", help="fail, writing nothing, if anything is "
-                     "not carried over")
+    imp.add_argument("--strict", action="store_true", help="fail, writing nothing, if anything is not carried over")
     imp.set_defaults(func=cmd_import)
     return parser
 

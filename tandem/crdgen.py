@@ -69,8 +69,11 @@ KINDS: tuple[Kind, ...] = (
             {"name": "Status", "type": "string", "jsonPath": _ready("reason")},
             {"name": "Epoch", "type": "integer", "jsonPath": ".status.epoch"},
             {"name": "Desired", "type": "string", "jsonPath": ".spec.primary"},
-            {"name": "Preferred", "type": "string", "jsonPath":
-             '.status.conditions[?(@.type=="PreferredPrimary")].reason'},
+            {
+                "name": "Preferred",
+                "type": "string",
+                "jsonPath": '.status.conditions[?(@.type=="PreferredPrimary")].reason',
+            },
             AGE,
             {"name": "Message", "type": "string", "jsonPath": _ready("message"), "priority": 1},
         ),
@@ -116,9 +119,13 @@ KINDS: tuple[Kind, ...] = (
         description="What each namespace's tandem clusters may touch on the nodes, decided by "
         "the platform team: read by the admission policy tandem-tenant-limits.",
         columns=(AGE,),
-        rules=(cel(f"self.metadata.name == '{TENANT_POLICY_NAME}'",
-                   f"the TenantPolicy must be named {TENANT_POLICY_NAME}: the admission policy "
-                   "tandem-tenant-limits reads that one, with an entry per namespace"),),
+        rules=(
+            cel(
+                f"self.metadata.name == '{TENANT_POLICY_NAME}'",
+                f"the TenantPolicy must be named {TENANT_POLICY_NAME}: the admission policy "
+                "tandem-tenant-limits reads that one, with an entry per namespace",
+            ),
+        ),
     ),
 )
 

@@ -67,8 +67,7 @@ class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], registry: CollectorRegistry,
-                 route: Route | None) -> None:
+    def __init__(self, address: tuple[str, int], registry: CollectorRegistry, route: Route | None) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.registry = registry
         self.route = route
@@ -92,9 +91,11 @@ class _Handler(BaseHTTPRequestHandler):
                 encode, content_type = choose_encoder(self.headers.get("Accept", ""))
                 data, status = encode(self.server.registry), 200
             else:
-                reply = Reply(200, "ok\n") if path == "/healthz" else \
-                    (self.server.route(path) if self.server.route else None) or \
-                    Reply(404, f"not found: {path}\n")
+                reply = (
+                    Reply(200, "ok\n")
+                    if path == "/healthz"
+                    else (self.server.route(path) if self.server.route else None) or Reply(404, f"not found: {path}\n")
+                )
                 data, status, content_type = reply.body.encode(), reply.status, reply.content_type
         except Exception:
             log.exception("answering GET %s failed", path)
@@ -114,11 +115,9 @@ class _Handler(BaseHTTPRequestHandler):
 class MetricsServer:
     """Binds at construction (raises OSError); serves from `start()` until `stop()`."""
 
-    def __init__(self, address: tuple[str, int], registry: CollectorRegistry,
-                 route: Route | None = None) -> None:
+    def __init__(self, address: tuple[str, int], registry: CollectorRegistry, route: Route | None = None) -> None:
         self._server = _Server(address, registry, route)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
 
     @property
     def port(self) -> int:
@@ -135,8 +134,9 @@ class MetricsServer:
         self._thread.join(timeout=5)
 
 
-def serve(address: tuple[str, int] | None, registry: CollectorRegistry, route: Route | None,
-          option: str) -> MetricsServer | None:
+def serve(
+    address: tuple[str, int] | None, registry: CollectorRegistry, route: Route | None, option: str
+) -> MetricsServer | None:
     """Start serving on `address` (None: disabled). When it cannot be bound, say so once,
     naming the command-line `option`, and carry on without the endpoints."""
     if address is None:
@@ -146,9 +146,14 @@ def serve(address: tuple[str, int] | None, registry: CollectorRegistry, route: R
     try:
         server = MetricsServer(address, registry, route)
     except OSError as exc:
-        log.error("%s %s: cannot listen (%s); running on without the metrics and health "
-                  "endpoints: free the port or choose another with %s", option, shown,
-                  exc.strerror or exc, option)
+        log.error(
+            "%s %s: cannot listen (%s); running on without the metrics and health "
+            "endpoints: free the port or choose another with %s",
+            option,
+            shown,
+            exc.strerror or exc,
+            option,
+        )
         return None
     log.info("metrics and health endpoints on %s", shown)
     return server.start()

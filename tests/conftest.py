@@ -58,9 +58,16 @@ def crds_installed(kubectl: Kubectl) -> Kubectl:
     """Install the generated CRDs and wait until the API server serves them."""
     kubectl.run(["apply", "--server-side", "-k", str(REPO / "crds")])
     kubectl.run(
-        ["wait", "--for=condition=Established", "--timeout=60s", "crd",
-         "haclusters.tandem.dev", "drbdvolumes.tandem.dev", "floatingips.tandem.dev",
-         "tenantpolicies.tandem.dev"]
+        [
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd",
+            "haclusters.tandem.dev",
+            "drbdvolumes.tandem.dev",
+            "floatingips.tandem.dev",
+            "tenantpolicies.tandem.dev",
+        ]
     )
     deadline = time.monotonic() + 30
     while kubectl.run(["get", "hac", "-A"], check=False).returncode != 0:
@@ -83,8 +90,7 @@ def remove_tenant_limits(kubectl: Kubectl, timeout: float = 30) -> None:
     with no TenantPolicy entry. The API server drops a deleted binding a moment later."""
     kubectl.run(["delete", "--ignore-not-found", "-f", str(TENANT_LIMITS)])
     deadline = time.monotonic() + timeout
-    while kubectl.run(["create", "--dry-run=server", "-f", "-"], stdin=_PROBE,
-                      check=False).returncode != 0:
+    while kubectl.run(["create", "--dry-run=server", "-f", "-"], stdin=_PROBE, check=False).returncode != 0:
         assert time.monotonic() < deadline, "the tenant limits are still enforced"
         time.sleep(0.2)
 

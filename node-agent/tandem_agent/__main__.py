@@ -82,55 +82,90 @@ POSTGRES_FIELDS = {
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="tandem-agent", description=__doc__)
-    p.add_argument("--node", default=os.environ.get("NODE_NAME"),
-                   help="this node's Kubernetes Node name (env NODE_NAME)")
-    p.add_argument("--namespace", action="append", default=None, metavar="NAMESPACE",
-                   help="serve only the HAClusters of this namespace (repeatable; env "
-                        "TANDEM_NAMESPACE, comma-separated); default: every namespace")
-    p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"),
-                   help="kubeconfig file; in-cluster service account when unset")
+    p.add_argument(
+        "--node", default=os.environ.get("NODE_NAME"), help="this node's Kubernetes Node name (env NODE_NAME)"
+    )
+    p.add_argument(
+        "--namespace",
+        action="append",
+        default=None,
+        metavar="NAMESPACE",
+        help="serve only the HAClusters of this namespace (repeatable; env "
+        "TANDEM_NAMESPACE, comma-separated); default: every namespace",
+    )
+    p.add_argument(
+        "--kubeconfig",
+        default=os.environ.get("KUBECONFIG"),
+        help="kubeconfig file; in-cluster service account when unset",
+    )
     p.add_argument("--state-dir", default="/var/lib/tandem", type=Path)
-    p.add_argument("--fence", choices=["spec", "lab-kill"], default="spec",
-                   help="lab-kill overrides spec.failover.fence.method for the lab")
+    p.add_argument(
+        "--fence",
+        choices=["spec", "lab-kill"],
+        default="spec",
+        help="lab-kill overrides spec.failover.fence.method for the lab",
+    )
     p.add_argument("--drbd-config-dir", default="/etc/drbd.d", type=Path)
     p.add_argument("--drbdsetup", default=None, help="drbdsetup replacement (lab stand-in)")
     p.add_argument("--drbdmeta", default=None, help="drbdmeta replacement (lab stand-in)")
-    p.add_argument("--drbd-sim-state", type=Path, default=None,
-                   help="lab only: state directory of this node's DRBD stand-in")
-    p.add_argument("--device", action="append", default=[], metavar="VOLUME=PATH",
-                   help="block device to mount for a DRBDVolume (default /dev/drbd<minor>)")
-    p.add_argument("--pg-data-dir", type=Path, default=None,
-                   help="override spec.chain.postgres.dataDirectory on this node")
+    p.add_argument(
+        "--drbd-sim-state", type=Path, default=None, help="lab only: state directory of this node's DRBD stand-in"
+    )
+    p.add_argument(
+        "--device",
+        action="append",
+        default=[],
+        metavar="VOLUME=PATH",
+        help="block device to mount for a DRBDVolume (default /dev/drbd<minor>)",
+    )
+    p.add_argument(
+        "--pg-data-dir", type=Path, default=None, help="override spec.chain.postgres.dataDirectory on this node"
+    )
     p.add_argument("--pg-bin-dir", type=Path, default=None)
-    p.add_argument("--pg-password-file", type=Path,
-                   default=os.environ.get("TANDEM_PG_PASSWORD_FILE") or None,
-                   help="host installs: file holding the PostgreSQL replication password, used "
-                        "when spec.chain.postgres.credentialsSecret is not set "
-                        "(env TANDEM_PG_PASSWORD_FILE)")
-    p.add_argument("--watchdog", default=os.environ.get("TANDEM_WATCHDOG", "none"),
-                   help="none, device (/dev/watchdog), device:<path>, or lab:<socket> (the lab "
-                        "node supervisor); env TANDEM_WATCHDOG")
-    p.add_argument("--host-exec", choices=host.HOST_EXEC_MODES,
-                   default=os.environ.get("TANDEM_HOST_EXEC", "direct"),
-                   help="direct: run host commands as they are (host install, lab); nsenter: "
-                        "from a container, run them in PID 1's namespaces and reach host paths "
-                        "through /proc/1/root (the DaemonSet); env TANDEM_HOST_EXEC")
-    p.add_argument("--scope-daemons", action=argparse.BooleanOptionalAction,
-                   default=os.environ.get("TANDEM_SCOPE_DAEMONS", "") in ("1", "true", "yes"),
-                   help="start PostgreSQL (pg_ctl start) under `systemd-run --scope`, outside "
-                        "the agent's cgroup, so stopping the agent does not kill it (needs "
-                        "systemd on the host); env TANDEM_SCOPE_DAEMONS=1")
-    p.add_argument("--metrics-address", type=address_argument, metavar="HOST:PORT",
-                   default=os.environ.get("TANDEM_METRICS_ADDRESS", ":9464"),
-                   help="serve /metrics, /healthz, /primary/<namespace>/<cluster> and "
-                        "/replica/<namespace>/<cluster> here (default :9464, every IPv4 "
-                        "address; [::]:9464 for IPv6; empty: off); env TANDEM_METRICS_ADDRESS")
+    p.add_argument(
+        "--pg-password-file",
+        type=Path,
+        default=os.environ.get("TANDEM_PG_PASSWORD_FILE") or None,
+        help="host installs: file holding the PostgreSQL replication password, used "
+        "when spec.chain.postgres.credentialsSecret is not set "
+        "(env TANDEM_PG_PASSWORD_FILE)",
+    )
+    p.add_argument(
+        "--watchdog",
+        default=os.environ.get("TANDEM_WATCHDOG", "none"),
+        help="none, device (/dev/watchdog), device:<path>, or lab:<socket> (the lab "
+        "node supervisor); env TANDEM_WATCHDOG",
+    )
+    p.add_argument(
+        "--host-exec",
+        choices=host.HOST_EXEC_MODES,
+        default=os.environ.get("TANDEM_HOST_EXEC", "direct"),
+        help="direct: run host commands as they are (host install, lab); nsenter: "
+        "from a container, run them in PID 1's namespaces and reach host paths "
+        "through /proc/1/root (the DaemonSet); env TANDEM_HOST_EXEC",
+    )
+    p.add_argument(
+        "--scope-daemons",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("TANDEM_SCOPE_DAEMONS", "") in ("1", "true", "yes"),
+        help="start PostgreSQL (pg_ctl start) under `systemd-run --scope`, outside "
+        "the agent's cgroup, so stopping the agent does not kill it (needs "
+        "systemd on the host); env TANDEM_SCOPE_DAEMONS=1",
+    )
+    p.add_argument(
+        "--metrics-address",
+        type=address_argument,
+        metavar="HOST:PORT",
+        default=os.environ.get("TANDEM_METRICS_ADDRESS", ":9464"),
+        help="serve /metrics, /healthz, /primary/<namespace>/<cluster> and "
+        "/replica/<namespace>/<cluster> here (default :9464, every IPv4 "
+        "address; [::]:9464 for IPv6; empty: off); env TANDEM_METRICS_ADDRESS",
+    )
     p.add_argument("--poll-interval", type=float, default=0.1)
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     listed = args.namespace or os.environ.get("TANDEM_NAMESPACE", "").split(",")
-    args.namespace = tuple(dict.fromkeys(n.strip() for item in listed for n in item.split(",")
-                                         if n.strip()))
+    args.namespace = tuple(dict.fromkeys(n.strip() for item in listed for n in item.split(",") if n.strip()))
     if not args.node:
         p.error("--node (or env NODE_NAME) is required: the Kubernetes Node this agent runs on")
     for item in args.device:
@@ -151,19 +186,24 @@ def resolve(obj: dict[str, Any], world: dict[str, list[dict[str, Any]]]) -> Reso
     chain cannot be built from them."""
     spec = HAClusterSpec.model_validate(obj["spec"])
     namespace = obj["metadata"].get("namespace")
-    found = {plural: {o["metadata"]["name"]: o["spec"] for o in world[plural]
-                      if o["metadata"].get("namespace") == namespace}
-             for plural in ("drbdvolumes", "floatingips")}
-    volumes = {name: _named(DRBDVolumeSpec, name, f"spec.chain.volumes[{i}]",
-                            found["drbdvolumes"], namespace)
-               for i, name in enumerate(spec.chain.volumes)}
-    fips = {name: _named(FloatingIPSpec, name, f"spec.chain.floatingIPs[{i}]",
-                         found["floatingips"], namespace)
-            for i, name in enumerate(spec.chain.floating_ips)}
+    found = {
+        plural: {o["metadata"]["name"]: o["spec"] for o in world[plural] if o["metadata"].get("namespace") == namespace}
+        for plural in ("drbdvolumes", "floatingips")
+    }
+    volumes = {
+        name: _named(DRBDVolumeSpec, name, f"spec.chain.volumes[{i}]", found["drbdvolumes"], namespace)
+        for i, name in enumerate(spec.chain.volumes)
+    }
+    fips = {
+        name: _named(FloatingIPSpec, name, f"spec.chain.floatingIPs[{i}]", found["floatingips"], namespace)
+        for i, name in enumerate(spec.chain.floating_ips)
+    }
     for i, mount in enumerate(spec.chain.mounts):
         if mount.volume not in volumes:
-            raise InvalidSpec(f"spec.chain.mounts[{i}].volume",
-                              f"DRBDVolume {mount.volume} is not in spec.chain.volumes: add it there")
+            raise InvalidSpec(
+                f"spec.chain.mounts[{i}].volume",
+                f"DRBDVolume {mount.volume} is not in spec.chain.volumes: add it there",
+            )
     for i, name in enumerate(spec.chain.floating_ips):
         try:
             floating_addresses(fips[name])
@@ -175,12 +215,12 @@ def resolve(obj: dict[str, Any], world: dict[str, list[dict[str, Any]]]) -> Reso
 M = TypeVar("M", DRBDVolumeSpec, FloatingIPSpec)
 
 
-def _named(model: type[M], name: str, field: str, found: Mapping[str, Any],
-           namespace: str | None) -> M:
+def _named(model: type[M], name: str, field: str, found: Mapping[str, Any], namespace: str | None) -> M:
     kind = model.__name__.removesuffix("Spec")
     if name not in found:
-        raise InvalidSpec(field, f"{kind} {name} does not exist in namespace {namespace}: "
-                          "create it or remove it from the chain")
+        raise InvalidSpec(
+            field, f"{kind} {name} does not exist in namespace {namespace}: create it or remove it from the chain"
+        )
     try:
         return model.model_validate(found[name])
     except ValidationError as exc:
@@ -189,8 +229,11 @@ def _named(model: type[M], name: str, field: str, found: Mapping[str, Any],
 
 def clusters_of(world: dict[str, list[dict[str, Any]]], node: str) -> dict[str, dict[str, Any]]:
     """The HAClusters that list `node`, by namespace/name."""
-    return {key_of(o): o for o in world["haclusters"]
-            if node in [n.get("name") for n in (o.get("spec") or {}).get("nodes") or []]}
+    return {
+        key_of(o): o
+        for o in world["haclusters"]
+        if node in [n.get("name") for n in (o.get("spec") or {}).get("nodes") or []]
+    }
 
 
 Inputs = tuple[tuple[str, str, str, int], ...]
@@ -199,14 +242,21 @@ Inputs = tuple[tuple[str, str, str, int], ...]
 def inputs_of(obj: dict[str, Any], world: dict[str, list[dict[str, Any]]]) -> Inputs:
     """What building a cluster depends on: its spec (uid and generation), and the DRBDVolumes
     and FloatingIPs of its namespace (one it names may appear or change)."""
+
     def mark(plural: str, o: dict[str, Any]) -> tuple[str, str, str, int]:
         meta = o["metadata"]
         return plural, meta["name"], str(meta.get("uid", "")), int(meta.get("generation", 0))
 
     namespace = obj["metadata"].get("namespace")
-    return (mark("haclusters", obj), *sorted(
-        mark(plural, o) for plural in ("drbdvolumes", "floatingips") for o in world[plural]
-        if o["metadata"].get("namespace") == namespace))
+    return (
+        mark("haclusters", obj),
+        *sorted(
+            mark(plural, o)
+            for plural in ("drbdvolumes", "floatingips")
+            for o in world[plural]
+            if o["metadata"].get("namespace") == namespace
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -218,9 +268,13 @@ class Refusal:
     inputs: Inputs
 
 
-def prepare(clusters: Mapping[str, dict[str, Any]], world: dict[str, list[dict[str, Any]]],
-            running: Collection[str], refused: Mapping[str, Refusal],
-            build: Callable[[dict[str, Any]], T]) -> tuple[dict[str, T], dict[str, Refusal]]:
+def prepare(
+    clusters: Mapping[str, dict[str, Any]],
+    world: dict[str, list[dict[str, Any]]],
+    running: Collection[str],
+    refused: Mapping[str, Refusal],
+    build: Callable[[dict[str, Any]], T],
+) -> tuple[dict[str, T], dict[str, Refusal]]:
     """Build each cluster of this node that does not run yet, or say why it cannot be built.
 
     Each is built on its own and whatever it raises becomes its refusal, so one cluster never
@@ -247,14 +301,18 @@ def refusal_report(node: str, problem: str, epoch: int) -> dict[str, Any]:
     """This node's status entry for a cluster it refuses: not eligible, naming the field, and
     running nothing of the chain (role Unknown: neither primary nor standby)."""
     return {
-        "name": node, "role": "Unknown", "epoch": epoch, "eligible": False,
+        "name": node,
+        "role": "Unknown",
+        "epoch": epoch,
+        "eligible": False,
         **ineligible_report(Ineligible(IneligibleReason.INVALID_SPEC, problem)),
         "message": f"{problem}; this node runs none of the chain until that is fixed"[:1024],
     }
 
 
-def node_environment(args: argparse.Namespace,
-                     read_secret: Callable[[str, str], dict[str, str] | None]) -> NodeEnvironment:
+def node_environment(
+    args: argparse.Namespace, read_secret: Callable[[str, str], dict[str, str] | None]
+) -> NodeEnvironment:
     """How this node does things, from the command line; `read_secret(namespace, name)`
     reads a Secret for the replication password."""
 
@@ -272,48 +330,56 @@ def node_environment(args: argparse.Namespace,
                 raise InvalidSpec(f"spec.chain.postgres.clientAccess[{i}]", str(exc)) from exc
         try:
             return PostgresConfig(
-                node_name=args.node, data_dir=args.pg_data_dir or Path(spec.data_directory),
+                node_name=args.node,
+                data_dir=args.pg_data_dir or Path(spec.data_directory),
                 config_dir=Path(spec.config_directory) if spec.config_directory else None,
                 port=spec.port,
                 # Every address: a promotion does not restart the server, so it could not bind
                 # the floating IPs that arrive with it; pg_hba.conf decides who gets in.
                 listen_addresses=("*",),
-                bin_dir=args.pg_bin_dir or (Path(spec.bin_directory) if spec.bin_directory
-                                            else None),
-                replication_user=spec.replication_user, replication_password=password,
-                replication_peers=tuple(n.replication_address for n in cluster.spec.nodes
-                                        if n.replication_address),
+                bin_dir=args.pg_bin_dir or (Path(spec.bin_directory) if spec.bin_directory else None),
+                replication_user=spec.replication_user,
+                replication_password=password,
+                replication_peers=tuple(n.replication_address for n in cluster.spec.nodes if n.replication_address),
                 client_access=tuple(rules),
                 start_timeout=spec.start_timeout_seconds,
                 # A hung server must not hold a status read up for long (2 s: libpq's least).
                 connect_timeout=2,
             )
         except ConfigError as exc:
-            field = "--pg-data-dir" if exc.field == "data_dir" and args.pg_data_dir \
+            field = (
+                "--pg-data-dir"
+                if exc.field == "data_dir" and args.pg_data_dir
                 else POSTGRES_FIELDS.get(exc.field, "spec.chain.postgres")
+            )
             raise InvalidSpec(field, str(exc)) from exc
 
     def password(spec: PostgresSpec, namespace: str) -> str:
-        return replication_password(spec, namespace, lambda name: read_secret(namespace, name),
-                                    args.pg_password_file)
+        return replication_password(spec, namespace, lambda name: read_secret(namespace, name), args.pg_password_file)
 
     return NodeEnvironment(
-        node=args.node, state_dir=args.state_dir,
+        node=args.node,
+        state_dir=args.state_dir,
         volume_driver=volume_factory(args),
-        service_backend=services, postgres_config=postgres,
-        replication_password=password, device_for_volume=dict(
-            item.split("=", 1) for item in args.device),
+        service_backend=services,
+        postgres_config=postgres,
+        replication_password=password,
+        device_for_volume=dict(item.split("=", 1) for item in args.device),
     )
 
 
 def volume_factory(args: argparse.Namespace) -> Any:
     if args.drbd_sim_state is None:
-        return drbd_volume_factory(args.node, args.drbd_config_dir, args.drbdsetup,
-                                   args.drbdmeta)
+        return drbd_volume_factory(args.node, args.drbd_config_dir, args.drbdsetup, args.drbdmeta)
     from tandem.lab.drbdsim import control
 
-    return drbd_volume_factory(args.node, args.drbd_config_dir, str(control.DRBDSETUP),
-                               str(control.DRBDMETA), control.lab_env(args.drbd_sim_state))
+    return drbd_volume_factory(
+        args.node,
+        args.drbd_config_dir,
+        str(control.DRBDSETUP),
+        str(control.DRBDMETA),
+        control.lab_env(args.drbd_sim_state),
+    )
 
 
 class Agent:
@@ -348,7 +414,8 @@ class Agent:
                 raise CredentialsError(
                     f"{FIELD}: the agent may not read Secret {name} in namespace "
                     f"{namespace} (HTTP 403): list {name} in the resourceNames of Role "
-                    "tandem-agent-secrets there, bound to the agent (docs/postgres.md)") from exc
+                    "tandem-agent-secrets there, bound to the agent (docs/postgres.md)"
+                ) from exc
             raise CredentialsError(f"{FIELD}: cannot read Secret {name} now: {exc}") from exc
 
     @property
@@ -361,13 +428,11 @@ class Agent:
         while the API server is unreachable still knows which chains may be up here, and
         can tear them down."""
         try:
-            world = {plural: self.watches.objects(plural)
-                     for plural in ("haclusters", "drbdvolumes", "floatingips")}
+            world = {plural: self.watches.objects(plural) for plural in ("haclusters", "drbdvolumes", "floatingips")}
         except KubeError:
             if self.clusters or not self.cache_file.exists():
                 raise
-            log.warning("API server unreachable: using the objects cached in %s",
-                        self.cache_file)
+            log.warning("API server unreachable: using the objects cached in %s", self.cache_file)
             cached: dict[str, list[dict[str, Any]]] = json.loads(self.cache_file.read_text())
             return cached
         text = json.dumps(world, sort_keys=True)
@@ -386,8 +451,7 @@ class Agent:
         for key, obj in clusters.items():
             if key in self.clusters:
                 self._contained(key, self._refresh, key, obj, world)
-        built, refused = prepare(clusters, world, self.clusters, self.refused,
-                                 lambda obj: self._build(obj, world))
+        built, refused = prepare(clusters, world, self.clusters, self.refused, lambda obj: self._build(obj, world))
         for key, refusal in refused.items():
             old = self.refused.get(key)
             if old is None or old.problem != refusal.problem:
@@ -431,16 +495,19 @@ class Agent:
         runner = ChainRunner(cluster, self.environment())
         watchdog = self.shared_watchdog.handle(key_of(obj))
         return ClusterAgent(
-            self.kube(obj["metadata"]["namespace"]), cluster, runner,
+            self.kube(obj["metadata"]["namespace"]),
+            cluster,
+            runner,
             self._with_dependency(obj, intent_of(obj, self.args.node)),
             current_fencer(runner, watchdog, "LabKill" if self.args.fence == "lab-kill" else None),
-            watchdog, poll_interval=self.args.poll_interval)
+            watchdog,
+            poll_interval=self.args.poll_interval,
+        )
 
     def _start(self, key: str, agent: ClusterAgent) -> None:
         agent.start()
         self.clusters[key] = agent
-        log.info("%s: running (nodes %s)", key,
-                 ", ".join(n.name for n in agent.cluster.spec.nodes))
+        log.info("%s: running (nodes %s)", key, ", ".join(n.name for n in agent.cluster.spec.nodes))
 
     def _report_refusal(self, obj: dict[str, Any], refusal: Refusal) -> None:
         """This node's entry for a refused cluster, when its problem changed or as the
@@ -452,9 +519,11 @@ class Agent:
         name, kube = obj["metadata"]["name"], self.kube(obj["metadata"]["namespace"])
         try:
             lease = kube.read_lease(name)
-            kube.report(name, refusal_report(self.args.node, refusal.problem,
-                                             lease.epoch if lease else 0)
-                        | {"heartbeatTime": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")})
+            kube.report(
+                name,
+                refusal_report(self.args.node, refusal.problem, lease.epoch if lease else 0)
+                | {"heartbeatTime": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")},
+            )
         except KubeError as exc:
             log.debug("%s: report failed: %s", key, exc)
             return
@@ -468,8 +537,7 @@ class Agent:
     def _node_watchdog(self) -> Watchdog:
         choice = self.args.watchdog
         if choice == "device" or choice.startswith("device:"):
-            return DeviceWatchdog(Path(choice.removeprefix("device").removeprefix(":")
-                                       or "/dev/watchdog"))
+            return DeviceWatchdog(Path(choice.removeprefix("device").removeprefix(":") or "/dev/watchdog"))
         if choice.startswith("lab:"):
             return LabWatchdog(Path(choice.removeprefix("lab:")))
         return NoWatchdog()
@@ -489,8 +557,11 @@ class Agent:
         # The first sync decides from the API server's objects, not from the copy on disk,
         # unless the server does not answer in time.
         if not self.watches.start().wait_synced(WATCH_SYNC_SECONDS):
-            log.warning("the watches have not listed within %.0fs (%s); going on",
-                        WATCH_SYNC_SECONDS, "; ".join(self.watches.problems()))
+            log.warning(
+                "the watches have not listed within %.0fs (%s); going on",
+                WATCH_SYNC_SECONDS,
+                "; ".join(self.watches.problems()),
+            )
         while not self.stopping.is_set():
             try:
                 self.sync()
@@ -505,18 +576,23 @@ class Agent:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     host.configure(host.HostAccess(exec_mode=args.host_exec, scope_daemons=args.scope_daemons))
-    logging.basicConfig(level=args.log_level,
-                        format=f"%(asctime)s {args.node} %(levelname)s %(message)s")
+    logging.basicConfig(level=args.log_level, format=f"%(asctime)s {args.node} %(levelname)s %(message)s")
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.ERROR)
     agent = Agent(args)
     signal.signal(signal.SIGTERM, lambda *_: agent.stopping.set())
-    server = metrics.start(args.metrics_address, lambda: metrics.node_state(
-        args.node, agent.clusters, {key: r.problem for key, r in agent.refused.items()}))
+    server = metrics.start(
+        args.metrics_address,
+        lambda: metrics.node_state(args.node, agent.clusters, {key: r.problem for key, r in agent.refused.items()}),
+    )
     started = time.monotonic()
-    log.info("agent for node %s, namespaces %s, host commands %s%s", args.node,
-             ", ".join(args.namespace) or "all", args.host_exec,
-             ", PostgreSQL in its own systemd scope" if args.scope_daemons else "")
+    log.info(
+        "agent for node %s, namespaces %s, host commands %s%s",
+        args.node,
+        ", ".join(args.namespace) or "all",
+        args.host_exec,
+        ", PostgreSQL in its own systemd scope" if args.scope_daemons else "",
+    )
     try:
         agent.run()
     except KeyboardInterrupt:

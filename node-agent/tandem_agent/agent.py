@@ -66,9 +66,14 @@ HEARTBEAT_SECONDS = 30.0
 POSTGRES_MEMBER = "PostgreSQL/postgresql"
 DRBD_OBSERVE_SECONDS = 0.5
 # How each kind of member is repaired in place, for the recovery's message.
-REPAIRED = {"Volume": "promoted again", "Mount": "mounted again", "BindMount": "bound again",
-            "FloatingIP": "address added again and announced", "PostgreSQL": "restarted",
-            "Service": "restarted"}
+REPAIRED = {
+    "Volume": "promoted again",
+    "Mount": "mounted again",
+    "BindMount": "bound again",
+    "FloatingIP": "address added again and announced",
+    "PostgreSQL": "restarted",
+    "Service": "restarted",
+}
 
 
 @dataclass(frozen=True)
@@ -100,8 +105,11 @@ PEER_REPORT_FRESH_SECONDS = 90.0
 def intent_of(obj: dict[str, Any], node: str) -> ClusterIntent:
     spec, status, meta = obj.get("spec", {}), obj.get("status") or {}, obj["metadata"]
     sw = status.get("switchover")
-    switchover = (Switchover(target=sw["target"], from_epoch=int(sw["fromEpoch"]))
-                  if sw and sw.get("phase") == "Pending" else None)
+    switchover = (
+        Switchover(target=sw["target"], from_epoch=int(sw["fromEpoch"]))
+        if sw and sw.get("phase") == "Pending"
+        else None
+    )
     reports = status.get("nodes") or []
     own: dict[str, Any] = next((r for r in reports if r.get("name") == node), {})
     return ClusterIntent(
@@ -113,30 +121,29 @@ def intent_of(obj: dict[str, Any], node: str) -> ClusterIntent:
         paused=bool(spec.get("paused")),
         cleanup=(meta.get("annotations") or {}).get(CLEANUP_ANNOTATION),
         eligible_peers=eligible_peers(reports, node, dt.datetime.now(dt.UTC)),
-        force_request=force_request(meta.get("annotations") or {},
-                                    status.get("forcedFailover") or {}, node),
+        force_request=force_request(meta.get("annotations") or {}, status.get("forcedFailover") or {}, node),
         force_report=own.get("forcedFailover"),
         split_brain_recoveries=tuple(own.get("splitBrainRecoveries") or ()),
     )
 
 
-def force_request(annotations: dict[str, str], recorded: dict[str, Any],
-                  node: str) -> str | None:
+def force_request(annotations: dict[str, str], recorded: dict[str, Any], node: str) -> str | None:
     """The id of a forced failover to `node` this agent may act on: annotated, with the
     data loss accepted, and Pending in status.forcedFailover (the operator judged it) under
     that same id, so an annotation left in place never acts again."""
     request_id = annotations.get(FORCE_FAILOVER_ID_ANNOTATION, "").strip()
-    if (annotations.get(FORCE_FAILOVER_ANNOTATION, "").strip() != node or not request_id
-            or annotations.get(ACCEPT_DATA_LOSS_ANNOTATION, "").strip() != "true"):
+    if (
+        annotations.get(FORCE_FAILOVER_ANNOTATION, "").strip() != node
+        or not request_id
+        or annotations.get(ACCEPT_DATA_LOSS_ANNOTATION, "").strip() != "true"
+    ):
         return None
-    if (recorded.get("requestId") != request_id or recorded.get("target") != node
-            or recorded.get("phase") != "Pending"):
+    if recorded.get("requestId") != request_id or recorded.get("target") != node or recorded.get("phase") != "Pending":
         return None
     return request_id
 
 
-def eligible_peers(reports: list[dict[str, Any]], node: str,
-                   now: dt.datetime) -> tuple[str, ...]:
+def eligible_peers(reports: list[dict[str, Any]], node: str, now: dt.datetime) -> tuple[str, ...]:
     """The other nodes whose report, fresh enough to believe, says they may take the Lease."""
     found = []
     for report in reports:
@@ -207,12 +214,12 @@ class ClusterAgent:
         self.force_report = intent.force_report
         self.force_seen: ForceRequest | None = None
         report = intent.force_report or {}
-        self.forced_epoch: int | None = report.get("epoch") \
-            if report.get("phase") == "Completed" else None
+        self.forced_epoch: int | None = report.get("epoch") if report.get("phase") == "Completed" else None
         # Per DRBD volume, the last split brain recovered from here by discarding this node's
         # changes (its report's splitBrainRecoveries, kept across restarts through it).
         self.split_brain: dict[str, dict[str, Any]] = {
-            r["volume"]: r for r in intent.split_brain_recoveries if r.get("volume")}
+            r["volume"]: r for r in intent.split_brain_recoveries if r.get("volume")
+        }
         self.last_decisions: dict[str, Decision] = {}
         self.events = ClusterEvents(kube.namespace, cluster.name, self.node)
         self.postgres_seen: Any = None  # PostgreSQL's status at the last report, for metrics
@@ -224,15 +231,26 @@ class ClusterAgent:
         self._last_report: dict[str, Any] | None = None
         self._last_report_at = 0.0
         self._threads = [
-            threading.Thread(target=self._loop, args=("keeper", self.keeper_tick, self._stop),
-                             name=f"keeper-{cluster.name}", daemon=True),
-            threading.Thread(target=self._loop, args=("runner", self.runner_tick,
-                                                      self._wake_runner),
-                             name=f"runner-{cluster.name}", daemon=True),
+            threading.Thread(
+                target=self._loop,
+                args=("keeper", self.keeper_tick, self._stop),
+                name=f"keeper-{cluster.name}",
+                daemon=True,
+            ),
+            threading.Thread(
+                target=self._loop,
+                args=("runner", self.runner_tick, self._wake_runner),
+                name=f"runner-{cluster.name}",
+                daemon=True,
+            ),
             # Its own loop: a runner step that blocks (a repair, a hung PostgreSQL answering
             # a status read slowly) never delays noticing the next failure.
-            threading.Thread(target=self._loop, args=("monitor", self.monitor_tick, self._stop),
-                             name=f"monitor-{cluster.name}", daemon=True),
+            threading.Thread(
+                target=self._loop,
+                args=("monitor", self.monitor_tick, self._stop),
+                name=f"monitor-{cluster.name}",
+                daemon=True,
+            ),
         ]
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -256,8 +274,7 @@ class ClusterAgent:
             # every node is paused. The watchdog would fence the node before that process is
             # up: disarm it (docs/install.md, "Upgrading without a switchover", says what that costs).
             self.watchdog.disarm()
-            log.info("%s: paused: leaving the chain as it is and the Lease with this node",
-                     self.cluster.name)
+            log.info("%s: paused: leaving the chain as it is and the Lease with this node", self.cluster.name)
             return
         try:
             if self.runner.state is not ChainState.DOWN:
@@ -283,8 +300,9 @@ class ClusterAgent:
         """The newest spec cannot be built: keep running the last good one and say why."""
         with self._lock:
             self.offered = None
-            self.pending_change = f"{INVALID_SPEC}: {problem}; this node keeps running " \
-                f"generation {self.applied_generation}"
+            self.pending_change = (
+                f"{INVALID_SPEC}: {problem}; this node keeps running generation {self.applied_generation}"
+            )
 
     def _loop(self, name: str, tick: Callable[[], None], wake: threading.Event) -> None:
         while not self._stop.is_set():
@@ -298,13 +316,11 @@ class ClusterAgent:
 
     def _note(self, loop: str, decision: Decision) -> None:
         previous = self.last_decisions.get(loop)
-        changed = previous is None or (previous.action, previous.reason) != (
-            decision.action, decision.reason)
+        changed = previous is None or (previous.action, previous.reason) != (decision.action, decision.reason)
         routine = {Action.WAIT, Action.RENEW}
         quiet = decision.action in routine and (previous is None or previous.action in routine)
         if changed and not quiet:
-            log.info("%s %s: %s (%s)", self.cluster.name, loop, decision.action.value,
-                     decision.reason)
+            log.info("%s %s: %s (%s)", self.cluster.name, loop, decision.action.value, decision.reason)
         self.last_decisions[loop] = decision
 
     # --- the Lease keeper -----------------------------------------------------------------
@@ -318,17 +334,21 @@ class ClusterAgent:
                 return
             old = self.lease
             same = old is not None and (old.holder, old.epoch, old.resource_version) == (
-                record.holder, record.epoch, record.resource_version)
+                record.holder,
+                record.epoch,
+                record.resource_version,
+            )
             if old is not None and record.epoch > old.epoch and record.holder:
                 self.last_takeover_seen_at = now
-            self.lease = old if same else LeaseView(record.holder, record.epoch,
-                                                    record.resource_version, now,
-                                                    record.sync_standbys)
+            self.lease = (
+                old
+                if same
+                else LeaseView(record.holder, record.epoch, record.resource_version, now, record.sync_standbys)
+            )
 
     def keeper_tick(self) -> None:
         now = time.monotonic()
-        needs_read = self.holding is None or self.lease is None or \
-            self.lease.holder != self.node
+        needs_read = self.holding is None or self.lease is None or self.lease.holder != self.node
         if needs_read:
             try:
                 self._observe(self.kube.read_lease(self.cluster.name), now)
@@ -336,14 +356,22 @@ class ClusterAgent:
                 log.debug("lease read failed: %s", exc)
         with self._lock:
             snapshot = LeaseSnapshot(
-                now=time.monotonic(), node=self.node, timings=self.timings, lease=self.lease,
-                holding=self.holding, chain_down=not self._chain_may_be_up(),
-                eligibility=self.eligibility, preferred_primary=self.intent.preferred_primary,
+                now=time.monotonic(),
+                node=self.node,
+                timings=self.timings,
+                lease=self.lease,
+                holding=self.holding,
+                chain_down=not self._chain_may_be_up(),
+                eligibility=self.eligibility,
+                preferred_primary=self.intent.preferred_primary,
                 min_failover_interval=float(self.policy.min_failover_interval_seconds),
-                last_takeover_seen_at=self.last_takeover_seen_at, deleting=self.intent.deleting,
-                publish_pending=self.sync_to_publish is not None and self.lease is not None
+                last_takeover_seen_at=self.last_takeover_seen_at,
+                deleting=self.intent.deleting,
+                publish_pending=self.sync_to_publish is not None
+                and self.lease is not None
                 and self.sync_to_publish != self.lease.sync_standbys,
-                paused=self.intent.paused, force=self._force(now),
+                paused=self.intent.paused,
+                force=self._force(now),
             )
         decision = lease_decision(snapshot)
         self._note("keeper", decision)
@@ -371,13 +399,16 @@ class ClusterAgent:
         self.sync_in_flight = sync
         try:
             with self.events.lease_write(renew=not acquire):
-                record = self.kube.write_lease(self.cluster.name, self.node, epoch,
-                                               acquire=acquire, sync_standbys=sync)
+                record = self.kube.write_lease(self.cluster.name, self.node, epoch, acquire=acquire, sync_standbys=sync)
         except Conflict:
             # Someone else wrote the Lease since we read it: read it from the API server (the
             # watch was behind) before anything else.
-            log.info("%s: %s the Lease at epoch %d refused (HTTP 409): someone else wrote it "
-                     "first", self.cluster.name, "taking" if acquire else "renewing", epoch)
+            log.info(
+                "%s: %s the Lease at epoch %d refused (HTTP 409): someone else wrote it first",
+                self.cluster.name,
+                "taking" if acquire else "renewing",
+                epoch,
+            )
             self._observe(self._safe_read(), time.monotonic())
             return
         except KubeError as exc:
@@ -385,8 +416,7 @@ class ClusterAgent:
             return
         with self._lock:
             self.holding = Holding(epoch=record.epoch, last_renew_sent_at=sent_at)
-            self.lease = LeaseView(record.holder, record.epoch, record.resource_version, sent_at,
-                                   record.sync_standbys)
+            self.lease = LeaseView(record.holder, record.epoch, record.resource_version, sent_at, record.sync_standbys)
             self.sync_in_flight = None
         if self._chain_may_be_up():
             self._pet_watchdog()
@@ -395,8 +425,9 @@ class ClusterAgent:
             self.events.took_over(cause)
         if cause == FORCED_FAILOVER:
             self.forced_epoch = record.epoch
-            self._settle_force("Completed", f"took the Lease at epoch {record.epoch} by a forced "
-                               "failover", epoch=record.epoch)
+            self._settle_force(
+                "Completed", f"took the Lease at epoch {record.epoch} by a forced failover", epoch=record.epoch
+            )
         if acquire:
             log.info("%s: took the Lease at epoch %d", self.cluster.name, record.epoch)
 
@@ -417,8 +448,11 @@ class ClusterAgent:
             return None
         if self.force_seen is None or self.force_seen.request_id != request:
             self.force_seen = ForceRequest(request, now)
-            log.warning("%s: forced failover to this node requested (request %s), data loss "
-                        "accepted", self.cluster.name, request)
+            log.warning(
+                "%s: forced failover to this node requested (request %s), data loss accepted",
+                self.cluster.name,
+                request,
+            )
         return self.force_seen
 
     def _settle_force(self, phase: str, message: str, epoch: int | None = None) -> None:
@@ -428,12 +462,11 @@ class ClusterAgent:
             seen = self.force_seen
             if seen is None:
                 return
-            self.force_report = {"requestId": seen.request_id, "phase": phase,
-                                 "message": message[:1024]} | (
-                {"epoch": epoch} if epoch is not None else {})
+            self.force_report = {"requestId": seen.request_id, "phase": phase, "message": message[:1024]} | (
+                {"epoch": epoch} if epoch is not None else {}
+            )
             self.force_seen = None
-        log.warning("%s: forced failover %s %s: %s", self.cluster.name, seen.request_id,
-                    phase.lower(), message)
+        log.warning("%s: forced failover %s %s: %s", self.cluster.name, seen.request_id, phase.lower(), message)
 
     def _pet_watchdog(self) -> None:
         """Tell the watchdog when this agent's own fence deadline is: renewDeadline +
@@ -442,8 +475,7 @@ class ClusterAgent:
             holding = self.holding
         if holding is None:
             return
-        deadline = holding.last_renew_sent_at + self.timings.renew_deadline \
-            + self.timings.demotion_timeout
+        deadline = holding.last_renew_sent_at + self.timings.renew_deadline + self.timings.demotion_timeout
         self.watchdog.pet(max(0.0, deadline - time.monotonic()))
 
     def _chain_may_be_up(self) -> bool:
@@ -451,8 +483,7 @@ class ClusterAgent:
         agent restart it cannot know what a previous process left running. It then keeps the
         fence deadline and the watchdog as if the chain ran (the single-primary rule does not
         pause)."""
-        return self.runner.state is not ChainState.DOWN or (
-            self.intent.paused and self.holding is not None)
+        return self.runner.state is not ChainState.DOWN or (self.intent.paused and self.holding is not None)
 
     def _safe_read(self) -> LeaseRecord | None:
         try:
@@ -479,27 +510,34 @@ class ClusterAgent:
             lease, intent = self.lease, self.intent
         if intent.cleanup != self.cleanup_seen:
             self._cleanup(intent.cleanup)
-        self.restarts = [t for t in self.restarts
-                         if now - t < self.policy.restart_window_seconds]
+        self.restarts = [t for t in self.restarts if now - t < self.policy.restart_window_seconds]
         self.monitor.forget_repairs(now - self.policy.restart_window_seconds)
         snapshot = ChainSnapshot(
-            now=now, node=self.node, acting_epoch=self.acting_epoch(),
+            now=now,
+            node=self.node,
+            acting_epoch=self.acting_epoch(),
             lease_holder=lease.holder if lease else None,
             lease_epoch=lease.epoch if lease else None,
-            chain=self.runner.state, chain_epoch=self.runner.epoch,
-            replicating=lease is not None and lease.holder is not None
+            chain=self.runner.state,
+            chain_epoch=self.runner.epoch,
+            replicating=lease is not None
+            and lease.holder is not None
             and self.runner.following == (lease.holder, lease.epoch),
             volumes_joined=self.runner.volumes_joined(),
             failed=self.failed,
-            restarts_in_window=len(self.restarts), restart_limit=self.policy.restart_limit,
-            in_standby_mode=self.node in intent.standby_nodes, switchover=intent.switchover,
-            deleting=intent.deleting, dependency_ready=intent.dependency_ready,
+            restarts_in_window=len(self.restarts),
+            restart_limit=self.policy.restart_limit,
+            in_standby_mode=self.node in intent.standby_nodes,
+            switchover=intent.switchover,
+            deleting=intent.deleting,
+            dependency_ready=intent.dependency_ready,
             dependency_detail=intent.dependency_detail,
             nodes=tuple(n.name for n in self.cluster.spec.nodes),
             stepping_down=self.stepping_down,
             eligible_peers=intent.eligible_peers,
             sync_standbys=lease.sync_standbys if lease else None,
-            paused=intent.paused, forced_epoch=self.forced_epoch,
+            paused=intent.paused,
+            forced_epoch=self.forced_epoch,
             found_running=self._found_running(lease, intent.paused),
             standalone=self.runner.standalone(),
         )
@@ -545,16 +583,14 @@ class ClusterAgent:
         judged = verdict(change, chain_down=self.runner.state is ChainState.DOWN, paused=paused)
         if not judged.apply:
             if judged.pending != self.pending_change:
-                log.info("%s: generation %d not applied yet: %s", old.name, generation,
-                         judged.pending)
+                log.info("%s: generation %d not applied yet: %s", old.name, generation, judged.pending)
             self.pending_change = judged.pending
             return
         try:
             done = self.runner.apply_spec(candidate)
         except Exception as exc:
             self.pending_change = f"ApplyFailed: {exc}; retried"
-            log.warning("%s: applying generation %d failed (retried): %s", old.name, generation,
-                        exc)
+            log.warning("%s: applying generation %d failed (retried): %s", old.name, generation, exc)
             return
         with self._lock:
             self.cluster = new
@@ -567,17 +603,20 @@ class ClusterAgent:
         # member that may be gone now) are forgotten with them.
         self.monitor = ChainMonitor(self.runner.monitored())
         self.failed = ()
-        log.log(logging.DEBUG if change.empty else logging.INFO,
-                "%s: generation %d applied (%s)%s", new.name, generation,
-                ", ".join(change.live + change.deferred) or "no change to the chain",
-                f": {'; '.join(done)}" if done else "")
+        log.log(
+            logging.DEBUG if change.empty else logging.INFO,
+            "%s: generation %d applied (%s)%s",
+            new.name,
+            generation,
+            ", ".join(change.live + change.deferred) or "no change to the chain",
+            f": {'; '.join(done)}" if done else "",
+        )
 
     def _keep_synchronous_standbys(self) -> None:
         """On the primary: one step towards the streaming standbys being exactly the
         synchronous ones, on the Lease and in PostgreSQL (see `core.sync_step`)."""
         postgres = self.runner.postgres
-        if postgres is None or self.runner.state is not ChainState.UP \
-                or self.acting_epoch() is None:
+        if postgres is None or self.runner.state is not ChainState.UP or self.acting_epoch() is None:
             return
         pg = self._postgres_status()
         lease = self.lease
@@ -585,29 +624,35 @@ class ClusterAgent:
             return
         members = {n.name for n in self.cluster.spec.nodes} - {self.node}
         streaming = tuple(n for n in pg.streaming_names if n in members)
-        step = sync_step(lease.sync_standbys or (), self.sync_configured, streaming,
-                         queued=self.sync_to_publish, in_flight=self.sync_in_flight)
+        step = sync_step(
+            lease.sync_standbys or (),
+            self.sync_configured,
+            streaming,
+            queued=self.sync_to_publish,
+            in_flight=self.sync_in_flight,
+        )
         if step.publish is not None:
             joining = tuple(n for n in step.publish if n not in (lease.sync_standbys or ()))
             flushed = {name: parse_lsn(lsn) for name, lsn in pg.flushed}
             if waiting := not_caught_up(joining, flushed, self.sync_required_from):
-                log.debug("%s: %s not listed yet: flushed WAL short of %s", self.cluster.name,
-                          ", ".join(waiting), self.sync_required_from)
+                log.debug(
+                    "%s: %s not listed yet: flushed WAL short of %s",
+                    self.cluster.name,
+                    ", ".join(waiting),
+                    self.sync_required_from,
+                )
                 return
             self.sync_to_publish = step.publish
         elif step.configure is not None:
             try:
-                postgres.set_synchronous_standbys(step.configure,
-                                                  num_sync=max(1, len(step.configure)))
+                postgres.set_synchronous_standbys(step.configure, num_sync=max(1, len(step.configure)))
             except Exception as exc:
                 log.warning("%s: setting synchronous standbys failed: %s", self.cluster.name, exc)
                 return
             self.sync_configured = step.configure
             after = self._postgres_status()
-            self.sync_required_from = parse_lsn(after.current_lsn) \
-                if after is not None and after.current_lsn else None
-            log.info("%s: PostgreSQL waits for %s", self.cluster.name,
-                     ", ".join(step.configure) or "no standby")
+            self.sync_required_from = parse_lsn(after.current_lsn) if after is not None and after.current_lsn else None
+            log.info("%s: PostgreSQL waits for %s", self.cluster.name, ", ".join(step.configure) or "no standby")
 
     def _observe_node(self) -> None:
         now = time.monotonic()
@@ -617,12 +662,17 @@ class ClusterAgent:
         with self._lock:
             self.eligibility = eligibility(health, float(self.policy.max_lag_seconds), now)
             unsynced = not_synchronous(self.lease, self.node)
-            if self.eligibility.eligible and unsynced is not None \
-                    and self.runner.state is ChainState.DOWN and not health.forced:
+            if (
+                self.eligibility.eligible
+                and unsynced is not None
+                and self.runner.state is ChainState.DOWN
+                and not health.forced
+            ):
                 self.eligibility = Eligibility(False, unsynced)
         inactive = tuple(
             FailedResource(f"Service/{name}", f"service {name}", "its unit is not active")
-            for name in self.runner.failed_services())
+            for name in self.runner.failed_services()
+        )
         # A service can fail its health check and its ActiveState at once: the first counts.
         unique: dict[str, FailedResource] = {}
         for failed in self.monitor.failed(now) + inactive:
@@ -636,9 +686,10 @@ class ClusterAgent:
         with self._lock:
             paused = self.intent.paused
         state = self.runner.state
-        self.monitor.activate(epoch is not None and (
-            (state is ChainState.UP and self.runner.epoch == epoch)
-            or (paused and state is ChainState.UNKNOWN)))
+        self.monitor.activate(
+            epoch is not None
+            and ((state is ChainState.UP and self.runner.epoch == epoch) or (paused and state is ChainState.UNKNOWN))
+        )
         self.monitor.tick(time.monotonic())
         if self.monitor.failed(time.monotonic()):
             self._wake_runner.set()
@@ -650,18 +701,28 @@ class ClusterAgent:
             started = time.monotonic()
             self._pet_watchdog()
             steps = self.runner.bring_up(
-                epoch or 0, lambda: self.acting_epoch() == epoch,
-                force=decision.cause == FORCED_FAILOVER)
-            log.info("%s: chain up at epoch %s in %.2fs: %s", self.cluster.name, epoch,
-                     time.monotonic() - started, "; ".join(steps))
+                epoch or 0, lambda: self.acting_epoch() == epoch, force=decision.cause == FORCED_FAILOVER
+            )
+            log.info(
+                "%s: chain up at epoch %s in %.2fs: %s",
+                self.cluster.name,
+                epoch,
+                time.monotonic() - started,
+                "; ".join(steps),
+            )
         elif action is Action.TEAR_DOWN:
             if self.runner.state is ChainState.UP:
                 self.events.stepped_down(decision.cause)
             started = time.monotonic()
             steps = self.runner.tear_down()
             self.watchdog.disarm()
-            log.info("%s: chain down in %.2fs (%s): %s", self.cluster.name,
-                     time.monotonic() - started, decision.reason, "; ".join(steps))
+            log.info(
+                "%s: chain down in %.2fs (%s): %s",
+                self.cluster.name,
+                time.monotonic() - started,
+                decision.reason,
+                "; ".join(steps),
+            )
         elif action is Action.HAND_OVER:
             self._give_lease(decision.target, (decision.epoch or 0) + 1)
         elif action is Action.RELEASE:
@@ -671,14 +732,15 @@ class ClusterAgent:
                 self.backoff_until = now + self.policy.restart_window_seconds
                 health = self._health(now)
                 with self._lock:
-                    self.eligibility = eligibility(health, float(self.policy.max_lag_seconds),
-                                                   now)
+                    self.eligibility = eligibility(health, float(self.policy.max_lag_seconds), now)
             self._give_lease(None, decision.epoch or 0)
             if self.stepping_down:
                 failed = self.stepping_down_for
-                self._recovered(failed.key if failed else "Service/unknown", "SteppedDown",
-                                f"{self.stepping_down}: stepped down and released the Lease "
-                                f"on {self.node}")
+                self._recovered(
+                    failed.key if failed else "Service/unknown",
+                    "SteppedDown",
+                    f"{self.stepping_down}: stepped down and released the Lease on {self.node}",
+                )
                 self.restarts.clear()
                 self.stepping_down = None
                 self.stepping_down_for = None
@@ -691,14 +753,12 @@ class ClusterAgent:
         elif action is Action.DISCARD_MY_DATA:
             self._discard_my_data(decision)
         elif action is Action.REJOIN and decision.target is None:
-            log.info("%s: standby volumes: %s", self.cluster.name,
-                     "; ".join(self.runner.join_volumes()))
+            log.info("%s: standby volumes: %s", self.cluster.name, "; ".join(self.runner.join_volumes()))
         elif action is Action.REJOIN:
             primary = decision.target or ""
             lease = self.lease
             steps = self.runner.rejoin(primary, lease.epoch if lease else 0)
-            log.info("%s: rejoined as standby of %s: %s", self.cluster.name, primary,
-                     "; ".join(steps))
+            log.info("%s: rejoined as standby of %s: %s", self.cluster.name, primary, "; ".join(steps))
 
     def _found_running(self, lease: LeaseView | None, paused: bool) -> bool:
         """With the chain Unknown: does what runs here fit this node's role? (See
@@ -706,8 +766,7 @@ class ClusterAgent:
         if self.runner.state is not ChainState.UNKNOWN or lease is None:
             return False
         if self.acting_epoch() is not None:
-            return paused and self.monitor.all_healthy() \
-                and not self.runner.inactive_primary_services()
+            return paused and self.monitor.all_healthy() and not self.runner.inactive_primary_services()
         holder = lease.holder
         if not holder or holder == self.node:
             return False
@@ -716,14 +775,18 @@ class ClusterAgent:
         if not self.runner.volumes_joined():
             return False
         if leftovers := self.runner.primary_leftovers():
-            log.info("%s: not adopting this node as a standby: %s still up", self.cluster.name,
-                     ", ".join(leftovers))
+            log.info("%s: not adopting this node as a standby: %s still up", self.cluster.name, ", ".join(leftovers))
             return False
         if self.runner.postgres is None:
             return True
         pg = self._postgres_status()
-        return pg is not None and pg.running and pg.role == "standby" and bool(pg.receiving) \
+        return (
+            pg is not None
+            and pg.running
+            and pg.role == "standby"
+            and bool(pg.receiving)
             and pg.upstream == self.runner.standby_address(holder)
+        )
 
     def _adopt_running(self, decision: Decision) -> None:
         """Take what runs as the chain's state, changing nothing on the node."""
@@ -739,12 +802,10 @@ class ClusterAgent:
         """The holder connects its StandAlone DRBD connections again, only while it still acts
         under the epoch the decision was taken at."""
         if self.acting_epoch() != decision.epoch:
-            raise Aborted(f"no longer the holder at epoch {decision.epoch}: DRBD not "
-                          "reconnected")
+            raise Aborted(f"no longer the holder at epoch {decision.epoch}: DRBD not reconnected")
         for c in decision.connections:
             outcome = self.runner.reconnect(c.volume, c.peer)
-            log.info("%s: DRBD %s was StandAlone toward %s: %s", self.cluster.name, c.volume,
-                     c.peer, outcome.detail)
+            log.info("%s: DRBD %s was StandAlone toward %s: %s", self.cluster.name, c.volume, c.peer, outcome.detail)
 
     def _discard_my_data(self, decision: Decision) -> None:
         """The victim's side of DRBD's manual split-brain recovery, only while the Lease, as
@@ -760,14 +821,25 @@ class ClusterAgent:
                 self._record_discard(c.volume, c.peer, c.out_of_sync_bytes)
             outcome = self.runner.reconnect(c.volume, c.peer, discard_my_data=True)
             if c.out_of_sync_bytes:
-                log.warning("%s: split brain on DRBD %s: %s discards the %d KiB it changed that "
-                            "the Lease holder %s lacks and resyncs from it (drbdadm connect "
-                            "--discard-my-data): %s", self.cluster.name, c.volume, self.node,
-                            c.out_of_sync_bytes // 1024, holder, outcome.detail)
+                log.warning(
+                    "%s: split brain on DRBD %s: %s discards the %d KiB it changed that "
+                    "the Lease holder %s lacks and resyncs from it (drbdadm connect "
+                    "--discard-my-data): %s",
+                    self.cluster.name,
+                    c.volume,
+                    self.node,
+                    c.out_of_sync_bytes // 1024,
+                    holder,
+                    outcome.detail,
+                )
             else:
-                log.info("%s: DRBD %s was StandAlone toward the Lease holder %s, nothing "
-                         "changed here that it lacks: %s", self.cluster.name, c.volume, holder,
-                         outcome.detail)
+                log.info(
+                    "%s: DRBD %s was StandAlone toward the Lease holder %s, nothing changed here that it lacks: %s",
+                    self.cluster.name,
+                    c.volume,
+                    holder,
+                    outcome.detail,
+                )
 
     def _record_discard(self, volume: str, peer: str, discarded: int) -> None:
         """A new entry of the report's splitBrainRecoveries, unless the last one for `volume`
@@ -775,14 +847,12 @@ class ClusterAgent:
         last = self.split_brain.get(volume)
         if last is not None and last.get("peer") == peer and "resyncedTime" not in last:
             return
-        self.split_brain[volume] = {"volume": volume, "peer": peer, "discardedBytes": discarded,
-                                    "time": _utc_stamp()}
+        self.split_brain[volume] = {"volume": volume, "peer": peer, "discardedBytes": discarded, "time": _utc_stamp()}
 
     def _note_resynced(self) -> None:
         """Mark each split-brain recovery whose resync from the holder has finished."""
         for volume, record in list(self.split_brain.items()):
-            if "resyncedTime" not in record and resynced_from(self.runner.drbd.get(volume),
-                                                              record.get("peer", "")):
+            if "resyncedTime" not in record and resynced_from(self.runner.drbd.get(volume), record.get("peer", "")):
                 self.split_brain[volume] = record | {"resyncedTime": _utc_stamp()}
 
     def _cleanup(self, request: str | None) -> None:
@@ -795,8 +865,7 @@ class ClusterAgent:
         self.monitor.forget_repairs(float("inf"))
         self.backoff_until = None
         self.stepping_down, self.stepping_down_for = None, None
-        log.info("%s: cleanup %s: repair counts and restart back-off forgotten",
-                 self.cluster.name, request)
+        log.info("%s: cleanup %s: repair counts and restart back-off forgotten", self.cluster.name, request)
 
     def _repair(self, decision: Decision) -> None:
         """Repair one member in place, only while this node still acts under the epoch the
@@ -806,13 +875,15 @@ class ClusterAgent:
         if failed is None:
             return
         if self.acting_epoch() != decision.epoch:
-            raise Aborted(f"no longer the holder at epoch {decision.epoch}: {failed.what} "
-                          "not repaired")
+            raise Aborted(f"no longer the holder at epoch {decision.epoch}: {failed.what} not repaired")
         now = time.monotonic()
         self.restarts.append(now)
         limit = self.policy.restart_limit
-        attempt = f"({len(self.restarts)} of {limit})" if len(self.restarts) <= limit else \
-            f"({len(self.restarts)}, past restartLimit {limit}: no standby could take over)"
+        attempt = (
+            f"({len(self.restarts)} of {limit})"
+            if len(self.restarts) <= limit
+            else f"({len(self.restarts)}, past restartLimit {limit}: no standby could take over)"
+        )
         kind, _, name = key.partition("/")
         self.events.repair_attempted(kind)
         member = self.monitor.members.get(key)
@@ -827,8 +898,7 @@ class ClusterAgent:
             self.monitor.repaired(key, now, message)
             self._recovered(key, "RepairFailed", message)
             raise
-        message = f"{failed.describe(self.node)}; {REPAIRED.get(kind, 'repaired')} in place " \
-            f"{attempt}"
+        message = f"{failed.describe(self.node)}; {REPAIRED.get(kind, 'repaired')} in place {attempt}"
         self.monitor.repaired(key, now, message)
         self._recovered(key, "Repaired", message)
         log.warning("%s: %s", self.cluster.name, message)
@@ -837,22 +907,26 @@ class ClusterAgent:
         kind, _, name = key.partition("/")
         self.last_recovery = {
             "time": _utc_stamp(),
-            "resource": name, "kind": kind, "action": action, "message": message[:1024],
+            "resource": name,
+            "kind": kind,
+            "action": action,
+            "message": message[:1024],
         }
 
     def _give_lease(self, target: str | None, epoch: int) -> None:
         """Hand the Lease to `target` (None: release it), guarded by resourceVersion."""
         sync = () if target is not None and self.runner.postgres is not None else None
-        record = self.kube.write_lease(self.cluster.name, target, epoch,
-                                       acquire=target is not None, sync_standbys=sync)
+        record = self.kube.write_lease(self.cluster.name, target, epoch, acquire=target is not None, sync_standbys=sync)
         self.sync_to_publish, self.sync_configured = None, None
         self.sync_required_from = None
         with self._lock:
             self.holding = None
-            self.lease = LeaseView(record.holder, record.epoch, record.resource_version,
-                                   time.monotonic(), record.sync_standbys)
-        log.info("%s: Lease %s at epoch %d", self.cluster.name,
-                 f"handed to {target}" if target else "released", record.epoch)
+            self.lease = LeaseView(
+                record.holder, record.epoch, record.resource_version, time.monotonic(), record.sync_standbys
+            )
+        log.info(
+            "%s: Lease %s at epoch %d", self.cluster.name, f"handed to {target}" if target else "released", record.epoch
+        )
 
     # --- observation and reporting ----------------------------------------------------------
     def _health(self, now: float) -> LocalHealth:
@@ -866,12 +940,14 @@ class ClusterAgent:
         return LocalHealth(
             spec_problem=self.runner.problem(),
             in_standby_mode=self.node in intent.standby_nodes,
-            disks_up_to_date=disks_ok, disk_detail=disk_detail,
+            disks_up_to_date=disks_ok,
+            disk_detail=disk_detail,
             postgres_lag_seconds=lag,
             restart_backoff_until=self.backoff_until,
             dependency_ready=intent.dependency_ready,
             dependency_detail=intent.dependency_detail,
-            paused=intent.paused, forced=forced,
+            paused=intent.paused,
+            forced=forced,
         )
 
     def _standby_lag(self) -> float:
@@ -886,8 +962,12 @@ class ClusterAgent:
         may then become the first primary."""
         lease = self.lease
         postgres = self.runner.postgres
-        if lease is not None and lease.epoch == 0 and postgres is not None \
-                and not (postgres.initialized and postgres.managed):
+        if (
+            lease is not None
+            and lease.epoch == 0
+            and postgres is not None
+            and not (postgres.initialized and postgres.managed)
+        ):
             return 0.0
         pg = self._postgres_status()
         if pg is None or not pg.running or pg.role != "standby":
@@ -911,11 +991,18 @@ class ClusterAgent:
         """Apply this node's own status entry when it changed, or as a slow heartbeat."""
         epoch = self.acting_epoch()
         lease = self.lease
-        role = "Primary" if epoch is not None and self.runner.state is ChainState.UP else (
-            "Standby" if self.runner.state is ChainState.DOWN else
-            # paused after a restart, what runs not adopted yet: neither of the two
-            "Unknown" if self.intent.paused and self.runner.state is ChainState.UNKNOWN
-            else "Demoting")
+        role = (
+            "Primary"
+            if epoch is not None and self.runner.state is ChainState.UP
+            else (
+                "Standby"
+                if self.runner.state is ChainState.DOWN
+                # paused after a restart, what runs not adopted yet: neither of the two
+                else "Unknown"
+                if self.intent.paused and self.runner.state is ChainState.UNKNOWN
+                else "Demoting"
+            )
+        )
         entry: dict[str, Any] = {
             "name": self.node,
             "role": role,
@@ -940,8 +1027,7 @@ class ClusterAgent:
         if self.runner.postgres is not None:
             entry["postgres"] = _postgres_report(pg)
         now = time.monotonic()
-        if _significant(entry) == _significant(self._last_report) \
-                and now - self._last_report_at < HEARTBEAT_SECONDS:
+        if _significant(entry) == _significant(self._last_report) and now - self._last_report_at < HEARTBEAT_SECONDS:
             return
         body = entry | {"heartbeatTime": _utc_stamp()}
         try:
@@ -959,10 +1045,10 @@ class ClusterAgent:
             except Exception as exc:
                 reports.append({"name": name, "state": "Unknown", "exitStatus": str(exc)[:64]})
                 continue
-            state = {"active": "Running", "activating": "Starting", "failed": "Failed",
-                     "inactive": "Stopped"}.get(status.state.value, "Unknown")
-            report: dict[str, Any] = {"name": name, "state": state,
-                                      "restarts": len(self.restarts)}
+            state = {"active": "Running", "activating": "Starting", "failed": "Failed", "inactive": "Stopped"}.get(
+                status.state.value, "Unknown"
+            )
+            report: dict[str, Any] = {"name": name, "state": state, "restarts": len(self.restarts)}
             if state == "Failed":
                 report["exitStatus"] = status.describe()[:64]
             reports.append(report)

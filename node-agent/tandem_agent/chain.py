@@ -35,6 +35,7 @@ from tandem_agent.volumes import joined, standalone_peers, up_to_date
 
 log = logging.getLogger(__name__)
 
+
 class Aborted(Exception):
     """Bring-up stopped because this node may no longer act under its epoch."""
 
@@ -102,8 +103,9 @@ class NodeEnvironment:
 def service_problems(services: Sequence[ServiceSpec]) -> list[str]:
     """Units the API server should have refused (an object stored before its rule existed),
     each naming the field: reported instead of raised, and never started."""
-    return [f"spec.chain.services[{i}].unit: {bad}" for i, s in enumerate(services)
-            if (bad := unit_name_problem(s.unit))]
+    return [
+        f"spec.chain.services[{i}].unit: {bad}" for i, s in enumerate(services) if (bad := unit_name_problem(s.unit))
+    ]
 
 
 def runnable(services: Sequence[ServiceSpec]) -> list[ServiceSpec]:
@@ -116,9 +118,12 @@ def postgres_problems(spec: HAClusterSpec) -> list[str]:
     user only from them, so each node needs one."""
     if spec.chain.postgres is None:
         return []
-    return [f"spec.nodes[{i}].replicationAddress is not set ({n.name}): PostgreSQL streams to "
-            "and admits replication only from the nodes' replication addresses"
-            for i, n in enumerate(spec.nodes) if n.replication_address is None]
+    return [
+        f"spec.nodes[{i}].replicationAddress is not set ({n.name}): PostgreSQL streams to "
+        "and admits replication only from the nodes' replication addresses"
+        for i, n in enumerate(spec.nodes)
+        if n.replication_address is None
+    ]
 
 
 def floating_addresses(spec: FloatingIPSpec) -> tuple[addresses.IPInterface, ...]:
@@ -133,10 +138,8 @@ class ChainRunner:
         self.cluster = cluster
         self.env = env
         spec = cluster.spec
-        self.volumes = {name: env.volume_driver(name, cluster.volumes[name])
-                        for name in spec.chain.volumes}
-        self.postgres = Postgres(env.postgres_config(cluster, None)) \
-            if spec.chain.postgres else None
+        self.volumes = {name: env.volume_driver(name, cluster.volumes[name]) for name in spec.chain.volumes}
+        self.postgres = Postgres(env.postgres_config(cluster, None)) if spec.chain.postgres else None
         self.password: str | None = None
         self.credentials_problem: str | None = None
         self._credentials_read_at = float("-inf")
@@ -157,24 +160,40 @@ class ChainRunner:
         spec, env = self.cluster.spec, self.env
         steps: list[Step] = []
         for name, driver in self.volumes.items():
-            steps.append(Step(f"drbd {name} primary", driver.primary, driver.secondary,
-                              forced_up=_bind(driver.primary, force=True)))
+            steps.append(
+                Step(
+                    f"drbd {name} primary",
+                    driver.primary,
+                    driver.secondary,
+                    forced_up=_bind(driver.primary, force=True),
+                )
+            )
         for m in spec.chain.mounts:
             fs = mounts.FilesystemMount(
                 device=env.device(m.volume, self.cluster.volumes[m.volume]),
-                target=m.mount_point, fstype=m.fs_type, options=tuple(m.options))
-            steps.append(Step(f"mount {m.mount_point}",
-                              _bind(mounts.ensure_mounted, fs, create_target=True),
-                              _bind(mounts.ensure_unmounted, fs)))
+                target=m.mount_point,
+                fstype=m.fs_type,
+                options=tuple(m.options),
+            )
+            steps.append(
+                Step(
+                    f"mount {m.mount_point}",
+                    _bind(mounts.ensure_mounted, fs, create_target=True),
+                    _bind(mounts.ensure_unmounted, fs),
+                )
+            )
         for b in spec.chain.bind_mounts:
             bm = mounts.BindMount(source=b.source, target=b.target)
-            steps.append(Step(f"bind {b.source} -> {b.target}",
-                              _bind(mounts.ensure_bind_mounted, bm, create_target=True),
-                              _bind(mounts.ensure_unmounted, bm)))
+            steps.append(
+                Step(
+                    f"bind {b.source} -> {b.target}",
+                    _bind(mounts.ensure_bind_mounted, bm, create_target=True),
+                    _bind(mounts.ensure_unmounted, bm),
+                )
+            )
         for name in spec.chain.floating_ips:
             fip = self.cluster.floating_ips[name]
-            steps.append(Step(f"floating IPs {name}", _bind(self._addresses_up, fip),
-                              _bind(self._addresses_down, fip)))
+            steps.append(Step(f"floating IPs {name}", _bind(self._addresses_up, fip), _bind(self._addresses_down, fip)))
         if self.postgres is not None:
             steps.append(Step("postgres primary", self._postgres_up, self._postgres_down))
         if self.primary_services:
@@ -184,22 +203,21 @@ class ChainRunner:
 
     def _addresses_up(self, fip: FloatingIPSpec) -> Outcome:
         wanted = floating_addresses(fip)
-        result = addresses.ensure_present(self.env.address_netns, fip.interface, wanted,
-                                          announce=None)
+        result = addresses.ensure_present(self.env.address_netns, fip.interface, wanted, announce=None)
         if result.changed:
             # Announce in the background so PostgreSQL and the services need not wait for
             # the spaced repeats; the first round goes out at once.
-            settings = addresses.Announce(count=fip.announce.count,
-                                          interval=fip.announce.interval_ms / 1000)
+            settings = addresses.Announce(count=fip.announce.count, interval=fip.announce.interval_ms / 1000)
             threading.Thread(
                 target=_announce_quietly,
                 args=(self.env.address_netns, fip.interface, result.added, settings),
-                daemon=True, name=f"announce-{fip.interface}").start()
+                daemon=True,
+                name=f"announce-{fip.interface}",
+            ).start()
         return result
 
     def _addresses_down(self, fip: FloatingIPSpec) -> Outcome:
-        return addresses.ensure_absent(self.env.address_netns, fip.interface,
-                                       floating_addresses(fip))
+        return addresses.ensure_absent(self.env.address_netns, fip.interface, floating_addresses(fip))
 
     def _postgres_up(self) -> Outcome:
         assert self.postgres is not None
@@ -252,8 +270,7 @@ class ChainRunner:
             if self.password is None:
                 self.credentials_problem = str(exc)
             else:
-                log.warning("%s: keeping the replication password read earlier: %s",
-                            self.cluster.name, exc)
+                log.warning("%s: keeping the replication password read earlier: %s", self.cluster.name, exc)
             return
         self.credentials_problem = None
         if password != self.password:
@@ -267,11 +284,11 @@ class ChainRunner:
             if self.state is ChainState.UP and pg.is_running():
                 pg.ensure_replication_user()
         except (DriverError, psycopg.Error) as exc:
-            log.warning("%s: applying the replication password failed (retried at the next "
-                        "start): %s", self.cluster.name, exc)
+            log.warning(
+                "%s: applying the replication password failed (retried at the next start): %s", self.cluster.name, exc
+            )
 
-    def bring_up(self, epoch: int, may_continue: Callable[[], bool], *,
-                 force: bool = False) -> list[str]:
+    def bring_up(self, epoch: int, may_continue: Callable[[], bool], *, force: bool = False) -> list[str]:
         """Run every step in order; stop (and raise Aborted) as soon as this node may not act.
         A node with a configuration problem brings nothing up. `force`: the epoch was taken by
         a forced failover, so DRBD promotes a disk that is not UpToDate."""
@@ -329,11 +346,9 @@ class ChainRunner:
         if self.postgres is not None:
             primary_address = self.replication_address(primary)
             if primary_address is None:
-                raise DriverError(f"spec.nodes[{primary}].replicationAddress is needed to "
-                                  "stream PostgreSQL from it")
+                raise DriverError(f"spec.nodes[{primary}].replicationAddress is needed to stream PostgreSQL from it")
             if self.password is None:
-                raise DriverError(self.credentials_problem or
-                                  "the replication password has not been read yet")
+                raise DriverError(self.credentials_problem or "the replication password has not been read yet")
             port = self.cluster.spec.chain.postgres.port if self.cluster.spec.chain.postgres else 5432
             pg = self.postgres
             if not pg.initialized:
@@ -358,9 +373,11 @@ class ChainRunner:
         return done
 
     def _remove_for(self, candidate: ChainRunner) -> list[str]:
-        done = [f"service {name}: {self.backend.stop(name).detail or 'stopped'}"
-                for name in reversed(self.everywhere_services)
-                if name not in candidate.everywhere_services]
+        done = [
+            f"service {name}: {self.backend.stop(name).detail or 'stopped'}"
+            for name in reversed(self.everywhere_services)
+            if name not in candidate.everywhere_services
+        ]
         if self.state is ChainState.DOWN:  # a standby holds no floating address
             return done
         wanted: dict[str, set[addresses.IPInterface]] = {}
@@ -371,9 +388,11 @@ class ChainRunner:
             if gone:
                 outcome = addresses.ensure_absent(self.env.address_netns, fip.interface, gone)
                 done.append(f"floating IPs {name}: {outcome.detail or 'removed'}")
-        done += [f"service {name}: {self.backend.stop(name).detail or 'stopped'}"
-                 for name in reversed(self.primary_services)
-                 if name not in candidate.primary_services]
+        done += [
+            f"service {name}: {self.backend.stop(name).detail or 'stopped'}"
+            for name in reversed(self.primary_services)
+            if name not in candidate.primary_services
+        ]
         return done
 
     def _adopt(self, candidate: ChainRunner) -> None:
@@ -400,8 +419,7 @@ class ChainRunner:
             try:
                 outcome = self._addresses_up(fip)
             except Exception as exc:
-                log.warning("%s: floating IPs %s: %s (the monitor repairs it)",
-                            self.cluster.name, name, exc)
+                log.warning("%s: floating IPs %s: %s (the monitor repairs it)", self.cluster.name, name, exc)
                 continue
             if outcome.changed:
                 done.append(f"floating IPs {name}: {outcome.detail or 'added'}")
@@ -431,38 +449,82 @@ class ChainRunner:
         monitors = spec.chain.monitors
         found: list[Monitored] = []
         for name, driver in self.volumes.items():
-            found.append(Monitored("Volume", name, f"DRBD volume {name}",
-                                   _settings(monitors.volumes),
-                                   _bind(_volume_problem, driver), driver.primary))
+            found.append(
+                Monitored(
+                    "Volume",
+                    name,
+                    f"DRBD volume {name}",
+                    _settings(monitors.volumes),
+                    _bind(_volume_problem, driver),
+                    driver.primary,
+                )
+            )
         for m in spec.chain.mounts:
             fs = mounts.FilesystemMount(
                 device=env.device(m.volume, self.cluster.volumes[m.volume]),
-                target=m.mount_point, fstype=m.fs_type, options=tuple(m.options))
-            found.append(Monitored("Mount", m.mount_point, f"mount {m.mount_point}",
-                                   _settings(monitors.mounts), _bind(_mount_problem, fs),
-                                   _bind(mounts.ensure_mounted, fs, create_target=True)))
+                target=m.mount_point,
+                fstype=m.fs_type,
+                options=tuple(m.options),
+            )
+            found.append(
+                Monitored(
+                    "Mount",
+                    m.mount_point,
+                    f"mount {m.mount_point}",
+                    _settings(monitors.mounts),
+                    _bind(_mount_problem, fs),
+                    _bind(mounts.ensure_mounted, fs, create_target=True),
+                )
+            )
         for b in spec.chain.bind_mounts:
             bm = mounts.BindMount(source=b.source, target=b.target)
-            found.append(Monitored("BindMount", b.target, f"bind mount {b.target}",
-                                   _settings(monitors.mounts), _bind(mounts.bind_problem, bm),
-                                   _bind(mounts.ensure_bind_mounted, bm, create_target=True)))
+            found.append(
+                Monitored(
+                    "BindMount",
+                    b.target,
+                    f"bind mount {b.target}",
+                    _settings(monitors.mounts),
+                    _bind(mounts.bind_problem, bm),
+                    _bind(mounts.ensure_bind_mounted, bm, create_target=True),
+                )
+            )
         for name in spec.chain.floating_ips:
             fip = self.cluster.floating_ips[name]
-            found.append(Monitored("FloatingIP", name, f"floating IP {name}",
-                                   _settings(monitors.floating_ips),
-                                   _bind(self._addresses_problem, fip),
-                                   _bind(self._addresses_up, fip)))
+            found.append(
+                Monitored(
+                    "FloatingIP",
+                    name,
+                    f"floating IP {name}",
+                    _settings(monitors.floating_ips),
+                    _bind(self._addresses_problem, fip),
+                    _bind(self._addresses_up, fip),
+                )
+            )
         if spec.chain.postgres is not None:
-            found.append(Monitored("PostgreSQL", "postgresql", "PostgreSQL",
-                                   _settings(spec.chain.postgres.monitor),
-                                   self._postgres_problem, self._postgres_repair))
+            found.append(
+                Monitored(
+                    "PostgreSQL",
+                    "postgresql",
+                    "PostgreSQL",
+                    _settings(spec.chain.postgres.monitor),
+                    self._postgres_problem,
+                    self._postgres_repair,
+                )
+            )
         for service in runnable(spec.chain.services):
             check = service.health_check
             if check is None or service.run_on != "Primary":
                 continue
-            found.append(Monitored("Service", service.name, f"service {service.name}",
-                                   _settings(check), _bind(probes.health_problem, check),
-                                   _bind(self.restart, service.name)))
+            found.append(
+                Monitored(
+                    "Service",
+                    service.name,
+                    f"service {service.name}",
+                    _settings(check),
+                    _bind(probes.health_problem, check),
+                    _bind(self.restart, service.name),
+                )
+            )
         return found
 
     def _addresses_problem(self, fip: FloatingIPSpec) -> str | None:
@@ -515,8 +577,7 @@ class ChainRunner:
 
     def replication_address(self, node: str) -> str | None:
         """`node`'s spec.nodes[].replicationAddress (None: not set, or not a node of it)."""
-        return next((n.replication_address for n in self.cluster.spec.nodes if n.name == node),
-                    None)
+        return next((n.replication_address for n in self.cluster.spec.nodes if n.name == node), None)
 
     def standby_address(self, primary: str) -> str | None:
         """Where this node's PostgreSQL streams from when it follows `primary`."""
@@ -550,12 +611,14 @@ class ChainRunner:
     def standalone(self) -> tuple[StandAlone, ...]:
         """Every StandAlone DRBD connection of the chain's volumes, as last observed, with
         what this node changed that the peer lacks."""
-        return tuple(StandAlone(name, p.name, p.out_of_sync_bytes) for name in self.volumes
-                     for p in standalone_peers(self.drbd.get(name)))
+        return tuple(
+            StandAlone(name, p.name, p.out_of_sync_bytes)
+            for name in self.volumes
+            for p in standalone_peers(self.drbd.get(name))
+        )
 
     def volume_reports(self) -> list[dict[str, Any]]:
-        return [driver.report(self.drbd.get(name)) | {"name": name}
-                for name, driver in self.volumes.items()]
+        return [driver.report(self.drbd.get(name)) | {"name": name} for name, driver in self.volumes.items()]
 
     def postgres_status(self) -> Any:
         return self.postgres.status() if self.postgres is not None else None
@@ -564,12 +627,12 @@ class ChainRunner:
 def _bind(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[[], Any]:
     def call() -> Any:
         return fn(*args, **kwargs)
+
     return call
 
 
 def _settings(spec: MonitorSpec) -> MonitorSettings:
-    return MonitorSettings(float(spec.period_seconds), float(spec.timeout_seconds),
-                           spec.failure_threshold)
+    return MonitorSettings(float(spec.period_seconds), float(spec.timeout_seconds), spec.failure_threshold)
 
 
 def _volume_problem(driver: VolumeDriver) -> str | None:
@@ -597,8 +660,9 @@ def _probe(directory: str) -> str | None:
     return None
 
 
-def _announce_quietly(netns: str | None, interface: str,
-                      added: Sequence[addresses.IPInterface], settings: addresses.Announce) -> None:
+def _announce_quietly(
+    netns: str | None, interface: str, added: Sequence[addresses.IPInterface], settings: addresses.Announce
+) -> None:
     try:
         addresses.announce(netns, interface, added, settings)
     except DriverError as exc:

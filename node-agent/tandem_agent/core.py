@@ -83,8 +83,12 @@ class Timings:
 
     @classmethod
     def of(cls, leases: LeaseTimings) -> Timings:
-        return cls(leases.lease_duration_ms / 1000, leases.renew_interval_ms / 1000,
-                   leases.renew_deadline_ms / 1000, leases.demotion_timeout_ms / 1000)
+        return cls(
+            leases.lease_duration_ms / 1000,
+            leases.renew_interval_ms / 1000,
+            leases.renew_deadline_ms / 1000,
+            leases.demotion_timeout_ms / 1000,
+        )
 
 
 @dataclass(frozen=True)
@@ -115,13 +119,14 @@ def not_synchronous(lease: LeaseView | None, node: str) -> Ineligible | None:
 
     A holder whose chain has PostgreSQL lists on the Lease the standbys that confirm every
     write before it is acknowledged. Any other node may lack acknowledged writes."""
-    if lease is None or lease.sync_standbys is None or node in lease.sync_standbys \
-            or lease.holder == node:
+    if lease is None or lease.sync_standbys is None or node in lease.sync_standbys or lease.holder == node:
         return None
     listed = ", ".join(lease.sync_standbys) or "none"
-    return Ineligible(IneligibleReason.NOT_SYNCHRONOUS,
-                      f"{lease.holder or 'the last primary'} lists {listed} as synchronous "
-                      "standbys; taking over could lose acknowledged writes")
+    return Ineligible(
+        IneligibleReason.NOT_SYNCHRONOUS,
+        f"{lease.holder or 'the last primary'} lists {listed} as synchronous "
+        "standbys; taking over could lose acknowledged writes",
+    )
 
 
 @dataclass(frozen=True)
@@ -172,8 +177,7 @@ class LocalHealth:
 FORCED_FAILOVER = "ForcedFailover"
 # Why a node may not take the Lease that no forced failover overrides: the spec (InvalidSpec,
 # spec.paused, spec.standbyNodes) says so, and a person must change the spec, not force it.
-NEVER_FORCED = (IneligibleReason.INVALID_SPEC, IneligibleReason.PAUSED,
-                IneligibleReason.STANDBY_MODE)
+NEVER_FORCED = (IneligibleReason.INVALID_SPEC, IneligibleReason.PAUSED, IneligibleReason.STANDBY_MODE)
 
 
 def eligibility(health: LocalHealth, max_lag_seconds: float, now: float) -> Eligibility:
@@ -182,6 +186,7 @@ def eligibility(health: LocalHealth, max_lag_seconds: float, now: float) -> Elig
     `health.forced` (a person accepted losing data) overrides what only protects data (disk
     not UpToDate, lag, restart back-off): those reasons go to `overridden`. The spec's word
     (InvalidSpec, Paused, StandbyMode) and a dependency that is not ready still refuse."""
+
     def not_eligible(reason: IneligibleReason, message: str) -> Eligibility:
         return Eligibility(False, Ineligible(reason, message))
 
@@ -190,23 +195,26 @@ def eligibility(health: LocalHealth, max_lag_seconds: float, now: float) -> Elig
     if health.paused:
         return not_eligible(IneligibleReason.PAUSED, "spec.paused is set: no node takes the Lease")
     if health.in_standby_mode:
-        return not_eligible(IneligibleReason.STANDBY_MODE,
-                            "this node is listed in spec.standbyNodes")
+        return not_eligible(IneligibleReason.STANDBY_MODE, "this node is listed in spec.standbyNodes")
     data: list[Ineligible] = []
     if not health.disks_up_to_date:
         data.append(Ineligible(IneligibleReason.DISK_NOT_UP_TO_DATE, health.disk_detail))
     if health.postgres_lag_seconds is not None and health.postgres_lag_seconds > max_lag_seconds:
         if math.isinf(health.postgres_lag_seconds):
-            lag = ("PostgreSQL here is not a running standby that has streamed from the "
-                   "primary, so its lag is unknown")
+            lag = "PostgreSQL here is not a running standby that has streamed from the primary, so its lag is unknown"
         else:
-            lag = (f"PostgreSQL replay lag {health.postgres_lag_seconds:.1f}s exceeds "
-                   f"spec.failover.maxLagSeconds={max_lag_seconds:g}")
+            lag = (
+                f"PostgreSQL replay lag {health.postgres_lag_seconds:.1f}s exceeds "
+                f"spec.failover.maxLagSeconds={max_lag_seconds:g}"
+            )
         data.append(Ineligible(IneligibleReason.LAG_TOO_HIGH, lag))
     if health.restart_backoff_until is not None and now < health.restart_backoff_until:
-        data.append(Ineligible(IneligibleReason.RESTART_BACKOFF,
-                               "members of the chain kept failing here; eligible again in "
-                               f"{health.restart_backoff_until - now:.0f}s"))
+        data.append(
+            Ineligible(
+                IneligibleReason.RESTART_BACKOFF,
+                f"members of the chain kept failing here; eligible again in {health.restart_backoff_until - now:.0f}s",
+            )
+        )
     if data and not health.forced:
         return Eligibility(False, data[0])
     if health.dependency_ready is False:
@@ -244,9 +252,7 @@ class ForceRequest:
     seen_at: float  # when this agent first saw the request
 
 
-def may_act(
-    holding: Holding | None, lease: LeaseView | None, node: str, timings: Timings, now: float
-) -> bool:
+def may_act(holding: Holding | None, lease: LeaseView | None, node: str, timings: Timings, now: float) -> bool:
     """True while this node may act as primary: it won the Lease, the last read still shows it
     as holder of that epoch, and a renew succeeded within renewDeadline."""
     return (
@@ -274,14 +280,11 @@ def lease_decision(s: LeaseSnapshot) -> Decision:
             lost = f"the Lease passed to {s.lease.holder or 'nobody'} at epoch {s.lease.epoch}"
             if s.chain_down:
                 return Decision(Action.FORGET_HOLDING, lost, epoch=s.holding.epoch)
-            return Decision(Action.WAIT, f"{lost}; waiting for the chain to go down",
-                            epoch=s.holding.epoch)
+            return Decision(Action.WAIT, f"{lost}; waiting for the chain to go down", epoch=s.holding.epoch)
         if since_renew >= t.renew_interval:
-            return Decision(Action.RENEW, f"{since_renew:.2f}s since the last renew",
-                            epoch=s.holding.epoch)
+            return Decision(Action.RENEW, f"{since_renew:.2f}s since the last renew", epoch=s.holding.epoch)
         if s.publish_pending:
-            return Decision(Action.RENEW, "publishing a new list of synchronous standbys",
-                            epoch=s.holding.epoch)
+            return Decision(Action.RENEW, "publishing a new list of synchronous standbys", epoch=s.holding.epoch)
         return Decision(Action.WAIT, "holding the Lease", epoch=s.holding.epoch)
 
     lease = s.lease
@@ -290,8 +293,12 @@ def lease_decision(s: LeaseSnapshot) -> Decision:
     if lease.holder == s.node:
         # We hold it in the API but have no record of winning it (agent restart, or our
         # renewals failed past the deadline): a guarded renew proves it is still ours.
-        return Decision(Action.RENEW, "the Lease names this node; reclaiming it with a guarded "
-                        "update", epoch=lease.epoch, cause="Reclaimed")
+        return Decision(
+            Action.RENEW,
+            "the Lease names this node; reclaiming it with a guarded update",
+            epoch=lease.epoch,
+            cause="Reclaimed",
+        )
     if s.force is not None:
         return _forced_decision(s, lease, s.force)
     if s.deleting:
@@ -308,23 +315,30 @@ def lease_decision(s: LeaseSnapshot) -> Decision:
     waited = s.now - lease.observed_at
     if lease.holder is None:
         first_election = lease.epoch == 0
-        if first_election and s.preferred_primary not in (None, s.node) \
-                and waited < t.lease_duration:
-            return Decision(Action.WAIT, f"the Lease is free; giving the preferred primary "
-                            f"{s.preferred_primary} {t.lease_duration - waited:.1f}s to take it")
-        return Decision(Action.ACQUIRE, "the Lease is free", epoch=lease.epoch + 1,
-                        cause="LeaseFree")
+        if first_election and s.preferred_primary not in (None, s.node) and waited < t.lease_duration:
+            return Decision(
+                Action.WAIT,
+                f"the Lease is free; giving the preferred primary "
+                f"{s.preferred_primary} {t.lease_duration - waited:.1f}s to take it",
+            )
+        return Decision(Action.ACQUIRE, "the Lease is free", epoch=lease.epoch + 1, cause="LeaseFree")
     if waited < t.lease_duration:
-        return Decision(Action.WAIT, f"{lease.holder} holds the Lease; unchanged for {waited:.2f}s "
-                        f"of {t.lease_duration:g}s")
-    if (s.last_takeover_seen_at is not None
-            and s.now - s.last_takeover_seen_at < s.min_failover_interval):
-        return Decision(Action.WAIT, f"failover rate limit: the last takeover was "
-                        f"{s.now - s.last_takeover_seen_at:.0f}s ago "
-                        f"(minFailoverIntervalSeconds {s.min_failover_interval:g})")
-    return Decision(Action.ACQUIRE, f"the Lease of {lease.holder} expired: unchanged for "
-                    f"{waited:.2f}s >= leaseDuration {t.lease_duration:g}s",
-                    epoch=lease.epoch + 1, cause="LeaseExpired")
+        return Decision(
+            Action.WAIT, f"{lease.holder} holds the Lease; unchanged for {waited:.2f}s of {t.lease_duration:g}s"
+        )
+    if s.last_takeover_seen_at is not None and s.now - s.last_takeover_seen_at < s.min_failover_interval:
+        return Decision(
+            Action.WAIT,
+            f"failover rate limit: the last takeover was "
+            f"{s.now - s.last_takeover_seen_at:.0f}s ago "
+            f"(minFailoverIntervalSeconds {s.min_failover_interval:g})",
+        )
+    return Decision(
+        Action.ACQUIRE,
+        f"the Lease of {lease.holder} expired: unchanged for {waited:.2f}s >= leaseDuration {t.lease_duration:g}s",
+        epoch=lease.epoch + 1,
+        cause="LeaseExpired",
+    )
 
 
 def _forced_decision(s: LeaseSnapshot, lease: LeaseView, force: ForceRequest) -> Decision:
@@ -339,8 +353,7 @@ def _forced_decision(s: LeaseSnapshot, lease: LeaseView, force: ForceRequest) ->
     if s.deleting:
         return Decision(Action.FORCE_REFUSED, f"{asked} refused: the HACluster is being deleted")
     if s.paused:
-        return Decision(Action.FORCE_REFUSED, f"{asked} refused: "
-                        f"{said(IneligibleReason.PAUSED, 'spec.paused is set')}")
+        return Decision(Action.FORCE_REFUSED, f"{asked} refused: {said(IneligibleReason.PAUSED, 'spec.paused is set')}")
     elig = s.eligibility
     if not elig.eligible:
         if elig.why is not None and elig.why.reason in NEVER_FORCED:
@@ -356,23 +369,27 @@ def _forced_decision(s: LeaseSnapshot, lease: LeaseView, force: ForceRequest) ->
     if lease.holder is None:
         why = "the Lease is free"
     elif lease.observed_at > force.seen_at:
-        return Decision(Action.FORCE_REFUSED, f"{asked} refused: {lease.holder} holds the Lease "
-                        f"and renews it (it changed at epoch {lease.epoch} after the request): "
-                        "use switchover")
+        return Decision(
+            Action.FORCE_REFUSED,
+            f"{asked} refused: {lease.holder} holds the Lease "
+            f"and renews it (it changed at epoch {lease.epoch} after the request): "
+            "use switchover",
+        )
     elif waited < t.lease_duration:
-        return Decision(Action.WAIT, f"{asked}: {lease.holder} holds the Lease; unchanged for "
-                        f"{waited:.2f}s of {t.lease_duration:g}s")
+        return Decision(
+            Action.WAIT,
+            f"{asked}: {lease.holder} holds the Lease; unchanged for {waited:.2f}s of {t.lease_duration:g}s",
+        )
     else:
-        why = (f"the Lease of {lease.holder} expired: unchanged for {waited:.2f}s >= "
-               f"leaseDuration {t.lease_duration:g}s")
-        if (s.last_takeover_seen_at is not None
-                and s.now - s.last_takeover_seen_at < s.min_failover_interval):
-            overridden.append(f"failover rate limit: the last takeover was "
-                              f"{s.now - s.last_takeover_seen_at:.0f}s ago "
-                              f"(minFailoverIntervalSeconds {s.min_failover_interval:g})")
+        why = f"the Lease of {lease.holder} expired: unchanged for {waited:.2f}s >= leaseDuration {t.lease_duration:g}s"
+        if s.last_takeover_seen_at is not None and s.now - s.last_takeover_seen_at < s.min_failover_interval:
+            overridden.append(
+                f"failover rate limit: the last takeover was "
+                f"{s.now - s.last_takeover_seen_at:.0f}s ago "
+                f"(minFailoverIntervalSeconds {s.min_failover_interval:g})"
+            )
     over = f"; overriding {'; '.join(overridden)}" if overridden else ""
-    return Decision(Action.ACQUIRE, f"{asked}: {why}{over}", epoch=lease.epoch + 1,
-                    cause=FORCED_FAILOVER)
+    return Decision(Action.ACQUIRE, f"{asked}: {why}{over}", epoch=lease.epoch + 1, cause=FORCED_FAILOVER)
 
 
 # --- monitors of the chain's members ------------------------------------------------------
@@ -410,8 +427,7 @@ def check_due(state: MonitorState, settings: MonitorSettings, now: float) -> boo
     return state.last_check_at is None or now - state.last_check_at >= settings.period
 
 
-def after_check(state: MonitorState, settings: MonitorSettings, problem: str | None,
-                started_at: float) -> MonitorState:
+def after_check(state: MonitorState, settings: MonitorSettings, problem: str | None, started_at: float) -> MonitorState:
     """The state after one check that began at `started_at` found `problem` (None: healthy).
     A check that did not answer within its timeout counts as a failed one."""
     if problem is None:
@@ -484,38 +500,43 @@ class ChainSnapshot:
 def restart_limit_reached(s: ChainSnapshot) -> bool:
     """Repairs are used up and a standby could take over: step down. With no eligible standby
     a release would leave the cluster without any primary, so repairs go on in place."""
-    return bool(s.failed) and s.restarts_in_window >= s.restart_limit \
-        and bool(s.eligible_peers)
+    return bool(s.failed) and s.restarts_in_window >= s.restart_limit and bool(s.eligible_peers)
 
 
 def chain_decision(s: ChainSnapshot) -> Decision:
     """What the chain runner does next on this node, and why."""
     if s.acting_epoch is None:
-        if s.chain is ChainState.UNKNOWN and s.found_running and not s.deleting \
-                and s.lease_holder not in (None, s.node):
+        if (
+            s.chain is ChainState.UNKNOWN
+            and s.found_running
+            and not s.deleting
+            and s.lease_holder not in (None, s.node)
+        ):
             # An agent restarted on a standby: stopping a streaming PostgreSQL only to start it
             # again would stall the primary's synchronous commits.
-            return Decision(Action.ADOPT, f"found this node a standby of {s.lease_holder} "
-                            "(volumes Secondary, PostgreSQL streaming from it, nothing of the "
-                            "primary's running here): adopting that, touching nothing")
+            return Decision(
+                Action.ADOPT,
+                f"found this node a standby of {s.lease_holder} "
+                "(volumes Secondary, PostgreSQL streaming from it, nothing of the "
+                "primary's running here): adopting that, touching nothing",
+            )
         # Paused, an agent that just started leaves what it finds; a chain it brought up
         # itself goes down without the Lease.
         unknown_while_paused = s.paused and s.chain is ChainState.UNKNOWN
         if s.chain is not ChainState.DOWN and not unknown_while_paused:
-            cause, why = (("LeaseLost", "this node does not hold the Lease")
-                          if s.lease_holder != s.node
-                          else ("RenewDeadlineMissed", "no renew succeeded within renewDeadline"))
-            return Decision(Action.TEAR_DOWN, f"{why}: stopping the chain in reverse order",
-                            cause=cause)
+            cause, why = (
+                ("LeaseLost", "this node does not hold the Lease")
+                if s.lease_holder != s.node
+                else ("RenewDeadlineMissed", "no renew succeeded within renewDeadline")
+            )
+            return Decision(Action.TEAR_DOWN, f"{why}: stopping the chain in reverse order", cause=cause)
         if s.paused:
-            return Decision(Action.WAIT, "paused (spec.paused): nothing is brought up, torn "
-                            "down or joined")
+            return Decision(Action.WAIT, "paused (spec.paused): nothing is brought up, torn down or joined")
         toward_holder = tuple(c for c in s.standalone if c.peer == s.lease_holder)
         if toward_holder and not s.deleting:
             return _rejoin_the_holder(s, toward_holder)
         if s.lease_holder and s.lease_holder != s.node and not s.replicating and not s.deleting:
-            return Decision(Action.REJOIN, f"rejoining as a standby of {s.lease_holder}",
-                            target=s.lease_holder)
+            return Decision(Action.REJOIN, f"rejoining as a standby of {s.lease_holder}", target=s.lease_holder)
         if not s.volumes_joined and not s.deleting:
             return Decision(Action.REJOIN, "bringing the DRBD volumes up as Secondary")
         return Decision(Action.WAIT, "standby" if s.replicating else "waiting for a primary")
@@ -523,58 +544,91 @@ def chain_decision(s: ChainSnapshot) -> Decision:
     epoch = s.acting_epoch
     if s.paused:
         if s.chain is ChainState.UNKNOWN and s.found_running:
-            return Decision(Action.ADOPT, f"paused (spec.paused): every member of the chain "
-                            f"checked healthy: adopting it as up at epoch {epoch}, touching "
-                            "nothing", epoch=epoch)
-        return Decision(Action.WAIT, "paused (spec.paused): holding the Lease; the chain is "
-                        "left as it is (no bring-up, repair, step-down or hand-over)", epoch=epoch)
+            return Decision(
+                Action.ADOPT,
+                f"paused (spec.paused): every member of the chain "
+                f"checked healthy: adopting it as up at epoch {epoch}, touching "
+                "nothing",
+                epoch=epoch,
+            )
+        return Decision(
+            Action.WAIT,
+            "paused (spec.paused): holding the Lease; the chain is "
+            "left as it is (no bring-up, repair, step-down or hand-over)",
+            epoch=epoch,
+        )
     handoff = _handoff_reason(s)
     held_back = None
-    if handoff is not None and handoff[2] is not None and s.sync_standbys is not None \
-            and handoff[2] not in s.sync_standbys:
+    if (
+        handoff is not None
+        and handoff[2] is not None
+        and s.sync_standbys is not None
+        and handoff[2] not in s.sync_standbys
+    ):
         # The target may lack acknowledged writes: the Lease must list it (found by the
         # protocol simulation, docs/failover-protocol.md). Stay primary until it is listed.
-        held_back = (f"{handoff[1]} held back: the Lease does not list {handoff[2]} as a "
-                     "synchronous standby, so it may lack acknowledged writes")
+        held_back = (
+            f"{handoff[1]} held back: the Lease does not list {handoff[2]} as a "
+            "synchronous standby, so it may lack acknowledged writes"
+        )
         handoff = None
     if handoff is not None:
         cause, reason, target = handoff
         if s.chain is not ChainState.DOWN:
-            return Decision(Action.TEAR_DOWN, f"{reason}: demoting fully first", epoch=epoch,
-                            cause=cause, stepping_down=reason)
+            return Decision(
+                Action.TEAR_DOWN, f"{reason}: demoting fully first", epoch=epoch, cause=cause, stepping_down=reason
+            )
         if target is None:
-            return Decision(Action.RELEASE, f"{reason}: releasing the Lease", epoch=epoch,
-                            stepping_down=reason)
-        return Decision(Action.HAND_OVER, f"{reason}: handing the Lease to {target}",
-                        epoch=epoch, target=target, stepping_down=reason)
+            return Decision(Action.RELEASE, f"{reason}: releasing the Lease", epoch=epoch, stepping_down=reason)
+        return Decision(
+            Action.HAND_OVER,
+            f"{reason}: handing the Lease to {target}",
+            epoch=epoch,
+            target=target,
+            stepping_down=reason,
+        )
     if s.dependency_ready is False:
         if s.chain is not ChainState.DOWN:
-            return Decision(Action.TEAR_DOWN, f"dependency not ready: {s.dependency_detail}",
-                            epoch=epoch, cause="DependencyNotReady")
+            return Decision(
+                Action.TEAR_DOWN,
+                f"dependency not ready: {s.dependency_detail}",
+                epoch=epoch,
+                cause="DependencyNotReady",
+            )
         return Decision(Action.WAIT, f"dependency not ready: {s.dependency_detail}", epoch=epoch)
     if s.chain is not ChainState.UP or s.chain_epoch != epoch:
         if s.forced_epoch == epoch:
             # A forced failover: DRBD promotes a disk that is not UpToDate (--force).
-            return Decision(Action.BRING_UP, f"holding the Lease at epoch {epoch} by a forced "
-                            "failover: bringing the chain up in order, DRBD promoted with "
-                            "--force", epoch=epoch, cause=FORCED_FAILOVER)
-        return Decision(Action.BRING_UP, f"holding the Lease at epoch {epoch}: bringing the chain "
-                        "up in order", epoch=epoch)
+            return Decision(
+                Action.BRING_UP,
+                f"holding the Lease at epoch {epoch} by a forced "
+                "failover: bringing the chain up in order, DRBD promoted with "
+                "--force",
+                epoch=epoch,
+                cause=FORCED_FAILOVER,
+            )
+        return Decision(
+            Action.BRING_UP, f"holding the Lease at epoch {epoch}: bringing the chain up in order", epoch=epoch
+        )
     if s.failed:
         # The first in chain order: repairing it may repair those above it too.
         failed = s.failed[0]
         attempt = f"repair {s.restarts_in_window + 1} of {s.restart_limit}"
         if s.restarts_in_window >= s.restart_limit:
-            attempt = (f"repair {s.restarts_in_window + 1}, past restartLimit "
-                       f"{s.restart_limit}: no standby is eligible to take over")
-        return Decision(Action.REPAIR, f"{failed.describe()}; {attempt}", epoch=epoch,
-                        target=failed.key)
+            attempt = (
+                f"repair {s.restarts_in_window + 1}, past restartLimit "
+                f"{s.restart_limit}: no standby is eligible to take over"
+            )
+        return Decision(Action.REPAIR, f"{failed.describe()}; {attempt}", epoch=epoch, target=failed.key)
     if s.standalone:
         # The survivor's side of DRBD's manual recovery: a peer that diverged reconnects with
         # --discard-my-data (DISCARD_MY_DATA), and this node only has to listen again.
-        return Decision(Action.RECONNECT, f"{_standalone(s.standalone)}: connecting again; "
-                        "this node holds the Lease, so its data wins", epoch=epoch,
-                        connections=s.standalone)
+        return Decision(
+            Action.RECONNECT,
+            f"{_standalone(s.standalone)}: connecting again; this node holds the Lease, so its data wins",
+            epoch=epoch,
+            connections=s.standalone,
+        )
     return Decision(Action.WAIT, held_back or f"primary at epoch {epoch}", epoch=epoch)
 
 
@@ -586,8 +640,11 @@ def _standalone(connections: tuple[StandAlone, ...], *, changes: bool = False) -
     own (two primaries), and a standby rejoining the holder is not that."""
     said = []
     for c in connections:
-        changed = (f" ({c.out_of_sync_bytes // 1024} KiB changed here that {c.peer} lacks)"
-                   if changes and c.out_of_sync_bytes else "")
+        changed = (
+            f" ({c.out_of_sync_bytes // 1024} KiB changed here that {c.peer} lacks)"
+            if changes and c.out_of_sync_bytes
+            else ""
+        )
         said.append(f"DRBD {c.volume} is StandAlone toward {c.peer}{changed}")
     return "; ".join(said)
 
@@ -601,12 +658,18 @@ def _rejoin_the_holder(s: ChainSnapshot, connections: tuple[StandAlone, ...]) ->
     holder = connections[0].peer
     what = _standalone(connections, changes=True)
     if s.in_standby_mode:
-        return Decision(Action.WAIT, f"{what}: in standby mode (spec.standbyNodes), this node "
-                        "keeps its data; online, it reconnects with --discard-my-data and "
-                        f"resyncs from {holder}")
-    return Decision(Action.DISCARD_MY_DATA, f"{what}: reconnecting with --discard-my-data, "
-                    f"so that {holder}'s data wins and this node resyncs from it",
-                    target=holder, connections=connections)
+        return Decision(
+            Action.WAIT,
+            f"{what}: in standby mode (spec.standbyNodes), this node "
+            "keeps its data; online, it reconnects with --discard-my-data and "
+            f"resyncs from {holder}",
+        )
+    return Decision(
+        Action.DISCARD_MY_DATA,
+        f"{what}: reconnecting with --discard-my-data, so that {holder}'s data wins and this node resyncs from it",
+        target=holder,
+        connections=connections,
+    )
 
 
 def _handoff_reason(s: ChainSnapshot) -> tuple[str, str, str | None] | None:
@@ -619,8 +682,11 @@ def _handoff_reason(s: ChainSnapshot) -> tuple[str, str, str | None] | None:
     if s.stepping_down:  # set only once the restart limit was reached
         return "RestartLimit", s.stepping_down, None
     if restart_limit_reached(s):
-        return ("RestartLimit", f"{s.failed[0].describe()} after {s.restarts_in_window} repairs "
-                f"in place (restartLimit {s.restart_limit})", None)
+        return (
+            "RestartLimit",
+            f"{s.failed[0].describe()} after {s.restarts_in_window} repairs in place (restartLimit {s.restart_limit})",
+            None,
+        )
     sw = s.switchover
     if sw is not None and sw.target != s.node and sw.from_epoch == s.acting_epoch:
         return "Switchover", f"planned switchover to {sw.target}", sw.target
@@ -638,9 +704,13 @@ class SyncStep:
     configure: tuple[str, ...] | None = None  # then require these in PostgreSQL
 
 
-def sync_step(published: tuple[str, ...], configured: tuple[str, ...] | None,
-              streaming: tuple[str, ...], queued: tuple[str, ...] | None = None,
-              in_flight: tuple[str, ...] | None = None) -> SyncStep:
+def sync_step(
+    published: tuple[str, ...],
+    configured: tuple[str, ...] | None,
+    streaming: tuple[str, ...],
+    queued: tuple[str, ...] | None = None,
+    in_flight: tuple[str, ...] | None = None,
+) -> SyncStep:
     """Move the Lease's list (`published`) and PostgreSQL's required standbys (`configured`,
     None when unknown) towards the standbys that stream now, keeping published ⊆ configured at
     every instant: a standby leaves the Lease before PostgreSQL stops waiting for it, and joins
@@ -667,8 +737,7 @@ def sync_step(published: tuple[str, ...], configured: tuple[str, ...] | None,
     return SyncStep()
 
 
-def not_caught_up(joining: tuple[str, ...], flushed: dict[str, int],
-                  required_from: int | None) -> tuple[str, ...]:
+def not_caught_up(joining: tuple[str, ...], flushed: dict[str, int], required_from: int | None) -> tuple[str, ...]:
     """The standbys of `joining` that may still lack a write acknowledged without them.
 
     Commits acknowledged before PostgreSQL started waiting for a standby did not wait for it;
@@ -711,12 +780,12 @@ def primary_verdict(s: Serving) -> Verdict:
     load balancer may send it the clients."""
     if s.acting_epoch is None:
         if s.lease_holder == s.node:
-            return Verdict(False, "NotActing: the Lease names this node but no renew succeeded "
-                           "within renewDeadline")
+            return Verdict(False, "NotActing: the Lease names this node but no renew succeeded within renewDeadline")
         return Verdict(False, f"NotPrimary: {s.lease_holder or 'nobody'} holds the Lease")
     if s.chain is not ChainState.UP or s.chain_epoch != s.acting_epoch:
-        return Verdict(False, f"ChainNotUp: this node holds the Lease at epoch {s.acting_epoch}; "
-                       f"its chain is {s.chain.value}")
+        return Verdict(
+            False, f"ChainNotUp: this node holds the Lease at epoch {s.acting_epoch}; its chain is {s.chain.value}"
+        )
     return Verdict(True, f"Primary: chain up at epoch {s.acting_epoch}")
 
 
@@ -728,11 +797,11 @@ def replica_verdict(s: Serving) -> Verdict:
     if s.lease_holder is None or s.lease_holder == s.node:
         return Verdict(False, "NoPrimary: no other node holds the Lease")
     if s.following != (s.lease_holder, s.lease_epoch):
-        return Verdict(False, f"NotFollowing: not rejoined as a standby of {s.lease_holder} at "
-                       f"epoch {s.lease_epoch} yet")
+        return Verdict(
+            False, f"NotFollowing: not rejoined as a standby of {s.lease_holder} at epoch {s.lease_epoch} yet"
+        )
     if not s.volumes_joined:
         return Verdict(False, "VolumesNotJoined: a DRBD volume is not up as a connected Secondary")
     if s.has_postgres and not s.postgres_streaming:
-        return Verdict(False, f"NotStreaming: PostgreSQL here is not streaming from "
-                       f"{s.lease_holder}")
+        return Verdict(False, f"NotStreaming: PostgreSQL here is not streaming from {s.lease_holder}")
     return Verdict(True, f"Replicating: standby of {s.lease_holder} at epoch {s.lease_epoch}")

@@ -37,16 +37,17 @@ def password_from_secret(data: Mapping[str, str] | None, secret: str, namespace:
         raise CredentialsError(
             f"{FIELD}: Secret {secret} does not exist in namespace {namespace}: create it, e.g. "
             f"kubectl -n {namespace} create secret generic {secret} "
-            f"--from-literal={KEY}=\"$(openssl rand -base64 32)\"")
+            f'--from-literal={KEY}="$(openssl rand -base64 32)"'
+        )
     if KEY not in data:
         keys = ", ".join(sorted(data)) or "none"
-        raise CredentialsError(f"{FIELD}: Secret {secret} in namespace {namespace} has no key "
-                               f"{KEY!r} (its keys: {keys})")
+        raise CredentialsError(
+            f"{FIELD}: Secret {secret} in namespace {namespace} has no key {KEY!r} (its keys: {keys})"
+        )
     try:
         password = base64.b64decode(data[KEY], validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError) as exc:
-        raise CredentialsError(f"{FIELD}: key {KEY!r} of Secret {secret} is not UTF-8 "
-                               "text") from exc
+        raise CredentialsError(f"{FIELD}: key {KEY!r} of Secret {secret} is not UTF-8 text") from exc
     if problem := password_problem(password):
         raise CredentialsError(f"{FIELD}: key {KEY!r} of Secret {secret} {problem}")
     return password
@@ -64,15 +65,16 @@ def password_from_file(path: Path) -> str:
     return password
 
 
-def replication_password(spec: PostgresSpec, namespace: str, read_secret: SecretReader,
-                         password_file: Path | None) -> str:
+def replication_password(
+    spec: PostgresSpec, namespace: str, read_secret: SecretReader, password_file: Path | None
+) -> str:
     """The Secret when the spec names one, else the host file, else a CredentialsError."""
     if spec.credentials_secret:
-        return password_from_secret(read_secret(spec.credentials_secret),
-                                    spec.credentials_secret, namespace)
+        return password_from_secret(read_secret(spec.credentials_secret), spec.credentials_secret, namespace)
     if password_file is not None:
         return password_from_file(password_file)
     raise CredentialsError(
         f"{FIELD} is not set and the agent has no --pg-password-file: the nodes authenticate "
         "replication with a password (scram-sha-256), so name a Secret in this namespace with "
-        f"the key {KEY!r}")
+        f"the key {KEY!r}"
+    )

@@ -24,9 +24,7 @@ log = logging.getLogger(__name__)
 SYSRQ = Path("/proc/sysrq-trigger")
 
 
-def fencer(
-    method: str, runner: ChainRunner, policy: FencePolicy, watchdog: Watchdog
-) -> Callable[[str], None]:
+def fencer(method: str, runner: ChainRunner, policy: FencePolicy, watchdog: Watchdog) -> Callable[[str], None]:
     """The fence function for `method` (FencePolicy.method, or LabKill for the lab)."""
     if method == "SysrqReboot":
         return _sysrq_reboot
@@ -37,13 +35,14 @@ def fencer(
     raise ValueError(f"unknown fence method {method!r}: use SysrqReboot, Watchdog or LabKill")
 
 
-def current_fencer(runner: ChainRunner, watchdog: Watchdog,
-                   override: str | None = None) -> Callable[[str], None]:
+def current_fencer(runner: ChainRunner, watchdog: Watchdog, override: str | None = None) -> Callable[[str], None]:
     """The fence of the spec the runner runs when it fires (spec.failover.fence changes live);
     `override` (LabKill) replaces the method for the lab."""
+
     def fence(reason: str) -> None:
         policy = runner.cluster.spec.failover.fence
         fencer(override or policy.method, runner, policy, watchdog)(reason)
+
     return fence
 
 
@@ -70,15 +69,13 @@ def _lab_kill(reason: str, runner: ChainRunner, watchdog: Watchdog) -> None:
             time.sleep(3600)  # the supervisor is killing us
     for fip in runner.cluster.floating_ips.values():
         try:
-            addresses.ensure_absent(runner.env.address_netns, fip.interface,
-                                    floating_addresses(fip))
+            addresses.ensure_absent(runner.env.address_netns, fip.interface, floating_addresses(fip))
         except Exception as exc:
             log.error("fence: could not remove %s: %s", fip.interface, exc)
     netns = _own_netns()
     pids = []
     if netns:
-        listed = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True,
-                                check=False)
+        listed = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True, check=False)
         pids = [int(p) for p in listed.stdout.split() if p.isdigit()]
     me = os.getpid()
     for pid in pids:

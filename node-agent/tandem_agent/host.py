@@ -47,8 +47,7 @@ class HostAccess:
 
     def __post_init__(self) -> None:
         if self.exec_mode not in HOST_EXEC_MODES:
-            raise ValueError(f"host exec mode must be one of {', '.join(HOST_EXEC_MODES)}, "
-                             f"got {self.exec_mode!r}")
+            raise ValueError(f"host exec mode must be one of {', '.join(HOST_EXEC_MODES)}, got {self.exec_mode!r}")
         if self.target_pid < 1:
             raise ValueError(f"target pid must be positive, got {self.target_pid}")
 
@@ -65,11 +64,29 @@ class HostAccess:
         if not full:
             raise ValueError("empty command")
         if self.scope_daemons and starts_daemon(full):
-            full = [self.systemd_run, "--scope", "--quiet", "--collect",
-                    f"--description=tandem: {' '.join(full)}"[:200], "--", *full]
+            full = [
+                self.systemd_run,
+                "--scope",
+                "--quiet",
+                "--collect",
+                f"--description=tandem: {' '.join(full)}"[:200],
+                "--",
+                *full,
+            ]
         if self.entered:
-            full = [self.nsenter, f"--target={self.target_pid}", "--mount", "--uts", "--ipc",
-                    "--net", "--pid", "--root", "--wd", "--", *full]
+            full = [
+                self.nsenter,
+                f"--target={self.target_pid}",
+                "--mount",
+                "--uts",
+                "--ipc",
+                "--net",
+                "--pid",
+                "--root",
+                "--wd",
+                "--",
+                *full,
+            ]
         return full
 
     # ----- paths
@@ -151,7 +168,7 @@ def starts_daemon(argv: Sequence[str]) -> bool:
     for i, arg in enumerate(argv):
         verbs = DAEMON_VERBS.get(os.path.basename(arg))
         if verbs is not None:
-            return any(a in verbs for a in argv[i + 1:])
+            return any(a in verbs for a in argv[i + 1 :])
     return False
 
 

@@ -37,6 +37,7 @@ def problem_of(exc: BaseException, root: str = "spec") -> str:
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         more = exc.error_count() - 1
-        return (f"{spec_path(first['loc'], root)}: {first['msg'].removeprefix('Value error, ')}"
-                + (f" (and {more} more)" if more else ""))
+        return f"{spec_path(first['loc'], root)}: {first['msg'].removeprefix('Value error, ')}" + (
+            f" (and {more} more)" if more else ""
+        )
     return f"{root}: the agent cannot build this cluster's chain: {type(exc).__name__}: {exc}"

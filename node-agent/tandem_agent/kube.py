@@ -57,19 +57,30 @@ class AgentWatches:
         scopes: list[str | None] = [*namespaces] if namespaces else [None]
         for scope in scopes:
             for plural in KINDS:
-                call, args = ((custom.list_cluster_custom_object, (GROUP, VERSION, plural))
-                              if scope is None else
-                              (custom.list_namespaced_custom_object,
-                               (GROUP, VERSION, scope, plural)))
-                self._add(plural, scope, WatchCache(
-                    f"{plural} in {scope or 'every namespace'}", call, *args,
-                    on_error=_count))
-            lease_call, lease_args = ((coordination.list_lease_for_all_namespaces, ())
-                                      if scope is None else
-                                      (coordination.list_namespaced_lease, (scope,)))
-            self._add(LEASES, scope, WatchCache(
-                f"Leases in {scope or 'every namespace'}", lease_call, *lease_args,
-                label_selector=CLUSTER_LABEL, on_error=_count))
+                call, args = (
+                    (custom.list_cluster_custom_object, (GROUP, VERSION, plural))
+                    if scope is None
+                    else (custom.list_namespaced_custom_object, (GROUP, VERSION, scope, plural))
+                )
+                self._add(
+                    plural, scope, WatchCache(f"{plural} in {scope or 'every namespace'}", call, *args, on_error=_count)
+                )
+            lease_call, lease_args = (
+                (coordination.list_lease_for_all_namespaces, ())
+                if scope is None
+                else (coordination.list_namespaced_lease, (scope,))
+            )
+            self._add(
+                LEASES,
+                scope,
+                WatchCache(
+                    f"Leases in {scope or 'every namespace'}",
+                    lease_call,
+                    *lease_args,
+                    label_selector=CLUSTER_LABEL,
+                    on_error=_count,
+                ),
+            )
 
     def _add(self, plural: str, scope: str | None, cache: WatchCache) -> None:
         self._by_kind.setdefault(plural, {})[scope] = cache
@@ -87,8 +98,11 @@ class AgentWatches:
 
     def problems(self) -> list[str]:
         """Why each mirror that is not synced is not (empty when all are)."""
-        return [f"{cache.what}: {cache.last_error or 'not listed yet'}"
-                for cache in self._caches() if not cache.wait_synced(0)]
+        return [
+            f"{cache.what}: {cache.last_error or 'not listed yet'}"
+            for cache in self._caches()
+            if not cache.wait_synced(0)
+        ]
 
     def stop(self) -> bool:
         """Stop every watch; whether all their threads ended."""
@@ -120,8 +134,7 @@ class Kube:
     """One namespace's reads (from the mirrors) and writes; thread-safe: the Lease keeper and
     the chain runner share one instance."""
 
-    def __init__(self, api_client: client.ApiClient, namespace: str, node: str,
-                 watches: AgentWatches) -> None:
+    def __init__(self, api_client: client.ApiClient, namespace: str, node: str, watches: AgentWatches) -> None:
         self.namespace = namespace
         self.node = node
         self.watches = watches
@@ -161,8 +174,7 @@ class Kube:
     def read_lease_now(self, cluster: str) -> LeaseRecord | None:
         """The Lease read from the API server itself, for when the watch proved behind."""
         try:
-            body = self._raw(self._coordination.read_namespaced_lease, lease_name(cluster),
-                             self.namespace)
+            body = self._raw(self._coordination.read_namespaced_lease, lease_name(cluster), self.namespace)
         except NotFound:
             return None
         return self._remember(cluster, body)
@@ -173,8 +185,9 @@ class Kube:
             self._lease_bodies[cluster] = body
         return parse_lease(body)
 
-    def write_lease(self, cluster: str, holder: str | None, epoch: int, acquire: bool,
-                    sync_standbys: tuple[str, ...] | None = None) -> LeaseRecord:
+    def write_lease(
+        self, cluster: str, holder: str | None, epoch: int, acquire: bool, sync_standbys: tuple[str, ...] | None = None
+    ) -> LeaseRecord:
         """Guarded update of the last Lease read: raises Conflict when it changed since, and
         then distrusts the Lease mirror until it has listed again.
 
@@ -183,11 +196,11 @@ class Kube:
             body = copy.deepcopy(self._lease_bodies.get(cluster))
         if body is None:
             raise Unavailable(None, "the Lease was never read")
-        set_holder(body, holder=holder, epoch=epoch, now=dt.datetime.now(dt.UTC),
-                   acquire=acquire, sync_standbys=sync_standbys)
+        set_holder(
+            body, holder=holder, epoch=epoch, now=dt.datetime.now(dt.UTC), acquire=acquire, sync_standbys=sync_standbys
+        )
         try:
-            updated = self._raw(self._coordination.replace_namespaced_lease,
-                                lease_name(cluster), self.namespace, body)
+            updated = self._raw(self._coordination.replace_namespaced_lease, lease_name(cluster), self.namespace, body)
         except Conflict:
             self.watches.resync_leases(self.namespace)
             raise
@@ -204,8 +217,14 @@ class Kube:
         }
         self._call(
             self._custom.patch_namespaced_custom_object_status,
-            GROUP, VERSION, self.namespace, "haclusters", cluster, body,
-            field_manager=FIELD_MANAGER_PREFIX + self.node, force=True,
+            GROUP,
+            VERSION,
+            self.namespace,
+            "haclusters",
+            cluster,
+            body,
+            field_manager=FIELD_MANAGER_PREFIX + self.node,
+            force=True,
             _content_type="application/apply-patch+yaml",
         )
 
@@ -218,4 +237,3 @@ class Kube:
         except NotFound:
             return None
         return dict(secret.data or {})
-

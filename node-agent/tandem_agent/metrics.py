@@ -44,27 +44,40 @@ class AgentEvents:
         self.renew_seconds = Histogram(
             "tandem_agent_lease_renew_seconds",
             "How long each Lease renew write took, failed ones included.",
-            CLUSTER_LABELS, buckets=RENEW_BUCKETS, registry=None)
+            CLUSTER_LABELS,
+            buckets=RENEW_BUCKETS,
+            registry=None,
+        )
         self.renew_failures = Counter(
             "tandem_agent_lease_renew_failures",
             "Lease renew writes that failed (refused, timed out, no answer).",
-            CLUSTER_LABELS, registry=None)
+            CLUSTER_LABELS,
+            registry=None,
+        )
         self.takeovers = Counter(
-            "tandem_agent_takeovers", "Times this node took the Lease, by reason.",
-            (*CLUSTER_LABELS, "reason"), registry=None)
+            "tandem_agent_takeovers",
+            "Times this node took the Lease, by reason.",
+            (*CLUSTER_LABELS, "reason"),
+            registry=None,
+        )
         self.stepdowns = Counter(
-            "tandem_agent_stepdowns", "Times this node tore down a chain that was up, by reason.",
-            (*CLUSTER_LABELS, "reason"), registry=None)
+            "tandem_agent_stepdowns",
+            "Times this node tore down a chain that was up, by reason.",
+            (*CLUSTER_LABELS, "reason"),
+            registry=None,
+        )
         self.repairs = Counter(
-            "tandem_agent_repairs", "Repairs in place attempted, by kind of member.",
-            (*CLUSTER_LABELS, "kind"), registry=None)
+            "tandem_agent_repairs",
+            "Repairs in place attempted, by kind of member.",
+            (*CLUSTER_LABELS, "kind"),
+            registry=None,
+        )
         self.api_errors = Counter(
-            "tandem_agent_api_errors", "API server calls that failed, by kind of failure.",
-            ("kind",), registry=None)
+            "tandem_agent_api_errors", "API server calls that failed, by kind of failure.", ("kind",), registry=None
+        )
 
     def collectors(self) -> tuple[Collector, ...]:
-        return (self.renew_seconds, self.renew_failures, self.takeovers, self.stepdowns,
-                self.repairs, self.api_errors)
+        return (self.renew_seconds, self.renew_failures, self.takeovers, self.stepdowns, self.repairs, self.api_errors)
 
 
 EVENTS = AgentEvents()
@@ -73,8 +86,7 @@ EVENTS = AgentEvents()
 class ClusterEvents:
     """The events of one cluster on this node: what agent.py calls."""
 
-    def __init__(self, namespace: str, cluster: str, node: str,
-                 events: AgentEvents = EVENTS) -> None:
+    def __init__(self, namespace: str, cluster: str, node: str, events: AgentEvents = EVENTS) -> None:
         self.labels = (namespace, cluster, node)
         self.events = events
 
@@ -110,8 +122,7 @@ def api_error_kind(status: int | None) -> str | None:
         return "Unavailable"
     if status == 404:
         return None
-    known = {401: "Unauthorized", 403: "Forbidden", 409: "Conflict", 422: "Invalid",
-             429: "TooManyRequests"}
+    known = {401: "Unauthorized", 403: "Forbidden", 409: "Conflict", 422: "Invalid", 429: "TooManyRequests"}
     return known.get(status, "ServerError" if status >= 500 else "Rejected")
 
 
@@ -150,28 +161,33 @@ def view_of(agent: ClusterAgent) -> ClusterView:
     acting = agent.acting_epoch()
     standby = pg is not None and pg.running and pg.role == "standby"
     serving = Serving(
-        node=agent.node, acting_epoch=acting,
-        lease_holder=lease.holder if lease else None, lease_epoch=lease.epoch if lease else None,
-        chain=runner.state, chain_epoch=runner.epoch, following=runner.following,
-        volumes_joined=runner.volumes_joined(), has_postgres=runner.postgres is not None,
+        node=agent.node,
+        acting_epoch=acting,
+        lease_holder=lease.holder if lease else None,
+        lease_epoch=lease.epoch if lease else None,
+        chain=runner.state,
+        chain_epoch=runner.epoch,
+        following=runner.following,
+        volumes_joined=runner.volumes_joined(),
+        has_postgres=runner.postgres is not None,
         postgres_streaming=None if pg is None else bool(standby and pg.receiving),
     )
     return ClusterView(
-        namespace=agent.kube.namespace, cluster=agent.cluster.name, serving=serving,
+        namespace=agent.kube.namespace,
+        cluster=agent.cluster.name,
+        serving=serving,
         epoch=acting if acting is not None else (lease.epoch if lease else 0),
-        resources=tuple((r["kind"], r["name"], r["state"] not in UNHEALTHY)
-                        for r in agent.monitor.reports()),
+        resources=tuple((r["kind"], r["name"], r["state"] not in UNHEALTHY) for r in agent.monitor.reports()),
         postgres_lag_seconds=pg.replay_lag_s if standby else None,
-        drbd_out_of_sync=tuple((name, status.out_of_sync_bytes)
-                               for name, status in runner.drbd.items() if status is not None),
+        drbd_out_of_sync=tuple(
+            (name, status.out_of_sync_bytes) for name, status in runner.drbd.items() if status is not None
+        ),
     )
 
 
-def node_state(node: str, clusters: Mapping[str, ClusterAgent],
-               refused: Mapping[str, str]) -> NodeState:
+def node_state(node: str, clusters: Mapping[str, ClusterAgent], refused: Mapping[str, str]) -> NodeState:
     # dict() copies in one step: the main thread may start another cluster meanwhile.
-    return NodeState(node, {key: view_of(agent) for key, agent in dict(clusters).items()},
-                     dict(refused))
+    return NodeState(node, {key: view_of(agent) for key, agent in dict(clusters).items()}, dict(refused))
 
 
 class AgentCollector(Collector):
@@ -183,24 +199,35 @@ class AgentCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         state = self._state()
         primary = GaugeMetricFamily(
-            "tandem_agent_primary", "1 while this node acts as the cluster's primary with its "
-            "chain up (GET /primary answers 200), else 0.", labels=CLUSTER_LABELS)
+            "tandem_agent_primary",
+            "1 while this node acts as the cluster's primary with its chain up (GET /primary answers 200), else 0.",
+            labels=CLUSTER_LABELS,
+        )
         replicating = GaugeMetricFamily(
-            "tandem_agent_replicating", "1 while this node is a standby following the primary "
-            "(GET /replica answers 200), else 0.", labels=CLUSTER_LABELS)
+            "tandem_agent_replicating",
+            "1 while this node is a standby following the primary (GET /replica answers 200), else 0.",
+            labels=CLUSTER_LABELS,
+        )
         epoch = GaugeMetricFamily(
-            "tandem_agent_epoch", "The epoch this node acts under, else the Lease's as last read.",
-            labels=CLUSTER_LABELS)
+            "tandem_agent_epoch",
+            "The epoch this node acts under, else the Lease's as last read.",
+            labels=CLUSTER_LABELS,
+        )
         healthy = GaugeMetricFamily(
-            "tandem_agent_resource_healthy", "1 unless the primary's monitor of this member of "
-            "the chain finds it failing, failed or being repaired.",
-            labels=(*CLUSTER_LABELS, "kind", "resource"))
+            "tandem_agent_resource_healthy",
+            "1 unless the primary's monitor of this member of the chain finds it failing, failed or being repaired.",
+            labels=(*CLUSTER_LABELS, "kind", "resource"),
+        )
         lag = GaugeMetricFamily(
-            "tandem_agent_postgres_lag_seconds", "Replay lag of this node's PostgreSQL standby "
-            "(0 once it replayed all it received).", labels=CLUSTER_LABELS)
+            "tandem_agent_postgres_lag_seconds",
+            "Replay lag of this node's PostgreSQL standby (0 once it replayed all it received).",
+            labels=CLUSTER_LABELS,
+        )
         out_of_sync = GaugeMetricFamily(
-            "tandem_agent_drbd_out_of_sync_bytes", "Bytes of the DRBD volume not yet in sync "
-            "with a peer (the largest over its peers).", labels=(*CLUSTER_LABELS, "volume"))
+            "tandem_agent_drbd_out_of_sync_bytes",
+            "Bytes of the DRBD volume not yet in sync with a peer (the largest over its peers).",
+            labels=(*CLUSTER_LABELS, "volume"),
+        )
         for view in state.clusters.values():
             labels = [view.namespace, view.cluster, state.node]
             primary.add_metric(labels, float(primary_verdict(view.serving).ok))
@@ -215,8 +242,7 @@ class AgentCollector(Collector):
         yield from (primary, replicating, epoch, healthy, lag, out_of_sync)
 
 
-VERDICTS: dict[str, Callable[[Serving], Verdict]] = {
-    "primary": primary_verdict, "replica": replica_verdict}
+VERDICTS: dict[str, Callable[[Serving], Verdict]] = {"primary": primary_verdict, "replica": replica_verdict}
 
 
 def health_reply(path: str, state: NodeState) -> Reply | None:
@@ -243,10 +269,12 @@ def registry(state: Callable[[], NodeState], events: AgentEvents = EVENTS) -> Co
     return found
 
 
-def start(address: tuple[str, int] | None, state: Callable[[], NodeState],
-          events: AgentEvents = EVENTS) -> MetricsServer | None:
+def start(
+    address: tuple[str, int] | None, state: Callable[[], NodeState], events: AgentEvents = EVENTS
+) -> MetricsServer | None:
     """Serve /metrics, /healthz, /primary/... and /replica/... (None: disabled or the port
     could not be bound, which is logged and otherwise ignored)."""
+
     def route(path: str) -> Reply | None:
         return health_reply(path, state())
 

@@ -96,13 +96,11 @@ class ChainMonitor:
             self._record(key, member, running.result[0], running.started_at)
             return
         overrun_since = running.timed_out_at or running.started_at
-        limit = member.settings.timeout if running.timed_out_at is None \
-            else member.settings.period
+        limit = member.settings.timeout if running.timed_out_at is None else member.settings.period
         if now - overrun_since >= limit:
             running.timed_out_at = now
             waited = now - running.started_at
-            self._record(key, member, f"no answer within {member.settings.timeout:g}s "
-                         f"(waiting {waited:.1f}s)", now)
+            self._record(key, member, f"no answer within {member.settings.timeout:g}s (waiting {waited:.1f}s)", now)
 
     def _start(self, key: str, member: Monitored, now: float) -> None:
         running = _Running(started_at=now)
@@ -112,8 +110,7 @@ class ChainMonitor:
             try:
                 problem = member.check()
             except Exception as exc:
-                problem = str(exc).strip().splitlines()[0][:200] if str(exc).strip() \
-                    else type(exc).__name__
+                problem = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             running.result = (problem,)
 
         threading.Thread(target=work, name=f"check-{key}", daemon=True).start()
@@ -129,16 +126,21 @@ class ChainMonitor:
             if not self.active:
                 return ()
             return tuple(
-                FailedResource(key, self.members[key].what, state.detail,
-                               state.consecutive_failures,
-                               now - (state.first_failure_at or now))
-                for key, state in self._states.items() if state.health is Health.FAILED)
+                FailedResource(
+                    key,
+                    self.members[key].what,
+                    state.detail,
+                    state.consecutive_failures,
+                    now - (state.first_failure_at or now),
+                )
+                for key, state in self._states.items()
+                if state.health is Health.FAILED
+            )
 
     def all_healthy(self) -> bool:
         """Every member's last check passed (monitoring is active)."""
         with self._lock:
-            return self.active and all(state.health is Health.HEALTHY
-                                       for state in self._states.values())
+            return self.active and all(state.health is Health.HEALTHY for state in self._states.values())
 
     def in_trouble(self, key: str, now: float | None = None, slow: float = 1.0) -> bool:
         """Whether `key`'s checks are failing, or one has been running for `slow` seconds
@@ -185,14 +187,14 @@ class ChainMonitor:
             for key, member in self.members.items():
                 state = self._states[key]
                 report: dict[str, Any] = {
-                    "name": member.name, "kind": member.kind,
+                    "name": member.name,
+                    "kind": member.kind,
                     "state": state.health.value,
                     "consecutiveFailures": state.consecutive_failures,
                     "repairs": len(self._repairs[key]),
                 }
                 if key in self._checked_wall:
-                    report["lastCheckTime"] = self._checked_wall[key].strftime(
-                        "%Y-%m-%dT%H:%M:%SZ")
+                    report["lastCheckTime"] = self._checked_wall[key].strftime("%Y-%m-%dT%H:%M:%SZ")
                 message = state.detail or self._messages.get(key, "")
                 if message:
                     report["message"] = message[:1024]

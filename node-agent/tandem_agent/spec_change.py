@@ -65,26 +65,32 @@ def _services(old: Sequence[ServiceSpec], new: Sequence[ServiceSpec]) -> tuple[l
     before = [_service_identity(s) for s in old]
     after = [_service_identity(s) for s in new]
     live: list[str] = []
-    if after[:len(before)] == before:
-        live += [f"spec.chain.services: {name} added at the end" for name, *_ in after[len(before):]]
-    elif before[:len(after)] == after:
-        live += [f"spec.chain.services: {name} removed from the end"
-                 for name, *_ in before[len(after):]]
+    if after[: len(before)] == before:
+        live += [f"spec.chain.services: {name} added at the end" for name, *_ in after[len(before) :]]
+    elif before[: len(after)] == after:
+        live += [f"spec.chain.services: {name} removed from the end" for name, *_ in before[len(after) :]]
     else:
-        return [], ["spec.chain.services: services reordered, or one changed or added before "
-                    "the last (only the end of the chain changes live)"]
+        return [], [
+            "spec.chain.services: services reordered, or one changed or added before "
+            "the last (only the end of the chain changes live)"
+        ]
     settings = {s.name: _dump(s) for s in old}
-    live += [f"spec.chain.services[{i}] ({s.name}): health check or timeouts"
-             for i, s in enumerate(new) if s.name in settings and settings[s.name] != _dump(s)]
+    live += [
+        f"spec.chain.services[{i}] ({s.name}): health check or timeouts"
+        for i, s in enumerate(new)
+        if s.name in settings and settings[s.name] != _dump(s)
+    ]
     return live, []
 
 
 def postgres_changed(old: HAClusterSpec, new: HAClusterSpec) -> bool:
     """PostgreSQL must be set up again: its spec (not its monitor) or the nodes it streams
     between changed."""
+
     def settings(spec: HAClusterSpec) -> Any:
         pg = spec.chain.postgres
         return None if pg is None else _dump(pg.model_copy(update={"monitor": None}))
+
     return settings(old) != settings(new) or _dump_list(old.nodes) != _dump_list(new.nodes)
 
 
@@ -105,12 +111,14 @@ def timings_problem(old: LeaseTimings, new: LeaseTimings) -> str | None:
     wait = min(t.lease_duration_ms * (1000 - t.clock_rate_error_permille) for t in (old, new))
     if hold * 1000 < wait:
         return None
-    return (f"spec.leases: a holder on the old timings and a standby on the new ones (or the "
-            f"reverse) could both act as primary: renewDeadlineMs + demotionTimeoutMs + "
-            f"maxStallMs + marginMs reaches {hold} ms, not below the shortest leaseDurationMs "
-            f"x (1 - clockRateErrorPermille/1000) = {wait / 1000:g} ms; make the change in two "
-            "edits: raise leaseDurationMs first and the others after, or lower the others "
-            "first and leaseDurationMs after")
+    return (
+        f"spec.leases: a holder on the old timings and a standby on the new ones (or the "
+        f"reverse) could both act as primary: renewDeadlineMs + demotionTimeoutMs + "
+        f"maxStallMs + marginMs reaches {hold} ms, not below the shortest leaseDurationMs "
+        f"x (1 - clockRateErrorPermille/1000) = {wait / 1000:g} ms; make the change in two "
+        "edits: raise leaseDurationMs first and the others after, or lower the others "
+        "first and leaseDurationMs after"
+    )
 
 
 class Resolved(Protocol):
@@ -134,17 +142,24 @@ def spec_change(running: Resolved, newest: Resolved) -> SpecChange:
         deferred.append("spec.nodes")
     if old.chain.volumes != new.chain.volumes:
         deferred.append("spec.chain.volumes")
-    deferred += [f"DRBDVolume {name}" for name in new.chain.volumes
-                 if name in old_volumes and _dump(old_volumes[name]) != _dump(new_volumes.get(name))]
-    for field, before, after in (("spec.chain.mounts", old.chain.mounts, new.chain.mounts),
-                                 ("spec.chain.bindMounts", old.chain.bind_mounts,
-                                  new.chain.bind_mounts)):
+    deferred += [
+        f"DRBDVolume {name}"
+        for name in new.chain.volumes
+        if name in old_volumes and _dump(old_volumes[name]) != _dump(new_volumes.get(name))
+    ]
+    for field, before, after in (
+        ("spec.chain.mounts", old.chain.mounts, new.chain.mounts),
+        ("spec.chain.bindMounts", old.chain.bind_mounts, new.chain.bind_mounts),
+    ):
         if _dump_list(before) != _dump_list(after):
             deferred.append(field)
     if postgres_changed(old, new) and "spec.nodes" not in deferred:
         deferred.append("spec.chain.postgres")
-    elif old.chain.postgres is not None and new.chain.postgres is not None \
-            and old.chain.postgres.monitor != new.chain.postgres.monitor:
+    elif (
+        old.chain.postgres is not None
+        and new.chain.postgres is not None
+        and old.chain.postgres.monitor != new.chain.postgres.monitor
+    ):
         live.append("spec.chain.postgres.monitor")
     service_live, service_deferred = _services(old.chain.services, new.chain.services)
     live += service_live
@@ -153,8 +168,11 @@ def spec_change(running: Resolved, newest: Resolved) -> SpecChange:
     removed = [n for n in old.chain.floating_ips if n not in new.chain.floating_ips]
     live += [f"spec.chain.floatingIPs: {name} added" for name in added]
     live += [f"spec.chain.floatingIPs: {name} removed" for name in removed]
-    live += [f"FloatingIP {name}" for name in new.chain.floating_ips
-             if name in old.chain.floating_ips and _dump(old_fips[name]) != _dump(new_fips[name])]
+    live += [
+        f"FloatingIP {name}"
+        for name in new.chain.floating_ips
+        if name in old.chain.floating_ips and _dump(old_fips[name]) != _dump(new_fips[name])
+    ]
     if old.chain.monitors != new.chain.monitors:
         live.append("spec.chain.monitors")
     if old.failover != new.failover:
@@ -172,19 +190,21 @@ def verdict(change: SpecChange, chain_down: bool, paused: bool) -> Verdict:
     deferred ones only once the chain is down here (a standby at once, a primary after its
     next switchover); a paused cluster acts on nothing, so its changes wait for resume."""
     if change.not_applicable:
-        return Verdict(False, f"{NOT_APPLICABLE}: {'; '.join(change.not_applicable)}; this "
-                       "node keeps running the spec it has")
+        return Verdict(
+            False, f"{NOT_APPLICABLE}: {'; '.join(change.not_applicable)}; this node keeps running the spec it has"
+        )
     if change.empty:
         return Verdict(True)
     if paused:
-        return Verdict(False, f"{PAUSED}: spec.paused is set: {_listed(change)} applied on "
-                       "resume")
+        return Verdict(False, f"{PAUSED}: spec.paused is set: {_listed(change)} applied on resume")
     if change.deferred and not chain_down:
-        return Verdict(False, f"{WAITING_FOR_SWITCHOVER}: {', '.join(change.deferred)} changed: "
-                       "applied once the chain is down on this node (the next switchover or "
-                       "failover); "
-                       + ("nothing else is applied before" if change.live else
-                          "the chain keeps running as it is meanwhile"))
+        return Verdict(
+            False,
+            f"{WAITING_FOR_SWITCHOVER}: {', '.join(change.deferred)} changed: "
+            "applied once the chain is down on this node (the next switchover or "
+            "failover); "
+            + ("nothing else is applied before" if change.live else "the chain keeps running as it is meanwhile"),
+        )
     return Verdict(True)
 
 

@@ -21,8 +21,11 @@ class DrbdVolume:
 
     def _ensure_up(self) -> list[str]:
         done = []
-        for outcome in (self.drbd.apply_config(self.spec), self.drbd.create_md(self.resource),
-                        self.drbd.up(self.resource)):
+        for outcome in (
+            self.drbd.apply_config(self.spec),
+            self.drbd.create_md(self.resource),
+            self.drbd.up(self.resource),
+        ):
             if outcome.changed:
                 done.append(outcome.detail)
         return done
@@ -97,8 +100,13 @@ def resynced_from(status: ResourceStatus | None, peer: str) -> bool:
     """Connected to `peer`, replication Established (no resync running or starting) and the
     disk UpToDate: whatever it had to send this node has arrived."""
     other = status.peer(peer) if status is not None else None
-    return status is not None and other is not None and other.connected \
-        and other.replication_state == "Established" and status.disk_state == "UpToDate"
+    return (
+        status is not None
+        and other is not None
+        and other.connected
+        and other.replication_state == "Established"
+        and status.disk_state == "UpToDate"
+    )
 
 
 def drbd_volume_factory(

@@ -17,19 +17,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
     scope = parser.add_mutually_exclusive_group()
-    scope.add_argument("--namespace", "-n", action="append", default=[],
-                       help="watch only this namespace (repeatable)")
-    scope.add_argument("--all-namespaces", "-A", action="store_true",
-                       help="watch every namespace (the default)")
-    parser.add_argument("--teardown-timeout", type=float, default=60.0, metavar="SECONDS",
-                        help="how long a deleted HACluster waits for its agents to tear down and "
-                        "release the Lease before the operator deletes it anyway (default 60)")
-    parser.add_argument("--peering", metavar="NAME",
-                        help="use kopf peering NAME (needs kopf's peering CRDs); default: standalone")
-    parser.add_argument("--metrics-address", type=address_argument, default=":9465",
-                        metavar="HOST:PORT",
-                        help="serve /metrics and /healthz here (default :9465, every IPv4 "
-                        "address; [::]:9465 for IPv6; empty: off)")
+    scope.add_argument("--namespace", "-n", action="append", default=[], help="watch only this namespace (repeatable)")
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace (the default)")
+    parser.add_argument(
+        "--teardown-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long a deleted HACluster waits for its agents to tear down and "
+        "release the Lease before the operator deletes it anyway (default 60)",
+    )
+    parser.add_argument(
+        "--peering", metavar="NAME", help="use kopf peering NAME (needs kopf's peering CRDs); default: standalone"
+    )
+    parser.add_argument(
+        "--metrics-address",
+        type=address_argument,
+        default=":9465",
+        metavar="HOST:PORT",
+        help="serve /metrics and /healthz here (default :9465, every IPv4 address; [::]:9465 for IPv6; empty: off)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="log kopf's own activity too")
     return parser.parse_args(argv)
 
@@ -45,7 +52,7 @@ class ExpectedWaits(logging.Filter):
         message = record.getMessage()
         for prefix in self.WAITS:
             if message.startswith(prefix):
-                record.msg, record.args = "waiting: " + message[len(prefix):], ()
+                record.msg, record.args = "waiting: " + message[len(prefix) :], ()
                 record.levelno, record.levelname = logging.INFO, "INFO"
         return True
 
@@ -53,7 +60,8 @@ class ExpectedWaits(logging.Filter):
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr,
+        level=logging.INFO,
+        stream=sys.stderr,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
     import kopf
@@ -70,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = kopf.OperatorSettings()
     handlers.apply_settings(settings)
     logging.getLogger("tandem_operator").info(
-        "starting: %s, %s", "namespaces " + ", ".join(args.namespace) if args.namespace else "all namespaces",
-        f"peering {args.peering}" if args.peering else "standalone")
+        "starting: %s, %s",
+        "namespaces " + ", ".join(args.namespace) if args.namespace else "all namespaces",
+        f"peering {args.peering}" if args.peering else "standalone",
+    )
     server = metrics.start(args.metrics_address)
     try:
         kopf.run(

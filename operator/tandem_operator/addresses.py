@@ -41,19 +41,22 @@ def _fip_intervals(name: str, fip: FloatingIP) -> tuple[list[_Interval], list[st
             problems.append(f"FloatingIP {name}: range {entry.start}..{entry.end} mixes IPv4 and IPv6")
             continue
         if int(start) > int(end):
-            problems.append(f"FloatingIP {name}: range {entry.start}..{entry.end} has start > end: "
-                            "swap them")
+            problems.append(f"FloatingIP {name}: range {entry.start}..{entry.end} has start > end: swap them")
             continue
         size = int(end) - int(start) + 1
         if size > MAX_ADDRESSES:
-            problems.append(f"FloatingIP {name}: range {entry.start}..{entry.end} holds {size} "
-                            f"addresses, more than {MAX_ADDRESSES}: split it or shrink it")
+            problems.append(
+                f"FloatingIP {name}: range {entry.start}..{entry.end} holds {size} "
+                f"addresses, more than {MAX_ADDRESSES}: split it or shrink it"
+            )
             continue
         total += size
         intervals.append(_Interval(name, start.version, int(start), int(end)))
     if total > MAX_ADDRESSES:
-        problems.append(f"FloatingIP {name} holds {total} addresses in all, more than "
-                        f"{MAX_ADDRESSES}: split it into several FloatingIPs")
+        problems.append(
+            f"FloatingIP {name} holds {total} addresses in all, more than "
+            f"{MAX_ADDRESSES}: split it into several FloatingIPs"
+        )
     return intervals, problems
 
 
@@ -73,7 +76,7 @@ def floating_ip_conflicts(fips: Mapping[str, FloatingIP], mine: set[str]) -> lis
             problems += bad
     seen: set[tuple[str, str]] = set()
     for i, a in enumerate(intervals):
-        for b in intervals[i + 1:]:
+        for b in intervals[i + 1 :]:
             if a.family != b.family or (a.fip not in mine and b.fip not in mine):
                 continue
             lo, hi = max(a.start, b.start), min(a.end, b.end)
@@ -86,13 +89,15 @@ def floating_ip_conflicts(fips: Mapping[str, FloatingIP], mine: set[str]) -> lis
             count = hi - lo + 1
             more = f" (and {count - 1} more)" if count > 1 else ""
             if a.fip == b.fip:
-                problems.append(f"FloatingIP {a.fip} lists {_address(a.family, lo)}{more} twice: "
-                                "remove the duplicate entry")
+                problems.append(
+                    f"FloatingIP {a.fip} lists {_address(a.family, lo)}{more} twice: remove the duplicate entry"
+                )
             else:
                 problems.append(
                     f"address {_address(a.family, lo)}{more} is in FloatingIP {a.fip} and "
                     f"FloatingIP {b.fip}: an address may belong to one FloatingIP only; "
-                    "remove it from one of them")
+                    "remove it from one of them"
+                )
     return problems
 
 
@@ -102,8 +107,12 @@ def address_summary(name: str, fip: FloatingIP) -> tuple[int, str]:
     if problems:
         return 0, "invalid: see the HACluster's Ready condition"
     count = sum(i.end - i.start + 1 for i in intervals)
-    ranges = [_address(i.family, i.start) if i.start == i.end
-              else f"{_address(i.family, i.start)}-{_address(i.family, i.end)}" for i in intervals]
+    ranges = [
+        _address(i.family, i.start)
+        if i.start == i.end
+        else f"{_address(i.family, i.start)}-{_address(i.family, i.end)}"
+        for i in intervals
+    ]
     text = ", ".join(ranges)
     summary = text if count == 1 else f"{count} addresses {text}"
     return count, summary if len(summary) <= 128 else summary[:125] + "..."

@@ -133,9 +133,16 @@ class Catchup:
                     continue
                 if now >= deadline:
                     del self._awaited[key]
-                    log.warning("%s/%s: the watch has not shown the operator's write of %s %s "
-                                "(resourceVersion %s) for %.0f s: deciding on the cached view",
-                                cluster[0], cluster[1], key[0], key[2], version, self.timeout)
+                    log.warning(
+                        "%s/%s: the watch has not shown the operator's write of %s %s "
+                        "(resourceVersion %s) for %.0f s: deciding on the cached view",
+                        cluster[0],
+                        cluster[1],
+                        key[0],
+                        key[2],
+                        version,
+                        self.timeout,
+                    )
                 else:
                     out.append(key)
         return out

@@ -48,20 +48,26 @@ def reconcile(s: Snapshot) -> Decision:
     """The desired operator-owned status, the patch (None: unchanged) and the Events."""
     status = s.cluster.status or HAClusterStatus()
     v = view_of(s)
-    f = Flow(switchover=status.switchover, last_failover=status.last_failover,
-             handled_request=status.handled_switchover_id, forced=status.forced_failover)
+    f = Flow(
+        switchover=status.switchover,
+        last_failover=status.last_failover,
+        handled_request=status.handled_switchover_id,
+        forced=status.forced_failover,
+    )
     invalid = validate(s) + refusals(v)
     observe_lease(v, f)
     advance_switchover(v, f)
     new_switchover(v, f)
     advance_forced_failover(v, f)
     before = status.announced or Announced()
-    resources, unhealthy, resource_events = resources_healthy(
-        v, {c.type: c for c in status.conditions}, before)
+    resources, unhealthy, resource_events = resources_healthy(v, {c.type: c for c in status.conditions}, before)
     recoveries, recovery_events = announced_recoveries(v, before)
     split_brains, split_brain_events = announced_split_brain_recoveries(v, before)
-    conditions = [*cluster_conditions(v, f, invalid), resources,
-                  spec_applied(v, {c.type: c for c in status.conditions})]
+    conditions = [
+        *cluster_conditions(v, f, invalid),
+        resources,
+        spec_applied(v, {c.type: c for c in status.conditions}),
+    ]
     desired = HAClusterStatus(
         observed_generation=s.generation,
         primary=v.holder,
@@ -70,24 +76,34 @@ def reconcile(s: Snapshot) -> Decision:
         last_failover=f.last_failover,
         switchover=f.switchover,
         handled_switchover_id=f.handled_request,
-        announced=Announced(recoveries=recoveries, unhealthy=unhealthy,
-                            split_brain_recoveries=split_brains)
-        if recoveries or unhealthy or split_brains else None,
+        announced=Announced(recoveries=recoveries, unhealthy=unhealthy, split_brain_recoveries=split_brains)
+        if recoveries or unhealthy or split_brains
+        else None,
         forced_failover=f.forced,
     )
-    events = [*f.events, *transition_events(status, conditions, s.now), *resource_events,
-              *recovery_events, *split_brain_events]
+    events = [
+        *f.events,
+        *transition_events(status, conditions, s.now),
+        *resource_events,
+        *recovery_events,
+        *split_brain_events,
+    ]
     wanted = owned_fields(desired)
     patch = None if wanted == owned_fields(status) else wanted
     ready = conditions[0]
-    return Decision(status=desired, patch=patch, events=tuple(events), retry=f.retry,
-                    reason=f"{ready.reason}: {ready.message}", members=member_statuses(v))
+    return Decision(
+        status=desired,
+        patch=patch,
+        events=tuple(events),
+        retry=f.retry,
+        reason=f"{ready.reason}: {ready.message}",
+        members=member_statuses(v),
+    )
 
 
 def owned_fields(status: HAClusterStatus) -> dict[str, Any]:
     """The fields of status the operator owns, as they go on the wire (status.nodes excluded)."""
-    data: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=True,
-                                             exclude={"nodes"})
+    data: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"nodes"})
     # conditions of other types (another controller's) are neither ours to compare nor to drop
     data["conditions"] = [c for c in data.get("conditions", []) if c["type"] in CONDITION_TYPES]
     return data

@@ -30,13 +30,25 @@ def teardown(s: Snapshot, deleted_at: datetime, timeout: timedelta) -> Teardown:
     lease = s.lease
     elapsed = ms_between(deleted_at, s.now)
     if lease is None:
-        return Teardown(True, False, "the Lease is already gone",
-                        (Event("Normal", "TornDown", f"HACluster {s.name} released after "
-                               f"{human_duration(elapsed)}: its Lease was already gone"),))
+        return Teardown(
+            True,
+            False,
+            "the Lease is already gone",
+            (
+                Event(
+                    "Normal",
+                    "TornDown",
+                    f"HACluster {s.name} released after {human_duration(elapsed)}: its Lease was already gone",
+                ),
+            ),
+        )
     v = view_of(s)
     up = sorted(n for n, r in v.reports.items() if r.role in ("Primary", "Demoting") and v.current(r))
-    expired = (lease.renew_time is not None and lease.duration_seconds is not None
-               and s.now - lease.renew_time > timedelta(seconds=2 * lease.duration_seconds))
+    expired = (
+        lease.renew_time is not None
+        and lease.duration_seconds is not None
+        and s.now - lease.renew_time > timedelta(seconds=2 * lease.duration_seconds)
+    )
     if lease.holder is None:
         why = "the Lease was released"
     elif not up:
@@ -44,14 +56,19 @@ def teardown(s: Snapshot, deleted_at: datetime, timeout: timedelta) -> Teardown:
     elif expired:
         why = f"the holder {lease.holder} stopped renewing the Lease"
     elif s.now - deleted_at >= timeout:
-        message = (f"gave up waiting for {human_list(up)} to tear the chain down after "
-                   f"{human_duration(elapsed)}; deleting Lease {lease_name(s.name)} anyway (the "
-                   "holder's next renew fails and it demotes)")
+        message = (
+            f"gave up waiting for {human_list(up)} to tear the chain down after "
+            f"{human_duration(elapsed)}; deleting Lease {lease_name(s.name)} anyway (the "
+            "holder's next renew fails and it demotes)"
+        )
         return Teardown(True, True, message, (Event("Warning", "TeardownTimeout", message),))
     else:
-        return Teardown(False, False,
-                        f"waiting for {human_list(up)} to tear the chain down and release Lease "
-                        f"{lease_name(s.name)} ({human_duration(elapsed)} of "
-                        f"{human_duration(ms_between(s.now - timeout, s.now))})")
+        return Teardown(
+            False,
+            False,
+            f"waiting for {human_list(up)} to tear the chain down and release Lease "
+            f"{lease_name(s.name)} ({human_duration(elapsed)} of "
+            f"{human_duration(ms_between(s.now - timeout, s.now))})",
+        )
     message = f"chain torn down and Lease {lease_name(s.name)} deleted after {human_duration(elapsed)}: {why}"
     return Teardown(True, True, message, (Event("Normal", "TornDown", message),))

@@ -49,8 +49,7 @@ def lsn_value(text: str | None) -> int | None:
         return None
 
 
-def renewal_age(cluster: HACluster, lease: LeaseRecord | None,
-                now: datetime) -> tuple[float, float] | None:
+def renewal_age(cluster: HACluster, lease: LeaseRecord | None, now: datetime) -> tuple[float, float] | None:
     """(seconds since the holder last renewed, leaseDuration in seconds); None without a
     holder or a renewal time. An age under the duration means the holder may well be alive."""
     if lease is None or lease.holder is None or lease.renew_time is None:
@@ -59,8 +58,7 @@ def renewal_age(cluster: HACluster, lease: LeaseRecord | None,
     return (now - lease.renew_time).total_seconds(), duration
 
 
-def loss_report(cluster: HACluster, lease: LeaseRecord | None, target: str,
-                now: datetime) -> list[str]:
+def loss_report(cluster: HACluster, lease: LeaseRecord | None, target: str, now: datetime) -> list[str]:
     """What a forced failover to `target` may lose, one finding a line, from the reports and
     the Lease as read: whether the holder still renews, the target's role and eligibility,
     whether the Lease lists it as a synchronous standby, its PostgreSQL position against the
@@ -69,8 +67,7 @@ def loss_report(cluster: HACluster, lease: LeaseRecord | None, target: str,
     spec = cluster.spec
     reports = {r.name: r for r in status.nodes}
     holder = lease.holder if lease else None
-    last = holder if holder not in (None, target) else (
-        status.primary if status.primary != target else None)
+    last = holder if holder not in (None, target) else (status.primary if status.primary != target else None)
     lines = []
     if lease is None:
         lines.append("the Lease does not exist yet: no node has been primary")
@@ -79,39 +76,46 @@ def loss_report(cluster: HACluster, lease: LeaseRecord | None, target: str,
     elif holder == target:
         lines.append(f"{target} already holds the Lease (epoch {lease.epoch}): nothing to force")
     elif (renewed := renewal_age(cluster, lease, now)) is None:
-        lines.append(f"{holder} holds the Lease at epoch {lease.epoch}; its last renewal is not "
-                     "known")
+        lines.append(f"{holder} holds the Lease at epoch {lease.epoch}; its last renewal is not known")
     else:
         age, duration = renewed
         if age < duration:
-            lines.append(f"{holder} holds the Lease at epoch {lease.epoch} and renewed it "
-                         f"{age:.0f} s ago (leaseDuration {duration:g} s): it looks alive; while "
-                         "it renews, a forced failover is refused: use switchover")
+            lines.append(
+                f"{holder} holds the Lease at epoch {lease.epoch} and renewed it "
+                f"{age:.0f} s ago (leaseDuration {duration:g} s): it looks alive; while "
+                "it renews, a forced failover is refused: use switchover"
+            )
         else:
-            lines.append(f"{holder} holds the Lease at epoch {lease.epoch} but last renewed it "
-                         f"{age:.0f} s ago (leaseDuration {duration:g} s): it stopped renewing")
+            lines.append(
+                f"{holder} holds the Lease at epoch {lease.epoch} but last renewed it "
+                f"{age:.0f} s ago (leaseDuration {duration:g} s): it stopped renewing"
+            )
     report = reports.get(target)
     if report is None:
         lines.append(f"{target} has not reported: what its disks and database hold is unknown")
     else:
-        beat = (f"{(now - report.heartbeat_time).total_seconds():.0f} s ago"
-                if report.heartbeat_time else "never")
-        fit = "eligible to take over" if report.eligible else (
-            f"not eligible: {report.why_ineligible or 'no reason given'}")
-        lines.append(f"{target} reports role {report.role} at epoch {report.epoch} (heartbeat "
-                     f"{beat}); {fit}")
+        beat = f"{(now - report.heartbeat_time).total_seconds():.0f} s ago" if report.heartbeat_time else "never"
+        fit = (
+            "eligible to take over"
+            if report.eligible
+            else (f"not eligible: {report.why_ineligible or 'no reason given'}")
+        )
+        lines.append(f"{target} reports role {report.role} at epoch {report.epoch} (heartbeat {beat}); {fit}")
     listed = lease.sync_standbys if lease else None
     if spec.chain.postgres is not None and holder != target:
         if listed is None:
-            lines.append("the Lease lists no synchronous standbys: commits acknowledged by the "
-                         f"last primary may be missing on {target}")
+            lines.append(
+                "the Lease lists no synchronous standbys: commits acknowledged by the "
+                f"last primary may be missing on {target}"
+            )
         elif target in listed:
-            lines.append(f"the Lease lists {target} as a synchronous standby: it confirmed "
-                         "every acknowledged commit")
+            lines.append(f"the Lease lists {target} as a synchronous standby: it confirmed every acknowledged commit")
         else:
-            lines.append(f"the Lease does not list {target} as a synchronous standby (it lists "
-                         f"{', '.join(listed) or 'none'}): commits acknowledged by "
-                         f"{last or 'the last primary'} may be missing on {target}")
+            lines.append(
+                f"the Lease does not list {target} as a synchronous standby (it lists "
+                f"{', '.join(listed) or 'none'}): commits acknowledged by "
+                f"{last or 'the last primary'} may be missing on {target}"
+            )
     if spec.chain.postgres is not None and report is not None:
         pg = report.postgres
         if pg is None or pg.role == "Unknown":
@@ -123,23 +127,31 @@ def loss_report(cluster: HACluster, lease: LeaseRecord | None, target: str,
         mine = lsn_value(pg.lsn) if pg else None
         if theirs is not None and theirs.postgres is not None and theirs.postgres.lsn:
             other = lsn_value(theirs.postgres.lsn)
-            behind = (f": {target} is {byte_size(other - mine)} of WAL behind that"
-                      if mine is not None and other is not None and other > mine else "")
-            lines.append(f"{last} last reported LSN {theirs.postgres.lsn}{behind}; what it "
-                         "wrote after its last report is unknown")
+            behind = (
+                f": {target} is {byte_size(other - mine)} of WAL behind that"
+                if mine is not None and other is not None and other > mine
+                else ""
+            )
+            lines.append(
+                f"{last} last reported LSN {theirs.postgres.lsn}{behind}; what it "
+                "wrote after its last report is unknown"
+            )
     if report is not None:
         for d in report.drbd:
-            lost = "" if d.disk_state == "UpToDate" else (
-                ": not UpToDate, promoted with drbdadm primary --force; the blocks it lacks are "
-                "lost")
-            lines.append(f"DRBD {d.name} on {target}: disk {d.disk_state}, {d.connection_state}, "
-                         f"peer disk {d.peer_disk_state}, {byte_size(d.out_of_sync_bytes)} out "
-                         f"of sync{lost}")
+            lost = (
+                ""
+                if d.disk_state == "UpToDate"
+                else (": not UpToDate, promoted with drbdadm primary --force; the blocks it lacks are lost")
+            )
+            lines.append(
+                f"DRBD {d.name} on {target}: disk {d.disk_state}, {d.connection_state}, "
+                f"peer disk {d.peer_disk_state}, {byte_size(d.out_of_sync_bytes)} out "
+                f"of sync{lost}"
+            )
     theirs = reports.get(last) if last else None
     for d in theirs.drbd if theirs is not None else []:
         if d.out_of_sync_bytes:
-            lines.append(f"{last} reported {byte_size(d.out_of_sync_bytes)} of DRBD {d.name} "
-                         f"out of sync with its peer")
+            lines.append(f"{last} reported {byte_size(d.out_of_sync_bytes)} of DRBD {d.name} out of sync with its peer")
     return lines
 
 
@@ -162,30 +174,37 @@ def advance_forced_failover(v: View, f: Flow) -> None:
         return
     if v.epoch <= old.from_epoch:
         if found is None:
-            _end_forced(f, old, "Refused", "Withdrawn", "the annotations were removed: nothing "
-                        "is forced")
+            _end_forced(f, old, "Refused", "Withdrawn", "the annotations were removed: nothing is forced")
         return
     if v.holder != target:
-        _end_forced(f, old, "Refused", INTERRUPTED, f"the Lease went to {v.holder or 'nobody'} "
-                    f"at epoch {v.epoch} instead")
+        _end_forced(
+            f, old, "Refused", INTERRUPTED, f"the Lease went to {v.holder or 'nobody'} at epoch {v.epoch} instead"
+        )
         return
     if report is None or report.role != "Primary" or report.epoch < v.epoch:
-        message = clip(f"{target} took the Lease at epoch {v.epoch}; waiting for it to report "
-                       "Primary")
+        message = clip(f"{target} took the Lease at epoch {v.epoch}; waiting for it to report Primary")
         if old.message != message:
             f.forced = old.model_copy(update={"message": message})
         return
     how = "by the forced failover" if mine else "(it took over by itself)"
-    _end_forced(f, old, "Completed", FORCED_FAILOVER,
-                f"{target} is primary at epoch {v.epoch} {how}")
+    _end_forced(f, old, "Completed", FORCED_FAILOVER, f"{target} is primary at epoch {v.epoch} {how}")
 
 
-def _end_forced(f: Flow, old: ForcedFailover, phase: Literal["Completed", "Refused"],
-                reason: str, message: str, *, whole: bool = False) -> None:
+def _end_forced(
+    f: Flow,
+    old: ForcedFailover,
+    phase: Literal["Completed", "Refused"],
+    reason: str,
+    message: str,
+    *,
+    whole: bool = False,
+) -> None:
     """`whole`: the message already says which request ended and how (the agent's own)."""
-    said = clip(f"{message} (to {old.target})" if whole else
-                f"forced failover to {old.target} (request {old.request_id}) "
-                f"{phase.lower()}: {message}")
+    said = clip(
+        f"{message} (to {old.target})"
+        if whole
+        else f"forced failover to {old.target} (request {old.request_id}) {phase.lower()}: {message}"
+    )
     f.forced = old.model_copy(update={"phase": phase, "reason": reason, "message": said})
     if phase == "Completed":
         f.say("Warning", FORCED_FAILOVER, f"{said}; what may have been lost: {old.data_at_risk}")
@@ -203,40 +222,71 @@ def _judge_forced(v: View, f: Flow, target: str, request_id: str, accepted: bool
     report = v.reports.get(target)
     problem: tuple[str, str] | None = None
     if not REQUEST_ID.fullmatch(request_id):
-        problem = ("InvalidRequest", f"{FORCE_FAILOVER_ID_ANNOTATION} {rid!r} is not a request "
-                   "id: use 1 to 63 letters, digits, '.', '_', ':' or '-', e.g. a timestamp")
+        problem = (
+            "InvalidRequest",
+            f"{FORCE_FAILOVER_ID_ANNOTATION} {rid!r} is not a request "
+            "id: use 1 to 63 letters, digits, '.', '_', ':' or '-', e.g. a timestamp",
+        )
     elif target not in names:
-        problem = ("InvalidRequest", f"{FORCE_FAILOVER_ANNOTATION} names {target[:63]!r}, which "
-                   f"is not one of spec.nodes ({human_list(names)})")
+        problem = (
+            "InvalidRequest",
+            f"{FORCE_FAILOVER_ANNOTATION} names {target[:63]!r}, which is not one of spec.nodes ({human_list(names)})",
+        )
     elif not accepted:
-        problem = ("DataLossNotAccepted", f"{ACCEPT_DATA_LOSS_ANNOTATION} is not \"true\": "
-                   "nothing is forced; set it, with a new request id, to accept losing data")
+        problem = (
+            "DataLossNotAccepted",
+            f'{ACCEPT_DATA_LOSS_ANNOTATION} is not "true": '
+            "nothing is forced; set it, with a new request id, to accept losing data",
+        )
     elif s.deleting:
         problem = (DELETING, "the HACluster is being deleted")
     elif spec.paused:
         problem = (PAUSED, "spec.paused is set: resume the cluster first")
     elif target in spec.standby_nodes:
-        problem = ("TargetInStandbyMode", f"{target} is in spec.standbyNodes: bring it online "
-                   "first")
+        problem = ("TargetInStandbyMode", f"{target} is in spec.standbyNodes: bring it online first")
     elif report is not None and report.ineligible_reason is IneligibleReason.INVALID_SPEC:
         problem = (INVALID_SPEC, f"{target} refuses the spec: {report.ineligible_message}")
     known = target in names
     risk = clip("; ".join(loss_report(s.cluster, s.lease, target, s.now))) if known else ""
-    forced = ForcedFailover(request_id=rid, target=target if known else None,
-                            from_epoch=v.epoch, phase="Pending", data_at_risk=risk,
-                            requested_at=second(s.now))
+    forced = ForcedFailover(
+        request_id=rid,
+        target=target if known else None,
+        from_epoch=v.epoch,
+        phase="Pending",
+        data_at_risk=risk,
+        requested_at=second(s.now),
+    )
     if problem is not None:
-        f.forced = forced.model_copy(update={"phase": "Refused", "reason": problem[0], "message": clip(
-            f"forced failover to {target[:63]} (request {rid}) refused: {problem[1]}")})
+        f.forced = forced.model_copy(
+            update={
+                "phase": "Refused",
+                "reason": problem[0],
+                "message": clip(f"forced failover to {target[:63]} (request {rid}) refused: {problem[1]}"),
+            }
+        )
         f.say("Warning", FORCED_FAILOVER_REFUSED, f.forced.message)
     elif v.holder == target:
-        f.forced = forced.model_copy(update={"phase": "Completed", "message": clip(
-            f"forced failover to {target} (request {rid}): {target} already holds the Lease "
-            f"at epoch {v.epoch}: nothing to force")})
+        f.forced = forced.model_copy(
+            update={
+                "phase": "Completed",
+                "message": clip(
+                    f"forced failover to {target} (request {rid}): {target} already holds the Lease "
+                    f"at epoch {v.epoch}: nothing to force"
+                ),
+            }
+        )
         f.say("Normal", FORCED_FAILOVER, f.forced.message)
     else:
-        f.forced = forced.model_copy(update={"message": clip(
-            f"forced failover to {target} (request {rid}) pending, data loss accepted: waiting "
-            f"for {target} to take the Lease once it is free or unchanged for leaseDuration")})
-        f.say("Warning", FORCED_FAILOVER, f"forced failover to {target} requested (request "
-              f"{rid}), data loss accepted; what may be lost: {risk}")
+        f.forced = forced.model_copy(
+            update={
+                "message": clip(
+                    f"forced failover to {target} (request {rid}) pending, data loss accepted: waiting "
+                    f"for {target} to take the Lease once it is free or unchanged for leaseDuration"
+                )
+            }
+        )
+        f.say(
+            "Warning",
+            FORCED_FAILOVER,
+            f"forced failover to {target} requested (request {rid}), data loss accepted; what may be lost: {risk}",
+        )

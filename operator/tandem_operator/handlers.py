@@ -129,8 +129,7 @@ def apply_settings(settings: kopf.OperatorSettings) -> None:
     for kopf's), our own finalizer name, and only the Events the core decides on."""
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="tandem.dev")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key=LAST_HANDLED_KEY)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP, key=LAST_HANDLED_KEY)
     settings.posting.enabled = True
     settings.posting.level = logging.CRITICAL  # kopf's own log lines are not posted as Events
     settings.posting.reporting_component = "tandem-operator"
@@ -146,9 +145,13 @@ def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     views, kept here for every later handler (kopf fills them before it runs any resource
     handler: docs.kopf.dev, "In-memory indexing", Guarantees)."""
     apply_settings(settings)
-    RUNTIME.cache = Cache(kwargs["tandem_clusters"], kwargs["tandem_volumes"],
-                          kwargs["tandem_floating_ips"], kwargs["tandem_leases"],
-                          kwargs["tandem_nodes"])
+    RUNTIME.cache = Cache(
+        kwargs["tandem_clusters"],
+        kwargs["tandem_volumes"],
+        kwargs["tandem_floating_ips"],
+        kwargs["tandem_leases"],
+        kwargs["tandem_nodes"],
+    )
     RUNTIME.api()
 
 
@@ -162,9 +165,16 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     parts = header.split(" ", 1) if header else []
     scheme, token = (None, None) if not parts else (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
     return kopf.ConnectionInfo(
-        server=cfg.host, ca_path=cfg.ssl_ca_cert, insecure=not cfg.verify_ssl,
-        username=cfg.username or None, password=cfg.password or None, scheme=scheme, token=token,
-        certificate_path=cfg.cert_file, private_key_path=cfg.key_file)
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        username=cfg.username or None,
+        password=cfg.password or None,
+        scheme=scheme,
+        token=token,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+    )
 
 
 # --- one reconcile ----------------------------------------------------------------------------
@@ -177,10 +187,8 @@ def _now() -> datetime:
 def _post(body: dict[str, Any], events: tuple[Event, ...] | list[Event]) -> None:
     meta = body["metadata"]
     for event in events:
-        kopf.event(cast(kopf.Body, body), type=event.type, reason=event.reason,
-                   message=event.message)
-        log.info("%s/%s %s %s: %s", meta.get("namespace"), meta["name"], event.type, event.reason,
-                 event.message)
+        kopf.event(cast(kopf.Body, body), type=event.type, reason=event.reason, message=event.message)
+        log.info("%s/%s %s %s: %s", meta.get("namespace"), meta["name"], event.type, event.reason, event.message)
 
 
 @dataclass(frozen=True)
@@ -199,8 +207,10 @@ def _read(kube: Kube, namespace: str, name: str, *, fresh: bool = False) -> Read
     if not fresh:
         waiting = RUNTIME.catchup.pending((namespace, name))
         if waiting:
-            raise Behind("waiting for the watches to show the operator's write of "
-                         + ", ".join(f"{plural} {obj}" for plural, _, obj in waiting))
+            raise Behind(
+                "waiting for the watches to show the operator's write of "
+                + ", ".join(f"{plural} {obj}" for plural, _, obj in waiting)
+            )
         cache = RUNTIME.view()
         entry = cache.cluster(namespace, name)
         if entry is None:
@@ -235,11 +245,19 @@ def _snapshot(kube: Kube, read: Read, change: PrimaryChange | None = None) -> Sn
     history = RUNTIME.remember(namespace, name, lease) if lease is not None else {}
     cache = RUNTIME.view()
     return Snapshot(
-        name=name, namespace=namespace, generation=int(meta.get("generation") or 0),
-        cluster=cluster, lease=lease, now=_now(),
-        volumes=cache.volumes(namespace), floating_ips=cache.floating_ips(namespace),
-        clusters=cache.clusters(namespace), nodes=cache.nodes(n.name for n in cluster.spec.nodes),
-        deleting=deleting, history=history, primary_change=change,
+        name=name,
+        namespace=namespace,
+        generation=int(meta.get("generation") or 0),
+        cluster=cluster,
+        lease=lease,
+        now=_now(),
+        volumes=cache.volumes(namespace),
+        floating_ips=cache.floating_ips(namespace),
+        clusters=cache.clusters(namespace),
+        nodes=cache.nodes(n.name for n in cluster.spec.nodes),
+        deleting=deleting,
+        history=history,
+        primary_change=change,
         annotations=dict(meta.get("annotations") or {}),
     )
 
@@ -257,8 +275,9 @@ def _decide_and_write(kube: Kube, body: dict[str, Any], snap: Snapshot) -> core.
         try:
             version = kube.apply_member_status(snap.namespace, member)
         except Exception as exc:  # shown again by the next tick; never blocks the cluster's status
-            log.warning("%s/%s: status of %s %s not written: %s", snap.namespace, snap.name,
-                        member.plural, member.name, exc)
+            log.warning(
+                "%s/%s: status of %s %s not written: %s", snap.namespace, snap.name, member.plural, member.name, exc
+            )
         else:
             RUNTIME.wrote(key, (member.plural, snap.namespace, member.name), version)
     return decision
@@ -293,8 +312,7 @@ def namespaced(namespace: str | None) -> str:
 
 @kopf.index(GROUP, VERSION, "haclusters")
 def tandem_clusters(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, Entry[ClusterEntry]]:
-    return {namespaced(namespace): RUNTIME.seen(
-        "haclusters", body, ClusterEntry(slim(body), parse_cluster(body)))}
+    return {namespaced(namespace): RUNTIME.seen("haclusters", body, ClusterEntry(slim(body), parse_cluster(body)))}
 
 
 @kopf.index(GROUP, VERSION, "drbdvolumes")
@@ -310,8 +328,9 @@ def tandem_floating_ips(body: kopf.Body, namespace: str | None, **_: Any) -> dic
 
 
 @kopf.index("coordination.k8s.io", "v1", "leases", labels={CLUSTER_LABEL: kopf.PRESENT})
-def tandem_leases(body: kopf.Body, namespace: str | None, name: str,
-                  **_: Any) -> dict[tuple[str, str], Entry[LeaseRecord]]:
+def tandem_leases(
+    body: kopf.Body, namespace: str | None, name: str, **_: Any
+) -> dict[tuple[str, str], Entry[LeaseRecord]]:
     return {(namespaced(namespace), name): RUNTIME.seen("leases", body, parse_lease(dict(body)))}
 
 
@@ -329,8 +348,13 @@ def tick(namespace: str | None, name: str, **_: Any) -> None:
         log.debug("%s/%s: %s", namespace, name, wait)
     except Exception as exc:  # an API hiccup must not stretch the cadence to kopf's backoff
         METRICS.reconcile_failed()
-        log.warning("%s/%s: reconcile failed, retrying in %.0f s: %s", namespace, name, INTERVAL,
-                    str(exc).splitlines()[0] if str(exc) else repr(exc))
+        log.warning(
+            "%s/%s: reconcile failed, retrying in %.0f s: %s",
+            namespace,
+            name,
+            INTERVAL,
+            str(exc).splitlines()[0] if str(exc) else repr(exc),
+        )
 
 
 @kopf.on.field(GROUP, VERSION, "haclusters", field="spec.primary", id="primary", backoff=INTERVAL)
@@ -340,8 +364,7 @@ def primary_changed(namespace: str | None, name: str, old: Any, new: Any, **_: A
         raise kopf.TemporaryError(decision.retry, delay=INTERVAL)
 
 
-@kopf.on.event("coordination.k8s.io", "v1", "leases", id="lease",
-               labels={CLUSTER_LABEL: kopf.PRESENT})
+@kopf.on.event("coordination.k8s.io", "v1", "leases", id="lease", labels={CLUSTER_LABEL: kopf.PRESENT})
 def lease_seen(body: Any, namespace: str | None, labels: Any, type: str, **_: Any) -> None:
     """Record every renewal; reconcile at once when the holder or the epoch changed (a
     failover, hand-over or release), instead of waiting for the next tick."""
@@ -353,8 +376,12 @@ def lease_seen(body: Any, namespace: str | None, labels: Any, type: str, **_: An
     with RUNTIME.guard:
         before = RUNTIME.histories.get((namespace, name), {})
         latest = before.get(max(before)) if before else None
-        moved = latest is None or max(before) != lease.epoch or latest.holder != lease.holder or (
-            lease.holder is None and not latest.released)
+        moved = (
+            latest is None
+            or max(before) != lease.epoch
+            or latest.holder != lease.holder
+            or (lease.holder is None and not latest.released)
+        )
     RUNTIME.remember(namespace, name, lease)
     if moved and latest is not None:
         try:

@@ -48,21 +48,19 @@ def parse_cluster(body: Mapping[str, Any]) -> HACluster:
         try:
             reports.append(NodeReport.model_validate(entry))
         except ValidationError as exc:
-            log.warning("ignoring an unparsable node report in %s: %s",
-                        body.get("metadata", {}).get("name"), exc.errors()[:1])
+            log.warning(
+                "ignoring an unparsable node report in %s: %s", body.get("metadata", {}).get("name"), exc.errors()[:1]
+            )
     raw_status["nodes"] = []
-    known = set(HAClusterStatus.model_fields) | {
-        f.alias for f in HAClusterStatus.model_fields.values() if f.alias}
+    known = set(HAClusterStatus.model_fields) | {f.alias for f in HAClusterStatus.model_fields.values() if f.alias}
     raw_status = {k: v for k, v in raw_status.items() if k in known}
     try:
         status = HAClusterStatus.model_validate(raw_status)
     except ValidationError as exc:
-        log.warning("ignoring an unparsable status of %s: %s",
-                    body.get("metadata", {}).get("name"), exc.errors()[:1])
+        log.warning("ignoring an unparsable status of %s: %s", body.get("metadata", {}).get("name"), exc.errors()[:1])
         status = HAClusterStatus()
     status = status.model_copy(update={"nodes": reports})
-    return HACluster.model_validate({"spec": body.get("spec") or {}}).model_copy(
-        update={"status": status})
+    return HACluster.model_validate({"spec": body.get("spec") or {}}).model_copy(update={"status": status})
 
 
 def parse_member(body: Mapping[str, Any], model: type[M]) -> M | None:
@@ -82,16 +80,18 @@ def parse_member(body: Mapping[str, Any], model: type[M]) -> M | None:
 
 def _parse_all(items: list[dict[str, Any]], model: type[M]) -> dict[str, M]:
     """Objects by name; one that does not parse is left out (logged)."""
-    return {item["metadata"]["name"]: parsed for item in items
-            if (parsed := parse_member(item, model)) is not None}
+    return {item["metadata"]["name"]: parsed for item in items if (parsed := parse_member(item, model)) is not None}
 
 
 def parse_node(body: Mapping[str, Any]) -> NodeInfo:
     """A Node as the switchover rules see it: cordoned, or annotated for maintenance."""
     meta = body.get("metadata") or {}
     annotations = meta.get("annotations") or {}
-    return NodeInfo(name=meta["name"], unschedulable=bool((body.get("spec") or {}).get("unschedulable")),
-                    maintenance=str(annotations.get(MAINTENANCE_ANNOTATION, "")).lower() == "true")
+    return NodeInfo(
+        name=meta["name"],
+        unschedulable=bool((body.get("spec") or {}).get("unschedulable")),
+        maintenance=str(annotations.get(MAINTENANCE_ANNOTATION, "")).lower() == "true",
+    )
 
 
 # --- the API ----------------------------------------------------------------------------------
@@ -108,7 +108,8 @@ class Kube:
         try:
             with translated():
                 body: dict[str, Any] = self.custom.get_namespaced_custom_object(  # type: ignore[assignment]
-                    GROUP, VERSION, namespace, "haclusters", name, _request_timeout=TIMEOUT)
+                    GROUP, VERSION, namespace, "haclusters", name, _request_timeout=TIMEOUT
+                )
         except NotFound:
             return None
         return body
@@ -116,7 +117,8 @@ class Kube:
     def _list(self, namespace: str, plural: str) -> list[dict[str, Any]]:
         with translated():
             listed: dict[str, Any] = self.custom.list_namespaced_custom_object(  # type: ignore[assignment]
-                GROUP, VERSION, namespace, plural, _request_timeout=TIMEOUT)
+                GROUP, VERSION, namespace, plural, _request_timeout=TIMEOUT
+            )
         items: list[dict[str, Any]] = listed["items"]
         return items
 
@@ -128,8 +130,7 @@ class Kube:
         return _parse_all(self._list(namespace, "floatingips"), FloatingIP)
 
     def clusters(self, namespace: str) -> dict[str, HACluster]:
-        return {item["metadata"]["name"]: parse_cluster(item)
-                for item in self._list(namespace, "haclusters")}
+        return {item["metadata"]["name"]: parse_cluster(item) for item in self._list(namespace, "haclusters")}
 
     def apply_status(self, namespace: str, name: str, status: dict[str, Any]) -> str:
         """Server-side apply of the operator-owned status fields; status.nodes is never sent.
@@ -142,23 +143,42 @@ class Kube:
         }
         with translated():
             applied: dict[str, Any] = self.custom.patch_namespaced_custom_object_status(  # type: ignore[assignment]
-                GROUP, VERSION, namespace, "haclusters", name, body,
-                field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
-                _request_timeout=TIMEOUT)
+                GROUP,
+                VERSION,
+                namespace,
+                "haclusters",
+                name,
+                body,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type=APPLY,
+                _request_timeout=TIMEOUT,
+            )
         return str(applied["metadata"]["resourceVersion"])
 
     def apply_member_status(self, namespace: str, member: MemberStatus) -> str:
         """Server-side apply of a DRBDVolume's or FloatingIP's status, as the cluster's nodes
         report it. Returns its new resourceVersion."""
         kind = {"drbdvolumes": "DRBDVolume", "floatingips": "FloatingIP"}[member.plural]
-        body = {"apiVersion": API_VERSION, "kind": kind,
-                "metadata": {"name": member.name, "namespace": namespace},
-                "status": member.status}
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": kind,
+            "metadata": {"name": member.name, "namespace": namespace},
+            "status": member.status,
+        }
         with translated():
             applied: dict[str, Any] = self.custom.patch_namespaced_custom_object_status(  # type: ignore[assignment]
-                GROUP, VERSION, namespace, member.plural, member.name, body,
-                field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
-                _request_timeout=TIMEOUT)
+                GROUP,
+                VERSION,
+                namespace,
+                member.plural,
+                member.name,
+                body,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type=APPLY,
+                _request_timeout=TIMEOUT,
+            )
         return str(applied["metadata"]["resourceVersion"])
 
     # the Lease
@@ -176,8 +196,11 @@ class Kube:
         try:
             with translated():
                 lease = self.coordination.create_namespaced_lease(
-                    meta["namespace"], manifest,  # type: ignore[arg-type]  # a dict body is sent as is
-                    field_manager=FIELD_MANAGER, _request_timeout=TIMEOUT)
+                    meta["namespace"],
+                    manifest,  # type: ignore[arg-type]  # a dict body is sent as is
+                    field_manager=FIELD_MANAGER,
+                    _request_timeout=TIMEOUT,
+                )
         except Conflict:
             existing = self.get_lease(meta["namespace"], meta["name"])
             if existing is None:
@@ -191,8 +214,12 @@ class Kube:
         again and renews on its next tick. Returns the Lease as patched."""
         with translated():
             lease = self.coordination.patch_namespaced_lease(
-                name, namespace, {"metadata": {"annotations": {MEMBERS_ANNOTATION: members}}},
-                field_manager=FIELD_MANAGER, _request_timeout=TIMEOUT)
+                name,
+                namespace,
+                {"metadata": {"annotations": {MEMBERS_ANNOTATION: members}}},
+                field_manager=FIELD_MANAGER,
+                _request_timeout=TIMEOUT,
+            )
         return parse_lease(lease)
 
     def delete_lease(self, namespace: str, name: str) -> bool:

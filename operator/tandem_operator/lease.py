@@ -77,10 +77,15 @@ def lease_manifest(name: str, namespace: str, uid: str, cluster: HACluster) -> d
             "namespace": namespace,
             "labels": {CLUSTER_LABEL: name},
             "annotations": {MEMBERS_ANNOTATION: lease_members(cluster)},
-            "ownerReferences": [{
-                "apiVersion": API_VERSION, "kind": "HACluster", "name": name, "uid": uid,
-                "controller": True,
-            }],
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "HACluster",
+                    "name": name,
+                    "uid": uid,
+                    "controller": True,
+                }
+            ],
         },
         "spec": {
             "leaseDurationSeconds": math.ceil(cluster.spec.leases.lease_duration_ms / 1000),
@@ -93,6 +98,9 @@ def lease_created_event(name: str, cluster: HACluster) -> Event:
     epoch = initial_epoch(cluster)
     if epoch == 0:
         return Event("Normal", "LeaseCreated", f"created Lease {lease_name(name)} with no holder")
-    return Event("Warning", "LeaseRecreated",
-                 f"Lease {lease_name(name)} was missing; recreated with no holder at epoch {epoch} "
-                 "(the highest epoch seen), so no older epoch becomes current again")
+    return Event(
+        "Warning",
+        "LeaseRecreated",
+        f"Lease {lease_name(name)} was missing; recreated with no holder at epoch {epoch} "
+        "(the highest epoch seen), so no older epoch becomes current again",
+    )

@@ -60,30 +60,31 @@ def _volume_status(v: View, name: str, volume: DRBDVolume) -> DRBDVolumeStatus:
     for node in volume.spec.nodes:
         report = v.reports.get(node.name)
         fresh = report is not None and v.fresh(report)
-        seen = next((d for d in report.drbd if d.name in names), None) \
-            if report is not None and fresh else None
-        status = seen.model_copy(update={"name": node.name}) if seen is not None \
-            else DRBDNodeStatus(name=node.name)
+        seen = next((d for d in report.drbd if d.name in names), None) if report is not None and fresh else None
+        status = seen.model_copy(update={"name": node.name}) if seen is not None else DRBDNodeStatus(name=node.name)
         nodes.append(status)
         if fresh:
             reported.append(status)
     primary = next((n for n in reported if n.role == "Primary"), None)
     connection = (primary or reported[0]).connection_state if reported else "Unknown"
     before = volume.status.conditions if volume.status else []
-    return DRBDVolumeStatus(roles="/".join(n.role for n in nodes),
-                            disks="/".join(n.disk_state for n in nodes),
-                            connection=connection, nodes=nodes,
-                            conditions=[volume_split_brain(v, name, before)])
+    return DRBDVolumeStatus(
+        roles="/".join(n.role for n in nodes),
+        disks="/".join(n.disk_state for n in nodes),
+        connection=connection,
+        nodes=nodes,
+        conditions=[volume_split_brain(v, name, before)],
+    )
 
 
 def _floating_ip_status(v: View, name: str, fip: FloatingIP) -> FloatingIPStatus:
     """Held by the Lease holder once its fresh report of the current epoch says Primary."""
     report = v.reports.get(v.holder) if v.holder else None
-    held = report is not None and v.fresh(report) and v.current(report) \
-        and report.role == "Primary"
+    held = report is not None and v.fresh(report) and v.current(report) and report.role == "Primary"
     count, summary = address_summary(name, fip)
-    return FloatingIPStatus(holder=v.holder if held else None, epoch=v.epoch if held else None,
-                            address_count=count, summary=summary)
+    return FloatingIPStatus(
+        holder=v.holder if held else None, epoch=v.epoch if held else None, address_count=count, summary=summary
+    )
 
 
 def _json(status: DRBDVolumeStatus | FloatingIPStatus) -> dict[str, Any]:

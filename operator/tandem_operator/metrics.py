@@ -24,8 +24,12 @@ OPTION = "--metrics-address"
 # The Events that record a change of primary: planned (a hand-over) or not (a failover).
 FAILOVER_EVENTS = {"FailedOver": "false", "LeaseHandedOver": "true"}
 # The Events of a switchover's life, and the outcome each counts as.
-SWITCHOVER_EVENTS = {"SwitchoverRequested": "Requested", "SwitchoverRefused": "Refused",
-                     "SwitchoverInterrupted": "Interrupted", "SwitchoverCompleted": "Completed"}
+SWITCHOVER_EVENTS = {
+    "SwitchoverRequested": "Requested",
+    "SwitchoverRefused": "Refused",
+    "SwitchoverInterrupted": "Interrupted",
+    "SwitchoverCompleted": "Completed",
+}
 
 
 @dataclass(frozen=True)
@@ -38,18 +42,19 @@ class ClusterState:
 def state_of(decision: core.Decision) -> ClusterState:
     status = decision.status
     ready = next((c for c in status.conditions if c.type == "Ready"), None)
-    return ClusterState(ready is not None and ready.status == "True", status.epoch,
-                        status.primary)
+    return ClusterState(ready is not None and ready.status == "True", status.epoch, status.primary)
 
 
 def tallies(decision: core.Decision) -> tuple[list[tuple[str, str]], list[str]]:
     """What one decision adds to the counters: (planned, reason) per failover, and the
     outcome per switchover Event."""
     record = decision.status.last_failover
-    failovers = [(planned, record.reason if record is not None else "Unknown")
-                 for e in decision.events if (planned := FAILOVER_EVENTS.get(e.reason))]
-    switchovers = [outcome for e in decision.events
-                   if (outcome := SWITCHOVER_EVENTS.get(e.reason))]
+    failovers = [
+        (planned, record.reason if record is not None else "Unknown")
+        for e in decision.events
+        if (planned := FAILOVER_EVENTS.get(e.reason))
+    ]
+    switchovers = [outcome for e in decision.events if (outcome := SWITCHOVER_EVENTS.get(e.reason))]
     return failovers, switchovers
 
 
@@ -60,15 +65,23 @@ class OperatorMetrics(Collector):
         self._lock = threading.Lock()
         self._clusters: dict[tuple[str, str], ClusterState] = {}
         self.failovers = Counter(
-            "tandem_failovers", "Changes of primary the operator recorded: planned ones (a "
+            "tandem_failovers",
+            "Changes of primary the operator recorded: planned ones (a "
             "switchover's hand-over) and failovers, by reason.",
-            ("namespace", "cluster", "planned", "reason"), registry=None)
+            ("namespace", "cluster", "planned", "reason"),
+            registry=None,
+        )
         self.switchovers = Counter(
-            "tandem_switchovers", "Switchover Events, by outcome: Requested, Refused, "
-            "Interrupted, Completed.", ("namespace", "cluster", "outcome"), registry=None)
+            "tandem_switchovers",
+            "Switchover Events, by outcome: Requested, Refused, Interrupted, Completed.",
+            ("namespace", "cluster", "outcome"),
+            registry=None,
+        )
         self.reconcile_errors = Counter(
-            "tandem_operator_reconcile_errors", "Reconciles that failed (retried at the next "
-            "tick), usually an API server error.", registry=None)
+            "tandem_operator_reconcile_errors",
+            "Reconciles that failed (retried at the next tick), usually an API server error.",
+            registry=None,
+        )
 
     def observe(self, namespace: str, name: str, decision: core.Decision) -> None:
         """After a decision whose Events were posted."""
@@ -91,13 +104,21 @@ class OperatorMetrics(Collector):
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             clusters = dict(self._clusters)
-        ready = GaugeMetricFamily("tandem_cluster_ready", "1 while the HACluster's Ready "
-                                  "condition is True, else 0.", labels=("namespace", "cluster"))
-        epoch = GaugeMetricFamily("tandem_cluster_epoch", "The epoch of the HACluster's "
-                                  "Lease (status.epoch).", labels=("namespace", "cluster"))
-        primary = GaugeMetricFamily("tandem_cluster_primary_info", "1 for the node holding the "
-                                    "HACluster's Lease (status.primary); none while no node "
-                                    "does.", labels=("namespace", "cluster", "node"))
+        ready = GaugeMetricFamily(
+            "tandem_cluster_ready",
+            "1 while the HACluster's Ready condition is True, else 0.",
+            labels=("namespace", "cluster"),
+        )
+        epoch = GaugeMetricFamily(
+            "tandem_cluster_epoch",
+            "The epoch of the HACluster's Lease (status.epoch).",
+            labels=("namespace", "cluster"),
+        )
+        primary = GaugeMetricFamily(
+            "tandem_cluster_primary_info",
+            "1 for the node holding the HACluster's Lease (status.primary); none while no node does.",
+            labels=("namespace", "cluster", "node"),
+        )
         for (namespace, name), state in sorted(clusters.items()):
             ready.add_metric([namespace, name], float(state.ready))
             if state.epoch is not None:
@@ -118,8 +139,7 @@ class OperatorMetrics(Collector):
 METRICS = OperatorMetrics()
 
 
-def start(address: tuple[str, int] | None,
-          metrics: OperatorMetrics = METRICS) -> MetricsServer | None:
+def start(address: tuple[str, int] | None, metrics: OperatorMetrics = METRICS) -> MetricsServer | None:
     """Serve /metrics and /healthz (None: disabled, or the port could not be bound, which is
     logged and otherwise ignored)."""
     return serve(address, metrics.registry(), None, OPTION)

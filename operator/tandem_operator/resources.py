@@ -25,21 +25,31 @@ HEALTHY = "Healthy"
 _UNHEALTHY_STATES = ("Failing", "Failed", "Repairing")
 # A node's lastRecovery becomes one Event, its reason the action.
 _RECOVERY_EVENT_TYPES: dict[str, Literal["Normal", "Warning"]] = {
-    "Repaired": "Normal", "RepairFailed": "Warning", "SteppedDown": "Warning"}
+    "Repaired": "Normal",
+    "RepairFailed": "Warning",
+    "SteppedDown": "Warning",
+}
 
 
 def _chain_has_members(spec: HAClusterSpec) -> bool:
     chain = spec.chain
-    return bool(chain.volumes or chain.mounts or chain.bind_mounts or chain.floating_ips
-                or chain.postgres is not None or chain.services)
+    return bool(
+        chain.volumes
+        or chain.mounts
+        or chain.bind_mounts
+        or chain.floating_ips
+        or chain.postgres is not None
+        or chain.services
+    )
 
 
 def _said(r: ResourceReport) -> str:
     return f"{r.kind} {r.name} {r.state}" + (f": {r.message}" if r.message else "")
 
 
-def resources_healthy(v: View, prev: Mapping[str, Condition],
-                      before: Announced) -> tuple[Condition, list[ResourceRef], list[Event]]:
+def resources_healthy(
+    v: View, prev: Mapping[str, Condition], before: Announced
+) -> tuple[Condition, list[ResourceRef], list[Event]]:
     """ResourcesHealthy from the holder's report, the holder's resources that are not Healthy
     (kept in status.announced.unhealthy), and a ResourceFailed Event for each one that was not
     in the stored list: a resource becoming unhealthy is said once, across restarts too."""
@@ -53,30 +63,62 @@ def resources_healthy(v: View, prev: Mapping[str, Condition],
         return judged("Unknown", NO_PRIMARY, "no primary: nothing is monitored"), [], []
     report = v.reports.get(holder)
     if report is None or not v.fresh(report):
-        return judged("Unknown", NO_REPORT, f"{holder} holds the Lease but its report is missing "
-                      f"or older than {v.stale_after.total_seconds():.0f} s"), kept, []
+        return (
+            judged(
+                "Unknown",
+                NO_REPORT,
+                f"{holder} holds the Lease but its report is missing "
+                f"or older than {v.stale_after.total_seconds():.0f} s",
+            ),
+            kept,
+            [],
+        )
     if not v.current(report) or report.role != "Primary":
-        return judged("Unknown", PROMOTING, f"{holder} holds the Lease at epoch {v.epoch} and has "
-                      "not reported Primary yet: its monitors have not started"), kept, []
+        return (
+            judged(
+                "Unknown",
+                PROMOTING,
+                f"{holder} holds the Lease at epoch {v.epoch} and has "
+                "not reported Primary yet: its monitors have not started",
+            ),
+            kept,
+            [],
+        )
     bad = [r for r in report.resources if r.state in _UNHEALTHY_STATES]
     refs = [ResourceRef(node=holder, kind=r.kind, name=r.name) for r in bad]
     known = set(before.unhealthy)
-    events = [Event("Warning", RESOURCE_FAILED, clip(
-        f"{r.kind} {r.name} on {holder} is {r.state}" + (f": {r.message}" if r.message else "")))
-        for r, ref in zip(bad, refs, strict=True) if ref not in known]
+    events = [
+        Event(
+            "Warning",
+            RESOURCE_FAILED,
+            clip(f"{r.kind} {r.name} on {holder} is {r.state}" + (f": {r.message}" if r.message else "")),
+        )
+        for r, ref in zip(bad, refs, strict=True)
+        if ref not in known
+    ]
     if bad:
         reason = REPAIRING if all(r.state == "Repairing" for r in bad) else RESOURCE_FAILED
         return judged("False", reason, f"on {holder}: " + "; ".join(_said(r) for r in bad)), refs, events
     unchecked = [r for r in report.resources if r.state != "Healthy"]
     if unchecked:
-        return judged("Unknown", NOT_CHECKED, f"on {holder}: not checked yet: "
-                      + human_list(f"{r.kind} {r.name}" for r in unchecked)), refs, events
+        return (
+            judged(
+                "Unknown",
+                NOT_CHECKED,
+                f"on {holder}: not checked yet: " + human_list(f"{r.kind} {r.name}" for r in unchecked),
+            ),
+            refs,
+            events,
+        )
     if not report.resources and _chain_has_members(s.cluster.spec):
         return judged("Unknown", NOT_CHECKED, f"{holder} reports no resource states yet"), refs, events
     if not report.resources:
         return judged("True", HEALTHY, "the chain has no members to monitor"), refs, events
-    return judged("True", HEALTHY, f"every monitored resource on {holder} is Healthy "
-                  f"({len(report.resources)})"), refs, events
+    return (
+        judged("True", HEALTHY, f"every monitored resource on {holder} is Healthy ({len(report.resources)})"),
+        refs,
+        events,
+    )
 
 
 def announced_recoveries(v: View, before: Announced) -> tuple[list[AnnouncedRecovery], list[Event]]:

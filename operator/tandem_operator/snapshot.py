@@ -40,7 +40,8 @@ class NodeInfo:
 
     def why(self) -> str:
         parts = (["cordoned"] if self.unschedulable else []) + (
-            [f"annotated {MAINTENANCE_ANNOTATION}=true"] if self.maintenance else [])
+            [f"annotated {MAINTENANCE_ANNOTATION}=true"] if self.maintenance else []
+        )
         return " and ".join(parts)
 
 
@@ -88,8 +89,7 @@ class View:
     maintenance: Mapping[str, NodeInfo]
 
     def fresh(self, report: NodeReport) -> bool:
-        return (report.heartbeat_time is not None
-                and self.s.now - report.heartbeat_time <= self.stale_after)
+        return report.heartbeat_time is not None and self.s.now - report.heartbeat_time <= self.stale_after
 
     def current(self, report: NodeReport) -> bool:
         """The report is of the Lease's epoch or newer; older epochs are refused for roles."""
@@ -105,8 +105,7 @@ def view_of(s: Snapshot) -> View:
     holder = s.lease.holder if s.lease else None
     epoch = s.lease.epoch if s.lease else (status.epoch or 0)
     maintenance = {n: info for n, info in s.nodes.items() if info.in_maintenance}
-    return View(s, holder, epoch, {r.name: r for r in status.nodes}, stale_after(s.cluster),
-                maintenance)
+    return View(s, holder, epoch, {r.name: r for r in status.nodes}, stale_after(s.cluster), maintenance)
 
 
 @dataclass
@@ -124,13 +123,20 @@ class Flow:
         self.events.append(Event(type_, reason, clip(message)))
 
 
-def failover_record(*, from_node: str | None, to_node: str, reason: str, duration_ms: int | None,
-                    time: datetime, planned: bool) -> FailoverRecord:
+def failover_record(
+    *, from_node: str | None, to_node: str, reason: str, duration_ms: int | None, time: datetime, planned: bool
+) -> FailoverRecord:
     """A FailoverRecord (its wire names `from`/`to` are Python keywords, hence this helper)."""
-    return FailoverRecord.model_validate({
-        "from": from_node, "to": to_node, "reason": reason, "durationMs": duration_ms,
-        "time": time, "planned": planned,
-    })
+    return FailoverRecord.model_validate(
+        {
+            "from": from_node,
+            "to": to_node,
+            "reason": reason,
+            "durationMs": duration_ms,
+            "time": time,
+            "planned": planned,
+        }
+    )
 
 
 def dependency_state(v: View) -> tuple[str, str | None, bool] | None:

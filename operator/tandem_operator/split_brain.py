@@ -28,11 +28,16 @@ SPLIT_BRAIN_RECOVERY = "SplitBrainRecovery"
 def cluster_split_brain(v: View) -> Problem | None:
     claims = sorted(n for n, r in v.reports.items() if r.role == "Primary" and v.current(r))
     if len(claims) >= 2:
-        return Problem("TwoPrimaries", f"{human_list(claims)} all report Primary at epoch {v.epoch} or "
-                       "later: only the Lease holder may be primary")
+        return Problem(
+            "TwoPrimaries",
+            f"{human_list(claims)} all report Primary at epoch {v.epoch} or "
+            "later: only the Lease holder may be primary",
+        )
     if claims and v.holder is not None and claims[0] != v.holder:
-        return Problem("PrimaryWithoutLease", f"{claims[0]} reports Primary at epoch "
-                       f"{v.reports[claims[0]].epoch} but {v.holder} holds the Lease")
+        return Problem(
+            "PrimaryWithoutLease",
+            f"{claims[0]} reports Primary at epoch {v.reports[claims[0]].epoch} but {v.holder} holds the Lease",
+        )
     drbd_primaries: dict[str, list[str]] = {}
     for name in sorted(v.reports):
         r = v.reports[name]
@@ -59,8 +64,9 @@ def volume_split_brain(v: View, name: str, before: Sequence[Condition]) -> Condi
     False: Recovered (the last recoveries, what each discarded), or NotDetected."""
     spec, holder = v.s.cluster.spec, v.holder
     names = v.volume_names(name)
-    recoveries = {n: rec for n in sorted(v.reports) for rec in v.reports[n].split_brain_recoveries
-                  if rec.volume == name}
+    recoveries = {
+        n: rec for n in sorted(v.reports) for rec in v.reports[n].split_brain_recoveries if rec.volume == name
+    }
     detected = []
     for node in sorted(v.reports):
         report, rec = v.reports[node], recoveries.get(node)
@@ -68,8 +74,14 @@ def volume_split_brain(v: View, name: str, before: Sequence[Condition]) -> Condi
             detected.append(_discarded(node, rec))
             continue
         entry = next((d for d in report.drbd if d.name in names), None)
-        if holder is None or node == holder or not v.fresh(report) or entry is None \
-                or entry.connection_state != "StandAlone" or not entry.out_of_sync_bytes:
+        if (
+            holder is None
+            or node == holder
+            or not v.fresh(report)
+            or entry is None
+            or entry.connection_state != "StandAlone"
+            or not entry.out_of_sync_bytes
+        ):
             continue
         if spec.paused:
             then = "paused (spec.paused): nothing is discarded until the cluster is resumed"
@@ -77,8 +89,10 @@ def volume_split_brain(v: View, name: str, before: Sequence[Condition]) -> Condi
             then = f"{node} is in standby mode and keeps them until it is online again"
         else:
             then = f"{node} discards them and resyncs from {holder}"
-        detected.append(f"{node} is StandAlone with {byte_size(entry.out_of_sync_bytes)} "
-                        f"changed that the Lease holder {holder} lacks: {then}")
+        detected.append(
+            f"{node} is StandAlone with {byte_size(entry.out_of_sync_bytes)} "
+            f"changed that the Lease holder {holder} lacks: {then}"
+        )
     status: Literal["True", "False"] = "True" if detected else "False"
     if detected:
         reason, message = SPLIT_BRAIN_DETECTED, "; ".join(detected)
@@ -88,10 +102,8 @@ def volume_split_brain(v: View, name: str, before: Sequence[Condition]) -> Condi
     else:
         reason, message = "NotDetected", "no node's data diverged from the Lease holder's"
     old = next((c for c in before if c.type == "SplitBrain"), None)
-    since = old.last_transition_time if old is not None and old.status == status \
-        else second(v.s.now)
-    return Condition(type="SplitBrain", status=status, reason=reason, message=clip(message),
-                     last_transition_time=since)
+    since = old.last_transition_time if old is not None and old.status == status else second(v.s.now)
+    return Condition(type="SplitBrain", status=status, reason=reason, message=clip(message), last_transition_time=since)
 
 
 def _stamp(t: datetime) -> str:
@@ -101,15 +113,18 @@ def _stamp(t: datetime) -> str:
 def _discarded(node: str, rec: SplitBrainRecovery) -> str:
     """ "mail1 discarded 24.0 KiB it had changed that mail2 lacked (...); resynced from mail2
     at ..." """
-    said = (f"{node} discarded {byte_size(rec.discarded_bytes)} it had changed that {rec.peer} "
-            f"lacked (drbdadm connect --discard-my-data at {_stamp(rec.time)})")
+    said = (
+        f"{node} discarded {byte_size(rec.discarded_bytes)} it had changed that {rec.peer} "
+        f"lacked (drbdadm connect --discard-my-data at {_stamp(rec.time)})"
+    )
     if rec.resynced_time is None:
         return f"{said} and resyncs from {rec.peer}"
     return f"{said}; resynced from {rec.peer} at {_stamp(rec.resynced_time)}"
 
 
-def announced_split_brain_recoveries(v: View, before: Announced) -> tuple[
-        list[AnnouncedSplitBrainRecovery], list[Event]]:
+def announced_split_brain_recoveries(
+    v: View, before: Announced
+) -> tuple[list[AnnouncedSplitBrainRecovery], list[Event]]:
     """A Warning Event for each node's splitBrainRecoveries entry not posted before
     (status.announced.splitBrainRecoveries remembers the last one posted per node and
     volume): a node discarded its changes of a volume, so it is said once."""
@@ -121,8 +136,15 @@ def announced_split_brain_recoveries(v: View, before: Announced) -> tuple[
         for rec in v.reports[name].split_brain_recoveries:
             mark = AnnouncedSplitBrainRecovery(node=name, volume=rec.volume, time=rec.time)
             if posted.get((name, rec.volume)) != mark:
-                events.append(Event("Warning", SPLIT_BRAIN_RECOVERY, clip(
-                    f"split brain on DRBD {rec.volume} recovered as DRBD documents it: "
-                    f"{_discarded(name, rec)}, the Lease holder whose data wins")))
+                events.append(
+                    Event(
+                        "Warning",
+                        SPLIT_BRAIN_RECOVERY,
+                        clip(
+                            f"split brain on DRBD {rec.volume} recovered as DRBD documents it: "
+                            f"{_discarded(name, rec)}, the Lease holder whose data wins"
+                        ),
+                    )
+                )
             out[(name, rec.volume)] = mark
     return [out[key] for key in sorted(out)], events

@@ -55,11 +55,15 @@ def target_problems(v: View, target: str) -> list[Problem]:
     if r is None:
         return [*problems, Problem("TargetReportMissing", f"{target} has not reported")]
     if not v.fresh(r):
-        return [*problems, Problem("TargetReportStale", f"{target}'s report is older than "
-                                   f"{v.stale_after.total_seconds():.0f} s")]
+        return [
+            *problems,
+            Problem("TargetReportStale", f"{target}'s report is older than {v.stale_after.total_seconds():.0f} s"),
+        ]
     if not v.current(r):
-        return [*problems, Problem("TargetStaleEpoch", f"{target} reports epoch {r.epoch}, older "
-                                   f"than the Lease's {v.epoch}")]
+        return [
+            *problems,
+            Problem("TargetStaleEpoch", f"{target} reports epoch {r.epoch}, older than the Lease's {v.epoch}"),
+        ]
     if r.role != "Standby":
         problems.append(Problem("TargetNotStandby", f"{target} reports role {r.role}"))
     for vname in spec.chain.volumes:
@@ -69,36 +73,47 @@ def target_problems(v: View, target: str) -> list[Problem]:
             problems.append(Problem("TargetDisconnected", f"{target} reports no DRBD state for {vname}"))
             continue
         if entry.connection_state != "Connected":
-            problems.append(Problem("TargetDisconnected",
-                                    f"{target}: DRBD {vname} is {entry.connection_state}"))
+            problems.append(Problem("TargetDisconnected", f"{target}: DRBD {vname} is {entry.connection_state}"))
         if entry.disk_state != "UpToDate":
-            problems.append(Problem("TargetNotUpToDate",
-                                    f"{target}: DRBD {vname} disk is {entry.disk_state}"))
+            problems.append(Problem("TargetNotUpToDate", f"{target}: DRBD {vname} disk is {entry.disk_state}"))
     if spec.chain.postgres is not None:
         pg = r.postgres
         if pg is None or pg.role != "Standby":
-            problems.append(Problem("TargetNotStreaming", f"{target}: PostgreSQL is "
-                                    f"{pg.role if pg else 'not reported'}, not a standby"))
+            problems.append(
+                Problem(
+                    "TargetNotStreaming", f"{target}: PostgreSQL is {pg.role if pg else 'not reported'}, not a standby"
+                )
+            )
         elif pg.lag_seconds is None or pg.lag_seconds != 0:
             lag = "not reported" if pg.lag_seconds is None else f"{pg.lag_seconds} s"
-            problems.append(Problem("TargetLagging", f"{target}: PostgreSQL lag is {lag}; a planned "
-                                    "switchover needs lag 0 so no acknowledged write is lost"))
+            problems.append(
+                Problem(
+                    "TargetLagging",
+                    f"{target}: PostgreSQL lag is {lag}; a planned "
+                    "switchover needs lag 0 so no acknowledged write is lost",
+                )
+            )
     listed = v.s.lease.sync_standbys if v.s.lease else None
     if listed is not None and target not in listed:
-        problems.append(Problem("TargetNotSynchronous", f"{target} is not a synchronous standby "
-                                f"(the Lease lists {', '.join(listed) or 'none'}): it may lack "
-                                "acknowledged writes"))
+        problems.append(
+            Problem(
+                "TargetNotSynchronous",
+                f"{target} is not a synchronous standby "
+                f"(the Lease lists {', '.join(listed) or 'none'}): it may lack "
+                "acknowledged writes",
+            )
+        )
     # The Lease just read decides NotSynchronous; the target's own verdict may trail it.
     self_judged = r.ineligible_reason is IneligibleReason.NOT_SYNCHRONOUS and listed is not None
     if r.eligible is not True and not self_judged:
-        why = r.why_ineligible or ("eligibility not reported" if r.eligible is None else
-                                   "no reason given")
+        why = r.why_ineligible or ("eligibility not reported" if r.eligible is None else "no reason given")
         problems.append(Problem("TargetIneligible", f"{target} is not eligible: {why}"))
     return problems
 
 
-def _request(v: View, f: Flow, target: str, why: str, *, refusal_event: bool = True,
-             request_id: str | None = None) -> bool:
+def _request(
+    v: View, f: Flow, target: str, why: str, *, refusal_event: bool = True, request_id: str | None = None
+) -> bool:
     """Check `target` and write Pending (True) or Refused (False)."""
     now = second(v.s.now)
     holder = v.holder or "nobody"
@@ -107,25 +122,49 @@ def _request(v: View, f: Flow, target: str, why: str, *, refusal_event: bool = T
     if invalid:
         problems = [Problem(INVALID_SPEC, "the spec is invalid: " + "; ".join(invalid)), *problems]
     if not problems:
-        f.switchover = Switchover(target=target, from_epoch=v.epoch, phase="Pending", reason=why,
-                                  message=clip(f"planned switchover from {holder} to {target} "
-                                               f"({SWITCHOVER_WHY[why]}): waiting for {holder} to demote "
-                                               "and hand the Lease over"),
-                                  requested_at=now, request_id=request_id)
-        f.say("Normal", "SwitchoverRequested",
-              f"planned switchover from {holder} to {target} requested ({SWITCHOVER_WHY[why]}): {target} is "
-              "a connected, UpToDate standby with lag 0")
+        f.switchover = Switchover(
+            target=target,
+            from_epoch=v.epoch,
+            phase="Pending",
+            reason=why,
+            message=clip(
+                f"planned switchover from {holder} to {target} "
+                f"({SWITCHOVER_WHY[why]}): waiting for {holder} to demote "
+                "and hand the Lease over"
+            ),
+            requested_at=now,
+            request_id=request_id,
+        )
+        f.say(
+            "Normal",
+            "SwitchoverRequested",
+            f"planned switchover from {holder} to {target} requested ({SWITCHOVER_WHY[why]}): {target} is "
+            "a connected, UpToDate standby with lag 0",
+        )
         return True
-    message = clip(f"switchover from {holder} to {target} ({SWITCHOVER_WHY[why]}) refused: "
-                   + "; ".join(p.message for p in problems))
+    message = clip(
+        f"switchover from {holder} to {target} ({SWITCHOVER_WHY[why]}) refused: "
+        + "; ".join(p.message for p in problems)
+    )
     old = f.switchover
-    if (old is not None and old.phase == "Refused" and old.target == target
-            and old.from_epoch == v.epoch and old.message == message
-            and old.request_id == request_id):
+    if (
+        old is not None
+        and old.phase == "Refused"
+        and old.target == target
+        and old.from_epoch == v.epoch
+        and old.message == message
+        and old.request_id == request_id
+    ):
         return False  # the same refusal again: nothing new to write or say
-    f.switchover = Switchover(target=target, from_epoch=v.epoch, phase="Refused",
-                              reason=problems[0].reason, message=message, requested_at=now,
-                              request_id=request_id)
+    f.switchover = Switchover(
+        target=target,
+        from_epoch=v.epoch,
+        phase="Refused",
+        reason=problems[0].reason,
+        message=message,
+        requested_at=now,
+        request_id=request_id,
+    )
     if refusal_event:
         f.say("Warning", "SwitchoverRefused", message)
     return False
@@ -138,19 +177,26 @@ def advance_switchover(v: View, f: Flow) -> None:
         return
     now = second(v.s.now)
     if v.holder != sw.target:
-        f.switchover = sw.model_copy(update={
-            "phase": "Refused", "reason": INTERRUPTED,
-            "message": clip(f"switchover to {sw.target} interrupted: the Lease went to "
-                            f"{v.holder or 'nobody'} at epoch {v.epoch} instead"),
-        })
-        f.say("Warning", "SwitchoverInterrupted",
-              f"switchover to {sw.target} interrupted: the Lease went to {v.holder or 'nobody'} "
-              f"at epoch {v.epoch} instead")
+        f.switchover = sw.model_copy(
+            update={
+                "phase": "Refused",
+                "reason": INTERRUPTED,
+                "message": clip(
+                    f"switchover to {sw.target} interrupted: the Lease went to "
+                    f"{v.holder or 'nobody'} at epoch {v.epoch} instead"
+                ),
+            }
+        )
+        f.say(
+            "Warning",
+            "SwitchoverInterrupted",
+            f"switchover to {sw.target} interrupted: the Lease went to {v.holder or 'nobody'} "
+            f"at epoch {v.epoch} instead",
+        )
         return
     r = v.reports.get(sw.target)
     if r is None or r.role != "Primary" or r.epoch < v.epoch:
-        message = clip(f"{sw.target} holds the Lease at epoch {v.epoch}; waiting for it to "
-                       "report Primary")
+        message = clip(f"{sw.target} holds the Lease at epoch {v.epoch}; waiting for it to report Primary")
         if sw.message != message:
             f.switchover = sw.model_copy(update={"message": message})
         return
@@ -160,18 +206,26 @@ def advance_switchover(v: View, f: Flow) -> None:
     record = f.last_failover
     origin = record.from_node if (record and record.planned and record.to_node == sw.target) else None
     f.last_failover = failover_record(
-        from_node=origin, to_node=sw.target, reason=sw.reason or REQUESTED, duration_ms=duration,
+        from_node=origin,
+        to_node=sw.target,
+        reason=sw.reason or REQUESTED,
+        duration_ms=duration,
         time=record.time if (record and record.planned and record.to_node == sw.target) else done,
-        planned=True)
-    f.switchover = sw.model_copy(update={
-        "phase": "Completed",
-        "message": clip(f"{sw.target} is primary at epoch {v.epoch}; switchover took "
-                        f"{human_duration(duration)}"),
-    })
-    f.say("Normal", "SwitchoverCompleted",
-          f"switchover from {origin or 'the previous primary'} to {sw.target} completed "
-          f"({SWITCHOVER_WHY.get(sw.reason, sw.reason)}): {sw.target} is primary at epoch {v.epoch}; "
-          f"{human_duration(duration)}")
+        planned=True,
+    )
+    f.switchover = sw.model_copy(
+        update={
+            "phase": "Completed",
+            "message": clip(f"{sw.target} is primary at epoch {v.epoch}; switchover took {human_duration(duration)}"),
+        }
+    )
+    f.say(
+        "Normal",
+        "SwitchoverCompleted",
+        f"switchover from {origin or 'the previous primary'} to {sw.target} completed "
+        f"({SWITCHOVER_WHY.get(sw.reason, sw.reason)}): {sw.target} is primary at epoch {v.epoch}; "
+        f"{human_duration(duration)}",
+    )
 
 
 def new_switchover(v: View, f: Flow) -> None:
@@ -183,11 +237,18 @@ def new_switchover(v: View, f: Flow) -> None:
     change = s.primary_change
     if change is not None and change.new is not None and change.new != change.old:
         if active and f.switchover is not None and f.switchover.target != change.new:
-            f.retry = (f"spec.primary changed to {change.new} while the switchover to "
-                       f"{f.switchover.target} is in progress: it is handled once that one ends")
+            f.retry = (
+                f"spec.primary changed to {change.new} while the switchover to "
+                f"{f.switchover.target} is in progress: it is handled once that one ends"
+            )
             return
-        if (not active and v.holder is not None and change.new != v.holder and not s.deleting
-                and _request(v, f, change.new, REQUESTED)):
+        if (
+            not active
+            and v.holder is not None
+            and change.new != v.holder
+            and not s.deleting
+            and _request(v, f, change.new, REQUESTED)
+        ):
             return
     if not active and _annotated_request(v, f):
         return
@@ -205,30 +266,46 @@ def new_switchover(v: View, f: Flow) -> None:
                 _request(v, f, target, NODE_MAINTENANCE)
                 return
         details = "; ".join(p.message for t in others for p in target_problems(v, t)[:2])
-        message = clip(f"{holder}'s Node is {info.why()} but no other node is fit for a planned "
-                       f"switchover: {details}")
+        message = clip(f"{holder}'s Node is {info.why()} but no other node is fit for a planned switchover: {details}")
         old = f.switchover
-        if not (old and old.phase == "Refused" and old.reason == "NoEligibleTarget"
-                and old.from_epoch == v.epoch and old.message == message):
-            f.switchover = Switchover(target=others[0] if others else holder, from_epoch=v.epoch,
-                                      phase="Refused", reason="NoEligibleTarget", message=message,
-                                      requested_at=second(s.now))
+        if not (
+            old
+            and old.phase == "Refused"
+            and old.reason == "NoEligibleTarget"
+            and old.from_epoch == v.epoch
+            and old.message == message
+        ):
+            f.switchover = Switchover(
+                target=others[0] if others else holder,
+                from_epoch=v.epoch,
+                phase="Refused",
+                reason="NoEligibleTarget",
+                message=message,
+                requested_at=second(s.now),
+            )
             f.say("Warning", "SwitchoverRefused", message)
         return
     dep = dependency_state(v)
     if dep is not None:
         _, dep_primary, dep_ready = dep
-        if (dep_ready and dep_primary is not None and dep_primary != holder
-                and dep_primary in {n.name for n in spec.nodes}
-                and not target_problems(v, dep_primary)):
+        if (
+            dep_ready
+            and dep_primary is not None
+            and dep_primary != holder
+            and dep_primary in {n.name for n in spec.nodes}
+            and not target_problems(v, dep_primary)
+        ):
             _request(v, f, dep_primary, FOLLOW_DEPENDENCY)
             return
-    if (spec.failover.auto_failback and spec.primary is not None and spec.primary != holder
-            and not target_problems(v, spec.primary)):
+    if (
+        spec.failover.auto_failback
+        and spec.primary is not None
+        and spec.primary != holder
+        and not target_problems(v, spec.primary)
+    ):
         _request(v, f, spec.primary, AUTO_FAILBACK)
         return
-    if refused_request_outstanding(v, f) and spec.primary is not None \
-            and not target_problems(v, spec.primary):
+    if refused_request_outstanding(v, f) and spec.primary is not None and not target_problems(v, spec.primary):
         _request(v, f, spec.primary, REQUESTED)
 
 
@@ -237,9 +314,16 @@ def refused_request_outstanding(v: View, f: Flow) -> bool:
     retried once the target is fit, so that one edit of spec.primary is enough. A failover
     since then (a new epoch) ends it: where the cluster goes next is the failover's."""
     sw, preferred = f.switchover, v.s.cluster.spec.primary
-    return (sw is not None and sw.phase == "Refused" and sw.request_id is None
-            and sw.reason != INTERRUPTED and preferred is not None and sw.target == preferred
-            and preferred != v.holder and sw.from_epoch == v.epoch)
+    return (
+        sw is not None
+        and sw.phase == "Refused"
+        and sw.request_id is None
+        and sw.reason != INTERRUPTED
+        and preferred is not None
+        and sw.target == preferred
+        and preferred != v.holder
+        and sw.from_epoch == v.epoch
+    )
 
 
 def switchover_request(annotations: Mapping[str, str]) -> tuple[str, str] | None:
@@ -264,26 +348,37 @@ def _annotated_request(v: View, f: Flow) -> bool:
     names = [n.name for n in v.s.cluster.spec.nodes]
     problem = None
     if not REQUEST_ID.fullmatch(request_id):
-        problem = (f"{SWITCHOVER_ID_ANNOTATION} {request_id[:63]!r} is not a request id: use 1 to "
-                   "63 letters, digits, '.', '_', ':' or '-', e.g. a timestamp")
+        problem = (
+            f"{SWITCHOVER_ID_ANNOTATION} {request_id[:63]!r} is not a request id: use 1 to "
+            "63 letters, digits, '.', '_', ':' or '-', e.g. a timestamp"
+        )
     elif target not in names:
-        problem = (f"{SWITCHOVER_ANNOTATION} names {target[:63]!r}, which is not one of "
-                   f"spec.nodes ({human_list(names)})")
+        problem = f"{SWITCHOVER_ANNOTATION} names {target[:63]!r}, which is not one of spec.nodes ({human_list(names)})"
     elif v.holder is None:
         problem = "nobody holds the Lease: there is no primary to switch over from"
     if problem is not None:
-        f.switchover = Switchover(target=target if target in names else names[0],
-                                  from_epoch=v.epoch, phase="Refused", reason="InvalidRequest",
-                                  message=clip(f"switchover request {request_id[:63]} refused: "
-                                               f"{problem}"),
-                                  requested_at=now, request_id=f.handled_request)
+        f.switchover = Switchover(
+            target=target if target in names else names[0],
+            from_epoch=v.epoch,
+            phase="Refused",
+            reason="InvalidRequest",
+            message=clip(f"switchover request {request_id[:63]} refused: {problem}"),
+            requested_at=now,
+            request_id=f.handled_request,
+        )
         f.say("Warning", "SwitchoverRefused", f.switchover.message)
         return True
     if target == v.holder:
         message = f"{target} is already primary at epoch {v.epoch}: nothing to move"
-        f.switchover = Switchover(target=target, from_epoch=v.epoch, phase="Completed",
-                                  reason=REQUEST_ANNOTATION, message=message, requested_at=now,
-                                  request_id=request_id)
+        f.switchover = Switchover(
+            target=target,
+            from_epoch=v.epoch,
+            phase="Completed",
+            reason=REQUEST_ANNOTATION,
+            message=message,
+            requested_at=now,
+            request_id=request_id,
+        )
         f.say("Normal", "SwitchoverCompleted", f"switchover request {request_id}: {message}")
         return True
     _request(v, f, target, REQUEST_ANNOTATION, request_id=request_id)

@@ -164,8 +164,11 @@ IPAddress = Annotated[
 ]
 MountOption = Annotated[
     str,
-    Field(min_length=1, max_length=64,
-          json_schema_extra=validations(cel(f"self.matches(r'{MOUNT_OPTION_RE}')", MOUNT_OPTION_RULE))),
+    Field(
+        min_length=1,
+        max_length=64,
+        json_schema_extra=validations(cel(f"self.matches(r'{MOUNT_OPTION_RE}')", MOUNT_OPTION_RULE)),
+    ),
     refuse(mount_option_problem),
 ]
 Message = Annotated[str, Field(max_length=1024)]

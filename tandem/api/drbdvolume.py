@@ -22,18 +22,46 @@ from tandem.api.common import (
 RESOURCE_NAME_RE = r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$"
 
 DiskState = Literal[
-    "Diskless", "Attaching", "Detaching", "Failed", "Negotiating",
-    "Inconsistent", "Outdated", "DUnknown", "Consistent", "UpToDate",
+    "Diskless",
+    "Attaching",
+    "Detaching",
+    "Failed",
+    "Negotiating",
+    "Inconsistent",
+    "Outdated",
+    "DUnknown",
+    "Consistent",
+    "UpToDate",
 ]
 Role = Literal["Primary", "Secondary", "Unknown"]
 ConnectionState = Literal[
-    "StandAlone", "Disconnecting", "Unconnected", "Timeout", "BrokenPipe",
-    "NetworkFailure", "ProtocolError", "TearDown", "Connecting", "Connected",
+    "StandAlone",
+    "Disconnecting",
+    "Unconnected",
+    "Timeout",
+    "BrokenPipe",
+    "NetworkFailure",
+    "ProtocolError",
+    "TearDown",
+    "Connecting",
+    "Connected",
 ]
 ReplicationState = Literal[
-    "Off", "Established", "StartingSyncS", "StartingSyncT", "WFBitMapS", "WFBitMapT",
-    "WFSyncUUID", "SyncSource", "SyncTarget", "VerifyS", "VerifyT", "PausedSyncS",
-    "PausedSyncT", "Ahead", "Behind",
+    "Off",
+    "Established",
+    "StartingSyncS",
+    "StartingSyncT",
+    "WFBitMapS",
+    "WFBitMapT",
+    "WFSyncUUID",
+    "SyncSource",
+    "SyncTarget",
+    "VerifyS",
+    "VerifyT",
+    "PausedSyncS",
+    "PausedSyncT",
+    "Ahead",
+    "Behind",
 ]
 
 
@@ -65,8 +93,11 @@ class SplitBrainPolicy(Model):
     """DRBD's automatic split-brain recovery policies, spelled as in drbd.conf."""
 
     after_sb_0pri: Literal[
-        "disconnect", "discard-younger-primary", "discard-older-primary",
-        "discard-zero-changes", "discard-least-changes",
+        "disconnect",
+        "discard-younger-primary",
+        "discard-older-primary",
+        "discard-zero-changes",
+        "discard-least-changes",
     ] = Field(default="discard-zero-changes", alias="afterSb0pri")
     after_sb_1pri: Literal["disconnect", "consensus", "discard-secondary"] = Field(
         default="discard-secondary", alias="afterSb1pri"

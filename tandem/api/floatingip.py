@@ -77,9 +77,7 @@ class FloatingIPSpec(Model):
             "Entries can be added or removed live without a failover.",
         ),
     ]
-    prefix_length: Annotated[int, Field(ge=1, le=128)] = Field(
-        description="Prefix length of every address, e.g. 24."
-    )
+    prefix_length: Annotated[int, Field(ge=1, le=128)] = Field(description="Prefix length of every address, e.g. 24.")
     interface: InterfaceName
     announce: Announcement = Announcement()
 

@@ -26,9 +26,7 @@ from tandem.api.common import (
 )
 from tandem.api.drbdvolume import DRBDNodeStatus
 
-ServiceName = Annotated[
-    str, Field(min_length=1, max_length=63, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9@._-]*$")
-]
+ServiceName = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9@._-]*$")]
 Argument = Annotated[str, Field(max_length=512)]
 
 # The rules below are checked twice with the same expressions: at the API server (CEL, so a bad
@@ -48,8 +46,17 @@ UNIT_NAME_RULE = (
 # identifiers, none that PostgreSQL or pg_hba.conf reserve, and not the superuser.
 ROLE_NAME_RE = r"^[a-z_][a-z0-9_]{0,62}$"
 RESERVED_ROLE_NAMES = (
-    "all", "replication", "sameuser", "samerole", "samegroup", "public", "none",
-    "current_role", "current_user", "session_user", "postgres",
+    "all",
+    "replication",
+    "sameuser",
+    "samerole",
+    "samegroup",
+    "public",
+    "none",
+    "current_role",
+    "current_user",
+    "session_user",
+    "postgres",
 )
 ROLE_NAME_RULE = (
     "must be a lower-case PostgreSQL name (a-z, 0-9, _; at most 63 characters, not starting "
@@ -69,8 +76,7 @@ def unit_name_problem(name: str) -> str | None:
 
 def role_name_problem(name: str) -> str | None:
     """Why `name` is not a role name tandem can write safely (None: it is)."""
-    if re.fullmatch(ROLE_NAME_RE, name) and not name.startswith("pg_") \
-            and name not in RESERVED_ROLE_NAMES:
+    if re.fullmatch(ROLE_NAME_RE, name) and not name.startswith("pg_") and name not in RESERVED_ROLE_NAMES:
         return None
     return f"{name!r} {ROLE_NAME_RULE}"
 
@@ -91,32 +97,51 @@ def _cidr_problem(text: str) -> str | None:
 
 UnitName = Annotated[
     str,
-    Field(min_length=1, max_length=255, description="A systemd unit, e.g. postfix.service.",
-          json_schema_extra=validations(cel(f"self.matches(r'{UNIT_NAME_RE}')", UNIT_NAME_RULE))),
+    Field(
+        min_length=1,
+        max_length=255,
+        description="A systemd unit, e.g. postfix.service.",
+        json_schema_extra=validations(cel(f"self.matches(r'{UNIT_NAME_RE}')", UNIT_NAME_RULE)),
+    ),
     refuse(unit_name_problem),
 ]
 _RESERVED_CEL = "[" + ", ".join(f"'{n}'" for n in RESERVED_ROLE_NAMES) + "]"
 RoleName = Annotated[
     str,
-    Field(min_length=1, max_length=63, json_schema_extra=validations(cel(
-        f"self.matches(r'{ROLE_NAME_RE}') && !self.startsWith('pg_') && !(self in {_RESERVED_CEL})",
-        ROLE_NAME_RULE))),
+    Field(
+        min_length=1,
+        max_length=63,
+        json_schema_extra=validations(
+            cel(
+                f"self.matches(r'{ROLE_NAME_RE}') && !self.startsWith('pg_') && !(self in {_RESERVED_CEL})",
+                ROLE_NAME_RULE,
+            )
+        ),
+    ),
     refuse(role_name_problem),
 ]
 _HBA_KEYWORDS_CEL = "[" + ", ".join(f"'{n}'" for n in _HBA_KEYWORDS) + "]"
 DatabaseName = Annotated[
     str,
-    Field(min_length=1, max_length=63, json_schema_extra=validations(cel(
-        f"self.matches(r'{ROLE_NAME_RE}') && !(self in {_HBA_KEYWORDS_CEL})",
-        DATABASE_NAME_RULE))),
+    Field(
+        min_length=1,
+        max_length=63,
+        json_schema_extra=validations(
+            cel(f"self.matches(r'{ROLE_NAME_RE}') && !(self in {_HBA_KEYWORDS_CEL})", DATABASE_NAME_RULE)
+        ),
+    ),
     refuse(database_name_problem),
 ]
 CIDR = Annotated[
     str,
-    Field(min_length=3, max_length=49, description="An IPv4 or IPv6 network, e.g. 198.18.0.0/24.",
-          json_schema_extra=validations(cel(
-              "isCIDR(self)", "must be an IPv4 or IPv6 network such as 198.18.0.0/24 or "
-              "2001:db8::/64"))),
+    Field(
+        min_length=3,
+        max_length=49,
+        description="An IPv4 or IPv6 network, e.g. 198.18.0.0/24.",
+        json_schema_extra=validations(
+            cel("isCIDR(self)", "must be an IPv4 or IPv6 network such as 198.18.0.0/24 or 2001:db8::/64")
+        ),
+    ),
     refuse(_cidr_problem),
 ]
 
@@ -161,9 +186,9 @@ class LeaseTimings(Model):
     renew_interval_ms: Annotated[
         int, Field(ge=100, le=60_000, description="Above 1000 keeps renewals under 1 write/s.")
     ] = 1200
-    renew_deadline_ms: Annotated[
-        int, Field(ge=200, le=120_000, description="Leaves 600 ms to retry a slow renew.")
-    ] = 1800
+    renew_deadline_ms: Annotated[int, Field(ge=200, le=120_000, description="Leaves 600 ms to retry a slow renew.")] = (
+        1800
+    )
     demotion_timeout_ms: Annotated[
         int, Field(ge=50, le=120_000, description="Worst-case time to tear the chain down.")
     ] = 600
@@ -182,16 +207,15 @@ class FencePolicy(Model):
 
 
 class FailoverPolicy(Model):
-    auto_failback: bool = Field(
-        default=False, description="Move back to spec.primary once it is healthy again."
-    )
+    auto_failback: bool = Field(default=False, description="Move back to spec.primary once it is healthy again.")
     max_lag_seconds: Annotated[int, Field(ge=0, le=86_400)] = Field(
         default=0,
         description="A standby further behind than this never takes over automatically.",
     )
     restart_limit: Annotated[int, Field(ge=0, le=100)] = Field(
-        default=3, description="Repairs in place of any failed member of the chain (restart, "
-        "remount, re-add) within restartWindowSeconds; one more failure fails over."
+        default=3,
+        description="Repairs in place of any failed member of the chain (restart, "
+        "remount, re-add) within restartWindowSeconds; one more failure fails over.",
     )
     restart_window_seconds: Annotated[int, Field(ge=1, le=86_400)] = 300
     min_failover_interval_seconds: Annotated[int, Field(ge=0, le=86_400)] = Field(
@@ -231,19 +255,23 @@ class ClientAccess(Model):
 PROBE_USER_RE = r"^[a-z_][a-z0-9_-]{0,31}$"
 PROBE_USER_RULE = "must be a login name such as nobody or postfix (a-z, 0-9, _ -), not root"
 HTTP_URL_RE = r"^http://[A-Za-z0-9.:\[\]_-]+(/[A-Za-z0-9._~/?&=%+:@-]*)?$"
-HTTP_URL_RULE = ("must be a plain http:// URL such as http://127.0.0.1:8080/health (no "
-                 "credentials, spaces or quotes)")
+HTTP_URL_RULE = "must be a plain http:// URL such as http://127.0.0.1:8080/health (no credentials, spaces or quotes)"
 ProbeUser = Annotated[
     str,
-    Field(min_length=1, max_length=32, json_schema_extra=validations(cel(
-        f"self.matches(r'{PROBE_USER_RE}') && self != 'root'", PROBE_USER_RULE))),
-    refuse(lambda v: None if re.fullmatch(PROBE_USER_RE, v) and v != "root"
-           else f"{v!r} {PROBE_USER_RULE}"),
+    Field(
+        min_length=1,
+        max_length=32,
+        json_schema_extra=validations(cel(f"self.matches(r'{PROBE_USER_RE}') && self != 'root'", PROBE_USER_RULE)),
+    ),
+    refuse(lambda v: None if re.fullmatch(PROBE_USER_RE, v) and v != "root" else f"{v!r} {PROBE_USER_RULE}"),
 ]
 HttpURL = Annotated[
     str,
-    Field(min_length=8, max_length=2048, json_schema_extra=validations(cel(
-        f"self.matches(r'{HTTP_URL_RE}')", HTTP_URL_RULE))),
+    Field(
+        min_length=8,
+        max_length=2048,
+        json_schema_extra=validations(cel(f"self.matches(r'{HTTP_URL_RE}')", HTTP_URL_RULE)),
+    ),
     refuse(lambda v: None if re.fullmatch(HTTP_URL_RE, v) else f"{v!r} {HTTP_URL_RULE}"),
 ]
 
@@ -251,18 +279,21 @@ HttpURL = Annotated[
 class MonitorSettings(Model):
     """How often a resource is checked on the primary and when it counts as failed."""
 
-    period_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(
-        default=1, description="Time between two checks.")
+    period_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(default=1, description="Time between two checks.")
     timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(
-        default=2, description="A check that has not answered by then has failed (a hung "
-        "resource counts as failed, not only a dead one).")
+        default=2,
+        description="A check that has not answered by then has failed (a hung "
+        "resource counts as failed, not only a dead one).",
+    )
     failure_threshold: Annotated[int, Field(ge=1, le=100)] = Field(
-        default=1, description="Consecutive failed checks before the resource is repaired.")
+        default=1, description="Consecutive failed checks before the resource is repaired."
+    )
 
 
 class ExecCheck(Model):
     command: Annotated[list[Argument], Field(min_length=1, max_length=32)] = Field(
-        description="Argument list run on the node (no shell); exit status 0 is healthy.")
+        description="Argument list run on the node (no shell); exit status 0 is healthy."
+    )
     user: ProbeUser = Field(default="nobody", description="Runs as this user, never root.")
 
 
@@ -280,10 +311,12 @@ class HealthCheck(MonitorSettings):
     """A probe in the style of a Kubernetes probe, run on the primary besides ActiveState."""
 
     model_config = MonitorSettings.model_config | {
-        "json_schema_extra": validations(cel(
-            "[has(self.exec), has(self.tcp), has(self.http)].filter(x, x).size() == 1",
-            "healthCheck must set exactly one of exec, tcp or http",
-        ))
+        "json_schema_extra": validations(
+            cel(
+                "[has(self.exec), has(self.tcp), has(self.http)].filter(x, x).size() == 1",
+                "healthCheck must set exactly one of exec, tcp or http",
+            )
+        )
     }
 
     exec: ExecCheck | None = None
@@ -323,14 +356,19 @@ class PostgresSpec(Model):
         description="Synchronous replication: an isolated primary cannot acknowledge writes.",
     )
     monitor: MonitorSettings = Field(
-        default=MonitorSettings(), description="On the primary: the postmaster runs, a "
-        "query answers within timeoutSeconds, the server is a primary and commits a write.")
+        default=MonitorSettings(),
+        description="On the primary: the postmaster runs, a "
+        "query answers within timeoutSeconds, the server is a primary and commits a write.",
+    )
     start_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(
-        default=60, description="Start and crash recovery must finish by then.")
+        default=60, description="Start and crash recovery must finish by then."
+    )
     stop_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] | None = Field(
-        default=None, description="A fast shutdown that has not finished by then becomes an "
+        default=None,
+        description="A fast shutdown that has not finished by then becomes an "
         "immediate one. Unset: the tear-down's whole budget, spec.leases.demotionTimeoutMs, "
-        "then the fence.")
+        "then the fence.",
+    )
 
 
 class ServiceSpec(Model):
@@ -340,26 +378,34 @@ class ServiceSpec(Model):
         default="Primary", description="AllNodes: runs everywhere and never fails over."
     )
     health_check: HealthCheck | None = Field(
-        default=None, description="Checked on the primary while the unit is active; "
-        "failureThreshold failures in a row restart the unit in place.")
+        default=None,
+        description="Checked on the primary while the unit is active; "
+        "failureThreshold failures in a row restart the unit in place.",
+    )
     start_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(
-        default=90, description="A start that has not finished by then has failed.")
+        default=90, description="A start that has not finished by then has failed."
+    )
     stop_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] | None = Field(
-        default=None, description="After this the unit is killed (SIGKILL). Unset: the "
-        "tear-down's whole budget, spec.leases.demotionTimeoutMs, then the fence.")
+        default=None,
+        description="After this the unit is killed (SIGKILL). Unset: the "
+        "tear-down's whole budget, spec.leases.demotionTimeoutMs, then the fence.",
+    )
 
 
 class ChainMonitors(Model):
     """Monitors of the chain's members on the primary (PostgreSQL's are spec.chain.postgres.
     monitor, a service's its healthCheck)."""
 
-    volumes: MonitorSettings = Field(default=MonitorSettings(), description="DRBD still "
-                                     "Primary with an UpToDate disk.")
-    mounts: MonitorSettings = Field(default=MonitorSettings(), description="Still mounted "
-                                    "from the right source, and a small file written and "
-                                    "fsynced under each mount point answers in time.")
-    floating_ips: MonitorSettings = Field(default=MonitorSettings(), alias="floatingIPs",
-                                          description="Every address still on its interface.")
+    volumes: MonitorSettings = Field(default=MonitorSettings(), description="DRBD still Primary with an UpToDate disk.")
+    mounts: MonitorSettings = Field(
+        default=MonitorSettings(),
+        description="Still mounted "
+        "from the right source, and a small file written and "
+        "fsynced under each mount point answers in time.",
+    )
+    floating_ips: MonitorSettings = Field(
+        default=MonitorSettings(), alias="floatingIPs", description="Every address still on its interface."
+    )
 
 
 class ResourceChain(Model):
@@ -378,9 +424,7 @@ class ResourceChain(Model):
     volumes: Annotated[list[ObjectName], Field(max_length=8)] = []
     mounts: Annotated[list[FilesystemMount], Field(max_length=8)] = []
     bind_mounts: Annotated[list[BindMount], Field(max_length=32)] = []
-    floating_ips: Annotated[list[ObjectName], Field(max_length=8)] = Field(
-        default=[], alias="floatingIPs"
-    )
+    floating_ips: Annotated[list[ObjectName], Field(max_length=8)] = Field(default=[], alias="floatingIPs")
     postgres: PostgresSpec | None = None
     services: Annotated[list[ServiceSpec], Field(max_length=32)] = []
     monitors: ChainMonitors = ChainMonitors()
@@ -452,9 +496,11 @@ class HAClusterSpec(Model):
         ),
     ] = []
     paused: bool = Field(
-        default=False, description="Maintenance mode: the agents neither bring up, tear down, "
+        default=False,
+        description="Maintenance mode: the agents neither bring up, tear down, "
         "repair nor fail over anything of this cluster; the primary keeps the Lease. Set it "
-        "before upgrading the agents; clear it to resume (what runs is adopted).")
+        "before upgrading the agents; clear it to resume (what runs is adopted).",
+    )
     chain: ResourceChain = ResourceChain()
     leases: LeaseTimings = LeaseTimings()
     failover: FailoverPolicy = FailoverPolicy()
@@ -483,7 +529,8 @@ class ResourceReport(Model):
     consecutive_failures: Annotated[int, Field(ge=0)] = 0
     last_check_time: datetime | None = None
     repairs: Annotated[int, Field(ge=0)] = Field(
-        default=0, description="Repairs in place within spec.failover.restartWindowSeconds.")
+        default=0, description="Repairs in place within spec.failover.restartWindowSeconds."
+    )
     message: Message = ""
 
 
@@ -516,11 +563,14 @@ class SplitBrainRecovery(Model):
     peer: NodeName = Field(description="The survivor: the Lease holder whose data won.")
     discarded_bytes: Annotated[int, Field(ge=0)] = Field(
         description="DRBD's out-of-sync toward the peer when this node reconnected: what it "
-        "had changed that the peer lacked, rolled back by the resync.")
+        "had changed that the peer lacked, rolled back by the resync."
+    )
     time: datetime = Field(description="When it reconnected with --discard-my-data.")
     resynced_time: datetime | None = Field(
-        default=None, description="When it was first seen connected to the peer again, "
-        "UpToDate with no resync running: the recovery is over.")
+        default=None,
+        description="When it was first seen connected to the peer again, "
+        "UpToDate with no resync running: the recovery is over.",
+    )
 
 
 class ForcedFailoverReport(Model):
@@ -529,7 +579,8 @@ class ForcedFailoverReport(Model):
     request_id: RequestId
     phase: Literal["Completed", "Refused"]
     epoch: Annotated[int, Field(ge=0)] | None = Field(
-        default=None, description="The epoch it took the Lease at (Completed).")
+        default=None, description="The epoch it took the Lease at (Completed)."
+    )
     message: Message = ""
 
 
@@ -570,12 +621,13 @@ _REASONS = tuple(r.value for r in IneligibleReason)
 LEGACY_INELIGIBLE_REASON = "^$|^(" + "|".join(_REASONS) + "): "
 IneligibleReasonField = Annotated[
     IneligibleReason | None,
-    WithJsonSchema({
-        "type": "string",
-        "maxLength": 128,
-        "anyOf": [{"enum": list(_REASONS)},
-                  {"pattern": LEGACY_INELIGIBLE_REASON}],
-    }),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "maxLength": 128,
+            "anyOf": [{"enum": list(_REASONS)}, {"pattern": LEGACY_INELIGIBLE_REASON}],
+        }
+    ),
 ]
 
 
@@ -590,37 +642,43 @@ class NodeReport(Model):
     postgres: PostgresReport | None = None
     services: Annotated[list[ServiceReport], Field(max_length=32)] = []
     resources: Annotated[list[ResourceReport], Field(max_length=96)] = Field(
-        default=[], description="Each monitored member of the chain on the primary.")
-    last_recovery: Recovery | None = None
-    eligible: bool | None = Field(
-        default=None, description="Whether this node may take the Lease now."
+        default=[], description="Each monitored member of the chain on the primary."
     )
+    last_recovery: Recovery | None = None
+    eligible: bool | None = Field(default=None, description="Whether this node may take the Lease now.")
     ineligible_reason: IneligibleReasonField = Field(
-        default=None, description="Why not, one word: " + ", ".join(IneligibleReason) + " "
+        default=None,
+        description="Why not, one word: " + ", ".join(IneligibleReason) + " "
         "(InvalidSpec: this node cannot act on the spec and runs none of the chain). Unset "
-        "when eligible. (An agent of the previous version writes \"<Reason>: <details>\" "
-        "here; read as the reason and its message.)"
+        'when eligible. (An agent of the previous version writes "<Reason>: <details>" '
+        "here; read as the reason and its message.)",
     )
     ineligible_message: Message = Field(
-        default="", description="The details of ineligibleReason for a person, e.g. "
-        "InvalidSpec's \"<field>: <problem and fix>\" or LagTooHigh's lag and limit.")
+        default="",
+        description="The details of ineligibleReason for a person, e.g. "
+        "InvalidSpec's \"<field>: <problem and fix>\" or LagTooHigh's lag and limit.",
+    )
     message: Message = ""
     applied_generation: Annotated[int, Field(ge=0)] | None = Field(
-        default=None, description="The HACluster generation whose spec this node runs.")
+        default=None, description="The HACluster generation whose spec this node runs."
+    )
     pending_change: Message = Field(
-        default="", description="Why the newest spec is not applied here yet: one word, "
+        default="",
+        description="Why the newest spec is not applied here yet: one word, "
         "then details: WaitingForSwitchover (it changes what only a chain that is down can "
         "change: applied at the next switchover), NotApplicable (Lease timings unsafe while "
-        "the nodes switch: split the edit), Paused, InvalidSpec, ApplyFailed.")
+        "the nodes switch: split the edit), Paused, InvalidSpec, ApplyFailed.",
+    )
     forced_failover: ForcedFailoverReport | None = Field(
-        default=None, description="The last forced failover to this node its agent settled: "
-        "each request id is acted on once, across restarts too.")
+        default=None,
+        description="The last forced failover to this node its agent settled: "
+        "each request id is acted on once, across restarts too.",
+    )
     split_brain_recoveries: Annotated[
         list[SplitBrainRecovery],
         Field(
             max_length=8,
-            description="Per DRBD volume, the last split brain this node recovered from by "
-            "discarding its own changes.",
+            description="Per DRBD volume, the last split brain this node recovered from by discarding its own changes.",
             json_schema_extra={
                 "x-kubernetes-list-type": "map",
                 "x-kubernetes-list-map-keys": ["volume"],
@@ -638,8 +696,7 @@ class NodeReport(Model):
         word, colon, message = data["ineligibleReason"].partition(": ")
         if word and not (colon and word in _REASONS):
             return data  # a reason already, or nothing to read: validation says which
-        return data | {"ineligibleReason": word or None,
-                       "ineligibleMessage": data.get("ineligibleMessage") or message}
+        return data | {"ineligibleReason": word or None, "ineligibleMessage": data.get("ineligibleMessage") or message}
 
     @property
     def why_ineligible(self) -> str:
@@ -671,8 +728,9 @@ class Switchover(Model):
     message: Message = ""
     requested_at: datetime
     request_id: Annotated[str, Field(max_length=63)] | None = Field(
-        default=None, description="The tandem.dev/switchover-id of the request that started "
-        "it; unset for a change of spec.primary.")
+        default=None,
+        description="The tandem.dev/switchover-id of the request that started it; unset for a change of spec.primary.",
+    )
 
 
 class ForcedFailover(Model):
@@ -680,15 +738,16 @@ class ForcedFailover(Model):
     the operator. The named node's agent acts only on phase Pending with this requestId."""
 
     request_id: RequestId
-    target: NodeName | None = Field(default=None, description="Unset when the request names "
-                                    "no node of spec.nodes.")
+    target: NodeName | None = Field(default=None, description="Unset when the request names no node of spec.nodes.")
     from_epoch: Annotated[int, Field(ge=0)] = 0
     phase: Literal["Pending", "Completed", "Refused"] = "Pending"
     reason: Reason = ""
     message: Message = ""
     data_at_risk: Message = Field(
-        default="", description="What may be lost, from the reports and the Lease at the "
-        "request: the Lease holder, the target's synchronous status, lag and DRBD disks.")
+        default="",
+        description="What may be lost, from the reports and the Lease at the "
+        "request: the Lease holder, the target's synchronous status, lag and DRBD disks.",
+    )
     requested_at: datetime
 
 
@@ -733,14 +792,15 @@ class Announced(Model):
         ),
     ] = []
     unhealthy: Annotated[list[ResourceRef], Field(max_length=96)] = Field(
-        default=[], description="The primary's resources not Healthy (Failing, Failed or "
-        "Repairing) at the last reconcile; one that joins posts a ResourceFailed Event.")
+        default=[],
+        description="The primary's resources not Healthy (Failing, Failed or "
+        "Repairing) at the last reconcile; one that joins posts a ResourceFailed Event.",
+    )
     split_brain_recoveries: Annotated[
         list[AnnouncedSplitBrainRecovery],
         Field(
             max_length=40,
-            description="Per node and volume, the splitBrainRecoveries entry last posted "
-            "(Event SplitBrainRecovery).",
+            description="Per node and volume, the splitBrainRecoveries entry last posted (Event SplitBrainRecovery).",
             json_schema_extra={
                 "x-kubernetes-list-type": "map",
                 "x-kubernetes-list-map-keys": ["node", "volume"],
@@ -767,8 +827,10 @@ class HAClusterStatus(Model):
     last_failover: FailoverRecord | None = None
     switchover: Switchover | None = None
     handled_switchover_id: Annotated[str, Field(max_length=63)] | None = Field(
-        default=None, description="The last tandem.dev/switchover-id the operator acted on: "
-        "each request is carried out once, however long the annotation stays.")
+        default=None,
+        description="The last tandem.dev/switchover-id the operator acted on: "
+        "each request is carried out once, however long the annotation stays.",
+    )
     announced: Announced | None = None
     forced_failover: ForcedFailover | None = None
 

@@ -16,7 +16,9 @@ from tandem.api.floatingip import FloatingIPSpec
 from tandem.api.hacluster import HAClusterSpec
 
 SPECS: dict[str, type[BaseModel]] = {
-    "HACluster": HAClusterSpec, "DRBDVolume": DRBDVolumeSpec, "FloatingIP": FloatingIPSpec,
+    "HACluster": HAClusterSpec,
+    "DRBDVolume": DRBDVolumeSpec,
+    "FloatingIP": FloatingIPSpec,
 }
 PLURALS = {"HACluster": "haclusters", "DRBDVolume": "drbdvolumes", "FloatingIP": "floatingips"}
 
@@ -67,8 +69,11 @@ def cel_problems(spec: BaseModel) -> list[str]:
     """The CRDs' CEL rules (tandem/api), restated in Python with the same messages."""
     found: list[str] = []
     dumped = spec.model_dump(by_alias=True)
-    found += [f"{p!r} must be an absolute path without '..' segments" for p in _paths(dumped)
-              if "/../" in p or p.endswith("/..")]
+    found += [
+        f"{p!r} must be an absolute path without '..' segments"
+        for p in _paths(dumped)
+        if "/../" in p or p.endswith("/..")
+    ]
     if isinstance(spec, HAClusterSpec):
         names = [n.name for n in spec.nodes]
         if len(set(names)) < 2:
@@ -84,13 +89,17 @@ def cel_problems(spec: BaseModel) -> list[str]:
         services = [s.name for s in spec.chain.services]
         if len(set(services)) != len(services):
             found.append("spec.chain.services[*].name must be unique")
-        found += [f"spec.nodes: {n.replication_address!r} is not an IP address" for n in spec.nodes
-                  if _not_ip(n.replication_address)]
+        found += [
+            f"spec.nodes: {n.replication_address!r} is not an IP address"
+            for n in spec.nodes
+            if _not_ip(n.replication_address)
+        ]
         t = spec.leases
         if t.renew_interval_ms >= t.renew_deadline_ms:
             found.append("spec.leases.renewIntervalMs must be less than renewDeadlineMs")
-        if (t.renew_deadline_ms + t.demotion_timeout_ms + t.max_stall_ms + t.margin_ms) * 1000 >= \
-                t.lease_duration_ms * (1000 - t.clock_rate_error_permille):
+        if (
+            t.renew_deadline_ms + t.demotion_timeout_ms + t.max_stall_ms + t.margin_ms
+        ) * 1000 >= t.lease_duration_ms * (1000 - t.clock_rate_error_permille):
             found.append("spec.leases: the lease safety inequality does not hold")
     elif isinstance(spec, DRBDVolumeSpec):
         names = [n.name for n in spec.nodes]
@@ -133,8 +142,10 @@ def reference_problems(docs: list[dict[str, Any]]) -> list[str]:
                     found.append(f"HACluster {name}: chain.{key} names {item}, which is no {kind} of {name}")
         for mount in chain.get("mounts", []):
             if mount["volume"] not in chain.get("volumes", []):
-                found.append(f"HACluster {name}: mount {mount['mountPoint']} names volume {mount['volume']}, "
-                             "which is not in chain.volumes")
+                found.append(
+                    f"HACluster {name}: mount {mount['mountPoint']} names volume {mount['volume']}, "
+                    "which is not in chain.volumes"
+                )
         dependency = doc["spec"].get("dependsOn", {}).get("name")
         if dependency is not None and dependency not in clusters:
             found.append(f"HACluster {name}: dependsOn names {dependency}, which is not imported")
@@ -155,9 +166,18 @@ def server_problems(documents: Iterable[dict[str, Any]], kubeconfig: str) -> lis
         meta = doc["metadata"]
         try:
             api.patch_namespaced_custom_object(
-                GROUP, VERSION, meta["namespace"], PLURALS[doc["kind"]], meta["name"], doc,
-                dry_run="All", field_manager="tandem-import", force=True,
-                _content_type="application/apply-patch+yaml", _request_timeout=30)
+                GROUP,
+                VERSION,
+                meta["namespace"],
+                PLURALS[doc["kind"]],
+                meta["name"],
+                doc,
+                dry_run="All",
+                field_manager="tandem-import",
+                force=True,
+                _content_type="application/apply-patch+yaml",
+                _request_timeout=30,
+            )
         except Exception as exc:
             error = kube_error(exc)
             if error.status is None:  # connection refused, TLS, timeouts: the check could not run

@@ -68,28 +68,40 @@ class _Reader:
     def need(self, element: ET.Element, name: str) -> str:
         value = element.get(name)
         if not value:
-            raise InvalidInput(self.source(element), f"<{element.tag}> has no {name} attribute",
-                               f"give the {element.tag} its {name}= (as `cibadmin --query` writes it)")
+            raise InvalidInput(
+                self.source(element),
+                f"<{element.tag}> has no {name} attribute",
+                f"give the {element.tag} its {name}= (as `cibadmin --query` writes it)",
+            )
         return value
 
     def nvpairs(self, element: ET.Element, section: str) -> list[Attribute]:
-        return [Attribute(self.need(pair, "name"), pair.get("value", ""), self.source(pair))
-                for block in element.findall(section) for pair in block.findall("nvpair")]
+        return [
+            Attribute(self.need(pair, "name"), pair.get("value", ""), self.source(pair))
+            for block in element.findall(section)
+            for pair in block.findall("nvpair")
+        ]
 
 
 def parse(text: str, file: str) -> PacemakerConfig:
     try:
         root, lines = _build_tree(text)
     except expat.ExpatError as exc:
-        raise InvalidInput(Source(file, exc.lineno), f"not well-formed XML ({expat.errors.messages[exc.code]})",
-                           "pass the unmodified output of `cibadmin --query`") from None
+        raise InvalidInput(
+            Source(file, exc.lineno),
+            f"not well-formed XML ({expat.errors.messages[exc.code]})",
+            "pass the unmodified output of `cibadmin --query`",
+        ) from None
     except ValueError as exc:
         raise InvalidInput(Source(file, 1), str(exc), "pass the unmodified output of `cibadmin --query`") from None
     reader = _Reader(file, lines)
     configuration = root.find("configuration") if root.tag == "cib" else None
     if configuration is None:
-        raise InvalidInput(reader.source(root), f"<{root.tag}> is not a CIB with a <configuration>",
-                           "pass the output of `cibadmin --query` (a <cib> element)")
+        raise InvalidInput(
+            reader.source(root),
+            f"<{root.tag}> is not a CIB with a <configuration>",
+            "pass the output of `cibadmin --query` (a <cib> element)",
+        )
     config = PacemakerConfig()
     for child in configuration:
         handler = SECTIONS.get(child.tag)
@@ -104,16 +116,18 @@ def parse(text: str, file: str) -> PacemakerConfig:
 def read_properties(reader: _Reader, section: ET.Element, config: PacemakerConfig) -> None:
     for block in section:
         for pair in block.findall("nvpair"):
-            config.settings.append(Setting("property", reader.need(pair, "name"), pair.get("value", ""),
-                                           reader.source(pair)))
+            config.settings.append(
+                Setting("property", reader.need(pair, "name"), pair.get("value", ""), reader.source(pair))
+            )
 
 
 def read_defaults(kind: str) -> Any:
     def read(reader: _Reader, section: ET.Element, config: PacemakerConfig) -> None:
         for block in section:
             for pair in block.findall("nvpair"):
-                config.settings.append(Setting(kind, reader.need(pair, "name"), pair.get("value", ""),
-                                               reader.source(pair)))
+                config.settings.append(
+                    Setting(kind, reader.need(pair, "name"), pair.get("value", ""), reader.source(pair))
+                )
 
     return read
 
@@ -124,16 +138,16 @@ def read_nodes(reader: _Reader, section: ET.Element, config: PacemakerConfig) ->
         if node.get("type", "member") not in ("member", "normal"):
             config.unsupported.append(Unsupported(f"node {name} of type {node.get('type')}", reader.source(node)))
         for item in reader.nvpairs(node, "utilization"):
-            config.unsupported.append(Unsupported(f"utilization {item.name}={item.value} of node {name}",
-                                                  item.source))
+            config.unsupported.append(Unsupported(f"utilization {item.name}={item.value} of node {name}", item.source))
         config.nodes.append(Node(name, tuple(reader.nvpairs(node, "instance_attributes")), reader.source(node)))
 
 
 def read_primitive(reader: _Reader, element: ET.Element, config: PacemakerConfig) -> str:
     name = reader.need(element, "id")
     if element.get("template"):
-        config.unsupported.append(Unsupported(f"primitive {name} from template {element.get('template')}",
-                                              reader.source(element)))
+        config.unsupported.append(
+            Unsupported(f"primitive {name} from template {element.get('template')}", reader.source(element))
+        )
         agent = f"template:{element.get('template')}"
     else:
         parts = [reader.need(element, "class"), element.get("provider"), reader.need(element, "type")]
@@ -146,9 +160,14 @@ def read_primitive(reader: _Reader, element: ET.Element, config: PacemakerConfig
     for item in reader.nvpairs(element, "utilization"):
         config.unsupported.append(Unsupported(f"utilization {item.name}={item.value} of {name}", item.source))
     config.define(name, reader.source(element))
-    config.primitives[name] = Primitive(name, agent, tuple(reader.nvpairs(element, "instance_attributes")),
-                                        tuple(reader.nvpairs(element, "meta_attributes")), tuple(operations),
-                                        reader.source(element))
+    config.primitives[name] = Primitive(
+        name,
+        agent,
+        tuple(reader.nvpairs(element, "instance_attributes")),
+        tuple(reader.nvpairs(element, "meta_attributes")),
+        tuple(operations),
+        reader.source(element),
+    )
     return name
 
 
@@ -158,8 +177,9 @@ def read_group(reader: _Reader, element: ET.Element, config: PacemakerConfig) ->
     if not members:
         raise InvalidInput(reader.source(element), f"group {name} has no primitives", "give the group its members")
     config.define(name, reader.source(element))
-    config.groups[name] = Group(name, members, tuple(reader.nvpairs(element, "meta_attributes")),
-                                reader.source(element))
+    config.groups[name] = Group(
+        name, members, tuple(reader.nvpairs(element, "meta_attributes")), reader.source(element)
+    )
     return name
 
 
@@ -167,13 +187,17 @@ def read_clone(reader: _Reader, element: ET.Element, config: PacemakerConfig) ->
     name = reader.need(element, "id")
     children = [c for c in element if c.tag in ("primitive", "group")]
     if len(children) != 1:
-        raise InvalidInput(reader.source(element), f"{element.tag} {name} holds {len(children)} resources",
-                           "a clone holds exactly one primitive or group")
+        raise InvalidInput(
+            reader.source(element),
+            f"{element.tag} {name} holds {len(children)} resources",
+            "a clone holds exactly one primitive or group",
+        )
     child = children[0]
     child_id = read_primitive(reader, child, config) if child.tag == "primitive" else read_group(reader, child, config)
     meta = tuple(reader.nvpairs(element, "meta_attributes"))
     promotable = element.tag == "master" or any(
-        a.name == "promotable" and a.value.lower() in ("true", "yes", "on", "1") for a in meta)
+        a.name == "promotable" and a.value.lower() in ("true", "yes", "on", "1") for a in meta
+    )
     config.define(name, reader.source(element))
     config.clones[name] = Clone(name, child_id, promotable, meta, reader.source(element))
     return name
@@ -188,14 +212,18 @@ def read_resources(reader: _Reader, section: ET.Element, config: PacemakerConfig
         elif element.tag in ("clone", "master"):
             read_clone(reader, element, config)
         else:
-            config.unsupported.append(Unsupported(f"<{element.tag} id={element.get('id')!r}> resource",
-                                                  reader.source(element)))
+            config.unsupported.append(
+                Unsupported(f"<{element.tag} id={element.get('id')!r}> resource", reader.source(element))
+            )
 
 
 def _rule_text(rule: ET.Element) -> str:
     score = rule.get("score") or rule.get("score-attribute") or ""
-    terms = [" ".join(filter(None, (e.get("attribute"), e.get("operation"), e.get("value")))) for e in rule.iter()
-             if e.tag in ("expression", "date_expression")]
+    terms = [
+        " ".join(filter(None, (e.get("attribute"), e.get("operation"), e.get("value"))))
+        for e in rule.iter()
+        if e.tag in ("expression", "date_expression")
+    ]
     return f"{score}: " + f" {rule.get('boolean-op', 'and')} ".join(terms)
 
 
@@ -206,26 +234,46 @@ def read_constraints(reader: _Reader, section: ET.Element, config: PacemakerConf
         if element.find("resource_set") is not None:
             config.unsupported.append(Unsupported(f"{element.tag} {name} over a resource set", source))
         elif element.tag == "rsc_colocation":
-            config.colocations.append(Colocation(
-                name, reader.need(element, "score"),
-                ResourceRef(reader.need(element, "rsc"), element.get("rsc-role")),
-                ResourceRef(reader.need(element, "with-rsc"), element.get("with-rsc-role")), source))
+            config.colocations.append(
+                Colocation(
+                    name,
+                    reader.need(element, "score"),
+                    ResourceRef(reader.need(element, "rsc"), element.get("rsc-role")),
+                    ResourceRef(reader.need(element, "with-rsc"), element.get("with-rsc-role")),
+                    source,
+                )
+            )
         elif element.tag == "rsc_order":
             kind = element.get("kind") or element.get("score") or "Mandatory"
-            config.orders.append(Order(
-                name, kind, ResourceRef(reader.need(element, "first"), element.get("first-action")),
-                ResourceRef(reader.need(element, "then"), element.get("then-action")), source))
+            config.orders.append(
+                Order(
+                    name,
+                    kind,
+                    ResourceRef(reader.need(element, "first"), element.get("first-action")),
+                    ResourceRef(reader.need(element, "then"), element.get("then-action")),
+                    source,
+                )
+            )
             if element.get("symmetrical"):
-                config.unsupported.append(Unsupported(
-                    f"order {name} option symmetrical={element.get('symmetrical')}", source))
+                config.unsupported.append(
+                    Unsupported(f"order {name} option symmetrical={element.get('symmetrical')}", source)
+                )
         elif element.tag == "rsc_location" and element.get("rsc"):
             rules = element.findall("rule")
             if rules:
                 text = "; ".join(_rule_text(r) for r in rules)
                 config.locations.append(Location(name, element.get("rsc", ""), None, None, text, source))
             else:
-                config.locations.append(Location(name, element.get("rsc", ""), reader.need(element, "score"),
-                                                 reader.need(element, "node"), None, source))
+                config.locations.append(
+                    Location(
+                        name,
+                        element.get("rsc", ""),
+                        reader.need(element, "score"),
+                        reader.need(element, "node"),
+                        None,
+                        source,
+                    )
+                )
         else:
             config.unsupported.append(Unsupported(f"{element.tag} {name}", source))
 

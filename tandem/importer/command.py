@@ -62,21 +62,28 @@ def load(options: Options) -> tuple[PacemakerConfig, list[DrbdResource]]:
         for resource in drbd.parse(read_text(path), str(path)):
             earlier = next((r for r in resources if r.name == resource.name), None)
             if earlier is not None:
-                raise InvalidInput(resource.source, f"DRBD resource {resource.name} is also defined at "
-                                   f"{earlier.source}", "pass each resource file once")
+                raise InvalidInput(
+                    resource.source,
+                    f"DRBD resource {resource.name} is also defined at {earlier.source}",
+                    "pass each resource file once",
+                )
             resources.append(resource)
     return config, resources
 
 
 def render_cluster(cluster: mapping.ClusterManifests, inputs: str) -> str:
     """One YAML stream per HACluster, each object preceded by the lines it came from."""
-    header = (f"# Imported by `tandem import` from {inputs}.\n"
-              "# Review the import report before applying: it lists what was not carried over.\n")
+    header = (
+        f"# Imported by `tandem import` from {inputs}.\n"
+        "# Review the import report before applying: it lists what was not carried over.\n"
+    )
     parts = []
     for manifest in cluster.manifests:
         body = yaml.safe_dump(manifest.document, sort_keys=False, width=100)
-        parts.append(f"# {manifest.document['kind']} {manifest.document['metadata']['name']} from "
-                     f"{line_ranges(manifest.sources)}\n{body}")
+        parts.append(
+            f"# {manifest.document['kind']} {manifest.document['metadata']['name']} from "
+            f"{line_ranges(manifest.sources)}\n{body}"
+        )
     return header + "---\n".join(parts)
 
 
@@ -112,8 +119,10 @@ def run(options: Options) -> int:
     print(report, end="", file=report_stream)
     if options.strict and any(not e.carried for e in result.report):
         count = sum(1 for e in result.report if not e.carried)
-        print(f"tandem import: --strict: {count} construct(s) not carried over (listed above); nothing written",
-              file=sys.stderr)
+        print(
+            f"tandem import: --strict: {count} construct(s) not carried over (listed above); nothing written",
+            file=sys.stderr,
+        )
         return 1
     documents = [m.document for c in result.clusters for m in c.manifests]
     if options.check:

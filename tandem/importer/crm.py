@@ -25,10 +25,22 @@ from tandem.importer.model import (
 )
 
 # crmsh keywords that are valid but describe nothing tandem has; kept whole in the report.
-UNMODELLED_KEYWORDS = frozenset({
-    "fencing_topology", "tag", "rsc_ticket", "rsc_template", "template", "role", "user",
-    "acl_target", "acl_group", "alert", "xml", "bundle",
-})
+UNMODELLED_KEYWORDS = frozenset(
+    {
+        "fencing_topology",
+        "tag",
+        "rsc_ticket",
+        "rsc_template",
+        "template",
+        "role",
+        "user",
+        "acl_target",
+        "acl_group",
+        "alert",
+        "xml",
+        "bundle",
+    }
+)
 PRIMITIVE_SECTIONS = frozenset({"params", "meta", "utilization", "op"})
 
 
@@ -55,8 +67,11 @@ class Statement:
     def take(self, what: str) -> Token:
         if not self.more():
             last = self.tokens[-1]
-            raise InvalidInput(last.source, f"{self.tokens[0].text} statement ends where {what} was expected",
-                               f"add {what} (see `crm configure help {self.tokens[0].text}`)")
+            raise InvalidInput(
+                last.source,
+                f"{self.tokens[0].text} statement ends where {what} was expected",
+                f"add {what} (see `crm configure help {self.tokens[0].text}`)",
+            )
         token = self.tokens[self.position]
         self.position += 1
         return token
@@ -64,8 +79,7 @@ class Statement:
     def identifier(self, what: str) -> Token:
         token = self.take(what)
         if not token.text or "=" in token.text or token.text.startswith(("$", "(", ")")):
-            raise InvalidInput(token.source, f"{token.text!r} is not a valid {what}",
-                               f"write {what} as a plain id")
+            raise InvalidInput(token.source, f"{token.text!r} is not a valid {what}", f"write {what} as a plain id")
         return token
 
 
@@ -87,8 +101,11 @@ def tokenize(text: str, file: str) -> list[list[Token]]:
         try:
             words = list(lexer)
         except ValueError as exc:
-            raise InvalidInput(Source(file, number), f"cannot split the line into words ({exc})",
-                               "close the quote; a quoted value must end on its line") from None
+            raise InvalidInput(
+                Source(file, number),
+                f"cannot split the line into words ({exc})",
+                "close the quote; a quoted value must end on its line",
+            ) from None
         tokens = [Token(word, Source(file, number)) for word in words]
         if not continued and current:
             statements.append(current)
@@ -112,10 +129,13 @@ def parse(text: str, file: str) -> PacemakerConfig:
             words = " ".join(t.text for t in tokens[:4])
             config.unsupported.append(Unsupported(f"{words}{' ...' if len(tokens) > 4 else ''}", statement.source))
         else:
-            raise InvalidInput(statement.source, f"unknown crmsh keyword {keyword!r}",
-                               "give `crm configure show` output: statements start with node, primitive, "
-                               "group, clone, ms, colocation, order, location, property, rsc_defaults or "
-                               "op_defaults")
+            raise InvalidInput(
+                statement.source,
+                f"unknown crmsh keyword {keyword!r}",
+                "give `crm configure show` output: statements start with node, primitive, "
+                "group, clone, ms, colocation, order, location, property, rsc_defaults or "
+                "op_defaults",
+            )
     config.check_references()
     return config
 
@@ -123,8 +143,11 @@ def parse(text: str, file: str) -> PacemakerConfig:
 def attribute(token: Token, context: str) -> Attribute:
     name, equals, value = token.text.partition("=")
     if not equals or not name:
-        raise InvalidInput(token.source, f"{token.text!r} in {context} is not name=value",
-                           "write each parameter as name=value, quoting values with spaces")
+        raise InvalidInput(
+            token.source,
+            f"{token.text!r} in {context} is not name=value",
+            "write each parameter as name=value, quoting values with spaces",
+        )
     return Attribute(name.lstrip("$"), value, token.source)
 
 
@@ -139,8 +162,11 @@ def parse_primitive(statement: Statement, config: PacemakerConfig) -> None:
     name = statement.identifier("primitive id")
     agent = statement.take("a resource agent such as ocf:heartbeat:IPaddr2").text
     if "=" in agent or agent in PRIMITIVE_SECTIONS:
-        raise InvalidInput(statement.source, f"primitive {name.text} has no resource agent",
-                           f"write `primitive {name.text} ocf:heartbeat:IPaddr2 params ...` (class:provider:type)")
+        raise InvalidInput(
+            statement.source,
+            f"primitive {name.text} has no resource agent",
+            f"write `primitive {name.text} ocf:heartbeat:IPaddr2 params ...` (class:provider:type)",
+        )
     if ":" not in agent:
         agent = f"ocf:heartbeat:{agent}"  # crmsh's default class and provider
     params: list[Attribute] = []
@@ -159,14 +185,19 @@ def parse_primitive(statement: Statement, config: PacemakerConfig) -> None:
             operations.append(Operation(action.text, tuple(found), action.source))
         elif section.text == "utilization":
             for item in attributes_until_keyword(statement, context, PRIMITIVE_SECTIONS):
-                config.unsupported.append(Unsupported(f"utilization {item.name}={item.value} of {name.text}",
-                                                      item.source))
+                config.unsupported.append(
+                    Unsupported(f"utilization {item.name}={item.value} of {name.text}", item.source)
+                )
         else:
-            raise InvalidInput(section.source, f"unexpected {section.text!r} in primitive {name.text}",
-                               "sections of a primitive are params, meta, utilization and op")
+            raise InvalidInput(
+                section.source,
+                f"unexpected {section.text!r} in primitive {name.text}",
+                "sections of a primitive are params, meta, utilization and op",
+            )
     config.define(name.text, statement.source)
-    config.primitives[name.text] = Primitive(name.text, agent, tuple(params), tuple(meta),
-                                             tuple(operations), statement.source)
+    config.primitives[name.text] = Primitive(
+        name.text, agent, tuple(params), tuple(meta), tuple(operations), statement.source
+    )
 
 
 def trailing_meta(statement: Statement, context: str, config: PacemakerConfig) -> list[Attribute]:
@@ -175,8 +206,11 @@ def trailing_meta(statement: Statement, context: str, config: PacemakerConfig) -
     while statement.more():
         section = statement.take("meta")
         if section.text not in ("meta", "params"):
-            raise InvalidInput(section.source, f"unexpected {section.text!r} in {context}",
-                               "after the members come only `meta name=value ...`")
+            raise InvalidInput(
+                section.source,
+                f"unexpected {section.text!r} in {context}",
+                "after the members come only `meta name=value ...`",
+            )
         found = attributes_until_keyword(statement, context, frozenset({"meta", "params"}))
         if section.text == "params":
             config.unsupported += [Unsupported(f"params {a.name}={a.value} of {context}", a.source) for a in found]
@@ -191,8 +225,11 @@ def parse_group(statement: Statement, config: PacemakerConfig) -> None:
     while (token := statement.peek()) is not None and token.text not in ("meta", "params"):
         members.append(statement.identifier("group member").text)
     if not members:
-        raise InvalidInput(statement.source, f"group {name.text} has no members",
-                           f"list its primitives in start order: group {name.text} p_fs p_ip p_service")
+        raise InvalidInput(
+            statement.source,
+            f"group {name.text} has no members",
+            f"list its primitives in start order: group {name.text} p_fs p_ip p_service",
+        )
     meta = trailing_meta(statement, f"group {name.text}", config)
     config.define(name.text, statement.source)
     config.groups[name.text] = Group(name.text, tuple(members), tuple(meta), statement.source)
@@ -231,8 +268,11 @@ def constraint_resources(statement: Statement) -> tuple[list[Token], list[Token]
 def score_token(statement: Statement, what: str) -> Token:
     token = statement.take(f"a score such as inf: in {what}")
     if not token.text.endswith(":") or len(token.text) < 2:
-        raise InvalidInput(token.source, f"{what}: expected a score such as inf: or 100:, found {token.text!r}",
-                           f"write `{what} inf: ...`")
+        raise InvalidInput(
+            token.source,
+            f"{what}: expected a score such as inf: or 100:, found {token.text!r}",
+            f"write `{what} inf: ...`",
+        )
     return token
 
 
@@ -241,11 +281,15 @@ def parse_colocation(statement: Statement, config: PacemakerConfig) -> None:
     score = score_token(statement, f"colocation {name.text}").text[:-1]
     resources, options = constraint_resources(statement)
     if len(resources) != 2 or any(t.text in "()[]" for t in resources):
-        config.unsupported.append(Unsupported(
-            f"colocation {name.text} over a resource set ({' '.join(t.text for t in resources)})", statement.source))
+        config.unsupported.append(
+            Unsupported(
+                f"colocation {name.text} over a resource set ({' '.join(t.text for t in resources)})", statement.source
+            )
+        )
         return
-    config.colocations.append(Colocation(name.text, score, reference(resources[0]), reference(resources[1]),
-                                         statement.source))
+    config.colocations.append(
+        Colocation(name.text, score, reference(resources[0]), reference(resources[1]), statement.source)
+    )
     config.unsupported += [Unsupported(f"colocation {name.text} option {t.text}", t.source) for t in options]
 
 
@@ -257,8 +301,11 @@ def parse_order(statement: Statement, config: PacemakerConfig) -> None:
         kind = statement.take("kind").text[:-1]
     resources, options = constraint_resources(statement)
     if len(resources) != 2 or any(t.text in "()[]" for t in resources):
-        config.unsupported.append(Unsupported(
-            f"order {name.text} over a resource set ({' '.join(t.text for t in resources)})", statement.source))
+        config.unsupported.append(
+            Unsupported(
+                f"order {name.text} over a resource set ({' '.join(t.text for t in resources)})", statement.source
+            )
+        )
         return
     config.orders.append(Order(name.text, kind, reference(resources[0]), reference(resources[1]), statement.source))
     config.unsupported += [Unsupported(f"order {name.text} option {t.text}", t.source) for t in options]
@@ -268,7 +315,7 @@ def parse_location(statement: Statement, config: PacemakerConfig) -> None:
     name = statement.identifier("location id")
     resource = statement.take("a resource")
     if resource.text.startswith(("{", "/")):
-        rest = " ".join(t.text for t in statement.tokens[statement.position:])
+        rest = " ".join(t.text for t in statement.tokens[statement.position :])
         config.unsupported.append(Unsupported(f"location {name.text} {resource.text} {rest}", statement.source))
         return
     options: list[Attribute] = []
@@ -276,7 +323,7 @@ def parse_location(statement: Statement, config: PacemakerConfig) -> None:
         options.append(attribute(statement.take("option"), f"location {name.text}"))
     token = statement.take("a score and node, or a rule")
     if token.text == "rule":
-        rule = " ".join(t.text for t in statement.tokens[statement.position:])
+        rule = " ".join(t.text for t in statement.tokens[statement.position :])
         statement.position = len(statement.tokens)
         config.locations.append(Location(name.text, resource.text, None, None, rule or "(empty)", statement.source))
     else:
@@ -286,10 +333,12 @@ def parse_location(statement: Statement, config: PacemakerConfig) -> None:
         config.locations.append(Location(name.text, resource.text, score, node.text, None, statement.source))
         if statement.more():
             extra = statement.take("end")
-            raise InvalidInput(extra.source, f"unexpected {extra.text!r} after the node of location {name.text}",
-                               "one location names one node; write one location per node")
-    config.unsupported += [Unsupported(f"location {name.text} option {a.name}={a.value}", a.source)
-                           for a in options]
+            raise InvalidInput(
+                extra.source,
+                f"unexpected {extra.text!r} after the node of location {name.text}",
+                "one location names one node; write one location per node",
+            )
+    config.unsupported += [Unsupported(f"location {name.text} option {a.name}={a.value}", a.source) for a in options]
 
 
 def parse_node(statement: Statement, config: PacemakerConfig) -> None:
@@ -306,11 +355,15 @@ def parse_node(statement: Statement, config: PacemakerConfig) -> None:
         if section.text == "attributes":
             attributes += found
         elif section.text == "utilization":
-            config.unsupported += [Unsupported(f"utilization {a.name}={a.value} of node {name}", a.source)
-                                   for a in found]
+            config.unsupported += [
+                Unsupported(f"utilization {a.name}={a.value} of node {name}", a.source) for a in found
+            ]
         else:
-            raise InvalidInput(section.source, f"unexpected {section.text!r} in node {name}",
-                               "a node has `attributes name=value ...` and `utilization name=value ...`")
+            raise InvalidInput(
+                section.source,
+                f"unexpected {section.text!r} in node {name}",
+                "a node has `attributes name=value ...` and `utilization name=value ...`",
+            )
     config.nodes.append(Node(name, tuple(attributes), statement.source))
 
 

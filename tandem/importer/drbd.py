@@ -66,8 +66,9 @@ def statements(text: str, file: str) -> list[Statement]:
         assert siblings is not None
         if word.text in (";", "{"):
             if not pending:
-                raise InvalidInput(word.source, f"{word.text!r} without a keyword before it",
-                                   "remove the stray character")
+                raise InvalidInput(
+                    word.source, f"{word.text!r} without a keyword before it", "remove the stray character"
+                )
             statement = Statement(pending[0].text, [w.text for w in pending[1:]], pending[0].source)
             siblings.append(statement)
             pending = []
@@ -76,19 +77,28 @@ def statements(text: str, file: str) -> list[Statement]:
                 open_sections.append(statement)
         elif word.text == "}":
             if pending:
-                raise InvalidInput(pending[-1].source, f"missing ';' after {' '.join(w.text for w in pending)!r}",
-                                   "end each statement with ';'")
+                raise InvalidInput(
+                    pending[-1].source,
+                    f"missing ';' after {' '.join(w.text for w in pending)!r}",
+                    "end each statement with ';'",
+                )
             if not open_sections:
                 raise InvalidInput(word.source, "'}' without a section to close", "remove it or add the '{'")
             open_sections.pop()
         else:
             pending.append(word)
     if pending:
-        raise InvalidInput(pending[-1].source, f"missing ';' after {' '.join(w.text for w in pending)!r}",
-                           "end each statement with ';'")
+        raise InvalidInput(
+            pending[-1].source,
+            f"missing ';' after {' '.join(w.text for w in pending)!r}",
+            "end each statement with ';'",
+        )
     if open_sections:
-        raise InvalidInput(open_sections[-1].source, f"section {open_sections[-1].described()!r} is never closed",
-                           "add the missing '}'")
+        raise InvalidInput(
+            open_sections[-1].source,
+            f"section {open_sections[-1].described()!r} is never closed",
+            "add the missing '}'",
+        )
     return top
 
 
@@ -105,14 +115,25 @@ def parse(text: str, file: str) -> list[DrbdResource]:
             for child in statement.children:
                 defaults(child, common, unsupported)
         elif statement.keyword == "include":
-            unsupported.append(Unsupported(f"include {' '.join(statement.args)} (not followed: pass those files "
-                                           "to --drbd)", statement.source))
+            unsupported.append(
+                Unsupported(
+                    f"include {' '.join(statement.args)} (not followed: pass those files to --drbd)", statement.source
+                )
+            )
         else:
             unsupported += flattened(statement)
     # Top-level and `common` leftovers concern every resource of the file.
     return [
-        DrbdResource(r.name, r.hosts, r.protocol, r.quorum, r.on_no_quorum, r.after_split_brain,
-                     tuple(unsupported) + r.unsupported, r.source)
+        DrbdResource(
+            r.name,
+            r.hosts,
+            r.protocol,
+            r.quorum,
+            r.on_no_quorum,
+            r.after_split_brain,
+            tuple(unsupported) + r.unsupported,
+            r.source,
+        )
         for r in resources
     ]
 
@@ -169,36 +190,55 @@ def resource(statement: Statement, common: _Defaults) -> DrbdResource:
         else:
             defaults(child, settings, unsupported)
     if len(hosts) < 2:
-        raise InvalidInput(statement.source, f"resource {name} has {len(hosts)} `on` section(s)",
-                           "describe every node with `on HOST { device ...; disk ...; address IP:PORT; }`")
+        raise InvalidInput(
+            statement.source,
+            f"resource {name} has {len(hosts)} `on` section(s)",
+            "describe every node with `on HOST { device ...; disk ...; address IP:PORT; }`",
+        )
     parsed = tuple(host(h, name, host_defaults, unsupported) for h in hosts)
     value = {k: s.args[0] if s.args else "" for k, s in settings.values.items()}
     after_sb = tuple(Attribute(k, value[k], settings.values[k].source) for k in NET_USED[1:] if k in value)
-    return DrbdResource(name, parsed, value.get("protocol"), value.get("quorum"), value.get("on-no-quorum"),
-                        after_sb, tuple(unsupported), statement.source)
+    return DrbdResource(
+        name,
+        parsed,
+        value.get("protocol"),
+        value.get("quorum"),
+        value.get("on-no-quorum"),
+        after_sb,
+        tuple(unsupported),
+        statement.source,
+    )
 
 
 def volume(section: Statement, resource_name: str, seen: Statement | None) -> dict[str, Statement]:
     """The device/disk/meta-disk of a `volume N { }`; tandem's DRBDVolume holds one volume (a
     host's `volume 0` may refine the resource's `volume 0`)."""
     if seen is not None and seen.args != section.args:
-        raise InvalidInput(section.source, f"resource {resource_name} has a second volume ({section.described()})",
-                           "tandem's DRBDVolume replicates one device: split the resource into one per volume")
+        raise InvalidInput(
+            section.source,
+            f"resource {resource_name} has a second volume ({section.described()})",
+            "tandem's DRBDVolume replicates one device: split the resource into one per volume",
+        )
     assert section.children is not None
     found: dict[str, Statement] = {}
     for child in section.children:
         if child.keyword not in ("device", "disk", "meta-disk") or child.children is not None:
-            raise InvalidInput(child.source, f"{child.described()!r} in {section.described()} is not understood",
-                               "a volume holds device, disk and meta-disk")
+            raise InvalidInput(
+                child.source,
+                f"{child.described()!r} in {section.described()} is not understood",
+                "a volume holds device, disk and meta-disk",
+            )
         found[child.keyword] = child
     return found
 
 
-def host(section: Statement, resource_name: str, inherited: dict[str, Statement],
-         unsupported: list[Unsupported]) -> DrbdHost:
+def host(
+    section: Statement, resource_name: str, inherited: dict[str, Statement], unsupported: list[Unsupported]
+) -> DrbdHost:
     if len(section.args) != 1:
-        raise InvalidInput(section.source, f"`on {' '.join(section.args)}` must name one host",
-                           "write one `on HOST {` per node")
+        raise InvalidInput(
+            section.source, f"`on {' '.join(section.args)}` must name one host", "write one `on HOST {` per node"
+        )
     values = {k: v for k, v in inherited.items() if k != "volume"}
     volume_seen = inherited.get("volume")
     assert section.children is not None
@@ -212,20 +252,27 @@ def host(section: Statement, resource_name: str, inherited: dict[str, Statement]
             unsupported += flattened(child, f"on {section.args[0]}: ")
     meta_disk = values.get("meta-disk")
     if meta_disk is not None and meta_disk.args != ["internal"]:
-        unsupported.append(Unsupported(f"{meta_disk.described()} (tandem uses internal metadata)",
-                                       meta_disk.source))
+        unsupported.append(Unsupported(f"{meta_disk.described()} (tandem uses internal metadata)", meta_disk.source))
     disk = values.get("disk")
     disk_path = None if disk is None or disk.args == ["none"] else " ".join(disk.args)
     address, port = parse_address(values.get("address"))
     node_id = values.get("node-id")
-    return DrbdHost(section.args[0], disk_path, address, port, integer(node_id) if node_id else None,
-                    minor(values.get("device")), section.source)
+    return DrbdHost(
+        section.args[0],
+        disk_path,
+        address,
+        port,
+        integer(node_id) if node_id else None,
+        minor(values.get("device")),
+        section.source,
+    )
 
 
 def integer(statement: Statement) -> int:
     if len(statement.args) != 1 or not statement.args[0].isdigit():
-        raise InvalidInput(statement.source, f"{statement.described()!r}: expected one number",
-                           f"write `{statement.keyword} 0;`")
+        raise InvalidInput(
+            statement.source, f"{statement.described()!r}: expected one number", f"write `{statement.keyword} 0;`"
+        )
     return int(statement.args[0])
 
 
@@ -240,8 +287,11 @@ def minor(device: Statement | None) -> int | None:
             return int(args[at + 1])
     elif len(args) == 1 and (match := re.fullmatch(r"/dev/drbd(\d+)", args[0])):
         return int(match.group(1))
-    raise InvalidInput(device.source, f"{device.described()!r}: cannot tell the device minor",
-                       "write `device /dev/drbd0;` or `device /dev/drbd_name minor 0;`")
+    raise InvalidInput(
+        device.source,
+        f"{device.described()!r}: cannot tell the device minor",
+        "write `device /dev/drbd0;` or `device /dev/drbd_name minor 0;`",
+    )
 
 
 def parse_address(statement: Statement | None) -> tuple[str | None, int | None]:
@@ -251,11 +301,17 @@ def parse_address(statement: Statement | None) -> tuple[str | None, int | None]:
     args = [a for a in statement.args if a not in ("ipv4", "ipv6")]
     match = re.fullmatch(r"\[?([0-9A-Fa-f.:]+?)\]?:(\d+)", args[0]) if len(args) == 1 else None
     if match is None:
-        raise InvalidInput(statement.source, f"{statement.described()!r} is not an address",
-                           "write `address 198.19.0.11:7789;` or `address ipv6 [fd00::11]:7789;`")
+        raise InvalidInput(
+            statement.source,
+            f"{statement.described()!r} is not an address",
+            "write `address 198.19.0.11:7789;` or `address ipv6 [fd00::11]:7789;`",
+        )
     try:
         ip = str(ipaddress.ip_address(match.group(1)))
     except ValueError:
-        raise InvalidInput(statement.source, f"{match.group(1)!r} is not an IP address",
-                           "write the replication address as an IPv4 or IPv6 address") from None
+        raise InvalidInput(
+            statement.source,
+            f"{match.group(1)!r} is not an IP address",
+            "write the replication address as an IPv4 or IPv6 address",
+        ) from None
     return ip, int(match.group(2))

@@ -35,8 +35,16 @@ SERVICE_CLASSES = ("systemd", "lsb", "service")
 POSTGRES_TYPES = ("pgsql", "pgsqlms")
 FS_TYPES = ("xfs", "ext4")
 SPLIT_BRAIN_VALUES = {
-    "after-sb-0pri": ("afterSb0pri", ("disconnect", "discard-younger-primary", "discard-older-primary",
-                                      "discard-zero-changes", "discard-least-changes")),
+    "after-sb-0pri": (
+        "afterSb0pri",
+        (
+            "disconnect",
+            "discard-younger-primary",
+            "discard-older-primary",
+            "discard-zero-changes",
+            "discard-least-changes",
+        ),
+    ),
     "after-sb-1pri": ("afterSb1pri", ("disconnect", "consensus", "discard-secondary")),
     "after-sb-2pri": ("afterSb2pri", ("disconnect",)),
 }
@@ -172,13 +180,23 @@ class _Mapper:
                 continue
             if len(clusters) == 1:
                 owner[unit] = next(iter(clusters))
-                self.report.append(mapped(self.config.source_of(unit) or Source("", 0), f"resource {unit}",
-                                          f"joins HACluster {next(iter(clusters.values())).name}, the only "
-                                          "cluster (no constraint ties it to a group)"))
+                self.report.append(
+                    mapped(
+                        self.config.source_of(unit) or Source("", 0),
+                        f"resource {unit}",
+                        f"joins HACluster {next(iter(clusters.values())).name}, the only "
+                        "cluster (no constraint ties it to a group)",
+                    )
+                )
             else:
-                self.report.append(unmapped(self.config.source_of(unit) or Source("", 0), f"resource {unit}",
-                                            "no colocation or order ties it to a group, so it belongs to no "
-                                            "HACluster; add a colocation with the group it runs with"))
+                self.report.append(
+                    unmapped(
+                        self.config.source_of(unit) or Source("", 0),
+                        f"resource {unit}",
+                        "no colocation or order ties it to a group, so it belongs to no "
+                        "HACluster; add a colocation with the group it runs with",
+                    )
+                )
         for unit, anchor in owner.items():
             if unit != anchor:
                 clusters[anchor].units.append(unit)
@@ -211,8 +229,11 @@ class _Mapper:
             construct = f"colocation {colocation.id} {colocation.score}: {dependent} with {anchor}"
             a, b = home.get(dependent), home.get(anchor)
             if score_value(colocation.score) <= 0:
-                self.report.append(unmapped(colocation.source, construct, "a negative colocation (keep apart) "
-                                            "has no tandem equivalent"))
+                self.report.append(
+                    unmapped(
+                        colocation.source, construct, "a negative colocation (keep apart) has no tandem equivalent"
+                    )
+                )
             elif a is None or b is None:
                 self.report.append(unmapped(colocation.source, construct, "names a resource in no HACluster"))
             elif a is b:
@@ -224,11 +245,21 @@ class _Mapper:
                 used_orders.add(order.id)
                 a.sources += [colocation.source, order.source]
                 self.report.append(mapped(colocation.source, construct, f"HACluster {a.name} dependsOn {b.name}"))
-                self.report.append(mapped(order.source, f"order {order.id} {anchor} then {dependent}",
-                                          f"HACluster {a.name} dependsOn {b.name}"))
+                self.report.append(
+                    mapped(
+                        order.source,
+                        f"order {order.id} {anchor} then {dependent}",
+                        f"HACluster {a.name} dependsOn {b.name}",
+                    )
+                )
             else:
-                self.report.append(unmapped(colocation.source, construct, "two HAClusters: tandem expresses "
-                                            "only one dependsOn, with the order `anchor then dependent`"))
+                self.report.append(
+                    unmapped(
+                        colocation.source,
+                        construct,
+                        "two HAClusters: tandem expresses only one dependsOn, with the order `anchor then dependent`",
+                    )
+                )
         for order in self.config.orders:
             if order.id in used_orders:
                 continue
@@ -239,11 +270,22 @@ class _Mapper:
                 self.report.append(unmapped(order.source, construct, "names a resource in no HACluster"))
             elif a is b:
                 a.sources.append(order.source)
-                self.report.append(mapped(order.source, construct, f"chain order of HACluster {a.name} "
-                                          "(checked against tandem's fixed order)"))
+                self.report.append(
+                    mapped(
+                        order.source,
+                        construct,
+                        f"chain order of HACluster {a.name} (checked against tandem's fixed order)",
+                    )
+                )
             else:
-                self.report.append(unmapped(order.source, construct, "an order between HAClusters without a "
-                                            "colocation has no tandem equivalent (dependsOn needs both)"))
+                self.report.append(
+                    unmapped(
+                        order.source,
+                        construct,
+                        "an order between HAClusters without a "
+                        "colocation has no tandem equivalent (dependsOn needs both)",
+                    )
+                )
 
     # --- one cluster ---------------------------------------------------------------------------
 
@@ -276,8 +318,13 @@ class _Mapper:
                 for ahead in ahead_of_member.pop(primitive.id, []):
                     primitives += [p for p in self.primitives_of(ahead) if p not in primitives]
                 primitives.append(primitive)
-        return primitives + [p for units_ahead in ahead_of_member.values() for u in units_ahead
-                             for p in self.primitives_of(u) if p not in primitives]
+        return primitives + [
+            p
+            for units_ahead in ahead_of_member.values()
+            for u in units_ahead
+            for p in self.primitives_of(u)
+            if p not in primitives
+        ]
 
     def map_cluster(self, cluster: _Cluster) -> ClusterManifests:
         sequence = self.chain_sequence(cluster)
@@ -287,8 +334,9 @@ class _Mapper:
         if cluster.anchor:
             group = self.config.groups[cluster.anchor]
             cluster_sources.append(group.source)
-            self.report.append(mapped(group.source, f"group {group.id}",
-                                      f"HACluster {cluster.name} (members in chain order)"))
+            self.report.append(
+                mapped(group.source, f"group {group.id}", f"HACluster {cluster.name} (members in chain order)")
+            )
             self.meta(group.meta, f"group {group.id}")
         volumes: dict[str, DrbdResource] = {}
         addresses: list[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int, str, Primitive]] = []
@@ -303,10 +351,15 @@ class _Mapper:
                 rank = CHAIN_ORDER.index(kind)
                 if rank < highest and (kind, highest) not in inversions:
                     inversions.add((kind, highest))  # once per kind: a group of 100 IPs is one finding
-                    self.report.append(unmapped(primitive.source, f"start order of {primitive.id}",
-                                                f"Pacemaker starts this {kind} (and any {kind} after it) after "
-                                                f"{latest}; tandem always starts {kind}s before "
-                                                f"{CHAIN_ORDER[highest]}s"))
+                    self.report.append(
+                        unmapped(
+                            primitive.source,
+                            f"start order of {primitive.id}",
+                            f"Pacemaker starts this {kind} (and any {kind} after it) after "
+                            f"{latest}; tandem always starts {kind}s before "
+                            f"{CHAIN_ORDER[highest]}s",
+                        )
+                    )
                 elif rank > highest:
                     highest, latest = rank, f"{CHAIN_ORDER[rank]} {primitive.id}"
                 cluster_sources.append(primitive.source)
@@ -326,11 +379,21 @@ class _Mapper:
             elif kind == "service":
                 self.service(primitive, chain)
             elif kind == "stonith":
-                self.report.append(unmapped(primitive.source, construct, "STONITH device: tandem fences a node "
-                                            "itself (spec.failover.fence: SysrqReboot or Watchdog)"))
+                self.report.append(
+                    unmapped(
+                        primitive.source,
+                        construct,
+                        "STONITH device: tandem fences a node itself (spec.failover.fence: SysrqReboot or Watchdog)",
+                    )
+                )
             else:
-                self.report.append(unmapped(primitive.source, construct, "unknown agent: no tandem equivalent; if "
-                                            "it manages a systemd unit, use systemd:UNIT instead"))
+                self.report.append(
+                    unmapped(
+                        primitive.source,
+                        construct,
+                        "unknown agent: no tandem equivalent; if it manages a systemd unit, use systemd:UNIT instead",
+                    )
+                )
             if kind in CHAIN_ORDER and (kind != "PostgreSQL" or postgres_source == primitive.source):
                 self.operations(primitive, kind, chain)
         for clone_id in [u for u in cluster.units if u in self.config.clones]:
@@ -342,10 +405,15 @@ class _Mapper:
         spec: dict[str, Any] = {"nodes": nodes}
         without = [n["name"] for n in nodes if "replicationAddress" not in n]
         if postgres_source is not None and without:
-            self.report.append(unmapped(postgres_source, f"replication addresses of {', '.join(without)}",
-                                        "PostgreSQL streams between spec.nodes[].replicationAddress, which only a "
-                                        "DRBD file gives: set them before applying (the agent refuses the chain "
-                                        "without them)"))
+            self.report.append(
+                unmapped(
+                    postgres_source,
+                    f"replication addresses of {', '.join(without)}",
+                    "PostgreSQL streams between spec.nodes[].replicationAddress, which only a "
+                    "DRBD file gives: set them before applying (the agent refuses the chain "
+                    "without them)",
+                )
+            )
         primary, auto_failback, location_sources = self.placement(cluster, [n["name"] for n in nodes])
         cluster_sources += location_sources
         if primary is not None:
@@ -362,21 +430,27 @@ class _Mapper:
         return ClusterManifests(cluster.name, tuple(manifests))
 
     def document(self, kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-        return {"apiVersion": API_VERSION, "kind": kind,
-                "metadata": {"name": name, "namespace": self.namespace}, "spec": spec}
+        return {
+            "apiVersion": API_VERSION,
+            "kind": kind,
+            "metadata": {"name": name, "namespace": self.namespace},
+            "spec": spec,
+        }
 
     def leftovers(self, primitive: Primitive, used: Iterable[str]) -> None:
         for param in primitive.params:
             if param.name not in used:
-                self.report.append(unmapped(param.source, f"{primitive.id} param {param.name}={param.value}",
-                                            "no tandem field for it"))
+                self.report.append(
+                    unmapped(param.source, f"{primitive.id} param {param.name}={param.value}", "no tandem field for it")
+                )
 
     def meta(self, meta: Iterable[Attribute], owner: str) -> None:
         for item in meta:
             construct = f"{owner} meta {item.name}={item.value}"
             if item.name == "resource-stickiness":
-                self.report.append(mapped(item.source, construct, "weighed against location scores for "
-                                          "spec.failover.autoFailback"))
+                self.report.append(
+                    mapped(item.source, construct, "weighed against location scores for spec.failover.autoFailback")
+                )
             elif item.name == "target-role" and item.value.lower() == "started":
                 self.report.append(mapped(item.source, construct, "tandem starts the chain (the default)"))
             else:
@@ -391,8 +465,13 @@ class _Mapper:
             if found.settings:
                 kept = merge(self.op_target(found.target, chain), found.settings)
                 if kept is not None:
-                    outcome, carried = (f"{found.target} is one setting for all {kind}s of the "
-                                        f"cluster: it keeps {kept} from an earlier {kind}"), False
+                    outcome, carried = (
+                        (
+                            f"{found.target} is one setting for all {kind}s of the "
+                            f"cluster: it keeps {kept} from an earlier {kind}"
+                        ),
+                        False,
+                    )
             text = " ".join([op.action, *(f"{a.name}={a.value}" for a in op.attributes)])
             self.ops.setdefault((text, outcome, carried), []).append((primitive.id, op.source))
 
@@ -424,22 +503,40 @@ class _Mapper:
         construct = f"{kind} {clone.id} of {clone.child}"
         if clone.child in self.config.groups:
             group = self.config.groups[clone.child]
-            self.report.append(mapped(group.source, f"group {group.id}", f"cloned by {clone.id}: its members "
-                                      "in chain order"))
+            self.report.append(
+                mapped(group.source, f"group {group.id}", f"cloned by {clone.id}: its members in chain order")
+            )
             self.meta(group.meta, f"group {group.id}")
         if clone.promotable and kinds <= {"volume", "PostgreSQL"}:
-            self.report.append(mapped(clone.source, construct, "one primary, the others replicas: how tandem "
-                                      "runs DRBD and PostgreSQL"))
+            self.report.append(
+                mapped(clone.source, construct, "one primary, the others replicas: how tandem runs DRBD and PostgreSQL")
+            )
         elif not clone.promotable and kinds == {"service"}:
             self.report.append(mapped(clone.source, construct, "runOn: AllNodes"))
         else:
-            self.report.append(unmapped(clone.source, construct, f"a {kind} of {', '.join(sorted(kinds))} "
-                                        "has no tandem equivalent"))
+            self.report.append(
+                unmapped(clone.source, construct, f"a {kind} of {', '.join(sorted(kinds))} has no tandem equivalent")
+            )
         for item in clone.meta:
-            if item.name in ("promotable", "promoted-max", "master-max", "promoted-node-max", "master-node-max",
-                             "clone-max", "clone-node-max", "notify", "interleave", "globally-unique"):
-                self.report.append(mapped(item.source, f"{clone.id} meta {item.name}={item.value}",
-                                          "implied by tandem (one primary per cluster)"))
+            if item.name in (
+                "promotable",
+                "promoted-max",
+                "master-max",
+                "promoted-node-max",
+                "master-node-max",
+                "clone-max",
+                "clone-node-max",
+                "notify",
+                "interleave",
+                "globally-unique",
+            ):
+                self.report.append(
+                    mapped(
+                        item.source,
+                        f"{clone.id} meta {item.name}={item.value}",
+                        "implied by tandem (one primary per cluster)",
+                    )
+                )
             else:
                 self.meta([item], f"clone {clone.id}")
 
@@ -448,21 +545,35 @@ class _Mapper:
     def volume(self, primitive: Primitive, cluster: str) -> DrbdResource:
         name = primitive.param("drbd_resource")
         if not name:
-            raise InvalidInput(primitive.source, f"primitive {primitive.id} has no drbd_resource parameter",
-                               "add params drbd_resource=NAME naming the DRBD resource")
+            raise InvalidInput(
+                primitive.source,
+                f"primitive {primitive.id} has no drbd_resource parameter",
+                "add params drbd_resource=NAME naming the DRBD resource",
+            )
         resource = self.drbd.get(name)
         if resource is None:
             known = ", ".join(sorted(self.drbd)) or "none"
-            raise InvalidInput(primitive.source, f"primitive {primitive.id} manages DRBD resource {name!r}, which "
-                               f"no DRBD file defines (defined: {known})",
-                               f"pass the file defining `resource {name}` with --drbd (e.g. /etc/drbd.d/{name}.res)")
+            raise InvalidInput(
+                primitive.source,
+                f"primitive {primitive.id} manages DRBD resource {name!r}, which "
+                f"no DRBD file defines (defined: {known})",
+                f"pass the file defining `resource {name}` with --drbd (e.g. /etc/drbd.d/{name}.res)",
+            )
         if name in self.used_drbd:
-            raise InvalidInput(primitive.source, f"DRBD resource {name!r} is managed twice",
-                               "manage each DRBD resource with one primitive")
+            raise InvalidInput(
+                primitive.source,
+                f"DRBD resource {name!r} is managed twice",
+                "manage each DRBD resource with one primitive",
+            )
         self.used_drbd.add(name)
         self.leftovers(primitive, ("drbd_resource",))
-        self.report.append(mapped(primitive.source, f"primitive {primitive.id} ({primitive.agent})",
-                                  f"DRBDVolume {dns_label(name)} in HACluster {cluster}"))
+        self.report.append(
+            mapped(
+                primitive.source,
+                f"primitive {primitive.id} ({primitive.agent})",
+                f"DRBDVolume {dns_label(name)} in HACluster {cluster}",
+            )
+        )
         return resource
 
     def volume_manifest(self, resource: DrbdResource, cluster: str, primitive: Primitive) -> Manifest:
@@ -470,60 +581,96 @@ class _Mapper:
         diskless = [h for h in resource.hosts if h.disk is None]
         for host in resource.hosts:
             if host.address is None:
-                raise InvalidInput(host.source, f"host {host.name} of DRBD resource {resource.name} has no address",
-                                   "add `address IP:PORT;` to its `on` section")
+                raise InvalidInput(
+                    host.source,
+                    f"host {host.name} of DRBD resource {resource.name} has no address",
+                    "add `address IP:PORT;` to its `on` section",
+                )
         minors = {h.minor for h in resource.hosts if h.minor is not None}
         ports = {h.port for h in resource.hosts if h.port is not None}
         if len(minors) != 1:
-            raise InvalidInput(resource.source, f"DRBD resource {resource.name} has device minors {sorted(minors)}",
-                               "give every host the same device, e.g. `device /dev/drbd0;` (tandem uses one minor)")
+            raise InvalidInput(
+                resource.source,
+                f"DRBD resource {resource.name} has device minors {sorted(minors)}",
+                "give every host the same device, e.g. `device /dev/drbd0;` (tandem uses one minor)",
+            )
         if len(ports) != 1:
-            raise InvalidInput(resource.source, f"DRBD resource {resource.name} uses ports {sorted(ports)}",
-                               "use one port on every host (tandem's DRBDVolume has one spec.port)")
+            raise InvalidInput(
+                resource.source,
+                f"DRBD resource {resource.name} uses ports {sorted(ports)}",
+                "use one port on every host (tandem's DRBDVolume has one spec.port)",
+            )
         ids = self.node_ids(resource)
         if len(diskless) > 1:
-            raise InvalidInput(diskless[1].source, f"DRBD resource {resource.name} has {len(diskless)} diskless "
-                               "nodes", "keep one diskless tiebreaker; tandem's DRBDVolume has one")
+            raise InvalidInput(
+                diskless[1].source,
+                f"DRBD resource {resource.name} has {len(diskless)} diskless nodes",
+                "keep one diskless tiebreaker; tandem's DRBDVolume has one",
+            )
         spec: dict[str, Any] = {
-            "cluster": cluster, "resourceName": resource.name, "minor": minors.pop(), "port": ports.pop(),
+            "cluster": cluster,
+            "resourceName": resource.name,
+            "minor": minors.pop(),
+            "port": ports.pop(),
             "protocol": (resource.protocol or "C").upper(),
             "nodes": [{"name": h.name, "disk": h.disk, "address": h.address, "nodeId": ids[h.name]} for h in data],
         }
-        self.report.append(mapped(resource.source, f"DRBD resource {resource.name}", f"DRBDVolume "
-                                  f"{dns_label(resource.name)} (data nodes {', '.join(h.name for h in data)})"))
+        self.report.append(
+            mapped(
+                resource.source,
+                f"DRBD resource {resource.name}",
+                f"DRBDVolume {dns_label(resource.name)} (data nodes {', '.join(h.name for h in data)})",
+            )
+        )
         quorum: dict[str, str] = {}
         if diskless:
             witness = diskless[0]
             spec["tiebreaker"] = {"name": witness.name, "address": witness.address, "nodeId": ids[witness.name]}
-            self.report.append(mapped(witness.source, f"DRBD host {witness.name} (disk none)",
-                                      f"spec.tiebreaker of DRBDVolume {dns_label(resource.name)}"))
+            self.report.append(
+                mapped(
+                    witness.source,
+                    f"DRBD host {witness.name} (disk none)",
+                    f"spec.tiebreaker of DRBDVolume {dns_label(resource.name)}",
+                )
+            )
         mode = resource.quorum or "off"
         if mode not in ("off", "majority", "all"):
-            self.report.append(unmapped(resource.source, f"options quorum {mode}", "tandem knows off, majority "
-                                        "and all; majority used"))
+            self.report.append(
+                unmapped(resource.source, f"options quorum {mode}", "tandem knows off, majority and all; majority used")
+            )
             mode = "majority"
         if diskless and mode == "off":
-            self.report.append(unmapped(diskless[0].source, f"quorum off with tiebreaker {diskless[0].name}",
-                                        "a tiebreaker only helps with quorum: quorum majority set"))
+            self.report.append(
+                unmapped(
+                    diskless[0].source,
+                    f"quorum off with tiebreaker {diskless[0].name}",
+                    "a tiebreaker only helps with quorum: quorum majority set",
+                )
+            )
             mode = "majority"
         quorum["mode"] = mode
         if resource.on_no_quorum:
             if resource.on_no_quorum in ("io-error", "suspend-io"):
                 quorum["onNoQuorum"] = resource.on_no_quorum
             else:
-                self.report.append(unmapped(resource.source, f"on-no-quorum {resource.on_no_quorum}",
-                                            "tandem knows io-error and suspend-io"))
+                self.report.append(
+                    unmapped(
+                        resource.source, f"on-no-quorum {resource.on_no_quorum}", "tandem knows io-error and suspend-io"
+                    )
+                )
         spec["quorum"] = quorum
         split_brain = {}
         for item in resource.after_split_brain:
             field_name, allowed = SPLIT_BRAIN_VALUES[item.name]
             if item.value in allowed:
                 split_brain[field_name] = item.value
-                self.report.append(mapped(item.source, f"net {item.name} {item.value}",
-                                          f"spec.splitBrain.{field_name}"))
+                self.report.append(
+                    mapped(item.source, f"net {item.name} {item.value}", f"spec.splitBrain.{field_name}")
+                )
             else:
-                self.report.append(unmapped(item.source, f"net {item.name} {item.value}",
-                                            f"tandem allows {', '.join(allowed)}"))
+                self.report.append(
+                    unmapped(item.source, f"net {item.name} {item.value}", f"tandem allows {', '.join(allowed)}")
+                )
         if split_brain:
             spec["splitBrain"] = split_brain
         for leftover in resource.unsupported:
@@ -538,34 +685,51 @@ class _Mapper:
             return {h.name: h.node_id for h in resource.hosts if h.node_id is not None}
         if any(i is not None for i in given):
             missing = next(h for h in resource.hosts if h.node_id is None)
-            raise InvalidInput(missing.source, f"host {missing.name} of {resource.name} has no node-id while others "
-                               "do", "give every `on` section a node-id")
-        self.report.append(mapped(resource.source, f"DRBD resource {resource.name} without node-id (DRBD 8.4)",
-                                  "nodeId numbered 0, 1, ... in the order of its `on` sections"))
+            raise InvalidInput(
+                missing.source,
+                f"host {missing.name} of {resource.name} has no node-id while others do",
+                "give every `on` section a node-id",
+            )
+        self.report.append(
+            mapped(
+                resource.source,
+                f"DRBD resource {resource.name} without node-id (DRBD 8.4)",
+                "nodeId numbered 0, 1, ... in the order of its `on` sections",
+            )
+        )
         return {h.name: number for number, h in enumerate(resource.hosts)}
 
     def mount(self, primitive: Primitive, kind: str, volumes: dict[str, DrbdResource], chain: dict[str, Any]) -> None:
         construct = f"primitive {primitive.id} ({primitive.agent})"
         device, directory = primitive.param("device"), primitive.param("directory")
         if not device or not directory:
-            raise InvalidInput(primitive.source, f"Filesystem {primitive.id} needs device= and directory=",
-                               "add both parameters")
+            raise InvalidInput(
+                primitive.source, f"Filesystem {primitive.id} needs device= and directory=", "add both parameters"
+            )
         options = [o for o in (primitive.param("options") or "").split(",") if o]
         used = ["device", "directory", "options", "fstype"]
         if kind == "bind mount":
             chain.setdefault("bindMounts", []).append({"source": device, "target": directory})
             rest = [o for o in options if o not in ("bind", "rbind")]
             if rest:
-                self.report.append(unmapped(primitive.source, f"{primitive.id} bind options {','.join(rest)}",
-                                            "bind mounts take no options in tandem"))
+                self.report.append(
+                    unmapped(
+                        primitive.source,
+                        f"{primitive.id} bind options {','.join(rest)}",
+                        "bind mounts take no options in tandem",
+                    )
+                )
             self.report.append(mapped(primitive.source, construct, f"bindMounts: {device} -> {directory}"))
             self.leftovers(primitive, used)
             return
         volume = self.volume_of(device, volumes)
         fstype = (primitive.param("fstype") or "").lower()
         if volume is None or fstype not in FS_TYPES:
-            why = (f"device {device} is not a DRBD volume of this cluster (tandem mounts DRBD volumes only)"
-                   if volume is None else f"fstype {fstype or '(unset)'}: tandem mounts xfs and ext4")
+            why = (
+                f"device {device} is not a DRBD volume of this cluster (tandem mounts DRBD volumes only)"
+                if volume is None
+                else f"fstype {fstype or '(unset)'}: tandem mounts xfs and ext4"
+            )
             self.report.append(unmapped(primitive.source, construct, why))
             return
         mount: dict[str, Any] = {"volume": volume, "mountPoint": directory, "fsType": fstype}
@@ -585,25 +749,35 @@ class _Mapper:
                 return name
         return None
 
-    def address(self, primitive: Primitive) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int, str,
-                                                      Primitive]:
+    def address(
+        self, primitive: Primitive
+    ) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int, str, Primitive]:
         ip, netmask, nic = primitive.param("ip"), primitive.param("cidr_netmask"), primitive.param("nic")
         if not ip or not netmask or not nic:
             missing = ", ".join(n for n, v in (("ip", ip), ("cidr_netmask", netmask), ("nic", nic)) if not v)
-            raise InvalidInput(primitive.source, f"IPaddr2 {primitive.id} has no {missing} (Pacemaker guessed it "
-                               "from the routing table)", "add ip=, cidr_netmask= and nic= to the primitive")
+            raise InvalidInput(
+                primitive.source,
+                f"IPaddr2 {primitive.id} has no {missing} (Pacemaker guessed it from the routing table)",
+                "add ip=, cidr_netmask= and nic= to the primitive",
+            )
         try:
             address = ipaddress.ip_address(ip)
-            prefix = (int(netmask) if netmask.isdigit()
-                      else ipaddress.ip_network(f"0.0.0.0/{netmask}").prefixlen)
+            prefix = int(netmask) if netmask.isdigit() else ipaddress.ip_network(f"0.0.0.0/{netmask}").prefixlen
         except ValueError:
-            raise InvalidInput(primitive.source, f"IPaddr2 {primitive.id}: ip={ip} cidr_netmask={netmask} is not "
-                               "an address and prefix", "write ip=198.18.0.10 cidr_netmask=24") from None
+            raise InvalidInput(
+                primitive.source,
+                f"IPaddr2 {primitive.id}: ip={ip} cidr_netmask={netmask} is not an address and prefix",
+                "write ip=198.18.0.10 cidr_netmask=24",
+            ) from None
         self.leftovers(primitive, ("ip", "cidr_netmask", "nic"))
         return address, prefix, nic, primitive
 
-    def floating_ips(self, addresses: list[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int, str, Primitive]],
-                     cluster: str, chain: dict[str, Any]) -> list[Manifest]:
+    def floating_ips(
+        self,
+        addresses: list[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int, str, Primitive]],
+        cluster: str,
+        chain: dict[str, Any],
+    ) -> list[Manifest]:
         """One FloatingIP per (prefix, interface); contiguous addresses become one range."""
         sets: dict[tuple[int, str], list[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, Primitive]]] = {}
         for address, prefix, nic, primitive in addresses:
@@ -621,12 +795,20 @@ class _Mapper:
                     ranges[-1][1] = address
                 else:
                     ranges.append([address, address])
-            spec = {"cluster": cluster, "addresses": [{"start": str(a)} if a == b else {"start": str(a), "end": str(b)}
-                                                      for a, b in ranges],
-                    "prefixLength": prefix, "interface": nic}
+            spec = {
+                "cluster": cluster,
+                "addresses": [{"start": str(a)} if a == b else {"start": str(a), "end": str(b)} for a, b in ranges],
+                "prefixLength": prefix,
+                "interface": nic,
+            }
             for address, primitive in members:
-                self.report.append(mapped(primitive.source, f"primitive {primitive.id} ({primitive.agent})",
-                                          f"FloatingIP {name}: {address}/{prefix} on {nic}"))
+                self.report.append(
+                    mapped(
+                        primitive.source,
+                        f"primitive {primitive.id} ({primitive.agent})",
+                        f"FloatingIP {name}: {address}/{prefix} on {nic}",
+                    )
+                )
             chain.setdefault("floatingIPs", []).append(name)
             manifests.append(Manifest(self.document("FloatingIP", name, spec), tuple(p.source for _, p in members)))
         return manifests
@@ -635,8 +817,9 @@ class _Mapper:
         """Map the cluster's PostgreSQL; False for a second one, which tandem cannot run."""
         construct = f"primitive {primitive.id} ({primitive.agent})"
         if "postgres" in chain:
-            self.report.append(unmapped(primitive.source, construct, "a second PostgreSQL: tandem runs one per "
-                                        "HACluster"))
+            self.report.append(
+                unmapped(primitive.source, construct, "a second PostgreSQL: tandem runs one per HACluster")
+            )
             return False
         spec: dict[str, Any] = {}
         used = ["pgport"]
@@ -674,9 +857,13 @@ class _Mapper:
         secret = f"{cluster}-postgres-replication"
         spec["credentialsSecret"] = secret
         chain["postgres"] = spec
-        self.report.append(mapped(primitive.source, construct,
-                                  f"chain.postgres (streaming replication); create Secret {secret} "
-                                  "(key password) before applying"))
+        self.report.append(
+            mapped(
+                primitive.source,
+                construct,
+                f"chain.postgres (streaming replication); create Secret {secret} (key password) before applying",
+            )
+        )
         self.leftovers(primitive, used)
         return True
 
@@ -696,8 +883,13 @@ class _Mapper:
         if all_nodes:
             service["runOn"] = "AllNodes"
         chain.setdefault("services", []).append(service)
-        self.report.append(mapped(primitive.source, f"primitive {primitive.id} ({primitive.agent})",
-                                  f"services: {name} ({unit}{', runOn AllNodes' if all_nodes else ''})"))
+        self.report.append(
+            mapped(
+                primitive.source,
+                f"primitive {primitive.id} ({primitive.agent})",
+                f"services: {name} ({unit}{', runOn AllNodes' if all_nodes else ''})",
+            )
+        )
         self.leftovers(primitive, ())
 
     # --- nodes and placement -------------------------------------------------------------------
@@ -711,8 +903,12 @@ class _Mapper:
         return names
 
     def standby(self, node: str) -> bool:
-        return any(a.name == "standby" and a.value.lower() in ("on", "true", "yes", "1")
-                   for n in self.config.nodes if n.name == node for a in n.attributes)
+        return any(
+            a.name == "standby" and a.value.lower() in ("on", "true", "yes", "1")
+            for n in self.config.nodes
+            if n.name == node
+            for a in n.attributes
+        )
 
     def cluster_units(self, cluster: _Cluster) -> set[str]:
         units = set(([cluster.anchor] if cluster.anchor else []) + cluster.units)
@@ -721,8 +917,11 @@ class _Mapper:
     def nodes(self, cluster: _Cluster, volumes: dict[str, DrbdResource]) -> list[dict[str, Any]]:
         """The cluster's data nodes: not excluded by a -inf location, not diskless in its volumes."""
         units = self.cluster_units(cluster)
-        excluded = {loc.node for loc in self.config.locations
-                    if loc.resource in units and loc.node and loc.score and score_value(loc.score) <= -INFINITY}
+        excluded = {
+            loc.node
+            for loc in self.config.locations
+            if loc.resource in units and loc.node and loc.score and score_value(loc.score) <= -INFINITY
+        }
         diskless = {h.name for r in volumes.values() for h in r.hosts if h.disk is None}
         replication: dict[str, DrbdHost] = {}
         for resource in volumes.values():
@@ -733,8 +932,13 @@ class _Mapper:
                 continue
             if volumes and name not in replication:
                 source = next((n.source for n in self.config.nodes if n.name == name), Source("", 0))
-                self.report.append(unmapped(source, f"node {name}", f"has no disk in the DRBD volumes of "
-                                            f"{cluster.name}, so it is not one of its nodes"))
+                self.report.append(
+                    unmapped(
+                        source,
+                        f"node {name}",
+                        f"has no disk in the DRBD volumes of {cluster.name}, so it is not one of its nodes",
+                    )
+                )
                 continue
             node: dict[str, Any] = {"name": name}
             if name in replication and replication[name].address:
@@ -753,8 +957,13 @@ class _Mapper:
             if loc.resource not in units:
                 continue
             if loc.rule is not None:
-                self.report.append(unmapped(loc.source, f"location {loc.id} {loc.resource} rule {loc.rule}",
-                                            "location rules have no tandem equivalent"))
+                self.report.append(
+                    unmapped(
+                        loc.source,
+                        f"location {loc.id} {loc.resource} rule {loc.rule}",
+                        "location rules have no tandem equivalent",
+                    )
+                )
                 continue
             assert loc.node is not None and loc.score is not None
             value = score_value(loc.score)
@@ -763,20 +972,25 @@ class _Mapper:
             if value <= -INFINITY:
                 self.report.append(mapped(loc.source, construct, f"{loc.node} is not a node of {cluster.name}"))
             elif value < 0 or loc.node not in nodes:
-                self.report.append(unmapped(loc.source, construct, "a negative preference, or one for a node "
-                                            "outside the cluster, has no tandem equivalent"))
+                self.report.append(
+                    unmapped(
+                        loc.source,
+                        construct,
+                        "a negative preference, or one for a node outside the cluster, has no tandem equivalent",
+                    )
+                )
             else:
                 scores[loc.node] = max(scores.get(loc.node, 0), value)
         for loc in self.config.locations:
-            if loc.resource in units and loc.rule is None and loc.node in scores and \
-                    score_value(loc.score or "0") > 0:
+            if loc.resource in units and loc.rule is None and loc.node in scores and score_value(loc.score or "0") > 0:
                 best = max(scores.values())
                 construct = f"location {loc.id} {loc.resource} {loc.score}: {loc.node}"
                 if scores[loc.node] == best and loc.node == max(scores, key=lambda n: scores[n]):
                     self.report.append(mapped(loc.source, construct, f"spec.primary: {loc.node}"))
                 else:
-                    self.report.append(unmapped(loc.source, construct, "a second preference: tandem has one "
-                                                "spec.primary"))
+                    self.report.append(
+                        unmapped(loc.source, construct, "a second preference: tandem has one spec.primary")
+                    )
         if not scores:
             return None, False, sources
         primary = max(scores, key=lambda n: scores[n])
@@ -788,8 +1002,9 @@ class _Mapper:
         holders = [self.config.primitives[primitive_id].meta]
         parent = self.parent.get(primitive_id)
         while parent is not None:
-            holders.append(self.config.groups[parent].meta if parent in self.config.groups
-                           else self.config.clones[parent].meta)
+            holders.append(
+                self.config.groups[parent].meta if parent in self.config.groups else self.config.clones[parent].meta
+            )
             parent = self.parent.get(parent)
         for meta in holders:
             for item in meta:
@@ -816,14 +1031,26 @@ class _Mapper:
         for setting in self.config.settings:
             construct = f"{setting.section} {setting.name}={setting.value}"
             if setting.section == "rsc_defaults" and setting.name == "resource-stickiness":
-                self.report.append(mapped(setting.source, construct, "weighed against location scores for "
-                                          "spec.failover.autoFailback"))
+                self.report.append(
+                    mapped(setting.source, construct, "weighed against location scores for spec.failover.autoFailback")
+                )
             elif setting.name == "stonith-enabled":
-                self.report.append(unmapped(setting.source, construct, "tandem needs no STONITH: a node that "
-                                            "cannot demote in time fences itself (spec.failover.fence)"))
+                self.report.append(
+                    unmapped(
+                        setting.source,
+                        construct,
+                        "tandem needs no STONITH: a node that "
+                        "cannot demote in time fences itself (spec.failover.fence)",
+                    )
+                )
             elif setting.name == "no-quorum-policy":
-                self.report.append(unmapped(setting.source, construct, "tandem's quorum is the Kubernetes Lease: "
-                                            "a node without the API server demotes"))
+                self.report.append(
+                    unmapped(
+                        setting.source,
+                        construct,
+                        "tandem's quorum is the Kubernetes Lease: a node without the API server demotes",
+                    )
+                )
             else:
                 self.report.append(unmapped(setting.source, construct, "no tandem equivalent"))
         for item in self.config.unsupported:
@@ -831,36 +1058,54 @@ class _Mapper:
         in_cluster = {u for c in clusters for u in self.cluster_units(c)}
         for primitive in self.config.primitives.values():
             if primitive.id not in in_cluster and category(primitive) in ("stonith", "unknown"):
-                why = ("STONITH device: tandem fences a node itself (spec.failover.fence: SysrqReboot or Watchdog)"
-                       if category(primitive) == "stonith" else "unknown agent: no tandem equivalent")
+                why = (
+                    "STONITH device: tandem fences a node itself (spec.failover.fence: SysrqReboot or Watchdog)"
+                    if category(primitive) == "stonith"
+                    else "unknown agent: no tandem equivalent"
+                )
                 self.report.append(unmapped(primitive.source, f"primitive {primitive.id} ({primitive.agent})", why))
         for node in self.config.nodes:
             homes, witness = homes_of.get(node.name, []), witness_of.get(node.name, [])
             if homes:
-                self.report.append(mapped(node.source, f"node {node.name}", f"spec.nodes of HACluster "
-                                          f"{', '.join(homes)}"))
+                self.report.append(
+                    mapped(node.source, f"node {node.name}", f"spec.nodes of HACluster {', '.join(homes)}")
+                )
             elif witness:
-                self.report.append(mapped(node.source, f"node {node.name}", f"DRBD tiebreaker (witness) of "
-                                          f"{', '.join(witness)}"))
+                self.report.append(
+                    mapped(node.source, f"node {node.name}", f"DRBD tiebreaker (witness) of {', '.join(witness)}")
+                )
             else:
-                self.report.append(unmapped(node.source, f"node {node.name}", f"carries no resources of {names}; "
-                                            "tandem's quorum is the Kubernetes Lease, and a DRBD witness needs an "
-                                            "`on NODE { disk none; ... }` section in the DRBD resource"))
+                self.report.append(
+                    unmapped(
+                        node.source,
+                        f"node {node.name}",
+                        f"carries no resources of {names}; "
+                        "tandem's quorum is the Kubernetes Lease, and a DRBD witness needs an "
+                        "`on NODE { disk none; ... }` section in the DRBD resource",
+                    )
+                )
             for attribute in node.attributes:
                 construct = f"node {node.name} attribute {attribute.name}={attribute.value}"
                 if attribute.name == "standby":
-                    self.report.append(mapped(attribute.source, construct, "spec.standbyNodes" if self.standby(
-                        node.name) else "not in spec.standbyNodes"))
+                    self.report.append(
+                        mapped(
+                            attribute.source,
+                            construct,
+                            "spec.standbyNodes" if self.standby(node.name) else "not in spec.standbyNodes",
+                        )
+                    )
                 else:
                     self.report.append(unmapped(attribute.source, construct, "no tandem equivalent"))
         for loc in self.config.locations:
             if loc.resource not in in_cluster:
-                self.report.append(unmapped(loc.source, f"location {loc.id} {loc.resource}",
-                                            f"{loc.resource} is in no HACluster"))
+                self.report.append(
+                    unmapped(loc.source, f"location {loc.id} {loc.resource}", f"{loc.resource} is in no HACluster")
+                )
         for name, resource in self.drbd.items():
             if name not in self.used_drbd:
-                self.report.append(unmapped(resource.source, f"DRBD resource {name}", "no ocf:linbit:drbd "
-                                            "primitive manages it"))
+                self.report.append(
+                    unmapped(resource.source, f"DRBD resource {name}", "no ocf:linbit:drbd primitive manages it")
+                )
 
 
 def map_config(config: PacemakerConfig, drbd: list[DrbdResource], namespace: str) -> Result:
@@ -868,9 +1113,12 @@ def map_config(config: PacemakerConfig, drbd: list[DrbdResource], namespace: str
     mapper = _Mapper(config, drbd, namespace)
     clusters = mapper.clusters()
     if not clusters:
-        raise InvalidInput(None, "the configuration has no resource tandem can run (no group, and no DRBD, "
-                           "Filesystem, IPaddr2, PostgreSQL or systemd/lsb/service primitive)",
-                           "pass `crm configure show` output (--crm) or `cibadmin --query` output (--cib)")
+        raise InvalidInput(
+            None,
+            "the configuration has no resource tandem can run (no group, and no DRBD, "
+            "Filesystem, IPaddr2, PostgreSQL or systemd/lsb/service primitive)",
+            "pass `crm configure show` output (--crm) or `cibadmin --query` output (--cib)",
+        )
     names = [c.name for c in clusters]
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate:

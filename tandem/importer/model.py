@@ -168,8 +168,9 @@ class PacemakerConfig:
         """Refuse a second definition of an id: Pacemaker ids are unique across kinds."""
         earlier = self.source_of(resource_id)
         if earlier is not None:
-            raise InvalidInput(source, f"{resource_id!r} is already defined at {earlier}",
-                               "give each resource its own id")
+            raise InvalidInput(
+                source, f"{resource_id!r} is already defined at {earlier}", "give each resource its own id"
+            )
 
     def check_references(self) -> None:
         """Every resource a group, clone or constraint names must be defined."""
@@ -177,12 +178,18 @@ class PacemakerConfig:
             for member in group.members:
                 if member not in self.primitives:
                     what = "a clone or group" if self.source_of(member) else "not defined"
-                    raise InvalidInput(group.source, f"group {group.id} names {member!r}, which is {what}",
-                                       f"define `primitive {member} ...` or remove it from the group")
+                    raise InvalidInput(
+                        group.source,
+                        f"group {group.id} names {member!r}, which is {what}",
+                        f"define `primitive {member} ...` or remove it from the group",
+                    )
         for clone in self.clones.values():
             if self.source_of(clone.child) is None:
-                raise InvalidInput(clone.source, f"clone {clone.id} names {clone.child!r}, which is not defined",
-                                   f"define `primitive {clone.child} ...` or remove the clone")
+                raise InvalidInput(
+                    clone.source,
+                    f"clone {clone.id} names {clone.child!r}, which is not defined",
+                    f"define `primitive {clone.child} ...` or remove the clone",
+                )
         named: list[tuple[str, Source]] = []
         for colocation in self.colocations:
             named += [(colocation.dependent.id, colocation.source), (colocation.anchor.id, colocation.source)]
@@ -191,8 +198,11 @@ class PacemakerConfig:
         named += [(location.resource, location.source) for location in self.locations]
         for resource_id, source in named:
             if self.source_of(resource_id) is None:
-                raise InvalidInput(source, f"constraint names {resource_id!r}, which is not defined",
-                                   "define the resource or remove the constraint")
+                raise InvalidInput(
+                    source,
+                    f"constraint names {resource_id!r}, which is not defined",
+                    "define the resource or remove the constraint",
+                )
 
 
 @dataclass(frozen=True)

@@ -24,16 +24,24 @@ from tandem.api.hacluster import MonitorSettings
 from tandem.importer.model import Operation
 
 # Pacemaker's time units (crm_get_msec); a bare number is seconds.
-_UNITS = {"": 1000, "s": 1000, "sec": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000,
-          "hr": 3_600_000, "ms": 1, "msec": 1}
+_UNITS = {
+    "": 1000,
+    "s": 1000,
+    "sec": 1000,
+    "m": 60_000,
+    "min": 60_000,
+    "h": 3_600_000,
+    "hr": 3_600_000,
+    "ms": 1,
+    "msec": 1,
+}
 _DURATION = re.compile(r"\s*(\d{1,9})\s*([a-z]*)\s*")
 _STANDBY_ROLES = ("unpromoted", "slave")
 DEFAULT_PERIOD = MonitorSettings().period_seconds
 MAX_TIMEOUT = 3600  # the bound of every timeoutSeconds and startTimeoutSeconds
 # Where a kind's monitor settings go in spec.chain (PostgreSQL's and a service's are handled
 # on their own entries).
-MONITOR_KEYS = {"volume": "volumes", "mount": "mounts", "bind mount": "mounts",
-                "floating IP": "floatingIPs"}
+MONITOR_KEYS = {"volume": "volumes", "mount": "mounts", "bind mount": "mounts", "floating IP": "floatingIPs"}
 
 
 def seconds(text: str) -> int | None:
@@ -80,40 +88,48 @@ def map_operation(kind: str, op: Operation) -> OpMapping:
     if action == "start" and kind in ("PostgreSQL", "service") and timeout is not None:
         target = "postgres" if kind == "PostgreSQL" else "service"
         where = "chain.postgres" if kind == "PostgreSQL" else "the service"
-        return OpMapping(f"startTimeoutSeconds {timeout} on {where}"
-                         f"{_ignored(attributes, ('timeout', 'interval'))}", True, target,
-                         (("startTimeoutSeconds", timeout),))
+        return OpMapping(
+            f"startTimeoutSeconds {timeout} on {where}{_ignored(attributes, ('timeout', 'interval'))}",
+            True,
+            target,
+            (("startTimeoutSeconds", timeout),),
+        )
     if action == "stop" and kind in ("PostgreSQL", "service"):
-        return OpMapping("a stop must fit spec.leases.demotionTimeoutMs, the tear-down's whole "
-                         "budget (the node is fenced past it); set stopTimeoutSeconds only "
-                         "within it (docs/failover-protocol.md)", False)
+        return OpMapping(
+            "a stop must fit spec.leases.demotionTimeoutMs, the tear-down's whole "
+            "budget (the node is fenced past it); set stopTimeoutSeconds only "
+            "within it (docs/failover-protocol.md)",
+            False,
+        )
     return OpMapping(f"tandem's own {action} of {kind}s", False)
 
 
 def _monitor(kind: str, attributes: dict[str, str], timeout: int | None) -> OpMapping:
     if attributes.get("role", "").lower() in _STANDBY_ROLES:
-        return OpMapping("tandem monitors the primary's chain; a standby is seen through its "
-                         "replication status", False)
+        return OpMapping("tandem monitors the primary's chain; a standby is seen through its replication status", False)
     if kind == "service":
-        return OpMapping("tandem watches the unit's ActiveState on every pass; to probe the "
-                         "service itself, add a healthCheck to it", False)
+        return OpMapping(
+            "tandem watches the unit's ActiveState on every pass; to probe the service itself, add a healthCheck to it",
+            False,
+        )
     interval_text = attributes.get("interval", "0")
     interval = seconds(interval_text)
     if interval is None:
         return OpMapping(f"interval={interval_text} is not a duration (write e.g. 10s)", False)
     if interval_text.strip() in ("0", "0s"):
-        return OpMapping("a monitor with interval 0 checks nothing; tandem always monitors",
-                         False)
+        return OpMapping("a monitor with interval 0 checks nothing; tandem always monitors", False)
     settings: list[tuple[str, int]] = []
-    words = [f"periodSeconds stays {DEFAULT_PERIOD} (tandem checks more often than every "
-             f"{interval}s)"]
+    words = [f"periodSeconds stays {DEFAULT_PERIOD} (tandem checks more often than every {interval}s)"]
     if timeout is not None:
         settings.append(("timeoutSeconds", timeout))
         words.append(f"timeoutSeconds {timeout}")
     target = "postgres.monitor" if kind == "PostgreSQL" else f"monitors.{MONITOR_KEYS[kind]}"
-    return OpMapping(f"{target}: {', '.join(words)}"
-                     f"{_ignored(attributes, ('interval', 'timeout', 'role'))}", True, target,
-                     tuple(settings))
+    return OpMapping(
+        f"{target}: {', '.join(words)}{_ignored(attributes, ('interval', 'timeout', 'role'))}",
+        True,
+        target,
+        tuple(settings),
+    )
 
 
 def merge(entry: dict[str, Any], settings: tuple[tuple[str, int], ...]) -> str | None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from kubernetes import client, config
 
 
-def load_configuration(kubeconfig: str | None, *, context: str | None = None,
-                       persist_config: bool = True,
-                       default_kubeconfig: bool = False) -> client.Configuration:
+def load_configuration(
+    kubeconfig: str | None, *, context: str | None = None, persist_config: bool = True, default_kubeconfig: bool = False
+) -> client.Configuration:
     """Connection settings from a kubeconfig file (its `context`, else its current one), else
     from the in-cluster service account. With `default_kubeconfig`, a process outside a
     cluster falls back to ~/.kube/config (the operator run by hand); the agent leaves it off, so
@@ -16,22 +16,25 @@ def load_configuration(kubeconfig: str | None, *, context: str | None = None,
     configuration = client.Configuration()
     if kubeconfig:
         config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=kubeconfig, context=context, client_configuration=configuration,
-            persist_config=persist_config)
+            config_file=kubeconfig, context=context, client_configuration=configuration, persist_config=persist_config
+        )
         return configuration
     try:
         config.load_incluster_config(  # type: ignore[no-untyped-call]
-            client_configuration=configuration)
+            client_configuration=configuration
+        )
     except config.ConfigException:
         if not default_kubeconfig:
             raise
         config.load_kube_config(  # type: ignore[no-untyped-call]
-            client_configuration=configuration)
+            client_configuration=configuration
+        )
     return configuration
 
 
-def load_client(kubeconfig: str | None, *, retries: int | None = 0,
-                default_kubeconfig: bool = False) -> client.ApiClient:
+def load_client(
+    kubeconfig: str | None, *, retries: int | None = 0, default_kubeconfig: bool = False
+) -> client.ApiClient:
     """An API client (see `load_configuration`). With no retries a cut link fails a call
     within its timeout (the agent's renew deadline counts on it); `retries=None` leaves
     urllib3's own retries on (the operator, which has no such deadline)."""

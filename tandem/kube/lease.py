@@ -38,23 +38,36 @@ def parse_lease(lease: Any) -> LeaseRecord:
         spec = lease.get("spec") or {}
         metadata = lease.get("metadata") or {}
         return _record(
-            holder=spec.get("holderIdentity"), transitions=spec.get("leaseTransitions"),
-            acquired=_time(spec.get("acquireTime")), renewed=_time(spec.get("renewTime")),
-            duration=spec.get("leaseDurationSeconds"), annotations=metadata.get("annotations"),
-            resource_version=metadata.get("resourceVersion"))
+            holder=spec.get("holderIdentity"),
+            transitions=spec.get("leaseTransitions"),
+            acquired=_time(spec.get("acquireTime")),
+            renewed=_time(spec.get("renewTime")),
+            duration=spec.get("leaseDurationSeconds"),
+            annotations=metadata.get("annotations"),
+            resource_version=metadata.get("resourceVersion"),
+        )
     spec, metadata = lease.spec, lease.metadata  # either may be None on a bare V1Lease
     return _record(
         holder=getattr(spec, "holder_identity", None),
         transitions=getattr(spec, "lease_transitions", None),
-        acquired=getattr(spec, "acquire_time", None), renewed=getattr(spec, "renew_time", None),
+        acquired=getattr(spec, "acquire_time", None),
+        renewed=getattr(spec, "renew_time", None),
         duration=getattr(spec, "lease_duration_seconds", None),
         annotations=getattr(metadata, "annotations", None),
-        resource_version=getattr(metadata, "resource_version", None))
+        resource_version=getattr(metadata, "resource_version", None),
+    )
 
 
-def _record(*, holder: str | None, transitions: int | None, acquired: datetime | None,
-            renewed: datetime | None, duration: int | None,
-            annotations: Mapping[str, str] | None, resource_version: str | None) -> LeaseRecord:
+def _record(
+    *,
+    holder: str | None,
+    transitions: int | None,
+    acquired: datetime | None,
+    renewed: datetime | None,
+    duration: int | None,
+    annotations: Mapping[str, str] | None,
+    resource_version: str | None,
+) -> LeaseRecord:
     return LeaseRecord(
         holder=holder or None,
         epoch=transitions or 0,
@@ -80,8 +93,15 @@ def sync_standbys_from(annotations: Mapping[str, str] | None) -> tuple[str, ...]
     return tuple(name for name in value.split(",") if name)
 
 
-def set_holder(lease: dict[str, Any], *, holder: str | None, epoch: int, now: datetime,
-               acquire: bool, sync_standbys: tuple[str, ...] | None) -> None:
+def set_holder(
+    lease: dict[str, Any],
+    *,
+    holder: str | None,
+    epoch: int,
+    now: datetime,
+    acquire: bool,
+    sync_standbys: tuple[str, ...] | None,
+) -> None:
     """Write a holder's fields into the Lease body last read (the API server's JSON), in
     place: `holder` at `epoch`, renewed `now` (and acquired, when `acquire`); `sync_standbys`,
     when given, replaces the list on the Lease. Everything else goes back as read, its
@@ -95,8 +115,10 @@ def set_holder(lease: dict[str, Any], *, holder: str | None, epoch: int, now: da
         spec["acquireTime"] = micro_time(now)
     if sync_standbys is not None:
         metadata = lease.setdefault("metadata", {})
-        metadata["annotations"] = {**(metadata.get("annotations") or {}),
-                                   SYNC_STANDBYS_ANNOTATION: ",".join(sync_standbys)}
+        metadata["annotations"] = {
+            **(metadata.get("annotations") or {}),
+            SYNC_STANDBYS_ANNOTATION: ",".join(sync_standbys),
+        }
 
 
 def micro_time(moment: datetime) -> str:

@@ -62,9 +62,14 @@ class WatchCache:
     with `args`) that accepts `watch`, `resource_version`, `timeout_seconds`,
     `allow_watch_bookmarks` and `_preload_content`. `on_error` sees every failure (metrics)."""
 
-    def __init__(self, what: str, list_call: Callable[..., Any], *args: Any,
-                 label_selector: str | None = None,
-                 on_error: Callable[[KubeError], None] | None = None) -> None:
+    def __init__(
+        self,
+        what: str,
+        list_call: Callable[..., Any],
+        *args: Any,
+        label_selector: str | None = None,
+        on_error: Callable[[KubeError], None] | None = None,
+    ) -> None:
         self.what = what
         self._list_call = list_call
         self._args = args
@@ -99,16 +104,16 @@ class WatchCache:
         """Every object (of `namespace`, when given), as copies; Unavailable when not synced."""
         with self._lock:
             self._require_synced()
-            chosen = [o for (ns, _), o in sorted(self._objects.items())
-                      if namespace is None or ns == namespace]
+            chosen = [o for (ns, _), o in sorted(self._objects.items()) if namespace is None or ns == namespace]
             copied: list[dict[str, Any]] = json.loads(json.dumps(chosen))
             return copied
 
     def _require_synced(self) -> None:
         if not self._synced.is_set():
             why = f": {self.last_error}" if self.last_error is not None else ""
-            raise Unavailable(None, f"the watch of {self.what} is not synced (a stalled or "
-                                    f"broken watch counts as an API outage){why}")
+            raise Unavailable(
+                None, f"the watch of {self.what} is not synced (a stalled or broken watch counts as an API outage){why}"
+            )
 
     # --- control ------------------------------------------------------------------------------
     def resync(self) -> None:
@@ -157,8 +162,9 @@ class WatchCache:
         self._stopping.wait(RETRY_SECONDS * (1 + random.random() / 2))
 
     def _list(self) -> str:
-        response = self._list_call(*self._args, **self._selector, _preload_content=False,
-                                   _request_timeout=(CONNECT_TIMEOUT, 10.0))
+        response = self._list_call(
+            *self._args, **self._selector, _preload_content=False, _request_timeout=(CONNECT_TIMEOUT, 10.0)
+        )
         listed = json.loads(response.data)
         with self._lock:
             if self._relist:  # resync during the LIST: its answer may predate the reason
@@ -170,9 +176,15 @@ class WatchCache:
     def _watch(self, version: str) -> str:
         """Apply events until the server ends the WATCH; the resourceVersion to go on from."""
         response = self._list_call(
-            *self._args, **self._selector, watch=True, resource_version=version,
-            allow_watch_bookmarks=True, timeout_seconds=SERVER_TIMEOUT,
-            _preload_content=False, _request_timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
+            *self._args,
+            **self._selector,
+            watch=True,
+            resource_version=version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=SERVER_TIMEOUT,
+            _preload_content=False,
+            _request_timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+        )
         with self._lock:
             if self._relist or self._stopping.is_set():
                 response.close()

@@ -92,16 +92,18 @@ def plan(seed: int, kinds: tuple[str, ...] = tuple(KINDS)) -> Iterator[Step]:
     while True:
         kind = rng.choice(kinds)
         low, high = KINDS[kind][1]
-        yield Step(kind, round(rng.uniform(low, high), 2), round(rng.uniform(0.5, 4.0), 2),
-                   rng.random() < SETTLE_PROBABILITY)
+        yield Step(
+            kind, round(rng.uniform(low, high), 2), round(rng.uniform(0.5, 4.0), 2), rng.random() < SETTLE_PROBABILITY
+        )
 
 
 def parse_duration(text: str) -> float:
     """`90`, `90s`, `10m` or `1h` in seconds; ValueError names the accepted forms."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
     if not match or float(match[1]) <= 0:
-        raise ValueError(f"--duration {text!r}: give a positive number of seconds, minutes or "
-                         "hours, such as 90s, 10m or 1h")
+        raise ValueError(
+            f"--duration {text!r}: give a positive number of seconds, minutes or hours, such as 90s, 10m or 1h"
+        )
     return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[match[2]]
 
 
@@ -132,11 +134,17 @@ class Chaos:
         self.events: list[Event] = []
         self.started = time.monotonic()
         self.faults: dict[str, Callable[[str, Step], None]] = {
-            "crash": self._crash, "freeze": self._freeze, "isolate": self._isolate,
-            "replication-cut": self._replication_cut, "api-outage": self._api_outage,
-            "clock": self._clock, "lagging-standby": self._lagging_standby,
-            "switchover": self._switchover, "flap": self._flap,
-            "operator-kill": self._operator_kill, "cordon": self._cordon,
+            "crash": self._crash,
+            "freeze": self._freeze,
+            "isolate": self._isolate,
+            "replication-cut": self._replication_cut,
+            "api-outage": self._api_outage,
+            "clock": self._clock,
+            "lagging-standby": self._lagging_standby,
+            "switchover": self._switchover,
+            "flap": self._flap,
+            "operator-kill": self._operator_kill,
+            "cordon": self._cordon,
             "hung-demotion": self._hung_demotion,
         }
         self.faults.update({kind: self._member_fault for kind in member_faults.MEMBERS})
@@ -155,13 +163,14 @@ class Chaos:
         self._await_powered_on()
         holder, epoch = lease_holder(self.lab, NAME)
         primary = holder if holder in NODES else NODES[0]
-        target = other(primary) if step.kind in ("replication-cut", "lagging-standby") \
-            else primary
+        target = other(primary) if step.kind in ("replication-cut", "lagging-standby") else primary
         fault = time.monotonic()
-        print(f"[{fault - self.started:7.1f}s] {step.kind} on {target} "
-              f"(hold {step.hold:.1f}s, holder {holder}, epoch {epoch})", flush=True)
-        event = Event(round(fault - self.started, 2), step.kind, target, step.hold, steady,
-                      holder, None, epoch, epoch)
+        print(
+            f"[{fault - self.started:7.1f}s] {step.kind} on {target} "
+            f"(hold {step.hold:.1f}s, holder {holder}, epoch {epoch})",
+            flush=True,
+        )
+        event = Event(round(fault - self.started, 2), step.kind, target, step.hold, steady, holder, None, epoch, epoch)
         self.events.append(event)
         try:
             self.faults[step.kind](target, step)
@@ -187,30 +196,31 @@ class Chaos:
         time to the first write acknowledged by the new primary."""
         steady = time.monotonic()
         try:
-            wait_until(lambda: any("ack" in r and r["t"] >= steady
-                                   for r in self.client.records()), 30, "an acknowledged write")
+            wait_until(
+                lambda: any("ack" in r and r["t"] >= steady for r in self.client.records()), 30, "an acknowledged write"
+            )
         except AssertionError:
             event.recovered = False
-            print(f"  no write acknowledged within 30s of a steady pair after {event.kind}",
-                  flush=True)
+            print(f"  no write acknowledged within 30s of a steady pair after {event.kind}", flush=True)
         acks = [r for r in self.client.records() if "ack" in r and r["t"] >= fault]
         times = [fault] + [r["t"] for r in acks]
         if len(times) > 1:
-            event.write_outage_s = round(max(b - a for a, b in zip(times, times[1:],
-                                                                   strict=False)), 3)
+            event.write_outage_s = round(max(b - a for a, b in zip(times, times[1:], strict=False)), 3)
         moved = event.holder_after not in (None, event.holder_before)
         if moved and event.from_steady and event.kind in PRIMARY_LOSS:
             first = next((r["t"] for r in acks if r.get("node") == event.holder_after), None)
             event.failover_s = round(first - fault, 3) if first is not None else None
         outage = "none" if event.write_outage_s is None else f"{event.write_outage_s}s"
-        print(f"  {event.holder_before} -> {event.holder_after} (epoch {event.epoch_before} -> "
-              f"{event.epoch_after}); longest write outage {outage}", flush=True)
+        print(
+            f"  {event.holder_before} -> {event.holder_after} (epoch {event.epoch_before} -> "
+            f"{event.epoch_after}); longest write outage {outage}",
+            flush=True,
+        )
 
     def _await_powered_on(self) -> None:
         """A fenced node is being reset by its power controller: faults and heals act on
         running machines, so wait until every node has booted again."""
-        wait_until(lambda: all(self.lab.machine(n).booted() for n in NODES), BOOT_TIMEOUT,
-                   "every node booted")
+        wait_until(lambda: all(self.lab.machine(n).booted() for n in NODES), BOOT_TIMEOUT, "every node booted")
 
     def heal_all(self) -> None:
         self._await_powered_on()
@@ -311,11 +321,11 @@ class Chaos:
         finally:
             self.lab.uncordon(node)
 
-    def _await_holder(self, node: str, what: str, before: dict[str, Any],
-                      timeout: float = 60.0) -> None:
+    def _await_holder(self, node: str, what: str, before: dict[str, Any], timeout: float = 60.0) -> None:
         """Wait for a planned move to `node`, or for the operator to refuse it (a fault can
         leave the target unfit; the run goes on either way). `before` is the switchover status
         from before the request, so an older refusal does not count."""
+
         def settled() -> bool:
             switchover = self._switchover_status()
             refused = switchover != before and switchover.get("phase") == "Refused"
@@ -324,13 +334,11 @@ class Chaos:
         try:
             wait_until(settled, timeout, what)
         except AssertionError:
-            print(f"  {what} did not move the primary to {node} within {timeout:.0f}s",
-                  flush=True)
+            print(f"  {what} did not move the primary to {node} within {timeout:.0f}s", flush=True)
             return
         switchover = self._switchover_status()
         if lease_holder(self.lab, NAME)[0] != node:
-            print(f"  {what} refused: {switchover.get('reason')}: {switchover.get('message')}",
-                  flush=True)
+            print(f"  {what} refused: {switchover.get('reason')}: {switchover.get('message')}", flush=True)
 
     def _switchover_status(self) -> dict[str, Any]:
         return switchover_status(self.lab, NAME)
@@ -416,8 +424,15 @@ def report(chaos: Chaos, observer: Observer, client: Client, duration: float) ->
 def passed(result: dict[str, Any]) -> bool:
     """Safety (no lost write or file, one primary at a time) and liveness (the pair
     recovered)."""
-    zero = ("lost_acked_writes", "lost_acked_files", "double_primary_instants",
-            "primary_without_lease", "epoch_overlaps", "not_recovered", "fault_errors")
+    zero = (
+        "lost_acked_writes",
+        "lost_acked_files",
+        "double_primary_instants",
+        "primary_without_lease",
+        "epoch_overlaps",
+        "not_recovered",
+        "fault_errors",
+    )
     return all(result[key] == 0 for key in zero) and result["settled_at_end"] is True
 
 
@@ -431,25 +446,45 @@ def _percentiles(samples: list[float]) -> dict[str, float] | None:
     if not samples:
         return None
     ordered = sorted(samples)
-    return {"n": len(ordered), "p50": nearest_rank(ordered, 50), "p90": nearest_rank(ordered, 90),
-            "p99": nearest_rank(ordered, 99), "max": ordered[-1]}
+    return {
+        "n": len(ordered),
+        "p50": nearest_rank(ordered, 50),
+        "p90": nearest_rank(ordered, 90),
+        "p99": nearest_rank(ordered, 99),
+        "max": ordered[-1],
+    }
 
 
 def table(result: dict[str, Any]) -> str:
     """The readable summary printed after a run."""
-    lines = [f"tandem chaos: seed {result['seed']}, {result['elapsed_s']:.0f}s, "
-             f"{'PASSED' if passed(result) else 'FAILED'}", ""]
+    lines = [
+        f"tandem chaos: seed {result['seed']}, {result['elapsed_s']:.0f}s, {'PASSED' if passed(result) else 'FAILED'}",
+        "",
+    ]
     lines += ["  faults injected"]
     lines += [f"    {kind:<24}{count:>8}" for kind, count in result["faults_injected"].items()]
     for key in ("failover_s", "write_outage_s"):
         p = result[key]
-        text = "-" if p is None else (f"n={p['n']} p50={p['p50']:.2f} p90={p['p90']:.2f} "
-                                      f"p99={p['p99']:.2f} max={p['max']:.2f}")
+        text = (
+            "-"
+            if p is None
+            else (f"n={p['n']} p50={p['p50']:.2f} p90={p['p90']:.2f} p99={p['p99']:.2f} max={p['max']:.2f}")
+        )
         lines.append(f"  {key:<26}{text}")
-    for key in ("failovers", "acked_writes", "lost_acked_writes", "acked_files",
-                "lost_acked_files", "double_primary_instants", "primary_without_lease",
-                "epoch_overlaps", "not_recovered", "fault_errors", "settled_at_end",
-                "observer_samples"):
+    for key in (
+        "failovers",
+        "acked_writes",
+        "lost_acked_writes",
+        "acked_files",
+        "lost_acked_files",
+        "double_primary_instants",
+        "primary_without_lease",
+        "epoch_overlaps",
+        "not_recovered",
+        "fault_errors",
+        "settled_at_end",
+        "observer_samples",
+    ):
         lines.append(f"  {key:<26}{result[key]}")
     return "\n".join(lines)
 
@@ -459,13 +494,15 @@ def parse_kinds(text: str) -> tuple[str, ...]:
     kinds = tuple(k.strip() for k in text.split(",") if k.strip())
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or not kinds:
-        raise ValueError(f"--faults {text!r}: unknown {', '.join(unknown) or 'empty list'}; "
-                         f"choose from {', '.join(KINDS)}")
+        raise ValueError(
+            f"--faults {text!r}: unknown {', '.join(unknown) or 'empty list'}; choose from {', '.join(KINDS)}"
+        )
     return kinds
 
 
-def run(lab: LabCluster, client: Client, vip: str, *, seed: int, duration: float,
-        kinds: tuple[str, ...] = tuple(KINDS)) -> dict[str, Any]:
+def run(
+    lab: LabCluster, client: Client, vip: str, *, seed: int, duration: float, kinds: tuple[str, ...] = tuple(KINDS)
+) -> dict[str, Any]:
     """A chaos run on a lab pair that is already up (the CLI and the CI test share it)."""
     steady_primary(lab, NAME, NODES, 180)
     wait_until(lambda: any("ack" in r for r in client.records()), 60, "a first acknowledged write")
@@ -478,8 +515,7 @@ def run(lab: LabCluster, client: Client, vip: str, *, seed: int, duration: float
     return result
 
 
-def main(seed: int, duration: float, kinds: tuple[str, ...], json_path: Path | None,
-         work: Path) -> int:
+def main(seed: int, duration: float, kinds: tuple[str, ...], json_path: Path | None, work: Path) -> int:
     """Start a control plane and a lab pair of its own, run, print the table, write JSON."""
     from tandem.lab.controlplane import ControlPlane
 

@@ -63,28 +63,30 @@ def poll_http(vip: str, port: int, interval: float, log: Log, stop: threading.Ev
         stop.wait(interval)
 
 
-def write_loop(vip: str, port: int, interval: float, log: Log, stop: threading.Event, *,
-               start_id: int) -> None:
+def write_loop(vip: str, port: int, interval: float, log: Log, stop: threading.Event, *, start_id: int) -> None:
     next_id = start_id
     conn: psycopg.Connection[Any] | None = None
     while not stop.is_set():
         try:
             if conn is None or conn.closed:
-                conn = psycopg.connect(host=vip, port=port, user=APP_USER, dbname="postgres",
-                                       connect_timeout=1, autocommit=True)
+                conn = psycopg.connect(
+                    host=vip, port=port, user=APP_USER, dbname="postgres", connect_timeout=1, autocommit=True
+                )
                 conn.execute("SET statement_timeout = '2s'")
-                conn.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} "
-                             "(id bigint PRIMARY KEY, node text, at timestamptz DEFAULT now())")
+                conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {TABLE} "
+                    "(id bigint PRIMARY KEY, node text, at timestamptz DEFAULT now())"
+                )
             node = conn.execute(
-                f"INSERT INTO {TABLE} (id, node) VALUES (%s, current_setting('cluster_name')) "
-                "RETURNING node", (next_id,)).fetchone()
+                f"INSERT INTO {TABLE} (id, node) VALUES (%s, current_setting('cluster_name')) RETURNING node",
+                (next_id,),
+            ).fetchone()
             log.write({"ack": next_id, "node": node[0] if node else None})
             next_id += 1
         except psycopg.errors.UniqueViolation:
             next_id += 1  # acknowledged before a reconnect; never reuse an id
         except (psycopg.Error, OSError) as exc:
-            log.write({"write_error": str(exc).strip().splitlines()[0][:200] if str(exc) else
-                       type(exc).__name__})
+            log.write({"write_error": str(exc).strip().splitlines()[0][:200] if str(exc) else type(exc).__name__})
             if conn is not None:
                 conn.close()
             conn = None
@@ -107,8 +109,7 @@ def file_loop(vip: str, port: int, interval: float, log: Log, stop: threading.Ev
     while not stop.is_set():
         name, body = f"f{seq}", file_content(seq)
         digest = hashlib.sha256(body).hexdigest()
-        request = urllib.request.Request(f"http://{vip}:{port}/files/{name}", data=body,
-                                         method="PUT")
+        request = urllib.request.Request(f"http://{vip}:{port}/files/{name}", data=body, method="PUT")
         try:
             with urllib.request.urlopen(request, timeout=2) as resp:  # noqa: S310 - lab VIP
                 status, answer = resp.status, resp.read().decode(errors="replace").strip()
@@ -132,26 +133,39 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vip", required=True)
     p.add_argument("--http-port", type=int, default=8080)
     p.add_argument("--pg-port", type=int, default=0, help="0: no PostgreSQL writes")
-    p.add_argument("--file-port", type=int, default=None,
-                   help="the echo service storing files (default: --http-port); 0: no files")
+    p.add_argument(
+        "--file-port", type=int, default=None, help="the echo service storing files (default: --http-port); 0: no files"
+    )
     p.add_argument("--interval", type=float, default=0.05)
-    p.add_argument("--file-interval", type=float, default=0.25,
-                   help="seconds between files (the lab's 32 MiB volume holds about 8,000)")
+    p.add_argument(
+        "--file-interval",
+        type=float,
+        default=0.25,
+        help="seconds between files (the lab's 32 MiB volume holds about 8,000)",
+    )
     p.add_argument("--start-id", type=int, default=1)
     p.add_argument("--log", type=Path, required=True)
     args = p.parse_args(argv)
     log = Log(args.log)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    threads = [threading.Thread(target=poll_http, daemon=True,
-                                args=(args.vip, args.http_port, args.interval, log, stop))]
+    threads = [
+        threading.Thread(target=poll_http, daemon=True, args=(args.vip, args.http_port, args.interval, log, stop))
+    ]
     if args.pg_port:
-        threads.append(threading.Thread(target=write_loop, daemon=True, args=(
-            args.vip, args.pg_port, args.interval, log, stop), kwargs={"start_id": args.start_id}))
+        threads.append(
+            threading.Thread(
+                target=write_loop,
+                daemon=True,
+                args=(args.vip, args.pg_port, args.interval, log, stop),
+                kwargs={"start_id": args.start_id},
+            )
+        )
     file_port = args.http_port if args.file_port is None else args.file_port
     if file_port:
-        threads.append(threading.Thread(target=file_loop, daemon=True, args=(
-            args.vip, file_port, args.file_interval, log, stop)))
+        threads.append(
+            threading.Thread(target=file_loop, daemon=True, args=(args.vip, file_port, args.file_interval, log, stop))
+        )
     for thread in threads:
         thread.start()
     while not stop.is_set():

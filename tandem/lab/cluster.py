@@ -62,8 +62,11 @@ DISK_BYTES = 32 * 1024 * 1024  # each backing disk (and DRBD device) of the lab
 AGENT_UNIT = "tandem-agent.service"
 # What the agent runs with on a lab node, beyond the host install's defaults: the DRBD
 # stand-in, and the lab's fence: the power controller resets the node (tandem.lab.power).
-AGENT_ARGS = ("--fence lab-kill --watchdog lab:" + power.NODE_SOCKET
-              + " --drbd-sim-state /var/lib/tandem-lab/drbd --log-level INFO")
+AGENT_ARGS = (
+    "--fence lab-kill --watchdog lab:"
+    + power.NODE_SOCKET
+    + " --drbd-sim-state /var/lib/tandem-lab/drbd --log-level INFO"
+)
 
 
 class LabClusterError(RuntimeError):
@@ -98,15 +101,15 @@ def lab_manifests(paths: list[Path], subnet: int) -> list[dict[str, Any]]:
     for path in paths:
         text = path.read_text()
         if subnet:
-            text = text.replace("198.18.0.", f"198.18.{subnet}.").replace(
-                "198.19.0.", f"198.19.{subnet}.")
+            text = text.replace("198.18.0.", f"198.18.{subnet}.").replace("198.19.0.", f"198.19.{subnet}.")
         docs.extend(d for d in yaml.safe_load_all(text) if d)
     return docs
 
 
 class LabCluster:
-    def __init__(self, plane: ControlPlane, work_dir: Path, prefix: str = "tdl",
-                 subnet: int = 0, namespace: str = "tandem-lab") -> None:
+    def __init__(
+        self, plane: ControlPlane, work_dir: Path, prefix: str = "tdl", subnet: int = 0, namespace: str = "tandem-lab"
+    ) -> None:
         self.plane = plane
         self.work_dir = work_dir.resolve()
         self.state_file = self.work_dir / "cluster.json"
@@ -116,8 +119,7 @@ class LabCluster:
         existing = self.state()
         if existing is not None:
             self.network = LabNetwork(existing.prefix, existing.subnet)
-            self.prefix, self.subnet, self.namespace = (existing.prefix, existing.subnet,
-                                                        existing.namespace)
+            self.prefix, self.subnet, self.namespace = (existing.prefix, existing.subnet, existing.namespace)
             for node in existing.nodes:
                 self.network.describe_host(node.name, node.index)
             self.network.describe_host("client", CLIENT_INDEX, replication=False)
@@ -154,17 +156,22 @@ class LabCluster:
 
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
         argv = [str(self.plane.kubectl()), f"--kubeconfig={self.plane.kubeconfig}", *args]
-        proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60,
-                              check=False)
+        proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60, check=False)
         if check and proc.returncode != 0:
             raise LabClusterError(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
         return proc.stdout
 
     # --- up -------------------------------------------------------------------------------
-    def up(self, manifests: list[Path], operator: bool = True,
-           fake_clocks: bool = False, credentials: bool = True,
-           kubelet_nodes: Collection[str] = (), *,
-           edit: Callable[[list[dict[str, Any]]], None] | None = None) -> ClusterState:
+    def up(
+        self,
+        manifests: list[Path],
+        operator: bool = True,
+        fake_clocks: bool = False,
+        credentials: bool = True,
+        kubelet_nodes: Collection[str] = (),
+        *,
+        edit: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> ClusterState:
         """Bring the lab up. `fake_clocks`: every agent starts under libfaketime at the true
         time, so `fake_clock` changes its clock without restarting it. `credentials` False: the
         Secrets the clusters name are not created (a misconfiguration to observe).
@@ -180,7 +187,8 @@ class LabCluster:
                 raise LabClusterError(
                     f"{parent} is not searchable by other users, so PostgreSQL (which runs as "
                     f"its own user) cannot reach {self.work_dir}: chmod o+x {parent} or put "
-                    "the lab elsewhere")
+                    "the lab elsewhere"
+                )
         shutil.rmtree(self.work_dir / "nodes", ignore_errors=True)  # a new lab starts empty
         self.docs = lab_manifests(manifests, self.subnet)
         if edit is not None:
@@ -188,8 +196,9 @@ class LabCluster:
         nodes = self._nodes()
         unknown = set(kubelet_nodes) - {n.name for n in nodes if n.data}
         if unknown or len(kubelet_nodes) > 1:
-            raise LabClusterError(f"kubelet_nodes {sorted(kubelet_nodes)}: name one data node "
-                                  "of the samples (one kubelet node per host)")
+            raise LabClusterError(
+                f"kubelet_nodes {sorted(kubelet_nodes)}: name one data node of the samples (one kubelet node per host)"
+            )
         for node in nodes:
             node.daemonset = node.name in kubelet_nodes
         state = ClusterState(self.prefix, self.subnet, self.namespace, nodes, [], [])
@@ -220,8 +229,10 @@ class LabCluster:
             if doc["kind"] == "HACluster":
                 for n in doc["spec"]["nodes"]:
                     if "replicationAddress" not in n:
-                        raise LabClusterError(f"lab sample: HACluster {doc['metadata']['name']} "
-                                              f"node {n['name']} needs a replicationAddress")
+                        raise LabClusterError(
+                            f"lab sample: HACluster {doc['metadata']['name']} "
+                            f"node {n['name']} needs a replicationAddress"
+                        )
                     index = int(ipaddress.ip_address(n["replicationAddress"]).packed[-1])
                     nodes.setdefault(n["name"], NodeRecord(n["name"], index, True))
             elif doc["kind"] == "DRBDVolume" and doc["spec"].get("tiebreaker"):
@@ -238,10 +249,21 @@ class LabCluster:
         self.network.add_host("client", CLIENT_INDEX, replication=False)
         api = self.plane.state()
         assert api is not None
-        forwarder = spawn("forwarder", [
-            sys.executable, "-m", "tandem.lab.forward", "--listen", self.network.mgmt_gateway,
-            "--port", str(api.api_port), "--target-port", str(api.api_port)],
-            self.work_dir / "forwarder.log")
+        forwarder = spawn(
+            "forwarder",
+            [
+                sys.executable,
+                "-m",
+                "tandem.lab.forward",
+                "--listen",
+                self.network.mgmt_gateway,
+                "--port",
+                str(api.api_port),
+                "--target-port",
+                str(api.api_port),
+            ],
+            self.work_dir / "forwarder.log",
+        )
         state.processes.append(forwarder)
         self._save(state)
 
@@ -254,40 +276,65 @@ class LabCluster:
 
     def _kubernetes(self, state: ClusterState) -> None:
         self.kubectl("apply", "--server-side", "-k", str(REPO / "crds"))
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                     "crd/haclusters.tandem.dev", "crd/drbdvolumes.tandem.dev",
-                     "crd/floatingips.tandem.dev")
+        self.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/haclusters.tandem.dev",
+            "crd/drbdvolumes.tandem.dev",
+            "crd/floatingips.tandem.dev",
+        )
         self._forget_earlier_lab()
         # The label that selects the DaemonSet's nodes goes on the kubelet node only: the
         # others run the host install (docs/install.md). Under node-restriction.kubernetes.io/,
         # so a kubelet cannot set it on its own Node.
-        nodes = [{"apiVersion": "v1", "kind": "Node", "metadata": {
-            "name": n.name,
-            "labels": {"node-restriction.kubernetes.io/tandem-agent": "true"}
-            if n.daemonset else {}}}
-            for n in state.nodes]
-        namespace = {"apiVersion": "v1", "kind": "Namespace",
-                     "metadata": {"name": self.namespace}}
+        nodes = [
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": n.name,
+                    "labels": {"node-restriction.kubernetes.io/tandem-agent": "true"} if n.daemonset else {},
+                },
+            }
+            for n in state.nodes
+        ]
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}}
         # The agents' RBAC and admission policy as deploy/ ships them, and what
         # docs/postgres.md asks of every namespace with clusters: the agents may get the
         # Secrets its clusters name (the Role, made with those Secrets in `apply`).
         credentials = {
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
             "metadata": {"name": "tandem-agent-secrets", "namespace": self.namespace},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                        "name": "tandem-agent-secrets"},
-            "subjects": [{"kind": "ServiceAccount", "name": "tandem-agent",  # the DaemonSet's
-                          "namespace": "tandem-system"}]
-            + [{"kind": "ServiceAccount", "name": f"tandem-agent-{n.name}",
-                "namespace": "tandem-system"} for n in state.nodes if n.data and not n.daemonset]}
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "tandem-agent-secrets"},
+            "subjects": [
+                {
+                    "kind": "ServiceAccount",
+                    "name": "tandem-agent",  # the DaemonSet's
+                    "namespace": "tandem-system",
+                }
+            ]
+            + [
+                {"kind": "ServiceAccount", "name": f"tandem-agent-{n.name}", "namespace": "tandem-system"}
+                for n in state.nodes
+                if n.data and not n.daemonset
+            ],
+        }
         # Server-side, as docs/install.md applies deploy/ (the kubelet node's test applies all
         # of it again); forced, so that a control plane an older lab filled is taken over.
-        self.kubectl("apply", "--server-side", "--force-conflicts",
-                     "-f", str(REPO / "deploy" / "base" / "namespace.yaml"),
-                     "-f", str(REPO / "deploy" / "base" / "agent-rbac.yaml"),
-                     "-f", str(REPO / "deploy" / "base" / "agent-admission.yaml"))
-        self.kubectl("apply", "-f", "-",
-                     stdin=yaml.safe_dump_all([namespace, *nodes, credentials]))
+        self.kubectl(
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            str(REPO / "deploy" / "base" / "namespace.yaml"),
+            "-f",
+            str(REPO / "deploy" / "base" / "agent-rbac.yaml"),
+            "-f",
+            str(REPO / "deploy" / "base" / "agent-admission.yaml"),
+        )
+        self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([namespace, *nodes, credentials]))
 
     def _forget_earlier_lab(self) -> None:
         """A new lab starts empty in Kubernetes too: the objects and Leases an earlier lab
@@ -295,11 +342,18 @@ class LabCluster:
         epoch that the fresh nodes never had. Their finalizers go first: no operator runs yet
         to release them, and no agent of theirs is left to tear anything down."""
         kinds = "haclusters.tandem.dev,drbdvolumes.tandem.dev,floatingips.tandem.dev"
-        names = self.kubectl("get", kinds, "-n", self.namespace, "-o", "name",
-                             check=False).split()
+        names = self.kubectl("get", kinds, "-n", self.namespace, "-o", "name", check=False).split()
         for name in names:
-            self.kubectl("patch", name, "-n", self.namespace, "--type=merge",
-                         "-p", '{"metadata":{"finalizers":null}}', check=False)
+            self.kubectl(
+                "patch",
+                name,
+                "-n",
+                self.namespace,
+                "--type=merge",
+                "-p",
+                '{"metadata":{"finalizers":null}}',
+                check=False,
+            )
         if names:
             self.kubectl("delete", kinds, "--all", "-n", self.namespace, "--wait=true")
         self.kubectl("delete", "leases", "--all", "-n", self.namespace, check=False)
@@ -310,13 +364,15 @@ class LabCluster:
         kept from starting, so only tandem starts it (docs/install.md)."""
         root = node_root()
         layer = install.package_layer(root, install.build_wheel(self.work_dir / "dist"))
-        volumes = {d["metadata"]["name"]: DRBDVolumeSpec.model_validate(d["spec"])
-                   for d in self.docs if d["kind"] == "DRBDVolume"}
+        volumes = {
+            d["metadata"]["name"]: DRBDVolumeSpec.model_validate(d["spec"])
+            for d in self.docs
+            if d["kind"] == "DRBDVolume"
+        }
         machines = []
         for node in state.nodes:
             binds = []
-            mine = {name: spec for name, spec in volumes.items()
-                    if node.name in {n.name for n in spec.nodes}}
+            mine = {name: spec for name, spec in volumes.items() if node.name in {n.name for n in spec.nodes}}
             if mine:
                 binds += self._disks(state, node, mine)
             directory = self.node_dir(node.name)
@@ -326,13 +382,17 @@ class LabCluster:
             if node.daemonset:
                 more, read_only = kubelet.nspawn_extras(directory, build_binaries(node=True))
                 binds += more
-            machine_spec = MachineSpec(name=node.name, machine=f"{self.prefix}-{node.name}",
-                               netns=self.netns(node.name), directory=directory,
-                               lower=(layer, root), binds=tuple(binds),
-                               read_only_binds=tuple(read_only),
-                               options=kubelet.NSPAWN_OPTIONS if node.daemonset else ())
-            power.save_spec(machine_spec, {link: f"{self.address(node.index, link)}/24"
-                                   for link in ("mgmt", "repl")})
+            machine_spec = MachineSpec(
+                name=node.name,
+                machine=f"{self.prefix}-{node.name}",
+                netns=self.netns(node.name),
+                directory=directory,
+                lower=(layer, root),
+                binds=tuple(binds),
+                read_only_binds=tuple(read_only),
+                options=kubelet.NSPAWN_OPTIONS if node.daemonset else (),
+            )
+            power.save_spec(machine_spec, {link: f"{self.address(node.index, link)}/24" for link in ("mgmt", "repl")})
             machine = Machine(machine_spec)
             machine.attach_disk()
             units = machine.root / "etc" / "systemd" / "system"
@@ -348,8 +408,7 @@ class LabCluster:
             if fake_clocks and node.data:
                 self._write_clock(node.name, "+0")
             if node.daemonset:
-                kubelet.prepare(machine, self.plane, self.api_server_for_nodes,
-                                self.address(node.index))
+                kubelet.prepare(machine, self.plane, self.api_server_for_nodes, self.address(node.index))
             self._save(state)
             machine.power_on()
             machines.append(machine)
@@ -379,12 +438,10 @@ class LabCluster:
                 if mount["volume"] != volume:
                     continue
                 root = mount["mountPoint"].rstrip("/") + "/"
-                found += [b["source"][len(root):] for b in chain.get("bindMounts", [])
-                          if b["source"].startswith(root)]
+                found += [b["source"][len(root) :] for b in chain.get("bindMounts", []) if b["source"].startswith(root)]
         return found
 
-    def _disks(self, state: ClusterState, node: NodeRecord,
-               volumes: dict[str, DRBDVolumeSpec]) -> list[str]:
+    def _disks(self, state: ClusterState, node: NodeRecord, volumes: dict[str, DRBDVolumeSpec]) -> list[str]:
         """The node's DRBD disks: a backing file per volume (the bootstrap's first node gets
         the file system, the others zeros until the initial sync), the FUSE device server,
         and a loop device per volume over it. Returns the machine's binds."""
@@ -403,16 +460,18 @@ class LabCluster:
                 template.mkdir(exist_ok=True)
                 # 1 KiB blocks and 16384 inodes: room for the lab client's small files (one
                 # every 0.25 s) for hours, where the defaults would fill up in half an hour.
-                subprocess.run(["mkfs.ext4", "-q", "-F", "-b", "1024", "-N", "16384",
-                                "-d", str(template), str(image)], check=True, capture_output=True)
+                subprocess.run(
+                    ["mkfs.ext4", "-q", "-F", "-b", "1024", "-N", "16384", "-d", str(template), str(image)],
+                    check=True,
+                    capture_output=True,
+                )
             devices.append(blockdev.Device(f"drbd{spec.minor}", DISK_BYTES, spec.minor))
         mount = self.node_dir(node.name) / "blockdev"
         io_socket = self.node_dir(node.name) / power.SOCKET_DIR / drbd_io.SOCKET_NAME
         io_socket.parent.mkdir(parents=True, exist_ok=True)
         blockdev.unmount(mount)  # a blockdev killed with an earlier lab leaves a dead mount
         proc = blockdev.start(mount, io_socket, devices, log_path=self.node_dir(node.name) / "blockdev.log")
-        state.blockdevs.append(ManagedProcess(f"blockdev-{node.name}", proc.pid,
-                                              process_start_time(proc.pid) or ""))
+        state.blockdevs.append(ManagedProcess(f"blockdev-{node.name}", proc.pid, process_start_time(proc.pid) or ""))
         self._save(state)
         binds = [f"{md_dir}:{DRBD_STATE}/md"]
         for (name, spec), device in zip(volumes.items(), devices, strict=True):
@@ -437,8 +496,9 @@ class LabCluster:
         body = spec.model_dump_json(by_alias=True, exclude_none=True)
         for step, nodes in (("prepare", members), ("sync", [first])):
             for node in nodes:
-                self.machine(node).exec([NODE_PYTHON, "-m", "tandem.lab.drbdsim.bootstrap",
-                                         step, "--node", node], input=body, timeout=90)
+                self.machine(node).exec(
+                    [NODE_PYTHON, "-m", "tandem.lab.drbdsim.bootstrap", step, "--node", node], input=body, timeout=90
+                )
 
     def password(self, name: str) -> str:
         """The lab's password called `name`: random, made once per lab directory, mode 0600."""
@@ -453,33 +513,56 @@ class LabCluster:
         """The Role that lets the agents get the Secrets the HAClusters name as
         credentialsSecret and no other, and (`secrets`) those Secrets, as an administrator makes
         them before applying the clusters."""
-        names = sorted({doc["spec"]["chain"]["postgres"]["credentialsSecret"]
-                        for doc in self.docs if doc["kind"] == "HACluster"
-                        and (doc["spec"].get("chain", {}).get("postgres") or {})
-                        .get("credentialsSecret")})
-        role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-                "metadata": {"name": "tandem-agent-secrets", "namespace": self.namespace},
-                # No names, no rule: an empty resourceNames would allow every Secret.
-                "rules": [{"apiGroups": [""], "resources": ["secrets"],
-                           "resourceNames": names, "verbs": ["get"]}] if names else []}
-        return [role] + [{"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                          "metadata": {"name": name, "namespace": self.namespace},
-                          "stringData": {"password": self.password(name)}}
-                         for name in names if secrets]
+        names = sorted(
+            {
+                doc["spec"]["chain"]["postgres"]["credentialsSecret"]
+                for doc in self.docs
+                if doc["kind"] == "HACluster"
+                and (doc["spec"].get("chain", {}).get("postgres") or {}).get("credentialsSecret")
+            }
+        )
+        role = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "tandem-agent-secrets", "namespace": self.namespace},
+            # No names, no rule: an empty resourceNames would allow every Secret.
+            "rules": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": names, "verbs": ["get"]}]
+            if names
+            else [],
+        }
+        return [role] + [
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "Opaque",
+                "metadata": {"name": name, "namespace": self.namespace},
+                "stringData": {"password": self.password(name)},
+            }
+            for name in names
+            if secrets
+        ]
 
     def apply(self, credentials: bool = True) -> None:
         for doc in self.docs:
             doc["metadata"]["namespace"] = self.namespace
-        self.kubectl("apply", "-f", "-",
-                     stdin=yaml.safe_dump_all([*self.credentials(credentials), *self.docs]))
+        self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([*self.credentials(credentials), *self.docs]))
 
     def start_operator(self, state: ClusterState | None = None) -> None:
         state = state or self.state()
         assert state is not None
-        proc = spawn("operator", [sys.executable, "-m", "tandem_operator",
-                                  "--kubeconfig", str(self.plane.kubeconfig),
-                                  "--namespace", self.namespace],
-                     self.work_dir / "operator.log")
+        proc = spawn(
+            "operator",
+            [
+                sys.executable,
+                "-m",
+                "tandem_operator",
+                "--kubeconfig",
+                str(self.plane.kubeconfig),
+                "--namespace",
+                self.namespace,
+            ],
+            self.work_dir / "operator.log",
+        )
         state.processes.append(proc)
         self._save(state)
 
@@ -488,8 +571,7 @@ class LabCluster:
 
     def operator_running(self) -> bool:
         state = self.state()
-        return state is not None and any(p.name == "operator" and p.alive()
-                                         for p in state.processes)
+        return state is not None and any(p.name == "operator" and p.alive() for p in state.processes)
 
     def _stop_named(self, name: str, kill: bool) -> None:
         state = self.state()
@@ -504,28 +586,36 @@ class LabCluster:
 
     def _enable_agent(self, node: NodeRecord) -> None:
         """The node half of the host install: credential, agent.env, `enable --now`."""
-        kubeconfig = install.node_credential(self.plane.kubectl(), self.plane.kubeconfig,
-                                             node.name, self.api_server_for_nodes)
-        install.configure_agent(self.machine(node.name), kubeconfig, {
-            "NODE_NAME": node.name, "KUBECONFIG": "/etc/tandem/kubeconfig",
-            "TANDEM_NAMESPACE": self.namespace, "TANDEM_SCOPE_DAEMONS": "1",
-            "TANDEM_AGENT_ARGS": AGENT_ARGS})
+        kubeconfig = install.node_credential(
+            self.plane.kubectl(), self.plane.kubeconfig, node.name, self.api_server_for_nodes
+        )
+        install.configure_agent(
+            self.machine(node.name),
+            kubeconfig,
+            {
+                "NODE_NAME": node.name,
+                "KUBECONFIG": "/etc/tandem/kubeconfig",
+                "TANDEM_NAMESPACE": self.namespace,
+                "TANDEM_SCOPE_DAEMONS": "1",
+                "TANDEM_AGENT_ARGS": AGENT_ARGS,
+            },
+        )
 
     def _start_kubelet(self, state: ClusterState, node: NodeRecord) -> None:
         """The kubelet node: the controllers its DaemonSet pod needs, kube-proxy's forwarding
         of the `kubernetes` Service, then containerd with the images and the kubelet."""
-        state.processes += kubelet.controllers(self.plane, build_binaries(node=True),
-                                               self.work_dir)
+        state.processes += kubelet.controllers(self.plane, build_binaries(node=True), self.work_dir)
         api = self.plane.state()
         assert api is not None
-        state.processes.append(kubelet.service_forwarder(
-            self.netns(node.name), self.network.mgmt_gateway, api.api_port,
-            self.work_dir / "service-forwarder.log"))
+        state.processes.append(
+            kubelet.service_forwarder(
+                self.netns(node.name), self.network.mgmt_gateway, api.api_port, self.work_dir / "service-forwarder.log"
+            )
+        )
         self._save(state)
         machine = self.machine(node.name)
         kubelet.start(machine, [kubelet.pause_image(), kubelet.tandem_image()])
-        kubelet.wait_registered(machine, [str(self.plane.kubectl()),
-                                     f"--kubeconfig={self.plane.kubeconfig}"])
+        kubelet.wait_registered(machine, [str(self.plane.kubectl()), f"--kubeconfig={self.plane.kubeconfig}"])
 
     def apply_daemonset(self) -> None:
         """`kubectl apply -k` of deploy/ through the lab's overlay (tandem/lab/daemonset), the
@@ -535,20 +625,30 @@ class LabCluster:
         self.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(overlay))
         # The DaemonSet updates OnDelete: a pod an earlier DaemonSet of the session (deploy/
         # as it ships, which cannot run on a lab node) made here first is replaced by hand.
-        generation = self.kubectl("get", "daemonset", "tandem-agent", "-n", "tandem-system",
-                                  "-o", "jsonpath={.metadata.generation}").strip()
+        generation = self.kubectl(
+            "get", "daemonset", "tandem-agent", "-n", "tandem-system", "-o", "jsonpath={.metadata.generation}"
+        ).strip()
         state = self.state()
         for node in (n for n in (state.nodes if state else []) if n.daemonset):
-            self.kubectl("delete", "pods", "-n", "tandem-system", "--wait=false",
-                         "-l", f"app.kubernetes.io/name=tandem-agent,"
-                         f"pod-template-generation!={generation}",
-                         "--field-selector", f"spec.nodeName={node.name}")
+            self.kubectl(
+                "delete",
+                "pods",
+                "-n",
+                "tandem-system",
+                "--wait=false",
+                "-l",
+                f"app.kubernetes.io/name=tandem-agent,pod-template-generation!={generation}",
+                "--field-selector",
+                f"spec.nodeName={node.name}",
+            )
 
     def _power_controller(self, node: NodeRecord) -> ManagedProcess:
         directory = self.node_dir(node.name)
-        return spawn(f"power-{node.name}", [sys.executable, "-m", "tandem.lab.power",
-                                            "--node-dir", str(directory)],
-                     directory / "power.log")
+        return spawn(
+            f"power-{node.name}",
+            [sys.executable, "-m", "tandem.lab.power", "--node-dir", str(directory)],
+            directory / "power.log",
+        )
 
     # --- faults and observation -----------------------------------------------------------
     def agent_pid(self, node: str) -> int:
@@ -563,8 +663,11 @@ class LabCluster:
         return pid
 
     def agent_log(self, node: str) -> str:
-        return self.machine(node).exec(["journalctl", "-u", AGENT_UNIT, "--no-pager", "-o",
-                                        "short-precise"], check=False).stdout
+        return (
+            self.machine(node)
+            .exec(["journalctl", "-u", AGENT_UNIT, "--no-pager", "-o", "short-precise"], check=False)
+            .stdout
+        )
 
     def kill_agent(self, node: str) -> None:
         with contextlib.suppress(ProcessLookupError, LabClusterError):
@@ -580,8 +683,7 @@ class LabCluster:
                 return
             except (ProcessLookupError, LabClusterError):
                 if time.monotonic() > deadline:
-                    raise LabClusterError(f"{node}'s agent did not run for {timeout:.0f}s, "
-                                          "nothing to freeze") from None
+                    raise LabClusterError(f"{node}'s agent did not run for {timeout:.0f}s, nothing to freeze") from None
                 time.sleep(0.1)
 
     def thaw_agent(self, node: str) -> None:
@@ -645,13 +747,16 @@ class LabCluster:
         it fails as busy."""
         init = self.machine(node).init_pid()
         return subprocess.Popen(
-            ["nsenter", f"--target={init}", "--mount", "--net", "--pid", f"--wd={path}",
-             "sleep", "3600"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            ["nsenter", f"--target={init}", "--mount", "--net", "--pid", f"--wd={path}", "sleep", "3600"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def set_primary(self, cluster: str, node: str) -> None:
         """Request a planned switchover, as an administrator does: patch spec.primary."""
-        self.kubectl("patch", "hac", cluster, "-n", self.namespace, "--type=merge",
-                     "-p", json.dumps({"spec": {"primary": node}}))
+        self.kubectl(
+            "patch", "hac", cluster, "-n", self.namespace, "--type=merge", "-p", json.dumps({"spec": {"primary": node}})
+        )
 
     def switch_over(self, cluster: str, node: str, timeout: float = 30.0) -> None:
         """Request a planned switchover to `node` whatever `spec.primary` says now. After an
@@ -667,8 +772,9 @@ class LabCluster:
                 deadline = time.monotonic() + timeout
                 while self._handled_primary(cluster) != holder:
                     if time.monotonic() > deadline:
-                        raise LabClusterError(f"the operator did not handle spec.primary "
-                                              f"{holder} within {timeout:.0f}s")
+                        raise LabClusterError(
+                            f"the operator did not handle spec.primary {holder} within {timeout:.0f}s"
+                        )
                     time.sleep(0.2)
         self.set_primary(cluster, node)
 
@@ -724,18 +830,17 @@ class LabCluster:
         """Hard reset, as a BMC does it: the node's power controller powers it off (everything
         on it dies at once, unflushed) and boots it again."""
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.sendto(f"fence {reason}".encode(),
-                        str(self.node_dir(node) / power.SOCKET_DIR / Path(power.NODE_SOCKET).name))
+            sock.sendto(
+                f"fence {reason}".encode(), str(self.node_dir(node) / power.SOCKET_DIR / Path(power.NODE_SOCKET).name)
+            )
 
     def lease(self, cluster: str) -> LeaseRecord | None:
         """The cluster's `<cluster>-primary` Lease (None while it does not exist)."""
-        out = self.kubectl("get", "lease", f"{cluster}-primary", "-n", self.namespace,
-                           "-o", "json", check=False)
+        out = self.kubectl("get", "lease", f"{cluster}-primary", "-n", self.namespace, "-o", "json", check=False)
         return parse_lease(json.loads(out)) if out else None
 
     def hacluster(self, cluster: str) -> dict[str, Any]:
-        obj: dict[str, Any] = json.loads(
-            self.kubectl("get", "hac", cluster, "-n", self.namespace, "-o", "json"))
+        obj: dict[str, Any] = json.loads(self.kubectl("get", "hac", cluster, "-n", self.namespace, "-o", "json"))
         return obj
 
     def fences(self, node: str) -> list[str]:
@@ -775,19 +880,41 @@ class LabCluster:
         if self.plane.running() and any(node.daemonset for node in state.nodes):
             # No garbage collector runs: the DaemonSet's pods go by name, at once (their node
             # is off, no kubelet confirms).
-            self.kubectl("delete", "daemonset", "-n", "tandem-system",
-                         "-l", "app.kubernetes.io/part-of=tandem", "--ignore-not-found",
-                         check=False)
-            self.kubectl("delete", "deployment", "-n", "tandem-operator",
-                         "-l", "app.kubernetes.io/part-of=tandem", "--ignore-not-found",
-                         check=False)
-            self.kubectl("delete", "pods", "-n", "tandem-system", "-l",
-                         "app.kubernetes.io/name=tandem-agent", "--force", "--grace-period=0",
-                         "--ignore-not-found", check=False)
+            self.kubectl(
+                "delete",
+                "daemonset",
+                "-n",
+                "tandem-system",
+                "-l",
+                "app.kubernetes.io/part-of=tandem",
+                "--ignore-not-found",
+                check=False,
+            )
+            self.kubectl(
+                "delete",
+                "deployment",
+                "-n",
+                "tandem-operator",
+                "-l",
+                "app.kubernetes.io/part-of=tandem",
+                "--ignore-not-found",
+                check=False,
+            )
+            self.kubectl(
+                "delete",
+                "pods",
+                "-n",
+                "tandem-system",
+                "-l",
+                "app.kubernetes.io/name=tandem-agent",
+                "--force",
+                "--grace-period=0",
+                "--ignore-not-found",
+                check=False,
+            )
         if self.plane.running():
             names = [n.name for n in state.nodes]
-            self.kubectl("delete", "node", "--ignore-not-found", "--wait=false", *names,
-                         check=False)
+            self.kubectl("delete", "node", "--ignore-not-found", "--wait=false", *names, check=False)
         self.state_file.unlink()
 
 

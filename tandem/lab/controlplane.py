@@ -57,8 +57,7 @@ def _openssl(*args: str) -> None:
     day ago: an agent whose wall clock the lab steps back (tandem.lab.fakeclock) must still
     accept the API server's certificate, as a real cluster's would be days old."""
     env = os.environ | {"LD_PRELOAD": fakeclock.library(), "FAKETIME": "-1d"}
-    proc = subprocess.run(["openssl", *args], capture_output=True, text=True, check=False,
-                          env=env)
+    proc = subprocess.run(["openssl", *args], capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
         raise ControlPlaneError(f"openssl {' '.join(args)}: {proc.stderr.strip()}")
 
@@ -154,43 +153,49 @@ class ControlPlane:
     def _start_etcd(self, binaries: Path, state: ControlPlaneState) -> ManagedProcess:
         peer = f"http://127.0.0.1:{free_port()}"
         client = f"http://127.0.0.1:{state.etcd_port}"
-        return self._spawn("etcd", [
-            str(binaries / "etcd"),
-            "--name=lab",
-            f"--data-dir={self.lab_dir / 'etcd'}",
-            f"--listen-client-urls={client}",
-            f"--advertise-client-urls={client}",
-            f"--listen-peer-urls={peer}",
-            f"--initial-advertise-peer-urls={peer}",
-            f"--initial-cluster=lab={peer}",
-            "--listen-metrics-urls=",
-            "--unsafe-no-fsync",
-            "--log-level=warn",
-        ])
+        return self._spawn(
+            "etcd",
+            [
+                str(binaries / "etcd"),
+                "--name=lab",
+                f"--data-dir={self.lab_dir / 'etcd'}",
+                f"--listen-client-urls={client}",
+                f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=lab={peer}",
+                "--listen-metrics-urls=",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+        )
 
     def _start_apiserver(self, binaries: Path, state: ControlPlaneState) -> ManagedProcess:
         pki = self.pki
-        return self._spawn("kube-apiserver", [
-            str(binaries / "kube-apiserver"),
-            f"--etcd-servers=http://127.0.0.1:{state.etcd_port}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={state.api_port}",
-            "--advertise-address=198.18.0.1",
-            "--endpoint-reconciler-type=none",
-            f"--cert-dir={pki}",
-            f"--tls-cert-file={pki / 'apiserver.crt'}",
-            f"--tls-private-key-file={pki / 'apiserver.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            "--service-account-issuer=https://kubernetes.default.svc",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--authorization-mode=Node,RBAC",
-            "--enable-admission-plugins=NodeRestriction",
-            "--allow-privileged=true",
-            "--profiling=false",
-            "--v=1",
-        ])
+        return self._spawn(
+            "kube-apiserver",
+            [
+                str(binaries / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{state.etcd_port}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={state.api_port}",
+                "--advertise-address=198.18.0.1",
+                "--endpoint-reconciler-type=none",
+                f"--cert-dir={pki}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--authorization-mode=Node,RBAC",
+                "--enable-admission-plugins=NodeRestriction",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
 
     def _wait_ready(self, state: ControlPlaneState, timeout: float) -> None:
         context = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
@@ -200,9 +205,7 @@ class ControlPlane:
         while time.monotonic() < deadline:
             for proc in state.processes:
                 if not proc.alive():
-                    raise ControlPlaneError(
-                        f"{proc.name} exited while starting; see {self.lab_dir / proc.name}.log"
-                    )
+                    raise ControlPlaneError(f"{proc.name} exited while starting; see {self.lab_dir / proc.name}.log")
             try:
                 url = f"{state.server}/readyz"
                 with urllib.request.urlopen(url, context=context, timeout=2) as resp:  # noqa: S310
@@ -222,12 +225,24 @@ class ControlPlane:
         if (pki / "admin.crt").exists():
             return
         ca_key, ca_crt = pki / "ca.key", pki / "ca.crt"
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
-                 "-subj", "/CN=tandem-lab-ca", "-keyout", str(ca_key), "-out", str(ca_crt))
+        _openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=tandem-lab-ca",
+            "-keyout",
+            str(ca_key),
+            "-out",
+            str(ca_crt),
+        )
         sans = ",".join(
             [f"IP:{ip}" for ip in API_SERVER_SANS]
-            + [f"DNS:{d}" for d in ("localhost", "kubernetes", "kubernetes.default",
-                                    "kubernetes.default.svc")]
+            + [f"DNS:{d}" for d in ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc")]
         )
         self._signed("apiserver", "/CN=kube-apiserver", f"subjectAltName={sans}")
         self._signed("admin", "/O=system:masters/CN=tandem-admin", None)
@@ -243,11 +258,22 @@ class ControlPlane:
     def _signed(self, name: str, subject: str, extension: str | None) -> None:
         pki = self.pki
         key, csr, crt = pki / f"{name}.key", pki / f"{name}.csr", pki / f"{name}.crt"
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject,
-                 "-keyout", str(key), "-out", str(csr))
-        args = ["x509", "-req", "-in", str(csr), "-CA", str(pki / "ca.crt"),
-                "-CAkey", str(pki / "ca.key"), "-CAcreateserial", "-days", "3650",
-                "-out", str(crt)]
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", str(key), "-out", str(csr))
+        args = [
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(pki / "ca.crt"),
+            "-CAkey",
+            str(pki / "ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-out",
+            str(crt),
+        ]
         if extension:
             ext_file = pki / f"{name}.ext"
             ext_file.write_text(extension + "\n")
@@ -268,11 +294,21 @@ class ControlPlane:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "tandem-lab", "cluster": cluster}],
-            "users": [{"name": "tandem-admin", "user": {
-                "client-certificate": str(self.pki / "admin.crt"),
-                "client-key": str(self.pki / "admin.key")}}],
-            "contexts": [{"name": "tandem-lab", "context": {
-                "cluster": "tandem-lab", "user": "tandem-admin", "namespace": "default"}}],
+            "users": [
+                {
+                    "name": "tandem-admin",
+                    "user": {
+                        "client-certificate": str(self.pki / "admin.crt"),
+                        "client-key": str(self.pki / "admin.key"),
+                    },
+                }
+            ],
+            "contexts": [
+                {
+                    "name": "tandem-lab",
+                    "context": {"cluster": "tandem-lab", "user": "tandem-admin", "namespace": "default"},
+                }
+            ],
             "current-context": "tandem-lab",
         }
         path.write_text(json.dumps(config, indent=2))

@@ -65,7 +65,8 @@ def environment_files(docs: Sequence[dict[str, Any]], node: str) -> dict[str, st
                 raise ValueError(
                     f"HACluster {doc['metadata']['name']}: spec.chain.services {service['name']} "
                     f"runs {service['unit']} on {node}, which another chain with another mount "
-                    "runs there too; give each chain's echo service a port of its own")
+                    "runs there too; give each chain's echo service a port of its own"
+                )
     return files
 
 
@@ -105,7 +106,7 @@ class FileStore:
         try:
             view = memoryview(body)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -116,11 +117,9 @@ class FileStore:
         if self.mount_point is None:
             return
         if not os.path.ismount(self.mount_point):
-            raise OSError(f"{self.mount_point} is not mounted: not storing on the file system "
-                          "beneath it")
+            raise OSError(f"{self.mount_point} is not mounted: not storing on the file system beneath it")
         if directory is not None and os.fstat(directory).st_dev != os.stat(self.mount_point).st_dev:
-            raise OSError(f"{self.directory} is not on the file system mounted at "
-                          f"{self.mount_point}")
+            raise OSError(f"{self.directory} is not on the file system mounted at {self.mount_point}")
 
 
 def _fsync_directory(path: Path) -> None:
@@ -152,10 +151,9 @@ def make_server(node: str, bind: str, port: int, store: FileStore | None) -> Thr
                 return 404, f"PUT {FILES_PATH}<name> only"
             if store is None:
                 return 404, "no data directory configured (--data-dir or ECHO_DATA_DIR)"
-            name = self.path[len(FILES_PATH):]
+            name = self.path[len(FILES_PATH) :]
             if not FILE_NAME.fullmatch(name):
-                return 400, (f"file name {name[:120]!r}: use 1 to 100 of A-Z a-z 0-9 . _ -, "
-                             "not starting with a dot")
+                return 400, (f"file name {name[:120]!r}: use 1 to 100 of A-Z a-z 0-9 . _ -, not starting with a dot")
             try:
                 length = int(self.headers["Content-Length"])
             except (TypeError, ValueError):
@@ -188,17 +186,22 @@ def make_server(node: str, bind: str, port: int, store: FileStore | None) -> Thr
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--bind", default="0.0.0.0")  # noqa: S104 - inside the node's own namespace
     p.add_argument("--name", default=os.environ.get("NODE_NAME", "unknown"))
-    p.add_argument("--data-dir", type=Path, default=os.environ.get("ECHO_DATA_DIR") or None,
-                   help="store PUT /files/<name> here (created when missing); default "
-                        "$ECHO_DATA_DIR, none: PUT answers 404")
-    p.add_argument("--mount-point", type=Path,
-                   default=os.environ.get("ECHO_MOUNT_POINT") or None,
-                   help="store only while this is mounted; default $ECHO_MOUNT_POINT")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=os.environ.get("ECHO_DATA_DIR") or None,
+        help="store PUT /files/<name> here (created when missing); default $ECHO_DATA_DIR, none: PUT answers 404",
+    )
+    p.add_argument(
+        "--mount-point",
+        type=Path,
+        default=os.environ.get("ECHO_MOUNT_POINT") or None,
+        help="store only while this is mounted; default $ECHO_MOUNT_POINT",
+    )
     args = p.parse_args(argv)
     if args.mount_point is not None and args.data_dir is None:
         p.error("--mount-point (or ECHO_MOUNT_POINT) needs --data-dir (or ECHO_DATA_DIR)")

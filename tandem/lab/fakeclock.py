@@ -32,8 +32,13 @@ from pathlib import Path
 from typing import Any
 
 NODE_CLOCK_PATH = "/etc/tandem-lab/fake-clock"  # in a lab node: the agent's clock, when faked
-FAKED_VARIABLES = ("LD_PRELOAD", "FAKETIME", "FAKETIME_TIMESTAMP_FILE", "FAKETIME_NO_CACHE",
-                   "FAKETIME_DONT_FAKE_MONOTONIC")
+FAKED_VARIABLES = (
+    "LD_PRELOAD",
+    "FAKETIME",
+    "FAKETIME_TIMESTAMP_FILE",
+    "FAKETIME_NO_CACHE",
+    "FAKETIME_DONT_FAKE_MONOTONIC",
+)
 
 
 class FakeClockError(RuntimeError):
@@ -43,18 +48,24 @@ class FakeClockError(RuntimeError):
 def library(root: Path = Path("/")) -> str:
     """The preload library of Debian's libfaketime package (on the system at `root`), as a
     path on that system."""
-    found = sorted(str(Path("/") / Path(p).relative_to(root))
-                   for p in glob.glob(str(root / "usr/lib/*/faketime/libfaketime.so.1")))
+    found = sorted(
+        str(Path("/") / Path(p).relative_to(root)) for p in glob.glob(str(root / "usr/lib/*/faketime/libfaketime.so.1"))
+    )
     if not found:
-        raise FakeClockError("libfaketime is not installed: apt-get install faketime "
-                             "(scripts/install-deps.sh installs it)")
+        raise FakeClockError(
+            "libfaketime is not installed: apt-get install faketime (scripts/install-deps.sh installs it)"
+        )
     return found[0]
 
 
 def environment(clock_file: Path, preload: str | None = None) -> dict[str, str]:
     """What to add to a process's environment to fake its wall clock from `clock_file`."""
-    return {"LD_PRELOAD": preload or library(), "FAKETIME_TIMESTAMP_FILE": str(clock_file),
-            "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    return {
+        "LD_PRELOAD": preload or library(),
+        "FAKETIME_TIMESTAMP_FILE": str(clock_file),
+        "FAKETIME_NO_CACHE": "1",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
 
 
 def unit_dropin(python: str, root: Path) -> str:
@@ -62,9 +73,11 @@ def unit_dropin(python: str, root: Path) -> str:
     starts the agent under libfaketime with the clock in NODE_CLOCK_PATH."""
     env = environment(Path(NODE_CLOCK_PATH), library(root))
     assignments = " ".join(f"{key}={value}" for key, value in env.items())
-    return ("# Lab only: the agent's wall clock is faked (tandem.lab.fakeclock).\n"
-            f"[Service]\nEnvironment={assignments}\nExecStart=\n"
-            f"ExecStart={python} -m {__name__} tandem_agent $TANDEM_AGENT_ARGS\n")
+    return (
+        "# Lab only: the agent's wall clock is faked (tandem.lab.fakeclock).\n"
+        f"[Service]\nEnvironment={assignments}\nExecStart=\n"
+        f"ExecStart={python} -m {__name__} tandem_agent $TANDEM_AGENT_ARGS\n"
+    )
 
 
 def clock_spec(spec: str) -> str:

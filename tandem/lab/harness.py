@@ -47,18 +47,42 @@ ETH_P_ARP = 0x0806
 class Client:
     """The lab client process; `records()` reads what it logged so far."""
 
-    def __init__(self, cluster: LabCluster, vip: str, log: Path, pg_port: int = 5432,
-                 interval: float = 0.02, *, file_port: int = 8080,
-                 file_interval: float = 0.25) -> None:
+    def __init__(
+        self,
+        cluster: LabCluster,
+        vip: str,
+        log: Path,
+        pg_port: int = 5432,
+        interval: float = 0.02,
+        *,
+        file_port: int = 8080,
+        file_interval: float = 0.25,
+    ) -> None:
         self.log = log
         ensure_app_role(cluster)
-        argv = ["ip", "netns", "exec", cluster.client_netns, sys.executable, "-m",
-                "tandem.lab.client", "--vip", vip, "--log", str(log), "--pg-port", str(pg_port),
-                "--interval", str(interval), "--file-port", str(file_port),
-                "--file-interval", str(file_interval)]
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            cluster.client_netns,
+            sys.executable,
+            "-m",
+            "tandem.lab.client",
+            "--vip",
+            vip,
+            "--log",
+            str(log),
+            "--pg-port",
+            str(pg_port),
+            "--interval",
+            str(interval),
+            "--file-port",
+            str(file_port),
+            "--file-interval",
+            str(file_interval),
+        ]
         env = os.environ | {"PGPASSWORD": cluster.password(APP_USER)}
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     env=env)
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -92,16 +116,19 @@ class Client:
 
     def served_by(self, node: str, timeout: float = 30.0) -> float:
         """Monotonic time of the first HTTP answer from `node` after now."""
-        return float(self.wait_for(lambda r: r.get("http") == node, timeout,
-                                   f"an HTTP answer from {node}")["t"])
+        return float(self.wait_for(lambda r: r.get("http") == node, timeout, f"an HTTP answer from {node}")["t"])
 
     def acked_by(self, node: str, timeout: float = 30.0) -> float:
-        return float(self.wait_for(lambda r: r.get("node") == node and "ack" in r, timeout,
-                                   f"a write acknowledged by {node}")["t"])
+        return float(
+            self.wait_for(lambda r: r.get("node") == node and "ack" in r, timeout, f"a write acknowledged by {node}")[
+                "t"
+            ]
+        )
 
     def file_stored_by(self, node: str, timeout: float = 30.0) -> float:
-        return float(self.wait_for(lambda r: r.get("node") == node and "file" in r, timeout,
-                                   f"a file stored by {node}")["t"])
+        return float(
+            self.wait_for(lambda r: r.get("node") == node and "file" in r, timeout, f"a file stored by {node}")["t"]
+        )
 
     def http_gap(self, after: float) -> float:
         """Longest time without an HTTP answer after `after` (the client-visible gap)."""
@@ -126,20 +153,28 @@ def ensure_app_role(cluster: LabCluster, timeout: float = 120) -> None:
     def made() -> bool:
         for node in nodes:
             try:
-                with psycopg.connect(host=str(pg_socket_dir(cluster, node)), port=5432,
-                                     user="postgres", dbname="postgres", autocommit=True,
-                                     connect_timeout=1) as conn:
-                    row = conn.execute("SELECT pg_is_in_recovery(), EXISTS (SELECT FROM pg_roles"
-                                       " WHERE rolname = %s)", (APP_USER,)).fetchone()
+                with psycopg.connect(
+                    host=str(pg_socket_dir(cluster, node)),
+                    port=5432,
+                    user="postgres",
+                    dbname="postgres",
+                    autocommit=True,
+                    connect_timeout=1,
+                ) as conn:
+                    row = conn.execute(
+                        "SELECT pg_is_in_recovery(), EXISTS (SELECT FROM pg_roles WHERE rolname = %s)", (APP_USER,)
+                    ).fetchone()
                     assert row is not None
                     if row[1]:
                         return True
                     if not row[0]:
                         conn.execute("SET synchronous_commit = local")
-                        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                            sql.Identifier(APP_USER), sql.Literal(verifier)))
-                        conn.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(
-                            sql.Identifier(APP_USER)))
+                        conn.execute(
+                            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                                sql.Identifier(APP_USER), sql.Literal(verifier)
+                            )
+                        )
+                        conn.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(APP_USER)))
                         return True
             except psycopg.Error:
                 continue
@@ -151,8 +186,9 @@ def ensure_app_role(cluster: LabCluster, timeout: float = 120) -> None:
 def writable(cluster: LabCluster, node: str) -> bool:
     """Does this node's PostgreSQL accept writes right now (a primary, not in recovery)?"""
     try:
-        with psycopg.connect(host=str(pg_socket_dir(cluster, node)), port=5432,
-                             user="postgres", dbname="postgres", connect_timeout=1) as conn:
+        with psycopg.connect(
+            host=str(pg_socket_dir(cluster, node)), port=5432, user="postgres", dbname="postgres", connect_timeout=1
+        ) as conn:
             row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
             return row is not None and not row[0]
     except psycopg.Error:
@@ -180,8 +216,7 @@ class LeaseReader:
     def read(self) -> LeaseKey | None:
         """(holder, epoch), or None when the API server does not answer."""
         try:
-            lease = parse_lease(self.api.read_namespaced_lease(self.name, self.namespace,
-                                                               _request_timeout=0.5))
+            lease = parse_lease(self.api.read_namespaced_lease(self.name, self.namespace, _request_timeout=0.5))
         except Exception:
             return None
         return lease.holder, lease.epoch
@@ -260,8 +295,11 @@ class Observer:
 
     @property
     def primary_without_lease(self) -> list[tuple[float, list[str], LeaseKey]]:
-        return [(s.t, sorted(s.primaries), s.lease) for s in self.history
-                if s.lease is not None and s.primaries - {s.lease[0]}]
+        return [
+            (s.t, sorted(s.primaries), s.lease)
+            for s in self.history
+            if s.lease is not None and s.primaries - {s.lease[0]}
+        ]
 
     @property
     def epoch_overlaps(self) -> dict[int, list[str]]:
@@ -276,15 +314,15 @@ class Observer:
         assert self.samples > 10, f"the observer took only {self.samples} samples"
         doubles = [(s.t, sorted(s.primaries)) for s in self.history if len(s.primaries) > 1]
         assert doubles == [], f"two primaries at once: {doubles[:5]}"
-        assert self.primary_without_lease == [], \
-            f"primary without the Lease: {self.primary_without_lease[:5]}"
+        assert self.primary_without_lease == [], f"primary without the Lease: {self.primary_without_lease[:5]}"
         assert self.epoch_overlaps == {}, f"epochs with two primaries: {self.epoch_overlaps}"
 
 
 def missing_acks(cluster: LabCluster, primary: str, acked: list[int]) -> list[int]:
     """Acknowledged ids absent from the final primary's table."""
-    with psycopg.connect(host=str(pg_socket_dir(cluster, primary)), port=5432, user="postgres",
-                         dbname="postgres", connect_timeout=5) as conn:
+    with psycopg.connect(
+        host=str(pg_socket_dir(cluster, primary)), port=5432, user="postgres", dbname="postgres", connect_timeout=5
+    ) as conn:
         present = {row[0] for row in conn.execute(f"SELECT id FROM {TABLE}")}  # noqa: S608
     return sorted(set(acked) - present)
 
@@ -313,8 +351,11 @@ print(json.dumps({f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in fi
 def stored_files(cluster: LabCluster, node: str, mount_point: str) -> dict[str, str]:
     """name -> sha256 of every file stored on `node`'s mount at `mount_point`: one command in
     the node (the mount exists in its mount namespace only)."""
-    out = cluster.machine(node).exec([NODE_PYTHON, "-c", STORED_FILES, mount_point,
-                                      data_dir(mount_point)], timeout=120).stdout
+    out = (
+        cluster.machine(node)
+        .exec([NODE_PYTHON, "-c", STORED_FILES, mount_point, data_dir(mount_point)], timeout=120)
+        .stdout
+    )
     found: dict[str, str] = json.loads(out)
     return found
 
@@ -327,8 +368,7 @@ def lost_files(acked: Mapping[str, str], stored: Mapping[str, str]) -> list[str]
         if name not in stored:
             lost.append(f"{name} missing")
         elif stored[name] != acked[name]:
-            lost.append(f"{name} has sha256 {stored[name][:12]}..., acknowledged "
-                        f"{acked[name][:12]}...")
+            lost.append(f"{name} has sha256 {stored[name][:12]}..., acknowledged {acked[name][:12]}...")
     return lost
 
 
@@ -337,21 +377,22 @@ def _sequence(name: str) -> tuple[int, str]:
     return (int(digits), name) if digits.isdigit() else (-1, name)
 
 
-def missing_files(cluster: LabCluster, primary: str, acked_files: Mapping[str, str],
-                  name: str = "mail") -> list[str]:
+def missing_files(cluster: LabCluster, primary: str, acked_files: Mapping[str, str], name: str = "mail") -> list[str]:
     """Acknowledged files (name -> sha256) not on `primary`'s mount as acknowledged
     (`lost_files`); nothing to check, and no command run, when none was acknowledged."""
     if not acked_files:
         return []
     mount_point = files_mount(cluster, name)
     if mount_point is None:
-        raise AssertionError(f"{len(acked_files)} files acknowledged, but HACluster {name} "
-                             "has no mount to store them on")
+        raise AssertionError(
+            f"{len(acked_files)} files acknowledged, but HACluster {name} has no mount to store them on"
+        )
     return lost_files(acked_files, stored_files(cluster, primary, mount_point))
 
 
-def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.1,
-               context: Callable[[], Any] | None = None) -> Any:
+def wait_until(
+    predicate: Any, timeout: float, what: str, interval: float = 0.1, context: Callable[[], Any] | None = None
+) -> Any:
     """The first truthy value of `predicate`; on timeout an AssertionError with its last value
     and, when given, what `context` says then (the state that explains the failure)."""
     deadline = time.monotonic() + timeout
@@ -368,8 +409,7 @@ def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.1,
             seen = f"; then: {context()!r}"
         except Exception as exc:  # the failure is the timeout; the context is a bonus
             seen = f"; context unavailable: {exc}"
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r}"
-                         f"{seen})")
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r}{seen})")
 
 
 def lease_holder(cluster: LabCluster, name: str) -> tuple[str | None, int]:
@@ -392,8 +432,14 @@ def switchover_status(cluster: LabCluster, name: str) -> dict[str, Any]:
 def wal_replay(cluster: LabCluster, node: str, action: Literal["pause", "resume"]) -> None:
     """Pause or resume WAL replay on `node`'s standby (a lagging standby, scenario 7).
     psycopg.Error when its PostgreSQL does not run or is not a standby."""
-    with psycopg.connect(host=str(pg_socket_dir(cluster, node)), port=5432, user="postgres",
-                         dbname="postgres", autocommit=True, connect_timeout=5) as conn:
+    with psycopg.connect(
+        host=str(pg_socket_dir(cluster, node)),
+        port=5432,
+        user="postgres",
+        dbname="postgres",
+        autocommit=True,
+        connect_timeout=5,
+    ) as conn:
         conn.execute(f"SELECT pg_wal_replay_{action}()")
 
 
@@ -408,8 +454,7 @@ def fence_and_takeover(cluster: LabCluster, node: str, name: str = "mail") -> tu
 
 
 def pids_in(netns: str) -> list[int]:
-    out = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True,
-                         check=False).stdout
+    out = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True, check=False).stdout
     return [int(p) for p in out.split() if p.isdigit() and int(p) != os.getpid()]
 
 
@@ -424,29 +469,38 @@ def replicating(cluster: LabCluster, name: str, primary: str, standbys: list[str
     listed as synchronous (so it may take over without losing an acknowledged write). One
     read of the Lease gives both its holder and its list."""
     lease = cluster.lease(name)
-    return (lease is not None and lease.holder == primary
-            and node_report(cluster, name, primary).get("role") == "Primary"
-            and all(node_report(cluster, name, s).get("postgres", {}).get("lagSeconds") == 0
-                    for s in standbys)
-            and set(standbys) <= set(lease.sync_standbys or ()))
+    return (
+        lease is not None
+        and lease.holder == primary
+        and node_report(cluster, name, primary).get("role") == "Primary"
+        and all(node_report(cluster, name, s).get("postgres", {}).get("lagSeconds") == 0 for s in standbys)
+        and set(standbys) <= set(lease.sync_standbys or ())
+    )
 
 
-def wait_replicating(cluster: LabCluster, name: str, primary: str, standbys: list[str],
-                     timeout: float = 120) -> None:
-    wait_until(lambda: replicating(cluster, name, primary, standbys), timeout,
-               f"{primary} primary of {name} with {', '.join(standbys)} in sync")
+def wait_replicating(cluster: LabCluster, name: str, primary: str, standbys: list[str], timeout: float = 120) -> None:
+    wait_until(
+        lambda: replicating(cluster, name, primary, standbys),
+        timeout,
+        f"{primary} primary of {name} with {', '.join(standbys)} in sync",
+    )
 
 
 def link_mac(netns: str, ifname: str = "mgmt") -> str:
-    out = subprocess.run(["ip", "-n", netns, "-j", "link", "show", "dev", ifname],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ip", "-n", netns, "-j", "link", "show", "dev", ifname], capture_output=True, text=True, check=True
+    ).stdout
     return str(json.loads(out)[0]["address"])
 
 
 def neighbour_mac(netns: str, address: str, ifname: str = "mgmt") -> str | None:
     """The MAC the namespace's neighbour table holds for `address`, if any."""
-    out = subprocess.run(["ip", "-n", netns, "-j", "neigh", "show", "to", address, "dev", ifname],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ip", "-n", netns, "-j", "neigh", "show", "to", address, "dev", ifname],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     entries = json.loads(out or "[]")
     return next((e["lladdr"] for e in entries if "lladdr" in e), None)
 
@@ -462,11 +516,11 @@ def arp_answers(netns: str, address: str, ifname: str = "mgmt", wait: float = 1.
     with sock:
         sock.bind((ifname, ETH_P_ARP))
         mac = bytes.fromhex(link_mac(netns, ifname).replace(":", ""))
-        own = subprocess.run(["ip", "-n", netns, "-j", "-4", "addr", "show", "dev", ifname],
-                             capture_output=True, text=True, check=True).stdout
+        own = subprocess.run(
+            ["ip", "-n", netns, "-j", "-4", "addr", "show", "dev", ifname], capture_output=True, text=True, check=True
+        ).stdout
         sender = ipaddress.IPv4Address(json.loads(own)[0]["addr_info"][0]["local"])
-        arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac + sender.packed \
-            + b"\0" * 6 + target.packed
+        arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac + sender.packed + b"\0" * 6 + target.packed
         sock.send(b"\xff" * 6 + mac + struct.pack("!H", ETH_P_ARP) + arp)
         answers: set[str] = set()
         deadline = time.monotonic() + wait
@@ -482,8 +536,7 @@ def arp_answers(netns: str, address: str, ifname: str = "mgmt", wait: float = 1.
     return answers
 
 
-def steady_primary(cluster: LabCluster, name: str, nodes: Sequence[str],
-                   timeout: float = 120) -> str:
+def steady_primary(cluster: LabCluster, name: str, nodes: Sequence[str], timeout: float = 120) -> str:
     """Wait until some node is primary of `name` with every other node in sync; return it."""
 
     def settled() -> str | None:
@@ -491,8 +544,7 @@ def steady_primary(cluster: LabCluster, name: str, nodes: Sequence[str],
         if holder not in nodes:
             return None
         assert holder is not None
-        return holder if replicating(cluster, name, holder,
-                                     [n for n in nodes if n != holder]) else None
+        return holder if replicating(cluster, name, holder, [n for n in nodes if n != holder]) else None
 
     found: str = wait_until(settled, timeout, f"a primary of {name} with its standbys in sync")
     return found
@@ -514,24 +566,38 @@ class Verdict:
     samples: int
 
 
-def judge(cluster: LabCluster, observer: Observer, client: Client, name: str,
-          final_primary: str) -> Verdict:
+def judge(cluster: LabCluster, observer: Observer, client: Client, name: str, final_primary: str) -> Verdict:
     """Stop the observer and the client, then check every acknowledged write and file is on
     `final_primary`."""
     observer.stop()
     client.stop()
     acked = client.acked()
     files = client.acked_files()
-    return Verdict(final_primary, len(acked), missing_acks(cluster, final_primary, acked),
-                   len(files), missing_files(cluster, final_primary, files, name),
-                   observer.double_primary_instants, len(observer.primary_without_lease),
-                   observer.epoch_overlaps, observer.samples)
+    return Verdict(
+        final_primary,
+        len(acked),
+        missing_acks(cluster, final_primary, acked),
+        len(files),
+        missing_files(cluster, final_primary, files, name),
+        observer.double_primary_instants,
+        len(observer.primary_without_lease),
+        observer.epoch_overlaps,
+        observer.samples,
+    )
 
 
 @contextlib.contextmanager
-def checked(cluster: LabCluster, client: Client, vip: str, *, primary: str = "mail1",
-            standbys: Sequence[str] = ("mail2",), name: str = "mail",
-            settle: float = 120, files: bool | None = None) -> Iterator[Observer]:
+def checked(
+    cluster: LabCluster,
+    client: Client,
+    vip: str,
+    *,
+    primary: str = "mail1",
+    standbys: Sequence[str] = ("mail2",),
+    name: str = "mail",
+    settle: float = 120,
+    files: bool | None = None,
+) -> Iterator[Observer]:
     """A scenario between a steady start and the checker's verdict.
 
     On entry: `primary` serves with `standbys` in sync, a write was acknowledged (and, with
@@ -555,10 +621,9 @@ def checked(cluster: LabCluster, client: Client, vip: str, *, primary: str = "ma
         observer.stop()
     observer.assert_single_primary()
     verdict = judge(cluster, observer, client, name, final)
-    print(f"checked on {final}: {verdict.acked_writes} acknowledged writes, "
-          f"{verdict.acked_files} acknowledged files")
-    assert verdict.lost_acked_writes == [], \
-        f"acknowledged writes missing on {final}: {verdict.lost_acked_writes[:20]}"
-    assert verdict.lost_acked_files == [], \
-        (f"{len(verdict.lost_acked_files)} of {verdict.acked_files} acknowledged files not on "
-         f"{final}'s mount as acknowledged: {'; '.join(verdict.lost_acked_files[:20])}")
+    print(f"checked on {final}: {verdict.acked_writes} acknowledged writes, {verdict.acked_files} acknowledged files")
+    assert verdict.lost_acked_writes == [], f"acknowledged writes missing on {final}: {verdict.lost_acked_writes[:20]}"
+    assert verdict.lost_acked_files == [], (
+        f"{len(verdict.lost_acked_files)} of {verdict.acked_files} acknowledged files not on "
+        f"{final}'s mount as acknowledged: {'; '.join(verdict.lost_acked_files[:20])}"
+    )

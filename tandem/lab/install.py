@@ -41,9 +41,23 @@ def build_wheel(out_dir: Path) -> Path:
     for old in out_dir.glob("tandem-*.whl"):
         old.unlink()
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "--wheel-dir", str(out_dir), str(REPO)],
-        capture_output=True, text=True, check=False, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(out_dir),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     if proc.returncode != 0:
         raise MachineError(f"building the wheel failed: {proc.stderr.strip()}")
     shutil.rmtree(REPO / "build", ignore_errors=True)
@@ -61,8 +75,17 @@ def package_commands() -> list[list[str]]:
     node's wheelhouse holds the dependencies, the copied directory tandem's own wheel."""
     return [
         ["python3", "-m", "venv", "/opt/tandem"],
-        ["/opt/tandem/bin/pip", "install", "--quiet", "--no-index", "--find-links", WHEELHOUSE,
-         "--find-links", COPIED, "tandem"],
+        [
+            "/opt/tandem/bin/pip",
+            "install",
+            "--quiet",
+            "--no-index",
+            "--find-links",
+            WHEELHOUSE,
+            "--find-links",
+            COPIED,
+            "tandem",
+        ],
         ["install", "-m", "0644", f"{COPIED}/{UNIT.name}", f"/etc/systemd/system/{UNIT.name}"],
         ["install", "-d", "-m", "0700", "/etc/tandem"],
     ]
@@ -88,11 +111,14 @@ def package_layer(node_root: Path, wheel: Path) -> Path:
         shutil.copy(UNIT, copied / UNIT.name)
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
         for argv in package_commands():
-            proc = subprocess.run(["chroot", str(merged), *argv], capture_output=True, text=True,
-                                  env=env, check=False, timeout=600)
+            proc = subprocess.run(
+                ["chroot", str(merged), *argv], capture_output=True, text=True, env=env, check=False, timeout=600
+            )
             if proc.returncode != 0:
-                raise MachineError(f"installing tandem into the node root: {' '.join(argv)} "
-                                   f"exited {proc.returncode}: {proc.stderr.strip()}")
+                raise MachineError(
+                    f"installing tandem into the node root: {' '.join(argv)} "
+                    f"exited {proc.returncode}: {proc.stderr.strip()}"
+                )
         shutil.rmtree(copied)
     finally:
         subprocess.run(["umount", str(merged)], check=False, capture_output=True)
@@ -106,8 +132,9 @@ def package_layer(node_root: Path, wheel: Path) -> Path:
 
 def _prune(cache: Path) -> None:
     """Keep the newest few package layers (a running lab may still use an older one)."""
-    layers = sorted((p for p in cache.glob("tandem-*") if (p / "complete").exists()),
-                    key=lambda p: p.stat().st_mtime, reverse=True)
+    layers = sorted(
+        (p for p in cache.glob("tandem-*") if (p / "complete").exists()), key=lambda p: p.stat().st_mtime, reverse=True
+    )
     for old in layers[LAYERS_KEPT:]:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -115,10 +142,20 @@ def _prune(cache: Path) -> None:
 def node_credential(kubectl: Path, admin_kubeconfig: Path, node: str, server: str) -> str:
     """The node's own kubeconfig, made by `scripts/node-credential.sh` as docs/install.md
     says (a ServiceAccount per node and a token for it)."""
-    env = os.environ | {"KUBECTL": str(kubectl), "KUBECONFIG": str(admin_kubeconfig),
-                        "SERVER": server, "TLS_SERVER_NAME": "kubernetes"}
-    proc = subprocess.run(["bash", str(REPO / "scripts" / "node-credential.sh"), node],
-                          env=env, capture_output=True, text=True, check=False, timeout=60)
+    env = os.environ | {
+        "KUBECTL": str(kubectl),
+        "KUBECONFIG": str(admin_kubeconfig),
+        "SERVER": server,
+        "TLS_SERVER_NAME": "kubernetes",
+    }
+    proc = subprocess.run(
+        ["bash", str(REPO / "scripts" / "node-credential.sh"), node],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     if proc.returncode != 0:
         raise MachineError(f"node-credential.sh {node}: {proc.stderr.strip()}")
     return proc.stdout
@@ -127,11 +164,10 @@ def node_credential(kubectl: Path, admin_kubeconfig: Path, node: str, server: st
 def configure_agent(machine: Machine, kubeconfig: str, environment: dict[str, str]) -> None:
     """The node half: its credential and agent.env, then `systemctl enable --now`."""
     for key, value in environment.items():
-        if not key.isidentifier() or any(c in value for c in "\n\"\\$`"):
+        if not key.isidentifier() or any(c in value for c in '\n"\\$`'):
             raise MachineError(f"agent.env: refusing {key}={value!r} (a name and a plain value)")
     env = "".join(f"{key}={value}\n" for key, value in environment.items())
-    machine.exec(["install", "-m", "0600", "/dev/stdin", "/etc/tandem/kubeconfig"],
-                 input=kubeconfig)
+    machine.exec(["install", "-m", "0600", "/dev/stdin", "/etc/tandem/kubeconfig"], input=kubeconfig)
     machine.exec(["install", "-m", "0600", "/dev/stdin", "/etc/tandem/agent.env"], input=env)
     machine.systemctl("daemon-reload")
     machine.systemctl("enable", "--now", UNIT.name)

@@ -53,8 +53,7 @@ PAUSE_IMAGE = "localhost/pause:lab"
 CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
 NSPAWN_OPTIONS = ("--system-call-filter=@keyring",)
 # What kubelet writes to /proc/sys at start and the values it wants there.
-KERNEL_TUNABLES = {"vm/overcommit_memory": "1", "kernel/panic": "10",
-                   "kernel/panic_on_oops": "1"}
+KERNEL_TUNABLES = {"vm/overcommit_memory": "1", "kernel/panic": "10", "kernel/panic_on_oops": "1"}
 IMAGES_IN_NODE = "/root/images"
 
 CONTAINERD_CONFIG = f"""\
@@ -89,16 +88,24 @@ WantedBy=multi-user.target
 def kubelet_config(node_ip: str) -> dict[str, object]:
     """The KubeletConfiguration: client certificates only, no eviction of the lab's images."""
     return {
-        "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
-        "address": node_ip, "readOnlyPort": 0,
-        "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": False},
-                           "x509": {"clientCAFile": "/etc/kubernetes/pki/ca.crt"}},
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "address": node_ip,
+        "readOnlyPort": 0,
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"enabled": False},
+            "x509": {"clientCAFile": "/etc/kubernetes/pki/ca.crt"},
+        },
         "authorization": {"mode": "AlwaysAllow"},
         "containerRuntimeEndpoint": f"unix://{CONTAINERD_SOCKET}",
-        "cgroupDriver": "cgroupfs", "failCgroupV1": False, "failSwapOn": False,
-        "resolvConf": "", "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
-        "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%",
-                         "imagefs.available": "1%"},
+        "cgroupDriver": "cgroupfs",
+        "failCgroupV1": False,
+        "failSwapOn": False,
+        "resolvConf": "",
+        "imageGCHighThresholdPercent": 100,
+        "imageGCLowThresholdPercent": 99,
+        "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
     }
 
 
@@ -106,8 +113,7 @@ def nspawn_extras(node_dir: Path, binaries: Path) -> tuple[list[str], list[str]]
     """The kubelet node's extra binds: a plain directory for containerd, the kubelet binary."""
     containerd = node_dir / "containerd"
     containerd.mkdir(parents=True, exist_ok=True)
-    return ([f"{containerd}:/var/lib/containerd"],
-            [f"{binaries / 'kubelet'}:/usr/local/bin/kubelet"])
+    return ([f"{containerd}:/var/lib/containerd"], [f"{binaries / 'kubelet'}:/usr/local/bin/kubelet"])
 
 
 def prepare(machine: Machine, plane: ControlPlane, server: str, node_ip: str) -> None:
@@ -123,17 +129,32 @@ def prepare(machine: Machine, plane: ControlPlane, server: str, node_ip: str) ->
     shutil.copy(key, pki / "kubelet.key")
     os.chmod(pki / "kubelet.key", 0o600)
     kubeconfig = {
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "lab", "cluster": {
-            "server": server, "certificate-authority": "/etc/kubernetes/pki/ca.crt",
-            "tls-server-name": "kubernetes"}}],
-        "users": [{"name": name, "user": {"client-certificate": "/etc/kubernetes/pki/kubelet.crt",
-                                          "client-key": "/etc/kubernetes/pki/kubelet.key"}}],
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "lab",
+                "cluster": {
+                    "server": server,
+                    "certificate-authority": "/etc/kubernetes/pki/ca.crt",
+                    "tls-server-name": "kubernetes",
+                },
+            }
+        ],
+        "users": [
+            {
+                "name": name,
+                "user": {
+                    "client-certificate": "/etc/kubernetes/pki/kubelet.crt",
+                    "client-key": "/etc/kubernetes/pki/kubelet.key",
+                },
+            }
+        ],
         "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": name}}],
-        "current-context": "lab"}
+        "current-context": "lab",
+    }
     (root / "etc" / "kubernetes" / "kubelet.conf").write_text(json.dumps(kubeconfig, indent=2))
-    (root / "etc" / "kubernetes" / "kubelet.yaml").write_text(
-        json.dumps(kubelet_config(node_ip), indent=2))
+    (root / "etc" / "kubernetes" / "kubelet.yaml").write_text(json.dumps(kubelet_config(node_ip), indent=2))
     (root / "etc" / "containerd").mkdir(parents=True, exist_ok=True)
     (root / "etc" / "containerd" / "config.toml").write_text(CONTAINERD_CONFIG)
     tunables = root / "etc" / "tandem-lab" / "kernel"
@@ -157,8 +178,9 @@ def start(machine: Machine, images: list[Path]) -> None:
     destination.mkdir(parents=True, exist_ok=True)
     for image in images:
         shutil.copy(image, destination / image.name)
-        machine.exec(["ctr", "--namespace", "k8s.io", "images", "import",
-                      f"{IMAGES_IN_NODE}/{image.name}"], timeout=300)
+        machine.exec(
+            ["ctr", "--namespace", "k8s.io", "images", "import", f"{IMAGES_IN_NODE}/{image.name}"], timeout=300
+        )
     machine.systemctl("enable", "--now", "kubelet.service")
 
 
@@ -166,13 +188,19 @@ def daemonset_overlay(directory: Path, namespace: str) -> Path:
     """A kustomization of the lab's overlay (deploy/ plus tandem/lab/daemonset) whose agent
     serves `namespace` only."""
     directory.mkdir(parents=True, exist_ok=True)
-    patch = [{"op": "add", "path": "/spec/template/spec/containers/0/env/-",
-              "value": {"name": "TANDEM_NAMESPACE", "value": namespace}}]
+    patch = [
+        {
+            "op": "add",
+            "path": "/spec/template/spec/containers/0/env/-",
+            "value": {"name": "TANDEM_NAMESPACE", "value": namespace},
+        }
+    ]
     kustomization = {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
         "resources": [os.path.relpath(OVERLAY, directory)],
-        "patches": [{"target": {"kind": "DaemonSet", "name": "tandem-agent"},
-                     "patch": json.dumps(patch)}]}
+        "patches": [{"target": {"kind": "DaemonSet", "name": "tandem-agent"}, "patch": json.dumps(patch)}],
+    }
     (directory / "kustomization.yaml").write_text(json.dumps(kustomization, indent=2))
     return directory
 
@@ -180,28 +208,62 @@ def daemonset_overlay(directory: Path, namespace: str) -> Path:
 def service_forwarder(netns: str, server_host: str, api_port: int, log: Path) -> ManagedProcess:
     """kube-proxy's part for the one Service a pod here uses: the `kubernetes` Service's
     ClusterIP:443, in the node's network namespace, forwarded to the API server."""
-    subprocess.run(["ip", "-n", netns, "addr", "replace", f"{KUBERNETES_SERVICE_IP}/32",
-                    "dev", "lo"], check=True, capture_output=True)
-    return spawn("service-forwarder", [
-        "ip", "netns", "exec", netns, sys.executable, "-m", "tandem.lab.forward",
-        "--listen", KUBERNETES_SERVICE_IP, "--port", "443", "--target", server_host,
-        "--target-port", str(api_port)], log)
+    subprocess.run(
+        ["ip", "-n", netns, "addr", "replace", f"{KUBERNETES_SERVICE_IP}/32", "dev", "lo"],
+        check=True,
+        capture_output=True,
+    )
+    return spawn(
+        "service-forwarder",
+        [
+            "ip",
+            "netns",
+            "exec",
+            netns,
+            sys.executable,
+            "-m",
+            "tandem.lab.forward",
+            "--listen",
+            KUBERNETES_SERVICE_IP,
+            "--port",
+            "443",
+            "--target",
+            server_host,
+            "--target-port",
+            str(api_port),
+        ],
+        log,
+    )
 
 
 def controllers(plane: ControlPlane, binaries: Path, work_dir: Path) -> list[ManagedProcess]:
     """kube-controller-manager with the controllers a DaemonSet's pods need, and the
     scheduler that binds them, both as the lab's administrator on loopback."""
     kubeconfig = str(plane.kubeconfig)
-    common = [f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
-              f"--authorization-kubeconfig={kubeconfig}", "--leader-elect=false",
-              "--bind-address=127.0.0.1", "--v=1"]
-    manager = spawn("kube-controller-manager", [
-        str(binaries / "kube-controller-manager"), *common, f"--secure-port={free_port()}",
-        "--controllers=daemonset,root-ca-cert-publisher",
-        f"--root-ca-file={plane.pki / 'ca.crt'}"], work_dir / "kube-controller-manager.log")
-    scheduler = spawn("kube-scheduler", [
-        str(binaries / "kube-scheduler"), *common, f"--secure-port={free_port()}"],
-        work_dir / "kube-scheduler.log")
+    common = [
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--leader-elect=false",
+        "--bind-address=127.0.0.1",
+        "--v=1",
+    ]
+    manager = spawn(
+        "kube-controller-manager",
+        [
+            str(binaries / "kube-controller-manager"),
+            *common,
+            f"--secure-port={free_port()}",
+            "--controllers=daemonset,root-ca-cert-publisher",
+            f"--root-ca-file={plane.pki / 'ca.crt'}",
+        ],
+        work_dir / "kube-controller-manager.log",
+    )
+    scheduler = spawn(
+        "kube-scheduler",
+        [str(binaries / "kube-scheduler"), *common, f"--secure-port={free_port()}"],
+        work_dir / "kube-scheduler.log",
+    )
     return [manager, scheduler]
 
 
@@ -233,24 +295,29 @@ def wait_registered(machine: Machine, kubectl: list[str], timeout: float = 120.0
     deadline = time.monotonic() + timeout
     reported = ""
     while time.monotonic() < deadline:
-        proc = subprocess.run([*kubectl, "get", "node", machine.spec.name, "-o",
-                               "jsonpath={.status.nodeInfo.kubeletVersion}"],
-                              capture_output=True, text=True, check=False, timeout=30)
+        proc = subprocess.run(
+            [*kubectl, "get", "node", machine.spec.name, "-o", "jsonpath={.status.nodeInfo.kubeletVersion}"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
         reported = proc.stdout.strip() or proc.stderr.strip()
         if reported.startswith("v"):
             return
         time.sleep(1)
-    journal = machine.exec(["journalctl", "-u", "kubelet", "-n", "40", "--no-pager"],
-                           check=False).stdout
-    raise MachineError(f"{machine.spec.name}: the kubelet did not report its Node within "
-                       f"{timeout:.0f}s ({reported}):\n{journal}")
+    journal = machine.exec(["journalctl", "-u", "kubelet", "-n", "40", "--no-pager"], check=False).stdout
+    raise MachineError(
+        f"{machine.spec.name}: the kubelet did not report its Node within {timeout:.0f}s ({reported}):\n{journal}"
+    )
 
 
 # --- the pause image -----------------------------------------------------------------------
 def tandem_image() -> Path:
     """tandem's image as `make image` builds it (an OCI archive in dist/)."""
-    proc = subprocess.run(["make", "--no-print-directory", "image"], cwd=REPO,
-                          capture_output=True, text=True, check=False, timeout=1200)
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "image"], cwd=REPO, capture_output=True, text=True, check=False, timeout=1200
+    )
     if proc.returncode != 0:
         raise MachineError(f"make image failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     archives = sorted((REPO / "dist").glob("tandem-*.oci.tar"), key=lambda p: p.stat().st_mtime)
@@ -267,9 +334,15 @@ def pause_image() -> Path:
         return archive
     out.mkdir(parents=True, exist_ok=True)
     env = os.environ | {"CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod"}
-    proc = subprocess.run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o",
-                           str(out / "pause"), "."], cwd=PAUSE_SOURCE, env=env,
-                          capture_output=True, text=True, check=False, timeout=300)
+    proc = subprocess.run(
+        ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "pause"), "."],
+        cwd=PAUSE_SOURCE,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     if proc.returncode != 0:
         raise MachineError(f"building the pause program: {proc.stderr.strip()}")
     partial = archive.with_suffix(".partial")
@@ -287,22 +360,40 @@ def write_oci_archive(path: Path, reference: str, entrypoint: str, program: byte
         tar.addfile(info, io.BytesIO(program))
     layer_bytes = layer.getvalue()
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
-    config = json.dumps({
-        "architecture": arch, "os": "linux", "config": {"Entrypoint": [entrypoint]},
-        "rootfs": {"type": "layers", "diff_ids": [_digest(layer_bytes)]}}).encode()
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": _descriptor("application/vnd.oci.image.config.v1+json", config),
-        "layers": [_descriptor("application/vnd.oci.image.layer.v1.tar", layer_bytes)]}).encode()
-    index = {"schemaVersion": 2, "manifests": [{
-        **_descriptor("application/vnd.oci.image.manifest.v1+json", manifest),
-        "annotations": {"io.containerd.image.name": reference,
-                        "org.opencontainers.image.ref.name": reference.rsplit(":", 1)[1]}}]}
+    config = json.dumps(
+        {
+            "architecture": arch,
+            "os": "linux",
+            "config": {"Entrypoint": [entrypoint]},
+            "rootfs": {"type": "layers", "diff_ids": [_digest(layer_bytes)]},
+        }
+    ).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": _descriptor("application/vnd.oci.image.config.v1+json", config),
+            "layers": [_descriptor("application/vnd.oci.image.layer.v1.tar", layer_bytes)],
+        }
+    ).encode()
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                **_descriptor("application/vnd.oci.image.manifest.v1+json", manifest),
+                "annotations": {
+                    "io.containerd.image.name": reference,
+                    "org.opencontainers.image.ref.name": reference.rsplit(":", 1)[1],
+                },
+            }
+        ],
+    }
     with tarfile.open(path, mode="w") as tar:
-        for name, data in [("oci-layout", b'{"imageLayoutVersion": "1.0.0"}'),
-                           ("index.json", json.dumps(index).encode()),
-                           *[(f"blobs/sha256/{_digest(b).split(':')[1]}", b)
-                             for b in (layer_bytes, config, manifest)]]:
+        for name, data in [
+            ("oci-layout", b'{"imageLayoutVersion": "1.0.0"}'),
+            ("index.json", json.dumps(index).encode()),
+            *[(f"blobs/sha256/{_digest(b).split(':')[1]}", b) for b in (layer_bytes, config, manifest)],
+        ]:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))

@@ -49,8 +49,9 @@ class MachineError(RuntimeError):
 
 def node_root(build: bool = True) -> Path:
     """The cached root file system, built by `scripts/build-noderoot.sh` when missing."""
-    proc = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True,
-                          check=False, timeout=1800 if build else 60)
+    proc = subprocess.run(
+        ["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, check=False, timeout=1800 if build else 60
+    )
     if proc.returncode != 0:
         raise MachineError(f"building the node root failed:\n{proc.stderr[-4000:]}")
     return Path(proc.stdout.strip().splitlines()[-1])
@@ -74,8 +75,7 @@ def cgroup_hierarchies(mountinfo: str) -> list[Path]:
 def remove_cgroup_tree(top: Path) -> None:
     """rmdir a cgroup and the cgroups below it, deepest first; one still busy stays (the next
     cleanup retries)."""
-    for cgroup in sorted((p for p in top.rglob("*") if p.is_dir()),
-                         key=lambda p: len(p.parts), reverse=True) + [top]:
+    for cgroup in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True) + [top]:
         with contextlib.suppress(OSError):
             cgroup.rmdir()
 
@@ -84,10 +84,10 @@ def mount_overlay(lower: Sequence[Path], upper: Path, work: Path, target: Path) 
     """Mount an overlayfs of `lower` (topmost first) and `upper` at `target`. redirect_dir:
     renaming a directory of a lower layer (pg_rewind's fallback keeps the data directory aside
     that way) works as on a disk instead of failing with EXDEV."""
-    options = (f"lowerdir={':'.join(str(p) for p in lower)},upperdir={upper},workdir={work},"
-               "redirect_dir=on")
-    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(target)],
-                   check=True, capture_output=True, text=True)
+    options = f"lowerdir={':'.join(str(p) for p in lower)},upperdir={upper},workdir={work},redirect_dir=on"
+    subprocess.run(
+        ["mount", "-t", "overlay", "overlay", "-o", options, str(target)], check=True, capture_output=True, text=True
+    )
 
 
 @dataclass(frozen=True)
@@ -108,11 +108,18 @@ class MachineSpec:
 def nspawn_argv(spec: MachineSpec) -> list[str]:
     """The systemd-nspawn command line that boots `spec` (see the module docstring)."""
     argv = [
-        "systemd-nspawn", "--quiet", "--boot", "--register=no", "--keep-unit",
-        f"--machine={spec.machine}", f"--hostname={spec.name}",
+        "systemd-nspawn",
+        "--quiet",
+        "--boot",
+        "--register=no",
+        "--keep-unit",
+        f"--machine={spec.machine}",
+        f"--hostname={spec.name}",
         f"--directory={spec.directory / 'root'}",
         f"--network-namespace-path=/run/netns/{spec.netns}",
-        "--link-journal=no", "--resolv-conf=off", "--timezone=off",
+        "--link-journal=no",
+        "--resolv-conf=off",
+        "--timezone=off",
     ]
     argv += [f"--capability={cap}" for cap in spec.capabilities]
     argv += [f"--bind={bind}" for bind in spec.binds]
@@ -138,8 +145,7 @@ class Machine:
     # --- disk --------------------------------------------------------------------------
     def _mounted(self) -> bool:
         target = str(self.root.resolve())
-        return any(line.split()[4] == target
-                   for line in Path("/proc/self/mountinfo").read_text().splitlines())
+        return any(line.split()[4] == target for line in Path("/proc/self/mountinfo").read_text().splitlines())
 
     def attach_disk(self) -> None:
         """Mount the node's overlay (idempotent); its upper layer is the node's disk."""
@@ -147,8 +153,7 @@ class Machine:
             (self.spec.directory / sub).mkdir(parents=True, exist_ok=True)
         if self._mounted():
             return
-        mount_overlay(self.spec.lower, self.spec.directory / "upper",
-                      self.spec.directory / "work", self.root)
+        mount_overlay(self.spec.lower, self.spec.directory / "upper", self.spec.directory / "work", self.root)
         (self.root / "etc" / "hostname").write_text(self.spec.name + "\n")
 
     def detach_disk(self) -> None:
@@ -177,12 +182,14 @@ class Machine:
             return
         self.attach_disk()
         self._remove_cgroups()
-        self.launcher = spawn(f"machine-{self.spec.name}", nspawn_argv(self.spec),
-                              self.spec.directory / "boot.log",
-                              env=os.environ | {"SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"},
-                              before_exec=self._enter_cgroup)
-        (self.spec.directory / "launcher").write_text(
-            f"{self.launcher.pid} {self.launcher.start_time}\n")
+        self.launcher = spawn(
+            f"machine-{self.spec.name}",
+            nspawn_argv(self.spec),
+            self.spec.directory / "boot.log",
+            env=os.environ | {"SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"},
+            before_exec=self._enter_cgroup,
+        )
+        (self.spec.directory / "launcher").write_text(f"{self.launcher.pid} {self.launcher.start_time}\n")
 
     def _launcher(self) -> ManagedProcess | None:
         if self.launcher is None:
@@ -221,20 +228,22 @@ class Machine:
         state = "not started"
         while time.monotonic() < deadline:
             if not self.running():
-                raise MachineError(f"{self.spec.name} stopped while booting; see "
-                                   f"{self.spec.directory / 'boot.log'}")
+                raise MachineError(f"{self.spec.name} stopped while booting; see {self.spec.directory / 'boot.log'}")
             if self.init_pid() is not None:
                 proc = self.exec(["systemctl", "is-system-running"], check=False, timeout=10)
                 state = proc.stdout.strip() or proc.stderr.strip()
                 if state in BOOTED_STATES:
                     if state == "degraded":
-                        failed = self.exec(["systemctl", "--failed", "--no-legend", "--plain"],
-                                           check=False).stdout.strip()
+                        failed = self.exec(
+                            ["systemctl", "--failed", "--no-legend", "--plain"], check=False
+                        ).stdout.strip()
                         raise MachineError(f"{self.spec.name} booted degraded: {failed}")
                     return
             time.sleep(0.2)
-        raise MachineError(f"{self.spec.name} did not finish booting within {timeout:.0f}s "
-                           f"(systemd: {state}); see {self.spec.directory / 'boot.log'}")
+        raise MachineError(
+            f"{self.spec.name} did not finish booting within {timeout:.0f}s "
+            f"(systemd: {state}); see {self.spec.directory / 'boot.log'}"
+        )
 
     def boot(self, timeout: float = 90.0) -> None:
         self.power_on()
@@ -274,8 +283,7 @@ class Machine:
                 os.waitpid(launcher.pid, os.WNOHANG)
             if time.monotonic() > deadline:
                 terminate(launcher, 5)
-                raise MachineError(f"{self.spec.name}: systemd-nspawn did not exit within "
-                                   f"{timeout:.0f}s")
+                raise MachineError(f"{self.spec.name}: systemd-nspawn did not exit within {timeout:.0f}s")
             time.sleep(0.02)
 
     def destroy(self) -> None:
@@ -284,22 +292,30 @@ class Machine:
         self.detach_disk()
 
     # --- commands --------------------------------------------------------------------------
-    def exec(self, argv: Sequence[str], *, input: str | None = None, timeout: float = 60.0,
-             check: bool = True) -> subprocess.CompletedProcess[str]:
+    def exec(
+        self, argv: Sequence[str], *, input: str | None = None, timeout: float = 60.0, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         """Run `argv` in the node's namespaces with nsenter (the lab's hands on the node)."""
         pid = self.init_pid()
         if pid is None:
             raise MachineError(f"{self.spec.name} is not running")
         full = ["nsenter", "-t", str(pid), "-m", "-u", "-i", "-n", "-p", "--", *argv]
-        proc = subprocess.run(full, input=input, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        proc = subprocess.run(full, input=input, capture_output=True, text=True, timeout=timeout, check=False)
         if check and proc.returncode != 0:
-            raise MachineError(f"{self.spec.name}: {' '.join(argv)} exited {proc.returncode}: "
-                               f"{(proc.stderr or proc.stdout).strip()}")
+            raise MachineError(
+                f"{self.spec.name}: {' '.join(argv)} exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()}"
+            )
         return proc
 
-    def run(self, argv: Sequence[str], *, user: str | None = None, input: str | None = None,
-            timeout: float = 60.0, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        user: str | None = None,
+        input: str | None = None,
+        timeout: float = 60.0,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[str]:
         """Run `argv` as a transient unit of the node's systemd, confined like the node's own
         processes (seccomp, capabilities), and wait for it."""
         unit = ["systemd-run", "--wait", "--pipe", "--quiet", "--collect"]
@@ -323,8 +339,7 @@ class Machine:
                 for pid in pids:
                     with contextlib.suppress(OSError, StopIteration):
                         status = Path(f"/proc/{pid}/status").read_text()
-                        nspid = next(line.split()[-1] for line in status.splitlines()
-                                     if line.startswith("NSpid:"))
+                        nspid = next(line.split()[-1] for line in status.splitlines() if line.startswith("NSpid:"))
                         if int(nspid) == pid_in_node:
                             return int(pid)
         return None

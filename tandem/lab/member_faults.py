@@ -44,9 +44,12 @@ def inject(lab: LabCluster, node: str, kind: str, *, strict: bool = True) -> Hea
     member that is not there to break (no postmaster yet, the address not yet added) makes
     the fault a no-op instead of an error."""
     injectors: dict[str, Callable[[LabCluster, str], Heal]] = {
-        "postgres-kill": kill_postmaster, "postgres-hang": hang_postgres,
-        "vip-delete": delete_floating_ip, "mount-lost": unmount_data,
-        "drbd-demote": demote_drbd, "service-hang": hang_service,
+        "postgres-kill": kill_postmaster,
+        "postgres-hang": hang_postgres,
+        "vip-delete": delete_floating_ip,
+        "mount-lost": unmount_data,
+        "drbd-demote": demote_drbd,
+        "service-hang": hang_service,
     }
     try:
         return injectors[kind](lab, node)
@@ -104,8 +107,9 @@ def drbdadm(lab: LabCluster, node: str, *args: str) -> str:
     """drbdadm on `node`, driving the stand-in as the node's agent does: the stand-in of the
     tandem installed in the node (its path differs from this checkout's)."""
     machine = lab.machine(node)
-    drbdsetup = machine.exec([NODE_PYTHON, "-c", "from tandem.lab.drbdsim import control; "
-                              "print(control.DRBDSETUP)"]).stdout.strip()
+    drbdsetup = machine.exec(
+        [NODE_PYTHON, "-c", "from tandem.lab.drbdsim import control; print(control.DRBDSETUP)"]
+    ).stdout.strip()
     env = [f"{k}={v}" for k, v in control.lab_env(DRBD_STATE).items()]
     return machine.exec(["env", *env, "drbdadm", f"--drbdsetup={drbdsetup}", *args]).stdout
 
@@ -116,6 +120,7 @@ def _stop(pid: int) -> Heal:
     def heal() -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)
+
     return heal
 
 

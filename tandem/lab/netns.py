@@ -95,8 +95,7 @@ class LabNetwork:
         run_ip(["-n", host.namespace, "link", "set", "lo", "up"])
         self._plug(host.namespace, host.mgmt_host_veth, MGMT, self.mgmt_bridge, host.mgmt_address)
         if host.repl_host_veth and host.repl_address:
-            self._plug(host.namespace, host.repl_host_veth, REPL, self.repl_bridge,
-                       host.repl_address)
+            self._plug(host.namespace, host.repl_host_veth, REPL, self.repl_bridge, host.repl_address)
         return host
 
     def describe_host(self, name: str, index: int, replication: bool = True) -> LabHost:
@@ -105,7 +104,9 @@ class LabNetwork:
         if not 2 <= index <= 250:
             raise ValueError(f"host index must be within 2..250, got {index}")
         host = LabHost(
-            name, f"{self.prefix}-{name}", index,
+            name,
+            f"{self.prefix}-{name}",
+            index,
             f"198.18.{self.subnet}.{index}",
             f"198.19.{self.subnet}.{index}" if replication else None,
             f"{self.prefix}{index}{MGMT}",

@@ -35,22 +35,35 @@ NODE_SOCKET = "/run/tandem-lab/watchdog.sock"
 
 def save_spec(spec: MachineSpec, own: dict[str, str]) -> None:
     """Record the node's machine and its own addresses for the controller (another process)."""
-    raw = {"name": spec.name, "machine": spec.machine, "netns": spec.netns,
-           "directory": str(spec.directory), "lower": [str(p) for p in spec.lower],
-           "binds": list(spec.binds), "read_only_binds": list(spec.read_only_binds),
-           "capabilities": list(spec.capabilities), "options": list(spec.options),
-           "own": own}
+    raw = {
+        "name": spec.name,
+        "machine": spec.machine,
+        "netns": spec.netns,
+        "directory": str(spec.directory),
+        "lower": [str(p) for p in spec.lower],
+        "binds": list(spec.binds),
+        "read_only_binds": list(spec.read_only_binds),
+        "capabilities": list(spec.capabilities),
+        "options": list(spec.options),
+        "own": own,
+    }
     (spec.directory / SPEC_FILE).write_text(json.dumps(raw, indent=2))
 
 
 def load(directory: Path) -> tuple[Machine, dict[str, str]]:
     raw = json.loads((directory / SPEC_FILE).read_text())
     own = raw.pop("own")
-    spec = MachineSpec(name=raw["name"], machine=raw["machine"], netns=raw["netns"],
-                       directory=Path(raw["directory"]), lower=tuple(map(Path, raw["lower"])),
-                       binds=tuple(raw["binds"]), read_only_binds=tuple(raw["read_only_binds"]),
-                       capabilities=tuple(raw["capabilities"]),
-                       options=tuple(raw.get("options", ())))
+    spec = MachineSpec(
+        name=raw["name"],
+        machine=raw["machine"],
+        netns=raw["netns"],
+        directory=Path(raw["directory"]),
+        lower=tuple(map(Path, raw["lower"])),
+        binds=tuple(raw["binds"]),
+        read_only_binds=tuple(raw["read_only_binds"]),
+        capabilities=tuple(raw["capabilities"]),
+        options=tuple(raw.get("options", ())),
+    )
     return Machine(spec), own
 
 
@@ -103,8 +116,7 @@ class Controller:
                 self.handle(self.sock.recv(4096).decode(errors="replace"))
             now = time.monotonic()
             if self.fence_at is not None and now > self.fence_at:
-                self.fence(f"watchdog: no pet {now - self.fence_at:.3f}s past the agent's "
-                           "fence deadline")
+                self.fence(f"watchdog: no pet {now - self.fence_at:.3f}s past the agent's fence deadline")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,8 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--node-dir", type=Path, required=True)
     args = p.parse_args(argv)
     controller = Controller(args.node_dir)
-    logging.basicConfig(level="INFO",
-                        format=f"%(asctime)s power {controller.machine.spec.name} %(message)s")
+    logging.basicConfig(level="INFO", format=f"%(asctime)s power {controller.machine.spec.name} %(message)s")
 
     def stop(*_: object) -> None:
         controller.stopping = True

@@ -51,8 +51,13 @@ def spawn(
     the child between fork and exec (e.g. to enter a cgroup)."""
     with log.open("ab") as out:
         proc = subprocess.Popen(  # noqa: S603
-            list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=cwd, env=dict(env) if env is not None else None,
+            list(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
             preexec_fn=before_exec,  # noqa: PLW1509
         )
     start_time = None

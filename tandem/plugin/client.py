@@ -42,11 +42,11 @@ class PluginApi:
         custom = self.kube.custom
         with translated():
             if namespace is None:
-                listed = custom.list_cluster_custom_object(GROUP, VERSION, "haclusters",
-                                                           _request_timeout=TIMEOUT)
+                listed = custom.list_cluster_custom_object(GROUP, VERSION, "haclusters", _request_timeout=TIMEOUT)
             else:
-                listed = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "haclusters",
-                                                              _request_timeout=TIMEOUT)
+                listed = custom.list_namespaced_custom_object(
+                    GROUP, VERSION, namespace, "haclusters", _request_timeout=TIMEOUT
+                )
         items: list[dict[str, Any]] = cast(dict[str, Any], listed)["items"]
         return sorted(items, key=lambda i: (i["metadata"]["namespace"], i["metadata"]["name"]))
 
@@ -64,8 +64,16 @@ class PluginApi:
         object changed since it was read (Conflict)."""
         with translated():
             self.kube.custom.patch_namespaced_custom_object(
-                GROUP, VERSION, namespace, "haclusters", name, patch, field_manager=FIELD_MANAGER,
-                _content_type=MERGE_PATCH, _request_timeout=TIMEOUT)
+                GROUP,
+                VERSION,
+                namespace,
+                "haclusters",
+                name,
+                patch,
+                field_manager=FIELD_MANAGER,
+                _content_type=MERGE_PATCH,
+                _request_timeout=TIMEOUT,
+            )
 
 
 def connect(kubeconfig: str | None, context: str | None) -> tuple[PluginApi, str]:
@@ -75,14 +83,17 @@ def connect(kubeconfig: str | None, context: str | None) -> tuple[PluginApi, str
     path = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
     try:
         contexts, current = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
-            config_file=path)
+            config_file=path
+        )
     except (ConfigException, OSError, ValueError) as exc:
-        raise Stop(Outcome(USAGE, f"cannot read a kubeconfig from {path} ({exc}): pass "
-                           "--kubeconfig FILE or set KUBECONFIG")) from exc
+        raise Stop(
+            Outcome(USAGE, f"cannot read a kubeconfig from {path} ({exc}): pass --kubeconfig FILE or set KUBECONFIG")
+        ) from exc
     chosen = current if context is None else next((c for c in contexts if c["name"] == context), None)
     if chosen is None:
-        raise Stop(Outcome(USAGE, f"no context {context!r} in {path}; its contexts: "
-                           f"{listing(c['name'] for c in contexts)}"))
+        raise Stop(
+            Outcome(USAGE, f"no context {context!r} in {path}; its contexts: {listing(c['name'] for c in contexts)}")
+        )
     try:
         configuration = load_configuration(path, context=chosen["name"], persist_config=False)
     except (ConfigException, OSError, ValueError) as exc:
@@ -94,17 +105,27 @@ def connect(kubeconfig: str | None, context: str | None) -> tuple[PluginApi, str
 def api_failure(error: KubeError, server: str) -> Outcome:
     """An API error, or no answer, as the one line that names what is wrong and the fix."""
     if error.status is None:
-        return Outcome(UNREACHABLE, f"cannot reach the API server {server}: {error.message}; check "
-                       "that it is up and that the kubeconfig's context points at it (--context)")
+        return Outcome(
+            UNREACHABLE,
+            f"cannot reach the API server {server}: {error.message}; check "
+            "that it is up and that the kubeconfig's context points at it (--context)",
+        )
     if error.status == 401:
-        return Outcome(UNREACHABLE, f"{server} rejected the kubeconfig's credentials (401 "
-                       f"Unauthorized): log in again or pick another --context")
+        return Outcome(
+            UNREACHABLE,
+            f"{server} rejected the kubeconfig's credentials (401 "
+            f"Unauthorized): log in again or pick another --context",
+        )
     if isinstance(error, Forbidden):
-        return Outcome(UNREACHABLE, f"forbidden: {error.message}; ask for the RBAC in "
-                       "docs/kubectl-plugin.md#permissions")
+        return Outcome(
+            UNREACHABLE, f"forbidden: {error.message}; ask for the RBAC in docs/kubectl-plugin.md#permissions"
+        )
     if isinstance(error, NotFound) and "could not find the requested resource" in error.message:
-        return Outcome(UNREACHABLE, f"{server} does not serve tandem.dev HAClusters: install "
-                       "tandem's CRDs (kubectl apply -f crds/) or pick another --context")
+        return Outcome(
+            UNREACHABLE,
+            f"{server} does not serve tandem.dev HAClusters: install "
+            "tandem's CRDs (kubectl apply -f crds/) or pick another --context",
+        )
     if error.status in (409, 422):
         return Outcome(REFUSED, f"the API server refused the change ({error.status}): {error.message}")
     return Outcome(UNREACHABLE, f"{server} answered {error.status} {error.reason}: {error.message}")

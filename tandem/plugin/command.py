@@ -74,8 +74,11 @@ def _typed(name: str, body: dict[str, Any]) -> HACluster:
     try:
         return parse_cluster(body)
     except ValidationError as exc:
-        raise Stop(Outcome(REFUSED, f"HACluster {name}'s spec does not parse: {_first(exc)}; see "
-                           f"`kubectl get hac {name} -o yaml`")) from exc
+        raise Stop(
+            Outcome(
+                REFUSED, f"HACluster {name}'s spec does not parse: {_first(exc)}; see `kubectl get hac {name} -o yaml`"
+            )
+        ) from exc
 
 
 def _first(exc: ValidationError) -> str:
@@ -119,20 +122,32 @@ def run_switchover(api: client.PluginApi, namespace: str, args: argparse.Namespa
     if problem is not None:
         return problem
     request = rules.new_request_id()
-    api.patch_cluster(namespace, name, {"metadata": {"annotations": {
-        SWITCHOVER_ANNOTATION: node, SWITCHOVER_ID_ANNOTATION: request}}})
+    api.patch_cluster(
+        namespace, name, {"metadata": {"annotations": {SWITCHOVER_ANNOTATION: node, SWITCHOVER_ID_ANNOTATION: request}}}
+    )
     asked = f"asked the operator to move {name}'s primary to {node} (request {request})"
     if not args.wait:
         return Outcome(DONE, f"{asked}; follow it with `kubectl tandem status {name}`")
     print(asked, flush=True)
-    return _wait(api, namespace, name, args.timeout,
-                 result=lambda c: rules.switchover_result(name, c, request, node),
-                 timed_out=lambda c, seconds: rules.wait_timed_out(name, c, request, seconds))
+    return _wait(
+        api,
+        namespace,
+        name,
+        args.timeout,
+        result=lambda c: rules.switchover_result(name, c, request, node),
+        timed_out=lambda c, seconds: rules.wait_timed_out(name, c, request, seconds),
+    )
 
 
-def _wait(api: client.PluginApi, namespace: str, name: str, timeout: float | None, *,
-          result: Callable[[HACluster], Outcome | None],
-          timed_out: Callable[[HACluster, float], Outcome]) -> Outcome:
+def _wait(
+    api: client.PluginApi,
+    namespace: str,
+    name: str,
+    timeout: float | None,
+    *,
+    result: Callable[[HACluster], Outcome | None],
+    timed_out: Callable[[HACluster, float], Outcome],
+) -> Outcome:
     """Read the HACluster every POLL_SECONDS until `result` says how the request ended."""
     seconds = WAIT_SECONDS if timeout is None else timeout
     deadline = time.monotonic() + seconds
@@ -151,9 +166,12 @@ def run_failover(api: client.PluginApi, namespace: str, args: argparse.Namespace
     """Print what forcing NODE may lose; only with --accept-data-loss ask for it."""
     name, node = args.cluster, args.to
     if not args.force:
-        return Outcome(USAGE, "failover only forces a node that no rule lets take over: add "
-                       "--force (an eligible standby takes over by itself; to move a running "
-                       f"primary use `{PROG} switchover {name} --to {node}`)")
+        return Outcome(
+            USAGE,
+            "failover only forces a node that no rule lets take over: add "
+            "--force (an eligible standby takes over by itself; to move a running "
+            f"primary use `{PROG} switchover {name} --to {node}`)",
+        )
     if args.timeout is not None and not args.wait:
         return Outcome(USAGE, "--timeout only applies with --wait")
     cluster = _typed(name, _read(api, namespace, name))
@@ -164,50 +182,78 @@ def run_failover(api: client.PluginApi, namespace: str, args: argparse.Namespace
     for line in rules.loss_screen(name, cluster, lease, node, now()):
         print(clean(line))
     if not args.accept_data_loss:
-        return Outcome(REFUSED, f"nothing changed: to force {node} and lose what is listed above, "
-                       "add --accept-data-loss")
+        return Outcome(
+            REFUSED, f"nothing changed: to force {node} and lose what is listed above, add --accept-data-loss"
+        )
     request = rules.new_request_id()
-    api.patch_cluster(namespace, name, {"metadata": {"annotations": {
-        FORCE_FAILOVER_ANNOTATION: node, FORCE_FAILOVER_ID_ANNOTATION: request,
-        ACCEPT_DATA_LOSS_ANNOTATION: "true"}}})
+    api.patch_cluster(
+        namespace,
+        name,
+        {
+            "metadata": {
+                "annotations": {
+                    FORCE_FAILOVER_ANNOTATION: node,
+                    FORCE_FAILOVER_ID_ANNOTATION: request,
+                    ACCEPT_DATA_LOSS_ANNOTATION: "true",
+                }
+            }
+        },
+    )
     asked = f"asked for a forced failover of {name} to {node}, data loss accepted (request {request})"
     if not args.wait:
         return Outcome(DONE, f"{asked}; follow it with `kubectl tandem status {name}`")
     print(asked, flush=True)
-    return _wait(api, namespace, name, args.timeout,
-                 result=lambda c: rules.failover_result(name, c, request, node),
-                 timed_out=lambda c, seconds: rules.failover_timed_out(name, c, request, seconds))
+    return _wait(
+        api,
+        namespace,
+        name,
+        args.timeout,
+        result=lambda c: rules.failover_result(name, c, request, node),
+        timed_out=lambda c, seconds: rules.failover_timed_out(name, c, request, seconds),
+    )
 
 
-def _set_standby(api: client.PluginApi, namespace: str, name: str, node: str,
-                 standby: bool) -> Outcome:
+def _set_standby(api: client.PluginApi, namespace: str, name: str, node: str, standby: bool) -> Outcome:
     """Add or remove `node` in spec.standbyNodes: the list computed from a fresh read, written
     only if the object has not changed since (its resourceVersion), read again if it has."""
     for _ in range(CONFLICT_RETRIES):
         body = _read(api, namespace, name)
         cluster = _typed(name, body)
-        problem = rules.standby_problem(name, cluster, node) if standby \
-            else rules.node_problem(name, cluster, node)
+        problem = rules.standby_problem(name, cluster, node) if standby else rules.node_problem(name, cluster, node)
         if problem is not None:
             return problem
         wanted = rules.standby_nodes_after(cluster, node, standby)
         if wanted == list(cluster.spec.standby_nodes):
             return Outcome(DONE, f"{node} is already {'in standby' if standby else 'online'} in {name}")
         try:
-            api.patch_cluster(namespace, name, {
-                "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
-                "spec": {"standbyNodes": wanted}})
+            api.patch_cluster(
+                namespace,
+                name,
+                {
+                    "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
+                    "spec": {"standbyNodes": wanted},
+                },
+            )
         except Conflict:
             continue
         if not standby:
-            return Outcome(DONE, f"{node} is online in {name}: it may take the Lease again (no "
-                           "failover back unless asked)")
+            return Outcome(
+                DONE, f"{node} is online in {name}: it may take the Lease again (no failover back unless asked)"
+            )
         holds = cluster.status is not None and cluster.status.primary == node
-        return Outcome(DONE, f"{node} is in standby in {name}" + (
-            ": it is the primary, so it tears down and releases the Lease for another node"
-            if holds else ": it will not take the Lease"))
-    return Outcome(REFUSED, f"HACluster {name} kept changing while {node} was being set "
-                   f"{'in standby' if standby else 'online'}: try again")
+        return Outcome(
+            DONE,
+            f"{node} is in standby in {name}"
+            + (
+                ": it is the primary, so it tears down and releases the Lease for another node"
+                if holds
+                else ": it will not take the Lease"
+            ),
+        )
+    return Outcome(
+        REFUSED,
+        f"HACluster {name} kept changing while {node} was being set {'in standby' if standby else 'online'}: try again",
+    )
 
 
 def run_standby(api: client.PluginApi, namespace: str, args: argparse.Namespace) -> Outcome:
@@ -215,8 +261,7 @@ def run_standby(api: client.PluginApi, namespace: str, args: argparse.Namespace)
     if args.cluster:
         names = [args.cluster]
     else:
-        clusters = {c["metadata"]["name"]: _typed(c["metadata"]["name"], c)
-                    for c in api.clusters(namespace)}
+        clusters = {c["metadata"]["name"]: _typed(c["metadata"]["name"], c) for c in api.clusters(namespace)}
         names = rules.clusters_with_node(clusters, args.node, namespace)
     outcomes = [_set_standby(api, namespace, name, args.node, standby) for name in names]
     for outcome in outcomes:
@@ -231,8 +276,11 @@ def run_pause(api: client.PluginApi, namespace: str, args: argparse.Namespace) -
         return Outcome(DONE, f"{name} is already {'paused' if paused else 'running (not paused)'}")
     api.patch_cluster(namespace, name, {"spec": {"paused": paused}})
     if paused:
-        return Outcome(DONE, f"{name} is paused: the agents neither bring up, tear down, repair "
-                       f"nor fail over anything of it until `kubectl tandem resume {name}`")
+        return Outcome(
+            DONE,
+            f"{name} is paused: the agents neither bring up, tear down, repair "
+            f"nor fail over anything of it until `kubectl tandem resume {name}`",
+        )
     return Outcome(DONE, f"{name} resumed: the agents adopt what runs and act on it again")
 
 
@@ -241,8 +289,7 @@ def run_cleanup(api: client.PluginApi, namespace: str, args: argparse.Namespace)
     _read(api, namespace, name)
     request = rules.new_request_id()
     api.patch_cluster(namespace, name, {"metadata": {"annotations": {CLEANUP_ANNOTATION: request}}})
-    return Outcome(DONE, f"asked the agents of {name} to forget its failures and restart back-off "
-                   f"(cleanup {request})")
+    return Outcome(DONE, f"asked the agents of {name} to forget its failures and restart back-off (cleanup {request})")
 
 
 # --- arguments ------------------------------------------------------------------------------
@@ -283,85 +330,134 @@ def _seconds(value: str) -> float:
 def _connection_options(parser: Parser, default: Any) -> None:
     """--kubeconfig, --context and -n, before the command (default None) and after it
     (SUPPRESS: a command's parser keeps what was given before it), as kubectl takes them."""
-    parser.add_argument("--kubeconfig", default=default, metavar="FILE",
-                        help="kubeconfig to use (default: $KUBECONFIG, else ~/.kube/config)")
-    parser.add_argument("--context", default=default,
-                        help="kubeconfig context (default: its current context)")
-    parser.add_argument("-n", "--namespace", type=namespace_name, default=default,
-                        help="namespace of the HAClusters (default: the context's, else default)")
+    parser.add_argument(
+        "--kubeconfig",
+        default=default,
+        metavar="FILE",
+        help="kubeconfig to use (default: $KUBECONFIG, else ~/.kube/config)",
+    )
+    parser.add_argument("--context", default=default, help="kubeconfig context (default: its current context)")
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        type=namespace_name,
+        default=default,
+        help="namespace of the HAClusters (default: the context's, else default)",
+    )
 
 
 def build_parser() -> Parser:
-    parser = Parser(prog=PROG, epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
-                    description="Pacemaker's crm_mon and crm commands for tandem's HAClusters "
-                    "(docs/kubectl-plugin.md).")
+    parser = Parser(
+        prog=PROG,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Pacemaker's crm_mon and crm commands for tandem's HAClusters (docs/kubectl-plugin.md).",
+    )
     _connection_options(parser, None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, run: Callable[..., Outcome], summary: str, example: str) -> Parser:
         found: Parser = sub.add_parser(
-            name, help=summary, description=summary, epilog=f"example:\n  "
-            f"{example}\n\n{EXIT_CODES}", formatter_class=argparse.RawDescriptionHelpFormatter)
+            name,
+            help=summary,
+            description=summary,
+            epilog=f"example:\n  {example}\n\n{EXIT_CODES}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         _connection_options(found, argparse.SUPPRESS)
         found.set_defaults(run=run)
         return found
 
-    status = command("status", run_status, "show HAClusters like crm_mon -1: nodes, Lease, "
-                     "resources, PostgreSQL, DRBD, floating IPs, failovers, conditions",
-                     "kubectl tandem status mail -n mail")
-    status.add_argument("cluster", nargs="?", type=cluster_name, metavar="CLUSTER",
-                        help="one HACluster (default: every HACluster of the namespace)")
-    status.add_argument("-A", "--all-namespaces", action="store_true",
-                        help="every HACluster of every namespace")
+    status = command(
+        "status",
+        run_status,
+        "show HAClusters like crm_mon -1: nodes, Lease, "
+        "resources, PostgreSQL, DRBD, floating IPs, failovers, conditions",
+        "kubectl tandem status mail -n mail",
+    )
+    status.add_argument(
+        "cluster",
+        nargs="?",
+        type=cluster_name,
+        metavar="CLUSTER",
+        help="one HACluster (default: every HACluster of the namespace)",
+    )
+    status.add_argument("-A", "--all-namespaces", action="store_true", help="every HACluster of every namespace")
 
-    switchover = command("switchover", run_switchover, "move the primary to NODE (a planned "
-                         "switchover, like crm resource move)",
-                         "kubectl tandem switchover mail --to mail2 --wait")
+    switchover = command(
+        "switchover",
+        run_switchover,
+        "move the primary to NODE (a planned switchover, like crm resource move)",
+        "kubectl tandem switchover mail --to mail2 --wait",
+    )
     switchover.add_argument("cluster", type=cluster_name, metavar="CLUSTER", help="the HACluster")
-    switchover.add_argument("--to", required=True, type=node_name, metavar="NODE",
-                            help="the node to become primary")
-    switchover.add_argument("--wait", action="store_true",
-                            help="wait until NODE is primary, or the operator refuses")
-    switchover.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
-                            help=f"with --wait: give up after this long (default {WAIT_SECONDS:g})")
+    switchover.add_argument("--to", required=True, type=node_name, metavar="NODE", help="the node to become primary")
+    switchover.add_argument("--wait", action="store_true", help="wait until NODE is primary, or the operator refuses")
+    switchover.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help=f"with --wait: give up after this long (default {WAIT_SECONDS:g})",
+    )
 
-    failover = command("failover", run_failover, "force NODE to be primary when no standby "
-                       "may take over by itself (the primary is gone and NODE may lack data): "
-                       "prints what may be lost; acts only with --accept-data-loss",
-                       "kubectl tandem failover mail --to mail2 --force --accept-data-loss --wait")
+    failover = command(
+        "failover",
+        run_failover,
+        "force NODE to be primary when no standby "
+        "may take over by itself (the primary is gone and NODE may lack data): "
+        "prints what may be lost; acts only with --accept-data-loss",
+        "kubectl tandem failover mail --to mail2 --force --accept-data-loss --wait",
+    )
     failover.add_argument("cluster", type=cluster_name, metavar="CLUSTER", help="the HACluster")
-    failover.add_argument("--to", required=True, type=node_name, metavar="NODE",
-                          help="the node to become primary")
-    failover.add_argument("--force", action="store_true",
-                          help="required: override the rules that protect acknowledged writes")
-    failover.add_argument("--accept-data-loss", action="store_true",
-                          help="write the request; without it nothing changes")
-    failover.add_argument("--wait", action="store_true",
-                          help="wait until the request is Completed or Refused")
-    failover.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
-                          help=f"with --wait: give up after this long (default {WAIT_SECONDS:g})")
+    failover.add_argument("--to", required=True, type=node_name, metavar="NODE", help="the node to become primary")
+    failover.add_argument(
+        "--force", action="store_true", help="required: override the rules that protect acknowledged writes"
+    )
+    failover.add_argument(
+        "--accept-data-loss", action="store_true", help="write the request; without it nothing changes"
+    )
+    failover.add_argument("--wait", action="store_true", help="wait until the request is Completed or Refused")
+    failover.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help=f"with --wait: give up after this long (default {WAIT_SECONDS:g})",
+    )
 
     for name, summary, example in (
-        ("standby", "put NODE in standby (spec.standbyNodes), like crm node standby: it never "
-         "takes the Lease, and gives it up if it holds it", "kubectl tandem standby mail1"),
+        (
+            "standby",
+            "put NODE in standby (spec.standbyNodes), like crm node standby: it never "
+            "takes the Lease, and gives it up if it holds it",
+            "kubectl tandem standby mail1",
+        ),
         ("online", "take NODE out of standby, like crm node online", "kubectl tandem online mail1"),
     ):
         node = command(name, run_standby, summary, example)
         node.add_argument("node", type=node_name, metavar="NODE", help="a node of spec.nodes")
-        node.add_argument("cluster", nargs="?", type=cluster_name, metavar="CLUSTER",
-                          help="one HACluster (default: every HACluster of the namespace that "
-                          "lists NODE in spec.nodes)")
+        node.add_argument(
+            "cluster",
+            nargs="?",
+            type=cluster_name,
+            metavar="CLUSTER",
+            help="one HACluster (default: every HACluster of the namespace that lists NODE in spec.nodes)",
+        )
 
     for name, summary in (
-        ("pause", "maintenance mode (spec.paused): the agents leave the cluster's resources "
-         "as they are, like crm configure property maintenance-mode=true"),
+        (
+            "pause",
+            "maintenance mode (spec.paused): the agents leave the cluster's resources "
+            "as they are, like crm configure property maintenance-mode=true",
+        ),
         ("resume", "end maintenance mode: the agents adopt what runs and act again"),
-        ("cleanup", "make the agents forget the cluster's failures and restart back-off, like "
-         "crm resource cleanup"),
+        ("cleanup", "make the agents forget the cluster's failures and restart back-off, like crm resource cleanup"),
     ):
         run = run_cleanup if name == "cleanup" else run_pause
         command(name, run, summary, f"kubectl tandem {name} mail").add_argument(
-            "cluster", type=cluster_name, metavar="CLUSTER", help="the HACluster")
+            "cluster", type=cluster_name, metavar="CLUSTER", help="the HACluster"
+        )
     return parser
 
 

@@ -53,8 +53,11 @@ def listing(names: Iterable[str]) -> str:
 
 
 def unknown_cluster(name: str, namespace: str, known: Iterable[str]) -> Outcome:
-    return Outcome(USAGE, f"no HACluster {name!r} in namespace {namespace}; its HAClusters: "
-                   f"{listing(sorted(known))} (or pick another namespace with -n)")
+    return Outcome(
+        USAGE,
+        f"no HACluster {name!r} in namespace {namespace}; its HAClusters: "
+        f"{listing(sorted(known))} (or pick another namespace with -n)",
+    )
 
 
 def node_problem(name: str, cluster: HACluster, node: str) -> Outcome | None:
@@ -65,39 +68,45 @@ def node_problem(name: str, cluster: HACluster, node: str) -> Outcome | None:
     return Outcome(USAGE, f"{node} is not a node of HACluster {name}; its spec.nodes: {listing(nodes)}")
 
 
-def switchover_problem(name: str, cluster: HACluster, lease: LeaseRecord | None, node: str,
-                       now: datetime) -> Outcome | None:
+def switchover_problem(
+    name: str, cluster: HACluster, lease: LeaseRecord | None, node: str, now: datetime
+) -> Outcome | None:
     """Why `node` should not be asked to take HACluster `name` over (None: ask it), or that
     it already has (an Outcome with code DONE)."""
     unknown = node_problem(name, cluster, node)
     if unknown is not None:
         return unknown
     if lease is not None and lease.holder == node:
-        return Outcome(DONE, f"{node} already holds the Lease of {name} (epoch {lease.epoch}): "
-                       "nothing to do")
+        return Outcome(DONE, f"{node} already holds the Lease of {name} (epoch {lease.epoch}): nothing to do")
     spec, status = cluster.spec, cluster.status or HAClusterStatus()
     if spec.paused:
-        return Outcome(REFUSED, f"HACluster {name} is paused: nothing moves until "
-                       f"`kubectl tandem resume {name}`")
+        return Outcome(REFUSED, f"HACluster {name} is paused: nothing moves until `kubectl tandem resume {name}`")
     if status.switchover is not None and status.switchover.phase == "Pending":
-        return Outcome(REFUSED, f"a switchover of {name} to {status.switchover.target} is in "
-                       f"progress: wait for it (`kubectl tandem status {name}`), then ask again")
+        return Outcome(
+            REFUSED,
+            f"a switchover of {name} to {status.switchover.target} is in "
+            f"progress: wait for it (`kubectl tandem status {name}`), then ask again",
+        )
     if node in spec.standby_nodes:
-        return Outcome(REFUSED, f"{node} is in standby (spec.standbyNodes of {name}): "
-                       f"`kubectl tandem online {node} {name}` first")
+        return Outcome(
+            REFUSED, f"{node} is in standby (spec.standbyNodes of {name}): `kubectl tandem online {node} {name}` first"
+        )
     report = next((r for r in status.nodes if r.name == node), None)
     if report is None or report.heartbeat_time is None:
         return Outcome(REFUSED, f"{node} has not reported for {name}: is its agent running?")
     if now - report.heartbeat_time > stale_after(cluster):
-        return Outcome(REFUSED, f"{node}'s last report for {name} is from "
-                       f"{report.heartbeat_time:%Y-%m-%d %H:%M:%S}Z: is its agent running?")
+        return Outcome(
+            REFUSED,
+            f"{node}'s last report for {name} is from "
+            f"{report.heartbeat_time:%Y-%m-%d %H:%M:%S}Z: is its agent running?",
+        )
     # The Lease is the authority on NotSynchronous; the node's own verdict may trail it.
     listed = lease.sync_standbys if lease is not None else None
-    trailing = report.ineligible_reason is IneligibleReason.NOT_SYNCHRONOUS \
-        and node in (listed or ())
+    trailing = report.ineligible_reason is IneligibleReason.NOT_SYNCHRONOUS and node in (listed or ())
     if report.eligible is not True and not trailing:
-        why = report.why_ineligible or ("its agent has not said whether it may"
-                                        if report.eligible is None else "no reason given")
+        why = report.why_ineligible or (
+            "its agent has not said whether it may" if report.eligible is None else "no reason given"
+        )
         return Outcome(REFUSED, f"{node} may not take over {name}: {why}")
     return None
 
@@ -110,9 +119,12 @@ def standby_problem(name: str, cluster: HACluster, node: str) -> Outcome | None:
     spec = cluster.spec
     others = [n.name for n in spec.nodes if n.name != node and n.name not in spec.standby_nodes]
     if not others:
-        return Outcome(REFUSED, f"putting {node} in standby would leave no node of {name} able to "
-                       f"be primary (in standby: {listing(spec.standby_nodes)}): bring one online "
-                       "first")
+        return Outcome(
+            REFUSED,
+            f"putting {node} in standby would leave no node of {name} able to "
+            f"be primary (in standby: {listing(spec.standby_nodes)}): bring one online "
+            "first",
+        )
     return None
 
 
@@ -128,8 +140,13 @@ def clusters_with_node(clusters: Mapping[str, HACluster], node: str, namespace: 
     """The HAClusters whose spec.nodes lists `node`, as `crm node standby` acts on its cluster."""
     found = sorted(name for name, c in clusters.items() if any(n.name == node for n in c.spec.nodes))
     if not found:
-        raise Stop(Outcome(USAGE, f"no HACluster in namespace {namespace} lists node {node} in "
-                           f"spec.nodes; its HAClusters: {listing(sorted(clusters))}"))
+        raise Stop(
+            Outcome(
+                USAGE,
+                f"no HACluster in namespace {namespace} lists node {node} in "
+                f"spec.nodes; its HAClusters: {listing(sorted(clusters))}",
+            )
+        )
     return found
 
 
@@ -140,12 +157,17 @@ def switchover_result(name: str, cluster: HACluster, request_id: str, node: str)
     if switchover is None or switchover.request_id != request_id:
         return None
     if switchover.phase == "Refused":
-        return Outcome(REFUSED, f"the operator refused the switchover of {name} to {node}: "
-                       f"{switchover.reason}: {switchover.message}")
+        return Outcome(
+            REFUSED,
+            f"the operator refused the switchover of {name} to {node}: {switchover.reason}: {switchover.message}",
+        )
     if switchover.phase == "Completed" and status.primary == node:
         last = status.last_failover
-        took = f" in {human_duration(last.duration_ms)}" \
-            if last is not None and last.to_node == node and last.duration_ms is not None else ""
+        took = (
+            f" in {human_duration(last.duration_ms)}"
+            if last is not None and last.to_node == node and last.duration_ms is not None
+            else ""
+        )
         return Outcome(DONE, f"{node} is the primary of {name} (epoch {status.epoch}){took}")
     return None
 
@@ -154,48 +176,57 @@ def wait_timed_out(name: str, cluster: HACluster, request_id: str, seconds: floa
     """What a wait that ran out says: whether the operator has taken the request up at all."""
     switchover = (cluster.status or HAClusterStatus()).switchover
     if switchover is None or switchover.request_id != request_id:
-        return Outcome(TIMED_OUT, f"timed out after {seconds:g} s: the operator has not taken "
-                       f"request {request_id} up (is it running?); the request stands")
+        return Outcome(
+            TIMED_OUT,
+            f"timed out after {seconds:g} s: the operator has not taken "
+            f"request {request_id} up (is it running?); the request stands",
+        )
     said = f" ({switchover.reason}: {switchover.message})" if switchover.message else ""
-    return Outcome(TIMED_OUT, f"timed out after {seconds:g} s: the switchover of {name} to "
-                   f"{switchover.target} is {switchover.phase}{said}; follow it with "
-                   f"`kubectl tandem status {name}`")
+    return Outcome(
+        TIMED_OUT,
+        f"timed out after {seconds:g} s: the switchover of {name} to "
+        f"{switchover.target} is {switchover.phase}{said}; follow it with "
+        f"`kubectl tandem status {name}`",
+    )
 
 
 # --- forced failover ----------------------------------------------------------------------------
 
 
-def failover_problem(name: str, cluster: HACluster, lease: LeaseRecord | None,
-                     node: str) -> Outcome | None:
+def failover_problem(name: str, cluster: HACluster, lease: LeaseRecord | None, node: str) -> Outcome | None:
     """Why a forced failover of HACluster `name` to `node` cannot be asked for (None: it can),
     or that `node` already is primary (code DONE). The operator and the agent check again."""
     unknown = node_problem(name, cluster, node)
     if unknown is not None:
         return unknown
     if lease is not None and lease.holder == node:
-        return Outcome(DONE, f"{node} already holds the Lease of {name} (epoch {lease.epoch}): "
-                       "nothing to force")
+        return Outcome(DONE, f"{node} already holds the Lease of {name} (epoch {lease.epoch}): nothing to force")
     spec, status = cluster.spec, cluster.status or HAClusterStatus()
     if spec.paused:
-        return Outcome(REFUSED, f"HACluster {name} is paused: nothing moves, forced or not, until "
-                       f"`kubectl tandem resume {name}`")
+        return Outcome(
+            REFUSED, f"HACluster {name} is paused: nothing moves, forced or not, until `kubectl tandem resume {name}`"
+        )
     if node in spec.standby_nodes:
-        return Outcome(REFUSED, f"{node} is in standby (spec.standbyNodes of {name}): "
-                       f"`kubectl tandem online {node} {name}` first")
+        return Outcome(
+            REFUSED, f"{node} is in standby (spec.standbyNodes of {name}): `kubectl tandem online {node} {name}` first"
+        )
     forced = status.forced_failover
     if forced is not None and forced.phase == "Pending":
-        return Outcome(REFUSED, f"a forced failover of {name} to {forced.target} is in progress "
-                       f"(request {forced.request_id}): wait for it (`kubectl tandem status "
-                       f"{name}`)")
+        return Outcome(
+            REFUSED,
+            f"a forced failover of {name} to {forced.target} is in progress "
+            f"(request {forced.request_id}): wait for it (`kubectl tandem status "
+            f"{name}`)",
+        )
     report = next((r for r in status.nodes if r.name == node), None)
     if report is not None and report.ineligible_reason is IneligibleReason.INVALID_SPEC:
-        return Outcome(REFUSED, f"{node} refuses the spec of {name} and runs none of its chain: "
-                       f"{report.ineligible_message}")
+        return Outcome(
+            REFUSED, f"{node} refuses the spec of {name} and runs none of its chain: {report.ineligible_message}"
+        )
     return None
 
 
-def loss_screen(name: str, cluster: HACluster, lease: LeaseRecord | None, node: str,
-                now: datetime) -> list[str]:
+def loss_screen(name: str, cluster: HACluster, lease: LeaseRecord | None, node: str, now: datetime) -> list[str]:
     """What a forced failover to `node` may lose (operator's `loss_report`), and whether a
     safer way exists: a switchover (the holder alive, `node` fit) or waiting (`node` eligible,
     so it takes over by itself once the Lease expires)."""
@@ -206,13 +237,16 @@ def loss_screen(name: str, cluster: HACluster, lease: LeaseRecord | None, node: 
     renewed = renewal_age(cluster, lease, now)
     alive = renewed is not None and renewed[0] < renewed[1]
     if alive and switchover_problem(name, cluster, lease, node, now) is None:
-        lines.append(f"{node} is fit for a switchover: if {holder} is alive, `kubectl tandem "
-                     f"switchover {name} --to {node}` moves the primary without losing anything")
+        lines.append(
+            f"{node} is fit for a switchover: if {holder} is alive, `kubectl tandem "
+            f"switchover {name} --to {node}` moves the primary without losing anything"
+        )
     elif report is not None and report.eligible is True:
-        lines.append(f"{node} is eligible: once the Lease is free or expires it takes over by "
-                     "itself, without force")
-    lines.append(f"A forced failover makes {node} primary with the data it has: what it lacks "
-                 f"is lost, and the old primary, if it returns, is resynced from {node}.")
+        lines.append(f"{node} is eligible: once the Lease is free or expires it takes over by itself, without force")
+    lines.append(
+        f"A forced failover makes {node} primary with the data it has: what it lacks "
+        f"is lost, and the old primary, if it returns, is resynced from {node}."
+    )
     return lines
 
 
@@ -222,17 +256,23 @@ def failover_result(name: str, cluster: HACluster, request_id: str, node: str) -
     if forced is None or forced.request_id != request_id or forced.phase == "Pending":
         return None
     if forced.phase == "Refused":
-        return Outcome(REFUSED, f"the forced failover of {name} to {node} was refused: "
-                       f"{forced.reason}: {forced.message}")
+        return Outcome(
+            REFUSED, f"the forced failover of {name} to {node} was refused: {forced.reason}: {forced.message}"
+        )
     return Outcome(DONE, forced.message)
 
 
-def failover_timed_out(name: str, cluster: HACluster, request_id: str,
-                       seconds: float) -> Outcome:
+def failover_timed_out(name: str, cluster: HACluster, request_id: str, seconds: float) -> Outcome:
     forced = (cluster.status or HAClusterStatus()).forced_failover
     if forced is None or forced.request_id != request_id:
-        return Outcome(TIMED_OUT, f"timed out after {seconds:g} s: the operator has not taken "
-                       f"request {request_id} up (is it running?); the request stands")
-    return Outcome(TIMED_OUT, f"timed out after {seconds:g} s: the forced failover of {name} is "
-                   f"{forced.phase} ({forced.message}); follow it with `kubectl tandem status "
-                   f"{name}`")
+        return Outcome(
+            TIMED_OUT,
+            f"timed out after {seconds:g} s: the operator has not taken "
+            f"request {request_id} up (is it running?); the request stands",
+        )
+    return Outcome(
+        TIMED_OUT,
+        f"timed out after {seconds:g} s: the forced failover of {name} is "
+        f"{forced.phase} ({forced.message}); follow it with `kubectl tandem status "
+        f"{name}`",
+    )

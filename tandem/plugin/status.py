@@ -39,20 +39,29 @@ class ClusterView:
     floating_ips: Mapping[str, FloatingIP]
 
 
-def cluster_view(body: dict[str, Any], lease: LeaseRecord | None, volumes: Mapping[str, DRBDVolume],
-                 floating_ips: Mapping[str, FloatingIP]) -> ClusterView:
+def cluster_view(
+    body: dict[str, Any],
+    lease: LeaseRecord | None,
+    volumes: Mapping[str, DRBDVolume],
+    floating_ips: Mapping[str, FloatingIP],
+) -> ClusterView:
     """The view of a raw HACluster; raises pydantic's ValidationError if its spec does not parse
     (a node report that does not is dropped, as the operator drops it)."""
     meta = body.get("metadata") or {}
-    return ClusterView(name=meta.get("name", ""), namespace=meta.get("namespace", ""),
-                       cluster=parse_cluster(body), annotations=meta.get("annotations") or {},
-                       lease=lease, volumes=volumes, floating_ips=floating_ips)
+    return ClusterView(
+        name=meta.get("name", ""),
+        namespace=meta.get("namespace", ""),
+        cluster=parse_cluster(body),
+        annotations=meta.get("annotations") or {},
+        lease=lease,
+        volumes=volumes,
+        floating_ips=floating_ips,
+    )
 
 
 def clean(text: object) -> str:
     """`text` on one line with its control characters (newline, escape, ...) spelled out."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                   for c in str(text))
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
 
 
 def ago(then: datetime | None, now: datetime) -> str:
@@ -65,13 +74,11 @@ def ago(then: datetime | None, now: datetime) -> str:
     return f"{seconds}s ago"
 
 
-
 def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     """Rows under a header, columns aligned, every cell cleaned."""
     cells = [[clean(c) for c in row] for row in [header, *rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    return ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-            for row in cells]
+    return ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
 
 
 def render(view: ClusterView, now: datetime) -> str:
@@ -80,8 +87,11 @@ def render(view: ClusterView, now: datetime) -> str:
     reports = {r.name: r for r in status.nodes}
     lines = _summary(view, status, now)
     lines += ["", "Nodes:", *_nodes(view, reports, now)]
-    lines += ["", "Resources (monitors run on the primary; services show their unit too):",
-              *_resources(view, reports, now)]
+    lines += [
+        "",
+        "Resources (monitors run on the primary; services show their unit too):",
+        *_resources(view, reports, now),
+    ]
     if view.cluster.spec.chain.postgres is not None:
         lines += ["", "PostgreSQL:", *_postgres(view, reports)]
     if view.cluster.spec.chain.volumes:
@@ -99,8 +109,10 @@ def _summary(view: ClusterView, status: HAClusterStatus, now: datetime) -> list[
     state = f"{ready.reason} (Ready={ready.status})" if ready else "not reconciled yet (no Ready condition)"
     lines = [clean(f"HACluster {view.name} in namespace {view.namespace}: {state}")]
     if spec.paused:
-        lines.append("  PAUSED (spec.paused): the agents neither bring up, tear down, repair nor "
-                     f"fail over anything; `kubectl tandem resume {clean(view.name)}` to resume")
+        lines.append(
+            "  PAUSED (spec.paused): the agents neither bring up, tear down, repair nor "
+            f"fail over anything; `kubectl tandem resume {clean(view.name)}` to resume"
+        )
     lease = view.lease
     name = clean(lease_name(view.name))
     if lease is None:
@@ -108,12 +120,17 @@ def _summary(view: ClusterView, status: HAClusterStatus, now: datetime) -> list[
     elif lease.holder is None:
         lines.append(f"  Lease {name}: held by nobody, epoch {lease.epoch}")
     else:
-        lines.append(clean(f"  Lease {name}: held by {lease.holder}, epoch {lease.epoch}, "
-                           f"renewed {ago(lease.renew_time, now)}"))
+        lines.append(
+            clean(f"  Lease {name}: held by {lease.holder}, epoch {lease.epoch}, renewed {ago(lease.renew_time, now)}")
+        )
     if lease is not None and lease.sync_standbys is not None:
         lines.append(clean(f"  Synchronous standbys (on the Lease): {', '.join(lease.sync_standbys) or 'none'}"))
-    lines.append(clean(f"  Primary (status): {status.primary or 'none'}, epoch {status.epoch or 0}; "
-                       f"desired (spec.primary): {spec.primary or 'any'}"))
+    lines.append(
+        clean(
+            f"  Primary (status): {status.primary or 'none'}, epoch {status.epoch or 0}; "
+            f"desired (spec.primary): {spec.primary or 'any'}"
+        )
+    )
     return lines
 
 
@@ -139,8 +156,12 @@ def _nodes(view: ClusterView, reports: Mapping[str, NodeReport], now: datetime) 
         if report.message:
             notes.append(clean(f"  {node.name}: {report.message}"))
         if report.pending_change:
-            notes.append(clean(f"  {node.name}: spec generation {report.applied_generation} runs "
-                               f"here; the newest waits: {report.pending_change}"))
+            notes.append(
+                clean(
+                    f"  {node.name}: spec generation {report.applied_generation} runs "
+                    f"here; the newest waits: {report.pending_change}"
+                )
+            )
     return table(["NODE", "MODE", "ROLE", "EPOCH", "HEARTBEAT", "ELIGIBLE"], rows) + notes
 
 
@@ -166,10 +187,8 @@ def _resources(view: ClusterView, reports: Mapping[str, NodeReport], now: dateti
         cells = []
         for node in nodes:
             report = reports.get(node)
-            monitor = next((r for r in report.resources if (r.kind, r.name) == (kind, name)), None) \
-                if report else None
-            unit = next((s for s in report.services if s.name == name), None) \
-                if report and kind == "Service" else None
+            monitor = next((r for r in report.resources if (r.kind, r.name) == (kind, name)), None) if report else None
+            unit = next((s for s in report.services if s.name == name), None) if report and kind == "Service" else None
             parts: list[str] = [unit.state] if unit else []
             if monitor is not None:
                 parts.append(monitor.state + (f" ({monitor.repairs} repaired)" if monitor.repairs else ""))
@@ -180,8 +199,12 @@ def _resources(view: ClusterView, reports: Mapping[str, NodeReport], now: dateti
     for node in nodes:
         recovery = reports[node].last_recovery if node in reports else None
         if recovery is not None:
-            details.append(clean(f"  Last recovery on {node}, {ago(recovery.time, now)}: "
-                                 f"{recovery.action} {recovery.resource}: {recovery.message}"))
+            details.append(
+                clean(
+                    f"  Last recovery on {node}, {ago(recovery.time, now)}: "
+                    f"{recovery.action} {recovery.resource}: {recovery.message}"
+                )
+            )
     return table(["RESOURCE", "KIND", *nodes], rows) + details
 
 
@@ -200,8 +223,7 @@ def _postgres(view: ClusterView, reports: Mapping[str, NodeReport]) -> list[str]
             replication = "lag unknown" if pg.lag_seconds is None else f"lag {pg.lag_seconds} s"
         else:
             replication = "-"
-        rows.append([node.name, pg.role, "-" if pg.timeline is None else str(pg.timeline),
-                     pg.lsn or "-", replication])
+        rows.append([node.name, pg.role, "-" if pg.timeline is None else str(pg.timeline), pg.lsn or "-", replication])
     return table(["NODE", "ROLE", "TIMELINE", "LSN", "REPLICATION"], rows)
 
 
@@ -218,8 +240,18 @@ def _drbd(view: ClusterView) -> list[str]:
         elif volume.status is None or not volume.status.nodes:
             notes.append(clean(f"  {name}: no state yet (the operator writes it from the nodes' reports)"))
         else:
-            rows += [[name, d.name, d.role, d.disk_state, d.connection_state, _replication(d),
-                      byte_size(d.out_of_sync_bytes)] for d in volume.status.nodes]
+            rows += [
+                [
+                    name,
+                    d.name,
+                    d.role,
+                    d.disk_state,
+                    d.connection_state,
+                    _replication(d),
+                    byte_size(d.out_of_sync_bytes),
+                ]
+                for d in volume.status.nodes
+            ]
     header = ["VOLUME", "NODE", "ROLE", "DISK", "CONNECTION", "REPLICATION", "OUT-OF-SYNC"]
     return (table(header, rows) if rows else []) + notes
 
@@ -233,8 +265,7 @@ def _floating_ips(view: ClusterView) -> list[str]:
             continue
         status = fip.status
         holder = f"{status.holder} (epoch {status.epoch})" if status and status.holder else "nobody"
-        rows.append([name, address_summary(name, fip)[1],
-                     f"{fip.spec.interface}/{fip.spec.prefix_length}", holder])
+        rows.append([name, address_summary(name, fip)[1], f"{fip.spec.interface}/{fip.spec.prefix_length}", holder])
     return (table(["NAME", "ADDRESSES", "INTERFACE", "HOLDER"], rows) if rows else []) + notes
 
 
@@ -246,42 +277,60 @@ def _history(view: ClusterView, status: HAClusterStatus, now: datetime) -> list[
     else:
         kind = "planned" if last.planned else "unplanned"
         took = f", took {human_duration(last.duration_ms)}" if last.duration_ms is not None else ""
-        lines.append(clean(f"Last failover: {last.from_node or 'nobody'} -> {last.to_node}, {kind} "
-                           f"({last.reason}){took}, {ago(last.time, now)}"))
+        lines.append(
+            clean(
+                f"Last failover: {last.from_node or 'nobody'} -> {last.to_node}, {kind} "
+                f"({last.reason}){took}, {ago(last.time, now)}"
+            )
+        )
     switchover = status.switchover
     if switchover is None:
         lines.append("Switchover: none")
     else:
         request = f", request {switchover.request_id}" if switchover.request_id else ""
         said = f": {switchover.reason}" + (f": {switchover.message}" if switchover.message else "")
-        lines.append(clean(f"Switchover: to {switchover.target} from epoch {switchover.from_epoch}, "
-                           f"{switchover.phase} (asked {ago(switchover.requested_at, now)}{request})"
-                           f"{said}"))
+        lines.append(
+            clean(
+                f"Switchover: to {switchover.target} from epoch {switchover.from_epoch}, "
+                f"{switchover.phase} (asked {ago(switchover.requested_at, now)}{request})"
+                f"{said}"
+            )
+        )
     asked_id = view.annotations.get(SWITCHOVER_ID_ANNOTATION)
     if asked_id and (switchover is None or switchover.request_id != asked_id):
         target = view.annotations.get(SWITCHOVER_ANNOTATION, "?")
-        lines.append(clean(f"Switchover request: to {target} (request {asked_id}), not taken up by "
-                           "the operator yet"))
+        lines.append(clean(f"Switchover request: to {target} (request {asked_id}), not taken up by the operator yet"))
     forced = status.forced_failover
     if forced is not None:  # shown only once there was one: it is rare and never routine
         said = f": {forced.reason}" if forced.reason else ""
-        lines.append(clean(f"Forced failover: to {forced.target or '?'} from epoch "
-                           f"{forced.from_epoch}, {forced.phase} (asked "
-                           f"{ago(forced.requested_at, now)}, request {forced.request_id}){said}: "
-                           f"{forced.message}"))
+        lines.append(
+            clean(
+                f"Forced failover: to {forced.target or '?'} from epoch "
+                f"{forced.from_epoch}, {forced.phase} (asked "
+                f"{ago(forced.requested_at, now)}, request {forced.request_id}){said}: "
+                f"{forced.message}"
+            )
+        )
     return lines
 
 
 def _conditions(status: HAClusterStatus, now: datetime) -> list[str]:
     if not status.conditions:
         return ["  none yet: is the operator running?"]
-    rows = [[c.type, c.status, c.reason, ago(c.last_transition_time, now).removesuffix(" ago"), c.message]
-            for c in status.conditions]
+    rows = [
+        [c.type, c.status, c.reason, ago(c.last_transition_time, now).removesuffix(" ago"), c.message]
+        for c in status.conditions
+    ]
     return table(["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"], rows)
 
 
 def unreadable(body: dict[str, Any], problem: str) -> str:
     """What status prints for an HACluster whose spec does not parse, instead of its screen."""
     meta = body.get("metadata") or {}
-    return clean(f"HACluster {meta.get('name')} in namespace {meta.get('namespace')}: cannot show "
-                 f"it, its spec does not parse: {problem}") + "\n"
+    return (
+        clean(
+            f"HACluster {meta.get('name')} in namespace {meta.get('namespace')}: cannot show "
+            f"it, its spec does not parse: {problem}"
+        )
+        + "\n"
+    )

@@ -19,8 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, help="replay this one seed")
     parser.add_argument("--trace", action="store_true", help="print the whole trace of --seed")
     parser.add_argument("--variant", choices=VARIANTS, default="proposed")
-    parser.add_argument("--duration", type=float, default=DEFAULT_DURATION,
-                        help="simulated seconds per seed")
+    parser.add_argument("--duration", type=float, default=DEFAULT_DURATION, help="simulated seconds per seed")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     args = parser.parse_args(argv)
     if args.seed is not None:
@@ -31,15 +30,17 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         if args.trace:
             print("\n".join(outcome.trace))
-        print(f"seed {args.seed}: no violation ({outcome.acknowledged} writes acknowledged, "
-              f"last epoch {outcome.epochs})")
+        print(
+            f"seed {args.seed}: no violation ({outcome.acknowledged} writes acknowledged, last epoch {outcome.epochs})"
+        )
         return 0
     started = time.perf_counter()
-    failures = run_seeds(range(args.first, args.first + args.seeds), args.variant,
-                         args.duration, args.jobs)
+    failures = run_seeds(range(args.first, args.first + args.seeds), args.variant, args.duration, args.jobs)
     elapsed = time.perf_counter() - started
-    print(f"{args.seeds} seeds ({args.variant}, {args.duration:g} simulated s each, "
-          f"{args.jobs} job(s)) in {elapsed:.1f}s: {args.seeds / elapsed:.0f} seeds/s")
+    print(
+        f"{args.seeds} seeds ({args.variant}, {args.duration:g} simulated s each, "
+        f"{args.jobs} job(s)) in {elapsed:.1f}s: {args.seeds / elapsed:.0f} seeds/s"
+    )
     for seed, message in failures:
         print(f"seed {seed}: {message}")
     print(f"{len(failures)} failing seed(s)")

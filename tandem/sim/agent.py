@@ -105,8 +105,7 @@ class SimAgent:
         self.last_decisions[loop] = decision
         if decision.action in ROUTINE and (previous is None or previous.action in ROUTINE):
             return
-        if previous is None or previous.action is not decision.action \
-                or previous.reason != decision.reason:
+        if previous is None or previous.action is not decision.action or previous.reason != decision.reason:
             self.world.trace.add(self.name, f"{loop}: {decision.action.value} ({decision.reason})")
 
     # --- the Lease keeper -------------------------------------------------------------------
@@ -116,8 +115,7 @@ class SimAgent:
             return
         old = self.lease
         rv = str(record.resource_version)
-        same = old is not None and (old.holder, old.epoch, old.resource_version) == (
-            record.holder, record.epoch, rv)
+        same = old is not None and (old.holder, old.epoch, old.resource_version) == (record.holder, record.epoch, rv)
         if old is not None and record.epoch > old.epoch and record.holder:
             self.last_takeover_seen_at = now
         if not same:
@@ -141,11 +139,17 @@ class SimAgent:
             if variant == "eager-takeover" and self.holding is None:
                 timings = dataclasses.replace(timings, lease_duration=timings.lease_duration / 2)
             snapshot = LeaseSnapshot(
-                now=self.now(), node=self.name, timings=timings, lease=lease,
-                holding=self.holding, chain_down=self.chain is ChainState.DOWN,
-                eligibility=self.eligibility, preferred_primary=self.world.preferred_primary,
+                now=self.now(),
+                node=self.name,
+                timings=timings,
+                lease=lease,
+                holding=self.holding,
+                chain_down=self.chain is ChainState.DOWN,
+                eligibility=self.eligibility,
+                preferred_primary=self.world.preferred_primary,
                 last_takeover_seen_at=self.last_takeover_seen_at,
-                publish_pending=self.sync_to_publish is not None and self.lease is not None
+                publish_pending=self.sync_to_publish is not None
+                and self.lease is not None
                 and self.sync_to_publish != self.lease.sync_standbys,
             )
             decision = lease_decision(snapshot)
@@ -187,8 +191,7 @@ class SimAgent:
         self.lease_write_in_flight = False
         self.cached = record
         self.holding = Holding(epoch=record.epoch, last_renew_sent_at=sent_at)
-        self.lease = LeaseView(record.holder, record.epoch, str(record.resource_version),
-                               sent_at, record.sync_standbys)
+        self.lease = LeaseView(record.holder, record.epoch, str(record.resource_version), sent_at, record.sync_standbys)
         if self.chain is not ChainState.DOWN:
             self._pet_watchdog()
         self.world.wake_runner(self)
@@ -198,8 +201,7 @@ class SimAgent:
     def _pet_watchdog(self) -> None:
         if self.holding is None:
             return
-        deadline = self.holding.last_renew_sent_at + self.timings.renew_deadline \
-            + self.timings.demotion_timeout
+        deadline = self.holding.last_renew_sent_at + self.timings.renew_deadline + self.timings.demotion_timeout
         self.world.pet_watchdog(self.node, max(0.0, deadline - self.now()))
 
     # --- the chain runner -------------------------------------------------------------------
@@ -207,11 +209,15 @@ class SimAgent:
         while True:
             lease = self.lease
             snapshot = ChainSnapshot(
-                now=self.now(), node=self.name, acting_epoch=self.acting_epoch(),
+                now=self.now(),
+                node=self.name,
+                acting_epoch=self.acting_epoch(),
                 lease_holder=lease.holder if lease else None,
                 lease_epoch=lease.epoch if lease else None,
-                chain=self.chain, chain_epoch=self.chain_epoch,
-                replicating=lease is not None and lease.holder is not None
+                chain=self.chain,
+                chain_epoch=self.chain_epoch,
+                replicating=lease is not None
+                and lease.holder is not None
                 and self.following == (lease.holder, lease.epoch),
                 volumes_joined=self.node.volumes_joined,
                 switchover=self.node.switchover_seen,
@@ -224,8 +230,7 @@ class SimAgent:
             try:
                 yield from self._execute(decision)
             except (StepAborted, Unavailable, Conflict) as exc:
-                self.world.trace.add(self.name, f"runner: {decision.action.value} stopped: "
-                                     f"{type(exc).__name__} {exc}")
+                self.world.trace.add(self.name, f"runner: {decision.action.value} stopped: {type(exc).__name__} {exc}")
             self._observe_node()
             yield from self._keep_synchronous_standbys()
             yield WaitWake(POLL_INTERVAL)
@@ -238,8 +243,7 @@ class SimAgent:
             self.chain, self.following = ChainState.UNKNOWN, None
             for index, seconds in enumerate(world.bring_up_steps()):
                 if self.acting_epoch() != epoch:
-                    raise StepAborted(f"lost the right to act at epoch {epoch} before step "
-                                      f"{index}")
+                    raise StepAborted(f"lost the right to act at epoch {epoch} before step {index}")
                 if index == 0:
                     world.start_acting(node, epoch or 0)
                 yield Sleep(seconds)
@@ -254,10 +258,14 @@ class SimAgent:
             world.disarm_watchdog(node)
         elif action in (Action.HAND_OVER, Action.RELEASE):
             target = decision.target if action is Action.HAND_OVER else None
-            if target is not None and world.variant != "agent-as-is" \
-                    and not_synchronous(self.lease, target) is not None:
-                raise StepAborted(f"{target} is no longer a synchronous standby on the Lease: "
-                                  "keeping the Lease (proposed fix 1)")
+            if (
+                target is not None
+                and world.variant != "agent-as-is"
+                and not_synchronous(self.lease, target) is not None
+            ):
+                raise StepAborted(
+                    f"{target} is no longer a synchronous standby on the Lease: keeping the Lease (proposed fix 1)"
+                )
             epoch = (decision.epoch or 0) + (1 if target else 0)
             yield from self._give_lease(target, epoch)
         elif action is Action.REJOIN and decision.target is None:
@@ -268,8 +276,7 @@ class SimAgent:
             epoch = self.lease.epoch if self.lease else 0
             yield Sleep(world.rejoin_seconds())
             if not world.rejoin(node, primary):
-                raise StepAborted(f"pg_rewind from {primary} failed: it is not a reachable "
-                                  "primary")
+                raise StepAborted(f"pg_rewind from {primary} failed: it is not a reachable primary")
             node.volumes_joined = True
             self.following = (primary, epoch)
 
@@ -281,16 +288,17 @@ class SimAgent:
         self.cached = record
         self.sync_to_publish, self.sync_configured = None, None
         self.holding = None
-        self.lease = LeaseView(record.holder, record.epoch, str(record.resource_version),
-                               self.now(), record.sync_standbys)
-        self.world.trace.add(self.name, f"Lease {'handed to ' + target if target else 'released'}"
-                             f" at epoch {record.epoch}")
+        self.lease = LeaseView(
+            record.holder, record.epoch, str(record.resource_version), self.now(), record.sync_standbys
+        )
+        self.world.trace.add(
+            self.name, f"Lease {'handed to ' + target if target else 'released'} at epoch {record.epoch}"
+        )
 
     def _observe_node(self) -> None:
         now = self.now()
         lag = self._standby_lag() if self.chain is not ChainState.UP else None
-        self.eligibility = eligibility(LocalHealth(postgres_lag_seconds=lag), MAX_LAG_SECONDS,
-                                       now)
+        self.eligibility = eligibility(LocalHealth(postgres_lag_seconds=lag), MAX_LAG_SECONDS, now)
         if self.world.variant == "ignore-sync-list":
             return
         unsynced = not_synchronous(self.lease, self.name)
@@ -311,21 +319,24 @@ class SimAgent:
 
     def _keep_synchronous_standbys(self) -> Loop:
         node = self.node
-        if self.chain is not ChainState.UP or self.acting_epoch() is None \
-                or node.pg_role != "primary" or self.lease is None:
+        if (
+            self.chain is not ChainState.UP
+            or self.acting_epoch() is None
+            or node.pg_role != "primary"
+            or self.lease is None
+        ):
             return
         streaming = self.world.streaming_standbys(node)
         step = sync_step(self.lease.sync_standbys or (), self.sync_configured, streaming)
         if step.publish is not None:
             joining = set(step.publish) - set(self.lease.sync_standbys or ())
-            if joining and self.world.variant != "agent-as-is" \
-                    and not self.world.caught_up(node, joining):
+            if joining and self.world.variant != "agent-as-is" and not self.world.caught_up(node, joining):
                 return  # proposed fix 3: a standby joins once it has every acknowledged write
             self.sync_to_publish = step.publish
         elif step.configure is not None:
             if self.world.variant != "agent-as-is" and (
-                    self.lease_write_in_flight or self.sync_to_publish not in (
-                        None, self.lease.sync_standbys)):
+                self.lease_write_in_flight or self.sync_to_publish not in (None, self.lease.sync_standbys)
+            ):
                 return  # proposed fix 2: a list queued for the Lease must land first
             yield Sleep(self.world.configure_seconds())
             self.world.configure_synchronous(node, step.configure)

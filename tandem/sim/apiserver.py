@@ -48,8 +48,7 @@ Answer = Callable[[LeaseState | None, Exception | None], None]
 
 
 class ApiServer:
-    def __init__(self, scheduler: Scheduler, rng: random.Random, trace: Trace,
-                 loss: float) -> None:
+    def __init__(self, scheduler: Scheduler, rng: random.Random, trace: Trace, loss: float) -> None:
         self.scheduler = scheduler
         self.rng = rng
         self.trace = trace
@@ -107,14 +106,14 @@ class ApiServer:
         if isinstance(request, ReadLease):
             return self.lease
         if request.based_on.resource_version != self.lease.resource_version:
-            raise Conflict(409, f"resourceVersion {request.based_on.resource_version} is stale "
-                                     f"(now {self.lease.resource_version})")
-        sync = request.sync_standbys if request.sync_standbys is not None \
-            else request.based_on.sync_standbys
+            raise Conflict(
+                409, f"resourceVersion {request.based_on.resource_version} is stale (now {self.lease.resource_version})"
+            )
+        sync = request.sync_standbys if request.sync_standbys is not None else request.based_on.sync_standbys
         old = self.lease
-        self.lease = LeaseState(request.holder or None, request.epoch,
-                                old.resource_version + 1, sync)
+        self.lease = LeaseState(request.holder or None, request.epoch, old.resource_version + 1, sync)
         if (old.holder, old.epoch, old.sync_standbys) != (self.lease.holder, self.lease.epoch, sync):
-            self.trace.add("api", f"Lease by {node}: holder {self.lease.holder} epoch "
-                           f"{self.lease.epoch} synchronous {sync}")
+            self.trace.add(
+                "api", f"Lease by {node}: holder {self.lease.holder} epoch {self.lease.epoch} synchronous {sync}"
+            )
         return self.lease

@@ -79,5 +79,4 @@ class Violation(AssertionError):
         replay = f"python -m tandem.sim --seed {seed} --trace"
         if variant != "proposed":
             replay += f" --variant {variant}"
-        super().__init__(f"seed {seed}: {message}\nreplay: {replay}\nlast events:\n"
-                         + "\n".join(trace))
+        super().__init__(f"seed {seed}: {message}\nreplay: {replay}\nlast events:\n" + "\n".join(trace))

@@ -20,8 +20,7 @@ def _run_chunk(seeds: Sequence[int], variant: str, duration: float) -> list[tupl
     return failures
 
 
-def run_seeds(seeds: Sequence[int], variant: str, duration: float,
-              jobs: int = 1) -> list[tuple[int, str]]:
+def run_seeds(seeds: Sequence[int], variant: str, duration: float, jobs: int = 1) -> list[tuple[int, str]]:
     """Every failing seed with its violation, in seed order."""
     if jobs <= 1:
         return _run_chunk(seeds, variant, duration)

@@ -22,8 +22,17 @@ from tandem.sim.engine import Clock, Scheduler, Trace, Violation
 from tandem_agent.core import Switchover, Timings
 
 VARIANTS = ("proposed", "agent-as-is", "eager-takeover", "ignore-sync-list")
-FAULT_KINDS = ("freeze", "agent-crash", "power-cycle", "api-outage", "api-partition",
-               "replication-cut", "slow-api", "clock-drift", "switchover")
+FAULT_KINDS = (
+    "freeze",
+    "agent-crash",
+    "power-cycle",
+    "api-outage",
+    "api-partition",
+    "replication-cut",
+    "slow-api",
+    "clock-drift",
+    "switchover",
+)
 DEFAULT_DURATION = 12.0  # the CLI's default; the unit test runs shorter seeds
 WAL_SENDER_TIMEOUT = 3.0
 WRITE_INTERVAL = 0.15  # mean seconds between client writes
@@ -86,9 +95,14 @@ class Outcome:
 
 
 class World:
-    def __init__(self, seed: int, variant: str = "proposed",
-                 faults: list[Fault] | None = None, duration: float = DEFAULT_DURATION,
-                 node_count: int | None = None) -> None:
+    def __init__(
+        self,
+        seed: int,
+        variant: str = "proposed",
+        faults: list[Fault] | None = None,
+        duration: float = DEFAULT_DURATION,
+        node_count: int | None = None,
+    ) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; one of {', '.join(VARIANTS)}")
         self.seed, self.variant, self.duration = seed, variant, duration
@@ -104,8 +118,7 @@ class World:
         self.api = ApiServer(self.scheduler, rng, self.trace, loss=rng.uniform(0.0, 0.05))
         count = node_count or rng.choice((2, 2, 3))
         self.node_names = tuple(f"n{i}" for i in range(1, count + 1))
-        self.nodes = {name: SimNode(name, Clock(rng.uniform(0, 1e4), self._drifted_rate()))
-                      for name in self.node_names}
+        self.nodes = {name: SimNode(name, Clock(rng.uniform(0, 1e4), self._drifted_rate())) for name in self.node_names}
         self.preferred_primary = self.node_names[0]
         self.slow_teardown_chance = rng.choice((0.0, 0.05, 0.2))
         self.acting: dict[str, int] = {}
@@ -126,8 +139,7 @@ class World:
             self.scheduler.after(fault.at, lambda f=fault: self._inject(f))  # type: ignore[misc]
         self.scheduler.after(self.rng.expovariate(1 / WRITE_INTERVAL), self._write)
         self.scheduler.run_until(self.duration)
-        return Outcome(self.seed, self.trace.lines, len(self.acked),
-                       max(self.primary_of_epoch, default=0))
+        return Outcome(self.seed, self.trace.lines, len(self.acked), max(self.primary_of_epoch, default=0))
 
     def violation(self, message: str) -> None:
         self.trace.add("CHECK", f"VIOLATION: {message}")
@@ -148,8 +160,7 @@ class World:
         self.scheduler.after(0, lambda: self._resume(keeper))
         self.scheduler.after(0, lambda: self._resume(runner))
 
-    def _resume(self, thread: SimThread, value: object = None,
-                error: Exception | None = None) -> None:
+    def _resume(self, thread: SimThread, value: object = None, error: Exception | None = None) -> None:
         node = thread.agent.node
         if node.agent is not thread.agent:
             return  # the process is gone
@@ -163,8 +174,7 @@ class World:
             return
         if type(op) is Sleep:
             stall = self.rng.uniform(0, self.max_stall) if self.rng.random() < 0.03 else 0.0
-            self.scheduler.after(node.clock.true_duration(op.seconds) + stall,
-                                 lambda: self._resume(thread))
+            self.scheduler.after(node.clock.true_duration(op.seconds) + stall, lambda: self._resume(thread))
         elif type(op) is WaitWake:
             if node.wake_set:
                 node.wake_set = False
@@ -173,11 +183,9 @@ class World:
             thread.waiting = True
             thread.wait_token += 1
             token = thread.wait_token
-            self.scheduler.after(node.clock.true_duration(op.seconds),
-                                 lambda: self._wait_over(thread, token))
+            self.scheduler.after(node.clock.true_duration(op.seconds), lambda: self._wait_over(thread, token))
         else:
-            self.api.call(node.name, op.request,
-                          lambda result, exc: self._resume(thread, result, exc))
+            self.api.call(node.name, op.request, lambda result, exc: self._resume(thread, result, exc))
 
     def _wait_over(self, thread: SimThread, token: int) -> None:
         if thread.waiting and token == thread.wait_token:
@@ -223,8 +231,9 @@ class World:
         if node.pg_role != "none":
             node.pg_role = "stopped"
         incarnation = node.incarnation
-        self.scheduler.after(down_for if down_for is not None else self.rng.uniform(1.0, 3.0),
-                             lambda: self._boot(node, incarnation))
+        self.scheduler.after(
+            down_for if down_for is not None else self.rng.uniform(1.0, 3.0), lambda: self._boot(node, incarnation)
+        )
 
     def _boot(self, node: SimNode, incarnation: int) -> None:
         if node.incarnation == incarnation and not node.booted:
@@ -238,15 +247,19 @@ class World:
             return
         others = {name: e for name, e in self.acting.items() if name != node.name}
         if others:
-            self.violation(f"{node.name} starts acting as primary at epoch {epoch} while "
-                           + ", ".join(f"{name} acts at epoch {e}" for name, e in others.items()))
+            self.violation(
+                f"{node.name} starts acting as primary at epoch {epoch} while "
+                + ", ".join(f"{name} acts at epoch {e}" for name, e in others.items())
+            )
         owner = self.primary_of_epoch.get(epoch)
         if owner not in (None, node.name):
             self.violation(f"epoch {epoch} has two primaries: {owner} and {node.name}")
         missing = self.acked - node.data
         if missing:
-            self.violation(f"{node.name} starts acting as primary at epoch {epoch} without "
-                           f"acknowledged writes {sorted(missing)[:5]} ({len(missing)} missing)")
+            self.violation(
+                f"{node.name} starts acting as primary at epoch {epoch} without "
+                f"acknowledged writes {sorted(missing)[:5]} ({len(missing)} missing)"
+            )
         self.acting[node.name] = epoch
         self.primary_of_epoch[epoch] = node.name
         self._leave_primary(node)
@@ -263,8 +276,7 @@ class World:
         node.serving = True
         for standby in self.nodes.values():
             if standby.following == node.name and standby.pg_role == "standby":
-                self.scheduler.after(self.rng.uniform(0.05, 0.5),
-                                     lambda s=standby: self._reconnect(s, node))  # type: ignore[misc]
+                self.scheduler.after(self.rng.uniform(0.05, 0.5), lambda s=standby: self._reconnect(s, node))  # type: ignore[misc]
 
     def stop_serving(self, node: SimNode) -> None:
         """PostgreSQL stops: unacknowledged commits stay unacknowledged, standbys lose it."""
@@ -324,8 +336,7 @@ class World:
         if node.following is None:
             return False
         primary = self.nodes[node.following]
-        return primary.serving and node.name in primary.walsenders \
-            and primary.walsenders[node.name] is None
+        return primary.serving and node.name in primary.walsenders and primary.walsenders[node.name] is None
 
     def streaming_standbys(self, primary: SimNode) -> tuple[str, ...]:
         """pg_stat_replication: a broken stream shows until wal_sender_timeout."""
@@ -362,13 +373,14 @@ class World:
             if standby.following is not None and standby.pg_role == "standby":
                 primary = self.nodes[standby.following]
                 if node in (standby, primary):
-                    self.scheduler.after(self.rng.uniform(0.05, 0.5),
-                                         lambda s=standby, p=primary: self._reconnect(s, p))  # type: ignore[misc]
+                    self.scheduler.after(
+                        self.rng.uniform(0.05, 0.5),
+                        lambda s=standby, p=primary: self._reconnect(s, p),  # type: ignore[misc]
+                    )
 
     def _reconnect(self, standby: SimNode, primary: SimNode) -> None:
         """The walreceiver reconnects and catches up from where it stopped."""
-        if standby.following == primary.name and primary.serving and standby.booted \
-                and self._linked(standby, primary):
+        if standby.following == primary.name and primary.serving and standby.booted and self._linked(standby, primary):
             standby.data |= primary.data
             primary.walsenders[standby.name] = None
 
@@ -385,19 +397,24 @@ class World:
         primary.pending[write] = set()
         for name, broken in primary.walsenders.items():
             if broken is None:
-                self.scheduler.after(self.rng.uniform(0.001, 0.01),
-                                     lambda s=self.nodes[name]: self._deliver(primary, s, write))  # type: ignore[misc]
+                self.scheduler.after(
+                    self.rng.uniform(0.001, 0.01),
+                    lambda s=self.nodes[name]: self._deliver(primary, s, write),  # type: ignore[misc]
+                )
         self._try_ack(primary, write)
 
     def _stream_healthy(self, primary: SimNode, standby: SimNode) -> bool:
-        return standby.booted and standby.following == primary.name \
-            and standby.name in primary.walsenders and primary.walsenders[standby.name] is None
+        return (
+            standby.booted
+            and standby.following == primary.name
+            and standby.name in primary.walsenders
+            and primary.walsenders[standby.name] is None
+        )
 
     def _deliver(self, primary: SimNode, standby: SimNode, write: int) -> None:
         if self._stream_healthy(primary, standby):
             standby.data.add(write)
-            self.scheduler.after(self.rng.uniform(0.001, 0.01),
-                                 lambda: self._confirm(primary, standby, write))
+            self.scheduler.after(self.rng.uniform(0.001, 0.01), lambda: self._confirm(primary, standby, write))
 
     def _confirm(self, primary: SimNode, standby: SimNode, write: int) -> None:
         if primary.serving and write in primary.pending and self._stream_healthy(primary, standby):
@@ -413,8 +430,10 @@ class World:
         if lease.holder == primary.name:
             for name in lease.sync_standbys or ():
                 if name != primary.name and write not in self.nodes[name].data:
-                    self.violation(f"write {write} acknowledged by {primary.name} although "
-                                   f"{name}, listed as synchronous on the Lease, lacks it")
+                    self.violation(
+                        f"write {write} acknowledged by {primary.name} although "
+                        f"{name}, listed as synchronous on the Lease, lacks it"
+                    )
 
     # --- the operator's switchovers -------------------------------------------------------------
     def _request_switchover(self, target: str | None) -> None:
@@ -423,8 +442,7 @@ class World:
             return
         target = target or self.rng.choice([n for n in self.node_names if n != lease.holder])
         if target == lease.holder or target not in (lease.sync_standbys or ()):
-            self.trace.add("operator", f"switchover to {target} refused: not a synchronous "
-                           "standby on the Lease")
+            self.trace.add("operator", f"switchover to {target} refused: not a synchronous standby on the Lease")
             return
         self.switchover = Switchover(target=target, from_epoch=lease.epoch)
         self.trace.add("operator", f"switchover to {target} Pending from epoch {lease.epoch}")
@@ -442,8 +460,11 @@ class World:
             if self.variant == "agent-as-is" or self.switchover.target in (lease.sync_standbys or ()):
                 self.scheduler.after(0.25, self._watch_switchover)
                 return
-            self.trace.add("operator", f"switchover to {self.switchover.target} Refused: it left "
-                           "the synchronous standbys (proposed operator change)")
+            self.trace.add(
+                "operator",
+                f"switchover to {self.switchover.target} Refused: it left "
+                "the synchronous standbys (proposed operator change)",
+            )
         else:
             self.trace.add("operator", f"switchover ended at epoch {lease.epoch}")
         self.switchover = None
@@ -473,8 +494,9 @@ class World:
         for _ in range(rng.randint(1, 4)):
             kind = rng.choice(FAULT_KINDS)
             node = rng.choice((None, *self.node_names))
-            faults.append(Fault(kind, at=rng.uniform(1.0, self.duration - 2.0),
-                                seconds=rng.uniform(0.3, 6.0), node=node))
+            faults.append(
+                Fault(kind, at=rng.uniform(1.0, self.duration - 2.0), seconds=rng.uniform(0.3, 6.0), node=node)
+            )
         return faults
 
     def _inject(self, fault: Fault) -> None:
@@ -545,9 +567,13 @@ class World:
         self.api.slow = self.slow_periods > 0
 
 
-def simulate(seed: int, variant: str = "proposed", faults: list[Fault] | None = None,
-             duration: float = DEFAULT_DURATION, node_count: int | None = None) -> Outcome:
+def simulate(
+    seed: int,
+    variant: str = "proposed",
+    faults: list[Fault] | None = None,
+    duration: float = DEFAULT_DURATION,
+    node_count: int | None = None,
+) -> Outcome:
     """Run one seed; raises Violation (with the seed and the trace's tail) when a safety
     property breaks."""
     return World(seed, variant, faults, duration, node_count).run()
-

@@ -32,13 +32,14 @@ def lab(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator
     samples = getattr(request.module, "SAMPLES", ["mail.yaml"])
     work = Path(tempfile.mkdtemp(prefix="tandem-e2e-"))
     name = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
-    cluster = LabCluster(control_plane, work, prefix="tde", subnet=SUBNET,
-                         namespace=f"e2e-{name}"[:63])
+    cluster = LabCluster(control_plane, work, prefix="tde", subnet=SUBNET, namespace=f"e2e-{name}"[:63])
     try:
-        cluster.up([LAB_SAMPLES / sample for sample in samples],
-                   credentials=getattr(request.module, "CREDENTIALS", True),
-                   kubelet_nodes=getattr(request.module, "KUBELET_NODES", ()),
-                   edit=getattr(request.module, "edit_manifests", None))
+        cluster.up(
+            [LAB_SAMPLES / sample for sample in samples],
+            credentials=getattr(request.module, "CREDENTIALS", True),
+            kubelet_nodes=getattr(request.module, "KUBELET_NODES", ()),
+            edit=getattr(request.module, "edit_manifests", None),
+        )
         yield cluster
     finally:
         cluster.down()
@@ -52,11 +53,15 @@ BIN = Path(sys.executable).parent  # the venv's bin/: kubectl-tandem is installe
 
 def kubectl_tandem(lab: LabCluster, *args: str) -> subprocess.CompletedProcess[str]:
     """`kubectl tandem ...` as a user runs it: kubectl finds the plugin on PATH."""
-    env = os.environ | {"PATH": f"{BIN}:{os.environ.get('PATH', '')}",
-                        "KUBECONFIG": str(lab.plane.kubeconfig)}
-    return subprocess.run([str(lab.plane.kubectl()), "tandem", *args, "-n", lab.namespace],
-                          capture_output=True, text=True, env=env, timeout=180, check=False)
-
+    env = os.environ | {"PATH": f"{BIN}:{os.environ.get('PATH', '')}", "KUBECONFIG": str(lab.plane.kubeconfig)}
+    return subprocess.run(
+        [str(lab.plane.kubectl()), "tandem", *args, "-n", lab.namespace],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        check=False,
+    )
 
 
 @pytest.fixture

@@ -34,11 +34,12 @@ def test_api_server_outage_promotes_nothing(lab: LabCluster, client: Client) -> 
         assert len(during) > 20, f"only {len(during)} samples during the outage"
         serving = [(round(s.t - down, 2), sorted(s.primaries)) for s in during if s.primaries]
         assert serving == [], f"a node served without the API server: {serving[:5]}"
-        last = max((s.t for s in observer.history if s.t < restarting and s.primaries),
-                   default=down)
+        last = max((s.t for s in observer.history if s.t < restarting and s.primaries), default=down)
         record = client.wait_for(lambda r: "ack" in r, 90, "a write acknowledged after the outage")
         holder, new_epoch = lease_holder(lab, "mail")
-        print(f"API server killed for {OUTAGE_SECONDS:.0f}s: last primary seen "
-              f"{last - down:.2f}s after the kill; {holder} acknowledged again "
-              f"{record['t'] - restarting:.2f}s after the restart began (epoch {new_epoch})")
+        print(
+            f"API server killed for {OUTAGE_SECONDS:.0f}s: last primary seen "
+            f"{last - down:.2f}s after the kill; {holder} acknowledged again "
+            f"{record['t'] - restarting:.2f}s after the restart began (epoch {new_epoch})"
+        )
         assert holder in ("mail1", "mail2") and new_epoch in (epoch, epoch + 1)

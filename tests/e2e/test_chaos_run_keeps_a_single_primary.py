@@ -21,9 +21,13 @@ DURATION = "2m"
 
 def test_chaos_run_keeps_a_single_primary(tmp_path: Path) -> None:
     out = tmp_path / "chaos.json"
-    proc = subprocess.run([sys.executable, "-m", "tandem.cli", "chaos", "--seed", str(SEED),
-                           "--duration", DURATION, "--json", str(out)],
-                          capture_output=True, text=True, timeout=900, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tandem.cli", "chaos", "--seed", str(SEED), "--duration", DURATION, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     print(proc.stdout[-4000:])
     assert proc.returncode == 0, f"chaos run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     result = json.loads(out.read_text())

@@ -23,8 +23,10 @@ def test_cordoned_primary_switches_over_first(lab: LabCluster, client: Client) -
             started = time.monotonic()
             lab.cordon("mail1")
             client.acked_by("mail2", timeout=60)
-            print(f"cordon: mail2 acknowledged after {time.monotonic() - started:.2f}s, "
-                  f"client-visible gap {client.http_gap(after=started):.2f}s")
+            print(
+                f"cordon: mail2 acknowledged after {time.monotonic() - started:.2f}s, "
+                f"client-visible gap {client.http_gap(after=started):.2f}s"
+            )
             assert lease_holder(lab, "mail") == ("mail2", epoch + 1)
             record = lab.hacluster("mail")["status"]["lastFailover"]
             assert record["planned"] is True and record["to"] == "mail2"

@@ -25,18 +25,21 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _agent_pod(lab: LabCluster) -> dict[str, Any] | None:
-    pods = json.loads(lab.kubectl("get", "pods", "-n", "tandem-system", "-l",
-                                  "app.kubernetes.io/name=tandem-agent", "-o", "json"))["items"]
-    running = [p for p in pods if p["spec"].get("nodeName") == "mail2"
-               and (p["status"].get("containerStatuses") or [{}])[0].get("state", {})
-               .get("running")]
+    pods = json.loads(
+        lab.kubectl("get", "pods", "-n", "tandem-system", "-l", "app.kubernetes.io/name=tandem-agent", "-o", "json")
+    )["items"]
+    running = [
+        p
+        for p in pods
+        if p["spec"].get("nodeName") == "mail2"
+        and (p["status"].get("containerStatuses") or [{}])[0].get("state", {}).get("running")
+    ]
     return running[0] if running else None
 
 
 def _pods_and_events(lab: LabCluster) -> str:
     """What explains a DaemonSet pod that does not run: the DaemonSet, its pods, the Events."""
-    return lab.kubectl("get", "daemonset,pods,events", "-n", "tandem-system", "-o", "wide",
-                       check=False)
+    return lab.kubectl("get", "daemonset,pods,events", "-n", "tandem-system", "-o", "wide", check=False)
 
 
 def _shipped_agent() -> dict[str, Any]:
@@ -47,24 +50,31 @@ def _shipped_agent() -> dict[str, Any]:
 def _systemd_cgroup(pid: int) -> str:
     """The process's cgroup in the hierarchy the node's systemd manages. (The lab host's v1
     controllers are not the node's systemd's: tandem/lab/kubelet.py.)"""
-    return next(line.split(":", 2)[2] for line in Path(f"/proc/{pid}/cgroup").read_text()
-                .splitlines() if line.split(":")[1] == "name=systemd")
+    return next(
+        line.split(":", 2)[2]
+        for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        if line.split(":")[1] == "name=systemd"
+    )
 
 
-def test_the_daemonsets_agent_takes_over_after_the_primary_is_powered_off(
-        lab: LabCluster, client: Client) -> None:
+def test_the_daemonsets_agent_takes_over_after_the_primary_is_powered_off(lab: LabCluster, client: Client) -> None:
     lab.apply_daemonset()
-    pod = wait_until(lambda: _agent_pod(lab), 180, "the DaemonSet's agent running on mail2",
-                     context=lambda: _pods_and_events(lab))
+    pod = wait_until(
+        lambda: _agent_pod(lab), 180, "the DaemonSet's agent running on mail2", context=lambda: _pods_and_events(lab)
+    )
     shipped, spec = _shipped_agent(), pod["spec"]
     assert (spec["hostPID"], spec["hostNetwork"]) == (shipped["hostPID"], shipped["hostNetwork"])
-    container, = spec["containers"]
+    (container,) = spec["containers"]
     assert container["image"] == shipped["containers"][0]["image"]
     assert container["securityContext"] == shipped["containers"][0]["securityContext"]
-    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]
-              if m["name"] != "kube-api-access" and not m["name"].startswith("kube-api")}
-    assert mounts == {m["name"]: m["mountPath"] for m in shipped["containers"][0]["volumeMounts"]
-                      } | {"watchdog": "/run/tandem-lab"}
+    mounts = {
+        m["name"]: m["mountPath"]
+        for m in container["volumeMounts"]
+        if m["name"] != "kube-api-access" and not m["name"].startswith("kube-api")
+    }
+    assert mounts == {m["name"]: m["mountPath"] for m in shipped["containers"][0]["volumeMounts"]} | {
+        "watchdog": "/run/tandem-lab"
+    }
 
     wait_replicating(lab, "mail", "mail1", ["mail2"], timeout=180)
     client.acked_by("mail1")
@@ -83,8 +93,11 @@ def test_the_daemonsets_agent_takes_over_after_the_primary_is_powered_off(
     # TANDEM_SCOPE_DAEMONS: PostgreSQL runs in a scope of the node's systemd, out of the pod.
     cgroup = _systemd_cgroup(postmaster)
     assert "kubepods" not in cgroup and cgroup.endswith(".scope"), cgroup
-    agents = [pid for pid in (int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit())
-              if _is_agent(pid) and "kubepods" in _systemd_cgroup(pid)]
+    agents = [
+        pid
+        for pid in (int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit())
+        if _is_agent(pid) and "kubepods" in _systemd_cgroup(pid)
+    ]
     assert agents, "no tandem-agent process in a pod's cgroup"
     status = lab.hacluster("mail")["status"]
     assert status["lastFailover"]["to"] == "mail2"

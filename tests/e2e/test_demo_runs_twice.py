@@ -17,15 +17,23 @@ pytestmark = pytest.mark.lab
 
 
 def lab_command(lab_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tandem.cli", "lab", "--lab-dir", str(lab_dir),
-                           *args], capture_output=True, text=True, timeout=900, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "tandem.cli", "lab", "--lab-dir", str(lab_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
 
 
 def assert_demo_failed_over(run: subprocess.CompletedProcess[str]) -> None:
     said = run.stdout + run.stderr
     assert run.returncode == 0, said[-4000:]
-    for line in ("mail2 took the Lease", "answers from mail2",
-                 "PostgreSQL on mail2 acknowledged a write through the VIP"):
+    for line in (
+        "mail2 took the Lease",
+        "answers from mail2",
+        "PostgreSQL on mail2 acknowledged a write through the VIP",
+    ):
         assert line in run.stdout, said[-4000:]
 
 

@@ -33,15 +33,19 @@ def last_recovery(lab: LabCluster, node: str = "mail1") -> dict[str, Any]:
 
 
 def resources(lab: LabCluster, node: str = "mail1") -> dict[str, dict[str, Any]]:
-    return {f"{r['kind']}/{r['name']}": r
-            for r in node_report(lab, "mail", node).get("resources", [])}
+    return {f"{r['kind']}/{r['name']}": r for r in node_report(lab, "mail", node).get("resources", [])}
 
 
 def healthy_primary(lab: LabCluster) -> None:
-    wait_until(lambda: lease_holder(lab, "mail")[0] == "mail1"
-               and resources(lab) and all(r["state"] == "Healthy"
-                                          for r in resources(lab).values()),
-               120, "mail1 primary with every member Healthy")
+    wait_until(
+        lambda: (
+            lease_holder(lab, "mail")[0] == "mail1"
+            and resources(lab)
+            and all(r["state"] == "Healthy" for r in resources(lab).values())
+        ),
+        120,
+        "mail1 primary with every member Healthy",
+    )
 
 
 def repaired_in_place(lab: LabCluster, client: Client, fault: str) -> str:
@@ -55,21 +59,27 @@ def repaired_in_place(lab: LabCluster, client: Client, fault: str) -> str:
         injected = time.monotonic()
         heal = member_faults.inject(lab, "mail1", fault)
         try:
+
             def repaired() -> bool:
                 recovery = last_recovery(lab)
-                return (recovery.get("kind"), recovery.get("resource"),
-                        recovery.get("action")) == (kind, name, "Repaired") \
-                    and recovery.get("time") != before
+                return (recovery.get("kind"), recovery.get("resource"), recovery.get("action")) == (
+                    kind,
+                    name,
+                    "Repaired",
+                ) and recovery.get("time") != before
+
             wait_until(repaired, 60, f"{kind} {name} repaired in place on mail1")
         finally:
             heal()
         acked = client.acked_by("mail1", timeout=30)
         client.served_by("mail1", timeout=30)
         message: str = last_recovery(lab)["message"]
-        print(f"{fault}: writes acknowledged again {acked - injected:.2f}s after the fault; "
-              f"{message}")
-        wait_until(lambda: resources(lab).get(f"{kind}/{name}", {}).get("state") == "Healthy",
-                   30, f"{kind} {name} Healthy again")
+        print(f"{fault}: writes acknowledged again {acked - injected:.2f}s after the fault; {message}")
+        wait_until(
+            lambda: resources(lab).get(f"{kind}/{name}", {}).get("state") == "Healthy",
+            30,
+            f"{kind} {name} Healthy again",
+        )
         assert lease_holder(lab, "mail") == ("mail1", epoch), "a repair in place is no failover"
     return message
 
@@ -79,8 +89,7 @@ def test_killed_postmaster_is_restarted_in_place(lab: LabCluster, client: Client
     # The kill is seen either by the next check (no postmaster) or by one in flight (its
     # connection dropped): both are this fault, repaired the same way.
     assert "restarted in place" in message, message
-    assert "the postmaster is not running" in message \
-        or "server closed the connection unexpectedly" in message, message
+    assert "the postmaster is not running" in message or "server closed the connection unexpectedly" in message, message
 
 
 def test_hung_postgres_is_restarted_in_place(lab: LabCluster, client: Client) -> None:
@@ -88,8 +97,7 @@ def test_hung_postgres_is_restarted_in_place(lab: LabCluster, client: Client) ->
     assert "no answer within" in message or "timeout expired" in message, message
 
 
-def test_deleted_floating_ip_is_added_back_and_announced(lab: LabCluster,
-                                                          client: Client) -> None:
+def test_deleted_floating_ip_is_added_back_and_announced(lab: LabCluster, client: Client) -> None:
     message = repaired_in_place(lab, client, "vip-delete")
     assert "address added again and announced" in message
     shown = lab.machine("mail1").exec(["ip", "-o", "address", "show", "dev", "mgmt"])
@@ -98,20 +106,19 @@ def test_deleted_floating_ip_is_added_back_and_announced(lab: LabCluster,
 
 def test_lazily_unmounted_data_mount_is_mounted_again(lab: LabCluster, client: Client) -> None:
     repaired_in_place(lab, client, "mount-lost")
-    found = lab.machine("mail1").exec(["findmnt", "--noheadings", "--output", "TARGET",
-                                       "--mountpoint", member_faults.MAIL_MOUNT], check=False)
+    found = lab.machine("mail1").exec(
+        ["findmnt", "--noheadings", "--output", "TARGET", "--mountpoint", member_faults.MAIL_MOUNT], check=False
+    )
     assert found.stdout.strip() == member_faults.MAIL_MOUNT
 
 
-def test_drbd_demoted_behind_the_agent_is_promoted_again(lab: LabCluster,
-                                                          client: Client) -> None:
+def test_drbd_demoted_behind_the_agent_is_promoted_again(lab: LabCluster, client: Client) -> None:
     repaired_in_place(lab, client, "drbd-demote")
     role = member_faults.drbdadm(lab, "mail1", "role", member_faults.MAIL_VOLUME)
     assert role.strip().startswith("Primary")
 
 
-def test_running_service_failing_its_health_check_is_restarted(lab: LabCluster,
-                                                               client: Client) -> None:
+def test_running_service_failing_its_health_check_is_restarted(lab: LabCluster, client: Client) -> None:
     healthy_primary(lab)  # the unit runs once mail1 is primary
     before = lab.main_pid("mail1", member_faults.HTTP_UNIT)
     message = repaired_in_place(lab, client, "service-hang")

@@ -12,10 +12,15 @@ pytestmark = pytest.mark.lab
 
 
 def test_failover_without_the_operator_then_catch_up(lab: LabCluster, client: Client) -> None:
-    wait_until(lambda: lease_holder(lab, "mail")[0] == "mail1"
-               and node_report(lab, "mail", "mail2").get("postgres", {}).get("lagSeconds") == 0
-               and "Replicating" in lab.kubectl("get", "hac", "mail", "-n", lab.namespace),
-               120, "mail1 primary, mail2 in sync, operator reporting")
+    wait_until(
+        lambda: (
+            lease_holder(lab, "mail")[0] == "mail1"
+            and node_report(lab, "mail", "mail2").get("postgres", {}).get("lagSeconds") == 0
+            and "Replicating" in lab.kubectl("get", "hac", "mail", "-n", lab.namespace)
+        ),
+        120,
+        "mail1 primary, mail2 in sync, operator reporting",
+    )
     client.acked_by("mail1")
     _, epoch = lease_holder(lab, "mail")
     lab.stop_operator(kill=True)
@@ -30,16 +35,27 @@ def test_failover_without_the_operator_then_catch_up(lab: LabCluster, client: Cl
 
     lab.heal("mail1")
     lab.start_operator()
-    wait_until(lambda: lab.hacluster("mail")["status"].get("primary") == "mail2"
-               and lab.hacluster("mail")["status"].get("epoch") == epoch + 1, 60,
-               "the operator catching up with the new primary")
+    wait_until(
+        lambda: (
+            lab.hacluster("mail")["status"].get("primary") == "mail2"
+            and lab.hacluster("mail")["status"].get("epoch") == epoch + 1
+        ),
+        60,
+        "the operator catching up with the new primary",
+    )
     record = lab.hacluster("mail")["status"]["lastFailover"]
     assert (record["from"], record["to"], record["planned"]) == ("mail1", "mail2", False)
-    wait_until(lambda: "failed over from mail1 to mail2"
-               in lab.kubectl("get", "events", "-n", lab.namespace), 30, "the failover Event")
+    wait_until(
+        lambda: "failed over from mail1 to mail2" in lab.kubectl("get", "events", "-n", lab.namespace),
+        30,
+        "the failover Event",
+    )
     client.stop()
-    wait_until(lambda: node_report(lab, "mail", "mail1").get("postgres", {}).get("role")
-               == "Standby", 120, "mail1 back as a standby")
+    wait_until(
+        lambda: node_report(lab, "mail", "mail1").get("postgres", {}).get("role") == "Standby",
+        120,
+        "mail1 back as a standby",
+    )
     assert missing_acks(lab, "mail2", client.acked()) == []
     files = client.acked_files()
     assert files, "no file was acknowledged"

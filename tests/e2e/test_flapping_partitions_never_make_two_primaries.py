@@ -41,8 +41,11 @@ def test_flapping_partitions_never_make_two_primaries(lab: LabCluster, client: C
         finally:
             for node in ("mail1", "mail2"):
                 lab.heal(node, "mgmt")
-    changes = [(s.t, s.lease) for a, s in zip(observer.history, observer.history[1:], strict=False)
-               if s.lease and a.lease and s.lease[1] > a.lease[1] and s.lease[0] is not None]
+    changes = [
+        (s.t, s.lease)
+        for a, s in zip(observer.history, observer.history[1:], strict=False)
+        if s.lease and a.lease and s.lease[1] > a.lease[1] and s.lease[0] is not None
+    ]
     gaps = [round(b[0] - a[0], 2) for a, b in zip(changes, changes[1:], strict=False)]
     print(f"{cuts} cuts in {FLAPPING_SECONDS:.0f}s; {len(changes)} takeovers, gaps {gaps}")
     assert all(g >= MIN_FAILOVER_INTERVAL - SAMPLING_SLACK for g in gaps), gaps

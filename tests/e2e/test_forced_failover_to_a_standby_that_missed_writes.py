@@ -50,16 +50,16 @@ def test_forced_failover_is_refused_while_the_holder_renews(lab: LabCluster) -> 
     assert "--accept-data-loss" in shown.stdout + shown.stderr
     assert not any(k.startswith("tandem.dev/force-failover") for k in annotations(lab))
 
-    refused = tandem(lab, "failover", "mail", "--to", "mail2", "--force", "--accept-data-loss",
-                     "--wait", "--timeout", "60")
+    refused = tandem(
+        lab, "failover", "mail", "--to", "mail2", "--force", "--accept-data-loss", "--wait", "--timeout", "60"
+    )
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "renews" in refused.stdout + refused.stderr
     assert status(lab)["forcedFailover"]["phase"] == "Refused"
     assert lease_holder(lab, "mail") == before
 
 
-def test_forced_failover_after_the_only_synchronous_copy_is_destroyed(
-        lab: LabCluster, client: Client) -> None:
+def test_forced_failover_after_the_only_synchronous_copy_is_destroyed(lab: LabCluster, client: Client) -> None:
     wait_replicating(lab, "mail", "mail1", ["mail2"])
     wait_until(lambda: sync_standbys(lab, "mail") == ["mail2"], 30, "mail2 synchronous")
     _, epoch = lease_holder(lab, "mail")
@@ -69,8 +69,11 @@ def test_forced_failover_after_the_only_synchronous_copy_is_destroyed(
     lab.power_off("mail1")
     powered_off = time.monotonic()
 
-    wait_until(lambda: node_report(lab, "mail", "mail2")
-               .get("ineligibleReason") == "NotSynchronous", 30, "mail2 saying why it may not take over")
+    wait_until(
+        lambda: node_report(lab, "mail", "mail2").get("ineligibleReason") == "NotSynchronous",
+        30,
+        "mail2 saying why it may not take over",
+    )
     time.sleep(3 * LEASE_SECONDS)
     assert lease_holder(lab, "mail") == ("mail1", epoch), "a standby took over by itself"
     assert not writable(lab, "mail2")
@@ -80,21 +83,26 @@ def test_forced_failover_after_the_only_synchronous_copy_is_destroyed(
     assert "synchronous" in report.stdout, report.stdout
     assert lease_holder(lab, "mail") == ("mail1", epoch)
 
-    forced = tandem(lab, "failover", "mail", "--to", "mail2", "--force", "--accept-data-loss",
-                    "--wait", "--timeout", "90")
+    forced = tandem(
+        lab, "failover", "mail", "--to", "mail2", "--force", "--accept-data-loss", "--wait", "--timeout", "90"
+    )
     assert forced.returncode == 0, forced.stdout + forced.stderr
     holder, new_epoch = lease_holder(lab, "mail")
     assert holder == "mail2" and new_epoch > epoch
     record = status(lab)["forcedFailover"]
     assert record["phase"] == "Completed" and record["target"] == "mail2", record
     assert record.get("dataAtRisk"), record
-    wait_until(lambda: (status(lab).get("lastFailover") or {}).get("reason") == "ForcedFailover",
-               30, "lastFailover records the forced failover")
+    wait_until(
+        lambda: (status(lab).get("lastFailover") or {}).get("reason") == "ForcedFailover",
+        30,
+        "lastFailover records the forced failover",
+    )
     served = client.acked_by("mail2", timeout=60)
-    print(f"forced failover: mail1 acknowledged alone at {acked_alone:.1f}, powered off at "
-          f"{powered_off:.1f}; mail2 acknowledged through the VIP at {served:.1f}")
+    print(
+        f"forced failover: mail1 acknowledged alone at {acked_alone:.1f}, powered off at "
+        f"{powered_off:.1f}; mail2 acknowledged through the VIP at {served:.1f}"
+    )
     mail2 = node_report(lab, "mail", "mail2")
-    assert mail2["role"] == "Primary" and mail2["forcedFailover"]["phase"] == "Completed", \
-        json.dumps(mail2)
+    assert mail2["role"] == "Primary" and mail2["forcedFailover"]["phase"] == "Completed", json.dumps(mail2)
     again = tandem(lab, "failover", "mail", "--to", "mail2", "--force", "--accept-data-loss")
     assert again.returncode == 0, again.stdout + again.stderr  # already holds the Lease

@@ -37,14 +37,19 @@ def test_frozen_agent_never_acts_on_a_stale_epoch(lab: LabCluster, client: Clien
             client.acked_by("mail2", timeout=30)
             assert lease_holder(lab, "mail") == ("mail2", epoch + 1)
             fenced_at, taken_at = fence_and_takeover(lab, "mail1")
-            print(f"frozen at 0; fenced after {fenced_at - frozen_at:.2f}s; "
-                  f"mail2 took the Lease after {taken_at - frozen_at:.2f}s")
+            print(
+                f"frozen at 0; fenced after {fenced_at - frozen_at:.2f}s; "
+                f"mail2 took the Lease after {taken_at - frozen_at:.2f}s"
+            )
             assert fenced_at < taken_at, "the standby took the Lease before the old node was fenced"
             assert fenced_at - frozen_at < LEASE_SECONDS
             time.sleep(LEASE_SECONDS)
             assert lease_holder(lab, "mail") == ("mail2", epoch + 1), "a stale write moved the Lease"
-            wait_until(lambda: node_report(lab, "mail", "mail1").get("epoch", 0) >= epoch + 1, 120,
-                       "mail1 reporting at the new epoch")
+            wait_until(
+                lambda: node_report(lab, "mail", "mail1").get("epoch", 0) >= epoch + 1,
+                120,
+                "mail1 reporting at the new epoch",
+            )
             wait_replicating(lab, "mail", "mail2", ["mail1"])
         finally:
             lab.thaw_agent("mail1")

@@ -29,9 +29,11 @@ def test_hung_demotion_fences_before_the_lease_expires(lab: LabCluster, client: 
             client.acked_by("mail2", timeout=30)
             assert lease_holder(lab, "mail") == ("mail2", epoch + 1)
             fenced_at, taken_at = fence_and_takeover(lab, "mail1")
-            print(f"hung demotion: fenced {fenced_at - cut_at:.2f}s after the cut "
-                  f"({lab.fences('mail1')[0].split(' ', 1)[1]}); "
-                  f"mail2 took the Lease after {taken_at - cut_at:.2f}s")
+            print(
+                f"hung demotion: fenced {fenced_at - cut_at:.2f}s after the cut "
+                f"({lab.fences('mail1')[0].split(' ', 1)[1]}); "
+                f"mail2 took the Lease after {taken_at - cut_at:.2f}s"
+            )
             assert fenced_at - cut_at < LEASE_SECONDS
             assert fenced_at < taken_at
             holder.wait(timeout=10)  # the fence killed every process of the node

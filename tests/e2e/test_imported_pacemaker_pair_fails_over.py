@@ -27,13 +27,29 @@ NAMESPACE = "e2e-imported-pacemaker-pair"
 
 
 @pytest.fixture(scope="module")
-def lab(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
-        ) -> Iterator[LabCluster]:
+def lab(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
     out = tmp_path_factory.mktemp("imported")
     proc = subprocess.run(
-        [sys.executable, "-m", "tandem.cli", "import", "--crm", str(FIXTURES / "web.crm"),
-         "--drbd", str(FIXTURES / "web-store.res"), "--namespace", NAMESPACE,
-         "--out", str(out), "--check"], capture_output=True, text=True, timeout=120, check=False)
+        [
+            sys.executable,
+            "-m",
+            "tandem.cli",
+            "import",
+            "--crm",
+            str(FIXTURES / "web.crm"),
+            "--drbd",
+            str(FIXTURES / "web-store.res"),
+            "--namespace",
+            NAMESPACE,
+            "--out",
+            str(out),
+            "--check",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Not carried over" in proc.stdout  # the report: monitors, STONITH and quorum settings
     manifests = sorted(out.glob("*.yaml"))
@@ -55,7 +71,10 @@ def test_the_imported_pair_elects_replicates_and_fails_over(lab: LabCluster) -> 
     _, epoch = lease_holder(lab, "web")
     lab.kill_agent("web1")
     lab.cut("web1")
-    wait_until(lambda: holds(lab, "web2", vip()) and writable(lab, "web2"), 30,
-               "web2 holding the VIP with a writable PostgreSQL")
+    wait_until(
+        lambda: holds(lab, "web2", vip()) and writable(lab, "web2"),
+        30,
+        "web2 holding the VIP with a writable PostgreSQL",
+    )
     assert lease_holder(lab, "web") == ("web2", epoch + 1)
     assert lab.machine("web2").unit_state("lab-echo@8080.service") == "active"

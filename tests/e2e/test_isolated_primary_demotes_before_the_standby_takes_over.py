@@ -16,9 +16,7 @@ from tests.e2e.conftest import vip
 pytestmark = pytest.mark.lab
 
 
-def test_isolated_primary_demotes_before_the_standby_takes_over(
-    lab: LabCluster, client: Client
-) -> None:
+def test_isolated_primary_demotes_before_the_standby_takes_over(lab: LabCluster, client: Client) -> None:
     with checked(lab, client, vip()) as observer:
         _, epoch = lease_holder(lab, "mail")
         try:
@@ -28,8 +26,10 @@ def test_isolated_primary_demotes_before_the_standby_takes_over(
             assert lease_holder(lab, "mail") == ("mail2", epoch + 1)
             promoted = next(s.t for s in observer.history if "mail2" in s.primaries)
             released = max(s.t for s in observer.history if "mail1" in s.primaries)
-            print(f"isolated: mail1 down {released - cut:.2f}s after the cut, mail2 primary after "
-                  f"{promoted - cut:.2f}s, first write after {acked - cut:.2f}s")
+            print(
+                f"isolated: mail1 down {released - cut:.2f}s after the cut, mail2 primary after "
+                f"{promoted - cut:.2f}s, first write after {acked - cut:.2f}s"
+            )
             assert released < promoted
             lab.heal("mail1")
             wait_replicating(lab, "mail", "mail2", ["mail1"])

@@ -37,23 +37,28 @@ def restarts(lab: LabCluster, node: str) -> int:
     return next((s.get("restarts", 0) for s in services if s["name"] == "http"), 0)
 
 
-def test_service_is_restarted_in_place_then_the_primary_steps_down(
-    lab: LabCluster, client: Client
-) -> None:
-    wait_until(lambda: lease_holder(lab, "mail")[0] == "mail1"
-               and node_report(lab, "mail", "mail2").get("postgres", {}).get("lagSeconds") == 0,
-               90, "mail1 primary, mail2 in sync")
+def test_service_is_restarted_in_place_then_the_primary_steps_down(lab: LabCluster, client: Client) -> None:
+    wait_until(
+        lambda: (
+            lease_holder(lab, "mail")[0] == "mail1"
+            and node_report(lab, "mail", "mail2").get("postgres", {}).get("lagSeconds") == 0
+        ),
+        90,
+        "mail1 primary, mail2 in sync",
+    )
     client.served_by("mail1")
     _, epoch = lease_holder(lab, "mail")
     limit = lab.hacluster("mail")["spec"]["failover"]["restartLimit"]
 
     for attempt in range(1, limit + 1):
         old = kill_http(lab, "mail1")
-        wait_until(lambda old=old: service_pid(lab, "mail1") not in (None, old), 30,
-                   f"http restarted in place (kill {attempt})")
+        wait_until(
+            lambda old=old: service_pid(lab, "mail1") not in (None, old),
+            30,
+            f"http restarted in place (kill {attempt})",
+        )
         client.served_by("mail1", timeout=30)
-        wait_until(lambda attempt=attempt: restarts(lab, "mail1") >= attempt, 30,
-                   f"{attempt} restarts reported")
+        wait_until(lambda attempt=attempt: restarts(lab, "mail1") >= attempt, 30, f"{attempt} restarts reported")
         assert lease_holder(lab, "mail") == ("mail1", epoch), "a restart in place is no failover"
 
     kill_http(lab, "mail1")
@@ -61,6 +66,9 @@ def test_service_is_restarted_in_place_then_the_primary_steps_down(
     holder, new_epoch = lease_holder(lab, "mail")
     assert holder == "mail2" and new_epoch == epoch + 1
     report = node_report(lab, "mail", "mail1")
-    wait_until(lambda: node_report(lab, "mail", "mail1")
-               .get("ineligibleReason") == "RestartBackoff", 30, "mail1 in restart back-off")
+    wait_until(
+        lambda: node_report(lab, "mail", "mail1").get("ineligibleReason") == "RestartBackoff",
+        30,
+        "mail1 in restart back-off",
+    )
     assert report["name"] == "mail1"

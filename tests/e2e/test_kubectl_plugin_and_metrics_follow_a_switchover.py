@@ -20,12 +20,14 @@ pytestmark = pytest.mark.lab
 
 def agent_get(lab: LabCluster, node: str, path: str) -> tuple[int, str]:
     """GET on the node's agent endpoint (its own loopback, inside the node)."""
-    script = ("import sys, urllib.request, urllib.error\n"
-              "try:\n"
-              f"    r = urllib.request.urlopen('http://127.0.0.1:9464{path}', timeout=5)\n"
-              "    print(r.status); print(r.read().decode())\n"
-              "except urllib.error.HTTPError as e:\n"
-              "    print(e.code); print(e.read().decode())\n")
+    script = (
+        "import sys, urllib.request, urllib.error\n"
+        "try:\n"
+        f"    r = urllib.request.urlopen('http://127.0.0.1:9464{path}', timeout=5)\n"
+        "    print(r.status); print(r.read().decode())\n"
+        "except urllib.error.HTTPError as e:\n"
+        "    print(e.code); print(e.read().decode())\n"
+    )
     out = lab.machine(node).exec(["python3", "-c", script]).stdout
     code, _, body = out.partition("\n")
     return int(code), body
@@ -46,8 +48,7 @@ def operator_metrics() -> str:
         return str(reply.read().decode())
 
 
-def test_switchover_with_the_plugin_and_the_metrics_that_follow_it(lab: LabCluster,
-                                                                   client: Client) -> None:
+def test_switchover_with_the_plugin_and_the_metrics_that_follow_it(lab: LabCluster, client: Client) -> None:
     wait_replicating(lab, "mail", "mail1", ["mail2"])
     ns = lab.namespace
     status = tandem(lab, "status", "mail")
@@ -74,18 +75,21 @@ def test_switchover_with_the_plugin_and_the_metrics_that_follow_it(lab: LabClust
     again = tandem(lab, "switchover", "mail", "--to", "mail2")
     assert again.returncode == 0, again.stderr
 
-    wait_until(lambda: agent_get(lab, "mail2", f"/primary/{ns}/mail")[0] == 200, 30,
-               "mail2's /primary answers 200")
+    wait_until(lambda: agent_get(lab, "mail2", f"/primary/{ns}/mail")[0] == 200, 30, "mail2's /primary answers 200")
     after_agent = agent_get(lab, "mail2", "/metrics")[1]
     assert sample(after_agent, "tandem_agent_primary", cluster="mail") == 1
-    assert sample(after_agent, "tandem_agent_takeovers_total", cluster="mail") > \
-        sample(before_agent, "tandem_agent_takeovers_total", cluster="mail")
-    wait_until(lambda: sample(operator_metrics(), "tandem_switchovers_total", cluster="mail",
-                              outcome="Completed") >
-               sample(before_operator, "tandem_switchovers_total", cluster="mail",
-                      outcome="Completed"), 30, "the operator counted the switchover")
-    assert sample(operator_metrics(), "tandem_cluster_primary_info", cluster="mail",
-                  node="mail2") == 1
+    assert sample(after_agent, "tandem_agent_takeovers_total", cluster="mail") > sample(
+        before_agent, "tandem_agent_takeovers_total", cluster="mail"
+    )
+    wait_until(
+        lambda: (
+            sample(operator_metrics(), "tandem_switchovers_total", cluster="mail", outcome="Completed")
+            > sample(before_operator, "tandem_switchovers_total", cluster="mail", outcome="Completed")
+        ),
+        30,
+        "the operator counted the switchover",
+    )
+    assert sample(operator_metrics(), "tandem_cluster_primary_info", cluster="mail", node="mail2") == 1
 
     # spec.primary still says mail1: the condition says why they differ
     hac = json.loads(lab.kubectl("get", "hac", "mail", "-n", ns, "-o", "json"))
@@ -100,8 +104,7 @@ def test_switchover_with_the_plugin_and_the_metrics_that_follow_it(lab: LabClust
     spec = json.loads(lab.kubectl("get", "hac", "mail", "-n", ns, "-o", "json"))["spec"]
     assert spec.get("standbyNodes", []) == []
     assert tandem(lab, "cleanup", "mail").returncode == 0
-    annotations = json.loads(lab.kubectl("get", "hac", "mail", "-n", ns, "-o", "json"))[
-        "metadata"]["annotations"]
+    annotations = json.loads(lab.kubectl("get", "hac", "mail", "-n", ns, "-o", "json"))["metadata"]["annotations"]
     assert annotations.get("tandem.dev/cleanup")
 
     wait_replicating(lab, "mail", "mail2", ["mail1"])

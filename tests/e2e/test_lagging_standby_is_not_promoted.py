@@ -37,8 +37,11 @@ def test_lagging_standby_is_not_promoted(lab: LabCluster, client: Client) -> Non
         _, epoch = lease_holder(lab, "mail")
         try:
             wal_replay(lab, "mail2", "pause")
-            wait_until(lambda: node_report(lab, "mail", "mail2")
-                       .get("ineligibleReason") == "LagTooHigh", 60, "mail2 reporting LagTooHigh")
+            wait_until(
+                lambda: node_report(lab, "mail", "mail2").get("ineligibleReason") == "LagTooHigh",
+                60,
+                "mail2 reporting LagTooHigh",
+            )
             lab.cut("mail1")
             time.sleep(3 * LEASE_SECONDS)
             assert not writable(lab, "mail2"), "a lagging standby was promoted"

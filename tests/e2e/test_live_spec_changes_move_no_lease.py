@@ -52,46 +52,62 @@ def patch_chain(lab: LabCluster, ops: list[dict[str, Any]]) -> int:
     return int(hacluster(lab)["metadata"]["generation"])
 
 
-def test_a_floating_ip_added_and_removed_on_the_running_primary(lab: LabCluster,
-                                                                client: Client) -> None:
+def test_a_floating_ip_added_and_removed_on_the_running_primary(lab: LabCluster, client: Client) -> None:
     wait_replicating(lab, "mail", "mail1", ["mail2"])
-    lab.kubectl("apply", "-f", "-", stdin=json.dumps({
-        "apiVersion": "tandem.dev/v1alpha1", "kind": "FloatingIP",
-        "metadata": {"name": "mail-extra", "namespace": lab.namespace},
-        "spec": {"cluster": "mail", "addresses": [{"start": EXTRA}], "prefixLength": 24,
-                 "interface": "mgmt"}}))
+    lab.kubectl(
+        "apply",
+        "-f",
+        "-",
+        stdin=json.dumps(
+            {
+                "apiVersion": "tandem.dev/v1alpha1",
+                "kind": "FloatingIP",
+                "metadata": {"name": "mail-extra", "namespace": lab.namespace},
+                "spec": {"cluster": "mail", "addresses": [{"start": EXTRA}], "prefixLength": 24, "interface": "mgmt"},
+            }
+        ),
+    )
     before = lease_holder(lab, "mail")
     primary_mac = link_mac(lab.netns("mail1"))
     with checked(lab, client, vip(), primary="mail1", standbys=("mail2",)):
-        added = patch_chain(lab, [{"op": "add", "path": "/spec/chain/floatingIPs/-",
-                                   "value": "mail-extra"}])
-        wait_until(lambda: arp_answers(lab.client_netns, EXTRA) == {primary_mac}, 30,
-                   f"{EXTRA} answers from mail1", context=lambda: spec_applied(lab))
+        added = patch_chain(lab, [{"op": "add", "path": "/spec/chain/floatingIPs/-", "value": "mail-extra"}])
+        wait_until(
+            lambda: arp_answers(lab.client_netns, EXTRA) == {primary_mac},
+            30,
+            f"{EXTRA} answers from mail1",
+            context=lambda: spec_applied(lab),
+        )
         assert not holds(lab, "mail2", EXTRA)
-        wait_until(lambda: applied_everywhere(lab, added), 30,
-                   "SpecApplied True for the new generation", context=lambda: spec_applied(lab))
+        wait_until(
+            lambda: applied_everywhere(lab, added),
+            30,
+            "SpecApplied True for the new generation",
+            context=lambda: spec_applied(lab),
+        )
         assert lease_holder(lab, "mail") == before
 
         removed = patch_chain(lab, [{"op": "remove", "path": "/spec/chain/floatingIPs/1"}])
         wait_until(lambda: not holds(lab, "mail1", EXTRA), 30, f"{EXTRA} gone from mail1")
         assert arp_answers(lab.client_netns, EXTRA) == set()
         assert holds(lab, "mail1", vip())
-        wait_until(lambda: applied_everywhere(lab, removed), 30,
-                   "SpecApplied True after the removal", context=lambda: spec_applied(lab))
+        wait_until(
+            lambda: applied_everywhere(lab, removed),
+            30,
+            "SpecApplied True after the removal",
+            context=lambda: spec_applied(lab),
+        )
         assert lease_holder(lab, "mail") == before
 
 
-def test_a_change_that_needs_the_chain_down_waits_for_the_next_switchover(
-        lab: LabCluster, client: Client) -> None:
+def test_a_change_that_needs_the_chain_down_waits_for_the_next_switchover(lab: LabCluster, client: Client) -> None:
     wait_replicating(lab, "mail", "mail1", ["mail2"])
     before = lease_holder(lab, "mail")
-    generation = patch_chain(lab, [{"op": "add", "path": "/spec/chain/mounts/0/options",
-                                    "value": ["nodiratime"]}])
+    generation = patch_chain(lab, [{"op": "add", "path": "/spec/chain/mounts/0/options", "value": ["nodiratime"]}])
 
     def waiting() -> bool:
         condition = spec_applied(lab)
-        return condition.get("reason") == "WaitingForSwitchover" \
-            and condition.get("observedGeneration") == generation
+        return condition.get("reason") == "WaitingForSwitchover" and condition.get("observedGeneration") == generation
+
     wait_until(waiting, 30, "SpecApplied WaitingForSwitchover", context=lambda: spec_applied(lab))
     primary, standby = node_report(lab, "mail", "mail1"), node_report(lab, "mail", "mail2")
     assert primary["pendingChange"].startswith("WaitingForSwitchover: spec.chain.mounts changed")
@@ -100,13 +116,24 @@ def test_a_change_that_needs_the_chain_down_waits_for_the_next_switchover(
     assert lease_holder(lab, "mail") == before
 
     with checked(lab, client, vip(), primary="mail1", standbys=("mail2",)):
-        lab.kubectl("patch", "hac", "mail", "-n", lab.namespace, "--type=merge",
-                    "-p", json.dumps({"spec": {"primary": "mail2"}}))
+        lab.kubectl(
+            "patch",
+            "hac",
+            "mail",
+            "-n",
+            lab.namespace,
+            "--type=merge",
+            "-p",
+            json.dumps({"spec": {"primary": "mail2"}}),
+        )
         wait_until(lambda: lease_holder(lab, "mail")[0] == "mail2", 60, "mail2 holds the Lease")
         client.acked_by("mail2", timeout=30)
-    wait_until(lambda: applied_everywhere(lab, generation), 60,
-               "the old primary applied the change once its chain was down",
-               context=lambda: spec_applied(lab))
+    wait_until(
+        lambda: applied_everywhere(lab, generation),
+        60,
+        "the old primary applied the change once its chain was down",
+        context=lambda: spec_applied(lab),
+    )
     mail1 = node_report(lab, "mail", "mail1")
     assert not mail1.get("pendingChange") and mail1["appliedGeneration"] > generation
     wait_replicating(lab, "mail", "mail2", ["mail1"])

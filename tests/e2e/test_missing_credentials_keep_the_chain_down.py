@@ -26,9 +26,11 @@ def test_no_node_takes_the_lease_and_each_says_why(lab: LabCluster) -> None:
     said = f"{field}: Secret mail-postgres-replication does not exist"
 
     def reported() -> bool:
-        return all(node_report(lab, "mail", n).get("ineligibleReason") == "InvalidSpec"
-                   and node_report(lab, "mail", n).get("ineligibleMessage", "").startswith(said)
-                   for n in NODES)
+        return all(
+            node_report(lab, "mail", n).get("ineligibleReason") == "InvalidSpec"
+            and node_report(lab, "mail", n).get("ineligibleMessage", "").startswith(said)
+            for n in NODES
+        )
 
     wait_until(reported, 60, "both nodes reporting the missing Secret")
     for node in NODES:
@@ -37,7 +39,8 @@ def test_no_node_takes_the_lease_and_each_says_why(lab: LabCluster) -> None:
         # The message has it all, the fix included.
         assert report["message"].startswith(
             f"{field}: Secret mail-postgres-replication does not exist in namespace "
-            f"{lab.namespace}: create it, e.g. kubectl -n {lab.namespace} create secret generic")
+            f"{lab.namespace}: create it, e.g. kubectl -n {lab.namespace} create secret generic"
+        )
     agents = {n: lab.agent_pid(n) for n in NODES}
     time.sleep(3)
     assert lease_holder(lab, "mail")[0] is None
@@ -56,5 +59,8 @@ def test_creating_the_secret_brings_the_chain_up(lab: LabCluster, tmp_path: Path
     finally:
         client.stop()
     standby = next(n for n in NODES if n != holder)
-    wait_until(lambda: node_report(lab, "mail", standby).get("postgres", {}).get("lagSeconds")
-               == 0, 90, f"{standby} streaming as a standby")
+    wait_until(
+        lambda: node_report(lab, "mail", standby).get("postgres", {}).get("lagSeconds") == 0,
+        90,
+        f"{standby} streaming as a standby",
+    )

@@ -28,16 +28,26 @@ def phase(lab: LabCluster) -> str | None:
     return switchover_status(lab, "mail").get("phase")
 
 
-def test_operator_killed_mid_switchover_leaves_no_switchover_pending(
-    lab: LabCluster, client: Client
-) -> None:
+def test_operator_killed_mid_switchover_leaves_no_switchover_pending(lab: LabCluster, client: Client) -> None:
     with checked(lab, client, vip()):
         _, epoch = lease_holder(lab, "mail")
         try:
-            lab.kubectl("patch", "hac", "mail", "-n", lab.namespace, "--type=merge",
-                        "-p", json.dumps({"spec": {"primary": "mail2"}}))
-            wait_until(lambda: phase(lab) == "Pending", 30, "the switchover accepted",
-                       context=lambda: switchover_status(lab, "mail"))
+            lab.kubectl(
+                "patch",
+                "hac",
+                "mail",
+                "-n",
+                lab.namespace,
+                "--type=merge",
+                "-p",
+                json.dumps({"spec": {"primary": "mail2"}}),
+            )
+            wait_until(
+                lambda: phase(lab) == "Pending",
+                30,
+                "the switchover accepted",
+                context=lambda: switchover_status(lab, "mail"),
+            )
             lab.stop_operator(kill=True)
             client.acked_by("mail2", timeout=60)
             assert lease_holder(lab, "mail") == ("mail2", epoch + 1)
@@ -50,12 +60,18 @@ def test_operator_killed_mid_switchover_leaves_no_switchover_pending(
             assert phase(lab) == "Pending", "nobody should have touched the switchover yet"
 
             lab.start_operator()
-            wait_until(lambda: phase(lab) in ("Completed", "Refused")
-                       and lab.hacluster("mail")["status"].get("epoch") == epoch + 2, 60,
-                       "the operator settling the switchover")
+            wait_until(
+                lambda: (
+                    phase(lab) in ("Completed", "Refused") and lab.hacluster("mail")["status"].get("epoch") == epoch + 2
+                ),
+                60,
+                "the operator settling the switchover",
+            )
             status = lab.hacluster("mail")["status"]
-            print(f"after the operator returned: switchover {status['switchover']}, "
-                  f"lastFailover {status.get('lastFailover')}")
+            print(
+                f"after the operator returned: switchover {status['switchover']}, "
+                f"lastFailover {status.get('lastFailover')}"
+            )
             assert status["primary"] == "mail1" and status["epoch"] == epoch + 2
             lab.heal("mail2")
             wait_replicating(lab, "mail", "mail1", ["mail2"])

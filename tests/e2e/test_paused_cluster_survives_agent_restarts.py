@@ -33,8 +33,9 @@ def paused(lab: LabCluster, value: bool) -> None:
 
 
 def ready_reason(lab: LabCluster) -> str:
-    return lab.kubectl("get", "hac", "mail", "-n", lab.namespace, "-o",
-                       "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}")
+    return lab.kubectl(
+        "get", "hac", "mail", "-n", lab.namespace, "-o", 'jsonpath={.status.conditions[?(@.type=="Ready")].reason}'
+    )
 
 
 def ack_gap(client: Client, after: float) -> float:
@@ -44,23 +45,23 @@ def ack_gap(client: Client, after: float) -> float:
     return max(b - a for a, b in zip(acked, acked[1:], strict=False))
 
 
-def test_agents_restarted_while_paused_move_nothing_and_resume_adopts(lab: LabCluster,
-                                                                      client: Client) -> None:
+def test_agents_restarted_while_paused_move_nothing_and_resume_adopts(lab: LabCluster, client: Client) -> None:
     wait_replicating(lab, "mail", "mail1", ["mail2"])
     lease = lease_holder(lab, "mail")
     assert lease[0] == "mail1"
     with checked(lab, client, vip(), primary="mail1", standbys=("mail2",)):
         paused(lab, True)
         wait_until(lambda: ready_reason(lab) == "Paused", 30, "Ready reason Paused")
-        wait_until(lambda: all(node_report(lab, "mail", n).get("ineligibleReason") == "Paused"
-                               for n in ("mail1", "mail2")), 30,
-                   "both nodes say Paused")
+        wait_until(
+            lambda: all(node_report(lab, "mail", n).get("ineligibleReason") == "Paused" for n in ("mail1", "mail2")),
+            30,
+            "both nodes say Paused",
+        )
         start = time.monotonic()
         old = {n: lab.agent_pid(n) for n in ("mail1", "mail2")}
         for node in ("mail1", "mail2"):  # the upgrade: one agent after the other
             lab.machine(node).exec(["systemctl", "restart", AGENT_UNIT])
-            wait_until(lambda node=node: lab.agent_pid(node) != old[node], 30,
-                       f"{node}'s agent restarted")
+            wait_until(lambda node=node: lab.agent_pid(node) != old[node], 30, f"{node}'s agent restarted")
         # The new processes are up and the standby has seen the Lease long enough to take it
         # if it were not paused (leaseDuration is 3 s in the lab sample).
         time.sleep(6)
@@ -69,10 +70,15 @@ def test_agents_restarted_while_paused_move_nothing_and_resume_adopts(lab: LabCl
         assert "took the Lease" not in lab.agent_log("mail2")
         # The restarted agents checked what runs and adopted it, touching nothing: the status
         # says Primary and Standby again, with the primary's members monitored.
-        wait_until(lambda: (node_report(lab, "mail", "mail1")["role"],
-                            node_report(lab, "mail", "mail2")["role"]) == ("Primary", "Standby"),
-                   30, "roles adopted while paused",
-                   context=lambda: [node_report(lab, "mail", n) for n in ("mail1", "mail2")])
+        wait_until(
+            lambda: (
+                (node_report(lab, "mail", "mail1")["role"], node_report(lab, "mail", "mail2")["role"])
+                == ("Primary", "Standby")
+            ),
+            30,
+            "roles adopted while paused",
+            context=lambda: [node_report(lab, "mail", n) for n in ("mail1", "mail2")],
+        )
         resources = node_report(lab, "mail", "mail1").get("resources") or []
         assert resources and all(r["state"] == "Healthy" for r in resources), resources
         assert "adopting" in lab.agent_log("mail1") and "adopting" in lab.agent_log("mail2")
@@ -86,7 +92,8 @@ def test_agents_restarted_while_paused_move_nothing_and_resume_adopts(lab: LabCl
 
 
 def test_a_standby_agent_restarted_without_pause_keeps_its_postgresql_streaming(
-        lab: LabCluster, client: Client) -> None:
+    lab: LabCluster, client: Client
+) -> None:
     """The rolling upgrade's first step (docs/install.md): the standby's agent restarts on its
     own. It adopts the standby it finds, so PostgreSQL there keeps running and the primary's
     synchronous commits never wait for it."""
@@ -99,8 +106,11 @@ def test_a_standby_agent_restarted_without_pause_keeps_its_postgresql_streaming(
         old = lab.agent_pid("mail2")
         lab.machine("mail2").exec(["systemctl", "restart", AGENT_UNIT])
         wait_until(lambda: lab.agent_pid("mail2") != old, 30, "mail2's agent restarted")
-        wait_until(lambda: "found this node a standby of mail1" in lab.agent_log("mail2"), 30,
-                   "mail2's agent adopting the standby")
+        wait_until(
+            lambda: "found this node a standby of mail1" in lab.agent_log("mail2"),
+            30,
+            "mail2's agent adopting the standby",
+        )
         time.sleep(3)
         assert lab.postgres_pid("mail2") == pid, "the standby's PostgreSQL was restarted"
         assert ack_gap(client, start) < 1.0, "writes stalled while the standby's agent restarted"

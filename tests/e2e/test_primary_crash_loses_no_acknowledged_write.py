@@ -23,6 +23,5 @@ def test_primary_crash_loses_no_acknowledged_write(lab: LabCluster, client: Clie
         lab.kill_agent("mail1")
         record = client.wait_for(lambda r: "ack" in r, 60, "a write acknowledged after the crash")
         holder, epoch = lease_holder(lab, "mail")
-        print(f"crash: {holder} acknowledged again after {record['t'] - crash:.2f}s "
-              f"(epoch {epoch})")
+        print(f"crash: {holder} acknowledged again after {record['t'] - crash:.2f}s (epoch {epoch})")
         assert holder in ("mail1", "mail2")

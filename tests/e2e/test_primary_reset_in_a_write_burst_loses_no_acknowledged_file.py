@@ -37,14 +37,24 @@ def test_a_reset_in_a_write_burst_loses_no_acknowledged_file(lab: LabCluster, bu
         stored = [r["t"] for r in burst.records() if "file" in r and r["t"] < reset]
         burst.file_stored_by("mail2", timeout=60)
         taken = time.monotonic()
-        print(f"reset: last file acknowledged by mail1 {reset - max(stored):.3f}s before the reset; "
-              f"mail2 stores files {taken - reset:.2f}s after it")
+        print(
+            f"reset: last file acknowledged by mail1 {reset - max(stored):.3f}s before the reset; "
+            f"mail2 stores files {taken - reset:.2f}s after it"
+        )
         assert reset - max(stored) < 0.5, "the reset did not come in the middle of the burst"
-        wait_until(lambda: "was Primary when it went down" in kernel_log(lab, "mail1"), 120,
-                   "mail1 attaching its disk again as a crashed primary")
-        wait_until(lambda: peer_device(lab, "mail2")["out-of-sync"] == 0
-                   and peer_device(lab, "mail2")["peer-disk-state"] == "UpToDate", 120,
-                   "mail1's disk resynced from mail2")
+        wait_until(
+            lambda: "was Primary when it went down" in kernel_log(lab, "mail1"),
+            120,
+            "mail1 attaching its disk again as a crashed primary",
+        )
+        wait_until(
+            lambda: (
+                peer_device(lab, "mail2")["out-of-sync"] == 0
+                and peer_device(lab, "mail2")["peer-disk-state"] == "UpToDate"
+            ),
+            120,
+            "mail1's disk resynced from mail2",
+        )
         assert missing_files(lab, "mail2", burst.acked_files()) == []
         result = kubectl_tandem(lab, "switchover", "mail", "--to", "mail1", "--wait")
         assert result.returncode == 0, result.stdout + result.stderr

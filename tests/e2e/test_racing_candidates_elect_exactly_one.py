@@ -24,14 +24,12 @@ VIP = "198.18.60.140"
 
 
 def test_racing_candidates_elect_exactly_one(lab: LabCluster) -> None:
-    wait_until(lambda: lease_holder(lab, "trio")[0] == "trio1" and holds(lab, "trio1", VIP),
-               90, "trio1 primary")
+    wait_until(lambda: lease_holder(lab, "trio")[0] == "trio1" and holds(lab, "trio1", VIP), 90, "trio1 primary")
     _, epoch = lease_holder(lab, "trio")
     observer = Observer(lab, NODES, VIP, lease_name="trio").start()
     try:
         lab.power_off("trio1")
-        wait_until(lambda: lease_holder(lab, "trio")[0] in ("trio2", "trio3"), 30,
-                   "a standby taking the Lease")
+        wait_until(lambda: lease_holder(lab, "trio")[0] in ("trio2", "trio3"), 30, "a standby taking the Lease")
         winner, new_epoch = lease_holder(lab, "trio")
         wait_until(lambda: holds(lab, winner, VIP), 30, f"{winner} holding the VIP")
         time.sleep(3.0)

@@ -42,8 +42,11 @@ def test_replication_cut_alone_promotes_nothing(lab: LabCluster, client: Client)
             dropped = time.monotonic()
             client.acked_by("mail1", timeout=30)
             print(f"repl cut: mail2 off the list after {dropped - cut:.2f}s")
-            wait_until(lambda: node_report(lab, "mail", "mail2")
-                       .get("ineligibleReason") == "NotSynchronous", 30, "mail2 reporting why it may not take over")
+            wait_until(
+                lambda: node_report(lab, "mail", "mail2").get("ineligibleReason") == "NotSynchronous",
+                30,
+                "mail2 reporting why it may not take over",
+            )
             time.sleep(2 * LEASE_SECONDS)
             assert lease_holder(lab, "mail") == ("mail1", epoch)
             lab.kill_postgres("mail1")
@@ -57,5 +60,4 @@ def test_replication_cut_alone_promotes_nothing(lab: LabCluster, client: Client)
             lab.heal("mail1", "repl")
     assert lease_holder(lab, "mail") == ("mail1", epoch)
     acked = client.acked()
-    wait_until(lambda: missing_acks(lab, "mail2", acked) == [], 30,
-               "every acknowledged write replayed on mail2")
+    wait_until(lambda: missing_acks(lab, "mail2", acked) == [], 30, "every acknowledged write replayed on mail2")

@@ -21,9 +21,11 @@ VOLUME = "mail-store"
 
 def drbd_status(lab: LabCluster, node: str) -> dict[str, Any]:
     """`drbdsetup status --json` of the volume on `node`, as the node's stand-in answers it."""
-    code = ("import sys; from pathlib import Path; from tandem.lab.drbdsim import control; "
-            f"rc, out, err = control.drbdsetup(Path({DRBD_STATE!r}), 'status', '--json', {VOLUME!r}); "
-            "sys.stdout.write(out); sys.exit(rc)")
+    code = (
+        "import sys; from pathlib import Path; from tandem.lab.drbdsim import control; "
+        f"rc, out, err = control.drbdsetup(Path({DRBD_STATE!r}), 'status', '--json', {VOLUME!r}); "
+        "sys.stdout.write(out); sys.exit(rc)"
+    )
     status: list[dict[str, Any]] = json.loads(lab.machine(node).exec([NODE_PYTHON, "-c", code]).stdout)
     return status[0]
 
@@ -56,24 +58,37 @@ def test_a_cut_standby_is_resynced_and_holds_every_acknowledged_file(lab: LabClu
     with checked(lab, client, vip()):
         try:
             lab.cut("mail1", "repl")
-            wait_until(lambda: peer_device(lab, "mail1")["out-of-sync"] > 0, 60,
-                       "mail1 tracking blocks mail2 missed")
+            wait_until(lambda: peer_device(lab, "mail1")["out-of-sync"] > 0, 60, "mail1 tracking blocks mail2 missed")
             acked_during_cut = len(client.acked_files())
-            wait_until(lambda: len(client.acked_files()) > acked_during_cut + 20, 60,
-                       "files acknowledged by mail1 while mail2 is cut off")
-            wait_until(lambda: reported(lab, "mail1").get("outOfSyncBytes", 0) > 0, 30,
-                       "the DRBDVolume status showing the out-of-sync bytes")
+            wait_until(
+                lambda: len(client.acked_files()) > acked_during_cut + 20,
+                60,
+                "files acknowledged by mail1 while mail2 is cut off",
+            )
+            wait_until(
+                lambda: reported(lab, "mail1").get("outOfSyncBytes", 0) > 0,
+                30,
+                "the DRBDVolume status showing the out-of-sync bytes",
+            )
             assert drbd_status(lab, "mail2")["devices"][0]["disk-state"] in ("Outdated", "UpToDate")
             behind = peer_device(lab, "mail1")["out-of-sync"]
         finally:
             lab.heal("mail1", "repl")
-        wait_until(lambda: peer_device(lab, "mail1")["out-of-sync"] == 0
-                   and peer_device(lab, "mail1")["peer-disk-state"] == "UpToDate", 60,
-                   "the resync to finish")
+        wait_until(
+            lambda: (
+                peer_device(lab, "mail1")["out-of-sync"] == 0
+                and peer_device(lab, "mail1")["peer-disk-state"] == "UpToDate"
+            ),
+            60,
+            "the resync to finish",
+        )
         log = kernel_log(lab, "mail1")
         assert "repl( Off -> SyncSource )" in log and "Resync done" in log, log[-2000:]
-        wait_until(lambda: reported(lab, "mail1").get("outOfSyncBytes", 0) == 0, 30,
-                   "the DRBDVolume status showing nothing out of sync")
+        wait_until(
+            lambda: reported(lab, "mail1").get("outOfSyncBytes", 0) == 0,
+            30,
+            "the DRBDVolume status showing nothing out of sync",
+        )
         print(f"mail1 was {behind} KiB ahead of mail2 at the heal; resynced")
 
         switch_to(lab, client, "mail2")

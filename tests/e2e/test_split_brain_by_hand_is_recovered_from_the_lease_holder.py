@@ -49,8 +49,9 @@ def drbdadm(lab: LabCluster, node: str, *args: str, check: bool = True) -> Any:
 
 def split_brain_condition(lab: LabCluster) -> dict[str, Any]:
     volume = json.loads(lab.kubectl("get", "drbdvolume", VOLUME, "-n", lab.namespace, "-o", "json"))
-    found: dict[str, Any] = next((c for c in volume.get("status", {}).get("conditions", [])
-                                  if c["type"] == "SplitBrain"), {})
+    found: dict[str, Any] = next(
+        (c for c in volume.get("status", {}).get("conditions", []) if c["type"] == "SplitBrain"), {}
+    )
     return found
 
 
@@ -62,13 +63,17 @@ def connection(lab: LabCluster, node: str) -> str:
 def test_a_split_brain_made_by_hand_is_recovered_from_the_lease_holder(lab: LabCluster, client: Client) -> None:
     with checked(lab, client, vip()):
         assert kubectl_tandem(lab, "pause", "mail").returncode == 0
-        wait_until(lambda: "Paused" in lab.kubectl("get", "hac", "mail", "-n", lab.namespace), 30,
-                   "the cluster paused")
+        wait_until(lambda: "Paused" in lab.kubectl("get", "hac", "mail", "-n", lab.namespace), 30, "the cluster paused")
         try:
             lab.cut("mail1", "repl")
-            wait_until(lambda: connection(lab, "mail2") == "Connecting"
-                       and drbd_status(lab, "mail2")["devices"][0]["disk-state"] == "UpToDate", 30,
-                       "mail2 disconnected with its data UpToDate")
+            wait_until(
+                lambda: (
+                    connection(lab, "mail2") == "Connecting"
+                    and drbd_status(lab, "mail2")["devices"][0]["disk-state"] == "UpToDate"
+                ),
+                30,
+                "mail2 disconnected with its data UpToDate",
+            )
             drbdadm(lab, "mail2", "primary", VOLUME)
             machine = lab.machine("mail2")
             machine.exec(["mkdir", "-p", ROGUE])
@@ -77,31 +82,50 @@ def test_a_split_brain_made_by_hand_is_recovered_from_the_lease_holder(lab: LabC
             refused = drbdadm(lab, "mail2", "secondary", VOLUME, check=False)
             assert refused.returncode == 11 and "Device is held open by someone" in refused.stderr, refused
             lab.heal("mail1", "repl")
-            wait_until(lambda: "Split-Brain detected but unresolved" in kernel_log(lab, "mail2")
-                       and connection(lab, "mail1") == "StandAlone" and connection(lab, "mail2") == "StandAlone",
-                       30, "the split brain detected on connect, both StandAlone")
+            wait_until(
+                lambda: (
+                    "Split-Brain detected but unresolved" in kernel_log(lab, "mail2")
+                    and connection(lab, "mail1") == "StandAlone"
+                    and connection(lab, "mail2") == "StandAlone"
+                ),
+                30,
+                "the split brain detected on connect, both StandAlone",
+            )
             assert "after-sb-2pri disconnect" in kernel_log(lab, "mail1")  # two Primaries: DRBD never resolves
             machine.exec(["umount", ROGUE])
             drbdadm(lab, "mail2", "secondary", VOLUME)
             time.sleep(3)  # paused: nobody recovers it
             assert connection(lab, "mail2") == "StandAlone"
-            wait_until(lambda: split_brain_condition(lab).get("reason") == "Detected", 30,
-                       "the DRBDVolume reporting the split brain")
+            wait_until(
+                lambda: split_brain_condition(lab).get("reason") == "Detected",
+                30,
+                "the DRBDVolume reporting the split brain",
+            )
         finally:
             lab.heal("mail1", "repl")
             kubectl_tandem(lab, "resume", "mail")
-        wait_until(lambda: peer_device(lab, "mail1")["peer-disk-state"] == "UpToDate"
-                   and peer_device(lab, "mail1")["out-of-sync"] == 0, 60, "mail2 resynced from mail1")
+        wait_until(
+            lambda: (
+                peer_device(lab, "mail1")["peer-disk-state"] == "UpToDate"
+                and peer_device(lab, "mail1")["out-of-sync"] == 0
+            ),
+            60,
+            "mail2 resynced from mail1",
+        )
         recoveries = node_report(lab, "mail", "mail2").get("splitBrainRecoveries", [])
         assert [(r["volume"], r["peer"]) for r in recoveries] == [(VOLUME, "mail1")], recoveries
         assert recoveries[0]["discardedBytes"] > 0
-        wait_until(lambda: split_brain_condition(lab).get("reason") == "Recovered", 30,
-                   "the DRBDVolume reporting the recovery")
-        events = lab.kubectl("get", "events", "-n", lab.namespace, "--field-selector",
-                             "reason=SplitBrainRecovery", "-o", "name").split()
+        wait_until(
+            lambda: split_brain_condition(lab).get("reason") == "Recovered", 30, "the DRBDVolume reporting the recovery"
+        )
+        events = lab.kubectl(
+            "get", "events", "-n", lab.namespace, "--field-selector", "reason=SplitBrainRecovery", "-o", "name"
+        ).split()
         assert len(events) == 1, events
-        print(f"split brain: mail2 discarded {recoveries[0]['discardedBytes']} bytes; "
-              f"{split_brain_condition(lab)['message']}")
+        print(
+            f"split brain: mail2 discarded {recoveries[0]['discardedBytes']} bytes; "
+            f"{split_brain_condition(lab)['message']}"
+        )
 
         wait_replicating(lab, "mail", "mail1", ["mail2"])
         result = kubectl_tandem(lab, "switchover", "mail", "--to", "mail2", "--wait")

@@ -40,24 +40,51 @@ def test_stale_epoch_requests_and_reports_are_refused(lab: LabCluster, client: C
         stale.write_lease("mail", "mail1", old.epoch, acquire=False)
     assert lease_holder(lab, "mail") == ("mail2", old.epoch + 1)
 
-    stale.report("mail", {"name": "mail1", "role": "Primary", "epoch": old.epoch,
-                          "heartbeatTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")})
-    wait_until(lambda: "stale epoch refused" in json.dumps(lab.hacluster("mail")["status"]),
-               30, "the operator saying it refused the stale report")
+    stale.report(
+        "mail",
+        {
+            "name": "mail1",
+            "role": "Primary",
+            "epoch": old.epoch,
+            "heartbeatTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+    )
+    wait_until(
+        lambda: "stale epoch refused" in json.dumps(lab.hacluster("mail")["status"]),
+        30,
+        "the operator saying it refused the stale report",
+    )
     status = lab.hacluster("mail")["status"]
     assert status["primary"] == "mail2" and status["epoch"] == old.epoch + 1
 
-    request = {"apiVersion": "tandem.dev/v1alpha1", "kind": "HACluster",
-               "metadata": {"name": "mail", "namespace": lab.namespace},
-               "status": {"switchover": {"target": "mail1", "fromEpoch": old.epoch,
-                                         "phase": "Pending", "reason": "Requested",
-                                         "requestedAt": datetime.now(UTC).strftime(
-                                             "%Y-%m-%dT%H:%M:%SZ")}}}
-    lab.kubectl("apply", "--server-side", "--subresource=status", "--field-manager=stale-test",
-                "--force-conflicts", "-f", "-", stdin=json.dumps(request))
+    request = {
+        "apiVersion": "tandem.dev/v1alpha1",
+        "kind": "HACluster",
+        "metadata": {"name": "mail", "namespace": lab.namespace},
+        "status": {
+            "switchover": {
+                "target": "mail1",
+                "fromEpoch": old.epoch,
+                "phase": "Pending",
+                "reason": "Requested",
+                "requestedAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        },
+    }
+    lab.kubectl(
+        "apply",
+        "--server-side",
+        "--subresource=status",
+        "--field-manager=stale-test",
+        "--force-conflicts",
+        "-f",
+        "-",
+        stdin=json.dumps(request),
+    )
     time.sleep(2 * LEASE_SECONDS)
-    assert lease_holder(lab, "mail") == ("mail2", old.epoch + 1), \
+    assert lease_holder(lab, "mail") == ("mail2", old.epoch + 1), (
         "the primary acted on a switchover request of an older epoch"
+    )
     lab.heal("mail1")
     wait_replicating(lab, "mail", "mail2", ["mail1"])
     client.stop()

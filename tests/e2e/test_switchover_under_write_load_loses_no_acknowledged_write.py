@@ -17,23 +17,24 @@ pytestmark = pytest.mark.lab
 
 def ready_on(lab: LabCluster, node: str) -> bool:
     other = "mail2" if node == "mail1" else "mail1"
-    return (node_report(lab, "mail", node).get("role") == "Primary"
-            and node_report(lab, "mail", other).get("postgres", {}).get("lagSeconds") == 0
-            and "Replicating" in lab.kubectl("get", "hac", "mail", "-n", lab.namespace))
+    return (
+        node_report(lab, "mail", node).get("role") == "Primary"
+        and node_report(lab, "mail", other).get("postgres", {}).get("lagSeconds") == 0
+        and "Replicating" in lab.kubectl("get", "hac", "mail", "-n", lab.namespace)
+    )
 
 
 @pytest.mark.parametrize("target", ["mail2", "mail1"])
-def test_switchover_moves_the_primary_without_losing_a_write(
-    lab: LabCluster, client: Client, target: str
-) -> None:
+def test_switchover_moves_the_primary_without_losing_a_write(lab: LabCluster, client: Client, target: str) -> None:
     source = "mail1" if target == "mail2" else "mail2"
     wait_until(lambda: ready_on(lab, source), 90, f"{source} primary and replicating")
     client.acked_by(source)
     _, epoch = lease_holder(lab, "mail")
     observer = Observer(lab, ["mail1", "mail2"], vip()).start()
     started = time.monotonic()
-    lab.kubectl("patch", "hac", "mail", "-n", lab.namespace, "--type=merge",
-                "-p", json.dumps({"spec": {"primary": target}}))
+    lab.kubectl(
+        "patch", "hac", "mail", "-n", lab.namespace, "--type=merge", "-p", json.dumps({"spec": {"primary": target}})
+    )
     try:
         served = client.served_by(target, timeout=60)
         client.acked_by(target, timeout=30)
@@ -42,8 +43,7 @@ def test_switchover_moves_the_primary_without_losing_a_write(
     holder, new_epoch = lease_holder(lab, "mail")
     assert (holder, new_epoch) == (target, epoch + 1)
     gap = client.http_gap(after=started)
-    print(f"switchover {source}->{target}: served after {served - started:.2f}s, "
-          f"client-visible gap {gap:.2f}s")
+    print(f"switchover {source}->{target}: served after {served - started:.2f}s, client-visible gap {gap:.2f}s")
     assert observer.samples > 10
     assert observer.double_vip == [] and observer.double_writable == []
     wait_until(lambda: ready_on(lab, target), 60, f"{target} primary and replicating")

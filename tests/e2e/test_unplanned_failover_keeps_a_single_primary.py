@@ -40,15 +40,20 @@ def test_failover_after_the_primary_dies_and_is_cut_off(lab: LabCluster, client:
         lab.cut("mail1")
         served = client.served_by("mail2", timeout=30)
         acked = client.acked_by("mail2", timeout=30)
-        print(f"failover: VIP from mail2 after {served - fault:.2f}s, "
-              f"first write after {acked - fault:.2f}s")
+        print(f"failover: VIP from mail2 after {served - fault:.2f}s, first write after {acked - fault:.2f}s")
         assert lease_holder(lab, "mail") == ("mail2", epoch + 1)
         assert not holds(lab, "mail1", vip()) and not writable(lab, "mail1")
         lab.heal("mail1")
-        wait_until(lambda: node_report(lab, "mail", "mail1").get("postgres", {}).get("role")
-                   == "Standby", 90, "mail1 back as a PostgreSQL standby")
-        wait_until(lambda: node_report(lab, "mail", "mail1").get("postgres", {}).get("lagSeconds")
-                   == 0, 60, "mail1 streaming from mail2")
+        wait_until(
+            lambda: node_report(lab, "mail", "mail1").get("postgres", {}).get("role") == "Standby",
+            90,
+            "mail1 back as a PostgreSQL standby",
+        )
+        wait_until(
+            lambda: node_report(lab, "mail", "mail1").get("postgres", {}).get("lagSeconds") == 0,
+            60,
+            "mail1 streaming from mail2",
+        )
     finally:
         observer.stop()
     assert observer.samples > 20

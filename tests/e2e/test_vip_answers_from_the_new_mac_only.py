@@ -33,15 +33,19 @@ def test_vip_answers_from_the_new_mac_only(lab: LabCluster, client: Client) -> N
     assert arp_answers(lab.client_netns, vip()) == {old_mac}
     assert neighbour_mac(lab.client_netns, vip()) == old_mac
 
-    lab.kubectl("patch", "hac", "mail", "-n", lab.namespace, "--type=merge",
-                "-p", json.dumps({"spec": {"primary": "mail2"}}))
+    lab.kubectl(
+        "patch", "hac", "mail", "-n", lab.namespace, "--type=merge", "-p", json.dumps({"spec": {"primary": "mail2"}})
+    )
     client.served_by("mail2", timeout=60)
     assert neighbour_mac(lab.client_netns, vip()) == new_mac
     answers = arp_answers(lab.client_netns, vip())
     print(f"ARP for {vip()}: {answers}; mail1 {old_mac}, mail2 {new_mac}")
     assert answers == {new_mac}
-    wait_until(lambda: neighbour_mac(lab.client_netns, vip()) == new_mac, 5,
-               "the client's neighbour entry staying on the new MAC")
+    wait_until(
+        lambda: neighbour_mac(lab.client_netns, vip()) == new_mac,
+        5,
+        "the client's neighbour entry staying on the new MAC",
+    )
     wait_replicating(lab, "mail", "mail2", ["mail1"])
     client.stop()
     assert missing_acks(lab, "mail2", client.acked()) == []

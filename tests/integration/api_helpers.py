@@ -13,6 +13,7 @@ Mutation = Callable[[dict[str, Any]], None]
 
 def set_at(path: str, value: Any) -> Mutation:
     """A change of a document at a dotted path (list indexes as numbers)."""
+
     def change(doc: dict[str, Any]) -> None:
         *parents, last = path.split(".")
         node: Any = doc
@@ -22,6 +23,7 @@ def set_at(path: str, value: Any) -> Mutation:
             node[int(last)] = value
         else:
             node[last] = value
+
     return change
 
 

@@ -31,8 +31,7 @@ def _deploy_images() -> set[str]:
 
 def test_make_image_writes_the_oci_archive_deploy_uses() -> None:
     version = _version()
-    proc = subprocess.run(["make", "image"], cwd=REPO, capture_output=True, text=True,
-                          timeout=1200, check=False)
+    proc = subprocess.run(["make", "image"], cwd=REPO, capture_output=True, text=True, timeout=1200, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert f"wrote dist/tandem-{version}.oci.tar" in proc.stdout
     archive = REPO / "dist" / f"tandem-{version}.oci.tar"

@@ -28,13 +28,25 @@ def fixture_args(args: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize("name", list(SETS))
-def test_imported_set_passes_the_dry_run_and_is_applied(name: str, crds_installed: Kubectl, tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_imported_set_passes_the_dry_run_and_is_applied(
+    name: str, crds_installed: Kubectl, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     namespace = f"import-{name}"
     crds_installed.run(["create", "namespace", namespace])
     out = tmp_path / "out"
-    code = cli.main(["import", *fixture_args(SETS[name]), "--namespace", namespace, "--out", str(out), "--check",
-                     "--kubeconfig", str(crds_installed.kubeconfig)])
+    code = cli.main(
+        [
+            "import",
+            *fixture_args(SETS[name]),
+            "--namespace",
+            namespace,
+            "--out",
+            str(out),
+            "--check",
+            "--kubeconfig",
+            str(crds_installed.kubeconfig),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "against the models and the API server (dry run): valid" in captured.out
@@ -52,17 +64,32 @@ def contains(stored: Any, written: Any) -> bool:
     if isinstance(written, dict):
         return isinstance(stored, dict) and all(k in stored and contains(stored[k], v) for k, v in written.items())
     if isinstance(written, list):
-        return isinstance(stored, list) and len(stored) == len(written) and \
-            all(contains(a, b) for a, b in zip(stored, written, strict=True))
+        return (
+            isinstance(stored, list)
+            and len(stored) == len(written)
+            and all(contains(a, b) for a, b in zip(stored, written, strict=True))
+        )
     return bool(stored == written)
 
 
-def test_the_dry_run_reports_what_the_api_server_refuses(crds_installed: Kubectl, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_dry_run_reports_what_the_api_server_refuses(
+    crds_installed: Kubectl, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """No namespace: the API server's refusal is shown and nothing is written."""
     out = tmp_path / "out"
-    code = cli.main(["import", *fixture_args(SETS["paf"]), "--namespace", "import-missing", "--out", str(out),
-                     "--check", "--kubeconfig", str(crds_installed.kubeconfig)])
+    code = cli.main(
+        [
+            "import",
+            *fixture_args(SETS["paf"]),
+            "--namespace",
+            "import-missing",
+            "--out",
+            str(out),
+            "--check",
+            "--kubeconfig",
+            str(crds_installed.kubeconfig),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and not out.exists()
     assert "FloatingIP pg-vips: the API server refused it:" in err and "import-missing" in err

@@ -16,7 +16,10 @@ pytestmark = pytest.mark.apiserver
 def tandem(lab_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tandem.cli", "lab", "--lab-dir", str(lab_dir), *args],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
 
@@ -38,7 +41,10 @@ def test_up_is_ready_and_idempotent_and_down_leaves_nothing(tmp_path: Path) -> N
         kubectl = tandem(lab, "kubectl-path").stdout.strip()
         ready = subprocess.run(
             [kubectl, f"--kubeconfig={kubeconfig}", "get", "--raw", "/readyz"],
-            capture_output=True, text=True, timeout=30, check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
         assert ready.stdout.strip() == "ok", ready.stderr
         pids = [p["pid"] for p in json.loads((lab / "state.json").read_text())["processes"]]

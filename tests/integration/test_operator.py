@@ -50,14 +50,29 @@ class OperatorProcess:
 
     def start(self) -> None:
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(REPO / "operator"), str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO / "operator"), str(REPO), env.get("PYTHONPATH", "")]).rstrip(
+            os.pathsep
+        )
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tandem_operator", "--kubeconfig", str(self.kubeconfig),
-                 "--namespace", NAMESPACE, "--teardown-timeout", "30"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO, env=env,
-                start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "tandem_operator",
+                    "--kubeconfig",
+                    str(self.kubeconfig),
+                    "--namespace",
+                    NAMESPACE,
+                    "--teardown-timeout",
+                    "30",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=REPO,
+                env=env,
+                start_new_session=True,
+            )
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -90,8 +105,9 @@ def k8s(control_plane: ControlPlane) -> client.ApiClient:
 
 
 @pytest.fixture(scope="module")
-def operator(api: Kubectl, control_plane: ControlPlane,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+def operator(
+    api: Kubectl, control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
     proc = OperatorProcess(control_plane.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
     proc.start()
     try:
@@ -104,8 +120,7 @@ def operator(api: Kubectl, control_plane: ControlPlane,
 # --- helpers --------------------------------------------------------------------------------------
 
 
-def eventually(fn: Callable[[], T | None], what: str, timeout: float = 20.0,
-               op: OperatorProcess | None = None) -> T:
+def eventually(fn: Callable[[], T | None], what: str, timeout: float = 20.0, op: OperatorProcess | None = None) -> T:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -132,37 +147,53 @@ def stamp(t: datetime) -> str:
 class World:
     """One HACluster with its volume and FloatingIP, and its simulated agents."""
 
-    def __init__(self, api: Kubectl, k8s: client.ApiClient, op: OperatorProcess, name: str, *,
-                 address: str) -> None:
+    def __init__(self, api: Kubectl, k8s: client.ApiClient, op: OperatorProcess, name: str, *, address: str) -> None:
         self.api, self.op, self.name = api, op, name
         self.nodes = (f"{name}1", f"{name}2")
         self.custom = client.CustomObjectsApi(k8s)
         self.leases = client.CoordinationV1Api(k8s)
         self.core = client.CoreV1Api(k8s)
         docs = [
-            {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DRBDVolume",
-             "metadata": {"name": f"{name}-data", "namespace": NAMESPACE},
-             "spec": {"cluster": name, "resourceName": f"{name}-data", "minor": 0,
-                      "quorum": {"mode": "off"},
-                      "nodes": [{"name": n, "disk": "/dev/vg0/data", "address": f"198.19.0.{i + 1}",
-                                 "nodeId": i} for i, n in enumerate(self.nodes)]}},
-            {"apiVersion": f"{GROUP}/{VERSION}", "kind": "FloatingIP",
-             "metadata": {"name": f"{name}-vip", "namespace": NAMESPACE},
-             "spec": {"cluster": name, "addresses": [{"start": address}], "prefixLength": 24,
-                      "interface": "mgmt"}},
-            {"apiVersion": f"{GROUP}/{VERSION}", "kind": "HACluster",
-             "metadata": {"name": name, "namespace": NAMESPACE},
-             "spec": {"nodes": [{"name": n} for n in self.nodes], "primary": self.nodes[0],
-                      "chain": {"volumes": [f"{name}-data"], "floatingIPs": [f"{name}-vip"],
-                                "postgres": {}},
-                      "failover": {"maxLagSeconds": 5}}},
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "DRBDVolume",
+                "metadata": {"name": f"{name}-data", "namespace": NAMESPACE},
+                "spec": {
+                    "cluster": name,
+                    "resourceName": f"{name}-data",
+                    "minor": 0,
+                    "quorum": {"mode": "off"},
+                    "nodes": [
+                        {"name": n, "disk": "/dev/vg0/data", "address": f"198.19.0.{i + 1}", "nodeId": i}
+                        for i, n in enumerate(self.nodes)
+                    ],
+                },
+            },
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "FloatingIP",
+                "metadata": {"name": f"{name}-vip", "namespace": NAMESPACE},
+                "spec": {"cluster": name, "addresses": [{"start": address}], "prefixLength": 24, "interface": "mgmt"},
+            },
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "HACluster",
+                "metadata": {"name": name, "namespace": NAMESPACE},
+                "spec": {
+                    "nodes": [{"name": n} for n in self.nodes],
+                    "primary": self.nodes[0],
+                    "chain": {"volumes": [f"{name}-data"], "floatingIPs": [f"{name}-vip"], "postgres": {}},
+                    "failover": {"maxLagSeconds": 5},
+                },
+            },
         ]
         api.run(["apply", "-f", "-"], stdin=yaml.safe_dump_all(docs))
 
     # reading
     def get(self) -> dict[str, Any]:
         body: dict[str, Any] = self.custom.get_namespaced_custom_object(
-            GROUP, VERSION, NAMESPACE, "haclusters", self.name)
+            GROUP, VERSION, NAMESPACE, "haclusters", self.name
+        )
         return body
 
     def status(self) -> dict[str, Any]:
@@ -176,26 +207,28 @@ class World:
         return c["status"], c["reason"]
 
     def wait_ready(self, status: str, reason: str, timeout: float = 20.0) -> dict[str, Any]:
-        eventually(lambda: self.ready() == (status, reason), f"{self.name} Ready={status} {reason}",
-                   timeout, self.op)
+        eventually(lambda: self.ready() == (status, reason), f"{self.name} Ready={status} {reason}", timeout, self.op)
         return self.condition("Ready")
 
     def row(self) -> list[str]:
         table = self.api.run(["get", "hac", self.name, "-n", NAMESPACE]).stdout.splitlines()
-        assert table[0].split()[:8] == ["NAME", "PRIMARY", "READY", "STATUS", "EPOCH", "DESIRED", "PREFERRED",
-                                 "AGE"]
+        assert table[0].split()[:8] == ["NAME", "PRIMARY", "READY", "STATUS", "EPOCH", "DESIRED", "PREFERRED", "AGE"]
         return table[1].split()
 
     def events(self) -> list[dict[str, Any]]:
         """core/v1 Events about this HACluster (what `kubectl describe` and `get events` show)."""
         items = self.core.list_namespaced_event(
-            NAMESPACE, field_selector=f"involvedObject.name={self.name},involvedObject.kind=HACluster").items
+            NAMESPACE, field_selector=f"involvedObject.name={self.name},involvedObject.kind=HACluster"
+        ).items
         return [{"type": e.type, "reason": e.reason, "message": e.message} for e in items]
 
     def wait_event(self, reason: str, contains: str = "", timeout: float = 20.0) -> dict[str, Any]:
-        return eventually(lambda: next((e for e in self.events() if e["reason"] == reason
-                                        and contains in e["message"]), None),
-                          f"Event {reason} {contains!r} on {self.name}", timeout, self.op)
+        return eventually(
+            lambda: next((e for e in self.events() if e["reason"] == reason and contains in e["message"]), None),
+            f"Event {reason} {contains!r} on {self.name}",
+            timeout,
+            self.op,
+        )
 
     def lease(self) -> client.V1Lease:
         return self.leases.read_namespaced_lease(f"{self.name}-primary", NAMESPACE)
@@ -203,24 +236,48 @@ class World:
     # acting as the agents
     def report(self, node: str, role: str, epoch: int, lag: int = 0, eligible: bool = True) -> None:
         entry: dict[str, Any] = {
-            "name": node, "role": role, "epoch": epoch, "heartbeatTime": stamp(now()),
+            "name": node,
+            "role": role,
+            "epoch": epoch,
+            "heartbeatTime": stamp(now()),
             "eligible": eligible,
             **({} if eligible else {"ineligibleReason": "LagTooHigh", "ineligibleMessage": "behind"}),
-            "drbd": [{"name": f"{self.name}-data", "diskState": "UpToDate", "connectionState": "Connected",
-                      "role": "Primary" if role == "Primary" else "Secondary",
-                      "peerDiskState": "UpToDate", "replicationState": "Established"}],
-            "postgres": {"role": "Primary" if role == "Primary" else "Standby",
-                         **({} if role == "Primary" else {"lagSeconds": lag})},
+            "drbd": [
+                {
+                    "name": f"{self.name}-data",
+                    "diskState": "UpToDate",
+                    "connectionState": "Connected",
+                    "role": "Primary" if role == "Primary" else "Secondary",
+                    "peerDiskState": "UpToDate",
+                    "replicationState": "Established",
+                }
+            ],
+            "postgres": {
+                "role": "Primary" if role == "Primary" else "Standby",
+                **({} if role == "Primary" else {"lagSeconds": lag}),
+            },
         }
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "HACluster",
-                "metadata": {"name": self.name, "namespace": NAMESPACE}, "status": {"nodes": [entry]}}
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "HACluster",
+            "metadata": {"name": self.name, "namespace": NAMESPACE},
+            "status": {"nodes": [entry]},
+        }
         self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, NAMESPACE, "haclusters", self.name, body,
-            field_manager=f"tandem-agent-{node}", force=True,
-            _content_type="application/apply-patch+yaml")
+            GROUP,
+            VERSION,
+            NAMESPACE,
+            "haclusters",
+            self.name,
+            body,
+            field_manager=f"tandem-agent-{node}",
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
 
-    def write_lease(self, holder: str | None, bump: bool, acquired: datetime | None = None,
-                    renewed: datetime | None = None) -> int:
+    def write_lease(
+        self, holder: str | None, bump: bool, acquired: datetime | None = None, renewed: datetime | None = None
+    ) -> int:
         lease = self.lease()
         spec = lease.spec
         spec.holder_identity = holder
@@ -255,7 +312,8 @@ def patch_spec(w: World, spec: dict[str, Any]) -> None:
 
 
 def test_lease_is_created_without_a_holder_and_status_is_pending(
-        api: Kubectl, k8s: client.ApiClient, operator: OperatorProcess) -> None:
+    api: Kubectl, k8s: client.ApiClient, operator: OperatorProcess
+) -> None:
     w = world(api, k8s, operator, "alpha", "198.18.0.10")
     lease = w.lease()
     assert lease.metadata.labels == {"tandem.dev/cluster": "alpha"}
@@ -266,10 +324,10 @@ def test_lease_is_created_without_a_holder_and_status_is_pending(
     # The member list the admission policy reads (docs/security.md), kept current: a Lease
     # without it (made before the operator stamped it) or with a stale one gets it back.
     assert lease.metadata.annotations == {"tandem.dev/members": "alpha1,alpha2"}
-    api.run(["annotate", "lease", "alpha-primary", "-n", NAMESPACE, "--overwrite",
-             "tandem.dev/members=alpha1,intruder"])
-    eventually(lambda: parse_lease(w.lease()).members == "alpha1,alpha2",
-               "the member list stamped again", op=operator)
+    api.run(
+        ["annotate", "lease", "alpha-primary", "-n", NAMESPACE, "--overwrite", "tandem.dev/members=alpha1,intruder"]
+    )
+    eventually(lambda: parse_lease(w.lease()).members == "alpha1,alpha2", "the member list stamped again", op=operator)
     ready = w.wait_ready("False", "Pending")
     assert "alpha1" in ready["message"], "the preferred initial holder is named"
     assert w.status()["epoch"] == 0 and "switchover" not in w.status()
@@ -278,13 +336,17 @@ def test_lease_is_created_without_a_holder_and_status_is_pending(
 
 
 def test_healthy_pair_shows_in_columns_and_the_steady_state_writes_nothing(
-        api: Kubectl, k8s: client.ApiClient, operator: OperatorProcess) -> None:
+    api: Kubectl, k8s: client.ApiClient, operator: OperatorProcess
+) -> None:
     w = world(api, k8s, operator, "bravo", "198.18.0.11")
     epoch = w.healthy()
     assert w.row()[:5] == ["bravo", "bravo1", "True", "Replicating", str(epoch)]
-    for type_, expected in (("Replicating", ("True", "InSync")), ("Degraded", ("False", "Healthy")),
-                            ("SplitBrain", ("False", "NotDetected")),
-                            ("SwitchoverInProgress", ("False", "NoSwitchover"))):
+    for type_, expected in (
+        ("Replicating", ("True", "InSync")),
+        ("Degraded", ("False", "Healthy")),
+        ("SplitBrain", ("False", "NotDetected")),
+        ("SwitchoverInProgress", ("False", "NoSwitchover")),
+    ):
         c = w.condition(type_)
         assert (c["status"], c["reason"]) == expected, c
         assert c["observedGeneration"] == w.get()["metadata"]["generation"]
@@ -306,7 +368,7 @@ def test_healthy_pair_shows_in_columns_and_the_steady_state_writes_nothing(
 
 READ_VERBS = ("GET", "LIST")
 WATCHED = ("haclusters", "drbdvolumes", "floatingips", "leases", "nodes")
-REQUEST_TOTAL = re.compile(r'^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$', re.M)
+REQUEST_TOTAL = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$", re.M)
 
 
 def api_reads(api: Kubectl) -> dict[str, float]:
@@ -315,14 +377,14 @@ def api_reads(api: Kubectl) -> dict[str, float]:
     out = dict.fromkeys(WATCHED, 0.0)
     for match in REQUEST_TOTAL.finditer(api.run(["get", "--raw", "/metrics"]).stdout):
         labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"]))
-        if (labels.get("verb") in READ_VERBS and labels.get("resource") in WATCHED
-                and not labels.get("subresource")):
+        if labels.get("verb") in READ_VERBS and labels.get("resource") in WATCHED and not labels.get("subresource"):
             out[labels["resource"]] += float(match["value"])
     return out
 
 
 def test_steady_state_reads_nothing_from_the_api_server(
-        api: Kubectl, k8s: client.ApiClient, operator: OperatorProcess) -> None:
+    api: Kubectl, k8s: client.ApiClient, operator: OperatorProcess
+) -> None:
     """The operator decides from its watch-fed cache: with every cluster healthy and the test
     itself quiet, it makes no GET or LIST of the kinds it reads (issue 16: <= 0.2 reads per
     second per cluster for agents and operator together; the operator's share is 0)."""
@@ -340,7 +402,8 @@ def test_steady_state_reads_nothing_from_the_api_server(
 
 
 def test_lagging_target_is_refused_then_retried_once_it_caught_up(
-        api: Kubectl, k8s: client.ApiClient, operator: OperatorProcess) -> None:
+    api: Kubectl, k8s: client.ApiClient, operator: OperatorProcess
+) -> None:
     w = world(api, k8s, operator, "charlie", "198.18.0.12")
     one, two = w.nodes
     epoch = w.healthy()
@@ -350,8 +413,11 @@ def test_lagging_target_is_refused_then_retried_once_it_caught_up(
     assert w.condition("Degraded")["reason"] == "StandbyLagging"
 
     patch_spec(w, {"primary": two})
-    sw = eventually(lambda: (w.status().get("switchover") or {}).get("phase") == "Refused" and w.status()["switchover"],
-                    "switchover refused", op=operator)
+    sw = eventually(
+        lambda: (w.status().get("switchover") or {}).get("phase") == "Refused" and w.status()["switchover"],
+        "switchover refused",
+        op=operator,
+    )
     assert (sw["target"], sw["reason"]) == (two, "TargetLagging") and "lag is 7 s" in sw["message"]
     refused = w.wait_event("SwitchoverRefused", "lag is 7 s")
     assert refused["type"] == "Warning"
@@ -386,7 +452,8 @@ def test_lagging_target_is_refused_then_retried_once_it_caught_up(
 
 
 def test_unplanned_failover_is_recorded_and_caught_up_after_an_operator_restart(
-        api: Kubectl, k8s: client.ApiClient, operator: OperatorProcess) -> None:
+    api: Kubectl, k8s: client.ApiClient, operator: OperatorProcess
+) -> None:
     w = world(api, k8s, operator, "delta", "198.18.0.13")
     one, two = w.nodes
     w.healthy()
@@ -395,10 +462,18 @@ def test_unplanned_failover_is_recorded_and_caught_up_after_an_operator_restart(
     time.sleep(2.5)  # the Lease watch sees the renewal at once; the 2 s tick reads it too
     epoch = w.write_lease(two, bump=True, acquired=renewed + timedelta(milliseconds=4200))
     w.report(two, "Primary", epoch)
-    rec = eventually(lambda: (w.status().get("lastFailover") or {}).get("to") == two and w.status()["lastFailover"],
-                     "failover record", op=operator)
+    rec = eventually(
+        lambda: (w.status().get("lastFailover") or {}).get("to") == two and w.status()["lastFailover"],
+        "failover record",
+        op=operator,
+    )
     assert (rec["from"], rec["to"], rec["reason"], rec["planned"], rec["durationMs"]) == (
-        one, two, "LeaseExpired", False, 4200)
+        one,
+        two,
+        "LeaseExpired",
+        False,
+        4200,
+    )
     event = w.wait_event("FailedOver", f"failed over from {one} to {two}")
     assert event["message"] == f"failed over from {one} to {two}: lease expired; 4.2 s"
     assert event["type"] == "Warning"
@@ -411,8 +486,12 @@ def test_unplanned_failover_is_recorded_and_caught_up_after_an_operator_restart(
     back = w.write_lease(one, bump=True)
     w.report(one, "Primary", back)
     operator.start()
-    rec = eventually(lambda: (w.status().get("lastFailover") or {}).get("to") == one and w.status()["lastFailover"],
-                     "catch-up failover record", 30, operator)
+    rec = eventually(
+        lambda: (w.status().get("lastFailover") or {}).get("to") == one and w.status()["lastFailover"],
+        "catch-up failover record",
+        30,
+        operator,
+    )
     assert (rec["from"], rec["planned"], rec["reason"]) == (two, False, "LeaseExpired")
     w.wait_event("FailedOver", f"failed over from {two} to {one}")
     time.sleep(3)  # a tick and a half more
@@ -422,38 +501,77 @@ def test_unplanned_failover_is_recorded_and_caught_up_after_an_operator_restart(
 
 
 def test_address_in_two_floating_ips_and_a_volume_without_a_disk_are_refused(
-        api: Kubectl, k8s: client.ApiClient, operator: OperatorProcess) -> None:
+    api: Kubectl, k8s: client.ApiClient, operator: OperatorProcess
+) -> None:
     w = world(api, k8s, operator, "echo", "198.18.0.20")
     w.wait_ready("False", "Pending")
-    api.run(["apply", "-f", "-"], stdin=yaml.safe_dump_all([
-        {"apiVersion": f"{GROUP}/{VERSION}", "kind": "FloatingIP",
-         "metadata": {"name": "echo-clash", "namespace": NAMESPACE},
-         "spec": {"cluster": "elsewhere", "addresses": [{"start": "198.18.0.15", "end": "198.18.0.25"}],
-                  "prefixLength": 24, "interface": "mgmt"}},
-    ]))
+    api.run(
+        ["apply", "-f", "-"],
+        stdin=yaml.safe_dump_all(
+            [
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "FloatingIP",
+                    "metadata": {"name": "echo-clash", "namespace": NAMESPACE},
+                    "spec": {
+                        "cluster": "elsewhere",
+                        "addresses": [{"start": "198.18.0.15", "end": "198.18.0.25"}],
+                        "prefixLength": 24,
+                        "interface": "mgmt",
+                    },
+                },
+            ]
+        ),
+    )
     ready = w.wait_ready("False", "InvalidSpec")
     assert "198.18.0.20 is in FloatingIP echo-clash and FloatingIP echo-vip" in ready["message"]
     warning = w.wait_event("InvalidSpec", "echo-clash")
     assert warning["type"] == "Warning"
 
-    api.run(["patch", "drbdvolume", "echo-data", "-n", NAMESPACE, "--type=json", "-p",
-             json.dumps([{"op": "replace", "path": "/spec/nodes/1/name", "value": "someone-else"}])])
-    eventually(lambda: "DRBDVolume echo-data has no disk for node echo2" in w.condition("Ready")["message"],
-               "missing-disk message", op=operator)
+    api.run(
+        [
+            "patch",
+            "drbdvolume",
+            "echo-data",
+            "-n",
+            NAMESPACE,
+            "--type=json",
+            "-p",
+            json.dumps([{"op": "replace", "path": "/spec/nodes/1/name", "value": "someone-else"}]),
+        ]
+    )
+    eventually(
+        lambda: "DRBDVolume echo-data has no disk for node echo2" in w.condition("Ready")["message"],
+        "missing-disk message",
+        op=operator,
+    )
     w.wait_event("InvalidSpec", "no disk for node echo2")
 
     api.run(["delete", "fip", "echo-clash", "-n", NAMESPACE])
-    api.run(["patch", "drbdvolume", "echo-data", "-n", NAMESPACE, "--type=json", "-p",
-             json.dumps([{"op": "replace", "path": "/spec/nodes/1/name", "value": "echo2"}])])
+    api.run(
+        [
+            "patch",
+            "drbdvolume",
+            "echo-data",
+            "-n",
+            NAMESPACE,
+            "--type=json",
+            "-p",
+            json.dumps([{"op": "replace", "path": "/spec/nodes/1/name", "value": "echo2"}]),
+        ]
+    )
     w.wait_ready("False", "Pending")
 
 
 def test_cordoned_primary_moves_away_by_a_planned_switchover(
-        api: Kubectl, k8s: client.ApiClient, operator: OperatorProcess) -> None:
+    api: Kubectl, k8s: client.ApiClient, operator: OperatorProcess
+) -> None:
     w = world(api, k8s, operator, "foxtrot", "198.18.0.30")
     one, two = w.nodes
-    api.run(["apply", "-f", "-"], stdin=yaml.safe_dump_all(
-        [{"apiVersion": "v1", "kind": "Node", "metadata": {"name": n}} for n in w.nodes]))
+    api.run(
+        ["apply", "-f", "-"],
+        stdin=yaml.safe_dump_all([{"apiVersion": "v1", "kind": "Node", "metadata": {"name": n}} for n in w.nodes]),
+    )
     try:
         w.healthy()
         api.run(["cordon", one])
@@ -467,7 +585,8 @@ def test_cordoned_primary_moves_away_by_a_planned_switchover(
 
 
 def test_deletion_waits_for_the_chain_to_go_down_then_releases_the_lease(
-        api: Kubectl, k8s: client.ApiClient, operator: OperatorProcess) -> None:
+    api: Kubectl, k8s: client.ApiClient, operator: OperatorProcess
+) -> None:
     w = world(api, k8s, operator, "golf", "198.18.0.40")
     one, _ = w.nodes
     epoch = w.healthy()
@@ -499,6 +618,7 @@ def test_deletion_waits_for_the_chain_to_go_down_then_releases_the_lease(
         except ApiException as exc:
             return exc.status == 404
         return False
+
     eventually(gone, "the HACluster to be deleted", 20, operator)
     with pytest.raises(ApiException) as missing:
         w.lease()

@@ -26,22 +26,48 @@ HAC_STATUS = {
     "primary": "mail1",
     "epoch": 7,
     "observedGeneration": 1,
-    "conditions": [{
-        "type": "Ready", "status": "True", "reason": "Replicating",
-        "message": "mail1 primary, mail2 streaming 0 s behind",
-        "lastTransitionTime": "2026-11-22T03:00:00Z", "observedGeneration": 1,
-    }],
-    "nodes": [
-        {"name": "mail1", "role": "Primary", "epoch": 7,
-         "drbd": [{"name": "mail-store", "role": "Primary", "diskState": "UpToDate",
-                   "connectionState": "Connected", "peerRole": "Secondary",
-                   "peerDiskState": "UpToDate", "replicationState": "Established"}],
-         "postgres": {"role": "Primary", "timeline": 3, "streamingStandbys": 1}},
-        {"name": "mail2", "role": "Standby", "epoch": 7,
-         "postgres": {"role": "Standby", "timeline": 3, "lagSeconds": 0}},
+    "conditions": [
+        {
+            "type": "Ready",
+            "status": "True",
+            "reason": "Replicating",
+            "message": "mail1 primary, mail2 streaming 0 s behind",
+            "lastTransitionTime": "2026-11-22T03:00:00Z",
+            "observedGeneration": 1,
+        }
     ],
-    "lastFailover": {"from": "mail2", "to": "mail1", "reason": "LeaseExpired",
-                     "durationMs": 4200, "time": "2026-11-22T02:59:00Z"},
+    "nodes": [
+        {
+            "name": "mail1",
+            "role": "Primary",
+            "epoch": 7,
+            "drbd": [
+                {
+                    "name": "mail-store",
+                    "role": "Primary",
+                    "diskState": "UpToDate",
+                    "connectionState": "Connected",
+                    "peerRole": "Secondary",
+                    "peerDiskState": "UpToDate",
+                    "replicationState": "Established",
+                }
+            ],
+            "postgres": {"role": "Primary", "timeline": 3, "streamingStandbys": 1},
+        },
+        {
+            "name": "mail2",
+            "role": "Standby",
+            "epoch": 7,
+            "postgres": {"role": "Standby", "timeline": 3, "lagSeconds": 0},
+        },
+    ],
+    "lastFailover": {
+        "from": "mail2",
+        "to": "mail1",
+        "reason": "LeaseExpired",
+        "durationMs": 4200,
+        "time": "2026-11-22T02:59:00Z",
+    },
 }
 
 
@@ -56,8 +82,18 @@ def api(crds_installed: Kubectl) -> Kubectl:
 
 
 def patch_status(api: Kubectl, resource: str, status: dict) -> None:
-    api.run(["patch", resource, "-n", NAMESPACE, "--subresource=status", "--type=merge",
-             "-p", json.dumps({"status": status})])
+    api.run(
+        [
+            "patch",
+            resource,
+            "-n",
+            NAMESPACE,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": status}),
+        ]
+    )
 
 
 def row(table: str, name: str) -> list[str]:
@@ -70,22 +106,42 @@ def row(table: str, name: str) -> list[str]:
 def test_hac_columns_show_the_status_written_through_the_subresource(api: Kubectl) -> None:
     patch_status(api, "hac/mail", HAC_STATUS)
     table = api.run(["get", "hac", "-n", NAMESPACE]).stdout
-    assert table.split()[:8] == ["NAME", "PRIMARY", "READY", "STATUS", "EPOCH", "DESIRED", "PREFERRED",
-                                 "AGE"]
+    assert table.split()[:8] == ["NAME", "PRIMARY", "READY", "STATUS", "EPOCH", "DESIRED", "PREFERRED", "AGE"]
     assert row(table, "mail")[1:5] == ["mail1", "True", "Replicating", "7"]
 
 
 def test_status_is_not_writable_through_the_main_resource(api: Kubectl) -> None:
-    api.run(["patch", "hac/mail", "-n", NAMESPACE, "--type=merge",
-             "-p", json.dumps({"status": {"primary": "mail2"}})])
+    api.run(["patch", "hac/mail", "-n", NAMESPACE, "--type=merge", "-p", json.dumps({"status": {"primary": "mail2"}})])
     assert api.json(["get", "hac/mail", "-n", NAMESPACE])["status"]["primary"] == "mail1"
 
 
 def test_status_is_validated_too(api: Kubectl) -> None:
-    proc = api.run(["patch", "hac/mail", "-n", NAMESPACE, "--subresource=status", "--type=merge",
-                    "-p", json.dumps({"status": {"conditions": [{"type": "Ready", "status": "Maybe",
-                                      "reason": "X", "lastTransitionTime": "2026-11-22T03:00:00Z"}]}})],
-                   check=False)
+    proc = api.run(
+        [
+            "patch",
+            "hac/mail",
+            "-n",
+            NAMESPACE,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps(
+                {
+                    "status": {
+                        "conditions": [
+                            {
+                                "type": "Ready",
+                                "status": "Maybe",
+                                "reason": "X",
+                                "lastTransitionTime": "2026-11-22T03:00:00Z",
+                            }
+                        ]
+                    }
+                }
+            ),
+        ],
+        check=False,
+    )
     assert proc.returncode != 0 and "status.conditions[0].status" in proc.stderr, proc.stderr
 
 
@@ -93,8 +149,19 @@ def _node_report(api: Kubectl, report: dict) -> tuple[int, str, dict | None]:
     """Write mail2's entry as its agent would; the exit code, stderr, and the entry as the
     operator then parses it."""
     entry = {"name": "mail2", "role": "Standby", "epoch": 7, "eligible": False} | report
-    proc = api.run(["patch", "hac/mail", "-n", NAMESPACE, "--subresource=status", "--type=merge",
-                    "-p", json.dumps({"status": {"nodes": [entry]}})], check=False)
+    proc = api.run(
+        [
+            "patch",
+            "hac/mail",
+            "-n",
+            NAMESPACE,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": {"nodes": [entry]}}),
+        ],
+        check=False,
+    )
     parsed = parse_cluster(api.json(["get", "hac/mail", "-n", NAMESPACE])).status
     mail2 = next((r for r in parsed.nodes if r.name == "mail2"), None) if parsed else None
     return proc.returncode, proc.stderr, mail2.model_dump() if mail2 else None
@@ -107,10 +174,8 @@ def test_a_node_report_gives_its_reason_as_one_of_the_words(api: Kubectl) -> Non
     current = {"ineligibleReason": "LagTooHigh", "ineligibleMessage": "lag 12 s > 5 s"}
     code, err, parsed = _node_report(api, current)
     assert code == 0, err
-    assert parsed and (parsed["ineligible_reason"], parsed["ineligible_message"]) == (
-        "LagTooHigh", "lag 12 s > 5 s")
-    code, err, legacy = _node_report(api, {"ineligibleReason": "LagTooHigh: lag 12 s > 5 s",
-                                           "ineligibleMessage": ""})
+    assert parsed and (parsed["ineligible_reason"], parsed["ineligible_message"]) == ("LagTooHigh", "lag 12 s > 5 s")
+    code, err, legacy = _node_report(api, {"ineligibleReason": "LagTooHigh: lag 12 s > 5 s", "ineligibleMessage": ""})
     assert code == 0, err
     assert legacy == parsed
     code, err, _ = _node_report(api, {"ineligibleReason": "SomethingElse: no"})
@@ -120,14 +185,23 @@ def test_a_node_report_gives_its_reason_as_one_of_the_words(api: Kubectl) -> Non
 
 
 def test_get_tandem_category_lists_every_kind(api: Kubectl) -> None:
-    patch_status(api, "drbdvol/mail-store", {
-        "roles": "Primary/Secondary", "disks": "UpToDate/UpToDate", "connection": "Connected"})
-    patch_status(api, "fip/mail-vips", {
-        "holder": "mail1", "summary": "99 addresses 198.18.0.2-198.18.0.100", "addressCount": 99})
+    patch_status(
+        api,
+        "drbdvol/mail-store",
+        {"roles": "Primary/Secondary", "disks": "UpToDate/UpToDate", "connection": "Connected"},
+    )
+    patch_status(
+        api, "fip/mail-vips", {"holder": "mail1", "summary": "99 addresses 198.18.0.2-198.18.0.100", "addressCount": 99}
+    )
     table = api.run(["get", "tandem", "-n", NAMESPACE]).stdout
     assert row(table, "hacluster.tandem.dev/mail")[1:5] == ["mail1", "True", "Replicating", "7"]
     assert row(table, "drbdvolume.tandem.dev/mail-store")[1:6] == [
-        "mail", "mail-store", "Primary/Secondary", "UpToDate/UpToDate", "Connected"]
+        "mail",
+        "mail-store",
+        "Primary/Secondary",
+        "UpToDate/UpToDate",
+        "Connected",
+    ]
     fip = row(table, "floatingip.tandem.dev/mail-vips")
     assert fip[1] == "mail" and "198.18.0.2-198.18.0.100" in " ".join(fip) and fip[-2] == "mail1"
 
@@ -140,16 +214,25 @@ def test_short_names(api: Kubectl) -> None:
 def test_describe_shows_per_node_reports_and_conditions(api: Kubectl) -> None:
     patch_status(api, "hac/mail", HAC_STATUS)
     text = api.run(["describe", "hac", "mail", "-n", NAMESPACE]).stdout
-    for fragment in ("Primary:", "mail1", "Epoch:", "7", "Replicating", "Streaming Standbys:",
-                     "Lag Seconds:", "Disk State:", "UpToDate", "LeaseExpired"):
+    for fragment in (
+        "Primary:",
+        "mail1",
+        "Epoch:",
+        "7",
+        "Replicating",
+        "Streaming Standbys:",
+        "Lag Seconds:",
+        "Disk State:",
+        "UpToDate",
+        "LeaseExpired",
+    ):
         assert fragment in text, f"{fragment!r} missing from describe:\n{text}"
 
 
 def test_deploy_base_applies_to_the_real_api_server(crds_installed: Kubectl) -> None:
     try:
         crds_installed.run(["apply", "--server-side", "-k", str(REPO / "deploy")])
-        dry = crds_installed.run(["apply", "--server-side", "--dry-run=server", "-k",
-                                  str(REPO / "deploy")])
+        dry = crds_installed.run(["apply", "--server-side", "--dry-run=server", "-k", str(REPO / "deploy")])
     finally:
         # Later tests in this session share the API server and have no TenantPolicy entry:
         # leave no tenant limits behind (tests/integration/test_tenant_policy.py tries them).
@@ -178,38 +261,81 @@ def test_the_operators_status_with_announced_repairs_round_trips(api: Kubectl) -
         doc["metadata"]["namespace"] = ns
     api.run(["apply", "-f", "-"], stdin=yaml.safe_dump_all(docs))
     now = dt.datetime(2026, 11, 22, 3, 0, 5, tzinfo=dt.UTC)
-    drbd = {"name": "mail-store", "diskState": "UpToDate", "connectionState": "Connected",
-            "replicationState": "Established"}
+    drbd = {
+        "name": "mail-store",
+        "diskState": "UpToDate",
+        "connectionState": "Connected",
+        "replicationState": "Established",
+    }
     nodes = [
-        {"name": "mail1", "role": "Primary", "epoch": 7, "heartbeatTime": "2026-11-22T03:00:04Z",
-         "drbd": [{**drbd, "role": "Primary"}], "postgres": {"role": "Primary"},
-         "resources": [
-             {"name": "mail-store", "kind": "Volume", "state": "Healthy"},
-             {"name": "postgres", "kind": "PostgreSQL", "state": "Failing", "consecutiveFailures": 2,
-              "lastCheckTime": "2026-11-22T03:00:04.5Z", "message": "no answer within 2 s"}],
-         "lastRecovery": {"time": "2026-11-22T03:00:01.25Z", "resource": "postfix", "kind": "Service",
-                          "action": "Repaired",
-                          "message": "postfix on mail1 failed; restarted in place (1 of 3)"}},
-        {"name": "mail2", "role": "Standby", "epoch": 7, "heartbeatTime": "2026-11-22T03:00:04Z",
-         "drbd": [{**drbd, "role": "Secondary"}], "postgres": {"role": "Standby", "lagSeconds": 0},
-         "eligible": True},
+        {
+            "name": "mail1",
+            "role": "Primary",
+            "epoch": 7,
+            "heartbeatTime": "2026-11-22T03:00:04Z",
+            "drbd": [{**drbd, "role": "Primary"}],
+            "postgres": {"role": "Primary"},
+            "resources": [
+                {"name": "mail-store", "kind": "Volume", "state": "Healthy"},
+                {
+                    "name": "postgres",
+                    "kind": "PostgreSQL",
+                    "state": "Failing",
+                    "consecutiveFailures": 2,
+                    "lastCheckTime": "2026-11-22T03:00:04.5Z",
+                    "message": "no answer within 2 s",
+                },
+            ],
+            "lastRecovery": {
+                "time": "2026-11-22T03:00:01.25Z",
+                "resource": "postfix",
+                "kind": "Service",
+                "action": "Repaired",
+                "message": "postfix on mail1 failed; restarted in place (1 of 3)",
+            },
+        },
+        {
+            "name": "mail2",
+            "role": "Standby",
+            "epoch": 7,
+            "heartbeatTime": "2026-11-22T03:00:04Z",
+            "drbd": [{**drbd, "role": "Secondary"}],
+            "postgres": {"role": "Standby", "lagSeconds": 0},
+            "eligible": True,
+        },
     ]
-    api.run(["patch", "hac/mail", "-n", ns, "--subresource=status", "--type=merge",
-             "-p", json.dumps({"status": {"nodes": nodes}})])
+    api.run(
+        [
+            "patch",
+            "hac/mail",
+            "-n",
+            ns,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": {"nodes": nodes}}),
+        ]
+    )
     kube = OperatorKube(load_client(str(api.kubeconfig), retries=None))
 
     def snapshot() -> Snapshot:
         body = kube.get_cluster(ns, "mail")
         assert body is not None
         return Snapshot(
-            name="mail", namespace=ns, generation=int(body["metadata"]["generation"]),
-            cluster=parse_cluster(body), lease=LeaseRecord("mail1", 7, now, now, 3), now=now,
-            volumes=kube.volumes(ns), floating_ips=kube.floating_ips(ns), clusters=kube.clusters(ns))
+            name="mail",
+            namespace=ns,
+            generation=int(body["metadata"]["generation"]),
+            cluster=parse_cluster(body),
+            lease=LeaseRecord("mail1", 7, now, now, 3),
+            now=now,
+            volumes=kube.volumes(ns),
+            floating_ips=kube.floating_ips(ns),
+            clusters=kube.clusters(ns),
+        )
 
     first = core.reconcile(snapshot())
     assert first.patch is not None and "announced" in first.patch
-    assert [(e.reason, e.type) for e in first.events][-2:] == [("ResourceFailed", "Warning"),
-                                                               ("Repaired", "Normal")]
+    assert [(e.reason, e.type) for e in first.events][-2:] == [("ResourceFailed", "Warning"), ("Repaired", "Normal")]
     kube.apply_status(ns, "mail", first.patch)
     stored = api.json(["get", "hac/mail", "-n", ns])["status"]
     assert stored["announced"]["recoveries"][0]["node"] == "mail1"

@@ -55,8 +55,14 @@ UNNAMED_SECRET = "tls-key"  # beside it in the same namespace, named by no clust
 
 def host_credential(kubectl: Kubectl, node: str, out: Path) -> Path:
     env = {**os.environ, "KUBECONFIG": str(kubectl.kubeconfig), "KUBECTL": str(kubectl.binary)}
-    proc = subprocess.run(["bash", str(REPO / "scripts" / "node-credential.sh"), node, str(out)],
-                          env=env, capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        ["bash", str(REPO / "scripts" / "node-credential.sh"), node, str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -65,28 +71,64 @@ def daemonset_credential(kubectl: Kubectl, node: str, out: Path) -> Path:
     """A token of the DaemonSet's ServiceAccount bound to a Pod on `node`, as the kubelet gets
     for the agent's pod (the Pod need not run)."""
     pod = f"tandem-agent-{node}-matrix"
-    kubectl.run(["apply", "-f", "-"], stdin=yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "namespace": SYSTEM},
-        "spec": {"nodeName": node, "serviceAccountName": "tandem-agent",
-                 "automountServiceAccountToken": False,
-                 "containers": [{"name": "agent", "image": "localhost/tandem:0.1.0"}]}}))
-    token = kubectl.run(["create", "token", "tandem-agent", "-n", SYSTEM, "--bound-object-kind",
-                         "Pod", "--bound-object-name", pod, "--duration=1h"]).stdout.strip()
+    kubectl.run(
+        ["apply", "-f", "-"],
+        stdin=yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": pod, "namespace": SYSTEM},
+                "spec": {
+                    "nodeName": node,
+                    "serviceAccountName": "tandem-agent",
+                    "automountServiceAccountToken": False,
+                    "containers": [{"name": "agent", "image": "localhost/tandem:0.1.0"}],
+                },
+            }
+        ),
+    )
+    token = kubectl.run(
+        [
+            "create",
+            "token",
+            "tandem-agent",
+            "-n",
+            SYSTEM,
+            "--bound-object-kind",
+            "Pod",
+            "--bound-object-name",
+            pod,
+            "--duration=1h",
+        ]
+    ).stdout.strip()
     return token_kubeconfig(kubectl.kubeconfig, token, out)
 
 
 def cluster_doc(name: str, nodes: tuple[str, str]) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "HACluster",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": {"nodes": [{"name": n} for n in nodes], "primary": nodes[0],
-                     "chain": {"volumes": [], "floatingIPs": []}}}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "HACluster",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "nodes": [{"name": n} for n in nodes],
+            "primary": nodes[0],
+            "chain": {"volumes": [], "floatingIPs": []},
+        },
+    }
 
 
 def report(node: str, epoch: int = 0, message: str = "standby") -> dict[str, Any]:
     """A status entry shaped as agent.py's _report sends it."""
-    return {"name": node, "role": "Standby", "epoch": epoch, "drbd": [], "services": [],
-            "eligible": True, "message": message,
-            "heartbeatTime": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    return {
+        "name": node,
+        "role": "Standby",
+        "epoch": epoch,
+        "drbd": [],
+        "services": [],
+        "eligible": True,
+        "message": message,
+        "heartbeatTime": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
 
 
 @dataclass
@@ -100,8 +142,9 @@ class Env:
     def leases(self, cfg: Path | None = None) -> client.CoordinationV1Api:
         return client.CoordinationV1Api(load_client(str(cfg)) if cfg else self.admin)
 
-    def set_lease(self, cluster: str, holder: str | None, epoch: int,
-                  sync: str | None = None, namespace: str = NS) -> None:
+    def set_lease(
+        self, cluster: str, holder: str | None, epoch: int, sync: str | None = None, namespace: str = NS
+    ) -> None:
         """The Lease as the admin forces it: the starting point of one case."""
         api = self.leases()
         lease = api.read_namespaced_lease(f"{cluster}-primary", namespace)
@@ -119,10 +162,13 @@ class Env:
         custom = client.CustomObjectsApi(self.admin)
         for name, nodes in (("ab", ("a", "b")), ("cd", ("c", "d"))):
             body = custom.get_namespaced_custom_object(GROUP, VERSION, NS, "haclusters", name)
-            body["status"] = {"primary": nodes[0], "epoch": 1, "observedGeneration": 1,
-                              "nodes": [report(n) for n in nodes]}
-            custom.replace_namespaced_custom_object_status(GROUP, VERSION, NS, "haclusters",
-                                                           name, body)
+            body["status"] = {
+                "primary": nodes[0],
+                "epoch": 1,
+                "observedGeneration": 1,
+                "nodes": [report(n) for n in nodes],
+            }
+            custom.replace_namespaced_custom_object_status(GROUP, VERSION, NS, "haclusters", name, body)
 
 
 @pytest.fixture(scope="module")
@@ -130,61 +176,110 @@ def env(crds_installed: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> An
     kubectl = crds_installed
     tmp = tmp_path_factory.mktemp("matrix")
     base = REPO / "deploy" / "base"
-    kubectl.run(["apply", "--server-side", "-f", str(base / "namespace.yaml"),
-                 "-f", str(base / "agent-rbac.yaml"), "-f", str(base / "operator-rbac.yaml"),
-                 "-f", str(base / "agent-admission.yaml")])
+    kubectl.run(
+        [
+            "apply",
+            "--server-side",
+            "-f",
+            str(base / "namespace.yaml"),
+            "-f",
+            str(base / "agent-rbac.yaml"),
+            "-f",
+            str(base / "operator-rbac.yaml"),
+            "-f",
+            str(base / "agent-admission.yaml"),
+        ]
+    )
     docs: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}},
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OTHER_NS}},
         *({"apiVersion": "v1", "kind": "Node", "metadata": {"name": n}} for n in "abcd"),
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": SECRET, "namespace": NS},
-         "stringData": {"password": "s3cret"}},
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": SECRET, "namespace": OTHER_NS},
-         "stringData": {"password": "other"}},
-        {"apiVersion": "v1", "kind": "Secret",
-         "metadata": {"name": UNNAMED_SECRET, "namespace": NS}, "stringData": {"key": "k"}},
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": SECRET, "namespace": NS},
+            "stringData": {"password": "s3cret"},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": SECRET, "namespace": OTHER_NS},
+            "stringData": {"password": "other"},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": UNNAMED_SECRET, "namespace": NS},
+            "stringData": {"key": "k"},
+        },
         # docs/postgres.md: the agents may get the Secrets a namespace's clusters name.
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-         "metadata": {"name": "tandem-agent-secrets", "namespace": NS},
-         "rules": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": [SECRET],
-                    "verbs": ["get"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-         "metadata": {"name": "tandem-agent-secrets", "namespace": NS},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                     "name": "tandem-agent-secrets"},
-         "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": SYSTEM}
-                      for sa in ("tandem-agent", "tandem-agent-a", "tandem-agent-b")]},
-        cluster_doc("ab", ("a", "b")), cluster_doc("cd", ("c", "d")),
-        {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DRBDVolume",
-         "metadata": {"name": "ab-data", "namespace": NS},
-         "spec": {"cluster": "ab", "resourceName": "ab-data", "minor": 0,
-                  "quorum": {"mode": "off"},
-                  "nodes": [{"name": n, "disk": "/dev/vg0/data", "address": f"198.19.0.{i + 1}",
-                             "nodeId": i} for i, n in enumerate("ab")]}},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "tandem-agent-secrets", "namespace": NS},
+            "rules": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": [SECRET], "verbs": ["get"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "tandem-agent-secrets", "namespace": NS},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "tandem-agent-secrets"},
+            "subjects": [
+                {"kind": "ServiceAccount", "name": sa, "namespace": SYSTEM}
+                for sa in ("tandem-agent", "tandem-agent-a", "tandem-agent-b")
+            ],
+        },
+        cluster_doc("ab", ("a", "b")),
+        cluster_doc("cd", ("c", "d")),
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "DRBDVolume",
+            "metadata": {"name": "ab-data", "namespace": NS},
+            "spec": {
+                "cluster": "ab",
+                "resourceName": "ab-data",
+                "minor": 0,
+                "quorum": {"mode": "off"},
+                "nodes": [
+                    {"name": n, "disk": "/dev/vg0/data", "address": f"198.19.0.{i + 1}", "nodeId": i}
+                    for i, n in enumerate("ab")
+                ],
+            },
+        },
         # Leases that are no tandem cluster's: kube-system's, and one without a member list.
-        {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-         "metadata": {"name": "kube-scheduler", "namespace": "kube-system"},
-         "spec": {"holderIdentity": "control-plane", "leaseDurationSeconds": 15}},
-        {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-         "metadata": {"name": "stray-primary", "namespace": NS},
-         "spec": {"leaseDurationSeconds": 15}},
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "kube-scheduler", "namespace": "kube-system"},
+            "spec": {"holderIdentity": "control-plane", "leaseDurationSeconds": 15},
+        },
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "stray-primary", "namespace": NS},
+            "spec": {"leaseDurationSeconds": 15},
+        },
     ]
     kubectl.run(["apply", "-f", "-"], stdin=yaml.safe_dump_all(docs))
     admin = load_client(str(kubectl.kubeconfig))
     # The Leases as the operator creates them (its own code, its own credential).
     op_token = kubectl.run(["create", "token", "tandem-operator", "-n", OPERATOR_NS]).stdout.strip()
-    operator = OperatorKube(load_client(str(token_kubeconfig(
-        kubectl.kubeconfig, op_token, tmp / "operator.kubeconfig"))))
+    operator = OperatorKube(
+        load_client(str(token_kubeconfig(kubectl.kubeconfig, op_token, tmp / "operator.kubeconfig")))
+    )
     custom = client.CustomObjectsApi(admin)
     for name in ("ab", "cd"):
         body = custom.get_namespaced_custom_object(GROUP, VERSION, NS, "haclusters", name)
         model = HACluster.model_validate({"spec": body["spec"]})
-        _, created = operator.create_lease(lease_manifest(
-            name, NS, body["metadata"]["uid"], model))
+        _, created = operator.create_lease(lease_manifest(name, NS, body["metadata"]["uid"], model))
         assert created
-    e = Env(kubectl, admin, host_credential(kubectl, "a", tmp / "a.kubeconfig"),
-            daemonset_credential(kubectl, "a", tmp / "a-ds.kubeconfig"),
-            host_credential(kubectl, "b", tmp / "b.kubeconfig"))
+    e = Env(
+        kubectl,
+        admin,
+        host_credential(kubectl, "a", tmp / "a.kubeconfig"),
+        daemonset_credential(kubectl, "a", tmp / "a-ds.kubeconfig"),
+        host_credential(kubectl, "b", tmp / "b.kubeconfig"),
+    )
     # The policy is in force once the API server refuses what RBAC allows it.
     deadline = time.monotonic() + 30
     while True:
@@ -195,8 +290,7 @@ def env(crds_installed: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> An
         time.sleep(0.3)
     yield e
     # Later tests in this session share the API server: leave no policy behind.
-    kubectl.run(["delete", "validatingadmissionpolicybinding", "tandem-agent",
-                 "--ignore-not-found"])
+    kubectl.run(["delete", "validatingadmissionpolicybinding", "tandem-agent", "--ignore-not-found"])
     kubectl.run(["delete", "clusterrolebinding", "matrix-widened", "--ignore-not-found"])
 
 
@@ -218,9 +312,9 @@ def attempt(fn: Callable[[], Any]) -> tuple[int, str] | None:
 # --- the writes ---------------------------------------------------------------------------------
 
 
-def lease_write(cfg: Path, cluster: str, change: Callable[[Any], None],
-                namespace: str = NS) -> Callable[[], None]:
+def lease_write(cfg: Path, cluster: str, change: Callable[[Any], None], namespace: str = NS) -> Callable[[], None]:
     """Read the Lease with `cfg`, apply `change` to it, replace it (as write_lease does)."""
+
     def go() -> None:
         api = client.CoordinationV1Api(load_client(str(cfg)))
         name = cluster if cluster.endswith(("-scheduler", "-primary")) else f"{cluster}-primary"
@@ -228,6 +322,7 @@ def lease_write(cfg: Path, cluster: str, change: Callable[[Any], None],
         change(lease)
         lease.spec.renew_time = dt.datetime.now(dt.UTC).replace(microsecond=1)
         api.replace_namespaced_lease(name, namespace, lease)
+
     return go
 
 
@@ -235,24 +330,41 @@ def holder(name: str | None, epoch: int) -> Callable[[Any], None]:
     def change(lease: Any) -> None:
         lease.spec.holder_identity = name
         lease.spec.lease_transitions = epoch
+
     return change
 
 
 def annotate(key: str, value: str) -> Callable[[Any], None]:
     def change(lease: Any) -> None:
         lease.metadata.annotations = {**(lease.metadata.annotations or {}), key: value}
+
     return change
 
 
-def status_apply(cfg: Path, cluster: str, status: dict[str, Any],
-                 manager: str = "tandem-agent-a") -> Callable[[], None]:
+def status_apply(
+    cfg: Path, cluster: str, status: dict[str, Any], manager: str = "tandem-agent-a"
+) -> Callable[[], None]:
     """A server-side apply of `status` as the agent's report sends it, but with any body."""
+
     def go() -> None:
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "HACluster",
-                "metadata": {"name": cluster, "namespace": NS}, "status": status}
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "HACluster",
+            "metadata": {"name": cluster, "namespace": NS},
+            "status": status,
+        }
         client.CustomObjectsApi(load_client(str(cfg))).patch_namespaced_custom_object_status(
-            GROUP, VERSION, NS, "haclusters", cluster, body, field_manager=manager, force=True,
-            _content_type="application/apply-patch+yaml")
+            GROUP,
+            VERSION,
+            NS,
+            "haclusters",
+            cluster,
+            body,
+            field_manager=manager,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
+
     return go
 
 
@@ -276,6 +388,7 @@ def held_by(who: str | None, epoch: int = 1, sync: str | None = None) -> Callabl
     def setup(e: Env) -> None:
         e.set_lease("ab", who, epoch, sync)
         e.set_lease("cd", "c", 1)
+
     return setup
 
 
@@ -289,133 +402,315 @@ def _nothing(e: Env) -> None:
 
 FORBIDDEN: list[Forbidden] = [
     # B's Lease (cluster ab, held by b)
-    Forbidden("renew B's Lease in B's name", held_by("b"),
-              lambda e, c: lease_write(c, "ab", holder("b", 1)), "policy"),
-    Forbidden("release B's Lease", held_by("b"),
-              lambda e, c: lease_write(c, "ab", holder(None, 1)), "policy"),
-    Forbidden("forged switchover: hand B's Lease to b at epoch+1", held_by("b"),
-              lambda e, c: lease_write(c, "ab", holder("b", 2)), "policy"),
-    Forbidden("forged switchover: give the free Lease to b", held_by(None),
-              lambda e, c: lease_write(c, "ab", holder("b", 2)), "policy"),
-    Forbidden("hand its own Lease to a non-member (c)", held_by("a"),
-              lambda e, c: lease_write(c, "ab", holder("c", 2)), "policy"),
-    Forbidden("take the Lease with an epoch jump (+5)", held_by(None),
-              lambda e, c: lease_write(c, "ab", holder("a", 6)), "policy"),
-    Forbidden("renew its own Lease with a new epoch", held_by("a"),
-              lambda e, c: lease_write(c, "ab", holder("a", 7)), "policy"),
-    Forbidden("synchronous-standby annotation while not holder", held_by("b", sync="b"),
-              lambda e, c: lease_write(c, "ab", annotate("tandem.dev/synchronous-standbys",
-                                                         "a")), "policy"),
-    Forbidden("take the Lease naming itself a synchronous standby", held_by(None),
-              lambda e, c: lease_write(c, "ab", lambda ls: (
-                  holder("a", 2)(ls), annotate("tandem.dev/synchronous-standbys", "a")(ls))),
-              "policy"),
-    Forbidden("holder rewrites the member list", held_by("a"),
-              lambda e, c: lease_write(c, "ab", annotate("tandem.dev/members", "a,b,x")),
-              "policy"),
-    Forbidden("holder changes leaseDurationSeconds", held_by("a"),
-              lambda e, c: lease_write(c, "ab", lambda ls: setattr(
-                  ls.spec, "lease_duration_seconds", 3600)), "policy"),
-    Forbidden("holder drops the Lease's owner (garbage collection)", held_by("a"),
-              lambda e, c: lease_write(c, "ab", lambda ls: setattr(
-                  ls.metadata, "owner_references", None)), "policy"),
-    Forbidden("holder relabels the Lease", held_by("a"),
-              lambda e, c: lease_write(c, "ab", lambda ls: setattr(
-                  ls.metadata, "labels", {"tandem.dev/cluster": "cd"})), "policy"),
+    Forbidden("renew B's Lease in B's name", held_by("b"), lambda e, c: lease_write(c, "ab", holder("b", 1)), "policy"),
+    Forbidden("release B's Lease", held_by("b"), lambda e, c: lease_write(c, "ab", holder(None, 1)), "policy"),
+    Forbidden(
+        "forged switchover: hand B's Lease to b at epoch+1",
+        held_by("b"),
+        lambda e, c: lease_write(c, "ab", holder("b", 2)),
+        "policy",
+    ),
+    Forbidden(
+        "forged switchover: give the free Lease to b",
+        held_by(None),
+        lambda e, c: lease_write(c, "ab", holder("b", 2)),
+        "policy",
+    ),
+    Forbidden(
+        "hand its own Lease to a non-member (c)",
+        held_by("a"),
+        lambda e, c: lease_write(c, "ab", holder("c", 2)),
+        "policy",
+    ),
+    Forbidden(
+        "take the Lease with an epoch jump (+5)",
+        held_by(None),
+        lambda e, c: lease_write(c, "ab", holder("a", 6)),
+        "policy",
+    ),
+    Forbidden(
+        "renew its own Lease with a new epoch",
+        held_by("a"),
+        lambda e, c: lease_write(c, "ab", holder("a", 7)),
+        "policy",
+    ),
+    Forbidden(
+        "synchronous-standby annotation while not holder",
+        held_by("b", sync="b"),
+        lambda e, c: lease_write(c, "ab", annotate("tandem.dev/synchronous-standbys", "a")),
+        "policy",
+    ),
+    Forbidden(
+        "take the Lease naming itself a synchronous standby",
+        held_by(None),
+        lambda e, c: lease_write(
+            c, "ab", lambda ls: (holder("a", 2)(ls), annotate("tandem.dev/synchronous-standbys", "a")(ls))
+        ),
+        "policy",
+    ),
+    Forbidden(
+        "holder rewrites the member list",
+        held_by("a"),
+        lambda e, c: lease_write(c, "ab", annotate("tandem.dev/members", "a,b,x")),
+        "policy",
+    ),
+    Forbidden(
+        "holder changes leaseDurationSeconds",
+        held_by("a"),
+        lambda e, c: lease_write(c, "ab", lambda ls: setattr(ls.spec, "lease_duration_seconds", 3600)),
+        "policy",
+    ),
+    Forbidden(
+        "holder drops the Lease's owner (garbage collection)",
+        held_by("a"),
+        lambda e, c: lease_write(c, "ab", lambda ls: setattr(ls.metadata, "owner_references", None)),
+        "policy",
+    ),
+    Forbidden(
+        "holder relabels the Lease",
+        held_by("a"),
+        lambda e, c: lease_write(c, "ab", lambda ls: setattr(ls.metadata, "labels", {"tandem.dev/cluster": "cd"})),
+        "policy",
+    ),
     # Other Leases
-    Forbidden("take another cluster's Lease (cd: c, d)", held_by(None),
-              lambda e, c: lease_write(c, "cd", holder("a", 2)), "policy"),
-    Forbidden("take a kube-system Lease", _nothing,
-              lambda e, c: lease_write(c, "kube-scheduler", holder("a", 1), "kube-system"),
-              "policy"),
-    Forbidden("take a Lease with no member list", _nothing,
-              lambda e, c: lease_write(c, "stray", holder("a", 1)), "policy"),
-    Forbidden("create a Lease listing itself", _nothing,
-              lambda e, c: lambda: client.CoordinationV1Api(load_client(str(c)))
-              .create_namespaced_lease(NS, {"metadata": {
-                  "name": "mine-primary", "annotations": {"tandem.dev/members": "a"}},
-                  "spec": {"holderIdentity": "a"}}), "rbac"),
-    Forbidden("delete a Lease", held_by("b"),
-              lambda e, c: lambda: client.CoordinationV1Api(load_client(str(c)))
-              .delete_namespaced_lease("ab-primary", NS), "rbac"),
-    Forbidden("hand over by a patch, keeping the epoch", held_by("a"),
-              lambda e, c: lambda: client.CoordinationV1Api(load_client(str(c)))
-              .patch_namespaced_lease("ab-primary", NS, {"spec": {"holderIdentity": "b"}}),
-              "rbac"),
+    Forbidden(
+        "take another cluster's Lease (cd: c, d)",
+        held_by(None),
+        lambda e, c: lease_write(c, "cd", holder("a", 2)),
+        "policy",
+    ),
+    Forbidden(
+        "take a kube-system Lease",
+        _nothing,
+        lambda e, c: lease_write(c, "kube-scheduler", holder("a", 1), "kube-system"),
+        "policy",
+    ),
+    Forbidden(
+        "take a Lease with no member list", _nothing, lambda e, c: lease_write(c, "stray", holder("a", 1)), "policy"
+    ),
+    Forbidden(
+        "create a Lease listing itself",
+        _nothing,
+        lambda e, c: (
+            lambda: client.CoordinationV1Api(load_client(str(c))).create_namespaced_lease(
+                NS,
+                {
+                    "metadata": {"name": "mine-primary", "annotations": {"tandem.dev/members": "a"}},
+                    "spec": {"holderIdentity": "a"},
+                },
+            )
+        ),
+        "rbac",
+    ),
+    Forbidden(
+        "delete a Lease",
+        held_by("b"),
+        lambda e, c: lambda: client.CoordinationV1Api(load_client(str(c))).delete_namespaced_lease("ab-primary", NS),
+        "rbac",
+    ),
+    Forbidden(
+        "hand over by a patch, keeping the epoch",
+        held_by("a"),
+        lambda e, c: (
+            lambda: client.CoordinationV1Api(load_client(str(c))).patch_namespaced_lease(
+                "ab-primary", NS, {"spec": {"holderIdentity": "b"}}
+            )
+        ),
+        "rbac",
+    ),
     # HACluster status
-    Forbidden("write B's status entry", as_status,
-              lambda e, c: status_apply(c, "ab", {"nodes": [report("b", message="forged")]}),
-              "policy"),
-    Forbidden("write B's status entry under B's field manager", as_status,
-              lambda e, c: status_apply(c, "ab", {"nodes": [report("b", message="forged")]},
-                                        manager="tandem-agent-b"), "policy"),
-    Forbidden("remove B's status entry (JSON patch)", as_status,
-              lambda e, c: lambda: client.CustomObjectsApi(load_client(str(c)))
-              .patch_namespaced_custom_object_status(
-                  GROUP, VERSION, NS, "haclusters", "ab",
-                  [{"op": "remove", "path": "/status/nodes/1"}],
-                  _content_type="application/json-patch+json"), "policy"),
-    Forbidden("write its entry in a cluster that does not list it (cd)", as_status,
-              lambda e, c: status_apply(c, "cd", {"nodes": [report("a")]}), "policy"),
-    Forbidden("set the operator's status.primary", as_status,
-              lambda e, c: status_apply(c, "ab", {"primary": "b", "nodes": [report("a")]}),
-              "policy"),
-    Forbidden("set the operator's status.epoch", as_status,
-              lambda e, c: status_apply(c, "ab", {"epoch": 9}), "policy"),
-    Forbidden("forged switchover in status.switchover", as_status,
-              lambda e, c: status_apply(c, "ab", {"switchover": {
-                  "target": "a", "phase": "Pending", "fromEpoch": 1,
-                  "requestedAt": "2025-01-01T00:00:00Z"}}), "policy"),
-    Forbidden("set a status condition", as_status,
-              lambda e, c: status_apply(c, "ab", {"conditions": [{
-                  "type": "Ready", "status": "True", "reason": "Forged", "message": "",
-                  "lastTransitionTime": "2025-01-01T00:00:00Z"}]}), "policy"),
-    Forbidden("replace (PUT) the status with another primary", as_status,
-              lambda e, c: lambda: replace_status(client.CustomObjectsApi(load_client(str(c))),
-                                                  {"primary": "b"}), "rbac"),
+    Forbidden(
+        "write B's status entry",
+        as_status,
+        lambda e, c: status_apply(c, "ab", {"nodes": [report("b", message="forged")]}),
+        "policy",
+    ),
+    Forbidden(
+        "write B's status entry under B's field manager",
+        as_status,
+        lambda e, c: status_apply(c, "ab", {"nodes": [report("b", message="forged")]}, manager="tandem-agent-b"),
+        "policy",
+    ),
+    Forbidden(
+        "remove B's status entry (JSON patch)",
+        as_status,
+        lambda e, c: (
+            lambda: client.CustomObjectsApi(load_client(str(c))).patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                NS,
+                "haclusters",
+                "ab",
+                [{"op": "remove", "path": "/status/nodes/1"}],
+                _content_type="application/json-patch+json",
+            )
+        ),
+        "policy",
+    ),
+    Forbidden(
+        "write its entry in a cluster that does not list it (cd)",
+        as_status,
+        lambda e, c: status_apply(c, "cd", {"nodes": [report("a")]}),
+        "policy",
+    ),
+    Forbidden(
+        "set the operator's status.primary",
+        as_status,
+        lambda e, c: status_apply(c, "ab", {"primary": "b", "nodes": [report("a")]}),
+        "policy",
+    ),
+    Forbidden("set the operator's status.epoch", as_status, lambda e, c: status_apply(c, "ab", {"epoch": 9}), "policy"),
+    Forbidden(
+        "forged switchover in status.switchover",
+        as_status,
+        lambda e, c: status_apply(
+            c,
+            "ab",
+            {"switchover": {"target": "a", "phase": "Pending", "fromEpoch": 1, "requestedAt": "2025-01-01T00:00:00Z"}},
+        ),
+        "policy",
+    ),
+    Forbidden(
+        "set a status condition",
+        as_status,
+        lambda e, c: status_apply(
+            c,
+            "ab",
+            {
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "reason": "Forged",
+                        "message": "",
+                        "lastTransitionTime": "2025-01-01T00:00:00Z",
+                    }
+                ]
+            },
+        ),
+        "policy",
+    ),
+    Forbidden(
+        "replace (PUT) the status with another primary",
+        as_status,
+        lambda e, c: lambda: replace_status(client.CustomObjectsApi(load_client(str(c))), {"primary": "b"}),
+        "rbac",
+    ),
     # Spec and the other kinds
-    Forbidden("change spec.primary", _nothing,
-              lambda e, c: lambda: client.CustomObjectsApi(load_client(str(c)))
-              .patch_namespaced_custom_object(GROUP, VERSION, NS, "haclusters", "ab",
-                                              {"spec": {"primary": "a"}}), "rbac"),
-    Forbidden("delete an HACluster", _nothing,
-              lambda e, c: lambda: client.CustomObjectsApi(load_client(str(c)))
-              .delete_namespaced_custom_object(GROUP, VERSION, NS, "haclusters", "cd"), "rbac"),
-    Forbidden("write a DRBDVolume's status", _nothing,
-              lambda e, c: lambda: client.CustomObjectsApi(load_client(str(c)))
-              .patch_namespaced_custom_object_status(GROUP, VERSION, NS, "drbdvolumes", "ab-data",
-                                                     {"status": {"x": 1}}), "rbac"),
+    Forbidden(
+        "change spec.primary",
+        _nothing,
+        lambda e, c: (
+            lambda: client.CustomObjectsApi(load_client(str(c))).patch_namespaced_custom_object(
+                GROUP, VERSION, NS, "haclusters", "ab", {"spec": {"primary": "a"}}
+            )
+        ),
+        "rbac",
+    ),
+    Forbidden(
+        "delete an HACluster",
+        _nothing,
+        lambda e, c: (
+            lambda: client.CustomObjectsApi(load_client(str(c))).delete_namespaced_custom_object(
+                GROUP, VERSION, NS, "haclusters", "cd"
+            )
+        ),
+        "rbac",
+    ),
+    Forbidden(
+        "write a DRBDVolume's status",
+        _nothing,
+        lambda e, c: (
+            lambda: client.CustomObjectsApi(load_client(str(c))).patch_namespaced_custom_object_status(
+                GROUP, VERSION, NS, "drbdvolumes", "ab-data", {"status": {"x": 1}}
+            )
+        ),
+        "rbac",
+    ),
     # Secrets, Nodes, Events, tokens
-    Forbidden("read a Secret where no binding allows it", _nothing,
-              lambda e, c: lambda: client.CoreV1Api(load_client(str(c)))
-              .read_namespaced_secret(SECRET, OTHER_NS), "rbac", is_write=False),
-    Forbidden("read a Secret of its clusters' namespace that no cluster names", _nothing,
-              lambda e, c: lambda: client.CoreV1Api(load_client(str(c)))
-              .read_namespaced_secret(UNNAMED_SECRET, NS), "rbac", is_write=False),
-    Forbidden("list the Secrets of its own namespace", _nothing,
-              lambda e, c: lambda: client.CoreV1Api(load_client(str(c)))
-              .list_namespaced_secret(NS), "rbac", is_write=False),
-    Forbidden("create a Secret", _nothing,
-              lambda e, c: lambda: client.CoreV1Api(load_client(str(c))).create_namespaced_secret(
-                  NS, {"metadata": {"name": "mine"}, "stringData": {"k": "v"}}), "rbac"),
-    Forbidden("update a Secret", _nothing,
-              lambda e, c: lambda: client.CoreV1Api(load_client(str(c))).patch_namespaced_secret(
-                  SECRET, NS, {"stringData": {"password": "mine"}}), "rbac"),
-    Forbidden("label its Node into running the DaemonSet", _nothing,
-              lambda e, c: lambda: client.CoreV1Api(load_client(str(c))).patch_node(
-                  "a", {"metadata": {"labels": {
-                      "node-restriction.kubernetes.io/tandem-agent": "true"}}}), "rbac"),
-    Forbidden("cordon B's Node (a switchover by the back door)", _nothing,
-              lambda e, c: lambda: client.CoreV1Api(load_client(str(c))).patch_node(
-                  "b", {"spec": {"unschedulable": True}}), "rbac"),
-    Forbidden("create an Event", _nothing,
-              lambda e, c: lambda: client.CoreV1Api(load_client(str(c))).create_namespaced_event(
-                  NS, {"metadata": {"name": "forged"}, "involvedObject": {"name": "ab", "namespace": NS},
-                       "reason": "Forged", "message": "x"}), "rbac"),
-    Forbidden("mint a token for node b's ServiceAccount", _nothing,
-              lambda e, c: lambda: client.CoreV1Api(load_client(str(c)))
-              .create_namespaced_service_account_token(
-                  "tandem-agent-b", SYSTEM, {"spec": {"audiences": []}}), "rbac"),
+    Forbidden(
+        "read a Secret where no binding allows it",
+        _nothing,
+        lambda e, c: lambda: client.CoreV1Api(load_client(str(c))).read_namespaced_secret(SECRET, OTHER_NS),
+        "rbac",
+        is_write=False,
+    ),
+    Forbidden(
+        "read a Secret of its clusters' namespace that no cluster names",
+        _nothing,
+        lambda e, c: lambda: client.CoreV1Api(load_client(str(c))).read_namespaced_secret(UNNAMED_SECRET, NS),
+        "rbac",
+        is_write=False,
+    ),
+    Forbidden(
+        "list the Secrets of its own namespace",
+        _nothing,
+        lambda e, c: lambda: client.CoreV1Api(load_client(str(c))).list_namespaced_secret(NS),
+        "rbac",
+        is_write=False,
+    ),
+    Forbidden(
+        "create a Secret",
+        _nothing,
+        lambda e, c: (
+            lambda: client.CoreV1Api(load_client(str(c))).create_namespaced_secret(
+                NS, {"metadata": {"name": "mine"}, "stringData": {"k": "v"}}
+            )
+        ),
+        "rbac",
+    ),
+    Forbidden(
+        "update a Secret",
+        _nothing,
+        lambda e, c: (
+            lambda: client.CoreV1Api(load_client(str(c))).patch_namespaced_secret(
+                SECRET, NS, {"stringData": {"password": "mine"}}
+            )
+        ),
+        "rbac",
+    ),
+    Forbidden(
+        "label its Node into running the DaemonSet",
+        _nothing,
+        lambda e, c: (
+            lambda: client.CoreV1Api(load_client(str(c))).patch_node(
+                "a", {"metadata": {"labels": {"node-restriction.kubernetes.io/tandem-agent": "true"}}}
+            )
+        ),
+        "rbac",
+    ),
+    Forbidden(
+        "cordon B's Node (a switchover by the back door)",
+        _nothing,
+        lambda e, c: lambda: client.CoreV1Api(load_client(str(c))).patch_node("b", {"spec": {"unschedulable": True}}),
+        "rbac",
+    ),
+    Forbidden(
+        "create an Event",
+        _nothing,
+        lambda e, c: (
+            lambda: client.CoreV1Api(load_client(str(c))).create_namespaced_event(
+                NS,
+                {
+                    "metadata": {"name": "forged"},
+                    "involvedObject": {"name": "ab", "namespace": NS},
+                    "reason": "Forged",
+                    "message": "x",
+                },
+            )
+        ),
+        "rbac",
+    ),
+    Forbidden(
+        "mint a token for node b's ServiceAccount",
+        _nothing,
+        lambda e, c: (
+            lambda: client.CoreV1Api(load_client(str(c))).create_namespaced_service_account_token(
+                "tandem-agent-b", SYSTEM, {"spec": {"audiences": []}}
+            )
+        ),
+        "rbac",
+    ),
 ]
 
 
@@ -460,8 +755,13 @@ def allowed_sequence(e: Env, a_cfg: Path) -> list[tuple[str, Callable[[], Any]]]
         assert record.holder == "a"
 
     def publish() -> None:
-        a.write_lease("ab", "a", a.read_lease_now("ab").epoch, acquire=False,  # type: ignore[union-attr]
-                      sync_standbys=("b",))
+        a.write_lease(
+            "ab",
+            "a",
+            a.read_lease_now("ab").epoch,
+            acquire=False,  # type: ignore[union-attr]
+            sync_standbys=("b",),
+        )
 
     def renew() -> None:
         lease = a.read_lease_now("ab")
@@ -547,8 +847,9 @@ def run_allowed(e: Env, cfg: Path) -> int:
                 if getattr(cause, "status", None) == 429 and retry < 19:
                     time.sleep(0.5)
                     continue
-                raise AssertionError(f"the agent's own call refused: {name}: {exc} "
-                                     f"{getattr(cause, 'body', '')}") from exc
+                raise AssertionError(
+                    f"the agent's own call refused: {name}: {exc} {getattr(cause, 'body', '')}"
+                ) from exc
         print(f"  allowed  {name}")
     return len(steps)
 
@@ -562,8 +863,7 @@ def test_tampering_matrix(env: Env) -> None:
     assert info["extra"]["authentication.kubernetes.io/node-name"] == ["a"]
 
     totals = {"forbidden": 0, "through": 0, "allowed": 0}
-    for label, cfg in (("host agent tandem-agent-a", e.host_a),
-                       ("DaemonSet agent on node a", e.daemonset_a)):
+    for label, cfg in (("host agent tandem-agent-a", e.host_a), ("DaemonSet agent on node a", e.daemonset_a)):
         print(f"\n{label}: forbidden writes")
         tried, through = run_forbidden(e, cfg, widened=False)
         assert not through, f"{label}: let through: {through}"
@@ -573,17 +873,30 @@ def test_tampering_matrix(env: Env) -> None:
         totals["allowed"] += run_allowed(e, cfg)
 
     # RBAC widened to everything: the admission policy alone refuses every forbidden write.
-    e.kubectl.run(["create", "clusterrolebinding", "matrix-widened", "--clusterrole=cluster-admin",
-                   "--serviceaccount=tandem-system:tandem-agent-a",
-                   "--serviceaccount=tandem-system:tandem-agent"])
+    e.kubectl.run(
+        [
+            "create",
+            "clusterrolebinding",
+            "matrix-widened",
+            "--clusterrole=cluster-admin",
+            "--serviceaccount=tandem-system:tandem-agent-a",
+            "--serviceaccount=tandem-system:tandem-agent",
+        ]
+    )
     deadline = time.monotonic() + 30
-    while "yes" not in e.kubectl.run(["--kubeconfig", str(e.host_a), "auth", "can-i", "create",
-                                      "secrets", "-n", NS], check=False).stdout:
+    while (
+        "yes"
+        not in e.kubectl.run(
+            ["--kubeconfig", str(e.host_a), "auth", "can-i", "create", "secrets", "-n", NS], check=False
+        ).stdout
+    ):
         assert time.monotonic() < deadline, "the cluster-admin binding did not take"
         time.sleep(0.3)
     try:
-        for label, cfg in (("host agent tandem-agent-a, as cluster-admin", e.host_a),
-                           ("DaemonSet agent on node a, as cluster-admin", e.daemonset_a)):
+        for label, cfg in (
+            ("host agent tandem-agent-a, as cluster-admin", e.host_a),
+            ("DaemonSet agent on node a, as cluster-admin", e.daemonset_a),
+        ):
             print(f"\n{label}: forbidden writes")
             tried, through = run_forbidden(e, cfg, widened=True)
             assert not through, f"{label}: let through: {through}"
@@ -592,8 +905,10 @@ def test_tampering_matrix(env: Env) -> None:
     finally:
         e.kubectl.run(["delete", "clusterrolebinding", "matrix-widened"])
 
-    print(f"\ntampering matrix: {totals['forbidden']} forbidden writes tried, "
-          f"{totals['through']} let through; {totals['allowed']} allowed writes, all accepted")
+    print(
+        f"\ntampering matrix: {totals['forbidden']} forbidden writes tried, "
+        f"{totals['through']} let through; {totals['allowed']} allowed writes, all accepted"
+    )
     assert totals["through"] == 0
 
 
@@ -602,19 +917,24 @@ def test_the_operator_is_not_caught_by_the_policy(env: Env, tmp_path: Path) -> N
     Lease, apply its status fields."""
     e = env
     token = e.kubectl.run(["create", "token", "tandem-operator", "-n", OPERATOR_NS]).stdout.strip()
-    op = OperatorKube(load_client(str(token_kubeconfig(e.kubectl.kubeconfig, token,
-                                                       tmp_path / "op.kubeconfig"))))
+    op = OperatorKube(load_client(str(token_kubeconfig(e.kubectl.kubeconfig, token, tmp_path / "op.kubeconfig"))))
     custom = client.CustomObjectsApi(e.admin)
     e.kubectl.run(["apply", "-f", "-"], stdin=yaml.safe_dump(cluster_doc("ef", ("e", "f"))))
     body = custom.get_namespaced_custom_object(GROUP, VERSION, NS, "haclusters", "ef")
     model = HACluster.model_validate({"spec": body["spec"]})
-    state, created = op.create_lease(lease_manifest("ef", NS, body["metadata"]["uid"],
-                                                                  model))
+    state, created = op.create_lease(lease_manifest("ef", NS, body["metadata"]["uid"], model))
     assert created and state.members == "e,f"
     op.stamp_lease_members(NS, "ef-primary", "e,f,g")
     assert op.get_lease(NS, "ef-primary").members == "e,f,g"  # type: ignore[union-attr]
-    op.apply_status(NS, "ef", {"primary": "e", "epoch": 0, "switchover": {
-        "target": "f", "phase": "Pending", "fromEpoch": 0, "requestedAt": "2025-01-01T00:00:00Z"}})
+    op.apply_status(
+        NS,
+        "ef",
+        {
+            "primary": "e",
+            "epoch": 0,
+            "switchover": {"target": "f", "phase": "Pending", "fromEpoch": 0, "requestedAt": "2025-01-01T00:00:00Z"},
+        },
+    )
     assert op.delete_lease(NS, "ef-primary")
     e.kubectl.run(["delete", "hac", "ef", "-n", NS])
 
@@ -630,20 +950,31 @@ def test_a_namespace_admin_rules_its_namespace_only(env: Env) -> None:
     impersonation, writes as server dry runs (authorization and admission run, nothing is
     stored). What it can do in its namespace is asserted too: the threat model says so."""
     e = env
-    e.kubectl.run(["apply", "-f", "-"], stdin=yaml.safe_dump_all([
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-         "metadata": {"name": "everything", "namespace": NS},
-         "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-         "metadata": {"name": "ns-admin", "namespace": NS},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                     "name": "everything"},
-         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
-                       "name": NS_ADMIN}]}]))
+    e.kubectl.run(
+        ["apply", "-f", "-"],
+        stdin=yaml.safe_dump_all(
+            [
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "Role",
+                    "metadata": {"name": "everything", "namespace": NS},
+                    "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
+                },
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "RoleBinding",
+                    "metadata": {"name": "ns-admin", "namespace": NS},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "everything"},
+                    "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": NS_ADMIN}],
+                },
+            ]
+        ),
+    )
 
     def doc(namespace: str) -> str:
-        return yaml.safe_dump({**cluster_doc("anynode", ("a", "c")),
-                               "metadata": {"name": "anynode", "namespace": namespace}})
+        return yaml.safe_dump(
+            {**cluster_doc("anynode", ("a", "c")), "metadata": {"name": "anynode", "namespace": namespace}}
+        )
 
     def run(args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return e.kubectl.run([f"--as={NS_ADMIN}", *args], stdin=stdin, check=False)
@@ -652,39 +983,54 @@ def test_a_namespace_admin_rules_its_namespace_only(env: Env) -> None:
     can = {
         "create an HACluster naming any nodes": (["create", dry, "-f", "-"], doc(NS)),
         "read the namespace's Secrets": (["get", "secret", "-n", NS, SECRET], None),
-        "rewrite its Lease's member list": (["annotate", dry, "--overwrite", "lease", "-n", NS,
-                                             "ab-primary", "tandem.dev/members=a,b,x"], None),
-        "hand its Lease to any node": (["patch", dry, "lease", "-n", NS, "ab-primary",
-                                        "--type=merge", "-p",
-                                        '{"spec":{"holderIdentity":"x"}}'], None),
+        "rewrite its Lease's member list": (
+            ["annotate", dry, "--overwrite", "lease", "-n", NS, "ab-primary", "tandem.dev/members=a,b,x"],
+            None,
+        ),
+        "hand its Lease to any node": (
+            ["patch", dry, "lease", "-n", NS, "ab-primary", "--type=merge", "-p", '{"spec":{"holderIdentity":"x"}}'],
+            None,
+        ),
         "forge node b's report in its own cluster": (
-            ["patch", dry, "hac", "-n", NS, "ab", "--subresource=status", "--type=merge", "-p",
-             json.dumps({"status": {"nodes": [report("a"), report("b", message="forged")]}})],
-            None),
+            [
+                "patch",
+                dry,
+                "hac",
+                "-n",
+                NS,
+                "ab",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                json.dumps({"status": {"nodes": [report("a"), report("b", message="forged")]}}),
+            ],
+            None,
+        ),
         "delete its Lease": (["delete", dry, "lease", "-n", NS, "ab-primary"], None),
     }
     cannot = {
         "create an HACluster in another namespace": (["create", dry, "-f", "-"], doc(OTHER_NS)),
         "read another namespace's Secret": (["get", "secret", "-n", OTHER_NS, SECRET], None),
-        "write a Lease of kube-system": (["annotate", dry, "lease", "-n", "kube-system",
-                                          "kube-scheduler", "x=y"], None),
-        "run a Pod in tandem-system": (["run", dry, "x", "-n", SYSTEM,
-                                        "--image=localhost/tandem:0.1.0"], None),
-        "mint a token of node a's agent": (["create", "token", "tandem-agent-a", "-n", SYSTEM],
-                                           None),
-        "mint a token of the DaemonSet's agents": (["create", "token", "tandem-agent", "-n",
-                                                    SYSTEM], None),
-        "mint a token of the operator": (["create", "token", "tandem-operator", "-n",
-                                          OPERATOR_NS], None),
-        "label a Node into the DaemonSet": (["label", dry, "node", "c",
-                                             "node-restriction.kubernetes.io/tandem-agent=true"],
-                                            None),
-        "bind itself to the agents' role": (["create", dry, "clusterrolebinding", "x",
-                                             "--clusterrole=tandem-agent", f"--user={NS_ADMIN}"],
-                                            None),
-        "remove the agents' admission policy": (["delete", dry,
-                                                 "validatingadmissionpolicybinding",
-                                                 "tandem-agent"], None),
+        "write a Lease of kube-system": (
+            ["annotate", dry, "lease", "-n", "kube-system", "kube-scheduler", "x=y"],
+            None,
+        ),
+        "run a Pod in tandem-system": (["run", dry, "x", "-n", SYSTEM, "--image=localhost/tandem:0.1.0"], None),
+        "mint a token of node a's agent": (["create", "token", "tandem-agent-a", "-n", SYSTEM], None),
+        "mint a token of the DaemonSet's agents": (["create", "token", "tandem-agent", "-n", SYSTEM], None),
+        "mint a token of the operator": (["create", "token", "tandem-operator", "-n", OPERATOR_NS], None),
+        "label a Node into the DaemonSet": (
+            ["label", dry, "node", "c", "node-restriction.kubernetes.io/tandem-agent=true"],
+            None,
+        ),
+        "bind itself to the agents' role": (
+            ["create", dry, "clusterrolebinding", "x", "--clusterrole=tandem-agent", f"--user={NS_ADMIN}"],
+            None,
+        ),
+        "remove the agents' admission policy": (
+            ["delete", dry, "validatingadmissionpolicybinding", "tandem-agent"],
+            None,
+        ),
         "change a CRD": (["label", dry, "crd", "haclusters.tandem.dev", "x=y"], None),
     }
     try:
@@ -694,9 +1040,9 @@ def test_a_namespace_admin_rules_its_namespace_only(env: Env) -> None:
             print(f"  can     {what}")
         for what, (args, stdin) in cannot.items():
             proc = run(args, stdin)
-            assert proc.returncode != 0 and " cannot " in proc.stderr, \
+            assert proc.returncode != 0 and " cannot " in proc.stderr, (
                 f"a namespace admin could {what}: {proc.stdout}{proc.stderr}"
+            )
             print(f"  refused {what}")
     finally:
-        e.kubectl.run(["delete", "rolebinding,role", "-n", NS, "ns-admin", "everything",
-                       "--ignore-not-found"])
+        e.kubectl.run(["delete", "rolebinding,role", "-n", NS, "ns-admin", "everything", "--ignore-not-found"])

@@ -43,9 +43,13 @@ def api(control_plane: ControlPlane, crds_installed: Kubectl) -> Iterator[client
 
 def make_lease(api: client.ApiClient, name: str, labelled: bool = True) -> None:
     labels = {CLUSTER_LABEL: name.removesuffix("-primary")} if labelled else {}
-    client.CoordinationV1Api(api).create_namespaced_lease(NS, {
-        "metadata": {"name": name, "labels": labels, "annotations": {"tandem.dev/members": "a,b"}},
-        "spec": {"leaseTransitions": 0}})
+    client.CoordinationV1Api(api).create_namespaced_lease(
+        NS,
+        {
+            "metadata": {"name": name, "labels": labels, "annotations": {"tandem.dev/members": "a,b"}},
+            "spec": {"leaseTransitions": 0},
+        },
+    )
 
 
 @pytest.fixture
@@ -62,7 +66,8 @@ def holder_in_mirror(watches: AgentWatches, name: str) -> str | None:
 
 
 def test_what_others_write_shows_in_the_mirror_and_unlabelled_leases_never_do(
-        api: client.ApiClient, watches: AgentWatches) -> None:
+    api: client.ApiClient, watches: AgentWatches
+) -> None:
     make_lease(api, "one-primary")
     make_lease(api, "kube-node-style", labelled=False)
     eventually(lambda: watches.lease(NS, "one-primary") is not None, "the new Lease")
@@ -74,7 +79,8 @@ def test_what_others_write_shows_in_the_mirror_and_unlabelled_leases_never_do(
 
 
 def test_a_write_from_a_view_the_watch_had_not_updated_is_refused_and_lists_again(
-        api: client.ApiClient, watches: AgentWatches) -> None:
+    api: client.ApiClient, watches: AgentWatches
+) -> None:
     make_lease(api, "two-primary")
     eventually(lambda: watches.lease(NS, "two-primary") is not None, "the new Lease")
     a, b = Kube(api, NS, "a", watches), Kube(api, NS, "b", watches)
@@ -84,8 +90,9 @@ def test_a_write_from_a_view_the_watch_had_not_updated_is_refused_and_lists_agai
     with pytest.raises(Conflict):
         a.write_lease("two", "a", 1, acquire=True, sync_standbys=())
     # The Lease mirror listed again: it shows b's write, and a takes its next view from it.
-    eventually(lambda: watches.wait_synced(0) and holder_in_mirror(watches, "two-primary") == "b",
-               "the mirror listed again")
+    eventually(
+        lambda: watches.wait_synced(0) and holder_in_mirror(watches, "two-primary") == "b", "the mirror listed again"
+    )
     record = a.read_lease("two")
     assert record is not None and (record.holder, record.epoch) == ("b", 1)
 

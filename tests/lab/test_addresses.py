@@ -94,9 +94,7 @@ PROMOTE = f"/proc/sys/net/ipv4/conf/{IFNAME}/promote_secondaries"
 
 def read_proc(host: str, path: str) -> str:
     """Read a /proc/sys file as seen from inside `host`'s namespace (coreutils only)."""
-    out = subprocess.run(
-        ["ip", "netns", "exec", ns(host), "cat", path], capture_output=True, text=True, check=True
-    )
+    out = subprocess.run(["ip", "netns", "exec", ns(host), "cat", path], capture_output=True, text=True, check=True)
     return out.stdout.strip()
 
 
@@ -128,9 +126,7 @@ def connect(host: str, address: str, timeout: float = 2.0) -> tuple[Conn, str]:
     """Connect from `host`'s namespace to address:PORT; returns the connection and greeting."""
     ip = ipaddress.ip_address(address)
     family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-    sock: socket.socket = pyroute2_netns.create_socket(
-        ns(host), family, socket.SOCK_STREAM, flags=0
-    )
+    sock: socket.socket = pyroute2_netns.create_socket(ns(host), family, socket.SOCK_STREAM, flags=0)
     try:
         sock.settimeout(timeout)
         sock.connect((address, PORT))
@@ -157,14 +153,16 @@ def reset_host(host: str) -> None:
         check=True,
     )
     subprocess.run(
-        ["ip", "-n", name, "addr", "add", f"2001:db8:{SUBNET}::{index}/64", "dev", IFNAME,
-         "nodad"],
+        ["ip", "-n", name, "addr", "add", f"2001:db8:{SUBNET}::{index}/64", "dev", IFNAME, "nodad"],
         check=True,
     )
     subprocess.run(["ip", "-n", name, "neigh", "flush", "dev", IFNAME], check=True)
     subprocess.run(
         ["ip", "netns", "exec", name, "tee", PROMOTE],
-        input="0\n", text=True, stdout=subprocess.DEVNULL, check=True,
+        input="0\n",
+        text=True,
+        stdout=subprocess.DEVNULL,
+        check=True,
     )
 
 
@@ -172,14 +170,10 @@ def remove_stale_lab() -> None:
     """Delete what a killed earlier run left behind, unless a process still lives in it."""
     for host, index in HOSTS.items():
         name = ns(host)
-        listed = subprocess.run(
-            ["ip", "netns", "list"], capture_output=True, text=True, check=False
-        )
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
         if name not in listed.stdout.split():
             continue
-        pids = subprocess.run(
-            ["ip", "netns", "pids", name], capture_output=True, text=True, check=False
-        )
+        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True, check=False)
         if pids.stdout.strip():
             raise RuntimeError(
                 f"namespace {name} exists and runs processes {pids.stdout.split()}: another"
@@ -187,8 +181,7 @@ def remove_stale_lab() -> None:
                 " they were left behind by a killed run"
             )
         subprocess.run(["ip", "netns", "del", name], check=False)
-        subprocess.run(["ip", "link", "del", f"{PREFIX}{index}mgmt"], check=False,
-                       capture_output=True)
+        subprocess.run(["ip", "link", "del", f"{PREFIX}{index}mgmt"], check=False, capture_output=True)
     for bridge in (f"{PREFIX}-br-mgmt", f"{PREFIX}-br-repl"):
         subprocess.run(["ip", "link", "del", bridge], check=False, capture_output=True)
 
@@ -239,9 +232,7 @@ def clean(lab: LabNetwork) -> Iterator[LabNetwork]:
             reset_host(host)
 
 
-def move(
-    address: str, *, announce: drv.Announce | None = drv.DEFAULT_ANNOUNCE
-) -> drv.AddressResult:
+def move(address: str, *, announce: drv.Announce | None = drv.DEFAULT_ANNOUNCE) -> drv.AddressResult:
     """Move one floating address from a to b, the way a failover does."""
     vip = drv.parse_addresses(address, 24 if ":" not in address else 64)
     gone = drv.ensure_absent(ns("a"), IFNAME, vip)
@@ -275,9 +266,7 @@ def test_move_updates_client_neighbour_at_once(clean: LabNetwork, address: str) 
 
 
 @pytest.mark.parametrize("address", ["198.18.10.51", "2001:db8:10::51"])
-def test_without_announcement_client_keeps_old_mac_until_announced(
-    clean: LabNetwork, address: str
-) -> None:
+def test_without_announcement_client_keeps_old_mac_until_announced(clean: LabNetwork, address: str) -> None:
     """Control: the update above is the announcement's doing, not the kernel's."""
     hold_on_a_and_cache(address)
     result = move(address, announce=None)
@@ -384,8 +373,7 @@ def test_removing_the_primary_of_a_subnet_keeps_the_others(clean: LabNetwork) ->
     secondary = {a["local"] for a in shown[0]["addr_info"] if a.get("secondary")}
     assert "198.19.10.10" not in secondary and "198.19.10.11" in secondary
     assert read_proc("a", PROMOTE) == "1"
-    subprocess.run(["ip", "-n", ns("c"), "route", "add", "198.19.10.0/24", "dev", IFNAME],
-                   check=True)
+    subprocess.run(["ip", "-n", ns("c"), "route", "add", "198.19.10.0/24", "dev", IFNAME], check=True)
     conn, name = connect("c", "198.19.10.11")
     try:
         assert name == "a"
@@ -397,8 +385,7 @@ def test_removing_the_primary_of_a_subnet_keeps_the_others(clean: LabNetwork) ->
         assert conn.ask("promoted") == "a promoted"
     finally:
         conn.close()
-        subprocess.run(["ip", "-n", ns("c"), "route", "del", "198.19.10.0/24", "dev", IFNAME],
-                       check=False)
+        subprocess.run(["ip", "-n", ns("c"), "route", "del", "198.19.10.0/24", "dev", IFNAME], check=False)
 
 
 def test_missing_namespace_or_interface_is_a_typed_error(clean: LabNetwork) -> None:
@@ -417,8 +404,9 @@ def test_missing_namespace_or_interface_is_a_typed_error(clean: LabNetwork) -> N
 
 def test_announcement_failure_on_a_down_link_reports_what_was_added(clean: LabNetwork) -> None:
     name = ns("a")
-    subprocess.run(["ip", "-n", name, "link", "add", "tdadown0", "type", "veth", "peer", "name",
-                    "tdadown1"], check=True)
+    subprocess.run(
+        ["ip", "-n", name, "link", "add", "tdadown0", "type", "veth", "peer", "name", "tdadown1"], check=True
+    )
     try:
         vip = drv.parse_addresses("198.18.10.90", 24)
         with pytest.raises(drv.AnnouncementError, match="announce") as caught:
@@ -487,10 +475,7 @@ def test_announcements_are_repeated_and_spaced_as_configured(clean: LabNetwork) 
     gaps = [b - a for a, b in zip(requests, requests[1:], strict=False)]
     assert all(0.1 <= gap <= 0.6 for gap in gaps), gaps
 
-    adverts = [
-        c for c in ipv6
-        if c.frame[20] == 58 and c.frame[54] == 136 and c.frame[62:78] == vip6.packed
-    ]
+    adverts = [c for c in ipv6 if c.frame[20] == 58 and c.frame[54] == 136 and c.frame[62:78] == vip6.packed]
     assert len(adverts) == 4
     for c in adverts:
         assert c.frame[0:6] == bytes.fromhex("333300000001")  # to ff02::1

@@ -168,8 +168,14 @@ def cleanup(lab: Lab) -> Iterator[Lab]:
 
 
 def make_spec(
-    res: str, minor: int, port: int, *, witness: bool = True, quorum: str = "majority",
-    on_no_quorum: str = "io-error", sb: tuple[str, str, str] = ("disconnect", "disconnect", "disconnect"),
+    res: str,
+    minor: int,
+    port: int,
+    *,
+    witness: bool = True,
+    quorum: str = "majority",
+    on_no_quorum: str = "io-error",
+    sb: tuple[str, str, str] = ("disconnect", "disconnect", "disconnect"),
 ) -> DRBDVolumeSpec:
     doc: dict[str, Any] = {
         "cluster": "mail",
@@ -198,8 +204,9 @@ def bring_up(lab: Lab, spec: DRBDVolumeSpec, *, skip_sync: bool = True) -> list[
         drbd.create_md(res)
         assert drbd.up(res).changed
     for name in names:
-        wait_for(f"{name} connected to all peers of {res}",
-                 lambda n=name: all(p.connected for p in lab[n].fast(res).peers))
+        wait_for(
+            f"{name} connected to all peers of {res}", lambda n=name: all(p.connected for p in lab[n].fast(res).peers)
+        )
     if skip_sync:
         assert lab["alpha"].drbd.skip_initial_sync(res).changed
         for name in ("alpha", "beta"):
@@ -317,7 +324,12 @@ def test_initial_sync_promotion_refusals_and_switchover(cleanup: Lab) -> None:
     assert lab["alpha"].digest(res) == lab["beta"].digest(res)
     api = lab["alpha"].st(res).to_api("alpha")
     assert (api.role, api.disk_state, api.connection_state, api.peer_role, api.peer_disk_state) == (
-        "Primary", "UpToDate", "Connected", "Secondary", "UpToDate")
+        "Primary",
+        "UpToDate",
+        "Connected",
+        "Secondary",
+        "UpToDate",
+    )
 
     # Planned switchover: demote fully, then promote the other node.
     assert lab["alpha"].drbd.secondary(res).changed
@@ -330,8 +342,9 @@ def test_initial_sync_promotion_refusals_and_switchover(cleanup: Lab) -> None:
     # The "kernel" state survives a restart of beta's daemon; the peers reconnect.
     control.stop(lab["beta"].state_dir)
     wait_for("alpha notices", lambda: peer(lab, "alpha", res, "beta").connection_state == "Connecting")
-    control.start(lab["beta"].state_dir, netns=lab["beta"].namespace, ping_timeout=PING_TIMEOUT,
-                  resync_rate=RESYNC_RATE)
+    control.start(
+        lab["beta"].state_dir, netns=lab["beta"].namespace, ping_timeout=PING_TIMEOUT, resync_rate=RESYNC_RATE
+    )
     wait_for("beta reconnected", lambda: all(p.connected for p in lab["beta"].fast(res).peers))
     st = lab["beta"].st(res)
     assert (st.role, st.disk_state) == ("Primary", "UpToDate")
@@ -484,8 +497,10 @@ def test_split_brain_is_detected_and_the_after_sb_policies_apply(cleanup: Lab) -
     assert beta.drbd.secondary(res).changed
 
     # after-sb-0pri discard-least-changes: both demoted, the node with fewer changes loses them.
-    _reconfigure(lab, make_spec(res, 14, 7714, witness=False, quorum="off",
-                                sb=("discard-least-changes", "disconnect", "disconnect")))
+    _reconfigure(
+        lab,
+        make_spec(res, 14, 7714, witness=False, quorum="off", sb=("discard-least-changes", "disconnect", "disconnect")),
+    )
     _diverge(lab, res, alpha_writes=10, beta_writes=100)
     winner = beta.digest(res)
     assert alpha.drbd.secondary(res).changed and beta.drbd.secondary(res).changed
@@ -496,8 +511,12 @@ def test_split_brain_is_detected_and_the_after_sb_policies_apply(cleanup: Lab) -
     assert "Split-Brain detected, 0 primaries, automatically solved" in alpha.log()[mark:]
 
     # after-sb-1pri discard-secondary: the Secondary loses its changes, even the larger ones.
-    _reconfigure(lab, make_spec(res, 14, 7714, witness=False, quorum="off",
-                                sb=("discard-zero-changes", "discard-secondary", "disconnect")))
+    _reconfigure(
+        lab,
+        make_spec(
+            res, 14, 7714, witness=False, quorum="off", sb=("discard-zero-changes", "discard-secondary", "disconnect")
+        ),
+    )
     _diverge(lab, res, alpha_writes=120, beta_writes=5)
     winner = beta.digest(res)
     assert alpha.drbd.secondary(res).changed
@@ -532,6 +551,7 @@ def test_split_brain_is_detected_and_the_after_sb_policies_apply(cleanup: Lab) -
 
 def test_only_the_kernel_daemon_runs_in_a_node_namespace(lab: Lab) -> None:
     """drbdadm and the stand-in's CLI ran inside the namespace and left no process behind."""
-    out = subprocess.run(["ip", "netns", "pids", lab["alpha"].namespace], capture_output=True, text=True,
-                         check=True).stdout.split()
+    out = subprocess.run(
+        ["ip", "netns", "pids", lab["alpha"].namespace], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert out == [str(control.pid_of(lab["alpha"].state_dir))]

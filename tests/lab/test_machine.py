@@ -34,18 +34,25 @@ def pair(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[
     with image.open("wb") as f:
         f.truncate(16 * 1024 * 1024)
     subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
-    loop = subprocess.run(["losetup", "--find", "--show", str(image)], check=True,
-                          capture_output=True, text=True).stdout.strip()
+    loop = subprocess.run(
+        ["losetup", "--find", "--show", str(image)], check=True, capture_output=True, text=True
+    ).stdout.strip()
     network = LabNetwork(PREFIX, SUBNET)
     machines: dict[str, Machine] = {}
     try:
         network.create()
         for index, name in ((2, "alpha"), (3, "beta")):
             host = network.add_host(name, index)
-            machines[name] = Machine(MachineSpec(
-                name=name, machine=f"{PREFIX}-{name}", netns=host.namespace,
-                directory=work / name, lower=(root,),
-                binds=(loop,) if name == "alpha" else ()))
+            machines[name] = Machine(
+                MachineSpec(
+                    name=name,
+                    machine=f"{PREFIX}-{name}",
+                    netns=host.namespace,
+                    directory=work / name,
+                    lower=(root,),
+                    binds=(loop,) if name == "alpha" else (),
+                )
+            )
         for machine in machines.values():
             machine.power_on()
         for machine in machines.values():
@@ -66,8 +73,7 @@ def test_cgroup_hierarchies_are_read_from_mountinfo() -> None:
         "32 25 0:28 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
         "33 1 8:1 / / rw - ext4 /dev/vda rw\n"
     )
-    assert cgroup_hierarchies(mountinfo) == [Path("/sys/fs/cgroup/systemd"),
-                                             Path("/sys/fs/cgroup/unified")]
+    assert cgroup_hierarchies(mountinfo) == [Path("/sys/fs/cgroup/systemd"), Path("/sys/fs/cgroup/unified")]
 
 
 def test_each_node_is_its_own_booted_debian(pair: dict[str, Machine]) -> None:
@@ -110,15 +116,15 @@ def test_confined_commands_run_as_units_of_the_node(pair: dict[str, Machine]) ->
     assert failing.returncode != 0
 
 
-def test_power_off_kills_everything_at_once_and_reboot_keeps_the_disk(
-        pair: dict[str, Machine]) -> None:
+def test_power_off_kills_everything_at_once_and_reboot_keeps_the_disk(pair: dict[str, Machine]) -> None:
     beta = pair["beta"]
     beta.exec(["sh", "-c", "echo kept > /root/marker"])
     init = beta.init_pid()
     assert init is not None
     postmaster = beta.exec(["cat", "/var/run/postgresql/15-main.pid"]).stdout.split()[0]
-    host_pids = [int(pid) for procs in (beta.cgroups[0] / "payload").rglob("cgroup.procs")
-                 for pid in procs.read_text().split()]
+    host_pids = [
+        int(pid) for procs in (beta.cgroups[0] / "payload").rglob("cgroup.procs") for pid in procs.read_text().split()
+    ]
     assert len(host_pids) > 3, host_pids
 
     beta.power_off()

@@ -47,10 +47,13 @@ class MountLab:
             fh.truncate(size_mb * 1024 * 1024)
         subprocess.run(
             ["mkfs.ext4", "-q", "-F", "-E", "nodiscard", "-L", "tandemtest", str(image)],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
         dev = subprocess.run(
-            ["losetup", "--find", "--show", str(image)], check=True, capture_output=True,
+            ["losetup", "--find", "--show", str(image)],
+            check=True,
+            capture_output=True,
             text=True,
         ).stdout.strip()
         self.loops.append(dev)
@@ -92,16 +95,16 @@ def lab(tmp_path: Path) -> Iterator[MountLab]:
     finally:
         lab.cleanup()
     assert not lab.mounted_under_root(), "teardown left mounts behind"
-    attached = subprocess.run(["losetup", "--list", "--noheadings", "-O", "NAME"],
-                              capture_output=True, text=True, check=False).stdout.split()
+    attached = subprocess.run(
+        ["losetup", "--list", "--noheadings", "-O", "NAME"], capture_output=True, text=True, check=False
+    ).stdout.split()
     assert not set(lab.loops) & set(attached), "teardown left loop devices attached"
 
 
 def chain_up(fs: FilesystemMount, binds: list[BindMount]) -> list[Outcome]:
     """What the agent's chain runner does on promotion: the filesystem, then each bind in
     order; the first error stops it."""
-    return [ensure_mounted(fs, create_target=True),
-            *(ensure_bind_mounted(b, create_target=True) for b in binds)]
+    return [ensure_mounted(fs, create_target=True), *(ensure_bind_mounted(b, create_target=True) for b in binds)]
 
 
 def chain_down(fs: FilesystemMount, binds: list[BindMount]) -> list[Outcome]:
@@ -199,8 +202,7 @@ def test_tmpfs_idempotent_and_conflicts_name_both_sides(lab: MountLab) -> None:
 def test_a_different_device_on_the_target_is_refused(lab: MountLab) -> None:
     dev = lab.loop_device()
     target = str(lab.root / "data")
-    assert ensure_mounted(FilesystemMount("tandem-test-x", target, "tmpfs"),
-                          create_target=True).changed
+    assert ensure_mounted(FilesystemMount("tandem-test-x", target, "tmpfs"), create_target=True).changed
     with pytest.raises(MountConflictError) as conflict:
         ensure_mounted(FilesystemMount(dev, target, "ext4"))
     assert dev in str(conflict.value) and "tandem-test-x" in str(conflict.value)

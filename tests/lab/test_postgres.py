@@ -50,7 +50,7 @@ PREFIX = "tdp"
 SUBNET = 20
 PORT = 5432
 NODES = {"n1": 2, "n2": 3}
-PASSWORD = "it's a \"pass\\word\": with:colons $(x)"
+PASSWORD = 'it\'s a "pass\\word": with:colons $(x)'
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
@@ -381,8 +381,9 @@ def test_synchronous_replication_holds_commits_while_the_standby_is_down(lab: La
     n1.sql("INSERT INTO acks VALUES (1, 'sync-up')")
     assert time.monotonic() - t < 5
     flushed = dict(n1.pg.status().flushed)
-    assert set(flushed) == {"n2"} and parse_lsn(flushed["n2"]) > before, \
+    assert set(flushed) == {"n2"} and parse_lsn(flushed["n2"]) > before, (
         "a synchronous commit returns only once the standby flushed it"
+    )
 
     assert n2.pg.stop("fast").changed
     done = threading.Event()
@@ -464,20 +465,37 @@ def psql_from(node: Node, conninfo: str) -> subprocess.CompletedProcess[str]:
     """psql in `node`'s namespace, with no password from anywhere but `conninfo`."""
     bin_dir = node.pg.bin_dir
     return subprocess.run(
-        ["ip", "netns", "exec", node.host.namespace, str(bin_dir / "psql"), "-X", "-w", "-A",
-         "-t", "-d", conninfo, "-c", "SELECT current_user"],
-        capture_output=True, text=True, timeout=30, check=False,
-        env={"PATH": os.environ["PATH"], "PGPASSFILE": "/nonexistent", "PGCONNECT_TIMEOUT": "5"})
+        [
+            "ip",
+            "netns",
+            "exec",
+            node.host.namespace,
+            str(bin_dir / "psql"),
+            "-X",
+            "-w",
+            "-A",
+            "-t",
+            "-d",
+            conninfo,
+            "-c",
+            "SELECT current_user",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={"PATH": os.environ["PATH"], "PGPASSFILE": "/nonexistent", "PGCONNECT_TIMEOUT": "5"},
+    )
 
 
-def test_a_standby_with_the_wrong_password_cannot_replicate_and_with_the_right_one_can(
-        lab: Lab) -> None:
+def test_a_standby_with_the_wrong_password_cannot_replicate_and_with_the_right_one_can(lab: Lab) -> None:
     n1, n2 = lab.n1, lab.n2
     assert n1.pg.init_primary().changed
     right = n2.pg
     n2.pg = Postgres(replace(right.config, replication_password="not the password"))
-    with pytest.raises(SourceRefusedError, match="refused the replication user replicator.*"
-                       "password authentication failed"):
+    with pytest.raises(
+        SourceRefusedError, match="refused the replication user replicator.*password authentication failed"
+    ):
         n2.pg.clone_standby(n1.addr, PORT)
     assert not n2.pg.initialized
     assert not any(n2.pg.config.data_dir.iterdir())  # nothing half-cloned left behind
@@ -539,8 +557,8 @@ def test_a_debian_layout_with_the_configuration_outside_the_data_directory(lab: 
     etc = n1.pg.config.data_dir.parent / "etc"
     etc.mkdir(parents=True)
     (etc / "postgresql.conf").write_text(
-        f"data_directory = '{n1.pg.config.data_dir}'\n"
-        "hba_file = '/nonexistent/pg_hba.conf'\n")
+        f"data_directory = '{n1.pg.config.data_dir}'\nhba_file = '/nonexistent/pg_hba.conf'\n"
+    )
     os.chown(etc, pwd.getpwnam("postgres").pw_uid, pwd.getpwnam("postgres").pw_gid)
     os.chown(etc / "postgresql.conf", pwd.getpwnam("postgres").pw_uid, -1)
     n1.pg = Postgres(replace(n1.pg.config, config_dir=etc))

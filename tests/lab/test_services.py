@@ -65,9 +65,15 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Machine]:
     try:
         network.create()
         hostinfo = network.add_host("svc1", 2)
-        machine = Machine(MachineSpec(name="svc1", machine=f"{PREFIX}-svc1",
-                                      netns=hostinfo.namespace, directory=work / "svc1",
-                                      lower=(node_root(),)))
+        machine = Machine(
+            MachineSpec(
+                name="svc1",
+                machine=f"{PREFIX}-svc1",
+                netns=hostinfo.namespace,
+                directory=work / "svc1",
+                lower=(node_root(),),
+            )
+        )
         machine.attach_disk()
         for name, text in UNITS.items():
             (machine.root / "etc" / "systemd" / "system" / name).write_text(text)
@@ -86,15 +92,20 @@ def backend(node: Machine) -> Iterator[SystemdBackend]:
     assert pid is not None
     before = host.current()
     host.configure(host.HostAccess(exec_mode="nsenter", target_pid=pid))
-    units = {"a": "note@a.service", "b": "note@b.service", "c": "note@c.service",
-             "broken": "broken.service", "stubborn": "stubborn.service", "web": "web.service",
-             "ghost": "ghost.service"}
+    units = {
+        "a": "note@a.service",
+        "b": "note@b.service",
+        "c": "note@c.service",
+        "broken": "broken.service",
+        "stubborn": "stubborn.service",
+        "web": "web.service",
+        "ghost": "ghost.service",
+    }
     try:
         yield SystemdBackend(units, timeout=30)
     finally:
         host.configure(before)
-        node.exec(["systemctl", "stop", *[u for u in units.values() if u != "ghost.service"]],
-                  check=False)
+        node.exec(["systemctl", "stop", *[u for u in units.values() if u != "ghost.service"]], check=False)
         node.exec(["systemctl", "reset-failed"], check=False)
         node.exec(["rm", "-f", NOTES])
 
@@ -109,16 +120,14 @@ def main_pid_on_host(node: Machine, unit: str) -> int:
     return pid
 
 
-def test_commands_reach_the_nodes_systemd_through_nsenter(node: Machine,
-                                                          backend: SystemdBackend) -> None:
+def test_commands_reach_the_nodes_systemd_through_nsenter(node: Machine, backend: SystemdBackend) -> None:
     # The host has no systemd as PID 1; only the entered node can answer.
     out = run(["systemctl", "is-system-running"], check=False).stdout.strip()
     assert out in ("running", "degraded")
     assert run(["hostname"]).stdout.strip() == "svc1"
 
 
-def test_chain_starts_in_order_and_stops_in_reverse(node: Machine,
-                                                   backend: SystemdBackend) -> None:
+def test_chain_starts_in_order_and_stops_in_reverse(node: Machine, backend: SystemdBackend) -> None:
     chain = ServiceChain(backend, ["a", "b", "c"])
     assert chain.start_all().changed
     assert notes(node) == ["start a", "start b", "start c"]
@@ -130,8 +139,7 @@ def test_chain_starts_in_order_and_stops_in_reverse(node: Machine,
     assert Monitor(backend, ["a", "b", "c"]).check()[0].status.state is ServiceState.INACTIVE
 
 
-def test_kill_9_is_reported_with_its_signal_and_restart_in_place_works(
-        node: Machine, backend: SystemdBackend) -> None:
+def test_kill_9_is_reported_with_its_signal_and_restart_in_place_works(node: Machine, backend: SystemdBackend) -> None:
     backend.start("a")
     old = main_pid_on_host(node, "note@a.service")
     os.kill(old, signal.SIGKILL)
@@ -148,8 +156,7 @@ def test_kill_9_is_reported_with_its_signal_and_restart_in_place_works(
     assert Monitor(backend, ["a"]).check() == []
 
 
-def test_a_unit_that_fails_stops_the_chain_there_with_its_exit_status(
-        node: Machine, backend: SystemdBackend) -> None:
+def test_a_unit_that_fails_stops_the_chain_there_with_its_exit_status(node: Machine, backend: SystemdBackend) -> None:
     chain = ServiceChain(backend, ["a", "broken", "c"])
     with pytest.raises(ServiceChainError) as raised:
         chain.start_all()
@@ -160,8 +167,7 @@ def test_a_unit_that_fails_stops_the_chain_there_with_its_exit_status(
     assert failure.status.exit_status == 3
 
 
-def test_stop_escalates_to_sigkill_and_an_unknown_unit_is_a_clear_error(
-        node: Machine, backend: SystemdBackend) -> None:
+def test_stop_escalates_to_sigkill_and_an_unknown_unit_is_a_clear_error(node: Machine, backend: SystemdBackend) -> None:
     backend.start("stubborn")
     started = time.monotonic()
     assert backend.stop("stubborn").changed

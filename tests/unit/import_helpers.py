@@ -10,8 +10,13 @@ from tandem.importer import cib, crm, drbd, mapping
 FIXTURES = Path(__file__).resolve().parent / "import_fixtures"
 
 
-def imported(crm_file: str | None = None, drbd_files: tuple[str, ...] = (), *, cib_file: str | None = None,
-             namespace: str = "tandem-import") -> mapping.Result:
+def imported(
+    crm_file: str | None = None,
+    drbd_files: tuple[str, ...] = (),
+    *,
+    cib_file: str | None = None,
+    namespace: str = "tandem-import",
+) -> mapping.Result:
     """Sources are named by the fixture's file name, as a user's relative path would be."""
     if cib_file is not None:
         config = cib.parse((FIXTURES / cib_file).read_text(), cib_file)
@@ -23,8 +28,9 @@ def imported(crm_file: str | None = None, drbd_files: tuple[str, ...] = (), *, c
 
 
 def documents(result: mapping.Result) -> dict[tuple[str, str], dict[str, Any]]:
-    return {(m.document["kind"], m.document["metadata"]["name"]): m.document
-            for c in result.clusters for m in c.manifests}
+    return {
+        (m.document["kind"], m.document["metadata"]["name"]): m.document for c in result.clusters for m in c.manifests
+    }
 
 
 def spec(result: mapping.Result, kind: str, name: str) -> dict[str, Any]:

@@ -112,9 +112,7 @@ def test_more_than_256_addresses_in_one_range() -> None:
 
 
 def test_more_than_256_addresses_over_several_entries() -> None:
-    reject(
-        ["198.18.10.1-198.18.10.200", "198.18.11.1-198.18.11.100"], 16, "198.18.11.1", "256"
-    )
+    reject(["198.18.10.1-198.18.10.200", "198.18.11.1-198.18.11.100"], 16, "198.18.11.1", "256")
 
 
 def test_huge_ipv6_range_is_rejected_without_expanding_it() -> None:

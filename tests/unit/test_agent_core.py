@@ -40,8 +40,7 @@ OK = Eligibility(True)
 
 
 def lease_snap(**kw: object) -> LeaseSnapshot:
-    base = LeaseSnapshot(now=100.0, node="n1", timings=T, lease=None, holding=None,
-                         chain_down=True, eligibility=OK)
+    base = LeaseSnapshot(now=100.0, node="n1", timings=T, lease=None, holding=None, chain_down=True, eligibility=OK)
     return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
 
 
@@ -59,8 +58,7 @@ class TestLeaseKeeper:
     def test_holder_fences_when_demotion_overruns_the_deadline(self) -> None:
         held = Holding(epoch=4, last_renew_sent_at=100.0)
         fence_at = 100.0 + T.renew_deadline + T.demotion_timeout
-        just_in_time = lease_snap(now=fence_at - 0.01, lease=view("n1"), holding=held,
-                                  chain_down=False)
+        just_in_time = lease_snap(now=fence_at - 0.01, lease=view("n1"), holding=held, chain_down=False)
         assert lease_decision(just_in_time).action is not Action.FENCE
         overdue = dataclasses.replace(just_in_time, now=fence_at + 0.01)
         decision = lease_decision(overdue)
@@ -81,8 +79,7 @@ class TestLeaseKeeper:
 
     def test_ineligible_challenger_never_takes(self) -> None:
         lagging = Eligibility(False, "LagTooHigh: 12s")
-        decision = lease_decision(lease_snap(now=200.0, lease=view("n2", observed_at=0.0),
-                                             eligibility=lagging))
+        decision = lease_decision(lease_snap(now=200.0, lease=view("n2", observed_at=0.0), eligibility=lagging))
         assert decision.action is Action.WAIT and "LagTooHigh" in decision.reason
 
     def test_challenger_with_its_chain_still_up_does_not_take(self) -> None:
@@ -101,8 +98,9 @@ class TestLeaseKeeper:
         assert lease_decision(released).cause == "LeaseFree"
 
     def test_failover_rate_limit(self) -> None:
-        snap = lease_snap(now=200.0, lease=view("n2", observed_at=150.0),
-                          min_failover_interval=60.0, last_takeover_seen_at=150.0)
+        snap = lease_snap(
+            now=200.0, lease=view("n2", observed_at=150.0), min_failover_interval=60.0, last_takeover_seen_at=150.0
+        )
         decision = lease_decision(snap)
         assert decision.action is Action.WAIT and "rate limit" in decision.reason
         assert lease_decision(dataclasses.replace(snap, now=211.0)).action is Action.ACQUIRE
@@ -119,8 +117,9 @@ class TestLeaseKeeper:
         assert decision.action is Action.RENEW and decision.epoch == 9
         assert decision.cause == "Reclaimed"
         held = Holding(epoch=9, last_renew_sent_at=90.0)
-        assert lease_decision(lease_snap(lease=view("n1", epoch=9), holding=held)).cause == "", \
+        assert lease_decision(lease_snap(lease=view("n1", epoch=9), holding=held)).cause == "", (
             "a routine renew is no takeover"
+        )
 
     def test_may_act_needs_holding_matching_view_and_a_recent_renew(self) -> None:
         held = Holding(epoch=4, last_renew_sent_at=100.0)
@@ -154,10 +153,10 @@ class TestLeaseKeeper:
 def test_eligibility_reasons() -> None:
     ok = eligibility(LocalHealth(), 0, 0)
     assert ok.eligible and ok.why is None
-    bad = eligibility(LocalHealth(spec_problem="spec.chain.services[0].unit is not set",
-                                  in_standby_mode=True), 0, 0)
+    bad = eligibility(LocalHealth(spec_problem="spec.chain.services[0].unit is not set", in_standby_mode=True), 0, 0)
     assert not bad.eligible and bad.why == Ineligible(
-        IneligibleReason.INVALID_SPEC, "spec.chain.services[0].unit is not set")
+        IneligibleReason.INVALID_SPEC, "spec.chain.services[0].unit is not set"
+    )
     assert str(bad.why) == "InvalidSpec: spec.chain.services[0].unit is not set"
 
     def why(health: LocalHealth, max_lag: float = 0, now: float = 0) -> Ineligible:
@@ -166,25 +165,34 @@ def test_eligibility_reasons() -> None:
         return found.why
 
     assert why(LocalHealth(in_standby_mode=True)).reason is IneligibleReason.STANDBY_MODE
-    assert why(LocalHealth(disks_up_to_date=False, disk_detail="mail-store Outdated")) == \
-        Ineligible(IneligibleReason.DISK_NOT_UP_TO_DATE, "mail-store Outdated")
+    assert why(LocalHealth(disks_up_to_date=False, disk_detail="mail-store Outdated")) == Ineligible(
+        IneligibleReason.DISK_NOT_UP_TO_DATE, "mail-store Outdated"
+    )
     lag = why(LocalHealth(postgres_lag_seconds=7.0), 5)
     assert lag.reason is IneligibleReason.LAG_TOO_HIGH and "maxLagSeconds=5" in lag.message
     assert eligibility(LocalHealth(postgres_lag_seconds=5.0), 5, 0).eligible
     unknown = why(LocalHealth(postgres_lag_seconds=float("inf")), 5)
     assert unknown.reason is IneligibleReason.LAG_TOO_HIGH
     assert "inf" not in unknown.message and "lag is unknown" in unknown.message
-    assert why(LocalHealth(restart_backoff_until=10.0), 0, 5.0).reason \
-        is IneligibleReason.RESTART_BACKOFF
+    assert why(LocalHealth(restart_backoff_until=10.0), 0, 5.0).reason is IneligibleReason.RESTART_BACKOFF
     assert eligibility(LocalHealth(restart_backoff_until=10.0), 0, 10.0).eligible
-    assert why(LocalHealth(dependency_ready=False, dependency_detail="db not here")) == \
-        Ineligible(IneligibleReason.DEPENDENCY_NOT_READY, "db not here")
+    assert why(LocalHealth(dependency_ready=False, dependency_detail="db not here")) == Ineligible(
+        IneligibleReason.DEPENDENCY_NOT_READY, "db not here"
+    )
 
 
 def chain_snap(**kw: object) -> ChainSnapshot:
-    base = ChainSnapshot(now=100.0, node="n1", acting_epoch=4, lease_holder="n1", lease_epoch=4,
-                         chain=ChainState.UP, chain_epoch=4, replicating=False,
-                         nodes=("n1", "n2"))
+    base = ChainSnapshot(
+        now=100.0,
+        node="n1",
+        acting_epoch=4,
+        lease_holder="n1",
+        lease_epoch=4,
+        chain=ChainState.UP,
+        chain_epoch=4,
+        replicating=False,
+        nodes=("n1", "n2"),
+    )
     return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
 
 
@@ -210,8 +218,7 @@ class TestChainRunner:
             "RenewDeadlineMissed": chain_snap(acting_epoch=None),
             "Deleting": chain_snap(deleting=True),
             "StandbyMode": chain_snap(in_standby_mode=True),
-            "RestartLimit": chain_snap(failed=(web,), restarts_in_window=3, restart_limit=3,
-                                       eligible_peers=("n2",)),
+            "RestartLimit": chain_snap(failed=(web,), restarts_in_window=3, restart_limit=3, eligible_peers=("n2",)),
             "Switchover": chain_snap(switchover=Switchover(target="n2", from_epoch=4)),
             "DependencyNotReady": chain_snap(dependency_ready=False, dependency_detail="db"),
         }
@@ -230,15 +237,13 @@ class TestChainRunner:
         decision = chain_decision(chain_snap(failed=(web,), restarts_in_window=1))
         assert decision.action is Action.REPAIR and decision.target == "Service/web"
         assert "repair 2 of 3" in decision.reason
-        over = chain_snap(failed=(web,), restarts_in_window=3, restart_limit=3,
-                          eligible_peers=("n2",))
+        over = chain_snap(failed=(web,), restarts_in_window=3, restart_limit=3, eligible_peers=("n2",))
         torn = chain_decision(over)
         assert torn.action is Action.TEAR_DOWN and "after 3 repairs in place" in torn.reason
         assert "after 3 repairs in place" in torn.stepping_down
         assert "demoting" not in torn.stepping_down, "why it steps down, not what it does"
         # The agent keeps that until the Lease is released: the failure no longer shows.
-        down = dataclasses.replace(over, chain=ChainState.DOWN, failed=(),
-                                   stepping_down=torn.stepping_down)
+        down = dataclasses.replace(over, chain=ChainState.DOWN, failed=(), stepping_down=torn.stepping_down)
         decision = chain_decision(down)
         assert decision.action is Action.RELEASE and "restartLimit 3" in decision.reason
         assert decision.stepping_down == torn.stepping_down
@@ -257,11 +262,9 @@ class TestChainRunner:
         sw = Switchover(target="n2", from_epoch=4)
         held = chain_decision(chain_snap(switchover=sw, sync_standbys=()))
         assert held.action is Action.WAIT and "held back" in held.reason
-        down = chain_decision(chain_snap(switchover=sw, sync_standbys=("n3",),
-                                         chain=ChainState.DOWN))
+        down = chain_decision(chain_snap(switchover=sw, sync_standbys=("n3",), chain=ChainState.DOWN))
         assert down.action is Action.BRING_UP
-        listed = chain_decision(chain_snap(switchover=sw, sync_standbys=("n2",),
-                                           chain=ChainState.DOWN))
+        listed = chain_decision(chain_snap(switchover=sw, sync_standbys=("n2",), chain=ChainState.DOWN))
         assert listed.action is Action.HAND_OVER and listed.target == "n2"
 
     def test_switchover_for_an_older_epoch_is_ignored(self) -> None:
@@ -269,15 +272,16 @@ class TestChainRunner:
         assert chain_decision(chain_snap(switchover=stale)).action is Action.WAIT
 
     def test_standby_mode_and_deletion_release_the_lease(self) -> None:
-        for snap in (chain_snap(in_standby_mode=True, chain=ChainState.DOWN),
-                     chain_snap(deleting=True, chain=ChainState.DOWN)):
+        for snap in (
+            chain_snap(in_standby_mode=True, chain=ChainState.DOWN),
+            chain_snap(deleting=True, chain=ChainState.DOWN),
+        ):
             assert chain_decision(snap).action is Action.RELEASE
 
     def test_dependency_gates_the_chain(self) -> None:
         snap = chain_snap(chain=ChainState.DOWN, dependency_ready=False, dependency_detail="db")
         assert chain_decision(snap).action is Action.WAIT
-        assert chain_decision(dataclasses.replace(snap, dependency_ready=True)).action \
-            is Action.BRING_UP
+        assert chain_decision(dataclasses.replace(snap, dependency_ready=True)).action is Action.BRING_UP
 
 
 class TestSynchronousStandbys:
@@ -340,14 +344,15 @@ class TestSynchronousStandbys:
     @pytest.mark.parametrize("configured", [None, (), ("a",), ("a", "b", "c")])
     @pytest.mark.parametrize("streaming", [(), ("a",), ("b", "c")])
     def test_every_step_keeps_the_published_list_within_what_postgresql_requires(
-        self, published: tuple[str, ...], configured: tuple[str, ...] | None,
+        self,
+        published: tuple[str, ...],
+        configured: tuple[str, ...] | None,
         streaming: tuple[str, ...],
     ) -> None:
         for _ in range(4):
             step = sync_step(published, configured, streaming)
             if step.publish is not None:
-                assert set(step.publish) <= set(configured or ()) or \
-                    set(step.publish) <= set(published)
+                assert set(step.publish) <= set(configured or ()) or set(step.publish) <= set(published)
                 published = step.publish
             elif step.configure is not None:
                 assert set(published) <= set(step.configure)
@@ -360,15 +365,14 @@ class TestMonitors:
 
     def test_failure_threshold_failed_checks_in_a_row_mark_the_member_failed(self) -> None:
         state = MonitorState()
-        for at, expected in ((10.0, Health.FAILING), (11.0, Health.FAILING),
-                             (12.0, Health.FAILED)):
+        for at, expected in ((10.0, Health.FAILING), (11.0, Health.FAILING), (12.0, Health.FAILED)):
             state = after_check(state, self.SETTINGS, "no answer within 2s", at)
             assert state.health is expected
         assert state.consecutive_failures == 3 and state.first_failure_at == 10.0
-        failed = FailedResource("PostgreSQL/postgresql", "PostgreSQL", state.detail,
-                                state.consecutive_failures, 13.5 - 10.0)
-        assert failed.describe("mail1") == (
-            "PostgreSQL on mail1 failed: no answer within 2s (3 checks, 3.5 s)")
+        failed = FailedResource(
+            "PostgreSQL/postgresql", "PostgreSQL", state.detail, state.consecutive_failures, 13.5 - 10.0
+        )
+        assert failed.describe("mail1") == ("PostgreSQL on mail1 failed: no answer within 2s (3 checks, 3.5 s)")
 
     def test_one_healthy_check_clears_the_failures(self) -> None:
         state = after_check(MonitorState(), self.SETTINGS, "gone", 1.0)

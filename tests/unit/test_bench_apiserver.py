@@ -22,8 +22,11 @@ apiserver_request_duration_seconds_bucket{resource="leases",verb="GET",le="0.1"}
 
 def test_requests_are_summed_by_verb_and_resource_over_the_other_labels() -> None:
     assert by_verb_and_resource(METRICS) == {
-        ("GET", "leases"): 123.0, ("PUT", "leases"): 40.0, ("PATCH", "haclusters/status"): 7.0,
-        ("WATCH", "haclusters"): 2.0}
+        ("GET", "leases"): 123.0,
+        ("PUT", "leases"): 40.0,
+        ("PATCH", "haclusters/status"): 7.0,
+        ("WATCH", "haclusters"): 2.0,
+    }
 
 
 def test_non_resource_requests_such_as_metrics_reads_are_left_out() -> None:
@@ -31,13 +34,22 @@ def test_non_resource_requests_such_as_metrics_reads_are_left_out() -> None:
 
 
 def test_another_metric_is_read_by_name() -> None:
-    assert by_verb_and_resource(METRICS, "apiserver_longrunning_requests") == {
-        ("WATCH", "haclusters"): 4.0}
+    assert by_verb_and_resource(METRICS, "apiserver_longrunning_requests") == {("WATCH", "haclusters"): 4.0}
 
 
-@pytest.mark.parametrize(("verb", "read"), [("GET", True), ("LIST", True), ("WATCH", True),
-                                             ("PUT", False), ("PATCH", False), ("APPLY", False),
-                                             ("POST", False), ("DELETE", False)])
+@pytest.mark.parametrize(
+    ("verb", "read"),
+    [
+        ("GET", True),
+        ("LIST", True),
+        ("WATCH", True),
+        ("PUT", False),
+        ("PATCH", False),
+        ("APPLY", False),
+        ("POST", False),
+        ("DELETE", False),
+    ],
+)
 def test_get_list_and_watch_read_every_other_verb_writes(verb: str, read: bool) -> None:
     assert is_read(verb) is read
 

@@ -9,10 +9,7 @@ import pytest
 
 from bench import drbd
 
-DD_OUTPUT = (
-    "32+0 records in\n32+0 records out\n"
-    "33554432 bytes (34 MB, 32 MiB) copied, 0.0419532 s, 800 MB/s\n"
-)
+DD_OUTPUT = "32+0 records in\n32+0 records out\n33554432 bytes (34 MB, 32 MiB) copied, 0.0419532 s, 800 MB/s\n"
 
 
 def figures(mib_s: float, ms: float) -> dict[str, Any]:

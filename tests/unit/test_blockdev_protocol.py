@@ -333,11 +333,16 @@ def test_a_write_the_daemon_never_reads_ends_when_the_daemon_exits(monkeypatch: 
             b._send_to_daemon(ours, 0, bytes(8 << 20))  # far more than the socket buffer holds
 
 
-@pytest.mark.parametrize(("state", "flags", "alive"), [
-    ("S", 0x400000, True), ("D", 0x400040, True),
-    ("D", 0x400044, False),  # PF_EXITING: in do_exit, maybe unmounting the node's file systems
-    ("Z", 0x400000, False), ("X", 0, False),
-])
+@pytest.mark.parametrize(
+    ("state", "flags", "alive"),
+    [
+        ("S", 0x400000, True),
+        ("D", 0x400040, True),
+        ("D", 0x400044, False),  # PF_EXITING: in do_exit, maybe unmounting the node's file systems
+        ("Z", 0x400000, False),
+        ("X", 0, False),
+    ],
+)
 def test_a_daemon_in_its_exit_path_is_not_running(state: str, flags: int, alive: bool) -> None:
     line = f"4242 (python3 -m (x)) {state} 1 4242 4242 0 -1 {flags} 100 0 0 0 3 1 0 0 20 0 2 0"
     assert b.running(line) is alive

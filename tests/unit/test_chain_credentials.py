@@ -14,10 +14,21 @@ from tandem_agent.drivers.postgres import PostgresConfig
 
 
 def runner(tmp_path: Path, source: list[str | Exception], **spec: object) -> ChainRunner:
-    cluster = ResolvedCluster("mail", HAClusterSpec.model_validate({
-        "nodes": [{"name": "mail1", "replicationAddress": "198.19.0.201"},
-                  {"name": "mail2", "replicationAddress": "198.19.0.202"}],
-        "chain": {"postgres": {"credentialsSecret": "mail-pg"}}} | spec), {}, {})
+    cluster = ResolvedCluster(
+        "mail",
+        HAClusterSpec.model_validate(
+            {
+                "nodes": [
+                    {"name": "mail1", "replicationAddress": "198.19.0.201"},
+                    {"name": "mail2", "replicationAddress": "198.19.0.202"},
+                ],
+                "chain": {"postgres": {"credentialsSecret": "mail-pg"}},
+            }
+            | spec
+        ),
+        {},
+        {},
+    )
 
     def password(_: PostgresSpec, namespace: str) -> str:
         assert namespace == "default"
@@ -27,18 +38,23 @@ def runner(tmp_path: Path, source: list[str | Exception], **spec: object) -> Cha
         return answer
 
     def postgres(c: ResolvedCluster, pw: str | None) -> PostgresConfig:
-        return PostgresConfig(node_name="mail1", data_dir=tmp_path / "data",
-                              replication_password=pw, os_user="root")
+        return PostgresConfig(node_name="mail1", data_dir=tmp_path / "data", replication_password=pw, os_user="root")
 
-    env = NodeEnvironment(node="mail1", state_dir=tmp_path, volume_driver=None,  # type: ignore[arg-type]
-                          service_backend=lambda *_: None,  # type: ignore[arg-type, return-value]
-                          postgres_config=postgres, replication_password=password)
+    env = NodeEnvironment(
+        node="mail1",
+        state_dir=tmp_path,
+        volume_driver=None,  # type: ignore[arg-type]
+        service_backend=lambda *_: None,  # type: ignore[arg-type, return-value]
+        postgres_config=postgres,
+        replication_password=password,
+    )
     return ChainRunner(cluster, env)
 
 
 def test_a_missing_secret_is_the_nodes_problem_until_it_appears(tmp_path: Path) -> None:
-    source: list[str | Exception] = [CredentialsError("spec.chain.postgres.credentialsSecret: "
-                                                      "Secret mail-pg does not exist")]
+    source: list[str | Exception] = [
+        CredentialsError("spec.chain.postgres.credentialsSecret: Secret mail-pg does not exist")
+    ]
     r = runner(tmp_path, source)
     assert r.problem() is None  # not read yet
     r.refresh_credentials(now=0.0)
@@ -68,8 +84,9 @@ def test_a_secret_that_goes_away_keeps_the_last_good_password(tmp_path: Path) ->
 
 
 def test_a_node_without_a_replication_address_cannot_run_postgres(tmp_path: Path) -> None:
-    r = runner(tmp_path, ["pw"], nodes=[{"name": "mail1", "replicationAddress": "198.19.0.201"},
-                                        {"name": "mail2"}])
-    assert r.problem() == ("spec.nodes[1].replicationAddress is not set (mail2): PostgreSQL "
-                           "streams to and admits replication only from the nodes' replication "
-                           "addresses")
+    r = runner(tmp_path, ["pw"], nodes=[{"name": "mail1", "replicationAddress": "198.19.0.201"}, {"name": "mail2"}])
+    assert r.problem() == (
+        "spec.nodes[1].replicationAddress is not set (mail2): PostgreSQL "
+        "streams to and admits replication only from the nodes' replication "
+        "addresses"
+    )

@@ -16,8 +16,14 @@ FAST = MonitorSettings(period=1.0, timeout=2.0, failure_threshold=2)
 
 
 def member(check: object, name: str = "postgresql") -> Monitored:
-    return Monitored("PostgreSQL", name, "PostgreSQL", FAST, check,  # type: ignore[arg-type]
-                     lambda: Outcome(True, "restarted"))
+    return Monitored(
+        "PostgreSQL",
+        name,
+        "PostgreSQL",
+        FAST,
+        check,  # type: ignore[arg-type]
+        lambda: Outcome(True, "restarted"),
+    )
 
 
 def settle(monitor: ChainMonitor, now: float) -> None:

@@ -40,8 +40,7 @@ def test_a_restricted_plan_uses_only_the_named_kinds() -> None:
     assert {s.kind for s in first(3, kinds=("crash", "isolate"))} == {"crash", "isolate"}
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("10m", 600),
-                                               ("1h", 3600), ("1.5m", 90)])
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("10m", 600), ("1h", 3600), ("1.5m", 90)])
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
@@ -60,8 +59,7 @@ def test_unknown_fault_kinds_are_named_with_the_choices() -> None:
         parse_kinds(" , ")
 
 
-def test_the_cli_refuses_bad_input_before_starting_anything(
-        capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cli_refuses_bad_input_before_starting_anything(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["chaos", "--seed", "1", "--duration", "soon"]) == 2
     assert "--duration 'soon'" in capsys.readouterr().err
     assert cli_main(["chaos", "--seed", "1", "--faults", "meteor"]) == 2
@@ -73,7 +71,8 @@ def test_the_cli_refuses_bad_input_before_starting_anything(
 
 
 def test_the_cli_keeps_logs_only_in_a_new_or_empty_directory(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "old.log").write_text("earlier run\n")
     assert cli_main(["chaos", "--seed", "1", "--keep-logs", str(tmp_path / "used")]) == 2
@@ -84,25 +83,41 @@ def test_the_cli_keeps_logs_only_in_a_new_or_empty_directory(
 def test_kept_logs_leave_out_postgres_logs(tmp_path: Path) -> None:
     work = tmp_path / "work"
     drbd = "lab/nodes/n1/upper/var/lib/tandem-lab/drbd/kernel.log"
-    for name in ("lab/operator.log", "lab/nodes/n1/agent.log", "lab/nodes/n1/power.log", drbd,
-                 "lab/nodes/n1/upper/var/lib/postgresql/15/main.run/postgres.log",
-                 "plane/etcd.log"):
+    for name in (
+        "lab/operator.log",
+        "lab/nodes/n1/agent.log",
+        "lab/nodes/n1/power.log",
+        drbd,
+        "lab/nodes/n1/upper/var/lib/postgresql/15/main.run/postgres.log",
+        "plane/etcd.log",
+    ):
         (work / name).parent.mkdir(parents=True, exist_ok=True)
         (work / name).write_text(name)
     keep_logs(work, tmp_path / "kept")
     kept = sorted(str(f.relative_to(tmp_path / "kept")) for f in (tmp_path / "kept").rglob("*.log"))
-    assert kept == ["lab/nodes/n1/agent.log", "lab/nodes/n1/power.log", drbd,
-                    "lab/operator.log", "plane/etcd.log"]
+    assert kept == ["lab/nodes/n1/agent.log", "lab/nodes/n1/power.log", drbd, "lab/operator.log", "plane/etcd.log"]
 
 
 def result(**overrides: object) -> dict[str, object]:
     base: dict[str, object] = {
-        "seed": 1, "elapsed_s": 60.0, "faults_injected": {"crash": 2, "total": 2},
+        "seed": 1,
+        "elapsed_s": 60.0,
+        "faults_injected": {"crash": 2, "total": 2},
         "failover_s": {"n": 1, "p50": 3.1, "p90": 3.1, "p99": 3.1, "max": 3.1},
-        "write_outage_s": None, "failovers": 1, "acked_writes": 900, "lost_acked_writes": 0,
-        "acked_files": 120, "lost_acked_files": 0,
-        "double_primary_instants": 0, "primary_without_lease": 0, "epoch_overlaps": 0,
-        "not_recovered": 0, "fault_errors": 0, "settled_at_end": True, "observer_samples": 700}
+        "write_outage_s": None,
+        "failovers": 1,
+        "acked_writes": 900,
+        "lost_acked_writes": 0,
+        "acked_files": 120,
+        "lost_acked_files": 0,
+        "double_primary_instants": 0,
+        "primary_without_lease": 0,
+        "epoch_overlaps": 0,
+        "not_recovered": 0,
+        "fault_errors": 0,
+        "settled_at_end": True,
+        "observer_samples": 700,
+    }
     return base | overrides
 
 
@@ -112,16 +127,26 @@ def test_a_clean_run_passes_and_says_so() -> None:
     assert "  lost_acked_files          0" in table(result()).splitlines()
 
 
-@pytest.mark.parametrize("failure", [
-    {"lost_acked_writes": 1}, {"lost_acked_files": 1}, {"double_primary_instants": 2}, {"primary_without_lease": 1},
-    {"epoch_overlaps": 1}, {"not_recovered": 1}, {"fault_errors": 1},
-    {"settled_at_end": False}])
+@pytest.mark.parametrize(
+    "failure",
+    [
+        {"lost_acked_writes": 1},
+        {"lost_acked_files": 1},
+        {"double_primary_instants": 2},
+        {"primary_without_lease": 1},
+        {"epoch_overlaps": 1},
+        {"not_recovered": 1},
+        {"fault_errors": 1},
+        {"settled_at_end": False},
+    ],
+)
 def test_any_violation_fails_the_run(failure: dict[str, object]) -> None:
     assert not passed(result(**failure))
     assert "FAILED" in table(result(**failure))
 
 
-@pytest.mark.parametrize(("spec", "written"), [("+60s", "+60s x1"), ("-60s", "-60s x1"),
-                                                ("+0", "+0 x1"), ("+0 x2", "+0 x2")])
+@pytest.mark.parametrize(
+    ("spec", "written"), [("+60s", "+60s x1"), ("-60s", "-60s x1"), ("+0", "+0 x1"), ("+0 x2", "+0 x2")]
+)
 def test_clock_specs_always_set_a_rate(spec: str, written: str) -> None:
     assert fakeclock.clock_spec(spec) == written

@@ -40,8 +40,9 @@ def test_a_missing_secret_names_the_field_the_namespace_and_the_fix() -> None:
     with pytest.raises(CredentialsError) as err:
         replication_password(SPEC, "mail", reader({}), None)
     text = str(err.value)
-    assert text.startswith("spec.chain.postgres.credentialsSecret: Secret "
-                           "mail-postgres-replication does not exist in namespace mail")
+    assert text.startswith(
+        "spec.chain.postgres.credentialsSecret: Secret mail-postgres-replication does not exist in namespace mail"
+    )
     assert "kubectl -n mail create secret generic mail-postgres-replication" in text
 
 
@@ -51,12 +52,15 @@ def test_a_missing_key_lists_the_keys_there_are() -> None:
         replication_password(SPEC, "mail", read, None)
 
 
-@pytest.mark.parametrize(("value", "message"), [
-    (b64("two\nlines"), "line break"),
-    (b64(""), "is empty"),
-    ("not base64!", "not UTF-8 text"),
-    (base64.b64encode(b"\xff\xfe").decode(), "not UTF-8 text"),
-])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (b64("two\nlines"), "line break"),
+        (b64(""), "is empty"),
+        ("not base64!", "not UTF-8 text"),
+        (base64.b64encode(b"\xff\xfe").decode(), "not UTF-8 text"),
+    ],
+)
 def test_an_unusable_password_in_the_secret_is_refused(value: str, message: str) -> None:
     with pytest.raises(CredentialsError, match=f"credentialsSecret: .*{message}"):
         password_from_secret({"password": value}, "s", "ns")
@@ -76,5 +80,6 @@ def test_without_a_secret_the_host_file_is_used(tmp_path: Path) -> None:
 def test_neither_secret_nor_file_is_a_configuration_error_naming_both_fixes() -> None:
     with pytest.raises(CredentialsError) as err:
         replication_password(PostgresSpec(), "ns", reader({}), None)
-    assert str(err.value).startswith("spec.chain.postgres.credentialsSecret is not set and the "
-                                     "agent has no --pg-password-file")
+    assert str(err.value).startswith(
+        "spec.chain.postgres.credentialsSecret is not set and the agent has no --pg-password-file"
+    )

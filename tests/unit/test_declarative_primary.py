@@ -28,10 +28,13 @@ REQUEST = {"tandem.dev/switchover": "n1", "tandem.dev/switchover-id": "2026-11-3
 
 def after_failover(**spec: object) -> Snapshot:
     """n2 primary at epoch 2 after an unplanned failover; spec.primary still says n1."""
-    failed_over = {"time": "2026-11-22T02:59:00Z", "from": "n1", "to": "n2",
-                   "reason": "LeaseExpired", "planned": False}
-    c = cluster(report("n1", epoch=2), report("n2", "Primary", epoch=2),
-                status={"epoch": 2, "primary": "n2", "lastFailover": failed_over}, **spec)
+    failed_over = {"time": "2026-11-22T02:59:00Z", "from": "n1", "to": "n2", "reason": "LeaseExpired", "planned": False}
+    c = cluster(
+        report("n1", epoch=2),
+        report("n2", "Primary", epoch=2),
+        status={"epoch": 2, "primary": "n2", "lastFailover": failed_over},
+        **spec,
+    )
     return snap(c, lease=ON_N2)
 
 
@@ -51,16 +54,23 @@ def test_after_a_failover_without_autofailback_the_condition_says_where_and_how_
 
 
 def test_with_autofailback_the_condition_says_it_moves_back_once_fit() -> None:
-    s = snap(cluster(report("n1", epoch=2, lag=3), report("n2", "Primary", epoch=2),
-                     status={"epoch": 2, "primary": "n2"}, failover={"maxLagSeconds": 5, "autoFailback": True}),
-             lease=ON_N2)
+    s = snap(
+        cluster(
+            report("n1", epoch=2, lag=3),
+            report("n2", "Primary", epoch=2),
+            status={"epoch": 2, "primary": "n2"},
+            failover={"maxLagSeconds": 5, "autoFailback": True},
+        ),
+        lease=ON_N2,
+    )
     status, reason, message = cond(core.reconcile(s), "PreferredPrimary")
     assert (status, reason) == ("False", "FailbackWaiting") and "lag is 3 s" in message
 
 
 def test_a_move_refused_while_the_target_catches_up_is_retried_once_it_is_fit() -> None:
-    lagging = snap(cluster(report("n1", "Primary"), report("n2", lag=3), primary="n2"),
-                   primary_change=PrimaryChange("n1", "n2"))
+    lagging = snap(
+        cluster(report("n1", "Primary"), report("n2", lag=3), primary="n2"), primary_change=PrimaryChange("n1", "n2")
+    )
     d = core.reconcile(lagging)
     assert d.status.switchover is not None and d.status.switchover.phase == "Refused"
     assert cond(d, "PreferredPrimary")[:2] == ("False", "SwitchoverRetrying")
@@ -74,10 +84,21 @@ def test_a_move_refused_while_the_target_catches_up_is_retried_once_it_is_fit() 
 
 def test_a_failover_after_a_refusal_ends_the_retry() -> None:
     s = after_failover()
-    refused = Switchover(target="n1", from_epoch=1, phase="Refused", reason="TargetLagging",
-                              message="refused", requested_at=NOW - timedelta(minutes=2))
-    c = s.cluster.model_copy(update={"status": s.cluster.status.model_copy(  # type: ignore[union-attr]
-        update={"switchover": refused})})
+    refused = Switchover(
+        target="n1",
+        from_epoch=1,
+        phase="Refused",
+        reason="TargetLagging",
+        message="refused",
+        requested_at=NOW - timedelta(minutes=2),
+    )
+    c = s.cluster.model_copy(
+        update={
+            "status": s.cluster.status.model_copy(  # type: ignore[union-attr]
+                update={"switchover": refused}
+            )
+        }
+    )
     d = core.reconcile(snap(c, lease=ON_N2))
     assert d.status.switchover == refused and cond(d, "PreferredPrimary")[1] == "PrimaryDiffers"
 
@@ -86,7 +107,11 @@ def test_a_request_annotation_moves_the_primary_to_the_node_spec_primary_already
     d = core.reconcile(snap(after_failover().cluster, lease=ON_N2, annotations=REQUEST))
     sw = d.status.switchover
     assert sw is not None and (sw.phase, sw.target, sw.reason, sw.request_id) == (
-        "Pending", "n1", "RequestAnnotation", REQUEST["tandem.dev/switchover-id"])
+        "Pending",
+        "n1",
+        "RequestAnnotation",
+        REQUEST["tandem.dev/switchover-id"],
+    )
     assert d.status.handled_switchover_id == REQUEST["tandem.dev/switchover-id"]
     assert "SwitchoverRequested" in reasons(d)
 

@@ -201,8 +201,12 @@ def test_parse_status_json_as_drbdsetup_prints_it() -> None:
     assert st.data_peers == (mail1,)
 
     api = st.to_api("mail2")
-    assert (api.name, api.role, api.disk_state, api.connection_state) == ("mail2", "Secondary", "Inconsistent",
-                                                                          "Connected")
+    assert (api.name, api.role, api.disk_state, api.connection_state) == (
+        "mail2",
+        "Secondary",
+        "Inconsistent",
+        "Connected",
+    )
     assert (api.peer_role, api.peer_disk_state, api.replication_state) == ("Primary", "UpToDate", "SyncTarget")
     assert (api.out_of_sync_bytes, api.resync_percent, api.quorum) == (402653184, 25, True)
     assert st.to_api("mail2", peer="witness").connection_state == "Connecting"
@@ -210,8 +214,9 @@ def test_parse_status_json_as_drbdsetup_prints_it() -> None:
 
 def test_parse_status_edge_cases() -> None:
     assert parse_status("[\n]\n") == []
-    [bare] = parse_status(json.dumps([{"name": "r", "node-id": 0, "role": "Primary", "devices": [],
-                                        "connections": []}]))
+    [bare] = parse_status(
+        json.dumps([{"name": "r", "node-id": 0, "role": "Primary", "devices": [], "connections": []}])
+    )
     assert (bare.disk_state, bare.quorum, bare.peers) == ("Diskless", None, ())
     api = bare.to_api("n")
     assert (api.connection_state, api.peer_role, api.replication_state) == ("StandAlone", "Unknown", "Off")
@@ -228,20 +233,45 @@ def test_parse_status_edge_cases() -> None:
 @pytest.mark.parametrize(
     ("stderr", "cls", "code", "reason", "info"),
     [
-        ("r0: State change failed: (-1) Multiple primaries not allowed by config\n"
-         "Command 'drbdsetup primary r0' terminated with exit code 11\n",
-         PeerIsPrimary, -1, "Multiple primaries not allowed by config", ""),
-        ("\n   found __DRBD_NODE__ in environment\n   PRETENDING that I am >>a<<\n\nsh: 1: modinfo: not found\n"
-         "r0: State change failed: (-2) Need access to UpToDate data\n"
-         "Command 'drbdsetup primary r0' terminated with exit code 17\n",
-         NoUpToDateData, -2, "Need access to UpToDate data", ""),
-        ("r0: State change failed: (-25) No quorum\nadditional info from kernel:\n"
-         "1 of 2 nodes visible, need 2 for quorum\nCommand 'drbdsetup primary r0' terminated with exit code 11\n",
-         NoQuorum, -25, "No quorum", "1 of 2 nodes visible, need 2 for quorum"),
-        ("r0: State change failed: (-6) Refusing to be Outdated while Connected\n",
-         DrbdRefused, -6, "Refusing to be Outdated while Connected", ""),
-        ("r0: Failure: (125) Device has a net-config (use disconnect first)\n",
-         DrbdFailure, 125, "Device has a net-config (use disconnect first)", ""),
+        (
+            "r0: State change failed: (-1) Multiple primaries not allowed by config\n"
+            "Command 'drbdsetup primary r0' terminated with exit code 11\n",
+            PeerIsPrimary,
+            -1,
+            "Multiple primaries not allowed by config",
+            "",
+        ),
+        (
+            "\n   found __DRBD_NODE__ in environment\n   PRETENDING that I am >>a<<\n\nsh: 1: modinfo: not found\n"
+            "r0: State change failed: (-2) Need access to UpToDate data\n"
+            "Command 'drbdsetup primary r0' terminated with exit code 17\n",
+            NoUpToDateData,
+            -2,
+            "Need access to UpToDate data",
+            "",
+        ),
+        (
+            "r0: State change failed: (-25) No quorum\nadditional info from kernel:\n"
+            "1 of 2 nodes visible, need 2 for quorum\nCommand 'drbdsetup primary r0' terminated with exit code 11\n",
+            NoQuorum,
+            -25,
+            "No quorum",
+            "1 of 2 nodes visible, need 2 for quorum",
+        ),
+        (
+            "r0: State change failed: (-6) Refusing to be Outdated while Connected\n",
+            DrbdRefused,
+            -6,
+            "Refusing to be Outdated while Connected",
+            "",
+        ),
+        (
+            "r0: Failure: (125) Device has a net-config (use disconnect first)\n",
+            DrbdFailure,
+            125,
+            "Device has a net-config (use disconnect first)",
+            "",
+        ),
     ],
 )
 def test_parse_refusal(stderr: str, cls: type[DrbdRefused], code: int, reason: str, info: str) -> None:
@@ -423,11 +453,31 @@ def test_writes_track_out_of_sync_blocks_and_start_generations_lazily() -> None:
             m.write(lonely, [0], rng)
 
 
-def rep(node_id: int, cu: int, bm: int = 0, *, role: str = m.SECONDARY, bits: int = 0, history: tuple[int, ...] = (),
-        disk: str = m.UP_TO_DATE, since: float = 0.0, discard: bool = False) -> dict[str, Any]:
-    return {"node_id": node_id, "role": role, "disk": disk, "client": False, "current_uuid": cu, "bitmap_uuid": bm,
-            "history": list(history), "bits": list(range(100, 100 + bits)), "primary_since": since,
-            "discard_my_data": discard, "size_blocks": m.DEFAULT_BLOCKS}
+def rep(
+    node_id: int,
+    cu: int,
+    bm: int = 0,
+    *,
+    role: str = m.SECONDARY,
+    bits: int = 0,
+    history: tuple[int, ...] = (),
+    disk: str = m.UP_TO_DATE,
+    since: float = 0.0,
+    discard: bool = False,
+) -> dict[str, Any]:
+    return {
+        "node_id": node_id,
+        "role": role,
+        "disk": disk,
+        "client": False,
+        "current_uuid": cu,
+        "bitmap_uuid": bm,
+        "history": list(history),
+        "bits": list(range(100, 100 + bits)),
+        "primary_since": since,
+        "discard_my_data": discard,
+        "size_blocks": m.DEFAULT_BLOCKS,
+    }
 
 
 @pytest.mark.parametrize(
@@ -497,8 +547,10 @@ def test_after_sb_1pri_2pri_manual_resolution_and_role_conflicts() -> None:
     assert (manual.kind, manual.source) == ("sync", 1)
     two = m.decide(rep(0, 5, role=m.PRIMARY), rep(1, 5, role=m.PRIMARY), m.Peer(1, "b"))
     assert (two.kind, two.message) == ("two-primaries", "Multiple primaries not allowed by config")
-    assert m.decide(rep(0, 5, role=m.PRIMARY), rep(1, 5, role=m.PRIMARY), m.Peer(1, "b", allow_two_primaries=True)
-                    ).kind == "established"
+    assert (
+        m.decide(rep(0, 5, role=m.PRIMARY), rep(1, 5, role=m.PRIMARY), m.Peer(1, "b", allow_two_primaries=True)).kind
+        == "established"
+    )
     rr = m.decide(rep(0, 5, role=m.PRIMARY), rep(1, 7, bm=5), m.Peer(1, "b"))
     assert rr.kind == "rr-conflict"  # the resync target would be a Primary
     diskless = m.decide(rep(0, 5), {**rep(2, 0), "disk": m.DISKLESS, "client": True}, m.Peer(2, "w", bitmap=False))
@@ -552,8 +604,20 @@ def test_status_document_has_drbdsetups_keys() -> None:
     doc = m.status_document([a])
     [res] = doc
     assert list(res) == ["name", "node-id", "role", "suspended", "write-ordering", "devices", "connections"]
-    assert list(res["devices"][0]) == ["volume", "minor", "disk-state", "client", "quorum", "size", "read",
-                                       "written", "al-writes", "bm-writes", "upper-pending", "lower-pending"]
+    assert list(res["devices"][0]) == [
+        "volume",
+        "minor",
+        "disk-state",
+        "client",
+        "quorum",
+        "size",
+        "read",
+        "written",
+        "al-writes",
+        "bm-writes",
+        "upper-pending",
+        "lower-pending",
+    ]
     conn = res["connections"][0]
     assert list(conn)[:5] == ["peer-node-id", "name", "connection-state", "congested", "peer-role"]
     pd = conn["peer_devices"][0]
@@ -579,8 +643,9 @@ def test_a_disk_that_went_down_as_primary_is_resynced_from_wherever_the_data_is_
     assert a.md.bits(1) == set(range(a.md.size_blocks))
     equal = m.decide(m.report(a, 1), m.report(b, 0), a.peers[1])
     assert (equal.kind, equal.source, len(equal.bits)) == ("sync", 0, a.md.size_blocks)
-    moved_on = m.decide(m.report(a, 1), m.report(b, 0) | {"current_uuid": 0x7777, "bitmap_uuid": a.md.current_uuid},
-                        a.peers[1])
+    moved_on = m.decide(
+        m.report(a, 1), m.report(b, 0) | {"current_uuid": 0x7777, "bitmap_uuid": a.md.current_uuid}, a.peers[1]
+    )
     assert (moved_on.kind, moved_on.source, len(moved_on.bits)) == ("sync", 1, a.md.size_blocks)
     m.promote(a, False, 2.0, rng)
     m.demote(a)

@@ -18,10 +18,18 @@ from tandem_agent.drivers import mounts
 from tandem_agent.drivers.base import in_netns, run
 from tandem_agent.invalid import InvalidSpec
 
-NSENTER = ["nsenter", "--target=1", "--mount", "--uts", "--ipc", "--net", "--pid", "--root",
-           "--wd", "--"]
-PG_START = ["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "start",
-            "-D", "/var/lib/postgresql/15/main", "-w"]
+NSENTER = ["nsenter", "--target=1", "--mount", "--uts", "--ipc", "--net", "--pid", "--root", "--wd", "--"]
+PG_START = [
+    "runuser",
+    "-u",
+    "postgres",
+    "--",
+    "/usr/lib/postgresql/15/bin/pg_ctl",
+    "start",
+    "-D",
+    "/var/lib/postgresql/15/main",
+    "-w",
+]
 
 
 @pytest.fixture
@@ -34,8 +42,7 @@ def configured() -> Iterator[None]:
 
 def test_direct_mode_leaves_commands_and_paths_alone() -> None:
     access = host.HostAccess()
-    assert access.command(["mount", "--", "/dev/drbd0", "/srv/mail"]) == \
-        ["mount", "--", "/dev/drbd0", "/srv/mail"]
+    assert access.command(["mount", "--", "/dev/drbd0", "/srv/mail"]) == ["mount", "--", "/dev/drbd0", "/srv/mail"]
     assert access.path("/srv/mail/") == "/srv/mail"
     assert access.mountinfo == "/proc/self/mountinfo"
     assert access.mount_ns_pid == "self"
@@ -44,11 +51,24 @@ def test_direct_mode_leaves_commands_and_paths_alone() -> None:
 
 def test_nsenter_mode_enters_every_namespace_of_pid_1() -> None:
     access = host.HostAccess(exec_mode="nsenter")
-    assert access.command(["systemctl", "start", "--", "dovecot.service"]) == \
-        [*NSENTER, "systemctl", "start", "--", "dovecot.service"]
+    assert access.command(["systemctl", "start", "--", "dovecot.service"]) == [
+        *NSENTER,
+        "systemctl",
+        "start",
+        "--",
+        "dovecot.service",
+    ]
     # The netns prefix (the lab's) stays inside: ip runs on the host, too.
-    assert access.command(in_netns("mail1", ["drbdadm", "up", "r0"])) == \
-        [*NSENTER, "ip", "netns", "exec", "mail1", "drbdadm", "up", "r0"]
+    assert access.command(in_netns("mail1", ["drbdadm", "up", "r0"])) == [
+        *NSENTER,
+        "ip",
+        "netns",
+        "exec",
+        "mail1",
+        "drbdadm",
+        "up",
+        "r0",
+    ]
     assert access.mountinfo == "/proc/1/mountinfo"
     assert access.mount_ns_pid == "1"
     assert access.path("/srv/mail") == "/proc/1/root/srv/mail"
@@ -60,17 +80,21 @@ def test_pg_ctl_start_runs_in_its_own_systemd_scope_and_nothing_else_does() -> N
     access = host.HostAccess(exec_mode="nsenter", scope_daemons=True)
     wrapped = access.command(PG_START)
     assert wrapped[: len(NSENTER)] == NSENTER
-    scope = wrapped[len(NSENTER):]
+    scope = wrapped[len(NSENTER) :]
     assert scope[:4] == ["systemd-run", "--scope", "--quiet", "--collect"]
     assert scope[4].startswith("--description=tandem: ")
     assert scope[5:] == ["--", *PG_START]
-    for argv in (["pg_ctl", "stop", "-D", "/d"], ["pg_ctl", "promote", "-D", "/d"],
-                 ["systemctl", "start", "--", "postgresql.service"], ["mount", "/a", "/b"]):
+    for argv in (
+        ["pg_ctl", "stop", "-D", "/d"],
+        ["pg_ctl", "promote", "-D", "/d"],
+        ["systemctl", "start", "--", "postgresql.service"],
+        ["mount", "/a", "/b"],
+    ):
         assert access.command(argv) == [*NSENTER, *argv], argv
     assert host.starts_daemon(["pg_ctl", "restart", "-D", "/d"])
     assert host.HostAccess().command(PG_START) == PG_START
     on_host = host.HostAccess(scope_daemons=True).command(PG_START)  # the host install
-    assert on_host[:2] == ["systemd-run", "--scope"] and on_host[-len(PG_START):] == PG_START
+    assert on_host[:2] == ["systemd-run", "--scope"] and on_host[-len(PG_START) :] == PG_START
 
 
 def test_bad_modes_are_refused() -> None:
@@ -98,12 +122,26 @@ def test_symlinks_resolve_inside_the_host_root(tmp_path: Path) -> None:
 def test_run_goes_through_the_seam(configured: None) -> None:
     host.configure(host.HostAccess(exec_mode="nsenter", nsenter="echo", target_pid=7))
     out = run(["mount", "-t", "xfs", "--", "/dev/drbd0", "/srv/mail"]).stdout.split()
-    assert out == ["--target=7", "--mount", "--uts", "--ipc", "--net", "--pid", "--root", "--wd",
-                   "--", "mount", "-t", "xfs", "--", "/dev/drbd0", "/srv/mail"]
+    assert out == [
+        "--target=7",
+        "--mount",
+        "--uts",
+        "--ipc",
+        "--net",
+        "--pid",
+        "--root",
+        "--wd",
+        "--",
+        "mount",
+        "-t",
+        "xfs",
+        "--",
+        "/dev/drbd0",
+        "/srv/mail",
+    ]
 
 
-def test_mounts_create_targets_on_the_host_and_read_its_mount_table(
-        tmp_path: Path, configured: None) -> None:
+def test_mounts_create_targets_on_the_host_and_read_its_mount_table(tmp_path: Path, configured: None) -> None:
     root = tmp_path / "host"
     root.mkdir()
     host.configure(host.HostAccess(exec_mode="nsenter", host_root=str(root)))
@@ -138,14 +176,18 @@ def test_a_cluster_resolves_only_objects_of_its_own_namespace() -> None:
     def obj(ns: str, name: str, spec: dict) -> dict:
         return {"metadata": {"namespace": ns, "name": name}, "spec": spec}
 
-    fip = {"addresses": [{"start": "198.18.0.2"}], "prefixLength": 24, "interface": "eth0",
-           "cluster": "mail"}
-    cluster = obj("a", "mail", {"nodes": [{"name": "n1"}, {"name": "n2"}],
-                                "chain": {"floatingIPs": ["vip"]}})
-    world = {"haclusters": [cluster], "drbdvolumes": [],
-             "floatingips": [obj("b", "vip", {**fip, "addresses": [{"start": "198.18.0.9"}]})]}
-    with pytest.raises(InvalidSpec, match=r"spec.chain.floatingIPs\[0\]: FloatingIP vip does not "
-                       "exist in namespace a"):
+    fip = {"addresses": [{"start": "198.18.0.2"}], "prefixLength": 24, "interface": "eth0", "cluster": "mail"}
+    cluster = obj("a", "mail", {"nodes": [{"name": "n1"}, {"name": "n2"}], "chain": {"floatingIPs": ["vip"]}})
+    world = {
+        "haclusters": [cluster],
+        "drbdvolumes": [],
+        "floatingips": [obj("b", "vip", {**fip, "addresses": [{"start": "198.18.0.9"}]})],
+    }
+    with pytest.raises(
+        InvalidSpec,
+        match=r"spec.chain.floatingIPs\[0\]: FloatingIP vip does not "
+        "exist in namespace a",
+    ):
         resolve(cluster, world)
     world["floatingips"].append(obj("a", "vip", fip))
     resolved = resolve(cluster, world)

@@ -33,10 +33,22 @@ def test_the_unit_runs_the_console_script_and_keeps_the_workload_alive() -> None
 
 def test_no_directive_that_would_hide_the_agents_mounts_or_devices() -> None:
     text = "\n".join(line for line in UNIT.read_text().splitlines() if not line.startswith("#"))
-    for directive in ("ProtectSystem", "ProtectHome", "PrivateTmp", "PrivateDevices",
-                      "PrivateMounts", "ReadOnlyPaths", "DevicePolicy", "DeviceAllow",
-                      "ProtectClock", "ProtectKernelModules", "CapabilityBoundingSet",
-                      "MountFlags", "WatchdogSec", "Type=notify"):
+    for directive in (
+        "ProtectSystem",
+        "ProtectHome",
+        "PrivateTmp",
+        "PrivateDevices",
+        "PrivateMounts",
+        "ReadOnlyPaths",
+        "DevicePolicy",
+        "DeviceAllow",
+        "ProtectClock",
+        "ProtectKernelModules",
+        "CapabilityBoundingSet",
+        "MountFlags",
+        "WatchdogSec",
+        "Type=notify",
+    ):
         assert directive not in text, directive
 
 

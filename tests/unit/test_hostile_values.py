@@ -40,11 +40,35 @@ ISSUE_DISK = (
     '  handlers { split-brain "/bin/sh -c id"; }\n  skip on "decoy" {\n    disk "/dev/vg0/mail'
 )
 
-FRAGMENTS = ['"', "'", "\\", "\\\"", "''", "\n", "\r", "\t", "\0", "\x7f", ";", "{", "}", "#", ",",
-             " ", "$(id)", "`id`", "/", "..", ":", "=", "é", "\u2028", "handlers { split-brain \"id\"; }"]
+FRAGMENTS = [
+    '"',
+    "'",
+    "\\",
+    '\\"',
+    "''",
+    "\n",
+    "\r",
+    "\t",
+    "\0",
+    "\x7f",
+    ";",
+    "{",
+    "}",
+    "#",
+    ",",
+    " ",
+    "$(id)",
+    "`id`",
+    "/",
+    "..",
+    ":",
+    "=",
+    "é",
+    "\u2028",
+    'handlers { split-brain "id"; }',
+]
 hostile = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=6)), max_size=8).map("".join)
-hostile_path = st.one_of(hostile, hostile.map(lambda s: "/" + s),
-                         st.from_regex(r"\A/[A-Za-z0-9._+@:/-]{0,40}\Z"))
+hostile_path = st.one_of(hostile, hostile.map(lambda s: "/" + s), st.from_regex(r"\A/[A-Za-z0-9._+@:/-]{0,40}\Z"))
 
 DRBDADM = shutil.which("drbdadm")
 POSTGRES = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), reverse=True)), None)
@@ -63,18 +87,26 @@ def drbdadm_installed() -> None:
 def postgres_runnable() -> None:
     assert POSTGRES is not None, "PostgreSQL's server binary not found: apt-get install postgresql"
     assert os.geteuid() == 0 and shutil.which("runuser"), "run as root: postgres -C runs as postgres"
+
+
 few = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 fewer = settings(few, max_examples=25)  # each example starts postgres (about 0.1 s)
 
 
 def drbd_spec(disk: str = "/dev/vg0/mail", name: str = "mail1", resource: str = "mail-store") -> DRBDVolumeSpec:
     """A valid volume, then (unvalidated, as if stored before a rule existed) the given values."""
-    spec = DRBDVolumeSpec.model_validate({
-        "cluster": "mail", "resourceName": "mail-store", "minor": 3,
-        "nodes": [{"name": "mail1", "disk": "/dev/vg0/mail", "address": "198.19.1.2", "nodeId": 0},
-                  {"name": "mail2", "disk": "/dev/vg0/mail", "address": "198.19.1.3", "nodeId": 1}],
-        "quorum": {"mode": "off"},
-    })
+    spec = DRBDVolumeSpec.model_validate(
+        {
+            "cluster": "mail",
+            "resourceName": "mail-store",
+            "minor": 3,
+            "nodes": [
+                {"name": "mail1", "disk": "/dev/vg0/mail", "address": "198.19.1.2", "nodeId": 0},
+                {"name": "mail2", "disk": "/dev/vg0/mail", "address": "198.19.1.3", "nodeId": 1},
+            ],
+            "quorum": {"mode": "off"},
+        }
+    )
     first = DRBDNode.model_construct(name=name, disk=disk, address="198.19.1.2", node_id=0)
     return spec.model_copy(update={"resource_name": resource, "nodes": [first, spec.nodes[1]]})
 
@@ -85,8 +117,14 @@ def drbdadm(tmp: Path, resource_text: str, *args: str, node: str = "mail1") -> s
     (tmp / "drbd.d" / "r.res").write_text(resource_text)
     (tmp / "drbd.conf").write_text(render_top_config(tmp / "drbd.d"))
     assert DRBDADM is not None
-    return subprocess.run([DRBDADM, "-c", str(tmp / "drbd.conf"), *args], capture_output=True, text=True,
-                          env=dict(os.environ, __DRBD_NODE__=node), check=False, timeout=30)
+    return subprocess.run(
+        [DRBDADM, "-c", str(tmp / "drbd.conf"), *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, __DRBD_NODE__=node),
+        check=False,
+        timeout=30,
+    )
 
 
 def has_handlers(dump: str) -> bool:
@@ -189,8 +227,11 @@ def postgres_reads(rendered: str, name: str) -> str:
 
 
 def pg_config(**overrides: Any) -> PostgresConfig:
-    values: dict[str, Any] = {"node_name": "node1", "data_dir": Path("/var/lib/postgresql/15/main"),
-                              "replication_peers": ("198.19.20.2",)}
+    values: dict[str, Any] = {
+        "node_name": "node1",
+        "data_dir": Path("/var/lib/postgresql/15/main"),
+        "replication_peers": ("198.19.20.2",),
+    }
     return PostgresConfig(**(values | overrides))
 
 
@@ -228,7 +269,7 @@ def hba_tokens(line: str) -> list[str]:
     i = 0
     while i < len(line):
         c = line[i]
-        if quoted and c == '"' and line[i + 1:i + 2] == '"':
+        if quoted and c == '"' and line[i + 1 : i + 2] == '"':
             current, i = current + '"', i + 2
             continue
         if c == '"':
@@ -333,37 +374,60 @@ def test_mount_points_are_refused_alike(target: str) -> None:
 # ------------------------------------------------------------------- one cluster, not the node
 
 
-def test_a_cluster_the_agent_refuses_leaves_the_nodes_other_clusters_running(
-        tmp_path: Path) -> None:
+def test_a_cluster_the_agent_refuses_leaves_the_nodes_other_clusters_running(tmp_path: Path) -> None:
     """Specs stored before the API refused them ("repl user", the issue's disk) are refused
     with the field named; the good cluster on the same node is still built."""
 
     def cluster(name: str, **chain: Any) -> dict[str, Any]:
-        return {"metadata": {"name": name, "namespace": "default"},
-                "spec": {"nodes": [{"name": "mail1", "replicationAddress": "198.19.0.1"},
-                                   {"name": "mail2", "replicationAddress": "198.19.0.2"}],
-                         "chain": chain}}
+        return {
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {
+                "nodes": [
+                    {"name": "mail1", "replicationAddress": "198.19.0.1"},
+                    {"name": "mail2", "replicationAddress": "198.19.0.2"},
+                ],
+                "chain": chain,
+            },
+        }
 
-    volume = {"metadata": {"name": "store", "namespace": "default"},
-              "spec": drbd_spec(disk=ISSUE_DISK).model_dump(by_alias=True)}
-    world = {"haclusters": [cluster("bad-user", postgres={"replicationUser": "repl user"}),
-                            cluster("bad-disk", volumes=["store"]),
-                            cluster("good", postgres={"replicationUser": "replicator"})],
-             "drbdvolumes": [volume], "floatingips": []}
+    volume = {
+        "metadata": {"name": "store", "namespace": "default"},
+        "spec": drbd_spec(disk=ISSUE_DISK).model_dump(by_alias=True),
+    }
+    world = {
+        "haclusters": [
+            cluster("bad-user", postgres={"replicationUser": "repl user"}),
+            cluster("bad-disk", volumes=["store"]),
+            cluster("good", postgres={"replicationUser": "replicator"}),
+        ],
+        "drbdvolumes": [volume],
+        "floatingips": [],
+    }
 
     def postgres(c: ResolvedCluster, password: str | None) -> PostgresConfig:
         assert c.spec.chain.postgres is not None
         return pg_config(replication_user=c.spec.chain.postgres.replication_user, os_user="root")
 
-    env = NodeEnvironment(node="mail1", state_dir=tmp_path, volume_driver=lambda *_: None,  # type: ignore[arg-type, return-value]
-                          service_backend=lambda *_: None,  # type: ignore[arg-type, return-value]
-                          postgres_config=postgres, replication_password=lambda *_: "pw")
+    env = NodeEnvironment(
+        node="mail1",
+        state_dir=tmp_path,
+        volume_driver=lambda *_: None,  # type: ignore[arg-type, return-value]
+        service_backend=lambda *_: None,  # type: ignore[arg-type, return-value]
+        postgres_config=postgres,
+        replication_password=lambda *_: "pw",
+    )
     built, refused = agent_main.prepare(
-        agent_main.clusters_of(world, "mail1"), world, running=(), refused={},
-        build=lambda obj: ChainRunner(agent_main.resolve(obj, world), env))
+        agent_main.clusters_of(world, "mail1"),
+        world,
+        running=(),
+        refused={},
+        build=lambda obj: ChainRunner(agent_main.resolve(obj, world), env),
+    )
 
     assert list(built) == ["default/good"]
     assert refused["default/bad-user"].problem.startswith(
-        "spec.chain.postgres.replicationUser: 'repl user' must be a lower-case PostgreSQL name")
+        "spec.chain.postgres.replicationUser: 'repl user' must be a lower-case PostgreSQL name"
+    )
     assert refused["default/bad-disk"].problem.startswith(
-        "spec.chain.volumes[0]: DRBDVolume store: spec.nodes[0].disk: ")
+        "spec.chain.volumes[0]: DRBDVolume store: spec.nodes[0].disk: "
+    )

@@ -32,10 +32,13 @@ def test_an_unclosed_quote_and_an_unknown_keyword_are_errors_with_their_line() -
 
 
 def test_a_group_naming_an_undefined_primitive_is_an_error() -> None:
-    error = refusal(TWO_NODES + "primitive p_ip IPaddr2 params ip=10.0.0.1 cidr_netmask=24 nic=eth0\n"
-                    "group g_web p_ip p_nginx\n")
-    assert str(error) == ("bad.crm:4: group g_web names 'p_nginx', which is not defined; fix: define "
-                          "`primitive p_nginx ...` or remove it from the group")
+    error = refusal(
+        TWO_NODES + "primitive p_ip IPaddr2 params ip=10.0.0.1 cidr_netmask=24 nic=eth0\ngroup g_web p_ip p_nginx\n"
+    )
+    assert str(error) == (
+        "bad.crm:4: group g_web names 'p_nginx', which is not defined; fix: define "
+        "`primitive p_nginx ...` or remove it from the group"
+    )
 
 
 def test_a_drbd_resource_no_file_defines_is_an_error_naming_the_primitive() -> None:
@@ -45,7 +48,8 @@ def test_a_drbd_resource_no_file_defines_is_an_error_naming_the_primitive() -> N
     assert str(caught.value) == (
         "mail.crm:5: primitive p_drbd_mail manages DRBD resource 'mail-store', which no DRBD file defines "
         "(defined: none); fix: pass the file defining `resource mail-store` with --drbd (e.g. "
-        "/etc/drbd.d/mail-store.res)")
+        "/etc/drbd.d/mail-store.res)"
+    )
 
 
 def test_ipaddr2_without_nic_is_an_error_not_a_guess() -> None:
@@ -53,14 +57,19 @@ def test_ipaddr2_without_nic_is_an_error_not_a_guess() -> None:
     assert "bad.crm:3: IPaddr2 p_ip has no nic" in str(error)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("resource r {\n on a { address 10.0.0.1:7789 }\n}\n", "r.res:2: missing ';' after 'address 10.0.0.1:7789'"),
-    ("resource r {\n on a { device /dev/drbd0; }\n", "r.res:1: section 'resource r' is never closed"),
-    ("resource r {\n on a { address 10.0.0.1; }\n on b {}\n}\n", "r.res:2: 'address 10.0.0.1' is not an address"),
-    ("resource r {\n on a { }\n}\n", "r.res:1: resource r has 1 `on` section(s)"),
-    ("resource r {\n volume 0 { device minor 1; }\n volume 1 { device minor 2; }\n on a {}\n on b {}\n}\n",
-     "r.res:3: resource r has a second volume"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("resource r {\n on a { address 10.0.0.1:7789 }\n}\n", "r.res:2: missing ';' after 'address 10.0.0.1:7789'"),
+        ("resource r {\n on a { device /dev/drbd0; }\n", "r.res:1: section 'resource r' is never closed"),
+        ("resource r {\n on a { address 10.0.0.1; }\n on b {}\n}\n", "r.res:2: 'address 10.0.0.1' is not an address"),
+        ("resource r {\n on a { }\n}\n", "r.res:1: resource r has 1 `on` section(s)"),
+        (
+            "resource r {\n volume 0 { device minor 1; }\n volume 1 { device minor 2; }\n on a {}\n on b {}\n}\n",
+            "r.res:3: resource r has a second volume",
+        ),
+    ],
+)
 def test_drbd_syntax_errors_name_the_line(text: str, expected: str) -> None:
     with pytest.raises(InvalidInput, match="fix: ") as caught:
         drbd.parse(text, "r.res")
@@ -85,11 +94,21 @@ def run_cli(*args: str) -> int:
     return cli.main(["import", *args])
 
 
-def test_strict_with_a_stonith_device_fails_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) \
-        -> None:
+def test_strict_with_a_stonith_device_fails_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out"
-    code = run_cli("--crm", str(FIXTURES / "mail.crm"), "--drbd", str(FIXTURES / "mail-store.res"),
-                   "--namespace", "mail", "--out", str(out), "--strict")
+    code = run_cli(
+        "--crm",
+        str(FIXTURES / "mail.crm"),
+        "--drbd",
+        str(FIXTURES / "mail-store.res"),
+        "--namespace",
+        "mail",
+        "--out",
+        str(out),
+        "--strict",
+    )
     captured = capsys.readouterr()
     assert code == 1 and not out.exists()
     assert "mail.crm:46  primitive st_ipmi_mail1 (stonith:fence_ipmilan): STONITH device" in captured.out
@@ -102,8 +121,16 @@ def test_bad_input_leaves_no_partial_output(tmp_path: Path, capsys: pytest.Captu
     only_db = (FIXTURES / "apps-84.res").read_text().split("resource app-data")[0]
     (tmp_path / "db.res").write_text(only_db)
     out = tmp_path / "out"
-    code = run_cli("--crm", str(tmp_path / "apps.crm"), "--drbd", str(tmp_path / "db.res"), "--namespace", "apps",
-                   "--out", str(out))
+    code = run_cli(
+        "--crm",
+        str(tmp_path / "apps.crm"),
+        "--drbd",
+        str(tmp_path / "db.res"),
+        "--namespace",
+        "apps",
+        "--out",
+        str(out),
+    )
     assert code == 1 and not out.exists()
     assert "apps.crm:7: primitive p_drbd_app manages DRBD resource 'app-data'" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] != [] and not list(tmp_path.glob(".tandem-import-*"))
@@ -116,13 +143,23 @@ def test_check_refuses_manifests_the_models_refuse(tmp_path: Path, capsys: pytes
     assert "HACluster web: spec.nodes must list at least two distinct nodes" in capsys.readouterr().err
 
 
-def test_written_files_parse_and_carry_a_source_comment_on_every_object(tmp_path: Path,
-                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_written_files_parse_and_carry_a_source_comment_on_every_object(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import yaml
 
     out = tmp_path / "out"
-    code = run_cli("--crm", str(FIXTURES / "apps.crm"), "--drbd", str(FIXTURES), "--namespace", "apps", "--out",
-                   str(out), "--check")
+    code = run_cli(
+        "--crm",
+        str(FIXTURES / "apps.crm"),
+        "--drbd",
+        str(FIXTURES),
+        "--namespace",
+        "apps",
+        "--out",
+        str(out),
+        "--check",
+    )
     assert code == 0, capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["app.yaml", "db.yaml"]
     text = (out / "app.yaml").read_text()
@@ -133,13 +170,16 @@ def test_written_files_parse_and_carry_a_source_comment_on_every_object(tmp_path
     assert "apps.crm:" in comments[2] and "apps-84.res:" in comments[0]
 
 
-def test_docs_migrate_shows_the_report_the_mail_example_prints(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_docs_migrate_shows_the_report_the_mail_example_prints(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """docs/migrate.md quotes the report verbatim; this keeps the quote true."""
     monkeypatch.chdir(FIXTURES)
     out = tmp_path / "manifests"
-    assert run_cli("--crm", "mail.crm", "--drbd", "mail-store.res", "--namespace", "mail", "--out", str(out),
-                   "--check") == 0
+    assert (
+        run_cli("--crm", "mail.crm", "--drbd", "mail-store.res", "--namespace", "mail", "--out", str(out), "--check")
+        == 0
+    )
     printed = capsys.readouterr().out.replace(str(out), "manifests")
     documented = (FIXTURES.parents[2] / "docs" / "migrate.md").read_text().split("<!-- import-report -->")[1]
     assert documented.strip().removeprefix("```").removesuffix("```").strip() == printed.strip()

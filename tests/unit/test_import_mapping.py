@@ -29,11 +29,15 @@ def test_mail_pair_becomes_one_cluster_with_volume_mount_bind_mounts_vip_and_fif
     chain = spec(mail, "HACluster", "mail")["chain"]
     assert list(chain) == ["volumes", "mounts", "bindMounts", "floatingIPs", "services", "monitors"]
     # The monitors' timeouts carry over (the primary's DRBD monitor only); tandem's period stays.
-    assert chain["monitors"] == {"volumes": {"timeoutSeconds": 20}, "mounts": {"timeoutSeconds": 40},
-                                 "floatingIPs": {"timeoutSeconds": 20}}
+    assert chain["monitors"] == {
+        "volumes": {"timeoutSeconds": 20},
+        "mounts": {"timeoutSeconds": 40},
+        "floatingIPs": {"timeoutSeconds": 20},
+    }
     assert chain["volumes"] == ["mail-store"]
-    assert chain["mounts"] == [{"volume": "mail-store", "mountPoint": "/srv/mail", "fsType": "xfs",
-                                "options": ["noatime", "nodiratime"]}]
+    assert chain["mounts"] == [
+        {"volume": "mail-store", "mountPoint": "/srv/mail", "fsType": "xfs", "options": ["noatime", "nodiratime"]}
+    ]
     assert len(chain["bindMounts"]) == 7
     assert chain["bindMounts"][0] == {"source": "/srv/mail/spool", "target": "/var/spool/postfix"}
     assert chain["floatingIPs"] == ["mail-vip"]
@@ -46,23 +50,32 @@ def test_mail_pair_becomes_one_cluster_with_volume_mount_bind_mounts_vip_and_fif
     assert by_name["php8.2-fpm"] == "php8.2-fpm.service"  # a dot that is not a unit suffix
     assert by_name["mail-jobs"] == "mail-jobs.timer"
     assert spec(mail, "FloatingIP", "mail-vip") == {
-        "cluster": "mail", "addresses": [{"start": "198.18.0.10"}], "prefixLength": 24, "interface": "mgmt"}
+        "cluster": "mail",
+        "addresses": [{"start": "198.18.0.10"}],
+        "prefixLength": 24,
+        "interface": "mgmt",
+    }
 
 
 def test_mail_quorum_node_becomes_the_drbd_tiebreaker_and_not_a_cluster_node(mail) -> None:
     cluster = spec(mail, "HACluster", "mail")
-    assert cluster["nodes"] == [{"name": "mail1", "replicationAddress": "198.19.0.11"},
-                                {"name": "mail2", "replicationAddress": "198.19.0.12"}]
+    assert cluster["nodes"] == [
+        {"name": "mail1", "replicationAddress": "198.19.0.11"},
+        {"name": "mail2", "replicationAddress": "198.19.0.12"},
+    ]
     volume = spec(mail, "DRBDVolume", "mail-store")
     assert volume["tiebreaker"] == {"name": "mail-quorum", "address": "198.19.0.13", "nodeId": 2}
     assert volume["quorum"] == {"mode": "majority", "onNoQuorum": "io-error"}
-    assert volume["nodes"][0] == {"name": "mail1", "disk": "/dev/vg0/mail-store", "address": "198.19.0.11",
-                                  "nodeId": 0}
+    assert volume["nodes"][0] == {"name": "mail1", "disk": "/dev/vg0/mail-store", "address": "198.19.0.11", "nodeId": 0}
     assert (volume["minor"], volume["port"], volume["protocol"]) == (0, 7789, "C")
-    assert volume["splitBrain"] == {"afterSb0pri": "discard-zero-changes", "afterSb1pri": "discard-secondary",
-                                    "afterSb2pri": "disconnect"}
-    assert any("node mail-quorum: DRBD tiebreaker (witness) of mail-store" in line
-               for line in report_lines(mail, carried=True))
+    assert volume["splitBrain"] == {
+        "afterSb0pri": "discard-zero-changes",
+        "afterSb1pri": "discard-secondary",
+        "afterSb2pri": "disconnect",
+    }
+    assert any(
+        "node mail-quorum: DRBD tiebreaker (witness) of mail-store" in line for line in report_lines(mail, carried=True)
+    )
 
 
 def test_stickiness_above_the_location_score_means_no_auto_failback(mail) -> None:
@@ -92,29 +105,38 @@ def test_drbd_84_resources_in_one_file_get_node_ids_in_order_and_quorum_off(apps
     assert (app_data["minor"], app_data["port"], app_data["protocol"]) == (3, 7792, "B")
     assert db_data["quorum"] == {"mode": "off"} and "tiebreaker" not in db_data
     assert db_data["cluster"] == "db" and app_data["cluster"] == "app"
-    assert "apps-84.res:23 DRBD disk: resync-rate 100M: no DRBDVolume field for it" in \
-        report_lines(apps, carried=False)
+    assert "apps-84.res:23 DRBD disk: resync-rate 100M: no DRBDVolume field for it" in report_lines(apps, carried=False)
 
 
 def test_one_hundred_ipaddr2_primitives_become_one_floating_ip_range_with_paf_postgres(paf) -> None:
     assert spec(paf, "FloatingIP", "pg-vips") == {
-        "cluster": "pg", "addresses": [{"start": "198.18.1.1", "end": "198.18.1.100"}],
-        "prefixLength": 24, "interface": "bond0"}
+        "cluster": "pg",
+        "addresses": [{"start": "198.18.1.1", "end": "198.18.1.100"}],
+        "prefixLength": 24,
+        "interface": "bond0",
+    }
     cluster = spec(paf, "HACluster", "pg")
     assert cluster["chain"] == {
         "floatingIPs": ["pg-vips"],
-        "postgres": {"binDirectory": "/usr/lib/postgresql/15/bin", "dataDirectory": "/var/lib/postgresql/15/main",
-                     "configDirectory": "/etc/postgresql/15/main", "port": 5432,
-                     "credentialsSecret": "pg-postgres-replication", "startTimeoutSeconds": 60,
-                     "monitor": {"timeoutSeconds": 10}},
+        "postgres": {
+            "binDirectory": "/usr/lib/postgresql/15/bin",
+            "dataDirectory": "/var/lib/postgresql/15/main",
+            "configDirectory": "/etc/postgresql/15/main",
+            "port": 5432,
+            "credentialsSecret": "pg-postgres-replication",
+            "startTimeoutSeconds": 60,
+            "monitor": {"timeoutSeconds": 10},
+        },
     }
     assert cluster["primary"] == "pg1"
 
 
 def test_a_source_order_tandem_cannot_keep_is_reported_once(paf) -> None:
     inversions = [line for line in report_lines(paf, carried=False) if "start order" in line]
-    assert inversions == ["paf.crm:15 start order of pg-vip-001: Pacemaker starts this floating IP (and any floating "
-                          "IP after it) after PostgreSQL pgsqld; tandem always starts floating IPs before PostgreSQLs"]
+    assert inversions == [
+        "paf.crm:15 start order of pg-vip-001: Pacemaker starts this floating IP (and any floating "
+        "IP after it) after PostgreSQL pgsqld; tandem always starts floating IPs before PostgreSQLs"
+    ]
 
 
 def test_contiguous_addresses_merge_into_ranges_and_gaps_split_them() -> None:
@@ -122,11 +144,15 @@ def test_contiguous_addresses_merge_into_ranges_and_gaps_split_them() -> None:
 
     text = "node a\nnode b\n" + "".join(
         f"primitive ip{i} IPaddr2 params ip={ip} cidr_netmask=24 nic=eth0\n"
-        for i, ip in enumerate(["10.0.0.3", "10.0.0.1", "10.0.0.2", "10.0.0.9", "2001:db8::1"]))
+        for i, ip in enumerate(["10.0.0.3", "10.0.0.1", "10.0.0.2", "10.0.0.9", "2001:db8::1"])
+    )
     text += "group g_web " + " ".join(f"ip{i}" for i in range(5)) + "\n"
     result = mapping.map_config(crm.parse(text, "x.crm"), [], "ns")
     assert spec(result, "FloatingIP", "web-vips")["addresses"] == [
-        {"start": "10.0.0.1", "end": "10.0.0.3"}, {"start": "10.0.0.9"}, {"start": "2001:db8::1"}]
+        {"start": "10.0.0.1", "end": "10.0.0.3"},
+        {"start": "10.0.0.9"},
+        {"start": "2001:db8::1"},
+    ]
 
 
 def test_crm_text_and_cib_xml_of_the_same_cluster_give_identical_manifests() -> None:
@@ -134,8 +160,9 @@ def test_crm_text_and_cib_xml_of_the_same_cluster_give_identical_manifests() -> 
     from_cib = imported(cib_file="apps.cib.xml", drbd_files=("apps-84.res",))
     assert documents(from_crm) == documents(from_cib)
     assert [e.construct for e in from_crm.report if e.carried] != []
-    assert any(e.source.file == "apps.cib.xml" and e.source.line == 53 and "ms_drbd_db" in e.construct
-               for e in from_cib.report)
+    assert any(
+        e.source.file == "apps.cib.xml" and e.source.line == 53 and "ms_drbd_db" in e.construct for e in from_cib.report
+    )
 
 
 @pytest.mark.parametrize("fixture", ["mail", "apps", "paf"])
@@ -146,15 +173,23 @@ def test_every_imported_set_passes_the_offline_check(fixture: str, request: pyte
 
 def test_report_lists_stonith_devices_and_properties_with_file_and_line(mail) -> None:
     left = report_lines(mail, carried=False)
-    assert "mail.crm:46 primitive st_ipmi_mail1 (stonith:fence_ipmilan): STONITH device: tandem fences a node " \
-           "itself (spec.failover.fence: SysrqReboot or Watchdog)" in left
+    assert (
+        "mail.crm:46 primitive st_ipmi_mail1 (stonith:fence_ipmilan): STONITH device: tandem fences a node "
+        "itself (spec.failover.fence: SysrqReboot or Watchdog)" in left
+    )
     assert any(line.startswith("mail.crm:66 property stonith-enabled=true") for line in left)
     assert any(line.startswith("mail.crm:70 rsc_defaults migration-threshold=3") for line in left)
     assert any(line.startswith("mail-store.res:12 DRBD net: verify-alg sha256") for line in left)
-    assert "mail.crm:8 op monitor interval=31s role=Unpromoted timeout=20s of p_drbd_mail: tandem monitors " \
-           "the primary's chain; a standby is seen through its replication status" in left
-    assert any(line.startswith("mail.crm:39 op monitor interval=30s timeout=100s of p_postfix: tandem watches "
-                               "the unit's ActiveState") for line in left)
+    assert (
+        "mail.crm:8 op monitor interval=31s role=Unpromoted timeout=20s of p_drbd_mail: tandem monitors "
+        "the primary's chain; a standby is seen through its replication status" in left
+    )
+    assert any(
+        line.startswith(
+            "mail.crm:39 op monitor interval=30s timeout=100s of p_postfix: tandem watches the unit's ActiveState"
+        )
+        for line in left
+    )
 
 
 def test_report_lists_unknown_agents_rules_and_unmodelled_keywords_with_file_and_line() -> None:
@@ -170,8 +205,10 @@ fencing_topology a: st1 b: st2
 """
     result = mapping.map_config(crm.parse(text, "web.crm"), [], "ns")
     left = report_lines(result, carried=False)
-    assert "web.crm:4 primitive p_apache (ocf:heartbeat:apache): unknown agent: no tandem equivalent; if it " \
-           "manages a systemd unit, use systemd:UNIT instead" in left
+    assert (
+        "web.crm:4 primitive p_apache (ocf:heartbeat:apache): unknown agent: no tandem equivalent; if it "
+        "manages a systemd unit, use systemd:UNIT instead" in left
+    )
     assert "web.crm:3 p_ip param arp_count=5: no tandem field for it" in left
     assert any(line.startswith("web.crm:6 location l_rule g_web rule -inf: #uname eq c") for line in left)
     assert any(line.startswith("web.crm:7 fencing_topology a: st1 b:") for line in left)
@@ -189,9 +226,11 @@ def test_every_source_line_of_a_construct_is_accounted_for_in_the_report(mail) -
 
 
 def test_paf_without_drbd_reports_the_replication_addresses_it_cannot_know(paf) -> None:
-    assert "paf.crm:3 replication addresses of pg1, pg2: PostgreSQL streams between spec.nodes[].replicationAddress, " \
-           "which only a DRBD file gives: set them before applying (the agent refuses the chain without them)" in \
-           report_lines(paf, carried=False)
+    assert (
+        "paf.crm:3 replication addresses of pg1, pg2: PostgreSQL streams between spec.nodes[].replicationAddress, "
+        "which only a DRBD file gives: set them before applying (the agent refuses the chain without them)"
+        in report_lines(paf, carried=False)
+    )
 
 
 def test_pgsql_agent_maps_its_directories_user_and_synchronous_mode() -> None:
@@ -210,9 +249,14 @@ colocation c inf: g_db ms_pgsql:Master
 """
     result = mapping.map_config(crm.parse(text, "pg.crm"), [], "ns")
     assert spec(result, "HACluster", "db")["chain"]["postgres"] == {
-        "binDirectory": "/usr/lib/postgresql/15/bin", "dataDirectory": "/var/lib/postgresql/15/main",
-        "configDirectory": "/etc/postgresql/15/main", "replicationUser": "streamer", "synchronous": True,
-        "port": 5433, "credentialsSecret": "db-postgres-replication"}
+        "binDirectory": "/usr/lib/postgresql/15/bin",
+        "dataDirectory": "/var/lib/postgresql/15/main",
+        "configDirectory": "/etc/postgresql/15/main",
+        "replicationUser": "streamer",
+        "synchronous": True,
+        "port": 5433,
+        "credentialsSecret": "db-postgres-replication",
+    }
     left = report_lines(result, carried=False)
     assert "pg.crm:6 p_pgsql param node_list=db1 db2: no tandem field for it" in left
     assert "pg.crm:6 p_pgsql param master_ip=10.0.0.50: no tandem field for it" in left
@@ -235,9 +279,11 @@ order o inf: g_web cl_monitoring
     assert [c.name for c in result.clusters] == ["web"]
     assert spec(result, "HACluster", "web")["chain"]["services"] == [
         {"name": "node-exporter", "unit": "node-exporter.service", "runOn": "AllNodes"},
-        {"name": "monitoring-agent", "unit": "monitoring-agent.service", "runOn": "AllNodes"}]
-    assert "m.crm:7 group g_monitoring: cloned by cl_monitoring: its members in chain order" in \
-        report_lines(result, carried=True)
+        {"name": "monitoring-agent", "unit": "monitoring-agent.service", "runOn": "AllNodes"},
+    ]
+    assert "m.crm:7 group g_monitoring: cloned by cl_monitoring: its members in chain order" in report_lines(
+        result, carried=True
+    )
 
 
 def test_an_order_into_one_group_member_places_the_unit_just_before_it() -> None:
@@ -280,8 +326,12 @@ group g_web p_ip1 p_ip2 p_web
     assert chain["monitors"] == {"floatingIPs": {"timeoutSeconds": 20}}
     assert chain["services"] == [{"name": "nginx", "unit": "nginx.service", "startTimeoutSeconds": 45}]
     left = report_lines(result, carried=False)
-    assert "web.crm:4 op monitor interval=10s timeout=30s of p_ip2: monitors.floatingIPs is one setting for all " \
-           "floating IPs of the cluster: it keeps timeoutSeconds 20 from an earlier floating IP" in left
-    assert any(line.startswith("web.crm:5 op stop timeout=60s of p_web: a stop must fit "
-                               "spec.leases.demotionTimeoutMs") for line in left)
+    assert (
+        "web.crm:4 op monitor interval=10s timeout=30s of p_ip2: monitors.floatingIPs is one setting for all "
+        "floating IPs of the cluster: it keeps timeoutSeconds 20 from an earlier floating IP" in left
+    )
+    assert any(
+        line.startswith("web.crm:5 op stop timeout=60s of p_web: a stop must fit spec.leases.demotionTimeoutMs")
+        for line in left
+    )
     assert check.offline_problems(documents(result).values()) == []

@@ -11,14 +11,23 @@ HERE = Source("t.crm", 1)
 
 
 def op(action: str, **attributes: str) -> Operation:
-    return Operation(action, tuple(Attribute(k.replace("_", "-"), v, HERE) for k, v in attributes.items()),
-                     HERE)
+    return Operation(action, tuple(Attribute(k.replace("_", "-"), v, HERE) for k, v in attributes.items()), HERE)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("20s", 20), ("20", 20), ("2m", 120), ("1min", 60), ("1h", 3600), ("1500ms", 2), ("10msec", 1),
-    (" 30 s ", 30), ("0", 1),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("20s", 20),
+        ("20", 20),
+        ("2m", 120),
+        ("1min", 60),
+        ("1h", 3600),
+        ("1500ms", 2),
+        ("10msec", 1),
+        (" 30 s ", 30),
+        ("0", 1),
+    ],
+)
 def test_pacemaker_durations_in_whole_seconds_rounded_up(text: str, expected: int) -> None:
     assert seconds(text) == expected
 
@@ -60,14 +69,17 @@ def test_a_service_start_timeout_is_carried_and_its_monitor_is_not() -> None:
     assert not monitor.carried and "healthCheck" in monitor.outcome
 
 
-@pytest.mark.parametrize(("operation", "why"), [
-    (op("monitor", interval="10s", timeout="soon"), "timeout=soon is not a duration"),
-    (op("monitor", interval="often"), "interval=often is not a duration"),
-    (op("monitor", interval="0"), "interval 0 checks nothing"),
-    (op("monitor", interval="10s", timeout="2h"), "over tandem's 3600 s"),
-    (op("promote", timeout="30s"), "tandem's own promote"),
-    (op("start", timeout="30s"), "tandem's own start of floating IPs"),
-])
+@pytest.mark.parametrize(
+    ("operation", "why"),
+    [
+        (op("monitor", interval="10s", timeout="soon"), "timeout=soon is not a duration"),
+        (op("monitor", interval="often"), "interval=often is not a duration"),
+        (op("monitor", interval="0"), "interval 0 checks nothing"),
+        (op("monitor", interval="10s", timeout="2h"), "over tandem's 3600 s"),
+        (op("promote", timeout="30s"), "tandem's own promote"),
+        (op("start", timeout="30s"), "tandem's own start of floating IPs"),
+    ],
+)
 def test_what_cannot_be_carried_says_why(operation: Operation, why: str) -> None:
     kind = "floating IP"
     found = map_operation(kind, operation)

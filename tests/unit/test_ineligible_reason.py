@@ -47,19 +47,31 @@ def test_a_reason_without_a_message_reads_as_the_word() -> None:
     assert str(Ineligible(IneligibleReason.PAUSED)) == "Paused"
 
 
-@pytest.mark.parametrize(("legacy", "reason", "message"), [
-    ("LagTooHigh: PostgreSQL replay lag 7.0s exceeds spec.failover.maxLagSeconds=5",
-     IneligibleReason.LAG_TOO_HIGH, "PostgreSQL replay lag 7.0s exceeds spec.failover.maxLagSeconds=5"),
-    ("InvalidSpec: spec.chain.mounts[0].volume: DRBDVolume x is not in spec.chain.volumes: add it",
-     IneligibleReason.INVALID_SPEC,
-     "spec.chain.mounts[0].volume: DRBDVolume x is not in spec.chain.volumes: add it"),
-    ("Starting: not observed yet", IneligibleReason.STARTING, "not observed yet"),
-    ("NotSynchronous: n2 lists none as synchronous standbys", IneligibleReason.NOT_SYNCHRONOUS,
-     "n2 lists none as synchronous standbys"),
-    ("", None, ""),
-])
+@pytest.mark.parametrize(
+    ("legacy", "reason", "message"),
+    [
+        (
+            "LagTooHigh: PostgreSQL replay lag 7.0s exceeds spec.failover.maxLagSeconds=5",
+            IneligibleReason.LAG_TOO_HIGH,
+            "PostgreSQL replay lag 7.0s exceeds spec.failover.maxLagSeconds=5",
+        ),
+        (
+            "InvalidSpec: spec.chain.mounts[0].volume: DRBDVolume x is not in spec.chain.volumes: add it",
+            IneligibleReason.INVALID_SPEC,
+            "spec.chain.mounts[0].volume: DRBDVolume x is not in spec.chain.volumes: add it",
+        ),
+        ("Starting: not observed yet", IneligibleReason.STARTING, "not observed yet"),
+        (
+            "NotSynchronous: n2 lists none as synchronous standbys",
+            IneligibleReason.NOT_SYNCHRONOUS,
+            "n2 lists none as synchronous standbys",
+        ),
+        ("", None, ""),
+    ],
+)
 def test_the_previous_agents_report_reads_as_the_two_fields(
-        legacy: str, reason: IneligibleReason | None, message: str) -> None:
+    legacy: str, reason: IneligibleReason | None, message: str
+) -> None:
     report = parsed({"ineligibleReason": legacy})
     assert (report.ineligible_reason, report.ineligible_message) == (reason, message)
     # The server defaults ineligibleMessage to "" when the previous agent left it out.
@@ -76,8 +88,7 @@ def test_the_crd_takes_the_words_and_for_now_the_previous_agents_form() -> None:
     """The API server's rule, checked here with Python's re (the pattern uses nothing where
     Go's RE2 differs)."""
     schema = crdgen.crd(crdgen.KINDS[0])["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    field = schema["properties"]["status"]["properties"]["nodes"]["items"]["properties"][
-        "ineligibleReason"]
+    field = schema["properties"]["status"]["properties"]["nodes"]["items"]["properties"]["ineligibleReason"]
     words, legacy = field["anyOf"]
     assert words == {"enum": [r.value for r in IneligibleReason]}
     assert legacy == {"pattern": LEGACY_INELIGIBLE_REASON}

@@ -31,11 +31,11 @@ class Writer:
 
     def __init__(self, store: FileStore | None, log: Path) -> None:
         self.server = make_server(NODE, "127.0.0.1", 0, store)
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         self.log, self.stop = log, threading.Event()
-        self.thread = threading.Thread(target=file_loop, daemon=True, args=(
-            "127.0.0.1", self.server.server_address[1], 0.01, Log(log), self.stop))
+        self.thread = threading.Thread(
+            target=file_loop, daemon=True, args=("127.0.0.1", self.server.server_address[1], 0.01, Log(log), self.stop)
+        )
         self.thread.start()
 
     def wait_for(self, what: str, count: int = 1, timeout: float = 10) -> list[dict[str, Any]]:
@@ -45,8 +45,7 @@ class Writer:
             if len(found) >= count:
                 return found
             time.sleep(0.01)
-        raise AssertionError(f"fewer than {count} {what} records within {timeout}s: "
-                             f"{read_log(self.log)[-5:]}")
+        raise AssertionError(f"fewer than {count} {what} records within {timeout}s: {read_log(self.log)[-5:]}")
 
     def close(self) -> None:
         self.stop.set()
@@ -63,8 +62,7 @@ def writers() -> Iterator[list[Writer]]:
         writer.close()
 
 
-def test_every_logged_file_is_stored_with_the_logged_sha256(tmp_path: Path,
-                                                            writers: list[Writer]) -> None:
+def test_every_logged_file_is_stored_with_the_logged_sha256(tmp_path: Path, writers: list[Writer]) -> None:
     data = tmp_path / "lab-files"
     writer = Writer(FileStore(data), tmp_path / "client.log")
     writers.append(writer)
@@ -75,8 +73,7 @@ def test_every_logged_file_is_stored_with_the_logged_sha256(tmp_path: Path,
     for seq, record in enumerate(acked, start=1):
         assert record["node"] == NODE
         assert record["sha256"] == hashlib.sha256(file_content(seq)).hexdigest()
-        assert hashlib.sha256((data / record["file"]).read_bytes()).hexdigest() == \
-            record["sha256"]
+        assert hashlib.sha256((data / record["file"]).read_bytes()).hexdigest() == record["sha256"]
 
 
 def test_file_contents_differ_and_hold_their_sequence_number() -> None:
@@ -86,19 +83,16 @@ def test_file_contents_differ_and_hold_their_sequence_number() -> None:
     assert file_content(7).startswith(b"f7\n") and file_content(7) == file_content(7)
 
 
-def test_refused_files_are_logged_as_errors_and_never_acknowledged(
-        tmp_path: Path, writers: list[Writer]) -> None:
+def test_refused_files_are_logged_as_errors_and_never_acknowledged(tmp_path: Path, writers: list[Writer]) -> None:
     writer = Writer(None, tmp_path / "client.log")
     writers.append(writer)
     errors = writer.wait_for("file_error", count=3)
     writer.close()
-    assert errors[0]["file_error"] == "f1: 404 no data directory configured (--data-dir or " \
-                                      "ECHO_DATA_DIR)"
+    assert errors[0]["file_error"] == "f1: 404 no data directory configured (--data-dir or ECHO_DATA_DIR)"
     assert not [r for r in read_log(writer.log) if "file" in r]
 
 
-def test_a_201_with_another_sha256_is_not_an_acknowledgement(tmp_path: Path,
-                                                            writers: list[Writer]) -> None:
+def test_a_201_with_another_sha256_is_not_an_acknowledgement(tmp_path: Path, writers: list[Writer]) -> None:
     writer = Writer(WrongDigest(tmp_path / "lab-files"), tmp_path / "client.log")
     writers.append(writer)
     errors = writer.wait_for("file_error", count=2)
@@ -107,8 +101,7 @@ def test_a_201_with_another_sha256_is_not_an_acknowledgement(tmp_path: Path,
     assert not [r for r in read_log(writer.log) if "file" in r]
 
 
-def test_a_file_not_stored_is_tried_again_under_the_same_name(tmp_path: Path,
-                                                             writers: list[Writer]) -> None:
+def test_a_file_not_stored_is_tried_again_under_the_same_name(tmp_path: Path, writers: list[Writer]) -> None:
     blocked = tmp_path / "lab-files"
     blocked.write_text("a file where the directory should be\n")
     writer = Writer(FileStore(blocked), tmp_path / "client.log")
@@ -124,12 +117,10 @@ def test_a_service_that_does_not_answer_is_logged_as_an_error(tmp_path: Path) ->
     port = server.server_address[1]
     server.server_close()  # nothing listens there now
     stop = threading.Event()
-    thread = threading.Thread(target=file_loop, args=("127.0.0.1", port, 0.01,
-                                                      Log(tmp_path / "client.log"), stop))
+    thread = threading.Thread(target=file_loop, args=("127.0.0.1", port, 0.01, Log(tmp_path / "client.log"), stop))
     thread.start()
     time.sleep(0.2)
     stop.set()
     thread.join(timeout=5)
     records = read_log(tmp_path / "client.log")
-    assert records and all("file_error" in r and r["file_error"].startswith("f1: ")
-                           for r in records)
+    assert records and all("file_error" in r and r["file_error"].startswith("f1: ") for r in records)

@@ -40,8 +40,7 @@ def serve() -> Iterator[Serve]:
 
     def start(store: FileStore | None) -> int:
         server = make_server(NODE, "127.0.0.1", 0, store)
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(server)
         return int(server.server_address[1])
 
@@ -51,8 +50,9 @@ def serve() -> Iterator[Serve]:
         server.server_close()
 
 
-def request(port: int, method: str, path: str, body: bytes | None = None,
-            headers: dict[str, str] | None = None) -> tuple[int, str]:
+def request(
+    port: int, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, str]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
         conn.request(method, path, body=body, headers=headers or {})
@@ -67,7 +67,8 @@ def test_get_still_answers_the_node_name(serve: Serve, tmp_path: Path) -> None:
 
 
 def test_put_answers_201_after_the_file_is_synced_renamed_and_its_directory_synced(
-        serve: Serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    serve: Serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     steps: list[str] = []
     fsync, rename = os.fsync, os.rename
 
@@ -116,8 +117,7 @@ def test_a_path_below_files_is_refused(serve: Serve, tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_body_over_the_limit_is_refused_with_413_before_it_is_read(serve: Serve,
-                                                                      tmp_path: Path) -> None:
+def test_a_body_over_the_limit_is_refused_with_413_before_it_is_read(serve: Serve, tmp_path: Path) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", serve(FileStore(tmp_path)), timeout=5)
     try:
         conn.putrequest("PUT", "/files/big")
@@ -139,25 +139,25 @@ def test_a_body_at_the_limit_is_stored(serve: Serve, tmp_path: Path) -> None:
 
 def test_without_a_data_directory_put_answers_404(serve: Serve) -> None:
     status, answer = request(serve(None), "PUT", "/files/f1", b"x")
-    assert (status, answer) == (404, "no data directory configured (--data-dir or "
-                                      "ECHO_DATA_DIR)\n")
+    assert (status, answer) == (404, "no data directory configured (--data-dir or ECHO_DATA_DIR)\n")
 
 
-@pytest.mark.parametrize("where", ["the directory is a file", "its parent is a file",
-                                   "its parent is missing"])
-def test_a_directory_that_cannot_hold_the_file_answers_503(serve: Serve, tmp_path: Path,
-                                                           where: str) -> None:
+@pytest.mark.parametrize("where", ["the directory is a file", "its parent is a file", "its parent is missing"])
+def test_a_directory_that_cannot_hold_the_file_answers_503(serve: Serve, tmp_path: Path, where: str) -> None:
     (tmp_path / "file").write_text("not a directory\n")
-    data = {"the directory is a file": tmp_path / "file",
-            "its parent is a file": tmp_path / "file" / "lab-files",
-            "its parent is missing": tmp_path / "gone" / "lab-files"}[where]
+    data = {
+        "the directory is a file": tmp_path / "file",
+        "its parent is a file": tmp_path / "file" / "lab-files",
+        "its parent is missing": tmp_path / "gone" / "lab-files",
+    }[where]
     status, answer = request(serve(FileStore(data)), "PUT", "/files/f1", b"x")
     assert status == 503
     assert answer.startswith("not stored f1: ")
 
 
-def test_an_io_error_answers_503_and_leaves_no_file(serve: Serve, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_io_error_answers_503_and_leaves_no_file(
+    serve: Serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def failing_fsync(fd: int) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
@@ -167,11 +167,9 @@ def test_an_io_error_answers_503_and_leaves_no_file(serve: Serve, tmp_path: Path
     assert list(tmp_path.iterdir()) == []
 
 
-def test_nothing_is_stored_while_the_mount_point_is_not_mounted(serve: Serve,
-                                                               tmp_path: Path) -> None:
+def test_nothing_is_stored_while_the_mount_point_is_not_mounted(serve: Serve, tmp_path: Path) -> None:
     assert not os.path.ismount(tmp_path)
-    status, answer = request(serve(FileStore(tmp_path / "lab-files", tmp_path)), "PUT",
-                             "/files/f1", b"x")
+    status, answer = request(serve(FileStore(tmp_path / "lab-files", tmp_path)), "PUT", "/files/f1", b"x")
     assert status == 503
     assert f"{tmp_path} is not mounted: not storing on the file system beneath it" in answer
     assert list(tmp_path.iterdir()) == []  # not even the data directory
@@ -208,11 +206,17 @@ def test_a_chain_without_a_mount_gives_its_echo_unit_no_data_directory() -> None
 
 def test_one_echo_unit_in_two_chains_with_different_mounts_is_refused() -> None:
     def chain(name: str, mount: str) -> dict[str, object]:
-        return {"kind": "HACluster", "metadata": {"name": name},
-                "spec": {"nodes": [{"name": "n1"}], "chain": {
+        return {
+            "kind": "HACluster",
+            "metadata": {"name": name},
+            "spec": {
+                "nodes": [{"name": "n1"}],
+                "chain": {
                     "mounts": [{"volume": "v", "mountPoint": mount}],
-                    "services": [{"name": "web", "unit": "lab-echo@8080.service"}]}}}
+                    "services": [{"name": "web", "unit": "lab-echo@8080.service"}],
+                },
+            },
+        }
 
-    with pytest.raises(ValueError, match="HACluster b: spec.chain.services web runs "
-                                         "lab-echo@8080.service on n1"):
+    with pytest.raises(ValueError, match="HACluster b: spec.chain.services web runs lab-echo@8080.service on n1"):
         environment_files([chain("a", "/srv/a"), chain("b", "/srv/b")], "n1")

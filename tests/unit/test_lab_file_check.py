@@ -23,8 +23,12 @@ NODE = "mail1"
 
 def stored(mount_point: Path, directory: Path) -> subprocess.CompletedProcess[str]:
     """The checker's command in a node, run here with this interpreter."""
-    return subprocess.run([sys.executable, "-c", STORED_FILES, str(mount_point),
-                           str(directory)], capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", STORED_FILES, str(mount_point), str(directory)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def test_the_node_command_lists_every_stored_file_and_its_sha256(tmp_path: Path) -> None:
@@ -34,8 +38,7 @@ def test_the_node_command_lists_every_stored_file_and_its_sha256(tmp_path: Path)
     (data / ".f11.0123abcd.tmp").write_bytes(b"a write cut short")
     result = stored(mount_point_of(tmp_path), data)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {
-        f"f{seq}": hashlib.sha256(file_content(seq)).hexdigest() for seq in (1, 2, 10)}
+    assert json.loads(result.stdout) == {f"f{seq}": hashlib.sha256(file_content(seq)).hexdigest() for seq in (1, 2, 10)}
 
 
 def test_the_node_command_finds_nothing_in_a_missing_directory(tmp_path: Path) -> None:
@@ -97,6 +100,5 @@ def test_missing_files_checks_nothing_when_nothing_was_acknowledged() -> None:
 
 
 def test_files_acknowledged_by_a_chain_without_a_mount_are_an_error() -> None:
-    with pytest.raises(AssertionError, match="1 files acknowledged, but HACluster mail has no "
-                                             "mount to store them on"):
+    with pytest.raises(AssertionError, match="1 files acknowledged, but HACluster mail has no mount to store them on"):
         missing_files(Cluster([]), NODE, {"f1": "a" * 64})  # type: ignore[arg-type]

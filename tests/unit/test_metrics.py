@@ -46,11 +46,27 @@ from tandem_agent.metrics import (
 from tandem_agent.watchdog import NoWatchdog
 from tests.unit.test_refused_clusters import MAIL, builder, world
 
-PRIMARY = Serving(node="mail1", acting_epoch=7, lease_holder="mail1", lease_epoch=7,
-                  chain=ChainState.UP, chain_epoch=7, following=None, has_postgres=True)
-STANDBY = Serving(node="mail1", acting_epoch=None, lease_holder="mail2", lease_epoch=7,
-                  chain=ChainState.DOWN, chain_epoch=None, following=("mail2", 7),
-                  has_postgres=True, postgres_streaming=True)
+PRIMARY = Serving(
+    node="mail1",
+    acting_epoch=7,
+    lease_holder="mail1",
+    lease_epoch=7,
+    chain=ChainState.UP,
+    chain_epoch=7,
+    following=None,
+    has_postgres=True,
+)
+STANDBY = Serving(
+    node="mail1",
+    acting_epoch=None,
+    lease_holder="mail2",
+    lease_epoch=7,
+    chain=ChainState.DOWN,
+    chain_epoch=None,
+    following=("mail2", 7),
+    has_postgres=True,
+    postgres_streaming=True,
+)
 
 
 def with_(s: Serving, **changes: Any) -> Serving:
@@ -66,12 +82,13 @@ def test_primary_verdict_needs_the_lease_and_the_chain_up_for_its_epoch() -> Non
     cases = {
         "NotPrimary: mail2 holds the Lease": with_(PRIMARY, acting_epoch=None, lease_holder="mail2"),
         "NotPrimary: nobody holds the Lease": with_(PRIMARY, acting_epoch=None, lease_holder=None),
-        "NotActing: the Lease names this node but no renew succeeded within renewDeadline":
-            with_(PRIMARY, acting_epoch=None),
-        "ChainNotUp: this node holds the Lease at epoch 7; its chain is Unknown":
-            with_(PRIMARY, chain=ChainState.UNKNOWN),
-        "ChainNotUp: this node holds the Lease at epoch 7; its chain is Up":
-            with_(PRIMARY, chain_epoch=6),
+        "NotActing: the Lease names this node but no renew succeeded within renewDeadline": with_(
+            PRIMARY, acting_epoch=None
+        ),
+        "ChainNotUp: this node holds the Lease at epoch 7; its chain is Unknown": with_(
+            PRIMARY, chain=ChainState.UNKNOWN
+        ),
+        "ChainNotUp: this node holds the Lease at epoch 7; its chain is Up": with_(PRIMARY, chain_epoch=6),
     }
     for reason, serving in cases.items():
         assert primary_verdict(serving) == Verdict(False, reason)
@@ -85,11 +102,9 @@ def test_replica_verdict_needs_a_down_chain_following_the_holder_and_streaming()
         "NotStandby": PRIMARY,
         "NotStandby: the chain is Unknown on this node": with_(STANDBY, chain=ChainState.UNKNOWN),
         "NoPrimary: no other node holds the Lease": with_(STANDBY, lease_holder=None),
-        "NotFollowing: not rejoined as a standby of mail2 at epoch 7 yet":
-            with_(STANDBY, following=("mail2", 6)),
+        "NotFollowing: not rejoined as a standby of mail2 at epoch 7 yet": with_(STANDBY, following=("mail2", 6)),
         "VolumesNotJoined": with_(STANDBY, volumes_joined=False),
-        "NotStreaming: PostgreSQL here is not streaming from mail2":
-            with_(STANDBY, postgres_streaming=False),
+        "NotStreaming: PostgreSQL here is not streaming from mail2": with_(STANDBY, postgres_streaming=False),
         "NotStreaming": with_(STANDBY, postgres_streaming=None),
     }
     for reason, serving in cases.items():
@@ -129,16 +144,24 @@ def test_renew_writes_are_timed_and_failures_counted_takes_are_not() -> None:
     cluster.stepped_down("Switchover")
     cluster.stepped_down("Switchover")
     cluster.repair_attempted("PostgreSQL")
-    assert sample(registry, "tandem_agent_takeovers_total", **MAIL_LABELS,
-                  reason="LeaseExpired") == 1
+    assert sample(registry, "tandem_agent_takeovers_total", **MAIL_LABELS, reason="LeaseExpired") == 1
     assert sample(registry, "tandem_agent_stepdowns_total", **MAIL_LABELS, reason="Switchover") == 2
     assert sample(registry, "tandem_agent_repairs_total", **MAIL_LABELS, kind="PostgreSQL") == 1
 
 
 def test_api_errors_are_counted_by_kind_and_404_is_an_answer() -> None:
     assert [api_error_kind(s) for s in (None, 401, 403, 404, 409, 422, 429, 500, 503, 400)] == [
-        "Unavailable", "Unauthorized", "Forbidden", None, "Conflict", "Invalid",
-        "TooManyRequests", "ServerError", "ServerError", "Rejected"]
+        "Unavailable",
+        "Unauthorized",
+        "Forbidden",
+        None,
+        "Conflict",
+        "Invalid",
+        "TooManyRequests",
+        "ServerError",
+        "ServerError",
+        "Rejected",
+    ]
     registry = events_registry(metrics.EVENTS)
     before = sample(registry, "tandem_agent_api_errors_total", kind="Forbidden") or 0.0
     no_watches: Any = None
@@ -161,8 +184,9 @@ class FakeKube:
     def __init__(self) -> None:
         self.answers: list[LeaseRecord | Exception] = []
 
-    def write_lease(self, cluster: str, holder: str | None, epoch: int, acquire: bool,
-                    sync_standbys: tuple[str, ...] | None = None) -> LeaseRecord:
+    def write_lease(
+        self, cluster: str, holder: str | None, epoch: int, acquire: bool, sync_standbys: tuple[str, ...] | None = None
+    ) -> LeaseRecord:
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
@@ -182,8 +206,7 @@ def agent(tmp_path: Path) -> ClusterAgent:
     """The mail cluster's agent on mail1, as the node agent builds it; its threads never run."""
     runner = builder(tmp_path, world(MAIL))(MAIL)
     kube: Any = FakeKube()
-    built = ClusterAgent(kube, runner.cluster, runner, intent_of(MAIL, "mail1"),
-                         lambda why: None, NoWatchdog())
+    built = ClusterAgent(kube, runner.cluster, runner, intent_of(MAIL, "mail1"), lambda why: None, NoWatchdog())
     built.events = ClusterEvents("a", "mail", "mail1", AgentEvents())
     return built
 
@@ -196,8 +219,7 @@ def test_the_keeper_counts_a_refused_renew_and_a_takeover(agent: ClusterAgent) -
     agent._write_lease(8, acquire=True, cause="LeaseExpired")
     assert sample(registry, "tandem_agent_lease_renew_failures_total", **MAIL_LABELS) == 1
     assert sample(registry, "tandem_agent_lease_renew_seconds_count", **MAIL_LABELS) == 1
-    assert sample(registry, "tandem_agent_takeovers_total", **MAIL_LABELS,
-                  reason="LeaseExpired") == 1
+    assert sample(registry, "tandem_agent_takeovers_total", **MAIL_LABELS, reason="LeaseExpired") == 1
     assert agent.holding is not None and agent.holding.epoch == 8
 
 
@@ -216,8 +238,7 @@ def test_a_tear_down_of_a_chain_that_was_up_is_a_stepdown(agent: ClusterAgent) -
 
 
 def drbd(role: str, out_of_sync: int) -> ResourceStatus:
-    peer = PeerStatus("mail2", 1, "Connected", "Secondary", "UpToDate", "Established",
-                      out_of_sync, None, False)
+    peer = PeerStatus("mail2", 1, "Connected", "Secondary", "UpToDate", "Established", out_of_sync, None, False)
     return ResourceStatus("mail-store", 0, role, False, "UpToDate", False, None, (peer,))
 
 
@@ -244,23 +265,20 @@ def test_view_of_a_standby_reads_its_lag_and_streaming(agent: ClusterAgent) -> N
     agent.lease = LeaseView("mail2", 8, "5", time.monotonic())
     agent.runner.state, agent.runner.following = ChainState.DOWN, ("mail2", 8)
     agent.runner.drbd = {"mail-store": drbd("Secondary", 0)}
-    agent.postgres_seen = PostgresStatus(running=True, role="standby", receiving=True,
-                                         replay_lag_s=1.5)
+    agent.postgres_seen = PostgresStatus(running=True, role="standby", receiving=True, replay_lag_s=1.5)
 
     view = view_of(agent)
 
     assert view.epoch == 8 and view.resources == ()
     assert replica_verdict(view.serving).ok and not primary_verdict(view.serving).ok
     assert view.postgres_lag_seconds == 1.5
-    agent.postgres_seen = PostgresStatus(running=True, role="standby", receiving=False,
-                                         replay_lag_s=40.0)
+    agent.postgres_seen = PostgresStatus(running=True, role="standby", receiving=False, replay_lag_s=40.0)
     stopped = view_of(agent)
     assert replica_verdict(stopped.serving).reason.startswith("NotStreaming")
     assert stopped.postgres_lag_seconds == 40.0
 
 
-def test_each_report_keeps_the_postgres_status_it_read_for_the_next_scrape(
-        agent: ClusterAgent) -> None:
+def test_each_report_keeps_the_postgres_status_it_read_for_the_next_scrape(agent: ClusterAgent) -> None:
     streaming = PostgresStatus(running=True, role="standby", receiving=True, replay_lag_s=0.0)
     runner: Any = agent.runner
     runner.postgres_status = lambda: streaming
@@ -271,12 +289,20 @@ def test_each_report_keeps_the_postgres_status_it_read_for_the_next_scrape(
 
 
 def node() -> NodeState:
-    mail = ClusterView("a", "mail", PRIMARY, 7,
-                       resources=(("PostgreSQL", "postgresql", True), ("Service", "web", False)),
-                       drbd_out_of_sync=(("mail-store", 4096),))
+    mail = ClusterView(
+        "a",
+        "mail",
+        PRIMARY,
+        7,
+        resources=(("PostgreSQL", "postgresql", True), ("Service", "web", False)),
+        drbd_out_of_sync=(("mail-store", 4096),),
+    )
     web = ClusterView("b", "web", STANDBY, 7, postgres_lag_seconds=2.5)
-    return NodeState("mail1", {"a/mail": mail, "b/web": web},
-                     {"a/broken": "spec.chain.mounts[0].volume: DRBDVolume x is not in the chain"})
+    return NodeState(
+        "mail1",
+        {"a/mail": mail, "b/web": web},
+        {"a/broken": "spec.chain.mounts[0].volume: DRBDVolume x is not in the chain"},
+    )
 
 
 def test_the_gauges_render_from_the_node_state() -> None:
@@ -287,14 +313,13 @@ def test_the_gauges_render_from_the_node_state() -> None:
     assert sample(registry, "tandem_agent_replicating", **MAIL_LABELS) == 0
     assert sample(registry, "tandem_agent_replicating", **web) == 1
     assert sample(registry, "tandem_agent_epoch", **web) == 7
-    assert sample(registry, "tandem_agent_resource_healthy", **MAIL_LABELS,
-                  kind="PostgreSQL", resource="postgresql") == 1
-    assert sample(registry, "tandem_agent_resource_healthy", **MAIL_LABELS,
-                  kind="Service", resource="web") == 0
+    assert (
+        sample(registry, "tandem_agent_resource_healthy", **MAIL_LABELS, kind="PostgreSQL", resource="postgresql") == 1
+    )
+    assert sample(registry, "tandem_agent_resource_healthy", **MAIL_LABELS, kind="Service", resource="web") == 0
     assert sample(registry, "tandem_agent_postgres_lag_seconds", **web) == 2.5
     assert sample(registry, "tandem_agent_postgres_lag_seconds", **MAIL_LABELS) is None
-    assert sample(registry, "tandem_agent_drbd_out_of_sync_bytes", **MAIL_LABELS,
-                  volume="mail-store") == 4096
+    assert sample(registry, "tandem_agent_drbd_out_of_sync_bytes", **MAIL_LABELS, volume="mail-store") == 4096
     text = generate_latest(registry).decode()
     assert "# TYPE tandem_agent_primary gauge" in text
     assert 'tandem_agent_primary{cluster="mail",namespace="a",node="mail1"} 1.0' in text
@@ -302,12 +327,9 @@ def test_the_gauges_render_from_the_node_state() -> None:
 
 def test_health_replies() -> None:
     state = node()
-    assert health_reply("/primary/a/mail", state) == Reply(
-        200, "Primary: chain up at epoch 7\n")
-    assert health_reply("/replica/a/mail", state) == Reply(
-        503, "NotStandby: the chain is Up on this node\n")
-    assert health_reply("/replica/b/web/", state) == Reply(
-        200, "Replicating: standby of mail2 at epoch 7\n")
+    assert health_reply("/primary/a/mail", state) == Reply(200, "Primary: chain up at epoch 7\n")
+    assert health_reply("/replica/a/mail", state) == Reply(503, "NotStandby: the chain is Up on this node\n")
+    assert health_reply("/replica/b/web/", state) == Reply(200, "Replicating: standby of mail2 at epoch 7\n")
     refused = health_reply("/primary/a/broken", state)
     assert refused is not None and refused.status == 503
     assert refused.body.startswith("InvalidSpec: spec.chain.mounts[0].volume")

@@ -19,8 +19,7 @@ def test_a_port_in_use_is_one_error_naming_the_option(caplog: pytest.LogCaptureF
         taken.listen()
         port = taken.getsockname()[1]
         with caplog.at_level(logging.ERROR):
-            assert serve(("127.0.0.1", port), CollectorRegistry(), None,
-                         "--metrics-address") is None
+            assert serve(("127.0.0.1", port), CollectorRegistry(), None, "--metrics-address") is None
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1
     assert errors[0].startswith(f"--metrics-address 127.0.0.1:{port}: cannot listen")
@@ -57,8 +56,7 @@ def test_routes_and_a_route_that_fails() -> None:
         answers = [get(server.port, path) for path in ("/healthz", "/busy", "/boom", "/else")]
     finally:
         server.stop()
-    assert answers == [(200, "ok\n"), (503, "busy\n"), (500, "internal error\n"),
-                       (404, "not found: /else\n")]
+    assert answers == [(200, "ok\n"), (503, "busy\n"), (500, "internal error\n"), (404, "not found: /else\n")]
 
 
 def test_an_ipv6_address_is_served_over_ipv6() -> None:

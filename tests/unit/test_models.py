@@ -42,8 +42,12 @@ def test_models_speak_camel_case_and_refuse_unknown_fields() -> None:
 def test_floating_ip_interface_name_is_bounded() -> None:
     with pytest.raises(ValidationError, match="interface"):
         FloatingIPSpec.model_validate(
-            {"cluster": "c", "addresses": [{"start": "198.18.0.2"}], "prefixLength": 24,
-             "interface": "an-interface-name-too-long"}
+            {
+                "cluster": "c",
+                "addresses": [{"start": "198.18.0.2"}],
+                "prefixLength": 24,
+                "interface": "an-interface-name-too-long",
+            }
         )
 
 
@@ -70,8 +74,7 @@ def test_generated_schema_is_structural_and_bounded(kind: crdgen.Kind) -> None:
             assert banned not in node, f"{kind.kind}{path} still has {banned}"
         # anyOf only of value validations: a union of types is not structural.
         for branch in node.get("anyOf", []):
-            assert not {"type", "$ref", "description", "default"} & set(branch), \
-                f"{kind.kind}{path}: anyOf of types"
+            assert not {"type", "$ref", "description", "default"} & set(branch), f"{kind.kind}{path}: anyOf of types"
         if node.get("type") == "string" and "enum" not in node and "format" not in node:
             assert "maxLength" in node, f"{kind.kind}{path}: unbounded string"
         if node.get("type") == "array":
@@ -80,8 +83,7 @@ def test_generated_schema_is_structural_and_bounded(kind: crdgen.Kind) -> None:
             assert node["default"] is not None, f"{kind.kind}{path}: null default"
 
 
-@pytest.mark.parametrize("kind", [k for k in crdgen.KINDS if k.status is not None],
-                         ids=lambda k: k.kind)
+@pytest.mark.parametrize("kind", [k for k in crdgen.KINDS if k.status is not None], ids=lambda k: k.kind)
 def test_conditions_are_a_map_list_keyed_by_type(kind: crdgen.Kind) -> None:
     status = crdgen.crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     conditions = status["properties"]["status"]["properties"]["conditions"]
@@ -114,14 +116,17 @@ def test_samples_parse_with_the_models() -> None:
     assert seen >= 12
 
 
-@pytest.mark.parametrize("unit", ["postfix.service", "mail-jobs.timer", "php8.2-fpm.service",
-                                  "getty@tty1.service", r"srv-my\x2ddata.mount"])
+@pytest.mark.parametrize(
+    "unit", ["postfix.service", "mail-jobs.timer", "php8.2-fpm.service", "getty@tty1.service", r"srv-my\x2ddata.mount"]
+)
 def test_service_units_of_real_systemd_units_are_accepted(unit: str) -> None:
     assert ServiceSpec(name="s", unit=unit).unit == unit
 
 
-@pytest.mark.parametrize("unit", ["postfix", "-x.service", ".service", "a b.service",
-                                  "x.service\n", "x.device", "x.service;reboot", "../x.service"])
+@pytest.mark.parametrize(
+    "unit",
+    ["postfix", "-x.service", ".service", "a b.service", "x.service\n", "x.device", "x.service;reboot", "../x.service"],
+)
 def test_service_units_outside_the_systemd_rules_are_refused(unit: str) -> None:
     with pytest.raises(ValidationError, match="must be a systemd unit name"):
         ServiceSpec(name="s", unit=unit)
@@ -143,9 +148,28 @@ def test_replication_user_accepts_plain_names(user: str) -> None:
     assert PostgresSpec(replication_user=user).replication_user == user
 
 
-@pytest.mark.parametrize("user", ["all", "replication", "postgres", "pg_monitor", "public",
-                                  "Replicator", "1r", "a-b", "a b", 'r"', "r'", "r\\", "r\n", "",
-                                  "r" * 64, "+group", "@file"])
+@pytest.mark.parametrize(
+    "user",
+    [
+        "all",
+        "replication",
+        "postgres",
+        "pg_monitor",
+        "public",
+        "Replicator",
+        "1r",
+        "a-b",
+        "a b",
+        'r"',
+        "r'",
+        "r\\",
+        "r\n",
+        "",
+        "r" * 64,
+        "+group",
+        "@file",
+    ],
+)
 def test_replication_user_refuses_what_pg_hba_or_sql_would_misread(user: str) -> None:
     with pytest.raises(ValidationError, match="replicationUser|replication_user"):
         PostgresSpec(replication_user=user)
@@ -155,8 +179,13 @@ def test_client_access_is_typed() -> None:
     rule = ClientAccess(database="mail", user="webmail", address="198.18.0.0/24")
     assert rule.address == "198.18.0.0/24"
     assert ClientAccess(database="d", user="u", address="2001:db8::/64").user == "u"
-    for bad in ({"database": "all"}, {"database": "replication"}, {"user": "postgres"},
-                {"address": "198.18.0.1"}, {"address": "198.18.0.0/33"}, {"address": "any"}):
+    for bad in (
+        {"database": "all"},
+        {"database": "replication"},
+        {"user": "postgres"},
+        {"address": "198.18.0.1"},
+        {"address": "198.18.0.0/33"},
+        {"address": "any"},
+    ):
         with pytest.raises(ValidationError):
-            ClientAccess.model_validate({"database": "d", "user": "u", "address": "10.0.0.0/8"}
-                                        | bad)
+            ClientAccess.model_validate({"database": "d", "user": "u", "address": "10.0.0.0/8"} | bad)

@@ -54,20 +54,21 @@ from tandem_agent.drivers.services import (
 # mountinfo parsing
 
 # Shapes taken from proc(5) and from this kernel's /proc/self/mountinfo.
-PROC5_EXAMPLE = (
-    "36 35 98:0 /mnt1 /mnt/parent rw,noatime master:1 - ext3 /dev/root rw,errors=continue"
-)
+PROC5_EXAMPLE = "36 35 98:0 /mnt1 /mnt/parent rw,noatime master:1 - ext3 /dev/root rw,errors=continue"
 TWO_OPTIONAL = "61 27 0:39 / /srv/a rw,relatime shared:5 master:2 - tmpfs tmpfs rw,size=1024k"
 NO_OPTIONAL = "44 27 0:39 / /tmp/x/a\\040b rw,relatime - tmpfs x\\040y rw,size=1024k"
-BIND_LINE = (
-    "45 27 254:0 /tmp/x/a\\040b /tmp/x/c rw,relatime - ext4 /dev/vda "
-    "rw,discard,resv_strict"
-)
+BIND_LINE = "45 27 254:0 /tmp/x/a\\040b /tmp/x/c rw,relatime - ext4 /dev/vda rw,discard,resv_strict"
 
 
 def entry(
-    mount_id: int, parent: int, dev: str, root: str, point: str, *,
-    fstype: str = "ext4", source: str = "/dev/vda",
+    mount_id: int,
+    parent: int,
+    dev: str,
+    root: str,
+    point: str,
+    *,
+    fstype: str = "ext4",
+    source: str = "/dev/vda",
 ) -> MountEntry:
     major, minor = (int(x) for x in dev.split(":"))
     return MountEntry(mount_id, parent, major, minor, root, point, ("rw",), fstype, source)
@@ -269,7 +270,8 @@ def test_process_uses_sees_an_open_file_of_this_process(tmp_path: object) -> Non
 
 def test_busy_error_names_pids_commands_and_submounts() -> None:
     err = MountBusyError(
-        "/data", [MountHolder(4242, "sleep", ("cwd",)), MountHolder(7, "postgres", ("fd 5",))],
+        "/data",
+        [MountHolder(4242, "sleep", ("cwd",)), MountHolder(7, "postgres", ("fd 5",))],
         ["/data/x"],
     )
     text = str(err)
@@ -371,23 +373,51 @@ SubState=dead
 def test_systemctl_argument_lists() -> None:
     b = SystemdBackend()
     assert b.argv("start", "tandem-web.service") == [
-        "systemctl", "--no-ask-password", "start", "--", "tandem-web.service"]
-    assert b.argv("stop", "mail-jobs.timer") == [
-        "systemctl", "--no-ask-password", "stop", "--", "mail-jobs.timer"]
+        "systemctl",
+        "--no-ask-password",
+        "start",
+        "--",
+        "tandem-web.service",
+    ]
+    assert b.argv("stop", "mail-jobs.timer") == ["systemctl", "--no-ask-password", "stop", "--", "mail-jobs.timer"]
     assert b.argv("reset-failed", "pg.service") == [
-        "systemctl", "--no-ask-password", "reset-failed", "--", "pg.service"]
+        "systemctl",
+        "--no-ask-password",
+        "reset-failed",
+        "--",
+        "pg.service",
+    ]
     assert b.show_argv("postgresql@15-main.service") == [
-        "systemctl", "--no-ask-password", "show",
-        "--property=Id,LoadState,ActiveState,SubState,Result,MainPID,ExecMainPID,"
-        "ExecMainCode,ExecMainStatus",
-        "--", "postgresql@15-main.service"]
-    assert SystemdBackend(systemctl="/bin/systemctl").argv("start", "x.service")[0] == \
-        "/bin/systemctl"
+        "systemctl",
+        "--no-ask-password",
+        "show",
+        "--property=Id,LoadState,ActiveState,SubState,Result,MainPID,ExecMainPID,ExecMainCode,ExecMainStatus",
+        "--",
+        "postgresql@15-main.service",
+    ]
+    assert SystemdBackend(systemctl="/bin/systemctl").argv("start", "x.service")[0] == "/bin/systemctl"
 
 
-@pytest.mark.parametrize("bad", ["", "-H", "--all", "a b", "a;b", "x/../y", "a\nb", "pg",
-                                 "postfix.service\n", ".service", "-x.service", "x.device",
-                                 "x.swap", "x.slice", "x.service;reboot"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "-H",
+        "--all",
+        "a b",
+        "a;b",
+        "x/../y",
+        "a\nb",
+        "pg",
+        "postfix.service\n",
+        ".service",
+        "-x.service",
+        "x.device",
+        "x.swap",
+        "x.slice",
+        "x.service;reboot",
+    ],
+)
 def test_systemctl_refuses_odd_unit_names(bad: str) -> None:
     with pytest.raises(DriverError, match="invalid systemd unit"):
         SystemdBackend().argv("start", bad)
@@ -395,9 +425,19 @@ def test_systemctl_refuses_odd_unit_names(bad: str) -> None:
         SystemdBackend({"svc": bad})
 
 
-@pytest.mark.parametrize("good", ["php8.2-fpm.service", "mail-jobs.timer", "getty@tty1.service",
-                                  "srv-mail.mount", r"mnt-my\x2ddisk.mount", "multi-user.target",
-                                  "cups.socket", "cups.path"])
+@pytest.mark.parametrize(
+    "good",
+    [
+        "php8.2-fpm.service",
+        "mail-jobs.timer",
+        "getty@tty1.service",
+        "srv-mail.mount",
+        r"mnt-my\x2ddisk.mount",
+        "multi-user.target",
+        "cups.socket",
+        "cups.path",
+    ],
+)
 def test_systemd_unit_names_of_real_units_are_accepted(good: str) -> None:
     assert SystemdBackend().argv("stop", good)[-1] == good
 
@@ -406,11 +446,11 @@ def test_systemd_backend_drives_the_unit_not_the_service_name(tmp_path: Path) ->
     """The service's name is its identity in status; systemctl only ever sees its unit."""
     calls = tmp_path / "calls"
     fake = tmp_path / "systemctl"
-    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\n"
-                    "printf 'Id=%s\\nLoadState=loaded\\nActiveState=inactive\\n' \"$5\"\n")
+    fake.write_text(
+        f'#!/bin/sh\necho "$@" >> {calls}\nprintf \'Id=%s\\nLoadState=loaded\\nActiveState=inactive\\n\' "$5"\n'
+    )
     fake.chmod(0o755)
-    backend = SystemdBackend({"php": "php8.2-fpm.service", "jobs": "mail-jobs.timer"},
-                             systemctl=str(fake))
+    backend = SystemdBackend({"php": "php8.2-fpm.service", "jobs": "mail-jobs.timer"}, systemctl=str(fake))
     assert backend.start("php").changed
     assert backend.status("jobs").name == "jobs"
     lines = calls.read_text().splitlines()
@@ -428,7 +468,13 @@ def test_systemctl_refuses_unknown_verbs() -> None:
 
 def test_systemctl_kill_sends_sigkill_to_the_unit() -> None:
     assert SystemdBackend().kill_argv("web.service") == [
-        "systemctl", "--no-ask-password", "kill", "--signal=SIGKILL", "--", "web.service"]
+        "systemctl",
+        "--no-ask-password",
+        "kill",
+        "--signal=SIGKILL",
+        "--",
+        "web.service",
+    ]
 
 
 def test_parse_show_keeps_equals_in_values() -> None:
@@ -514,8 +560,7 @@ def test_every_service_needs_a_valid_unit() -> None:
         ServiceSpec.model_validate({"name": "echo"})
     with pytest.raises(ValueError, match="unit"):
         ServiceSpec.model_validate({"name": "echo", "unit": "echo.service; reboot"})
-    services = _services({"name": "postfix", "unit": "postfix.service"},
-                         {"name": "jobs", "unit": "mail-jobs.timer"})
+    services = _services({"name": "postfix", "unit": "postfix.service"}, {"name": "jobs", "unit": "mail-jobs.timer"})
     assert service_problems(services) == []
     assert [s.name for s in runnable(services)] == ["postfix", "jobs"]
 
@@ -533,9 +578,12 @@ def test_a_unit_that_slipped_past_the_api_is_still_refused_by_the_agent() -> Non
 
 
 def test_timeouts_come_from_the_service_specs() -> None:
-    backend = SystemdBackend.for_services(_services(
-        {"name": "web", "unit": "web.service", "stopTimeoutSeconds": 20},
-        {"name": "jobs", "unit": "mail-jobs.timer", "startTimeoutSeconds": 5}))
+    backend = SystemdBackend.for_services(
+        _services(
+            {"name": "web", "unit": "web.service", "stopTimeoutSeconds": 20},
+            {"name": "jobs", "unit": "mail-jobs.timer", "startTimeoutSeconds": 5},
+        )
+    )
     assert backend.units == {"web": "web.service", "jobs": "mail-jobs.timer"}
     assert backend.start_timeouts == {"web": 90, "jobs": 5}
     assert backend.stop_timeouts == {"web": 20}  # jobs: no limit of its own
@@ -548,8 +596,9 @@ def test_timeouts_must_name_known_services_and_be_positive() -> None:
         SystemdBackend({"web": "web.service"}, start_timeouts={"web": 0})
 
 
-@pytest.mark.parametrize(("show", "kill"), [(SHOW_STOPPING, True), (SHOW_RUNNING, True),
-                                            (SHOW_STOPPED, False), (SHOW_KILLED, False)])
+@pytest.mark.parametrize(
+    ("show", "kill"), [(SHOW_STOPPING, True), (SHOW_RUNNING, True), (SHOW_STOPPED, False), (SHOW_KILLED, False)]
+)
 def test_kill_only_a_unit_still_running_at_its_stop_deadline(show: str, kill: bool) -> None:
     status = status_from_show("web", parse_show(show))
     assert kill_needed(status) is kill
@@ -559,8 +608,13 @@ def test_kill_only_a_unit_still_running_at_its_stop_deadline(show: str, kill: bo
 def standin_systemctl(tmp_path: Path, state: str, *quirks: str) -> tuple[str, Path]:
     """A `systemctl` that keeps a unit's state in a file and shows it as recorded `systemctl
     show` output. Quirks: slow-start and slow-stop hang, unkillable ignores kill."""
-    shows = {"active": SHOW_RUNNING, "activating": SHOW_STARTING, "deactivating": SHOW_STOPPING,
-             "inactive": SHOW_STOPPED, "failed": SHOW_KILLED}
+    shows = {
+        "active": SHOW_RUNNING,
+        "activating": SHOW_STARTING,
+        "deactivating": SHOW_STOPPING,
+        "inactive": SHOW_STOPPED,
+        "failed": SHOW_KILLED,
+    }
     for name, text in shows.items():
         (tmp_path / f"show-{name}").write_text(text)
     (tmp_path / "state").write_text(state)
@@ -591,24 +645,24 @@ def test_a_stop_within_its_timeout_kills_nothing(tmp_path: Path) -> None:
 
 def test_a_stop_past_its_timeout_becomes_sigkill(tmp_path: Path) -> None:
     systemctl, calls = standin_systemctl(tmp_path, "active", "slow-stop")
-    backend = SystemdBackend({"web": "web.service"}, systemctl=systemctl,
-                             stop_timeouts={"web": 0.2}, kill_wait=1)
+    backend = SystemdBackend({"web": "web.service"}, systemctl=systemctl, stop_timeouts={"web": 0.2}, kill_wait=1)
     started = time.monotonic()
     outcome = backend.stop("web")
     assert time.monotonic() - started < 2
     assert outcome.changed
     assert outcome.detail == "killed web (web.service) with SIGKILL: it did not stop within 0.2s"
-    assert [line.split()[0] for line in calls.read_text().splitlines()] == [
-        "show", "stop", "show", "kill", "show"]
+    assert [line.split()[0] for line in calls.read_text().splitlines()] == ["show", "stop", "show", "kill", "show"]
     assert "kill --signal=SIGKILL" in calls.read_text()
 
 
 def test_a_unit_that_survives_sigkill_is_an_error_after_a_bounded_wait(tmp_path: Path) -> None:
     systemctl, _ = standin_systemctl(tmp_path, "active", "slow-stop", "unkillable")
-    backend = SystemdBackend({"web": "web.service"}, systemctl=systemctl,
-                             stop_timeouts={"web": 0.2}, kill_wait=0.3)
-    with pytest.raises(ServiceError, match=r"did not stop within 0.2s, nor within 0.3s of SIGKILL: "
-                                           r"deactivating; sub-state stop-sigterm") as err:
+    backend = SystemdBackend({"web": "web.service"}, systemctl=systemctl, stop_timeouts={"web": 0.2}, kill_wait=0.3)
+    with pytest.raises(
+        ServiceError,
+        match=r"did not stop within 0.2s, nor within 0.3s of SIGKILL: "
+        r"deactivating; sub-state stop-sigterm",
+    ) as err:
         backend.stop("web")
     assert err.value.status is not None and err.value.status.state is ServiceState.DEACTIVATING
 
@@ -624,8 +678,11 @@ def test_a_stop_without_its_own_timeout_is_never_killed(tmp_path: Path) -> None:
 def test_a_start_past_its_timeout_fails_with_the_units_state(tmp_path: Path) -> None:
     systemctl, _ = standin_systemctl(tmp_path, "inactive", "slow-start")
     backend = SystemdBackend({"web": "web.service"}, systemctl=systemctl, start_timeouts={"web": 0.2})
-    with pytest.raises(ServiceError, match=r"start of web.service did not finish within 0.2s: "
-                                           r"activating; sub-state start"):
+    with pytest.raises(
+        ServiceError,
+        match=r"start of web.service did not finish within 0.2s: "
+        r"activating; sub-state start",
+    ):
         backend.start("web")
 
 

@@ -24,13 +24,22 @@ from tandem_operator.snapshot import NodeInfo
 CLUSTER = ("ns", "c")
 
 
-def hacluster(name: str = "c", *, annotations: dict[str, str] | None = None,
-              status: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"apiVersion": "tandem.dev/v1alpha1", "kind": "HACluster",
-            "metadata": {"name": name, "namespace": "ns", "resourceVersion": "7",
-                         "annotations": annotations or {},
-                         "managedFields": [{"manager": "tandem-operator"}]},
-            "spec": {"nodes": [{"name": "n1"}, {"name": "n2"}]}, "status": status or {}}
+def hacluster(
+    name: str = "c", *, annotations: dict[str, str] | None = None, status: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "tandem.dev/v1alpha1",
+        "kind": "HACluster",
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "resourceVersion": "7",
+            "annotations": annotations or {},
+            "managedFields": [{"manager": "tandem-operator"}],
+        },
+        "spec": {"nodes": [{"name": "n1"}, {"name": "n2"}]},
+        "status": status or {},
+    }
 
 
 def cluster_entry(body: dict[str, Any]) -> Entry[ClusterEntry]:
@@ -74,8 +83,7 @@ def test_a_write_already_in_the_cache_or_without_change_is_not_awaited() -> None
     assert catchup.pending(CLUSTER) == []
 
 
-def test_a_watch_that_never_shows_the_write_is_given_up_on_after_the_timeout(
-        caplog: pytest.LogCaptureFixture) -> None:
+def test_a_watch_that_never_shows_the_write_is_given_up_on_after_the_timeout(caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock()
     catchup = Catchup(timeout=10, clock=clock)
     catchup.wrote(CLUSTER, STATUS, "12", cached="11")
@@ -83,8 +91,7 @@ def test_a_watch_that_never_shows_the_write_is_given_up_on_after_the_timeout(
     assert catchup.pending(CLUSTER) == [STATUS]
     clock.now += 0.1
     assert catchup.pending(CLUSTER) == []
-    assert "the watch has not shown the operator's write of haclusters c (resourceVersion 12)" \
-        in caplog.text
+    assert "the watch has not shown the operator's write of haclusters c (resourceVersion 12)" in caplog.text
     catchup.seen(STATUS, "12")  # late: nothing left to clear
     assert catchup.pending(CLUSTER) == []
 
@@ -103,11 +110,21 @@ def test_a_newer_write_replaces_the_awaited_version_and_forget_drops_the_cluster
 
 
 def volume(name: str, version: str) -> Entry[DRBDVolume]:
-    parsed = parse_member({"metadata": {"name": name}, "spec": {
-        "cluster": "c", "resourceName": name, "minor": 0,
-        "nodes": [{"name": "n1", "disk": "/dev/vg0/d", "address": "198.19.0.1", "nodeId": 0},
-                  {"name": "n2", "disk": "/dev/vg0/d", "address": "198.19.0.2", "nodeId": 1}]}},
-        DRBDVolume)
+    parsed = parse_member(
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "cluster": "c",
+                "resourceName": name,
+                "minor": 0,
+                "nodes": [
+                    {"name": "n1", "disk": "/dev/vg0/d", "address": "198.19.0.1", "nodeId": 0},
+                    {"name": "n2", "disk": "/dev/vg0/d", "address": "198.19.0.2", "nodeId": 1},
+                ],
+            },
+        },
+        DRBDVolume,
+    )
     assert parsed is not None
     return Entry(name, version, parsed)
 
@@ -137,10 +154,12 @@ def test_cache_lookups_read_the_indexes_by_namespace_name_and_node() -> None:
 
 
 def test_parsers_of_the_index_functions() -> None:
-    assert parse_node({"metadata": {"name": "n1", "annotations": {"tandem.dev/maintenance": "True"}},
-                       "spec": {}}) == NodeInfo("n1", maintenance=True)
+    assert parse_node(
+        {"metadata": {"name": "n1", "annotations": {"tandem.dev/maintenance": "True"}}, "spec": {}}
+    ) == NodeInfo("n1", maintenance=True)
     assert parse_node({"metadata": {"name": "n2"}, "spec": {"unschedulable": True}}) == NodeInfo(
-        "n2", unschedulable=True)
+        "n2", unschedulable=True
+    )
     assert parse_member({"metadata": {"name": "vip"}, "spec": {"cluster": 5}}, FloatingIP) is None
     vol = volume("data", "1").value
     assert vol.spec.resource_name == "data"
@@ -160,10 +179,16 @@ def test_an_unhandled_switchover_or_forced_failover_request_needs_a_fresh_read()
     assert check(switchover) == "switchover request r1"
     assert check(switchover, {"handledSwitchoverId": "r1"}) is None, "handled: the cache is enough"
     assert check({SWITCHOVER_ANNOTATION: "n2"}) is None, "no request without an id"
-    forced = {FORCE_FAILOVER_ANNOTATION: "n2", FORCE_FAILOVER_ID_ANNOTATION: "f1",
-              ACCEPT_DATA_LOSS_ANNOTATION: "true"}
+    forced = {FORCE_FAILOVER_ANNOTATION: "n2", FORCE_FAILOVER_ID_ANNOTATION: "f1", ACCEPT_DATA_LOSS_ANNOTATION: "true"}
     assert check(forced) == "forced failover request f1"
-    judged = {"forcedFailover": {"requestId": "f1", "target": "n2", "fromEpoch": 1,
-                                 "phase": "Completed", "requestedAt": "2026-11-22T03:00:00Z"}}
+    judged = {
+        "forcedFailover": {
+            "requestId": "f1",
+            "target": "n2",
+            "fromEpoch": 1,
+            "phase": "Completed",
+            "requestedAt": "2026-11-22T03:00:00Z",
+        }
+    }
     assert check(forced, judged) is None
     assert check({**forced, FORCE_FAILOVER_ID_ANNOTATION: "f2"}, judged) == "forced failover request f2"

@@ -32,20 +32,43 @@ def iso(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def report(name: str, role: str = "Standby", epoch: int = 1, *, lag: int | None = 0,
-           disk: str = "UpToDate", conn: str = "Connected", eligible: bool | None = True,
-           why: tuple[str, str] | None = None, age: float = 1.0, message: str = "", drbd_role: str | None = None,
-           pg_role: str | None = None, services: list[dict[str, Any]] | None = None,
-           at: datetime = NOW) -> dict[str, Any]:
+def report(
+    name: str,
+    role: str = "Standby",
+    epoch: int = 1,
+    *,
+    lag: int | None = 0,
+    disk: str = "UpToDate",
+    conn: str = "Connected",
+    eligible: bool | None = True,
+    why: tuple[str, str] | None = None,
+    age: float = 1.0,
+    message: str = "",
+    drbd_role: str | None = None,
+    pg_role: str | None = None,
+    services: list[dict[str, Any]] | None = None,
+    at: datetime = NOW,
+) -> dict[str, Any]:
     pg: dict[str, Any] = {"role": pg_role or ("Primary" if role == "Primary" else "Standby")}
     if lag is not None and pg["role"] == "Standby":
         pg["lagSeconds"] = lag
     entry: dict[str, Any] = {
-        "name": name, "role": role, "epoch": epoch,
+        "name": name,
+        "role": role,
+        "epoch": epoch,
         "heartbeatTime": iso(at - timedelta(seconds=age)),
-        "drbd": [{"name": "data", "role": drbd_role or ("Primary" if role == "Primary" else "Secondary"),
-                  "diskState": disk, "connectionState": conn, "replicationState": "Established"}],
-        "postgres": pg, "message": message, "services": services or [],
+        "drbd": [
+            {
+                "name": "data",
+                "role": drbd_role or ("Primary" if role == "Primary" else "Secondary"),
+                "diskState": disk,
+                "connectionState": conn,
+                "replicationState": "Established",
+            }
+        ],
+        "postgres": pg,
+        "message": message,
+        "services": services or [],
     }
     if eligible is not None:
         entry["eligible"] = eligible
@@ -54,8 +77,13 @@ def report(name: str, role: str = "Standby", epoch: int = 1, *, lag: int | None 
     return entry
 
 
-def cluster(*reports: dict[str, Any], nodes: tuple[str, ...] = ("n1", "n2"), primary: str | None = "n1",
-            status: dict[str, Any] | None = None, **spec: Any) -> HACluster:
+def cluster(
+    *reports: dict[str, Any],
+    nodes: tuple[str, ...] = ("n1", "n2"),
+    primary: str | None = "n1",
+    status: dict[str, Any] | None = None,
+    **spec: Any,
+) -> HACluster:
     body: dict[str, Any] = {
         "nodes": [{"name": n} for n in nodes],
         "chain": {"volumes": ["data"], "floatingIPs": ["vip"], "postgres": {}},
@@ -69,17 +97,27 @@ def cluster(*reports: dict[str, Any], nodes: tuple[str, ...] = ("n1", "n2"), pri
 
 
 def volume(name: str = "data", owner: str = "c", nodes: tuple[str, ...] = ("n1", "n2")) -> DRBDVolume:
-    return DRBDVolume.model_validate({"spec": {
-        "cluster": owner, "resourceName": name, "minor": 0,
-        "nodes": [{"name": n, "disk": "/dev/vg0/data", "address": f"198.19.0.{i + 1}", "nodeId": i}
-                  for i, n in enumerate(nodes)],
-        "quorum": {"mode": "off"}}})
+    return DRBDVolume.model_validate(
+        {
+            "spec": {
+                "cluster": owner,
+                "resourceName": name,
+                "minor": 0,
+                "nodes": [
+                    {"name": n, "disk": "/dev/vg0/data", "address": f"198.19.0.{i + 1}", "nodeId": i}
+                    for i, n in enumerate(nodes)
+                ],
+                "quorum": {"mode": "off"},
+            }
+        }
+    )
 
 
 def fip(*ranges: tuple[str, str | None], owner: str = "c") -> FloatingIP:
     addresses = [{"start": a} if b is None else {"start": a, "end": b} for a, b in ranges]
-    return FloatingIP.model_validate({"spec": {
-        "cluster": owner, "addresses": addresses, "prefixLength": 24, "interface": "mgmt"}})
+    return FloatingIP.model_validate(
+        {"spec": {"cluster": owner, "addresses": addresses, "prefixLength": 24, "interface": "mgmt"}}
+    )
 
 
 HELD = LeaseRecord("n1", 1, NOW - timedelta(minutes=5), NOW - timedelta(seconds=1), 3)
@@ -87,9 +125,13 @@ HELD = LeaseRecord("n1", 1, NOW - timedelta(minutes=5), NOW - timedelta(seconds=
 
 def snap(c: HACluster, lease: LeaseRecord | None = HELD, **kw: Any) -> Snapshot:
     args: dict[str, Any] = {
-        "name": "c", "namespace": "ns", "generation": 1, "cluster": c,
+        "name": "c",
+        "namespace": "ns",
+        "generation": 1,
+        "cluster": c,
         "lease": lease,
-        "now": NOW, "volumes": {"data": volume()},
+        "now": NOW,
+        "volumes": {"data": volume()},
         "floating_ips": {"vip": fip(("198.18.0.2", "198.18.0.100"))},
     }
     args.update(kw)
@@ -122,7 +164,8 @@ def reasons(d: core.Decision) -> list[str]:
 
 def with_reports(s: Snapshot, *reports: dict[str, Any]) -> Snapshot:
     status = (s.cluster.status or HAClusterStatus()).model_copy(
-        update={"nodes": HAClusterStatus.model_validate({"nodes": list(reports)}).nodes})
+        update={"nodes": HAClusterStatus.model_validate({"nodes": list(reports)}).nodes}
+    )
     return Snapshot(**{**s.__dict__, "cluster": s.cluster.model_copy(update={"status": status})})
 
 
@@ -148,8 +191,9 @@ def test_a_foreign_condition_does_not_make_the_operator_write_forever() -> None:
     s = settle(snap(healthy()))
     status = s.cluster.status
     assert status is not None
-    foreign = HAClusterStatus.model_validate({"conditions": [{
-        "type": "Backup", "status": "True", "reason": "Done", "lastTransitionTime": iso(NOW)}]})
+    foreign = HAClusterStatus.model_validate(
+        {"conditions": [{"type": "Backup", "status": "True", "reason": "Done", "lastTransitionTime": iso(NOW)}]}
+    )
     status = status.model_copy(update={"conditions": [*status.conditions, *foreign.conditions]})
     s = Snapshot(**{**s.__dict__, "cluster": s.cluster.model_copy(update={"status": status})})
     assert core.reconcile(s).patch is None
@@ -158,8 +202,7 @@ def test_a_foreign_condition_does_not_make_the_operator_write_forever() -> None:
 def test_conditions_keep_their_transition_time_until_their_status_changes() -> None:
     s = settle(snap(healthy()))
     first = {c.type: c for c in s.cluster.status.conditions}  # type: ignore[union-attr]
-    lagging = with_reports(settle(s, now=NOW + timedelta(seconds=20)), report("n1", "Primary"),
-                           report("n2", lag=30))
+    lagging = with_reports(settle(s, now=NOW + timedelta(seconds=20)), report("n1", "Primary"), report("n2", lag=30))
     d = core.reconcile(lagging)
     after = {c.type: c for c in d.status.conditions}
     assert after["Ready"].status == "True" and after["Ready"].reason == "Degraded"
@@ -185,21 +228,25 @@ def test_lag_within_policy_is_still_replicating() -> None:
 
 
 def test_ineligible_standby_degrades_with_the_agents_reason() -> None:
-    d = core.reconcile(snap(cluster(report("n1", "Primary"),
-                                    report("n2", eligible=False, why=("RestartBackoff", "services failed")))))
+    d = core.reconcile(
+        snap(cluster(report("n1", "Primary"), report("n2", eligible=False, why=("RestartBackoff", "services failed"))))
+    )
     status, reason, message = cond(d, "Degraded")
     assert (status, reason) == ("True", "StandbyIneligible")
     assert "RestartBackoff: services failed" in message
     assert cond(d, "Replicating")[0] == "True", "eligibility is not a replication problem"
 
 
-@pytest.mark.parametrize(("standby", "reason"), [
-    (report("n2", conn="StandAlone"), "PeerDisconnected"),
-    (report("n2", disk="Inconsistent"), "DiskNotUpToDate"),
-    (report("n2", age=120), "NodeReportMissing"),
-    (report("n2", role="Demoting"), "NotStandby"),
-    (report("n2", pg_role="Stopped"), "PostgresNotStreaming"),
-])
+@pytest.mark.parametrize(
+    ("standby", "reason"),
+    [
+        (report("n2", conn="StandAlone"), "PeerDisconnected"),
+        (report("n2", disk="Inconsistent"), "DiskNotUpToDate"),
+        (report("n2", age=120), "NodeReportMissing"),
+        (report("n2", role="Demoting"), "NotStandby"),
+        (report("n2", pg_role="Stopped"), "PostgresNotStreaming"),
+    ],
+)
 def test_standby_problems_name_their_cause(standby: dict[str, Any], reason: str) -> None:
     d = core.reconcile(snap(cluster(report("n1", "Primary"), standby)))
     assert cond(d, "Degraded")[:2] == ("True", reason)
@@ -220,8 +267,9 @@ def test_failed_service_on_the_primary_degrades() -> None:
 
 
 def test_stale_epoch_report_is_ignored_for_roles_and_said_so() -> None:
-    c = cluster(report("n1", "Primary", epoch=1), report("n2", "Primary", epoch=2),
-                status={"epoch": 2, "primary": "n2"})
+    c = cluster(
+        report("n1", "Primary", epoch=1), report("n2", "Primary", epoch=2), status={"epoch": 2, "primary": "n2"}
+    )
     d = core.reconcile(snap(c, LeaseRecord("n2", 2, NOW, NOW, 3)))
     assert cond(d, "SplitBrain")[0] == "False", "n1's claim is of an older epoch"
     assert "stale epoch refused" in cond(d, "SplitBrain")[2]
@@ -231,15 +279,17 @@ def test_stale_epoch_report_is_ignored_for_roles_and_said_so() -> None:
 
 
 def test_holder_reporting_an_older_epoch_is_promoting() -> None:
-    c = cluster(report("n1", "Standby", epoch=2), report("n2", "Standby", epoch=1),
-                status={"epoch": 2, "primary": "n2"})
+    c = cluster(
+        report("n1", "Standby", epoch=2), report("n2", "Standby", epoch=1), status={"epoch": 2, "primary": "n2"}
+    )
     d = core.reconcile(snap(c, LeaseRecord("n2", 2, NOW, NOW, 3)))
     assert cond(d, "Ready")[:2] == ("False", "Promoting")
 
 
 def test_two_primaries_of_the_same_epoch_are_split_brain() -> None:
-    c = cluster(report("n1", "Primary", epoch=2), report("n2", "Primary", epoch=2),
-                status={"epoch": 2, "primary": "n2"})
+    c = cluster(
+        report("n1", "Primary", epoch=2), report("n2", "Primary", epoch=2), status={"epoch": 2, "primary": "n2"}
+    )
     d = core.reconcile(snap(c, LeaseRecord("n2", 2, NOW, NOW, 3)))
     assert cond(d, "SplitBrain")[:2] == ("True", "TwoPrimaries")
     assert cond(d, "Ready")[:2] == ("False", "SplitBrain")
@@ -252,10 +302,13 @@ def test_primary_claim_without_the_lease_is_split_brain() -> None:
     assert cond(d, "SplitBrain")[:2] == ("True", "PrimaryWithoutLease")
 
 
-@pytest.mark.parametrize("standby", [
-    report("n2", drbd_role="Primary"),
-    report("n2", conn="StandAlone", message="Split-Brain detected but unresolved, dropping connection!"),
-])
+@pytest.mark.parametrize(
+    "standby",
+    [
+        report("n2", drbd_role="Primary"),
+        report("n2", conn="StandAlone", message="Split-Brain detected but unresolved, dropping connection!"),
+    ],
+)
 def test_drbd_split_brain(standby: dict[str, Any]) -> None:
     d = core.reconcile(snap(cluster(report("n1", "Primary"), standby)))
     assert cond(d, "SplitBrain")[:2] == ("True", "DRBDSplitBrain")
@@ -281,12 +334,14 @@ def test_no_holder_yet_is_pending_and_spec_primary_is_only_a_preference() -> Non
 
 def test_pending_says_why_the_nodes_may_not_take_the_lease() -> None:
     why = ("DiskNotUpToDate", "data Inconsistent")
-    c = cluster(report("n1", eligible=False, why=why), report("n2", eligible=False, why=why),
-                status={"epoch": 0, "primary": None})
+    c = cluster(
+        report("n1", eligible=False, why=why),
+        report("n2", eligible=False, why=why),
+        status={"epoch": 0, "primary": None},
+    )
     ready = cond(core.reconcile(snap(c, LeaseRecord(None, 0))), "Ready")
     assert ready[:2] == ("False", "Pending")
-    assert ("n1 is not eligible to take over: DiskNotUpToDate: data Inconsistent; n2 is not "
-            "eligible") in ready[2]
+    assert ("n1 is not eligible to take over: DiskNotUpToDate: data Inconsistent; n2 is not eligible") in ready[2]
 
 
 def test_released_lease_is_no_primary() -> None:
@@ -318,7 +373,12 @@ def test_unplanned_failover_is_recorded_with_its_duration_and_said_once() -> Non
     rec = d.status.last_failover
     assert rec is not None
     assert (rec.from_node, rec.to_node, rec.reason, rec.duration_ms, rec.planned) == (
-        "n1", "n2", "LeaseExpired", 4200, False)
+        "n1",
+        "n2",
+        "LeaseExpired",
+        4200,
+        False,
+    )
     assert rec.time == NOW - timedelta(seconds=1)
     failed = [e for e in d.events if e.reason == "FailedOver"]
     assert [e.message for e in failed] == ["failed over from n1 to n2: lease expired; 4.2 s"]
@@ -334,10 +394,13 @@ def test_failover_seen_after_an_operator_restart_is_recorded_without_a_guessed_d
     assert any(e.reason == "FailedOver" and "duration unknown" in e.message for e in d.events)
 
 
-@pytest.mark.parametrize(("history", "spec", "reason"), [
-    ({1: EpochRecord("n1", NOW, released=True)}, {}, "LeaseReleased"),
-    ({}, {"standbyNodes": ["n1"]}, "StandbyMode"),
-])
+@pytest.mark.parametrize(
+    ("history", "spec", "reason"),
+    [
+        ({1: EpochRecord("n1", NOW, released=True)}, {}, "LeaseReleased"),
+        ({}, {"standbyNodes": ["n1"]}, "StandbyMode"),
+    ],
+)
 def test_failover_reason_is_inferred(history: dict[int, EpochRecord], spec: dict[str, Any], reason: str) -> None:
     c = cluster(report("n1", "Standby", epoch=1), report("n2", "Primary", epoch=2), **spec)
     d = core.reconcile(snap(c, LeaseRecord("n2", 2, NOW, NOW, 3), history=history))
@@ -345,8 +408,10 @@ def test_failover_reason_is_inferred(history: dict[int, EpochRecord], spec: dict
 
 
 def test_service_failure_release_is_named() -> None:
-    c = cluster(report("n1", "Standby", epoch=1, eligible=False, why=("RestartBackoff", "postfix failed")),
-                report("n2", "Primary", epoch=2))
+    c = cluster(
+        report("n1", "Standby", epoch=1, eligible=False, why=("RestartBackoff", "postfix failed")),
+        report("n2", "Primary", epoch=2),
+    )
     d = core.reconcile(snap(c, LeaseRecord("n2", 2, NOW, NOW, 3)))
     assert d.status.last_failover is not None and d.status.last_failover.reason == "ServiceFailed"
 
@@ -378,20 +443,30 @@ def test_history_keeps_the_last_renewal_of_each_epoch_and_notices_a_release() ->
 
 
 def resource(kind: str, name: str, state: str = "Healthy", message: str = "") -> dict[str, Any]:
-    return {"kind": kind, "name": name, "state": state, "message": message,
-            "consecutiveFailures": 0 if state == "Healthy" else 3}
+    return {
+        "kind": kind,
+        "name": name,
+        "state": state,
+        "message": message,
+        "consecutiveFailures": 0 if state == "Healthy" else 3,
+    }
 
 
 CHAIN = (resource("Volume", "data"), resource("FloatingIP", "vip"), resource("PostgreSQL", "postgres"))
 
 
-def recovery(action: str, at: datetime, message: str, resource: str = "postgres",
-             kind: str = "PostgreSQL") -> dict[str, Any]:
+def recovery(
+    action: str, at: datetime, message: str, resource: str = "postgres", kind: str = "PostgreSQL"
+) -> dict[str, Any]:
     return {"time": iso(at), "resource": resource, "kind": kind, "action": action, "message": message}
 
 
-def monitored(*resources: dict[str, Any], recovered: dict[str, Any] | None = None,
-              standby_recovered: dict[str, Any] | None = None, **kw: Any) -> tuple[dict[str, Any], ...]:
+def monitored(
+    *resources: dict[str, Any],
+    recovered: dict[str, Any] | None = None,
+    standby_recovered: dict[str, Any] | None = None,
+    **kw: Any,
+) -> tuple[dict[str, Any], ...]:
     primary = {**report("n1", "Primary", **kw), "resources": list(resources or CHAIN)}
     standby = report("n2")
     if recovered is not None:
@@ -404,8 +479,7 @@ def monitored(*resources: dict[str, Any], recovered: dict[str, Any] | None = Non
 def test_resources_healthy_when_every_resource_of_the_primary_is() -> None:
     s = snap(cluster(*monitored()))
     d = core.reconcile(s)
-    assert cond(d, "ResourcesHealthy") == (
-        "True", "Healthy", "every monitored resource on n1 is Healthy (3)")
+    assert cond(d, "ResourcesHealthy") == ("True", "Healthy", "every monitored resource on n1 is Healthy (3)")
     assert d.status.announced is None and "announced" not in (d.patch or {})
     again = core.reconcile(settle(s))
     assert again.patch is None and again.events == ()
@@ -416,31 +490,36 @@ def test_unhealthy_resources_are_named_with_kind_state_and_message() -> None:
     postfix = resource("Service", "postfix", "Repairing", "restarting postfix.service (1 of 3)")
     d = core.reconcile(snap(cluster(*monitored(*CHAIN[:2], pg, postfix))))
     assert cond(d, "ResourcesHealthy") == (
-        "False", "ResourceFailed", "on n1: PostgreSQL postgres Failed: no answer within 2 s "
-        "(3 checks); Service postfix Repairing: restarting postfix.service (1 of 3)")
+        "False",
+        "ResourceFailed",
+        "on n1: PostgreSQL postgres Failed: no answer within 2 s "
+        "(3 checks); Service postfix Repairing: restarting postfix.service (1 of 3)",
+    )
     assert cond(d, "Ready")[:2] == ("True", "Replicating"), "Ready keeps its meaning"
     only_repairing = core.reconcile(snap(cluster(*monitored(*CHAIN, postfix))))
     assert cond(only_repairing, "ResourcesHealthy")[:2] == ("False", "Repairing")
 
 
-@pytest.mark.parametrize(("reports", "lease", "reason"), [
-    (monitored(), LeaseRecord(None, 1, NOW, NOW, 3), "NoPrimary"),
-    (monitored(age=300), HELD, "NoReport"),
-    (monitored(epoch=0), HELD, "Promoting"),
-    (monitored(resource("Volume", "data"), resource("PostgreSQL", "postgres", "Unknown")), HELD,
-     "NotChecked"),
-    ((report("n1", "Primary"), report("n2")), HELD, "NotChecked"),
-])
+@pytest.mark.parametrize(
+    ("reports", "lease", "reason"),
+    [
+        (monitored(), LeaseRecord(None, 1, NOW, NOW, 3), "NoPrimary"),
+        (monitored(age=300), HELD, "NoReport"),
+        (monitored(epoch=0), HELD, "Promoting"),
+        (monitored(resource("Volume", "data"), resource("PostgreSQL", "postgres", "Unknown")), HELD, "NotChecked"),
+        ((report("n1", "Primary"), report("n2")), HELD, "NotChecked"),
+    ],
+)
 def test_resources_healthy_is_unknown_without_a_judgeable_primary(
-        reports: tuple[dict[str, Any], ...], lease: LeaseRecord, reason: str) -> None:
+    reports: tuple[dict[str, Any], ...], lease: LeaseRecord, reason: str
+) -> None:
     d = core.reconcile(snap(cluster(*reports), lease))
     assert cond(d, "ResourcesHealthy")[:2] == ("Unknown", reason)
     assert "ResourceFailed" not in reasons(d)
 
 
 def test_an_empty_chain_has_healthy_resources() -> None:
-    c = cluster(report("n1", "Primary", pg_role="Stopped"), report("n2", pg_role="Stopped"),
-                chain={})
+    c = cluster(report("n1", "Primary", pg_role="Stopped"), report("n2", pg_role="Stopped"), chain={})
     d = core.reconcile(snap(c))
     assert cond(d, "ResourcesHealthy")[:2] == ("True", "Healthy")
 
@@ -451,10 +530,10 @@ def test_a_resource_becoming_unhealthy_is_a_warning_once() -> None:
     s = with_reports(s, *monitored(*CHAIN[:2], failing))
     d = core.reconcile(s)
     assert [(e.type, e.reason, e.message) for e in d.events] == [
-        ("Warning", "ResourceFailed", "PostgreSQL postgres on n1 is Failing: no answer within 2 s")]
+        ("Warning", "ResourceFailed", "PostgreSQL postgres on n1 is Failing: no answer within 2 s")
+    ]
     assert d.status.announced is not None
-    assert [(r.node, r.kind, r.name) for r in d.status.announced.unhealthy] == [
-        ("n1", "PostgreSQL", "postgres")]
+    assert [(r.node, r.kind, r.name) for r in d.status.announced.unhealthy] == [("n1", "PostgreSQL", "postgres")]
     # Failing -> Repairing, the next reconcile and an operator restart (history lost) say nothing new
     s = with_reports(settle(s), *monitored(*CHAIN[:2], {**failing, "state": "Repairing"}))
     assert "ResourceFailed" not in reasons(core.reconcile(s))
@@ -465,7 +544,8 @@ def test_a_resource_becoming_unhealthy_is_a_warning_once() -> None:
     s = with_reports(s, *monitored(CHAIN[0], vip, {**failing, "state": "Repairing"}))
     d = core.reconcile(s)
     assert [e.message for e in d.events if e.reason == "ResourceFailed"] == [
-        "FloatingIP vip on n1 is Failed: 198.18.0.7 missing on mgmt"]
+        "FloatingIP vip on n1 is Failed: 198.18.0.7 missing on mgmt"
+    ]
     # healthy again, then failing again: a new transition, a new Warning
     s = with_reports(settle(s), *monitored())
     d = core.reconcile(s)
@@ -486,8 +566,11 @@ def test_a_stale_report_does_not_forget_what_was_said() -> None:
     assert "ResourceFailed" not in reasons(core.reconcile(s)), "the same failure, said already"
 
 
-REPAIRED = recovery("Repaired", NOW - timedelta(seconds=3),
-                    "PostgreSQL on n1 stopped answering (3 checks, 1.5 s); restarted in place (1 of 3)")
+REPAIRED = recovery(
+    "Repaired",
+    NOW - timedelta(seconds=3),
+    "PostgreSQL on n1 stopped answering (3 checks, 1.5 s); restarted in place (1 of 3)",
+)
 
 
 def test_a_new_recovery_is_one_event_and_a_repeat_reconcile_or_restart_posts_none() -> None:
@@ -496,35 +579,40 @@ def test_a_new_recovery_is_one_event_and_a_repeat_reconcile_or_restart_posts_non
     d = core.reconcile(s)
     assert [(e.type, e.reason, e.message) for e in d.events] == [("Normal", "Repaired", REPAIRED["message"])]
     assert d.patch is not None and d.patch["announced"]["recoveries"] == [
-        {"node": "n1", "time": REPAIRED["time"], "resource": "postgres", "action": "Repaired"}]
+        {"node": "n1", "time": REPAIRED["time"], "resource": "postgres", "action": "Repaired"}
+    ]
     again = settle(s)
     d = core.reconcile(again)
     assert d.events == () and d.patch is None
     assert core.reconcile(settle(again, history={})).events == (), "an operator restart"
 
 
-@pytest.mark.parametrize(("action", "type_"), [
-    ("Repaired", "Normal"), ("RepairFailed", "Warning"), ("SteppedDown", "Warning")])
+@pytest.mark.parametrize(
+    ("action", "type_"), [("Repaired", "Normal"), ("RepairFailed", "Warning"), ("SteppedDown", "Warning")]
+)
 def test_each_recovery_action_is_its_own_reason(action: str, type_: str) -> None:
     rec = recovery(action, NOW, f"postfix on n1: {action}", "postfix", "Service")
     d = core.reconcile(snap(cluster(*monitored(recovered=rec))))
     assert [(e.type, e.reason, e.message) for e in d.events if e.reason == action] == [
-        (type_, action, f"postfix on n1: {action}")]
+        (type_, action, f"postfix on n1: {action}")
+    ]
 
 
 def test_recoveries_of_every_node_are_posted_and_remembered_per_node() -> None:
     s = settle(snap(cluster(*monitored(recovered=REPAIRED))))
-    stepped = recovery("SteppedDown", NOW, "PostgreSQL on n1 failed again after 3 restarts in "
-                       "300 s; stepped down")
-    failed = recovery("RepairFailed", NOW - timedelta(seconds=1), "mount /srv on n2 failed",
-                      "/srv", "Mount")
+    stepped = recovery("SteppedDown", NOW, "PostgreSQL on n1 failed again after 3 restarts in 300 s; stepped down")
+    failed = recovery("RepairFailed", NOW - timedelta(seconds=1), "mount /srv on n2 failed", "/srv", "Mount")
     s = with_reports(s, *monitored(recovered=stepped, standby_recovered=failed))
     d = core.reconcile(s)
     assert [(e.reason, e.message) for e in d.events] == [
-        ("SteppedDown", stepped["message"]), ("RepairFailed", failed["message"])]
+        ("SteppedDown", stepped["message"]),
+        ("RepairFailed", failed["message"]),
+    ]
     assert d.status.announced is not None
     assert [(r.node, r.action) for r in d.status.announced.recoveries] == [
-        ("n1", "SteppedDown"), ("n2", "RepairFailed")]
+        ("n1", "SteppedDown"),
+        ("n2", "RepairFailed"),
+    ]
     assert core.reconcile(settle(s)).events == ()
 
 
@@ -532,7 +620,6 @@ def test_a_recovery_without_a_message_is_still_said() -> None:
     rec = recovery("Repaired", NOW, "", "vip", "FloatingIP")
     d = core.reconcile(snap(cluster(*monitored(recovered=rec))))
     assert [e.message for e in d.events if e.reason == "Repaired"] == ["FloatingIP vip on n1: Repaired"]
-
 
 
 # --- planned switchover -------------------------------------------------------------------
@@ -548,14 +635,17 @@ def test_primary_change_to_a_fit_standby_requests_a_switchover() -> None:
     assert "SwitchoverRequested" in reasons(d)
 
 
-@pytest.mark.parametrize(("standby", "reason", "words"), [
-    (report("n2", lag=3), "TargetLagging", "lag is 3 s"),
-    (report("n2", conn="Connecting"), "TargetDisconnected", "Connecting"),
-    (report("n2", disk="Outdated"), "TargetNotUpToDate", "Outdated"),
-    (report("n2", eligible=False, why=("LagTooHigh", "9 s")), "TargetIneligible", "LagTooHigh"),
-    (report("n2", age=300), "TargetReportStale", "older than 90 s"),
-    (report("n2", epoch=0), "TargetStaleEpoch", "epoch 0"),
-])
+@pytest.mark.parametrize(
+    ("standby", "reason", "words"),
+    [
+        (report("n2", lag=3), "TargetLagging", "lag is 3 s"),
+        (report("n2", conn="Connecting"), "TargetDisconnected", "Connecting"),
+        (report("n2", disk="Outdated"), "TargetNotUpToDate", "Outdated"),
+        (report("n2", eligible=False, why=("LagTooHigh", "9 s")), "TargetIneligible", "LagTooHigh"),
+        (report("n2", age=300), "TargetReportStale", "older than 90 s"),
+        (report("n2", epoch=0), "TargetStaleEpoch", "epoch 0"),
+    ],
+)
 def test_unfit_target_is_refused_with_the_reason(standby: dict[str, Any], reason: str, words: str) -> None:
     s = snap(cluster(report("n1", "Primary"), standby), primary_change=PrimaryChange("n1", "n2"))
     d = core.reconcile(s)
@@ -580,10 +670,12 @@ def test_the_lease_not_listing_the_target_refuses_even_a_self_reported_eligible_
 
 
 def test_a_trailing_not_synchronous_report_yields_to_the_lease_that_lists_the_target() -> None:
-    trailing = report("n2", eligible=False, why=("NotSynchronous", "n1 lists none as "
-                      "synchronous standbys; taking over could lose acknowledged writes"))
-    s = snap(cluster(report("n1", "Primary"), trailing), SYNC_N2,
-             primary_change=PrimaryChange("n1", "n2"))
+    trailing = report(
+        "n2",
+        eligible=False,
+        why=("NotSynchronous", "n1 lists none as synchronous standbys; taking over could lose acknowledged writes"),
+    )
+    s = snap(cluster(report("n1", "Primary"), trailing), SYNC_N2, primary_change=PrimaryChange("n1", "n2"))
     sw = core.reconcile(s).status.switchover
     assert sw is not None and sw.phase == "Pending", sw.message
 
@@ -596,16 +688,20 @@ def test_a_not_synchronous_report_refuses_when_the_lease_publishes_no_list() -> 
 
 
 def test_other_ineligibility_still_refuses_a_target_the_lease_lists() -> None:
-    s = snap(cluster(report("n1", "Primary"), report("n2", eligible=False, why=("RestartBackoff", "30s"))),
-             SYNC_N2, primary_change=PrimaryChange("n1", "n2"))
+    s = snap(
+        cluster(report("n1", "Primary"), report("n2", eligible=False, why=("RestartBackoff", "30s"))),
+        SYNC_N2,
+        primary_change=PrimaryChange("n1", "n2"),
+    )
     sw = core.reconcile(s).status.switchover
     assert sw is not None and sw.reason == "TargetIneligible" and "RestartBackoff" in sw.message
 
 
 def test_target_in_standby_mode_or_maintenance_is_refused() -> None:
     c = healthy(standbyNodes=["n2"])
-    d = core.reconcile(snap(c, primary_change=PrimaryChange("n1", "n2"),
-                            nodes={"n2": NodeInfo("n2", unschedulable=True)}))
+    d = core.reconcile(
+        snap(c, primary_change=PrimaryChange("n1", "n2"), nodes={"n2": NodeInfo("n2", unschedulable=True)})
+    )
     sw = d.status.switchover
     assert sw is not None and sw.phase == "Refused" and sw.reason == "TargetInStandbyMode"
     assert "cordoned" in sw.message
@@ -621,21 +717,26 @@ def test_pending_switchover_waits_for_the_holder_and_writes_nothing_meanwhile() 
 def test_switchover_completes_when_the_target_reports_primary_for_the_new_epoch() -> None:
     s = settle(snap(healthy(), primary_change=PrimaryChange("n1", "n2")))
     handed = LeaseRecord("n2", 2, NOW + timedelta(seconds=3), NOW + timedelta(seconds=3), 3)
-    s = with_reports(settle(s, lease=handed, now=NOW + timedelta(seconds=3)),
-                     report("n1", epoch=1), report("n2", epoch=1))
+    s = with_reports(
+        settle(s, lease=handed, now=NOW + timedelta(seconds=3)), report("n1", epoch=1), report("n2", epoch=1)
+    )
     d = core.reconcile(s)
     assert d.status.switchover is not None and d.status.switchover.phase == "Pending"
     assert "LeaseHandedOver" in reasons(d)
     assert d.status.last_failover is not None and d.status.last_failover.planned
     assert cond(d, "Ready")[:2] == ("False", "SwitchingOver")
     s = settle(s, now=NOW + timedelta(seconds=5))
-    s = with_reports(s, report("n1", epoch=2), report("n2", "Primary", epoch=2, age=0,
-                                                     at=NOW + timedelta(seconds=5)))
+    s = with_reports(s, report("n1", epoch=2), report("n2", "Primary", epoch=2, age=0, at=NOW + timedelta(seconds=5)))
     d = core.reconcile(s)
     sw, rec = d.status.switchover, d.status.last_failover
     assert sw is not None and sw.phase == "Completed"
     assert rec is not None and (rec.from_node, rec.to_node, rec.planned, rec.reason, rec.duration_ms) == (
-        "n1", "n2", True, "Requested", 5000)
+        "n1",
+        "n2",
+        True,
+        "Requested",
+        5000,
+    )
     done = [e for e in d.events if e.reason == "SwitchoverCompleted"]
     assert done and "from n1 to n2" in done[0].message and "5.0 s" in done[0].message
     assert cond(d, "Ready")[:2] == ("True", "Replicating")
@@ -644,10 +745,14 @@ def test_switchover_completes_when_the_target_reports_primary_for_the_new_epoch(
 
 
 def test_restart_mid_switchover_after_the_handover_completes_from_status() -> None:
-    pending = {"target": "n2", "fromEpoch": 1, "phase": "Pending", "reason": "Requested",
-               "requestedAt": iso(NOW - timedelta(seconds=8))}
-    c = cluster(report("n1", epoch=2), report("n2", "Primary", epoch=2, age=0),
-                status={"switchover": pending})
+    pending = {
+        "target": "n2",
+        "fromEpoch": 1,
+        "phase": "Pending",
+        "reason": "Requested",
+        "requestedAt": iso(NOW - timedelta(seconds=8)),
+    }
+    c = cluster(report("n1", epoch=2), report("n2", "Primary", epoch=2, age=0), status={"switchover": pending})
     d = core.reconcile(snap(c, LeaseRecord("n2", 2, NOW - timedelta(seconds=2), NOW, 3)))
     assert d.status.switchover is not None and d.status.switchover.phase == "Completed"
     rec = d.status.last_failover
@@ -655,10 +760,14 @@ def test_restart_mid_switchover_after_the_handover_completes_from_status() -> No
 
 
 def test_switchover_interrupted_by_a_failover_elsewhere() -> None:
-    pending = {"target": "n2", "fromEpoch": 1, "phase": "Pending", "reason": "Requested",
-               "requestedAt": iso(NOW)}
-    c = cluster(report("n1"), report("n2"), report("n3", "Primary", epoch=2),
-                nodes=("n1", "n2", "n3"), status={"switchover": pending})
+    pending = {"target": "n2", "fromEpoch": 1, "phase": "Pending", "reason": "Requested", "requestedAt": iso(NOW)}
+    c = cluster(
+        report("n1"),
+        report("n2"),
+        report("n3", "Primary", epoch=2),
+        nodes=("n1", "n2", "n3"),
+        status={"switchover": pending},
+    )
     d = core.reconcile(snap(c, LeaseRecord("n3", 2, NOW, NOW, 3)))
     sw = d.status.switchover
     assert sw is not None and (sw.phase, sw.reason) == ("Refused", "Interrupted")
@@ -667,16 +776,14 @@ def test_switchover_interrupted_by_a_failover_elsewhere() -> None:
 
 def test_a_new_target_during_a_switchover_is_retried_later() -> None:
     c = cluster(report("n1", "Primary"), report("n2"), report("n3"), nodes=("n1", "n2", "n3"))
-    s = settle(snap(c, volumes={"data": volume(nodes=("n1", "n2", "n3"))},
-                    primary_change=PrimaryChange("n1", "n2")))
+    s = settle(snap(c, volumes={"data": volume(nodes=("n1", "n2", "n3"))}, primary_change=PrimaryChange("n1", "n2")))
     d = core.reconcile(settle(s, primary_change=PrimaryChange("n2", "n3")))
     assert d.retry is not None and "n3" in d.retry
     assert d.status.switchover is not None and d.status.switchover.target == "n2"
 
 
 def test_refusal_is_final_for_that_change() -> None:
-    s = settle(snap(cluster(report("n1", "Primary"), report("n2", lag=3)),
-                    primary_change=PrimaryChange("n1", "n2")))
+    s = settle(snap(cluster(report("n1", "Primary"), report("n2", lag=3)), primary_change=PrimaryChange("n1", "n2")))
     s = with_reports(s, report("n1", "Primary"), report("n2"))
     d = core.reconcile(s)
     assert d.status.switchover is not None and d.status.switchover.phase == "Refused"
@@ -692,8 +799,7 @@ def test_cordoned_primary_moves_away_by_a_planned_switchover() -> None:
 
 
 def test_maintenance_without_a_fit_target_is_refused_once_and_retried_quietly() -> None:
-    s = snap(cluster(report("n1", "Primary"), report("n2", lag=2)),
-             nodes={"n1": NodeInfo("n1", maintenance=True)})
+    s = snap(cluster(report("n1", "Primary"), report("n2", lag=2)), nodes={"n1": NodeInfo("n1", maintenance=True)})
     d = core.reconcile(s)
     sw = d.status.switchover
     assert sw is not None and (sw.phase, sw.reason) == ("Refused", "NoEligibleTarget")
@@ -709,8 +815,9 @@ def test_auto_failback_only_when_asked() -> None:
     c = cluster(report("n1"), report("n2", "Primary", epoch=1), status={"primary": "n2"})
     lease = LeaseRecord("n2", 1, NOW, NOW, 3)
     assert core.reconcile(snap(c, lease)).status.switchover is None
-    back = cluster(report("n1"), report("n2", "Primary", epoch=1), status={"primary": "n2"},
-                   failover={"autoFailback": True})
+    back = cluster(
+        report("n1"), report("n2", "Primary", epoch=1), status={"primary": "n2"}, failover={"autoFailback": True}
+    )
     sw = core.reconcile(snap(back, lease)).status.switchover
     assert sw is not None and (sw.target, sw.reason) == ("n1", "AutoFailback")
 
@@ -728,17 +835,23 @@ def test_address_in_two_floating_ips_is_invalid() -> None:
 
 
 def test_overlap_between_other_clusters_is_not_this_clusters_problem() -> None:
-    fips = {"vip": fip(("198.18.0.2", None)), "a": fip(("198.18.1.1", None), owner="x"),
-            "b": fip(("198.18.1.1", None), owner="y")}
+    fips = {
+        "vip": fip(("198.18.0.2", None)),
+        "a": fip(("198.18.1.1", None), owner="x"),
+        "b": fip(("198.18.1.1", None), owner="y"),
+    }
     assert cond(core.reconcile(snap(healthy(), floating_ips=fips)), "Ready")[1] == "Replicating"
 
 
-@pytest.mark.parametrize(("ranges", "words"), [
-    ((("198.18.0.9", "198.18.0.2"),), "start > end"),
-    ((("198.18.0.0", "198.18.1.255"),), "512 addresses"),
-    ((("198.18.0.0", "198.18.0.200"), ("198.18.2.0", "198.18.2.99")), "301 addresses in all"),
-    ((("198.18.0.1", "198.18.0.5"), ("198.18.0.5", None)), "twice"),
-])
+@pytest.mark.parametrize(
+    ("ranges", "words"),
+    [
+        ((("198.18.0.9", "198.18.0.2"),), "start > end"),
+        ((("198.18.0.0", "198.18.1.255"),), "512 addresses"),
+        ((("198.18.0.0", "198.18.0.200"), ("198.18.2.0", "198.18.2.99")), "301 addresses in all"),
+        ((("198.18.0.1", "198.18.0.5"), ("198.18.0.5", None)), "twice"),
+    ],
+)
 def test_bad_ranges_are_invalid(ranges: tuple[tuple[str, str | None], ...], words: str) -> None:
     d = core.reconcile(snap(healthy(), floating_ips={"vip": fip(*ranges)}))
     assert cond(d, "Ready")[1] == "InvalidSpec" and words in cond(d, "Ready")[2]
@@ -772,19 +885,22 @@ def test_invalid_spec_refuses_switchovers() -> None:
 
 # --- specs the nodes refuse -----------------------------------------------------------------
 
-REFUSED = ("InvalidSpec", "spec.chain.mounts[0].volume: DRBDVolume other is not in "
-           "spec.chain.volumes")
+REFUSED = ("InvalidSpec", "spec.chain.mounts[0].volume: DRBDVolume other is not in spec.chain.volumes")
 
 
 def test_a_spec_both_nodes_refuse_is_invalid_naming_the_nodes_and_the_field() -> None:
-    c = cluster(report("n1", "Unknown", epoch=0, eligible=False, why=REFUSED),
-                report("n2", "Unknown", epoch=0, eligible=False, why=REFUSED),
-                status={"epoch": 0, "primary": None})
+    c = cluster(
+        report("n1", "Unknown", epoch=0, eligible=False, why=REFUSED),
+        report("n2", "Unknown", epoch=0, eligible=False, why=REFUSED),
+        status={"epoch": 0, "primary": None},
+    )
     s = snap(c, LeaseRecord(None, 0))
     d = core.reconcile(s)
-    assert cond(d, "Ready") == ("False", "InvalidSpec", "n1 and n2 refuse the spec: "
-                                "spec.chain.mounts[0].volume: DRBDVolume other is not in "
-                                "spec.chain.volumes")
+    assert cond(d, "Ready") == (
+        "False",
+        "InvalidSpec",
+        "n1 and n2 refuse the spec: spec.chain.mounts[0].volume: DRBDVolume other is not in spec.chain.volumes",
+    )
     warnings = [e for e in d.events if e.reason == "InvalidSpec"]
     assert [e.type for e in warnings] == ["Warning"]
     assert "n1 and n2 refuse the spec: spec.chain.mounts[0].volume" in warnings[0].message
@@ -792,15 +908,17 @@ def test_a_spec_both_nodes_refuse_is_invalid_naming_the_nodes_and_the_field() ->
 
 
 def test_a_new_refusal_message_is_a_new_event_and_fixing_it_clears_it() -> None:
-    c = cluster(report("n1", "Unknown", epoch=0, eligible=False, why=REFUSED), report("n2"),
-                status={"epoch": 0, "primary": None})
+    c = cluster(
+        report("n1", "Unknown", epoch=0, eligible=False, why=REFUSED),
+        report("n2"),
+        status={"epoch": 0, "primary": None},
+    )
     s = settle(snap(c, LeaseRecord(None, 0)))
-    other = ("InvalidSpec", "spec.chain.floatingIPs[0]: FloatingIP vip: range ends before it "
-             "starts")
-    d = core.reconcile(with_reports(s, report("n1", "Unknown", epoch=0, eligible=False,
-                                              why=other), report("n2")))
-    assert cond(d, "Ready")[2] == ("n1 refuses the spec: spec.chain.floatingIPs[0]: FloatingIP "
-                                   "vip: range ends before it starts")
+    other = ("InvalidSpec", "spec.chain.floatingIPs[0]: FloatingIP vip: range ends before it starts")
+    d = core.reconcile(with_reports(s, report("n1", "Unknown", epoch=0, eligible=False, why=other), report("n2")))
+    assert cond(d, "Ready")[2] == (
+        "n1 refuses the spec: spec.chain.floatingIPs[0]: FloatingIP vip: range ends before it starts"
+    )
     assert reasons(d) == ["InvalidSpec"]
     fixed = core.reconcile(with_reports(s, report("n1"), report("n2")))
     assert cond(fixed, "Ready")[1] == "Pending" and reasons(fixed) == ["Pending"]
@@ -809,8 +927,7 @@ def test_a_new_refusal_message_is_a_new_event_and_fixing_it_clears_it() -> None:
 def test_a_node_refusing_the_spec_beside_a_serving_primary_makes_it_invalid() -> None:
     """The pair cannot fail over: the same verdict as the operator's own cross-object checks."""
     # The refusing agent reports the Lease's epoch, so its report is not a stale one.
-    d = core.reconcile(snap(cluster(report("n1", "Primary"),
-                                    report("n2", "Unknown", eligible=False, why=REFUSED))))
+    d = core.reconcile(snap(cluster(report("n1", "Primary"), report("n2", "Unknown", eligible=False, why=REFUSED))))
     assert cond(d, "Ready")[:2] == ("False", "InvalidSpec")
     assert cond(d, "Ready")[2].startswith("n2 refuses the spec: spec.chain.mounts[0].volume")
     assert cond(d, "Degraded")[:2] == ("True", "NotStandby")
@@ -818,9 +935,11 @@ def test_a_node_refusing_the_spec_beside_a_serving_primary_makes_it_invalid() ->
 
 
 def test_a_stale_refusal_or_one_of_another_node_is_not_counted() -> None:
-    c = cluster(report("n1", "Primary"),
-                report("n2", "Unknown", eligible=False, why=REFUSED, age=600),
-                report("n9", "Unknown", eligible=False, why=REFUSED))
+    c = cluster(
+        report("n1", "Primary"),
+        report("n2", "Unknown", eligible=False, why=REFUSED, age=600),
+        report("n9", "Unknown", eligible=False, why=REFUSED),
+    )
     assert cond(core.reconcile(snap(c)), "Ready")[1] != "InvalidSpec"
 
 
@@ -828,11 +947,23 @@ def test_a_stale_refusal_or_one_of_another_node_is_not_counted() -> None:
 
 
 def dependency(ready: str, primary: str) -> HACluster:
-    return HACluster.model_validate({
-        "spec": {"nodes": [{"name": "n1"}, {"name": "n2"}]},
-        "status": {"primary": primary, "epoch": 3, "conditions": [{
-            "type": "Ready", "status": ready, "reason": "Replicating" if ready == "True" else "NoPrimary",
-            "lastTransitionTime": iso(NOW)}]}})
+    return HACluster.model_validate(
+        {
+            "spec": {"nodes": [{"name": "n1"}, {"name": "n2"}]},
+            "status": {
+                "primary": primary,
+                "epoch": 3,
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": ready,
+                        "reason": "Replicating" if ready == "True" else "NoPrimary",
+                        "lastTransitionTime": iso(NOW),
+                    }
+                ],
+            },
+        }
+    )
 
 
 def test_waits_for_its_dependency_on_the_same_node() -> None:
@@ -852,8 +983,7 @@ def test_follows_its_dependency_to_the_other_node() -> None:
 
 
 def test_lease_manifest_has_no_holder_a_label_and_an_owner() -> None:
-    c = cluster(status={"epoch": None, "primary": None}, leases={"leaseDurationMs": 4500,
-                                                                  "renewDeadlineMs": 2000})
+    c = cluster(status={"epoch": None, "primary": None}, leases={"leaseDurationMs": 4500, "renewDeadlineMs": 2000})
     m = lease_manifest("c", "ns", "uid-1", c)
     assert m["metadata"]["name"] == "c-primary"
     assert m["metadata"]["labels"] == {"tandem.dev/cluster": "c"}
@@ -876,8 +1006,7 @@ def test_recreated_lease_never_goes_back_to_an_old_epoch() -> None:
 
 
 def deleting(c: HACluster, lease: LeaseRecord | None, now: datetime = NOW) -> deletion.Teardown:
-    return deletion.teardown(snap(c, lease, deleting=True, now=now), NOW - timedelta(seconds=5),
-                         timedelta(seconds=60))
+    return deletion.teardown(snap(c, lease, deleting=True, now=now), NOW - timedelta(seconds=5), timedelta(seconds=60))
 
 
 def test_deletion_waits_for_the_holder_to_tear_down() -> None:

@@ -47,8 +47,7 @@ def test_a_failover_is_counted_once_with_its_reason_and_moves_the_primary() -> N
     s = failed_over({1: EpochRecord("n1", renewed), 2: EpochRecord("n2", NOW)})
     seen.observe("ns", "c", core.reconcile(s))
     seen.observe("ns", "c", core.reconcile(settle(s)))  # the next tick says nothing new
-    assert sample(registry, "tandem_failovers_total", **CLUSTER, planned="false",
-                  reason="LeaseExpired") == 1
+    assert sample(registry, "tandem_failovers_total", **CLUSTER, planned="false", reason="LeaseExpired") == 1
     assert sample(registry, "tandem_cluster_epoch", **CLUSTER) == 2
     assert sample(registry, "tandem_cluster_primary_info", **CLUSTER, node="n2") == 1
     assert sample(registry, "tandem_cluster_primary_info", **CLUSTER, node="n1") is None
@@ -62,13 +61,14 @@ def test_a_switchover_counts_its_request_and_its_hand_over() -> None:
     assert sample(registry, "tandem_switchovers_total", **CLUSTER, outcome="Requested") == 1
     assert sample(registry, "tandem_cluster_ready", **CLUSTER) == 0  # SwitchingOver
     handed = LeaseRecord("n2", 2, NOW + timedelta(seconds=3), NOW + timedelta(seconds=3), 3)
-    s = with_reports(settle(settle(requested), lease=handed, now=NOW + timedelta(seconds=3)),
-                     report("n1", epoch=1), report("n2", epoch=1))
+    s = with_reports(
+        settle(settle(requested), lease=handed, now=NOW + timedelta(seconds=3)),
+        report("n1", epoch=1),
+        report("n2", epoch=1),
+    )
     seen.observe("ns", "c", core.reconcile(s))
-    assert sample(registry, "tandem_failovers_total", **CLUSTER, planned="true",
-                  reason="Requested") == 1
-    assert sample(registry, "tandem_failovers_total", **CLUSTER, planned="false",
-                  reason="LeaseExpired") is None
+    assert sample(registry, "tandem_failovers_total", **CLUSTER, planned="true", reason="Requested") == 1
+    assert sample(registry, "tandem_failovers_total", **CLUSTER, planned="false", reason="LeaseExpired") is None
 
 
 def test_a_deleted_cluster_loses_its_gauges_and_errors_are_counted() -> None:
@@ -107,5 +107,4 @@ def test_the_operator_takes_the_option() -> None:
     from tandem_operator.__main__ import parse_args
 
     assert parse_args([]).metrics_address == ("", 9465)
-    assert parse_args(["--metrics-address", "127.0.0.1:8080"]).metrics_address == (
-        "127.0.0.1", 8080)
+    assert parse_args(["--metrics-address", "127.0.0.1:8080"]).metrics_address == ("127.0.0.1", 8080)

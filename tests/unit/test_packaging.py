@@ -20,8 +20,12 @@ def _checker():  # scripts/ is not a package
 
 
 def test_the_wheel_ships_the_three_packages_and_the_console_scripts(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir",
-                    str(tmp_path), str(REPO)], check=True, capture_output=True, cwd=tmp_path)
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path), str(REPO)],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
+    )
     wheels = list(tmp_path.glob("tandem-*-py3-none-any.whl"))
     assert len(wheels) == 1
     assert _checker().check(str(wheels[0])) == []
@@ -32,8 +36,7 @@ def test_the_checker_names_what_is_missing(tmp_path: Path) -> None:
     with zipfile.ZipFile(broken, "w") as wheel:
         wheel.writestr("tandem/cli.py", "")
         wheel.writestr("tests/test_x.py", "")
-        wheel.writestr("tandem-0.dist-info/entry_points.txt",
-                       "[console_scripts]\ntandem = tandem.cli:main\n")
+        wheel.writestr("tandem-0.dist-info/entry_points.txt", "[console_scripts]\ntandem = tandem.cli:main\n")
     problems = _checker().check(str(broken))
     assert "missing tandem_agent/__main__.py" in problems
     assert "ships tests/ (not part of the product)" in problems

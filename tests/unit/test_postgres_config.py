@@ -258,8 +258,7 @@ def test_primary_settings() -> None:
 
 
 def test_debian_layout_keeps_the_files_beside_postgresql_conf() -> None:
-    cfg = config(data_dir=Path("/var/lib/postgresql/15/main"),
-                 config_dir=Path("/etc/postgresql/15/main"))
+    cfg = config(data_dir=Path("/var/lib/postgresql/15/main"), config_dir=Path("/etc/postgresql/15/main"))
     assert cfg.conf_dir == Path("/etc/postgresql/15/main")
     conf = parse_conf(render_settings(cfg, None))
     assert conf["hba_file"] == "'/etc/postgresql/15/main/pg_hba.conf'"
@@ -303,8 +302,17 @@ def test_conninfo_round_trips_through_libpq() -> None:
     assert "password" not in parsed
 
 
-HOSTILE = ["s3cr3t 'x'", 'dq"dq', "back\\slash\\", "co:lo:n", "#hash", "*:*:*:x:y", " spaced ",
-           "'; ALTER ROLE postgres PASSWORD 'x'; --", "$(reboot)"]
+HOSTILE = [
+    "s3cr3t 'x'",
+    'dq"dq',
+    "back\\slash\\",
+    "co:lo:n",
+    "#hash",
+    "*:*:*:x:y",
+    " spaced ",
+    "'; ALTER ROLE postgres PASSWORD 'x'; --",
+    "$(reboot)",
+]
 
 
 @pytest.mark.parametrize("password", HOSTILE)
@@ -344,8 +352,7 @@ def test_pgpass_escapes_separators() -> None:
     assert render_pgpass("rep", "a:b\\c") == "*:*:*:rep:a\\:b\\\\c\n"
 
 
-@pytest.mark.parametrize("password", ["line\nbreak", "cr\r", "tab\there", "nul\0", "",
-                                      "caf\u00e9", "x" * 1025])
+@pytest.mark.parametrize("password", ["line\nbreak", "cr\r", "tab\there", "nul\0", "", "caf\u00e9", "x" * 1025])
 def test_passwords_a_passfile_or_scram_cannot_carry_are_refused(password: str) -> None:
     with pytest.raises(ValueError, match="replication password"):
         config(replication_password=password)
@@ -357,8 +364,7 @@ def test_passwords_a_passfile_or_scram_cannot_carry_are_refused(password: str) -
 
 def test_hba_admits_replication_only_from_the_peers_by_scram() -> None:
     cfg = config(replication_peers=("198.19.20.2", "2001:db8::7", "198.19.20.2"))
-    rules = [line.split() for line in render_hba(cfg).splitlines()
-             if line and not line.startswith("#")]
+    rules = [line.split() for line in render_hba(cfg).splitlines() if line and not line.startswith("#")]
     assert rules == [
         ["local", "all", "all", "peer", "map=tandem"],
         ["local", "replication", "all", "peer", "map=tandem"],
@@ -370,10 +376,13 @@ def test_hba_admits_replication_only_from_the_peers_by_scram() -> None:
 
 
 def test_hba_client_access_is_scram_and_never_trust() -> None:
-    cfg = config(client_access=(ClientRule("mail", "webmail", "198.18.20.9/24"),
-                                ClientRule("postgres", "tandem_app", "2001:db8::/64")))
-    rules = [line.split() for line in render_hba(cfg).splitlines()
-             if line and not line.startswith("#")]
+    cfg = config(
+        client_access=(
+            ClientRule("mail", "webmail", "198.18.20.9/24"),
+            ClientRule("postgres", "tandem_app", "2001:db8::/64"),
+        )
+    )
+    rules = [line.split() for line in render_hba(cfg).splitlines() if line and not line.startswith("#")]
     assert rules[-2:] == [
         ["host", '"mail"', '"webmail"', "198.18.20.0/24", "scram-sha-256"],
         ["host", '"postgres"', '"tandem_app"', "2001:db8::/64", "scram-sha-256"],
@@ -382,15 +391,17 @@ def test_hba_client_access_is_scram_and_never_trust() -> None:
     assert all(rule[0] == "local" or rule[-1] == "scram-sha-256" for rule in rules)
 
 
-@pytest.mark.parametrize(("database", "user", "network", "message"), [
-    ("all", "u", "10.0.0.0/8", "database name"),
-    ("d", "all", "10.0.0.0/8", "PostgreSQL name"),
-    ('d" all', "u", "10.0.0.0/8", "database name"),
-    ("d", "u\nhost all all 0.0.0.0/0 trust", "10.0.0.0/8", "PostgreSQL name"),
-    ("d", "u", "10.0.0.0/8 trust", "not a network"),
-])
-def test_client_rules_refuse_what_would_inject_a_rule(database: str, user: str, network: str,
-                                                      message: str) -> None:
+@pytest.mark.parametrize(
+    ("database", "user", "network", "message"),
+    [
+        ("all", "u", "10.0.0.0/8", "database name"),
+        ("d", "all", "10.0.0.0/8", "PostgreSQL name"),
+        ('d" all', "u", "10.0.0.0/8", "database name"),
+        ("d", "u\nhost all all 0.0.0.0/0 trust", "10.0.0.0/8", "PostgreSQL name"),
+        ("d", "u", "10.0.0.0/8 trust", "not a network"),
+    ],
+)
+def test_client_rules_refuse_what_would_inject_a_rule(database: str, user: str, network: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ClientRule(database, user, network)
 
@@ -509,8 +520,25 @@ def test_config_rejects(overrides: dict[str, object], message: str) -> None:
         config(**overrides)
 
 
-@pytest.mark.parametrize("user", ["replicator", "repl_2", "_r", "all", "postgres", "pg_monitor",
-                                  "Replicator", "r-1", "r.1", "r" * 63, "r" * 64, 'r"', "r\n", ""])
+@pytest.mark.parametrize(
+    "user",
+    [
+        "replicator",
+        "repl_2",
+        "_r",
+        "all",
+        "postgres",
+        "pg_monitor",
+        "Replicator",
+        "r-1",
+        "r.1",
+        "r" * 63,
+        "r" * 64,
+        'r"',
+        "r\n",
+        "",
+    ],
+)
 def test_api_and_agent_agree_on_replication_user_names(user: str) -> None:
     """A name the API server accepts is never refused later by the agent, and vice versa."""
     try:

@@ -92,8 +92,17 @@ def http_base() -> Iterator[str]:
 
 def test_exec_argv_runs_the_command_as_its_user_under_a_killing_timeout() -> None:
     assert exec_argv(exec_check("/usr/bin/pgrep", "-x", "postfix"), 1.0) == [
-        "timeout", "--signal=KILL", "1", "runuser", "-u", "nobody", "--", "/usr/bin/pgrep", "-x",
-        "postfix"]
+        "timeout",
+        "--signal=KILL",
+        "1",
+        "runuser",
+        "-u",
+        "nobody",
+        "--",
+        "/usr/bin/pgrep",
+        "-x",
+        "postfix",
+    ]
     assert exec_argv(exec_check("x", user="postfix"), 0.5)[2:6] == ["0.5", "runuser", "-u", "postfix"]
 
 
@@ -117,8 +126,10 @@ def test_exec_healthy_and_run_as_nobody() -> None:
 def test_exec_failure_names_the_status_and_the_first_line_of_stderr() -> None:
     assert exec_problem(exec_check("/bin/false"), 1.0) == "exec [/bin/false] exited with status 1"
     problem = exec_problem(exec_check("/bin/sh", "-c", "echo; echo queue full >&2; echo more >&2; exit 3"), 1.0)
-    assert problem == "exec [/bin/sh -c 'echo; echo queue full >&2; echo more >&2; exit 3'] exited with " \
+    assert (
+        problem == "exec [/bin/sh -c 'echo; echo queue full >&2; echo more >&2; exit 3'] exited with "
         "status 3: queue full"
+    )
 
 
 @pytest.mark.usefixtures("as_root_with_runuser")
@@ -149,8 +160,10 @@ def test_tcp_healthy_on_ipv4_and_ipv6(host: str) -> None:
 
 
 def test_tcp_refused(closed_port: int) -> None:
-    assert health_problem(HealthCheck(tcp=TCPCheck(port=closed_port))) == \
-        f"tcp 127.0.0.1:{closed_port}: connection refused"
+    assert (
+        health_problem(HealthCheck(tcp=TCPCheck(port=closed_port)))
+        == f"tcp 127.0.0.1:{closed_port}: connection refused"
+    )
 
 
 def test_tcp_that_does_not_answer_in_time() -> None:
@@ -202,8 +215,7 @@ def test_http_server_that_hangs_up() -> None:
 
         thread = threading.Thread(target=hang_up, daemon=True)
         thread.start()
-        assert http_problem(HTTPCheck(url=url), 1.0) == \
-            f"http {url}: remote end closed connection without response"
+        assert http_problem(HTTPCheck(url=url), 1.0) == f"http {url}: remote end closed connection without response"
         thread.join(1)
 
 
@@ -212,8 +224,17 @@ def test_http_target_parts() -> None:
     assert http_target("http://[::1]") == ("::1", 80, "/")
 
 
-@pytest.mark.parametrize("url", ["https://127.0.0.1/", "http://user:pw@127.0.0.1/", "ftp://x/",
-                                 "http://127.0.0.1/a b", "http://127.0.0.1:99999/", "http:///x"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1/",
+        "http://user:pw@127.0.0.1/",
+        "ftp://x/",
+        "http://127.0.0.1/a b",
+        "http://127.0.0.1:99999/",
+        "http:///x",
+    ],
+)
 def test_http_refuses_other_urls_past_the_api(url: str) -> None:
     with pytest.raises(DriverError, match="http health check"):
         http_target(url)
@@ -224,8 +245,7 @@ def test_http_refuses_other_urls_past_the_api(url: str) -> None:
 
 
 def test_a_check_must_set_exactly_one_probe() -> None:
-    two = HealthCheck.model_construct(exec=exec_check("/bin/true"), tcp=TCPCheck(port=1), http=None,
-                                      timeout_seconds=1)
+    two = HealthCheck.model_construct(exec=exec_check("/bin/true"), tcp=TCPCheck(port=1), http=None, timeout_seconds=1)
     none = HealthCheck.model_construct(exec=None, tcp=None, http=None, timeout_seconds=1)
     for check in (two, none):
         with pytest.raises(DriverError, match="exactly one of exec, tcp or http"):

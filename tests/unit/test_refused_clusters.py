@@ -27,14 +27,18 @@ from tandem_agent.__main__ import (
 from tandem_agent.chain import ChainRunner
 from tandem_agent.invalid import InvalidSpec, problem_of
 
-NODES = [{"name": "mail1", "replicationAddress": "198.19.0.201"},
-         {"name": "mail2", "replicationAddress": "198.19.0.202"}]
+NODES = [
+    {"name": "mail1", "replicationAddress": "198.19.0.201"},
+    {"name": "mail2", "replicationAddress": "198.19.0.202"},
+]
 MOUNT = {"volume": "mail-store", "mountPoint": "/srv/mail", "fsType": "ext4"}
 
 
 def obj(name: str, spec: dict[str, Any], namespace: str = "a", generation: int = 1) -> dict[str, Any]:
-    return {"metadata": {"name": name, "namespace": namespace, "uid": f"uid-{name}",
-                         "generation": generation}, "spec": spec}
+    return {
+        "metadata": {"name": name, "namespace": namespace, "uid": f"uid-{name}", "generation": generation},
+        "spec": spec,
+    }
 
 
 def hac(name: str, **chain: Any) -> dict[str, Any]:
@@ -42,33 +46,56 @@ def hac(name: str, **chain: Any) -> dict[str, Any]:
 
 
 def world(*clusters: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    volume = obj("mail-store", {
-        "cluster": "mail", "resourceName": "mail-store", "minor": 0, "port": 7789,
-        "nodes": [{"name": "mail1", "disk": "/dev/vg0/mail", "address": "198.19.0.201",
-                   "nodeId": 0},
-                  {"name": "mail2", "disk": "/dev/vg0/mail", "address": "198.19.0.202",
-                   "nodeId": 1}],
-        "quorum": {"mode": "off"}})
-    fips = [obj("mail-vips", {"cluster": "mail", "addresses": [{"start": "198.18.0.2"}],
-                              "prefixLength": 24, "interface": "mgmt"}),
-            obj("backwards", {"cluster": "vips", "prefixLength": 24, "interface": "mgmt",
-                              "addresses": [{"start": "198.18.0.9", "end": "198.18.0.2"}]})]
+    volume = obj(
+        "mail-store",
+        {
+            "cluster": "mail",
+            "resourceName": "mail-store",
+            "minor": 0,
+            "port": 7789,
+            "nodes": [
+                {"name": "mail1", "disk": "/dev/vg0/mail", "address": "198.19.0.201", "nodeId": 0},
+                {"name": "mail2", "disk": "/dev/vg0/mail", "address": "198.19.0.202", "nodeId": 1},
+            ],
+            "quorum": {"mode": "off"},
+        },
+    )
+    fips = [
+        obj(
+            "mail-vips",
+            {"cluster": "mail", "addresses": [{"start": "198.18.0.2"}], "prefixLength": 24, "interface": "mgmt"},
+        ),
+        obj(
+            "backwards",
+            {
+                "cluster": "vips",
+                "prefixLength": 24,
+                "interface": "mgmt",
+                "addresses": [{"start": "198.18.0.9", "end": "198.18.0.2"}],
+            },
+        ),
+    ]
     return {"haclusters": list(clusters), "drbdvolumes": [volume], "floatingips": fips}
 
 
-MAIL = hac("mail", volumes=["mail-store"], mounts=[MOUNT], floatingIPs=["mail-vips"],
-           postgres={"credentialsSecret": "mail-pg"},
-           services=[{"name": "postfix", "unit": "postfix.service"}])
+MAIL = hac(
+    "mail",
+    volumes=["mail-store"],
+    mounts=[MOUNT],
+    floatingIPs=["mail-vips"],
+    postgres={"credentialsSecret": "mail-pg"},
+    services=[{"name": "postfix", "unit": "postfix.service"}],
+)
 
 
 def builder(tmp_path: Path, w: dict[str, list[dict[str, Any]]], *flags: str) -> Any:
-    env = node_environment(parse_args(["--node", "mail1", "--state-dir", str(tmp_path),
-                                       *flags]), lambda namespace, name: None)
+    env = node_environment(
+        parse_args(["--node", "mail1", "--state-dir", str(tmp_path), *flags]), lambda namespace, name: None
+    )
     return lambda o: ChainRunner(resolve(o, w), env)
 
 
-def test_a_cluster_the_node_cannot_build_never_keeps_the_good_one_from_starting(
-        tmp_path: Path) -> None:
+def test_a_cluster_the_node_cannot_build_never_keeps_the_good_one_from_starting(tmp_path: Path) -> None:
     spare = hac("spare", mounts=[MOUNT])  # another cluster's volume, not in its own chain
     vips = hac("vips", floatingIPs=["backwards"])
     ghost = hac("ghost", volumes=["ghost-store"])
@@ -80,27 +107,26 @@ def test_a_cluster_the_node_cannot_build_never_keeps_the_good_one_from_starting(
             raise RuntimeError("a bug")
         return build(o)
 
-    built, refused = prepare(clusters_of(w, "mail1"), w, running=(), refused={},
-                             build=built_or_boom)
+    built, refused = prepare(clusters_of(w, "mail1"), w, running=(), refused={}, build=built_or_boom)
 
     assert list(built) == ["a/mail"]
     assert isinstance(built["a/mail"], ChainRunner)
     problems = {key: r.problem for key, r in refused.items()}
     assert problems["a/spare"] == (
-        "spec.chain.mounts[0].volume: DRBDVolume mail-store is not in spec.chain.volumes: add "
-        "it there")
+        "spec.chain.mounts[0].volume: DRBDVolume mail-store is not in spec.chain.volumes: add it there"
+    )
     assert problems["a/vips"].startswith("spec.chain.floatingIPs[0]: FloatingIP backwards: ")
-    assert problems["a/ghost"] == ("spec.chain.volumes[0]: DRBDVolume ghost-store does not "
-                                   "exist in namespace a: create it or remove it from the chain")
-    assert problems["a/boom"] == ("spec: the agent cannot build this cluster's chain: "
-                                  "RuntimeError: a bug")
+    assert problems["a/ghost"] == (
+        "spec.chain.volumes[0]: DRBDVolume ghost-store does not "
+        "exist in namespace a: create it or remove it from the chain"
+    )
+    assert problems["a/boom"] == ("spec: the agent cannot build this cluster's chain: RuntimeError: a bug")
 
 
 def test_clusters_of_other_nodes_and_running_ones_are_not_built(tmp_path: Path) -> None:
     elsewhere = obj("elsewhere", {"nodes": [{"name": "crm1"}, {"name": "crm2"}]})
     w = world(MAIL, elsewhere, hac("spare", mounts=[MOUNT]))
-    built, refused = prepare(clusters_of(w, "mail1"), w, running={"a/mail"}, refused={},
-                             build=builder(tmp_path, w))
+    built, refused = prepare(clusters_of(w, "mail1"), w, running={"a/mail"}, refused={}, build=builder(tmp_path, w))
     assert built == {} and list(refused) == ["a/spare"]
 
 
@@ -134,33 +160,44 @@ def test_a_refused_cluster_is_built_again_only_when_its_inputs_change(tmp_path: 
 def test_postgres_values_name_the_field_they_come_from(tmp_path: Path) -> None:
     # A replication address the API refuses (isIP) but the agent's model does not check:
     # PostgresConfig refuses it, and the spec field is named.
-    w = world(hac("pg", postgres={}), obj("old", {"nodes": [
-        {"name": "mail1", "replicationAddress": "198.19.0.201"},
-        {"name": "mail2", "replicationAddress": "not-an-ip"}], "chain": {"postgres": {}}}))
+    w = world(
+        hac("pg", postgres={}),
+        obj(
+            "old",
+            {
+                "nodes": [
+                    {"name": "mail1", "replicationAddress": "198.19.0.201"},
+                    {"name": "mail2", "replicationAddress": "not-an-ip"},
+                ],
+                "chain": {"postgres": {}},
+            },
+        ),
+    )
     _, refused = prepare(clusters_of(w, "mail1"), w, (), {}, builder(tmp_path, w))
-    assert refused["a/old"].problem == ("spec.nodes[*].replicationAddress: replication_peers: "
-                                        "'not-an-ip' is not an IP address")
+    assert refused["a/old"].problem == (
+        "spec.nodes[*].replicationAddress: replication_peers: 'not-an-ip' is not an IP address"
+    )
     assert "a/pg" not in refused
-    _, refused = prepare(clusters_of(w, "mail1"), w, (), {},
-                         builder(tmp_path, w, "--pg-data-dir", "/srv/pg data"))
+    _, refused = prepare(clusters_of(w, "mail1"), w, (), {}, builder(tmp_path, w, "--pg-data-dir", "/srv/pg data"))
     assert refused["a/pg"].problem.startswith("--pg-data-dir: data_dir '/srv/pg data' must be")
 
 
 def test_model_errors_are_paths_into_the_spec() -> None:
     with pytest.raises(ValidationError) as exc:
-        HAClusterSpec.model_validate({"nodes": NODES, "chain": {
-            "postgres": {"replicationUser": "repl user"},
-            "services": [{"name": "x", "unit": "x"}]}})
+        HAClusterSpec.model_validate(
+            {
+                "nodes": NODES,
+                "chain": {"postgres": {"replicationUser": "repl user"}, "services": [{"name": "x", "unit": "x"}]},
+            }
+        )
     problem = problem_of(exc.value)
     assert problem.startswith("spec.chain.postgres.replicationUser: 'repl user' must be")
     assert problem.endswith(" (and 1 more)")
-    assert problem_of(InvalidSpec("spec.chain.mounts[0].volume", "fix it")) == \
-        "spec.chain.mounts[0].volume: fix it"
+    assert problem_of(InvalidSpec("spec.chain.mounts[0].volume", "fix it")) == "spec.chain.mounts[0].volume: fix it"
 
 
 def test_the_report_of_a_refused_cluster_names_the_field() -> None:
-    problem = ("spec.chain.mounts[0].volume: DRBDVolume mail-store is not in "
-               "spec.chain.volumes: add it there")
+    problem = "spec.chain.mounts[0].volume: DRBDVolume mail-store is not in spec.chain.volumes: add it there"
     entry = refusal_report("mail1", problem, epoch=4)
     assert entry["eligible"] is False and entry["role"] == "Unknown" and entry["epoch"] == 4
     assert (entry["ineligibleReason"], entry["ineligibleMessage"]) == ("InvalidSpec", problem)

@@ -18,8 +18,12 @@ from tests.unit.test_spec_change import Units, runner_for, running
 
 
 def restarted(**changes: Any) -> Any:
-    fields: dict[str, Any] = {"acting_epoch": None, "lease_holder": "n2",
-                              "chain": ChainState.UNKNOWN, "found_running": True}
+    fields: dict[str, Any] = {
+        "acting_epoch": None,
+        "lease_holder": "n2",
+        "chain": ChainState.UNKNOWN,
+        "found_running": True,
+    }
     return chain_snap(**(fields | changes))
 
 
@@ -62,20 +66,17 @@ def node(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return seen
 
 
-def test_a_standby_with_nothing_of_the_primary_up_is_clean(tmp_path: Path,
-                                                           node: dict[str, Any]) -> None:
+def test_a_standby_with_nothing_of_the_primary_up_is_clean(tmp_path: Path, node: dict[str, Any]) -> None:
     runner = runner_for(running(), tmp_path, Active(set()))
     assert runner.primary_leftovers() == []
 
 
-def test_addresses_mounts_and_services_of_the_primary_are_leftovers(
-        tmp_path: Path, node: dict[str, Any]) -> None:
+def test_addresses_mounts_and_services_of_the_primary_are_leftovers(tmp_path: Path, node: dict[str, Any]) -> None:
     cluster = running()
     node["addresses"] = chain.floating_addresses(cluster.floating_ips["mail-vips"])
     node["mounted"] = {"/srv/mail"}
     runner = runner_for(cluster, tmp_path, Active({"postfix"}))
-    assert runner.primary_leftovers() == ["floating IPs mail-vips", "mount /srv/mail",
-                                          "service postfix"]
+    assert runner.primary_leftovers() == ["floating IPs mail-vips", "mount /srv/mail", "service postfix"]
     node["interface"] = False
     node["mounted"] = set()
     runner = runner_for(cluster, tmp_path, Active(set()))

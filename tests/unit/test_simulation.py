@@ -51,22 +51,22 @@ def test_agent_as_is_loses_acknowledged_writes_known_bugs() -> None:
 def test_holder_frozen_past_its_deadline_is_fenced_by_its_watchdog() -> None:
     """The checker raises if the standby acts before the frozen holder's node is fenced."""
     for seed in range(20):
-        outcome = simulate(seed, faults=[Fault("freeze", at=5.0, seconds=8.0)], duration=16.0,
-                           node_count=2)
+        outcome = simulate(seed, faults=[Fault("freeze", at=5.0, seconds=8.0)], duration=16.0, node_count=2)
         assert "power off: watchdog expired" in "\n".join(outcome.trace)
 
 
 def test_api_outage_longer_than_the_lease_promotes_nothing_and_recovers() -> None:
-    outcome = simulate(8, faults=[Fault("api-outage", at=3.0, seconds=6.0, node="n1")],
-                       duration=16.0, node_count=2)
+    outcome = simulate(8, faults=[Fault("api-outage", at=3.0, seconds=6.0, node="n1")], duration=16.0, node_count=2)
     trace = "\n".join(outcome.trace)
     assert "no renew succeeded within renewDeadline" in trace
     assert "ACTING as primary at epoch" in trace.split("api-outage")[1]
 
 
 def test_partition_and_replication_cut_during_a_switchover() -> None:
-    faults = [Fault("switchover", at=3.0, node="n2"),
-              Fault("replication-cut", at=3.05, seconds=5.0, node="n2"),
-              Fault("api-partition", at=3.1, seconds=2.0, node="n1")]
+    faults = [
+        Fault("switchover", at=3.0, node="n2"),
+        Fault("replication-cut", at=3.05, seconds=5.0, node="n2"),
+        Fault("api-partition", at=3.1, seconds=2.0, node="n1"),
+    ]
     for seed in range(50):
         simulate(seed, faults=faults, duration=14.0, node_count=3)

@@ -15,8 +15,7 @@ def running(name: str, role: str = "Standby", generation: int = 3, pending: str 
 
 def test_every_node_on_the_newest_generation_is_applied() -> None:
     s = snap(cluster(running("n1", "Primary"), running("n2")), generation=3)
-    assert cond(core.reconcile(s), "SpecApplied") == (
-        "True", "Applied", "n1 and n2 run generation 3 of the spec")
+    assert cond(core.reconcile(s), "SpecApplied") == ("True", "Applied", "n1 and n2 run generation 3 of the spec")
 
 
 def test_a_node_behind_is_applying_without_an_event() -> None:
@@ -28,8 +27,10 @@ def test_a_node_behind_is_applying_without_an_event() -> None:
 
 
 def test_a_change_waiting_for_a_switchover_names_the_node_and_posts_one_event() -> None:
-    waiting = ("WaitingForSwitchover: spec.chain.mounts changed: applied once the chain is "
-               "down on this node (the next switchover or failover)")
+    waiting = (
+        "WaitingForSwitchover: spec.chain.mounts changed: applied once the chain is "
+        "down on this node (the next switchover or failover)"
+    )
     s = snap(cluster(running("n1", "Primary", 2, waiting), running("n2")), generation=3)
     decision = core.reconcile(s)
     status, reason, message = cond(decision, "SpecApplied")
@@ -41,9 +42,7 @@ def test_a_change_waiting_for_a_switchover_names_the_node_and_posts_one_event() 
 
 def test_an_unsafe_timing_change_is_a_warning() -> None:
     refused = "NotApplicable: spec.leases: ...; this node keeps running the spec it has"
-    s = snap(cluster(running("n1", "Primary", 2, refused), running("n2", generation=2,
-                                                                     pending=refused)),
-             generation=3)
+    s = snap(cluster(running("n1", "Primary", 2, refused), running("n2", generation=2, pending=refused)), generation=3)
     decision = core.reconcile(s)
     assert cond(decision, "SpecApplied")[1] == "NotApplicable"
     assert [e.type for e in decision.events if e.reason == "NotApplicable"] == ["Warning"]

@@ -30,8 +30,9 @@ from tandem_agent.spec_change import (
 )
 from tests.unit.test_refused_clusters import MAIL, obj, world
 
-SECOND_VIP = obj("mail-vips2", {"cluster": "mail", "addresses": [{"start": "198.18.0.3"}],
-                                "prefixLength": 24, "interface": "mgmt"})
+SECOND_VIP = obj(
+    "mail-vips2", {"cluster": "mail", "addresses": [{"start": "198.18.0.3"}], "prefixLength": 24, "interface": "mgmt"}
+)
 
 
 def objects(*extra: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -69,22 +70,23 @@ def test_no_difference_is_empty_and_applies() -> None:
     assert verdict(nothing, chain_down=False, paused=False).apply
 
 
-@pytest.mark.parametrize(("edit", "what"), [
-    (add_vip, "spec.chain.floatingIPs: mail-vips2 added"),
-    (lambda spec: spec["chain"].update(floatingIPs=[]), "spec.chain.floatingIPs: mail-vips removed"),
-    (append_service, "spec.chain.services: dovecot added at the end"),
-    (lambda spec: spec["chain"]["services"].clear(),
-     "spec.chain.services: postfix removed from the end"),
-    (lambda spec: spec["chain"]["services"][0].update(
-        healthCheck={"tcp": {"port": 25}, "periodSeconds": 5}),
-     "spec.chain.services[0] (postfix): health check or timeouts"),
-    (lambda spec: spec["chain"].update(monitors={"mounts": {"periodSeconds": 30}}),
-     "spec.chain.monitors"),
-    (lambda spec: spec["chain"]["postgres"].update(monitor={"failureThreshold": 5}),
-     "spec.chain.postgres.monitor"),
-    (lambda spec: spec.update(failover={"restartLimit": 5}), "spec.failover"),
-    (lambda spec: spec.update(leases={"leaseDurationMs": 4000}), "spec.leases"),
-])
+@pytest.mark.parametrize(
+    ("edit", "what"),
+    [
+        (add_vip, "spec.chain.floatingIPs: mail-vips2 added"),
+        (lambda spec: spec["chain"].update(floatingIPs=[]), "spec.chain.floatingIPs: mail-vips removed"),
+        (append_service, "spec.chain.services: dovecot added at the end"),
+        (lambda spec: spec["chain"]["services"].clear(), "spec.chain.services: postfix removed from the end"),
+        (
+            lambda spec: spec["chain"]["services"][0].update(healthCheck={"tcp": {"port": 25}, "periodSeconds": 5}),
+            "spec.chain.services[0] (postfix): health check or timeouts",
+        ),
+        (lambda spec: spec["chain"].update(monitors={"mounts": {"periodSeconds": 30}}), "spec.chain.monitors"),
+        (lambda spec: spec["chain"]["postgres"].update(monitor={"failureThreshold": 5}), "spec.chain.postgres.monitor"),
+        (lambda spec: spec.update(failover={"restartLimit": 5}), "spec.failover"),
+        (lambda spec: spec.update(leases={"leaseDurationMs": 4000}), "spec.leases"),
+    ],
+)
 def test_live_changes_apply_on_a_running_chain(edit: Any, what: str) -> None:
     found = change(edit)
     assert found.live == (what,) and not found.deferred and not found.not_applicable
@@ -92,8 +94,10 @@ def test_live_changes_apply_on_a_running_chain(edit: Any, what: str) -> None:
 
 
 def test_a_changed_floating_ip_object_is_live() -> None:
-    moved = obj("mail-vips", {"cluster": "mail", "addresses": [{"start": "198.18.0.4"}],
-                              "prefixLength": 24, "interface": "mgmt"})
+    moved = obj(
+        "mail-vips",
+        {"cluster": "mail", "addresses": [{"start": "198.18.0.4"}], "prefixLength": 24, "interface": "mgmt"},
+    )
     newest = copy.deepcopy(MAIL)
     w = world(newest)
     w["floatingips"] = [moved]
@@ -101,19 +105,25 @@ def test_a_changed_floating_ip_object_is_live() -> None:
     assert found.live == ("FloatingIP mail-vips",) and not found.deferred
 
 
-@pytest.mark.parametrize(("edit", "what"), [
-    (lambda spec: spec["chain"]["mounts"][0].update(options=["noatime"]), "spec.chain.mounts"),
-    (lambda spec: spec["chain"]["postgres"].update(port=5433), "spec.chain.postgres"),
-    (lambda spec: spec["chain"]["services"].insert(0, {"name": "amavis", "unit": "amavis.service"}),
-     "spec.chain.services: services reordered, or one changed or added before the last "
-     "(only the end of the chain changes live)"),
-    (lambda spec: spec["chain"]["services"][0].update(unit="exim4.service"),
-     "spec.chain.services: services reordered, or one changed or added before the last "
-     "(only the end of the chain changes live)"),
-    (lambda spec: spec["nodes"][1].update(replicationAddress="198.19.0.203"), "spec.nodes"),
-])
-def test_changes_that_need_the_chain_down_wait_on_the_primary_and_apply_on_a_standby(
-        edit: Any, what: str) -> None:
+@pytest.mark.parametrize(
+    ("edit", "what"),
+    [
+        (lambda spec: spec["chain"]["mounts"][0].update(options=["noatime"]), "spec.chain.mounts"),
+        (lambda spec: spec["chain"]["postgres"].update(port=5433), "spec.chain.postgres"),
+        (
+            lambda spec: spec["chain"]["services"].insert(0, {"name": "amavis", "unit": "amavis.service"}),
+            "spec.chain.services: services reordered, or one changed or added before the last "
+            "(only the end of the chain changes live)",
+        ),
+        (
+            lambda spec: spec["chain"]["services"][0].update(unit="exim4.service"),
+            "spec.chain.services: services reordered, or one changed or added before the last "
+            "(only the end of the chain changes live)",
+        ),
+        (lambda spec: spec["nodes"][1].update(replicationAddress="198.19.0.203"), "spec.nodes"),
+    ],
+)
+def test_changes_that_need_the_chain_down_wait_on_the_primary_and_apply_on_a_standby(edit: Any, what: str) -> None:
     found = change(edit)
     assert found.deferred == (what,)
     waiting = verdict(found, chain_down=False, paused=False)
@@ -152,8 +162,7 @@ def test_lease_timings_unsafe_across_the_switch_are_not_applied_and_say_how_to_s
     # holder on the new renewDeadline and a standby still on the old leaseDuration could both
     # act as primary.
     def slower(spec: dict[str, Any]) -> None:
-        spec["leases"] = {"leaseDurationMs": 10000, "renewIntervalMs": 2000,
-                          "renewDeadlineMs": 8000}
+        spec["leases"] = {"leaseDurationMs": 10000, "renewIntervalMs": 2000, "renewDeadlineMs": 8000}
 
     found = change(slower)
     assert found.not_applicable and not found.live
@@ -191,8 +200,7 @@ class Units:
 
 
 def runner_for(cluster: ResolvedCluster, tmp_path: Path, units: Units) -> ChainRunner:
-    env = node_environment(parse_args(["--node", "mail1", "--state-dir", str(tmp_path)]),
-                           lambda namespace, name: None)
+    env = node_environment(parse_args(["--node", "mail1", "--state-dir", str(tmp_path)]), lambda namespace, name: None)
     env = dataclasses.replace(env, service_backend=lambda name, specs: units)
     return ChainRunner(cluster, env)
 
@@ -215,7 +223,8 @@ def address_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, tuple
 
 
 def test_a_running_primary_drops_what_goes_then_adds_what_comes(
-        tmp_path: Path, address_calls: list[tuple[str, str, tuple[str, ...]]]) -> None:
+    tmp_path: Path, address_calls: list[tuple[str, str, tuple[str, ...]]]
+) -> None:
     units = Units()
     old = running()
     runner = runner_for(old, tmp_path, units)
@@ -237,7 +246,8 @@ def test_a_running_primary_drops_what_goes_then_adds_what_comes(
 
 
 def test_a_service_removed_from_the_end_is_stopped_on_the_primary_only(
-        tmp_path: Path, address_calls: list[tuple[str, str, tuple[str, ...]]]) -> None:
+    tmp_path: Path, address_calls: list[tuple[str, str, tuple[str, ...]]]
+) -> None:
     def drop(spec: dict[str, Any]) -> None:
         spec["chain"]["services"].clear()
 

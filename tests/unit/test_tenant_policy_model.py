@@ -37,11 +37,9 @@ def test_the_crd_is_cluster_scoped_named_tandem_and_outside_the_tandem_category(
 
 def test_the_binding_reads_the_one_tenant_policy_and_denies_without_it() -> None:
     policy, binding = policy_docs()
-    assert policy["spec"]["paramKind"] == {"apiVersion": "tandem.dev/v1alpha1",
-                                           "kind": "TenantPolicy"}
+    assert policy["spec"]["paramKind"] == {"apiVersion": "tandem.dev/v1alpha1", "kind": "TenantPolicy"}
     assert policy["spec"]["failurePolicy"] == "Fail"
-    assert binding["spec"]["paramRef"] == {"name": TENANT_POLICY_NAME,
-                                           "parameterNotFoundAction": "Deny"}
+    assert binding["spec"]["paramRef"] == {"name": TENANT_POLICY_NAME, "parameterNotFoundAction": "Deny"}
     assert binding["spec"]["validationActions"] == ["Deny"]
 
 
@@ -64,8 +62,10 @@ def test_every_rule_of_the_policy_has_a_message_naming_the_tenant_policy() -> No
 
 
 def test_shipped_examples_parse_with_the_model() -> None:
-    for path in (REPO / "deploy" / "samples" / "02-tenant-policy.yaml",
-                 REPO / "deploy" / "samples" / "lab" / "tenant-policy.yaml"):
+    for path in (
+        REPO / "deploy" / "samples" / "02-tenant-policy.yaml",
+        REPO / "deploy" / "samples" / "lab" / "tenant-policy.yaml",
+    ):
         doc = yaml.safe_load(path.read_text())
         assert doc["metadata"]["name"] == TENANT_POLICY_NAME
         spec = TenantPolicySpec.model_validate(doc["spec"])

@@ -24,8 +24,10 @@ WAIT = 5.0
 
 
 def lease(name: str, version: int, holder: str = "a") -> dict[str, Any]:
-    return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": str(version)},
-            "spec": {"holderIdentity": holder}}
+    return {
+        "metadata": {"name": name, "namespace": "ns", "resourceVersion": str(version)},
+        "spec": {"holderIdentity": holder},
+    }
 
 
 class Listed:
@@ -85,8 +87,7 @@ class Server:
         self.watches: queue.Queue[tuple[str, Stream]] = queue.Queue()
         self.down = False
 
-    def __call__(self, *args: Any, watch: bool = False, resource_version: str = "",
-                 **kwargs: Any) -> Any:
+    def __call__(self, *args: Any, watch: bool = False, resource_version: str = "", **kwargs: Any) -> Any:
         if self.down:
             raise ConnectionRefusedError("connection refused")
         if not watch:
@@ -144,7 +145,8 @@ def test_a_copy_is_returned_so_a_reader_cannot_change_the_mirror(cache: WatchCac
 
 
 def test_a_watch_the_server_ends_goes_on_from_the_last_version_without_a_list(
-        server: Server, cache: WatchCache) -> None:
+    server: Server, cache: WatchCache
+) -> None:
     assert cache.wait_synced(WAIT)
     _, stream = server.next_watch()
     stream.send("MODIFIED", lease("x", 15))
@@ -164,8 +166,7 @@ def test_gone_lists_again(server: Server, cache: WatchCache) -> None:
     assert cache.get("ns", "x") == lease("x", 30, holder="c")
 
 
-def test_a_broken_watch_is_an_outage_until_a_list_succeeds(
-        server: Server, cache: WatchCache) -> None:
+def test_a_broken_watch_is_an_outage_until_a_list_succeeds(server: Server, cache: WatchCache) -> None:
     assert cache.wait_synced(WAIT)
     _, stream = server.next_watch()
     server.down = True
@@ -181,7 +182,8 @@ def test_a_broken_watch_is_an_outage_until_a_list_succeeds(
 
 
 def test_a_resync_cuts_the_watch_and_distrusts_the_mirror_until_it_listed_again(
-        server: Server, cache: WatchCache) -> None:
+    server: Server, cache: WatchCache
+) -> None:
     """What a guarded write refused with 409 does: the watch was behind."""
     assert cache.wait_synced(WAIT)
     _, stream = server.next_watch()
@@ -204,10 +206,17 @@ def test_a_mirror_never_listed_is_unavailable(server: Server) -> None:
         mirror.stop()
 
 
-@pytest.mark.parametrize(("version", "than", "is_older"), [
-    ("9", "10", True), ("10", "10", False), ("11", "10", False),
-    ("", "10", False), ("abc", "10", False), ("9", "", False),
-])
+@pytest.mark.parametrize(
+    ("version", "than", "is_older"),
+    [
+        ("9", "10", True),
+        ("10", "10", False),
+        ("11", "10", False),
+        ("", "10", False),
+        ("abc", "10", False),
+        ("9", "", False),
+    ],
+)
 def test_only_integer_versions_are_ever_older(version: str, than: str, is_older: bool) -> None:
     assert older(version, than) is is_older
 

@@ -173,9 +173,7 @@ class Plan:
 # --------------------------------------------------------------------------- parsing
 
 
-def parse_addresses(
-    entries: str | Iterable[str], prefixlen: int | None = None
-) -> tuple[IPInterface, ...]:
+def parse_addresses(entries: str | Iterable[str], prefixlen: int | None = None) -> tuple[IPInterface, ...]:
     """Turn a FloatingIP address spec into an ordered tuple of interfaces (address/prefix).
 
     `entries` is one entry or a list of them; a single string may also hold several entries
@@ -191,14 +189,10 @@ def parse_addresses(
     named twice with different prefix lengths, or more than MAX_ADDRESSES addresses.
     """
     if prefixlen is not None and (isinstance(prefixlen, bool) or not isinstance(prefixlen, int)):
-        raise AddressSpecError(
-            f"prefix length {prefixlen!r} is not an integer: pass e.g. 24 for IPv4 or 64 for IPv6"
-        )
+        raise AddressSpecError(f"prefix length {prefixlen!r} is not an integer: pass e.g. 24 for IPv4 or 64 for IPv6")
     raw = _split_entries(entries)
     if not raw:
-        raise AddressSpecError(
-            "the address spec is empty: name at least one address, e.g. 198.18.10.50"
-        )
+        raise AddressSpecError("the address spec is empty: name at least one address, e.g. 198.18.10.50")
     result: dict[IPAddress, IPInterface] = {}
     for entry in raw:
         for iface in _parse_entry(entry, prefixlen):
@@ -221,9 +215,7 @@ def _split_entries(entries: str | Iterable[str]) -> list[str]:
     out: list[str] = []
     for entry in entries:
         if not isinstance(entry, str):
-            raise AddressSpecError(
-                f"entry {entry!r} is not a string: write addresses as text, e.g. '198.18.10.50'"
-            )
+            raise AddressSpecError(f"entry {entry!r} is not a string: write addresses as text, e.g. '198.18.10.50'")
         stripped = entry.strip()
         if stripped:
             out.append(stripped)
@@ -248,8 +240,7 @@ def _parse_entry(entry: str, default_prefix: int | None) -> list[IPInterface]:
     if prefix is None:
         example = 24 if first.version == 4 else 64
         raise AddressSpecError(
-            f"entry {entry!r} has no prefix length: append /{example} to it or pass a prefix"
-            " length for the whole spec"
+            f"entry {entry!r} has no prefix length: append /{example} to it or pass a prefix length for the whole spec"
         )
     maxlen = first.max_prefixlen
     if not 1 <= prefix <= maxlen:
@@ -267,9 +258,7 @@ def _parse_entry(entry: str, default_prefix: int | None) -> list[IPInterface]:
                 " of a range must be of the same family; list the other family separately"
             )
         if int(last) < int(first):
-            raise AddressSpecError(
-                f"range {entry!r} ends before it starts: write it as {last}-{first}"
-            )
+            raise AddressSpecError(f"range {entry!r} ends before it starts: write it as {last}-{first}")
         count = int(last) - int(first) + 1
         if count > MAX_ADDRESSES:
             raise _too_many(entry)
@@ -287,8 +276,7 @@ def _parse_prefix(entry: str, text: str) -> int:
     text = text.strip()
     if not text.isdigit():
         raise AddressSpecError(
-            f"entry {entry!r}: prefix length {text!r} is not a number; write it as /24 (IPv4)"
-            " or /64 (IPv6)"
+            f"entry {entry!r}: prefix length {text!r} is not a number; write it as /24 (IPv4) or /64 (IPv6)"
         )
     return int(text)
 
@@ -300,22 +288,21 @@ def _parse_address(entry: str, text: str, what: str) -> IPAddress:
         hint = (
             " (a range needs full addresses at both ends, e.g. 198.18.10.2-198.18.10.100)"
             if what == "end"
-            else " (write an address such as 198.18.10.50 or 2001:db8::5, or a range"
-            " FIRST-LAST)"
+            else " (write an address such as 198.18.10.50 or 2001:db8::5, or a range FIRST-LAST)"
         )
-        raise AddressSpecError(
-            f"entry {entry!r}: {what} {text!r} is not an IP address{hint}"
-        ) from None
+        raise AddressSpecError(f"entry {entry!r}: {what} {text!r} is not an IP address{hint}") from None
 
 
 def _check_unicast(entry: str, iface: IPInterface) -> None:
     ip = iface.ip
-    if ip.is_multicast or ip.is_unspecified or ip.is_loopback or (
-        ip.version == 4 and ip == ipaddress.IPv4Address("255.255.255.255")
+    if (
+        ip.is_multicast
+        or ip.is_unspecified
+        or ip.is_loopback
+        or (ip.version == 4 and ip == ipaddress.IPv4Address("255.255.255.255"))
     ):
         raise AddressSpecError(
-            f"entry {entry!r}: {ip} is not a unicast address and cannot float;"
-            " use an address from the service network"
+            f"entry {entry!r}: {ip} is not a unicast address and cannot float; use an address from the service network"
         )
     if ip.version == 6 and ip.is_link_local:
         raise AddressSpecError(
@@ -393,13 +380,7 @@ def garp_frame(mac: bytes, address: ipaddress.IPv4Address, *, reply: bool) -> by
         raise ValueError(f"an Ethernet address has 6 bytes, got {len(mac)}")
     op = 2 if reply else 1
     target_mac = mac if reply else b"\x00" * 6
-    arp = (
-        struct.pack("!HHBBH", ARPHRD_ETHER, ETH_P_IP, 6, 4, op)
-        + mac
-        + address.packed
-        + target_mac
-        + address.packed
-    )
+    arp = struct.pack("!HHBBH", ARPHRD_ETHER, ETH_P_IP, 6, 4, op) + mac + address.packed + target_mac + address.packed
     frame = BROADCAST_MAC + mac + struct.pack("!H", ETH_P_ARP) + arp
     return frame.ljust(MIN_ETHERNET_FRAME, b"\x00")
 
@@ -456,8 +437,7 @@ def entered(netns: str | None) -> Iterator[None]:
         target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         raise NamespaceNotFound(
-            f"network namespace {netns!r} does not exist ({path} is missing): create it"
-            " first or fix the name"
+            f"network namespace {netns!r} does not exist ({path} is missing): create it first or fix the name"
         ) from None
     try:
         own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -544,13 +524,9 @@ def _check(addresses: Iterable[IPInterface]) -> tuple[IPInterface, ...]:
     out = tuple(addresses)
     for iface in out:
         if not isinstance(iface, ipaddress.IPv4Interface | ipaddress.IPv6Interface):
-            raise TypeError(
-                f"{iface!r} is not an ipaddress interface: parse the spec with parse_addresses"
-            )
+            raise TypeError(f"{iface!r} is not an ipaddress interface: parse the spec with parse_addresses")
     if len({iface.ip for iface in out}) > MAX_ADDRESSES:
-        raise AddressSpecError(
-            f"{len(out)} addresses given: at most {MAX_ADDRESSES} per call"
-        )
+        raise AddressSpecError(f"{len(out)} addresses given: at most {MAX_ADDRESSES} per call")
     return out
 
 
@@ -571,9 +547,7 @@ def _change(ipr: Any, netns: str | None, link: _Link, iface: IPInterface, add: b
         if not add and exc.code in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ESRCH):
             return False
         verb = "add" if add else "remove"
-        raise AddressError(
-            f"cannot {verb} {iface} on {link.ifname} in {_where(netns)}: {exc}"
-        ) from exc
+        raise AddressError(f"cannot {verb} {iface} on {link.ifname} in {_where(netns)}: {exc}") from exc
     return True
 
 
@@ -642,9 +616,7 @@ def ensure_present(
     )
 
 
-def ensure_absent(
-    netns: str | None, ifname: str, addresses: Iterable[IPInterface]
-) -> AddressResult:
+def ensure_absent(netns: str | None, ifname: str, addresses: Iterable[IPInterface]) -> AddressResult:
     """Remove every listed address from `ifname` in `netns`, whatever its prefix length.
 
     Addresses not listed stay, including IPv4 secondaries of a removed primary (see the
@@ -718,9 +690,7 @@ def _announce(link: _Link, addresses: tuple[IPInterface, ...], settings: Announc
             # an RCU grace period (milliseconds) before the first frame can go out.
             arp_sock = stack.enter_context(socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0))
         if adverts6:
-            nd_sock = stack.enter_context(
-                socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
-            )
+            nd_sock = stack.enter_context(socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6))
             nd_sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
             nd_sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, link.index)
         destination = (ALL_NODES, 0, 0, link.index)

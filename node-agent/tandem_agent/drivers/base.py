@@ -60,9 +60,7 @@ def run(
     the DaemonSet's container; see tandem_agent.host)."""
     full = host.current().command(in_netns(netns, argv))
     try:
-        proc = subprocess.run(
-            full, capture_output=True, text=True, env=env, timeout=timeout, check=False
-        )
+        proc = subprocess.run(full, capture_output=True, text=True, env=env, timeout=timeout, check=False)
     except FileNotFoundError as exc:
         raise DriverError(f"{full[0]} not found: install it or put it on PATH") from exc
     except subprocess.TimeoutExpired as exc:

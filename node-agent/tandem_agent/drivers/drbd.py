@@ -149,13 +149,17 @@ def parse_refusal(stderr: str, command: Sequence[str], returncode: int, resource
             code = int(match["code"])
             info_lines: list[str] = []
             if i + 1 < len(lines) and lines[i + 1].strip() == "additional info from kernel:":
-                for extra in lines[i + 2:]:
+                for extra in lines[i + 2 :]:
                     if extra.startswith("Command '"):
                         break
                     info_lines.append(extra.strip())
             cls = _REFUSALS.get(code, DrbdRefused)
             return cls(
-                resource, code, match["reason"].strip(), info="; ".join(info_lines), command=command,
+                resource,
+                code,
+                match["reason"].strip(),
+                info="; ".join(info_lines),
+                command=command,
                 returncode=returncode,
             )
         match = _FAILURE.match(line.strip())
@@ -233,12 +237,47 @@ class ResourceStatus:
 
 
 _ROLES = {"Primary", "Secondary", "Unknown"}
-_DISKS = {"Diskless", "Attaching", "Detaching", "Failed", "Negotiating", "Inconsistent", "Outdated",
-          "DUnknown", "Consistent", "UpToDate"}
-_CONNS = {"StandAlone", "Disconnecting", "Unconnected", "Timeout", "BrokenPipe", "NetworkFailure",
-          "ProtocolError", "TearDown", "Connecting", "Connected"}
-_REPLS = {"Off", "Established", "StartingSyncS", "StartingSyncT", "WFBitMapS", "WFBitMapT", "WFSyncUUID",
-          "SyncSource", "SyncTarget", "VerifyS", "VerifyT", "PausedSyncS", "PausedSyncT", "Ahead", "Behind"}
+_DISKS = {
+    "Diskless",
+    "Attaching",
+    "Detaching",
+    "Failed",
+    "Negotiating",
+    "Inconsistent",
+    "Outdated",
+    "DUnknown",
+    "Consistent",
+    "UpToDate",
+}
+_CONNS = {
+    "StandAlone",
+    "Disconnecting",
+    "Unconnected",
+    "Timeout",
+    "BrokenPipe",
+    "NetworkFailure",
+    "ProtocolError",
+    "TearDown",
+    "Connecting",
+    "Connected",
+}
+_REPLS = {
+    "Off",
+    "Established",
+    "StartingSyncS",
+    "StartingSyncT",
+    "WFBitMapS",
+    "WFBitMapT",
+    "WFSyncUUID",
+    "SyncSource",
+    "SyncTarget",
+    "VerifyS",
+    "VerifyT",
+    "PausedSyncS",
+    "PausedSyncT",
+    "Ahead",
+    "Behind",
+}
 
 
 def _node_status(**fields: Any) -> DRBDNodeStatus:
@@ -319,12 +358,12 @@ def drbd_quote(value: str) -> str:
     character such as U+2028 is not one character to it, and the 255-character limit is in
     bytes), or a string longer than drbdadm reads."""
     if any(not " " <= c <= "~" for c in value):
-        raise ValueError(f"{value!r} holds a line break, a control or a non-ASCII character, "
-                         "which a DRBD configuration cannot carry")
+        raise ValueError(
+            f"{value!r} holds a line break, a control or a non-ASCII character, which a DRBD configuration cannot carry"
+        )
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
     if len(escaped) > MAX_DRBD_STRING:
-        raise ValueError(f"{value[:40]!r}... is longer than the {MAX_DRBD_STRING} characters "
-                         "drbdadm reads")
+        raise ValueError(f"{value[:40]!r}... is longer than the {MAX_DRBD_STRING} characters drbdadm reads")
     return f'"{escaped}"'
 
 
@@ -543,8 +582,9 @@ class Drbd:
         dump = self._adm(name, ["dump", name])
         if self._local_disk_none(dump):
             return Outcome(False, f"{name}: this node is diskless")
-        proc = run(self._adm_argv(["dump-md", name]), netns=self.netns, env=self._env(), timeout=self.timeout,
-                   check=False)
+        proc = run(
+            self._adm_argv(["dump-md", name]), netns=self.netns, env=self._env(), timeout=self.timeout, check=False
+        )
         if proc.returncode == 0:
             return Outcome(False, f"{name}: valid metadata found")
         if NO_METADATA not in proc.stderr:

@@ -50,8 +50,7 @@ class MountConflictError(DriverError):
         self.expected = expected
         self.found = found
         super().__init__(
-            f"{target}: {found} is mounted there, expected {expected}; "
-            "unmount it or fix the specification"
+            f"{target}: {found} is mounted there, expected {expected}; unmount it or fix the specification"
         )
 
 
@@ -70,9 +69,7 @@ class MountHolder:
 class MountBusyError(DriverError):
     """An unmount was refused because processes (or nested mounts) keep the target busy."""
 
-    def __init__(
-        self, target: str, holders: Sequence[MountHolder], submounts: Sequence[str] = ()
-    ) -> None:
+    def __init__(self, target: str, holders: Sequence[MountHolder], submounts: Sequence[str] = ()) -> None:
         self.target = target
         self.holders = tuple(holders)
         self.submounts = tuple(submounts)
@@ -204,9 +201,7 @@ def containing_mount(entries: Sequence[MountEntry], path: str) -> MountEntry:
     """The mount that `path` (normalised, absolute) lives on: the deepest mount point above it."""
     best: MountEntry | None = None
     for entry in entries:
-        if is_under(path, entry.mount_point) and (
-            best is None or len(entry.mount_point) >= len(best.mount_point)
-        ):
+        if is_under(path, entry.mount_point) and (best is None or len(entry.mount_point) >= len(best.mount_point)):
             best = entry
     if best is None:
         raise DriverError(f"no mount contains {path}: is /proc/self/mountinfo readable?")
@@ -421,9 +416,7 @@ def _block_rdev(device: str) -> tuple[int, int] | None:
     return os.major(st.st_rdev), os.minor(st.st_rdev)
 
 
-def filesystem_matches(
-    entry: MountEntry, spec: FilesystemMount, rdev: tuple[int, int] | None
-) -> bool:
+def filesystem_matches(entry: MountEntry, spec: FilesystemMount, rdev: tuple[int, int] | None) -> bool:
     """Whether the mount `entry` is the filesystem `spec` asks for.
 
     A block device is recognised by its device number (so ``/dev/disk/by-id/...`` and
@@ -461,9 +454,7 @@ def _prepare_target(target: str, source_is_dir: bool, create: bool) -> None:
             pass
 
 
-def ensure_mounted(
-    spec: FilesystemMount, *, create_target: bool = False, mountinfo: str | None = None
-) -> Outcome:
+def ensure_mounted(spec: FilesystemMount, *, create_target: bool = False, mountinfo: str | None = None) -> Outcome:
     """Mount `spec` unless it already is; a different mount on the target is an error."""
     spec.validate()
     target = _canon(spec.target)
@@ -497,8 +488,7 @@ def mount_problem(spec: FilesystemMount, *, mountinfo: str | None = None) -> str
     if not filesystem_matches(present, spec, _block_rdev(spec.device)):
         return f"{present.describe()} is mounted on {target}, not {spec.describe()}"
     if _read_only_conflict(present, spec.options):
-        return f"{target} is {'read-only' if present.read_only else 'read-write'}, not " \
-            f"{_mode(spec.options)}"
+        return f"{target} is {'read-only' if present.read_only else 'read-write'}, not {_mode(spec.options)}"
     return None
 
 
@@ -637,9 +627,7 @@ def _expected_mismatch(
     return None
 
 
-def _refuse_if_busy(
-    path: str, present: MountEntry, entries: Sequence[MountEntry], proc: str
-) -> None:
+def _refuse_if_busy(path: str, present: MountEntry, entries: Sequence[MountEntry], proc: str) -> None:
     submounts = [e.mount_point for e in mounts_beneath(entries, path)]
     holders = find_holders(path, (present.major, present.minor, present.root), proc=proc)
     if holders or submounts:

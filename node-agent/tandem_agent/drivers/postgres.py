@@ -141,8 +141,10 @@ def password_problem(password: str) -> str | None:
     if len(password) > MAX_PASSWORD:
         return f"is longer than {MAX_PASSWORD} characters"
     if not all(" " <= c <= "~" for c in password):
-        return ("holds a line break, another control character or a non-ASCII character: use "
-                "printable ASCII, e.g. the output of `openssl rand -base64 32`")
+        return (
+            "holds a line break, another control character or a non-ASCII character: use "
+            "printable ASCII, e.g. the output of `openssl rand -base64 32`"
+        )
     return None
 
 
@@ -199,30 +201,27 @@ class PostgresConfig:
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.node_name):
             raise ConfigError(
-                "node_name", f"node_name {self.node_name!r} must be 1-63 characters of letters, "
-                "digits, '_', '.', '-' (it becomes application_name and cluster_name)"
+                "node_name",
+                f"node_name {self.node_name!r} must be 1-63 characters of letters, "
+                "digits, '_', '.', '-' (it becomes application_name and cluster_name)",
             )
         if not 1 <= self.port <= 65535:
             raise ConfigError("port", f"port must be within 1..65535, got {self.port}")
         if not self.listen_addresses:
-            raise ConfigError("listen_addresses",
-                              "listen_addresses must name at least one address (or '*')")
+            raise ConfigError("listen_addresses", "listen_addresses must name at least one address (or '*')")
         for address in self.replication_peers:
             try:
                 ipaddress.ip_address(address)
             except ValueError as exc:
-                raise ConfigError("replication_peers", f"replication_peers: {address!r} is "
-                                  "not an IP address") from exc
+                raise ConfigError("replication_peers", f"replication_peers: {address!r} is not an IP address") from exc
         if problem := role_name_problem(self.replication_user):
             raise ConfigError("replication_user", f"replication user {problem}")
         for name in (self.os_user, *self.admin_os_users):
             if not _NAME_RE.match(name):
                 raise ConfigError("os_user", f"user name {name!r} is not a plain identifier")
         if self.replication_user == self.superuser:
-            raise ConfigError("replication_user", "the replication user must not be the "
-                              f"superuser {self.superuser}")
-        if self.replication_password is not None and \
-                (problem := password_problem(self.replication_password)):
+            raise ConfigError("replication_user", f"the replication user must not be the superuser {self.superuser}")
+        if self.replication_password is not None and (problem := password_problem(self.replication_password)):
             raise ConfigError("replication_password", f"the replication password {problem}")
         for what, path in (("data_dir", self.data_dir), ("config_dir", self.config_dir)):
             if path is not None and (problem := path_problem(str(path))):
@@ -390,8 +389,7 @@ def status_from_row(row: Mapping[str, Any]) -> PostgresStatus:
         streaming_standbys=int(row.get("streaming_standbys") or 0),
         sync_standbys=tuple(row.get("sync_standbys") or ()),
         streaming_names=tuple(row.get("streaming_names") or ()),
-        flushed=tuple((name, lsn) for name, _, lsn in
-                      (item.rpartition("=") for item in row.get("flushed") or ())),
+        flushed=tuple((name, lsn) for name, _, lsn in (item.rpartition("=") for item in row.get("flushed") or ())),
         receiving=receiving,
         upstream=row.get("upstream") if in_recovery else None,
         replay_lag_s=reported_lag(
@@ -547,8 +545,7 @@ def render_pgpass(user: str, password: str) -> str:
     return f"*:*:*:{esc(user)}:{esc(password)}\n"
 
 
-def scram_verifier(password: str, salt: bytes | None = None,
-                   iterations: int = SCRAM_ITERATIONS) -> str:
+def scram_verifier(password: str, salt: bytes | None = None, iterations: int = SCRAM_ITERATIONS) -> str:
     """The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (RFC 5802, RFC 7677), in its
     ``SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`` form. Set as the role's
     password, it lets the server check logins without ever seeing the cleartext. ASCII
@@ -568,8 +565,7 @@ def scram_verifier(password: str, salt: bytes | None = None,
 
 def verifier_matches(stored: str | None, password: str) -> bool:
     """Does the stored SCRAM verifier (``rolpassword``) belong to `password`?"""
-    match = re.fullmatch(r"SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+",
-                         stored or "")
+    match = re.fullmatch(r"SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+", stored or "")
     if match is None:
         return False
     expected = scram_verifier(password, base64.b64decode(match.group(2)), int(match.group(1)))
@@ -866,8 +862,10 @@ class Postgres:
         deadline = time.monotonic() + wait
         while any(_alive(v) for v in victims):
             if time.monotonic() >= deadline:
-                raise PostgresError(f"PostgreSQL of {self.config.node_name} (pid {pid}) did not "
-                                    f"die within {wait:g}s of SIGKILL; fence the node")
+                raise PostgresError(
+                    f"PostgreSQL of {self.config.node_name} (pid {pid}) did not "
+                    f"die within {wait:g}s of SIGKILL; fence the node"
+                )
             time.sleep(0.05)
         return f"killed the postmaster (pid {pid}) and {len(victims) - 1} children"
 
@@ -995,8 +993,9 @@ class Postgres:
     def ensure_replication_user(self) -> Outcome:
         """On a running primary: the replication role as `start_primary` leaves it."""
         changed = self._ensure_replication_user()
-        return Outcome(changed, f"replication user {self.config.replication_user} "
-                                f"{'updated' if changed else 'as it should be'}")
+        return Outcome(
+            changed, f"replication user {self.config.replication_user} {'updated' if changed else 'as it should be'}"
+        )
 
     def _ensure_replication_user(self) -> bool:
         """The replication role exists with LOGIN REPLICATION, the rights pg_rewind needs and,
@@ -1021,8 +1020,11 @@ class Postgres:
                 conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN REPLICATION").format(sql.Identifier(user)))
                 changed = True
             if password is not None and not verifier_matches(row["verifier"] if row else None, password):
-                conn.execute(sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(
-                    sql.Identifier(user), sql.Literal(scram_verifier(password))))
+                conn.execute(
+                    sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(
+                        sql.Identifier(user), sql.Literal(scram_verifier(password))
+                    )
+                )
                 changed = True
             member = conn.execute(
                 "SELECT NOT pg_has_role(%s, 'pg_checkpoint', 'MEMBER') AS missing"
@@ -1201,8 +1203,7 @@ class Postgres:
         source = make_conninfo(primary_conninfo(self.config, primary_host, primary_port), dbname="postgres")
         # pg_rewind may start the target in single-user mode (crash recovery): it needs the
         # configuration file when that is not in the data directory (PostgreSQL 15+).
-        config_file = ("--config-file", str(self.config.conf_dir / "postgresql.conf")) \
-            if self.config.config_dir else ()
+        config_file = ("--config-file", str(self.config.conf_dir / "postgresql.conf")) if self.config.config_dir else ()
         try:
             proc = self._pg(
                 "pg_rewind",
@@ -1233,8 +1234,9 @@ class Postgres:
         data.rename(aside)
         cloned = self.clone_standby(primary_host, primary_port)
         self.start_standby(primary_host, primary_port)
-        return Outcome(True, f"{why}; {cloned.detail} instead, the old data directory kept as "
-                             f"{aside}; started as standby")
+        return Outcome(
+            True, f"{why}; {cloned.detail} instead, the old data directory kept as {aside}; started as standby"
+        )
 
     def _checkpoint_source(self, host: str, port: int, timeout: float) -> None:
         """CHECKPOINT on the rewind source, from this node's namespace, as the replication user.
@@ -1274,8 +1276,7 @@ class Postgres:
         where = f"{host}:{port}"
         text = exc.stderr
         netns = f"network namespace {self.config.netns}" if self.config.netns else "this host"
-        refused = ("password authentication failed", "no password supplied",
-                   "no pg_hba.conf entry")
+        refused = ("password authentication failed", "no password supplied", "no pg_hba.conf entry")
         if any(phrase in text for phrase in refused):
             return SourceRefusedError(
                 f"cannot {what} {self.config.node_name}: the primary {where} refused the "

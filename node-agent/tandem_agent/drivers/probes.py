@@ -64,8 +64,9 @@ def exec_argv(check: ExecCheck, timeout: float) -> list[str]:
     """The host command of an exec probe: its argument list as `check.user`, killed at `timeout`."""
     user = check.user
     if user == "root" or not re.fullmatch(PROBE_USER_RE, user):
-        raise DriverError(f"exec health check: refusing to run as {user!r}: it must run as a plain "
-                          "user such as nobody, never root")
+        raise DriverError(
+            f"exec health check: refusing to run as {user!r}: it must run as a plain user such as nobody, never root"
+        )
     if not check.command:
         raise DriverError("exec health check: the command is empty")
     return ["timeout", "--signal=KILL", f"{timeout:g}", "runuser", "-u", user, "--", *check.command]
@@ -140,7 +141,7 @@ def host_port(host: str, port: int) -> str:
 
 
 def os_error_text(exc: OSError) -> str:
-    """"connection refused", not "[Errno 111] Connection refused"."""
+    """ "connection refused", not "[Errno 111] Connection refused"."""
     text = exc.strerror or str(exc) or type(exc).__name__
     return text[:1].lower() + text[1:]
 
@@ -152,8 +153,9 @@ def os_error_text(exc: OSError) -> str:
 def http_target(url: str) -> tuple[str, int, str]:
     """Host, port and path (with query) of a plain http:// URL, checked again."""
     if not url.startswith("http://") or not re.fullmatch(HTTP_URL_RE, url):
-        raise DriverError(f"http health check: {url!r} must be a plain http:// URL such as "
-                          "http://127.0.0.1:8080/health")
+        raise DriverError(
+            f"http health check: {url!r} must be a plain http:// URL such as http://127.0.0.1:8080/health"
+        )
     parts = urlsplit(url)
     try:
         port = parts.port or 80

@@ -48,8 +48,7 @@ class ServiceChainError(DriverError):
         before = ", ".join(self.done) if self.done else "none"
         state = "running" if action == "start" else "stopped"
         super().__init__(
-            f"could not {action} service {name} (the chain stopped there; {state} before it: "
-            f"{before}): {cause}"
+            f"could not {action} service {name} (the chain stopped there; {state} before it: {before}): {cause}"
         )
 
 
@@ -189,8 +188,9 @@ def status_from_show(name: str, props: Mapping[str, str]) -> ServiceStatus:
     load = props.get("LoadState", "")
     if load in ("not-found", "bad-setting", "error", "masked"):
         unit = props.get("Id") or "its unit"
-        raise ServiceError(name, f"{unit} is {load} (LoadState={load}): install or unmask it, "
-                                 "or fix spec.chain.services[].unit")
+        raise ServiceError(
+            name, f"{unit} is {load} (LoadState={load}): install or unmask it, or fix spec.chain.services[].unit"
+        )
     try:
         state = ServiceState(props.get("ActiveState", "unknown"))
     except ValueError:
@@ -206,9 +206,7 @@ def status_from_show(name: str, props: Mapping[str, str]) -> ServiceStatus:
             sig = main_status
     result = props.get("Result", "")
     sub = props.get("SubState", "")
-    detail = ", ".join(
-        p for p in (f"sub-state {sub}" if sub else "", f"result {result}" if result else "") if p
-    )
+    detail = ", ".join(p for p in (f"sub-state {sub}" if sub else "", f"result {result}" if result else "") if p)
     return ServiceStatus(
         name=name,
         state=state,
@@ -265,8 +263,7 @@ class SystemdBackend:
             for name, seconds in limits.items():
                 self.unit(name)
                 if seconds <= 0:
-                    raise DriverError(f"the {kind} timeout of service {name} must be positive, "
-                                      f"got {seconds}")
+                    raise DriverError(f"the {kind} timeout of service {name} must be positive, got {seconds}")
 
     @classmethod
     def for_services(cls, services: Sequence[ServiceSpec]) -> SystemdBackend:
@@ -274,8 +271,7 @@ class SystemdBackend:
         return cls(
             units={s.name: s.unit for s in services},
             start_timeouts={s.name: s.start_timeout_seconds for s in services},
-            stop_timeouts={s.name: s.stop_timeout_seconds for s in services
-                           if s.stop_timeout_seconds is not None},
+            stop_timeouts={s.name: s.stop_timeout_seconds for s in services if s.stop_timeout_seconds is not None},
         )
 
     def unit(self, name: str) -> str:
@@ -311,12 +307,12 @@ class SystemdBackend:
             run(self.argv("start", unit), timeout=limit)
         except CommandTimeout as exc:
             after = self.status(name)
-            raise ServiceError(name, f"start of {unit} did not finish within {limit:g}s: "
-                                     f"{after.describe()}", after) from exc
+            raise ServiceError(
+                name, f"start of {unit} did not finish within {limit:g}s: {after.describe()}", after
+            ) from exc
         except CommandError as exc:
             after = self.status(name)
-            raise ServiceError(name, f"start of {unit} failed: {after.describe()}: {exc}",
-                               after) from exc
+            raise ServiceError(name, f"start of {unit} failed: {after.describe()}: {exc}", after) from exc
         return Outcome(True, f"started {name} ({unit})")
 
     def stop(self, name: str) -> Outcome:
@@ -330,8 +326,9 @@ class SystemdBackend:
             run(self.argv("stop", unit), timeout=self.timeout if limit is None else limit)
         except CommandTimeout as exc:
             if limit is None:
-                raise ServiceError(name, f"stop of {unit} did not finish within {self.timeout:g}s",
-                                   self.status(name)) from exc
+                raise ServiceError(
+                    name, f"stop of {unit} did not finish within {self.timeout:g}s", self.status(name)
+                ) from exc
             return self._kill(name, unit, limit)
         except CommandError as exc:
             raise ServiceError(name, f"stop of {unit} failed: {exc}", self.status(name)) from exc
@@ -344,10 +341,12 @@ class SystemdBackend:
         run(self.kill_argv(unit), timeout=self.kill_wait)
         after = self._wait_stopped(name)
         if not is_stopped(after):
-            raise ServiceError(name, f"{unit} did not stop within {limit:g}s, nor within "
-                                     f"{self.kill_wait:g}s of SIGKILL: {after.describe()}", after)
-        return Outcome(True, f"killed {name} ({unit}) with SIGKILL: it did not stop within "
-                             f"{limit:g}s")
+            raise ServiceError(
+                name,
+                f"{unit} did not stop within {limit:g}s, nor within {self.kill_wait:g}s of SIGKILL: {after.describe()}",
+                after,
+            )
+        return Outcome(True, f"killed {name} ({unit}) with SIGKILL: it did not stop within {limit:g}s")
 
     def _wait_stopped(self, name: str) -> ServiceStatus:
         """The service's status once it stopped, or at the end of `kill_wait` seconds."""

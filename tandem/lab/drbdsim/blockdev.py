@@ -284,7 +284,7 @@ def _send_to_daemon(sock: socket.socket, pid: int, data: bytes | memoryview) -> 
     view = memoryview(data)
     while view:
         try:
-            view = view[sock.send(view):]
+            view = view[sock.send(view) :]
         except TimeoutError:
             _give_up_if_exiting(pid)
 

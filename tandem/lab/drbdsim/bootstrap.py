@@ -29,8 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=60.0)
     args = p.parse_args(argv)
     spec = DRBDVolumeSpec.model_validate(json.load(sys.stdin))
-    drbd = Drbd(CONFIG_DIR, node_name=args.node, drbdsetup=control.DRBDSETUP,
-                drbdmeta=control.DRBDMETA, env=control.lab_env(STATE_DIR))
+    drbd = Drbd(
+        CONFIG_DIR,
+        node_name=args.node,
+        drbdsetup=control.DRBDSETUP,
+        drbdmeta=control.DRBDMETA,
+        env=control.lab_env(STATE_DIR),
+    )
     if args.step == "prepare":
         drbd.apply_config(spec)
         drbd.create_md(spec.resource_name)

@@ -133,7 +133,10 @@ def drbdsim_main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "start":
             pid = control.start(
-                state_dir, netns=args.netns, ping_timeout=args.ping_timeout, resync_rate=args.resync_rate,
+                state_dir,
+                netns=args.netns,
+                ping_timeout=args.ping_timeout,
+                resync_rate=args.resync_rate,
                 fresh=args.fresh,
             )
             print(pid)

@@ -81,9 +81,17 @@ def start(
     if is_running(state_dir):
         raise SimError(f"a kernel daemon already runs for {state_dir} (pid {pid_of(state_dir)})")
     argv = [
-        sys.executable, "-m", "tandem.lab.drbdsim.kernel", "--state-dir", str(state_dir),
-        "--ping-interval", str(ping_interval), "--ping-timeout", str(ping_timeout),
-        "--resync-rate", str(resync_rate),
+        sys.executable,
+        "-m",
+        "tandem.lab.drbdsim.kernel",
+        "--state-dir",
+        str(state_dir),
+        "--ping-interval",
+        str(ping_interval),
+        "--ping-timeout",
+        str(ping_timeout),
+        "--resync-rate",
+        str(resync_rate),
     ]
     if fresh:
         argv.append("--fresh")
@@ -94,9 +102,7 @@ def start(
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     with (state_dir / "daemon.out").open("ab") as out:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, env=env
-        )
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, env=env)
     _children[state_dir.resolve()] = proc
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

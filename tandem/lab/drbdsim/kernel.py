@@ -377,8 +377,9 @@ class Kernel:
         batch = model.resync_batch(res, link.peer_id, min(count, RESYNC_BATCH), link.rs_in_flight)
         if batch:
             fd = self.data_fds[res.name]
-            data = {str(i): base64.b64encode(os.pread(fd, model.BLOCK_BYTES, i * model.BLOCK_BYTES)).decode()
-                    for i in batch}
+            data = {
+                str(i): base64.b64encode(os.pread(fd, model.BLOCK_BYTES, i * model.BLOCK_BYTES)).decode() for i in batch
+            }
             link.rs_credit -= len(batch)
             link.rs_in_flight.update(batch)
             link.send({"t": "rs_data", "blocks": data})
@@ -417,7 +418,10 @@ class Kernel:
         rt = self.rt[res.name]
         try:
             server = await asyncio.start_server(
-                lambda r, w: self._accept(res.name, r, w), host=addr[0], port=addr[1], reuse_address=True,
+                lambda r, w: self._accept(res.name, r, w),
+                host=addr[0],
+                port=addr[1],
+                reuse_address=True,
                 limit=LINE_LIMIT,
             )
         except OSError as exc:
@@ -821,8 +825,11 @@ class Kernel:
         for peer in res.peers.values():
             if not peer.bitmap:
                 md.bitmaps.pop(peer.node_id, None)
-        self.log(f"{res.name}: attached {backing}: disk( Diskless -> {res.disk} )",
-                 *model.attach_crashed_primary(res), *model.recalc(res))
+        self.log(
+            f"{res.name}: attached {backing}: disk( Diskless -> {res.disk} )",
+            *model.attach_crashed_primary(res),
+            *model.recalc(res),
+        )
         self._write_md(backing, md)
         self.broadcast(res)
         return Result()
@@ -1034,8 +1041,12 @@ class Kernel:
                 with data.open("wb") as f:
                     f.truncate(model.DEFAULT_BLOCKS * model.BLOCK_BYTES)
             self._write_md(device, Metadata(size_blocks=data.stat().st_size // model.BLOCK_BYTES))
-            return Result(0, "", "initializing activity log\ninitializing bitmap\n"
-                          "Writing meta data...\nNew drbd meta data block successfully created.\n")
+            return Result(
+                0,
+                "",
+                "initializing activity log\ninitializing bitmap\n"
+                "Writing meta data...\nNew drbd meta data block successfully created.\n",
+            )
         if md is None:
             if command == "dstate":
                 return Result(255, "", "No valid meta data found\n")
@@ -1050,8 +1061,7 @@ class Kernel:
                 'version "v09";',
                 f"current-uuid 0x{md.current_uuid:016X};",
                 *(f"bitmap-uuid[{k}] 0x{v:016X};" for k, v in sorted(md.bitmap_uuids.items())),
-                f"flags {'consistent' if md.consistent else 'inconsistent'}"
-                f"{',outdated' if md.outdated else ''};",
+                f"flags {'consistent' if md.consistent else 'inconsistent'}{',outdated' if md.outdated else ''};",
             ]
             return Result(0, "\n".join(lines) + "\n")
         if command == "outdate":
@@ -1200,8 +1210,10 @@ class Kernel:
         try:
             await asyncio.to_thread(set_read_only, res.minor, res.role != PRIMARY)
         except OSError as exc:
-            self.log(f"{res.name}: can not set /dev/drbd{res.minor} read-{'only' if res.role != PRIMARY else 'write'}: "
-                     f"{exc.strerror}")
+            self.log(
+                f"{res.name}: can not set /dev/drbd{res.minor} read-{'only' if res.role != PRIMARY else 'write'}: "
+                f"{exc.strerror}"
+            )
 
     def _set_device_modes(self) -> None:
         """At start every device is read-only but a Primary's (after a reboot: all of them)."""
@@ -1221,8 +1233,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", required=True, type=Path)
     parser.add_argument("--ping-interval", type=float, default=float(os.environ.get("DRBDSIM_PING_INTERVAL", "0.2")))
     parser.add_argument("--ping-timeout", type=float, default=float(os.environ.get("DRBDSIM_PING_TIMEOUT", "1.0")))
-    parser.add_argument("--resync-rate", type=int, default=int(os.environ.get("DRBDSIM_RESYNC_RATE", "200")),
-                        help="resync blocks (4 KiB) per second unless the resource sets resync-rate")
+    parser.add_argument(
+        "--resync-rate",
+        type=int,
+        default=int(os.environ.get("DRBDSIM_RESYNC_RATE", "200")),
+        help="resync blocks (4 KiB) per second unless the resource sets resync-rate",
+    )
     parser.add_argument("--fresh", action="store_true", help="drop the kernel state (a reboot); keep the disks")
     parser.add_argument("--io-socket", type=Path, help="serve the devices' block I/O here (io.py)")
     args = parser.parse_args(argv)

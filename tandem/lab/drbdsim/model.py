@@ -548,8 +548,10 @@ def attach_crashed_primary(res: Resource) -> list[str]:
     res.crashed_primary = True
     for peer in res.diskful_peers():
         md.bits(peer.node_id).update(range(md.size_blocks))
-    return [f"{res.name}: was Primary when it went down: {md.size_blocks * BLOCK_KIB} KiB (the activity log)"
-            " marked out of sync"]
+    return [
+        f"{res.name}: was Primary when it went down: {md.size_blocks * BLOCK_KIB} KiB (the activity log)"
+        " marked out of sync"
+    ]
 
 
 def outdate(res: Resource) -> None:
@@ -841,8 +843,13 @@ class Verdict:
     message: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "source": self.source, "full": self.full, "bits": list(self.bits),
-                "message": self.message}
+        return {
+            "kind": self.kind,
+            "source": self.source,
+            "full": self.full,
+            "bits": list(self.bits),
+            "message": self.message,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Verdict:
@@ -918,9 +925,7 @@ def decide(a: dict[str, Any], b: dict[str, Any], peer_cfg: Peer) -> Verdict:
     return Verdict("sync", source=source, full=full, bits=everything if full else union, message=rule)
 
 
-def apply_verdict(
-    res: Resource, peer_id: int, verdict: Verdict, peer_report: dict[str, Any]
-) -> list[str]:
+def apply_verdict(res: Resource, peer_id: int, verdict: Verdict, peer_report: dict[str, Any]) -> list[str]:
     """Apply a handshake verdict on our side (both sides call this with the same verdict)."""
     peer = res.peer(peer_id)
     md = res.md
@@ -1154,20 +1159,22 @@ def status_document(resources: Iterable[Resource]) -> list[dict[str, Any]]:
         devices = []
         size_kib = (res.md.size_blocks if res.md is not None else DEFAULT_BLOCKS) * BLOCK_KIB
         if res.minor is not None:
-            devices.append({
-                "volume": res.volume,
-                "minor": res.minor,
-                "disk-state": res.disk,
-                "client": res.intentional_diskless,
-                "quorum": res.have_quorum,
-                "size": size_kib,
-                "read": res.read_kib,
-                "written": res.written_kib,
-                "al-writes": 0,
-                "bm-writes": 0,
-                "upper-pending": 0,
-                "lower-pending": 0,
-            })
+            devices.append(
+                {
+                    "volume": res.volume,
+                    "minor": res.minor,
+                    "disk-state": res.disk,
+                    "client": res.intentional_diskless,
+                    "quorum": res.have_quorum,
+                    "size": size_kib,
+                    "read": res.read_kib,
+                    "written": res.written_kib,
+                    "al-writes": 0,
+                    "bm-writes": 0,
+                    "upper-pending": 0,
+                    "lower-pending": 0,
+                }
+            )
         connections = []
         for peer in sorted(res.peers.values(), key=lambda p: p.node_id):
             peer_devices = []
@@ -1197,25 +1204,29 @@ def status_document(resources: Iterable[Resource]) -> list[dict[str, Any]]:
                     pd["rs-same-csum"] = 0
                     pd["percent-resync-done"] = round(100.0 * (peer.rs_total - oos_blocks) / peer.rs_total, 2)
                 peer_devices.append(pd)
-            connections.append({
-                "peer-node-id": peer.node_id,
-                "name": peer.name,
-                "connection-state": peer.cstate,
-                "congested": False,
-                "peer-role": peer.peer_role,
-                "ap-in-flight": 0,
-                "rs-in-flight": 0,
-                "peer_devices": peer_devices,
-            })
-        out.append({
-            "name": res.name,
-            "node-id": res.node_id,
-            "role": res.role,
-            "suspended": res.suspended(),
-            "write-ordering": "flush",
-            "devices": devices,
-            "connections": connections,
-        })
+            connections.append(
+                {
+                    "peer-node-id": peer.node_id,
+                    "name": peer.name,
+                    "connection-state": peer.cstate,
+                    "congested": False,
+                    "peer-role": peer.peer_role,
+                    "ap-in-flight": 0,
+                    "rs-in-flight": 0,
+                    "peer_devices": peer_devices,
+                }
+            )
+        out.append(
+            {
+                "name": res.name,
+                "node-id": res.node_id,
+                "role": res.role,
+                "suspended": res.suspended(),
+                "write-ordering": "flush",
+                "devices": devices,
+                "connections": connections,
+            }
+        )
     return out
 
 
