@@ -59,7 +59,7 @@ import yaml
 
 from bench.apiserver import RequestKey, by_verb_and_resource, is_read, rates
 from bench.report import lab_work_dir, percentiles, write_json
-from tandem.kube.lease import parse_lease
+from tandem.kube.lease import LeaseRecord, parse_lease
 from tandem.lab.cluster import REPO, LabCluster, keep_logs
 from tandem.lab.controlplane import ControlPlane
 from tandem.lab.processes import process_start_time
@@ -215,14 +215,25 @@ def _parse_time(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
-def lease_holders(lab: LabCluster) -> dict[str, str | None]:
-    """cluster -> the holder of its `<cluster>-primary` Lease (None: nobody), one LIST."""
+def leases(lab: LabCluster) -> dict[str, LeaseRecord]:
+    """cluster -> its `<cluster>-primary` Lease, one LIST."""
     items = json.loads(lab.kubectl("get", "leases", "-n", lab.namespace, "-o", "json"))["items"]
     return {
-        item["metadata"]["name"].removesuffix("-primary"): parse_lease(item).holder
+        item["metadata"]["name"].removesuffix("-primary"): parse_lease(item)
         for item in items
         if item["metadata"]["name"].endswith("-primary")
     }
+
+
+def lease_holders(lab: LabCluster) -> dict[str, str | None]:
+    """cluster -> the holder of its Lease (None: nobody)."""
+    return {cluster: lease.holder for cluster, lease in leases(lab).items()}
+
+
+def takeovers(before: Mapping[str, LeaseRecord], after: Mapping[str, LeaseRecord]) -> int:
+    """How many times the clusters' Leases changed hands between two readings (epochs
+    gained): a steady-state window with any is no steady state."""
+    return sum(max(0, lease.epoch - before[c].epoch) for c, lease in after.items() if c in before)
 
 
 def haclusters(lab: LabCluster) -> list[dict[str, Any]]:
@@ -599,7 +610,9 @@ class Run:
 
     def steady(self, baseline: Mapping[RequestKey, float], baseline_watches: Mapping[str, float]) -> None:
         log(f"steady state for {self.args.window:.0f}s")
+        before = leases(self.lab)  # outside the window: the benchmark's own reads never count
         lab_rates, used = api_window(self.lab, self.args.window, watched_pids(self.lab, self.nodes))
+        self.results["window_takeovers"] = takeovers(before, leases(self.lab))
         watches = open_watches(self.lab)
         self.results["api"] = per_cluster(lab_rates, baseline, self.args.clusters) | {
             "api_server_alone_per_s": {
@@ -790,6 +803,10 @@ def table(results: Mapping[str, Any]) -> list[str]:
         lines += [f"    {name:<32}{rate:>10.3f}" for name, rate in api["by_request_per_s_per_cluster"].items()]
         watches = ", ".join(f"{resource} {n:g}" for resource, n in api["open_watches"].items())
         lines.append(f"  open watches (beyond the API server's own): {watches or 'none'}")
+        if results.get("window_takeovers"):
+            lines.append(
+                f"  NOT A STEADY STATE: the Leases changed hands {results['window_takeovers']} times in the window"
+            )
     if "processes" in results:
         lines += ["", f"  {'process':<22}{'CPU s/s':>10}{'RSS MiB':>10}{'peak MiB':>10}"]
         lines += [

@@ -15,6 +15,7 @@ import pytest
 from bench import scale
 from tandem.api.floatingip import FloatingIPSpec
 from tandem.api.hacluster import HAClusterSpec
+from tandem.kube.lease import LeaseRecord
 from tandem.lab.echo import make_server
 
 NOW = datetime(2026, 12, 1, 9, 0, 0, tzinfo=UTC)
@@ -330,3 +331,20 @@ def test_exit_status(change: dict[str, Any], status: int) -> None:
 def test_a_double_primary_fails_the_run(failure: dict[str, Any]) -> None:
     served = {"cordon": {"node": "scale2", "clusters": 2, "unrecovered": 0}}
     assert scale.exit_status(results(**served, **failure)) == 1
+
+
+def test_takeovers_in_the_window_count_the_epochs_gained() -> None:
+    """A window in which Leases changed hands measured a recovery, not a steady state."""
+    before = {"s000": LeaseRecord("a", 2), "s001": LeaseRecord("b", 1), "gone": LeaseRecord("c", 4)}
+    assert scale.takeovers(before, before) == 0
+    after = {"s000": LeaseRecord("b", 4), "s001": LeaseRecord("b", 1), "new": LeaseRecord("a", 1)}
+    assert scale.takeovers(before, after) == 2
+
+
+def test_a_window_with_takeovers_says_it_was_no_steady_state() -> None:
+    shaped = results()
+    shaped["window_takeovers"] = 3
+    shaped["targets"] = scale.targets_met(shaped)
+    assert "NOT A STEADY STATE: the Leases changed hands 3 times in the window" in "\n".join(scale.table(shaped))
+    shaped["window_takeovers"] = 0
+    assert "NOT A STEADY STATE" not in "\n".join(scale.table(shaped))
