@@ -1,7 +1,7 @@
 """The watch-fed mirror without a server: a scripted list call answers LISTs and WATCHes as the
 API server's JSON, so the mirror's bookkeeping (events applied, 410 re-listed, a failure or
 a resync makes it unsynced) is checked in isolation; and the agent's Lease read prefers its
-own newer write to a mirror that is behind. tests/integration/test_watch_cache.py
+own newer write to a mirror that is behind. tests/integration/test_agent_watches_on_the_api_server.py
 runs it against the real kube-apiserver."""
 
 from __future__ import annotations
