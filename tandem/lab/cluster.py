@@ -826,12 +826,15 @@ class LabCluster:
         self._save(state)
         self.machine(node).boot(timeout)
 
-    def reset(self, node: str, reason: str = "reset by the lab") -> None:
+    def reset(self, node: str, reason: str = "reset by the lab", off_seconds: float = power.REBOOT_DELAY) -> None:
         """Hard reset, as a BMC does it: the node's power controller powers it off (everything
-        on it dies at once, unflushed) and boots it again."""
+        on it dies at once, unflushed) and boots it again `off_seconds` later. A real server
+        is off for minutes; a lab node back within the lease duration keeps its Lease, as a
+        restarted agent does."""
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             sock.sendto(
-                f"fence {reason}".encode(), str(self.node_dir(node) / power.SOCKET_DIR / Path(power.NODE_SOCKET).name)
+                f"reset {off_seconds:g} {reason}".encode(),
+                str(self.node_dir(node) / power.SOCKET_DIR / Path(power.NODE_SOCKET).name),
             )
 
     def lease(self, cluster: str) -> LeaseRecord | None:

@@ -7,7 +7,8 @@ agent's own fence deadline; if that passes without a new pet (or a disarm), or t
 to be fenced, the controller resets the node: every address but the node's own goes, its init
 gets SIGKILL (everything on the node dies at once), and after a second the node boots again
 from its disk, where systemd starts the DRBD stand-in (resources down, disks kept) and the
-agent as on any boot.
+agent as on any boot. The lab resets a node the same way (`LabCluster.reset`, verb `reset`),
+keeping it off for as long as it asks.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class Controller:
         self.sock.bind(str(path))
         self.sock.settimeout(0.05)
 
-    def fence(self, reason: str) -> None:
+    def fence(self, reason: str, off_seconds: float = REBOOT_DELAY) -> None:
         log.critical("RESET: %s", reason)
         with (self.directory / "fences.log").open("a") as fences:
             fences.write(f"{time.time():.3f} {reason}\n")
@@ -97,7 +98,7 @@ class Controller:
         drop_addresses(self.machine.spec.netns, self.own)
         self.machine.power_off()
         drop_addresses(self.machine.spec.netns, self.own)
-        time.sleep(REBOOT_DELAY)
+        time.sleep(off_seconds)
         self.machine.boot()
         log.info("booted again")
 
@@ -109,6 +110,9 @@ class Controller:
             self.fence_at = None
         elif verb == "fence":
             self.fence(f"requested by the agent: {rest}")
+        elif verb == "reset":  # the lab's own: "reset <seconds off> <reason>"
+            seconds, _, reason = rest.partition(" ")
+            self.fence(reason, off_seconds=float(seconds))
 
     def run(self) -> None:
         while not self.stopping:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tandem.lab.cluster import LabCluster
-from tandem.lab.harness import Client, checked, missing_files, wait_until
+from tandem.lab.harness import Client, checked, missing_files, node_report, replicating, wait_until
 from tests.e2e.conftest import kubectl_tandem, vip
 from tests.e2e.test_replication_cut_resyncs_the_volume import kernel_log, peer_device
 
@@ -32,8 +32,19 @@ def burst(lab: LabCluster, tmp_path: Path) -> Iterator[Client]:
 def test_a_reset_in_a_write_burst_loses_no_acknowledged_file(lab: LabCluster, burst: Client) -> None:
     with checked(lab, burst, vip()):
         wait_until(lambda: len(burst.acked_files()) >= 100, 60, "a burst of files under way")
+        # checked() saw the pair replicating, but a standby still rejoining can look so for a
+        # moment and then restart its PostgreSQL: reset only once mail2 may take over.
+        wait_until(
+            lambda: (
+                replicating(lab, "mail", "mail1", ["mail2"])
+                and node_report(lab, "mail", "mail2").get("eligible") is True
+            ),
+            60,
+            "mail2 an eligible synchronous standby",
+        )
         reset = time.monotonic()
-        lab.reset("mail1", "e2e: power cut in a write burst")
+        # Off for 5 s, longer than the 3 s lease: back sooner, mail1 would keep its Lease.
+        lab.reset("mail1", "e2e: power cut in a write burst", off_seconds=5.0)
         stored = [r["t"] for r in burst.records() if "file" in r and r["t"] < reset]
         burst.file_stored_by("mail2", timeout=60)
         taken = time.monotonic()
