@@ -69,10 +69,6 @@ def slim(body: Mapping[str, Any]) -> dict[str, Any]:
     return {**{k: v for k, v in body.items() if k != "metadata"}, "metadata": meta}
 
 
-def version_of(body: Mapping[str, Any]) -> str:
-    return str((body.get("metadata") or {}).get("resourceVersion") or "")
-
-
 def fresh_read_needed(body: Mapping[str, Any], cluster: HACluster) -> str | None:
     """Why this HACluster must be read from the API server before deciding, or None.
 

@@ -39,6 +39,7 @@ from tandem.api.floatingip import FloatingIP
 from tandem.api.hacluster import HACluster
 from tandem.kube.connect import load_client, load_configuration
 from tandem.kube.lease import LeaseRecord, parse_lease
+from tandem.kube.watch import resource_version
 from tandem_operator import core, deletion
 from tandem_operator.cache import (
     Behind,
@@ -50,7 +51,6 @@ from tandem_operator.cache import (
     ObjectKey,
     fresh_read_needed,
     slim,
-    version_of,
 )
 from tandem_operator.kube import Kube, parse_cluster, parse_member, parse_node
 from tandem_operator.lease import (
@@ -96,7 +96,7 @@ class Runtime:
     def seen(self, plural: str, body: Mapping[str, Any], value: T) -> Entry[T]:
         """An index function's entry for `body`; tells `catchup` the version has arrived."""
         meta = body["metadata"]
-        entry = Entry(meta["name"], version_of(body), value)
+        entry = Entry(meta["name"], resource_version(body), value)
         self.catchup.seen((plural, meta.get("namespace") or "", entry.name), entry.version)
         return entry
 

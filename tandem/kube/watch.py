@@ -21,7 +21,7 @@ import logging
 import random
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from tandem.kube.errors import KubeError, Unavailable, kube_error
@@ -35,7 +35,8 @@ RETRY_SECONDS = 0.5  # after a failed LIST or WATCH (each with a random 0-50 % m
 GONE = 410
 
 
-def resource_version(obj: dict[str, Any]) -> str:
+def resource_version(obj: Mapping[str, Any]) -> str:
+    """An object's metadata.resourceVersion ("" when it has none)."""
     return str((obj.get("metadata") or {}).get("resourceVersion") or "")
 
 
