@@ -6,8 +6,7 @@ list again (tests/unit/test_watch_cache.py has the rest)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 from kubernetes import client
@@ -17,19 +16,13 @@ from tandem.kube.connect import load_client
 from tandem.kube.errors import Conflict
 from tandem.kube.lease import parse_lease
 from tandem.lab.controlplane import ControlPlane
+from tandem.lab.harness import wait_until
 from tandem_agent.kube import AgentWatches, Kube
 from tests.conftest import Kubectl
 
 pytestmark = pytest.mark.apiserver
 
 NS = "tandem-watch-test"
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"not within {timeout:g} s: {what}"
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +63,11 @@ def test_what_others_write_shows_in_the_mirror_and_unlabelled_leases_never_do(
 ) -> None:
     make_lease(api, "one-primary")
     make_lease(api, "kube-node-style", labelled=False)
-    eventually(lambda: watches.lease(NS, "one-primary") is not None, "the new Lease")
+    wait_until(lambda: watches.lease(NS, "one-primary") is not None, 10, "the new Lease", interval=0.02)
     other = Kube(api, NS, "b", watches)
     other.read_lease_now("one")
     other.write_lease("one", "b", 1, acquire=True, sync_standbys=())
-    eventually(lambda: holder_in_mirror(watches, "one-primary") == "b", "the takeover")
+    wait_until(lambda: holder_in_mirror(watches, "one-primary") == "b", 10, "the takeover", interval=0.02)
     assert watches.lease(NS, "kube-node-style") is None
 
 
@@ -82,7 +75,7 @@ def test_a_write_from_a_view_the_watch_had_not_updated_is_refused_and_lists_agai
     api: client.ApiClient, watches: AgentWatches
 ) -> None:
     make_lease(api, "two-primary")
-    eventually(lambda: watches.lease(NS, "two-primary") is not None, "the new Lease")
+    wait_until(lambda: watches.lease(NS, "two-primary") is not None, 10, "the new Lease", interval=0.02)
     a, b = Kube(api, NS, "a", watches), Kube(api, NS, "b", watches)
     assert a.read_lease("two") is not None  # a's view: epoch 0, free
     b.read_lease_now("two")
@@ -90,8 +83,11 @@ def test_a_write_from_a_view_the_watch_had_not_updated_is_refused_and_lists_agai
     with pytest.raises(Conflict):
         a.write_lease("two", "a", 1, acquire=True, sync_standbys=())
     # The Lease mirror listed again: it shows b's write, and a takes its next view from it.
-    eventually(
-        lambda: watches.wait_synced(0) and holder_in_mirror(watches, "two-primary") == "b", "the mirror listed again"
+    wait_until(
+        lambda: watches.wait_synced(0) and holder_in_mirror(watches, "two-primary") == "b",
+        10,
+        "the mirror listed again",
+        interval=0.02,
     )
     record = a.read_lease("two")
     assert record is not None and (record.holder, record.epoch) == ("b", 1)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import queue
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 from tandem.kube.errors import Unavailable
 from tandem.kube.lease import parse_lease
 from tandem.kube.watch import WatchCache, older
+from tandem.lab.harness import wait_until
 from tandem_agent.kube import Kube
 
 WAIT = 5.0
@@ -101,13 +101,6 @@ class Server:
         return self.watches.get(timeout=WAIT)
 
 
-def eventually(check: Any) -> None:
-    deadline = time.monotonic() + WAIT
-    while not check():
-        assert time.monotonic() < deadline, "not within 5 s"
-        time.sleep(0.01)
-
-
 @pytest.fixture
 def server() -> Server:
     return Server()
@@ -128,10 +121,10 @@ def test_the_list_then_each_event_shows_in_the_mirror(server: Server, cache: Wat
     assert since == "10"  # the watch goes on from the list's resourceVersion
     stream.send("MODIFIED", lease("x", 11, holder="b"))
     stream.send("ADDED", lease("y", 12))
-    eventually(lambda: cache.get("ns", "y") is not None)
+    wait_until(lambda: cache.get("ns", "y") is not None, WAIT, "y added", interval=0.01)
     assert cache.get("ns", "x") == lease("x", 11, holder="b")
     stream.send("DELETED", lease("x", 13))
-    eventually(lambda: cache.get("ns", "x") is None)
+    wait_until(lambda: cache.get("ns", "x") is None, WAIT, "x deleted", interval=0.01)
     assert [o["metadata"]["name"] for o in cache.items()] == ["y"]
     assert cache.items("other") == []
 
@@ -171,7 +164,7 @@ def test_a_broken_watch_is_an_outage_until_a_list_succeeds(server: Server, cache
     _, stream = server.next_watch()
     server.down = True
     stream.send("ERROR", {"code": 500, "reason": "InternalError", "message": "etcd"})
-    eventually(lambda: not cache.wait_synced(0))
+    wait_until(lambda: not cache.wait_synced(0), WAIT, "the mirror unsynced", interval=0.01)
     with pytest.raises(Unavailable, match="not synced"):
         cache.get("ns", "x")
     with pytest.raises(Unavailable):
