@@ -3,8 +3,8 @@
 A plugin is a class registered in the entry-point group `tandem.agent.plugins`; the agent
 makes one of each at start. It may add command-line arguments and provide the node's DRBD
 volumes, a fence that replaces spec.failover.fence.method, and kinds of `--watchdog`. The
-lab registers one (tandem.lab.agent_plugin); without it `tandem-agent --help` shows no lab
-flag.
+development package tandem-lab registers one (tandem_lab.agent_plugin); the product none, so
+without tandem-lab `tandem-agent --help` shows no lab flag.
 """
 
 from __future__ import annotations

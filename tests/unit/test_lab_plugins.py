@@ -11,11 +11,11 @@ import pytest
 
 from tandem import cli
 from tandem.api.drbdvolume import DRBDVolumeSpec
-from tandem.lab import commands
-from tandem.lab.agent_plugin import LabAgentPlugin, LabWatchdog, lab_kill
-from tandem.lab.drbdsim import control
 from tandem_agent.__main__ import Agent, parse_args, volume_factory
 from tandem_agent.watchdog import DeviceWatchdog, NoWatchdog
+from tandem_lab import commands
+from tandem_lab.agent_plugin import LabAgentPlugin, LabWatchdog, lab_kill
+from tandem_lab.drbdsim import control
 
 LAB_FLAGS = ("--fence", "lab-kill", "--drbd-sim-state", "--drbdsetup", "--drbdmeta", "lab:")
 LAB_COMMANDS = ("lab", "bench", "chaos")
