@@ -2,10 +2,15 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 export TANDEM_LAB_DIR ?= $(CURDIR)/.lab
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-WHEEL := dist/tandem-$(VERSION)-py3-none-any.whl
+# The product's distributions (each directory's pyproject.toml) and the development package.
+PRODUCT := . node-agent operator
+PROJECTS := $(PRODUCT) lab
+wheel = dist/$(subst -,_,$(shell sed -n 's/^name = "\(.*\)"/\1/p' $(1)/pyproject.toml))-$(VERSION)-py3-none-any.whl
+PRODUCT_WHEELS := $(foreach p,$(PRODUCT),$(call wheel,$(p)))
+WHEELS := $(foreach p,$(PROJECTS),$(call wheel,$(p)))
 
 .DEFAULT_GOAL := help
 
@@ -59,17 +64,20 @@ bench: ## the driver benchmarks and the DRBD stand-in's data path (JSON in bench
 	for b in addresses postgres drbd; do $(PY) -m bench.$$b --json bench/results/$$b.json || exit 1; done
 
 .PHONY: package
-package: ## build the wheel into dist/ (no network: the venv's setuptools)
-	rm -f $(WHEEL)
-	$(PY) -m build --wheel --no-isolation --outdir dist . >/dev/null
-	rm -rf build
-	$(PY) scripts/check-wheel.py $(WHEEL)
+package: ## build the wheels of tandem, tandem-agent, tandem-operator and tandem-lab into dist/ (no network)
+	rm -f $(WHEELS)
+	for p in $(PROJECTS); do $(PY) -m build --wheel --no-isolation --outdir dist $$p >/dev/null && rm -rf $$p/build || exit 1; done
+	$(PY) scripts/check-wheel.py $(WHEELS)
 
 .PHONY: wheelhouse
-wheelhouse: package ## the wheel and every dependency's wheel in dist/wheelhouse/ (for hosts without PyPI)
+wheelhouse: package ## the product's wheels (not tandem-lab) and every dependency's wheel in dist/wheelhouse/ (for hosts without PyPI)
 	rm -rf dist/wheelhouse
-	$(VENV)/bin/pip wheel -q --disable-pip-version-check --wheel-dir dist/wheelhouse $(WHEEL)
+	$(VENV)/bin/pip wheel -q --disable-pip-version-check --wheel-dir dist/wheelhouse $(PRODUCT_WHEELS)
 
 .PHONY: image
 image: wheelhouse ## the OCI image tandem:$(VERSION) as dist/tandem-$(VERSION).oci.tar (podman)
 	bash scripts/build-image.sh $(VERSION)
+
+.PHONY: lab-image
+lab-image: wheelhouse ## the image plus the development package tandem-lab, for the lab's DaemonSet: dist/tandem-lab-$(VERSION).oci.tar
+	bash scripts/build-image.sh $(VERSION) --lab

@@ -29,9 +29,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from bench.report import emit, percentiles
-from tandem.lab.netns import LabNetwork
 from tandem_agent.drivers import addresses as drv
 from tandem_agent.drivers.base import run
+from tandem_lab.netns import LabNetwork
 
 PREFIX = "tda"
 SUBNET = 10

@@ -45,10 +45,10 @@ from typing import Any, TextIO
 
 from bench.report import lab_work_dir, percentiles, write_json
 from tandem.api.drbdvolume import DRBDVolumeSpec
-from tandem.lab.drbdsim import blockdev, control, io
-from tandem.lab.drbdsim import kernel as drbd_kernel
-from tandem.lab.netns import LabNetwork, claim_namespace
 from tandem_agent.drivers.drbd import Drbd, ResourceStatus, parse_status
+from tandem_lab.drbdsim import blockdev, control, io
+from tandem_lab.drbdsim import kernel as drbd_kernel
+from tandem_lab.netns import LabNetwork, claim_namespace
 
 PREFIX = "tdk"
 SUBNET = 72

@@ -21,9 +21,9 @@ from typing import Any
 
 from bench.apiserver import by_verb_and_resource, is_read
 from bench.report import emit, exit_status, lab_work_dir, percentiles
-from tandem.lab.cluster import LAB_SAMPLES, LabCluster
-from tandem.lab.controlplane import ControlPlane
-from tandem.lab.harness import (
+from tandem_lab.cluster import LAB_SAMPLES, LabCluster
+from tandem_lab.controlplane import ControlPlane
+from tandem_lab.harness import (
     Client,
     Observer,
     missing_acks,

@@ -41,8 +41,8 @@ from typing import Any
 import psycopg
 
 from bench.report import emit, percentiles
-from tandem.lab.netns import LabNetwork, claim_namespace
 from tandem_agent.drivers.postgres import Postgres, PostgresConfig, parse_lsn
+from tandem_lab.netns import LabNetwork, claim_namespace
 
 PREFIX = "tdp"
 SUBNET = 20

@@ -2,7 +2,7 @@
 
     tandem bench repair --runs 10 --json bench/results/repair.json
 
-For every fault of tandem.lab.member_faults (the postmaster killed, PostgreSQL hung, a
+For every fault of tandem_lab.member_faults (the postmaster killed, PostgreSQL hung, a
 floating IP deleted, the data mount lazily unmounted, DRBD demoted, a service that runs but
 fails its health check), `--runs` times on the mail sample's primary, while a client writes
 through the floating IP and polls its HTTP service:
@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import emit, exit_status, lab_work_dir, percentiles
-from tandem.lab import member_faults
-from tandem.lab.cluster import LAB_SAMPLES, LabCluster
-from tandem.lab.controlplane import ControlPlane
-from tandem.lab.harness import (
+from tandem_lab import member_faults
+from tandem_lab.cluster import LAB_SAMPLES, LabCluster
+from tandem_lab.controlplane import ControlPlane
+from tandem_lab.harness import (
     Client,
     Observer,
     lease_holder,

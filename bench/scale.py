@@ -60,10 +60,10 @@ import yaml
 from bench.apiserver import RequestKey, by_verb_and_resource, is_read, rates
 from bench.report import lab_work_dir, percentiles, write_json
 from tandem.kube.lease import LeaseRecord, parse_lease
-from tandem.lab.cluster import REPO, LabCluster, keep_logs
-from tandem.lab.controlplane import ControlPlane
-from tandem.lab.processes import process_start_time
 from tandem_agent.drivers.addresses import entered, present
+from tandem_lab.cluster import REPO, LabCluster, keep_logs
+from tandem_lab.controlplane import ControlPlane
+from tandem_lab.processes import process_start_time
 
 SUBNET = 74  # 198.18.74.0/24: no test, lab or other benchmark uses it
 PREFIX = "tds"

@@ -4,7 +4,7 @@
 #   scripts/build-controlplane.sh          the control plane (make setup, make demo)
 #   scripts/build-controlplane.sh --node   also kubelet, kube-controller-manager and
 #                                          kube-scheduler, for the lab's kubelet node
-#                                          (tandem/lab/kubelet.py builds them when missing)
+#                                          (lab/tandem_lab/kubelet.py builds them when missing)
 #
 # The binaries land in $TANDEM_CACHE/controlplane/<k8s>-<etcd>/ (default ~/.cache/tandem),
 # outside git. A second run with the same versions is a no-op.

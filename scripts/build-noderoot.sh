@@ -7,12 +7,12 @@
 # /var/cache/tandem/wheelhouse, as an administrator copies one to a host without PyPI access
 # (docs/install.md); tandem itself is NOT in it: the lab installs the freshly built wheel by
 # the documented commands. Nodes share this directory read-only as the lower layer of an
-# overlayfs (tandem/lab/machine.py). /etc/machine-id is left empty, so each node boots with
+# overlayfs (lab/tandem_lab/machine.py). /etc/machine-id is left empty, so each node boots with
 # its own id. containerd is installed but disabled: only the lab's kubelet node starts it
-# (tandem/lab/kubelet.py).
+# (lab/tandem_lab/kubelet.py).
 #
 # Output: prints the root's path, $TANDEM_CACHE/noderoot/<key>/root (default ~/.cache/tandem),
-# where <key> hashes this script and the dependencies in pyproject.toml. A second run with the
+# where <key> hashes this script and those dependencies. A second run with the
 # same key is a no-op.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,9 +31,15 @@ PACKAGES=(
 )
 PYTHON="${PYTHON:-python3}"
 
+# The dependencies of the distributions a lab node installs (lab/tandem_lab/install.py), but
+# tandem's own: those are the freshly built wheels.
 deps=$("$PYTHON" - <<'PY'
+import re
 import tomllib
-print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))
+
+projects = [tomllib.load(open(f"{d}/pyproject.toml", "rb"))["project"] for d in (".", "node-agent", "lab")]
+own = {p["name"] for p in projects}
+print("\n".join(d for p in projects for d in p["dependencies"] if re.split(r"[\[<>=!~ ]", d)[0] not in own))
 PY
 )
 key=$( { cat "$0"; echo "$deps"; } | sha256sum | cut -c1-16)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tandem.lab.controlplane import ControlPlane
+from tandem_lab.controlplane import ControlPlane
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -55,14 +55,9 @@ from tandem_agent.drivers.services import SystemdBackend
 from tandem_agent.fence import current_fencer
 from tandem_agent.invalid import InvalidSpec, problem_of
 from tandem_agent.kube import AgentWatches, Kube
+from tandem_agent.plugins import AgentPlugin, first, installed
 from tandem_agent.volumes import drbd_volume_factory
-from tandem_agent.watchdog import (
-    DeviceWatchdog,
-    LabWatchdog,
-    NoWatchdog,
-    SharedWatchdog,
-    Watchdog,
-)
+from tandem_agent.watchdog import DeviceWatchdog, NoWatchdog, SharedWatchdog, Watchdog
 
 log = logging.getLogger("tandem_agent")
 
@@ -80,8 +75,13 @@ POSTGRES_FIELDS = {
 }
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None, plugins: Sequence[AgentPlugin] | None = None) -> argparse.Namespace:
+    """The command line; `plugins` (default: those installed, tandem_agent.plugins) may add
+    arguments, and are kept in the result as `plugins`."""
+    plugins = installed() if plugins is None else tuple(plugins)
+    watchdog_kinds = {kind for plugin in plugins for kind in plugin.watchdogs()}
     p = argparse.ArgumentParser(prog="tandem-agent", description=__doc__)
+    p.set_defaults(plugins=plugins)
     p.add_argument(
         "--node", default=os.environ.get("NODE_NAME"), help="this node's Kubernetes Node name (env NODE_NAME)"
     )
@@ -99,18 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="kubeconfig file; in-cluster service account when unset",
     )
     p.add_argument("--state-dir", default="/var/lib/tandem", type=Path)
-    p.add_argument(
-        "--fence",
-        choices=["spec", "lab-kill"],
-        default="spec",
-        help="lab-kill overrides spec.failover.fence.method for the lab",
-    )
     p.add_argument("--drbd-config-dir", default="/etc/drbd.d", type=Path)
-    p.add_argument("--drbdsetup", default=None, help="drbdsetup replacement (lab stand-in)")
-    p.add_argument("--drbdmeta", default=None, help="drbdmeta replacement (lab stand-in)")
-    p.add_argument(
-        "--drbd-sim-state", type=Path, default=None, help="lab only: state directory of this node's DRBD stand-in"
-    )
     p.add_argument(
         "--device",
         action="append",
@@ -133,8 +122,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--watchdog",
         default=os.environ.get("TANDEM_WATCHDOG", "none"),
-        help="none, device (/dev/watchdog), device:<path>, or lab:<socket> (the lab "
-        "node supervisor); env TANDEM_WATCHDOG",
+        help="none, device (/dev/watchdog), device:<path>"
+        + "".join(f", {kind}:<argument>" for kind in sorted(watchdog_kinds))
+        + "; env TANDEM_WATCHDOG",
     )
     p.add_argument(
         "--host-exec",
@@ -163,7 +153,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--poll-interval", type=float, default=0.1)
     p.add_argument("--log-level", default="INFO")
+    for plugin in plugins:
+        plugin.add_arguments(p)
     args = p.parse_args(argv)
+    kind = args.watchdog.partition(":")[0]
+    if args.watchdog != "none" and kind != "device" and kind not in watchdog_kinds:
+        p.error(f"--watchdog {args.watchdog!r}: expected none, device or device:<path> (e.g. device:/dev/watchdog1)")
     listed = args.namespace or os.environ.get("TANDEM_NAMESPACE", "").split(",")
     args.namespace = tuple(dict.fromkeys(n.strip() for item in listed for n in item.split(",") if n.strip()))
     if not args.node:
@@ -369,16 +364,9 @@ def node_environment(
 
 
 def volume_factory(args: argparse.Namespace) -> Any:
-    if args.drbd_sim_state is None:
-        return drbd_volume_factory(args.node, args.drbd_config_dir, args.drbdsetup, args.drbdmeta)
-    from tandem.lab.drbdsim import control
-
-    return drbd_volume_factory(
-        args.node,
-        args.drbd_config_dir,
-        str(control.DRBDSETUP),
-        str(control.DRBDMETA),
-        control.lab_env(args.drbd_sim_state),
+    """The real DRBD, unless a plugin provides the volumes (the lab's stand-in)."""
+    return first(args.plugins, lambda plugin: plugin.volume_factory(args)) or drbd_volume_factory(
+        args.node, args.drbd_config_dir
     )
 
 
@@ -499,7 +487,7 @@ class Agent:
             cluster,
             runner,
             self._with_dependency(obj, intent_of(obj, self.args.node)),
-            current_fencer(runner, watchdog, "LabKill" if self.args.fence == "lab-kill" else None),
+            current_fencer(runner, watchdog, first(self.args.plugins, lambda plugin: plugin.fence(self.args))),
             watchdog,
             poll_interval=self.args.poll_interval,
         )
@@ -538,8 +526,12 @@ class Agent:
         choice = self.args.watchdog
         if choice == "device" or choice.startswith("device:"):
             return DeviceWatchdog(Path(choice.removeprefix("device").removeprefix(":") or "/dev/watchdog"))
-        if choice.startswith("lab:"):
-            return LabWatchdog(Path(choice.removeprefix("lab:")))
+        kind, _, argument = choice.partition(":")
+        plugins: Sequence[AgentPlugin] = self.args.plugins
+        for plugin in plugins:
+            opener = plugin.watchdogs().get(kind)
+            if opener is not None:
+                return opener(argument)
         return NoWatchdog()
 
     def _with_dependency(self, obj: dict[str, Any], intent: ClusterIntent) -> ClusterIntent:

@@ -112,8 +112,8 @@ def resynced_from(status: ResourceStatus | None, peer: str) -> bool:
 def drbd_volume_factory(
     node: str,
     config_dir: Path,
-    drbdsetup: str | None,
-    drbdmeta: str | None,
+    drbdsetup: str | None = None,
+    drbdmeta: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Callable[[str, DRBDVolumeSpec], DrbdVolume]:
     drbd = Drbd(config_dir, node_name=node, drbdsetup=drbdsetup, drbdmeta=drbdmeta, env=env)

@@ -9,15 +9,12 @@ completely down. So the watchdog fires exactly when the agent itself would have 
 - `DeviceWatchdog`: the Linux watchdog device (/dev/watchdog); its timeout is the device's
   (set it to renewDeadline + demotionTimeout, rounded down, with the driver's options);
   closing it after writing the magic character 'V' disarms it.
-- `LabWatchdog`: the lab node's power controller (tandem.lab.power), over a Unix datagram socket; it
-  measures time on its own clock, so a faked clock in the agent cannot fool it.
+- a plugin's (tandem_agent.plugins), by `--watchdog KIND:ARGUMENT`: the lab's power controller.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -60,32 +57,6 @@ class DeviceWatchdog:
 
     def fence(self, reason: str) -> bool:
         return False
-
-
-class LabWatchdog:
-    """Client of the lab node supervisor's watchdog socket."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-
-    def _send(self, message: str) -> None:
-        with contextlib.suppress(OSError):
-            self._sock.sendto(message.encode(), self.path)
-
-    def pet(self, remaining: float) -> None:
-        self._send(f"pet {remaining:.3f}")
-
-    def disarm(self) -> None:
-        self._send("disarm")
-
-    def fence(self, reason: str) -> bool:
-        """Ask the supervisor to power the node off; True when the request was sent."""
-        try:
-            self._sock.sendto(f"fence {reason}".encode()[:4000], self.path)
-        except OSError:
-            return False
-        return True
 
 
 class SharedWatchdog:

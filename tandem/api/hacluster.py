@@ -202,7 +202,7 @@ class LeaseTimings(Model):
 class FencePolicy(Model):
     """What the agent does when a demotion cannot finish before the Lease could be taken."""
 
-    method: Literal["SysrqReboot", "Watchdog", "LabKill"] = "SysrqReboot"
+    method: Literal["SysrqReboot", "Watchdog"] = "SysrqReboot"
     watchdog_device: AbsolutePath = "/dev/watchdog"
 
 

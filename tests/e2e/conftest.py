@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tandem.lab.cluster import LAB_SAMPLES, LabCluster, keep_logs
-from tandem.lab.controlplane import ControlPlane
-from tandem.lab.harness import Client
+from tandem_lab.cluster import LAB_SAMPLES, LabCluster, keep_logs
+from tandem_lab.controlplane import ControlPlane
+from tandem_lab.harness import Client
 
 SUBNET = 60
 

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from tandem.lab.cluster import LabCluster
-from tandem.lab.harness import Client, checked, lease_holder
+from tandem_lab.cluster import LabCluster
+from tandem_lab.harness import Client, checked, lease_holder
 from tests.e2e.conftest import vip
 
 pytestmark = pytest.mark.lab

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tandem.lab.chaos import KINDS
+from tandem_lab.chaos import KINDS
 
 pytestmark = pytest.mark.lab
 

@@ -1,5 +1,5 @@
 """Scenario 6: clock faults in one agent's process only. Debian's libfaketime is preloaded into
-mail2's agent (tandem.lab.fakeclock; the machine's clock is never touched) and fakes its wall
+mail2's agent (tandem_lab.fakeclock; the machine's clock is never touched) and fakes its wall
 clock: steps of +60 s and -60 s, then a clock running at double and at half speed. First while
 mail2 is the standby (a standby that judged the Lease by its own wall clock would take it
 over), then, after a switchover, while mail2 is the primary (a primary that judged its lease by
@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from tandem.lab.cluster import LabCluster
-from tandem.lab.harness import Client, checked, lease_holder, wait_replicating, wait_until
+from tandem_lab.cluster import LabCluster
+from tandem_lab.harness import Client, checked, lease_holder, wait_replicating, wait_until
 from tests.e2e.conftest import vip
 
 pytestmark = pytest.mark.lab

@@ -1,10 +1,10 @@
 """deploy/ on a real kubelet: mail2 is a kubelet node (Debian's containerd and runc, the kubelet
 built from its Go module) and its agent is the DaemonSet's pod, running the image `make image`
-builds with deploy/base/agent.yaml's security settings and volumes (the lab's overlay changes
-only the watchdog and the fence to the lab's). mail1 runs the host install. The pod's agent
-keeps mail2 a synchronous standby, and after mail1 is powered off it takes over: the chain comes
-up on mail2's own systemd, mounts and PostgreSQL, outside the pod, and no acknowledged write is
-lost."""
+builds plus tandem-lab (`make lab-image`) with deploy/base/agent.yaml's security settings and
+volumes (the lab's overlay changes only the image, the watchdog and the fence to the lab's).
+mail1 runs the host install. The pod's agent keeps mail2 a synchronous standby, and after mail1
+is powered off it takes over: the chain comes up on mail2's own systemd, mounts and PostgreSQL,
+outside the pod, and no acknowledged write is lost."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tandem.lab.cluster import LabCluster
-from tandem.lab.harness import Client, lease_holder, missing_acks, missing_files, wait_replicating, wait_until
+from tandem_lab.cluster import LabCluster
+from tandem_lab.harness import Client, lease_holder, missing_acks, missing_files, wait_replicating, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -49,7 +49,7 @@ def _shipped_agent() -> dict[str, Any]:
 
 def _systemd_cgroup(pid: int) -> str:
     """The process's cgroup in the hierarchy the node's systemd manages. (The lab host's v1
-    controllers are not the node's systemd's: tandem/lab/kubelet.py.)"""
+    controllers are not the node's systemd's: lab/tandem_lab/kubelet.py.)"""
     return next(
         line.split(":", 2)[2]
         for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()
@@ -65,7 +65,8 @@ def test_the_daemonsets_agent_takes_over_after_the_primary_is_powered_off(lab: L
     shipped, spec = _shipped_agent(), pod["spec"]
     assert (spec["hostPID"], spec["hostNetwork"]) == (shipped["hostPID"], shipped["hostNetwork"])
     (container,) = spec["containers"]
-    assert container["image"] == shipped["containers"][0]["image"]
+    # The lab's image: the shipped one plus tandem-lab (make lab-image).
+    assert container["image"] == shipped["containers"][0]["image"].replace("localhost/tandem:", "localhost/tandem-lab:")
     assert container["securityContext"] == shipped["containers"][0]["securityContext"]
     mounts = {
         m["name"]: m["mountPath"]

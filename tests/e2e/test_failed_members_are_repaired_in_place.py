@@ -1,7 +1,7 @@
 """Issue 12: every member of the primary's chain is monitored and repaired in place.
 
 Each test breaks one member behind the agent's back while writes flow through the floating
-IP (tandem.lab.member_faults), and must see the agent notice it, repair it on the same node
+IP (tandem_lab.member_faults), and must see the agent notice it, repair it on the same node
 under the same epoch (no failover), report the repair (status.nodes[].lastRecovery, the
 member Healthy again), and lose no acknowledged write with never two primaries (`checked`)."""
 
@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from tandem.lab import member_faults
-from tandem.lab.cluster import LabCluster
-from tandem.lab.harness import Client, checked, lease_holder, node_report, wait_until
+from tandem_lab import member_faults
+from tandem_lab.cluster import LabCluster
+from tandem_lab.harness import Client, checked, lease_holder, node_report, wait_until
 from tests.e2e.conftest import vip
 
 pytestmark = pytest.mark.lab

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tandem.lab.cluster import LabCluster
-from tandem.lab.harness import Client, lease_holder, missing_acks, missing_files, node_report, wait_until
+from tandem_lab.cluster import LabCluster
+from tandem_lab.harness import Client, lease_holder, missing_acks, missing_files, node_report, wait_until
 
 pytestmark = pytest.mark.lab
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tandem.lab.cluster import LabCluster
-from tandem.lab.harness import (
+from tandem_lab.cluster import LabCluster
+from tandem_lab.harness import (
     Client,
     checked,
     lease_holder,

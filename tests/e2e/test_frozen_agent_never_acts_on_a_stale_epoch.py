@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from tandem.lab.cluster import LabCluster
-from tandem.lab.harness import (
+from tandem_lab.cluster import LabCluster
+from tandem_lab.harness import (
     Client,
     checked,
     fence_and_takeover,

@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from tandem.lab.cluster import LabCluster
-from tandem.lab.harness import lease_holder, node_report, pids_in, wait_until
+from tandem_lab.cluster import LabCluster
+from tandem_lab.harness import lease_holder, node_report, pids_in, wait_until
 from tests.e2e.conftest import vip
 
 pytestmark = pytest.mark.lab

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tandem.lab.cluster import LabCluster, keep_logs
-from tandem.lab.controlplane import ControlPlane
-from tandem.lab.harness import holds, lease_holder, wait_replicating, wait_until, writable
+from tandem_lab.cluster import LabCluster, keep_logs
+from tandem_lab.controlplane import ControlPlane
+from tandem_lab.harness import holds, lease_holder, wait_replicating, wait_until, writable
 from tests.e2e.conftest import LOGS, SUBNET, vip
 
 pytestmark = pytest.mark.lab

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from tandem.api.common import API_VERSION
-from tandem.lab.cluster import LabCluster
-from tandem.lab.harness import (
+from tandem_lab.cluster import LabCluster
+from tandem_lab.harness import (
     Client,
     checked,
     holds,

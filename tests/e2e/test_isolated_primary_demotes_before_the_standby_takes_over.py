@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from tandem.lab.cluster import LabCluster
-from tandem.lab.harness import Client, checked, lease_holder, wait_replicating
+from tandem_lab.cluster import LabCluster
+from tandem_lab.harness import Client, checked, lease_holder, wait_replicating
 from tests.e2e.conftest import vip
 
 pytestmark = pytest.mark.lab

@@ -9,8 +9,8 @@ import signal
 
 import pytest
 
-from tandem.lab.cluster import LabCluster, LabClusterError
-from tandem.lab.harness import Client, lease_holder, node_report, wait_until
+from tandem_lab.cluster import LabCluster, LabClusterError
+from tandem_lab.harness import Client, lease_holder, node_report, wait_until
 
 pytestmark = pytest.mark.lab
 

@@ -10,8 +10,8 @@ import urllib.request
 
 import pytest
 
-from tandem.lab.cluster import LabCluster
-from tandem.lab.harness import Client, checked, lease_holder, wait_replicating, wait_until
+from tandem_lab.cluster import LabCluster
+from tandem_lab.harness import Client, checked, lease_holder, wait_replicating, wait_until
 from tests.e2e.conftest import kubectl_tandem as tandem
 from tests.e2e.conftest import vip
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tandem.lab.cluster import LabCluster
-from tandem.lab.harness import Client, lease_holder, node_report, wait_until
+from tandem_lab.cluster import LabCluster
+from tandem_lab.harness import Client, lease_holder, node_report, wait_until
 from tests.e2e.conftest import vip
 
 pytestmark = pytest.mark.lab

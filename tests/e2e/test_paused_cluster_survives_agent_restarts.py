@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from tandem.lab.cluster import AGENT_UNIT, LabCluster
-from tandem.lab.harness import (
+from tandem_lab.cluster import AGENT_UNIT, LabCluster
+from tandem_lab.harness import (
     Client,
     checked,
     lease_holder,

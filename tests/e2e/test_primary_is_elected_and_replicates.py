@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from tandem.lab.cluster import LabCluster
-from tandem.lab.harness import Client, lease_holder, node_report, wait_until
+from tandem_lab.cluster import LabCluster
+from tandem_lab.harness import Client, lease_holder, node_report, wait_until
 
 pytestmark = pytest.mark.lab
 

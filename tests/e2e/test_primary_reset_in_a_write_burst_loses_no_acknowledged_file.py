@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tandem.lab.cluster import LabCluster
-from tandem.lab.harness import Client, checked, missing_files, node_report, replicating, wait_until
+from tandem_lab.cluster import LabCluster
+from tandem_lab.harness import Client, checked, missing_files, node_report, replicating, wait_until
 from tests.e2e.conftest import kubectl_tandem, vip
 from tests.e2e.test_replication_cut_resyncs_the_volume import kernel_log, peer_device
 

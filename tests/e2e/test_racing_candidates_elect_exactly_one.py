@@ -12,9 +12,9 @@ import pytest
 
 from tandem.kube.connect import load_client
 from tandem.kube.errors import Conflict
-from tandem.lab.cluster import LabCluster
-from tandem.lab.harness import Observer, holds, lease_holder, wait_until
 from tandem_agent.kube import AgentWatches, Kube
+from tandem_lab.cluster import LabCluster
+from tandem_lab.harness import Observer, holds, lease_holder, wait_until
 
 pytestmark = pytest.mark.lab
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tandem.lab.cluster import DRBD_STATE, NODE_PYTHON, LabCluster
-from tandem.lab.harness import Client, checked, missing_files, wait_replicating, wait_until
+from tandem_lab.cluster import DRBD_STATE, NODE_PYTHON, LabCluster
+from tandem_lab.harness import Client, checked, missing_files, wait_replicating, wait_until
 from tests.e2e.conftest import kubectl_tandem, vip
 
 pytestmark = pytest.mark.lab
@@ -22,7 +22,7 @@ VOLUME = "mail-store"
 def drbd_status(lab: LabCluster, node: str) -> dict[str, Any]:
     """`drbdsetup status --json` of the volume on `node`, as the node's stand-in answers it."""
     code = (
-        "import sys; from pathlib import Path; from tandem.lab.drbdsim import control; "
+        "import sys; from pathlib import Path; from tandem_lab.drbdsim import control; "
         f"rc, out, err = control.drbdsetup(Path({DRBD_STATE!r}), 'status', '--json', {VOLUME!r}); "
         "sys.stdout.write(out); sys.exit(rc)"
     )

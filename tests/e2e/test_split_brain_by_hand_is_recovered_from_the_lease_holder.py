@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tandem.lab.cluster import DRBD_STATE, NODE_PYTHON, LabCluster
-from tandem.lab.harness import Client, checked, missing_files, node_report, wait_replicating, wait_until
+from tandem_lab.cluster import DRBD_STATE, NODE_PYTHON, LabCluster
+from tandem_lab.harness import Client, checked, missing_files, node_report, wait_replicating, wait_until
 from tests.e2e.conftest import kubectl_tandem, vip
 from tests.e2e.test_replication_cut_resyncs_the_volume import VOLUME, drbd_status, kernel_log, peer_device
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.lab
 ROGUE = "/run/rogue"
 # drbdadm as an administrator runs it on a lab node: the stand-in's drbdsetup and drbdmeta.
 DRBDADM = (
-    "import os, subprocess, sys; from pathlib import Path; from tandem.lab.drbdsim import control; "
+    "import os, subprocess, sys; from pathlib import Path; from tandem_lab.drbdsim import control; "
     "from tandem_agent.drivers.drbd import TOP_CONFIG; "
     f"env = os.environ | control.lab_env(Path({DRBD_STATE!r})) | {{'__DRBD_NODE__': sys.argv[1]}}; "
     "argv = ['drbdadm', '-c', '/etc/drbd.d/' + TOP_CONFIG, f'--drbdsetup={control.DRBDSETUP}', "

@@ -14,9 +14,9 @@ import pytest
 
 from tandem.kube.connect import load_client
 from tandem.kube.errors import Conflict
-from tandem.lab.cluster import LabCluster
-from tandem.lab.harness import Client, lease_holder, missing_acks, missing_files, wait_replicating, wait_until
 from tandem_agent.kube import AgentWatches, Kube
+from tandem_lab.cluster import LabCluster
+from tandem_lab.harness import Client, lease_holder, missing_acks, missing_files, wait_replicating, wait_until
 
 pytestmark = pytest.mark.lab
 

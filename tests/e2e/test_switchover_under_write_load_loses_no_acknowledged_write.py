@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tandem.lab.cluster import LabCluster
-from tandem.lab.harness import Client, Observer, lease_holder, missing_acks, missing_files, node_report, wait_until
+from tandem_lab.cluster import LabCluster
+from tandem_lab.harness import Client, Observer, lease_holder, missing_acks, missing_files, node_report, wait_until
 from tests.e2e.conftest import vip
 
 pytestmark = pytest.mark.lab

@@ -15,9 +15,9 @@ from tandem.api.common import CLUSTER_LABEL
 from tandem.kube.connect import load_client
 from tandem.kube.errors import Conflict
 from tandem.kube.lease import parse_lease
-from tandem.lab.controlplane import ControlPlane
-from tandem.lab.harness import wait_until
 from tandem_agent.kube import AgentWatches, Kube
+from tandem_lab.controlplane import ControlPlane
+from tandem_lab.harness import wait_until
 from tests.conftest import Kubectl
 
 pytestmark = pytest.mark.apiserver

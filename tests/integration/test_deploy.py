@@ -25,8 +25,8 @@ import yaml
 
 from tandem.api.common import LAST_HANDLED_ANNOTATION, MEMBERS_ANNOTATION
 from tandem.kube.connect import load_client
-from tandem.lab.controlplane import ControlPlane
 from tandem_agent.kube import AgentWatches
+from tandem_lab.controlplane import ControlPlane
 from tests.conftest import Kubectl
 
 pytestmark = pytest.mark.apiserver

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -31,7 +32,9 @@ def _deploy_images() -> set[str]:
 
 def test_make_image_writes_the_oci_archive_deploy_uses() -> None:
     version = _version()
-    proc = subprocess.run(["make", "image"], cwd=REPO, capture_output=True, text=True, timeout=1200, check=False)
+    proc = subprocess.run(
+        ["make", "image", f"VENV={sys.prefix}"], cwd=REPO, capture_output=True, text=True, timeout=1200, check=False
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert f"wrote dist/tandem-{version}.oci.tar" in proc.stdout
     archive = REPO / "dist" / f"tandem-{version}.oci.tar"
@@ -42,3 +45,25 @@ def test_make_image_writes_the_oci_archive_deploy_uses() -> None:
     refs = {m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]}
     assert refs == {f"localhost/tandem:{version}"}
     assert _deploy_images() == refs, "deploy/ must run exactly the image make image builds"
+    site = "opt/tandem/lib/python3.11/site-packages/"
+    shipped = _image_files(archive, site)
+    assert {"tandem", "tandem_agent", "tandem_operator"} <= shipped
+    assert "tandem_lab" not in shipped, "the development package tandem-lab is never in the image"
+
+
+def _image_files(archive: Path, prefix: str) -> set[str]:
+    """The first path component below `prefix` of every file in the image's layers."""
+    found = set()
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            if not member.name.startswith("blobs/") or not member.isfile():
+                continue
+            blob = tar.extractfile(member)
+            assert blob is not None
+            try:
+                with tarfile.open(fileobj=blob) as layer:
+                    names = layer.getnames()
+            except tarfile.ReadError:  # the config and manifests: JSON
+                continue
+            found |= {n.removeprefix(prefix).split("/", 1)[0] for n in names if n.startswith(prefix)}
+    return found

@@ -28,7 +28,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from tandem.kube.lease import parse_lease
-from tandem.lab.controlplane import ControlPlane
+from tandem_lab.controlplane import ControlPlane
 from tests.conftest import Kubectl
 
 pytestmark = pytest.mark.apiserver

@@ -28,8 +28,8 @@ from typing import Any
 import pytest
 from pyroute2 import netns as pyroute2_netns
 
-from tandem.lab.netns import LabNetwork
 from tandem_agent.drivers import addresses as drv
+from tandem_lab.netns import LabNetwork
 
 pytestmark = pytest.mark.lab
 

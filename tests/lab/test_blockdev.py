@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tandem.lab.drbdsim import blockdev, io
+from tandem_lab.drbdsim import blockdev, io
 
 pytestmark = pytest.mark.lab
 

@@ -24,8 +24,6 @@ from typing import Any
 import pytest
 
 from tandem.api.drbdvolume import DRBDVolumeSpec
-from tandem.lab.drbdsim import control
-from tandem.lab.netns import LabNetwork, run_ip
 from tandem_agent.drivers.base import Outcome
 from tandem_agent.drivers.drbd import (
     Drbd,
@@ -37,6 +35,8 @@ from tandem_agent.drivers.drbd import (
     parse_status,
     render_resource,
 )
+from tandem_lab.drbdsim import control
+from tandem_lab.netns import LabNetwork, run_ip
 
 pytestmark = pytest.mark.lab
 

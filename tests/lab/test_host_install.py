@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tandem.lab import install
-from tandem.lab.controlplane import ControlPlane
-from tandem.lab.machine import Machine, MachineSpec, node_root
-from tandem.lab.netns import LabNetwork
-from tandem.lab.processes import spawn, terminate
+from tandem_lab import install
+from tandem_lab.controlplane import ControlPlane
+from tandem_lab.machine import Machine, MachineSpec, node_root
+from tandem_lab.netns import LabNetwork
+from tandem_lab.processes import spawn, terminate
 from tests.conftest import Kubectl
 
 pytestmark = [pytest.mark.lab, pytest.mark.apiserver]
@@ -38,7 +38,7 @@ def node(
 ) -> Iterator[Machine]:
     work = tmp_path_factory.mktemp("host-install")
     root = node_root()
-    layer = install.package_layer(root, install.build_wheel(work / "dist"))
+    layer = install.package_layer(root, install.build_wheels(work / "dist"))
     network = LabNetwork(PREFIX, SUBNET)
     machine = None
     forwarder = None
@@ -52,7 +52,7 @@ def node(
             [
                 sys.executable,
                 "-m",
-                "tandem.lab.forward",
+                "tandem_lab.forward",
                 "--listen",
                 network.mgmt_gateway,
                 "--port",

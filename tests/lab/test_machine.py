@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tandem.lab.machine import Machine, MachineSpec, cgroup_hierarchies, node_root
-from tandem.lab.netns import LabNetwork
+from tandem_lab.machine import Machine, MachineSpec, cgroup_hierarchies, node_root
+from tandem_lab.netns import LabNetwork
 
 pytestmark = pytest.mark.lab
 

@@ -32,7 +32,6 @@ from typing import Any
 import psycopg
 import pytest
 
-from tandem.lab.netns import LabHost, LabNetwork
 from tandem_agent.drivers.postgres import (
     NotInitializedError,
     NotRunningError,
@@ -43,6 +42,7 @@ from tandem_agent.drivers.postgres import (
     WrongRoleError,
     parse_lsn,
 )
+from tandem_lab.netns import LabHost, LabNetwork
 
 pytestmark = pytest.mark.lab
 

@@ -19,8 +19,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from tandem.lab.machine import Machine, MachineSpec, node_root
-from tandem.lab.netns import LabNetwork
 from tandem_agent import host
 from tandem_agent.drivers.base import DriverError, run
 from tandem_agent.drivers.services import (
@@ -31,6 +29,8 @@ from tandem_agent.drivers.services import (
     ServiceState,
     SystemdBackend,
 )
+from tandem_lab.machine import Machine, MachineSpec, node_root
+from tandem_lab.netns import LabNetwork
 
 pytestmark = pytest.mark.lab
 

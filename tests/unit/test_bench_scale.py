@@ -16,7 +16,7 @@ from bench import scale
 from tandem.api.floatingip import FloatingIPSpec
 from tandem.api.hacluster import HAClusterSpec
 from tandem.kube.lease import LeaseRecord
-from tandem.lab.echo import make_server
+from tandem_lab.echo import make_server
 
 NOW = datetime(2026, 12, 1, 9, 0, 0, tzinfo=UTC)
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tandem.lab.drbdsim import blockdev as b
-from tandem.lab.drbdsim import io
+from tandem_lab.drbdsim import blockdev as b
+from tandem_lab.drbdsim import io
 
 SIZE = 1 << 20
 DEVICES = [b.Device("drbd1", SIZE, 1), b.Device("drbd5", 2 * SIZE, 5)]

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from tandem.cli import main as cli_main
-from tandem.lab import fakeclock
-from tandem.lab.chaos import KINDS, Step, parse_duration, parse_kinds, passed, plan, table
-from tandem.lab.cluster import keep_logs
+from tandem_lab import fakeclock
+from tandem_lab.chaos import KINDS, Step, parse_duration, parse_kinds, passed, plan, table
+from tandem_lab.cluster import keep_logs
 
 
 def first(seed: int, n: int = 200, kinds: tuple[str, ...] = tuple(KINDS)) -> list[Step]:

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from tandem.api.drbdvolume import DRBDVolumeSpec
-from tandem.lab.drbdsim import model as m
 from tandem_agent.drivers.drbd import (
     DrbdFailure,
     DrbdRefused,
@@ -23,6 +22,7 @@ from tandem_agent.drivers.drbd import (
     render_resource,
     render_top_config,
 )
+from tandem_lab.drbdsim import model as m
 
 # ------------------------------------------------------------------------------ rendering
 

@@ -19,8 +19,6 @@ from tandem.api.common import (
 )
 from tandem.api.hacluster import HAClusterSpec, IneligibleReason
 from tandem.kube.lease import LeaseRecord
-from tandem.plugin import command, rules
-from tandem.plugin.rules import DONE, REFUSED, TIMED_OUT, USAGE
 from tandem_agent.agent import ClusterAgent, force_request, intent_of
 from tandem_agent.chain import ChainRunner, NodeEnvironment, ResolvedCluster
 from tandem_agent.core import (
@@ -44,6 +42,8 @@ from tandem_agent.drivers.base import DriverError, Outcome
 from tandem_agent.watchdog import NoWatchdog
 from tandem_operator import core
 from tandem_operator.forced_failover import loss_report
+from tandem_operator.kubectl import command, rules
+from tandem_operator.kubectl.rules import DONE, REFUSED, TIMED_OUT, USAGE
 from tandem_operator.snapshot import Snapshot
 from tests.unit import test_plugin as plugin_tests
 from tests.unit.test_agent_core import T

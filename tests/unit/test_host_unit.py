@@ -20,7 +20,7 @@ def unit() -> configparser.ConfigParser:
 
 def test_the_unit_runs_the_console_script_and_keeps_the_workload_alive() -> None:
     service = unit()["Service"]
-    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    scripts = tomllib.loads((REPO / "node-agent" / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["tandem-agent"] == "tandem_agent.__main__:main"
     assert service["ExecStart"].split()[0] == "/opt/tandem/bin/tandem-agent"
     assert service["EnvironmentFile"] == "/etc/tandem/agent.env"

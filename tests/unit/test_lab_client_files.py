@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tandem.lab.client import Log, file_content, file_loop, read_log
-from tandem.lab.echo import FileStore, make_server
+from tandem_lab.client import Log, file_content, file_loop, read_log
+from tandem_lab.echo import FileStore, make_server
 
 NODE = "mail1"
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tandem.lab import echo
-from tandem.lab.cluster import LAB_SAMPLES
-from tandem.lab.echo import MAX_BODY, FileStore, environment_files, make_server
+from tandem_lab import echo
+from tandem_lab.cluster import LAB_SAMPLES
+from tandem_lab.echo import MAX_BODY, FileStore, environment_files, make_server
 
 NODE = "mail1"
 

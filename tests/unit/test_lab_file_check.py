@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from tandem.lab.client import file_content
-from tandem.lab.echo import FileStore
-from tandem.lab.harness import STORED_FILES, lost_files, missing_files
+from tandem_lab.client import file_content
+from tandem_lab.echo import FileStore
+from tandem_lab.harness import STORED_FILES, lost_files, missing_files
 from tests.unit.test_lab_echo import mount_point_of
 
 NODE = "mail1"

@@ -25,9 +25,9 @@ from tandem.api.drbdvolume import DRBDVolume
 from tandem.api.floatingip import FloatingIP
 from tandem.kube.errors import KubeError, kube_error
 from tandem.kube.lease import LeaseRecord
-from tandem.plugin import client, command, rules, status
-from tandem.plugin.rules import DONE, REFUSED, TIMED_OUT, UNREACHABLE, USAGE, Outcome
 from tandem_operator.kube import parse_cluster
+from tandem_operator.kubectl import client, command, rules, status
+from tandem_operator.kubectl.rules import DONE, REFUSED, TIMED_OUT, UNREACHABLE, USAGE, Outcome
 from tandem_operator.messages import byte_size
 
 REPO = Path(__file__).resolve().parents[2]

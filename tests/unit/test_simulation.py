@@ -1,4 +1,4 @@
-"""The deterministic simulation of the failover protocol (tandem.sim): many seeds hold the
+"""The deterministic simulation of the failover protocol (tandem_lab.sim): many seeds hold the
 safety properties, a seed replays exactly, and the checker catches a broken protocol."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from tandem.sim import Fault, Violation, simulate
-from tandem.sim.runner import run_seeds
+from tandem_lab.sim import Fault, Violation, simulate
+from tandem_lab.sim.runner import run_seeds
 
 SHORT_RUN = 5.0  # simulated seconds per seed in the 10,000-seed test: enough for one takeover
 

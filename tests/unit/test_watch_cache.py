@@ -17,8 +17,8 @@ import pytest
 from tandem.kube.errors import Unavailable
 from tandem.kube.lease import parse_lease
 from tandem.kube.watch import WatchCache, older
-from tandem.lab.harness import wait_until
 from tandem_agent.kube import Kube
+from tandem_lab.harness import wait_until
 
 WAIT = 5.0
 
