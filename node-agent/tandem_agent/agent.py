@@ -50,7 +50,9 @@ from tandem_agent.core import (
     ineligible_report,
     lease_decision,
     may_act,
+    monitoring,
     not_caught_up,
+    report_role,
     standby_lag,
     sync_for_lease_write,
     sync_step,
@@ -728,14 +730,8 @@ class ClusterAgent:
         while a paused holder does not know yet what runs (so that it can adopt it)."""
         epoch = self.acting_epoch()
         shared = self.shared()
-        monitor, state = shared.monitor, self.runner.state
-        monitor.activate(
-            epoch is not None
-            and (
-                (state is ChainState.UP and self.runner.epoch == epoch)
-                or (shared.intent.paused and state is ChainState.UNKNOWN)
-            )
-        )
+        monitor = shared.monitor
+        monitor.activate(monitoring(epoch, self.runner.state, self.runner.epoch, shared.intent.paused))
         monitor.tick(time.monotonic())
         if monitor.failed(time.monotonic()):
             self._wake_runner.set()
@@ -1025,21 +1021,9 @@ class ClusterAgent:
         epoch = self.acting_epoch()
         shared = self.shared()
         lease = shared.lease
-        role = (
-            "Primary"
-            if epoch is not None and self.runner.state is ChainState.UP
-            else (
-                "Standby"
-                if self.runner.state is ChainState.DOWN
-                # paused after a restart, what runs not adopted yet: neither of the two
-                else "Unknown"
-                if shared.intent.paused and self.runner.state is ChainState.UNKNOWN
-                else "Demoting"
-            )
-        )
         entry: dict[str, Any] = {
             "name": self.node,
-            "role": role,
+            "role": report_role(epoch, self.runner.state, shared.intent.paused),
             "epoch": epoch if epoch is not None else (lease.epoch if lease else 0),
             "drbd": self.runner.volume_reports(),
             "services": self._service_reports(),

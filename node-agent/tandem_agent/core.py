@@ -325,6 +325,26 @@ def chain_may_be_up(chain: ChainState, paused: bool, holding: Holding | None) ->
     return chain is not ChainState.DOWN or (paused and holding is not None)
 
 
+def monitoring(acting_epoch: int | None, chain: ChainState, chain_epoch: int | None, paused: bool) -> bool:
+    """Whether the chain's members are monitored: while the chain is up on this primary for
+    its epoch, and while a paused holder does not know yet what runs (so that it can adopt
+    it)."""
+    return acting_epoch is not None and (
+        (chain is ChainState.UP and chain_epoch == acting_epoch) or (paused and chain is ChainState.UNKNOWN)
+    )
+
+
+def report_role(acting_epoch: int | None, chain: ChainState, paused: bool) -> str:
+    """The role this node reports: Primary while it acts with its chain up, Standby with the
+    chain down, Unknown when paused after a restart with what runs not adopted yet (neither
+    of the two), Demoting otherwise."""
+    if acting_epoch is not None and chain is ChainState.UP:
+        return "Primary"
+    if chain is ChainState.DOWN:
+        return "Standby"
+    return "Unknown" if paused and chain is ChainState.UNKNOWN else "Demoting"
+
+
 def lease_decision(s: LeaseSnapshot) -> Decision:
     """Renew, take, fence or wait. Applies the single-primary rule of docs/failover-protocol.md."""
     t = s.timings

@@ -27,6 +27,8 @@ from tandem_agent.core import (
     chain_may_be_up,
     eligibility,
     lease_decision,
+    monitoring,
+    report_role,
     standby_lag,
     sync_for_lease_write,
 )
@@ -183,3 +185,18 @@ class TestHandOver:
         sw = Switchover(target="n2", from_epoch=4)
         hand = chain_decision(chain_snap(switchover=sw, chain=ChainState.DOWN))
         assert (hand.action, hand.target, hand.epoch) == (Action.HAND_OVER, "n2", 4)
+
+
+def test_the_reported_role_follows_the_chain_and_the_right_to_act() -> None:
+    assert report_role(4, ChainState.UP, False) == "Primary"
+    assert report_role(None, ChainState.UP, False) == "Demoting", "up without the right to act"
+    assert report_role(None, ChainState.DOWN, False) == "Standby"
+    assert report_role(4, ChainState.UNKNOWN, True) == "Unknown"
+    assert report_role(4, ChainState.UNKNOWN, False) == "Demoting"
+
+
+def test_members_are_monitored_on_the_primary_of_their_epoch_or_a_paused_holder_adopting() -> None:
+    assert monitoring(4, ChainState.UP, 4, False)
+    assert not monitoring(4, ChainState.UP, 3, False), "brought up for an older epoch"
+    assert not monitoring(None, ChainState.UP, 4, False)
+    assert monitoring(4, ChainState.UNKNOWN, None, True) and not monitoring(4, ChainState.UNKNOWN, None, False)
