@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
+from pathlib import Path
 
 from tandem.api.hacluster import IneligibleReason, LeaseTimings
+from tandem.kube.lease import LeaseRecord
+from tandem_agent.agent import ClusterAgent, intent_of
 from tandem_agent.core import (
     Action,
     ChainSnapshot,
     ChainState,
+    Decision,
     Eligibility,
     FailedResource,
     Holding,
@@ -32,6 +37,8 @@ from tandem_agent.core import (
     standby_lag,
     sync_for_lease_write,
 )
+from tandem_agent.watchdog import NoWatchdog
+from tests.unit.test_refused_clusters import MAIL, builder, world
 
 T = Timings.of(LeaseTimings())
 LISTED = LeaseView("n2", 4, "7", 100.0, sync_standbys=("n3",))
@@ -200,3 +207,43 @@ def test_members_are_monitored_on_the_primary_of_their_epoch_or_a_paused_holder_
     assert not monitoring(4, ChainState.UP, 3, False), "brought up for an older epoch"
     assert not monitoring(None, ChainState.UP, 4, False)
     assert monitoring(4, ChainState.UNKNOWN, None, True) and not monitoring(4, ChainState.UNKNOWN, None, False)
+
+
+# --- the executor: it only stores what the decision says, in the order it says -------------
+
+
+class ReleaseKube:
+    """Records the agent's eligibility at the moment the Lease is released."""
+
+    namespace = "a"
+    node = "mail1"
+
+    def __init__(self) -> None:
+        self.agent: ClusterAgent | None = None
+        self.eligible_when_written: list[bool] = []
+
+    def write_lease(
+        self, cluster: str, holder: str | None, epoch: int, acquire: bool, sync_standbys: tuple[str, ...] | None = None
+    ) -> LeaseRecord:
+        assert self.agent is not None
+        self.eligible_when_written.append(self.agent.shared().eligibility.eligible)
+        return LeaseRecord(holder, epoch, resource_version="9")
+
+
+def test_the_agent_backs_off_before_it_releases_and_forgets_the_step_down(tmp_path: Path) -> None:
+    runner = builder(tmp_path, world(MAIL))(MAIL)
+    runner.state = ChainState.DOWN
+    runner.disks = lambda: (True, "")  # type: ignore[method-assign]
+    kube = ReleaseKube()
+    agent = ClusterAgent(kube, runner.cluster, runner, intent_of(MAIL, "mail1"), lambda why: None, NoWatchdog())  # type: ignore[arg-type]
+    kube.agent = agent
+    agent._standby_lag = lambda: 0.0  # type: ignore[method-assign]
+    agent._change(eligibility=Eligibility(True))
+    agent.stepping_down, agent.stepping_down_for = "web failed after 3 repairs", WEB
+    release = Decision(Action.RELEASE, "", epoch=7, backoff_until=time.monotonic() + 300)
+    agent._execute(release)
+    assert kube.eligible_when_written == [False], "ineligible before the Lease is free"
+    why = agent.shared().eligibility.why
+    assert why is not None and why.reason is IneligibleReason.RESTART_BACKOFF
+    assert agent.stepping_down is None and agent.last_recovery is not None
+    assert agent.last_recovery["action"] == "SteppedDown" and agent.shared().holding is None
