@@ -12,8 +12,8 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tandem.api.common import (
@@ -40,16 +40,21 @@ from tandem_agent.core import (
     LeaseSnapshot,
     LeaseView,
     LocalHealth,
+    StandbyStream,
     Switchover,
+    SyncLists,
     Timings,
     chain_decision,
+    chain_may_be_up,
     eligibility,
     ineligible_report,
     lease_decision,
     may_act,
+    monitoring,
     not_caught_up,
-    not_synchronous,
-    restart_limit_reached,
+    report_role,
+    standby_lag,
+    sync_for_lease_write,
     sync_step,
 )
 from tandem_agent.drivers.postgres import parse_lsn
@@ -143,6 +148,14 @@ def force_request(annotations: dict[str, str], recorded: dict[str, Any], node: s
     return request_id
 
 
+def force_pending(shared: Shared) -> str | None:
+    """The id of the forced failover to this node not settled yet."""
+    request = shared.intent.force_request
+    if request is None or request == (shared.force_report or {}).get("requestId"):
+        return None
+    return request
+
+
 def eligible_peers(reports: list[dict[str, Any]], node: str, now: dt.datetime) -> tuple[str, ...]:
     """The other nodes whose report, fresh enough to believe, says they may take the Lease."""
     found = []
@@ -157,6 +170,41 @@ def eligible_peers(reports: list[dict[str, Any]], node: str, now: dt.datetime) -
         if (now - at).total_seconds() <= PEER_REPORT_FRESH_SECONDS:
             found.append(str(report["name"]))
     return tuple(sorted(found))
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What the agent's threads share: the keeper, the runner, the monitor, and the main
+    thread and metrics scrapes that read the agent. It is immutable; `ClusterAgent._lock`
+    guards the one reference to it, so a thread reads a consistent copy in one step
+    (`ClusterAgent.shared`) and writes a new one under the lock (`ClusterAgent._change`).
+
+    Thread-local, on the ClusterAgent itself: the keeper's `last_takeover_seen_at` and
+    `force_seen`; the runner's `failed`, `restarts`, `backoff_until`, `stepping_down(_for)`,
+    `lag_when_streaming`, `cleanup_seen`, `split_brain`, `last_recovery` and last report. The
+    ChainRunner's state is written by the runner alone and read elsewhere one attribute at a
+    time (the keeper must see a bring-up or tear-down under way, not its end)."""
+
+    intent: ClusterIntent
+    cluster: ResolvedCluster
+    timings: Timings
+    monitor: ChainMonitor
+    lease: LeaseView | None = None
+    holding: Holding | None = None
+    eligibility: Eligibility = Eligibility(False, NOT_OBSERVED_YET)
+    lease_tried: bool = False  # the keeper tried the Lease once since the start
+    sync: SyncLists = SyncLists()
+    # Forced failovers: the last one settled here (from this node's own report, so that a
+    # restart does not act on it again), and the epoch taken by it.
+    force_report: dict[str, Any] | None = None
+    forced_epoch: int | None = None
+    # The newest spec, built but not applied yet (with its HACluster generation), and the
+    # generation this node runs; `pending_change` says why the newest waits.
+    offered: tuple[ChainRunner, int] | None = None
+    applied_generation: int = 0
+    pending_change: str = ""
+    postgres_seen: Any = None  # PostgreSQL's status at the last report, for metrics
+    decisions: Mapping[str, Decision] = field(default_factory=dict)  # each loop's last one
 
 
 class ClusterAgent:
@@ -174,60 +222,42 @@ class ClusterAgent:
     ) -> None:
         self.kube = kube
         self.node = kube.node
-        self.cluster = cluster
+        self.name = cluster.name  # a spec change keeps it
         self.runner = runner
-        self.intent = intent
         self.fence = fence
         self.watchdog = watchdog
         self.poll_interval = poll_interval
-        self.timings = Timings.of(cluster.spec.leases)
-        self.policy = cluster.spec.failover
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards `_shared`, and nothing else
+        report = intent.force_report or {}
+        self._shared = Shared(
+            intent=intent,
+            cluster=cluster,
+            timings=Timings.of(cluster.spec.leases),
+            monitor=ChainMonitor(runner.monitored()),
+            force_report=intent.force_report,
+            forced_epoch=report.get("epoch") if report.get("phase") == "Completed" else None,
+            applied_generation=intent.generation,
+        )
         self._stop = threading.Event()
-        self.lease: LeaseView | None = None
-        self.holding: Holding | None = None
-        self.eligibility = Eligibility(False, NOT_OBSERVED_YET)
+        self._wake_runner = threading.Event()
+        # The keeper's own.
         self.last_takeover_seen_at: float | None = None
-        self.first_lease_attempt_done = threading.Event()
-        self.monitor = ChainMonitor(runner.monitored())
+        self.force_seen: ForceRequest | None = None  # the forced failover being acted on
+        # The runner's own.
         self.failed: tuple[FailedResource, ...] = ()
         self.last_recovery: dict[str, Any] | None = None
         self.stepping_down: str | None = None
         self.stepping_down_for: FailedResource | None = None
         self.lag_when_streaming: float | None = None
-        # Synchronous standbys: what the keeper writes on the Lease at its next renew (None:
-        # leave the list as it is), and what PostgreSQL requires (None: not known yet).
-        self.sync_to_publish: tuple[str, ...] | None = None
-        self.sync_configured: tuple[str, ...] | None = None
-        # The primary's LSN once PostgreSQL applied the last change of its synchronous
-        # standbys: a standby joins the Lease's list only once it has flushed that far.
-        self.sync_required_from: int | None = None
-        # The list a Lease write carries that may still land (sent, no answer yet, or no
-        # answer at all): until a later answer shows the Lease, PostgreSQL is not reconfigured.
-        self.sync_in_flight: tuple[str, ...] | None = None
-        self._wake_runner = threading.Event()
         self.restarts: list[float] = []
         self.backoff_until: float | None = None
         self.cleanup_seen = intent.cleanup  # a request present at start needs no action
-        # Forced failovers: the last one settled here (from this node's own report, so that a
-        # restart does not act on it again), the one being acted on, and its epoch if taken.
-        self.force_report = intent.force_report
-        self.force_seen: ForceRequest | None = None
-        report = intent.force_report or {}
-        self.forced_epoch: int | None = report.get("epoch") if report.get("phase") == "Completed" else None
         # Per DRBD volume, the last split brain recovered from here by discarding this node's
         # changes (its report's splitBrainRecoveries, kept across restarts through it).
         self.split_brain: dict[str, dict[str, Any]] = {
             r["volume"]: r for r in intent.split_brain_recoveries if r.get("volume")
         }
-        self.last_decisions: dict[str, Decision] = {}
         self.events = ClusterEvents(kube.namespace, cluster.name, self.node)
-        self.postgres_seen: Any = None  # PostgreSQL's status at the last report, for metrics
-        # The newest spec, built but not applied yet (with its HACluster generation), and the
-        # generation this node runs; `pending_change` says why the newest waits.
-        self.offered: tuple[ChainRunner, int] | None = None
-        self.applied_generation = intent.generation
-        self.pending_change = ""
         self._last_report: dict[str, Any] | None = None
         self._last_report_at = 0.0
         self._threads = [
@@ -253,6 +283,30 @@ class ClusterAgent:
             ),
         ]
 
+    # --- the shared state -------------------------------------------------------------------
+    def shared(self) -> Shared:
+        """A consistent copy of what the threads share."""
+        with self._lock:
+            return self._shared
+
+    def _change(self, **changes: Any) -> Shared:
+        """Write fields of the shared state, in one step; the new state."""
+        with self._lock:
+            self._shared = replace(self._shared, **changes)
+            return self._shared
+
+    @property
+    def cluster(self) -> ResolvedCluster:
+        return self.shared().cluster
+
+    @property
+    def monitor(self) -> ChainMonitor:
+        return self.shared().monitor
+
+    @property
+    def last_decisions(self) -> Mapping[str, Decision]:
+        return self.shared().decisions
+
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
         for thread in self._threads:
@@ -266,42 +320,40 @@ class ClusterAgent:
         for thread in self._threads:
             thread.join(timeout=30)
         epoch = self.acting_epoch()
-        with self._lock:
-            paused = self.intent.paused
-        if paused:
+        if self.shared().intent.paused:
             # Maintenance (an agent upgrade): what runs stays and the Lease keeps naming this
             # node, so the next agent process reclaims it; nobody takes it meanwhile, since
             # every node is paused. The watchdog would fence the node before that process is
             # up: disarm it (docs/install.md, "Upgrading without a switchover", says what that costs).
             self.watchdog.disarm()
-            log.info("%s: paused: leaving the chain as it is and the Lease with this node", self.cluster.name)
+            log.info("%s: paused: leaving the chain as it is and the Lease with this node", self.name)
             return
         try:
             if self.runner.state is not ChainState.DOWN:
                 self.runner.tear_down()
                 self.watchdog.disarm()
             if epoch is not None:
-                self._give_lease(None, epoch)
+                self._give_lease(None, epoch, Action.RELEASE)
         except Exception as exc:
-            log.error("%s: clean step-down failed: %s", self.cluster.name, exc)
+            log.error("%s: clean step-down failed: %s", self.name, exc)
 
     def update_intent(self, intent: ClusterIntent) -> None:
-        with self._lock:
-            self.intent = intent
+        self._change(intent=intent)
 
     def offer_spec(self, candidate: ChainRunner, generation: int) -> None:
         """A newer spec, validated and built (no I/O yet): the runner applies it when
         `spec_change.verdict` allows."""
-        with self._lock:
-            self.offered = (candidate, generation)
+        self._change(offered=(candidate, generation))
         self._wake_runner.set()
 
     def refuse_spec(self, problem: str) -> None:
         """The newest spec cannot be built: keep running the last good one and say why."""
         with self._lock:
-            self.offered = None
-            self.pending_change = (
-                f"{INVALID_SPEC}: {problem}; this node keeps running generation {self.applied_generation}"
+            self._shared = replace(
+                self._shared,
+                offered=None,
+                pending_change=f"{INVALID_SPEC}: {problem}; this node keeps running generation "
+                f"{self._shared.applied_generation}",
             )
 
     def _loop(self, name: str, tick: Callable[[], None], wake: threading.Event) -> None:
@@ -309,30 +361,32 @@ class ClusterAgent:
             try:
                 tick()
             except Exception:
-                log.exception("%s %s: unexpected error", self.cluster.name, name)
+                log.exception("%s %s: unexpected error", self.name, name)
             wake.wait(self.poll_interval)
             if wake is not self._stop:
                 wake.clear()
 
     def _note(self, loop: str, decision: Decision) -> None:
-        previous = self.last_decisions.get(loop)
+        with self._lock:
+            previous = self._shared.decisions.get(loop)
+            self._shared = replace(self._shared, decisions={**self._shared.decisions, loop: decision})
         changed = previous is None or (previous.action, previous.reason) != (decision.action, decision.reason)
         routine = {Action.WAIT, Action.RENEW}
         quiet = decision.action in routine and (previous is None or previous.action in routine)
         if changed and not quiet:
-            log.info("%s %s: %s (%s)", self.cluster.name, loop, decision.action.value, decision.reason)
-        self.last_decisions[loop] = decision
+            log.info("%s %s: %s (%s)", self.name, loop, decision.action.value, decision.reason)
 
     # --- the Lease keeper -----------------------------------------------------------------
     def _observe(self, record: LeaseRecord | None, now: float) -> None:
         """Remember the Lease, restarting the observation timer only when it changed. The
         keeper reads after its writes, so what it reads shows whether a write landed."""
         with self._lock:
-            self.sync_in_flight = None
+            shared = self._shared
+            sync = replace(shared.sync, in_flight=None)
             if record is None:
-                self.lease = None
+                self._shared = replace(shared, lease=None, sync=sync)
                 return
-            old = self.lease
+            old = shared.lease
             same = old is not None and (old.holder, old.epoch, old.resource_version) == (
                 record.holder,
                 record.epoch,
@@ -340,39 +394,41 @@ class ClusterAgent:
             )
             if old is not None and record.epoch > old.epoch and record.holder:
                 self.last_takeover_seen_at = now
-            self.lease = (
+            lease = (
                 old
                 if same
                 else LeaseView(record.holder, record.epoch, record.resource_version, now, record.sync_standbys)
             )
+            self._shared = replace(shared, lease=lease, sync=sync)
 
     def keeper_tick(self) -> None:
         now = time.monotonic()
-        needs_read = self.holding is None or self.lease is None or self.lease.holder != self.node
-        if needs_read:
+        shared = self.shared()
+        if shared.holding is None or shared.lease is None or shared.lease.holder != self.node:
             try:
-                self._observe(self.kube.read_lease(self.cluster.name), now)
+                self._observe(self.kube.read_lease(self.name), now)
             except KubeError as exc:
                 log.debug("lease read failed: %s", exc)
-        with self._lock:
-            snapshot = LeaseSnapshot(
-                now=time.monotonic(),
-                node=self.node,
-                timings=self.timings,
-                lease=self.lease,
-                holding=self.holding,
-                chain_down=not self._chain_may_be_up(),
-                eligibility=self.eligibility,
-                preferred_primary=self.intent.preferred_primary,
-                min_failover_interval=float(self.policy.min_failover_interval_seconds),
-                last_takeover_seen_at=self.last_takeover_seen_at,
-                deleting=self.intent.deleting,
-                publish_pending=self.sync_to_publish is not None
-                and self.lease is not None
-                and self.sync_to_publish != self.lease.sync_standbys,
-                paused=self.intent.paused,
-                force=self._force(now),
-            )
+        force = self._force(now)
+        shared = self.shared()
+        intent = shared.intent
+        snapshot = LeaseSnapshot(
+            now=time.monotonic(),
+            node=self.node,
+            timings=shared.timings,
+            lease=shared.lease,
+            holding=shared.holding,
+            chain_down=not self._chain_may_be_up(shared),
+            eligibility=shared.eligibility,
+            preferred_primary=intent.preferred_primary,
+            min_failover_interval=float(shared.cluster.spec.failover.min_failover_interval_seconds),
+            last_takeover_seen_at=self.last_takeover_seen_at,
+            deleting=intent.deleting,
+            sync_to_publish=shared.sync.to_publish,
+            paused=intent.paused,
+            force=force,
+            switchover=intent.switchover,
+        )
         decision = lease_decision(snapshot)
         self._note("keeper", decision)
         if decision.action is Action.FORCE_REFUSED:
@@ -382,30 +438,28 @@ class ClusterAgent:
         elif decision.action is Action.ACQUIRE:
             self._write_lease(decision.epoch or 0, acquire=True, cause=decision.cause)
         elif decision.action is Action.FORGET_HOLDING:
-            with self._lock:
-                self.holding = None
+            self._change(holding=None)
         elif decision.action is Action.FENCE:
             self.fence(decision.reason)
-        self.first_lease_attempt_done.set()
+        self._change(lease_tried=True)
 
     def _write_lease(self, epoch: int, acquire: bool, cause: str = "") -> None:
         """Renew or take the Lease; `cause`, when set, makes a success a takeover."""
         sent_at = time.monotonic()
-        # A new holder has no synchronous standby yet: each joins once it streams.
-        sync = () if acquire and self.runner.postgres is not None else self.sync_to_publish
-        if acquire:
-            self.sync_to_publish, self.sync_configured = None, None
-            self.sync_required_from = None
-        self.sync_in_flight = sync
+        with self._lock:
+            sync, lists = sync_for_lease_write(
+                self._shared.sync, Action.ACQUIRE if acquire else Action.RENEW, self.runner.postgres is not None
+            )
+            self._shared = replace(self._shared, sync=lists)
         try:
             with self.events.lease_write(renew=not acquire):
-                record = self.kube.write_lease(self.cluster.name, self.node, epoch, acquire=acquire, sync_standbys=sync)
+                record = self.kube.write_lease(self.name, self.node, epoch, acquire=acquire, sync_standbys=sync)
         except Conflict:
             # Someone else wrote the Lease since we read it: read it from the API server (the
             # watch was behind) before anything else.
             log.info(
                 "%s: %s the Lease at epoch %d refused (HTTP 409): someone else wrote it first",
-                self.cluster.name,
+                self.name,
                 "taking" if acquire else "renewing",
                 epoch,
             )
@@ -415,42 +469,39 @@ class ClusterAgent:
             log.debug("lease write failed: %s", exc)
             return
         with self._lock:
-            self.holding = Holding(epoch=record.epoch, last_renew_sent_at=sent_at)
-            self.lease = LeaseView(record.holder, record.epoch, record.resource_version, sent_at, record.sync_standbys)
-            self.sync_in_flight = None
-        if self._chain_may_be_up():
+            self._shared = shared = replace(
+                self._shared,
+                holding=Holding(epoch=record.epoch, last_renew_sent_at=sent_at),
+                lease=LeaseView(record.holder, record.epoch, record.resource_version, sent_at, record.sync_standbys),
+                sync=replace(self._shared.sync, in_flight=None),
+            )
+        if self._chain_may_be_up(shared):
             self._pet_watchdog()
         self._wake_runner.set()
         if cause:
             self.events.took_over(cause)
         if cause == FORCED_FAILOVER:
-            self.forced_epoch = record.epoch
+            self._change(forced_epoch=record.epoch)
             self._settle_force(
                 "Completed", f"took the Lease at epoch {record.epoch} by a forced failover", epoch=record.epoch
             )
         if acquire:
-            log.info("%s: took the Lease at epoch %d", self.cluster.name, record.epoch)
-
-    def _force_pending(self) -> str | None:
-        """The id of the forced failover to this node not settled yet. Call with the lock held."""
-        request = self.intent.force_request
-        if request is None or request == (self.force_report or {}).get("requestId"):
-            return None
-        return request
+            log.info("%s: took the Lease at epoch %d", self.name, record.epoch)
 
     def _force(self, now: float) -> ForceRequest | None:
         """The forced failover to act on. Only the keeper calls it, with the time of its Lease
         read, and only once it has read the Lease: the request counts as seen no earlier than
         the Lease it compares it with, so a first read after a restart is no change of the
-        Lease. Call with the lock held."""
-        request = self._force_pending()
-        if request is None or self.lease is None:
+        Lease."""
+        shared = self.shared()
+        request = force_pending(shared)
+        if request is None or shared.lease is None:
             return None
         if self.force_seen is None or self.force_seen.request_id != request:
             self.force_seen = ForceRequest(request, now)
             log.warning(
                 "%s: forced failover to this node requested (request %s), data loss accepted",
-                self.cluster.name,
+                self.name,
                 request,
             )
         return self.force_seen
@@ -458,44 +509,40 @@ class ClusterAgent:
     def _settle_force(self, phase: str, message: str, epoch: int | None = None) -> None:
         """Record how the forced failover ended, in this node's report: it is never acted on
         again, after a restart neither."""
-        with self._lock:
-            seen = self.force_seen
-            if seen is None:
-                return
-            self.force_report = {"requestId": seen.request_id, "phase": phase, "message": message[:1024]} | (
-                {"epoch": epoch} if epoch is not None else {}
-            )
-            self.force_seen = None
-        log.warning("%s: forced failover %s %s: %s", self.cluster.name, seen.request_id, phase.lower(), message)
+        seen = self.force_seen
+        if seen is None:
+            return
+        self._change(
+            force_report={"requestId": seen.request_id, "phase": phase, "message": message[:1024]}
+            | ({"epoch": epoch} if epoch is not None else {})
+        )
+        self.force_seen = None
+        log.warning("%s: forced failover %s %s: %s", self.name, seen.request_id, phase.lower(), message)
 
     def _pet_watchdog(self) -> None:
         """Tell the watchdog when this agent's own fence deadline is: renewDeadline +
         demotionTimeout after the last successful renew was sent."""
-        with self._lock:
-            holding = self.holding
-        if holding is None:
+        shared = self.shared()
+        if shared.holding is None:
             return
-        deadline = holding.last_renew_sent_at + self.timings.renew_deadline + self.timings.demotion_timeout
+        timings = shared.timings
+        deadline = shared.holding.last_renew_sent_at + timings.renew_deadline + timings.demotion_timeout
         self.watchdog.pet(max(0.0, deadline - time.monotonic()))
 
-    def _chain_may_be_up(self) -> bool:
-        """The chain runs, or may: a paused holder does not bring its chain up, so after an
-        agent restart it cannot know what a previous process left running. It then keeps the
-        fence deadline and the watchdog as if the chain ran (the single-primary rule does not
-        pause)."""
-        return self.runner.state is not ChainState.DOWN or (self.intent.paused and self.holding is not None)
+    def _chain_may_be_up(self, shared: Shared) -> bool:
+        return chain_may_be_up(self.runner.state, shared.intent.paused, shared.holding)
 
     def _safe_read(self) -> LeaseRecord | None:
         try:
-            return self.kube.read_lease_now(self.cluster.name)
+            return self.kube.read_lease_now(self.name)
         except KubeError:
             return None
 
     def acting_epoch(self) -> int | None:
-        with self._lock:
-            if may_act(self.holding, self.lease, self.node, self.timings, time.monotonic()):
-                assert self.holding is not None
-                return self.holding.epoch
+        shared = self.shared()
+        if may_act(shared.holding, shared.lease, self.node, shared.timings, time.monotonic()):
+            assert shared.holding is not None
+            return shared.holding.epoch
         return None
 
     # --- the chain runner -----------------------------------------------------------------
@@ -506,12 +553,12 @@ class ClusterAgent:
         self._apply_offered_spec()
         now = time.monotonic()
         self.runner.refresh_credentials(now)
-        with self._lock:
-            lease, intent = self.lease, self.intent
+        shared = self.shared()
+        lease, intent, policy = shared.lease, shared.intent, shared.cluster.spec.failover
         if intent.cleanup != self.cleanup_seen:
             self._cleanup(intent.cleanup)
-        self.restarts = [t for t in self.restarts if now - t < self.policy.restart_window_seconds]
-        self.monitor.forget_repairs(now - self.policy.restart_window_seconds)
+        self.restarts = [t for t in self.restarts if now - t < policy.restart_window_seconds]
+        self.monitor.forget_repairs(now - policy.restart_window_seconds)
         snapshot = ChainSnapshot(
             now=now,
             node=self.node,
@@ -526,42 +573,36 @@ class ClusterAgent:
             volumes_joined=self.runner.volumes_joined(),
             failed=self.failed,
             restarts_in_window=len(self.restarts),
-            restart_limit=self.policy.restart_limit,
+            restart_limit=policy.restart_limit,
             in_standby_mode=self.node in intent.standby_nodes,
             switchover=intent.switchover,
             deleting=intent.deleting,
             dependency_ready=intent.dependency_ready,
             dependency_detail=intent.dependency_detail,
-            nodes=tuple(n.name for n in self.cluster.spec.nodes),
+            nodes=tuple(n.name for n in shared.cluster.spec.nodes),
             stepping_down=self.stepping_down,
+            restart_window=float(policy.restart_window_seconds),
             eligible_peers=intent.eligible_peers,
             sync_standbys=lease.sync_standbys if lease else None,
             paused=intent.paused,
-            forced_epoch=self.forced_epoch,
+            forced_epoch=shared.forced_epoch,
             found_running=self._found_running(lease, intent.paused),
             standalone=self.runner.standalone(),
+            lease_tried=shared.lease_tried,
         )
         decision = chain_decision(snapshot)
-        if decision.action is Action.TEAR_DOWN and restart_limit_reached(snapshot):
-            # Once the chain is down the failed service no longer shows: remember why we
-            # are stepping down until the Lease is released.
-            self.stepping_down = decision.stepping_down
-            self.stepping_down_for = snapshot.failed[0]
-        if not self.first_lease_attempt_done.is_set() and decision.action is Action.TEAR_DOWN:
-            # Just started: let the keeper reclaim a Lease that still names this node before
-            # tearing down a chain that a previous agent process left up. The watchdog armed
-            # by that process still guards the node meanwhile.
-            decision = Decision(Action.WAIT, "waiting for the first Lease read")
+        if decision.failed_member is not None:
+            self.stepping_down, self.stepping_down_for = decision.stepping_down, decision.failed_member
         self._note("runner", decision)
         message = decision.reason
         try:
             self._execute(decision)
         except (StepFailed, Aborted) as exc:
             message = f"{decision.action.value} stopped: {exc}"
-            log.warning("%s: %s", self.cluster.name, message)
+            log.warning("%s: %s", self.name, message)
         except Exception as exc:
             message = f"{decision.action.value} failed: {exc}"
-            log.warning("%s: %s", self.cluster.name, message)
+            log.warning("%s: %s", self.name, message)
         if problem := self.runner.problem():
             message = f"{problem}; {message}"
         self.runner.ensure_everywhere_services()
@@ -572,36 +613,39 @@ class ClusterAgent:
     def _apply_offered_spec(self) -> None:
         """Apply the newest spec if `spec_change.verdict` allows it now (live on a running
         chain, or anything once the chain is down here); otherwise record why it waits."""
-        with self._lock:
-            offered, paused = self.offered, self.intent.paused
+        shared = self.shared()
+        offered = shared.offered
         if offered is None:
             return
         candidate, generation = offered
         new = candidate.cluster
-        old = self.cluster
+        old = shared.cluster
         change = spec_change(old, new)
-        judged = verdict(change, chain_down=self.runner.state is ChainState.DOWN, paused=paused)
+        judged = verdict(change, chain_down=self.runner.state is ChainState.DOWN, paused=shared.intent.paused)
         if not judged.apply:
-            if judged.pending != self.pending_change:
+            if judged.pending != shared.pending_change:
                 log.info("%s: generation %d not applied yet: %s", old.name, generation, judged.pending)
-            self.pending_change = judged.pending
+            self._change(pending_change=judged.pending)
             return
         try:
             done = self.runner.apply_spec(candidate)
         except Exception as exc:
-            self.pending_change = f"ApplyFailed: {exc}; retried"
+            self._change(pending_change=f"ApplyFailed: {exc}; retried")
             log.warning("%s: applying generation %d failed (retried): %s", old.name, generation, exc)
             return
-        with self._lock:
-            self.cluster = new
-            self.policy = new.spec.failover
-            self.timings = Timings.of(new.spec.leases)
-            self.applied_generation, self.pending_change = generation, ""
-            if self.offered is offered:
-                self.offered = None
         # The monitors start afresh on the new members; failures seen by the old ones (of a
         # member that may be gone now) are forgotten with them.
-        self.monitor = ChainMonitor(self.runner.monitored())
+        monitor = ChainMonitor(self.runner.monitored())
+        with self._lock:
+            self._shared = replace(
+                self._shared,
+                cluster=new,
+                timings=Timings.of(new.spec.leases),
+                monitor=monitor,
+                applied_generation=generation,
+                pending_change="",
+                offered=None if self._shared.offered is offered else self._shared.offered,
+            )
         self.failed = ()
         log.log(
             logging.DEBUG if change.empty else logging.INFO,
@@ -619,56 +663,53 @@ class ClusterAgent:
         if postgres is None or self.runner.state is not ChainState.UP or self.acting_epoch() is None:
             return
         pg = self._postgres_status()
-        lease = self.lease
+        shared = self.shared()
+        lease, sync = shared.lease, shared.sync
         if pg is None or not pg.running or pg.role != "primary" or lease is None:
             return
-        members = {n.name for n in self.cluster.spec.nodes} - {self.node}
+        members = {n.name for n in shared.cluster.spec.nodes} - {self.node}
         streaming = tuple(n for n in pg.streaming_names if n in members)
         step = sync_step(
             lease.sync_standbys or (),
-            self.sync_configured,
+            sync.configured,
             streaming,
-            queued=self.sync_to_publish,
-            in_flight=self.sync_in_flight,
+            queued=sync.to_publish,
+            in_flight=sync.in_flight,
         )
         if step.publish is not None:
             joining = tuple(n for n in step.publish if n not in (lease.sync_standbys or ()))
             flushed = {name: parse_lsn(lsn) for name, lsn in pg.flushed}
-            if waiting := not_caught_up(joining, flushed, self.sync_required_from):
+            if waiting := not_caught_up(joining, flushed, sync.required_from):
                 log.debug(
                     "%s: %s not listed yet: flushed WAL short of %s",
-                    self.cluster.name,
+                    self.name,
                     ", ".join(waiting),
-                    self.sync_required_from,
+                    sync.required_from,
                 )
                 return
-            self.sync_to_publish = step.publish
+            self._change_sync(to_publish=step.publish)
         elif step.configure is not None:
             try:
                 postgres.set_synchronous_standbys(step.configure, num_sync=max(1, len(step.configure)))
             except Exception as exc:
-                log.warning("%s: setting synchronous standbys failed: %s", self.cluster.name, exc)
+                log.warning("%s: setting synchronous standbys failed: %s", self.name, exc)
                 return
-            self.sync_configured = step.configure
             after = self._postgres_status()
-            self.sync_required_from = parse_lsn(after.current_lsn) if after is not None and after.current_lsn else None
-            log.info("%s: PostgreSQL waits for %s", self.cluster.name, ", ".join(step.configure) or "no standby")
+            self._change_sync(
+                configured=step.configure,
+                required_from=parse_lsn(after.current_lsn) if after is not None and after.current_lsn else None,
+            )
+            log.info("%s: PostgreSQL waits for %s", self.name, ", ".join(step.configure) or "no standby")
+
+    def _change_sync(self, **changes: Any) -> None:
+        with self._lock:
+            self._shared = replace(self._shared, sync=replace(self._shared.sync, **changes))
 
     def _observe_node(self) -> None:
         now = time.monotonic()
         self.runner.observe_volumes(now, max_age=DRBD_OBSERVE_SECONDS)
         self._note_resynced()
-        health = self._health(now)
-        with self._lock:
-            self.eligibility = eligibility(health, float(self.policy.max_lag_seconds), now)
-            unsynced = not_synchronous(self.lease, self.node)
-            if (
-                self.eligibility.eligible
-                and unsynced is not None
-                and self.runner.state is ChainState.DOWN
-                and not health.forced
-            ):
-                self.eligibility = Eligibility(False, unsynced)
+        self._judge_eligibility(now)
         inactive = tuple(
             FailedResource(f"Service/{name}", f"service {name}", "its unit is not active")
             for name in self.runner.failed_services()
@@ -679,19 +720,20 @@ class ClusterAgent:
             unique.setdefault(failed.key, failed)
         self.failed = tuple(unique.values())
 
+    def _judge_eligibility(self, now: float) -> None:
+        health = self._health(now)
+        max_lag = float(self.cluster.spec.failover.max_lag_seconds)
+        self._change(eligibility=eligibility(health, max_lag, now))
+
     def monitor_tick(self) -> None:
         """Monitor the chain's members while it is up on this primary (see monitor.py), and
         while a paused holder does not know yet what runs (so that it can adopt it)."""
         epoch = self.acting_epoch()
-        with self._lock:
-            paused = self.intent.paused
-        state = self.runner.state
-        self.monitor.activate(
-            epoch is not None
-            and ((state is ChainState.UP and self.runner.epoch == epoch) or (paused and state is ChainState.UNKNOWN))
-        )
-        self.monitor.tick(time.monotonic())
-        if self.monitor.failed(time.monotonic()):
+        shared = self.shared()
+        monitor = shared.monitor
+        monitor.activate(monitoring(epoch, self.runner.state, self.runner.epoch, shared.intent.paused))
+        monitor.tick(time.monotonic())
+        if monitor.failed(time.monotonic()):
             self._wake_runner.set()
 
     def _execute(self, decision: Decision) -> None:
@@ -705,7 +747,7 @@ class ClusterAgent:
             )
             log.info(
                 "%s: chain up at epoch %s in %.2fs: %s",
-                self.cluster.name,
+                self.name,
                 epoch,
                 time.monotonic() - started,
                 "; ".join(steps),
@@ -718,32 +760,15 @@ class ClusterAgent:
             self.watchdog.disarm()
             log.info(
                 "%s: chain down in %.2fs (%s): %s",
-                self.cluster.name,
+                self.name,
                 time.monotonic() - started,
                 decision.reason,
                 "; ".join(steps),
             )
         elif action is Action.HAND_OVER:
-            self._give_lease(decision.target, (decision.epoch or 0) + 1)
+            self._give_lease(decision.target, (decision.epoch or 0) + 1, action)
         elif action is Action.RELEASE:
-            if self.stepping_down:
-                # Ineligible before the Lease is free, or our own keeper would take it back.
-                now = time.monotonic()
-                self.backoff_until = now + self.policy.restart_window_seconds
-                health = self._health(now)
-                with self._lock:
-                    self.eligibility = eligibility(health, float(self.policy.max_lag_seconds), now)
-            self._give_lease(None, decision.epoch or 0)
-            if self.stepping_down:
-                failed = self.stepping_down_for
-                self._recovered(
-                    failed.key if failed else "Service/unknown",
-                    "SteppedDown",
-                    f"{self.stepping_down}: stepped down and released the Lease on {self.node}",
-                )
-                self.restarts.clear()
-                self.stepping_down = None
-                self.stepping_down_for = None
+            self._release(decision)
         elif action is Action.REPAIR:
             self._repair(decision)
         elif action is Action.ADOPT:
@@ -753,12 +778,29 @@ class ClusterAgent:
         elif action is Action.DISCARD_MY_DATA:
             self._discard_my_data(decision)
         elif action is Action.REJOIN and decision.target is None:
-            log.info("%s: standby volumes: %s", self.cluster.name, "; ".join(self.runner.join_volumes()))
+            log.info("%s: standby volumes: %s", self.name, "; ".join(self.runner.join_volumes()))
         elif action is Action.REJOIN:
             primary = decision.target or ""
-            lease = self.lease
+            lease = self.shared().lease
             steps = self.runner.rejoin(primary, lease.epoch if lease else 0)
-            log.info("%s: rejoined as standby of %s: %s", self.cluster.name, primary, "; ".join(steps))
+            log.info("%s: rejoined as standby of %s: %s", self.name, primary, "; ".join(steps))
+
+    def _release(self, decision: Decision) -> None:
+        """Release the Lease, in a back-off first when the decision says so."""
+        if decision.backoff_until is not None:
+            self.backoff_until = decision.backoff_until
+            self._judge_eligibility(time.monotonic())
+        self._give_lease(None, decision.epoch or 0, Action.RELEASE)
+        if self.stepping_down:
+            failed = self.stepping_down_for
+            self._recovered(
+                failed.key if failed else "Service/unknown",
+                "SteppedDown",
+                f"{self.stepping_down}: stepped down and released the Lease on {self.node}",
+            )
+            self.restarts.clear()
+            self.stepping_down = None
+            self.stepping_down_for = None
 
     def _found_running(self, lease: LeaseView | None, paused: bool) -> bool:
         """With the chain Unknown: does what runs here fit this node's role? (See
@@ -775,7 +817,7 @@ class ClusterAgent:
         if not self.runner.volumes_joined():
             return False
         if leftovers := self.runner.primary_leftovers():
-            log.info("%s: not adopting this node as a standby: %s still up", self.cluster.name, ", ".join(leftovers))
+            log.info("%s: not adopting this node as a standby: %s still up", self.name, ", ".join(leftovers))
             return False
         if self.runner.postgres is None:
             return True
@@ -790,13 +832,13 @@ class ClusterAgent:
 
     def _adopt_running(self, decision: Decision) -> None:
         """Take what runs as the chain's state, changing nothing on the node."""
-        lease = self.lease
+        lease = self.shared().lease
         if decision.epoch is not None:
             self.runner.state, self.runner.epoch = ChainState.UP, decision.epoch
         elif lease is not None and lease.holder:
             self.runner.state, self.runner.epoch = ChainState.DOWN, None
             self.runner.following = (lease.holder, lease.epoch)
-        log.info("%s: %s", self.cluster.name, decision.reason)
+        log.info("%s: %s", self.name, decision.reason)
 
     def _reconnect(self, decision: Decision) -> None:
         """The holder connects its StandAlone DRBD connections again, only while it still acts
@@ -805,15 +847,14 @@ class ClusterAgent:
             raise Aborted(f"no longer the holder at epoch {decision.epoch}: DRBD not reconnected")
         for c in decision.connections:
             outcome = self.runner.reconnect(c.volume, c.peer)
-            log.info("%s: DRBD %s was StandAlone toward %s: %s", self.cluster.name, c.volume, c.peer, outcome.detail)
+            log.info("%s: DRBD %s was StandAlone toward %s: %s", self.name, c.volume, c.peer, outcome.detail)
 
     def _discard_my_data(self, decision: Decision) -> None:
         """The victim's side of DRBD's manual split-brain recovery, only while the Lease, as
         last read, still names the holder the decision was taken for (so this node does not
         act as primary either). What it is about to discard goes into its report first."""
         holder = decision.target
-        with self._lock:
-            lease = self.lease
+        lease = self.shared().lease
         if lease is None or lease.holder != holder:
             raise Aborted(f"the Lease no longer names {holder}: this node's data is kept")
         for c in decision.connections:
@@ -825,7 +866,7 @@ class ClusterAgent:
                     "%s: split brain on DRBD %s: %s discards the %d KiB it changed that "
                     "the Lease holder %s lacks and resyncs from it (drbdadm connect "
                     "--discard-my-data): %s",
-                    self.cluster.name,
+                    self.name,
                     c.volume,
                     self.node,
                     c.out_of_sync_bytes // 1024,
@@ -835,7 +876,7 @@ class ClusterAgent:
             else:
                 log.info(
                     "%s: DRBD %s was StandAlone toward the Lease holder %s, nothing changed here that it lacks: %s",
-                    self.cluster.name,
+                    self.name,
                     c.volume,
                     holder,
                     outcome.detail,
@@ -865,7 +906,7 @@ class ClusterAgent:
         self.monitor.forget_repairs(float("inf"))
         self.backoff_until = None
         self.stepping_down, self.stepping_down_for = None, None
-        log.info("%s: cleanup %s: repair counts and restart back-off forgotten", self.cluster.name, request)
+        log.info("%s: cleanup %s: repair counts and restart back-off forgotten", self.name, request)
 
     def _repair(self, decision: Decision) -> None:
         """Repair one member in place, only while this node still acts under the epoch the
@@ -878,7 +919,7 @@ class ClusterAgent:
             raise Aborted(f"no longer the holder at epoch {decision.epoch}: {failed.what} not repaired")
         now = time.monotonic()
         self.restarts.append(now)
-        limit = self.policy.restart_limit
+        limit = self.cluster.spec.failover.restart_limit
         attempt = (
             f"({len(self.restarts)} of {limit})"
             if len(self.restarts) <= limit
@@ -901,7 +942,7 @@ class ClusterAgent:
         message = f"{failed.describe(self.node)}; {REPAIRED.get(kind, 'repaired')} in place {attempt}"
         self.monitor.repaired(key, now, message)
         self._recovered(key, "Repaired", message)
-        log.warning("%s: %s", self.cluster.name, message)
+        log.warning("%s: %s", self.name, message)
 
     def _recovered(self, key: str, action: str, message: str) -> None:
         kind, _, name = key.partition("/")
@@ -913,20 +954,19 @@ class ClusterAgent:
             "message": message[:1024],
         }
 
-    def _give_lease(self, target: str | None, epoch: int) -> None:
+    def _give_lease(self, target: str | None, epoch: int, action: Action) -> None:
         """Hand the Lease to `target` (None: release it), guarded by resourceVersion."""
-        sync = () if target is not None and self.runner.postgres is not None else None
-        record = self.kube.write_lease(self.cluster.name, target, epoch, acquire=target is not None, sync_standbys=sync)
-        self.sync_to_publish, self.sync_configured = None, None
-        self.sync_required_from = None
         with self._lock:
-            self.holding = None
-            self.lease = LeaseView(
+            sync, lists = sync_for_lease_write(self._shared.sync, action, self.runner.postgres is not None)
+            self._shared = replace(self._shared, sync=lists)
+        record = self.kube.write_lease(self.name, target, epoch, acquire=target is not None, sync_standbys=sync)
+        self._change(
+            holding=None,
+            lease=LeaseView(
                 record.holder, record.epoch, record.resource_version, time.monotonic(), record.sync_standbys
-            )
-        log.info(
-            "%s: Lease %s at epoch %d", self.cluster.name, f"handed to {target}" if target else "released", record.epoch
+            ),
         )
+        log.info("%s: Lease %s at epoch %d", self.name, f"handed to {target}" if target else "released", record.epoch)
 
     # --- observation and reporting ----------------------------------------------------------
     def _health(self, now: float) -> LocalHealth:
@@ -934,10 +974,12 @@ class ClusterAgent:
         lag = None
         if self.runner.postgres is not None and self.runner.state is not ChainState.UP:
             lag = self._standby_lag()
-        with self._lock:
-            intent = self.intent
-            forced = self._force_pending() is not None
+        shared = self.shared()
+        intent = shared.intent
         return LocalHealth(
+            node=self.node,
+            lease=shared.lease,
+            chain_down=self.runner.state is ChainState.DOWN,
             spec_problem=self.runner.problem(),
             in_standby_mode=self.node in intent.standby_nodes,
             disks_up_to_date=disks_ok,
@@ -947,34 +989,21 @@ class ClusterAgent:
             dependency_ready=intent.dependency_ready,
             dependency_detail=intent.dependency_detail,
             paused=intent.paused,
-            forced=forced,
+            forced=force_pending(shared) is not None,
         )
 
     def _standby_lag(self) -> float:
-        """How far behind this standby was when it last streamed.
-
-        While streaming, the replay lag now. Once the stream stops (the primary died or shut
-        down), the lag it had at that moment: the time since the last replayed transaction
-        would grow on an idle primary and block every failover. Not a running standby at all:
-        infinitely behind, except before the very first primary (the Lease was never held),
-        when no node can hold an acknowledged write: a node with no cluster yet, or with one
-        tandem never configured (Debian's initial cluster, or a database being migrated in),
-        may then become the first primary."""
-        lease = self.lease
+        """`core.standby_lag` of what PostgreSQL here says now."""
         postgres = self.runner.postgres
-        if (
-            lease is not None
-            and lease.epoch == 0
-            and postgres is not None
-            and not (postgres.initialized and postgres.managed)
-        ):
-            return 0.0
         pg = self._postgres_status()
-        if pg is None or not pg.running or pg.role != "standby":
-            return float("inf")
-        if pg.receiving:
-            self.lag_when_streaming = pg.replay_lag_s if pg.replay_lag_s is not None else 0.0
-        return self.lag_when_streaming if self.lag_when_streaming is not None else float("inf")
+        stream = (
+            StandbyStream(bool(pg.receiving), pg.replay_lag_s)
+            if pg is not None and pg.running and pg.role == "standby"
+            else None
+        )
+        has_data = postgres is not None and postgres.initialized and postgres.managed
+        lag, self.lag_when_streaming = standby_lag(self.shared().lease, has_data, stream, self.lag_when_streaming)
+        return lag
 
     def _postgres_status(self) -> Any:
         """PostgreSQL as a status query sees it; None (unknown) while its monitor finds it
@@ -990,40 +1019,30 @@ class ClusterAgent:
     def _report(self, decision: Decision, message: str) -> None:
         """Apply this node's own status entry when it changed, or as a slow heartbeat."""
         epoch = self.acting_epoch()
-        lease = self.lease
-        role = (
-            "Primary"
-            if epoch is not None and self.runner.state is ChainState.UP
-            else (
-                "Standby"
-                if self.runner.state is ChainState.DOWN
-                # paused after a restart, what runs not adopted yet: neither of the two
-                else "Unknown"
-                if self.intent.paused and self.runner.state is ChainState.UNKNOWN
-                else "Demoting"
-            )
-        )
+        shared = self.shared()
+        lease = shared.lease
         entry: dict[str, Any] = {
             "name": self.node,
-            "role": role,
+            "role": report_role(epoch, self.runner.state, shared.intent.paused),
             "epoch": epoch if epoch is not None else (lease.epoch if lease else 0),
             "drbd": self.runner.volume_reports(),
             "services": self._service_reports(),
             "resources": self.monitor.reports(),
-            "eligible": self.eligibility.eligible,
-            **ineligible_report(self.eligibility.why),
+            "eligible": shared.eligibility.eligible,
+            **ineligible_report(shared.eligibility.why),
             "message": message[:1024],
-            "appliedGeneration": self.applied_generation,
-            "pendingChange": self.pending_change[:1024],
+            "appliedGeneration": shared.applied_generation,
+            "pendingChange": shared.pending_change[:1024],
         }
         if self.last_recovery is not None:
             entry["lastRecovery"] = self.last_recovery
-        if self.force_report is not None:
-            entry["forcedFailover"] = self.force_report
+        if shared.force_report is not None:
+            entry["forcedFailover"] = shared.force_report
         recoveries = [r for v, r in sorted(self.split_brain.items()) if v in self.runner.volumes]
         if recoveries:
             entry["splitBrainRecoveries"] = recoveries
-        pg = self.postgres_seen = self._postgres_status()
+        pg = self._postgres_status()
+        self._change(postgres_seen=pg)
         if self.runner.postgres is not None:
             entry["postgres"] = _postgres_report(pg)
         now = time.monotonic()
@@ -1031,7 +1050,7 @@ class ClusterAgent:
             return
         body = entry | {"heartbeatTime": _utc_stamp()}
         try:
-            self.kube.report(self.cluster.name, body)
+            self.kube.report(self.name, body)
         except KubeError as exc:
             log.debug("report failed: %s", exc)
             return

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tandem.api.hacluster import IneligibleReason, LeaseTimings, said
 
@@ -63,13 +63,21 @@ class Decision:
     reason: str
     epoch: int | None = None
     target: str | None = None
-    # One CamelCase word for a takeover (ACQUIRE, a reclaiming RENEW) or a step-down
-    # (TEAR_DOWN): the metrics count by it, never by the free-text reason.
+    # One CamelCase word for a takeover (ACQUIRE, a reclaiming RENEW, the RENEW taking a Lease
+    # handed over), a step-down (TEAR_DOWN) or a release (RELEASE): the metrics count takeovers
+    # and step-downs by it, never by the free-text reason.
     cause: str = ""
     connections: tuple[StandAlone, ...] = ()  # what RECONNECT and DISCARD_MY_DATA connect
     # A primary's hand-off (TEAR_DOWN, RELEASE, HAND_OVER): why it gives the Lease up, without
     # what it does about it (see ChainSnapshot.stepping_down).
     stepping_down: str = ""
+    # TEAR_DOWN for restartLimit: the member whose failures it is for. Once the chain is down
+    # the failure no longer shows, so the runner remembers it (and `stepping_down`) until the
+    # Lease is released.
+    failed_member: FailedResource | None = None
+    # RELEASE after restartLimit: this node is ineligible (RestartBackoff) until then, from
+    # before the Lease is free, or its own keeper would take the Lease back.
+    backoff_until: float | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +170,10 @@ def ineligible_report(why: Ineligible | None) -> dict[str, str]:
 class LocalHealth:
     """What the chain runner observed on this node, as inputs to eligibility."""
 
+    node: str = ""
+    lease: LeaseView | None = None  # as last read, for its list of synchronous standbys
+    chain_down: bool = False
+
     spec_problem: str | None = None  # "<field>: <problem and fix>": this node cannot act on it
     in_standby_mode: bool = False
     disks_up_to_date: bool = True
@@ -184,8 +196,13 @@ def eligibility(health: LocalHealth, max_lag_seconds: float, now: float) -> Elig
     """May this node take the Lease? If not, the reason (one word) and the details.
 
     `health.forced` (a person accepted losing data) overrides what only protects data (disk
-    not UpToDate, lag, restart back-off): those reasons go to `overridden`. The spec's word
-    (InvalidSpec, Paused, StandbyMode) and a dependency that is not ready still refuse."""
+    not UpToDate, lag, restart back-off, the Lease's synchronous list): those reasons go to
+    `overridden` (the last one is left to `lease_decision`). The spec's word (InvalidSpec,
+    Paused, StandbyMode) and a dependency that is not ready still refuse.
+
+    Last, with the chain down here: a node the Lease's synchronous list lacks may lack
+    acknowledged writes (NotSynchronous). `lease_decision` refuses it the Lease in any case;
+    saying so here puts it in the node's report."""
 
     def not_eligible(reason: IneligibleReason, message: str) -> Eligibility:
         return Eligibility(False, Ineligible(reason, message))
@@ -219,7 +236,40 @@ def eligibility(health: LocalHealth, max_lag_seconds: float, now: float) -> Elig
         return Eligibility(False, data[0])
     if health.dependency_ready is False:
         return not_eligible(IneligibleReason.DEPENDENCY_NOT_READY, health.dependency_detail)
+    if health.chain_down and not health.forced and (unsynced := not_synchronous(health.lease, health.node)):
+        return Eligibility(False, unsynced)
     return Eligibility(True, overridden=tuple(data))
+
+
+@dataclass(frozen=True)
+class StandbyStream:
+    """This node's PostgreSQL, a running standby: whether it receives WAL now, and its replay
+    lag (None: not known)."""
+
+    receiving: bool
+    replay_lag: float | None = None
+
+
+def standby_lag(
+    lease: LeaseView | None, has_data: bool, standby: StandbyStream | None, lag_when_streaming: float | None
+) -> tuple[float, float | None]:
+    """How far behind this standby was when it last streamed, and the lag to remember as the
+    last one seen while streaming (`lag_when_streaming`, None: it never streamed).
+
+    While streaming, the replay lag now. Once the stream stops (the primary died or shut
+    down), the lag it had at that moment: the time since the last replayed transaction
+    would grow on an idle primary and block every failover. Not a running standby at all
+    (`standby` None): infinitely behind, except before the very first primary (the Lease
+    was never held), when no node can hold an acknowledged write: a node with no cluster yet,
+    or with one tandem never configured (`has_data` False: Debian's initial cluster, or a
+    database being migrated in), may then become the first primary."""
+    if lease is not None and lease.epoch == 0 and not has_data:
+        return 0.0, lag_when_streaming
+    if standby is None:
+        return math.inf, lag_when_streaming
+    if standby.receiving:
+        lag_when_streaming = standby.replay_lag if standby.replay_lag is not None else 0.0
+    return (lag_when_streaming if lag_when_streaming is not None else math.inf), lag_when_streaming
 
 
 # --- the Lease keeper --------------------------------------------------------------------
@@ -238,9 +288,12 @@ class LeaseSnapshot:
     min_failover_interval: float = 0.0
     last_takeover_seen_at: float | None = None
     deleting: bool = False
-    publish_pending: bool = False  # the synchronous standbys on the Lease must change
+    # The synchronous standbys the holder writes on the Lease at its next renew (None: leave
+    # the list as it is; see SyncLists.to_publish).
+    sync_to_publish: tuple[str, ...] | None = None
     paused: bool = False  # spec.paused: a holder keeps its Lease, nobody takes one
     force: ForceRequest | None = None  # a pending forced failover to this node
+    switchover: Switchover | None = None  # a planned switchover Pending in the HACluster
 
 
 @dataclass(frozen=True)
@@ -264,6 +317,34 @@ def may_act(holding: Holding | None, lease: LeaseView | None, node: str, timings
     )
 
 
+def chain_may_be_up(chain: ChainState, paused: bool, holding: Holding | None) -> bool:
+    """The chain runs, or may: a paused holder does not bring its chain up, so after an
+    agent restart it cannot know what a previous process left running. It then keeps the
+    fence deadline and the watchdog as if the chain ran (the single-primary rule does not
+    pause)."""
+    return chain is not ChainState.DOWN or (paused and holding is not None)
+
+
+def monitoring(acting_epoch: int | None, chain: ChainState, chain_epoch: int | None, paused: bool) -> bool:
+    """Whether the chain's members are monitored: while the chain is up on this primary for
+    its epoch, and while a paused holder does not know yet what runs (so that it can adopt
+    it)."""
+    return acting_epoch is not None and (
+        (chain is ChainState.UP and chain_epoch == acting_epoch) or (paused and chain is ChainState.UNKNOWN)
+    )
+
+
+def report_role(acting_epoch: int | None, chain: ChainState, paused: bool) -> str:
+    """The role this node reports: Primary while it acts with its chain up, Standby with the
+    chain down, Unknown when paused after a restart with what runs not adopted yet (neither
+    of the two), Demoting otherwise."""
+    if acting_epoch is not None and chain is ChainState.UP:
+        return "Primary"
+    if chain is ChainState.DOWN:
+        return "Standby"
+    return "Unknown" if paused and chain is ChainState.UNKNOWN else "Demoting"
+
+
 def lease_decision(s: LeaseSnapshot) -> Decision:
     """Renew, take, fence or wait. Applies the single-primary rule of docs/failover-protocol.md."""
     t = s.timings
@@ -283,7 +364,7 @@ def lease_decision(s: LeaseSnapshot) -> Decision:
             return Decision(Action.WAIT, f"{lost}; waiting for the chain to go down", epoch=s.holding.epoch)
         if since_renew >= t.renew_interval:
             return Decision(Action.RENEW, f"{since_renew:.2f}s since the last renew", epoch=s.holding.epoch)
-        if s.publish_pending:
+        if s.sync_to_publish is not None and s.lease is not None and s.sync_to_publish != s.lease.sync_standbys:
             return Decision(Action.RENEW, "publishing a new list of synchronous standbys", epoch=s.holding.epoch)
         return Decision(Action.WAIT, "holding the Lease", epoch=s.holding.epoch)
 
@@ -291,8 +372,21 @@ def lease_decision(s: LeaseSnapshot) -> Decision:
     if lease is None:
         return Decision(Action.WAIT, "the Lease does not exist yet (the operator creates it)")
     if lease.holder == s.node:
-        # We hold it in the API but have no record of winning it (agent restart, or our
-        # renewals failed past the deadline): a guarded renew proves it is still ours.
+        # We hold it in the API but have no record of winning it: a guarded renew proves it
+        # is still ours, and starts this node's renewals (and with them its fence deadline).
+        sw = s.switchover
+        if sw is not None and sw.target == s.node and lease.epoch > sw.from_epoch:
+            # The holder tore its chain down and wrote this node into the Lease at the next
+            # epoch (chain_decision's HAND_OVER): the hand-over as the operator sees it.
+            return Decision(
+                Action.RENEW,
+                f"the primary of epoch {sw.from_epoch} handed the Lease over to this node "
+                f"(planned switchover): taking it at epoch {lease.epoch} with a guarded update",
+                epoch=lease.epoch,
+                cause="HandedOver",
+            )
+        # An agent restart, a takeover whose answer was lost, or renewals that failed past
+        # the deadline.
         return Decision(
             Action.RENEW,
             "the Lease names this node; reclaiming it with a guarded update",
@@ -485,6 +579,7 @@ class ChainSnapshot:
     dependency_detail: str = ""
     nodes: tuple[str, ...] = field(default_factory=tuple)
     stepping_down: str | None = None  # why this primary decided to give the Lease up
+    restart_window: float = 300.0  # spec.failover.restartWindowSeconds
     eligible_peers: tuple[str, ...] = ()  # nodes that could take the Lease if released
     sync_standbys: tuple[str, ...] | None = None  # the Lease's list (None: it has none)
     paused: bool = False  # spec.paused: act on nothing, except to stop a chain without a Lease
@@ -495,6 +590,13 @@ class ChainSnapshot:
     found_running: bool = False
     forced_epoch: int | None = None  # the epoch this node took by a forced failover
     standalone: tuple[StandAlone, ...] = ()  # the chain's StandAlone DRBD connections here
+    # The keeper tried the Lease once since the agent started. Before, a chain a previous
+    # agent process left up is not torn down: the Lease may still name this node, and the
+    # keeper reclaims it (the watchdog armed by that process guards the node meanwhile).
+    lease_tried: bool = True
+
+
+RESTART_LIMIT = "RestartLimit"
 
 
 def restart_limit_reached(s: ChainSnapshot) -> bool:
@@ -505,6 +607,13 @@ def restart_limit_reached(s: ChainSnapshot) -> bool:
 
 def chain_decision(s: ChainSnapshot) -> Decision:
     """What the chain runner does next on this node, and why."""
+    decision = _chain_decision(s)
+    if decision.action is Action.TEAR_DOWN and not s.lease_tried:
+        return Decision(Action.WAIT, "waiting for the first Lease read")
+    return decision
+
+
+def _chain_decision(s: ChainSnapshot) -> Decision:
     if s.acting_epoch is None:
         if (
             s.chain is ChainState.UNKNOWN
@@ -576,10 +685,25 @@ def chain_decision(s: ChainSnapshot) -> Decision:
         cause, reason, target = handoff
         if s.chain is not ChainState.DOWN:
             return Decision(
-                Action.TEAR_DOWN, f"{reason}: demoting fully first", epoch=epoch, cause=cause, stepping_down=reason
+                Action.TEAR_DOWN,
+                f"{reason}: demoting fully first",
+                epoch=epoch,
+                cause=cause,
+                stepping_down=reason,
+                failed_member=s.failed[0] if cause == RESTART_LIMIT and restart_limit_reached(s) else None,
             )
         if target is None:
-            return Decision(Action.RELEASE, f"{reason}: releasing the Lease", epoch=epoch, stepping_down=reason)
+            # A step-down for restartLimit remembered, though deletion or standby mode came
+            # since, still backs off: as long as this node would have.
+            backoff = cause == RESTART_LIMIT or bool(s.stepping_down)
+            return Decision(
+                Action.RELEASE,
+                f"{reason}: releasing the Lease",
+                epoch=epoch,
+                cause=cause,
+                stepping_down=reason,
+                backoff_until=s.now + s.restart_window if backoff else None,
+            )
         return Decision(
             Action.HAND_OVER,
             f"{reason}: handing the Lease to {target}",
@@ -680,10 +804,10 @@ def _handoff_reason(s: ChainSnapshot) -> tuple[str, str, str | None] | None:
     if s.in_standby_mode:
         return "StandbyMode", "this node is in standby mode", None
     if s.stepping_down:  # set only once the restart limit was reached
-        return "RestartLimit", s.stepping_down, None
+        return RESTART_LIMIT, s.stepping_down, None
     if restart_limit_reached(s):
         return (
-            "RestartLimit",
+            RESTART_LIMIT,
             f"{s.failed[0].describe()} after {s.restarts_in_window} repairs in place (restartLimit {s.restart_limit})",
             None,
         )
@@ -694,6 +818,38 @@ def _handoff_reason(s: ChainSnapshot) -> tuple[str, str, str | None] | None:
 
 
 # --- synchronous standbys ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SyncLists:
+    """The holder's bookkeeping of its synchronous standbys, between `sync_step`s."""
+
+    # What the keeper writes on the Lease at its next renew (None: leave the list as it is).
+    to_publish: tuple[str, ...] | None = None
+    configured: tuple[str, ...] | None = None  # what PostgreSQL requires (None: not known yet)
+    # The primary's LSN once PostgreSQL applied the last change of its synchronous standbys:
+    # a standby joins the Lease's list only once it has flushed that far (`not_caught_up`).
+    required_from: int | None = None
+    # The list a Lease write carries that may still land (sent, no answer yet, or no answer
+    # at all): until a later answer shows the Lease, PostgreSQL is not reconfigured.
+    in_flight: tuple[str, ...] | None = None
+
+
+def sync_for_lease_write(
+    lists: SyncLists, action: Action, has_postgres: bool
+) -> tuple[tuple[str, ...] | None, SyncLists]:
+    """The list of synchronous standbys a Lease write for `action` carries (None: it leaves the
+    Lease's list as it is), and the writer's bookkeeping once it is sent.
+
+    A RENEW publishes what is queued. Any other write makes a new holder, or none, and the
+    writer forgets what it published and configured: a new holder (ACQUIRE, or the target
+    of a HAND_OVER) has no synchronous standby yet (each joins once it streams), so it starts
+    from an empty list when PostgreSQL is in the chain; a RELEASE leaves the list."""
+    if action is Action.RENEW:
+        carried = lists.to_publish
+        return carried, replace(lists, in_flight=carried)
+    carried = () if action in (Action.ACQUIRE, Action.HAND_OVER) and has_postgres else None
+    return carried, SyncLists(in_flight=carried)
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,8 @@ class NodeState:
 
 def view_of(agent: ClusterAgent) -> ClusterView:
     """Read one ClusterAgent without I/O (the last PostgreSQL and DRBD status it observed)."""
-    runner, lease, pg = agent.runner, agent.lease, agent.postgres_seen
+    shared = agent.shared()
+    runner, lease, pg = agent.runner, shared.lease, shared.postgres_seen
     acting = agent.acting_epoch()
     standby = pg is not None and pg.running and pg.role == "standby"
     serving = Serving(

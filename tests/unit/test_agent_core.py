@@ -309,7 +309,7 @@ class TestSynchronousStandbys:
         held = Holding(epoch=4, last_renew_sent_at=100.0)
         snap = lease_snap(lease=view("n1"), holding=held)
         assert lease_decision(snap).action is Action.WAIT
-        decision = lease_decision(dataclasses.replace(snap, publish_pending=True))
+        decision = lease_decision(dataclasses.replace(snap, sync_to_publish=("mail2",)))
         assert decision.action is Action.RENEW and "synchronous" in decision.reason
 
     def test_a_joining_standby_is_required_by_postgresql_before_it_is_published(self) -> None:

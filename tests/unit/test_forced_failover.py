@@ -345,26 +345,23 @@ def test_a_forced_takeover_is_recorded_in_the_report_and_never_acted_on_again(tm
     runner = builder(tmp_path, world(body))(body)
     kube: Any = FakeKube()
     agent = ClusterAgent(kube, runner.cluster, runner, intent_of(body, "mail1"), lambda why: None, NoWatchdog())
-    agent.lease = LeaseView("mail2", 7, "5", 1.0)
-    with agent._lock:
-        assert agent._force(10.0) == ForceRequest("r1", 10.0)
+    agent._change(lease=LeaseView("mail2", 7, "5", 1.0))
+    assert agent._force(10.0) == ForceRequest("r1", 10.0)
     kube.answers = [LeaseRecord("mail1", 8, resource_version="6")]
     agent._write_lease(8, acquire=True, cause=FORCED_FAILOVER)
-    assert agent.forced_epoch == 8
-    assert agent.force_report == {
+    assert agent.shared().forced_epoch == 8
+    assert agent.shared().force_report == {
         "requestId": "r1",
         "phase": "Completed",
         "epoch": 8,
         "message": "took the Lease at epoch 8 by a forced failover",
     }
-    with agent._lock:
-        assert agent._force(11.0) is None
+    assert agent._force(11.0) is None
     # A restart: the request is still annotated and Pending, the report says it was done.
-    again = requested(own=agent.force_report)
+    again = requested(own=agent.shared().force_report)
     restarted = ClusterAgent(kube, runner.cluster, runner, intent_of(again, "mail1"), lambda why: None, NoWatchdog())
-    with restarted._lock:
-        assert restarted._force(12.0) is None
-    assert restarted.forced_epoch == 8
+    assert restarted._force(12.0) is None
+    assert restarted.shared().forced_epoch == 8
 
 
 def test_a_refused_request_is_recorded_too(tmp_path: Path) -> None:
@@ -378,12 +375,12 @@ def test_a_refused_request_is_recorded_too(tmp_path: Path) -> None:
         lambda why: None,
         NoWatchdog(),
     )
-    agent.lease = LeaseView("mail2", 7, "5", 1.0)
-    with agent._lock:
-        agent._force(10.0)
+    agent._change(lease=LeaseView("mail2", 7, "5", 1.0))
+    agent._force(10.0)
     agent._settle_force("Refused", "forced failover (request r1) refused: mail2 holds the Lease and renews it")
-    assert agent.force_report is not None and agent.force_report["phase"] == "Refused"
-    assert agent.forced_epoch is None
+    report = agent.shared().force_report
+    assert report is not None and report["phase"] == "Refused"
+    assert agent.shared().forced_epoch is None
 
 
 # --- the operator: judges each request once, follows it, records it ---------------------------
@@ -751,15 +748,16 @@ def test_the_keeper_after_a_restart_waits_a_full_lease_duration_then_takes_it(tm
     runner.state = ChainState.DOWN
     kube: Any = FakeKube()  # reads mail2 holding epoch 7, always the same version
     agent = ClusterAgent(kube, runner.cluster, runner, intent_of(body, "mail1"), lambda why: None, NoWatchdog())
-    agent.eligibility = Eligibility(True)
-    with agent._lock:
-        assert agent._force(0.0) is None, "not before the Lease was read"
+    agent._change(eligibility=Eligibility(True))
+    assert agent._force(0.0) is None, "not before the Lease was read"
     agent.keeper_tick()
     first = agent.last_decisions["keeper"]
     assert first.action is Action.WAIT and "mail2 holds the Lease; unchanged for" in first.reason
-    assert agent.lease is not None
-    agent.lease = dataclasses.replace(agent.lease, observed_at=agent.lease.observed_at - 10)
+    lease = agent.shared().lease
+    assert lease is not None
+    agent._change(lease=dataclasses.replace(lease, observed_at=lease.observed_at - 10))
     kube.answers = [LeaseRecord("mail1", 8, resource_version="6")]
     agent.keeper_tick()
     assert agent.last_decisions["keeper"].cause == FORCED_FAILOVER
-    assert agent.force_report is not None and agent.force_report["phase"] == "Completed"
+    report = agent.shared().force_report
+    assert report is not None and report["phase"] == "Completed"

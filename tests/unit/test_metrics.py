@@ -220,7 +220,8 @@ def test_the_keeper_counts_a_refused_renew_and_a_takeover(agent: ClusterAgent) -
     assert sample(registry, "tandem_agent_lease_renew_failures_total", **MAIL_LABELS) == 1
     assert sample(registry, "tandem_agent_lease_renew_seconds_count", **MAIL_LABELS) == 1
     assert sample(registry, "tandem_agent_takeovers_total", **MAIL_LABELS, reason="LeaseExpired") == 1
-    assert agent.holding is not None and agent.holding.epoch == 8
+    holding = agent.shared().holding
+    assert holding is not None and holding.epoch == 8
 
 
 def test_a_tear_down_of_a_chain_that_was_up_is_a_stepdown(agent: ClusterAgent) -> None:
@@ -243,11 +244,10 @@ def drbd(role: str, out_of_sync: int) -> ResourceStatus:
 
 
 def test_view_of_a_primary_reads_the_agent_as_it_is(agent: ClusterAgent) -> None:
-    agent.lease = LeaseView("mail1", 7, "5", time.monotonic())
-    agent.holding = Holding(7, time.monotonic())
+    agent._change(lease=LeaseView("mail1", 7, "5", time.monotonic()), holding=Holding(7, time.monotonic()))
     agent.runner.state, agent.runner.epoch = ChainState.UP, 7
     agent.runner.drbd = {"mail-store": drbd("Primary", 4096)}
-    agent.postgres_seen = PostgresStatus(running=True, role="primary")
+    agent._change(postgres_seen=PostgresStatus(running=True, role="primary"))
     agent.monitor.activate(True)
     agent.monitor.repairing("PostgreSQL/postgresql")
 
@@ -262,17 +262,17 @@ def test_view_of_a_primary_reads_the_agent_as_it_is(agent: ClusterAgent) -> None
 
 
 def test_view_of_a_standby_reads_its_lag_and_streaming(agent: ClusterAgent) -> None:
-    agent.lease = LeaseView("mail2", 8, "5", time.monotonic())
+    agent._change(lease=LeaseView("mail2", 8, "5", time.monotonic()))
     agent.runner.state, agent.runner.following = ChainState.DOWN, ("mail2", 8)
     agent.runner.drbd = {"mail-store": drbd("Secondary", 0)}
-    agent.postgres_seen = PostgresStatus(running=True, role="standby", receiving=True, replay_lag_s=1.5)
+    agent._change(postgres_seen=PostgresStatus(running=True, role="standby", receiving=True, replay_lag_s=1.5))
 
     view = view_of(agent)
 
     assert view.epoch == 8 and view.resources == ()
     assert replica_verdict(view.serving).ok and not primary_verdict(view.serving).ok
     assert view.postgres_lag_seconds == 1.5
-    agent.postgres_seen = PostgresStatus(running=True, role="standby", receiving=False, replay_lag_s=40.0)
+    agent._change(postgres_seen=PostgresStatus(running=True, role="standby", receiving=False, replay_lag_s=40.0))
     stopped = view_of(agent)
     assert replica_verdict(stopped.serving).reason.startswith("NotStreaming")
     assert stopped.postgres_lag_seconds == 40.0
@@ -285,7 +285,7 @@ def test_each_report_keeps_the_postgres_status_it_read_for_the_next_scrape(agent
     runner.volume_reports = lambda: []
     agent._service_reports = lambda: []  # type: ignore[method-assign]
     agent._report(Decision(Action.WAIT, "standby"), "standby")
-    assert agent.postgres_seen is streaming
+    assert agent.shared().postgres_seen is streaming
 
 
 def node() -> NodeState:

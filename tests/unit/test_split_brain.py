@@ -314,7 +314,7 @@ def agent_on_mail1(tmp_path: Path, own: list[dict[str, Any]] | None = None) -> t
     }
     kube: Any = ReportingKube()
     agent = ClusterAgent(kube, runner.cluster, runner, intent_of(body, "mail1"), lambda why: None, NoWatchdog())
-    agent.lease = LeaseView("mail2", 7, "5", 1.0)
+    agent._change(lease=LeaseView("mail2", 7, "5", 1.0))
     return agent, vol
 
 
@@ -368,11 +368,11 @@ def test_nothing_changed_here_is_nothing_discarded(tmp_path: Path) -> None:
 
 def test_the_wrong_side_never_discards_nor_connects(tmp_path: Path) -> None:
     agent, vol = agent_on_mail1(tmp_path)
-    agent.lease = LeaseView("mail3", 8, "6", 2.0)  # the Lease moved since the decision
+    agent._change(lease=LeaseView("mail3", 8, "6", 2.0))  # the Lease moved since the decision
     with pytest.raises(Aborted, match="no longer names mail2"):
         agent._execute(DISCARD)
     now = time.monotonic()
-    agent.holding, agent.lease = Holding(8, now), LeaseView("mail1", 8, "7", now)
+    agent._change(holding=Holding(8, now), lease=LeaseView("mail1", 8, "7", now))
     with pytest.raises(Aborted):  # this node acts as primary now
         agent._execute(DISCARD)
     reconnect = Decision(Action.RECONNECT, "", epoch=7, connections=(StandAlone("mail-store", "mail2"),))

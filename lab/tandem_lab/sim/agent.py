@@ -10,7 +10,6 @@ down, rejoin, keep the synchronous standbys), line for line where it matters for
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,11 +26,15 @@ from tandem_agent.core import (
     LeaseSnapshot,
     LeaseView,
     LocalHealth,
+    StandbyStream,
+    SyncLists,
     chain_decision,
     eligibility,
     lease_decision,
     may_act,
     not_synchronous,
+    standby_lag,
+    sync_for_lease_write,
     sync_step,
 )
 from tandem_lab.sim.apiserver import LeaseState, ReadLease, WriteLease
@@ -81,8 +84,7 @@ class SimAgent:
         self.eligibility = Eligibility(False, NOT_OBSERVED_YET)
         self.last_takeover_seen_at: float | None = None
         self.first_lease_attempt_done = False
-        self.sync_to_publish: tuple[str, ...] | None = None
-        self.sync_configured: tuple[str, ...] | None = None
+        self.sync = SyncLists()  # its to_publish and configured (fix 2 uses lease_write_in_flight)
         self.lease_write_in_flight = False
         self.lag_when_streaming: float | None = None
         # The chain runner's in-process view (ChainRunner.state/epoch/following).
@@ -148,9 +150,8 @@ class SimAgent:
                 eligibility=self.eligibility,
                 preferred_primary=self.world.preferred_primary,
                 last_takeover_seen_at=self.last_takeover_seen_at,
-                publish_pending=self.sync_to_publish is not None
-                and self.lease is not None
-                and self.sync_to_publish != self.lease.sync_standbys,
+                sync_to_publish=self.sync.to_publish,
+                switchover=self.node.switchover_seen,
             )
             decision = lease_decision(snapshot)
             self._note("keeper", decision)
@@ -168,9 +169,7 @@ class SimAgent:
 
     def _write_lease(self, epoch: int, acquire: bool) -> Loop:
         sent_at = self.now()
-        sync = () if acquire else self.sync_to_publish
-        if acquire:
-            self.sync_to_publish, self.sync_configured = None, None
+        sync, self.sync = sync_for_lease_write(self.sync, Action.ACQUIRE if acquire else Action.RENEW, True)
         if self.cached is None:
             return  # kube: "the Lease was never read"
         self.lease_write_in_flight = True
@@ -222,10 +221,9 @@ class SimAgent:
                 volumes_joined=self.node.volumes_joined,
                 switchover=self.node.switchover_seen,
                 nodes=self.world.node_names,
+                lease_tried=self.first_lease_attempt_done,
             )
             decision = chain_decision(snapshot)
-            if not self.first_lease_attempt_done and decision.action is Action.TEAR_DOWN:
-                decision = Decision(Action.WAIT, "waiting for the first Lease read")
             self._note("runner", decision)
             try:
                 yield from self._execute(decision)
@@ -267,7 +265,7 @@ class SimAgent:
                     f"{target} is no longer a synchronous standby on the Lease: keeping the Lease (proposed fix 1)"
                 )
             epoch = (decision.epoch or 0) + (1 if target else 0)
-            yield from self._give_lease(target, epoch)
+            yield from self._give_lease(target, epoch, action)
         elif action is Action.REJOIN and decision.target is None:
             yield Sleep(0.05)
             node.volumes_joined = True
@@ -280,13 +278,13 @@ class SimAgent:
             node.volumes_joined = True
             self.following = (primary, epoch)
 
-    def _give_lease(self, target: str | None, epoch: int) -> Loop:
+    def _give_lease(self, target: str | None, epoch: int, action: Action) -> Loop:
         if self.cached is None:
             raise Unavailable(None, "the Lease was never read")
-        sync = () if target is not None else None
+        sync, lists = sync_for_lease_write(self.sync, action, True)
         record = yield Call(WriteLease(target, epoch, sync, self.cached))
         self.cached = record
-        self.sync_to_publish, self.sync_configured = None, None
+        self.sync = lists
         self.holding = None
         self.lease = LeaseView(
             record.holder, record.epoch, str(record.resource_version), self.now(), record.sync_standbys
@@ -298,24 +296,22 @@ class SimAgent:
     def _observe_node(self) -> None:
         now = self.now()
         lag = self._standby_lag() if self.chain is not ChainState.UP else None
-        self.eligibility = eligibility(LocalHealth(postgres_lag_seconds=lag), MAX_LAG_SECONDS, now)
-        if self.world.variant == "ignore-sync-list":
-            return
-        unsynced = not_synchronous(self.lease, self.name)
-        if self.eligibility.eligible and unsynced is not None and self.chain is ChainState.DOWN:
-            self.eligibility = Eligibility(False, unsynced)
+        health = LocalHealth(
+            node=self.name,
+            # the broken variant never reads the Lease's list
+            lease=None if self.world.variant == "ignore-sync-list" else self.lease,
+            chain_down=self.chain is ChainState.DOWN,
+            postgres_lag_seconds=lag,
+        )
+        self.eligibility = eligibility(health, MAX_LAG_SECONDS, now)
 
     def _standby_lag(self) -> float:
         """agent._standby_lag with streaming lag taken as 0: the sim's standbys are either
         streaming (caught up but for writes in flight) or cut off."""
         node = self.node
-        if self.lease is not None and self.lease.epoch == 0 and not node.initialized:
-            return 0.0
-        if node.pg_role != "standby":
-            return math.inf
-        if self.world.receiving(node):
-            self.lag_when_streaming = 0.0
-        return self.lag_when_streaming if self.lag_when_streaming is not None else math.inf
+        stream = StandbyStream(self.world.receiving(node), replay_lag=0.0) if node.pg_role == "standby" else None
+        lag, self.lag_when_streaming = standby_lag(self.lease, node.initialized, stream, self.lag_when_streaming)
+        return lag
 
     def _keep_synchronous_standbys(self) -> Loop:
         node = self.node
@@ -327,17 +323,17 @@ class SimAgent:
         ):
             return
         streaming = self.world.streaming_standbys(node)
-        step = sync_step(self.lease.sync_standbys or (), self.sync_configured, streaming)
+        step = sync_step(self.lease.sync_standbys or (), self.sync.configured, streaming)
         if step.publish is not None:
             joining = set(step.publish) - set(self.lease.sync_standbys or ())
             if joining and self.world.variant != "agent-as-is" and not self.world.caught_up(node, joining):
                 return  # proposed fix 3: a standby joins once it has every acknowledged write
-            self.sync_to_publish = step.publish
+            self.sync = dataclasses.replace(self.sync, to_publish=step.publish)
         elif step.configure is not None:
             if self.world.variant != "agent-as-is" and (
-                self.lease_write_in_flight or self.sync_to_publish not in (None, self.lease.sync_standbys)
+                self.lease_write_in_flight or self.sync.to_publish not in (None, self.lease.sync_standbys)
             ):
                 return  # proposed fix 2: a list queued for the Lease must land first
             yield Sleep(self.world.configure_seconds())
             self.world.configure_synchronous(node, step.configure)
-            self.sync_configured = step.configure
+            self.sync = dataclasses.replace(self.sync, configured=step.configure)
