@@ -51,7 +51,7 @@ from tandem_agent.core import ChainState, Ineligible, ineligible_report
 from tandem_agent.credentials import FIELD, CredentialsError, replication_password
 from tandem_agent.drivers.addresses import AddressSpecError
 from tandem_agent.drivers.postgres import ClientRule, ConfigError, PostgresConfig
-from tandem_agent.drivers.services import SystemdBackend
+from tandem_agent.drivers.services import SystemdBackend, UnitStates
 from tandem_agent.fence import current_fencer
 from tandem_agent.invalid import InvalidSpec, problem_of
 from tandem_agent.kube import AgentWatches, Kube
@@ -311,8 +311,10 @@ def node_environment(
     """How this node does things, from the command line; `read_secret(namespace, name)`
     reads a Secret for the replication password."""
 
+    unit_states = UnitStates()  # one systemctl show for all the node's clusters
+
     def services(cluster: str, specs: Sequence[ServiceSpec]) -> Any:
-        return SystemdBackend.for_services(specs)
+        return SystemdBackend.for_services(specs, unit_states)
 
     def postgres(cluster: ResolvedCluster, password: str | None) -> PostgresConfig:
         spec = cluster.spec.chain.postgres

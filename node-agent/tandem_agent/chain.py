@@ -434,8 +434,11 @@ class ChainRunner:
         return done
 
     def ensure_everywhere_services(self) -> None:
+        """Start the services that run on every node where their recent state says they do
+        not run (start reads the state afresh before it acts)."""
         for name in self.everywhere_services:
-            self.backend.start(name)
+            if not self.backend.recent(name).active:
+                self.backend.start(name)
 
     def restart(self, service: str) -> Outcome:
         self.backend.stop(service)

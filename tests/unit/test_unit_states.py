@@ -1,0 +1,118 @@
+"""UnitStates: one `systemctl show` for every unit the node's clusters watch, shared."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from tandem_agent.drivers.base import DriverError
+from tandem_agent.drivers.services import ServiceState, SystemdBackend, UnitStates, parse_show_many
+
+# A stand-in systemctl: records its arguments, then describes each unit after `--` as
+# `systemctl show` does (a block per unit, an empty line between blocks). Units named in the
+# file `active` are active; `drop` makes it describe one unit fewer than asked.
+STAND_IN = """#!/bin/sh
+echo "$@" >> {calls}
+while [ "$1" != "--" ]; do shift; done
+shift
+[ -e {drop} ] && shift
+first=1
+for unit in "$@"; do
+  [ $first = 1 ] || echo
+  first=0
+  if grep -qx "$unit" {active} 2>/dev/null; then state=active; else state=inactive; fi
+  printf 'Id=%s\\nLoadState=loaded\\nActiveState=%s\\nResult=success\\n' "$unit" "$state"
+done
+"""
+
+
+@pytest.fixture
+def systemctl(tmp_path: Path) -> Path:
+    fake = tmp_path / "systemctl"
+    fake.write_text(STAND_IN.format(calls=tmp_path / "calls", active=tmp_path / "active", drop=tmp_path / "drop"))
+    fake.chmod(0o755)
+    return fake
+
+
+def calls(systemctl: Path) -> list[str]:
+    path = systemctl.parent / "calls"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_parse_show_many_splits_blocks_in_order() -> None:
+    text = "Id=a.service\nActiveState=active\n\nId=b.service\nResult=\n"
+    assert parse_show_many(text) == [{"Id": "a.service", "ActiveState": "active"}, {"Id": "b.service", "Result": ""}]
+    assert parse_show_many("") == []
+
+
+def test_one_call_describes_every_unit_read_lately(systemctl: Path) -> None:
+    (systemctl.parent / "active").write_text("a.service\n")
+    states = UnitStates(str(systemctl), max_age=60)
+    assert states.show("a.service")["ActiveState"] == "active"
+    assert states.show("b.service")["ActiveState"] == "inactive"  # new unit: a refresh of both
+    assert states.show("a.service")["ActiveState"] == "active"  # fresh enough: no call
+    assert calls(systemctl) == [
+        "--no-ask-password show --property=Id,LoadState,ActiveState,SubState,Result,MainPID,ExecMainPID,"
+        "ExecMainCode,ExecMainStatus -- a.service",
+        "--no-ask-password show --property=Id,LoadState,ActiveState,SubState,Result,MainPID,ExecMainPID,"
+        "ExecMainCode,ExecMainStatus -- a.service b.service",
+    ]
+
+
+def test_a_state_older_than_max_age_is_read_again(systemctl: Path) -> None:
+    states = UnitStates(str(systemctl), max_age=0)
+    assert states.show("a.service")["ActiveState"] == "inactive"
+    (systemctl.parent / "active").write_text("a.service\n")
+    assert states.show("a.service")["ActiveState"] == "active"
+    assert len(calls(systemctl)) == 2
+
+
+def test_units_nobody_read_lately_are_no_longer_asked_for(systemctl: Path) -> None:
+    states = UnitStates(str(systemctl), max_age=0, forget_after=0)
+    states.show("gone.service")
+    states.show("kept.service")
+    assert calls(systemctl)[-1].endswith("-- kept.service")
+
+
+def test_concurrent_readers_share_one_call(systemctl: Path) -> None:
+    states = UnitStates(str(systemctl), max_age=60)
+    states.show("a.service")
+    threads = [threading.Thread(target=states.show, args=("a.service",)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls(systemctl)) == 1
+
+
+def test_an_answer_that_does_not_match_the_units_asked_is_an_error(systemctl: Path) -> None:
+    (systemctl.parent / "drop").touch()
+    states = UnitStates(str(systemctl))
+    with pytest.raises(DriverError, match="systemctl show of 1 units described 0"):
+        states.show("a.service")
+
+
+def test_unit_names_are_validated_before_any_call(systemctl: Path) -> None:
+    with pytest.raises(DriverError, match="invalid systemd unit"):
+        UnitStates(str(systemctl)).show("-a.service")
+    assert calls(systemctl) == []
+
+
+def test_recent_reads_the_shared_states_and_status_reads_afresh(systemctl: Path) -> None:
+    states = UnitStates(str(systemctl), max_age=60)
+    backend = SystemdBackend({"web": "web.service"}, systemctl=str(systemctl), states=states)
+    assert backend.recent("web").state is ServiceState.INACTIVE
+    (systemctl.parent / "active").write_text("web.service\n")
+    assert backend.recent("web").state is ServiceState.INACTIVE  # still the shared answer
+    assert backend.status("web").state is ServiceState.ACTIVE
+    assert backend.recent("web").name == "web"
+    assert len(calls(systemctl)) == 2
+
+
+def test_without_shared_states_recent_is_status(systemctl: Path) -> None:
+    backend = SystemdBackend({"web": "web.service"}, systemctl=str(systemctl))
+    backend.recent("web")
+    backend.recent("web")
+    assert len(calls(systemctl)) == 2
