@@ -393,7 +393,9 @@ class Agent:
             self.kubes[namespace] = Kube(self.api, namespace, self.args.node, self.watches)
         return self.kubes[namespace]
 
+    @functools.cached_property
     def environment(self) -> NodeEnvironment:
+        """One for the node: its clusters share what it reads of systemd and the addresses."""
         return node_environment(self.args, self._read_secret)
 
     def _read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
@@ -471,7 +473,7 @@ class Agent:
         self.inputs[key] = inputs
         try:
             cluster = resolve(obj, world)
-            candidate = ChainRunner(cluster, self.environment())
+            candidate = ChainRunner(cluster, self.environment)
         except Exception as exc:
             log.warning("%s: the changed spec is not applied: %s", key, problem_of(exc))
             agent.refuse_spec(problem_of(exc))
@@ -482,7 +484,7 @@ class Agent:
         """Everything of one cluster's agent but its threads: no I/O, so building it again
         after a refusal costs nothing."""
         cluster = resolve(obj, world)
-        runner = ChainRunner(cluster, self.environment())
+        runner = ChainRunner(cluster, self.environment)
         watchdog = self.shared_watchdog.handle(key_of(obj))
         return ClusterAgent(
             self.kube(obj["metadata"]["namespace"]),

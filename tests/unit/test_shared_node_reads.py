@@ -1,12 +1,16 @@
-"""UnitStates: one `systemctl show` for every unit the node's clusters watch, shared."""
+"""What the node's clusters read of systemd and of the addresses, shared: UnitStates (one
+`systemctl show` for every unit watched) and RecentAddresses (one dump per interface)."""
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tandem_agent.drivers import addresses
 from tandem_agent.drivers.base import DriverError
 from tandem_agent.drivers.services import ServiceState, SystemdBackend, UnitStates, parse_show_many
 
@@ -116,3 +120,40 @@ def test_without_shared_states_recent_is_status(systemctl: Path) -> None:
     backend.recent("web")
     backend.recent("web")
     assert len(calls(systemctl)) == 2
+
+
+def test_recent_addresses_share_a_dump_until_it_is_old_or_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
+    dumps: list[str] = []
+    held = {"eth0": (ipaddress.ip_interface("198.18.74.2/24"),)}
+
+    def present(netns: str | None, ifname: str) -> tuple[Any, ...]:
+        dumps.append(ifname)
+        return held[ifname]
+
+    monkeypatch.setattr(addresses, "present", present)
+    recent = addresses.RecentAddresses(max_age=60)
+    assert recent.present(None, "eth0") == held["eth0"]
+    assert recent.present(None, "eth0") == held["eth0"]
+    assert dumps == ["eth0"]
+    held["eth0"] = ()
+    recent.forget(None, "eth0")  # the agent changed eth0: the next read dumps it again
+    assert recent.present(None, "eth0") == ()
+    assert dumps == ["eth0", "eth0"]
+    assert addresses.RecentAddresses(max_age=0).present(None, "eth0") == ()
+    assert len(dumps) == 3
+
+
+def test_a_dump_that_ran_across_a_change_is_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    recent = addresses.RecentAddresses(max_age=60)
+    dumps: list[str] = []
+
+    def present(netns: str | None, ifname: str) -> tuple[Any, ...]:
+        dumps.append(ifname)
+        if len(dumps) == 1:
+            recent.forget(None, "eth0")  # another cluster changed eth0 while this dump ran
+        return ()
+
+    monkeypatch.setattr(addresses, "present", present)
+    recent.present(None, "eth0")
+    recent.present(None, "eth0")
+    assert dumps == ["eth0", "eth0"]
