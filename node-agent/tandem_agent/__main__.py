@@ -372,6 +372,9 @@ def volume_factory(args: argparse.Namespace) -> Any:
     )
 
 
+WORLD_KINDS = ("haclusters", "drbdvolumes", "floatingips")
+
+
 class Agent:
     """All clusters of this node."""
 
@@ -386,6 +389,8 @@ class Agent:
         self.refused: dict[str, Refusal] = {}
         self.inputs: dict[str, Inputs] = {}  # of the spec each running cluster was last offered
         self._reported: dict[str, tuple[str, float]] = {}  # refused: (problem, when reported)
+        # The last world read, with the mirrors' change counts it was read at.
+        self._world: tuple[tuple[tuple[int, ...], ...], dict[str, list[dict[str, Any]]]] | None = None
         self.stopping = threading.Event()
 
     def kube(self, namespace: str) -> Kube:
@@ -420,7 +425,10 @@ class Agent:
         while the API server is unreachable still knows which chains may be up here, and
         can tear them down."""
         try:
-            world = {plural: self.watches.objects(plural) for plural in ("haclusters", "drbdvolumes", "floatingips")}
+            changes = tuple(self.watches.changes(plural) for plural in WORLD_KINDS)
+            if self._world is not None and self._world[0] == changes:
+                return self._world[1]  # nothing changed: no copy, no file write
+            world = {plural: self.watches.objects(plural) for plural in WORLD_KINDS}
         except KubeError:
             if self.clusters or not self.cache_file.exists():
                 raise
@@ -433,6 +441,7 @@ class Agent:
             tmp = self.cache_file.with_suffix(".tmp")
             tmp.write_text(text)
             os.replace(tmp, self.cache_file)
+        self._world = (changes, world)
         return world
 
     def sync(self) -> None:
