@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tandem.lab.harness import wait_until
 from tandem_agent.drivers import addresses
 from tandem_agent.drivers.base import DriverError
 from tandem_agent.drivers.services import ServiceState, SystemdBackend, UnitStates, parse_show_many
@@ -157,3 +158,31 @@ def test_a_dump_that_ran_across_a_change_is_not_kept(monkeypatch: pytest.MonkeyP
     recent.present(None, "eth0")
     recent.present(None, "eth0")
     assert dumps == ["eth0", "eth0"]
+
+
+def test_while_a_refresh_runs_others_get_the_last_answer_not_a_wait(systemctl: Path, tmp_path: Path) -> None:
+    states = UnitStates(str(systemctl), max_age=0)
+    states.show("a.service")
+    gate = tmp_path / "gate"
+    # From now on the stand-in waits until the gate file exists: a slow systemd.
+    systemctl.write_text(
+        systemctl.read_text().replace("#!/bin/sh\n", f"#!/bin/sh\nwhile [ ! -e {gate} ]; do sleep 0.01; done\n", 1)
+    )
+    slow = threading.Thread(target=states.show, args=("a.service",))
+    slow.start()
+    wait_until(
+        lambda: len(calls(systemctl)) == 1 and states._refreshing, 5.0, "the slow refresh started", interval=0.01
+    )
+    assert states.show("a.service")["ActiveState"] == "inactive"  # the last answer, at once
+    gate.touch()
+    slow.join(5.0)
+    assert not slow.is_alive() and len(calls(systemctl)) == 2
+
+
+def test_a_failed_refresh_lets_the_next_reader_try_again(systemctl: Path) -> None:
+    (systemctl.parent / "drop").touch()
+    states = UnitStates(str(systemctl))
+    with pytest.raises(DriverError):
+        states.show("a.service")
+    (systemctl.parent / "drop").unlink()
+    assert states.show("a.service")["LoadState"] == "loaded"

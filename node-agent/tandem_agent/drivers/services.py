@@ -201,8 +201,10 @@ class UnitStates:
     ``systemctl show`` per unit per tick is a fork and a systemd round trip each (and two
     execs through nsenter in the DaemonSet): at a hundred clusters, thousands a second. Here
     a read finding its unit's state older than `max_age` seconds refreshes, in one call, every
-    unit read in the last `forget_after` seconds; concurrent readers wait for that call and
-    share it. Actions (start, stop, kill) never read from here: they read ``status`` fresh.
+    unit read in the last `forget_after` seconds. While that call runs, other readers get the
+    last answer rather than wait (a runner blocked on a slow systemd could not demote in
+    time); only a unit never described yet waits for it. Actions (start, stop, kill) never
+    read from here: they read ``status`` fresh.
     """
 
     def __init__(
@@ -212,27 +214,41 @@ class UnitStates:
         self.max_age = max_age
         self.timeout = timeout
         self.forget_after = forget_after
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
+        self._refreshing = False
         self._asked: dict[str, float] = {}  # unit -> when it was last read
         self._shown: dict[str, tuple[float, dict[str, str]]] = {}  # unit -> (read at, properties)
 
     def show(self, unit: str) -> dict[str, str]:
-        """The unit's ``systemctl show`` properties, at most `max_age` seconds old."""
+        """The unit's ``systemctl show`` properties, at most `max_age` seconds old unless a
+        refresh is under way."""
         validate_unit(unit)
         with self._lock:
             now = time.monotonic()
             self._asked[unit] = now
-            seen = self._shown.get(unit)
-            if seen is not None and now - seen[0] < self.max_age:
-                return seen[1]
+            while True:
+                seen = self._shown.get(unit)
+                if seen is not None and (now - seen[0] < self.max_age or self._refreshing):
+                    return seen[1]
+                if not self._refreshing:
+                    break
+                self._lock.wait()
+            self._refreshing = True
             self._asked = {u: t for u, t in self._asked.items() if now - t <= self.forget_after}
             units = sorted(self._asked)
+        shown: dict[str, tuple[float, dict[str, str]]] = {}
+        try:
             argv = [self.systemctl, "--no-ask-password", "show", "--property=" + ",".join(SHOW_PROPERTIES), "--"]
             blocks = parse_show_many(run([*argv, *units], timeout=self.timeout).stdout)
             if len(blocks) != len(units):
                 raise DriverError(f"systemctl show of {len(units)} units described {len(blocks)}")
-            self._shown = {u: (now, props) for u, props in zip(units, blocks, strict=True)}
-            return self._shown[unit][1]
+            shown = {u: (now, props) for u, props in zip(units, blocks, strict=True)}
+        finally:
+            with self._lock:
+                self._shown.update(shown)
+                self._refreshing = False
+                self._lock.notify_all()
+        return shown[unit][1]
 
 
 def status_from_show(name: str, props: Mapping[str, str]) -> ServiceStatus:
