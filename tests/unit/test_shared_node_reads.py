@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from tandem.lab.harness import wait_until
 from tandem_agent.drivers import addresses
 from tandem_agent.drivers.base import DriverError
 from tandem_agent.drivers.services import ServiceState, SystemdBackend, UnitStates, parse_show_many
+from tandem_lab.harness import wait_until
 
 # A stand-in systemctl: records its arguments, then describes each unit after `--` as
 # `systemctl show` does (a block per unit, an empty line between blocks). Units named in the
