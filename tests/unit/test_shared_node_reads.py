@@ -15,13 +15,19 @@ from tandem_agent.drivers.base import DriverError
 from tandem_agent.drivers.services import ServiceState, SystemdBackend, UnitStates, parse_show_many
 from tandem_lab.harness import wait_until
 
-# A stand-in systemctl: records its arguments, then describes each unit after `--` as
-# `systemctl show` does (a block per unit, an empty line between blocks). Units named in the
-# file `active` are active; `drop` makes it describe one unit fewer than asked.
+# A stand-in systemctl: records its arguments; `start` and `stop` add a unit to the file
+# `active` and remove it; `show` describes each unit after `--` as systemctl does (a block per
+# unit, an empty line between blocks), active when `active` names it. `drop` makes it
+# describe one unit fewer than asked.
 STAND_IN = """#!/bin/sh
 echo "$@" >> {calls}
+verb=$2
 while [ "$1" != "--" ]; do shift; done
 shift
+case $verb in
+  start) echo "$1" >> {active}; exit 0 ;;
+  stop) grep -vx "$1" {active} > {active}.new; mv {active}.new {active}; exit 0 ;;
+esac
 [ -e {drop} ] && shift
 first=1
 for unit in "$@"; do
@@ -186,3 +192,31 @@ def test_a_failed_refresh_lets_the_next_reader_try_again(systemctl: Path) -> Non
         states.show("a.service")
     (systemctl.parent / "drop").unlink()
     assert states.show("a.service")["LoadState"] == "loaded"
+
+
+def test_an_action_on_a_unit_forgets_its_shared_state(systemctl: Path) -> None:
+    """Monitoring must never see a unit's state from before the agent started or stopped it:
+    a service just started would look failed and be restarted in place for nothing."""
+    states = UnitStates(str(systemctl), max_age=60)
+    backend = SystemdBackend({"web": "web.service"}, systemctl=str(systemctl), states=states)
+    assert not backend.recent("web").active
+    assert backend.start("web").changed
+    assert backend.recent("web").active
+    assert backend.stop("web").changed
+    assert not backend.recent("web").active
+
+
+def test_a_refresh_that_ran_across_an_action_is_not_kept(systemctl: Path, tmp_path: Path) -> None:
+    states = UnitStates(str(systemctl), max_age=60)
+    gate = tmp_path / "gate"
+    systemctl.write_text(
+        systemctl.read_text().replace("#!/bin/sh\n", f"#!/bin/sh\nwhile [ ! -e {gate} ]; do sleep 0.01; done\n", 1)
+    )
+    slow = threading.Thread(target=states.show, args=("a.service",))
+    slow.start()
+    wait_until(lambda: states._refreshing, 5.0, "the slow refresh started", interval=0.01)
+    states.forget("a.service")  # the agent acted on a.service meanwhile
+    gate.touch()
+    slow.join(5.0)
+    states.show("a.service")
+    assert len(calls(systemctl)) == 2  # the first answer predates the action: asked again

@@ -203,8 +203,10 @@ class UnitStates:
     a read finding its unit's state older than `max_age` seconds refreshes, in one call, every
     unit read in the last `forget_after` seconds. While that call runs, other readers get the
     last answer rather than wait (a runner blocked on a slow systemd could not demote in
-    time); only a unit never described yet waits for it. Actions (start, stop, kill) never
-    read from here: they read ``status`` fresh.
+    time); only a unit with no answer kept waits for it. Actions (start, stop, kill) never
+    read from here: they read ``status`` fresh, and `forget` what was kept of their unit once
+    they are done, so that nobody reads its state from before them (a call that ran across
+    an action is not kept either).
     """
 
     def __init__(
@@ -216,6 +218,7 @@ class UnitStates:
         self.forget_after = forget_after
         self._lock = threading.Condition()
         self._refreshing = False
+        self._forgotten = 0  # how many times `forget` was called
         self._asked: dict[str, float] = {}  # unit -> when it was last read
         self._shown: dict[str, tuple[float, dict[str, str]]] = {}  # unit -> (read at, properties)
 
@@ -233,7 +236,7 @@ class UnitStates:
                 if not self._refreshing:
                     break
                 self._lock.wait()
-            self._refreshing = True
+            self._refreshing, forgotten = True, self._forgotten
             self._asked = {u: t for u, t in self._asked.items() if now - t <= self.forget_after}
             units = sorted(self._asked)
         shown: dict[str, tuple[float, dict[str, str]]] = {}
@@ -245,10 +248,17 @@ class UnitStates:
             shown = {u: (now, props) for u, props in zip(units, blocks, strict=True)}
         finally:
             with self._lock:
-                self._shown.update(shown)
+                if self._forgotten == forgotten:
+                    self._shown.update(shown)
                 self._refreshing = False
                 self._lock.notify_all()
         return shown[unit][1]
+
+    def forget(self, unit: str) -> None:
+        """`unit` was acted on: the next read of it asks systemd."""
+        with self._lock:
+            self._shown.pop(unit, None)
+            self._forgotten += 1
 
 
 def status_from_show(name: str, props: Mapping[str, str]) -> ServiceStatus:
@@ -372,6 +382,14 @@ class SystemdBackend:
         proc = run(self.show_argv(self.unit(name)), timeout=self.timeout)
         return status_from_show(name, parse_show(proc.stdout))
 
+    def _act(self, argv: list[str], unit: str, timeout: float) -> None:
+        """Run a command that changes `unit`; what the shared states kept of it is stale after."""
+        try:
+            run(argv, timeout=timeout)
+        finally:
+            if self.states is not None:
+                self.states.forget(unit)
+
     def recent(self, name: str) -> ServiceStatus:
         if self.states is None:
             return self.status(name)
@@ -384,7 +402,7 @@ class SystemdBackend:
             return Outcome(False, f"{name} ({unit}) already active")
         limit = self.start_timeouts.get(name, self.timeout)
         try:
-            run(self.argv("start", unit), timeout=limit)
+            self._act(self.argv("start", unit), unit, timeout=limit)
         except CommandTimeout as exc:
             after = self.status(name)
             raise ServiceError(
@@ -403,7 +421,7 @@ class SystemdBackend:
             return Outcome(False, f"{name} ({unit}) already {before.state.value}")
         limit = self.stop_timeouts.get(name)
         try:
-            run(self.argv("stop", unit), timeout=self.timeout if limit is None else limit)
+            self._act(self.argv("stop", unit), unit, timeout=self.timeout if limit is None else limit)
         except CommandTimeout as exc:
             if limit is None:
                 raise ServiceError(
@@ -418,7 +436,7 @@ class SystemdBackend:
         """The stop overran `limit`: SIGKILL the unit's processes and wait, boundedly, for it."""
         if not kill_needed(self.status(name)):
             return Outcome(True, f"stopped {name} ({unit})")
-        run(self.kill_argv(unit), timeout=self.kill_wait)
+        self._act(self.kill_argv(unit), unit, timeout=self.kill_wait)
         after = self._wait_stopped(name)
         if not is_stopped(after):
             raise ServiceError(
@@ -441,7 +459,7 @@ class SystemdBackend:
         unit = self.unit(name)
         if self.status(name).state is not ServiceState.FAILED:
             return Outcome(False, f"{name} ({unit}) is not failed")
-        run(self.argv("reset-failed", unit), timeout=self.timeout)
+        self._act(self.argv("reset-failed", unit), unit, timeout=self.timeout)
         return Outcome(True, f"reset the failed state of {name} ({unit})")
 
 
