@@ -73,6 +73,7 @@ FIRST_NODE = 241  # node k (1-based) is .(240+k); the lab's client is .250
 MAX_NODES = 9
 MAX_CLUSTERS = FIRST_NODE - FIRST_VIP  # .2 to .240
 FIRST_PORT = 10000
+QUIET_SECONDS = 10.0  # no takeover for this long before the steady window opens
 PROBE_INTERVAL = 0.1  # each cluster's floating IP is asked at most this often
 # Issue 16's targets on the 2-core lab machine, reported next to what was measured.
 TARGETS = {
@@ -234,6 +235,27 @@ def takeovers(before: Mapping[str, LeaseRecord], after: Mapping[str, LeaseRecord
     """How many times the clusters' Leases changed hands between two readings (epochs
     gained): a steady-state window with any is no steady state."""
     return sum(max(0, lease.epoch - before[c].epoch) for c, lease in after.items() if c in before)
+
+
+def wait_quiet(
+    read: Callable[[], Mapping[str, LeaseRecord]],
+    quiet: float,
+    timeout: float,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> float:
+    """Until no Lease changed hands for `quiet` seconds, so that the steady window opens on a
+    steady state and not on the last elections of the bring-up; the seconds waited."""
+    started = since = clock()
+    last = {c: lease.epoch for c, lease in read().items()}
+    while clock() - since < quiet:
+        if clock() - started > timeout:
+            raise TimeoutError(f"the Leases still changed hands after {timeout:.0f}s")
+        sleep(1.0)
+        now = {c: lease.epoch for c, lease in read().items()}
+        if now != last:
+            last, since = now, clock()
+    return clock() - started
 
 
 def haclusters(lab: LabCluster) -> list[dict[str, Any]]:
@@ -609,7 +631,9 @@ class Run:
         )
 
     def steady(self, baseline: Mapping[RequestKey, float], baseline_watches: Mapping[str, float]) -> None:
-        log(f"steady state for {self.args.window:.0f}s")
+        waited = wait_quiet(lambda: leases(self.lab), QUIET_SECONDS, self.args.settle_timeout)
+        self.results["quiet_wait_s"] = round(waited, 1)
+        log(f"no Lease changed hands for {QUIET_SECONDS:.0f}s; steady state for {self.args.window:.0f}s")
         before = leases(self.lab)  # outside the window: the benchmark's own reads never count
         lab_rates, used = api_window(self.lab, self.args.window, watched_pids(self.lab, self.nodes))
         self.results["window_takeovers"] = takeovers(before, leases(self.lab))

@@ -51,7 +51,7 @@ from tandem_agent.core import ChainState, Ineligible, ineligible_report
 from tandem_agent.credentials import FIELD, CredentialsError, replication_password
 from tandem_agent.drivers.addresses import AddressSpecError
 from tandem_agent.drivers.postgres import ClientRule, ConfigError, PostgresConfig
-from tandem_agent.drivers.services import SystemdBackend
+from tandem_agent.drivers.services import SystemdBackend, UnitStates
 from tandem_agent.fence import current_fencer
 from tandem_agent.invalid import InvalidSpec, problem_of
 from tandem_agent.kube import AgentWatches, Kube
@@ -311,8 +311,10 @@ def node_environment(
     """How this node does things, from the command line; `read_secret(namespace, name)`
     reads a Secret for the replication password."""
 
+    unit_states = UnitStates()  # one systemctl show for all the node's clusters
+
     def services(cluster: str, specs: Sequence[ServiceSpec]) -> Any:
-        return SystemdBackend.for_services(specs)
+        return SystemdBackend.for_services(specs, unit_states)
 
     def postgres(cluster: ResolvedCluster, password: str | None) -> PostgresConfig:
         spec = cluster.spec.chain.postgres
@@ -370,6 +372,9 @@ def volume_factory(args: argparse.Namespace) -> Any:
     )
 
 
+WORLD_KINDS = ("haclusters", "drbdvolumes", "floatingips")
+
+
 class Agent:
     """All clusters of this node."""
 
@@ -384,6 +389,8 @@ class Agent:
         self.refused: dict[str, Refusal] = {}
         self.inputs: dict[str, Inputs] = {}  # of the spec each running cluster was last offered
         self._reported: dict[str, tuple[str, float]] = {}  # refused: (problem, when reported)
+        # The last world read, with the mirrors' change counts it was read at.
+        self._world: tuple[tuple[tuple[int, ...], ...], dict[str, list[dict[str, Any]]]] | None = None
         self.stopping = threading.Event()
 
     def kube(self, namespace: str) -> Kube:
@@ -391,7 +398,9 @@ class Agent:
             self.kubes[namespace] = Kube(self.api, namespace, self.args.node, self.watches)
         return self.kubes[namespace]
 
+    @functools.cached_property
     def environment(self) -> NodeEnvironment:
+        """One for the node: its clusters share what it reads of systemd and the addresses."""
         return node_environment(self.args, self._read_secret)
 
     def _read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
@@ -416,7 +425,10 @@ class Agent:
         while the API server is unreachable still knows which chains may be up here, and
         can tear them down."""
         try:
-            world = {plural: self.watches.objects(plural) for plural in ("haclusters", "drbdvolumes", "floatingips")}
+            changes = tuple(self.watches.changes(plural) for plural in WORLD_KINDS)
+            if self._world is not None and self._world[0] == changes:
+                return self._world[1]  # nothing changed: no copy, no file write
+            world = {plural: self.watches.objects(plural) for plural in WORLD_KINDS}
         except KubeError:
             if self.clusters or not self.cache_file.exists():
                 raise
@@ -429,6 +441,7 @@ class Agent:
             tmp = self.cache_file.with_suffix(".tmp")
             tmp.write_text(text)
             os.replace(tmp, self.cache_file)
+        self._world = (changes, world)
         return world
 
     def sync(self) -> None:
@@ -469,7 +482,7 @@ class Agent:
         self.inputs[key] = inputs
         try:
             cluster = resolve(obj, world)
-            candidate = ChainRunner(cluster, self.environment())
+            candidate = ChainRunner(cluster, self.environment)
         except Exception as exc:
             log.warning("%s: the changed spec is not applied: %s", key, problem_of(exc))
             agent.refuse_spec(problem_of(exc))
@@ -480,7 +493,7 @@ class Agent:
         """Everything of one cluster's agent but its threads: no I/O, so building it again
         after a refusal costs nothing."""
         cluster = resolve(obj, world)
-        runner = ChainRunner(cluster, self.environment())
+        runner = ChainRunner(cluster, self.environment)
         watchdog = self.shared_watchdog.handle(key_of(obj))
         return ClusterAgent(
             self.kube(obj["metadata"]["namespace"]),

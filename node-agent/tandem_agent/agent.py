@@ -1060,7 +1060,7 @@ class ClusterAgent:
         reports = []
         for name in self.runner.primary_services + self.runner.everywhere_services:
             try:
-                status = self.runner.backend.status(name)
+                status = self.runner.backend.recent(name)
             except Exception as exc:
                 reports.append({"name": name, "state": "Unknown", "exitStatus": str(exc)[:64]})
                 continue

@@ -8,10 +8,11 @@ after an agent restart the runner simply tears down (or brings up) again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -95,6 +96,8 @@ class NodeEnvironment:
     replication_password: Callable[[PostgresSpec, str], str]  # (spec, cluster's namespace)
     device_for_volume: dict[str, str] = field(default_factory=dict)
     address_netns: str | None = None
+    # What the floating-IP monitors of every cluster read (one dump per interface, shared).
+    recent_addresses: addresses.RecentAddresses = field(default_factory=addresses.RecentAddresses)
 
     def device(self, name: str, spec: DRBDVolumeSpec) -> str:
         return self.device_for_volume.get(name, f"/dev/drbd{spec.minor}")
@@ -201,9 +204,19 @@ class ChainRunner:
             steps.append(Step("services", services.start_all, services.stop_all))
         return steps
 
+    @contextlib.contextmanager
+    def _changing_addresses(self, interface: str) -> Iterator[None]:
+        """Around a change of `interface`'s addresses: the monitors' shared view of it is stale
+        once it is done (see addresses.RecentAddresses)."""
+        try:
+            yield
+        finally:
+            self.env.recent_addresses.forget(self.env.address_netns, interface)
+
     def _addresses_up(self, fip: FloatingIPSpec) -> Outcome:
         wanted = floating_addresses(fip)
-        result = addresses.ensure_present(self.env.address_netns, fip.interface, wanted, announce=None)
+        with self._changing_addresses(fip.interface):
+            result = addresses.ensure_present(self.env.address_netns, fip.interface, wanted, announce=None)
         if result.changed:
             # Announce in the background so PostgreSQL and the services need not wait for
             # the spaced repeats; the first round goes out at once.
@@ -217,7 +230,8 @@ class ChainRunner:
         return result
 
     def _addresses_down(self, fip: FloatingIPSpec) -> Outcome:
-        return addresses.ensure_absent(self.env.address_netns, fip.interface, floating_addresses(fip))
+        with self._changing_addresses(fip.interface):
+            return addresses.ensure_absent(self.env.address_netns, fip.interface, floating_addresses(fip))
 
     def _postgres_up(self) -> Outcome:
         assert self.postgres is not None
@@ -386,7 +400,8 @@ class ChainRunner:
         for name, fip in self.cluster.floating_ips.items():
             gone = [a for a in floating_addresses(fip) if a not in wanted.get(fip.interface, set())]
             if gone:
-                outcome = addresses.ensure_absent(self.env.address_netns, fip.interface, gone)
+                with self._changing_addresses(fip.interface):
+                    outcome = addresses.ensure_absent(self.env.address_netns, fip.interface, gone)
                 done.append(f"floating IPs {name}: {outcome.detail or 'removed'}")
         done += [
             f"service {name}: {self.backend.stop(name).detail or 'stopped'}"
@@ -434,8 +449,11 @@ class ChainRunner:
         return done
 
     def ensure_everywhere_services(self) -> None:
+        """Start the services that run on every node where their recent state says they do
+        not run (start reads the state afresh before it acts)."""
         for name in self.everywhere_services:
-            self.backend.start(name)
+            if not self.backend.recent(name).active:
+                self.backend.start(name)
 
     def restart(self, service: str) -> Outcome:
         self.backend.stop(service)
@@ -528,7 +546,7 @@ class ChainRunner:
         return found
 
     def _addresses_problem(self, fip: FloatingIPSpec) -> str | None:
-        held = set(addresses.present(self.env.address_netns, fip.interface))
+        held = set(self.env.recent_addresses.present(self.env.address_netns, fip.interface))
         missing = [str(a) for a in floating_addresses(fip) if a not in held]
         return f"{', '.join(missing)} missing from {fip.interface}" if missing else None
 

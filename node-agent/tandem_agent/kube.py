@@ -119,6 +119,11 @@ class AgentWatches:
         """Every object of `plural` the agent serves; Unavailable when a mirror is not synced."""
         return [o for cache in self._by_kind[plural].values() for o in cache.items()]
 
+    def changes(self, plural: str) -> tuple[int, ...]:
+        """What `objects(plural)` answers, as counts that change whenever it would; Unavailable
+        when a mirror is not synced."""
+        return tuple(cache.changes() for cache in self._by_kind[plural].values())
+
     def lease(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._cache(LEASES, namespace).get(namespace, name)
 

@@ -78,6 +78,7 @@ class WatchCache:
         self._on_error = on_error
         self._lock = threading.Lock()
         self._objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self._changes = 0  # LISTs and events applied: what `changes` counts
         self._synced = threading.Event()
         self._stopping = threading.Event()
         self._response: Any = None  # the open WATCH, closed by resync and stop
@@ -108,6 +109,13 @@ class WatchCache:
             chosen = [o for (ns, _), o in sorted(self._objects.items()) if namespace is None or ns == namespace]
             copied: list[dict[str, Any]] = json.loads(json.dumps(chosen))
             return copied
+
+    def changes(self) -> int:
+        """How many times what the mirror holds was replaced or changed (a LIST, an event):
+        a reader that saw the same count saw the same objects. Unavailable when not synced."""
+        with self._lock:
+            self._require_synced()
+            return self._changes
 
     def _require_synced(self) -> None:
         if not self._synced.is_set():
@@ -171,6 +179,7 @@ class WatchCache:
             if self._relist:  # resync during the LIST: its answer may predate the reason
                 raise Unavailable(None, f"{self.what}: resync requested during the LIST")
             self._objects = {_key(item): item for item in listed["items"]}
+            self._changes += 1
             self._synced.set()
         return str(listed["metadata"]["resourceVersion"])
 
@@ -216,6 +225,7 @@ class WatchCache:
                 self._objects.pop(_key(obj), None)
             else:
                 self._objects[_key(obj)] = obj
+            self._changes += 1
         return version
 
 

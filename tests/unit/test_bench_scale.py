@@ -348,3 +348,24 @@ def test_a_window_with_takeovers_says_it_was_no_steady_state() -> None:
     assert "NOT A STEADY STATE: the Leases changed hands 3 times in the window" in "\n".join(scale.table(shaped))
     shaped["window_takeovers"] = 0
     assert "NOT A STEADY STATE" not in "\n".join(scale.table(shaped))
+
+
+def test_the_window_waits_until_no_lease_changed_hands_for_the_quiet_time() -> None:
+    clock = [0.0]
+    epochs = iter([1, 1, 2, 2, 2, 2, 2])  # a takeover in the second second, then quiet
+
+    def read() -> dict[str, LeaseRecord]:
+        return {"s000": LeaseRecord("a", next(epochs))}
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    assert scale.wait_quiet(read, quiet=3.0, timeout=60.0, clock=lambda: clock[0], sleep=sleep) == 5.0
+    with pytest.raises(TimeoutError, match="still changed hands after 2s"):
+        scale.wait_quiet(
+            lambda: {"s000": LeaseRecord("a", int(clock[0]))},
+            quiet=3.0,
+            timeout=2.0,
+            clock=lambda: clock[0],
+            sleep=sleep,
+        )

@@ -13,6 +13,7 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tandem.kube.connect import CONNECTION_POOL, load_client
 from tandem.kube.errors import (
     Conflict,
     Forbidden,
@@ -253,3 +254,24 @@ def test_translated_raises_the_typed_error_and_lets_other_exceptions_pass() -> N
         raise KeyError("a bug, not the API server")
     error = NotFound(404, "gone")
     assert kube_error(error) is error
+
+
+def test_the_client_keeps_enough_connections_for_many_clusters(tmp_path: Any) -> None:
+    """A pool smaller than the callers at once closes connections and reopens them: a TLS
+    handshake per Lease renewal when an agent serves dozens of clusters."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "lab", "cluster": {"server": "https://127.0.0.1:6443"}}],
+                "users": [{"name": "agent", "user": {"token": "t"}}],
+                "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "agent"}}],
+                "current-context": "lab",
+            }
+        )
+    )
+    api = load_client(str(kubeconfig))
+    assert api.configuration.connection_pool_maxsize == CONNECTION_POOL >= 64
+    assert api.rest_client.pool_manager.connection_pool_kw["maxsize"] == CONNECTION_POOL

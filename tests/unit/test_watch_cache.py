@@ -129,6 +129,20 @@ def test_the_list_then_each_event_shows_in_the_mirror(server: Server, cache: Wat
     assert cache.items("other") == []
 
 
+def test_changes_count_lists_and_events_but_not_bookmarks(server: Server, cache: WatchCache) -> None:
+    assert cache.wait_synced(WAIT)
+    assert cache.changes() == 1  # the LIST
+    _, stream = server.next_watch()
+    stream.send("BOOKMARK", {"metadata": {"resourceVersion": "11"}})
+    stream.send("MODIFIED", lease("x", 12))
+    wait_until(lambda: cache.changes() == 2, WAIT, "the event counted", interval=0.01)
+    server.down = True
+    stream.send("ERROR", {"code": 500, "reason": "InternalError", "message": "etcd"})
+    wait_until(lambda: not cache.wait_synced(0), WAIT, "the mirror unsynced", interval=0.01)
+    with pytest.raises(Unavailable, match="not synced"):
+        cache.changes()  # an unchanged count never hides an outage
+
+
 def test_a_copy_is_returned_so_a_reader_cannot_change_the_mirror(cache: WatchCache) -> None:
     assert cache.wait_synced(WAIT)
     got = cache.get("ns", "x")

@@ -49,6 +49,7 @@ import ipaddress
 import os
 import socket
 import struct
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -566,6 +567,41 @@ def present(netns: str | None, ifname: str) -> tuple[IPInterface, ...]:
     with entered(netns), IPRoute() as ipr:
         link = _link(ipr, netns, ifname)
         return tuple(_dump(ipr, link.index))
+
+
+class RecentAddresses:
+    """What `present` returned lately, per interface, shared by the node's clusters.
+
+    Each cluster's floating-IP monitor checks its addresses every period, and a dump lists
+    every address of the interface: with a hundred clusters on one interface, a hundred dumps
+    of a hundred addresses each, every second. Here a dump at most `max_age` seconds old
+    serves them all. The agent's own changes of an interface `forget` what was kept of it, and
+    a dump that ran across such a change is not kept. Errors are not kept either.
+    """
+
+    def __init__(self, max_age: float = 0.5) -> None:
+        self.max_age = max_age
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str | None, str], tuple[float, tuple[IPInterface, ...]]] = {}
+        self._changes = 0  # how many times `forget` was called
+
+    def present(self, netns: str | None, ifname: str) -> tuple[IPInterface, ...]:
+        key = (netns, ifname)
+        with self._lock:
+            started, changes = time.monotonic(), self._changes
+            seen = self._seen.get(key)
+            if seen is not None and started - seen[0] < self.max_age:
+                return seen[1]
+        held = present(netns, ifname)
+        with self._lock:
+            if self._changes == changes:
+                self._seen[key] = (started, held)
+        return held
+
+    def forget(self, netns: str | None, ifname: str) -> None:
+        with self._lock:
+            self._seen.pop((netns, ifname), None)
+            self._changes += 1
 
 
 def ensure_present(

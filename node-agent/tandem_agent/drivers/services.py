@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import signal
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -139,7 +140,14 @@ class ServiceBackend(Protocol):
         """Stop the service unless it is stopped; raise ServiceError when it will not stop."""
         ...
 
-    def status(self, name: str) -> ServiceStatus: ...
+    def status(self, name: str) -> ServiceStatus:
+        """The service's state now: what an action reads before it acts."""
+        ...
+
+    def recent(self, name: str) -> ServiceStatus:
+        """The service's state, read at most a moment ago: what monitoring and reports read
+        on every tick of every cluster (see UnitStates)."""
+        ...
 
     def reset_failed(self, name: str) -> Outcome:
         """Forget that the service failed (its state becomes inactive)."""
@@ -177,6 +185,80 @@ def parse_show(text: str) -> dict[str, str]:
         if sep:
             props[key.strip()] = value
     return props
+
+
+def parse_show_many(text: str) -> list[dict[str, str]]:
+    """Parse ``systemctl show`` of several units: one block of key=value lines per unit, in
+    the order given, separated by an empty line."""
+    return [parse_show(block) for block in re.split(r"\n\n+", text.strip("\n"))] if text.strip() else []
+
+
+class UnitStates:
+    """The node's units as one ``systemctl show`` call last described them, shared by every
+    cluster on the node.
+
+    Each cluster's runner and monitor read their services' states on every tick. One
+    ``systemctl show`` per unit per tick is a fork and a systemd round trip each (and two
+    execs through nsenter in the DaemonSet): at a hundred clusters, thousands a second. Here
+    a read finding its unit's state older than `max_age` seconds refreshes, in one call, every
+    unit read in the last `forget_after` seconds. While that call runs, other readers get the
+    last answer rather than wait (a runner blocked on a slow systemd could not demote in
+    time); only a unit with no answer kept waits for it. Actions (start, stop, kill) never
+    read from here: they read ``status`` fresh, and `forget` what was kept of their unit once
+    they are done, so that nobody reads its state from before them (a call that ran across
+    an action is not kept either).
+    """
+
+    def __init__(
+        self, systemctl: str = "systemctl", max_age: float = 0.5, timeout: float = 30.0, forget_after: float = 60.0
+    ) -> None:
+        self.systemctl = systemctl
+        self.max_age = max_age
+        self.timeout = timeout
+        self.forget_after = forget_after
+        self._lock = threading.Condition()
+        self._refreshing = False
+        self._forgotten = 0  # how many times `forget` was called
+        self._asked: dict[str, float] = {}  # unit -> when it was last read
+        self._shown: dict[str, tuple[float, dict[str, str]]] = {}  # unit -> (read at, properties)
+
+    def show(self, unit: str) -> dict[str, str]:
+        """The unit's ``systemctl show`` properties, at most `max_age` seconds old unless a
+        refresh is under way."""
+        validate_unit(unit)
+        with self._lock:
+            now = time.monotonic()
+            self._asked[unit] = now
+            while True:
+                seen = self._shown.get(unit)
+                if seen is not None and (now - seen[0] < self.max_age or self._refreshing):
+                    return seen[1]
+                if not self._refreshing:
+                    break
+                self._lock.wait()
+            self._refreshing, forgotten = True, self._forgotten
+            self._asked = {u: t for u, t in self._asked.items() if now - t <= self.forget_after}
+            units = sorted(self._asked)
+        shown: dict[str, tuple[float, dict[str, str]]] = {}
+        try:
+            argv = [self.systemctl, "--no-ask-password", "show", "--property=" + ",".join(SHOW_PROPERTIES), "--"]
+            blocks = parse_show_many(run([*argv, *units], timeout=self.timeout).stdout)
+            if len(blocks) != len(units):
+                raise DriverError(f"systemctl show of {len(units)} units described {len(blocks)}")
+            shown = {u: (now, props) for u, props in zip(units, blocks, strict=True)}
+        finally:
+            with self._lock:
+                if self._forgotten == forgotten:
+                    self._shown.update(shown)
+                self._refreshing = False
+                self._lock.notify_all()
+        return shown[unit][1]
+
+    def forget(self, unit: str) -> None:
+        """`unit` was acted on: the next read of it asks systemd."""
+        with self._lock:
+            self._shown.pop(unit, None)
+            self._forgotten += 1
 
 
 def status_from_show(name: str, props: Mapping[str, str]) -> ServiceStatus:
@@ -251,6 +333,8 @@ class SystemdBackend:
     units: Mapping[str, str] = field(default_factory=dict)
     systemctl: str = "systemctl"
     timeout: float = 90.0
+    # Where `recent` reads, shared by the node's clusters (None: it reads `status`).
+    states: UnitStates | None = None
     start_timeouts: Mapping[str, float] = field(default_factory=dict)
     stop_timeouts: Mapping[str, float] = field(default_factory=dict)
     kill_wait: float = 5.0
@@ -266,10 +350,11 @@ class SystemdBackend:
                     raise DriverError(f"the {kind} timeout of service {name} must be positive, got {seconds}")
 
     @classmethod
-    def for_services(cls, services: Sequence[ServiceSpec]) -> SystemdBackend:
+    def for_services(cls, services: Sequence[ServiceSpec], states: UnitStates | None = None) -> SystemdBackend:
         """The backend of a cluster's services, with the timeouts their specs set."""
         return cls(
             units={s.name: s.unit for s in services},
+            states=states,
             start_timeouts={s.name: s.start_timeout_seconds for s in services},
             stop_timeouts={s.name: s.stop_timeout_seconds for s in services if s.stop_timeout_seconds is not None},
         )
@@ -297,6 +382,19 @@ class SystemdBackend:
         proc = run(self.show_argv(self.unit(name)), timeout=self.timeout)
         return status_from_show(name, parse_show(proc.stdout))
 
+    def _act(self, argv: list[str], unit: str, timeout: float) -> None:
+        """Run a command that changes `unit`; what the shared states kept of it is stale after."""
+        try:
+            run(argv, timeout=timeout)
+        finally:
+            if self.states is not None:
+                self.states.forget(unit)
+
+    def recent(self, name: str) -> ServiceStatus:
+        if self.states is None:
+            return self.status(name)
+        return status_from_show(name, self.states.show(self.unit(name)))
+
     def start(self, name: str) -> Outcome:
         unit = self.unit(name)
         before = self.status(name)
@@ -304,7 +402,7 @@ class SystemdBackend:
             return Outcome(False, f"{name} ({unit}) already active")
         limit = self.start_timeouts.get(name, self.timeout)
         try:
-            run(self.argv("start", unit), timeout=limit)
+            self._act(self.argv("start", unit), unit, timeout=limit)
         except CommandTimeout as exc:
             after = self.status(name)
             raise ServiceError(
@@ -323,7 +421,7 @@ class SystemdBackend:
             return Outcome(False, f"{name} ({unit}) already {before.state.value}")
         limit = self.stop_timeouts.get(name)
         try:
-            run(self.argv("stop", unit), timeout=self.timeout if limit is None else limit)
+            self._act(self.argv("stop", unit), unit, timeout=self.timeout if limit is None else limit)
         except CommandTimeout as exc:
             if limit is None:
                 raise ServiceError(
@@ -338,7 +436,7 @@ class SystemdBackend:
         """The stop overran `limit`: SIGKILL the unit's processes and wait, boundedly, for it."""
         if not kill_needed(self.status(name)):
             return Outcome(True, f"stopped {name} ({unit})")
-        run(self.kill_argv(unit), timeout=self.kill_wait)
+        self._act(self.kill_argv(unit), unit, timeout=self.kill_wait)
         after = self._wait_stopped(name)
         if not is_stopped(after):
             raise ServiceError(
@@ -361,7 +459,7 @@ class SystemdBackend:
         unit = self.unit(name)
         if self.status(name).state is not ServiceState.FAILED:
             return Outcome(False, f"{name} ({unit}) is not failed")
-        run(self.argv("reset-failed", unit), timeout=self.timeout)
+        self._act(self.argv("reset-failed", unit), unit, timeout=self.timeout)
         return Outcome(True, f"reset the failed state of {name} ({unit})")
 
 
@@ -459,7 +557,7 @@ class Monitor:
     def check(self) -> list[ServiceFailure]:
         failures = []
         for name in self.names:
-            status = self.backend.status(name)
+            status = self.backend.recent(name)
             if status.state in (ServiceState.FAILED, ServiceState.INACTIVE, ServiceState.UNKNOWN):
                 failures.append(ServiceFailure(name, status))
         return failures
