@@ -38,6 +38,7 @@ from tandem_agent.core import (
     sync_for_lease_write,
 )
 from tandem_agent.watchdog import NoWatchdog
+from tests.unit.test_agent_core import chain_snap as core_chain_snap
 from tests.unit.test_refused_clusters import MAIL, builder, world
 
 T = Timings.of(LeaseTimings())
@@ -46,19 +47,8 @@ WEB = FailedResource("Service/web", "service web", "its unit is not active")
 
 
 def chain_snap(**kw: object) -> ChainSnapshot:
-    base = ChainSnapshot(
-        now=100.0,
-        node="n1",
-        acting_epoch=4,
-        lease_holder="n1",
-        lease_epoch=4,
-        chain=ChainState.UP,
-        chain_epoch=4,
-        replicating=False,
-        nodes=("n1", "n2"),
-        restart_window=300.0,
-    )
-    return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
+    """test_agent_core's snapshot, with a restart window (the back-off the release carries)."""
+    return core_chain_snap(**({"restart_window": 300.0} | kw))
 
 
 class TestNotSynchronous:
