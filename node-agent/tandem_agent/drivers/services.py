@@ -187,6 +187,12 @@ def parse_show(text: str) -> dict[str, str]:
     return props
 
 
+def show_argv(systemctl: str, units: Sequence[str]) -> list[str]:
+    """``systemctl show`` of what a ServiceStatus needs, for each of `units` (validated)."""
+    checked = [validate_unit(unit) for unit in units]
+    return [systemctl, "--no-ask-password", "show", "--property=" + ",".join(SHOW_PROPERTIES), "--", *checked]
+
+
 def parse_show_many(text: str) -> list[dict[str, str]]:
     """Parse ``systemctl show`` of several units: one block of key=value lines per unit, in
     the order given, separated by an empty line."""
@@ -241,8 +247,7 @@ class UnitStates:
             units = sorted(self._asked)
         shown: dict[str, tuple[float, dict[str, str]]] = {}
         try:
-            argv = [self.systemctl, "--no-ask-password", "show", "--property=" + ",".join(SHOW_PROPERTIES), "--"]
-            blocks = parse_show_many(run([*argv, *units], timeout=self.timeout).stdout)
+            blocks = parse_show_many(run(show_argv(self.systemctl, units), timeout=self.timeout).stdout)
             if len(blocks) != len(units):
                 raise DriverError(f"systemctl show of {len(units)} units described {len(blocks)}")
             shown = {u: (now, props) for u, props in zip(units, blocks, strict=True)}
@@ -367,12 +372,12 @@ class SystemdBackend:
 
     def argv(self, verb: str, unit: str, *extra: str) -> list[str]:
         """The systemctl command for `verb` on `unit` (validated; never a shell string)."""
-        if verb not in ("start", "stop", "kill", "reset-failed", "show"):
+        if verb not in ("start", "stop", "kill", "reset-failed"):
             raise DriverError(f"unsupported systemctl verb {verb!r}")
         return [self.systemctl, "--no-ask-password", verb, *extra, "--", validate_unit(unit)]
 
     def show_argv(self, unit: str) -> list[str]:
-        return self.argv("show", unit, "--property=" + ",".join(SHOW_PROPERTIES))
+        return show_argv(self.systemctl, [unit])
 
     def kill_argv(self, unit: str) -> list[str]:
         """SIGKILL to every process of the unit (systemctl kill's default: the whole cgroup)."""
