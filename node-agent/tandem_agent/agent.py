@@ -606,9 +606,12 @@ class ClusterAgent:
         if problem := self.runner.problem():
             message = f"{problem}; {message}"
         self.runner.ensure_everywhere_services()
-        self._observe_node()
-        self._keep_synchronous_standbys()
-        self._report(decision, message)
+        # PostgreSQL's status, read once a tick for eligibility, the synchronous standbys and the
+        # report (a query each time).
+        pg = self._postgres_status()
+        self._observe_node(pg)
+        pg = self._keep_synchronous_standbys(pg)
+        self._report(decision, message, pg)
 
     def _apply_offered_spec(self) -> None:
         """Apply the newest spec if `spec_change.verdict` allows it now (live on a running
@@ -656,17 +659,18 @@ class ClusterAgent:
             f": {'; '.join(done)}" if done else "",
         )
 
-    def _keep_synchronous_standbys(self) -> None:
+    def _keep_synchronous_standbys(self, pg: Any) -> Any:
         """On the primary: one step towards the streaming standbys being exactly the
-        synchronous ones, on the Lease and in PostgreSQL (see `core.sync_step`)."""
+        synchronous ones, on the Lease and in PostgreSQL (see `core.sync_step`), from `pg`,
+        PostgreSQL's status. Returns its status after the step (read again when the step
+        reconfigured it)."""
         postgres = self.runner.postgres
         if postgres is None or self.runner.state is not ChainState.UP or self.acting_epoch() is None:
-            return
-        pg = self._postgres_status()
+            return pg
         shared = self.shared()
         lease, sync = shared.lease, shared.sync
         if pg is None or not pg.running or pg.role != "primary" or lease is None:
-            return
+            return pg
         members = {n.name for n in shared.cluster.spec.nodes} - {self.node}
         streaming = tuple(n for n in pg.streaming_names if n in members)
         step = sync_step(
@@ -686,30 +690,32 @@ class ClusterAgent:
                     ", ".join(waiting),
                     sync.required_from,
                 )
-                return
+                return pg
             self._change_sync(to_publish=step.publish)
         elif step.configure is not None:
             try:
                 postgres.set_synchronous_standbys(step.configure, num_sync=max(1, len(step.configure)))
             except Exception as exc:
                 log.warning("%s: setting synchronous standbys failed: %s", self.name, exc)
-                return
+                return pg
             after = self._postgres_status()
             self._change_sync(
                 configured=step.configure,
                 required_from=parse_lsn(after.current_lsn) if after is not None and after.current_lsn else None,
             )
             log.info("%s: PostgreSQL waits for %s", self.name, ", ".join(step.configure) or "no standby")
+            return after
+        return pg
 
     def _change_sync(self, **changes: Any) -> None:
         with self._lock:
             self._shared = replace(self._shared, sync=replace(self._shared.sync, **changes))
 
-    def _observe_node(self) -> None:
+    def _observe_node(self, pg: Any) -> None:
         now = time.monotonic()
         self.runner.observe_volumes(now, max_age=DRBD_OBSERVE_SECONDS)
         self._note_resynced()
-        self._judge_eligibility(now)
+        self._judge_eligibility(now, pg)
         inactive = tuple(
             FailedResource(f"Service/{name}", f"service {name}", "its unit is not active")
             for name in self.runner.failed_services()
@@ -720,8 +726,9 @@ class ClusterAgent:
             unique.setdefault(failed.key, failed)
         self.failed = tuple(unique.values())
 
-    def _judge_eligibility(self, now: float) -> None:
-        health = self._health(now)
+    def _judge_eligibility(self, now: float, pg: Any) -> None:
+        """Eligibility from what this node observes now, and `pg`, PostgreSQL's status."""
+        health = self._health(now, pg)
         max_lag = float(self.cluster.spec.failover.max_lag_seconds)
         self._change(eligibility=eligibility(health, max_lag, now))
 
@@ -789,7 +796,7 @@ class ClusterAgent:
         """Release the Lease, in a back-off first when the decision says so."""
         if decision.backoff_until is not None:
             self.backoff_until = decision.backoff_until
-            self._judge_eligibility(time.monotonic())
+            self._judge_eligibility(time.monotonic(), self._postgres_status())
         self._give_lease(None, decision.epoch or 0, Action.RELEASE)
         if self.stepping_down:
             failed = self.stepping_down_for
@@ -969,11 +976,11 @@ class ClusterAgent:
         log.info("%s: Lease %s at epoch %d", self.name, f"handed to {target}" if target else "released", record.epoch)
 
     # --- observation and reporting ----------------------------------------------------------
-    def _health(self, now: float) -> LocalHealth:
+    def _health(self, now: float, pg: Any) -> LocalHealth:
         disks_ok, disk_detail = self.runner.disks()
         lag = None
         if self.runner.postgres is not None and self.runner.state is not ChainState.UP:
-            lag = self._standby_lag()
+            lag = self._standby_lag(pg)
         shared = self.shared()
         intent = shared.intent
         return LocalHealth(
@@ -992,10 +999,9 @@ class ClusterAgent:
             forced=force_pending(shared) is not None,
         )
 
-    def _standby_lag(self) -> float:
-        """`core.standby_lag` of what PostgreSQL here says now."""
+    def _standby_lag(self, pg: Any) -> float:
+        """`core.standby_lag` of `pg`, what PostgreSQL here says."""
         postgres = self.runner.postgres
-        pg = self._postgres_status()
         stream = (
             StandbyStream(bool(pg.receiving), pg.replay_lag_s)
             if pg is not None and pg.running and pg.role == "standby"
@@ -1016,8 +1022,9 @@ class ClusterAgent:
             log.debug("postgres status failed: %s", exc)
             return None
 
-    def _report(self, decision: Decision, message: str) -> None:
-        """Apply this node's own status entry when it changed, or as a slow heartbeat."""
+    def _report(self, decision: Decision, message: str, pg: Any) -> None:
+        """Apply this node's own status entry when it changed, or as a slow heartbeat; `pg` is
+        PostgreSQL's status."""
         epoch = self.acting_epoch()
         shared = self.shared()
         lease = shared.lease
@@ -1041,7 +1048,6 @@ class ClusterAgent:
         recoveries = [r for v, r in sorted(self.split_brain.items()) if v in self.runner.volumes]
         if recoveries:
             entry["splitBrainRecoveries"] = recoveries
-        pg = self._postgres_status()
         self._change(postgres_seen=pg)
         if self.runner.postgres is not None:
             entry["postgres"] = _postgres_report(pg)

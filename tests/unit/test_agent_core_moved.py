@@ -227,7 +227,7 @@ def test_the_agent_backs_off_before_it_releases_and_forgets_the_step_down(tmp_pa
     kube = ReleaseKube()
     agent = ClusterAgent(kube, runner.cluster, runner, intent_of(MAIL, "mail1"), lambda why: None, NoWatchdog())  # type: ignore[arg-type]
     kube.agent = agent
-    agent._standby_lag = lambda: 0.0  # type: ignore[method-assign]
+    agent._standby_lag = lambda pg: 0.0  # type: ignore[method-assign]
     agent._change(eligibility=Eligibility(True))
     agent.stepping_down, agent.stepping_down_for = "web failed after 3 repairs", WEB
     release = Decision(Action.RELEASE, "", epoch=7, backoff_until=time.monotonic() + 300)

@@ -284,7 +284,7 @@ def test_each_report_keeps_the_postgres_status_it_read_for_the_next_scrape(agent
     runner.postgres_status = lambda: streaming
     runner.volume_reports = lambda: []
     agent._service_reports = lambda: []  # type: ignore[method-assign]
-    agent._report(Decision(Action.WAIT, "standby"), "standby")
+    agent._report(Decision(Action.WAIT, "standby"), "standby", agent._postgres_status())
     assert agent.shared().postgres_seen is streaming
 
 

@@ -320,7 +320,7 @@ def agent_on_mail1(tmp_path: Path, own: list[dict[str, Any]] | None = None) -> t
 
 def reported(agent: ClusterAgent) -> NodeReport:
     agent._last_report = None
-    agent._report(DISCARD, "")
+    agent._report(DISCARD, "", agent._postgres_status())
     kube: Any = agent.kube
     return NodeReport.model_validate(kube.reports[-1])
 
