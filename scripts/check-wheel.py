@@ -1,7 +1,8 @@
 """Check tandem's built wheels: each distribution ships its own package and nothing else (no
 lab in a product wheel, no tests or bench anywhere), requires exactly its own dependencies
 (the operator not the agent's pyroute2 or psycopg), and has its console scripts; only the
-development package tandem-lab registers the lab's plugins and ships the stand-in programs.
+development package tandem-lab registers the lab's plugins and the DRBD stand-in's programs
+(console scripts, which pip writes into the venv's bin/).
 
 Usage: python scripts/check-wheel.py dist/tandem-<version>-py3-none-any.whl [more wheels...]
 """
@@ -24,11 +25,9 @@ class Expected:
     requires: frozenset[str]  # distribution names of Requires-Dist, normalized
     scripts: dict[str, str] = field(default_factory=dict)
     files: tuple[str, ...] = ()
-    executables: tuple[str, ...] = ()
     plugins: dict[str, set[str]] = field(default_factory=dict)  # entry-point group -> names
 
 
-STAND_IN = "tandem_lab/drbdsim/bin/drbdsetup"
 EXPECTED = {
     "tandem": Expected(
         "tandem",
@@ -51,9 +50,17 @@ EXPECTED = {
     "tandem-lab": Expected(
         "tandem_lab",
         frozenset({"tandem", "tandem-agent"}),
-        {},
-        ("tandem_lab/agent_plugin.py", "tandem_lab/commands.py", "tandem_lab/sim/engine.py", STAND_IN),
-        (STAND_IN,),
+        {
+            "tandem-lab-drbdsetup": "tandem_lab.drbdsim.cli:drbdsetup_main",
+            "tandem-lab-drbdmeta": "tandem_lab.drbdsim.cli:drbdmeta_main",
+            "tandem-lab-drbdsim": "tandem_lab.drbdsim.cli:drbdsim_main",
+        },
+        (
+            "tandem_lab/agent_plugin.py",
+            "tandem_lab/commands.py",
+            "tandem_lab/sim/engine.py",
+            "tandem_lab/drbdsim/cli.py",
+        ),
         {"tandem.agent.plugins": {"lab"}, "tandem.cli.commands": {"lab", "bench", "chaos"}},
     ),
 }
@@ -77,9 +84,6 @@ def check(path: str) -> list[str]:
         problems = [f"missing {f}" for f in expected.files if f not in names]
         tops = {n.split("/", 1)[0] for n in names if ".dist-info/" not in n}
         problems += [f"ships {t}/ (not part of {name})" for t in sorted(tops - {expected.package})]
-        for executable in expected.executables:
-            if executable in names and not (wheel.getinfo(executable).external_attr >> 16) & 0o111:
-                problems.append(f"{executable} is not executable in the wheel")
         requires = {
             normalized(re.split(r"[\[<>=!~ ;(]", r, maxsplit=1)[0])
             for r in metadata.get_all("Requires-Dist") or []

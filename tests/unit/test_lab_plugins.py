@@ -5,6 +5,9 @@ the stand-in's DRBD, the lab's power-off as the fence and the lab's watchdog."""
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ from tandem_agent.watchdog import DeviceWatchdog, NoWatchdog
 from tandem_lab import commands
 from tandem_lab.agent_plugin import LabAgentPlugin, LabWatchdog, lab_kill
 from tandem_lab.drbdsim import control
+from tandem_lab.drbdsim.cli import STATE_ENV
 
 LAB_FLAGS = ("--fence", "lab-kill", "--drbd-sim-state", "--drbdsetup", "--drbdmeta", "lab:")
 LAB_COMMANDS = ("lab", "bench", "chaos")
@@ -111,3 +115,22 @@ def _volume_spec() -> DRBDVolumeSpec:
             ],
         }
     )
+
+
+def test_the_stand_in_programs_are_console_scripts_beside_the_interpreter() -> None:
+    """drbdadm runs them as programs: installing tandem-lab into the venv (`make setup`, the
+    lab nodes' pip install) writes them into its bin/, and they run this package's entry points."""
+    assert Path(sys.executable).parent == control.BIN
+    without_node = {key: value for key, value in os.environ.items() if key != STATE_ENV}
+    unset = f"drbdsim: ${STATE_ENV} is not set: which lab node is this?"
+    expected = {
+        (control.DRBDSETUP, "status"): (20, unset),
+        (control.DRBDMETA, "dump-md"): (20, unset),
+        (control.BIN / "tandem-lab-drbdsim", "log"): (2, f"drbdsim: error: --state-dir or ${STATE_ENV} is required"),
+    }
+    for (program, command), (status, message) in expected.items():
+        assert program.is_file(), f"{program} is missing: install tandem-lab into this venv (make setup)"
+        proc = subprocess.run(
+            [str(program), command], env=without_node, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert (proc.returncode, proc.stderr.strip().splitlines()[-1]) == (status, message), program

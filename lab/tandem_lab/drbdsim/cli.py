@@ -1,4 +1,5 @@
-"""Command-line entry points: `drbdsetup` and `drbdmeta` stand-ins, and the lab's `drbdsim`.
+"""Command-line entry points: `drbdsetup` and `drbdmeta` stand-ins, and the lab's `drbdsim`
+(tandem-lab's console scripts `tandem-lab-drbdsetup`, `tandem-lab-drbdmeta`, `tandem-lab-drbdsim`).
 
 The first two are thin: they forward their argument list to the node's daemon (found through
 `$DRBDSIM_STATE_DIR`) and print what it answers, with its exit status. If no daemon answers,

@@ -26,9 +26,13 @@ from typing import Any
 
 from tandem_lab.drbdsim.cli import STATE_ENV, NotRunning, request
 
-BIN = Path(__file__).resolve().parent / "bin"
-DRBDSETUP = BIN / "drbdsetup"
-DRBDMETA = BIN / "drbdmeta"
+# The stand-in's programs are tandem-lab's console scripts (lab/pyproject.toml): pip writes them
+# into the bin/ of the venv this interpreter runs from (/opt/tandem/bin on a lab node), each
+# starting with that venv's interpreter, so drbdadm can run them and they import this package.
+# Not resolved: a venv's python is a symlink to the base interpreter, whose bin/ has no scripts.
+BIN = Path(sys.executable).parent
+DRBDSETUP = BIN / "tandem-lab-drbdsetup"
+DRBDMETA = BIN / "tandem-lab-drbdmeta"
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # holds tandem_lab: lab/ of a checkout, or site-packages
 # drbdadm asks `modinfo drbd` for the module version; there is no module in the lab.
 DRIVER_VERSION = "9.2.8"
@@ -181,7 +185,7 @@ def drbdsetup(state_dir: Path, *argv: str) -> tuple[int, str, str]:
     """What `drbdsetup <argv>` would print on this node, without starting a process.
 
     For watching fast transitions (a resync) closely; everything else should go through
-    drbdadm and the `bin/drbdsetup` stand-in. Returns (exit status, stdout, stderr).
+    drbdadm and the `tandem-lab-drbdsetup` stand-in. Returns (exit status, stdout, stderr).
     """
     try:
         answer = request(state_dir, {"op": "drbdsetup", "argv": list(argv)})
