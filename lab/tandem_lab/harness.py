@@ -483,7 +483,20 @@ def wait_replicating(cluster: LabCluster, name: str, primary: str, standbys: lis
         lambda: replicating(cluster, name, primary, standbys),
         timeout,
         f"{primary} primary of {name} with {', '.join(standbys)} in sync",
+        context=lambda: replication_seen(cluster, name),
     )
+
+
+def replication_seen(cluster: LabCluster, name: str) -> dict[str, Any]:
+    """What a wait for replication looks at, for its timeout message: the Lease's holder, epoch
+    and synchronous list, and each node's role, eligibility, PostgreSQL report and message."""
+    lease = cluster.lease(name)
+    status = cluster.hacluster(name).get("status") or {}
+    keys = ("role", "eligible", "ineligibleReason", "postgres", "message")
+    return {
+        "lease": (lease.holder, lease.epoch, lease.sync_standbys) if lease else None,
+        "nodes": {n["name"]: {k: n.get(k) for k in keys} for n in status.get("nodes", [])},
+    }
 
 
 def link_mac(netns: str, ifname: str = "mgmt") -> str:
@@ -546,7 +559,12 @@ def steady_primary(cluster: LabCluster, name: str, nodes: Sequence[str], timeout
         assert holder is not None
         return holder if replicating(cluster, name, holder, [n for n in nodes if n != holder]) else None
 
-    found: str = wait_until(settled, timeout, f"a primary of {name} with its standbys in sync")
+    found: str = wait_until(
+        settled,
+        timeout,
+        f"a primary of {name} with its standbys in sync",
+        context=lambda: replication_seen(cluster, name),
+    )
     return found
 
 
@@ -616,7 +634,9 @@ def checked(
     observer = Observer(cluster, nodes, vip, lease_name=name).start()
     try:
         yield observer
+        settling = time.monotonic()
         final = steady_primary(cluster, name, nodes, settle)
+        print(f"steady on {final} {time.monotonic() - settling:.1f}s after the scenario")
     finally:
         observer.stop()
     observer.assert_single_primary()
