@@ -53,6 +53,7 @@ from tandem_agent.core import (
     monitoring,
     not_caught_up,
     report_role,
+    slow_renew,
     standby_lag,
     sync_for_lease_write,
     sync_step,
@@ -469,12 +470,17 @@ class ClusterAgent:
             log.debug("lease write failed: %s", exc)
             return
         with self._lock:
+            previous = self._shared.holding
             self._shared = shared = replace(
                 self._shared,
                 holding=Holding(epoch=record.epoch, last_renew_sent_at=sent_at),
                 lease=LeaseView(record.holder, record.epoch, record.resource_version, sent_at, record.sync_standbys),
                 sync=replace(self._shared.sync, in_flight=None),
             )
+        if previous is not None and not acquire:
+            slow = slow_renew(shared.timings, sent_at - previous.last_renew_sent_at, time.monotonic() - sent_at)
+            if slow is not None:
+                log.warning("%s: %s", self.name, slow)
         if self._chain_may_be_up(shared):
             self._pet_watchdog()
         self._wake_runner.set()

@@ -305,6 +305,23 @@ class ForceRequest:
     seen_at: float  # when this agent first saw the request
 
 
+def slow_renew(t: Timings, since_previous: float, took: float) -> str | None:
+    """Why a renew that succeeded came close to renewDeadline, or None when it did not.
+
+    It was sent `since_previous` seconds after the last successful one and answered in `took`.
+    renewDeadline leaves `renew_deadline - renew_interval` for a late keeper and a slow API
+    server together; past half of that, a loaded node or API server is about to make this
+    primary step down (and, if its demotion is slow too, fence the node)."""
+    margin = t.renew_deadline - t.renew_interval
+    late = max(0.0, since_previous - t.renew_interval)
+    if late + took <= margin / 2:
+        return None
+    return (
+        f"renew sent {late:.2f}s late and answered in {took:.2f}s, of the {margin:.2f}s "
+        f"renewDeadline ({t.renew_deadline:g}s) leaves after renewInterval ({t.renew_interval:g}s)"
+    )
+
+
 def may_act(holding: Holding | None, lease: LeaseView | None, node: str, timings: Timings, now: float) -> bool:
     """True while this node may act as primary: it won the Lease, the last read still shows it
     as holder of that epoch, and a renew succeeded within renewDeadline."""

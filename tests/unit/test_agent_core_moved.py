@@ -34,6 +34,7 @@ from tandem_agent.core import (
     lease_decision,
     monitoring,
     report_role,
+    slow_renew,
     standby_lag,
     sync_for_lease_write,
 )
@@ -237,3 +238,17 @@ def test_the_agent_backs_off_before_it_releases_and_forgets_the_step_down(tmp_pa
     assert why is not None and why.reason is IneligibleReason.RESTART_BACKOFF
     assert agent.stepping_down is None and agent.last_recovery is not None
     assert agent.last_recovery["action"] == "SteppedDown" and agent.shared().holding is None
+
+
+def test_a_renew_within_half_the_deadline_margin_is_not_slow() -> None:
+    t = Timings()  # renewInterval 1.2 s, renewDeadline 1.8 s: a 0.6 s margin
+    assert slow_renew(t, since_previous=1.2, took=0.1) is None
+    assert slow_renew(t, since_previous=1.3, took=0.15) is None
+
+
+def test_a_renew_sent_late_or_answered_slowly_says_how_much_of_the_margin_it_used() -> None:
+    t = Timings()
+    late = slow_renew(t, since_previous=1.6, took=0.05)
+    assert late is not None and "sent 0.40s late" in late and "of the 0.60s" in late
+    slow = slow_renew(t, since_previous=1.2, took=0.5)
+    assert slow is not None and "answered in 0.50s" in slow
