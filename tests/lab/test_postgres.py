@@ -37,6 +37,7 @@ from tandem_agent.drivers.postgres import (
     NotRunningError,
     Postgres,
     PostgresConfig,
+    SourceNotPrimaryError,
     SourceRefusedError,
     SourceUnreachableError,
     WrongRoleError,
@@ -443,6 +444,11 @@ def test_errors_say_what_to_do(lab: Lab) -> None:
         n1.pg.start_standby(n2.addr, PORT)
     with pytest.raises(WrongRoleError, match=r"promote\(\) it instead"):
         n2.pg.start_primary()
+    # Following the new holder before it promoted would keep n1 on the old timeline: refused,
+    # with n1 left running as it was.
+    with pytest.raises(SourceNotPrimaryError, match=r"from 198.19.20.3:5432 yet: it is still in recovery"):
+        n1.pg.rewind_as_standby(n2.addr, PORT)
+    assert n1.pg.status().role == "primary"
     assert n2.pg.promote().changed
 
     # Rewinding while the new primary is cut off: refused before touching the running node.

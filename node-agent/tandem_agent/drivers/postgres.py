@@ -117,6 +117,10 @@ class SourceRefusedError(PostgresError):
     """The primary refused the replication user's login (password or pg_hba.conf)."""
 
 
+class SourceNotPrimaryError(PostgresError):
+    """The server to rewind from is still in recovery: the new primary has not promoted yet."""
+
+
 class ConfigError(ValueError):
     """A `PostgresConfig` value the driver refuses; `field` names it, so that the agent can
     name the spec field it came from."""
@@ -1239,24 +1243,32 @@ class Postgres:
         )
 
     def _checkpoint_source(self, host: str, port: int, timeout: float) -> None:
-        """CHECKPOINT on the rewind source, from this node's namespace, as the replication user.
+        """CHECKPOINT on the rewind source, from this node's namespace, as the replication user,
+        once it is a primary.
 
         pg_rewind takes the source's timeline from its control file, which a freshly promoted
         server updates only at its next checkpoint; before that pg_rewind sees "the same
-        timeline" and wrongly reports "no rewind required". This also probes that the source
-        is reachable before anything is stopped here.
+        timeline" and wrongly reports "no rewind required". A source still in recovery (the new
+        Lease holder has not promoted yet) is refused for the same reason: this node would
+        start as its standby on the old timeline with WAL the promotion then forks off, and
+        never stream again. This also probes that the source is reachable before anything is
+        stopped here.
         """
         source = make_conninfo(primary_conninfo(self.config, host, port), dbname="postgres")
         try:
-            self._pg(
+            proc = self._pg(
                 "psql",
                 "-X",
                 "-w",
                 "-q",
+                "-A",
+                "-t",
                 "-v",
                 "ON_ERROR_STOP=1",
                 "-d",
                 source,
+                "-c",
+                "SELECT pg_is_in_recovery()",
                 "-c",
                 "CHECKPOINT",
                 netns=True,
@@ -1271,6 +1283,13 @@ class Postgres:
                     f"{self.config.replication_user}, then retry"
                 ) from exc
             raise self._source_error("rewind", host, port, exc) from exc
+        if proc.stdout.split()[:1] == ["t"]:
+            raise SourceNotPrimaryError(
+                f"cannot rewind {self.config.node_name} from {host}:{port} yet: it is still in "
+                "recovery (the new primary has not promoted); following it now could leave this "
+                "node on the old timeline for good. Retry once it is primary (the data directory "
+                "was not modified)"
+            )
 
     def _source_error(self, what: str, host: str, port: int, exc: CommandError) -> PostgresError:
         where = f"{host}:{port}"
@@ -1338,6 +1357,7 @@ __all__ = [
     "PostgresConfig",
     "PostgresError",
     "PostgresStatus",
+    "SourceNotPrimaryError",
     "SourceRefusedError",
     "SourceUnreachableError",
     "WrongRoleError",
