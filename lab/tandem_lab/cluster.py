@@ -744,13 +744,31 @@ class LabCluster:
 
     def hold_mount(self, node: str, path: str) -> subprocess.Popen[bytes]:
         """A process of the node with its working directory under `path`, so that unmounting
-        it fails as busy."""
+        it fails as busy. nsenter opens `--wd` before it enters the node's namespaces, so the
+        directory is named through the node's root (/proc/<init>/root): the host has no
+        `path` of its own (a fresh CI machine had none). If nsenter fails anyway, its error
+        is raised instead of a silent exit."""
         init = self.machine(node).init_pid()
-        return subprocess.Popen(
-            ["nsenter", f"--target={init}", "--mount", "--net", "--pid", f"--wd={path}", "sleep", "3600"],
+        proc = subprocess.Popen(
+            [
+                "nsenter",
+                f"--target={init}",
+                "--mount",
+                "--net",
+                "--pid",
+                f"--wd=/proc/{init}/root{path}",
+                "sleep",
+                "3600",
+            ],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
+        try:
+            proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            return proc  # still running: it holds the mount
+        said = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+        raise LabClusterError(f"cannot hold {path} on {node}: nsenter exited {proc.returncode}: {said}")
 
     def set_primary(self, cluster: str, node: str) -> None:
         """Request a planned switchover, as an administrator does: patch spec.primary."""
