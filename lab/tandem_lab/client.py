@@ -63,6 +63,13 @@ def poll_http(vip: str, port: int, interval: float, log: Log, stop: threading.Ev
         stop.wait(interval)
 
 
+def first_id(requested: int | None) -> int:
+    """Where a client's ids start. A module's scenarios run one client after another against
+    one table; each starting at 1 would spend its first seconds (or minutes, after thousands of
+    writes) on duplicate ids without a single acknowledgement."""
+    return requested if requested is not None else time.time_ns() // 1000
+
+
 def write_loop(vip: str, port: int, interval: float, log: Log, stop: threading.Event, *, start_id: int) -> None:
     next_id = start_id
     conn: psycopg.Connection[Any] | None = None
@@ -143,7 +150,13 @@ def main(argv: list[str] | None = None) -> int:
         default=0.25,
         help="seconds between files (the lab's 32 MiB volume holds about 8,000)",
     )
-    p.add_argument("--start-id", type=int, default=1)
+    p.add_argument(
+        "--start-id",
+        type=int,
+        default=None,
+        help="the first write's id (default: the wall clock in microseconds, so that clients run one "
+        "after another against one table never collide)",
+    )
     p.add_argument("--log", type=Path, required=True)
     args = p.parse_args(argv)
     log = Log(args.log)
@@ -158,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                 target=write_loop,
                 daemon=True,
                 args=(args.vip, args.pg_port, args.interval, log, stop),
-                kwargs={"start_id": args.start_id},
+                kwargs={"start_id": first_id(args.start_id)},
             )
         )
     file_port = args.http_port if args.file_port is None else args.file_port
