@@ -83,6 +83,7 @@ KINDS: dict[str, tuple[int, tuple[float, float]]] = {
     "mount-lost": (19, (0.0, 0.0)),
     "drbd-demote": (20, (0.0, 0.0)),
     "service-hang": (21, (8.0, 12.0)),
+    "mount-abort": (23, (0.0, 0.0)),
 }
 
 

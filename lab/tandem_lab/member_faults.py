@@ -32,6 +32,7 @@ MEMBERS: dict[str, tuple[str, str]] = {
     "postgres-hang": ("PostgreSQL", "postgresql"),
     "vip-delete": ("FloatingIP", "mail-vips"),
     "mount-lost": ("Mount", MAIL_MOUNT),
+    "mount-abort": ("Mount", MAIL_MOUNT),
     "drbd-demote": ("Volume", MAIL_VOLUME),
     "service-hang": ("Service", "http"),
 }
@@ -48,6 +49,7 @@ def inject(lab: LabCluster, node: str, kind: str, *, strict: bool = True) -> Hea
         "postgres-hang": hang_postgres,
         "vip-delete": delete_floating_ip,
         "mount-lost": unmount_data,
+        "mount-abort": abort_data_filesystem,
         "drbd-demote": demote_drbd,
         "service-hang": hang_service,
     }
@@ -93,6 +95,14 @@ def delete_floating_ip(lab: LabCluster, node: str) -> Heal:
 def unmount_data(lab: LabCluster, node: str) -> Heal:
     """`umount --lazy` of the data mount: it vanishes from the mount table at once."""
     lab.machine(node).exec(["umount", "--lazy", MAIL_MOUNT])
+    return _nothing
+
+
+def abort_data_filesystem(lab: LabCluster, node: str) -> Heal:
+    """`mount -o remount,abort`: ext4 aborts its journal as it does after I/O errors from its
+    disk. The mount stays in the mount table, read-write as it says, and refuses every write
+    until it is unmounted and mounted again."""
+    lab.machine(node).exec(["mount", "-o", "remount,abort", MAIL_MOUNT])
     return _nothing
 
 

@@ -58,6 +58,7 @@ from tandem_agent.core import (
     sync_for_lease_write,
     sync_step,
 )
+from tandem_agent.drivers.base import Outcome
 from tandem_agent.drivers.postgres import parse_lsn
 from tandem_agent.kube import Kube
 from tandem_agent.metrics import ClusterEvents
@@ -80,6 +81,17 @@ REPAIRED = {
     "PostgreSQL": "restarted",
     "Service": "restarted",
 }
+
+
+def repaired_how(kind: str, outcome: Outcome) -> str:
+    """What a repair in place did, for the recovery's message. One that found nothing to
+    change says so (the problem had gone by itself, or it is one a repair here cannot mend:
+    the next checks tell, and restartLimit bounds the attempts)."""
+    if outcome.changed:
+        how = f"{REPAIRED.get(kind, 'repaired')} in place"
+        # A mount is repaired one of two ways (mounted, or remounted with what is above it).
+        return f"{how}: {outcome.detail}" if kind == "Mount" and outcome.detail else how
+    return f"nothing to repair in place ({outcome.detail or 'no change'})"
 
 
 @dataclass(frozen=True)
@@ -723,7 +735,12 @@ class ClusterAgent:
         self._note_resynced()
         self._judge_eligibility(now, pg)
         inactive = tuple(
-            FailedResource(f"Service/{name}", f"service {name}", "its unit is not active")
+            FailedResource(
+                f"Service/{name}",
+                f"service {name}",
+                "its unit is not active",
+                waiting_for=self.monitor.unsettled_below(f"Service/{name}"),
+            )
             for name in self.runner.failed_services()
         )
         # A service can fail its health check and its ActiveState at once: the first counts.
@@ -943,16 +960,14 @@ class ClusterAgent:
         member = self.monitor.members.get(key)
         self.monitor.repairing(key)
         try:
-            if member is not None:
-                member.repair()
-            else:  # a service without a health check: its unit stopped being active
-                self.runner.restart(name)
+            # A service without a health check has no monitor: its unit stopped being active.
+            outcome = member.repair() if member is not None else self.runner.restart(name)
         except Exception as exc:
             message = f"{failed.describe(self.node)}; repair {attempt} failed: {exc}"
             self.monitor.repaired(key, now, message)
             self._recovered(key, "RepairFailed", message)
             raise
-        message = f"{failed.describe(self.node)}; {REPAIRED.get(kind, 'repaired')} in place {attempt}"
+        message = f"{failed.describe(self.node)}; {repaired_how(kind, outcome)} {attempt}"
         self.monitor.repaired(key, now, message)
         self._recovered(key, "Repaired", message)
         log.warning("%s: %s", self.name, message)

@@ -455,6 +455,46 @@ class ChainRunner:
             if not self.backend.recent(name).active:
                 self.backend.start(name)
 
+    def _mount_again(self, fs: mounts.FilesystemMount, volume: str) -> Outcome:
+        """The mount's repair. Nothing mounted there: mount it. Its filesystem still mounted
+        but failing the write check or read-only (ext4 aborts its journal after I/O errors,
+        or errors=remount-ro): only unmounting and mounting it again mends that, and what is
+        above it in the chain holds it (open files, bind mounts), so all of that is restarted
+        with it (`restart_from`), unless the DRBD volume under it is what failed: its own
+        check may not have told yet, and its repair comes first. Another filesystem there is
+        a conflict, left alone."""
+        if not mounts.filesystem_mounted(fs):
+            return mounts.ensure_mounted(fs, create_target=True)
+        driver = self.volumes.get(volume)
+        if driver is not None and (problem := _volume_problem(driver)):
+            raise DriverError(f"DRBD volume {volume} under it failed: {problem}; that is repaired first")
+        restarted = self.restart_from(f"mount {fs.target}")
+        return Outcome(True, f"unmounted and mounted again, {restarted.detail}")
+
+    def restart_from(self, name: str) -> Outcome:
+        """Stop step `name` and every step after it, in reverse order, then start them again
+        in order, as a resource group restarts a member with everything above it. When a
+        stop fails, the steps already stopped are started again before the failure is raised."""
+        names = [step.name for step in self.steps]
+        above = self.steps[names.index(name) :]
+        stopped: list[Step] = []
+        failure: StepFailed | None = None
+        for step in reversed(above):
+            try:
+                step.down()
+            except Exception as exc:
+                failure = StepFailed(step.name, exc)
+                break
+            stopped.append(step)
+        for step in reversed(stopped):
+            try:
+                step.up()
+            except Exception as exc:
+                raise StepFailed(step.name, exc) from exc
+        if failure is not None:
+            raise failure
+        return Outcome(True, f"stopped and started again: {', '.join(step.name for step in above)}")
+
     def restart(self, service: str) -> Outcome:
         self.backend.stop(service)
         self.backend.reset_failed(service)
@@ -491,7 +531,7 @@ class ChainRunner:
                     f"mount {m.mount_point}",
                     _settings(monitors.mounts),
                     _bind(_mount_problem, fs),
-                    _bind(mounts.ensure_mounted, fs, create_target=True),
+                    _bind(self._mount_again, fs, m.volume),
                 )
             )
         for b in spec.chain.bind_mounts:

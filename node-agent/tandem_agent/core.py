@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from tandem.api.hacluster import IneligibleReason, LeaseTimings, said
@@ -549,6 +550,27 @@ def after_check(state: MonitorState, settings: MonitorSettings, problem: str | N
     return MonitorState(health, failures, started_at, first, problem)
 
 
+def consequences(states: Sequence[tuple[str, MonitorState]], repaired: str) -> list[str]:
+    """The members above `repaired` (in chain order) whose failures may have been its
+    consequences: failing since it began to fail, or later. A mount's writes fail while the
+    DRBD volume under it is Secondary; once the volume is promoted again, the mount's next
+    checks decide, rather than failures it saw while it had no disk. A member that was
+    failing before (its own fault) keeps its count."""
+    keys = [key for key, _ in states]
+    if repaired not in keys:
+        return []
+    since = dict(states)[repaired].first_failure_at
+    if since is None:
+        return []
+    return [
+        key
+        for key, state in states[keys.index(repaired) + 1 :]
+        if state.health in (Health.FAILING, Health.FAILED)
+        and state.first_failure_at is not None
+        and state.first_failure_at >= since
+    ]
+
+
 @dataclass(frozen=True)
 class FailedResource:
     """A member of the chain that must be repaired, as the runner's snapshot carries it."""
@@ -558,6 +580,10 @@ class FailedResource:
     detail: str
     checks: int = 1
     failing_for: float = 0.0
+    # A member below it whose last check did not pass: repairs go bottom-up, since a mount
+    # mounted again on a Secondary volume, or a service started on a missing mount, builds
+    # on a broken base (None: nothing below it is in doubt).
+    waiting_for: str | None = None
 
     def describe(self, node: str = "") -> str:
         """ "PostgreSQL on mail1 failed: ... (3 checks, 1.5 s)"."""
@@ -754,6 +780,12 @@ def _chain_decision(s: ChainSnapshot) -> Decision:
     if s.failed:
         # The first in chain order: repairing it may repair those above it too.
         failed = s.failed[0]
+        if failed.waiting_for is not None:
+            return Decision(
+                Action.WAIT,
+                f"{failed.describe()}; repaired once {failed.waiting_for} below it checks healthy",
+                epoch=epoch,
+            )
         attempt = f"repair {s.restarts_in_window + 1} of {s.restart_limit}"
         if s.restarts_in_window >= s.restart_limit:
             attempt = (

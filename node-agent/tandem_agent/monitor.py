@@ -24,6 +24,7 @@ from tandem_agent.core import (
     MonitorState,
     after_check,
     check_due,
+    consequences,
 )
 from tandem_agent.drivers.base import Outcome
 
@@ -132,10 +133,23 @@ class ChainMonitor:
                     state.detail,
                     state.consecutive_failures,
                     now - (state.first_failure_at or now),
+                    self._unsettled_below(key),
                 )
                 for key, state in self._states.items()
                 if state.health is Health.FAILED
             )
+
+    def unsettled_below(self, key: str) -> str | None:
+        """The first member below `key` in chain order whose last check did not pass (None:
+        every one did, or nothing is monitored). A service without a monitor of its own
+        stands on every member that is not a service."""
+        with self._lock:
+            return self._unsettled_below(key) if self.active else None
+
+    def _unsettled_below(self, key: str) -> str | None:
+        order = list(self.members)
+        below = order[: order.index(key)] if key in self.members else [k for k in order if not k.startswith("Service/")]
+        return next((self.members[k].what for k in below if self._states[k].health is not Health.HEALTHY), None)
 
     def all_healthy(self) -> bool:
         """Every member's last check passed (monitoring is active)."""
@@ -164,14 +178,17 @@ class ChainMonitor:
                 self._states[key] = replace(self._states[key], health=Health.REPAIRING)
 
     def repaired(self, key: str, now: float, message: str) -> None:
-        """After a repair attempt: the next check decides, one period from now."""
+        """After a repair attempt: the next check decides, one period from now, for it and for
+        the members above it that began failing after it did (`core.consequences`)."""
         with self._lock:
             self._running.pop(key, None)
             if key not in self.members:
                 return
             self._repairs[key].append(now)
             self._messages[key] = message
-            self._states[key] = MonitorState(Health.UNKNOWN, last_check_at=now)
+            for stale in [key, *consequences(list(self._states.items()), key)]:
+                self._running.pop(stale, None)
+                self._states[stale] = MonitorState(Health.UNKNOWN, last_check_at=now)
 
     def forget_repairs(self, before: float) -> None:
         with self._lock:

@@ -25,9 +25,12 @@ from tandem_agent.drivers.mounts import (
     ensure_bind_mounted,
     ensure_mounted,
     ensure_unmounted,
+    filesystem_mounted,
     is_under,
+    mount_problem,
     read_mountinfo,
     top_mount,
+    write_probe,
 )
 
 pytestmark = pytest.mark.lab
@@ -167,6 +170,27 @@ def test_chain_on_a_loop_device_with_binds_in_order(lab: MountLab) -> None:
 
     assert not any(o.changed for o in chain_down(fs, binds))
     assert not ensure_unmounted(fs).changed
+
+
+def test_an_aborted_journal_is_mended_only_by_mounting_again(lab: MountLab) -> None:
+    """ext4 after I/O errors aborts its journal: still mounted read-write as far as the mount
+    table tells, every write refused. The mount's repair (chain.ChainRunner._mount_again)
+    relies on exactly this: `mount_problem` sees nothing wrong, the write probe fails,
+    `filesystem_mounted` says it is ours, and unmounting and mounting again mends it."""
+    dev = lab.loop_device()
+    data = str(lab.root / "data")
+    fs = FilesystemMount(dev, data, "ext4")
+    ensure_mounted(fs, create_target=True)
+    write_probe(data)
+    subprocess.run(["mount", "-o", "remount,abort", "--", data], check=True, capture_output=True)
+    assert mount_problem(fs) is None
+    with pytest.raises(OSError, match="Read-only file system"):
+        write_probe(data)
+    assert filesystem_mounted(fs)
+    assert not ensure_mounted(fs).changed, "mounting alone cannot mend it: it is still mounted"
+    assert ensure_unmounted(fs).changed and not filesystem_mounted(fs)
+    assert ensure_mounted(fs).changed
+    write_probe(data)
 
 
 def test_tmpfs_idempotent_and_conflicts_name_both_sides(lab: MountLab) -> None:

@@ -391,6 +391,21 @@ class TestMonitors:
         decision = chain_decision(chain_snap(failed=(mount, bind)))
         assert decision.action is Action.REPAIR and decision.target == "Mount//srv/mail"
 
+    def test_a_failed_member_waits_while_one_below_it_has_not_checked_healthy(self) -> None:
+        mount = FailedResource(
+            "Mount//srv/mail", "mount /srv/mail", "Input/output error", waiting_for="DRBD volume mail-store"
+        )
+        decision = chain_decision(chain_snap(failed=(mount,)))
+        assert decision.action is Action.WAIT
+        assert "repaired once DRBD volume mail-store below it checks healthy" in decision.reason
+        settled = dataclasses.replace(mount, waiting_for=None)
+        assert chain_decision(chain_snap(failed=(settled,))).action is Action.REPAIR
+
+    def test_a_failed_member_past_the_limit_steps_down_even_while_waiting(self) -> None:
+        mount = FailedResource("Mount//srv/mail", "mount /srv/mail", "Input/output error", waiting_for="volume")
+        snap = chain_snap(failed=(mount,), restarts_in_window=2, restart_limit=2, eligible_peers=("n2",))
+        assert chain_decision(snap).action is Action.TEAR_DOWN
+
     def test_past_the_limit_without_an_eligible_standby_it_keeps_repairing(self) -> None:
         pg = FailedResource("PostgreSQL/postgresql", "PostgreSQL", "not running")
         alone = chain_snap(failed=(pg,), restarts_in_window=2, restart_limit=2)

@@ -100,6 +100,47 @@ def test_after_a_repair_the_member_waits_for_a_fresh_check() -> None:
     assert monitor.reports()[0]["repairs"] == 0
 
 
+def named(kind: str, name: str, check: object) -> Monitored:
+    return Monitored(kind, name, f"{kind} {name}", FAST, check, lambda: Outcome(True, "again"))  # type: ignore[arg-type]
+
+
+def test_a_repair_below_gives_the_members_it_broke_a_fresh_check() -> None:
+    """The volume fails first, the mount on it after; the service above was failing before
+    both (its own fault). Repairing the volume starts the mount afresh, not the service."""
+    volume_down = {"down": False}
+    monitor = ChainMonitor(
+        [
+            named("Volume", "store", lambda: "Secondary" if volume_down["down"] else None),
+            named("Mount", "/srv", lambda: "Input/output error" if volume_down["down"] else None),
+            named("Service", "web", lambda: "no answer"),
+        ]
+    )
+    monitor.activate(True)
+    monitor.tick(0.0)  # the service fails on its own
+    settle(monitor, 0.0)
+    volume_down["down"] = True
+    for now in (1.0, 2.0):
+        monitor.tick(now)
+        settle(monitor, now)
+    failed = monitor.failed(2.5)
+    assert [f.key for f in failed] == ["Volume/store", "Mount//srv", "Service/web"]
+    # Bottom-up: only the volume may be repaired now; what stands on it waits for it.
+    assert [f.waiting_for for f in failed] == [None, "Volume store", "Volume store"]
+    assert monitor.unsettled_below("Service/unmonitored") == "Volume store"
+    volume_down["down"] = False
+    monitor.repairing("Volume/store")
+    monitor.repaired("Volume/store", 2.5, "promoted again")
+    states = {r["name"]: r["state"] for r in monitor.reports()}
+    assert states == {"store": "Unknown", "/srv": "Unknown", "web": "Failed"}
+    assert [f.key for f in monitor.failed(2.6)] == ["Service/web"]
+    assert monitor.failed(2.6)[0].waiting_for == "Volume store"  # not checked since its repair
+    for now in (3.5, 4.5):
+        monitor.tick(now)
+        settle(monitor, now)
+    assert monitor.failed(4.6)[0].waiting_for is None
+    assert monitor.unsettled_below("Service/unmonitored") is None
+
+
 def test_a_standby_monitors_nothing_and_reports_nothing() -> None:
     calls = []
     monitor = ChainMonitor([member(lambda: calls.append(1))])  # type: ignore[arg-type,func-returns-value]

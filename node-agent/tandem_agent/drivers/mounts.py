@@ -479,6 +479,12 @@ def ensure_mounted(spec: FilesystemMount, *, create_target: bool = False, mounti
     return Outcome(True, f"mounted {spec.describe()} on {target}")
 
 
+def filesystem_mounted(spec: FilesystemMount, *, mountinfo: str | None = None) -> bool:
+    """Whether `spec`'s filesystem is the visible mount on its target, in whatever mode."""
+    present = top_mount(read_mountinfo(mountinfo), _canon(spec.target))
+    return present is not None and filesystem_matches(present, spec, _block_rdev(spec.device))
+
+
 def mount_problem(spec: FilesystemMount, *, mountinfo: str | None = None) -> str | None:
     """Why `spec` is not mounted as bring-up left it (None: it is), from the mount table."""
     target = _canon(spec.target)
