@@ -180,7 +180,7 @@ class ChainRunner:
             )
             steps.append(
                 Step(
-                    f"mount {m.mount_point}",
+                    _mount_step(m.mount_point),
                     _bind(mounts.ensure_mounted, fs, create_target=True),
                     _bind(mounts.ensure_unmounted, fs),
                 )
@@ -468,7 +468,7 @@ class ChainRunner:
         driver = self.volumes.get(volume)
         if driver is not None and (problem := _volume_problem(driver)):
             raise DriverError(f"DRBD volume {volume} under it failed: {problem}; that is repaired first")
-        restarted = self.restart_from(f"mount {fs.target}")
+        restarted = self.restart_from(_mount_step(fs.target))
         return Outcome(True, f"unmounted and mounted again, {restarted.detail}")
 
     def restart_from(self, name: str) -> Outcome:
@@ -687,6 +687,11 @@ def _bind(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[[], Any
         return fn(*args, **kwargs)
 
     return call
+
+
+def _mount_step(mount_point: str) -> str:
+    """The name of a mount's step: the chain's steps are found by it (`restart_from`)."""
+    return f"mount {mount_point}"
 
 
 def _settings(spec: MonitorSpec) -> MonitorSettings:
