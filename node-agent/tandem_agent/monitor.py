@@ -148,7 +148,10 @@ class ChainMonitor:
 
     def _unsettled_below(self, key: str) -> str | None:
         order = list(self.members)
-        below = order[: order.index(key)] if key in self.members else [k for k in order if not k.startswith("Service/")]
+        if key in self.members:
+            below = order[: order.index(key)]
+        else:
+            below = [k for k in order if self.members[k].kind != "Service"]
         return next((self.members[k].what for k in below if self._states[k].health is not Health.HEALTHY), None)
 
     def all_healthy(self) -> bool:
