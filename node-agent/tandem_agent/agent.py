@@ -46,6 +46,7 @@ from tandem_agent.core import (
     Timings,
     chain_decision,
     chain_may_be_up,
+    departure_confirmed,
     eligibility,
     ineligible_report,
     lease_decision,
@@ -699,6 +700,17 @@ class ClusterAgent:
             in_flight=sync.in_flight,
         )
         if step.publish is not None:
+            before = (*(lease.sync_standbys or ()), *(sync.to_publish or ()))
+            if leaving := tuple(sorted({n for n in before if n not in step.publish})):
+                again = self._postgres_status()
+                role, streaming = (again.role, again.streaming_names) if again is not None else (None, ())
+                if not departure_confirmed(leaving, role, streaming):
+                    log.debug(
+                        "%s: %s stays listed: a fresh read shows no running primary without it",
+                        self.name,
+                        ", ".join(leaving),
+                    )
+                    return again
             joining = tuple(n for n in step.publish if n not in (lease.sync_standbys or ()))
             flushed = {name: parse_lsn(lsn) for name, lsn in pg.flushed}
             if waiting := not_caught_up(joining, flushed, sync.required_from):

@@ -642,10 +642,20 @@ class ChainSnapshot:
 RESTART_LIMIT = "RestartLimit"
 
 
+def successors(s: ChainSnapshot) -> tuple[str, ...]:
+    """The peers that could take the Lease if this primary released it: eligible by their own
+    fresh report and, when the Lease carries a list of synchronous standbys, listed in it. A
+    peer the list leaves out waits as NotSynchronous (`not_synchronous`), however eligible
+    its report says it is."""
+    if s.sync_standbys is None:
+        return s.eligible_peers
+    return tuple(peer for peer in s.eligible_peers if peer in s.sync_standbys)
+
+
 def restart_limit_reached(s: ChainSnapshot) -> bool:
-    """Repairs are used up and a standby could take over: step down. With no eligible standby
-    a release would leave the cluster without any primary, so repairs go on in place."""
-    return bool(s.failed) and s.restarts_in_window >= s.restart_limit and bool(s.eligible_peers)
+    """Repairs are used up and a standby could take over: step down. With no successor a
+    release would leave the cluster without any primary, so repairs go on in place."""
+    return bool(s.failed) and s.restarts_in_window >= s.restart_limit and bool(successors(s))
 
 
 def chain_decision(s: ChainSnapshot) -> Decision:
@@ -940,6 +950,18 @@ def sync_step(
     if set(published) != set(wanted):
         return SyncStep(publish=wanted)
     return SyncStep()
+
+
+def departure_confirmed(leaving: tuple[str, ...], role: str | None, streaming: tuple[str, ...]) -> bool:
+    """Whether standbys that a status read found not streaming may leave the Lease's list,
+    judged from a second, fresh read (`role`: None when it found no running server): it must
+    show a running primary that still lacks them.
+
+    When the postmaster dies, its WAL senders exit with it while a backend already connected
+    still answers that nobody streams. Dropping the standbys from the Lease on that answer
+    left the primary, failing past its restartLimit, with no successor (CI saw it). A fresh
+    read of a dead postmaster cannot connect."""
+    return role == "primary" and not set(leaving) & set(streaming)
 
 
 def not_caught_up(joining: tuple[str, ...], flushed: dict[str, int], required_from: int | None) -> tuple[str, ...]:

@@ -32,6 +32,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from tandem_agent.core import departure_confirmed
 from tandem_agent.drivers.postgres import (
     NotInitializedError,
     NotRunningError,
@@ -431,6 +432,50 @@ def test_synchronous_replication_holds_commits_while_the_standby_is_down(lab: La
     t = time.monotonic()
     n1.sql("INSERT INTO acks VALUES (4, 'async')")
     assert time.monotonic() - t < 2
+
+
+# A query that keeps its backend busy on the CPU (no wait, so no check for the postmaster's
+# death), then reads the streaming standbys, as the agent's status query does.
+BUSY_THEN_STREAMING = """
+SELECT busy.n, ARRAY(SELECT application_name::text FROM pg_stat_replication
+                      WHERE state = 'streaming' AND busy.n > 0) AS streaming_names
+  FROM (SELECT count(*) AS n FROM pg_class a, pg_class b, pg_class c, generate_series(1, 4) d) busy
+"""
+
+
+def test_a_backend_outliving_its_postmaster_says_nobody_streams_and_a_fresh_read_cannot_connect(lab: Lab) -> None:
+    """Why a standby leaves the Lease's list only on a second, fresh read
+    (`core.departure_confirmed`): a backend that was running when the postmaster died answers
+    after the WAL senders exited with it, so it says no standby streams; a read that connects
+    afresh finds no server at all."""
+    n1 = lab.n1
+    lab.start_pair()
+    sender = n1.sql("SELECT pid FROM pg_stat_replication WHERE application_name = 'n2'")[0]["pid"]
+    answer: list[Any] = []
+
+    def busy_read() -> None:
+        try:
+            with n1.pg.connect() as conn:
+                answer.append(conn.execute(BUSY_THEN_STREAMING).fetchone())
+        except psycopg.Error as exc:
+            answer.append(exc)
+
+    reader = threading.Thread(target=busy_read, daemon=True)
+    reader.start()
+    time.sleep(0.5)
+    postmaster = int((n1.pg.config.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+    os.kill(postmaster, signal.SIGKILL)
+    wait_for(lambda: not Path(f"/proc/{sender}").exists(), "the WAL sender gone with its postmaster")
+    assert reader.is_alive(), "the busy query ended before the postmaster died: make it longer"
+    reader.join(120)
+    assert not reader.is_alive(), "the busy query never answered"
+    row = answer[0]
+    assert not isinstance(row, Exception), f"the backend did not outlive its postmaster: {row}"
+    assert row["n"] > 0 and row["streaming_names"] == []
+
+    again = n1.pg.status()
+    assert again.role is None
+    assert not departure_confirmed(("n2",), again.role, again.streaming_names)
 
 
 def test_errors_say_what_to_do(lab: Lab) -> None:

@@ -27,6 +27,7 @@ from tandem_agent.core import (
     after_check,
     chain_decision,
     check_due,
+    departure_confirmed,
     eligibility,
     lease_decision,
     may_act,
@@ -415,10 +416,37 @@ class TestMonitors:
         helped = dataclasses.replace(alone, eligible_peers=("n2",))
         assert chain_decision(helped).action is Action.TEAR_DOWN
 
+    def test_past_the_limit_a_peer_the_lease_does_not_list_is_no_successor(self) -> None:
+        pg = FailedResource("PostgreSQL/postgresql", "PostgreSQL", "not running")
+        unlisted = chain_snap(
+            failed=(pg,), restarts_in_window=2, restart_limit=2, eligible_peers=("n2",), sync_standbys=()
+        )
+        decision = chain_decision(unlisted)
+        assert decision.action is Action.REPAIR
+        assert "no standby is eligible" in decision.reason
+        listed = dataclasses.replace(unlisted, sync_standbys=("n2",))
+        assert chain_decision(listed).action is Action.TEAR_DOWN
+        without_postgres = dataclasses.replace(unlisted, sync_standbys=None)
+        assert chain_decision(without_postgres).action is Action.TEAR_DOWN
+
     def test_no_repair_without_the_right_to_act(self) -> None:
         pg = FailedResource("PostgreSQL/postgresql", "PostgreSQL", "not running")
         decision = chain_decision(chain_snap(failed=(pg,), acting_epoch=None))
         assert decision.action is Action.TEAR_DOWN
+
+
+class TestLeavingStandby:
+    def test_a_standby_leaves_only_when_a_fresh_read_of_a_running_primary_lacks_it(self) -> None:
+        assert departure_confirmed(("n2",), "primary", ())
+        assert departure_confirmed(("n2",), "primary", ("n3",))
+
+    def test_a_dead_or_unreadable_server_confirms_no_departure(self) -> None:
+        assert not departure_confirmed(("n2",), None, ())
+
+    def test_a_standby_streaming_again_or_a_demoted_server_stays_listed(self) -> None:
+        assert not departure_confirmed(("n2",), "primary", ("n2",))
+        assert not departure_confirmed(("n2", "n3"), "primary", ("n3",))
+        assert not departure_confirmed(("n2",), "standby", ())
 
 
 class TestJoiningStandby:
