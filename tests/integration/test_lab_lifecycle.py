@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tandem_lab.controlplane import CONTROL_PLANE_NICE
+
 pytestmark = pytest.mark.apiserver
 
 
@@ -49,6 +51,11 @@ def test_up_is_ready_and_idempotent_and_down_leaves_nothing(tmp_path: Path) -> N
         assert ready.stdout.strip() == "ok", ready.stderr
         pids = [p["pid"] for p in json.loads((lab / "state.json").read_text())["processes"]]
         assert len(pids) == 2 and all(alive(p) for p in pids)
+        # Each in a session of its own with the weight of a separate machine (see
+        # CONTROL_PLANE_NICE), its threads at that nice value too.
+        for pid in pids:
+            assert Path(f"/proc/{pid}/autogroup").read_text().split()[-2:] == ["nice", str(CONTROL_PLANE_NICE)]
+            assert os.getpriority(os.PRIO_PROCESS, pid) == CONTROL_PLANE_NICE
 
         again = tandem(lab, "up")
         assert again.returncode == 0
