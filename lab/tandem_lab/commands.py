@@ -151,7 +151,7 @@ def add_lab(sub: Subparsers) -> None:
 
 def add_bench(sub: Subparsers) -> None:
     bench = sub.add_parser("bench", help="benchmarks in the lab (JSON and a table)")
-    bench.add_argument("bench", choices=["failover", "repair", "scale"])
+    bench.add_argument("bench", choices=["controlplane", "failover", "repair", "scale"])
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="e.g. --runs 20 --json FILE")
     bench.set_defaults(func=cmd_bench)
 
