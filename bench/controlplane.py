@@ -1,8 +1,9 @@
 """The lab control plane alone under the write load of N clusters: how fast it answers.
 
 `tandem bench controlplane --leases 50 --applies 30 --seconds 40 [--fork-loops 6]` starts a lab
-control plane of its own (etcd and kube-apiserver, as `tandem lab up`), applies the HACluster
-CRD, and creates one Lease and one HACluster per cluster. Then, for `--seconds`:
+control plane of its own (etcd and kube-apiserver, as `tandem lab up`), applies the CRDs, and
+creates the HAClusters and FloatingIPs that `tandem bench scale` would at N = `--leases` on
+three nodes (`scale.manifests`), and a Lease for each cluster. Then, for `--seconds`:
 
 - one thread per Lease renews it every 1.2 s with a PUT, as a holder does at the default
   `renewIntervalMs`;
@@ -31,6 +32,7 @@ from typing import Any
 
 import kubernetes
 
+from bench import scale
 from bench.report import emit, lab_work_dir, percentiles
 from tandem.api.common import GROUP, VERSION
 from tandem.kube.connect import load_client
@@ -38,27 +40,13 @@ from tandem_lab.controlplane import ControlPlane
 
 REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "load"
-NODES = ("load1", "load2", "load3")
+NODES = 3  # as `tandem bench scale --nodes 3`
 RENEW_INTERVAL = 1.2
 APPLIERS = 10
 
 
 def stamp() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def hacluster(i: int) -> dict[str, Any]:
-    pair = [NODES[i % 3], NODES[(i + 1) % 3]]
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "HACluster",
-        "metadata": {"name": f"c{i:03d}", "namespace": NAMESPACE},
-        "spec": {
-            "nodes": [{"name": n, "replicationAddress": f"198.19.0.{2 + NODES.index(n)}"} for n in pair],
-            "primary": pair[0],
-            "chain": {"services": [{"name": "echo", "unit": f"lab-echo@{10000 + i}.service"}]},
-        },
-    }
 
 
 def node_entry(node: str, epoch: int) -> dict[str, Any]:
@@ -81,11 +69,20 @@ def node_entry(node: str, epoch: int) -> dict[str, Any]:
 
 
 class Load:
-    def __init__(self, api: kubernetes.client.ApiClient, clusters: int, seconds: float) -> None:
+    """The HAClusters and FloatingIPs of `tandem bench scale` at N = `clusters` on three nodes,
+    a Lease for each, and the threads that renew and report on them."""
+
+    def __init__(self, api: kubernetes.client.ApiClient, clusters: int) -> None:
         self.leases = kubernetes.client.CoordinationV1Api(api)
         self.custom = kubernetes.client.CustomObjectsApi(api)
-        self.clusters = clusters
-        self.until = time.monotonic() + seconds
+        self.docs = scale.manifests(clusters, NODES)
+        # cluster -> its two nodes
+        self.pairs = {
+            d["metadata"]["name"]: [n["name"] for n in d["spec"]["nodes"]]
+            for d in self.docs
+            if d["kind"] == "HACluster"
+        }
+        self.until = 0.0
         self.lock = threading.Lock()
         self.seen: dict[str, list[float]] = {"PUT lease": [], "APPLY status": []}
         self.errors: dict[str, int] = {"PUT lease": 0, "APPLY status": 0}
@@ -95,13 +92,14 @@ class Load:
         kubernetes.client.CoreV1Api(self.leases.api_client).create_namespace(
             kubernetes.client.V1Namespace(metadata=meta(name=NAMESPACE))
         )
-        for i in range(self.clusters):
+        for doc in self.docs:
+            plural = doc["kind"].lower() + "s"
+            self.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, plural, doc)
+        for cluster, pair in self.pairs.items():
             lease = kubernetes.client.V1Lease(
-                metadata=meta(name=f"c{i:03d}-primary"),
-                spec=kubernetes.client.V1LeaseSpec(holder_identity=NODES[i % 3]),
+                metadata=meta(name=f"{cluster}-primary"), spec=kubernetes.client.V1LeaseSpec(holder_identity=pair[0])
             )
             self.leases.create_namespaced_lease(NAMESPACE, lease)
-            self.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "haclusters", hacluster(i))
 
     def timed(self, kind: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """`call(*args, **kwargs)`, its time kept under `kind`; None when the API refused it."""
@@ -116,8 +114,8 @@ class Load:
             with self.lock:
                 self.seen[kind].append(time.monotonic() - start)
 
-    def renew(self, i: int) -> None:
-        name = f"c{i:03d}-primary"
+    def renew(self, cluster: str) -> None:
+        name = f"{cluster}-primary"
         body = self.leases.read_namespaced_lease(name, NAMESPACE)
         while time.monotonic() < self.until:
             assert body.spec is not None
@@ -130,14 +128,14 @@ class Load:
             time.sleep(max(0.0, RENEW_INTERVAL - (time.monotonic() - sent)))
 
     def apply(self, per_second: float) -> None:
-        rng, epoch = random.Random(), 0
+        rng, epoch, clusters = random.Random(), 0, list(self.pairs)
         while time.monotonic() < self.until:
-            i, epoch = rng.randrange(self.clusters), epoch + 1
-            node = NODES[(i + rng.randrange(2)) % 3]
+            cluster, epoch = rng.choice(clusters), epoch + 1
+            node = rng.choice(self.pairs[cluster])
             body: dict[str, Any] = {
                 "apiVersion": f"{GROUP}/{VERSION}",
                 "kind": "HACluster",
-                "metadata": {"name": f"c{i:03d}", "namespace": NAMESPACE},
+                "metadata": {"name": cluster, "namespace": NAMESPACE},
                 "status": {"nodes": [node_entry(node, epoch)]},
             }
             sent = time.monotonic()
@@ -148,7 +146,7 @@ class Load:
                 VERSION,
                 NAMESPACE,
                 "haclusters",
-                body["metadata"]["name"],
+                cluster,
                 body,
                 field_manager=f"tandem-agent-{node}",
                 force=True,
@@ -157,8 +155,9 @@ class Load:
             )
             time.sleep(max(0.0, 1 / per_second - (time.monotonic() - sent)))
 
-    def run(self, applies: float) -> None:
-        threads = [threading.Thread(target=self.renew, args=(i,)) for i in range(self.clusters)]
+    def run(self, applies: float, seconds: float) -> None:
+        self.until = time.monotonic() + seconds
+        threads = [threading.Thread(target=self.renew, args=(cluster,)) for cluster in self.pairs]
         if applies > 0:
             threads += [threading.Thread(target=self.apply, args=(applies / APPLIERS,)) for _ in range(APPLIERS)]
         for thread in threads:
@@ -184,8 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fork-loops", type=int, default=0, help="shell loops forking beside it (default 0)")
     p.add_argument("--json", dest="json_path")
     args = p.parse_args(argv)
-    if not 1 <= args.leases <= 1000 or args.applies < 0 or args.seconds <= 0 or args.fork_loops < 0:
-        p.error("--leases 1 to 1000, --applies >= 0, --seconds > 0, --fork-loops >= 0")
+    if not 1 <= args.leases <= scale.MAX_CLUSTERS or args.applies < 0 or args.seconds <= 0 or args.fork_loops < 0:
+        p.error(f"--leases 1 to {scale.MAX_CLUSTERS}, --applies >= 0, --seconds > 0, --fork-loops >= 0")
     with lab_work_dir() as work:
         plane = ControlPlane(work / "plane")
         plane.start()
@@ -200,11 +199,10 @@ def main(argv: list[str] | None = None) -> int:
                 check=True,
                 capture_output=True,
             )
-            load = Load(load_client(str(plane.kubeconfig), retries=None), args.leases, args.seconds)
+            load = Load(load_client(str(plane.kubeconfig), retries=None), args.leases)
             load.create()
             forks = fork_loops(args.fork_loops)
-            load.until = time.monotonic() + args.seconds
-            load.run(args.applies)
+            load.run(args.applies, args.seconds)
         finally:
             for fork in forks:
                 fork.kill()

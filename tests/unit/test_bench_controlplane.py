@@ -1,17 +1,25 @@
-"""`tandem bench controlplane` writes what tandem writes: objects and reports the API accepts."""
+"""`tandem bench controlplane` writes what tandem writes: the scale benchmark's objects and
+reports the API accepts."""
 
 from __future__ import annotations
 
+import kubernetes
+
 from bench import controlplane
-from tandem.api.hacluster import HAClusterSpec, NodeReport
+from tandem.api.hacluster import NodeReport
 
 
-def test_each_cluster_is_a_valid_pair_with_its_own_unit() -> None:
-    specs = [HAClusterSpec.model_validate(controlplane.hacluster(i)["spec"]) for i in range(6)]
-    assert all(len({n.name for n in spec.nodes}) == 2 for spec in specs)
-    assert len({spec.chain.services[0].unit for spec in specs}) == 6
+def test_the_load_uses_the_scale_benchmarks_clusters_on_three_nodes() -> None:
+    load = controlplane.Load(kubernetes.client.ApiClient(), 4)
+    assert [d["kind"] for d in load.docs].count("HACluster") == 4
+    assert load.pairs == {
+        "s000": ["scale1", "scale2"],
+        "s001": ["scale2", "scale3"],
+        "s002": ["scale3", "scale1"],
+        "s003": ["scale1", "scale2"],
+    }
 
 
 def test_the_status_entry_is_a_node_report_of_its_node() -> None:
-    report = NodeReport.model_validate(controlplane.node_entry("load2", 7))
-    assert (report.name, report.epoch, report.eligible) == ("load2", 7, True)
+    report = NodeReport.model_validate(controlplane.node_entry("scale2", 7))
+    assert (report.name, report.epoch, report.eligible) == ("scale2", 7, True)
