@@ -149,6 +149,10 @@ def _stale_namespace_free(namespace: str) -> None:
     subprocess.run(["ip", "netns", "del", namespace], check=False)
 
 
+def postmaster_pid(pg: Postgres) -> int:
+    return int((pg.config.data_dir / "postmaster.pid").read_text().splitlines()[0])
+
+
 def _force_stop(pg: Postgres) -> None:
     """Stop a server whatever state it is in; SIGKILL its postmaster as the last resort."""
     try:
@@ -161,11 +165,9 @@ def _force_stop(pg: Postgres) -> None:
         return
     except Exception:  # noqa: BLE001
         pass
-    pidfile = pg.config.data_dir / "postmaster.pid"
-    if pidfile.exists():
-        pid = int(pidfile.read_text().splitlines()[0])
+    if (pg.config.data_dir / "postmaster.pid").exists():
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+            os.kill(postmaster_pid(pg), signal.SIGKILL)
 
 
 @pytest.fixture
@@ -463,8 +465,7 @@ def test_a_backend_outliving_its_postmaster_says_nobody_streams_and_a_fresh_read
     reader = threading.Thread(target=busy_read, daemon=True)
     reader.start()
     time.sleep(0.5)
-    postmaster = int((n1.pg.config.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
-    os.kill(postmaster, signal.SIGKILL)
+    os.kill(postmaster_pid(n1.pg), signal.SIGKILL)
     wait_for(lambda: not Path(f"/proc/{sender}").exists(), "the WAL sender gone with its postmaster")
     assert reader.is_alive(), "the busy query ended before the postmaster died: make it longer"
     reader.join(120)
