@@ -38,6 +38,21 @@ import psycopg
 TABLE = "tandem_acks"
 APP_USER = "tandem_app"
 
+# How long the client waits on a silent server, as any application behind a floating IP must
+# bound it. A query the old primary received but never answered leaves nothing to retransmit,
+# so without keepalives the client waits for the kernel's default of two hours; with them its
+# probes reach whoever holds the address now, which resets the connection, or nobody, and the
+# connection is given up after about 4 s. A query sent into the void is retransmitted for about
+# 15 minutes unless tcp_user_timeout bounds how long it may go unacknowledged.
+CONNECTION_BOUNDS: dict[str, Any] = {
+    "connect_timeout": 1,
+    "keepalives": 1,
+    "keepalives_idle": 1,
+    "keepalives_interval": 1,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 4000,
+}
+
 
 class Log:
     def __init__(self, path: Path) -> None:
@@ -77,7 +92,7 @@ def write_loop(vip: str, port: int, interval: float, log: Log, stop: threading.E
         try:
             if conn is None or conn.closed:
                 conn = psycopg.connect(
-                    host=vip, port=port, user=APP_USER, dbname="postgres", connect_timeout=1, autocommit=True
+                    host=vip, port=port, user=APP_USER, dbname="postgres", autocommit=True, **CONNECTION_BOUNDS
                 )
                 conn.execute("SET statement_timeout = '2s'")
                 conn.execute(

@@ -21,6 +21,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -34,6 +35,7 @@ import pytest
 
 from tandem_agent.core import departure_confirmed
 from tandem_agent.drivers.postgres import (
+    ClientRule,
     NotInitializedError,
     NotRunningError,
     Postgres,
@@ -44,6 +46,7 @@ from tandem_agent.drivers.postgres import (
     WrongRoleError,
     parse_lsn,
 )
+from tandem_lab.client import APP_USER, TABLE, read_log
 from tandem_lab.netns import LabHost, LabNetwork
 
 pytestmark = pytest.mark.lab
@@ -477,6 +480,47 @@ def test_a_backend_outliving_its_postmaster_says_nobody_streams_and_a_fresh_read
     again = n1.pg.status()
     assert again.role is None
     assert not departure_confirmed(("n2",), again.role, again.streaming_names)
+
+
+def test_the_lab_client_gives_up_a_write_whose_server_vanished_before_answering(lab: Lab, tmp_path: Path) -> None:
+    """A query the server received but never answered leaves the client nothing to retransmit:
+    without keepalives (`tandem_lab.client.CONNECTION_BOUNDS`) it waits for the kernel's two
+    hours, and an e2e client once sat out a forced failover that way. Here the INSERT waits
+    on a lock on n1 when n1 drops off the network (or, by the timing, the next INSERT goes
+    into the void, which tcp_user_timeout bounds); the client must log an error within
+    seconds (and so reconnect)."""
+    n1, n2 = lab.n1, lab.n2
+    n1.pg = Postgres(replace(n1.pg.config, client_access=(ClientRule("postgres", APP_USER, f"198.19.{SUBNET}.0/24"),)))
+    assert n1.pg.init_primary().changed
+    n1.sql(f"CREATE ROLE {APP_USER} LOGIN PASSWORD 'lab-client'")
+    n1.sql(f"GRANT CREATE ON SCHEMA public TO {APP_USER}")
+    log = tmp_path / "client.log"
+    argv = ["ip", "netns", "exec", n2.host.namespace, sys.executable, "-m", "tandem_lab.client"]
+    argv += ["--vip", n1.addr, "--pg-port", str(PORT), "--http-port", "1", "--file-port", "0", "--log", str(log)]
+    client = subprocess.Popen(
+        argv, env=os.environ | {"PGPASSWORD": "lab-client"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for(lambda: any("ack" in r for r in read_log(log)), "a first acknowledged write")
+        with n1.pg.connect() as holder, holder.transaction():
+            holder.execute(f"LOCK TABLE {TABLE} IN ACCESS EXCLUSIVE MODE")
+            wait_for(
+                lambda: n1.sql(
+                    "SELECT pid FROM pg_stat_activity WHERE usename = %s AND wait_event_type = 'Lock'", (APP_USER,)
+                ),
+                "the client's INSERT waiting on the lock",
+            )
+            lab.net.cut("n1", "repl")
+            vanished = time.monotonic()
+            error = wait_for(
+                lambda: [r for r in read_log(log) if "write_error" in r and r["t"] >= vanished],
+                "the client giving up the unanswered write",
+                timeout=15,
+            )[0]
+            assert error["t"] - vanished < 10, error
+    finally:
+        client.terminate()
+        client.wait(timeout=10)
 
 
 def test_errors_say_what_to_do(lab: Lab) -> None:
