@@ -100,8 +100,13 @@ def test_the_daemonsets_agent_takes_over_after_the_primary_is_powered_off(lab: L
         if _is_agent(pid) and "kubepods" in _systemd_cgroup(pid)
     ]
     assert agents, "no tandem-agent process in a pod's cgroup"
-    status = lab.hacluster("mail")["status"]
-    assert status["lastFailover"]["to"] == "mail2"
+    # The operator records the failover once mail2 reports Primary, on its next status pass.
+    wait_until(
+        lambda: (lab.hacluster("mail")["status"].get("lastFailover") or {}).get("to") == "mail2",
+        30,
+        "lastFailover naming mail2",
+        context=lambda: lab.hacluster("mail")["status"].get("lastFailover"),
+    )
 
     client.stop()
     assert missing_acks(lab, "mail2", client.acked()) == []
