@@ -519,10 +519,11 @@ def usage(before: ProcessReading, after: ProcessReading | None) -> dict[str, Any
 
 def watched_pids(lab: LabCluster, nodes: Sequence[str]) -> dict[str, int]:
     """The processes whose CPU and memory are reported: the operator, each node's agent, the
-    API server and etcd."""
+    API server and etcd, and the forwarder every node's request to the API server goes through
+    (a real network costs no CPU; the lab's costs the host's)."""
     state, plane = lab.state(), lab.plane.state()
     assert state is not None and plane is not None
-    pids = {"operator": next(p.pid for p in state.processes if p.name == "operator")}
+    pids = {p.name: p.pid for p in state.processes if p.name in ("operator", "forwarder")}
     pids |= {f"agent {node}": lab.agent_pid(node) for node in nodes}
     pids |= {p.name: p.pid for p in plane.processes if p.name in ("kube-apiserver", "etcd")}
     return pids

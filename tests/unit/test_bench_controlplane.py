@@ -6,7 +6,10 @@ from __future__ import annotations
 import kubernetes
 
 from bench import controlplane
+from tandem.api.common import CLUSTER_LABEL, MEMBERS_ANNOTATION
 from tandem.api.hacluster import NodeReport
+from tandem_operator.kube import parse_cluster
+from tandem_operator.lease import lease_members
 
 
 def test_the_load_uses_the_scale_benchmarks_clusters_on_three_nodes() -> None:
@@ -23,3 +26,13 @@ def test_the_load_uses_the_scale_benchmarks_clusters_on_three_nodes() -> None:
 def test_the_status_entry_is_a_node_report_of_its_node() -> None:
     report = NodeReport.model_validate(controlplane.node_entry("scale2", 7))
     assert (report.name, report.epoch, report.eligible) == ("scale2", 7, True)
+
+
+def test_each_lease_is_labelled_and_lists_its_members_as_the_operator_stamps_them() -> None:
+    load = controlplane.Load(kubernetes.client.ApiClient(), 3)
+    for doc in (d for d in load.docs if d["kind"] == "HACluster"):
+        name = doc["metadata"]["name"]
+        lease = controlplane.lease(name, load.pairs[name])
+        assert lease.metadata.labels == {CLUSTER_LABEL: name}
+        assert lease.metadata.annotations == {MEMBERS_ANNOTATION: lease_members(parse_cluster(doc))}
+        assert lease.spec.holder_identity == load.pairs[name][0]
