@@ -44,11 +44,13 @@ import kubernetes
 
 from bench import scale
 from bench.report import emit, lab_work_dir, percentiles
-from tandem.api.common import CLUSTER_LABEL, GROUP, MEMBERS_ANNOTATION, VERSION
+from tandem.api.common import GROUP, VERSION
 from tandem.kube.connect import load_client
 from tandem_agent.kube import KINDS, LEASES, AgentWatches
 from tandem_lab.controlplane import ControlPlane
 from tandem_lab.install import node_credential
+from tandem_operator.kube import parse_cluster
+from tandem_operator.lease import lease_manifest, lease_name
 
 REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "load"
@@ -80,17 +82,13 @@ def node_entry(node: str, epoch: int) -> dict[str, Any]:
     }
 
 
-def lease(cluster: str, pair: list[str]) -> kubernetes.client.V1Lease:
-    """The cluster's Lease, held by the first node of its pair, labelled and stamped with its
-    members as the operator makes it (the agent admission policy checks the members)."""
-    return kubernetes.client.V1Lease(
-        metadata=kubernetes.client.V1ObjectMeta(
-            name=f"{cluster}-primary",
-            labels={CLUSTER_LABEL: cluster},
-            annotations={MEMBERS_ANNOTATION: ",".join(sorted(pair))},
-        ),
-        spec=kubernetes.client.V1LeaseSpec(holder_identity=pair[0], lease_transitions=1),
-    )
+def held_lease(doc: dict[str, Any], uid: str) -> dict[str, Any]:
+    """The Lease the operator creates for the HACluster `doc` (`lease_manifest`: labelled,
+    owned, stamped with its members, which the agent admission policy checks), taken at epoch
+    1 by the first node of its pair, as an agent takes it."""
+    body = lease_manifest(doc["metadata"]["name"], NAMESPACE, uid, parse_cluster(doc))
+    body["spec"] |= {"holderIdentity": doc["spec"]["nodes"][0]["name"], "leaseTransitions": 1}
+    return body
 
 
 class Load:
@@ -126,15 +124,17 @@ class Load:
         )
         for doc in self.docs:
             plural = doc["kind"].lower() + "s"
-            self.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, plural, doc)
-        for cluster in self.pairs:
+            created = self.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, plural, doc)
+            assert isinstance(created, dict)
+            if doc["kind"] != "HACluster":
+                continue
             # The operator writes a status before any agent reports; the admission policy lets
             # an agent add no status field beside status.nodes (the schema's defaults included).
             self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, NAMESPACE, "haclusters", cluster, {"status": {"observedGeneration": 1}}
+                GROUP, VERSION, NAMESPACE, "haclusters", doc["metadata"]["name"], {"status": {"observedGeneration": 1}}
             )
-        for cluster, pair in self.pairs.items():
-            self.leases.create_namespaced_lease(NAMESPACE, lease(cluster, pair))
+            lease = held_lease(doc, created["metadata"]["uid"])
+            self.leases.create_namespaced_lease(NAMESPACE, lease)  # type: ignore[arg-type]  # a dict body is sent as is
 
     def timed(self, kind: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """`call(*args, **kwargs)`, its time kept under `kind`; None when the API refused it."""
@@ -152,7 +152,7 @@ class Load:
 
     def renew(self, cluster: str) -> None:
         """Renew the cluster's Lease as its holder, the first node of its pair."""
-        name = f"{cluster}-primary"
+        name = lease_name(cluster)
         leases = kubernetes.client.CoordinationV1Api(self.writers[self.pairs[cluster][0]])
         body = leases.read_namespaced_lease(name, NAMESPACE)
         while time.monotonic() < self.until:

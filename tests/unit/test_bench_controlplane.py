@@ -28,11 +28,12 @@ def test_the_status_entry_is_a_node_report_of_its_node() -> None:
     assert (report.name, report.epoch, report.eligible) == ("scale2", 7, True)
 
 
-def test_each_lease_is_labelled_and_lists_its_members_as_the_operator_stamps_them() -> None:
+def test_each_lease_is_the_operators_taken_by_the_first_node_of_its_pair() -> None:
     load = controlplane.Load(kubernetes.client.ApiClient(), 3)
     for doc in (d for d in load.docs if d["kind"] == "HACluster"):
         name = doc["metadata"]["name"]
-        lease = controlplane.lease(name, load.pairs[name])
-        assert lease.metadata.labels == {CLUSTER_LABEL: name}
-        assert lease.metadata.annotations == {MEMBERS_ANNOTATION: lease_members(parse_cluster(doc))}
-        assert lease.spec.holder_identity == load.pairs[name][0]
+        lease = controlplane.held_lease(doc, "uid-1")
+        assert lease["metadata"]["labels"] == {CLUSTER_LABEL: name}
+        assert lease["metadata"]["annotations"] == {MEMBERS_ANNOTATION: lease_members(parse_cluster(doc))}
+        assert lease["spec"]["holderIdentity"] == load.pairs[name][0]
+        assert lease["spec"]["leaseTransitions"] == 1
