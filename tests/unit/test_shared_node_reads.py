@@ -220,3 +220,29 @@ def test_a_refresh_that_ran_across_an_action_is_not_kept(systemctl: Path, tmp_pa
     slow.join(5.0)
     states.show("a.service")
     assert len(calls(systemctl)) == 2  # the first answer predates the action: asked again
+
+
+def test_a_refresh_across_an_action_on_one_unit_is_kept_for_the_others(systemctl: Path, tmp_path: Path) -> None:
+    """While a node brings up its clusters some unit is acted on at every moment: a refresh
+    thrown away whole for it would leave every other unit to be asked again, call after call."""
+    states = UnitStates(str(systemctl), max_age=60)
+    states.show("a.service")
+    states.show("b.service")
+    assert len(calls(systemctl)) == 2
+    states.forget("a.service")
+    states.forget("b.service")
+    gate = tmp_path / "gate"
+    systemctl.write_text(
+        systemctl.read_text().replace("#!/bin/sh\n", f"#!/bin/sh\nwhile [ ! -e {gate} ]; do sleep 0.01; done\n", 1)
+    )
+    slow = threading.Thread(target=states.show, args=("b.service",))
+    slow.start()
+    wait_until(lambda: states._refreshing, 5.0, "the slow refresh started", interval=0.01)
+    states.forget("a.service")  # the agent acted on a.service while systemd described both
+    gate.touch()
+    slow.join(5.0)
+    assert not slow.is_alive() and len(calls(systemctl)) == 3
+    states.show("b.service")
+    assert len(calls(systemctl)) == 3  # b's answer was kept
+    states.show("a.service")
+    assert len(calls(systemctl)) == 4  # a's predates the action: asked again

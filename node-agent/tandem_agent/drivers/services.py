@@ -211,8 +211,10 @@ class UnitStates:
     last answer rather than wait (a runner blocked on a slow systemd could not demote in
     time); only a unit with no answer kept waits for it. Actions (start, stop, kill) never
     read from here: they read ``status`` fresh, and `forget` what was kept of their unit once
-    they are done, so that nobody reads its state from before them (a call that ran across
-    an action is not kept either).
+    they are done, so that nobody reads its state from before them. A call that ran across
+    an action is not kept for that unit; it is kept for the others, or while a node brings up
+    its clusters (an action somewhere at every moment) no call would be kept at all and each
+    reader would start another.
     """
 
     def __init__(
@@ -224,7 +226,7 @@ class UnitStates:
         self.forget_after = forget_after
         self._lock = threading.Condition()
         self._refreshing = False
-        self._forgotten = 0  # how many times `forget` was called
+        self._actions: dict[str, int] = {}  # unit -> how many times `forget` was called for it
         self._asked: dict[str, float] = {}  # unit -> when it was last read
         self._shown: dict[str, tuple[float, dict[str, str]]] = {}  # unit -> (read at, properties)
 
@@ -242,9 +244,10 @@ class UnitStates:
                 if not self._refreshing:
                     break
                 self._lock.wait()
-            self._refreshing, forgotten = True, self._forgotten
+            self._refreshing = True
             self._asked = {u: t for u, t in self._asked.items() if now - t <= self.forget_after}
             units = sorted(self._asked)
+            actions = {u: self._actions.get(u, 0) for u in units}
         shown: dict[str, tuple[float, dict[str, str]]] = {}
         try:
             blocks = parse_show_many(run(show_argv(self.systemctl, units), timeout=self.timeout).stdout)
@@ -253,8 +256,7 @@ class UnitStates:
             shown = {u: (now, props) for u, props in zip(units, blocks, strict=True)}
         finally:
             with self._lock:
-                if self._forgotten == forgotten:
-                    self._shown.update(shown)
+                self._shown.update((u, seen) for u, seen in shown.items() if self._actions.get(u, 0) == actions[u])
                 self._refreshing = False
                 self._lock.notify_all()
         return shown[unit][1]
@@ -263,7 +265,7 @@ class UnitStates:
         """`unit` was acted on: the next read of it asks systemd."""
         with self._lock:
             self._shown.pop(unit, None)
-            self._forgotten += 1
+            self._actions[unit] = self._actions.get(unit, 0) + 1
 
 
 def status_from_show(name: str, props: Mapping[str, str]) -> ServiceStatus:
