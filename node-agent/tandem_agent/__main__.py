@@ -373,6 +373,26 @@ def volume_factory(args: argparse.Namespace) -> Any:
 
 
 WORLD_KINDS = ("haclusters", "drbdvolumes", "floatingips")
+# The copy on disk is written at once when an object appears, goes, or has a new spec or
+# deletion mark; a change of status only alone waits this long (with hundreds of clusters
+# some status changes on nearly every sync, and the copy is megabytes).
+WORLD_WRITE_SECONDS = 10.0
+
+
+def world_outline(world: Mapping[str, list[dict[str, Any]]]) -> frozenset[tuple[str, str, str, int, bool]]:
+    """What of the world a restart without the API server needs at once: which objects exist,
+    at which generation (their spec), and which are being deleted."""
+    return frozenset(
+        (
+            plural,
+            str(obj["metadata"].get("namespace", "")),
+            str(obj["metadata"].get("name", "")),
+            int(obj["metadata"].get("generation") or 0),
+            bool(obj["metadata"].get("deletionTimestamp")),
+        )
+        for plural, objects in world.items()
+        for obj in objects
+    )
 
 
 class Agent:
@@ -391,6 +411,7 @@ class Agent:
         self._reported: dict[str, tuple[str, float]] = {}  # refused: (problem, when reported)
         # The last world read, with the mirrors' change counts it was read at.
         self._world: tuple[tuple[tuple[int, ...], ...], dict[str, list[dict[str, Any]]]] | None = None
+        self._written: tuple[frozenset[tuple[str, str, str, int, bool]], float] | None = None  # outline, when
         self.stopping = threading.Event()
 
     def kube(self, namespace: str) -> Kube:
@@ -435,14 +456,19 @@ class Agent:
             log.warning("API server unreachable: using the objects cached in %s", self.cache_file)
             cached: dict[str, list[dict[str, Any]]] = json.loads(self.cache_file.read_text())
             return cached
-        text = json.dumps(world, sort_keys=True)
-        if not self.cache_file.exists() or self.cache_file.read_text() != text:
-            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.cache_file.with_suffix(".tmp")
-            tmp.write_text(text)
-            os.replace(tmp, self.cache_file)
+        self._write_world(world)
         self._world = (changes, world)
         return world
+
+    def _write_world(self, world: dict[str, list[dict[str, Any]]]) -> None:
+        outline, now = world_outline(world), time.monotonic()
+        if self._written is not None and self._written[0] == outline and now - self._written[1] < WORLD_WRITE_SECONDS:
+            return
+        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(world, sort_keys=True))
+        os.replace(tmp, self.cache_file)
+        self._written = (outline, now)
 
     def sync(self) -> None:
         """Start a ClusterAgent for every HACluster naming this node, refresh the intent of

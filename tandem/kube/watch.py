@@ -78,6 +78,9 @@ class WatchCache:
         self._on_error = on_error
         self._lock = threading.Lock()
         self._objects: dict[tuple[str, str], dict[str, Any]] = {}
+        # Per object, the version last copied for `items` (the very dict `_objects` held) and
+        # that copy.
+        self._copies: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
         self._changes = 0  # LISTs and events applied: what `changes` counts
         self._synced = threading.Event()
         self._stopping = threading.Event()
@@ -103,12 +106,27 @@ class WatchCache:
             return None if obj is None else json.loads(json.dumps(obj))
 
     def items(self, namespace: str | None = None) -> list[dict[str, Any]]:
-        """Every object (of `namespace`, when given), as copies; Unavailable when not synced."""
+        """Every object (of `namespace`, when given), as copies; Unavailable when not synced.
+
+        Each version of an object is copied once and that copy is given to every later reader
+        of the same version, so the readers must not change it. A reader reading every object
+        twice a second while a few change (an agent, with hundreds of clusters whose status
+        is written every few seconds) then copies only those few."""
         with self._lock:
             self._require_synced()
-            chosen = [o for (ns, _), o in sorted(self._objects.items()) if namespace is None or ns == namespace]
-            copied: list[dict[str, Any]] = json.loads(json.dumps(chosen))
-            return copied
+            chosen = [(k, o) for k, o in sorted(self._objects.items()) if namespace is None or k[0] == namespace]
+            copies = [self._copy(k, o) for k, o in chosen]
+            self._copies = {k: kept for k, kept in self._copies.items() if k in self._objects}
+            return copies
+
+    def _copy(self, key: tuple[str, str], obj: dict[str, Any]) -> dict[str, Any]:
+        """The copy of this version of the object (made now when it has none yet)."""
+        kept = self._copies.get(key)
+        if kept is not None and kept[0] is obj:
+            return kept[1]
+        copied: dict[str, Any] = json.loads(json.dumps(obj))
+        self._copies[key] = (obj, copied)
+        return copied
 
     def changes(self) -> int:
         """How many times what the mirror holds was replaced or changed (a LIST, an event):

@@ -129,6 +129,22 @@ def test_the_list_then_each_event_shows_in_the_mirror(server: Server, cache: Wat
     assert cache.items("other") == []
 
 
+def test_items_copies_each_version_of_an_object_once(server: Server) -> None:
+    server.objects |= {"x": lease("x", 10), "y": lease("y", 10)}
+    cache = WatchCache("leases", server).start()
+    assert cache.wait_synced(WAIT)
+    x, y = cache.items()
+    assert cache.items()[0] is x and cache.items()[1] is y  # unchanged: the same copies
+    _, stream = server.next_watch()
+    stream.send("MODIFIED", lease("y", 11, holder="b"))
+    wait_until(lambda: cache.items()[1] is not y, WAIT, "y copied again", interval=0.01)
+    again_x, again_y = cache.items()
+    assert again_x is x and again_y == lease("y", 11, holder="b")
+    again_y["spec"]["holderIdentity"] = "changed by a reader"
+    assert cache.get("ns", "y") == lease("y", 11, holder="b")  # the mirror's own is apart
+    cache.stop()
+
+
 def test_changes_count_lists_and_events_but_not_bookmarks(server: Server, cache: WatchCache) -> None:
     assert cache.wait_synced(WAIT)
     assert cache.changes() == 1  # the LIST
