@@ -246,3 +246,45 @@ def test_a_refresh_across_an_action_on_one_unit_is_kept_for_the_others(systemctl
     assert len(calls(systemctl)) == 3  # b's answer was kept
     states.show("a.service")
     assert len(calls(systemctl)) == 4  # a's predates the action: asked again
+
+
+def test_readers_of_an_interface_wait_for_the_dump_under_way_instead_of_starting_their_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    recent = addresses.RecentAddresses(max_age=60)
+    release = threading.Event()
+    dumps: list[str] = []
+
+    def present(netns: str | None, ifname: str) -> tuple[Any, ...]:
+        dumps.append(ifname)
+        if ifname == "eth0":
+            release.wait(5)
+        return (ipaddress.ip_interface("198.18.74.2/24"),)
+
+    monkeypatch.setattr(addresses, "present", present)
+    answers: list[tuple[Any, ...]] = []
+    readers = [threading.Thread(target=lambda: answers.append(recent.present(None, "eth0"))) for _ in range(5)]
+    for reader in readers:
+        reader.start()
+    wait_until(lambda: dumps == ["eth0"], 5, "the first dump under way", interval=0.01)
+    assert recent.present(None, "eth1")  # another interface does not wait for eth0's dump
+    release.set()
+    for reader in readers:
+        reader.join(5)
+    assert len(answers) == 5 and dumps == ["eth0", "eth1"]
+
+
+def test_a_change_of_one_interface_keeps_a_dump_of_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    recent = addresses.RecentAddresses(max_age=60)
+    dumps: list[str] = []
+
+    def present(netns: str | None, ifname: str) -> tuple[Any, ...]:
+        dumps.append(ifname)
+        if len(dumps) == 1:
+            recent.forget(None, "eth1")  # another cluster changed eth1 while eth0 was dumped
+        return ()
+
+    monkeypatch.setattr(addresses, "present", present)
+    recent.present(None, "eth0")
+    recent.present(None, "eth0")
+    assert dumps == ["eth0"]

@@ -575,33 +575,48 @@ class RecentAddresses:
     Each cluster's floating-IP monitor checks its addresses every period, and a dump lists
     every address of the interface: with a hundred clusters on one interface, a hundred dumps
     of a hundred addresses each, every second. Here a dump at most `max_age` seconds old
-    serves them all. The agent's own changes of an interface `forget` what was kept of it, and
-    a dump that ran across such a change is not kept. Errors are not kept either.
+    serves them all, and while one dump of an interface runs, the other readers of that
+    interface wait for it rather than start their own (the monitors of clusters brought up
+    together fall due together). The agent's own changes of an interface `forget` what was
+    kept of it, and a dump that ran across such a change is not kept: its readers dump again.
+    Errors are not kept either.
     """
 
     def __init__(self, max_age: float = 0.5) -> None:
         self.max_age = max_age
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._seen: dict[tuple[str | None, str], tuple[float, tuple[IPInterface, ...]]] = {}
-        self._changes = 0  # how many times `forget` was called
+        self._dumping: set[tuple[str | None, str]] = set()
+        self._changes: dict[tuple[str | None, str], int] = {}  # how many times `forget` was called
 
     def present(self, netns: str | None, ifname: str) -> tuple[IPInterface, ...]:
         key = (netns, ifname)
         with self._lock:
-            started, changes = time.monotonic(), self._changes
-            seen = self._seen.get(key)
-            if seen is not None and started - seen[0] < self.max_age:
-                return seen[1]
-        held = present(netns, ifname)
-        with self._lock:
-            if self._changes == changes:
-                self._seen[key] = (started, held)
-        return held
+            while True:
+                seen = self._seen.get(key)
+                if seen is not None and time.monotonic() - seen[0] < self.max_age:
+                    return seen[1]
+                if key not in self._dumping:
+                    break
+                self._lock.wait()
+            self._dumping.add(key)
+            started, changes = time.monotonic(), self._changes.get(key, 0)
+        try:
+            held = present(netns, ifname)
+            with self._lock:
+                if self._changes.get(key, 0) == changes:
+                    self._seen[key] = (started, held)
+            return held
+        finally:
+            with self._lock:
+                self._dumping.discard(key)
+                self._lock.notify_all()
 
     def forget(self, netns: str | None, ifname: str) -> None:
         with self._lock:
-            self._seen.pop((netns, ifname), None)
-            self._changes += 1
+            key = (netns, ifname)
+            self._seen.pop(key, None)
+            self._changes[key] = self._changes.get(key, 0) + 1
 
 
 def ensure_present(
