@@ -73,6 +73,9 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 30.0
 POSTGRES_MEMBER = "PostgreSQL/postgresql"
 DRBD_OBSERVE_SECONDS = 0.5
+# How old a report's state of a primary service may be while the chain is down here: nothing
+# of this agent's starts it then, and every start or stop reads it afresh after.
+IDLE_SERVICE_SECONDS = 10.0
 # How each kind of member is repaired in place, for the recovery's message.
 REPAIRED = {
     "Volume": "promoted again",
@@ -1097,9 +1100,11 @@ class ClusterAgent:
 
     def _service_reports(self) -> list[dict[str, Any]]:
         reports = []
+        idle = self.runner.state is ChainState.DOWN
         for name in self.runner.primary_services + self.runner.everywhere_services:
+            slow = idle and name not in self.runner.everywhere_services
             try:
-                status = self.runner.backend.recent(name)
+                status = self.runner.backend.recent(name, IDLE_SERVICE_SECONDS if slow else None)
             except Exception as exc:
                 reports.append({"name": name, "state": "Unknown", "exitStatus": str(exc)[:64]})
                 continue

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tandem_agent.drivers import addresses
+from tandem_agent.drivers import addresses, services
 from tandem_agent.drivers.base import DriverError
 from tandem_agent.drivers.services import ServiceState, SystemdBackend, UnitStates, parse_show_many
 from tandem_lab.harness import wait_until
@@ -288,3 +288,19 @@ def test_a_change_of_one_interface_keeps_a_dump_of_another(monkeypatch: pytest.M
     recent.present(None, "eth0")
     recent.present(None, "eth0")
     assert dumps == ["eth0"]
+
+
+def test_a_unit_read_with_a_longer_max_age_joins_only_the_refreshes_it_needs(
+    systemctl: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(services.time, "monotonic", lambda: clock[0])
+    states = UnitStates(str(systemctl), max_age=1)
+    states.show("fast.service")
+    states.show("idle.service", max_age=10)
+    for clock[0] in (2.0, 4.0, 6.0, 8.0, 9.5):
+        states.show("fast.service")
+    clock[0] = 10.0
+    states.show("idle.service", max_age=10)  # read in the refresh at 9.5: no call
+    asked = [line.split(" -- ")[1] for line in calls(systemctl)]
+    assert asked == ["fast.service", "fast.service idle.service", *["fast.service"] * 4, "fast.service idle.service"]

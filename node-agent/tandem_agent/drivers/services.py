@@ -144,9 +144,9 @@ class ServiceBackend(Protocol):
         """The service's state now: what an action reads before it acts."""
         ...
 
-    def recent(self, name: str) -> ServiceStatus:
-        """The service's state, read at most a moment ago: what monitoring and reports read
-        on every tick of every cluster (see UnitStates)."""
+    def recent(self, name: str, max_age: float | None = None) -> ServiceStatus:
+        """The service's state, read at most a moment ago (or `max_age` seconds ago): what
+        monitoring and reports read on every tick of every cluster (see UnitStates)."""
         ...
 
     def reset_failed(self, name: str) -> Outcome:
@@ -207,7 +207,11 @@ class UnitStates:
     ``systemctl show`` per unit per tick is a fork and a systemd round trip each (and two
     execs through nsenter in the DaemonSet): at a hundred clusters, thousands a second. Here
     a read finding its unit's state older than `max_age` seconds refreshes, in one call, every
-    unit read in the last `forget_after` seconds. While that call runs, other readers get the
+    unit read in the last `forget_after` seconds whose readers want it that fresh. A reader may
+    ask for an older answer: a standby's report of services it does not run (inactive units,
+    which systemd unloads, and loads from disk again for every ``systemctl show``: with
+    dozens of them twice a second, a third of a core per node) reads them every
+    `max_age` it gives, in the same calls as the rest. While that call runs, other readers get the
     last answer rather than wait (a runner blocked on a slow systemd could not demote in
     time); only a unit with no answer kept waits for it. Actions (start, stop, kill) never
     read from here: they read ``status`` fresh, and `forget` what was kept of their unit once
@@ -227,26 +231,27 @@ class UnitStates:
         self._lock = threading.Condition()
         self._refreshing = False
         self._actions: dict[str, int] = {}  # unit -> how many times `forget` was called for it
-        self._asked: dict[str, float] = {}  # unit -> when it was last read
+        self._asked: dict[str, tuple[float, float]] = {}  # unit -> (when last read, that read's max_age)
         self._shown: dict[str, tuple[float, dict[str, str]]] = {}  # unit -> (read at, properties)
 
-    def show(self, unit: str) -> dict[str, str]:
-        """The unit's ``systemctl show`` properties, at most `max_age` seconds old unless a
-        refresh is under way."""
+    def show(self, unit: str, max_age: float | None = None) -> dict[str, str]:
+        """The unit's ``systemctl show`` properties, at most `max_age` seconds old (default:
+        the shared `max_age`) unless a refresh is under way."""
         validate_unit(unit)
+        age = self.max_age if max_age is None else max(max_age, self.max_age)
         with self._lock:
             now = time.monotonic()
-            self._asked[unit] = now
+            self._asked[unit] = (now, age)
             while True:
                 seen = self._shown.get(unit)
-                if seen is not None and (now - seen[0] < self.max_age or self._refreshing):
+                if seen is not None and (now - seen[0] < age or self._refreshing):
                     return seen[1]
                 if not self._refreshing:
                     break
                 self._lock.wait()
             self._refreshing = True
-            self._asked = {u: t for u, t in self._asked.items() if now - t <= self.forget_after}
-            units = sorted(self._asked)
+            self._asked = {u: a for u, a in self._asked.items() if now - a[0] <= self.forget_after}
+            units = sorted(u for u in self._asked if u == unit or self._due(u, now))
             actions = {u: self._actions.get(u, 0) for u in units}
         shown: dict[str, tuple[float, dict[str, str]]] = {}
         try:
@@ -260,6 +265,12 @@ class UnitStates:
                 self._refreshing = False
                 self._lock.notify_all()
         return shown[unit][1]
+
+    def _due(self, unit: str, now: float) -> bool:
+        """Whether `unit` is read in the refresh starting now: its readers' answer would be
+        too old before the next one."""
+        seen = self._shown.get(unit)
+        return seen is None or now - seen[0] >= self._asked[unit][1] - self.max_age
 
     def forget(self, unit: str) -> None:
         """`unit` was acted on: the next read of it asks systemd."""
@@ -397,10 +408,10 @@ class SystemdBackend:
             if self.states is not None:
                 self.states.forget(unit)
 
-    def recent(self, name: str) -> ServiceStatus:
+    def recent(self, name: str, max_age: float | None = None) -> ServiceStatus:
         if self.states is None:
             return self.status(name)
-        return status_from_show(name, self.states.show(self.unit(name)))
+        return status_from_show(name, self.states.show(self.unit(name), max_age))
 
     def start(self, name: str) -> Outcome:
         unit = self.unit(name)
