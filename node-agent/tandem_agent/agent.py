@@ -23,11 +23,12 @@ from tandem.api.common import (
     FORCE_FAILOVER_ID_ANNOTATION,
 )
 from tandem.api.hacluster import INVALID_SPEC
-from tandem.kube.errors import Conflict, KubeError
+from tandem.kube.errors import Conflict, KubeError, Unavailable
 from tandem.kube.lease import LeaseRecord
 from tandem_agent.chain import Aborted, ChainRunner, ResolvedCluster, StepFailed
 from tandem_agent.core import (
     FORCED_FAILOVER,
+    IDLE_PAUSE_SECONDS,
     NOT_OBSERVED_YET,
     Action,
     ChainSnapshot,
@@ -54,6 +55,7 @@ from tandem_agent.core import (
     monitoring,
     not_caught_up,
     report_role,
+    runner_pause,
     slow_renew,
     standby_lag,
     sync_for_lease_write,
@@ -257,6 +259,8 @@ class ClusterAgent:
         )
         self._stop = threading.Event()
         self._wake_runner = threading.Event()
+        self._runner_pause = poll_interval  # core.runner_pause of its last decision
+        self._acting_seen: int | None = None  # the keeper's last acting_epoch()
         # The keeper's own.
         self.last_takeover_seen_at: float | None = None
         self.force_seen: ForceRequest | None = None  # the forced failover being acted on
@@ -280,21 +284,27 @@ class ClusterAgent:
         self._threads = [
             threading.Thread(
                 target=self._loop,
-                args=("keeper", self.keeper_tick, self._stop),
+                args=("keeper", self.keeper_tick, self._stop, lambda: self.poll_interval),
                 name=f"keeper-{cluster.name}",
                 daemon=True,
             ),
             threading.Thread(
                 target=self._loop,
-                args=("runner", self.runner_tick, self._wake_runner),
+                args=("runner", self.runner_tick, self._wake_runner, lambda: self._runner_pause),
                 name=f"runner-{cluster.name}",
                 daemon=True,
             ),
             # Its own loop: a runner step that blocks (a repair, a hung PostgreSQL answering
-            # a status read slowly) never delays noticing the next failure.
+            # a status read slowly) never delays noticing the next failure. Idle, it has
+            # nothing to collect: it looks again after IDLE_PAUSE_SECONDS.
             threading.Thread(
                 target=self._loop,
-                args=("monitor", self.monitor_tick, self._stop),
+                args=(
+                    "monitor",
+                    self.monitor_tick,
+                    self._stop,
+                    lambda: self.poll_interval if self.monitor.active else IDLE_PAUSE_SECONDS,
+                ),
                 name=f"monitor-{cluster.name}",
                 daemon=True,
             ),
@@ -355,7 +365,9 @@ class ClusterAgent:
             log.error("%s: clean step-down failed: %s", self.name, exc)
 
     def update_intent(self, intent: ClusterIntent) -> None:
-        self._change(intent=intent)
+        if intent != self.shared().intent:
+            self._change(intent=intent)
+            self._wake_runner.set()
 
     def offer_spec(self, candidate: ChainRunner, generation: int) -> None:
         """A newer spec, validated and built (no I/O yet): the runner applies it when
@@ -373,20 +385,21 @@ class ClusterAgent:
                 f"{self._shared.applied_generation}",
             )
 
-    def _loop(self, name: str, tick: Callable[[], None], wake: threading.Event) -> None:
+    def _loop(self, name: str, tick: Callable[[], None], wake: threading.Event, pause: Callable[[], float]) -> None:
         while not self._stop.is_set():
             try:
                 tick()
             except Exception:
                 log.exception("%s %s: unexpected error", self.name, name)
-            wake.wait(self.poll_interval)
+            wake.wait(pause())
             if wake is not self._stop:
                 wake.clear()
 
     def _note(self, loop: str, decision: Decision) -> None:
         with self._lock:
             previous = self._shared.decisions.get(loop)
-            self._shared = replace(self._shared, decisions={**self._shared.decisions, loop: decision})
+            if decision != previous:
+                self._shared = replace(self._shared, decisions={**self._shared.decisions, loop: decision})
         changed = previous is None or (previous.action, previous.reason) != (decision.action, decision.reason)
         routine = {Action.WAIT, Action.RENEW}
         quiet = decision.action in routine and (previous is None or previous.action in routine)
@@ -417,6 +430,8 @@ class ClusterAgent:
                 else LeaseView(record.holder, record.epoch, record.resource_version, now, record.sync_standbys)
             )
             self._shared = replace(shared, lease=lease, sync=sync)
+        if not same:
+            self._wake_runner.set()
 
     def keeper_tick(self) -> None:
         now = time.monotonic()
@@ -458,7 +473,12 @@ class ClusterAgent:
             self._change(holding=None)
         elif decision.action is Action.FENCE:
             self.fence(decision.reason)
-        self._change(lease_tried=True)
+        if not shared.lease_tried:
+            self._change(lease_tried=True)
+        acting = self.acting_epoch()
+        if acting != self._acting_seen:  # gained or lost the right to act: the runner must know now
+            self._acting_seen = acting
+            self._wake_runner.set()
 
     def _write_lease(self, epoch: int, acquire: bool, cause: str = "") -> None:
         """Renew or take the Lease; `cause`, when set, makes a success a takeover."""
@@ -613,6 +633,7 @@ class ClusterAgent:
             lease_tried=shared.lease_tried,
         )
         decision = chain_decision(snapshot)
+        self._runner_pause = runner_pause(decision, self.poll_interval)
         if decision.failed_member is not None:
             self.stepping_down, self.stepping_down_for = decision.stepping_down, decision.failed_member
         self._note("runner", decision)
@@ -1002,7 +1023,14 @@ class ClusterAgent:
         with self._lock:
             sync, lists = sync_for_lease_write(self._shared.sync, action, self.runner.postgres is not None)
             self._shared = replace(self._shared, sync=lists)
-        record = self.kube.write_lease(self.name, target, epoch, acquire=target is not None, sync_standbys=sync)
+        try:
+            record = self.kube.write_lease(self.name, target, epoch, acquire=target is not None, sync_standbys=sync)
+        except Unavailable:
+            # No answer: the write may have landed and the target may act at the next epoch
+            # already. This node stops acting on its own; if the Lease still names it, its
+            # keeper reclaims it with a guarded update, which fails if the write did land.
+            self._change(holding=None)
+            raise
         self._change(
             holding=None,
             lease=LeaseView(

@@ -658,6 +658,19 @@ def restart_limit_reached(s: ChainSnapshot) -> bool:
     return bool(s.failed) and s.restarts_in_window >= s.restart_limit and bool(successors(s))
 
 
+# How long a chain runner that only waits sleeps before it looks again, unless woken.
+IDLE_PAUSE_SECONDS = 0.5
+
+
+def runner_pause(decision: Decision, poll_interval: float) -> float:
+    """How long the chain runner waits for a wake before its next tick: `poll_interval` while
+    it acts, IDLE_PAUSE_SECONDS once it only waits. What a waiting runner waits for wakes it
+    at once: the keeper (a Lease written, the Lease seen to change, the right to act gained or
+    lost), the monitor (a failed check), the discovery loop (a new intent or spec). A node
+    with a hundred clusters then ticks a few hundred runners a second, not a thousand."""
+    return IDLE_PAUSE_SECONDS if decision.action is Action.WAIT else poll_interval
+
+
 def chain_decision(s: ChainSnapshot) -> Decision:
     """What the chain runner does next on this node, and why."""
     decision = _chain_decision(s)

@@ -33,6 +33,7 @@ from tandem_agent.core import (
     lease_decision,
     may_act,
     not_synchronous,
+    runner_pause,
     standby_lag,
     sync_for_lease_write,
     sync_step,
@@ -84,6 +85,7 @@ class SimAgent:
         self.eligibility = Eligibility(False, NOT_OBSERVED_YET)
         self.last_takeover_seen_at: float | None = None
         self.first_lease_attempt_done = False
+        self.acting_seen: int | None = None  # the keeper's last acting_epoch()
         self.sync = SyncLists()  # its to_publish and configured (fix 2 uses lease_write_in_flight)
         self.lease_write_in_flight = False
         self.lag_when_streaming: float | None = None
@@ -122,6 +124,7 @@ class SimAgent:
             self.last_takeover_seen_at = now
         if not same:
             self.lease = LeaseView(record.holder, record.epoch, rv, now, record.sync_standbys)
+            self.world.wake_runner(self)
 
     def keeper(self) -> Loop:
         variant = self.world.variant
@@ -165,6 +168,10 @@ class SimAgent:
                 self.world.reboot(self.node, f"fenced by its agent: {decision.reason}")
                 return
             self.first_lease_attempt_done = True
+            acting = self.acting_epoch()
+            if acting != self.acting_seen:  # as agent.py: gained or lost the right to act
+                self.acting_seen = acting
+                self.world.wake_runner(self)
             yield Sleep(POLL_INTERVAL)
 
     def _write_lease(self, epoch: int, acquire: bool) -> Loop:
@@ -231,7 +238,7 @@ class SimAgent:
                 self.world.trace.add(self.name, f"runner: {decision.action.value} stopped: {type(exc).__name__} {exc}")
             self._observe_node()
             yield from self._keep_synchronous_standbys()
-            yield WaitWake(POLL_INTERVAL)
+            yield WaitWake(runner_pause(decision, POLL_INTERVAL))
 
     def _execute(self, decision: Decision) -> Loop:
         action, world, node = decision.action, self.world, self.node
@@ -282,7 +289,11 @@ class SimAgent:
         if self.cached is None:
             raise Unavailable(None, "the Lease was never read")
         sync, lists = sync_for_lease_write(self.sync, action, True)
-        record = yield Call(WriteLease(target, epoch, sync, self.cached))
+        try:
+            record = yield Call(WriteLease(target, epoch, sync, self.cached))
+        except Unavailable:
+            self.holding = None  # as agent.py: the write may have landed
+            raise
         self.cached = record
         self.sync = lists
         self.holding = None

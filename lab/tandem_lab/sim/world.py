@@ -482,6 +482,8 @@ class World:
                 return
             if self.api.reachable(node.name):
                 node.switchover_seen = switchover
+                if node.agent is not None:  # as agent.py: a new intent wakes the runner
+                    self.wake_runner(node.agent)
             else:
                 self._deliver_intent(node, switchover, version)
 
