@@ -259,7 +259,8 @@ class ClusterAgent:
         )
         self._stop = threading.Event()
         self._wake_runner = threading.Event()
-        self._runner_pause = poll_interval  # core.runner_pause of its last decision
+        self._runner_pause = poll_interval  # core.runner_pause of its last tick
+        self._syncing = False  # the last tick found a sync_step due
         self._acting_seen: int | None = None  # the keeper's last acting_epoch()
         # The keeper's own.
         self.last_takeover_seen_at: float | None = None
@@ -633,7 +634,6 @@ class ClusterAgent:
             lease_tried=shared.lease_tried,
         )
         decision = chain_decision(snapshot)
-        self._runner_pause = runner_pause(decision, self.poll_interval)
         if decision.failed_member is not None:
             self.stepping_down, self.stepping_down_for = decision.stepping_down, decision.failed_member
         self._note("runner", decision)
@@ -654,6 +654,7 @@ class ClusterAgent:
         pg = self._postgres_status()
         self._observe_node(pg)
         pg = self._keep_synchronous_standbys(pg)
+        self._runner_pause = runner_pause(decision, self.poll_interval, self._syncing)
         self._report(decision, message, pg)
 
     def _apply_offered_spec(self) -> None:
@@ -707,6 +708,7 @@ class ClusterAgent:
         synchronous ones, on the Lease and in PostgreSQL (see `core.sync_step`), from `pg`,
         PostgreSQL's status. Returns its status after the step (read again when the step
         reconfigured it)."""
+        self._syncing = False
         postgres = self.runner.postgres
         if postgres is None or self.runner.state is not ChainState.UP or self.acting_epoch() is None:
             return pg
@@ -723,6 +725,7 @@ class ClusterAgent:
             queued=sync.to_publish,
             in_flight=sync.in_flight,
         )
+        self._syncing = step.publish is not None or step.configure is not None
         if step.publish is not None:
             before = (*(lease.sync_standbys or ()), *(sync.to_publish or ()))
             if leaving := tuple(sorted({n for n in before if n not in step.publish})):

@@ -662,13 +662,15 @@ def restart_limit_reached(s: ChainSnapshot) -> bool:
 IDLE_PAUSE_SECONDS = 0.5
 
 
-def runner_pause(decision: Decision, poll_interval: float) -> float:
+def runner_pause(decision: Decision, poll_interval: float, syncing: bool = False) -> float:
     """How long the chain runner waits for a wake before its next tick: `poll_interval` while
-    it acts, IDLE_PAUSE_SECONDS once it only waits. What a waiting runner waits for wakes it
-    at once: the keeper (a Lease written, the Lease seen to change, the right to act gained or
-    lost), the monitor (a failed check), the discovery loop (a new intent or spec). A node
-    with a hundred clusters then ticks a few hundred runners a second, not a thousand."""
-    return IDLE_PAUSE_SECONDS if decision.action is Action.WAIT else poll_interval
+    it acts or brings its synchronous standbys in line (`syncing`: a `sync_step` is due, each
+    taken on a tick of its own), IDLE_PAUSE_SECONDS once it only waits. What a waiting runner
+    waits for wakes it at once: the keeper (a Lease written, the Lease seen to change, the
+    right to act gained or lost), the monitor (a failed check), the discovery loop (a new
+    intent or spec). A node with a hundred clusters then ticks a few hundred runners a
+    second, not a thousand."""
+    return IDLE_PAUSE_SECONDS if decision.action is Action.WAIT and not syncing else poll_interval
 
 
 def chain_decision(s: ChainSnapshot) -> Decision:

@@ -67,6 +67,16 @@ def test_a_reset_in_a_write_burst_loses_no_acknowledged_file(lab: LabCluster, bu
             "mail1's disk resynced from mail2",
         )
         assert missing_files(lab, "mail2", burst.acked_files()) == []
+        # A switchover needs mail1 listed as a synchronous standby on the Lease, which comes
+        # after its PostgreSQL caught up, not with the volume's resync.
+        wait_until(
+            lambda: (
+                replicating(lab, "mail", "mail2", ["mail1"])
+                and node_report(lab, "mail", "mail1").get("eligible") is True
+            ),
+            60,
+            "mail1 an eligible synchronous standby",
+        )
         result = kubectl_tandem(lab, "switchover", "mail", "--to", "mail1", "--wait")
         assert result.returncode == 0, result.stdout + result.stderr
         burst.file_stored_by("mail1", timeout=30)

@@ -28,6 +28,12 @@ def test_a_runner_that_only_waits_looks_again_after_the_idle_pause() -> None:
     assert runner_pause(Decision(Action.WAIT, "standby"), POLL) == IDLE_PAUSE_SECONDS > POLL
 
 
+def test_a_primary_bringing_its_synchronous_standbys_in_line_keeps_the_poll_interval() -> None:
+    """Each sync_step (configure PostgreSQL, wait for the joiner's flush, publish on the Lease)
+    takes a tick: at the idle pause a rejoined standby would be listed seconds later."""
+    assert runner_pause(Decision(Action.WAIT, "primary at epoch 2"), POLL, syncing=True) == POLL
+
+
 def holder(cluster_agent: ClusterAgent, renewed_ago: float = 0.0) -> None:
     now = time.monotonic()
     cluster_agent._change(lease=LeaseView("mail1", 7, "5", now), holding=Holding(7, now - renewed_ago))

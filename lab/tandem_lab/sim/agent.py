@@ -86,6 +86,7 @@ class SimAgent:
         self.last_takeover_seen_at: float | None = None
         self.first_lease_attempt_done = False
         self.acting_seen: int | None = None  # the keeper's last acting_epoch()
+        self.syncing = False  # the runner's last tick found a sync_step due
         self.sync = SyncLists()  # its to_publish and configured (fix 2 uses lease_write_in_flight)
         self.lease_write_in_flight = False
         self.lag_when_streaming: float | None = None
@@ -238,7 +239,7 @@ class SimAgent:
                 self.world.trace.add(self.name, f"runner: {decision.action.value} stopped: {type(exc).__name__} {exc}")
             self._observe_node()
             yield from self._keep_synchronous_standbys()
-            yield WaitWake(runner_pause(decision, POLL_INTERVAL))
+            yield WaitWake(runner_pause(decision, POLL_INTERVAL, self.syncing))
 
     def _execute(self, decision: Decision) -> Loop:
         action, world, node = decision.action, self.world, self.node
@@ -326,6 +327,7 @@ class SimAgent:
 
     def _keep_synchronous_standbys(self) -> Loop:
         node = self.node
+        self.syncing = False
         if (
             self.chain is not ChainState.UP
             or self.acting_epoch() is None
@@ -335,6 +337,7 @@ class SimAgent:
             return
         streaming = self.world.streaming_standbys(node)
         step = sync_step(self.lease.sync_standbys or (), self.sync.configured, streaming)
+        self.syncing = step.publish is not None or step.configure is not None  # as agent.py
         if step.publish is not None:
             joining = set(step.publish) - set(self.lease.sync_standbys or ())
             if joining and self.world.variant != "agent-as-is" and not self.world.caught_up(node, joining):
