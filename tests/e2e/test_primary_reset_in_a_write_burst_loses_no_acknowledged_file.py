@@ -29,19 +29,23 @@ def burst(lab: LabCluster, tmp_path: Path) -> Iterator[Client]:
         client.stop()
 
 
+def wait_eligible_standby(lab: LabCluster, primary: str, standby: str) -> None:
+    """Until `standby` may take over from `primary`: listed as synchronous and eligible."""
+    wait_until(
+        lambda: (
+            replicating(lab, "mail", primary, [standby]) and node_report(lab, "mail", standby).get("eligible") is True
+        ),
+        60,
+        f"{standby} an eligible synchronous standby",
+    )
+
+
 def test_a_reset_in_a_write_burst_loses_no_acknowledged_file(lab: LabCluster, burst: Client) -> None:
     with checked(lab, burst, vip()):
         wait_until(lambda: len(burst.acked_files()) >= 100, 60, "a burst of files under way")
         # checked() saw the pair replicating, but a standby still rejoining can look so for a
         # moment and then restart its PostgreSQL: reset only once mail2 may take over.
-        wait_until(
-            lambda: (
-                replicating(lab, "mail", "mail1", ["mail2"])
-                and node_report(lab, "mail", "mail2").get("eligible") is True
-            ),
-            60,
-            "mail2 an eligible synchronous standby",
-        )
+        wait_eligible_standby(lab, "mail1", "mail2")
         reset = time.monotonic()
         # Off for 5 s, longer than the 3 s lease: back sooner, mail1 would keep its Lease.
         lab.reset("mail1", "e2e: power cut in a write burst", off_seconds=5.0)
@@ -69,14 +73,7 @@ def test_a_reset_in_a_write_burst_loses_no_acknowledged_file(lab: LabCluster, bu
         assert missing_files(lab, "mail2", burst.acked_files()) == []
         # A switchover needs mail1 listed as a synchronous standby on the Lease, which comes
         # after its PostgreSQL caught up, not with the volume's resync.
-        wait_until(
-            lambda: (
-                replicating(lab, "mail", "mail2", ["mail1"])
-                and node_report(lab, "mail", "mail1").get("eligible") is True
-            ),
-            60,
-            "mail1 an eligible synchronous standby",
-        )
+        wait_eligible_standby(lab, "mail2", "mail1")
         result = kubectl_tandem(lab, "switchover", "mail", "--to", "mail1", "--wait")
         assert result.returncode == 0, result.stdout + result.stderr
         burst.file_stored_by("mail1", timeout=30)
